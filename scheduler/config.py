@@ -1,0 +1,516 @@
+"""The TOML config: accounts, weekly posting slots, policies. See docs/configuration.md.
+
+Loading validates everything and reports every problem with its file, line and key path; a
+secret is never read from the file itself, only a reference to where it lives.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import platformdirs
+
+from scheduler.errors import InvalidInput, Problem, SmmError
+from scheduler.timeutil import LocalTimeError, parse_clock_time, parse_duration, zone
+
+APP_NAME = "smm-scheduler"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SLOT_GROUPS = {
+    "daily": tuple(range(7)),
+    "weekdays": tuple(range(5)),
+    "weekend": (5, 6),
+    **{d: (i,) for i, d in enumerate(WEEKDAYS)},
+}
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class CredentialError(SmmError):
+    """A credential reference points at nothing. The message never contains the secret."""
+
+
+@dataclass(frozen=True)
+class CredentialRef:
+    """Where a secret lives: an environment variable, a file, or a systemd credential."""
+
+    kind: str  # "env" | "file" | "credential"
+    name: str
+
+    def describe(self) -> str:
+        return {"env": "environment variable", "file": "file", "credential": "systemd credential"}[
+            self.kind
+        ] + f" {self.name}"
+
+    def available(self) -> bool:
+        """True when the secret can be read (without reading it into anything that is kept)."""
+        try:
+            self.resolve()
+        except CredentialError:
+            return False
+        return True
+
+    def resolve(self) -> str:
+        """The secret itself. Callers must hand it only to the network plugin."""
+        if self.kind == "env":
+            value = os.environ.get(self.name)
+            if not value:
+                raise CredentialError(f"environment variable {self.name} is not set")
+            return value
+        if self.kind == "file":
+            path = Path(self.name).expanduser()
+        else:
+            creds_dir = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not creds_dir:
+                raise CredentialError(
+                    f"systemd credential {self.name}: CREDENTIALS_DIRECTORY is not set "
+                    "(run under systemd with LoadCredential=)"
+                )
+            path = Path(creds_dir) / self.name
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise CredentialError(f"cannot read {self.describe()}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class Policies:
+    """How the daemon treats lateness and failures."""
+
+    misfire_grace: timedelta = timedelta(minutes=15)
+    max_attempts: int = 5
+    backoff_base: timedelta = timedelta(seconds=30)
+    backoff_max: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """One account: which network, which zone, how to authenticate, when to post."""
+
+    name: str
+    platform: str
+    timezone: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    credentials: Mapping[str, CredentialRef] = field(default_factory=dict)
+    #: weekday (0 = Monday) -> sorted local times
+    slots: Mapping[int, tuple[time, ...]] = field(default_factory=dict)
+    policies: Policies = field(default_factory=Policies)
+    enabled: bool = True
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    """Tuning of the long-running service."""
+
+    tick: timedelta = timedelta(seconds=5)
+    lease: timedelta = timedelta(minutes=2)
+    batch_size: int = 200
+    shutdown_deadline: timedelta = timedelta(seconds=20)
+    publish_timeout: timedelta = timedelta(seconds=60)
+    concurrency: int = 32
+
+
+@dataclass(frozen=True)
+class ERSettings:
+    """The engagement-rate loop's knobs (docs/er.md)."""
+
+    half_life: timedelta = timedelta(days=14)
+    floor: float = 0.10
+    ceiling: float = 0.60
+    max_change: float = 0.10
+    min_posts: int = 5
+    frozen: bool = False
+    ages: tuple[timedelta, ...] = (timedelta(hours=24), timedelta(hours=72))
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole config, validated."""
+
+    path: Path | None
+    accounts: Mapping[str, AccountConfig]
+    policies: Policies = field(default_factory=Policies)
+    database_url: str | None = None
+    log_level: str = "info"
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    er: ERSettings = field(default_factory=ERSettings)
+    metrics_listen: str | None = None
+    plugins: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "<defaults>"
+
+
+def default_config_path() -> Path | None:
+    """The first config that exists: ``$XDG_CONFIG_HOME/smm-scheduler/config.toml``, then /etc."""
+    for candidate in (
+        Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml",
+        Path("/etc") / APP_NAME / "config.toml",
+    ):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+class _Reader:
+    """Walks the parsed TOML, collecting problems with key paths and best-effort line numbers."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.lines = text.splitlines()
+        self.problems: list[Problem] = []
+
+    def line_of(self, path: str) -> int | None:
+        """Find the line that defines ``path`` (``a.b.c``): its table header, then the key."""
+        parts = re.split(r"\.(?![^\[]*\])", re.sub(r"\[\d+\]$", "", path))
+        best: int | None = None
+        # Walk down: find the deepest table header that is a prefix, then the key under it.
+        for depth in range(len(parts), 0, -1):
+            header = ".".join(parts[:depth])
+            pat = re.compile(r"^\s*\[\[?\s*" + re.escape(header) + r"\s*\]\]?\s*(#.*)?$")
+            for i, line in enumerate(self.lines):
+                if pat.match(line):
+                    best = i + 1
+                    rest = parts[depth:]
+                    if not rest:
+                        return best
+                    key = re.compile(r"^\s*" + re.escape(rest[0]) + r"\s*[=.]")
+                    for j in range(i + 1, len(self.lines)):
+                        if self.lines[j].lstrip().startswith("["):
+                            break
+                        if key.match(self.lines[j]):
+                            return j + 1
+                    return best
+        key = re.compile(r"^\s*" + re.escape(parts[0]) + r"\s*[=.]")
+        for i, line in enumerate(self.lines):
+            if key.match(line):
+                return i + 1
+        return best
+
+    def problem(self, path: str, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(self.file, self.line_of(path), path, message, hint))
+
+    def unknown_keys(self, path: str, table: Mapping[str, Any], known: set[str]) -> None:
+        for key in table:
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                hint = (
+                    f"did you mean {close[0]!r}?"
+                    if close
+                    else "known keys: " + ", ".join(sorted(known))
+                )
+                self.problem(f"{path}.{key}" if path else key, f"unknown key {key!r}", hint)
+
+    def table(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
+        value = parent.get(key, {})
+        if not isinstance(value, dict):
+            self.problem(path, f"{key} must be a table", f"write it as [{path}]")
+            return {}
+        return value
+
+    def duration(
+        self, table: Mapping[str, Any], key: str, path: str, default: timedelta
+    ) -> timedelta:
+        if key not in table:
+            return default
+        try:
+            return parse_duration(table[key])
+        except ValueError as exc:
+            self.problem(f"{path}.{key}" if path else key, str(exc), "examples: 90s, 15m, 1h30m")
+            return default
+
+    def number(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        path: str,
+        default: Any,
+        *,
+        kind: type = int,
+        low: float | None = None,
+        high: float | None = None,
+    ) -> Any:
+        if key not in table:
+            return default
+        value = table[key]
+        where = f"{path}.{key}" if path else key
+        ok_types = (int, float) if kind is float else (int,)
+        if isinstance(value, bool) or not isinstance(value, ok_types):
+            self.problem(where, f"must be a number, got {value!r}")
+            return default
+        if (low is not None and value < low) or (high is not None and value > high):
+            self.problem(where, f"{value} is out of range [{low}, {high}]")
+            return default
+        return kind(value)
+
+    def boolean(self, table: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            self.problem(f"{path}.{key}", f"must be true or false, got {value!r}")
+            return default
+        return value
+
+
+_POLICY_KEYS = {"misfire_grace", "max_attempts", "backoff_base", "backoff_max"}
+
+
+def _policies(r: _Reader, table: Mapping[str, Any], path: str, base: Policies) -> Policies:
+    r.unknown_keys(path, table, _POLICY_KEYS)
+    return Policies(
+        misfire_grace=r.duration(table, "misfire_grace", path, base.misfire_grace),
+        max_attempts=r.number(table, "max_attempts", path, base.max_attempts, low=1, high=100),
+        backoff_base=r.duration(table, "backoff_base", path, base.backoff_base),
+        backoff_max=r.duration(table, "backoff_max", path, base.backoff_max),
+    )
+
+
+def _credential(r: _Reader, value: Any, path: str) -> CredentialRef | None:
+    hint = (
+        'reference the secret instead: { env = "VAR" }, { file = "/path" } or '
+        '{ credential = "name" } (systemd LoadCredential)'
+    )
+    if isinstance(value, str):
+        # The value itself may be a secret: never echo it.
+        r.problem(path, "a secret must not be written in the config", hint)
+        return None
+    if not isinstance(value, dict) or len(value) != 1:
+        r.problem(path, "a credential must name exactly one source", hint)
+        return None
+    ((kind, name),) = value.items()
+    if kind not in ("env", "file", "credential") or not isinstance(name, str) or not name:
+        r.problem(path, f"unknown credential source {kind!r}", hint)
+        return None
+    return CredentialRef(kind, name)
+
+
+def _slots(r: _Reader, table: Mapping[str, Any], path: str) -> dict[int, tuple[time, ...]]:
+    out: dict[int, set[time]] = {}
+    for key, value in table.items():
+        where = f"{path}.{key}"
+        if key not in _SLOT_GROUPS:
+            close = difflib.get_close_matches(key, list(_SLOT_GROUPS), n=1)
+            r.problem(
+                where,
+                f"unknown day {key!r}",
+                f"did you mean {close[0]!r}?"
+                if close
+                else "use mon..sun, weekdays, weekend or daily",
+            )
+            continue
+        if not isinstance(value, list):
+            r.problem(where, "slots must be a list of times", 'write e.g. ["09:00", "17:30"]')
+            continue
+        for i, item in enumerate(value):
+            if isinstance(item, time):
+                t = item
+            else:
+                try:
+                    t = parse_clock_time(str(item))
+                except ValueError as exc:
+                    r.problem(f"{where}[{i}]", str(exc), 'write times as "HH:MM", e.g. "09:30"')
+                    continue
+            for day in _SLOT_GROUPS[key]:
+                out.setdefault(day, set()).add(t)
+    return {day: tuple(sorted(times)) for day, times in sorted(out.items())}
+
+
+_ACCOUNT_KEYS = {
+    "platform",
+    "timezone",
+    "options",
+    "credentials",
+    "slots",
+    "policies",
+    "enabled",
+}
+
+
+def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig | None:
+    path = f"accounts.{name}"
+    if not isinstance(table, dict):
+        r.problem(path, "an account must be a table", f"write it as [{path}]")
+        return None
+    if not _ACCOUNT_NAME.match(name):
+        r.problem(path, f"bad account name {name!r}", "use letters, digits, _ . and -")
+    r.unknown_keys(path, table, _ACCOUNT_KEYS)
+    ok = True
+    platform = table.get("platform")
+    if not isinstance(platform, str) or not platform:
+        r.problem(f"{path}.platform", "missing platform", 'e.g. platform = "mastodon"')
+        ok = False
+    tzname = table.get("timezone")
+    if not isinstance(tzname, str):
+        r.problem(f"{path}.timezone", "missing time zone", 'e.g. timezone = "Europe/Riga"')
+        ok = False
+    else:
+        try:
+            zone(tzname)
+        except LocalTimeError as exc:
+            r.problem(f"{path}.timezone", str(exc), exc.hint)
+            ok = False
+    options = r.table(table, "options", f"{path}.options")
+    creds: dict[str, CredentialRef] = {}
+    for key, value in r.table(table, "credentials", f"{path}.credentials").items():
+        ref = _credential(r, value, f"{path}.credentials.{key}")
+        if ref:
+            creds[key] = ref
+    for key, value in options.items():
+        if re.search(r"(token|secret|password|api_key)", key, re.I) and isinstance(value, str):
+            r.problem(
+                f"{path}.options.{key}",
+                "this looks like a secret written inline",
+                f"move it to [{path}.credentials] as a reference",
+            )
+    slots = _slots(r, r.table(table, "slots", f"{path}.slots"), f"{path}.slots")
+    policies = _policies(
+        r, r.table(table, "policies", f"{path}.policies"), f"{path}.policies", base
+    )
+    enabled = r.boolean(table, "enabled", path, True)
+    if not ok:
+        return None
+    assert isinstance(platform, str)
+    assert isinstance(tzname, str)
+    return AccountConfig(
+        name=name,
+        platform=platform,
+        timezone=tzname,
+        options=dict(options),
+        credentials=creds,
+        slots=slots,
+        policies=policies,
+        enabled=enabled,
+    )
+
+
+_TOP_KEYS = {"database", "logging", "policies", "daemon", "er", "metrics", "plugins", "accounts"}
+
+
+def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
+    """Validate ``text`` (the TOML source of ``file``); raise InvalidInput listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise InvalidInput(
+            [Problem(file, int(m.group(1)) if m else None, None, f"not valid TOML: {exc}")],
+            "config",
+        ) from None
+    r = _Reader(file, text)
+    r.unknown_keys("", data, _TOP_KEYS)
+
+    db = r.table(data, "database", "database")
+    r.unknown_keys("database", db, {"url"})
+    database_url = db.get("url")
+    if database_url is not None and not isinstance(database_url, str):
+        r.problem("database.url", "must be a string")
+        database_url = None
+
+    logging_t = r.table(data, "logging", "logging")
+    r.unknown_keys("logging", logging_t, {"level"})
+    level = str(logging_t.get("level", "info")).lower()
+    if level not in ("debug", "info", "warning", "error"):
+        r.problem("logging.level", f"unknown level {level!r}", "debug, info, warning or error")
+        level = "info"
+
+    policies = _policies(r, r.table(data, "policies", "policies"), "policies", Policies())
+
+    d = r.table(data, "daemon", "daemon")
+    r.unknown_keys(
+        "daemon",
+        d,
+        {"tick", "lease", "batch_size", "shutdown_deadline", "publish_timeout", "concurrency"},
+    )
+    dd = DaemonSettings()
+    daemon = DaemonSettings(
+        tick=r.duration(d, "tick", "daemon", dd.tick),
+        lease=r.duration(d, "lease", "daemon", dd.lease),
+        batch_size=r.number(d, "batch_size", "daemon", dd.batch_size, low=1, high=10000),
+        shutdown_deadline=r.duration(d, "shutdown_deadline", "daemon", dd.shutdown_deadline),
+        publish_timeout=r.duration(d, "publish_timeout", "daemon", dd.publish_timeout),
+        concurrency=r.number(d, "concurrency", "daemon", dd.concurrency, low=1, high=1000),
+    )
+
+    e = r.table(data, "er", "er")
+    r.unknown_keys(
+        "er", e, {"half_life", "floor", "ceiling", "max_change", "min_posts", "frozen", "ages"}
+    )
+    de = ERSettings()
+    ages = de.ages
+    if "ages" in e:
+        if isinstance(e["ages"], list) and e["ages"]:
+            try:
+                ages = tuple(parse_duration(a) for a in e["ages"])
+            except ValueError as exc:
+                r.problem("er.ages", str(exc), 'e.g. ages = ["24h", "72h"]')
+        else:
+            r.problem("er.ages", "must be a non-empty list of durations", 'e.g. ["24h", "72h"]')
+    er = ERSettings(
+        half_life=r.duration(e, "half_life", "er", de.half_life),
+        floor=r.number(e, "floor", "er", de.floor, kind=float, low=0, high=1),
+        ceiling=r.number(e, "ceiling", "er", de.ceiling, kind=float, low=0, high=1),
+        max_change=r.number(e, "max_change", "er", de.max_change, kind=float, low=0, high=1),
+        min_posts=r.number(e, "min_posts", "er", de.min_posts, low=0, high=10000),
+        frozen=r.boolean(e, "frozen", "er", de.frozen),
+        ages=ages,
+    )
+    if er.floor > er.ceiling:
+        r.problem("er.floor", "floor is above ceiling", "keep floor <= ceiling")
+
+    metrics = r.table(data, "metrics", "metrics")
+    r.unknown_keys("metrics", metrics, {"listen"})
+    listen = metrics.get("listen")
+    if listen is not None and (not isinstance(listen, str) or ":" not in listen):
+        r.problem("metrics.listen", f"bad address {listen!r}", 'e.g. listen = "127.0.0.1:9464"')
+        listen = None
+
+    accounts: dict[str, AccountConfig] = {}
+    for name, table in r.table(data, "accounts", "accounts").items():
+        acc = _account(r, name, table, policies)
+        if acc:
+            accounts[name] = acc
+
+    if r.problems:
+        raise InvalidInput(r.problems, f"config {file}")
+    return Config(
+        path=path,
+        accounts=accounts,
+        policies=policies,
+        database_url=database_url,
+        log_level=level,
+        daemon=daemon,
+        er=er,
+        metrics_listen=listen,
+        plugins=dict(r.table(data, "plugins", "plugins")),
+    )
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the config file at ``path``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InvalidInput([Problem(str(p), None, None, "file not found")], "config") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput([Problem(str(p), None, None, f"cannot read: {exc}")], "config") from None
+    return parse_config(text, str(p), path=p)
+
+
+def empty_config() -> Config:
+    """A config with no accounts (for commands that only need the database)."""
+    return Config(path=None, accounts={})

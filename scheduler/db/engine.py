@@ -1,0 +1,99 @@
+"""Connecting to the database: SQLite embedded by default, PostgreSQL for several daemons."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from scheduler.errors import SmmError
+
+APP_NAME = "smm-scheduler"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def default_database_url() -> str:
+    """SQLite in the service's StateDirectory under systemd, else the XDG per-user data dir."""
+    state_dir = os.environ.get("STATE_DIRECTORY")
+    base = Path(state_dir.split(":")[0]) if state_dir else Path(platformdirs.user_data_dir(APP_NAME))
+    return f"sqlite:///{base / 'smm.db'}"
+
+
+def resolve_database_url(cli_url: str | None, config_url: str | None) -> str:
+    """``--db`` / ``SMM_DATABASE_URL`` win over the config's ``[database] url``, then the default."""
+    return cli_url or os.environ.get("SMM_DATABASE_URL") or config_url or default_database_url()
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password masked, fit for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event, not the driver, decide when transactions start, so
+        # a claim can use BEGIN IMMEDIATE (take the write lock up front, no upgrade deadlock).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA foreign_keys = ON")
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url`` with the project's connection settings applied."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SmmError(
+            f"cannot read database URL {url!r}",
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:":
+            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            parsed,
+            echo=echo,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+        )
+        _sqlite_setup(engine)
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            raise SmmError(
+                f"unsupported PostgreSQL driver {parsed.get_driver_name()!r}: "
+                "use a postgresql+psycopg:// URL"
+            )
+        return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    raise SmmError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+@contextmanager
+def immediate(engine: Engine) -> Iterator[Connection]:
+    """A write transaction that takes SQLite's write lock at BEGIN (a plain one elsewhere)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn

@@ -1,0 +1,69 @@
+"""Schema versions: Alembic, driven from code (no alembic.ini needed at run time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect
+
+from scheduler.errors import DatabaseNotReady
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def alembic_config(url: str | None = None) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if url:
+        cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Bring the schema to ``revision``; return (before, after)."""
+    before = current_revision(engine)
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return before, current_revision(engine) or ""
+
+
+def ensure_schema(engine: Engine, *, create: bool = True) -> None:
+    """Create the schema in an empty database; refuse to run on an outdated one.
+
+    An empty database is set up on first use so that ``smm plan import`` works right after
+    install; an older schema is never upgraded behind the operator's back.
+    """
+    current = current_revision(engine)
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        tables = inspect(engine).get_table_names()
+        if tables:
+            raise DatabaseNotReady(
+                "the database has tables but no schema version; is it an smm-scheduler database?"
+            )
+        if create:
+            upgrade(engine)
+            return
+        raise DatabaseNotReady("the database is not initialised: run `smm init`")
+    raise DatabaseNotReady(
+        f"the database schema is at {current}, this version needs {head}: run `smm db upgrade`"
+    )

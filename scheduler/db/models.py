@@ -1,0 +1,238 @@
+"""The tables. The posts table *is* the queue (see docs/concepts.md).
+
+Every column the daemon, the plugins and the ER loop need is here, so that later features add
+behaviour, not schema churn. Times are UTC (``UTCDateTime``); free-form lists and network
+payloads are JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from scheduler.db.types import UTCDateTime
+
+
+class PostState(enum.StrEnum):
+    """Where a post is in its life. See docs/concepts.md for the transitions."""
+
+    QUEUED = "queued"
+    CLAIMED = "claimed"
+    RETRY_WAIT = "retry_wait"
+    PUBLISHED = "published"
+    FAILED = "failed"
+    UNCONFIRMED = "unconfirmed"
+    MISSED = "missed"
+    CANCELLED = "cancelled"
+    PAUSED = "paused"
+
+
+#: States a post can still leave on its own (the daemon will act on it).
+PENDING_STATES = frozenset({PostState.QUEUED, PostState.RETRY_WAIT, PostState.CLAIMED})
+#: States that only a person (or the plan) moves a post out of.
+TERMINAL_STATES = frozenset(
+    {PostState.PUBLISHED, PostState.FAILED, PostState.MISSED, PostState.CANCELLED}
+)
+
+
+class Schedule(enum.StrEnum):
+    """How a post got its due time."""
+
+    FIXED = "fixed"  # the plan (or `queue reschedule`) gave an exact time
+    QUEUE = "queue"  # it waits in the account's queue and takes a posting slot
+
+
+class Outcome(enum.StrEnum):
+    """The class of one attempt's result: the error taxonomy plus success."""
+
+    PUBLISHED = "published"
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    AUTH_EXPIRED = "auth_expired"
+    REJECTED = "rejected"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+    PLUGIN_ERROR = "plugin_error"  # the plugin raised, hung or returned garbage
+    ABANDONED = "abandoned"  # the lease expired mid-attempt (crash); settled by rescue
+
+
+def _utc(**kw: Any) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, **kw)
+
+
+class Account(SQLModel, table=True):
+    """A network account as the database knows it; name, platform and zone mirror the config."""
+
+    __tablename__ = "accounts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    platform: str = Field(max_length=50)
+    timezone: str = Field(max_length=64)
+    paused: bool = Field(default=False)
+    paused_reason: str | None = Field(default=None)
+    #: ``ok`` or ``expired`` (set when the network says the credentials no longer work).
+    auth_state: str = Field(default="ok", max_length=20)
+    token_expires_at: datetime | None = _utc()
+    followers: int | None = Field(default=None, sa_type=BigInteger)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Post(SQLModel, table=True):
+    """One post of the plan, and the queue entry that carries it to the network."""
+
+    __tablename__ = "posts"
+    __table_args__ = (
+        Index("ix_posts_state_next", "state", "next_attempt_at"),
+        Index("ix_posts_account_state", "account_id", "state"),
+        Index("ix_posts_lease", "state", "lease_expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: The plan's stable ``id`` for the item; re-imports reconcile on it.
+    key: str = Field(unique=True, max_length=200)
+    account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
+    content_type: str = Field(max_length=100, index=True)
+    text: str
+    media: list[str] = Field(default_factory=list, sa_type=JSON)
+    link: str | None = None
+    tags: list[str] = Field(default_factory=list, sa_type=JSON)
+    evergreen: bool = False
+    schedule: str = Field(default=Schedule.QUEUE, max_length=10)
+    #: Position in the plan; orders the account's queue until the ER loop reorders it.
+    plan_order: int = 0
+    #: Where the item came from, e.g. ``plan.yaml:12`` (for messages).
+    source: str | None = None
+    #: Hash of the plan fields, to tell a changed item on re-import.
+    content_hash: str = Field(max_length=64)
+    state: str = Field(default=PostState.QUEUED, max_length=20)
+    due_at: datetime | None = _utc()
+    #: When the daemon may next take the post: ``due_at``, or the retry time.
+    next_attempt_at: datetime | None = _utc()
+    #: Sent with every attempt so that a network that honours it never posts twice.
+    idempotency_key: str = Field(unique=True, max_length=64)
+    attempt_count: int = 0
+    lease_owner: str | None = Field(default=None, max_length=200)
+    lease_expires_at: datetime | None = _utc()
+    remote_id: str | None = Field(default=None, max_length=200)
+    remote_url: str | None = None
+    published_at: datetime | None = _utc()
+    followers_at_publish: int | None = Field(default=None, sa_type=BigInteger)
+    last_error: str | None = None
+    error_class: str | None = Field(default=None, max_length=20)
+    #: How many times an evergreen post has been recycled.
+    repeat_count: int = 0
+    #: For recycled evergreen posts, the post they repeat.
+    recycled_from_id: int | None = Field(
+        default=None, sa_column=Column(Integer, ForeignKey("posts.id"), nullable=True)
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Attempt(SQLModel, table=True):
+    """One try at publishing a post, written before the network call and closed after it."""
+
+    __tablename__ = "attempts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("posts.id", ondelete="CASCADE"), nullable=False)
+    )
+    number: int
+    idempotency_key: str = Field(max_length=64)
+    owner: str = Field(max_length=200)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = _utc()
+    #: An ``Outcome`` value; NULL while the attempt is in flight.
+    outcome: str | None = Field(default=None, max_length=20)
+    #: The network's own words (or the plugin's failure), secrets redacted.
+    message: str | None = None
+    http_status: int | None = None
+    latency_ms: float | None = None
+    retry_at: datetime | None = _utc()
+
+    __table_args__ = (Index("ix_attempts_post", "post_id", "number"),)
+
+
+class MetricSnapshot(SQLModel, table=True):
+    """Engagement counters for a published post at one age. Unknown is NULL, never 0."""
+
+    __tablename__ = "metric_snapshots"
+    __table_args__ = (Index("ix_metrics_post_age", "post_id", "age_seconds"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("posts.id", ondelete="CASCADE"), nullable=False)
+    )
+    collected_at: datetime = Field(sa_type=UTCDateTime)
+    age_seconds: int
+    likes: int | None = Field(default=None, sa_type=BigInteger)
+    comments: int | None = Field(default=None, sa_type=BigInteger)
+    shares: int | None = Field(default=None, sa_type=BigInteger)
+    saves: int | None = Field(default=None, sa_type=BigInteger)
+    clicks: int | None = Field(default=None, sa_type=BigInteger)
+    reach: int | None = Field(default=None, sa_type=BigInteger)
+    impressions: int | None = Field(default=None, sa_type=BigInteger)
+    views: int | None = Field(default=None, sa_type=BigInteger)
+    followers: int | None = Field(default=None, sa_type=BigInteger)
+
+
+class ContentTypePriority(SQLModel, table=True):
+    """The current weight of a content type in an account's queue, and the evidence behind it."""
+
+    __tablename__ = "content_type_priorities"
+    __table_args__ = (UniqueConstraint("account_id", "content_type"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    )
+    content_type: str = Field(max_length=100)
+    weight: float
+    er: float | None = None
+    er_low: float | None = None
+    er_high: float | None = None
+    posts_counted: int = 0
+    demoted: bool = False
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PriorityDecision(SQLModel, table=True):
+    """One ER recompute for one account: what went in, what changed and why."""
+
+    __tablename__ = "priority_decisions"
+    __table_args__ = (Index("ix_decisions_account_time", "account_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    policy: str = Field(max_length=100)
+    inputs: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    old_weights: dict[str, float] = Field(default_factory=dict, sa_type=JSON)
+    new_weights: dict[str, float] = Field(default_factory=dict, sa_type=JSON)
+    reason: str
+    frozen: bool = False
+
+
+class DaemonHeartbeat(SQLModel, table=True):
+    """A running daemon's sign of life; lease owners are daemon ids."""
+
+    __tablename__ = "daemons"
+
+    id: str = Field(primary_key=True, max_length=200)
+    hostname: str = Field(max_length=200)
+    pid: int
+    version: str = Field(max_length=50)
+    started_at: datetime = Field(sa_type=UTCDateTime)
+    last_seen: datetime = Field(sa_type=UTCDateTime)
+    status: str = Field(default="running", max_length=200)
+
+
+metadata = SQLModel.metadata
