@@ -22,12 +22,14 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 def default_database_url() -> str:
     """SQLite in the service's StateDirectory under systemd, else the XDG per-user data dir."""
     state_dir = os.environ.get("STATE_DIRECTORY")
-    base = Path(state_dir.split(":")[0]) if state_dir else Path(platformdirs.user_data_dir(APP_NAME))
+    base = (
+        Path(state_dir.split(":")[0]) if state_dir else Path(platformdirs.user_data_dir(APP_NAME))
+    )
     return f"sqlite:///{base / 'smm.db'}"
 
 
 def resolve_database_url(cli_url: str | None, config_url: str | None) -> str:
-    """``--db`` / ``SMM_DATABASE_URL`` win over the config's ``[database] url``, then the default."""
+    """``--db``, else ``SMM_DATABASE_URL``, else the config's ``[database] url``, else default."""
     return cli_url or os.environ.get("SMM_DATABASE_URL") or config_url or default_database_url()
 
 

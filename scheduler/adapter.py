@@ -1,0 +1,322 @@
+"""The network adapter contract: what every platform plugin implements.
+
+An adapter turns a post into one network's real HTTP requests and maps every failure to a
+small taxonomy (``PublishError`` subclasses) the core knows how to handle. The core never
+looks inside a network: length counting, media rules, error codes and rate-limit headers all
+live in the adapter (docs/plugins/adapters.md).
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+
+from scheduler.config import CredentialRef
+
+__all__ = [
+    "Account",
+    "Adapter",
+    "AuthExpired",
+    "Capabilities",
+    "ErrorClass",
+    "Issue",
+    "Metrics",
+    "OutcomeUnknown",
+    "OutgoingPost",
+    "PublishError",
+    "Published",
+    "RateLimitPolicy",
+    "RateLimitStatus",
+    "RateLimited",
+    "Rejected",
+    "Transient",
+]
+
+
+# --------------------------------------------------------------------------- taxonomy
+
+
+class ErrorClass(enum.StrEnum):
+    """How the core reacts to a failure (docs/concepts.md#failures)."""
+
+    TRANSIENT = "transient"  # certainly not accepted; retry with backoff
+    RATE_LIMITED = "rate_limited"  # certainly not accepted; retry at ``retry_at``
+    AUTH_EXPIRED = "auth_expired"  # credentials no longer work; pause the account
+    REJECTED = "rejected"  # the network refused this post for good
+    OUTCOME_UNKNOWN = "outcome_unknown"  # it may have been accepted: never blindly resend
+
+
+class PublishError(Exception):
+    """A classified failure. ``message`` is the network's own words (secrets are redacted later)."""
+
+    error_class: ClassVar[ErrorClass]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        http_status: int | None = None,
+        retry_at: datetime | None = None,
+        code: str | int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.http_status = http_status
+        self.retry_at = retry_at
+        self.code = code
+
+
+class Transient(PublishError):
+    """The request certainly did not take effect (refused connection, 5xx before acceptance)."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
+class RateLimited(PublishError):
+    """The network asked us to wait; ``retry_at`` says until when (None: use backoff)."""
+
+    error_class = ErrorClass.RATE_LIMITED
+
+
+class AuthExpired(PublishError):
+    """The token is invalid, revoked or expired; a person must renew it."""
+
+    error_class = ErrorClass.AUTH_EXPIRED
+
+
+class Rejected(PublishError):
+    """The network refused this post permanently (too long, bad media, duplicate...)."""
+
+    error_class = ErrorClass.REJECTED
+
+
+class OutcomeUnknown(PublishError):
+    """The request may have reached the network (timeout after sending, dropped connection)."""
+
+    error_class = ErrorClass.OUTCOME_UNKNOWN
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class Account:
+    """The account a call is for, as the adapter sees it. Secrets are fetched on demand."""
+
+    name: str
+    platform: str
+    timezone: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    credentials: Mapping[str, CredentialRef] = field(default_factory=dict, repr=False)
+
+    def secret(self, key: str) -> str:
+        """The secret configured as ``credentials.<key>``; raises AuthExpired when missing."""
+        ref = self.credentials.get(key)
+        if ref is None:
+            raise AuthExpired(f"account {self.name}: no credential {key!r} configured")
+        from scheduler.config import CredentialError
+
+        try:
+            return ref.resolve()
+        except CredentialError as exc:
+            raise AuthExpired(f"account {self.name}: {exc}") from None
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass(frozen=True)
+class OutgoingPost:
+    """A post on its way to the network (after ``prepare_post`` transforms)."""
+
+    key: str
+    account: str
+    content_type: str
+    text: str
+    media: tuple[str, ...] = ()
+    link: str | None = None
+    tags: tuple[str, ...] = ()
+    idempotency_key: str = ""
+    due_at: datetime | None = None
+    #: Set for posts already published (metrics, lookup).
+    remote_id: str | None = None
+    remote_url: str | None = None
+    published_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    """The network accepted the post."""
+
+    remote_id: str
+    url: str | None = None
+    #: Followers of the account at publish time, when the network reports it cheaply.
+    followers: int | None = None
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Counters of one post. ``None`` means the network does not say; 0 means zero."""
+
+    remote_id: str
+    likes: int | None = None
+    comments: int | None = None
+    shares: int | None = None
+    saves: int | None = None
+    clicks: int | None = None
+    reach: int | None = None
+    impressions: int | None = None
+    views: int | None = None
+    followers: int | None = None
+
+
+@dataclass(frozen=True)
+class Issue:
+    """Why a post would be rejected by the network, found before it is sent."""
+
+    field: str
+    message: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class RateLimitPolicy:
+    """What the network allows; the dispatcher never sends faster than this."""
+
+    requests: int = 60
+    per: timedelta = timedelta(minutes=1)
+    concurrency: int = 4  # simultaneous requests per account
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    """What the last response's headers said about the budget left."""
+
+    remaining: int | None
+    reset_at: datetime | None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a network accepts and reports, declared by its adapter."""
+
+    text_limit: int
+    #: How the network counts: "characters", "graphemes", "utf16", "weighted", "url23"...
+    text_counting: str = "characters"
+    max_media: int = 4
+    media_types: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif")
+    #: True when the network honours our idempotency key (a retry cannot duplicate).
+    idempotent: bool = False
+    #: Which ``Metrics`` fields the network fills.
+    metrics: frozenset[str] = frozenset()
+    #: True when metrics include reach/impressions/views (ER by reach, else by followers).
+    has_reach: bool = False
+    rate_limit: RateLimitPolicy = field(default_factory=RateLimitPolicy)
+    #: Whether a post needs text, media, or either.
+    requires_media: bool = False
+    #: How long the network remembers an idempotency key (None: forever / not applicable).
+    idempotency_window: timedelta | None = None
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+class Adapter(ABC):
+    """One network. Subclass it, declare ``platform`` and ``capabilities``, implement ``publish``.
+
+    The core creates one adapter per platform and hands it an ``httpx.AsyncClient`` (with
+    timeouts) it must use for every request, so tests can swap in ``httpx.MockTransport``.
+    Methods other than ``publish`` have safe defaults.
+    """
+
+    #: The name accounts use in ``platform = "..."``.
+    platform: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        #: Updated from response headers by adapters that read them; the dispatcher obeys it.
+        self.rate_limit_status: dict[str, RateLimitStatus] = {}
+
+    # -- offline checks -------------------------------------------------------------------
+
+    def text_length(self, text: str) -> int:
+        """The length of ``text`` as this network counts it (default: code points)."""
+        return len(text)
+
+    def compose_text(self, post: OutgoingPost) -> str:
+        """The text as it will be sent (default: text, then link and tags when not in it)."""
+        text = post.text
+        if post.link and post.link not in text:
+            text = f"{text}\n\n{post.link}"
+        tags = [t if t.startswith("#") else f"#{t}" for t in post.tags]
+        missing = [t for t in tags if t not in text]
+        if missing:
+            text = f"{text}\n\n{' '.join(missing)}"
+        return text
+
+    def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """Problems the network would reject the post for; checked at plan import, offline."""
+        issues: list[Issue] = []
+        caps = self.capabilities
+        length = self.text_length(self.compose_text(post))
+        limit = self.text_limit(account)
+        if length > limit:
+            issues.append(
+                Issue(
+                    "text",
+                    f"{length} characters as {self.platform} counts them ({caps.text_counting}), "
+                    f"over the limit of {limit}",
+                    f"shorten it by {length - limit}",
+                )
+            )
+        if len(post.media) > caps.max_media:
+            issues.append(
+                Issue(
+                    "media",
+                    f"{len(post.media)} media files, {self.platform} takes at most "
+                    f"{caps.max_media}",
+                )
+            )
+        if caps.requires_media and not post.media:
+            issues.append(Issue("media", f"{self.platform} posts need at least one media file"))
+        return issues
+
+    def text_limit(self, account: Account) -> int:
+        """The text limit for ``account`` (an instance may raise the network's default)."""
+        return int(account.option("max_characters", self.capabilities.text_limit))
+
+    # -- network calls --------------------------------------------------------------------
+
+    @abstractmethod
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        """Publish ``post`` once. Raise a ``PublishError`` subclass for every failure.
+
+        Contract: the same ``idempotency_key`` is passed on every retry of the same post. If
+        the network honours it (``capabilities.idempotent``), send it so a retry after an
+        unknown outcome cannot duplicate. Raise ``Transient``/``RateLimited`` only when the
+        request certainly did not take effect; otherwise ``OutcomeUnknown``.
+        """
+
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: Account
+    ) -> Mapping[str, Metrics]:
+        """Current counters for published ``posts`` (by remote id); batch where the API allows.
+
+        Posts the network no longer knows are left out. The default reports nothing.
+        """
+        return {}
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        """Settle an ``unconfirmed`` post: the published post if the network has it, None if
+        it certainly does not. Raise ``OutcomeUnknown`` when it cannot tell (the default)."""
+        raise OutcomeUnknown(f"{self.platform} cannot look posts up")

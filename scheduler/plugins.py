@@ -1,0 +1,200 @@
+"""The plugin manager: entry points first, then nothing else; built-ins are ordinary plugins.
+
+Plugins are found through the ``smm_scheduler`` entry-point group, the same group this
+project's own pyproject uses for the networks in ``plugins/``. They load lazily, once.
+
+Operators' switches:
+
+* ``SMM_LOAD_PLUGINS=mastodon,sim`` loads only the named entry points (empty: none);
+* ``SMM_TRACE_PLUGINS=1`` logs every hook call and its results.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import os
+import threading
+from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pluggy
+import structlog
+
+from scheduler import hookspecs
+from scheduler.adapter import Adapter
+from scheduler.errors import SmmError
+
+ENTRY_POINT_GROUP = hookspecs.PROJECT
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class PluginError(SmmError):
+    """A plugin broke the contract while loading (duplicate platform, not an Adapter...)."""
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    """A registered platform and the plugin that provides it."""
+
+    platform: str
+    adapter: type[Adapter]
+    plugin: str
+    version: str
+
+
+_lock = threading.Lock()
+_pm: pluggy.PluginManager | None = None
+_platforms: dict[str, PlatformInfo] | None = None
+
+
+def _allowed() -> set[str] | None:
+    raw = os.environ.get("SMM_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def _dist_info(plugin: object, pm: pluggy.PluginManager) -> tuple[str, str]:
+    for p, dist in pm.list_plugin_distinfo():
+        if p is plugin:
+            return pm.get_name(plugin) or dist.project_name, dist.version
+    return pm.get_name(plugin) or repr(plugin), "unknown"
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    allowed = _allowed()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not stop the CLI
+            log.error("plugin_load_failed", plugin=ep.name, error=f"{type(exc).__name__}: {exc}")
+            continue
+        pm.register(plugin, name=ep.name)
+        # Record the distribution, as pluggy's own entry-point loader does.
+        pm._plugin_distinfo.append((plugin, pluggy._manager.DistFacade(ep.dist)))  # type: ignore[arg-type]
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process's plugin manager, built on first use."""
+    global _pm
+    with _lock:
+        if _pm is None:
+            pm = pluggy.PluginManager(hookspecs.PROJECT)
+            pm.add_hookspecs(hookspecs)
+            _load_entry_points(pm)
+            if os.environ.get("SMM_TRACE_PLUGINS"):
+                _enable_tracing(pm)
+            _pm = pm
+        return _pm
+
+
+def _enable_tracing(pm: pluggy.PluginManager) -> None:
+    def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        log.debug("hook_call", hook=hook_name, plugins=[i.plugin_name for i in impls])
+
+    def after(outcome: Any, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        exc = outcome.exception
+        log.debug("hook_result", hook=hook_name, error=repr(exc) if exc else None)
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def reset() -> None:
+    """Forget loaded plugins (tests, and a config reload that changes SMM_LOAD_PLUGINS)."""
+    global _pm, _platforms
+    with _lock:
+        _pm = None
+        _platforms = None
+
+
+def register_plugin(plugin: object, name: str | None = None) -> None:
+    """Register an in-process plugin (tests and embedding); clears the platform cache."""
+    global _platforms
+    get_plugin_manager().register(plugin, name=name)
+    _platforms = None
+
+
+def unregister_plugin(name: str) -> None:
+    global _platforms
+    pm = get_plugin_manager()
+    plugin = pm.get_plugin(name)
+    if plugin is not None:
+        pm.unregister(plugin)
+    _platforms = None
+
+
+def platforms() -> dict[str, PlatformInfo]:
+    """Every registered platform, by name; validated (subclass of Adapter, no duplicates)."""
+    global _platforms
+    if _platforms is not None:
+        return _platforms
+    pm = get_plugin_manager()
+    found: dict[str, PlatformInfo] = {}
+    for impl in pm.hook.register_platforms.get_hookimpls():
+        plugin_name, version = _dist_info(impl.plugin, pm)
+
+        def register(
+            adapter: type[Adapter], *, _plugin: str = plugin_name, _v: str = version
+        ) -> None:
+            if not (inspect.isclass(adapter) and issubclass(adapter, Adapter)):
+                raise PluginError(f"plugin {_plugin} registered {adapter!r}, not an Adapter class")
+            name = getattr(adapter, "platform", None)
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin {_plugin}: {adapter.__name__} has no platform name")
+            if name in found:
+                raise PluginError(
+                    f"platform {name!r} is registered by both {found[name].plugin} and {_plugin}"
+                )
+            found[name] = PlatformInfo(name, adapter, _plugin, _v)
+
+        impl.function(register=register)
+    _platforms = found
+    return found
+
+
+def adapter_class(platform: str) -> type[Adapter]:
+    """The adapter for ``platform``; PluginError naming the known ones when missing."""
+    known = platforms()
+    if platform not in known:
+        raise PluginError(
+            f"no plugin provides platform {platform!r}; installed: {', '.join(sorted(known))}"
+        )
+    return known[platform].adapter
+
+
+async def await_me_maybe(value: T | Awaitable[T]) -> T:
+    """Await ``value`` if a hook implementation returned an awaitable."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def call_all(hook_name: str, **kwargs: Any) -> list[Any]:
+    """Call every implementation of an event hook; log and swallow each one's failure."""
+    pm = get_plugin_manager()
+    results = []
+    for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        wanted = {k: v for k, v in kwargs.items() if k in impl.argnames}
+        try:
+            results.append(impl.function(**wanted))
+        except Exception as exc:
+            log.error(
+                "plugin_hook_failed",
+                hook=hook_name,
+                plugin=impl.plugin_name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+    return results
+
+
+def hook_impls(hook_name: str) -> Iterable[Any]:
+    """Implementations of ``hook_name`` in call order (for chained hooks like prepare_post)."""
+    return reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls())
