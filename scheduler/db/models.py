@@ -105,6 +105,8 @@ class Post(SQLModel, table=True):
     schedule: str = Field(default=Schedule.QUEUE, max_length=10)
     #: Position in the plan; orders the account's queue until the ER loop reorders it.
     plan_order: int = 0
+    #: The plan file the item was last imported from (re-imports of that file reconcile it).
+    plan_file: str | None = Field(default=None, index=True)
     #: Where the item came from, e.g. ``plan.yaml:12`` (for messages).
     source: str | None = None
     #: Hash of the plan fields, to tell a changed item on re-import.
