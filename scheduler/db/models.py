@@ -161,6 +161,24 @@ class Attempt(SQLModel, table=True):
     __table_args__ = (Index("ix_attempts_post", "post_id", "number"),)
 
 
+class PostEvent(SQLModel, table=True):
+    """A state change made outside a publish attempt (plan import, CLI, misfire policy)."""
+
+    __tablename__ = "post_events"
+    __table_args__ = (Index("ix_post_events_post", "post_id", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    post_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("posts.id", ondelete="CASCADE"), nullable=False)
+    )
+    at: datetime = Field(sa_type=UTCDateTime)
+    from_state: str | None = Field(default=None, max_length=20)
+    to_state: str = Field(max_length=20)
+    #: Who did it: "cli", "plan", or a daemon id.
+    actor: str = Field(max_length=200)
+    reason: str | None = None
+
+
 class MetricSnapshot(SQLModel, table=True):
     """Engagement counters for a published post at one age. Unknown is NULL, never 0."""
 

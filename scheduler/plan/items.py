@@ -1,0 +1,70 @@
+"""Plan items: the raw record as read from a file, and the validated item ready to import."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: Fields an item may carry (docs/content-plan.md).
+FIELDS = ("id", "account", "type", "text", "media", "link", "tags", "evergreen", "at")
+#: Columns/keys that are kept for people and ignored by the importer.
+IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})
+
+
+@dataclass
+class RawItem:
+    """One record as found in a plan file, before validation, with where each field was."""
+
+    file: str
+    line: int  # YAML line of the item, or CSV row (the header is row 1)
+    unit: str  # "line" or "row"
+    values: dict[str, Any]
+    #: field -> line, where the file format tells it (YAML); CSV fields share the row.
+    field_lines: dict[str, int] = field(default_factory=dict)
+    order: int = 0
+
+    def line_of(self, name: str) -> int:
+        return self.field_lines.get(name, self.line)
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """A validated plan item: everything needed to create or update its post."""
+
+    key: str
+    account: str
+    content_type: str
+    text: str
+    media: tuple[str, ...]
+    link: str | None
+    tags: tuple[str, ...]
+    evergreen: bool
+    #: The fixed publish instant (UTC), or None for a queue item.
+    at: datetime | None
+    file: str
+    line: int
+    unit: str
+    order: int
+
+    @property
+    def source(self) -> str:
+        return f"{self.file}:{self.line}" if self.unit == "line" else f"{self.file} row {self.line}"
+
+    def content_hash(self) -> str:
+        """A digest of what the plan says about the post; a change means "update it"."""
+        payload = [
+            self.account,
+            self.content_type,
+            self.text,
+            list(self.media),
+            self.link,
+            list(self.tags),
+            self.evergreen,
+            self.at.isoformat() if self.at else None,
+        ]
+        return hashlib.sha256(
+            json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        ).hexdigest()

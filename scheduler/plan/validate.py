@@ -1,0 +1,271 @@
+"""Validating plan items: every problem is collected, each naming file, line/row and field."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from scheduler.config import AccountConfig, Config
+from scheduler.errors import Problem
+from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
+from scheduler.timeutil import LocalTimeError, parse_wall_time
+
+#: Checks a validated item against its network's rules: returns (field, message, hint) tuples.
+NetworkCheck = Callable[[PlanItem, AccountConfig], Sequence[tuple[str, str, str]]]
+
+MAX_KEY = 200
+MAX_TYPE = 100
+_TRUE = {"true", "yes", "y", "1", "on", "x"}
+_FALSE = {"false", "no", "n", "0", "off", ""}
+_LIST_SPLIT = re.compile(r"[;\n]")
+_TAG_SPLIT = re.compile(r"[;,\n\s]+")
+
+
+class _Checker:
+    """Validates one raw item, recording problems against its location."""
+
+    def __init__(self, raw: RawItem, problems: list[Problem]) -> None:
+        self.raw = raw
+        self.problems = problems
+        self.ok = True
+        key = raw.values.get("id")
+        self.item_key = str(key).strip() if key not in (None, "") else None
+
+    def fail(self, name: str | None, message: str, hint: str = "") -> None:
+        self.ok = False
+        self.problems.append(
+            Problem(
+                self.raw.file,
+                self.raw.line_of(name) if name else self.raw.line,
+                name,
+                message,
+                hint,
+                unit=self.raw.unit,
+                item=self.item_key,
+            )
+        )
+
+    def text(self, name: str, *, required: bool, limit: int | None = None) -> str | None:
+        value = self.raw.values.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.fail(name, f"{name} is missing or empty")
+            return None
+        if isinstance(value, bool | list | dict):
+            self.fail(name, f"{name} must be text, got {type(value).__name__}")
+            return None
+        text = str(value)
+        if limit is not None and len(text.strip()) > limit:
+            self.fail(name, f"{name} is longer than {limit} characters")
+            return None
+        return text
+
+    def str_list(self, name: str, split: re.Pattern[str]) -> tuple[str, ...]:
+        value = self.raw.values.get(name)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            parts = split.split(value)
+        elif isinstance(value, list):
+            bad = [v for v in value if isinstance(v, dict | list) or v is None]
+            if bad:
+                self.fail(name, f"{name} must be a list of text values")
+                return ()
+            parts = [str(v) for v in value]
+        else:
+            self.fail(name, f"{name} must be a list, got {type(value).__name__}")
+            return ()
+        return tuple(p.strip() for p in parts if p.strip())
+
+    def boolean(self, name: str) -> bool:
+        value = self.raw.values.get(name)
+        if value is None or isinstance(value, bool):
+            return bool(value)
+        text = str(value).strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+        self.fail(name, f"{name} must be yes or no, got {value!r}", "use true/false or yes/no")
+        return False
+
+
+def _check_url(c: _Checker, name: str, value: str) -> bool:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        c.fail(name, f"{value!r} is not an http(s) URL", "write the full address: https://...")
+        return False
+    return True
+
+
+def _media(c: _Checker, base: Path) -> tuple[str, ...]:
+    out = []
+    for entry in c.str_list("media", _LIST_SPLIT):
+        if re.match(r"^[a-z][a-z0-9+.-]*://", entry, re.I):
+            if _check_url(c, "media", entry):
+                out.append(entry)
+            continue
+        path = Path(entry).expanduser()
+        if not path.is_absolute():
+            path = (base / path).resolve()
+        if not path.is_file():
+            c.fail(
+                "media",
+                f"media file {entry!r} not found (looked at {path})",
+                "paths are relative to the plan file",
+            )
+            continue
+        out.append(str(path))
+    return tuple(out)
+
+
+def _known_fields(c: _Checker) -> None:
+    for name in c.raw.values:
+        lowered = name.lower()
+        if lowered in FIELDS or lowered in IGNORED_FIELDS or lowered.startswith(("_", "#")):
+            continue
+        close = difflib.get_close_matches(lowered, FIELDS, n=1)
+        c.fail(
+            name,
+            f"unknown field {name!r}",
+            f"did you mean {close[0]!r}?"
+            if close
+            else "known fields: " + ", ".join(FIELDS) + " (start a notes field with _ to keep it)",
+        )
+
+
+def validate_item(
+    raw: RawItem,
+    config: Config,
+    now: datetime,
+    problems: list[Problem],
+) -> PlanItem | None:
+    """Turn one raw record into a PlanItem, or None after recording its problems."""
+    c = _Checker(raw, problems)
+    _known_fields(c)
+    key = c.text("id", required=True, limit=MAX_KEY)
+    account_name = c.text("account", required=True)
+    content_type = c.text("type", required=True, limit=MAX_TYPE)
+    text = c.text("text", required=True)
+    account: AccountConfig | None = None
+    if account_name is not None:
+        account_name = account_name.strip()
+        account = config.accounts.get(account_name)
+        if account is None:
+            close = difflib.get_close_matches(account_name, list(config.accounts), n=1)
+            c.fail(
+                "account",
+                f"unknown account {account_name!r}",
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"accounts in {config.source}: " + (", ".join(config.accounts) or "none"),
+            )
+    link = c.text("link", required=False)
+    if link is not None:
+        link = link.strip()
+        _check_url(c, "link", link)
+    media = _media(c, Path(raw.file).parent)
+    tags = tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
+    evergreen = c.boolean("evergreen")
+    at = _at(c, raw.values.get("at"), account, now)
+    if not c.ok or key is None or account_name is None or content_type is None or text is None:
+        return None
+    return PlanItem(
+        key=key.strip(),
+        account=account_name,
+        content_type=content_type.strip().lower(),
+        text=text.strip("\n").rstrip(),
+        media=media,
+        link=link,
+        tags=tags,
+        evergreen=evergreen,
+        at=at,
+        file=raw.file,
+        line=raw.line,
+        unit=raw.unit,
+        order=raw.order,
+    )
+
+
+def _at(c: _Checker, value: Any, account: AccountConfig | None, now: datetime) -> datetime | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if account is not None and not account.slots:
+            c.fail(
+                "at",
+                f"no time given and account {account.name!r} has no posting slots",
+                f"give the post a time, or add [accounts.{account.name}.slots] to the config",
+            )
+        return None
+    if account is None:
+        return None  # the account problem is already reported; the zone is unknown
+    try:
+        at = parse_wall_time(
+            value if not isinstance(value, int | float) else str(value), account.tz
+        )
+    except LocalTimeError as exc:
+        c.fail("at", str(exc), exc.hint)
+        return None
+    if at < now:
+        c.fail(
+            "at",
+            f"{value} ({account.timezone}) is in the past",
+            "give a future time, or leave 'at' empty to queue the post",
+        )
+        return None
+    return at
+
+
+def validate_items(
+    raws: Sequence[RawItem],
+    config: Config,
+    now: datetime,
+    *,
+    network_check: NetworkCheck | None = None,
+) -> tuple[list[PlanItem], list[Problem]]:
+    """Validate every item; return the good ones and every problem (duplicates included)."""
+    problems: list[Problem] = []
+    items: list[PlanItem] = []
+    first_seen: dict[str, RawItem] = {}
+    for raw in raws:
+        item = validate_item(raw, config, now, problems)
+        key = raw.values.get("id")
+        key = str(key).strip() if key is not None else ""
+        if key:
+            if key in first_seen:
+                other = first_seen[key]
+                problems.append(
+                    Problem(
+                        raw.file,
+                        raw.line_of("id"),
+                        "id",
+                        f"duplicate id {key!r}",
+                        f"already used at {other.file} {other.unit} {other.line_of('id')}",
+                        unit=raw.unit,
+                        item=key,
+                    )
+                )
+                continue
+            first_seen[key] = raw
+        if item is None:
+            continue
+        if network_check is not None:
+            account = config.accounts[item.account]
+            for name, message, hint in network_check(item, account):
+                problems.append(
+                    Problem(
+                        item.file,
+                        raw.line_of(name),
+                        name,
+                        message,
+                        hint,
+                        unit=item.unit,
+                        item=item.key,
+                    )
+                )
+        items.append(item)
+    return items, problems

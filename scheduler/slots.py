@@ -1,0 +1,74 @@
+"""Weekly posting slots: turning "Mondays at 09:00 in Europe/Riga" into UTC instants.
+
+The DST rule (see scheduler.timeutil): a slot that falls in a gap is shifted forward by the
+length of the gap, so it is never skipped; a slot in a fold happens once, at its first
+occurrence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from scheduler.timeutil import localize
+
+
+def iter_slots(
+    slots: Mapping[int, tuple[time, ...]],
+    tz: ZoneInfo,
+    start: datetime,
+    *,
+    until: datetime | None = None,
+) -> Iterator[datetime]:
+    """UTC instants of the weekly ``slots`` (weekday 0 = Monday) at or after ``start``, in order.
+
+    Endless unless ``until`` is given; yields nothing when there are no slots.
+    """
+    if not any(slots.values()):
+        return
+    day = start.astimezone(tz).date()
+    last: datetime | None = None
+    while True:
+        for t in slots.get(day.weekday(), ()):
+            instant = localize(datetime.combine(day, t), tz, gap="forward")
+            # Two slots in one gap can shift onto the same instant: keep one.
+            if instant < start or instant == last:
+                continue
+            if until is not None and instant > until:
+                return
+            last = instant
+            yield instant
+        day += timedelta(days=1)
+        if (
+            until is not None
+            and localize(datetime.combine(day, time(0)), tz, gap="forward") > until
+        ):
+            return
+
+
+def free_slots(
+    slots: Mapping[int, tuple[time, ...]],
+    tz: ZoneInfo,
+    start: datetime,
+    taken: set[datetime],
+    count: int,
+) -> list[datetime]:
+    """The first ``count`` slot instants at or after ``start`` not in ``taken``.
+
+    ``taken`` holds instants truncated to the minute (see ``minute``)."""
+    out: list[datetime] = []
+    if count <= 0:
+        return out
+    for instant in iter_slots(slots, tz, start):
+        if minute(instant) in taken:
+            continue
+        out.append(instant)
+        if len(out) == count:
+            break
+    return out
+
+
+def minute(instant: datetime) -> datetime:
+    """``instant`` truncated to the minute: two posts in the same minute share a slot."""
+    return instant.replace(second=0, microsecond=0)
