@@ -1,0 +1,473 @@
+"""The adapter contract suite passes a correct adapter and catches each kind of wrong one."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+
+from scheduler.adapter import (
+    Account,
+    Adapter,
+    AuthExpired,
+    Capabilities,
+    Issue,
+    Metrics,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    RateLimited,
+    RateLimitPolicy,
+    Rejected,
+    Transient,
+)
+from scheduler.testing import (
+    SCENARIOS,
+    AdapterContract,
+    Handler,
+    RecordingHandler,
+    file_credential,
+    mock_client,
+)
+
+TOKEN = "toy-secret-token-9f2c"
+API = "https://toy.example/api"
+
+
+# --------------------------------------------------------------------------- a correct adapter
+
+
+class ToyAdapter(Adapter):
+    """A small, correct adapter for an imaginary JSON API."""
+
+    platform = "toy"
+    capabilities = Capabilities(
+        text_limit=500,
+        max_media=2,
+        idempotent=True,
+        metrics=frozenset({"likes", "reach"}),
+        has_reach=True,
+        rate_limit=RateLimitPolicy(requests=300, per=timedelta(minutes=5)),
+    )
+
+    async def _request(self, method: str, url: str, account: Account, **kw: Any) -> Any:
+        headers = {"Authorization": f"Bearer {account.secret('token')}"}
+        try:
+            response = await self.client.request(method, url, headers=headers, **kw)
+        except httpx.ConnectError:
+            raise Transient("could not connect to toy.example") from None
+        except httpx.TransportError as exc:
+            raise OutcomeUnknown(f"no answer from toy.example ({type(exc).__name__})") from None
+        status = response.status_code
+        if status == 429:
+            retry = datetime.now(UTC) + timedelta(seconds=int(response.headers["Retry-After"]))
+            raise RateLimited("slow down", http_status=status, retry_at=retry)
+        if status == 401:
+            raise AuthExpired("token no longer valid", http_status=status)
+        if status >= 500:
+            raise Transient(f"toy.example answered {status}", http_status=status)
+        try:
+            body = response.json()
+        except ValueError:
+            raise OutcomeUnknown("toy.example answered with something that is not JSON") from None
+        if status >= 400:
+            raise Rejected(body.get("error", f"HTTP {status}"), http_status=status)
+        return body
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        body = await self._request(
+            "POST", f"{API}/posts", account, json={"text": post.text, "key": idempotency_key}
+        )
+        return Published(remote_id=str(body["id"]), url=f"https://toy.example/p/{body['id']}")
+
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: Account
+    ) -> Mapping[str, Metrics]:
+        result = {}
+        for post in posts:
+            body = await self._request("GET", f"{API}/posts/{post.remote_id}", account)
+            result[str(body["id"])] = Metrics(
+                remote_id=str(body["id"]), likes=body["likes"], reach=body["reach"]
+            )
+        return result
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        body = await self._request(
+            "GET", f"{API}/posts", account, params={"key": post.idempotency_key}
+        )
+        if not body["items"]:
+            return None
+        return Published(remote_id=str(body["items"][0]["id"]))
+
+
+def toy_network(scenario: str) -> Handler:
+    """The toy API's answers in each contract scenario."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if scenario == "rate_limited":
+            return httpx.Response(429, headers={"Retry-After": "30"}, json={"error": "slow"})
+        if scenario == "server_error":
+            return httpx.Response(503, text="Service Unavailable")
+        if scenario == "auth_expired":
+            return httpx.Response(401, json={"error": "invalid token"})
+        if scenario == "rejected":
+            return httpx.Response(422, json={"error": "Text contains a banned word"})
+        if request.method == "POST":
+            return httpx.Response(200, json={"id": 42})
+        if request.url.path.endswith("/posts"):
+            return httpx.Response(200, json={"items": [{"id": 42}]})
+        return httpx.Response(200, json={"id": 42, "likes": 3, "reach": 120})
+
+    return handler
+
+
+class ToyContract(AdapterContract):
+    """The contract wired to the toy network; subclasses swap in the adapter under test."""
+
+    adapter_class: ClassVar[type[Adapter]] = ToyAdapter
+    secret_values = (TOKEN,)
+    call_timeout = 2.0
+
+    def make_account(self) -> Account:
+        return Account(
+            name="toy-account",
+            platform="toy",
+            timezone="UTC",
+            credentials={"token": file_credential(TOKEN)},
+        )
+
+    def make_handler(self, scenario: str) -> Handler:
+        return toy_network(scenario)
+
+
+class TestToyAdapterPassesTheContract(ToyContract):
+    """Every contract test runs (and passes) against the correct toy adapter."""
+
+
+# --------------------------------------------------------------------------- wrong adapters
+
+
+class RawConnectError(ToyAdapter):
+    """Lets httpx.ConnectError escape instead of mapping it to Transient."""
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        await self.client.post(f"{API}/posts", json={"text": post.text})
+        return Published("1")
+
+
+class RateLimitAsTransient(ToyAdapter):
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        try:
+            return await super().publish(post, account, idempotency_key)
+        except RateLimited as exc:
+            raise Transient(exc.message) from None
+
+
+class ServerErrorAsRejected(ToyAdapter):
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        try:
+            return await super().publish(post, account, idempotency_key)
+        except Transient as exc:
+            raise Rejected(exc.message) from None
+
+
+class AuthAsRejected(ToyAdapter):
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        try:
+            return await super().publish(post, account, idempotency_key)
+        except AuthExpired as exc:
+            raise Rejected(exc.message) from None
+
+
+class RejectedWithoutMessage(ToyAdapter):
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        try:
+            return await super().publish(post, account, idempotency_key)
+        except Rejected:
+            raise Rejected("") from None
+
+
+class TimeoutAsRejected(ToyAdapter):
+    """Calls a timeout a permanent rejection (the post would be lost)."""
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        try:
+            return await super().publish(post, account, idempotency_key)
+        except OutcomeUnknown as exc:
+            raise Rejected(exc.message) from None
+
+
+class RawJsonError(ToyAdapter):
+    """Parses the body without guarding against non-JSON answers."""
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        response = await self.client.post(f"{API}/posts", json={"text": post.text})
+        return Published(str(json.loads(response.text)["id"]))
+
+
+class TokenInMessage(ToyAdapter):
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        try:
+            return await super().publish(post, account, idempotency_key)
+        except AuthExpired:
+            raise AuthExpired(f"token {account.secret('token')} was refused") from None
+
+
+class TokenInUrl(ToyAdapter):
+    """Puts the token in the URL and lets the transport error (which quotes it) be the cause."""
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        try:
+            await self.client.post(f"{API}/bot{account.secret('token')}/posts")
+        except httpx.ConnectError as exc:
+            raise Transient("could not connect") from exc
+        return Published("1")
+
+
+class NoRequest(ToyAdapter):
+    """Claims success without asking the network through the injected client."""
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        return Published("made-up")
+
+
+class EmptyRemoteId(ToyAdapter):
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        await super().publish(post, account, idempotency_key)
+        return Published("")
+
+
+class ZeroTextLimit(ToyAdapter):
+    capabilities = Capabilities(text_limit=0)
+
+
+class UnknownMetricName(ToyAdapter):
+    capabilities = Capabilities(text_limit=500, metrics=frozenset({"likes", "hearts"}))
+
+
+class IgnoresMedia(ToyAdapter):
+    def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        return [i for i in super().validate(post, account) if i.field != "media"]
+
+
+class IgnoresLength(ToyAdapter):
+    def text_length(self, text: str) -> int:
+        return 0 if len(text) > 1000 else len(text)
+
+
+class ShrinkingLength(ToyAdapter):
+    def text_length(self, text: str) -> int:
+        return 10 - len(text) % 10
+
+
+class NegativeMetrics(ToyAdapter):
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: Account
+    ) -> Mapping[str, Metrics]:
+        return {p.remote_id or "": Metrics(remote_id=p.remote_id or "", likes=-1) for p in posts}
+
+
+class MetricsAsDicts(ToyAdapter):
+    async def fetch_metrics(self, posts: Sequence[OutgoingPost], account: Account) -> Any:
+        return {p.remote_id: {"likes": 1} for p in posts}
+
+
+class LookupRaisesTransient(ToyAdapter):
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        raise Transient("try again")
+
+
+class Hangs(ToyAdapter):
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        import asyncio
+
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+
+WRONG_ADAPTERS = [
+    (RawConnectError, "test_connection_refused_raises_transient"),
+    (RawConnectError, "test_dropped_connection_raises_transient_or_outcome_unknown"),
+    (RateLimitAsTransient, "test_publish_rate_limited_raises_rate_limited"),
+    (ServerErrorAsRejected, "test_publish_server_error_raises_transient"),
+    (AuthAsRejected, "test_publish_auth_expired_raises_auth_expired"),
+    (RejectedWithoutMessage, "test_publish_rejected_raises_rejected_with_message"),
+    (TimeoutAsRejected, "test_read_timeout_raises_transient_or_outcome_unknown"),
+    (RawJsonError, "test_html_instead_of_json_raises_a_publish_error"),
+    (TokenInMessage, "test_error_messages_never_contain_secrets"),
+    (TokenInUrl, "test_error_messages_never_contain_secrets"),
+    (NoRequest, "test_publish_sends_requests_through_the_injected_client"),
+    (EmptyRemoteId, "test_publish_ok_returns_published_with_remote_id"),
+    (ZeroTextLimit, "test_capabilities_are_sane"),
+    (UnknownMetricName, "test_capabilities_are_sane"),
+    (IgnoresMedia, "test_validate_flags_one_media_file_too_many"),
+    (IgnoresLength, "test_validate_flags_text_over_the_limit"),
+    (ShrinkingLength, "test_text_length_is_non_negative_and_grows_with_text"),
+    (NegativeMetrics, "test_fetch_metrics_after_publish_reports_declared_counters"),
+    (MetricsAsDicts, "test_fetch_metrics_after_publish_reports_declared_counters"),
+    (LookupRaisesTransient, "test_lookup_after_publish_returns_published_none_or_outcome_unknown"),
+]
+
+
+def contract_for(adapter: type[Adapter], **attrs: Any) -> AdapterContract:
+    """An instance of the toy contract pointed at ``adapter`` (not collected by pytest)."""
+    return type(
+        f"ContractFor{adapter.__name__}", (ToyContract,), {"adapter_class": adapter, **attrs}
+    )()
+
+
+@pytest.mark.parametrize(
+    ("adapter", "test_name"), WRONG_ADAPTERS, ids=[f"{a.__name__}-{t}" for a, t in WRONG_ADAPTERS]
+)
+def test_the_contract_catches_a_wrong_adapter(adapter: type[Adapter], test_name: str) -> None:
+    with pytest.raises(AssertionError):
+        getattr(contract_for(adapter), test_name)()
+
+
+def test_a_failure_names_the_expected_and_the_actual_outcome() -> None:
+    with pytest.raises(
+        AssertionError, match=r"should raise Transient; it raised httpx\.ConnectError"
+    ):
+        contract_for(RawConnectError).test_connection_refused_raises_transient()
+
+
+def test_a_hung_call_fails_with_the_timeout_instead_of_hanging() -> None:
+    contract = contract_for(Hangs, call_timeout=0.05)
+    with pytest.raises(AssertionError, match=r"did not answer within 0\.05s"):
+        contract.test_publish_ok_returns_published_with_remote_id()
+
+
+def test_every_contract_test_is_exercised_against_the_toy_adapter() -> None:
+    contract_tests = {name for name in dir(AdapterContract) if name.startswith("test_")}
+    caught = {name for _, name in WRONG_ADAPTERS}
+    # Each test either catches some wrong adapter here or is a pure acceptance check.
+    assert contract_tests - caught == {"test_validate_accepts_the_sample_post"}
+
+
+class OfflineToy(ToyAdapter):
+    """Answers without HTTP, like the sim network."""
+
+    platform = "offline-toy"
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        return Published(remote_id="offline-1")
+
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: Account
+    ) -> Mapping[str, Metrics]:
+        return {"offline-1": Metrics(remote_id="offline-1", likes=0, reach=None)}
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        return None
+
+
+class OfflineContract(AdapterContract):
+    adapter_class = OfflineToy
+    supports_network = False
+
+    def make_account(self) -> Account:
+        return Account(name="offline", platform="offline-toy", timezone="UTC")
+
+
+class TestOfflineAdapterPassesTheContract(OfflineContract):
+    """An adapter without HTTP needs no handler; the HTTP scenario tests skip."""
+
+
+@pytest.mark.parametrize(
+    "test_name",
+    [
+        "test_publish_rate_limited_raises_rate_limited",
+        "test_publish_sends_requests_through_the_injected_client",
+        "test_connection_refused_raises_transient",
+        "test_html_instead_of_json_raises_a_publish_error",
+    ],
+)
+def test_http_scenarios_skip_for_an_adapter_without_network(test_name: str) -> None:
+    with pytest.raises(pytest.skip.Exception, match="makes no HTTP requests"):
+        getattr(OfflineContract(), test_name)()
+
+
+def test_an_offline_contract_still_checks_publish() -> None:
+    class Broken(OfflineToy):
+        async def publish(
+            self, post: OutgoingPost, account: Account, idempotency_key: str
+        ) -> Published:
+            raise RuntimeError("boom")
+
+    contract = type("C", (OfflineContract,), {"adapter_class": Broken})()
+    with pytest.raises(AssertionError, match="RuntimeError: boom"):
+        contract.test_publish_ok_returns_published_with_remote_id()
+
+
+def test_a_network_contract_without_make_handler_says_what_is_missing() -> None:
+    contract = type("C", (AdapterContract,), {"adapter_class": ToyAdapter})()
+    with pytest.raises(NotImplementedError, match="make_account"):
+        contract.make_account()
+    with pytest.raises(NotImplementedError, match="make_handler"):
+        contract.make_handler("ok")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_file_credential_resolves_to_the_value() -> None:
+    ref = file_credential("s3cret")
+    assert ref.kind == "file"
+    assert ref.resolve() == "s3cret"
+
+
+def test_recording_handler_keeps_every_request_sent_through_mock_client() -> None:
+    import asyncio
+
+    recorder = RecordingHandler(toy_network("ok"))
+
+    async def main() -> list[int]:
+        async with mock_client(recorder) as client:
+            first = await client.post(f"{API}/posts", json={"text": "hi"})
+            second = await client.get(f"{API}/posts/42")
+            return [first.status_code, second.status_code]
+
+    assert asyncio.run(main()) == [200, 200]
+    assert [(r.method, r.url.path) for r in recorder.requests] == [
+        ("POST", "/api/posts"),
+        ("GET", "/api/posts/42"),
+    ]
+    assert json.loads(recorder.requests[0].content) == {"text": "hi"}
+
+
+def test_the_toy_network_answers_every_scenario() -> None:
+    for scenario in SCENARIOS:
+        response = toy_network(scenario)(httpx.Request("POST", f"{API}/posts"))
+        assert (response.status_code == 200) == (scenario == "ok"), scenario
