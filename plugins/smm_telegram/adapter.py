@@ -1,0 +1,277 @@
+"""Publishing to a Telegram channel or group through the Bot API.
+
+One post is one Bot API call: ``sendMessage`` for text, ``sendPhoto`` for one image,
+``sendMediaGroup`` for 2-10 images (the caption rides on the first). Images are sent by URL
+when they are URLs, uploaded as multipart parts when they are local files.
+See docs/plugins/networks/telegram.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import structlog
+
+from scheduler.adapter import (
+    Account,
+    Adapter,
+    AuthExpired,
+    Capabilities,
+    Issue,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    RateLimitPolicy,
+    Rejected,
+)
+from scheduler.timeutil import utcnow
+
+from .errors import ChatMigrated, classify, transport_failure
+from .text import CAPTION_LIMIT, MESSAGE_LIMIT, utf16_length, visible_text
+
+__all__ = ["TelegramAdapter"]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_API_BASE = "https://api.telegram.org"
+MAX_MEDIA = 10
+#: Photos uploaded as files may weigh up to 10 MB (by URL Telegram fetches up to 5 MB).
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp")
+
+
+def _is_url(media: str) -> bool:
+    return media.startswith(("https://", "http://"))
+
+
+@dataclass
+class _Call:
+    """One Bot API request: method, plain fields, and files to upload (multipart)."""
+
+    method: str
+    fields: dict[str, Any]
+    files: dict[str, tuple[str, bytes, str]] = field(default_factory=dict)
+
+
+class TelegramAdapter(Adapter):
+    """Telegram channels and groups, posting as a bot that is an administrator there.
+
+    Options: ``chat_id`` (``"@channel"`` or ``-100...``), ``parse_mode`` (``HTML``,
+    ``MarkdownV2``...), ``disable_web_page_preview``, ``api_base``. Credential: ``bot_token``.
+    """
+
+    platform = "telegram"
+    capabilities = Capabilities(
+        text_limit=MESSAGE_LIMIT,
+        text_counting="utf16",
+        max_media=MAX_MEDIA,
+        media_types=PHOTO_TYPES,
+        # The Bot API has no idempotency key: a resend after a timeout could post twice.
+        idempotent=False,
+        # Bots cannot read view counts or reactions of channel posts.
+        metrics=frozenset(),
+        has_reach=False,
+        # Telegram asks bots to stay under 20 messages a minute in one group or channel.
+        rate_limit=RateLimitPolicy(requests=20, per=timedelta(minutes=1), concurrency=1),
+    )
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        super().__init__(client)
+        #: account name -> chat id Telegram told us to use instead of the configured one.
+        self.migrated_chats: dict[str, str] = {}
+
+    # -- offline checks -------------------------------------------------------------------
+
+    def text_length(self, text: str) -> int:
+        """UTF-16 code units, Telegram's unit for message and caption limits."""
+        return utf16_length(text)
+
+    def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """Length (message or caption limit, after HTML parsing), media count, type and size."""
+        issues: list[Issue] = []
+        text = visible_text(self.compose_text(post), account.option("parse_mode"))
+        length = utf16_length(text)
+        limit, kind = (CAPTION_LIMIT, "caption") if post.media else (MESSAGE_LIMIT, "message")
+        if length > limit:
+            issues.append(
+                Issue(
+                    "text",
+                    f"{length} UTF-16 code units, over Telegram's {kind} limit of {limit}",
+                    f"shorten it by {length - limit}"
+                    + (" or post the text without images" if post.media else ""),
+                )
+            )
+        if not text.strip() and not post.media:
+            issues.append(Issue("text", "Telegram does not send an empty message"))
+        if len(post.media) > MAX_MEDIA:
+            issues.append(
+                Issue("media", f"{len(post.media)} images, Telegram takes at most {MAX_MEDIA}")
+            )
+        for item in post.media:
+            issue = _media_issue(item)
+            if issue:
+                issues.append(issue)
+        return issues
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        """Send the post in one Bot API call; follow a group-to-supergroup migration once."""
+        token = account.secret("bot_token")
+        chat_id = self.migrated_chats.get(account.name) or _configured_chat(account)
+        text = self.compose_text(post)
+        try:
+            call = await _build_call(post, text, chat_id, account)
+            result = await self._call(token, account, call)
+        except ChatMigrated as moved:
+            log.warning(
+                "telegram_chat_migrated",
+                account=account.name,
+                old_chat_id=chat_id,
+                new_chat_id=moved.new_chat_id,
+                hint=f'set chat_id = "{moved.new_chat_id}" in the account config',
+            )
+            self.migrated_chats[account.name] = chat_id = moved.new_chat_id
+            call = await _build_call(post, text, chat_id, account)
+            result = await self._call(token, account, call)
+        return _published(result, chat_id)
+
+    async def _call(self, token: str, account: Account, call: _Call) -> Any:
+        base = str(account.option("api_base", DEFAULT_API_BASE)).rstrip("/")
+        url = f"{base}/bot{token}/{call.method}"
+        try:
+            if call.files:
+                fields = {k: _form_value(v) for k, v in call.fields.items()}
+                response = await self.client.post(url, data=fields, files=call.files)
+            else:
+                response = await self.client.post(url, json=call.fields)
+        except httpx.TransportError as exc:
+            raise transport_failure(
+                exc, f"telegram {call.method}", sends=True, secrets=(token,)
+            ) from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, Mapping):
+            body = None
+        if body is not None and body.get("ok") is True and "result" in body:
+            return body["result"]
+        if response.is_success:
+            # A 2xx that is not a Bot API answer (a proxy's page): the message may be out.
+            raise OutcomeUnknown(
+                f"telegram {call.method}: HTTP {response.status_code} without a Bot API answer",
+                http_status=response.status_code,
+            )
+        raise classify(response.status_code, body, now=utcnow(), sends=True)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _configured_chat(account: Account) -> str:
+    chat_id = account.option("chat_id")
+    if chat_id is None or str(chat_id).strip() == "":
+        # Every post of the account would fail the same way: pause it for a person to fix.
+        raise AuthExpired(f"account {account.name}: option chat_id is not set")
+    return str(chat_id).strip()
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _media_issue(item: str) -> Issue | None:
+    kind, _ = mimetypes.guess_type(item)
+    if _is_url(item):
+        if kind is not None and kind not in PHOTO_TYPES:
+            return Issue("media", f"{item}: {kind} is not a photo Telegram accepts (JPEG/PNG/WebP)")
+        return None
+    path = Path(item).expanduser()
+    if not path.is_file():
+        return Issue("media", f"{item}: no such file", "give a path that exists or an https URL")
+    if kind not in PHOTO_TYPES:
+        return Issue("media", f"{item}: not a JPEG, PNG or WebP image")
+    if path.stat().st_size > MAX_PHOTO_BYTES:
+        return Issue("media", f"{item}: larger than Telegram's 10 MB photo limit")
+    return None
+
+
+async def _read_media(item: str) -> tuple[str, bytes, str]:
+    path = Path(item).expanduser()
+    try:
+        content = await asyncio.to_thread(path.read_bytes)
+    except OSError as exc:
+        raise Rejected(f"cannot read media file {item}: {exc.strerror}") from None
+    kind, _ = mimetypes.guess_type(path.name)
+    return path.name, content, kind or "application/octet-stream"
+
+
+async def _build_call(post: OutgoingPost, text: str, chat_id: str, account: Account) -> _Call:
+    parse_mode = account.option("parse_mode")
+    formatting: dict[str, Any] = {"parse_mode": parse_mode} if parse_mode else {}
+    if not post.media:
+        fields: dict[str, Any] = {"chat_id": chat_id, "text": text, **formatting}
+        if account.option("disable_web_page_preview", False):
+            fields["link_preview_options"] = {"is_disabled": True}
+        return _Call("sendMessage", fields)
+
+    caption = {"caption": text, **formatting} if text else {}
+    if len(post.media) == 1:
+        item = post.media[0]
+        if _is_url(item):
+            return _Call("sendPhoto", {"chat_id": chat_id, "photo": item, **caption})
+        return _Call(
+            "sendPhoto", {"chat_id": chat_id, **caption}, {"photo": await _read_media(item)}
+        )
+
+    media: list[dict[str, Any]] = []
+    files: dict[str, tuple[str, bytes, str]] = {}
+    for index, item in enumerate(post.media):
+        entry: dict[str, Any] = {"type": "photo", "media": item}
+        if not _is_url(item):
+            name = f"photo{index}"
+            files[name] = await _read_media(item)
+            entry["media"] = f"attach://{name}"
+        if index == 0:
+            entry.update(caption)
+        media.append(entry)
+    return _Call("sendMediaGroup", {"chat_id": chat_id, "media": media}, files)
+
+
+def _published(result: Any, chat_id: str) -> Published:
+    # sendMediaGroup answers with the list of messages; the first one carries the caption.
+    message = result[0] if isinstance(result, list) and result else result
+    if not isinstance(message, Mapping) or not isinstance(message.get("message_id"), int):
+        raise OutcomeUnknown("telegram answered ok without a message_id")
+    message_id = message["message_id"]
+    chat = message.get("chat")
+    return Published(
+        remote_id=str(message_id),
+        url=_post_url(chat if isinstance(chat, Mapping) else {}, chat_id, message_id),
+    )
+
+
+def _post_url(chat: Mapping[str, Any], chat_id: str, message_id: int) -> str | None:
+    """The t.me link: public for a chat with a username, members-only for a private one."""
+    username = chat.get("username")
+    if not isinstance(username, str) or not username:
+        username = chat_id[1:] if chat_id.startswith("@") else None
+    if username:
+        return f"https://t.me/{username}/{message_id}"
+    numeric = str(chat.get("id", chat_id))
+    if numeric.startswith("-100"):
+        return f"https://t.me/c/{numeric[4:]}/{message_id}"
+    return None
