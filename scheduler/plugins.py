@@ -165,7 +165,7 @@ def adapter_class(platform: str) -> type[Adapter]:
     known = platforms()
     if platform not in known:
         raise PluginError(
-            f"no plugin provides platform {platform!r}; installed: {', '.join(sorted(known))}"
+            f"no plugin provides platform {platform!r}; installed: {', '.join(sorted(known)) or 'none'}"
         )
     return known[platform].adapter
 

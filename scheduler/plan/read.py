@@ -61,7 +61,12 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        return [], [Problem(file, line, None, f"not valid YAML: {reason}")]
+        hint = (
+            'put text that contains ": " in quotes, or use a block: text: |'
+            if "mapping values are not allowed" in reason
+            else ""
+        )
+        return [], [Problem(file, line, None, f"not valid YAML: {reason}", hint)]
     if doc is None:
         return [], [Problem(file, None, None, "the plan is empty", "add a list of posts")]
     defaults: dict[str, Any] = {}

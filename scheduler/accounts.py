@@ -1,0 +1,51 @@
+"""Accounts in the database mirror the config: name, platform and time zone come from it.
+
+The database adds what only it can know: paused or not (and why), whether the credentials
+still work, followers seen lately.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection, select, update
+
+from scheduler.config import Config
+from scheduler.db.models import Account
+
+accounts_t = Account.__table__  # type: ignore[attr-defined]
+
+
+def sync_accounts(conn: Connection, config: Config, now: datetime) -> dict[str, int]:
+    """Create or update a row for every configured account; return name -> id for all rows.
+
+    Accounts that left the config keep their row (their posts refer to it).
+    """
+    existing = {
+        row.name: row
+        for row in conn.execute(
+            select(accounts_t.c.id, accounts_t.c.name, accounts_t.c.platform, accounts_t.c.timezone)
+        )
+    }
+    for name, acc in config.accounts.items():
+        row = existing.get(name)
+        if row is None:
+            result = conn.execute(
+                accounts_t.insert().values(
+                    name=name,
+                    platform=acc.platform,
+                    timezone=acc.timezone,
+                    paused=False,
+                    auth_state="ok",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            assert result.inserted_primary_key is not None
+        elif (row.platform, row.timezone) != (acc.platform, acc.timezone):
+            conn.execute(
+                update(accounts_t)
+                .where(accounts_t.c.id == row.id)
+                .values(platform=acc.platform, timezone=acc.timezone, updated_at=now)
+            )
+    return {row.name: row.id for row in conn.execute(select(accounts_t.c.id, accounts_t.c.name))}

@@ -1,0 +1,132 @@
+"""``smm plan validate`` and ``smm plan import``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from scheduler.cli.app import App, pass_app
+from scheduler.cli.config import platform_problems
+from scheduler.cli.output import echo_json
+from scheduler.errors import InvalidInput
+from scheduler.outgoing import network_check
+from scheduler.plan.importer import ImportDiff, apply_plan
+from scheduler.plan.items import PlanItem
+from scheduler.plan.read import read_plan_files
+from scheduler.plan.validate import validate_items
+
+
+def load_plan(app: App, files: Sequence[str]) -> list[PlanItem]:
+    """Read and validate plan files; InvalidInput lists every problem in every file."""
+    config = app.require_config()
+    raws, problems = read_plan_files(Path(f) for f in files)
+    items, bad = validate_items(raws, config, app.now(), network_check=network_check)
+    problems += bad
+    used = {item.account for item in items}
+    problems += [p for p in platform_problems(app) if p.field and p.field.split(".")[1] in used]
+    if problems:
+        raise InvalidInput(problems, "the plan")
+    return items
+
+
+@click.group()
+def plan() -> None:
+    """Content plans (YAML or CSV): validate and import."""
+
+
+@plan.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def validate(app: App, files: tuple[str, ...], as_json: bool) -> None:
+    """Check plan FILES without touching the database; list every problem."""
+    try:
+        items = load_plan(app, files)
+    except InvalidInput as exc:
+        if as_json:
+            echo_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
+            sys.exit(1)
+        raise
+    if as_json:
+        echo_json({"ok": True, "posts": len(items)})
+        return
+    queued = sum(1 for i in items if i.at is None)
+    click.echo(f"OK: {len(items)} post(s), {len(items) - queued} at fixed times, {queued} queued")
+
+
+def _print_diff(diff: ImportDiff, dry_run: bool, prune: bool) -> None:
+    s = diff.summary()
+    verb = "would be" if dry_run else "were"
+    click.echo(
+        f"{s['added']} added, {s['updated']} updated, {s['requeued']} requeued, "
+        f"{s['unchanged']} unchanged" + (" (dry run: nothing written)" if dry_run else "")
+    )
+    for item in diff.added[:20] if dry_run else ():
+        click.echo(f"  + {item.key} ({item.account}, {item.content_type})")
+    for item, old in diff.updated + diff.requeued:
+        click.echo(f"  ~ {item.key} ({old.state})")
+    for item, old in diff.locked:
+        click.echo(
+            click.style(
+                f"  ! {item.key}: changed in the plan but {old.state}; not touched", fg="yellow"
+            )
+        )
+    if diff.gone:
+        action = f"{verb} cancelled" if prune else "kept (use --prune to cancel them)"
+        click.echo(f"{len(diff.gone)} post(s) no longer in the plan, {action}:")
+        for g in diff.gone[:50]:
+            click.echo(f"  - {g.key} ({g.state})")
+        if len(diff.gone) > 50:
+            click.echo(f"  ... and {len(diff.gone) - 50} more")
+
+
+@plan.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--prune", is_flag=True, help="Cancel waiting posts that left the plan.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_json: bool) -> None:
+    """Import plan FILES into the queue, in one transaction.
+
+    Re-importing reconciles by id: new posts are added, changed ones that have not been
+    published are updated, published ones are never touched.
+    """
+    items = load_plan(app, files)
+    engine = app.engine()
+    config = app.require_config()
+    show_bar = sys.stderr.isatty() and not as_json and len(items) >= 2000
+    with engine.connect() as conn, conn.begin() as tx:
+        if show_bar:
+            with click.progressbar(length=len(items), label="importing", file=sys.stderr) as bar:
+                diff = apply_plan(
+                    conn,
+                    items,
+                    config,
+                    app.now(),
+                    prune=prune,
+                    dry_run=dry_run,
+                    progress=bar.update,
+                )
+        else:
+            diff = apply_plan(conn, items, config, app.now(), prune=prune, dry_run=dry_run)
+        if dry_run:
+            tx.rollback()
+    if as_json:
+        echo_json(
+            {
+                "dry_run": dry_run,
+                **diff.summary(),
+                "gone": [g.key for g in diff.gone],
+                "locked": [i.key for i, _ in diff.locked],
+            }
+        )
+        return
+    _print_diff(diff, dry_run, prune)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(plan)

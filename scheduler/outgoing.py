@@ -1,0 +1,130 @@
+"""Between the core and the plugins: posts as adapters see them, and the checks they make.
+
+This is the only place the core asks plugins about a post before it is sent: the
+``prepare_post`` transforms and each network's ``validate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import httpx
+
+from scheduler import plugins
+from scheduler.adapter import Account, Adapter, OutgoingPost
+from scheduler.config import AccountConfig
+from scheduler.plan.items import PlanItem
+
+
+def account_view(cfg: AccountConfig) -> Account:
+    """The adapter-facing view of a configured account."""
+    return Account(
+        name=cfg.name,
+        platform=cfg.platform,
+        timezone=cfg.timezone,
+        options=cfg.options,
+        credentials=cfg.credentials,
+    )
+
+
+def from_plan_item(item: PlanItem, idempotency_key: str = "") -> OutgoingPost:
+    return OutgoingPost(
+        key=item.key,
+        account=item.account,
+        content_type=item.content_type,
+        text=item.text,
+        media=item.media,
+        link=item.link,
+        tags=item.tags,
+        idempotency_key=idempotency_key,
+        due_at=item.at,
+    )
+
+
+def from_row(row: Any, account: str) -> OutgoingPost:
+    """An OutgoingPost from a posts-table row."""
+    return OutgoingPost(
+        key=row.key,
+        account=account,
+        content_type=row.content_type,
+        text=row.text,
+        media=tuple(row.media or ()),
+        link=row.link,
+        tags=tuple(row.tags or ()),
+        idempotency_key=row.idempotency_key,
+        due_at=row.due_at,
+        remote_id=row.remote_id,
+        remote_url=row.remote_url,
+        published_at=row.published_at,
+    )
+
+
+async def prepare(post: OutgoingPost, account: Account) -> OutgoingPost:
+    """Run every ``prepare_post`` transform in turn; each sees the previous one's result."""
+    for impl in plugins.hook_impls("prepare_post"):
+        kwargs = {k: v for k, v in {"post": post, "account": account}.items() if k in impl.argnames}
+        result = await plugins.await_me_maybe(impl.function(**kwargs))
+        if result is not None:
+            if not isinstance(result, OutgoingPost):
+                raise TypeError(
+                    f"plugin {impl.plugin_name}: prepare_post returned {type(result).__name__}, "
+                    "not an OutgoingPost"
+                )
+            post = result
+    return post
+
+
+@cache
+def _offline_client() -> httpx.AsyncClient:
+    # Adapters need a client to exist; validation never sends anything through it.
+    return httpx.AsyncClient(transport=httpx.MockTransport(_refuse))
+
+
+def _refuse(request: httpx.Request) -> httpx.Response:
+    raise RuntimeError("validation must not use the network")
+
+
+def offline_adapter(platform: str) -> Adapter:
+    """An adapter instance for offline checks (validate, text_length)."""
+    return _adapters(platform)
+
+
+@cache
+def _adapters(platform: str) -> Adapter:
+    return plugins.adapter_class(platform)(_offline_client())
+
+
+def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str, str, str]]:
+    """The network's own rules for ``item``, checked offline at plan validation."""
+    try:
+        adapter = offline_adapter(account.platform)
+    except plugins.PluginError:
+        return []  # reported once per account by the config check, not once per post
+    view = account_view(account)
+    post = from_plan_item(item)
+    if any(True for _ in plugins.hook_impls("prepare_post")):
+        post = asyncio.run(prepare(post, view))
+    try:
+        issues = adapter.validate(post, view)
+    except Exception as exc:  # a broken plugin must not abort validation of the whole plan
+        return [("text", f"the {account.platform} plugin failed to validate: {exc!r}", "")]
+    return [(i.field, i.message, i.hint) for i in issues]
+
+
+def clear_caches() -> None:
+    """Forget adapter instances (after plugins change)."""
+    _adapters.cache_clear()
+
+
+__all__ = [
+    "account_view",
+    "clear_caches",
+    "from_plan_item",
+    "from_row",
+    "network_check",
+    "offline_adapter",
+    "prepare",
+]

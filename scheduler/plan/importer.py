@@ -1,0 +1,229 @@
+"""Importing a validated plan: one transaction, reconciled with what is already queued.
+
+Re-importing reconciles by the plan's ``id``: new items are added, changed items that have not
+gone out are updated, published (or possibly published) posts are never touched, and items
+that disappeared from a plan file are reported, cancelled only when asked (``--prune``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from scheduler.accounts import sync_accounts
+from scheduler.config import Config
+from scheduler.db.models import PostState, Schedule
+from scheduler.plan.items import PlanItem
+from scheduler.queue import Change, assign_queue_slots, posts_t, record_events
+
+#: Changed items in these states are updated in place.
+UPDATABLE = frozenset({PostState.QUEUED, PostState.RETRY_WAIT, PostState.PAUSED})
+#: Changed items in these states are updated and queued again (the plan fixed them).
+REQUEUEABLE = frozenset({PostState.FAILED, PostState.MISSED, PostState.CANCELLED})
+#: Posts in these states are never touched by an import.
+LOCKED = frozenset({PostState.PUBLISHED, PostState.UNCONFIRMED, PostState.CLAIMED})
+#: Posts gone from the plan in these states are reported (and cancelled with --prune).
+PRUNABLE = frozenset(UPDATABLE)
+
+_CHUNK = 500
+
+
+@dataclass
+class Existing:
+    id: int
+    key: str
+    content_hash: str
+    state: str
+    plan_file: str | None
+    account_id: int
+
+
+@dataclass
+class ImportDiff:
+    """What an import would do (``--dry-run`` prints it) and, once applied, did."""
+
+    added: list[PlanItem] = field(default_factory=list)
+    updated: list[tuple[PlanItem, Existing]] = field(default_factory=list)
+    requeued: list[tuple[PlanItem, Existing]] = field(default_factory=list)
+    unchanged: int = 0
+    #: Changed in the plan, but the post is already out (or going out): not touched.
+    locked: list[tuple[PlanItem, Existing]] = field(default_factory=list)
+    #: Waiting posts of the imported files that the plan no longer lists.
+    gone: list[Existing] = field(default_factory=list)
+    pruned: bool = False
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "updated": len(self.updated),
+            "requeued": len(self.requeued),
+            "unchanged": self.unchanged,
+            "locked": len(self.locked),
+            "gone": len(self.gone),
+            "cancelled": len(self.gone) if self.pruned else 0,
+        }
+
+
+def plan_file_id(file: str) -> str:
+    """How a plan file is remembered: its absolute path."""
+    return str(Path(file).resolve())
+
+
+def _existing(
+    conn: Connection, keys: Sequence[str], files: Sequence[str]
+) -> tuple[dict[str, Existing], list[Existing]]:
+    cols = (
+        posts_t.c.id,
+        posts_t.c.key,
+        posts_t.c.content_hash,
+        posts_t.c.state,
+        posts_t.c.plan_file,
+        posts_t.c.account_id,
+    )
+    by_key: dict[str, Existing] = {}
+    for i in range(0, len(keys), _CHUNK):
+        for row in conn.execute(select(*cols).where(posts_t.c.key.in_(keys[i : i + _CHUNK]))):
+            by_key[row.key] = Existing(*row)
+    wanted = set(keys)
+    gone = [
+        Existing(*row)
+        for row in conn.execute(
+            select(*cols).where(posts_t.c.plan_file.in_(files), posts_t.c.state.in_(PRUNABLE))
+        )
+        if row.key not in wanted
+    ]
+    return by_key, gone
+
+
+def diff_plan(
+    conn: Connection, items: Sequence[PlanItem], account_ids: dict[str, int]
+) -> ImportDiff:
+    """Compare the plan with the database without changing anything."""
+    files = sorted({plan_file_id(i.file) for i in items})
+    existing, gone = _existing(conn, [i.key for i in items], files)
+    diff = ImportDiff(gone=gone)
+    for item in items:
+        old = existing.get(item.key)
+        if old is None:
+            diff.added.append(item)
+            continue
+        same_account = account_ids.get(item.account) == old.account_id
+        if old.content_hash == item.content_hash() and same_account:
+            diff.unchanged += 1
+        elif old.state in LOCKED:
+            diff.locked.append((item, old))
+        elif old.state in REQUEUEABLE:
+            diff.requeued.append((item, old))
+        else:
+            diff.updated.append((item, old))
+    return diff
+
+
+def _values(item: PlanItem, account_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "content_type": item.content_type,
+        "text": item.text,
+        "media": list(item.media),
+        "link": item.link,
+        "tags": list(item.tags),
+        "evergreen": item.evergreen,
+        "schedule": Schedule.FIXED if item.at else Schedule.QUEUE,
+        "plan_order": item.order,
+        "plan_file": plan_file_id(item.file),
+        "source": item.source,
+        "content_hash": item.content_hash(),
+        "due_at": item.at,
+        "next_attempt_at": item.at,
+        "updated_at": now,
+    }
+
+
+def apply_plan(
+    conn: Connection,
+    items: Sequence[PlanItem],
+    config: Config,
+    now: datetime,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportDiff:
+    """Reconcile the database with ``items`` inside the caller's transaction.
+
+    The caller commits (or, for a dry run, rolls back); nothing here commits.
+    """
+    account_ids = sync_accounts(conn, config, now)
+    diff = diff_plan(conn, items, account_ids)
+    diff.pruned = prune
+    if dry_run:
+        return diff
+
+    batch: list[dict[str, Any]] = []
+    for item in diff.added:
+        row = _values(item, account_ids[item.account], now)
+        row.update(
+            key=item.key,
+            state=PostState.QUEUED,
+            idempotency_key=uuid.uuid4().hex,
+            attempt_count=0,
+            repeat_count=0,
+            created_at=now,
+        )
+        batch.append(row)
+        if len(batch) >= 5000:
+            conn.execute(posts_t.insert(), batch)
+            if progress:
+                progress(len(batch))
+            batch = []
+    if batch:
+        conn.execute(posts_t.insert(), batch)
+        if progress:
+            progress(len(batch))
+
+    changes: list[Change] = []
+    updates = []
+    for item, old in diff.updated + diff.requeued:
+        values = _values(item, account_ids[item.account], now)
+        # A changed post starts afresh: a paused one stays paused, any other waits in the queue.
+        state = PostState.PAUSED if old.state == PostState.PAUSED else PostState.QUEUED
+        values.update(state=state, attempt_count=0, last_error=None, error_class=None)
+        if state != old.state:
+            changes.append(Change(old.id, old.key, old.state, state))
+        updates.append({"b_id": old.id, **values})
+    if updates:
+        # One statement per distinct column set keeps executemany batching effective.
+        cols = [k for k in updates[0] if k != "b_id"]
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id == bindparam("b_id"))
+            .values({c: bindparam(c) for c in cols}),
+            updates,
+        )
+    record_events(conn, changes, now, "plan", "the plan changed the post")
+
+    if prune and diff.gone:
+        gone_changes = [Change(g.id, g.key, g.state, PostState.CANCELLED) for g in diff.gone]
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id.in_([g.id for g in diff.gone]))
+            .values(state=PostState.CANCELLED, updated_at=now)
+        )
+        record_events(conn, gone_changes, now, "plan", "no longer in the plan (--prune)")
+
+    touched = {account_ids[i.account] for i in diff.added}
+    touched |= {account_ids[i.account] for i, _ in diff.updated + diff.requeued}
+    touched |= {old.account_id for _, old in diff.updated + diff.requeued}
+    if prune:
+        touched |= {g.account_id for g in diff.gone}
+    by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
+    for account_id in sorted(touched):
+        if account_id in by_id:
+            assign_queue_slots(conn, by_id[account_id], account_id, now)
+    return diff

@@ -1,0 +1,386 @@
+"""Queue operations shared by the plan importer, the CLI and the daemon.
+
+Each operation runs inside the caller's transaction and records a ``PostEvent`` for every
+state it changes, so ``smm queue show`` can tell a post's whole story.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, bindparam, func, select, update
+
+from scheduler.config import AccountConfig
+from scheduler.db.models import Account, Post, PostEvent, PostState, Schedule
+from scheduler.errors import NotFound, SmmError
+from scheduler.slots import free_slots, minute
+
+posts_t = Post.__table__  # type: ignore[attr-defined]
+events_t = PostEvent.__table__  # type: ignore[attr-defined]
+accounts_t = Account.__table__  # type: ignore[attr-defined]
+
+#: States in which a post still holds its time (its slot is taken).
+HOLDING_STATES = (
+    PostState.QUEUED,
+    PostState.CLAIMED,
+    PostState.RETRY_WAIT,
+    PostState.PAUSED,
+)
+
+#: Orders an account's movable queue posts; the ER loop supplies a priority-aware one.
+QueueOrder = Callable[[Sequence[Row[Any]]], Sequence[Row[Any]]]
+
+
+class InvalidTransition(SmmError):
+    """The post is in a state the operation cannot start from."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One post moved from one state to another by an operation."""
+
+    post_id: int
+    key: str
+    from_state: str
+    to_state: str
+
+
+def record_events(
+    conn: Connection, changes: Iterable[Change], now: datetime, actor: str, reason: str | None
+) -> None:
+    rows = [
+        {
+            "post_id": c.post_id,
+            "at": now,
+            "from_state": c.from_state,
+            "to_state": c.to_state,
+            "actor": actor,
+            "reason": reason,
+        }
+        for c in changes
+    ]
+    if rows:
+        conn.execute(events_t.insert(), rows)
+
+
+def plan_order(rows: Sequence[Row[Any]]) -> Sequence[Row[Any]]:
+    """The default queue order: as the plan lists the posts."""
+    return sorted(rows, key=lambda r: (r.plan_order, r.id))
+
+
+def assign_queue_slots(
+    conn: Connection,
+    account: AccountConfig,
+    account_id: int,
+    now: datetime,
+    *,
+    include_overdue: bool = False,
+    order: QueueOrder = plan_order,
+) -> int:
+    """Give the account's waiting queue posts the next free slots, in ``order``.
+
+    Posts whose slot is already due are left alone (the daemon and its misfire policy own
+    them) unless ``include_overdue``. Returns how many posts got a new time.
+    """
+    rows = conn.execute(
+        select(
+            posts_t.c.id,
+            posts_t.c.schedule,
+            posts_t.c.state,
+            posts_t.c.due_at,
+            posts_t.c.plan_order,
+            posts_t.c.content_type,
+        ).where(posts_t.c.account_id == account_id, posts_t.c.state.in_(HOLDING_STATES))
+    ).all()
+    movable = [
+        r
+        for r in rows
+        if r.schedule == Schedule.QUEUE
+        and r.state == PostState.QUEUED
+        and (include_overdue or r.due_at is None or r.due_at > now)
+    ]
+    moving = {r.id for r in movable}
+    taken = {minute(r.due_at) for r in rows if r.id not in moving and r.due_at is not None}
+    ordered = order(movable)
+    times = free_slots(account.slots, account.tz, now, taken, len(ordered))
+    updates = [
+        {"b_id": r.id, "b_due": t} for r, t in zip(ordered, times, strict=False) if r.due_at != t
+    ]
+    # Queue posts that found no slot (an account without slots) wait unscheduled.
+    updates += [{"b_id": r.id, "b_due": None} for r in ordered[len(times) :] if r.due_at]
+    if updates:
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id == bindparam("b_id"))
+            .values(due_at=bindparam("b_due"), next_attempt_at=bindparam("b_due"), updated_at=now),
+            updates,
+        )
+    return len(updates)
+
+
+# --------------------------------------------------------------------------- lookups
+
+
+def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
+    """Posts named by plan id (or by numeric database id); NotFound lists what is missing."""
+    cols = [posts_t, accounts_t.c.name.label("account")]
+    base = select(*cols).join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+    found: list[Row[Any]] = []
+    missing = []
+    for ref in refs:
+        row = conn.execute(base.where(posts_t.c.key == ref)).first()
+        if row is None and ref.isdigit():
+            row = conn.execute(base.where(posts_t.c.id == int(ref))).first()
+        if row is None:
+            missing.append(ref)
+        else:
+            found.append(row)
+    if missing:
+        raise NotFound("no post with id " + ", ".join(repr(m) for m in missing))
+    return found
+
+
+def list_posts(
+    conn: Connection,
+    *,
+    states: Sequence[str] = (),
+    account: str | None = None,
+    content_type: str | None = None,
+    limit: int | None = None,
+) -> list[Row[Any]]:
+    """Posts in due order (unscheduled last), filtered as the CLI's ``queue list`` asks."""
+    q = select(posts_t, accounts_t.c.name.label("account")).join(
+        accounts_t, accounts_t.c.id == posts_t.c.account_id
+    )
+    if states:
+        q = q.where(posts_t.c.state.in_(states))
+    if account:
+        q = q.where(accounts_t.c.name == account)
+    if content_type:
+        q = q.where(posts_t.c.content_type == content_type.lower())
+    q = q.order_by(posts_t.c.due_at.is_(None), posts_t.c.due_at, posts_t.c.id)
+    if limit:
+        q = q.limit(limit)
+    return list(conn.execute(q).all())
+
+
+def count_by_state(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(posts_t.c.state, func.count()).group_by(posts_t.c.state))
+    return {state: int(n) for state, n in rows}
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def _transition(
+    conn: Connection,
+    rows: Sequence[Row[Any]],
+    allowed: Iterable[str],
+    to_state: str,
+    now: datetime,
+    *,
+    actor: str,
+    reason: str | None,
+    values: dict[str, Any] | None = None,
+    verb: str,
+    hints: dict[str, str] | None = None,
+) -> list[Change]:
+    allowed = set(allowed)
+    bad = [r for r in rows if r.state not in allowed]
+    if bad:
+        hints = hints or {}
+        lines = []
+        for r in bad:
+            hint = hints.get(r.state, "")
+            lines.append(
+                f"{r.key}: cannot {verb} a post that is {r.state}" + (f" ({hint})" if hint else "")
+            )
+        raise InvalidTransition("\n".join(lines))
+    changes = [Change(r.id, r.key, r.state, to_state) for r in rows if r.state != to_state]
+    for c in changes:
+        # Guard on the state we read, so a daemon claim in between is not overwritten.
+        result = conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id == c.post_id, posts_t.c.state == c.from_state)
+            .values(state=to_state, updated_at=now, **(values or {}))
+        )
+        if result.rowcount != 1:
+            raise InvalidTransition(f"{c.key}: changed while this command ran; try again")
+    record_events(conn, changes, now, actor, reason)
+    return changes
+
+
+CANCELLABLE = (
+    PostState.QUEUED,
+    PostState.RETRY_WAIT,
+    PostState.PAUSED,
+    PostState.FAILED,
+    PostState.MISSED,
+)
+_HINTS = {
+    PostState.CLAIMED: "it is being published right now; look again in a moment",
+    PostState.PUBLISHED: "it is already on the network",
+    PostState.UNCONFIRMED: "it may be on the network: settle it with `smm queue resolve`",
+}
+
+
+def cancel(
+    conn: Connection, rows: Sequence[Row[Any]], now: datetime, actor: str = "cli"
+) -> list[Change]:
+    """Cancel waiting, failed or missed posts; a cancelled post is never published."""
+    return _transition(
+        conn,
+        rows,
+        (*CANCELLABLE, PostState.CANCELLED),
+        PostState.CANCELLED,
+        now,
+        actor=actor,
+        reason="cancelled",
+        values={"lease_owner": None, "lease_expires_at": None},
+        verb="cancel",
+        hints=_HINTS,
+    )
+
+
+def retry(
+    conn: Connection, rows: Sequence[Row[Any]], now: datetime, actor: str = "cli"
+) -> list[Change]:
+    """Queue failed, missed or cancelled posts again, to go out now (or at their future time)."""
+    changes = []
+    for r in rows:
+        when = r.due_at if r.due_at is not None and r.due_at > now else now
+        changes += _transition(
+            conn,
+            [r],
+            (PostState.FAILED, PostState.MISSED, PostState.CANCELLED),
+            PostState.QUEUED,
+            now,
+            actor=actor,
+            reason="retry requested",
+            values={
+                "due_at": when,
+                "next_attempt_at": when,
+                "attempt_count": 0,
+                "last_error": None,
+                "error_class": None,
+                "schedule": Schedule.FIXED,
+            },
+            verb="retry",
+            hints={**_HINTS, PostState.QUEUED: "it is already waiting"},
+        )
+    return changes
+
+
+def reschedule(
+    conn: Connection, row: Row[Any], at: datetime, now: datetime, actor: str = "cli"
+) -> list[Change]:
+    """Give a post a fixed new time (it leaves the slot queue) and queue it."""
+    if at <= now:
+        raise SmmError(f"{row.key}: the new time is in the past")
+    allowed = (*CANCELLABLE, PostState.CANCELLED)
+    values = {
+        "due_at": at,
+        "next_attempt_at": at,
+        "schedule": Schedule.FIXED,
+        "attempt_count": 0,
+    }
+    to_state = PostState.PAUSED if row.state == PostState.PAUSED else PostState.QUEUED
+    changes = _transition(
+        conn,
+        [row],
+        allowed,
+        to_state,
+        now,
+        actor=actor,
+        reason="rescheduled",
+        values=values,
+        verb="reschedule",
+        hints=_HINTS,
+    )
+    if not changes:  # same state: still record the new time
+        conn.execute(update(posts_t).where(posts_t.c.id == row.id).values(updated_at=now, **values))
+        record_events(
+            conn,
+            [Change(row.id, row.key, row.state, row.state)],
+            now,
+            actor,
+            f"rescheduled to {at.isoformat()}",
+        )
+    return changes
+
+
+def pause_accounts(
+    conn: Connection, account_ids: Sequence[int], now: datetime, reason: str, actor: str = "cli"
+) -> int:
+    """Pause accounts: their waiting posts become ``paused`` and the daemon skips them."""
+    conn.execute(
+        update(accounts_t)
+        .where(accounts_t.c.id.in_(account_ids))
+        .values(paused=True, paused_reason=reason, updated_at=now)
+    )
+    rows = conn.execute(
+        select(posts_t.c.id, posts_t.c.key, posts_t.c.state).where(
+            posts_t.c.account_id.in_(account_ids),
+            posts_t.c.state.in_((PostState.QUEUED, PostState.RETRY_WAIT)),
+        )
+    ).all()
+    changes = _transition(
+        conn,
+        rows,
+        (PostState.QUEUED, PostState.RETRY_WAIT),
+        PostState.PAUSED,
+        now,
+        actor=actor,
+        reason=reason,
+        verb="pause",
+    )
+    return len(changes)
+
+
+def resume_accounts(
+    conn: Connection,
+    accounts: Sequence[tuple[int, AccountConfig | None]],
+    now: datetime,
+    actor: str = "cli",
+) -> int:
+    """Resume paused accounts; their queue posts take the next free slots again."""
+    ids = [i for i, _ in accounts]
+    conn.execute(
+        update(accounts_t)
+        .where(accounts_t.c.id.in_(ids))
+        .values(paused=False, paused_reason=None, auth_state="ok", updated_at=now)
+    )
+    rows = conn.execute(
+        select(posts_t.c.id, posts_t.c.key, posts_t.c.state).where(
+            posts_t.c.account_id.in_(ids), posts_t.c.state == PostState.PAUSED
+        )
+    ).all()
+    changes = _transition(
+        conn,
+        rows,
+        (PostState.PAUSED,),
+        PostState.QUEUED,
+        now,
+        actor=actor,
+        reason="resumed",
+        verb="resume",
+    )
+    for account_id, cfg in accounts:
+        if cfg is not None:
+            assign_queue_slots(conn, cfg, account_id, now, include_overdue=True)
+    return len(changes)
+
+
+def due_filter(now: datetime) -> Any:
+    """Posts the daemon may take now."""
+    return and_(
+        posts_t.c.state.in_((PostState.QUEUED, PostState.RETRY_WAIT)),
+        posts_t.c.next_attempt_at <= now,
+    )
+
+
+def expired_lease_filter(now: datetime) -> Any:
+    return and_(posts_t.c.state == PostState.CLAIMED, posts_t.c.lease_expires_at <= now)
