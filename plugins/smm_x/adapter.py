@@ -1,0 +1,314 @@
+"""Publishing to X through API v2, with an OAuth 2.0 user-context access token.
+
+A post is ``POST /2/tweets``; its images are uploaded first, one ``POST /2/media/upload``
+each. Metrics come from ``GET /2/tweets`` in batches of 100; an unconfirmed post is looked up
+in the account's own timeline. See docs/plugins/networks/x.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from scheduler.adapter import (
+    Account,
+    Adapter,
+    Capabilities,
+    Issue,
+    Metrics,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    PublishError,
+    RateLimitPolicy,
+    Rejected,
+    Transient,
+)
+from scheduler.timeutil import format_utc, utcnow
+
+from .errors import classify, rate_limit_status, transport_failure
+from .matching import normalise, timeline_text
+from .weighted import MAX_WEIGHTED_LENGTH, weighted_length
+
+__all__ = ["XAdapter"]
+
+DEFAULT_API_BASE = "https://api.x.com"
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+MAX_IMAGE_BYTES = 5 * 1024 * 1024
+METRICS_BATCH = 100
+#: Timeline pages (of 100 posts) read by ``lookup`` before it gives up.
+LOOKUP_PAGES = 5
+#: Posts are searched from this long before the due time (clock differences).
+CLOCK_MARGIN = timedelta(minutes=5)
+#: The timeline index lags a little behind a new post; absence is only trusted after this.
+TIMELINE_LAG = timedelta(minutes=2)
+
+
+class XAdapter(Adapter):
+    """X (Twitter), API v2. Option: ``api_base``. Credential: ``access_token``.
+
+    ``rate_limit_status`` is keyed by account name and follows the ``x-rate-limit-*``
+    headers of the create-post endpoint, the budget the dispatcher spends.
+    """
+
+    platform = "x"
+    capabilities = Capabilities(
+        text_limit=MAX_WEIGHTED_LENGTH,
+        text_counting="weighted",
+        max_media=4,
+        media_types=IMAGE_TYPES,
+        # X has no idempotency key; it refuses an identical text as a duplicate, but only
+        # within a window it does not document, so a resend is never assumed safe.
+        idempotent=False,
+        metrics=frozenset({"likes", "comments", "shares", "saves", "impressions"}),
+        has_reach=True,
+        # POST /2/tweets: 100 requests per 15 minutes per user.
+        rate_limit=RateLimitPolicy(requests=100, per=timedelta(minutes=15), concurrency=1),
+    )
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        super().__init__(client)
+        self._user_ids: dict[str, str] = {}
+
+    # -- offline checks -------------------------------------------------------------------
+
+    def text_length(self, text: str) -> int:
+        """The weighted length (twitter-text v3): URLs 23, emoji and CJK 2, Latin 1."""
+        return weighted_length(text)
+
+    def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """The core's length and count checks, plus X's rules for image files."""
+        issues = super().validate(post, account)
+        for item in post.media:
+            issue = _media_issue(item)
+            if issue:
+                issues.append(issue)
+        return issues
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        """Upload the images, then create the post. Only the create call can duplicate."""
+        token = account.secret("access_token")
+        media_ids = [await self._upload(item, token, account) for item in post.media]
+        payload: dict[str, Any] = {"text": self.compose_text(post)}
+        if media_ids:
+            payload["media"] = {"media_ids": media_ids}
+        body = await self._request(
+            "POST", "/2/tweets", token, account, sends=True, track=True, json=payload
+        )
+        data = body.get("data")
+        post_id = data.get("id") if isinstance(data, Mapping) else None
+        if not isinstance(post_id, str) or not post_id:
+            raise OutcomeUnknown("x: the create answer has no data.id", http_status=201)
+        return Published(remote_id=post_id, url=_post_url(post_id))
+
+    async def _upload(self, item: str, token: str, account: Account) -> str:
+        # An upload creates no post, so every failure here is safe to retry (sends=False).
+        path = Path(item).expanduser()
+        kind, _ = mimetypes.guess_type(path.name)
+        if item.startswith(("https://", "http://")) or kind not in IMAGE_TYPES:
+            raise Rejected(f"x: {item} is not a local JPEG, PNG or WebP image")
+        try:
+            content = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            raise Rejected(f"x: cannot read media file {item}: {exc.strerror}") from None
+        body = await self._request(
+            "POST",
+            "/2/media/upload",
+            token,
+            account,
+            sends=False,
+            data={"media_category": "tweet_image", "media_type": kind},
+            files={"media": (path.name, content, kind)},
+        )
+        data = body.get("data")
+        media_id = data.get("id") if isinstance(data, Mapping) else None
+        if not isinstance(media_id, str) or not media_id:
+            raise Transient(f"x: the upload answer for {path.name} has no data.id")
+        return media_id
+
+    # -- metrics --------------------------------------------------------------------------
+
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: Account
+    ) -> Mapping[str, Metrics]:
+        """``public_metrics`` of up to 100 posts a request; deleted posts are left out."""
+        ids = list(dict.fromkeys(p.remote_id for p in posts if p.remote_id))
+        if not ids:
+            return {}
+        token = account.secret("access_token")
+        found: dict[str, Metrics] = {}
+        for start in range(0, len(ids), METRICS_BATCH):
+            params = {
+                "ids": ",".join(ids[start : start + METRICS_BATCH]),
+                "tweet.fields": "public_metrics",
+            }
+            body = await self._request("GET", "/2/tweets", token, account, params=params)
+            for item in _list(body.get("data")):
+                metrics = _metrics(item)
+                if metrics:
+                    found[metrics.remote_id] = metrics
+        return found
+
+    # -- reconciliation -------------------------------------------------------------------
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        """Find the post in the account's timeline since its due time, by its exact text.
+
+        None only when every post since the due time was read, none matches, and the due
+        time is old enough for the timeline to show a post made then; otherwise
+        ``OutcomeUnknown``. Failures of the lookup itself are ``OutcomeUnknown`` too.
+        """
+        try:
+            return await self._lookup(post, account)
+        except OutcomeUnknown:
+            raise
+        except PublishError as exc:
+            raise OutcomeUnknown(
+                f"x: lookup failed: {exc.message}", http_status=exc.http_status
+            ) from None
+
+    async def _lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        if post.due_at is None:
+            raise OutcomeUnknown("x: a post without a due time cannot be bounded in a timeline")
+        token = account.secret("access_token")
+        user_id = await self._user_id(token, account)
+        now = utcnow()
+        wanted = normalise(self.compose_text(post))
+        params: dict[str, Any] = {
+            "max_results": 100,
+            "start_time": format_utc(min(post.due_at, now) - CLOCK_MARGIN),
+            "tweet.fields": "created_at,entities,note_tweet",
+            "exclude": "retweets",
+        }
+        for _ in range(LOOKUP_PAGES):
+            body = await self._request(
+                "GET", f"/2/users/{user_id}/tweets", token, account, params=params
+            )
+            for item in _list(body.get("data")):
+                if isinstance(item.get("id"), str) and normalise(timeline_text(item)) == wanted:
+                    return Published(remote_id=item["id"], url=_post_url(item["id"]))
+            meta = body.get("meta")
+            next_token = meta.get("next_token") if isinstance(meta, Mapping) else None
+            if not next_token:
+                break
+            params["pagination_token"] = next_token
+        else:
+            raise OutcomeUnknown(
+                f"x: more than {LOOKUP_PAGES * 100} posts since the due time; not all were read"
+            )
+        if now - post.due_at < TIMELINE_LAG:
+            raise OutcomeUnknown("x: not in the timeline yet, but the due time is too recent")
+        return None
+
+    async def _user_id(self, token: str, account: Account) -> str:
+        if account.name not in self._user_ids:
+            body = await self._request("GET", "/2/users/me", token, account)
+            data = body.get("data")
+            user_id = data.get("id") if isinstance(data, Mapping) else None
+            if not isinstance(user_id, str) or not user_id:
+                raise OutcomeUnknown("x: /2/users/me answered without data.id")
+            self._user_ids[account.name] = user_id
+        return self._user_ids[account.name]
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        account: Account,
+        *,
+        sends: bool = False,
+        track: bool = False,
+        **kwargs: Any,
+    ) -> Mapping[str, Any]:
+        """One API call; the decoded JSON object of a 2xx answer, else a ``PublishError``.
+
+        ``sends`` marks the call that creates the post (its uncertain failures are
+        ``OutcomeUnknown``); ``track`` records its rate-limit headers for the dispatcher.
+        """
+        base = str(account.option("api_base", DEFAULT_API_BASE)).rstrip("/")
+        what = f"x {method} {path}"
+        try:
+            response = await self.client.request(
+                method, base + path, headers={"Authorization": f"Bearer {token}"}, **kwargs
+            )
+        except httpx.TransportError as exc:
+            raise transport_failure(exc, what, sends=sends, secrets=(token,)) from None
+        if track:
+            status = rate_limit_status(response.headers)
+            if status is not None:
+                self.rate_limit_status[account.name] = status
+        if not response.is_success:
+            raise classify(response, sends=sends)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, Mapping):
+            unknown = OutcomeUnknown if sends else Transient
+            raise unknown(
+                f"{what}: HTTP {response.status_code} without a JSON object",
+                http_status=response.status_code,
+            )
+        return body
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _post_url(post_id: str) -> str:
+    # The i/web form needs no username, which the create answer does not carry.
+    return f"https://x.com/i/web/status/{post_id}"
+
+
+def _list(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _count(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _metrics(item: Mapping[str, Any]) -> Metrics | None:
+    post_id = item.get("id")
+    public = item.get("public_metrics")
+    if not isinstance(post_id, str) or not isinstance(public, Mapping):
+        return None
+    reposts, quotes = _count(public.get("retweet_count")), _count(public.get("quote_count"))
+    shares = None if reposts is None and quotes is None else (reposts or 0) + (quotes or 0)
+    return Metrics(
+        remote_id=post_id,
+        likes=_count(public.get("like_count")),
+        comments=_count(public.get("reply_count")),
+        shares=shares,
+        saves=_count(public.get("bookmark_count")),
+        impressions=_count(public.get("impression_count")),
+    )
+
+
+def _media_issue(item: str) -> Issue | None:
+    if item.startswith(("https://", "http://")):
+        return Issue("media", f"{item}: X needs image files, not URLs", "download it first")
+    path = Path(item).expanduser()
+    kind, _ = mimetypes.guess_type(path.name)
+    if kind not in IMAGE_TYPES:
+        return Issue("media", f"{item}: not a JPEG, PNG or WebP image")
+    if not path.is_file():
+        return Issue("media", f"{item}: no such file")
+    if path.stat().st_size > MAX_IMAGE_BYTES:
+        return Issue("media", f"{item}: larger than X's 5 MB image limit")
+    return None
