@@ -1,0 +1,267 @@
+"""The smm command line, end to end on SQLite and PostgreSQL (click's CliRunner)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+from sqlalchemy import select
+
+from scheduler.cli import cli
+from scheduler.db.engine import make_engine
+from scheduler.queue import events_t, posts_t
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "config" / "example.toml"
+EXAMPLE_PLANS = [REPO / "config" / "example-plan.yaml", REPO / "config" / "example-plan.csv"]
+
+CONFIG = """
+[accounts.riga]
+platform = "sim"
+timezone = "Europe/Riga"
+slots = { daily = ["09:00", "18:00"] }
+
+[accounts.ny]
+platform = "sim"
+timezone = "America/New_York"
+slots = { weekdays = ["10:00"] }
+"""
+
+PLAN = """\
+- {id: a1, account: riga, type: laugh, text: one}
+- {id: a2, account: riga, type: medal, text: two}
+- {id: a3, account: ny, type: laugh, text: three, at: "2030-06-03 10:00"}
+"""
+
+
+@pytest.fixture
+def smm(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Run ``smm`` with the test config and database; returns the click Result."""
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+
+    def run(*args: str, config_path: Path | None = config, expect: int | None = 0) -> Result:
+        base = ["--db", db_url] + (["--config", str(config_path)] if config_path else [])
+        result = CliRunner().invoke(cli, [*base, *args], catch_exceptions=False)
+        if expect is not None:
+            assert result.exit_code == expect, result.output
+        return result
+
+    return run
+
+
+def snapshot(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return {
+                "posts": [tuple(r) for r in conn.execute(select(posts_t).order_by(posts_t.c.id))],
+                "events": [
+                    tuple(r) for r in conn.execute(select(events_t).order_by(events_t.c.id))
+                ],
+            }
+    finally:
+        engine.dispose()
+
+
+def test_example_plan_imports_and_lists_every_post_with_utc_due_time(
+    db_url: str, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    base = ["--db", db_url, "--config", str(EXAMPLE_CONFIG)]
+    assert runner.invoke(cli, [*base, "init"]).exit_code == 0
+    result = runner.invoke(cli, [*base, "plan", "import", *map(str, EXAMPLE_PLANS)])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(runner.invoke(cli, [*base, "queue", "list", "--json"]).output)
+    # Read the plans independently of the importer: plain PyYAML and csv.
+    yaml_plan = yaml.safe_load(EXAMPLE_PLANS[0].read_text(encoding="utf-8"))
+    with EXAMPLE_PLANS[1].open(encoding="utf-8", newline="") as f:
+        csv_ids = {row["id"] for row in csv.DictReader(f)}
+    expected_ids = {post["id"] for post in yaml_plan["posts"]} | csv_ids
+    assert len(expected_ids) > 10
+    assert {p["id"] for p in listed} == expected_ids
+    for post in listed:
+        assert {"id", "account", "type", "state", "due_at"} <= set(post)
+        assert post["state"] == "queued"
+        assert post["due_at"].endswith("Z")
+
+
+def test_plan_with_three_bad_items_exits_1_lists_all_and_changes_nothing(
+    smm,
+    db_url: str,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(PLAN, encoding="utf-8")
+    smm("plan", "import", str(good))
+    before = snapshot(db_url)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "id,account,type,text,at\n"
+        "a1,riga,laugh,one changed,\n"
+        "b1,rigaa,laugh,x,\n"
+        "b2,riga,laugh,,\n"
+        "b3,ny,laugh,x,2030-02-30 10:00\n"
+        "b4,ny,laugh,fine,\n",
+        encoding="utf-8",
+    )
+    result = smm("plan", "import", str(bad), expect=1)
+    assert "3 problems" in result.output
+    for row, field in ((3, "account"), (4, "text"), (5, "at")):
+        assert f"row {row}, item 'b{row - 2}', field '{field}'" in result.output
+    assert snapshot(db_url) == before
+
+
+def test_reimport_adds_and_updates_nothing(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    first = json.loads(smm("plan", "import", "--json", str(plan)).output)
+    second = json.loads(smm("plan", "import", "--json", str(plan)).output)
+    assert first["added"] == 3
+    assert (second["added"], second["updated"], second["unchanged"]) == (0, 0, 3)
+
+
+def test_dry_run_prints_the_diff_and_writes_nothing(smm, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    smm("init")
+    before = snapshot(db_url)
+    result = smm("plan", "import", "--dry-run", str(plan))
+    assert "3 added" in result.output
+    assert "dry run" in result.output
+    assert snapshot(db_url) == before
+
+
+def test_validate_reports_json_problems(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("- {id: x, account: nobody, type: t, text: hi}\n", encoding="utf-8")
+    result = smm("plan", "validate", "--json", str(plan), expect=1)
+    data = json.loads(result.output)
+    assert data["ok"] is False
+    assert data["problems"][0]["field"] == "account"
+    assert data["problems"][0]["line"] == 1
+
+
+def test_queue_list_filters(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    smm("plan", "import", str(plan))
+    by_account = json.loads(smm("queue", "list", "--account", "ny", "--json").output)
+    by_type = json.loads(smm("queue", "list", "--type", "LAUGH", "--json").output)
+    limited = json.loads(smm("queue", "list", "--limit", "1", "--json").output)
+    assert [p["id"] for p in by_account] == ["a3"]
+    assert {p["id"] for p in by_type} == {"a1", "a3"}
+    assert len(limited) == 1
+    table = smm("queue", "list").output
+    assert ("a1" in table and "riga" in table and "EET" in table) or "EEST" in table
+
+
+def test_cancel_retry_and_show_history(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    smm("plan", "import", str(plan))
+    smm("queue", "cancel", "a1")
+    # The freed slot goes to a2, the next post in riga's queue.
+    listed = {p["id"]: p for p in json.loads(smm("queue", "list", "--json").output)}
+    assert listed["a1"]["state"] == "cancelled"
+    smm("queue", "retry", "a1")
+    shown = json.loads(smm("queue", "show", "a1", "--json").output)
+    assert shown["state"] == "queued"
+    assert [(h["from"], h["to"]) for h in shown["history"]] == [
+        ("queued", "cancelled"),
+        ("cancelled", "queued"),
+    ]
+
+
+def test_retrying_a_waiting_post_is_refused_with_a_reason(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    smm("plan", "import", str(plan))
+    result = smm("queue", "retry", "a1", expect=1)
+    assert "cannot retry a post that is queued" in result.output
+
+
+def test_unknown_post_id_exits_1(smm) -> None:  # type: ignore[no-untyped-def]
+    assert "no post with id 'nope'" in smm("queue", "show", "nope", expect=1).output
+
+
+def test_reschedule_uses_the_account_zone(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    smm("plan", "import", str(plan))
+    smm("queue", "reschedule", "a2", "--at", "2030-07-01 12:00")
+    shown = json.loads(smm("queue", "show", "a2", "--json").output)
+    assert shown["due_at"] == "2030-07-01T09:00:00Z"  # Riga summer time, UTC+3
+    assert shown["schedule"] == "fixed"
+    bad = smm("queue", "reschedule", "a2", "--at", "soon", expect=2)
+    assert "--at" in bad.output
+
+
+def test_pause_and_resume_an_account(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    smm("plan", "import", str(plan))
+    smm("queue", "pause", "--account", "riga")
+    states = {p["id"]: p["state"] for p in json.loads(smm("queue", "list", "--json").output)}
+    assert states == {"a1": "paused", "a2": "paused", "a3": "queued"}
+    accounts = {a["name"]: a for a in json.loads(smm("accounts", "list", "--json").output)}
+    assert accounts["riga"]["paused"] is True
+    assert accounts["ny"]["paused"] is False
+    smm("queue", "resume", "--account", "riga")
+    states = {p["id"]: p["state"] for p in json.loads(smm("queue", "list", "--json").output)}
+    assert set(states.values()) == {"queued"}
+
+
+def test_usage_errors_exit_2(smm) -> None:  # type: ignore[no-untyped-def]
+    assert smm("queue", "list", "--state", "bogus", expect=2).exit_code == 2
+    assert smm("queue", "list", "--limit", "0", expect=2).exit_code == 2
+    assert smm("nonsense", expect=2).exit_code == 2
+
+
+def test_config_check_reports_problems_and_exits_1(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[accounts.a]\nplatform = "nope"\ntimezone = "Mars/Base"\n', encoding="utf-8")
+    result = smm("config", "check", config_path=bad, expect=1)
+    assert "Mars/Base" in result.output
+    assert "line 3" in result.output
+
+
+def test_config_check_names_platforms_without_a_plugin(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[accounts.a]\nplatform = "myspace"\ntimezone = "UTC"\n', encoding="utf-8")
+    result = smm("config", "check", config_path=cfg, expect=1)
+    assert "no installed plugin provides platform 'myspace'" in result.output
+
+
+def test_commands_needing_a_config_say_how_to_give_one(smm, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    result = smm("plan", "validate", str(plan), config_path=None, expect=1)
+    assert "--config" in result.output
+
+
+def test_example_config_passes_config_check() -> None:
+    result = CliRunner().invoke(cli, ["--config", str(EXAMPLE_CONFIG), "config", "check"])
+    assert result.exit_code == 0, result.output
+
+
+def test_version() -> None:
+    from scheduler import __version__
+
+    assert __version__ in CliRunner().invoke(cli, ["--version"]).output
+
+
+@pytest.mark.parametrize("name", ["example-plan.yaml", "example-plan.csv"])
+def test_shipped_example_plans_validate(name: str, tmp_path: Path) -> None:
+    shutil.copy(REPO / "config" / name, tmp_path / name)
+    result = CliRunner().invoke(
+        cli, ["--config", str(EXAMPLE_CONFIG), "plan", "validate", str(tmp_path / name)]
+    )
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,125 @@
+"""Reading plan files: YAML with line numbers, CSV with spreadsheet rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scheduler.plan.read import read_plan_file, read_plan_files
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_yaml_items_remember_the_line_of_each_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "plan.yaml",
+        "posts:\n"
+        "  - id: a\n"
+        "    account: acme\n"
+        "    text: hello\n"
+        "\n"
+        "  - id: b\n"
+        "    account: acme\n"
+        "    at: 2030-01-01 09:00\n",
+    )
+    items, problems = read_plan_file(path)
+    assert problems == []
+    assert [i.line for i in items] == [2, 6]
+    assert items[1].line_of("at") == 8
+    assert items[0].unit == "line"
+
+
+def test_yaml_keeps_times_as_text_for_the_account_zone_to_interpret(tmp_path: Path) -> None:
+    path = write(tmp_path, "plan.yaml", "- id: a\n  at: 2030-01-01 09:00:00\n")
+    items, _ = read_plan_file(path)
+    assert items[0].values["at"] == "2030-01-01 09:00:00"
+
+
+def test_yaml_defaults_apply_unless_an_item_overrides_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "plan.yaml",
+        "defaults:\n  account: acme\n  type: laugh\n"
+        "posts:\n  - id: a\n  - id: b\n    type: medal\n",
+    )
+    items, _ = read_plan_file(path)
+    assert [(i.values["account"], i.values["type"]) for i in items] == [
+        ("acme", "laugh"),
+        ("acme", "medal"),
+    ]
+
+
+def test_invalid_yaml_is_reported_with_its_line_and_a_hint(tmp_path: Path) -> None:
+    path = write(tmp_path, "plan.yaml", "- id: a\n  text: Hot take: no\n")
+    items, problems = read_plan_file(path)
+    assert items == []
+    assert problems[0].line == 2
+    assert "quotes" in problems[0].hint
+
+
+def test_unknown_top_level_key_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "plan.yaml", "post:\n  - id: a\n")
+    _, problems = read_plan_file(path)
+    assert any(p.field == "post" and p.line == 1 for p in problems)
+
+
+def test_csv_rows_are_numbered_as_a_spreadsheet_shows_them(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "plan.csv",
+        'id,account,text\na,acme,"two\nlines"\n,,\nb,acme,hi\n',
+    )
+    items, problems = read_plan_file(path)
+    assert problems == []
+    # Header is row 1; the multi-line cell is still one row; the blank row is skipped.
+    assert [(i.values["id"], i.line) for i in items] == [("a", 2), ("b", 4)]
+    assert items[0].unit == "row"
+
+
+def test_csv_header_is_case_insensitive_and_semicolons_are_detected(tmp_path: Path) -> None:
+    path = write(tmp_path, "plan.csv", "ID;Account;Text\na;acme;hello, world\n")
+    items, problems = read_plan_file(path)
+    assert problems == []
+    assert items[0].values == {"id": "a", "account": "acme", "text": "hello, world"}
+
+
+def test_csv_with_a_byte_order_mark_reads_the_first_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "plan.csv", "\ufeffid,account\na,acme\n".encode())
+    items, _ = read_plan_file(path)
+    assert items[0].values["id"] == "a"
+
+
+def test_csv_row_with_extra_cells_is_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "plan.csv", "id,text\na,hello,world\n")
+    items, problems = read_plan_file(path)
+    assert items == []
+    assert problems[0].line == 2
+    assert problems[0].unit == "row"
+
+
+def test_a_file_that_is_not_utf8_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "plan.csv", b"id,text\na,ok\nb,caf\xe9\n")
+    _, problems = read_plan_file(path)
+    assert problems[0].line == 3
+    assert "UTF-8" in problems[0].message
+
+
+def test_unknown_extension_and_missing_file_are_reported(tmp_path: Path) -> None:
+    _, p1 = read_plan_file(write(tmp_path, "plan.txt", "x"))
+    _, p2 = read_plan_file(tmp_path / "missing.yaml")
+    assert "format" in p1[0].message
+    assert "cannot read" in p2[0].message
+
+
+def test_items_are_numbered_in_plan_order_across_files(tmp_path: Path) -> None:
+    a = write(tmp_path, "a.yaml", "- id: a1\n- id: a2\n")
+    b = write(tmp_path, "b.csv", "id\nb1\n")
+    items, _ = read_plan_files([a, b])
+    assert [(i.values["id"], i.order) for i in items] == [("a1", 0), ("a2", 1), ("b1", 2)]
