@@ -1,0 +1,291 @@
+"""Two-step publishing, shared by Instagram and Threads: build a container, then publish it.
+
+Both networks take a post in two requests. ``POST /{user}/media`` (Instagram) or
+``POST /{user}/threads`` creates a *container*: invisible, fetched and processed by Meta,
+valid for 24 hours. ``POST /{user}/media_publish`` or ``/threads_publish`` with
+``creation_id=<container>`` makes it a post. A container can be published once only.
+
+That is what keeps a retry from duplicating a post. The adapter remembers, per account and
+idempotency key, the container it built; a retry checks that container's status before doing
+anything: ``FINISHED`` is published (no new container), ``PUBLISHED`` means the earlier attempt
+went through after all, and the post is found in the account's recent media instead of being
+sent again. Nothing random is derived; only an expired or failed container is replaced.
+
+The memory lives in the adapter, so it does not survive a restart. That is why
+``capabilities.idempotent`` stays False: after a crash the core does not resend an
+``unconfirmed`` post blindly; it calls ``lookup``, which finds the post by its text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+from scheduler.adapter import (
+    Account,
+    Adapter,
+    AuthExpired,
+    Issue,
+    Metrics,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    PublishError,
+    RateLimited,
+    Rejected,
+    Transient,
+)
+from scheduler.timeutil import utcnow
+from smm_meta.graph import Graph, Listing, count, find_recent, insight_values
+
+__all__ = ["ContainerAdapter", "media_issues"]
+
+_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".avi")
+_REMEMBERED_CONTAINERS = 1024
+
+
+def media_issues(media: Sequence[str], network: str, formats: tuple[str, ...]) -> list[Issue]:
+    """Media Meta cannot fetch: not a public URL, a video, or an image format it refuses."""
+    issues = []
+    for entry in media:
+        parsed = urlparse(entry)
+        path = parsed.path.lower()
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            issues.append(
+                Issue(
+                    "media",
+                    f"{entry!r} is not a URL: {network} fetches media from public URLs",
+                    "upload the file somewhere public and put its https:// URL in the plan",
+                )
+            )
+        elif path.endswith(_VIDEO_SUFFIXES):
+            issues.append(Issue("media", f"{entry!r}: video is not supported for {network}"))
+        elif "." in path.rsplit("/", 1)[-1] and not path.endswith(formats):
+            issues.append(
+                Issue("media", f"{entry!r}: {network} takes {', '.join(formats)} images only")
+            )
+    return issues
+
+
+class ContainerAdapter(Adapter):
+    """Base of the Instagram and Threads adapters: containers, polling, quota, insights."""
+
+    #: How messages name the network.
+    network: ClassVar[str]
+    default_host: ClassVar[str]
+    default_version: ClassVar[str]
+    #: The account option holding the user id.
+    user_option: ClassVar[str]
+    #: Container fields: its state (``IN_PROGRESS``, ``FINISHED``...) and why it failed.
+    status_fields: ClassVar[tuple[str, str]]
+    create_edge: ClassVar[str]
+    publish_edge: ClassVar[str]
+    quota_edge: ClassVar[str]
+    #: The account's recent posts; ``{user}`` is replaced by the user id.
+    listing: ClassVar[Listing]
+    #: ``metric=`` of the insights request, and which ``Metrics`` field each one fills.
+    insight_metrics: ClassVar[Mapping[str, str]]
+
+    #: Seconds between container status checks, and how many checks before giving up.
+    poll_interval: float = 3.0
+    poll_attempts: int = 10
+    #: The quota is a rolling 24 hours and Meta does not say when the next slot frees up.
+    quota_wait: timedelta = timedelta(hours=1)
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self._containers: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    # -- request parameters, per network ----------------------------------------------------
+
+    def single_params(self, url: str | None, text: str) -> dict[str, str]:
+        """The container of a post with one image (or none)."""
+        raise NotImplementedError
+
+    def child_params(self, url: str) -> dict[str, str]:
+        """One image of a carousel."""
+        raise NotImplementedError
+
+    def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
+        """The carousel itself, pointing at its ready children."""
+        raise NotImplementedError
+
+    # -- offline ---------------------------------------------------------------------------
+
+    def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        issues = super().validate(post, account)
+        if not account.option(self.user_option):
+            issues.append(Issue("account", f"option {self.user_option!r} is not set"))
+        return issues
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def graph(self, account: Account) -> Graph:
+        """The Graph host and version this account talks to, with its token."""
+        host = str(account.option("graph_host", self.default_host)).rstrip("/")
+        version = str(account.option("graph_version", self.default_version))
+        return Graph(self.client, f"{host}/{version}", account.secret("access_token"), self.network)
+
+    def user_id(self, account: Account) -> str:
+        user = account.option(self.user_option)
+        if not user:
+            raise Rejected(f"account {account.name}: option {self.user_option!r} is not set")
+        return str(user)
+
+    def _remember(self, key: tuple[str, str], container: str) -> None:
+        self._containers[key] = container
+        while len(self._containers) > _REMEMBERED_CONTAINERS:
+            self._containers.popitem(last=False)
+
+    async def _status(self, graph: Graph, container: str) -> tuple[str, str]:
+        state_field, reason_field = self.status_fields
+        body = await graph.get(container, {"fields": f"{state_field},{reason_field}"})
+        return str(body.get(state_field) or ""), str(body.get(reason_field) or "")
+
+    async def _check_quota(self, graph: Graph, user: str) -> None:
+        try:
+            body = await graph.get(f"{user}/{self.quota_edge}", {"fields": "quota_usage,config"})
+        except Rejected:
+            return  # the quota cannot be read (permissions): the network still enforces it
+        data = body.get("data")
+        record = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        config = record.get("config")
+        config = config if isinstance(config, dict) else {}
+        used, total = count(record.get("quota_usage")), count(config.get("quota_total"))
+        if used is not None and total and used >= total:
+            raise RateLimited(
+                f"{self.network}: {used} of {total} posts allowed in 24 hours already published",
+                retry_at=utcnow() + self.quota_wait,
+            )
+
+    async def _container(self, graph: Graph, user: str, params: Mapping[str, str]) -> str:
+        # An unpublished container is invisible: losing the answer is safe to retry.
+        body = await graph.post(f"{user}/{self.create_edge}", params, mutating=False)
+        container = body.get("id")
+        if not container:
+            raise Transient(f"{self.network}: the container was created without an id")
+        return str(container)
+
+    async def _wait_until_finished(self, graph: Graph, container: str) -> None:
+        for attempt in range(self.poll_attempts):
+            if attempt:
+                await asyncio.sleep(self.poll_interval)
+            state, reason = await self._status(graph, container)
+            if state in ("FINISHED", "PUBLISHED"):
+                return
+            if state == "ERROR":
+                raise Rejected(
+                    f"{self.network}: the media could not be processed: {reason or 'no reason'}"
+                )
+            if state == "EXPIRED":
+                raise Transient(f"{self.network}: the container expired before it was published")
+        raise Transient(
+            f"{self.network}: the media was still processing after {self.poll_attempts} checks"
+        )
+
+    async def _create(self, graph: Graph, user: str, post: OutgoingPost) -> str:
+        text = self.compose_text(post)
+        if len(post.media) > 1:
+            children = [
+                await self._container(graph, user, self.child_params(url)) for url in post.media
+            ]
+            for child in children:
+                await self._wait_until_finished(graph, child)
+            return await self._container(graph, user, self.carousel_params(children, text))
+        url = post.media[0] if post.media else None
+        return await self._container(graph, user, self.single_params(url, text))
+
+    def _listing(self, user: str) -> Listing:
+        return replace(self.listing, edge=self.listing.edge.format(user=user))
+
+    # -- network calls ---------------------------------------------------------------------
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        graph = self.graph(account)
+        user = self.user_id(account)
+        key = (account.name, idempotency_key or post.key)
+        container = self._containers.get(key)
+        if container is not None:
+            state, _ = await self._status(graph, container)
+            if state == "PUBLISHED":
+                # The earlier attempt went through after all: report it, never publish again.
+                listing = self._listing(user)
+                found = await find_recent(graph, listing, self.compose_text(post), since=None)
+                if found is None:  # without ``since`` it raises instead; this narrows the type
+                    raise OutcomeUnknown(f"{self.network}: published, but not listed yet")
+                self._containers.pop(key, None)
+                return found
+            if state not in ("FINISHED", "IN_PROGRESS"):
+                container = None  # expired or failed: build a new one
+        await self._check_quota(graph, user)
+        try:
+            if container is None:
+                container = await self._create(graph, user, post)
+                self._remember(key, container)
+            await self._wait_until_finished(graph, container)
+            body = await graph.post(f"{user}/{self.publish_edge}", {"creation_id": container})
+        except Rejected:
+            self._containers.pop(key, None)
+            raise
+        media_id = body.get("id")
+        if not media_id:
+            raise OutcomeUnknown(f"{self.network}: publishing answered without a media id")
+        self._containers.pop(key, None)
+        return Published(str(media_id), url=await self._permalink(graph, str(media_id)))
+
+    async def _permalink(self, graph: Graph, media_id: str) -> str | None:
+        # The post is out: a failure here must not turn a success into an error.
+        try:
+            body = await graph.get(media_id, {"fields": "permalink"})
+        except PublishError:
+            return None
+        link = body.get("permalink")
+        return link if isinstance(link, str) else None
+
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: Account
+    ) -> Mapping[str, Metrics]:
+        graph = self.graph(account)
+        metric = ",".join(self.insight_metrics)
+        out: dict[str, Metrics] = {}
+        for post in posts:
+            if not post.remote_id:
+                continue
+            try:
+                body = await graph.get(f"{post.remote_id}/insights", {"metric": metric})
+            except Rejected:
+                continue  # deleted, or a media type without these metrics: left out
+            out[post.remote_id] = self.to_metrics(post.remote_id, insight_values(body))
+        return out
+
+    def to_metrics(self, remote_id: str, values: Mapping[str, int]) -> Metrics:
+        """Insights by name -> ``Metrics``; names mapping to the same field are added up."""
+        fields: dict[str, int] = {}
+        for name, field in self.insight_metrics.items():
+            if name in values:
+                fields[field] = fields.get(field, 0) + values[name]
+        return Metrics(remote_id=remote_id, **fields)
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        graph = self.graph(account)
+        user = self.user_id(account)
+        try:
+            container = self._containers.get((account.name, post.idempotency_key or post.key))
+            if container is not None:
+                state, _ = await self._status(graph, container)
+                if state in ("FINISHED", "IN_PROGRESS", "EXPIRED", "ERROR"):
+                    return None  # the container was never published
+            listing = self._listing(user)
+            return await find_recent(graph, listing, self.compose_text(post), post.due_at)
+        except (AuthExpired, OutcomeUnknown):
+            raise
+        except PublishError as exc:
+            message = f"{self.network}: cannot look the post up: {exc.message}"
+            raise OutcomeUnknown(message) from None

@@ -1,0 +1,102 @@
+"""Instagram business and creator accounts, through the Graph API (content publishing).
+
+A post is one image (``POST /{ig-user-id}/media`` with ``image_url`` and ``caption``) or a
+carousel of up to ten (one child container per image, then a ``CAROUSEL`` container), then
+``POST /{ig-user-id}/media_publish``; see ``smm_meta.containers`` for why a retry cannot
+publish twice. Before building anything the adapter reads
+``GET /{ig-user-id}/content_publishing_limit`` and waits when the 24-hour quota is used up.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from types import MappingProxyType
+
+from scheduler.adapter import (
+    Account,
+    Capabilities,
+    Issue,
+    OutgoingPost,
+    RateLimitPolicy,
+    Rejected,
+)
+from smm_meta.containers import ContainerAdapter, media_issues
+from smm_meta.graph import Listing
+
+__all__ = ["InstagramAdapter"]
+
+MAX_HASHTAGS = 30
+MAX_MENTIONS = 20
+_HASHTAG = re.compile(r"(?<![\w&])#\w+")
+_MENTION = re.compile(r"(?<![\w.])@[\w.]+")
+
+
+class InstagramAdapter(ContainerAdapter):
+    """Publishes images and carousels to an Instagram professional account.
+
+    Options: ``ig_user_id`` (required), ``graph_version`` (default v21.0), ``graph_host``
+    (``https://graph.facebook.com``; ``https://graph.instagram.com`` for Instagram Login).
+    Credential: ``access_token``.
+    """
+
+    platform = "instagram"
+    capabilities = Capabilities(
+        text_limit=2200,
+        text_counting="characters",
+        max_media=10,
+        media_types=("image/jpeg",),
+        idempotent=False,
+        metrics=frozenset({"reach", "likes", "comments", "shares", "saves", "views"}),
+        has_reach=True,
+        rate_limit=RateLimitPolicy(requests=100, per=timedelta(hours=1), concurrency=1),
+        requires_media=True,
+    )
+
+    network = "Instagram"
+    default_host = "https://graph.facebook.com"
+    default_version = "v21.0"
+    user_option = "ig_user_id"
+    status_fields = ("status_code", "status")
+    create_edge = "media"
+    publish_edge = "media_publish"
+    quota_edge = "content_publishing_limit"
+    listing = Listing("{user}/media", "caption", "timestamp", "permalink")
+    insight_metrics = MappingProxyType(
+        {
+            "reach": "reach",
+            "likes": "likes",
+            "comments": "comments",
+            "shares": "shares",
+            "saved": "saves",
+            "views": "views",
+        }
+    )
+
+    def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        issues = super().validate(post, account)
+        text = self.compose_text(post)
+        hashtags = len(_HASHTAG.findall(text))
+        if hashtags > MAX_HASHTAGS:
+            issues.append(
+                Issue("text", f"{hashtags} hashtags, Instagram allows at most {MAX_HASHTAGS}")
+            )
+        mentions = len(_MENTION.findall(text))
+        if mentions > MAX_MENTIONS:
+            issues.append(
+                Issue("text", f"{mentions} @mentions, Instagram allows at most {MAX_MENTIONS}")
+            )
+        issues += media_issues(post.media, "Instagram", (".jpg", ".jpeg"))
+        return issues
+
+    def single_params(self, url: str | None, text: str) -> dict[str, str]:
+        if url is None:  # validate() flags it at import; a post that slipped through fails here
+            raise Rejected("Instagram: a post needs at least one image")
+        return {"image_url": url, "caption": text}
+
+    def child_params(self, url: str) -> dict[str, str]:
+        return {"image_url": url, "is_carousel_item": "true"}
+
+    def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
+        return {"media_type": "CAROUSEL", "children": ",".join(children), "caption": text}

@@ -1,0 +1,512 @@
+"""Instagram adapter: container publishing, quota, retries that cannot duplicate, insights."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from smm_meta import InstagramAdapter
+
+from scheduler.adapter import (
+    Account,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    RateLimited,
+    Rejected,
+    Transient,
+)
+from scheduler.testing import AdapterContract, file_credential
+
+TOKEN = "IGQVJ-secret-instagram-token"
+IG_USER = "17841405822304914"
+IMAGE = "https://cdn.example.com/photos/launch.jpg"
+DUE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+
+
+def make_account(**options: Any) -> Account:
+    return Account(
+        name="brand-ig",
+        platform="instagram",
+        timezone="UTC",
+        options={"ig_user_id": IG_USER, **options},
+        credentials={"access_token": file_credential(TOKEN)},
+    )
+
+
+def make_post(**changes: Any) -> OutgoingPost:
+    post = OutgoingPost(
+        key="p1",
+        account="brand-ig",
+        content_type="instruction",
+        text="How we pack a parcel in 30 seconds #howto",
+        media=(IMAGE,),
+        idempotency_key="p1-key",
+        due_at=DUE,
+    )
+    return replace(post, **changes)
+
+
+def graph_error(status: int, code: int, message: str, **extra: Any) -> httpx.Response:
+    error = {"message": message, "type": "OAuthException", "code": code, **extra}
+    error.setdefault("fbtrace_id", "AbCdEfGhIjK")
+    return httpx.Response(status, json={"error": error})
+
+
+def form(request: httpx.Request) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
+
+
+class FakeInstagram:
+    """The Graph API endpoints Instagram publishing uses, with the documented bodies."""
+
+    def __init__(self, *, processing: int = 0, quota_usage: int = 2, quota_total: int = 100):
+        self.processing = processing  # status checks answering IN_PROGRESS before FINISHED
+        self.quota_usage = quota_usage
+        self.quota_total = quota_total
+        self.containers: dict[str, dict[str, str]] = {}
+        self.status: dict[str, str] = {}
+        self.published: dict[str, str] = {}  # media id -> caption
+        self.requests: list[httpx.Request] = []
+        self.fail_publish: httpx.Response | None = None
+        self.publish_timeouts = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path = request.url.path.removeprefix("/v21.0/")
+        if request.method == "GET" and path == f"{IG_USER}/content_publishing_limit":
+            config = {"quota_total": self.quota_total, "quota_duration": 86400}
+            return httpx.Response(
+                200, json={"data": [{"quota_usage": self.quota_usage, "config": config}]}
+            )
+        if request.method == "POST" and path == f"{IG_USER}/media":
+            container = str(17889455560051444 + len(self.containers))
+            self.containers[container] = form(request)
+            self.status[container] = "IN_PROGRESS" if self.processing else "FINISHED"
+            return httpx.Response(200, json={"id": container})
+        if request.method == "POST" and path == f"{IG_USER}/media_publish":
+            return self._publish(form(request)["creation_id"])
+        if request.method == "GET" and path == f"{IG_USER}/media":
+            items = [
+                {
+                    "id": media_id,
+                    "caption": caption,
+                    "timestamp": "2030-01-07T09:00:03+0000",
+                    "permalink": f"https://www.instagram.com/p/{media_id}/",
+                }
+                for media_id, caption in reversed(self.published.items())
+            ]
+            return httpx.Response(200, json={"data": items})
+        if request.method == "GET" and path.endswith("/insights"):
+            return httpx.Response(200, json=_INSIGHTS)
+        if request.method == "GET" and path in self.status:
+            return self._container_status(path)
+        if request.method == "GET" and path in self.published:
+            link = f"https://www.instagram.com/p/{path}/"
+            return httpx.Response(200, json={"permalink": link, "id": path})
+        return graph_error(400, 100, f"Unsupported request {request.method} {path}")
+
+    def _container_status(self, container: str) -> httpx.Response:
+        if self.status[container] == "IN_PROGRESS":
+            self.processing -= 1
+            if self.processing <= 0:
+                self.status[container] = "FINISHED"
+            return httpx.Response(200, json={"status_code": "IN_PROGRESS", "id": container})
+        return httpx.Response(200, json={"status_code": self.status[container], "id": container})
+
+    def _publish(self, container: str) -> httpx.Response:
+        if self.fail_publish is not None:
+            return self.fail_publish
+        if self.status.get(container) == "PUBLISHED":
+            return graph_error(
+                400, 9007, "The media has already been published", error_subcode=2207027
+            )
+        if self.status.get(container) != "FINISHED":
+            return graph_error(400, 9007, "Media ID is not available", error_subcode=2207027)
+        self.status[container] = "PUBLISHED"
+        media_id = str(17920238422030506 + len(self.published))
+        self.published[media_id] = self.containers[container].get("caption", "")
+        if self.publish_timeouts:
+            self.publish_timeouts -= 1
+            raise httpx.ReadTimeout("the answer was lost")
+        return httpx.Response(200, json={"id": media_id})
+
+
+_INSIGHTS = {
+    "data": [
+        {"name": name, "period": "lifetime", "values": [{"value": value}], "id": f"x/{name}"}
+        for name, value in (
+            ("reach", 1320),
+            ("likes", 87),
+            ("comments", 9),
+            ("shares", 4),
+            ("saved", 31),
+            ("views", 2210),
+        )
+    ]
+}
+
+
+def run(
+    handler: Callable[[httpx.Request], httpx.Response],
+    call: Callable[[InstagramAdapter], Coroutine[Any, Any, Any]],
+    adapter: InstagramAdapter | None = None,
+) -> Any:
+    async def main() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            nonlocal adapter
+            if adapter is None:
+                adapter = InstagramAdapter(client)
+            adapter.client = client
+            adapter.poll_interval = 0
+            return await call(adapter)
+
+    return asyncio.run(main())
+
+
+def publish(fake: Callable[[httpx.Request], httpx.Response], **kw: Any) -> Any:
+    post, account = make_post(), make_account()
+    return run(fake, lambda a: a.publish(post, account, post.idempotency_key), **kw)
+
+
+# --------------------------------------------------------------------------- contract
+
+
+class TestInstagramContract(AdapterContract):
+    adapter_class = InstagramAdapter
+    secret_values = (TOKEN,)
+
+    def make_account(self) -> Account:
+        return make_account()
+
+    def make_post(self) -> OutgoingPost:
+        return replace(super().make_post(), media=(IMAGE,))
+
+    def make_adapter(self, client: httpx.AsyncClient) -> InstagramAdapter:
+        adapter = InstagramAdapter(client)
+        adapter.poll_interval = 0
+        return adapter
+
+    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+        if scenario == "ok":
+            return FakeInstagram()
+        answers = {
+            "rate_limited": lambda: httpx.Response(
+                400,
+                headers={
+                    "X-Business-Use-Case-Usage": json.dumps(
+                        {
+                            IG_USER: [
+                                {
+                                    "type": "instagram",
+                                    "call_count": 100,
+                                    "total_cputime": 12,
+                                    "total_time": 15,
+                                    "estimated_time_to_regain_access": 14,
+                                }
+                            ]
+                        }
+                    )
+                },
+                json={
+                    "error": {
+                        "message": "Application request limit reached",
+                        "type": "OAuthException",
+                        "is_transient": True,
+                        "code": 4,
+                        "fbtrace_id": "A1b2C3",
+                    }
+                },
+            ),
+            "server_error": lambda: graph_error(
+                500,
+                2,
+                "An unexpected error has occurred. Please retry your request later.",
+                is_transient=True,
+            ),
+            "auth_expired": lambda: graph_error(
+                400,
+                190,
+                "Error validating access token: Session has expired on Monday, 07-Jan-30.",
+                error_subcode=463,
+            ),
+            "rejected": lambda: graph_error(
+                400,
+                9004,
+                "Only photo or video can be accepted as media type.",
+                error_subcode=2207052,
+                is_transient=False,
+                error_user_title="Media download has failed",
+                error_user_msg="The media could not be fetched from this URI.",
+            ),
+        }
+        answer = answers[scenario]
+        return lambda request: answer()
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+def test_publish_builds_a_container_then_publishes_it_by_creation_id() -> None:
+    fake = FakeInstagram()
+    result = publish(fake)
+    ((container, params),) = fake.containers.items()
+    assert params == {
+        "image_url": IMAGE,
+        "caption": "How we pack a parcel in 30 seconds #howto",
+        "access_token": TOKEN,
+    }
+    publish_request = next(r for r in fake.requests if r.url.path.endswith("/media_publish"))
+    assert form(publish_request)["creation_id"] == container
+    assert result == Published(
+        "17920238422030506", url="https://www.instagram.com/p/17920238422030506/"
+    )
+
+
+def test_token_travels_in_post_bodies_not_in_their_urls() -> None:
+    fake = FakeInstagram()
+    publish(fake)
+    posts = [r for r in fake.requests if r.method == "POST"]
+    assert posts
+    assert all(TOKEN not in str(r.url) for r in posts)
+
+
+def test_several_images_become_a_carousel_of_ready_children() -> None:
+    fake = FakeInstagram()
+    images = (IMAGE, "https://cdn.example.com/photos/b.jpg", "https://cdn.example.com/photos/c.jpg")
+    post, account = make_post(media=images), make_account()
+    run(fake, lambda a: a.publish(post, account, post.idempotency_key))
+    *children, carousel = fake.containers.items()
+    assert [p["image_url"] for _, p in children] == list(images)
+    assert all(p["is_carousel_item"] == "true" for _, p in children)
+    assert carousel[1]["media_type"] == "CAROUSEL"
+    assert carousel[1]["children"] == ",".join(c for c, _ in children)
+    assert "caption" not in children[0][1]
+
+
+def test_publish_waits_while_the_container_is_in_progress() -> None:
+    fake = FakeInstagram(processing=3)
+    result = publish(fake)
+    checks = [r for r in fake.requests if r.url.params.get("fields") == "status_code,status"]
+    assert len(checks) == 4
+    assert result.remote_id in fake.published
+
+
+def test_container_still_processing_after_the_last_check_is_transient_and_unpublished() -> None:
+    fake = FakeInstagram(processing=100)
+
+    async def call(adapter: InstagramAdapter) -> Any:
+        adapter.poll_attempts = 5
+        post = make_post()
+        return await adapter.publish(post, make_account(), post.idempotency_key)
+
+    with pytest.raises(Transient, match="still processing after 5 checks"):
+        run(fake, call)
+    assert fake.published == {}
+
+
+def test_container_error_is_rejected_with_the_reason() -> None:
+    fake = FakeInstagram()
+    original = fake._container_status
+
+    def failing(container: str) -> httpx.Response:
+        original(container)
+        return httpx.Response(
+            200,
+            json={
+                "status_code": "ERROR",
+                "status": "Error: Media upload has failed with error code 2207026",
+                "id": container,
+            },
+        )
+
+    fake._container_status = failing  # type: ignore[method-assign]
+    with pytest.raises(Rejected, match="2207026"):
+        publish(fake)
+    assert fake.published == {}
+
+
+def test_exhausted_quota_is_rate_limited_for_an_hour_before_any_container() -> None:
+    fake = FakeInstagram(quota_usage=100, quota_total=100)
+    before = datetime.now(UTC)
+    with pytest.raises(RateLimited) as caught:
+        publish(fake)
+    assert fake.containers == {}
+    assert caught.value.retry_at is not None
+    assert timedelta(minutes=59) < caught.value.retry_at - before < timedelta(minutes=61)
+    assert "100 of 100" in caught.value.message
+
+
+def test_retry_after_a_lost_publish_answer_finds_the_post_instead_of_publishing_again() -> None:
+    fake = FakeInstagram()
+    fake.publish_timeouts = 1
+    adapter_box: list[InstagramAdapter] = []
+
+    async def first(adapter: InstagramAdapter) -> Any:
+        adapter_box.append(adapter)
+        post = make_post()
+        return await adapter.publish(post, make_account(), post.idempotency_key)
+
+    with pytest.raises(OutcomeUnknown):
+        run(fake, first)
+    again = publish(fake, adapter=adapter_box[0])
+    assert len(fake.published) == 1
+    assert len(fake.containers) == 1
+    assert again.remote_id in fake.published
+
+
+def test_retry_after_a_transient_publish_error_reuses_the_finished_container() -> None:
+    fake = FakeInstagram()
+    fake.fail_publish = graph_error(500, 2, "Service temporarily unavailable", is_transient=True)
+    adapter_box: list[InstagramAdapter] = []
+
+    async def first(adapter: InstagramAdapter) -> Any:
+        adapter_box.append(adapter)
+        post = make_post()
+        return await adapter.publish(post, make_account(), post.idempotency_key)
+
+    with pytest.raises(Transient):
+        run(fake, first)
+    fake.fail_publish = None
+    publish(fake, adapter=adapter_box[0])
+    assert len(fake.containers) == 1
+    assert len(fake.published) == 1
+
+
+def test_rejected_publish_forgets_the_container_so_a_new_attempt_starts_afresh() -> None:
+    fake = FakeInstagram()
+    fake.fail_publish = graph_error(400, 100, "Invalid parameter", error_subcode=2207001)
+    adapter_box: list[InstagramAdapter] = []
+
+    async def first(adapter: InstagramAdapter) -> Any:
+        adapter_box.append(adapter)
+        post = make_post()
+        return await adapter.publish(post, make_account(), post.idempotency_key)
+
+    with pytest.raises(Rejected):
+        run(fake, first)
+    assert adapter_box[0]._containers == {}
+
+
+# --------------------------------------------------------------------------- lookup
+
+
+def test_lookup_of_a_never_published_container_says_not_published() -> None:
+    fake = FakeInstagram()
+    fake.fail_publish = graph_error(500, 2, "Service temporarily unavailable", is_transient=True)
+    adapter_box: list[InstagramAdapter] = []
+
+    async def first(adapter: InstagramAdapter) -> Any:
+        adapter_box.append(adapter)
+        post = make_post()
+        return await adapter.publish(post, make_account(), post.idempotency_key)
+
+    with pytest.raises(Transient):
+        run(fake, first)
+    assert (
+        run(fake, lambda a: a.lookup(make_post(), make_account()), adapter=adapter_box[0]) is None
+    )
+
+
+def test_lookup_after_a_restart_finds_the_post_by_its_caption() -> None:
+    fake = FakeInstagram()
+    fake.published["17920238422030999"] = "How we pack a parcel in 30 seconds #howto"
+    found = run(fake, lambda a: a.lookup(make_post(), make_account()))
+    assert found == Published(
+        "17920238422030999", url="https://www.instagram.com/p/17920238422030999/"
+    )
+
+
+def test_lookup_says_not_published_when_the_listing_reaches_back_past_the_due_time() -> None:
+    fake = FakeInstagram()
+    fake.published["1"] = "another caption"
+    assert run(fake, lambda a: a.lookup(make_post(), make_account())) is None
+
+
+def test_lookup_cannot_tell_when_a_full_page_does_not_reach_back_far_enough() -> None:
+    fake = FakeInstagram()
+    for i in range(50):
+        fake.published[str(i)] = f"later post {i}"
+    with pytest.raises(OutcomeUnknown, match="do not reach back"):
+        run(fake, lambda a: a.lookup(make_post(), make_account()))
+
+
+def test_lookup_turns_a_server_error_into_outcome_unknown() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return graph_error(500, 1, "An unknown error occurred", is_transient=True)
+
+    with pytest.raises(OutcomeUnknown, match="cannot look the post up"):
+        run(handler, lambda a: a.lookup(make_post(), make_account()))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_validate_accepts_a_captioned_jpeg() -> None:
+    adapter = InstagramAdapter(httpx.AsyncClient())
+    assert adapter.validate(make_post(), make_account()) == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"media": ()}, "media", "at least one media"),
+        ({"media": ("/srv/photos/a.jpg",)}, "media", "not a URL"),
+        ({"media": ("https://cdn.example.com/a.png",)}, "media", ".jpg, .jpeg images only"),
+        ({"media": ("https://cdn.example.com/clip.mp4",)}, "media", "video is not supported"),
+        ({"text": " ".join(f"#tag{i}" for i in range(31))}, "text", "31 hashtags"),
+        ({"text": " ".join(f"@user{i}" for i in range(21))}, "text", "21 @mentions"),
+        ({"text": "x" * 2201}, "text", "over the limit of 2200"),
+    ],
+)
+def test_validate_flags_what_instagram_refuses(
+    changes: dict[str, Any], field: str, words: str
+) -> None:
+    adapter = InstagramAdapter(httpx.AsyncClient())
+    issues = adapter.validate(make_post(**changes), make_account())
+    assert any(i.field == field and words in i.message for i in issues), issues
+
+
+def test_validate_flags_an_account_without_an_instagram_user_id() -> None:
+    adapter = InstagramAdapter(httpx.AsyncClient())
+    account = replace(make_account(), options={})
+    issues = adapter.validate(make_post(), account)
+    assert [i.field for i in issues] == ["account"]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_fetch_metrics_maps_insights_onto_metrics() -> None:
+    fake = FakeInstagram()
+    post = make_post(remote_id="17920238422030506")
+    metrics = run(fake, lambda a: a.fetch_metrics([post], make_account()))
+    m = metrics["17920238422030506"]
+    assert (m.reach, m.likes, m.comments, m.shares, m.saves, m.views) == (
+        1320,
+        87,
+        9,
+        4,
+        31,
+        2210,
+    )
+    request = next(r for r in fake.requests if r.url.path.endswith("/insights"))
+    assert request.url.params["metric"] == "reach,likes,comments,shares,saved,views"
+
+
+def test_fetch_metrics_leaves_out_media_instagram_no_longer_has() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/gone/insights"):
+            return graph_error(400, 100, "Object with ID 'gone' does not exist", error_subcode=33)
+        return httpx.Response(200, json=_INSIGHTS)
+
+    posts = [make_post(remote_id="gone"), make_post(remote_id="kept")]
+    metrics = run(handler, lambda a: a.fetch_metrics(posts, make_account()))
+    assert list(metrics) == ["kept"]
