@@ -16,6 +16,7 @@ from smm_telegram import TelegramAdapter
 from smm_telegram.text import utf16_length, visible_text
 from structlog.testing import capture_logs
 
+from scheduler import plugins
 from scheduler.adapter import (
     Account,
     AuthExpired,
@@ -439,3 +440,12 @@ def test_no_metrics_are_declared_or_fetched() -> None:
 def test_lookup_cannot_tell_and_says_so() -> None:
     with pytest.raises(OutcomeUnknown, match="cannot look posts up"):
         run(lambda r: ok(message()), lambda a: a.lookup(make_post(), make_account()))
+
+
+def test_the_entry_point_registers_the_telegram_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMM_LOAD_PLUGINS", "telegram")
+    plugins.reset()
+    try:
+        assert plugins.adapter_class("telegram") is TelegramAdapter
+    finally:
+        plugins.reset()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from smm_x import XAdapter
 from smm_x.weighted import find_urls, weighted_length
 
+from scheduler import plugins
 from scheduler.adapter import (
     Account,
     AuthExpired,
@@ -600,3 +601,12 @@ def test_lookup_asks_for_the_user_id_once_per_account() -> None:
 
     run(recorder, twice)
     assert [r.url.path for r in recorder.requests].count("/2/users/me") == 1
+
+
+def test_the_entry_point_registers_the_x_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMM_LOAD_PLUGINS", "x")
+    plugins.reset()
+    try:
+        assert plugins.adapter_class("x") is XAdapter
+    finally:
+        plugins.reset()

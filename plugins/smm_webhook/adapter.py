@@ -1,0 +1,194 @@
+"""Publishing by POSTing each post, as JSON, to a URL of the operator's choosing.
+
+The receiver (a CMS, a chat bridge, a network this project has no plugin for) gets every
+field of the post and an idempotency key it must deduplicate on. Requests can be signed
+with HMAC-SHA256. See docs/plugins/networks/webhook.md.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from scheduler.adapter import (
+    Account,
+    Adapter,
+    AuthExpired,
+    Capabilities,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    PublishError,
+    RateLimited,
+    RateLimitPolicy,
+    Rejected,
+    Transient,
+)
+from scheduler.config import CredentialError
+from scheduler.timeutil import format_utc, utcnow
+
+from .signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+
+__all__ = ["WebhookAdapter", "payload"]
+
+#: Code points. Receivers decide their own limits; this one stops runaway text (and an
+#: accidental 100,000-character paste) at validation.
+TEXT_LIMIT = 65_536
+MAX_MEDIA = 20
+#: How much of a refusal's body goes into the error message.
+BODY_EXCERPT = 500
+
+
+def payload(post: OutgoingPost, idempotency_key: str) -> dict[str, Any]:
+    """The JSON object the receiver gets for ``post``."""
+    return {
+        "id": post.key,
+        "account": post.account,
+        "type": post.content_type,
+        "text": post.text,
+        "media": list(post.media),
+        "link": post.link,
+        "tags": list(post.tags),
+        "due_at": format_utc(post.due_at),
+        "idempotency_key": idempotency_key,
+    }
+
+
+class WebhookAdapter(Adapter):
+    """POST each post to ``url``. Options: ``url``, ``headers``. Credentials (both optional):
+    ``hmac_secret`` (sign requests), ``bearer_token`` (``Authorization: Bearer``)."""
+
+    platform = "webhook"
+    capabilities = Capabilities(
+        text_limit=TEXT_LIMIT,
+        text_counting="characters",
+        max_media=MAX_MEDIA,
+        media_types=(),
+        # Receivers must deduplicate on Idempotency-Key, so a resend cannot post twice.
+        idempotent=True,
+        rate_limit=RateLimitPolicy(requests=60, per=timedelta(minutes=1), concurrency=4),
+    )
+
+    def compose_text(self, post: OutgoingPost) -> str:
+        """The text field alone: link and tags travel as fields of their own."""
+        return post.text
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        """POST the post; the receiver's JSON ``id`` (or the idempotency key) is the remote id."""
+        url = account.option("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            # Every post of the account would fail alike: pause it until the config is fixed.
+            raise AuthExpired(f"account {account.name}: option url must be an http(s) URL")
+        secrets = _optional_secrets(account)
+        body = json.dumps(
+            payload(post, idempotency_key), ensure_ascii=False, separators=(",", ":")
+        ).encode()
+        extra = account.option("headers") or {}
+        if not isinstance(extra, Mapping):
+            raise AuthExpired(f"account {account.name}: option headers must be a table")
+        headers = {str(k): str(v) for k, v in extra.items()}
+        headers.update({"Content-Type": "application/json", "Idempotency-Key": idempotency_key})
+        if "hmac_secret" in secrets:
+            timestamp = int(time.time())
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = sign(secrets["hmac_secret"], timestamp, body)
+        if "bearer_token" in secrets:
+            headers["Authorization"] = f"Bearer {secrets['bearer_token']}"
+        hidden = tuple(secrets.values())
+
+        try:
+            response = await self.client.post(url, content=body, headers=headers)
+        except httpx.TransportError as exc:
+            detail = _redact(f"webhook POST: {type(exc).__name__}: {exc}", hidden)
+            if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
+                raise Transient(detail) from None
+            raise OutcomeUnknown(detail) from None
+        if response.is_success:
+            return _published(response, idempotency_key)
+        raise _classify(response, hidden)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _optional_secrets(account: Account) -> dict[str, str]:
+    found = {}
+    for key in ("hmac_secret", "bearer_token"):
+        ref = account.credentials.get(key)
+        if ref is None:
+            continue
+        try:
+            found[key] = ref.resolve()
+        except CredentialError as exc:
+            raise AuthExpired(f"account {account.name}: {exc}") from None
+    return found
+
+
+def _redact(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "<redacted>")
+    return text
+
+
+def _published(response: httpx.Response, idempotency_key: str) -> Published:
+    if not response.content.strip():
+        return Published(remote_id=idempotency_key)
+    try:
+        body = response.json()
+    except ValueError:
+        # A 2xx page that is not JSON is rarely the receiver (a login page, a captive
+        # portal): the post may not have arrived. The key makes the resend safe.
+        raise OutcomeUnknown(
+            f"webhook: HTTP {response.status_code} with a body that is not JSON "
+            f"({response.headers.get('content-type', 'no content type')})",
+            http_status=response.status_code,
+        ) from None
+    remote_id, url = idempotency_key, None
+    if isinstance(body, Mapping):
+        if isinstance(body.get("id"), str | int) and not isinstance(body.get("id"), bool):
+            remote_id = str(body["id"]) or idempotency_key
+        if isinstance(body.get("url"), str) and body["url"]:
+            url = body["url"]
+    return Published(remote_id=remote_id, url=url)
+
+
+def _retry_at(value: str | None, now: datetime) -> datetime | None:
+    """``Retry-After`` as delta-seconds or an HTTP date (RFC 9110), None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return now + timedelta(seconds=int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _classify(response: httpx.Response, secrets: tuple[str, ...]) -> PublishError:
+    status = response.status_code
+    text = _redact(response.text.strip(), secrets)
+    if len(text) > BODY_EXCERPT:
+        text = text[:BODY_EXCERPT] + "…"
+    message = f"HTTP {status} {response.reason_phrase}".strip() + (f": {text}" if text else "")
+    if status == 429:
+        retry_at = _retry_at(response.headers.get("retry-after"), utcnow())
+        return RateLimited(message, http_status=status, retry_at=retry_at)
+    if status in (401, 403):
+        return AuthExpired(message, http_status=status)
+    if 400 <= status < 500:
+        return Rejected(message, http_status=status)
+    if status >= 500:
+        return Transient(message, http_status=status)
+    # 1xx/3xx (redirects are not followed): a misconfigured URL, the post did not arrive.
+    return Rejected(message, http_status=status)

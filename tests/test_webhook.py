@@ -1,0 +1,351 @@
+"""The webhook adapter: the request a receiver gets, its signature, and answer classification."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from smm_webhook import WebhookAdapter, sign, verify
+
+from scheduler import plugins
+from scheduler.adapter import (
+    Account,
+    AuthExpired,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    RateLimited,
+    Rejected,
+    Transient,
+)
+from scheduler.testing import AdapterContract, RecordingHandler, file_credential, mock_client
+
+T = TypeVar("T")
+SECRET = "whsec_4f1c9a2b7d"
+BEARER = "cms-token-5e6f7a8b"
+URL = "https://cms.example.com/hooks/smm"
+DOCS = Path(__file__).resolve().parent.parent / "docs/plugins/networks/webhook.md"
+
+
+def make_account(*, signed: bool = True, **options: Any) -> Account:
+    credentials = {"bearer_token": file_credential(BEARER)}
+    if signed:
+        credentials["hmac_secret"] = file_credential(SECRET)
+    return Account(
+        name="cms",
+        platform="webhook",
+        timezone="UTC",
+        options={"url": URL, **options},
+        credentials=credentials,
+    )
+
+
+def make_post(**changes: Any) -> OutgoingPost:
+    post = OutgoingPost(
+        key="plan-42",
+        account="cms",
+        content_type="instruction",
+        text="Five checklists for launch day",
+        media=("https://cdn.example.com/a.png",),
+        link="https://example.com/launch",
+        tags=("smm", "launch"),
+        due_at=datetime(2026, 1, 7, 9, 0, tzinfo=UTC),
+    )
+    return replace(post, **changes)
+
+
+def run(
+    handler: Callable[[httpx.Request], httpx.Response],
+    call: Callable[[WebhookAdapter], Coroutine[Any, Any, T]],
+) -> T:
+    async def main() -> T:
+        async with mock_client(handler) as client:
+            return await call(WebhookAdapter(client))
+
+    return asyncio.run(main())
+
+
+def publish(
+    handler: Callable[[httpx.Request], httpx.Response],
+    account: Account | None = None,
+    post: OutgoingPost | None = None,
+) -> Published:
+    return run(
+        handler, lambda a: a.publish(post or make_post(), account or make_account(), "key-42")
+    )
+
+
+def accepted(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(202, json={"id": "cms-981", "url": "https://cms.example.com/p/981"})
+
+
+# --------------------------------------------------------------------------- contract
+
+
+class TestWebhookContract(AdapterContract):
+    adapter_class = WebhookAdapter
+    secret_values = (SECRET, BEARER)
+
+    def make_account(self) -> Account:
+        return make_account()
+
+    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+        def handler(request: httpx.Request) -> httpx.Response:
+            if scenario == "rate_limited":
+                return httpx.Response(429, headers={"Retry-After": "120"}, text="slow down")
+            if scenario == "server_error":
+                return httpx.Response(503, text="maintenance")
+            if scenario == "auth_expired":
+                return httpx.Response(401, json={"error": "invalid bearer token"})
+            if scenario == "rejected":
+                return httpx.Response(422, json={"error": "text: must not contain links"})
+            return accepted(request)
+
+        return handler
+
+
+# --------------------------------------------------------------------------- the request
+
+
+def test_the_receiver_gets_every_field_and_the_idempotency_key() -> None:
+    recorder = RecordingHandler(accepted)
+    publish(recorder)
+    (request,) = recorder.requests
+    assert (request.method, str(request.url)) == ("POST", URL)
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["idempotency-key"] == "key-42"
+    assert request.headers["authorization"] == f"Bearer {BEARER}"
+    assert json.loads(request.content) == {
+        "id": "plan-42",
+        "account": "cms",
+        "type": "instruction",
+        "text": "Five checklists for launch day",
+        "media": ["https://cdn.example.com/a.png"],
+        "link": "https://example.com/launch",
+        "tags": ["smm", "launch"],
+        "due_at": "2026-01-07T09:00:00Z",
+        "idempotency_key": "key-42",
+    }
+
+
+def test_non_ascii_text_is_sent_as_utf8_json() -> None:
+    recorder = RecordingHandler(accepted)
+    publish(recorder, post=make_post(text="Привет 👋 漢字", due_at=None))
+    body = recorder.requests[0].content
+    assert "Привет 👋 漢字".encode() in body
+    assert json.loads(body)["due_at"] is None
+
+
+def test_configured_headers_are_sent_but_cannot_override_the_protocol_ones() -> None:
+    recorder = RecordingHandler(accepted)
+    headers = {"X-Tenant": "shop-1", "Idempotency-Key": "spoofed"}
+    publish(recorder, make_account(headers=headers))
+    request = recorder.requests[0]
+    assert request.headers["x-tenant"] == "shop-1"
+    assert request.headers["idempotency-key"] == "key-42"
+
+
+def test_the_signature_covers_timestamp_and_raw_body() -> None:
+    recorder = RecordingHandler(accepted)
+    before = int(time.time())
+    publish(recorder)
+    request = recorder.requests[0]
+    timestamp = request.headers["x-smm-timestamp"]
+    assert before <= int(timestamp) <= int(time.time())
+    mac = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + request.content, hashlib.sha256)
+    assert request.headers["x-smm-signature"] == f"sha256={mac.hexdigest()}"
+
+
+def test_without_a_secret_nothing_is_signed() -> None:
+    recorder = RecordingHandler(accepted)
+    publish(recorder, make_account(signed=False))
+    assert "x-smm-signature" not in recorder.requests[0].headers
+    assert "x-smm-timestamp" not in recorder.requests[0].headers
+
+
+def test_verify_accepts_a_fresh_signature_and_refuses_tampering_and_replays() -> None:
+    body = b'{"id":"plan-42"}'
+    signature = sign(SECRET, 1767776400, body)
+    assert verify(SECRET, "1767776400", body, signature, now=1767776460)
+    assert not verify(SECRET, "1767776400", body + b" ", signature, now=1767776460)
+    assert not verify("other", "1767776400", body, signature, now=1767776460)
+    assert not verify(SECRET, "1767776401", body, signature, now=1767776460)
+    assert not verify(SECRET, "1767776400", body, signature, now=1767776400 + 301)
+    assert not verify(SECRET, "soon", body, signature, now=1767776460)
+
+
+def test_the_receiver_snippet_in_the_docs_verifies_a_real_request() -> None:
+    code = re.search(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    assert code is not None
+    namespace: dict[str, Any] = {}
+    exec(code.group(1), namespace)
+    verify_smm_request = namespace["verify_smm_request"]
+
+    recorder = RecordingHandler(accepted)
+    publish(recorder)
+    request = recorder.requests[0]
+    assert verify_smm_request(SECRET.encode(), request.headers, request.content)
+    assert not verify_smm_request(SECRET.encode(), request.headers, request.content + b"x")
+    assert not verify_smm_request(b"wrong", request.headers, request.content)
+
+
+# --------------------------------------------------------------------------- 2xx answers
+
+
+def test_the_receivers_id_and_url_become_the_remote_id_and_url() -> None:
+    assert publish(accepted) == Published("cms-981", "https://cms.example.com/p/981")
+
+
+def test_a_numeric_id_is_kept_as_text() -> None:
+    assert publish(lambda r: httpx.Response(201, json={"id": 981})).remote_id == "981"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(204),
+        httpx.Response(200, text=""),
+        httpx.Response(200, json={"status": "queued"}),
+        httpx.Response(200, json=["queued"]),
+    ],
+)
+def test_without_an_id_the_idempotency_key_is_the_remote_id(response: httpx.Response) -> None:
+    assert publish(lambda r: response) == Published("key-42")
+
+
+def test_a_2xx_page_that_is_not_json_is_not_taken_as_delivered() -> None:
+    page = httpx.Response(200, text="<html>Sign in</html>", headers={"content-type": "text/html"})
+    with pytest.raises(OutcomeUnknown, match="not JSON"):
+        publish(lambda r: page)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_429_with_retry_after_seconds() -> None:
+    start = datetime.now(UTC)
+    with pytest.raises(RateLimited) as caught:
+        publish(lambda r: httpx.Response(429, headers={"Retry-After": "120"}))
+    assert caught.value.retry_at is not None
+    assert start + timedelta(seconds=120) <= caught.value.retry_at
+    assert caught.value.retry_at <= datetime.now(UTC) + timedelta(seconds=120)
+
+
+def test_429_with_retry_after_as_an_http_date() -> None:
+    headers = {"Retry-After": "Wed, 07 Jan 2026 09:30:00 GMT"}
+    with pytest.raises(RateLimited) as caught:
+        publish(lambda r: httpx.Response(429, headers=headers))
+    assert caught.value.retry_at == datetime(2026, 1, 7, 9, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("header", [None, "whenever"])
+def test_429_without_a_usable_retry_after_leaves_the_wait_to_backoff(header: str | None) -> None:
+    headers = {"Retry-After": header} if header else {}
+    with pytest.raises(RateLimited) as caught:
+        publish(lambda r: httpx.Response(429, headers=headers))
+    assert caught.value.retry_at is None
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_pause_the_account(status: int) -> None:
+    with pytest.raises(AuthExpired) as caught:
+        publish(lambda r: httpx.Response(status, text="bad token"))
+    assert caught.value.http_status == status
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 413, 422])
+def test_other_client_errors_are_rejected_with_the_body(status: int) -> None:
+    with pytest.raises(Rejected) as caught:
+        publish(lambda r: httpx.Response(status, json={"error": "no such channel"}))
+    assert caught.value.message.startswith(f"HTTP {status} ")
+    assert caught.value.message.endswith('{"error":"no such channel"}')
+
+
+def test_a_long_refusal_body_is_truncated() -> None:
+    with pytest.raises(Rejected) as caught:
+        publish(lambda r: httpx.Response(400, text="x" * 5000))
+    assert caught.value.message == "HTTP 400 Bad Request: " + "x" * 500 + "…"
+
+
+def test_a_receiver_echoing_a_secret_does_not_leak_it() -> None:
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, text=f"bad request, headers: {dict(request.headers)}")
+
+    with pytest.raises(Rejected) as caught:
+        publish(echo)
+    assert BEARER not in caught.value.message
+    assert "<redacted>" in caught.value.message
+
+
+def test_a_redirect_is_not_followed_and_fails_the_post() -> None:
+    with pytest.raises(Rejected, match="HTTP 301"):
+        publish(lambda r: httpx.Response(301, headers={"Location": "https://elsewhere.example"}))
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_server_errors_are_transient(status: int) -> None:
+    with pytest.raises(Transient):
+        publish(lambda r: httpx.Response(status))
+
+
+def test_a_read_timeout_has_an_unknown_outcome() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("The read operation timed out", request=request)
+
+    with pytest.raises(OutcomeUnknown, match="ReadTimeout"):
+        publish(handler)
+
+
+def test_a_refused_connection_is_transient() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    with pytest.raises(Transient):
+        publish(handler)
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [({"url": None}, "url"), ({"url": "ftp://x"}, "url"), ({"headers": "X: 1"}, "headers")],
+)
+def test_a_misconfigured_account_is_paused(options: dict[str, Any], match: str) -> None:
+    recorder = RecordingHandler(accepted)
+    with pytest.raises(AuthExpired, match=match):
+        publish(recorder, make_account(**options))
+    assert recorder.requests == []
+
+
+# --------------------------------------------------------------------------- declared
+
+
+def test_the_webhook_is_idempotent_and_has_no_metrics() -> None:
+    caps = WebhookAdapter.capabilities
+    assert caps.idempotent is True
+    assert caps.metrics == frozenset()
+
+
+def test_text_limit_is_65536_code_points_without_link_and_tags() -> None:
+    adapter = WebhookAdapter(mock_client(accepted))
+    assert adapter.validate(make_post(text="👋" * 65_536), make_account()) == []
+    issues = adapter.validate(make_post(text="a" * 65_537), make_account())
+    assert [i.field for i in issues] == ["text"]
+
+
+def test_the_entry_point_registers_the_webhook_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMM_LOAD_PLUGINS", "webhook")
+    plugins.reset()
+    try:
+        assert plugins.adapter_class("webhook") is WebhookAdapter
+    finally:
+        plugins.reset()
