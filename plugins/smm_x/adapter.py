@@ -30,7 +30,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.timeutil import format_utc, utcnow
+from scheduler.timeutil import as_utc, format_utc, utcnow
 
 from .errors import classify, rate_limit_status, transport_failure
 from .matching import normalise, timeline_text
@@ -180,13 +180,14 @@ class XAdapter(Adapter):
     async def _lookup(self, post: OutgoingPost, account: Account) -> Published | None:
         if post.due_at is None:
             raise OutcomeUnknown("x: a post without a due time cannot be bounded in a timeline")
+        due_at = as_utc(post.due_at)
         token = account.secret("access_token")
         user_id = await self._user_id(token, account)
         now = utcnow()
         wanted = normalise(self.compose_text(post))
         params: dict[str, Any] = {
             "max_results": 100,
-            "start_time": format_utc(min(post.due_at, now) - CLOCK_MARGIN),
+            "start_time": format_utc(min(due_at, now) - CLOCK_MARGIN),
             "tweet.fields": "created_at,entities,note_tweet",
             "exclude": "retweets",
         }
@@ -206,7 +207,7 @@ class XAdapter(Adapter):
             raise OutcomeUnknown(
                 f"x: more than {LOOKUP_PAGES * 100} posts since the due time; not all were read"
             )
-        if now - post.due_at < TIMELINE_LAG:
+        if now - due_at < TIMELINE_LAG:
             raise OutcomeUnknown("x: not in the timeline yet, but the due time is too recent")
         return None
 
