@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 import tomllib
 from collections import Counter
@@ -432,6 +434,43 @@ def test_the_ledger_counts_deliveries_across_two_adapter_instances(tmp_path: Pat
     assert second.lookup(post("p2")) is not None
     assert posts_per_key(ledger) == {"p1": 1, "p2": 1}
     assert requests_per_key(ledger) == {"p1": 2, "p2": 1}
+
+
+_CHILD = """
+import asyncio, sys
+import httpx
+from scheduler.adapter import Account, OutgoingPost
+from smm_sim import SimAdapter
+
+account = Account("brand", "sim", "UTC", {"ledger": sys.argv[1], "start": sys.argv[2]})
+adapter = SimAdapter(httpx.AsyncClient())
+
+async def main():
+    for i in range(int(sys.argv[3])):
+        post = OutgoingPost(key=f"k{i}", account="brand", content_type="laugh", text="hi")
+        await adapter.publish(post, account, f"k{i}")
+
+asyncio.run(main())
+"""
+
+
+def test_two_processes_publishing_the_same_keys_create_each_post_once(tmp_path: Path) -> None:
+    ledger = str(tmp_path / "delivered.log")
+    keys = 40
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, ledger, T0.isoformat(), str(keys)],
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not read_ledger(ledger) and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # wait until the child is publishing, so the two overlap
+    sim = Sim(account(ledger=ledger))
+    for i in reversed(range(keys)):  # the child goes up, we go down: they meet mid-way
+        sim.publish(post(f"k{i}", "laugh"))
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 0, stderr.decode()
+    assert posts_per_key(ledger) == {f"k{i}": 1 for i in range(keys)}
+    assert requests_per_key(ledger) == {f"k{i}": 2 for i in range(keys)}
 
 
 def test_the_ledger_records_every_post_of_a_network_without_keys(tmp_path: Path) -> None:
