@@ -1,0 +1,289 @@
+"""Fixtures shared by the whole test suite.
+
+Sections:
+
+* Databases: every database test runs against SQLite and PostgreSQL (``db_url``, ``engine``),
+  each test on its own freshly migrated database, made by copying a template built once per
+  session (a file copy for SQLite, ``CREATE DATABASE ... TEMPLATE`` for PostgreSQL).
+* Config files: writing TOML configs for CLI tests, and the shipped example config.
+* Hypothesis: settings profiles.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from sqlalchemy import Engine
+
+from scheduler.config import Config, load_config
+from scheduler.db.engine import make_engine
+from scheduler.db.migrate import ensure_schema
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# =============================================================================================
+# Databases
+# =============================================================================================
+
+#: The local cluster the suite starts when it is not running (Debian's postgresql-common).
+PG_VERSION, PG_CLUSTER = "15", "main"
+PG_SOCKET_DIR = "/var/run/postgresql"
+PG_START_TIMEOUT_S = 30.0
+#: Test databases are named ``smm_test_<pid>_...`` so that runs in parallel (xdist workers,
+#: or several people on one machine) never collide, and leftovers of a killed run are found.
+PG_NAME_PREFIX = "smm_test_"
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+def pg_url(database: str) -> str:
+    """The SQLAlchemy URL of ``database`` on the local server, over its Unix socket."""
+    return f"postgresql+psycopg:///{database}?host={PG_SOCKET_DIR}"
+
+
+def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=60)
+
+
+def _pg_ready() -> bool:
+    return _run("pg_isready", "-q", "-h", PG_SOCKET_DIR).returncode == 0
+
+
+def _start_postgres() -> str | None:
+    """Start the local server if needed; return why PostgreSQL is unusable, or None."""
+    if shutil.which("pg_isready") is None or shutil.which("pg_ctlcluster") is None:
+        return "PostgreSQL is not installed (pg_isready / pg_ctlcluster not found)"
+    if _pg_ready():
+        return None
+    if os.geteuid() != 0:
+        return "the local PostgreSQL server is not running, and only root can start it"
+    # xdist workers (and parallel runs) race to start the server: one does, the others wait.
+    lock_path = Path(tempfile.gettempdir()) / "smm-scheduler-tests-postgres.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        started = None
+        if not _pg_ready():
+            started = _run("pg_ctlcluster", PG_VERSION, PG_CLUSTER, "start")
+        deadline = time.monotonic() + PG_START_TIMEOUT_S
+        while not _pg_ready():
+            if time.monotonic() > deadline:
+                output = (started.stderr or started.stdout).strip() if started else ""
+                return (
+                    f"`pg_ctlcluster {PG_VERSION} {PG_CLUSTER} start` did not bring the server "
+                    f"up within {PG_START_TIMEOUT_S:.0f} s: {output or 'no output'}"
+                )
+            time.sleep(0.1)
+    return None
+
+
+def _admin_connection() -> Any:
+    """An autocommit connection to the ``postgres`` database, creating our role if missing."""
+    import psycopg
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(host=PG_SOCKET_DIR, dbname="postgres", autocommit=True)
+
+    try:
+        return connect()
+    except psycopg.OperationalError as exc:
+        if "does not exist" not in str(exc) or os.geteuid() != 0:
+            raise
+    # Fails with "already exists" when another worker won the race: that is fine.
+    _run("su", "postgres", "-c", "createuser -s root")
+    return connect()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class PostgresServer:
+    """The local server as the tests use it: an admin connection and a migrated template."""
+
+    admin: Any
+    template: str
+    _names: Iterator[int] = field(default_factory=itertools.count)
+
+    def create_database(self, template: str | None = None, name: str | None = None) -> str:
+        """A new database copied from ``template`` (our migrated one by default); its name."""
+        name = name or f"{PG_NAME_PREFIX}{os.getpid()}_{next(self._names)}"
+        self.admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template or self.template}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        """Drop ``name``, closing any connection a test left open."""
+        self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def drop_leftovers(self) -> None:
+        """Drop the test databases of runs that were killed before their teardown."""
+        rows = self.admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{PG_NAME_PREFIX}%"]
+        ).fetchall()
+        for (name,) in rows:
+            m = re.match(rf"{PG_NAME_PREFIX}(\d+)_", name)
+            if m and not _pid_alive(int(m.group(1))):
+                self.drop_database(name)
+
+
+def _postgres_unavailable(reason: str) -> None:
+    # A CI run must never pass by silently skipping half of the database tests.
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required on CI: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL tests skipped: {reason} (with CI set, this is an error)")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The running local PostgreSQL server, with a template database migrated to head."""
+    reason = _start_postgres()
+    if reason:
+        _postgres_unavailable(reason)
+    try:
+        admin = _admin_connection()
+    except Exception as exc:
+        _postgres_unavailable(f"cannot connect to the local server: {exc}")
+    server = PostgresServer(admin, template=f"{PG_NAME_PREFIX}{os.getpid()}_template")
+    server.drop_leftovers()
+    server.drop_database(server.template)
+    server.create_database(template="template0", name=server.template)
+    engine = make_engine(pg_url(server.template))
+    try:
+        ensure_schema(engine)
+    finally:
+        engine.dispose()
+    try:
+        yield server
+    finally:
+        server.drop_database(server.template)
+        admin.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh PostgreSQL database migrated to head, dropped after the test."""
+    name = postgres_server.create_database()
+    yield pg_url(name)
+    postgres_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head, built once per session and copied by each test."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "smm.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        ensure_schema(engine)
+        with engine.connect() as conn:
+            # Fold the WAL into the main file so that copying that one file is enough.
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    """A fresh SQLite database migrated to head, for tests that are about SQLite only."""
+    path = tmp_path / "smm.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database migrated to head, once per backend."""
+    return str(request.getfixturevalue(f"{request.param}_url"))
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database with no tables at all, once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    name = server.create_database(template="template0")
+    yield pg_url(name)
+    server.drop_database(name)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine on ``db_url`` (both backends), disposed after the test."""
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark tests that ask for PostgreSQL directly, as the ``postgres`` params already are."""
+    for item in items:
+        if {"postgres_url", "postgres_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+# =============================================================================================
+# Config files
+# =============================================================================================
+
+EXAMPLE_CONFIG = REPO_ROOT / "config" / "example.toml"
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Callable[..., Path]:
+    """A factory: ``config_file(toml_text, name="config.toml")`` writes it and returns its path.
+
+    The text is dedented, so it can be written as an indented triple-quoted string.
+    """
+
+    def write(text: str, name: str = "config.toml") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def example_config() -> Config:
+    """The parsed ``config/example.toml`` shipped with the project."""
+    if not EXAMPLE_CONFIG.is_file():
+        pytest.skip(f"{EXAMPLE_CONFIG.relative_to(REPO_ROOT)} does not exist yet")
+    return load_config(EXAMPLE_CONFIG)
+
+
+# =============================================================================================
+# Hypothesis
+# =============================================================================================
+
+# On CI, examples are derandomised (a failure reproduces on the next run) and no deadline
+# applies (shared runners are slow in bursts).
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
