@@ -1,0 +1,291 @@
+"""LinkedIn member and organization posts, through the versioned Posts API.
+
+``POST /rest/posts`` answers 201 with the new post's URN in the ``x-restli-id`` header. Images
+are uploaded first (``POST /rest/images?action=initializeUpload``, then a PUT of the bytes to
+the returned address) and referenced by their ``urn:li:image:...``; an uploaded image is
+invisible until a post uses it. The commentary is sent in LinkedIn's "little" format
+(``smm_linkedin.little``). LinkedIn has no idempotency key: a lost answer makes the post
+``unconfirmed`` and ``lookup`` searches the author's recent posts.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote, urlparse
+
+import httpx
+
+from scheduler.adapter import (
+    Account,
+    Adapter,
+    AuthExpired,
+    Capabilities,
+    Issue,
+    Metrics,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    PublishError,
+    RateLimitPolicy,
+    Rejected,
+    Transient,
+)
+from smm_linkedin.api import LinkedInApi, json_object, transport_error
+from smm_linkedin.little import escape
+
+__all__ = ["LinkedInAdapter"]
+
+DEFAULT_API_BASE = "https://api.linkedin.com/rest"
+DEFAULT_VERSION = "202410"
+_AUTHOR_PREFIXES = ("urn:li:person:", "urn:li:organization:")
+#: How many recent posts ``lookup`` reads.
+_LOOKUP_DEPTH = 20
+#: Posts per organizationalEntityShareStatistics request.
+_STATS_PER_READ = 20
+_SKEW = timedelta(minutes=5)
+
+
+def _urn(value: str) -> str:
+    """A URN as a Rest.li 2.0 path segment or list item: every reserved character encoded."""
+    return quote(value, safe="")
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+class LinkedInAdapter(Adapter):
+    """Publishes as a LinkedIn member or organization (Company Page).
+
+    Options: ``author`` (required: ``urn:li:person:<id>`` or ``urn:li:organization:<id>``),
+    ``linkedin_version`` (``YYYYMM``, default 202410), ``api_base``. Credential:
+    ``access_token`` (``w_member_social`` or ``w_organization_social``).
+    """
+
+    platform = "linkedin"
+    capabilities = Capabilities(
+        text_limit=3000,
+        text_counting="characters",
+        max_media=20,
+        media_types=("image/jpeg", "image/png", "image/gif"),
+        idempotent=False,
+        metrics=frozenset({"likes", "comments", "shares", "clicks", "impressions", "reach"}),
+        # Only organization posts have impressions and reach; member posts do not.
+        has_reach=False,
+        # A member may post 150 times a day; the limits reset at midnight UTC.
+        rate_limit=RateLimitPolicy(requests=150, per=timedelta(days=1), concurrency=1),
+    )
+
+    # -- offline ---------------------------------------------------------------------------
+
+    def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        issues = super().validate(post, account)
+        author = account.option("author")
+        if not isinstance(author, str) or not author.startswith(_AUTHOR_PREFIXES):
+            issues.append(
+                Issue(
+                    "account",
+                    f"option 'author' must be a person or organization URN, got {author!r}",
+                    "e.g. urn:li:organization:2414183",
+                )
+            )
+        if not post.media and not self.compose_text(post).strip():
+            issues.append(Issue("text", "a LinkedIn post needs text or an image"))
+        return issues
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def api(self, account: Account) -> LinkedInApi:
+        base = str(account.option("api_base", DEFAULT_API_BASE)).rstrip("/")
+        version = str(account.option("linkedin_version", DEFAULT_VERSION))
+        return LinkedInApi(self.client, base, version, account.secret("access_token"))
+
+    def author(self, account: Account) -> str:
+        author = account.option("author")
+        if not isinstance(author, str) or not author.startswith(_AUTHOR_PREFIXES):
+            raise Rejected(f"account {account.name}: option 'author' is not a person/org URN")
+        return author
+
+    async def _image_bytes(self, media: str) -> tuple[bytes, str]:
+        parsed = urlparse(media)
+        if parsed.scheme in ("http", "https"):
+            where = f"GET {parsed.netloc}{parsed.path}"
+            try:
+                response = await self.client.get(media, follow_redirects=True)
+            except httpx.HTTPError as exc:
+                raise transport_error(exc, where=where, mutating=False) from None
+            if response.status_code != 200:
+                message = f"LinkedIn: cannot download {media}: HTTP {response.status_code}"
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise Transient(message)
+                raise Rejected(message)
+            mime = response.headers.get("content-type", "").split(";")[0]
+            guessed = mimetypes.guess_type(PurePosixPath(parsed.path).name)[0]
+            return response.content, mime or guessed or "image/jpeg"
+        try:
+            content = Path(media).read_bytes()
+        except OSError as exc:
+            raise Rejected(f"LinkedIn: cannot read media file {media}: {exc.strerror}") from None
+        return content, mimetypes.guess_type(media)[0] or "image/jpeg"
+
+    async def _upload_image(self, api: LinkedInApi, author: str, media: str) -> str:
+        """Upload one image; its ``urn:li:image:...``."""
+        response = await api.request(
+            "POST",
+            "images?action=initializeUpload",
+            json={"initializeUploadRequest": {"owner": author}},
+        )
+        value = (json_object(response) or {}).get("value")
+        if not isinstance(value, dict) or not value.get("uploadUrl") or not value.get("image"):
+            raise Transient("LinkedIn: initializeUpload answered without an upload address")
+        content, mime = await self._image_bytes(media)
+        await api.request(
+            "PUT",
+            str(value["uploadUrl"]),
+            content=content,
+            headers={**api.headers(), "Content-Type": mime},
+        )
+        return str(value["image"])
+
+    # -- network calls ---------------------------------------------------------------------
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        api = self.api(account)
+        author = self.author(account)
+        images = [await self._upload_image(api, author, m) for m in post.media]
+        body: dict[str, Any] = {
+            "author": author,
+            "commentary": escape(self.compose_text(post)),
+            "visibility": "PUBLIC",
+            "distribution": {
+                "feedDistribution": "MAIN_FEED",
+                "targetEntities": [],
+                "thirdPartyDistributionChannels": [],
+            },
+            "lifecycleState": "PUBLISHED",
+            "isReshareDisabledByAuthor": False,
+        }
+        if len(images) == 1:
+            body["content"] = {"media": {"id": images[0]}}
+        elif images:
+            body["content"] = {"multiImage": {"images": [{"id": i} for i in images]}}
+        response = await api.request("POST", "posts", json=body, mutating=True)
+        urn = response.headers.get("x-restli-id") or (json_object(response) or {}).get("id")
+        if not urn:
+            raise OutcomeUnknown("LinkedIn: the post was accepted without an x-restli-id")
+        return Published(str(urn), url=f"https://www.linkedin.com/feed/update/{urn}")
+
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: Account
+    ) -> Mapping[str, Metrics]:
+        api = self.api(account)
+        urns = [p.remote_id for p in posts if p.remote_id]
+        out: dict[str, Metrics] = {}
+        author = self.author(account)
+        if author.startswith("urn:li:organization:"):
+            out.update(await self._organization_stats(api, author, urns))
+        for urn in urns:
+            if urn in out:
+                continue
+            try:
+                body = await api.get_json(f"socialActions/{_urn(urn)}")
+            except Rejected:
+                continue  # deleted: left out
+            likes = body.get("likesSummary")
+            likes = likes if isinstance(likes, dict) else {}
+            comments = body.get("commentsSummary")
+            comments = comments if isinstance(comments, dict) else {}
+            out[urn] = Metrics(
+                remote_id=urn,
+                likes=_count(likes.get("totalLikes")),
+                comments=_count(comments.get("totalFirstLevelComments")),
+            )
+        return out
+
+    async def _organization_stats(
+        self, api: LinkedInApi, organization: str, urns: Sequence[str]
+    ) -> dict[str, Metrics]:
+        """Lifetime share statistics of an organization's posts; {} when not permitted
+        (they need ``r_organization_social`` and an admin role), so counts still come."""
+        out: dict[str, Metrics] = {}
+        for start in range(0, len(urns), _STATS_PER_READ):
+            chunk = urns[start : start + _STATS_PER_READ]
+            query = [
+                "q=organizationalEntity",
+                f"organizationalEntity={_urn(organization)}",
+            ]
+            shares = [u for u in chunk if u.startswith("urn:li:share:")]
+            ugc = [u for u in chunk if u.startswith("urn:li:ugcPost:")]
+            if shares:
+                query.append(f"shares=List({','.join(_urn(u) for u in shares)})")
+            if ugc:
+                query.append(f"ugcPosts=List({','.join(_urn(u) for u in ugc)})")
+            if not (shares or ugc):
+                continue
+            try:
+                body = await api.get_json("organizationalEntityShareStatistics?" + "&".join(query))
+            except (Rejected, AuthExpired) as exc:
+                if exc.http_status == 401:
+                    raise
+                return {}
+            elements = body.get("elements")
+            for element in elements if isinstance(elements, list) else []:
+                if not isinstance(element, dict):
+                    continue
+                urn = element.get("share") or element.get("ugcPost")
+                stats = element.get("totalShareStatistics")
+                if not isinstance(urn, str) or not isinstance(stats, dict):
+                    continue
+                out[urn] = Metrics(
+                    remote_id=urn,
+                    likes=_count(stats.get("likeCount")),
+                    comments=_count(stats.get("commentCount")),
+                    shares=_count(stats.get("shareCount")),
+                    clicks=_count(stats.get("clickCount")),
+                    impressions=_count(stats.get("impressionCount")),
+                    reach=_count(stats.get("uniqueImpressionsCount")),
+                )
+        return out
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        """Find the post among the author's 20 most recent by its commentary; None when
+        they reach back past the due time without it. Reading member posts needs a
+        permission LinkedIn grants to few apps: without it, ``OutcomeUnknown``."""
+        api = self.api(account)
+        author = self.author(account)
+        path = f"posts?author={_urn(author)}&q=author&count={_LOOKUP_DEPTH}&sortBy=CREATED"
+        try:
+            body = await api.get_json(path)
+        except PublishError as exc:
+            if isinstance(exc, AuthExpired) and exc.http_status == 401:
+                raise
+            raise OutcomeUnknown(f"LinkedIn: cannot look the post up: {exc.message}") from None
+        elements = body.get("elements")
+        items = elements if isinstance(elements, list) else []
+        text = self.compose_text(post)
+        wanted = {escape(text).strip(), text.strip()}
+        since = post.due_at - _SKEW if post.due_at else None
+        oldest: datetime | None = None
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("createdAt"), int):
+                continue
+            when = datetime.fromtimestamp(item["createdAt"] / 1000, UTC)
+            oldest = when if oldest is None else min(oldest, when)
+            same = str(item.get("commentary", "")).strip() in wanted
+            if same and item.get("id") and (since is None or when >= since):
+                urn = str(item["id"])
+                return Published(urn, url=f"https://www.linkedin.com/feed/update/{urn}")
+        if since is not None and (len(items) < _LOOKUP_DEPTH or (oldest and oldest < since)):
+            return None
+        raise OutcomeUnknown(
+            f"LinkedIn: the post is not among the {len(items)} most recent ones, which do "
+            "not reach back to when it was sent"
+        )
