@@ -1,0 +1,292 @@
+"""The Mastodon adapter: ``POST /api/v1/statuses`` with an ``Idempotency-Key``.
+
+Mastodon remembers the key for an hour and answers a repeat with the status the first
+request created, so a retry after a lost answer cannot publish twice within that window.
+See docs/plugins/networks/mastodon.md.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from scheduler.adapter import (
+    Account,
+    Adapter,
+    AuthExpired,
+    Capabilities,
+    Issue,
+    Metrics,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    RateLimitPolicy,
+    Rejected,
+)
+from smm_mastodon import api
+from smm_mastodon.instance import InstanceLimits, LimitsCache
+from smm_mastodon.media import MediaUploader
+from smm_mastodon.text import DEFAULT_URL_LENGTH, status_length
+
+__all__ = ["MastodonAdapter"]
+
+_VISIBILITIES = ("public", "unlisted", "private", "direct")
+# What stock Mastodon accepts; the instance's own list replaces it once read.
+_MEDIA_TYPES = (
+    "image/jpeg",
+    "image/png",
+    "image/gif",
+    "image/webp",
+    "image/heic",
+    "image/avif",
+    "video/mp4",
+    "video/webm",
+    "video/quicktime",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/wav",
+)
+
+
+def _count(status: Mapping[str, Any], key: str) -> int | None:
+    value = status.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _followers(status: Mapping[str, Any]) -> int | None:
+    account = status.get("account")
+    return _count(account, "followers_count") if isinstance(account, Mapping) else None
+
+
+class MastodonAdapter(Adapter):
+    """Mastodon and compatible servers. Options: ``instance`` (base URL), ``visibility``,
+    ``language``, ``max_characters``; credential ``access_token``."""
+
+    platform = "mastodon"
+    capabilities = Capabilities(
+        text_limit=500,
+        text_counting="graphemes, URL = 23, @user@domain = @user",
+        max_media=4,
+        media_types=_MEDIA_TYPES,
+        idempotent=True,
+        idempotency_window=timedelta(hours=1),
+        metrics=frozenset({"likes", "comments", "shares", "followers"}),
+        has_reach=False,
+        # Mastodon allows 300 requests per 5 minutes per account; a publish takes 1 to 9.
+        rate_limit=RateLimitPolicy(requests=300, per=timedelta(minutes=5), concurrency=4),
+    )
+    #: Seconds between checks of media still being processed, and how many checks.
+    media_poll_interval: ClassVar[float] = 1.0
+    media_poll_attempts: ClassVar[int] = 60
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        super().__init__(client)
+        self.limits = LimitsCache(client)
+
+    # -- offline checks -------------------------------------------------------------------
+
+    def text_length(self, text: str) -> int:
+        """Graphemes, with every URL as 23 and remote mentions without their domain."""
+        return status_length(text, DEFAULT_URL_LENGTH)
+
+    def text_limit(self, account: Account) -> int:
+        """``max_characters`` from the options, else from the instance, else 500."""
+        override = account.option("max_characters")
+        if override is not None:
+            return int(override)
+        return self._known_limits(account).max_characters
+
+    def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """Length as Mastodon counts it, and media count and types, against the instance's
+        limits when they have been read (the defaults before)."""
+        limits = self._known_limits(account)
+        issues: list[Issue] = []
+        length = status_length(self.compose_text(post), limits.characters_reserved_per_url)
+        limit = self.text_limit(account)
+        if length > limit:
+            issues.append(
+                Issue(
+                    "text",
+                    f"{length} characters as Mastodon counts them (graphemes, every URL as "
+                    f"{limits.characters_reserved_per_url}), over the limit of {limit}",
+                    f"shorten it by {length - limit}",
+                )
+            )
+        if len(post.media) > limits.max_media_attachments:
+            issues.append(
+                Issue(
+                    "media",
+                    f"{len(post.media)} media files, the instance takes at most "
+                    f"{limits.max_media_attachments}",
+                )
+            )
+        accepted = limits.supported_mime_types or self.capabilities.media_types
+        for path in post.media:
+            kind = mimetypes.guess_type(path)[0]
+            if kind not in accepted:
+                issues.append(Issue("media", f"{path}: Mastodon does not take {kind or 'it'}"))
+        return issues
+
+    # -- network calls --------------------------------------------------------------------
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        """Upload the media, then create the status with ``Idempotency-Key``."""
+        base_url = self._base_url(account)
+        token = account.secret("access_token")
+        await self.limits.get(base_url)  # so the checks below use the instance's limits
+        issues = self.validate(post, account)
+        if issues:
+            raise Rejected("; ".join(issue.message for issue in issues))
+
+        form: dict[str, Any] = {"status": self.compose_text(post)}
+        visibility = account.option("visibility")
+        if visibility:
+            if visibility not in _VISIBILITIES:
+                raise Rejected(
+                    f"visibility {visibility!r} is not one of {', '.join(_VISIBILITIES)}"
+                )
+            form["visibility"] = visibility
+        if account.option("language"):
+            form["language"] = account.option("language")
+
+        headers = {"Authorization": f"Bearer {token}"}
+        uploader = MediaUploader(
+            self.client,
+            base_url,
+            headers,
+            observe=lambda response: self._observe(account, response),
+            secrets=(token,),
+            poll_interval=self.media_poll_interval,
+            poll_attempts=self.media_poll_attempts,
+        )
+        media_ids = [await uploader.upload(path) for path in post.media]
+        if media_ids:
+            form["media_ids[]"] = media_ids
+        key = idempotency_key or post.idempotency_key or post.key
+        response = await self._send(
+            account,
+            "POST",
+            f"{base_url}/api/v1/statuses",
+            headers={**headers, "Idempotency-Key": key},
+            data=form,
+            creating=True,
+            secrets=(token,),
+        )
+        return self._published(response)
+
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: Account
+    ) -> Mapping[str, Metrics]:
+        """Favourites, replies and boosts + quotes of each status (one request each); the
+        account's follower count comes with every status."""
+        base_url = self._base_url(account)
+        token = account.secret("access_token")
+        result: dict[str, Metrics] = {}
+        for post in posts:
+            if not post.remote_id:
+                continue
+            url = f"{base_url}/api/v1/statuses/{quote(post.remote_id, safe='')}"
+            response = await self._send(
+                account,
+                "GET",
+                url,
+                headers={"Authorization": f"Bearer {token}"},
+                secrets=(token,),
+                missing_ok=True,
+            )
+            status = api.json_body(response)
+            if response.status_code == 404 or not isinstance(status, Mapping):
+                continue  # deleted (or never ours): Mastodon no longer has it
+            reblogs, quotes = _count(status, "reblogs_count"), _count(status, "quotes_count")
+            result[post.remote_id] = Metrics(
+                remote_id=post.remote_id,
+                likes=_count(status, "favourites_count"),
+                comments=_count(status, "replies_count"),
+                shares=None if reblogs is None else reblogs + (quotes or 0),
+                followers=_followers(status),
+            )
+        return result
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        """Mastodon cannot find a status by idempotency key: always OutcomeUnknown.
+
+        The way to settle an unconfirmed post is to publish again with the same key within
+        the hour: Mastodon then returns the original status instead of creating another.
+        """
+        raise OutcomeUnknown(
+            "Mastodon cannot look a status up by idempotency key; publishing again with the "
+            "same key within an hour returns the original status instead of a duplicate"
+        )
+
+    # -- internals ------------------------------------------------------------------------
+
+    @staticmethod
+    def _base_url(account: Account) -> str:
+        instance = account.option("instance")
+        if not instance:
+            # A configuration problem only a person can fix: pause the account.
+            raise AuthExpired(f"account {account.name}: option 'instance' is not set")
+        base = str(instance).rstrip("/")
+        return base if "://" in base else f"https://{base}"
+
+    def _known_limits(self, account: Account) -> InstanceLimits:
+        instance = account.option("instance")
+        known = self.limits.known(self._base_url(account)) if instance else None
+        return known or InstanceLimits()
+
+    def _observe(self, account: Account, response: httpx.Response) -> None:
+        status = api.rate_limit_status(response.headers)
+        if status is not None:
+            self.rate_limit_status[account.name] = status
+
+    async def _send(
+        self,
+        account: Account,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        data: dict[str, Any] | None = None,
+        creating: bool = False,
+        missing_ok: bool = False,
+        secrets: tuple[str, ...] = (),
+    ) -> httpx.Response:
+        """One authenticated request; every failure raised as a ``PublishError``."""
+        try:
+            response = await self.client.request(method, url, headers=headers, data=data)
+        except httpx.HTTPError as exc:
+            raise api.transport_error(exc, creating=creating) from exc
+        self._observe(account, response)
+        if response.is_success or (missing_ok and response.status_code == 404):
+            return response
+        raise api.error_for(response, creating=creating, secrets=secrets)
+
+    @staticmethod
+    def _published(response: httpx.Response) -> Published:
+        status = api.json_body(response)
+        if not isinstance(status, Mapping):
+            kind = response.headers.get("content-type", "no content type")
+            raise OutcomeUnknown(
+                f"Mastodon answered {response.status_code} with {kind}, not a status"
+            )
+        if "params" in status and "scheduled_at" in status:
+            raise OutcomeUnknown(
+                f"Mastodon scheduled the status (scheduled status {status.get('id')}) "
+                "instead of publishing it"
+            )
+        status_id = status.get("id")
+        if not isinstance(status_id, str) or not status_id:
+            raise OutcomeUnknown("Mastodon's answer to the new status has no id")
+        url = status.get("url") or status.get("uri")
+        return Published(
+            remote_id=status_id,
+            url=url if isinstance(url, str) else None,
+            followers=_followers(status),
+        )

@@ -1,0 +1,84 @@
+"""Media attachments: upload each file, wait until Mastodon has processed it.
+
+``POST /api/v2/media`` answers 200 when the file is ready and 202 when it is still being
+processed (videos, large images); then ``GET /api/v1/media/:id`` answers 206 until it is
+done and 200 after. A status may only attach processed media. Nothing here can publish a
+status, so every failure is retryable or final, never of unknown outcome; an upload left
+unattached by a failure is deleted by Mastodon after a day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from scheduler.adapter import Rejected, Transient
+from smm_mastodon import api
+
+__all__ = ["MediaUploader"]
+
+
+@dataclass
+class MediaUploader:
+    """Uploads for one publish call: ``client``, the instance, the token, the polling pace."""
+
+    client: httpx.AsyncClient
+    base_url: str
+    headers: dict[str, str]
+    observe: Callable[[httpx.Response], None]
+    secrets: Iterable[str] = ()
+    #: Seconds between two checks of a file still being processed.
+    poll_interval: float = 1.0
+    #: Checks before giving up (a retry later uploads the file again).
+    poll_attempts: int = 60
+
+    async def upload(self, path: str) -> str:
+        """Upload the file at ``path``; return its media id once it is processed."""
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        try:
+            data = await asyncio.to_thread(Path(path).read_bytes)
+        except OSError as exc:
+            raise Rejected(f"cannot read media file {path}: {exc.strerror}") from None
+        response = await self._send(
+            "POST", "/api/v2/media", files={"file": (Path(path).name, data, kind)}
+        )
+        media_id = self._media_id(response)
+        if response.status_code == 200:
+            return media_id
+        for _ in range(self.poll_attempts):
+            await asyncio.sleep(self.poll_interval)
+            response = await self._send("GET", f"/api/v1/media/{media_id}")
+            if response.status_code == 200:
+                return media_id
+        raise Transient(
+            f"Mastodon was still processing {Path(path).name} after {self.poll_attempts} checks"
+        )
+
+    async def _send(
+        self, method: str, path: str, files: dict[str, tuple[str, bytes, str]] | None = None
+    ) -> httpx.Response:
+        try:
+            response = await self.client.request(
+                method, f"{self.base_url}{path}", headers=self.headers, files=files
+            )
+        except httpx.HTTPError as exc:
+            raise api.transport_error(exc) from exc
+        self.observe(response)
+        if response.status_code not in (200, 202, 206):
+            raise api.error_for(response, secrets=self.secrets)
+        return response
+
+    @staticmethod
+    def _media_id(response: httpx.Response) -> str:
+        body = api.json_body(response)
+        media_id = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(media_id, str | int) or isinstance(media_id, bool):
+            raise Transient(
+                f"Mastodon's answer to a media upload has no id ({response.status_code})"
+            )
+        return str(media_id)
