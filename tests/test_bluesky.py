@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import smm_bluesky
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from smm_bluesky import BlueskyAdapter, register_platforms
@@ -693,6 +695,17 @@ def test_the_plugin_registers_the_adapter() -> None:
     register_platforms(register=registered.append)
     assert registered == [BlueskyAdapter]
     assert BlueskyAdapter.platform == "bluesky"
+
+
+def test_every_option_the_adapter_reads_is_documented() -> None:
+    package = Path(smm_bluesky.__file__).parent
+    source = "".join(p.read_text(encoding="utf-8") for p in package.glob("*.py"))
+    options = set(re.findall(r'option\("(\w+)"', source))
+    docs = (Path(__file__).resolve().parent.parent / "docs/plugins/networks/bluesky.md").read_text(
+        encoding="utf-8"
+    )
+    assert options
+    assert sorted(o for o in options if f"| `{o}` |" not in docs) == []
 
 
 # --------------------------------------------------------------------------- the contract

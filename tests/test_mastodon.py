@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections import defaultdict, deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
@@ -15,6 +16,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+import smm_mastodon
 import yaml
 from smm_mastodon import MastodonAdapter, register_platforms
 from smm_mastodon.instance import InstanceLimits
@@ -641,6 +643,17 @@ def test_the_plugin_registers_the_adapter() -> None:
     register_platforms(register=registered.append)
     assert registered == [MastodonAdapter]
     assert MastodonAdapter.platform == "mastodon"
+
+
+def test_every_option_the_adapter_reads_is_documented() -> None:
+    package = Path(smm_mastodon.__file__).parent
+    source = "".join(p.read_text(encoding="utf-8") for p in package.glob("*.py"))
+    options = set(re.findall(r'option\("(\w+)"', source))
+    docs = (Path(__file__).resolve().parent.parent / "docs/plugins/networks/mastodon.md").read_text(
+        encoding="utf-8"
+    )
+    assert options
+    assert sorted(o for o in options if f"| `{o}` |" not in docs) == []
 
 
 # --------------------------------------------------------------------------- the contract
