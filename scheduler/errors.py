@@ -7,7 +7,8 @@ file in one pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, order=True)
@@ -20,8 +21,8 @@ class Problem:
     message: str
     hint: str = ""
     #: "line" or "row": how ``line`` is spoken of.
-    unit: str = field(default="line", compare=False)
-    item: str | None = field(default=None, compare=False)
+    unit: str = dataclasses.field(default="line", compare=False)
+    item: str | None = dataclasses.field(default=None, compare=False)
 
     def location(self) -> str:
         """``plan.csv, row 4, field at``: where to look."""

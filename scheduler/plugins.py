@@ -15,7 +15,7 @@ import importlib.metadata
 import inspect
 import os
 import threading
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -97,10 +97,12 @@ def get_plugin_manager() -> pluggy.PluginManager:
 
 
 def _enable_tracing(pm: pluggy.PluginManager) -> None:
-    def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def before(hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         log.debug("hook_call", hook=hook_name, plugins=[i.plugin_name for i in impls])
 
-    def after(outcome: Any, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def after(
+        outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]
+    ) -> None:
         exc = outcome.exception
         log.debug("hook_result", hook=hook_name, error=repr(exc) if exc else None)
 
@@ -164,9 +166,8 @@ def adapter_class(platform: str) -> type[Adapter]:
     """The adapter for ``platform``; PluginError naming the known ones when missing."""
     known = platforms()
     if platform not in known:
-        raise PluginError(
-            f"no plugin provides platform {platform!r}; installed: {', '.join(sorted(known)) or 'none'}"
-        )
+        installed = ", ".join(sorted(known)) or "none"
+        raise PluginError(f"no plugin provides platform {platform!r}; installed: {installed}")
     return known[platform].adapter
 
 

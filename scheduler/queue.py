@@ -6,7 +6,7 @@ state it changes, so ``smm queue show`` can tell a post's whole story.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,9 +29,6 @@ HOLDING_STATES = (
     PostState.RETRY_WAIT,
     PostState.PAUSED,
 )
-
-#: Orders an account's movable queue posts; the ER loop supplies a priority-aware one.
-QueueOrder = Callable[[Sequence[Row[Any]]], Sequence[Row[Any]]]
 
 
 class InvalidTransition(SmmError):
@@ -66,9 +63,24 @@ def record_events(
         conn.execute(events_t.insert(), rows)
 
 
-def plan_order(rows: Sequence[Row[Any]]) -> Sequence[Row[Any]]:
+@dataclass
+class QueueEntry:
+    """A post that waits for a slot: already stored (``id``) or about to be (``row``)."""
+
+    id: int | None
+    plan_order: int
+    content_type: str
+    due_at: datetime | None
+    row: dict[str, Any] | None = None
+
+
+#: Orders an account's waiting queue posts; the ER loop supplies a priority-aware one.
+QueueOrder = Callable[[Sequence[QueueEntry]], Sequence[QueueEntry]]
+
+
+def plan_order(entries: Sequence[QueueEntry]) -> Sequence[QueueEntry]:
     """The default queue order: as the plan lists the posts."""
-    return sorted(rows, key=lambda r: (r.plan_order, r.id))
+    return sorted(entries, key=lambda e: (e.plan_order, e.id or 0))
 
 
 def assign_queue_slots(
@@ -79,11 +91,14 @@ def assign_queue_slots(
     *,
     include_overdue: bool = False,
     order: QueueOrder = plan_order,
+    new_rows: Sequence[dict[str, Any]] = (),
 ) -> int:
     """Give the account's waiting queue posts the next free slots, in ``order``.
 
-    Posts whose slot is already due are left alone (the daemon and its misfire policy own
-    them) unless ``include_overdue``. Returns how many posts got a new time.
+    ``new_rows`` are queue posts about to be inserted: they take part in the ordering and get
+    their ``due_at`` set in place, so a large import writes each row once. Posts whose slot is
+    already due are left alone (the daemon and its misfire policy own them) unless
+    ``include_overdue``. Returns how many stored posts got a new time.
     """
     rows = conn.execute(
         select(
@@ -95,22 +110,33 @@ def assign_queue_slots(
             posts_t.c.content_type,
         ).where(posts_t.c.account_id == account_id, posts_t.c.state.in_(HOLDING_STATES))
     ).all()
-    movable = [
-        r
+    entries = [
+        QueueEntry(r.id, r.plan_order, r.content_type, r.due_at)
         for r in rows
         if r.schedule == Schedule.QUEUE
         and r.state == PostState.QUEUED
         and (include_overdue or r.due_at is None or r.due_at > now)
     ]
-    moving = {r.id for r in movable}
+    moving = {e.id for e in entries}
     taken = {minute(r.due_at) for r in rows if r.id not in moving and r.due_at is not None}
-    ordered = order(movable)
-    times = free_slots(account.slots, account.tz, now, taken, len(ordered))
-    updates = [
-        {"b_id": r.id, "b_due": t} for r, t in zip(ordered, times, strict=False) if r.due_at != t
+    taken |= {minute(r["due_at"]) for r in new_rows if r["due_at"] is not None}
+    entries += [
+        QueueEntry(None, r["plan_order"], r["content_type"], None, r)
+        for r in new_rows
+        if r["schedule"] == Schedule.QUEUE
     ]
+    ordered = order(entries)
+    times: list[datetime | None] = list(
+        free_slots(account.slots, account.tz, now, taken, len(ordered))
+    )
     # Queue posts that found no slot (an account without slots) wait unscheduled.
-    updates += [{"b_id": r.id, "b_due": None} for r in ordered[len(times) :] if r.due_at]
+    times += [None] * (len(ordered) - len(times))
+    updates = []
+    for entry, t in zip(ordered, times, strict=True):
+        if entry.row is not None:
+            entry.row["due_at"] = entry.row["next_attempt_at"] = t
+        elif entry.due_at != t:
+            updates.append({"b_id": entry.id, "b_due": t})
     if updates:
         conn.execute(
             update(posts_t)
@@ -186,7 +212,7 @@ def _transition(
     reason: str | None,
     values: dict[str, Any] | None = None,
     verb: str,
-    hints: dict[str, str] | None = None,
+    hints: Mapping[str, str] | None = None,
 ) -> list[Change]:
     allowed = set(allowed)
     bad = [r for r in rows if r.state not in allowed]
@@ -220,7 +246,7 @@ CANCELLABLE = (
     PostState.FAILED,
     PostState.MISSED,
 )
-_HINTS = {
+_HINTS: dict[str, str] = {
     PostState.CLAIMED: "it is being published right now; look again in a moment",
     PostState.PUBLISHED: "it is already on the network",
     PostState.UNCONFIRMED: "it may be on the network: settle it with `smm queue resolve`",

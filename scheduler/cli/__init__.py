@@ -5,7 +5,6 @@ Exit codes: 0 success, 1 invalid input or a failed operation, 2 usage error.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
@@ -91,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

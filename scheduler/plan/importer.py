@@ -7,6 +7,7 @@ that disappeared from a plan file are reported, cancelled only when asked (``--p
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from scheduler.accounts import sync_accounts
 from scheduler.config import Config
+from scheduler.db.bulk import insert_rows
 from scheduler.db.models import PostState, Schedule
 from scheduler.plan.items import PlanItem
 from scheduler.queue import Change, assign_queue_slots, posts_t, record_events
@@ -32,6 +34,7 @@ LOCKED = frozenset({PostState.PUBLISHED, PostState.UNCONFIRMED, PostState.CLAIME
 PRUNABLE = frozenset(UPDATABLE)
 
 _CHUNK = 500
+_INSERT_BATCH = 10_000
 
 
 @dataclass
@@ -70,6 +73,7 @@ class ImportDiff:
         }
 
 
+@functools.lru_cache(maxsize=256)
 def plan_file_id(file: str) -> str:
     """How a plan file is remembered: its absolute path."""
     return str(Path(file).resolve())
@@ -165,28 +169,6 @@ def apply_plan(
     if dry_run:
         return diff
 
-    batch: list[dict[str, Any]] = []
-    for item in diff.added:
-        row = _values(item, account_ids[item.account], now)
-        row.update(
-            key=item.key,
-            state=PostState.QUEUED,
-            idempotency_key=uuid.uuid4().hex,
-            attempt_count=0,
-            repeat_count=0,
-            created_at=now,
-        )
-        batch.append(row)
-        if len(batch) >= 5000:
-            conn.execute(posts_t.insert(), batch)
-            if progress:
-                progress(len(batch))
-            batch = []
-    if batch:
-        conn.execute(posts_t.insert(), batch)
-        if progress:
-            progress(len(batch))
-
     changes: list[Change] = []
     updates = []
     for item, old in diff.updated + diff.requeued:
@@ -217,6 +199,19 @@ def apply_plan(
         )
         record_events(conn, gone_changes, now, "plan", "no longer in the plan (--prune)")
 
+    new_rows: list[dict[str, Any]] = []
+    for item in diff.added:
+        row = _values(item, account_ids[item.account], now)
+        row.update(
+            key=item.key,
+            state=PostState.QUEUED,
+            idempotency_key=uuid.uuid4().hex,
+            attempt_count=0,
+            repeat_count=0,
+            created_at=now,
+        )
+        new_rows.append(row)
+
     touched = {account_ids[i.account] for i in diff.added}
     touched |= {account_ids[i.account] for i, _ in diff.updated + diff.requeued}
     touched |= {old.account_id for _, old in diff.updated + diff.requeued}
@@ -225,5 +220,12 @@ def apply_plan(
     by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
     for account_id in sorted(touched):
         if account_id in by_id:
-            assign_queue_slots(conn, by_id[account_id], account_id, now)
+            mine = [r for r in new_rows if r["account_id"] == account_id]
+            assign_queue_slots(conn, by_id[account_id], account_id, now, new_rows=mine)
+
+    for start in range(0, len(new_rows), _INSERT_BATCH):
+        batch = new_rows[start : start + _INSERT_BATCH]
+        insert_rows(conn, posts_t, batch)
+        if progress:
+            progress(len(batch))
     return diff

@@ -55,6 +55,13 @@ class PlanItem:
 
     def content_hash(self) -> str:
         """A digest of what the plan says about the post; a change means "update it"."""
+        cached: str | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self._digest()
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def _digest(self) -> str:
         payload = [
             self.account,
             self.content_type,

@@ -1,0 +1,76 @@
+"""Bulk writes that skip per-value ORM processing where the driver can take the values as is.
+
+A plan import writes tens of thousands of rows; SQLAlchemy's per-value type processing costs
+more than the database write itself there. These helpers convert each column once, the way
+the column type would, and hand tuples to the driver's ``executemany``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Connection, Table
+
+from scheduler.db.types import UTCDateTime
+
+
+def _sqlite_datetime(value: datetime | None) -> str | None:
+    # The exact text SQLAlchemy's SQLite DATETIME type writes (naive UTC, microseconds).
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _converters(
+    conn: Connection, table: Table, columns: Sequence[str]
+) -> list[Callable[[Any], Any] | None]:
+    dialect = conn.dialect.name
+    out: list[Callable[[Any], Any] | None] = []
+    for name in columns:
+        col_type = table.c[name].type
+        conv: Callable[[Any], Any] | None = None
+        if dialect == "sqlite":
+            if isinstance(col_type, UTCDateTime):
+                conv = _sqlite_datetime
+            elif isinstance(col_type, JSON):
+                conv = _sqlite_json
+            elif isinstance(col_type, Boolean):
+                conv = int
+        elif dialect == "postgresql" and isinstance(col_type, JSON):
+            from psycopg.types.json import Json
+
+            conv = Json
+        out.append(conv)
+    return out
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) in one driver-level ``executemany``."""
+    if not rows:
+        return
+    if conn.dialect.name not in ("sqlite", "postgresql"):
+        conn.execute(table.insert(), list(rows))
+        return
+    columns = list(rows[0])
+    convs = _converters(conn, table, columns)
+    params = [
+        tuple(
+            value if conv is None or value is None else conv(value)
+            for value, conv in zip((row[c] for c in columns), convs, strict=True)
+        )
+        for row in rows
+    ]
+    marker = "?" if conn.dialect.name == "sqlite" else "%s"
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+    sql = (
+        f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
+        f"VALUES ({', '.join([marker] * len(columns))})"
+    )
+    conn.exec_driver_sql(sql, params)
