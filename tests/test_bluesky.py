@@ -21,7 +21,6 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from smm_bluesky import BlueskyAdapter, register_platforms
 from smm_bluesky.facets import find_spans
-from smm_bluesky.graphemes import grapheme_count, graphemes
 from smm_bluesky.tid import TID_PATTERN, tid_for_key
 
 from scheduler.adapter import (
@@ -37,6 +36,7 @@ from scheduler.adapter import (
     Transient,
 )
 from scheduler.testing import AdapterContract, Handler, file_credential, mock_client
+from scheduler.text import grapheme_count, graphemes
 
 T = TypeVar("T")
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bluesky"

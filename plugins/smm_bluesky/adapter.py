@@ -31,9 +31,9 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.text import grapheme_count
 from smm_bluesky import xrpc
 from smm_bluesky.facets import facet, find_spans
-from smm_bluesky.graphemes import grapheme_count
 from smm_bluesky.session import Session, SessionStore
 from smm_bluesky.tid import tid_for_key
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from smm_bluesky.graphemes import grapheme_count
+from scheduler.text import grapheme_count
 
 __all__ = ["DEFAULT_URL_LENGTH", "countable_text", "status_length"]
 
