@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 from hypothesis import settings
@@ -32,6 +32,9 @@ from sqlalchemy import Engine
 from scheduler.config import Config, load_config
 from scheduler.db.engine import make_engine
 from scheduler.db.migrate import ensure_schema
+
+if TYPE_CHECKING:
+    import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -94,9 +97,9 @@ def _start_postgres() -> str | None:
     return None
 
 
-def _admin_connection() -> Any:
+def _admin_connection() -> psycopg.Connection[Any]:
     """An autocommit connection to the ``postgres`` database, creating our role if missing."""
-    import psycopg
+    import psycopg  # here, so that the SQLite tests run without the PostgreSQL driver
 
     def connect() -> psycopg.Connection[Any]:
         return psycopg.connect(host=PG_SOCKET_DIR, dbname="postgres", autocommit=True)
@@ -125,7 +128,7 @@ def _pid_alive(pid: int) -> bool:
 class PostgresServer:
     """The local server as the tests use it: an admin connection and a migrated template."""
 
-    admin: Any
+    admin: psycopg.Connection[Any]
     template: str
     _names: Iterator[int] = field(default_factory=itertools.count)
 
@@ -140,17 +143,21 @@ class PostgresServer:
         self.admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def drop_leftovers(self) -> None:
-        """Drop the test databases of runs that were killed before their teardown."""
+        """Drop the test databases of runs that were killed before their teardown.
+
+        Called before this process creates any, so databases named with its own pid are
+        leftovers too (of a dead process that had the same pid).
+        """
         rows = self.admin.execute(
             "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{PG_NAME_PREFIX}%"]
         ).fetchall()
         for (name,) in rows:
             m = re.match(rf"{PG_NAME_PREFIX}(\d+)_", name)
-            if m and not _pid_alive(int(m.group(1))):
+            if m and (int(m.group(1)) == os.getpid() or not _pid_alive(int(m.group(1)))):
                 self.drop_database(name)
 
 
-def _postgres_unavailable(reason: str) -> None:
+def _postgres_unavailable(reason: str) -> NoReturn:
     # A CI run must never pass by silently skipping half of the database tests.
     if os.environ.get("CI"):
         pytest.fail(f"PostgreSQL is required on CI: {reason}", pytrace=False)
@@ -168,15 +175,14 @@ def postgres_server() -> Iterator[PostgresServer]:
     except Exception as exc:
         _postgres_unavailable(f"cannot connect to the local server: {exc}")
     server = PostgresServer(admin, template=f"{PG_NAME_PREFIX}{os.getpid()}_template")
-    server.drop_leftovers()
-    server.drop_database(server.template)
-    server.create_database(template="template0", name=server.template)
-    engine = make_engine(pg_url(server.template))
     try:
-        ensure_schema(engine)
-    finally:
-        engine.dispose()
-    try:
+        server.drop_leftovers()
+        server.create_database(template="template0", name=server.template)
+        engine = make_engine(pg_url(server.template))
+        try:
+            ensure_schema(engine)
+        finally:
+            engine.dispose()
         yield server
     finally:
         server.drop_database(server.template)

@@ -108,6 +108,17 @@ def test_console_format_can_be_forced_and_has_no_colours_off_a_terminal() -> Non
     assert "\x1b[" not in output
 
 
+def test_logs_go_to_standard_error_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    # Standard output belongs to the commands' own (--json) output.
+    configure_logging()
+
+    log().warning("unusual")
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert json.loads(captured.err)["event"] == "unusual"
+
+
 def test_configuring_again_replaces_the_previous_output() -> None:
     first, second = io.StringIO(), io.StringIO()
     configure_logging(stream=first)
