@@ -473,3 +473,12 @@ def test_lookup_without_permission_to_read_member_posts_cannot_tell() -> None:
 
     with pytest.raises(OutcomeUnknown, match="cannot look the post up"):
         run(handler, lambda a: a.lookup(make_post(), make_account(PERSON)))
+
+
+def test_the_plugin_registers_the_linkedin_platform() -> None:
+    import smm_linkedin
+
+    registered: list[type] = []
+    smm_linkedin.register_platforms(register=registered.append)
+    assert registered == [LinkedInAdapter]
+    assert LinkedInAdapter.platform == "linkedin"

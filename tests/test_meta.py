@@ -327,3 +327,18 @@ def test_insight_values_reads_lifetime_values_and_total_values() -> None:
         ]
     }
     assert insight_values(body) == {"reach": 120, "likes": 7}
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def test_the_meta_plugin_registers_facebook_instagram_and_threads() -> None:
+    import smm_meta
+
+    registered: list[type] = []
+    smm_meta.register_platforms(register=registered.append)
+    assert [(cls.__name__, cls.platform) for cls in registered] == [
+        ("FacebookAdapter", "facebook"),
+        ("InstagramAdapter", "instagram"),
+        ("ThreadsAdapter", "threads"),
+    ]

@@ -398,3 +398,12 @@ def test_lookup_cannot_tell_when_more_pages_hide_the_due_time() -> None:
 
     with pytest.raises(OutcomeUnknown, match="do not reach back"):
         run(handler, lambda a: a.lookup(make_post(), make_account()))
+
+
+def test_the_plugin_registers_the_pinterest_platform() -> None:
+    import smm_pinterest
+
+    registered: list[type] = []
+    smm_pinterest.register_platforms(register=registered.append)
+    assert registered == [PinterestAdapter]
+    assert PinterestAdapter.platform == "pinterest"

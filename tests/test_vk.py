@@ -424,3 +424,12 @@ def test_lookup_cannot_tell_when_fifty_newer_posts_hide_the_due_time() -> None:
     ]
     with pytest.raises(OutcomeUnknown, match="do not reach back"):
         run(vk, lambda a: a.lookup(make_post(), make_account()))
+
+
+def test_the_plugin_registers_the_vk_platform() -> None:
+    import smm_vk
+
+    registered: list[type] = []
+    smm_vk.register_platforms(register=registered.append)
+    assert registered == [VKAdapter]
+    assert VKAdapter.platform == "vk"

@@ -19,12 +19,15 @@ The memory lives in the adapter, so it does not survive a restart. That is why
 from __future__ import annotations
 
 import asyncio
+from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import urlparse
+
+import httpx
 
 from scheduler.adapter import (
     Account,
@@ -97,23 +100,23 @@ class ContainerAdapter(Adapter):
     #: The quota is a rolling 24 hours and Meta does not say when the next slot frees up.
     quota_wait: timedelta = timedelta(hours=1)
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
         super().__init__(client)
         self._containers: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     # -- request parameters, per network ----------------------------------------------------
 
+    @abstractmethod
     def single_params(self, url: str | None, text: str) -> dict[str, str]:
         """The container of a post with one image (or none)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def child_params(self, url: str) -> dict[str, str]:
         """One image of a carousel."""
-        raise NotImplementedError
 
+    @abstractmethod
     def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
         """The carousel itself, pointing at its ready children."""
-        raise NotImplementedError
 
     # -- offline ---------------------------------------------------------------------------
 
