@@ -37,6 +37,14 @@ class CredentialError(SmmError):
     """A credential reference points at nothing. The message never contains the secret."""
 
 
+def _remember(secret: str) -> str:
+    """Tell the log redactor about a secret the moment it is read."""
+    from scheduler.logging import register_secret
+
+    register_secret(secret)
+    return secret
+
+
 @dataclass(frozen=True)
 class CredentialRef:
     """Where a secret lives: an environment variable, a file, or a systemd credential."""
@@ -63,7 +71,7 @@ class CredentialRef:
             value = os.environ.get(self.name)
             if not value:
                 raise CredentialError(f"environment variable {self.name} is not set")
-            return value
+            return _remember(value)
         if self.kind == "file":
             path = Path(self.name).expanduser()
         else:
@@ -75,9 +83,12 @@ class CredentialRef:
                 )
             path = Path(creds_dir) / self.name
         try:
-            return path.read_text(encoding="utf-8").strip()
+            value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise CredentialError(f"cannot read {self.describe()}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise CredentialError(f"{self.describe()} is not UTF-8 text") from None
+        return _remember(value)
 
 
 @dataclass(frozen=True)

@@ -456,11 +456,6 @@ def test_systemd_credential_outside_systemd_says_how_to_provide_it(
         CredentialRef("credential", "riga_token").resolve()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="CredentialRef.resolve lets UnicodeDecodeError escape (catches only OSError)",
-)
 def test_credential_file_that_is_not_text_is_a_credential_error(tmp_path: Path) -> None:
     path = tmp_path / "token"
     path.write_bytes(b"\xff\xfe" + SECRET.encode())

@@ -178,11 +178,11 @@ def test_ensure_schema_accepts_a_current_database_and_keeps_its_data(engine: Eng
         assert conn.execute(select(col(Account.name))).scalars().all() == ["kept"]
 
 
-def test_ensure_schema_refuses_an_outdated_database_and_says_to_upgrade(engine: Engine) -> None:
+def test_ensure_schema_refuses_a_schema_it_does_not_know_and_says_why(engine: Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0000_older'"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '9999_newer'"))
 
-    with pytest.raises(DatabaseNotReady, match=r"0000_older.*run `smm db upgrade`"):
+    with pytest.raises(DatabaseNotReady, match=r"9999_newer.*newer smm-scheduler"):
         ensure_schema(engine)
 
 

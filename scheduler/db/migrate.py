@@ -64,6 +64,16 @@ def ensure_schema(engine: Engine, *, create: bool = True) -> None:
             upgrade(engine)
             return
         raise DatabaseNotReady("the database is not initialised: run `smm init`")
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        known = script.get_revision(current) is not None
+    except Exception:
+        known = False
+    if not known:
+        raise DatabaseNotReady(
+            f"the database schema is at {current}, which this version does not know: it was "
+            "written by a newer smm-scheduler; upgrade the software, not the database"
+        )
     raise DatabaseNotReady(
         f"the database schema is at {current}, this version needs {head}: run `smm db upgrade`"
     )
