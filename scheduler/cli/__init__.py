@@ -12,6 +12,7 @@ import click
 from scheduler import __version__, plugins
 from scheduler.cli.app import App
 from scheduler.errors import InvalidInput, SmmError
+from scheduler.logging import configure_logging
 
 
 class SmmGroup(click.Group):
@@ -58,19 +59,14 @@ def cli(
     app = App(config_path=config_path, db_url=db_url)
     ctx.obj = app
     ctx.call_on_close(app.close)
-    try:
-        from scheduler.logging import configure_logging
-
-        configure_logging(log_level or "warning")
-    except ImportError:
-        pass
+    configure_logging(log_level or "warning")
 
 
 def _register() -> None:
-    from scheduler.cli import accounts, db, plan, queue
+    from scheduler.cli import accounts, db, plan, queue, run
     from scheduler.cli import config as config_cmd
 
-    for module in (db, config_cmd, plan, queue, accounts):
+    for module in (db, config_cmd, plan, queue, accounts, run):
         module.register(cli)
 
 

@@ -1,0 +1,75 @@
+"""Keeping within what each network allows: concurrency caps and request-rate budgets.
+
+Two sources feed the limits: the adapter's declared ``RateLimitPolicy`` (a sliding window of
+N requests per period and a per-account concurrency cap) and what the network said lately
+(``Adapter.rate_limit_status``: remaining requests and the reset time from its headers, or the
+retry time of a 429). The dispatcher asks ``delay()`` before each request and waits or gives
+the post back rather than hammering.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from scheduler.adapter import RateLimitPolicy, RateLimitStatus
+
+
+@dataclass
+class Budget:
+    """One account's request budget: a sliding window plus the network's own word."""
+
+    policy: RateLimitPolicy
+    sent: deque[datetime] = field(default_factory=deque)
+    blocked_until: datetime | None = None
+
+    def delay(self, now: datetime, status: RateLimitStatus | None = None) -> timedelta:
+        """How long to wait before the next request may go (zero: now)."""
+        waits = [timedelta(0)]
+        if self.blocked_until and self.blocked_until > now:
+            waits.append(self.blocked_until - now)
+        window = self.policy.per
+        while self.sent and now - self.sent[0] >= window:
+            self.sent.popleft()
+        if len(self.sent) >= self.policy.requests:
+            waits.append(self.sent[0] + window - now)
+        if (
+            status is not None
+            and status.remaining is not None
+            and status.remaining <= 0
+            and status.reset_at is not None
+            and status.reset_at > now
+        ):
+            waits.append(status.reset_at - now)
+        return max(waits)
+
+    def record(self, now: datetime) -> None:
+        self.sent.append(now)
+
+    def block(self, until: datetime) -> None:
+        """The network said to wait until ``until`` (a 429 with a reset time)."""
+        if self.blocked_until is None or until > self.blocked_until:
+            self.blocked_until = until
+
+
+class Limits:
+    """Concurrency semaphores and budgets, per account and overall."""
+
+    def __init__(self, total: int) -> None:
+        self.total = asyncio.Semaphore(total)
+        self._account_sem: dict[str, asyncio.Semaphore] = {}
+        self._budgets: dict[str, Budget] = {}
+
+    def account_semaphore(self, account: str, policy: RateLimitPolicy) -> asyncio.Semaphore:
+        sem = self._account_sem.get(account)
+        if sem is None:
+            sem = self._account_sem[account] = asyncio.Semaphore(max(1, policy.concurrency))
+        return sem
+
+    def budget(self, account: str, policy: RateLimitPolicy) -> Budget:
+        budget = self._budgets.get(account)
+        if budget is None or budget.policy != policy:
+            budget = self._budgets[account] = Budget(policy)
+        return budget

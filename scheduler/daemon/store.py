@@ -1,0 +1,493 @@
+"""Database steps of the daemon. Each is one short transaction; none waits on the network.
+
+Claims follow DESIGN.md: PostgreSQL takes rows with ``FOR UPDATE SKIP LOCKED`` so several
+daemons share the queue without blocking each other; SQLite takes its write lock up front
+(``BEGIN IMMEDIATE``). A claim is a lease (owner, expiry) and opens the attempt row in the same
+transaction, so the attempt is committed before any network call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+
+from scheduler.db.engine import immediate
+from scheduler.db.models import Account, Attempt, DaemonHeartbeat, Outcome, PostState
+from scheduler.queue import Change, posts_t, record_events
+
+accounts_t = Account.__table__  # type: ignore[attr-defined]
+attempts_t = Attempt.__table__  # type: ignore[attr-defined]
+daemons_t = DaemonHeartbeat.__table__  # type: ignore[attr-defined]
+
+DUE_STATES = (PostState.QUEUED, PostState.RETRY_WAIT)
+
+
+@dataclass
+class Claimed:
+    """A post this daemon holds a lease on, with its open attempt."""
+
+    post_id: int
+    attempt_id: int
+    attempt_number: int
+    account_id: int
+    account: str
+    row: Any  # the posts row as claimed
+
+
+@dataclass
+class Result:
+    """What one attempt ended in, ready to be written."""
+
+    claimed: Claimed
+    outcome: Outcome
+    state: PostState
+    finished_at: datetime
+    message: str | None = None
+    http_status: int | None = None
+    latency_ms: float | None = None
+    next_attempt_at: datetime | None = None
+    retry_at: datetime | None = None
+    remote_id: str | None = None
+    remote_url: str | None = None
+    followers: int | None = None
+    #: False for rate-limit waits: they do not use up the post's attempts.
+    counts: bool = True
+    #: Set for auth failures: the account is paused with this reason.
+    pause_reason: str | None = None
+
+
+def _active_accounts() -> Any:
+    return select(accounts_t.c.id).where(accounts_t.c.paused.is_(False))
+
+
+def claim(
+    engine: Engine,
+    owner: str,
+    now: datetime,
+    *,
+    lease: timedelta,
+    limit: int,
+    grace: Mapping[int, timedelta],
+    default_grace: timedelta,
+) -> tuple[list[Claimed], list[Change]]:
+    """Lease up to ``limit`` due posts; posts later than their account's grace become missed.
+
+    Returns the claimed posts (each with a fresh attempt row) and the misfire changes.
+    """
+    with immediate(engine) as conn:
+        q = (
+            select(posts_t.c.id, posts_t.c.account_id, posts_t.c.next_attempt_at, posts_t.c.key)
+            .where(
+                posts_t.c.state.in_(DUE_STATES),
+                posts_t.c.next_attempt_at <= now,
+                posts_t.c.account_id.in_(_active_accounts()),
+            )
+            .order_by(posts_t.c.next_attempt_at, posts_t.c.id)
+            .limit(limit)
+        )
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=posts_t)
+        candidates = conn.execute(q).all()
+        if not candidates:
+            return [], []
+        stale = [
+            c
+            for c in candidates
+            if now - c.next_attempt_at > grace.get(c.account_id, default_grace)
+        ]
+        fresh_ids = [c.id for c in candidates if c not in stale]
+        missed = _mark_missed(conn, stale, now, owner)
+        if not fresh_ids:
+            return [], missed
+        rows = conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id.in_(fresh_ids))
+            .values(
+                state=PostState.CLAIMED,
+                lease_owner=owner,
+                lease_expires_at=now + lease,
+                attempt_count=posts_t.c.attempt_count + 1,
+                updated_at=now,
+            )
+            .returning(*posts_t.c)
+        ).all()
+        names: dict[int, str] = dict(
+            conn.execute(
+                select(accounts_t.c.id, accounts_t.c.name).where(
+                    accounts_t.c.id.in_({r.account_id for r in rows})
+                )
+            ).all()
+        )
+        attempts = [
+            {
+                "post_id": r.id,
+                "number": r.attempt_count,
+                "idempotency_key": r.idempotency_key,
+                "owner": owner,
+                "started_at": now,
+            }
+            for r in rows
+        ]
+        ids = conn.execute(
+            attempts_t.insert().returning(attempts_t.c.id, attempts_t.c.post_id), attempts
+        ).all()
+        attempt_of = {post_id: attempt_id for attempt_id, post_id in ids}
+    claimed = [
+        Claimed(r.id, attempt_of[r.id], r.attempt_count, r.account_id, names[r.account_id], r)
+        for r in sorted(rows, key=lambda r: (r.next_attempt_at, r.id))
+    ]
+    return claimed, missed
+
+
+def _mark_missed(conn: Connection, stale: Sequence[Any], now: datetime, owner: str) -> list[Change]:
+    if not stale:
+        return []
+    conn.execute(
+        update(posts_t)
+        .where(posts_t.c.id.in_([s.id for s in stale]))
+        .values(
+            state=PostState.MISSED,
+            last_error="too late: the daemon was not running at the due time (misfire policy)",
+            error_class="missed",
+            updated_at=now,
+        )
+    )
+    changes = [Change(s.id, s.key, "queued", PostState.MISSED) for s in stale]
+    record_events(conn, changes, now, owner, "later than the misfire grace")
+    return changes
+
+
+def write_results(engine: Engine, owner: str, results: Sequence[Result], now: datetime) -> int:
+    """Record attempt outcomes and post states, all in one transaction.
+
+    A publish is recorded even if our lease was lost meanwhile (the post *is* on the
+    network); any other outcome only applies while we still hold the lease, so a rescued
+    post is never overwritten. Returns how many posts changed.
+    """
+    if not results:
+        return 0
+    with immediate(engine) as conn:
+        conn.execute(
+            update(attempts_t)
+            .where(attempts_t.c.id == bindparam("a_id"))
+            .values(
+                finished_at=bindparam("a_finished"),
+                outcome=bindparam("a_outcome"),
+                message=bindparam("a_message"),
+                http_status=bindparam("a_status"),
+                latency_ms=bindparam("a_latency"),
+                retry_at=bindparam("a_retry"),
+            ),
+            [
+                {
+                    "a_id": r.claimed.attempt_id,
+                    "a_finished": r.finished_at,
+                    "a_outcome": r.outcome,
+                    "a_message": r.message,
+                    "a_status": r.http_status,
+                    "a_latency": r.latency_ms,
+                    "a_retry": r.retry_at,
+                }
+                for r in results
+            ],
+        )
+        published = [r for r in results if r.state == PostState.PUBLISHED]
+        others = [r for r in results if r.state != PostState.PUBLISHED]
+        changed = 0
+        if published:
+            changed += conn.execute(
+                update(posts_t)
+                .where(posts_t.c.id == bindparam("p_id"))
+                .values(
+                    state=PostState.PUBLISHED,
+                    remote_id=bindparam("p_remote"),
+                    remote_url=bindparam("p_url"),
+                    published_at=bindparam("p_at"),
+                    followers_at_publish=bindparam("p_followers"),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error=None,
+                    error_class=None,
+                    updated_at=now,
+                ),
+                [
+                    {
+                        "p_id": r.claimed.post_id,
+                        "p_remote": r.remote_id,
+                        "p_url": r.remote_url,
+                        "p_at": r.finished_at,
+                        "p_followers": r.followers,
+                    }
+                    for r in published
+                ],
+            ).rowcount
+        if others:
+            changed += conn.execute(
+                update(posts_t)
+                .where(
+                    posts_t.c.id == bindparam("p_id"),
+                    posts_t.c.lease_owner == owner,
+                    posts_t.c.state == PostState.CLAIMED,
+                )
+                .values(
+                    state=bindparam("p_state"),
+                    next_attempt_at=func.coalesce(bindparam("p_next"), posts_t.c.next_attempt_at),
+                    attempt_count=posts_t.c.attempt_count - bindparam("p_uncount"),
+                    last_error=bindparam("p_error"),
+                    error_class=bindparam("p_class"),
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                ),
+                [
+                    {
+                        "p_id": r.claimed.post_id,
+                        "p_state": r.state,
+                        "p_next": r.next_attempt_at,
+                        "p_uncount": 0 if r.counts else 1,
+                        "p_error": r.message,
+                        "p_class": r.outcome,
+                    }
+                    for r in others
+                ],
+            ).rowcount
+        pauses = {r.claimed.account_id: r.pause_reason for r in results if r.pause_reason}
+        for account_id, reason in pauses.items():
+            pause_for_auth(conn, account_id, reason or "credentials rejected", now, owner)
+    return changed
+
+
+def pause_for_auth(
+    conn: Connection, account_id: int, reason: str, now: datetime, actor: str
+) -> None:
+    """The network refused the account's credentials: pause it until a person renews them."""
+    conn.execute(
+        update(accounts_t)
+        .where(accounts_t.c.id == account_id)
+        .values(paused=True, paused_reason=reason, auth_state="expired", updated_at=now)
+    )
+    rows = conn.execute(
+        select(posts_t.c.id, posts_t.c.key, posts_t.c.state).where(
+            posts_t.c.account_id == account_id, posts_t.c.state.in_(DUE_STATES)
+        )
+    ).all()
+    if rows:
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id.in_([r.id for r in rows]), posts_t.c.state.in_(DUE_STATES))
+            .values(state=PostState.PAUSED, updated_at=now)
+        )
+        record_events(
+            conn, [Change(r.id, r.key, r.state, PostState.PAUSED) for r in rows], now, actor, reason
+        )
+
+
+def release(
+    engine: Engine, owner: str, claimed: Sequence[Claimed], now: datetime, reason: str
+) -> int:
+    """Give back posts whose network call never started (shutdown, rate-limit wait).
+
+    Their attempt is closed as not counted and the post is due again at once.
+    """
+    if not claimed:
+        return 0
+    with immediate(engine) as conn:
+        conn.execute(
+            update(attempts_t)
+            .where(attempts_t.c.id.in_([c.attempt_id for c in claimed]))
+            .values(finished_at=now, outcome=Outcome.ABANDONED, message=reason)
+        )
+        return conn.execute(
+            update(posts_t)
+            .where(
+                posts_t.c.id.in_([c.post_id for c in claimed]),
+                posts_t.c.lease_owner == owner,
+                posts_t.c.state == PostState.CLAIMED,
+            )
+            .values(
+                state=PostState.RETRY_WAIT,
+                attempt_count=posts_t.c.attempt_count - 1,
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        ).rowcount
+
+
+def renew_leases(
+    engine: Engine, owner: str, post_ids: Sequence[int], now: datetime, lease: timedelta
+) -> int:
+    """Extend this daemon's leases on posts still in flight."""
+    if not post_ids:
+        return 0
+    with immediate(engine) as conn:
+        return conn.execute(
+            update(posts_t)
+            .where(
+                posts_t.c.id.in_(post_ids),
+                posts_t.c.lease_owner == owner,
+                posts_t.c.state == PostState.CLAIMED,
+            )
+            .values(lease_expires_at=now + lease)
+        ).rowcount
+
+
+def rescue_expired(
+    engine: Engine, owner: str, now: datetime, idempotent: Mapping[int, bool], limit: int = 1000
+) -> tuple[int, int]:
+    """Recover posts whose lease expired (their daemon died or stalled).
+
+    A post whose attempt may have reached the network is resent only when the account's
+    network honours idempotency keys; otherwise it becomes ``unconfirmed`` and is settled by
+    a lookup, never blindly resent. Returns (queued again, unconfirmed).
+    """
+    with immediate(engine) as conn:
+        q = (
+            select(posts_t.c.id, posts_t.c.key, posts_t.c.account_id)
+            .where(posts_t.c.state == PostState.CLAIMED, posts_t.c.lease_expires_at < now)
+            .limit(limit)
+        )
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True, of=posts_t)
+        expired = conn.execute(q).all()
+        if not expired:
+            return 0, 0
+        ids = [e.id for e in expired]
+        conn.execute(
+            update(attempts_t)
+            .where(attempts_t.c.post_id.in_(ids), attempts_t.c.outcome.is_(None))
+            .values(
+                finished_at=now,
+                outcome=Outcome.ABANDONED,
+                message="the daemon holding the lease stopped mid-attempt",
+            )
+        )
+        requeue = [e for e in expired if idempotent.get(e.account_id, False)]
+        unsure = [e for e in expired if not idempotent.get(e.account_id, False)]
+        if requeue:
+            conn.execute(
+                update(posts_t)
+                .where(posts_t.c.id.in_([e.id for e in requeue]))
+                .values(
+                    state=PostState.RETRY_WAIT,
+                    next_attempt_at=now,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error="lease expired; resending with the same idempotency key",
+                    updated_at=now,
+                )
+            )
+        if unsure:
+            conn.execute(
+                update(posts_t)
+                .where(posts_t.c.id.in_([e.id for e in unsure]))
+                .values(
+                    state=PostState.UNCONFIRMED,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                    last_error="lease expired mid-attempt; the network may have the post",
+                    error_class=Outcome.OUTCOME_UNKNOWN,
+                    updated_at=now,
+                )
+            )
+        record_events(
+            conn,
+            [Change(e.id, e.key, PostState.CLAIMED, PostState.RETRY_WAIT) for e in requeue]
+            + [Change(e.id, e.key, PostState.CLAIMED, PostState.UNCONFIRMED) for e in unsure],
+            now,
+            owner,
+            "lease expired",
+        )
+    return len(requeue), len(unsure)
+
+
+def next_due(engine: Engine) -> datetime | None:
+    """The earliest time a post becomes due (among unpaused accounts)."""
+    with engine.connect() as conn:
+        return conn.execute(
+            select(func.min(posts_t.c.next_attempt_at)).where(
+                posts_t.c.state.in_(DUE_STATES),
+                posts_t.c.account_id.in_(_active_accounts()),
+            )
+        ).scalar()
+
+
+def unconfirmed_posts(engine: Engine, limit: int = 100) -> list[Any]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(posts_t, accounts_t.c.name.label("account"))
+                .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+                .where(posts_t.c.state == PostState.UNCONFIRMED)
+                .order_by(posts_t.c.updated_at)
+                .limit(limit)
+            ).all()
+        )
+
+
+def settle(
+    engine: Engine,
+    post_id: int,
+    now: datetime,
+    actor: str,
+    *,
+    published: bool,
+    remote_id: str | None = None,
+    remote_url: str | None = None,
+    reason: str,
+) -> bool:
+    """Settle an unconfirmed post: published (with its remote id/URL) or not (queued again)."""
+    with immediate(engine) as conn:
+        row = conn.execute(
+            select(posts_t.c.key, posts_t.c.state).where(posts_t.c.id == post_id)
+        ).first()
+        if row is None or row.state != PostState.UNCONFIRMED:
+            return False
+        values: dict[str, Any]
+        if published:
+            values = {
+                "state": PostState.PUBLISHED,
+                "remote_id": remote_id,
+                "remote_url": remote_url,
+                "published_at": now,
+                "last_error": None,
+                "error_class": None,
+            }
+        else:
+            values = {"state": PostState.RETRY_WAIT, "next_attempt_at": now, "error_class": None}
+        conn.execute(
+            update(posts_t)
+            .where(and_(posts_t.c.id == post_id, posts_t.c.state == PostState.UNCONFIRMED))
+            .values(updated_at=now, **values)
+        )
+        record_events(
+            conn, [Change(post_id, row.key, row.state, values["state"])], now, actor, reason
+        )
+    return True
+
+
+def heartbeat(
+    engine: Engine, daemon_id: str, info: Mapping[str, Any], now: datetime, status: str
+) -> None:
+    """Record that this daemon is alive (``smm status`` reads it)."""
+    with immediate(engine) as conn:
+        updated = conn.execute(
+            update(daemons_t)
+            .where(daemons_t.c.id == daemon_id)
+            .values(last_seen=now, status=status)
+        ).rowcount
+        if not updated:
+            conn.execute(
+                daemons_t.insert().values(
+                    id=daemon_id, started_at=now, last_seen=now, status=status, **info
+                )
+            )
+
+
+def forget_daemon(engine: Engine, daemon_id: str) -> None:
+    with immediate(engine) as conn:
+        conn.execute(daemons_t.delete().where(daemons_t.c.id == daemon_id))

@@ -1,0 +1,433 @@
+"""The daemon's work, step by step: claim, publish, record, rescue, settle.
+
+``Worker`` holds no schedule of its own: the service (``smm run``) drives it from APScheduler
+jobs and its dispatch loop, a simulation drives it in virtual time. Database steps run in a
+thread so that network calls in flight never wait on a database lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import os
+import random
+import socket
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import Engine, select
+
+from scheduler import __version__, plugins
+from scheduler.accounts import sync_accounts
+from scheduler.adapter import Adapter, PublishError, Transient
+from scheduler.config import Config
+from scheduler.daemon import store
+from scheduler.daemon.dispatch import Dispatcher, safe_lookup
+from scheduler.daemon.limits import Limits
+from scheduler.daemon.store import Claimed, Result
+from scheduler.db.models import Attempt, PostState
+from scheduler.outgoing import account_view, from_row
+from scheduler.timeutil import Clock, SystemClock
+
+log = structlog.get_logger("scheduler.worker")
+attempts_t = Attempt.__table__  # type: ignore[attr-defined]
+
+
+def new_daemon_id() -> str:
+    """``host:pid:random``: unique per process, readable in ``smm status``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def make_adapters(config: Config, client: httpx.AsyncClient) -> dict[str, Adapter]:
+    """One adapter per platform the config uses, from whichever plugin provides it."""
+    known = plugins.platforms()
+    adapters: dict[str, Adapter] = {}
+    for platform in sorted({a.platform for a in config.accounts.values()}):
+        info = known.get(platform)
+        if info is None:
+            log.error("platform_missing", platform=platform, installed=sorted(known))
+            continue
+        try:
+            adapters[platform] = info.adapter(client)
+        except Exception as exc:  # a plugin that cannot even start must not stop the others
+            log.error("adapter_start_failed", platform=platform, error=repr(exc))
+    return adapters
+
+
+@dataclass
+class InFlight:
+    claimed: Claimed
+    task: asyncio.Task[Result]
+    sent: bool = False
+
+
+@dataclass
+class Worker:
+    """Claims due posts and publishes them; every step is safe to interrupt."""
+
+    engine: Engine
+    config: Config
+    clock: Clock = field(default_factory=SystemClock)
+    owner: str = field(default_factory=new_daemon_id)
+    adapters: dict[str, Adapter] | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    client: httpx.AsyncClient | None = None
+
+    def __post_init__(self) -> None:
+        self.limits = Limits(self.config.daemon.concurrency)
+        self.inflight: dict[int, InFlight] = {}
+        self._results: asyncio.Queue[Result] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self._owns_client = False
+        self.stats: dict[str, int] = {"claimed": 0, "published": 0, "failed": 0, "missed": 0}
+        self._account_ids: dict[str, int] = {}
+        self._slot_free = asyncio.Event()
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        if self.adapters is None:
+            if self.client is None:
+                self.client = httpx.AsyncClient(
+                    timeout=httpx.Timeout(30.0, connect=10.0),
+                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                    headers={"User-Agent": f"smm-scheduler/{__version__}"},
+                )
+                self._owns_client = True
+            self.adapters = make_adapters(self.config, self.client)
+        await self.sync_accounts()
+        self.dispatcher = Dispatcher(
+            config=self.config,
+            adapters=self.adapters,
+            limits=self.limits,
+            clock=self.clock,
+            first_attempt_at=self._first_attempt_at,
+            rng=self.rng,
+            publish_timeout=self.config.daemon.publish_timeout.total_seconds(),
+        )
+        self._writer = asyncio.create_task(self._write_loop(), name="results-writer")
+
+    async def sync_accounts(self) -> None:
+        def sync() -> dict[str, int]:
+            with self.engine.begin() as conn:
+                return sync_accounts(conn, self.config, self.clock.now())
+
+        self._account_ids = await asyncio.to_thread(sync)
+
+    def reload(self, config: Config) -> None:
+        """Take a new config (SIGHUP); adapters for new platforms are created on the fly."""
+        self.config = config
+        self.dispatcher.config = config
+        if self.client is not None and self.adapters is not None:
+            for platform, adapter in make_adapters(config, self.client).items():
+                self.adapters.setdefault(platform, adapter)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._results.join()
+            self._writer.cancel()
+            await asyncio.gather(self._writer, return_exceptions=True)
+            self._writer = None
+        if self._owns_client and self.client is not None:
+            await self.client.aclose()
+
+    # ------------------------------------------------------------------ claiming
+
+    def _grace(self) -> tuple[dict[int, Any], Any]:
+        grace = {
+            self._account_ids[name]: acc.policies.misfire_grace
+            for name, acc in self.config.accounts.items()
+            if name in self._account_ids
+        }
+        return grace, self.config.policies.misfire_grace
+
+    @property
+    def capacity(self) -> int:
+        return max(0, self.config.daemon.concurrency - len(self.inflight))
+
+    async def claim_and_dispatch(self) -> int:
+        """Claim as many due posts as there is room for and start publishing them."""
+        room = min(self.capacity, self.config.daemon.batch_size)
+        if room == 0:
+            return 0
+        grace, default = self._grace()
+        now = self.clock.now()
+        claimed, missed = await asyncio.to_thread(
+            store.claim,
+            self.engine,
+            self.owner,
+            now,
+            lease=self.config.daemon.lease,
+            limit=room,
+            grace=grace,
+            default_grace=default,
+        )
+        if missed:
+            self.stats["missed"] += len(missed)
+            log.warning("posts_missed", count=len(missed), posts=[m.key for m in missed[:20]])
+        for c in claimed:
+            self._start(c)
+        self.stats["claimed"] += len(claimed)
+        return len(claimed) + len(missed)
+
+    def _start(self, c: Claimed) -> None:
+        entry: InFlight
+
+        def sent(_: Claimed) -> None:
+            entry.sent = True
+
+        task = asyncio.create_task(
+            self.dispatcher.attempt(c, on_send=sent), name=f"post-{c.row.key}"
+        )
+        entry = InFlight(c, task)
+        self.inflight[c.post_id] = entry
+        task.add_done_callback(functools.partial(self._done, c.post_id))
+
+    def _done(self, post_id: int, task: asyncio.Task[Result]) -> None:
+        entry = self.inflight.pop(post_id, None)
+        self._slot_free.set()
+        if task.cancelled() or entry is None:
+            return
+        exc = task.exception()
+        if exc is not None:  # a bug in the dispatcher itself: never lose the post
+            log.error("dispatch_crashed", post=entry.claimed.row.key, error=repr(exc))
+            result = Result(
+                entry.claimed,
+                _outcome_for_crash(entry.sent),
+                PostState.UNCONFIRMED if entry.sent else PostState.RETRY_WAIT,
+                self.clock.now(),
+                message=f"internal error: {exc!r}",
+                next_attempt_at=None if entry.sent else self.clock.now(),
+            )
+        else:
+            result = task.result()
+        self._results.put_nowait(result)
+
+    async def wait_for_room(self, timeout: float | None = None) -> None:
+        """Wait until an in-flight publish finishes (or ``timeout`` seconds pass)."""
+        self._slot_free.clear()
+        if self.capacity > 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._slot_free.wait(), timeout)
+
+    # ------------------------------------------------------------------ results
+
+    async def _write_loop(self) -> None:
+        while True:
+            first = await self._results.get()
+            batch = [first]
+            while not self._results.empty():
+                batch.append(self._results.get_nowait())
+            try:
+                await self._write(batch)
+            except Exception as exc:
+                # The database is unreachable: keep the results and try again shortly; the
+                # leases (renewed meanwhile) keep the posts ours.
+                log.error("results_write_failed", error=repr(exc), pending=len(batch))
+                await asyncio.sleep(1.0)
+                for r in batch:
+                    self._results.put_nowait(r)
+            finally:
+                for _ in batch:
+                    self._results.task_done()
+
+    async def _write(self, batch: list[Result]) -> None:
+        await asyncio.to_thread(
+            store.write_results, self.engine, self.owner, batch, self.clock.now()
+        )
+        for r in batch:
+            if r.state == PostState.PUBLISHED:
+                self.stats["published"] += 1
+            elif r.state in (PostState.FAILED, PostState.UNCONFIRMED):
+                self.stats["failed"] += 1
+            self._fire_hooks(r)
+
+    def _fire_hooks(self, r: Result) -> None:
+        account = self.config.accounts.get(r.claimed.account)
+        if account is None:
+            return
+        view = account_view(account)
+        post = from_row(r.claimed.row, r.claimed.account)
+        if r.state == PostState.PUBLISHED:
+            from scheduler.adapter import Published
+
+            plugins.call_all(
+                "post_published",
+                post=post,
+                account=view,
+                result=Published(r.remote_id or "", r.remote_url, r.followers),
+            )
+        elif r.state != PostState.QUEUED:
+            plugins.call_all(
+                "post_failed",
+                post=post,
+                account=view,
+                error=_as_error(r),
+                final=r.state in (PostState.FAILED, PostState.UNCONFIRMED, PostState.PAUSED),
+            )
+
+    async def flush(self) -> None:
+        """Wait until every finished attempt is recorded."""
+        await self._results.join()
+
+    async def drain(self) -> None:
+        """Wait for every publish in flight, then for its outcome to be recorded."""
+        while self.inflight:
+            await asyncio.gather(
+                *(e.task for e in list(self.inflight.values())), return_exceptions=True
+            )
+        await self.flush()
+
+    # ------------------------------------------------------------------ upkeep
+
+    async def renew_leases(self) -> int:
+        ids = list(self.inflight)
+        return await asyncio.to_thread(
+            store.renew_leases,
+            self.engine,
+            self.owner,
+            ids,
+            self.clock.now(),
+            self.config.daemon.lease,
+        )
+
+    def _idempotent_accounts(self) -> dict[int, bool]:
+        out = {}
+        for name, acc in self.config.accounts.items():
+            adapter = (self.adapters or {}).get(acc.platform)
+            if name in self._account_ids and adapter is not None:
+                out[self._account_ids[name]] = adapter.capabilities.idempotent
+        return out
+
+    async def rescue(self) -> tuple[int, int]:
+        """Recover posts whose daemon died mid-attempt (expired leases)."""
+        requeued, unsure = await asyncio.to_thread(
+            store.rescue_expired,
+            self.engine,
+            self.owner,
+            self.clock.now(),
+            self._idempotent_accounts(),
+        )
+        if requeued or unsure:
+            log.warning("leases_rescued", requeued=requeued, unconfirmed=unsure)
+        return requeued, unsure
+
+    async def reconcile(self) -> int:
+        """Ask the networks about ``unconfirmed`` posts; settle those they can answer for."""
+        rows = await asyncio.to_thread(store.unconfirmed_posts, self.engine)
+        settled = 0
+        for row in rows:
+            account = self.config.accounts.get(row.account)
+            adapter = (self.adapters or {}).get(account.platform) if account else None
+            if account is None or adapter is None:
+                continue
+            found = await safe_lookup(
+                adapter,
+                from_row(row, row.account),
+                account_view(account),
+                self.dispatcher.publish_timeout,
+            )
+            if isinstance(found, str):
+                continue  # it cannot tell: the post waits for a person (`smm queue resolve`)
+            ok = await asyncio.to_thread(
+                store.settle,
+                self.engine,
+                row.id,
+                self.clock.now(),
+                self.owner,
+                published=found is not None,
+                remote_id=found.remote_id if found else None,
+                remote_url=found.url if found else None,
+                reason="the network confirmed it" if found else "the network has no such post",
+            )
+            settled += ok
+        if settled:
+            log.info("unconfirmed_settled", count=settled)
+        return settled
+
+    async def heartbeat(self, status: str = "running") -> None:
+        info = {"hostname": socket.gethostname(), "pid": os.getpid(), "version": __version__}
+        await asyncio.to_thread(
+            store.heartbeat, self.engine, self.owner, info, self.clock.now(), status
+        )
+
+    async def next_due(self) -> datetime | None:
+        return await asyncio.to_thread(store.next_due, self.engine)
+
+    def _first_attempt_at(self, post_id: int) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(attempts_t.c.started_at)
+                .where(attempts_t.c.post_id == post_id)
+                .order_by(attempts_t.c.number)
+                .limit(1)
+            ).scalar()
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def stop(self, deadline: float) -> None:
+        """Finish in-flight work within ``deadline`` seconds; give back what did not start.
+
+        Attempts cut off after their request went out are settled like a crash: resent
+        under an honoured idempotency key, otherwise ``unconfirmed``.
+        """
+        if self.inflight:
+            tasks = [e.task for e in self.inflight.values()]
+            await asyncio.wait(tasks, timeout=deadline)
+        leftovers = list(self.inflight.values())
+        not_sent = [e.claimed for e in leftovers if not e.sent]
+        for e in leftovers:
+            e.task.cancel()
+        if leftovers:
+            await asyncio.gather(*(e.task for e in leftovers), return_exceptions=True)
+        await self.flush()
+        now = self.clock.now()
+        if not_sent:
+            await asyncio.to_thread(
+                store.release, self.engine, self.owner, not_sent, now, "shutdown"
+            )
+        sent = [e.claimed for e in leftovers if e.sent]
+        if sent:
+            results = [
+                Result(
+                    c,
+                    _outcome_for_crash(True),
+                    PostState.RETRY_WAIT
+                    if self._idempotent_accounts().get(c.account_id)
+                    else PostState.UNCONFIRMED,
+                    now,
+                    message="the daemon stopped while the request was in flight",
+                    next_attempt_at=now,
+                )
+                for c in sent
+            ]
+            await asyncio.to_thread(store.write_results, self.engine, self.owner, results, now)
+        self.inflight.clear()
+
+
+def _outcome_for_crash(sent: bool) -> Any:
+    from scheduler.db.models import Outcome
+
+    return Outcome.OUTCOME_UNKNOWN if sent else Outcome.ABANDONED
+
+
+def _as_error(r: Result) -> PublishError:
+    from scheduler.adapter import AuthExpired, OutcomeUnknown, RateLimited, Rejected
+
+    cls: type[PublishError] = {
+        "transient": Transient,
+        "rate_limited": RateLimited,
+        "auth_expired": AuthExpired,
+        "rejected": Rejected,
+        "outcome_unknown": OutcomeUnknown,
+    }.get(str(r.outcome), Rejected)
+    return cls(r.message or str(r.outcome), http_status=r.http_status, retry_at=r.retry_at)
+
+
+__all__ = ["InFlight", "Worker", "make_adapters", "new_daemon_id"]
