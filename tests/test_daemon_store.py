@@ -1,0 +1,250 @@
+"""The daemon's database steps on SQLite and PostgreSQL: claims, leases, outcomes, rescue."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select, update
+
+from scheduler.daemon import store
+from scheduler.daemon.store import Result, accounts_t, attempts_t
+from scheduler.db.bulk import insert_rows
+from scheduler.db.models import Outcome, PostState
+from scheduler.queue import events_t, posts_t
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+GRACE = timedelta(minutes=15)
+
+
+def seed(engine: Engine, due: list[datetime], *, account: str = "a") -> list[int]:
+    with engine.begin() as conn:
+        acc = conn.execute(select(accounts_t.c.id).where(accounts_t.c.name == account)).scalar()
+        if acc is None:
+            acc = conn.execute(
+                accounts_t.insert()
+                .values(
+                    name=account,
+                    platform="sim",
+                    timezone="UTC",
+                    paused=False,
+                    auth_state="ok",
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+                .returning(accounts_t.c.id)
+            ).scalar_one()
+        rows = [
+            {
+                "key": f"{account}-{uuid.uuid4().hex[:8]}",
+                "account_id": acc,
+                "content_type": "t",
+                "text": "x",
+                "media": [],
+                "tags": [],
+                "evergreen": False,
+                "schedule": "fixed",
+                "plan_order": i,
+                "content_hash": "h",
+                "state": PostState.QUEUED,
+                "due_at": d,
+                "next_attempt_at": d,
+                "idempotency_key": uuid.uuid4().hex,
+                "attempt_count": 0,
+                "repeat_count": 0,
+                "created_at": NOW,
+                "updated_at": NOW,
+            }
+            for i, d in enumerate(due)
+        ]
+        insert_rows(conn, posts_t, rows)
+        return list(
+            conn.execute(
+                select(posts_t.c.id).where(posts_t.c.account_id == acc).order_by(posts_t.c.id)
+            ).scalars()
+        )
+
+
+def claim(engine: Engine, owner: str = "d1", now: datetime = NOW, limit: int = 100):  # type: ignore[no-untyped-def]
+    return store.claim(engine, owner, now, lease=LEASE, limit=limit, grace={}, default_grace=GRACE)
+
+
+def post(engine: Engine, post_id: int) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(posts_t).where(posts_t.c.id == post_id)).one()
+
+
+def test_claim_leases_due_posts_and_opens_their_attempts(engine: Engine) -> None:
+    ids = seed(engine, [NOW - timedelta(seconds=5), NOW, NOW + timedelta(seconds=5)])
+    claimed, missed = claim(engine)
+    assert [c.post_id for c in claimed] == ids[:2]
+    assert missed == []
+    p = post(engine, ids[0])
+    assert (p.state, p.lease_owner, p.lease_expires_at, p.attempt_count) == (
+        PostState.CLAIMED,
+        "d1",
+        NOW + LEASE,
+        1,
+    )
+    with engine.connect() as conn:
+        attempts = conn.execute(select(attempts_t).order_by(attempts_t.c.id)).all()
+    assert [(a.post_id, a.number, a.outcome, a.owner) for a in attempts] == [
+        (ids[0], 1, None, "d1"),
+        (ids[1], 1, None, "d1"),
+    ]
+    assert attempts[0].idempotency_key == p.idempotency_key
+
+
+def test_a_claimed_post_is_not_claimed_again(engine: Engine) -> None:
+    seed(engine, [NOW] * 5)
+    first, _ = claim(engine, "d1", limit=3)
+    second, _ = claim(engine, "d2")
+    assert len(first) == 3
+    assert len(second) == 2
+    assert not {c.post_id for c in first} & {c.post_id for c in second}
+
+
+def test_posts_of_paused_accounts_are_not_claimed(engine: Engine) -> None:
+    seed(engine, [NOW], account="a")
+    seed(engine, [NOW], account="b")
+    with engine.begin() as conn:
+        conn.execute(update(accounts_t).where(accounts_t.c.name == "b").values(paused=True))
+    claimed, _ = claim(engine)
+    assert [c.account for c in claimed] == ["a"]
+
+
+def test_posts_later_than_the_grace_become_missed_not_claimed(engine: Engine) -> None:
+    ids = seed(engine, [NOW - timedelta(hours=2), NOW - timedelta(minutes=5)])
+    claimed, missed = claim(engine)
+    assert [c.post_id for c in claimed] == [ids[1]]
+    assert [m.post_id for m in missed] == [ids[0]]
+    p = post(engine, ids[0])
+    assert p.state == PostState.MISSED
+    assert "misfire" in p.last_error
+    with engine.connect() as conn:
+        assert conn.execute(select(events_t.c.to_state)).scalars().all() == ["missed"]
+
+
+def test_results_are_written_only_while_the_lease_is_held(engine: Engine) -> None:
+    ids = seed(engine, [NOW, NOW])
+    claimed, _ = claim(engine)
+    # Another daemon rescued the second post meanwhile.
+    with engine.begin() as conn:
+        conn.execute(update(posts_t).where(posts_t.c.id == ids[1]).values(lease_owner="d2"))
+    results = [
+        Result(
+            claimed[0],
+            Outcome.TRANSIENT,
+            PostState.RETRY_WAIT,
+            NOW,
+            next_attempt_at=NOW + timedelta(minutes=1),
+            message="503",
+        ),
+        Result(claimed[1], Outcome.REJECTED, PostState.FAILED, NOW, message="nope"),
+    ]
+    assert store.write_results(engine, "d1", results, NOW) == 1
+    assert post(engine, ids[0]).state == PostState.RETRY_WAIT
+    assert post(engine, ids[0]).next_attempt_at == NOW + timedelta(minutes=1)
+    assert post(engine, ids[1]).state == PostState.CLAIMED  # not ours any more: untouched
+
+
+def test_a_publish_is_recorded_even_after_the_lease_was_lost(engine: Engine) -> None:
+    (pid,) = seed(engine, [NOW])
+    (c,), _ = claim(engine)
+    with engine.begin() as conn:
+        conn.execute(update(posts_t).where(posts_t.c.id == pid).values(lease_owner="d2"))
+    r = Result(c, Outcome.PUBLISHED, PostState.PUBLISHED, NOW, remote_id="r1", remote_url="u")
+    store.write_results(engine, "d1", [r], NOW)
+    p = post(engine, pid)
+    assert (p.state, p.remote_id, p.published_at) == (PostState.PUBLISHED, "r1", NOW)
+
+
+def test_rate_limited_attempts_are_not_counted(engine: Engine) -> None:
+    (pid,) = seed(engine, [NOW])
+    (c,), _ = claim(engine)
+    r = Result(
+        c,
+        Outcome.RATE_LIMITED,
+        PostState.RETRY_WAIT,
+        NOW,
+        next_attempt_at=NOW + timedelta(minutes=5),
+        counts=False,
+    )
+    store.write_results(engine, "d1", [r], NOW)
+    assert post(engine, pid).attempt_count == 0
+
+
+def test_auth_failure_pauses_the_account_and_its_waiting_posts(engine: Engine) -> None:
+    ids = seed(engine, [NOW, NOW + timedelta(hours=1)])
+    claimed, _ = claim(engine, limit=1)
+    r = Result(claimed[0], Outcome.AUTH_EXPIRED, PostState.PAUSED, NOW, pause_reason="401")
+    store.write_results(engine, "d1", [r], NOW)
+    assert {post(engine, i).state for i in ids} == {PostState.PAUSED}
+    with engine.connect() as conn:
+        acc = conn.execute(select(accounts_t)).one()
+    assert (acc.paused, acc.auth_state, acc.paused_reason) == (True, "expired", "401")
+
+
+@pytest.mark.parametrize(("idempotent", "state"), [(True, "retry_wait"), (False, "unconfirmed")])
+def test_expired_leases_are_rescued_by_the_networks_idempotency(
+    engine: Engine, idempotent: bool, state: str
+) -> None:
+    (pid,) = seed(engine, [NOW])
+    (c,), _ = claim(engine)
+    later = NOW + LEASE + timedelta(seconds=1)
+    assert store.rescue_expired(engine, "d2", NOW, {c.account_id: idempotent}) == (0, 0)
+    store.rescue_expired(engine, "d2", later, {c.account_id: idempotent})
+    p = post(engine, pid)
+    assert (p.state, p.lease_owner) == (state, None)
+    with engine.connect() as conn:
+        assert conn.execute(select(attempts_t.c.outcome)).scalar() == Outcome.ABANDONED
+
+
+def test_renewed_leases_are_not_rescued(engine: Engine) -> None:
+    (pid,) = seed(engine, [NOW])
+    claim(engine)
+    store.renew_leases(engine, "d1", [pid], NOW + LEASE - timedelta(seconds=1), LEASE)
+    assert store.rescue_expired(engine, "d2", NOW + LEASE + timedelta(seconds=1), {}) == (0, 0)
+
+
+def test_released_posts_are_due_again_without_using_an_attempt(engine: Engine) -> None:
+    (pid,) = seed(engine, [NOW])
+    claimed, _ = claim(engine)
+    store.release(engine, "d1", claimed, NOW, "shutdown")
+    p = post(engine, pid)
+    assert (p.state, p.attempt_count, p.lease_owner) == (PostState.RETRY_WAIT, 0, None)
+    again, _ = claim(engine, "d2")
+    assert [c.post_id for c in again] == [pid]
+
+
+def test_settle_marks_an_unconfirmed_post_published_or_queues_it(engine: Engine) -> None:
+    ids = seed(engine, [NOW, NOW])
+    with engine.begin() as conn:
+        conn.execute(update(posts_t).values(state=PostState.UNCONFIRMED))
+    assert store.settle(engine, ids[0], NOW, "cli", published=True, remote_url="u", reason="r")
+    assert store.settle(engine, ids[1], NOW, "cli", published=False, reason="r")
+    assert post(engine, ids[0]).state == PostState.PUBLISHED
+    assert post(engine, ids[1]).state == PostState.RETRY_WAIT
+    assert not store.settle(engine, ids[0], NOW, "cli", published=False, reason="again")
+
+
+def test_next_due_is_the_earliest_waiting_time(engine: Engine) -> None:
+    assert store.next_due(engine) is None
+    seed(engine, [NOW + timedelta(hours=2), NOW + timedelta(minutes=3)])
+    assert store.next_due(engine) == NOW + timedelta(minutes=3)
+
+
+def test_heartbeat_records_and_updates_the_daemon(engine: Engine) -> None:
+    info = {"hostname": "h", "pid": 1, "version": "0"}
+    store.heartbeat(engine, "d1", info, NOW, "starting")
+    store.heartbeat(engine, "d1", info, NOW + timedelta(seconds=10), "running")
+    with engine.connect() as conn:
+        row = conn.execute(select(store.daemons_t)).one()
+    assert (row.started_at, row.last_seen, row.status) == (
+        NOW,
+        NOW + timedelta(seconds=10),
+        "running",
+    )
