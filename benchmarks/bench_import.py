@@ -80,7 +80,8 @@ def bench_ours(plan: Path, config_text: str, db: Path, now: datetime) -> tuple[f
     t0 = time.perf_counter()
     raws, problems = read_plan_files([plan])
     items, bad = validate_items(raws, config, now, network_check=network_check)
-    assert not problems and not bad, (problems + bad)[:3]
+    if problems or bad:
+        raise SystemExit(f"generated plan is invalid: {(problems + bad)[:3]}")
     with engine.begin() as conn:
         diff = apply_plan(conn, items, config, now)
     elapsed = time.perf_counter() - t0
@@ -100,10 +101,27 @@ def bench_raw(plan: Path, db: Path, now: datetime) -> float:
     file_id = plan_file_id(str(plan))
     rows = [
         (
-            r["id"], 1, r["type"], r["text"], "[]", r["link"] or None,
-            json.dumps(r["tags"].split(";") if r["tags"] else []), r["evergreen"] == "yes",
-            "fixed" if r["at"] else "queue", i, file_id, f"{plan}:{i + 2}", "0" * 64, "queued",
-            stamp, stamp, uuid.uuid4().hex, 0, 0, stamp, stamp,
+            r["id"],
+            1,
+            r["type"],
+            r["text"],
+            "[]",
+            r["link"] or None,
+            json.dumps(r["tags"].split(";") if r["tags"] else []),
+            r["evergreen"] == "yes",
+            "fixed" if r["at"] else "queue",
+            i,
+            file_id,
+            f"{plan}:{i + 2}",
+            "0" * 64,
+            "queued",
+            stamp,
+            stamp,
+            uuid.uuid4().hex,
+            0,
+            0,
+            stamp,
+            stamp,
         )
         for i, r in enumerate(records)
     ]
@@ -146,10 +164,14 @@ def main() -> None:
     ours_rate = added / ours_s
     raw_rate = args.posts / raw_s
     print(f"plan import (SQLite), {args.posts:,} posts, {args.accounts} accounts")
-    print(f"  smm plan import:        {ours_s:7.2f} s  {ours_rate:10,.0f} posts/s"
-          f"  (peak RSS {peak_mb:.0f} MiB)")
-    print(f"  raw sqlite3.executemany:{raw_s:7.2f} s  {raw_rate:10,.0f} posts/s"
-          "  (rows prepared in memory beforehand)")
+    print(
+        f"  smm plan import:        {ours_s:7.2f} s  {ours_rate:10,.0f} posts/s"
+        f"  (peak RSS {peak_mb:.0f} MiB)"
+    )
+    print(
+        f"  raw sqlite3.executemany:{raw_s:7.2f} s  {raw_rate:10,.0f} posts/s"
+        "  (rows prepared in memory beforehand)"
+    )
     print(f"  ratio (ours / raw):     {ours_rate / raw_rate:.2f}")
     print("  targets: >= 50,000 posts/s, ratio >= 0.5")
     sys.stdout.flush()
