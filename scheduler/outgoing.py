@@ -103,9 +103,9 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
         adapter = offline_adapter(account.platform)
     except plugins.PluginError:
         return []  # reported once per account by the config check, not once per post
-    view = account_view(account)
+    view = _account_view(account)
     post = from_plan_item(item)
-    if any(True for _ in plugins.hook_impls("prepare_post")):
+    if _has_transforms():
         post = asyncio.run(prepare(post, view))
     try:
         issues = adapter.validate(post, view)
@@ -114,9 +114,27 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
     return [(i.field, i.message, i.hint) for i in issues]
 
 
+@cache
+def _has_transforms() -> bool:
+    return any(True for _ in plugins.hook_impls("prepare_post"))
+
+
+_views: dict[str, tuple[AccountConfig, Account]] = {}
+
+
+def _account_view(account: AccountConfig) -> Account:
+    """``account_view``, remembered per config object (validation asks once per post)."""
+    cached = _views.get(account.name)
+    if cached is None or cached[0] is not account:
+        cached = _views[account.name] = (account, account_view(account))
+    return cached[1]
+
+
 def clear_caches() -> None:
-    """Forget adapter instances (after plugins change)."""
+    """Forget adapter instances and hook lookups (after plugins change)."""
     _adapters.cache_clear()
+    _has_transforms.cache_clear()
+    _views.clear()
 
 
 __all__ = [

@@ -17,15 +17,25 @@ from sqlalchemy import JSON, Boolean, Connection, Table
 from scheduler.db.types import UTCDateTime
 
 
-def _sqlite_datetime(value: datetime | None) -> str | None:
-    # The exact text SQLAlchemy's SQLite DATETIME type writes (naive UTC, microseconds).
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+def _sqlite_datetime() -> Callable[[datetime], str]:
+    """The exact text SQLAlchemy's SQLite DATETIME type writes (naive UTC, microseconds).
+
+    Rows of one import share most timestamps, so each distinct value is formatted once.
+    """
+    cache: dict[datetime, str] = {}
+
+    def convert(value: datetime) -> str:
+        text = cache.get(value)
+        if text is None:
+            text = cache[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return text
+
+    return convert
 
 
 def _sqlite_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    # Plain json.dumps, as SQLAlchemy's JSON type writes it; empty lists are the common case.
+    return "[]" if value == [] else json.dumps(value)
 
 
 def _converters(
@@ -38,7 +48,7 @@ def _converters(
         conv: Callable[[Any], Any] | None = None
         if dialect == "sqlite":
             if isinstance(col_type, UTCDateTime):
-                conv = _sqlite_datetime
+                conv = _sqlite_datetime()
             elif isinstance(col_type, JSON):
                 conv = _sqlite_json
             elif isinstance(col_type, Boolean):
@@ -60,13 +70,15 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     columns = list(rows[0])
     convs = _converters(conn, table, columns)
-    params = [
-        tuple(
-            value if conv is None or value is None else conv(value)
-            for value, conv in zip((row[c] for c in columns), convs, strict=True)
-        )
-        for row in rows
-    ]
+    # Column by column: one conversion function per column, applied with map (no per-value
+    # dispatch), then transposed into the row tuples the driver wants.
+    values = []
+    for name, conv in zip(columns, convs, strict=True):
+        column = [row[name] for row in rows]
+        if conv is not None:
+            column = [None if v is None else conv(v) for v in column]
+        values.append(column)
+    params = list(zip(*values, strict=True))
     marker = "?" if conn.dialect.name == "sqlite" else "%s"
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     sql = (

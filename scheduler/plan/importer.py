@@ -8,7 +8,7 @@ that disappeared from a plan file are reported, cancelled only when asked (``--p
 from __future__ import annotations
 
 import functools
-import uuid
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -205,7 +205,7 @@ def apply_plan(
         row.update(
             key=item.key,
             state=PostState.QUEUED,
-            idempotency_key=uuid.uuid4().hex,
+            idempotency_key=secrets.token_hex(16),
             attempt_count=0,
             repeat_count=0,
             created_at=now,
@@ -218,10 +218,18 @@ def apply_plan(
     if prune:
         touched |= {g.account_id for g in diff.gone}
     by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
+    new_by_account: dict[int, list[dict[str, Any]]] = {}
+    for row in new_rows:
+        new_by_account.setdefault(row["account_id"], []).append(row)
     for account_id in sorted(touched):
         if account_id in by_id:
-            mine = [r for r in new_rows if r["account_id"] == account_id]
-            assign_queue_slots(conn, by_id[account_id], account_id, now, new_rows=mine)
+            assign_queue_slots(
+                conn,
+                by_id[account_id],
+                account_id,
+                now,
+                new_rows=new_by_account.get(account_id, []),
+            )
 
     for start in range(0, len(new_rows), _INSERT_BATCH):
         batch = new_rows[start : start + _INSERT_BATCH]

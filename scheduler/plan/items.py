@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -62,16 +61,15 @@ class PlanItem:
         return cached
 
     def _digest(self) -> str:
-        payload = [
+        # Unit separators between fields and list items: unambiguous, and cheaper than JSON.
+        parts = (
             self.account,
             self.content_type,
             self.text,
-            list(self.media),
-            self.link,
-            list(self.tags),
-            self.evergreen,
-            self.at.isoformat() if self.at else None,
-        ]
-        return hashlib.sha256(
-            json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        ).hexdigest()
+            "\x1e".join(self.media),
+            self.link or "",
+            "\x1e".join(self.tags),
+            "1" if self.evergreen else "0",
+            self.at.isoformat() if self.at else "",
+        )
+        return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -124,6 +125,11 @@ def _media(c: _Checker, base: Path) -> tuple[str, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=64)
+def _plan_dir(file: str) -> Path:
+    return Path(file).parent
+
+
 def _known_fields(c: _Checker) -> None:
     for name in c.raw.values:
         lowered = name.lower()
@@ -169,7 +175,7 @@ def validate_item(
     if link is not None:
         link = link.strip()
         _check_url(c, "link", link)
-    media = _media(c, Path(raw.file).parent)
+    media = _media(c, _plan_dir(raw.file)) if raw.values.get("media") else ()
     tags = tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
     evergreen = c.boolean("evergreen")
     at = _at(c, raw.values.get("at"), account, now)
