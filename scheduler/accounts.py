@@ -15,6 +15,9 @@ from scheduler.db.models import Account
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
 
+#: Why an account with ``enabled = false`` in the config is paused.
+DISABLED = "disabled in the config (enabled = false)"
+
 
 def sync_accounts(conn: Connection, config: Config, now: datetime) -> dict[str, int]:
     """Create or update a row for every configured account; return name -> id for all rows.
@@ -24,28 +27,41 @@ def sync_accounts(conn: Connection, config: Config, now: datetime) -> dict[str, 
     existing = {
         row.name: row
         for row in conn.execute(
-            select(accounts_t.c.id, accounts_t.c.name, accounts_t.c.platform, accounts_t.c.timezone)
+            select(
+                accounts_t.c.id,
+                accounts_t.c.name,
+                accounts_t.c.platform,
+                accounts_t.c.timezone,
+                accounts_t.c.paused,
+                accounts_t.c.paused_reason,
+            )
         )
     }
     for name, acc in config.accounts.items():
         row = existing.get(name)
         if row is None:
-            result = conn.execute(
+            conn.execute(
                 accounts_t.insert().values(
                     name=name,
                     platform=acc.platform,
                     timezone=acc.timezone,
-                    paused=False,
+                    paused=not acc.enabled,
+                    paused_reason=None if acc.enabled else DISABLED,
                     auth_state="ok",
                     created_at=now,
                     updated_at=now,
                 )
             )
-            assert result.inserted_primary_key is not None
-        elif (row.platform, row.timezone) != (acc.platform, acc.timezone):
+            continue
+        values: dict[str, object] = {}
+        if (row.platform, row.timezone) != (acc.platform, acc.timezone):
+            values.update(platform=acc.platform, timezone=acc.timezone)
+        if not acc.enabled and not row.paused:
+            values.update(paused=True, paused_reason=DISABLED)
+        elif acc.enabled and row.paused and row.paused_reason == DISABLED:
+            values.update(paused=False, paused_reason=None)
+        if values:
             conn.execute(
-                update(accounts_t)
-                .where(accounts_t.c.id == row.id)
-                .values(platform=acc.platform, timezone=acc.timezone, updated_at=now)
+                update(accounts_t).where(accounts_t.c.id == row.id).values(updated_at=now, **values)
             )
     return {row.name: row.id for row in conn.execute(select(accounts_t.c.id, accounts_t.c.name))}

@@ -88,6 +88,8 @@ class CredentialRef:
             raise CredentialError(f"cannot read {self.describe()}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise CredentialError(f"{self.describe()} is not UTF-8 text") from None
+        if not value:
+            raise CredentialError(f"{self.describe()} is empty")
         return _remember(value)
 
 

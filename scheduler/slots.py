@@ -30,9 +30,15 @@ def iter_slots(
     day = start.astimezone(tz).date()
     last: datetime | None = None
     while True:
-        for t in slots.get(day.weekday(), ()):
-            instant = localize(datetime.combine(day, t), tz, gap="forward")
-            # Two slots in one gap can shift onto the same instant: keep one.
+        # A slot shifted out of a DST gap can land on, or after, a later slot of the same
+        # day: sort the day's instants and keep each once.
+        instants = sorted(
+            {
+                localize(datetime.combine(day, t), tz, gap="forward")
+                for t in slots.get(day.weekday(), ())
+            }
+        )
+        for instant in instants:
             if instant < start or instant == last:
                 continue
             if until is not None and instant > until:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,43 @@ def test_shipped_example_plans_validate(name: str, tmp_path: Path) -> None:
         cli, ["--config", str(EXAMPLE_CONFIG), "plan", "validate", str(tmp_path / name)]
     )
     assert result.exit_code == 0, result.output
+
+
+def test_an_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://someone:hunter2@/nodb?host=" + str(tmp_path)
+    result = CliRunner().invoke(cli, ["--db", url, "queue", "list"])
+    assert result.exit_code == 1
+    assert "cannot use the database" in result.output
+    assert "hunter2" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_reimporting_a_plan_with_published_past_posts_is_not_an_error(
+    smm,
+    db_url: str,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        '- {id: old, account: ny, type: t, text: x, at: "2030-01-07 10:00"}\n', encoding="utf-8"
+    )
+    smm("plan", "import", str(plan))
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            posts_t.update().values(state="published", due_at=datetime(2020, 1, 1, tzinfo=UTC))
+        )
+    engine.dispose()
+    plan.write_text(
+        '- {id: old, account: ny, type: t, text: x, at: "2020-01-07 10:00"}\n', encoding="utf-8"
+    )
+    result = smm("plan", "import", str(plan))  # exit 0: the past time is expected here
+    assert "old: changed in the plan but published; not touched" in result.output
+
+
+def test_yaml_field_names_are_case_insensitive_and_ids_stay_text(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("- {ID: 010, Account: riga, Type: laugh, Text: hello}\n", encoding="utf-8")
+    smm("plan", "import", str(plan))
+    listed = json.loads(smm("queue", "list", "--json").output)
+    assert [p["id"] for p in listed] == ["010"]

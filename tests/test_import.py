@@ -14,7 +14,7 @@ from scheduler.db.models import PostState
 from scheduler.plan.importer import ImportDiff, apply_plan
 from scheduler.plan.read import read_plan_files
 from scheduler.plan.validate import validate_items
-from scheduler.queue import events_t, posts_t
+from scheduler.queue import accounts_t, events_t, posts_t
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday
 
@@ -204,3 +204,33 @@ def test_a_fixed_post_becoming_a_queue_post_takes_a_slot(
     # f1 is third in plan order among riga's queue posts; q3 follows it.
     assert got["f1"].due_at == datetime(2026, 3, 3, 16, 0, tzinfo=UTC)
     assert got["q3"].due_at == datetime(2026, 3, 4, 7, 0, tzinfo=UTC)
+
+
+def test_inserting_items_into_the_plan_keeps_the_queue_in_plan_order(
+    engine: Engine,
+    config: Config,
+    plan,  # type: ignore[no-untyped-def]
+) -> None:
+    def items(keys: str) -> str:
+        return "".join(f"- {{id: {k}, account: riga, type: t, text: {k}}}\n" for k in keys)
+
+    run_import(engine, config, plan(items("ABC")))
+    diff = run_import(engine, config, plan(items("AXYBC")))
+    assert diff.summary()["added"] == 2
+    assert diff.summary()["updated"] == 0
+    got = rows(engine)
+    assert sorted("AXYBC", key=lambda k: got[k].due_at) == list("AXYBC")
+
+
+def test_new_posts_of_a_paused_account_wait_paused(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+    run_import(engine, config, plan("- {id: a, account: riga, type: t, text: a}\n"))
+    with engine.begin() as conn:
+        conn.execute(update(accounts_t).where(accounts_t.c.name == "riga").values(paused=True))
+    run_import(
+        engine,
+        config,
+        plan(
+            "- {id: a, account: riga, type: t, text: a}\n- {id: b, account: riga, type: t, text: b}\n"
+        ),
+    )
+    assert rows(engine)["b"].state == PostState.PAUSED

@@ -112,3 +112,18 @@ def test_free_slots_skip_taken_minutes() -> None:
     taken = {minute(datetime(2026, 1, 1, 9, 0, 30, tzinfo=UTC))}
     got = free_slots(DAILY, tz, start, taken, 2)
     assert got == [datetime(2026, 1, 2, 9, tzinfo=UTC), datetime(2026, 1, 3, 9, tzinfo=UTC)]
+
+
+def test_gap_shifted_slots_stay_in_order_and_unique() -> None:
+    # New York, 2026-03-08: 02:00 and 02:30 do not exist and shift to 03:00 and 03:30 EDT,
+    # onto and past the real 03:00 slot.
+    tz = ZoneInfo("America/New_York")
+    day = datetime(2026, 3, 8)
+    slots = {day.weekday(): (time(2, 0), time(2, 30), time(3, 0))}
+    got = [
+        t
+        for t in take(4, iter_slots(slots, tz, datetime(2026, 3, 8, 0, 0, tzinfo=tz)))
+        if t.astimezone(tz).date() == day.date()
+    ]
+    assert got == sorted(set(got))
+    assert [t.astimezone(tz).strftime("%H:%M") for t in got] == ["03:00", "03:30"]

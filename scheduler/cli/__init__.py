@@ -8,11 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from sqlalchemy.exc import OperationalError
 
 from scheduler import __version__, plugins
 from scheduler.cli.app import App
+from scheduler.db.engine import redact_url
 from scheduler.errors import InvalidInput, SmmError
-from scheduler.logging import configure_logging
+from scheduler.logging import configure_logging, redact
 
 
 class SmmGroup(click.Group):
@@ -26,6 +28,16 @@ class SmmGroup(click.Group):
             ctx.exit(1)
         except SmmError as exc:
             click.echo(click.style("error: ", fg="red", bold=True) + str(exc), err=True)
+            ctx.exit(1)
+        except OperationalError as exc:
+            app = ctx.obj
+            where = redact_url(app.database_url) if isinstance(app, App) else "the database"
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            click.echo(
+                click.style("error: ", fg="red", bold=True)
+                + f"cannot use the database {where}: {redact(reason)}",
+                err=True,
+            )
             ctx.exit(1)
 
 
@@ -48,7 +60,7 @@ class SmmGroup(click.Group):
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default=None,
-    help="Log level (default: the config's, else info).",
+    help="Log level (default: warning; `smm run` uses the config's [logging] level).",
 )
 @click.version_option(__version__, prog_name="smm-scheduler")
 @click.pass_context

@@ -7,23 +7,44 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.config import platform_problems
 from scheduler.cli.output import echo_json
-from scheduler.errors import InvalidInput
+from scheduler.db.migrate import current_revision
+from scheduler.errors import InvalidInput, SmmError
 from scheduler.outgoing import network_check
-from scheduler.plan.importer import ImportDiff, apply_plan
+from scheduler.plan.importer import ImportDiff, apply_plan, settled_keys
 from scheduler.plan.items import PlanItem
 from scheduler.plan.read import read_plan_files
 from scheduler.plan.validate import validate_items
+
+
+def _settled_keys(app: App, keys: list[str]) -> set[str]:
+    """Ids of the plan already out of the queue; read-only, and empty without a database."""
+    try:
+        engine = app.raw_engine
+        if current_revision(engine) is None:
+            return set()
+        with engine.connect() as conn:
+            return settled_keys(conn, keys)
+    except (SQLAlchemyError, SmmError):
+        return set()
 
 
 def load_plan(app: App, files: Sequence[str]) -> list[PlanItem]:
     """Read and validate plan files; InvalidInput lists every problem in every file."""
     config = app.require_config()
     raws, problems = read_plan_files(Path(f) for f in files)
-    items, bad = validate_items(raws, config, app.now(), network_check=network_check)
+    keys = [str(r.values["id"]).strip() for r in raws if r.values.get("id") is not None]
+    items, bad = validate_items(
+        raws,
+        config,
+        app.now(),
+        network_check=network_check,
+        settled=_settled_keys(app, keys),
+    )
     problems += bad
     used = {item.account for item in items}
     problems += [p for p in platform_problems(app) if p.field and p.field.split(".")[1] in used]

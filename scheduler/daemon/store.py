@@ -80,7 +80,13 @@ def claim(
     """
     with immediate(engine) as conn:
         q = (
-            select(posts_t.c.id, posts_t.c.account_id, posts_t.c.next_attempt_at, posts_t.c.key)
+            select(
+                posts_t.c.id,
+                posts_t.c.account_id,
+                posts_t.c.next_attempt_at,
+                posts_t.c.key,
+                posts_t.c.state,
+            )
             .where(
                 posts_t.c.state.in_(DUE_STATES),
                 posts_t.c.next_attempt_at <= now,
@@ -156,7 +162,7 @@ def _mark_missed(conn: Connection, stale: Sequence[Any], now: datetime, owner: s
             updated_at=now,
         )
     )
-    changes = [Change(s.id, s.key, "queued", PostState.MISSED) for s in stale]
+    changes = [Change(s.id, s.key, s.state, PostState.MISSED) for s in stale]
     record_events(conn, changes, now, owner, "later than the misfire grace")
     return changes
 

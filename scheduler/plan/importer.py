@@ -22,7 +22,7 @@ from scheduler.config import Config
 from scheduler.db.bulk import insert_rows
 from scheduler.db.models import PostState, Schedule
 from scheduler.plan.items import PlanItem
-from scheduler.queue import Change, assign_queue_slots, posts_t, record_events
+from scheduler.queue import Change, accounts_t, assign_queue_slots, posts_t, record_events
 
 #: Changed items in these states are updated in place.
 UPDATABLE = frozenset({PostState.QUEUED, PostState.RETRY_WAIT, PostState.PAUSED})
@@ -45,6 +45,8 @@ class Existing:
     state: str
     plan_file: str | None
     account_id: int
+    plan_order: int
+    source: str | None
 
 
 @dataclass
@@ -57,6 +59,8 @@ class ImportDiff:
     unchanged: int = 0
     #: Changed in the plan, but the post is already out (or going out): not touched.
     locked: list[tuple[PlanItem, Existing]] = field(default_factory=list)
+    #: Unchanged posts whose place in the plan moved (order, file or line): bookkeeping only.
+    moved: list[tuple[PlanItem, Existing]] = field(default_factory=list)
     #: Waiting posts of the imported files that the plan no longer lists.
     gone: list[Existing] = field(default_factory=list)
     pruned: bool = False
@@ -71,6 +75,21 @@ class ImportDiff:
             "gone": len(self.gone),
             "cancelled": len(self.gone) if self.pruned else 0,
         }
+
+
+def settled_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    """Those of ``keys`` whose posts are out of the waiting queue (published, failed...)."""
+    done = LOCKED | REQUEUEABLE
+    found: set[str] = set()
+    for i in range(0, len(keys), _CHUNK):
+        found.update(
+            conn.execute(
+                select(posts_t.c.key).where(
+                    posts_t.c.key.in_(keys[i : i + _CHUNK]), posts_t.c.state.in_(done)
+                )
+            ).scalars()
+        )
+    return found
 
 
 @functools.lru_cache(maxsize=256)
@@ -89,6 +108,8 @@ def _existing(
         posts_t.c.state,
         posts_t.c.plan_file,
         posts_t.c.account_id,
+        posts_t.c.plan_order,
+        posts_t.c.source,
     )
     by_key: dict[str, Existing] = {}
     for i in range(0, len(keys), _CHUNK):
@@ -120,6 +141,9 @@ def diff_plan(
         same_account = account_ids.get(item.account) == old.account_id
         if old.content_hash == item.content_hash() and same_account:
             diff.unchanged += 1
+            place = (item.order, plan_file_id(item.file), item.source)
+            if place != (old.plan_order, old.plan_file, old.source):
+                diff.moved.append((item, old))
         elif old.state in LOCKED:
             diff.locked.append((item, old))
         elif old.state in REQUEUEABLE:
@@ -189,6 +213,25 @@ def apply_plan(
             updates,
         )
     record_events(conn, changes, now, "plan", "the plan changed the post")
+    if diff.moved:
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id == bindparam("b_id"))
+            .values(
+                plan_order=bindparam("b_order"),
+                plan_file=bindparam("b_file"),
+                source=bindparam("b_source"),
+            ),
+            [
+                {
+                    "b_id": old.id,
+                    "b_order": item.order,
+                    "b_file": plan_file_id(item.file),
+                    "b_source": item.source,
+                }
+                for item, old in diff.moved
+            ],
+        )
 
     if prune and diff.gone:
         gone_changes = [Change(g.id, g.key, g.state, PostState.CANCELLED) for g in diff.gone]
@@ -199,12 +242,16 @@ def apply_plan(
         )
         record_events(conn, gone_changes, now, "plan", "no longer in the plan (--prune)")
 
+    paused = set(
+        conn.execute(select(accounts_t.c.id).where(accounts_t.c.paused.is_(True))).scalars()
+    )
     new_rows: list[dict[str, Any]] = []
     for item in diff.added:
         row = _values(item, account_ids[item.account], now)
         row.update(
             key=item.key,
-            state=PostState.QUEUED,
+            # A paused account's new posts wait with the others until it is resumed.
+            state=PostState.PAUSED if row["account_id"] in paused else PostState.QUEUED,
             idempotency_key=secrets.token_hex(16),
             attempt_count=0,
             repeat_count=0,
@@ -214,7 +261,7 @@ def apply_plan(
 
     touched = {account_ids[i.account] for i in diff.added}
     touched |= {account_ids[i.account] for i, _ in diff.updated + diff.requeued}
-    touched |= {old.account_id for _, old in diff.updated + diff.requeued}
+    touched |= {old.account_id for _, old in diff.updated + diff.requeued + diff.moved}
     if prune:
         touched |= {g.account_id for g in diff.gone}
     by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}

@@ -43,9 +43,14 @@ def _construct_mapping(loader: _PlanLoader, node: yaml.MappingNode) -> _LinedDic
     result.line = node.start_mark.line + 1
     result.key_lines = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        result[str(key)] = loader.construct_object(value_node, deep=True)
-        result.key_lines[str(key)] = key_node.start_mark.line + 1
+        key = str(loader.construct_object(key_node, deep=True)).strip().lower()
+        if key == "id" and isinstance(value_node, yaml.ScalarNode):
+            # Ids are names, not numbers: `id: 010` stays "010", not 8.
+            value: Any = value_node.value
+        else:
+            value = loader.construct_object(value_node, deep=True)
+        result[key] = value
+        result.key_lines[key] = key_node.start_mark.line + 1
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,7 @@ def validate_item(
     config: Config,
     now: datetime,
     problems: list[Problem],
+    settled: Container[str] = (),
 ) -> PlanItem | None:
     """Turn one raw record into a PlanItem, or None after recording its problems."""
     c = _Checker(raw, problems)
@@ -178,7 +179,7 @@ def validate_item(
     media = _media(c, _plan_dir(raw.file)) if raw.values.get("media") else ()
     tags = tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
     evergreen = c.boolean("evergreen")
-    at = _at(c, raw.values.get("at"), account, now)
+    at = _at(c, raw.values.get("at"), account, now, past_ok=c.item_key in settled)
     if not c.ok or key is None or account_name is None or content_type is None or text is None:
         return None
     return PlanItem(
@@ -198,7 +199,9 @@ def validate_item(
     )
 
 
-def _at(c: _Checker, value: Any, account: AccountConfig | None, now: datetime) -> datetime | None:
+def _at(
+    c: _Checker, value: Any, account: AccountConfig | None, now: datetime, *, past_ok: bool
+) -> datetime | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if account is not None and not account.slots:
             c.fail(
@@ -216,7 +219,7 @@ def _at(c: _Checker, value: Any, account: AccountConfig | None, now: datetime) -
     except LocalTimeError as exc:
         c.fail("at", str(exc), exc.hint)
         return None
-    if at < now:
+    if at < now and not past_ok:
         c.fail(
             "at",
             f"{value} ({account.timezone}) is in the past",
@@ -232,13 +235,18 @@ def validate_items(
     now: datetime,
     *,
     network_check: NetworkCheck | None = None,
+    settled: Container[str] = (),
 ) -> tuple[list[PlanItem], list[Problem]]:
-    """Validate every item; return the good ones and every problem (duplicates included)."""
+    """Validate every item; return the good ones and every problem (duplicates included).
+
+    ``settled`` holds ids of posts already out of the queue (published, failed...): a time in
+    the past is expected for them, so re-importing last month's plan is not an error.
+    """
     problems: list[Problem] = []
     items: list[PlanItem] = []
     first_seen: dict[str, RawItem] = {}
     for raw in raws:
-        item = validate_item(raw, config, now, problems)
+        item = validate_item(raw, config, now, problems, settled)
         key = raw.values.get("id")
         key = str(key).strip() if key is not None else ""
         if key:

@@ -1,0 +1,164 @@
+"""``smm er``: what the ER loop measured, what it decided and why; recompute on demand."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from scheduler.cli.app import App, pass_app
+from scheduler.cli.output import echo_json, table
+from scheduler.er import plot
+from scheduler.er.recompute import recompute
+from scheduler.er.report import account_ids, history, overview
+from scheduler.timeutil import format_utc
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _interval(t: Mapping[str, Any]) -> str:
+    if t["er_low"] is None or t["er_high"] is None:
+        return "-"
+    return f"{t['er_low'] * 100:.1f}-{t['er_high'] * 100:.1f}%"
+
+
+def _trend(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:+.0f}%"
+
+
+def _print_account(a: Mapping[str, Any]) -> None:
+    basis = f"ER by {a['basis']}" if a["basis"] else "ER"
+    click.echo(
+        click.style(a["account"], bold=True) + f"  ({basis}, account {_pct(a['account_er'])})"
+    )
+    table(
+        ["type", "er", "90% interval", "posts", "priority", "trend", "flag"],
+        [
+            (
+                t["type"],
+                _pct(t["er"]),
+                _interval(t),
+                t["posts"],
+                f"{t['weight']:.2f}",
+                _trend(t["trend"]),
+                "demoted" if t["demoted"] else "",
+            )
+            for t in a["types"]
+        ],
+        empty="no content types weighed yet",
+    )
+    for d in a["decisions"]:
+        flag = " [frozen]" if d["frozen"] else ""
+        click.echo(f"  {format_utc(d['at'])} {d['policy']}{flag}: {d['reason']}")
+    click.echo()
+
+
+@click.group(invoke_without_command=True)
+@click.option("--account", help="Only this account.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--plot", "as_plot", is_flag=True, help="Draw priorities and ER in the terminal.")
+@click.option(
+    "--decisions",
+    default=3,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="How many recent decisions to show per account.",
+)
+@click.pass_context
+def er(
+    ctx: click.Context, account: str | None, as_json: bool, as_plot: bool, decisions: int
+) -> None:
+    """ER per content type: rate with a 90% interval, posts counted, priority, trend, the last
+    decisions and their reasons."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
+    assert app is not None
+    with app.engine().connect() as conn:
+        accounts = overview(conn, account, decisions=decisions)
+        trajectory = history(conn, account) if as_plot else []
+    if as_json:
+        echo_json(accounts)
+        return
+    if not accounts:
+        click.echo("(no ER recompute yet: run `smm er recompute` once metrics are in)")
+        return
+    if as_plot:
+        paths = {h["account"]: h["history"] for h in trajectory}
+        for a in accounts:
+            steps = paths.get(a["account"], [])
+            click.echo(
+                click.style(a["account"], bold=True) + f": priority over {len(steps)} recomputes"
+            )
+            for line in plot.trajectory_lines(steps):
+                click.echo(f"  {line}")
+            click.echo("  ER per type (90% interval):")
+            for line in plot.er_lines(a["types"]):
+                click.echo(f"  {line}")
+            click.echo()
+        return
+    for a in accounts:
+        _print_account(a)
+
+
+@er.command("history")
+@click.option("--account", help="Only this account.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the last N recomputes.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def history_(app: App, account: str | None, limit: int | None, as_json: bool) -> None:
+    """The trajectory: each type's weight after every recompute, oldest first."""
+    with app.engine().connect() as conn:
+        data = history(conn, account, limit=limit)
+    if as_json:
+        echo_json(data)
+        return
+    if not data:
+        click.echo("(no recomputes yet)")
+        return
+    for a in data:
+        types = sorted({t for h in a["history"] for t in h["weights"]})
+        click.echo(click.style(a["account"], bold=True))
+        table(
+            ["at", *types],
+            [
+                (
+                    f"{format_utc(h['at'])}{' *' if h['frozen'] else ''}",
+                    *(f"{h['weights'][t]:.2f}" if t in h["weights"] else "-" for t in types),
+                )
+                for h in a["history"]
+            ],
+        )
+        click.echo()
+
+
+@er.command("recompute")
+@click.option("--account", help="Only this account.")
+@click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+@pass_app
+def recompute_(app: App, account: str | None, as_json: bool) -> None:
+    """Recompute ER and priorities now; print each account's decision."""
+    engine = app.engine()
+    if account is not None:
+        with engine.connect() as conn:
+            account_ids(conn, account)  # a clear error for a name that does not exist
+    records = recompute(engine, app.config, app.now(), accounts=[account] if account else None)
+    if as_json:
+        echo_json([{k: v for k, v in r.as_dict().items() if k != "inputs"} for r in records])
+        return
+    if not records:
+        click.echo("(nothing to recompute: no account has content types yet)")
+        return
+    for r in records:
+        moves = ", ".join(
+            f"{t} {r.old_weights.get(t, 0):.2f}->{w:.2f}" for t, w in sorted(r.new_weights.items())
+        )
+        click.echo(click.style(r.account, bold=True) + f"  {moves}")
+        click.echo(f"  {r.reason}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(er)

@@ -1,0 +1,265 @@
+"""The ER policy: from per-type statistics to content-type weights, with its reasons.
+
+The interface (docs/er.md#replacing-the-policy) is an object with a ``name`` and
+``decide(stats, old_weights, settings, rng) -> Decision``. A plugin replaces the built-in one
+by returning its own from the ``er_policy`` hook.
+
+The built-in ``ThompsonPolicy`` is a bandit over content types: it draws each type's ER from
+its shrunk posterior many times and aims each type's weight at the share of draws in which it
+came out best. The operator's limits then shape that target (``weights.constrain``): a floor
+so no type starves, a ceiling, a maximum change per recompute, no movement at all for types
+with fewer than ``min_posts`` (decayed) posts, and a freeze switch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from scheduler.config import ERSettings
+from scheduler.er.stats import AccountStats, TypeStats
+from scheduler.er.weights import EPS, Limits, constrain, fit_limits
+
+#: Thompson draws per recompute: enough for shares steady to about a percent.
+DRAWS = 2000
+#: Recomputes in a row at the bottom (clearly behind the best) before a type is demoted.
+DEMOTE_AFTER = 5
+#: Weight changes smaller than this are not worth a sentence in the reason.
+NOTEWORTHY = 0.005
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a policy decided for one account.
+
+    ``new_weights`` covers every known type and sums to 1. ``reason`` is for people;
+    ``details`` for the decision record (anything JSON can hold). ``state`` is handed back
+    to the policy at the next recompute as ``stats.state``; ``demoted`` types are flagged.
+    """
+
+    new_weights: dict[str, float]
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+    demoted: frozenset[str] = frozenset()
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Turns statistics into weights. Must be deterministic given ``rng``."""
+
+    name: str
+
+    def decide(
+        self,
+        stats: AccountStats,
+        old_weights: Mapping[str, float],
+        settings: ERSettings,
+        rng: random.Random,
+    ) -> Decision: ...
+
+
+def carry_over(
+    old: Mapping[str, float], types: Sequence[str]
+) -> tuple[dict[str, float], list[str]]:
+    """The previous weights for today's types: a new type enters with an equal share, weights
+    of types that are gone are dropped, and the rest is renormalised. Returns the entrants."""
+    if not types:
+        return {}, []
+    share = 1 / len(types)
+    kept = {t: max(float(old[t]), 0.0) for t in types if t in old}
+    entered = [t for t in types if t not in kept]
+    if not kept or sum(kept.values()) <= 0:
+        return dict.fromkeys(types, share), entered if old else []
+    room = 1 - share * len(entered)
+    total = sum(kept.values())
+    base = {t: w / total * room for t, w in kept.items()}
+    base.update(dict.fromkeys(entered, share))
+    return base, entered
+
+
+def best_shares(
+    stats: Mapping[str, TypeStats], rng: random.Random, draws: int = DRAWS
+) -> dict[str, float]:
+    """The share of posterior draws in which each type has the highest ER."""
+    types = sorted(stats)
+    wins = dict.fromkeys(types, 0)
+    params = [(t, stats[t].er or 0.0, stats[t].sd or 0.0) for t in types]
+    for _ in range(draws):
+        best_t, best_v = types[0], float("-inf")
+        for t, mu, sd in params:
+            v = rng.gauss(mu, sd)
+            if v > best_v:
+                best_t, best_v = t, v
+        wins[best_t] += 1
+    return {t: wins[t] / draws for t in types}
+
+
+def pct(value: float | None) -> str:
+    """An ER as people write it: 4.1%."""
+    if value is None:
+        return "?"
+    digits = 1 if value >= 0.001 else 2
+    return f"{value * 100:.{digits}f}%"
+
+
+def describe_er(s: TypeStats) -> str:
+    """``ER 4.1% (3.6-4.6%) over 18 posts``."""
+    posts = f"{s.posts} post" + ("" if s.posts == 1 else "s")
+    if s.er is None:
+        return f"no ER yet ({posts})"
+    interval = f"{pct(s.er_low)[:-1]}-{pct(s.er_high)}"
+    return f"ER {pct(s.er)} ({interval}) over {posts}"
+
+
+class ThompsonPolicy:
+    """The built-in policy (docs/er.md#the-policy)."""
+
+    name = "thompson"
+
+    def __init__(self, *, draws: int = DRAWS, demote_after: int = DEMOTE_AFTER) -> None:
+        self.draws = draws
+        self.demote_after = demote_after
+
+    def decide(
+        self,
+        stats: AccountStats,
+        old_weights: Mapping[str, float],
+        settings: ERSettings,
+        rng: random.Random,
+    ) -> Decision:
+        types = sorted(stats.types)
+        streaks = {
+            str(t): int(n)
+            for t, n in dict(stats.state.get("bottom_streak", {})).items()
+            if t in stats.types
+        }
+        if settings.frozen:
+            return self._frozen(old_weights, streaks)
+        if not types:
+            return Decision({}, "no content types yet: nothing to weigh")
+        base, entered = carry_over(old_weights, types)
+        limits = fit_limits(len(types), settings.floor, settings.ceiling)
+        eligible = [
+            t
+            for t in types
+            if stats.types[t].er is not None
+            and stats.types[t].effective_posts >= settings.min_posts - EPS
+        ]
+        ranking = len(eligible) >= 2
+        shares = {}
+        if ranking:
+            shares = best_shares({t: stats.types[t] for t in eligible}, rng, self.draws)
+        streaks = self._streaks(stats, eligible, streaks) if ranking else streaks
+        demoted = frozenset(t for t, n in streaks.items() if n >= self.demote_after)
+        mass = sum(base[t] for t in eligible)
+        target = {t: mass * shares[t] if t in shares else base[t] for t in types}
+        for t in demoted:
+            target[t] = 0.0
+        pinned = [t for t in types if t not in shares]
+        new, relaxed = constrain(
+            target, base, limits, settings.max_change, pinned=pinned, falling=sorted(demoted)
+        )
+        reason = self._reason(
+            stats, base, new, shares, entered, demoted, limits, relaxed, settings, eligible
+        )
+        details = {
+            "best_share": {t: round(v, 4) for t, v in shares.items()},
+            "eligible": eligible,
+            "target": {t: round(v, 6) for t, v in target.items()},
+            "floor": limits.floor,
+            "ceiling": limits.ceiling,
+            "max_change": settings.max_change,
+            "min_posts": settings.min_posts,
+            "entered": entered,
+            "demoted": sorted(demoted),
+            "notes": [*limits.notes, *relaxed],
+        }
+        state = {"bottom_streak": {t: n for t, n in sorted(streaks.items()) if n}}
+        return Decision(new, reason, details, demoted, state)
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _frozen(self, old: Mapping[str, float], streaks: Mapping[str, int]) -> Decision:
+        demoted = frozenset(t for t, n in streaks.items() if n >= self.demote_after)
+        return Decision(
+            {t: float(w) for t, w in old.items()},
+            "frozen ([er] frozen = true): weights left as they were",
+            {"frozen": True},
+            demoted,
+            {"bottom_streak": dict(streaks)},
+        )
+
+    @staticmethod
+    def _streaks(
+        stats: AccountStats, eligible: Sequence[str], streaks: Mapping[str, int]
+    ) -> dict[str, int]:
+        """Count recomputes in a row that each type spent clearly at the bottom: the lowest
+        posterior mean, with its whole interval below the best type's mean."""
+        by_er = sorted(eligible, key=lambda t: (stats.types[t].er or 0.0, t))
+        bottom, best = stats.types[by_er[0]], stats.types[by_er[-1]]
+        clearly = bottom.er_high is not None and best.er is not None and bottom.er_high < best.er
+        out = dict.fromkeys(streaks, 0)
+        if clearly:
+            out[bottom.content_type] = streaks.get(bottom.content_type, 0) + 1
+        return out
+
+    @staticmethod
+    def _reason(
+        stats: AccountStats,
+        base: Mapping[str, float],
+        new: Mapping[str, float],
+        shares: Mapping[str, float],
+        entered: Sequence[str],
+        demoted: frozenset[str],
+        limits: Limits,
+        relaxed: Sequence[str],
+        settings: ERSettings,
+        eligible: Sequence[str],
+    ) -> str:
+        parts = [f"new type {t} enters at {base[t]:.2f}" for t in entered]
+        for t in sorted(new, key=lambda t: -abs(new[t] - base[t])):
+            s = stats.types[t]
+            if t not in shares:
+                if abs(new[t] - base[t]) >= NOTEWORTHY:
+                    parts.append(
+                        f"{t} {base[t]:.2f} -> {new[t]:.2f} to keep the limits: {describe_er(s)}"
+                    )
+                continue
+            delta = new[t] - base[t]
+            if abs(delta) < NOTEWORTHY:
+                continue
+            why = []
+            if abs(abs(delta) - settings.max_change) < 1e-6:
+                why.append("max change")
+            if new[t] <= limits.floor + 1e-6:
+                why.append("floor")
+            if new[t] >= limits.ceiling - 1e-6:
+                why.append("ceiling")
+            bound = f" ({', '.join(why)})" if why else ""
+            verb = "up" if delta > 0 else "down"
+            parts.append(
+                f"{t} {verb} {base[t]:.2f} -> {new[t]:.2f}{bound}: {describe_er(s)}, "
+                f"best in {shares[t]:.0%} of draws" + (" (demoted)" if t in demoted else "")
+            )
+        waiting = [t for t in sorted(new) if t not in eligible]
+        if waiting:
+            parts.append(
+                "kept until they have "
+                f"{settings.min_posts} posts: "
+                + ", ".join(f"{t} ({stats.types[t].effective_posts:.1f})" for t in waiting)
+            )
+        if len(eligible) < 2 and len(new) >= 2:
+            parts.insert(0, "no change: fewer than two types have enough posts to compare")
+        elif not any(abs(new[t] - base[t]) >= NOTEWORTHY for t in new) and not entered:
+            leader = max(shares, key=lambda t: shares[t]) if shares else None
+            lead = f" ({leader} best in {shares[leader]:.0%} of draws)" if leader else ""
+            parts.insert(0, f"no change: the weights already follow the evidence{lead}")
+        parts += [*limits.notes, *relaxed]
+        return "; ".join(parts)
+
+
+def default_policy() -> Policy:
+    return ThompsonPolicy()

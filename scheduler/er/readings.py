@@ -1,0 +1,271 @@
+"""The SQL behind the ER statistics: the database picks each post's readings and sums them.
+
+A recompute reads every metric snapshot of the last few months, so the work happens in one
+statement: a window function picks, per post and per configured age, the first snapshot taken
+at or after that age (within a tolerance); the post's ER at that reading is computed in SQL;
+the readings are pivoted to one row per post; and the rows are summed per (account, content
+type) with their decay weight. Python receives a handful of rows per account.
+
+The sums are per age band (``AgeSums``) so that ``stats.py`` can put readings taken at
+different ages on one scale (see ``stats.combine_ages``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Float,
+    and_,
+    case,
+    cast,
+    func,
+    null,
+    select,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
+
+from scheduler.db.models import MetricSnapshot, Post
+
+snapshots_t = MetricSnapshot.__table__  # type: ignore[attr-defined]
+posts_t = Post.__table__  # type: ignore[attr-defined]
+
+#: A reading counts for an age when taken at most this much later (relative to the age)...
+READING_TOLERANCE = 0.25
+#: ...and never less than this, so the 1 h band of a job that runs hourly still has readings.
+MIN_TOLERANCE = timedelta(hours=1)
+
+
+class epoch_seconds(FunctionElement[float]):
+    """Seconds since 1970 of a timestamp column, in the dialect's own words."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch_seconds, "sqlite")
+def _epoch_sqlite(element: epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
+    # Timestamps are stored as naive UTC text; julianday() reads it to the millisecond.
+    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+
+
+@compiles(epoch_seconds)
+def _epoch_default(element: epoch_seconds, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})"
+
+
+def reading_windows(ages: Sequence[timedelta]) -> list[tuple[int, int]]:
+    """For each age, the ``[start, end)`` post ages (seconds) whose snapshots read as it.
+
+    A window starts at the age and lasts ``READING_TOLERANCE`` of it (at least
+    ``MIN_TOLERANCE``), never reaching into the next age's window.
+    """
+    secs = sorted({int(a.total_seconds()) for a in ages})
+    out = []
+    for i, start in enumerate(secs):
+        end = start + max(int(start * READING_TOLERANCE), int(MIN_TOLERANCE.total_seconds()))
+        if i + 1 < len(secs):
+            end = min(end, secs[i + 1])
+        out.append((start, end))
+    return out
+
+
+@dataclass
+class AgeSums:
+    """Sums over one (account, content type)'s posts for one age band.
+
+    ``weight``/``total``/``squares``/``count`` cover posts whose *latest* reading is at this
+    age (each post counts once, at its latest age); ``pair_*`` cover posts read both at this
+    age and at the last one (to relate the two); ``any_*`` cover every post read at this age;
+    ``recent_*``/``older_*`` split the latest readings by publish time (the trend).
+    Totals are weighted by decay except the recent/older ones, which are plain sums.
+    """
+
+    weight: float = 0.0
+    total: float = 0.0
+    squares: float = 0.0
+    count: int = 0
+    pair_this: float = 0.0
+    pair_last: float = 0.0
+    any_weight: float = 0.0
+    any_total: float = 0.0
+    recent_total: float = 0.0
+    recent_count: int = 0
+    older_total: float = 0.0
+    older_count: int = 0
+
+
+_FIELDS = list(AgeSums.__dataclass_fields__)
+
+
+def engagement_sql(s: Any) -> ColumnElement[Any]:
+    """Engagements of a snapshot row: NULL when likes, comments and shares are all unknown."""
+    known = [s.c.likes, s.c.comments, s.c.shares, s.c.saves, s.c.clicks]
+    return case(
+        (and_(s.c.likes.is_(None), s.c.comments.is_(None), s.c.shares.is_(None)), null()),
+        else_=sum((func.coalesce(c, 0) for c in known[1:]), func.coalesce(known[0], 0)),
+    )
+
+
+def denominator_sql(s: Any, p: Any, reach_accounts: Collection[int]) -> ColumnElement[Any]:
+    """Reach (else impressions, else views) for accounts on networks with reach; followers
+    (at publish time, else at the reading) for the others. Zero counts as unknown."""
+    by_reach = func.coalesce(s.c.reach, s.c.impressions, s.c.views)
+    by_followers = func.coalesce(p.c.followers_at_publish, s.c.followers)
+    if not reach_accounts:
+        chosen: ColumnElement[Any] = by_followers
+    else:
+        chosen = case((p.c.account_id.in_(sorted(reach_accounts)), by_reach), else_=by_followers)
+    return func.nullif(chosen, 0)
+
+
+def ensure_math(conn: Connection) -> None:
+    """Give SQLite ``exp()`` when it was built without its math functions."""
+    if conn.dialect.name != "sqlite":
+        return
+    try:
+        conn.exec_driver_sql("SELECT exp(0)").scalar()
+    except DBAPIError:
+        raw = conn.connection.driver_connection
+        assert raw is not None
+        raw.create_function("exp", 1, math.exp, deterministic=True)
+
+
+def sum_readings(
+    conn: Connection,
+    *,
+    ages: Sequence[timedelta],
+    now: datetime,
+    half_life: timedelta,
+    horizon: datetime,
+    reach_accounts: Collection[int],
+    accounts: Collection[int] | None = None,
+) -> dict[tuple[int, str], list[AgeSums]]:
+    """Per (account id, content type): one ``AgeSums`` per age, in the order of ``ages``
+    sorted ascending. Posts published before ``horizon`` are left out."""
+    windows = reading_windows(ages)
+    if not windows:
+        return {}
+    ensure_math(conn)
+    s, p = snapshots_t, posts_t
+    er = cast(engagement_sql(s), Float) / cast(denominator_sql(s, p, reach_accounts), Float)
+    # The post's ER at its first snapshot in each age window: an index seek per post and
+    # window on (post_id, age_seconds), far cheaper than sorting every snapshot.
+    readings = [
+        select(er)
+        .select_from(s)
+        .where(s.c.post_id == p.c.id, s.c.age_seconds >= lo, s.c.age_seconds < hi)
+        .order_by(s.c.age_seconds, s.c.id)
+        .limit(1)
+        .correlate(p)
+        .scalar_subquery()
+        .label(f"er{i}")
+        for i, (lo, hi) in enumerate(windows)
+    ]
+    now_epoch = now.timestamp()
+    pub = epoch_seconds(p.c.published_at)
+    rate = math.log(2) / half_life.total_seconds()
+    where = [p.c.published_at >= horizon, p.c.published_at <= now]
+    if accounts is not None:
+        where.append(p.c.account_id.in_(sorted(accounts)))
+    # One row per post: its decay weight, whether it is recent, and its ER at each age.
+    per_post = (
+        select(
+            p.c.account_id,
+            p.c.content_type,
+            func.exp((pub - now_epoch) * rate).label("w"),
+            case((pub >= now_epoch - half_life.total_seconds(), 1), else_=0).label("recent"),
+            *readings,
+        )
+        .where(*where)
+        # Materialised, so the weight and readings are computed once per post, not per sum.
+        .cte("per_post")
+        .prefix_with("MATERIALIZED")
+    )
+    w, recent = per_post.c.w, per_post.c.recent == 1
+    last = len(windows) - 1
+    ers = [per_post.c[f"er{i}"] for i in range(len(windows))]
+    columns = []
+    for i, er_i in enumerate(ers):
+        latest = and_(er_i.is_not(None), *(e.is_(None) for e in ers[i + 1 :]))
+        pair = and_(er_i.is_not(None), ers[last].is_not(None))
+        has = er_i.is_not(None)
+        parts = {
+            "weight": case((latest, w), else_=0.0),
+            "total": case((latest, w * er_i), else_=0.0),
+            "squares": case((latest, w * er_i * er_i), else_=0.0),
+            "count": case((latest, 1), else_=0),
+            "pair_this": case((pair, w * er_i), else_=0.0),
+            "pair_last": case((pair, w * ers[last]), else_=0.0),
+            "any_weight": case((has, w), else_=0.0),
+            "any_total": case((has, w * er_i), else_=0.0),
+            "recent_total": case((and_(latest, recent), er_i), else_=0.0),
+            "recent_count": case((and_(latest, recent), 1), else_=0),
+            "older_total": case((and_(latest, ~recent), er_i), else_=0.0),
+            "older_count": case((and_(latest, ~recent), 1), else_=0),
+        }
+        columns += [func.sum(parts[f]).label(f"{f}_{i}") for f in _FIELDS]
+    query = select(per_post.c.account_id, per_post.c.content_type, *columns).group_by(
+        per_post.c.account_id, per_post.c.content_type
+    )
+    out: dict[tuple[int, str], list[AgeSums]] = {}
+    for row in conn.execute(query):
+        m = row._mapping
+        out[(row.account_id, row.content_type)] = [
+            AgeSums(**{f: _number(f, m[f"{f}_{i}"]) for f in _FIELDS}) for i in range(len(windows))
+        ]
+    return out
+
+
+def _number(name: str, value: Any) -> Any:
+    # SUM over no rows is NULL; counts come back as integers, the rest as floats.
+    return int(value or 0) if name.endswith("count") else float(value or 0.0)
+
+
+def post_readings(
+    conn: Connection,
+    post_ids: Collection[int],
+    *,
+    ages: Sequence[timedelta],
+    reach_accounts: Collection[int],
+) -> dict[int, float]:
+    """ER of each given post at its latest configured age (for ranking single posts)."""
+    windows = reading_windows(ages)
+    if not windows or not post_ids:
+        return {}
+    s, p = snapshots_t, posts_t
+    er = cast(engagement_sql(s), Float) / cast(denominator_sql(s, p, reach_accounts), Float)
+    best: dict[int, tuple[int, float]] = {}  # post id -> (band, ER)
+    ids = sorted(post_ids)
+    for start in range(0, len(ids), 500):
+        rows = conn.execute(
+            select(s.c.post_id, s.c.age_seconds, er.label("er"))
+            .select_from(s.join(p, p.c.id == s.c.post_id))
+            .where(s.c.post_id.in_(ids[start : start + 500]))
+            .order_by(s.c.post_id, s.c.age_seconds)
+        )
+        for row in rows:
+            band = _band_of(row.age_seconds, windows)
+            if band is None or row.er is None:
+                continue
+            # The latest band wins; within a band, the first reading (ages ascend).
+            held = best.get(row.post_id)
+            if held is None or band > held[0]:
+                best[row.post_id] = (band, float(row.er))
+    return {post_id: value for post_id, (_, value) in best.items()}
+
+
+def _band_of(age_seconds: int, windows: Sequence[tuple[int, int]]) -> int | None:
+    for i, (lo, hi) in enumerate(windows):
+        if lo <= age_seconds < hi:
+            return i
+    return None

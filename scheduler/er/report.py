@@ -1,0 +1,136 @@
+"""What the loop knows, read back for people: per-type figures, decisions, the trajectory.
+
+Plain dicts (the ``--json`` shapes of ``smm er``), read from the stored priorities and
+decision records only: looking never recomputes anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
+from scheduler.errors import NotFound
+
+accounts_t = Account.__table__  # type: ignore[attr-defined]
+priorities_t = ContentTypePriority.__table__  # type: ignore[attr-defined]
+decisions_t = PriorityDecision.__table__  # type: ignore[attr-defined]
+
+
+def account_ids(conn: Connection, account: str | None) -> list[tuple[int, str]]:
+    """(id, name) of every account, or of the one named; NotFound when it does not exist."""
+    q = select(accounts_t.c.id, accounts_t.c.name).order_by(accounts_t.c.name)
+    if account is not None:
+        q = q.where(accounts_t.c.name == account)
+    rows = [(r.id, r.name) for r in conn.execute(q)]
+    if account is not None and not rows:
+        raise NotFound(f"no account {account!r} in the database")
+    return rows
+
+
+def decision_json(row: Any) -> dict[str, Any]:
+    """A decision record as ``smm er`` prints it (the bulky inputs left out)."""
+    old, new = dict(row.old_weights or {}), dict(row.new_weights or {})
+    return {
+        "at": row.created_at,
+        "policy": row.policy,
+        "frozen": bool(row.frozen),
+        "changed": set(old) != set(new) or any(abs(new[t] - old[t]) > 1e-9 for t in new),
+        "old_weights": old,
+        "new_weights": new,
+        "reason": row.reason,
+    }
+
+
+def overview(
+    conn: Connection, account: str | None = None, *, decisions: int = 3
+) -> list[dict[str, Any]]:
+    """Per account: every weighted type (ER, interval, posts, weight, trend, demoted) and the
+    last ``decisions`` decision records, newest first. Accounts never recomputed are left out."""
+    out = []
+    for account_id, name in account_ids(conn, account):
+        recent = conn.execute(
+            select(decisions_t)
+            .where(decisions_t.c.account_id == account_id)
+            .order_by(decisions_t.c.created_at.desc(), decisions_t.c.id.desc())
+            .limit(max(decisions, 1))
+        ).all()
+        priorities = conn.execute(
+            select(priorities_t)
+            .where(priorities_t.c.account_id == account_id)
+            .order_by(priorities_t.c.weight.desc(), priorities_t.c.content_type)
+        ).all()
+        if not recent and not priorities:
+            continue
+        inputs = dict(recent[0].inputs or {}) if recent else {}
+        known = inputs.get("types") or {}
+        types = []
+        for p in priorities:
+            extra = known.get(p.content_type) or {}
+            types.append(
+                {
+                    "type": p.content_type,
+                    "er": p.er,
+                    "er_low": p.er_low,
+                    "er_high": p.er_high,
+                    "posts": p.posts_counted,
+                    "effective_posts": extra.get("effective_posts"),
+                    "weight": p.weight,
+                    "trend": extra.get("trend"),
+                    "demoted": bool(p.demoted),
+                }
+            )
+        out.append(
+            {
+                "account": name,
+                "basis": inputs.get("basis"),
+                "account_er": inputs.get("account_er"),
+                "updated_at": recent[0].created_at if recent else None,
+                "types": types,
+                "decisions": [decision_json(r) for r in recent[:decisions]],
+            }
+        )
+    return out
+
+
+def history(
+    conn: Connection, account: str | None = None, *, limit: int | None = None
+) -> list[dict[str, Any]]:
+    """Per account: the weights after each recompute, oldest first (the last ``limit``)."""
+    out = []
+    for account_id, name in account_ids(conn, account):
+        q = (
+            select(
+                decisions_t.c.created_at,
+                decisions_t.c.new_weights,
+                decisions_t.c.frozen,
+                decisions_t.c.policy,
+                decisions_t.c.inputs,
+            )
+            .where(decisions_t.c.account_id == account_id)
+            .order_by(decisions_t.c.created_at.desc(), decisions_t.c.id.desc())
+        )
+        if limit:
+            q = q.limit(limit)
+        rows = list(reversed(conn.execute(q).all()))
+        if not rows:
+            continue
+        out.append(
+            {
+                "account": name,
+                "history": [
+                    {
+                        "at": r.created_at,
+                        "weights": dict(r.new_weights or {}),
+                        "er": {
+                            t: v.get("er") for t, v in ((r.inputs or {}).get("types") or {}).items()
+                        },
+                        "frozen": bool(r.frozen),
+                        "policy": r.policy,
+                    }
+                    for r in rows
+                ],
+            }
+        )
+    return out
