@@ -55,8 +55,9 @@ def prepare_post(post: OutgoingPost, account: Account) -> OutgoingPost | None:
 
     Fires before every publish attempt and at plan validation (so limits are checked on the
     final text). Implementations run in turn, each seeing the previous one's result; return a
-    new ``OutgoingPost`` (``dataclasses.replace``) or None to leave it unchanged. A failing
-    transform fails the attempt with a plugin error; it never sends the untransformed post.
+    new ``OutgoingPost`` (``dataclasses.replace``) or None to leave it unchanged. They may be
+    coroutines. A failing transform fails the attempt with a plugin error; it never sends the
+    untransformed post. The same input must give the same output: it runs again on retries.
     """
 
 
@@ -77,7 +78,8 @@ def post_failed(post: OutgoingPost, account: Account, error: PublishError, final
 
 @hookspec
 def metrics_collected(account: Account, metrics: list[Metrics]) -> None:
-    """Fresh metric snapshots were stored for ``account``. All implementations run."""
+    """Fresh metric snapshots were stored for ``account``. All implementations run;
+    exceptions are logged and ignored."""
 
 
 @hookspec(firstresult=True)
@@ -92,4 +94,5 @@ def er_policy(settings: Any) -> Any:
 @hookspec
 def priorities_changed(account: Account, decision: dict[str, Any]) -> None:
     """An ER recompute changed ``account``'s content-type weights; ``decision`` is the stored
-    decision record (inputs, old and new weights, reason). All implementations run."""
+    decision record (inputs, old and new weights, reason). All implementations run (they may
+    be coroutines); exceptions are logged and ignored."""
