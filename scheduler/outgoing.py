@@ -105,8 +105,11 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
         return []  # reported once per account by the config check, not once per post
     view = _account_view(account)
     post = from_plan_item(item)
-    if _has_transforms():
-        post = asyncio.run(prepare(post, view))
+    try:
+        if _has_transforms():
+            post = asyncio.run(prepare(post, view))
+    except Exception as exc:  # a broken transform is reported on the post, not as a crash
+        return [("text", f"a prepare_post plugin failed: {type(exc).__name__}: {exc}", "")]
     try:
         issues = adapter.validate(post, view)
     except Exception as exc:  # a broken plugin must not abort validation of the whole plan

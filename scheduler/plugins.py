@@ -11,6 +11,7 @@ Operators' switches:
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import inspect
 import os
@@ -49,6 +50,7 @@ class PlatformInfo:
 _lock = threading.Lock()
 _pm: pluggy.PluginManager | None = None
 _platforms: dict[str, PlatformInfo] | None = None
+_failures: dict[str, str] = {}
 
 
 def _allowed() -> set[str] | None:
@@ -75,7 +77,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken third-party plugin must not stop the CLI
-            log.error("plugin_load_failed", plugin=ep.name, error=f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            _failures[ep.name] = reason
+            log.error("plugin_load_failed", plugin=ep.name, error=reason)
             continue
         pm.register(plugin, name=ep.name)
         # Record the distribution, as pluggy's own entry-point loader does.
@@ -115,6 +119,24 @@ def reset() -> None:
     with _lock:
         _pm = None
         _platforms = None
+        _failures.clear()
+
+
+def load_failures() -> dict[str, str]:
+    """Entry points that failed to load, with why (``"ExcType: message"``), by name."""
+    get_plugin_manager()
+    return dict(_failures)
+
+
+def _tracing() -> bool:
+    return bool(os.environ.get("SMM_TRACE_PLUGINS"))
+
+
+def _trace_call(hook: str, plugin: str) -> None:
+    # The core calls some implementations directly (to chain them, or to isolate each one),
+    # past pluggy's call monitoring: trace those calls here.
+    if _tracing():
+        log.debug("hook_call", hook=hook, plugins=[plugin])
 
 
 def register_plugin(plugin: object, name: str | None = None) -> None:
@@ -157,7 +179,15 @@ def platforms() -> dict[str, PlatformInfo]:
                 )
             found[name] = PlatformInfo(name, adapter, _plugin, _v)
 
-        impl.function(register=register)
+        _trace_call("register_platforms", plugin_name)
+        try:
+            impl.function(register=register)
+        except PluginError:
+            raise
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {plugin_name} failed in register_platforms: {type(exc).__name__}: {exc}"
+            ) from exc
     _platforms = found
     return found
 
@@ -179,23 +209,56 @@ async def await_me_maybe(value: T | Awaitable[T]) -> T:
 
 
 def call_all(hook_name: str, **kwargs: Any) -> list[Any]:
-    """Call every implementation of an event hook; log and swallow each one's failure."""
+    """Call every implementation of an event hook; log and swallow each one's failure.
+
+    An implementation that returns a coroutine is run too: as a task on the running event
+    loop (the daemon), or to completion when there is none (the CLI).
+    """
     pm = get_plugin_manager()
     results = []
     for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
         wanted = {k: v for k, v in kwargs.items() if k in impl.argnames}
+        _trace_call(hook_name, impl.plugin_name)
         try:
-            results.append(impl.function(**wanted))
+            result = impl.function(**wanted)
+            if inspect.isawaitable(result):
+                result = _run_event(hook_name, impl.plugin_name, result)
+            results.append(result)
         except Exception as exc:
-            log.error(
-                "plugin_hook_failed",
-                hook=hook_name,
-                plugin=impl.plugin_name,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            _event_failed(hook_name, impl.plugin_name, exc)
     return results
+
+
+def _event_failed(hook_name: str, plugin: str, exc: BaseException) -> None:
+    log.error(
+        "plugin_hook_failed", hook=hook_name, plugin=plugin, error=f"{type(exc).__name__}: {exc}"
+    )
+
+
+def _run_event(hook_name: str, plugin: str, awaitable: Awaitable[Any]) -> Any:
+    async def guarded() -> Any:
+        try:
+            return await awaitable
+        except Exception as exc:
+            _event_failed(hook_name, plugin, exc)
+            return None
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(guarded())
+    task = loop.create_task(guarded(), name=f"{hook_name}:{plugin}")
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return task
+
+
+#: Event tasks in flight; held so they are not garbage-collected before they finish.
+_background: set[asyncio.Task[Any]] = set()
 
 
 def hook_impls(hook_name: str) -> Iterable[Any]:
     """Implementations of ``hook_name`` in call order (for chained hooks like prepare_post)."""
-    return reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls())
+    for impl in reversed(getattr(get_plugin_manager().hook, hook_name).get_hookimpls()):
+        _trace_call(hook_name, impl.plugin_name)
+        yield impl

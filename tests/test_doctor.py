@@ -25,9 +25,6 @@ from scheduler.config import Config, parse_config
 from scheduler.db.engine import make_engine
 from scheduler.hookspecs import hookimpl
 
-if "doctor" not in cli.commands:
-    doctor.register(cli)
-
 SIM = """
 [accounts.riga]
 platform = "sim"

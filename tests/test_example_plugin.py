@@ -30,13 +30,8 @@ SETUPTOOLS_NEEDED = 77
 
 #: ``smm``, as its console script runs it.
 SMM = """
-import sys
-from scheduler.cli import cli, main
-if "plugins" in cli.commands:
-    main()
-else:  # until scheduler.cli registers the plugins group itself
-    from scheduler.cli.plugins import plugins_group
-    plugins_group.main(sys.argv[2:], prog_name="smm plugins")
+from scheduler.cli import main
+main()
 """
 
 

@@ -230,7 +230,8 @@ def test_new_posts_of_a_paused_account_wait_paused(engine: Engine, config: Confi
         engine,
         config,
         plan(
-            "- {id: a, account: riga, type: t, text: a}\n- {id: b, account: riga, type: t, text: b}\n"
+            "- {id: a, account: riga, type: t, text: a}\n"
+            "- {id: b, account: riga, type: t, text: b}\n"
         ),
     )
     assert rows(engine)["b"].state == PostState.PAUSED

@@ -30,7 +30,6 @@ from scheduler.adapter import (
     Rejected,
 )
 from scheduler.cli import cli
-from scheduler.cli.plugins import register as register_plugins_group
 from scheduler.config import AccountConfig
 from scheduler.hookspecs import hookimpl
 from scheduler.logging import reset_logging
@@ -72,8 +71,6 @@ def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def smm(*args: str) -> Result:
     """Run ``smm ARGS`` in-process."""
-    if "plugins" not in cli.commands:  # until scheduler.cli registers the group itself
-        register_plugins_group(cli)
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 
@@ -329,11 +326,6 @@ def test_without_smm_trace_plugins_hook_calls_are_not_logged() -> None:
     assert not [e for e in logs if e["event"] in ("hook_call", "hook_result")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="call_all, hook_impls and platforms() call implementations directly, past "
-    "pluggy's call monitoring, so SMM_TRACE_PLUGINS does not see the core's own calls",
-)
 def test_smm_trace_plugins_logs_event_hooks_called_by_the_core(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -391,11 +383,6 @@ def test_registering_anything_but_a_named_adapter_class_raises(
     assert "sloppy" in str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="platforms() lets an exception raised inside register_platforms escape as it is, "
-    "not as a PluginError naming the plugin",
-)
 def test_a_register_platforms_that_raises_becomes_a_plugin_error_naming_the_plugin() -> None:
     class Crashes:
         @hookimpl

@@ -13,14 +13,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 
 from scheduler.cli import cli
-from scheduler.cli.status import NEEDS_ATTENTION, daemon_state, register
+from scheduler.cli.status import NEEDS_ATTENTION, daemon_state
 from scheduler.daemon import store
 from scheduler.db.models import PostState
 from scheduler.queue import accounts_t, posts_t
 from scheduler.timeutil import utcnow
-
-if "status" not in cli.commands:
-    register(cli)
 
 Smm = Callable[..., Result]
 

@@ -10,7 +10,8 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError
 
-from scheduler import __version__, plugins
+from scheduler import __version__
+from scheduler import plugins as plugin_manager
 from scheduler.cli.app import App
 from scheduler.db.engine import redact_url
 from scheduler.errors import InvalidInput, SmmError
@@ -75,10 +76,11 @@ def cli(
 
 
 def _register() -> None:
-    from scheduler.cli import accounts, db, plan, queue, run
+    from scheduler.cli import accounts, db, doctor, plan, queue, run, status
     from scheduler.cli import config as config_cmd
+    from scheduler.cli import plugins as plugins_cli
 
-    for module in (db, config_cmd, plan, queue, accounts, run):
+    for module in (db, config_cmd, plan, queue, accounts, run, status, doctor, plugins_cli):
         module.register(cli)
 
 
@@ -87,7 +89,9 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    for impl in plugins.hook_impls("register_commands"):
+    # Plugins log while they load: make sure that goes to stderr, never into --json output.
+    configure_logging("warning")
+    for impl in plugin_manager.hook_impls("register_commands"):
         try:
             impl.function(cli=cli)
         except Exception as exc:  # a broken plugin must not take the CLI down
