@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, select
 from structlog.testing import capture_logs
 
-from scheduler import observability
+from scheduler import __version__, observability
 from scheduler.config import Config, parse_config
 from scheduler.daemon import store
 from scheduler.daemon.store import Claimed, Result
@@ -28,6 +30,7 @@ from scheduler.queue import Change, accounts_t, posts_t
 from scheduler.timeutil import Clock, utcnow
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 CONFIG = parse_config(
     """
@@ -455,7 +458,7 @@ def test_a_scrape_during_a_sim_run_shows_published_posts_and_their_lateness(
     assert found[g("smm_queue_posts", **sim, state="queued")] == 2
     assert found[g("smm_database_up")] == 1
     assert found[g("smm_daemon_info", daemon="d-test", hostname=socket.gethostname(),
-                   version=observability.__version__)] == 1  # fmt: skip
+                   version=__version__)] == 1  # fmt: skip
     assert any(name.startswith("process_") for name, _ in found)
 
 
@@ -469,3 +472,48 @@ def test_closing_the_server_stops_counting(sqlite_url: str) -> None:
     assert server.registry.get_sample_value("smm_leases_rescued_total", {"result": "requeued"}) == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url, timeout=2)
+
+
+# ----------------------------------------------------------------------------- the docs
+
+
+@pytest.fixture
+def exported(sqlite_url: str) -> dict[str, str]:
+    """Every smm_ metric the endpoint serves, by its name in the exposition, with its type."""
+    engine = make_engine(sqlite_url)
+    server = observability.start_metrics_server("127.0.0.1:0", engine)
+    assert server is not None
+    try:
+        suffix = {"counter": "_total", "info": "_info"}
+        return {
+            family.name + suffix.get(family.type, ""): family.type
+            for family in server.registry.collect()
+            if family.name.startswith("smm_")
+        }
+    finally:
+        server.close()
+        engine.dispose()
+
+
+def referenced(text: str, exported: dict[str, str]) -> set[str]:
+    """smm_ metric names in ``text``, with the histogram series suffixes taken off."""
+    names = set()
+    for name in re.findall(r"\bsmm_[a-z_]+", text):
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        names.add(base if exported.get(base) == "histogram" else name)
+    return names
+
+
+def test_every_metric_is_documented(exported: dict[str, str]) -> None:
+    doc = (DOCS / "monitoring.md").read_text(encoding="utf-8")
+    assert {f"`{name}`" for name in exported if f"`{name}`" not in doc} == set()
+
+
+def test_the_docs_and_the_dashboard_name_only_metrics_that_exist(
+    exported: dict[str, str],
+) -> None:
+    doc = (DOCS / "monitoring.md").read_text(encoding="utf-8")
+    dashboard = (DOCS / "grafana-dashboard.json").read_text(encoding="utf-8")
+    assert referenced(doc, exported) - set(exported) == set()
+    assert referenced(dashboard, exported) - set(exported) == set()
+    assert len(referenced(dashboard, exported)) >= 12
