@@ -268,7 +268,7 @@ def test_an_account_whose_platform_has_no_plugin_fails() -> None:
 
 def test_a_plugin_that_failed_to_load_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     failures = {"smm_broken": "ImportError: No module named 'smm_broken'"}
-    monkeypatch.setattr(plugins, "load_failures", lambda: failures, raising=False)
+    monkeypatch.setattr(plugins, "load_failures", lambda: failures)
     (check,) = doctor.check_plugins(None)
     assert check.level == Level.FAIL
     assert "smm_broken: ImportError" in check.message

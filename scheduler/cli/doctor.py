@@ -276,25 +276,9 @@ def check_credentials(config: Config) -> list[Check]:
 # ----------------------------------------------------------------------------- plugins
 
 
-def _load_failures() -> dict[str, str]:
-    """Entry points the plugin manager was allowed to load but did not, with why if known."""
-    pm = plugins.get_plugin_manager()
-    recorder: Callable[[], dict[str, str]] | None = getattr(plugins, "load_failures", None)
-    if recorder is not None:
-        return dict(recorder())
-    allowed = plugins._allowed()
-    return {
-        ep.name: "failed to load (see the plugin_load_failed log event)"
-        for ep in importlib.metadata.entry_points(group=plugins.ENTRY_POINT_GROUP)
-        if (allowed is None or ep.name in allowed)
-        and pm.get_plugin(ep.name) is None
-        and not pm.is_blocked(ep.name)
-    }
-
-
 def check_plugins(config: Config | None) -> list[Check]:
     """Plugins load, and every account's platform has one."""
-    failures = _load_failures()
+    failures = plugins.load_failures()
     try:
         known = plugins.platforms()
     except SmmError as exc:
