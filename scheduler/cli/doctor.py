@@ -8,7 +8,6 @@ A check that cannot run here (no systemd, SQLite instead of PostgreSQL) says SKI
 from __future__ import annotations
 
 import enum
-import importlib.metadata
 import importlib.util
 import os
 import shutil
