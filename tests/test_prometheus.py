@@ -391,14 +391,6 @@ def test_an_address_in_use_is_logged_and_the_daemon_goes_on(sqlite_url: str) -> 
 # ----------------------------------------------------------------------------- a real run
 
 
-class MeteredWorker(Worker):
-    """The daemon's Worker with the metrics calls the service makes (see docs/monitoring.md)."""
-
-    async def _write(self, batch: list[Result]) -> None:
-        await super()._write(batch)
-        observability.record_results(batch, self.config)
-
-
 def scrape(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -413,19 +405,11 @@ def test_a_scrape_during_a_sim_run_shows_published_posts_and_their_lateness(
     config: Config = parse_config(
         '[accounts.riga]\nplatform = "sim"\ntimezone = "Europe/Riga"\n', "config.toml"
     )
-    real_claim = store.claim
-
-    def metered_claim(*args: Any, **kwargs: Any) -> Any:
-        got, missed = real_claim(*args, **kwargs)
-        observability.record_claimed(got, missed, config)
-        return got, missed
-
-    monkeypatch.setattr(store, "claim", metered_claim)
     server = observability.start_metrics_server("127.0.0.1:0", engine, daemon_id="d-test")
     assert server is not None
 
     async def run() -> str:
-        worker = MeteredWorker(engine, config, owner="d-test")
+        worker = Worker(engine, config, owner="d-test")
         await worker.start()
         with engine.connect() as conn:
             riga = conn.execute(select(accounts_t.c.id)).scalar_one()

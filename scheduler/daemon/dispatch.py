@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from scheduler import observability
 from scheduler.adapter import Account, Adapter, OutgoingPost, Published, PublishError
 from scheduler.config import AccountConfig, Config, Policies
 from scheduler.daemon.limits import Limits
@@ -112,6 +113,7 @@ class Dispatcher:
                 message=f"waiting for {account.platform}'s rate limit (until {until:%H:%M:%S} UTC)",
             )
         if wait > timedelta(0):
+            observability.record_rate_limit_wait(account, wait.total_seconds())
             await asyncio.sleep(wait.total_seconds())
         async with self.limits.account_semaphore(c.account, policy):
             budget.record(self.clock.now())

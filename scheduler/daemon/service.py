@@ -23,6 +23,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
+from scheduler import observability
 from scheduler.config import Config
 from scheduler.daemon import systemd
 from scheduler.daemon.worker import Worker
@@ -188,6 +189,9 @@ class Service:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         worker = self.worker or Worker(self.engine, self.config, clock=self.clock)
         self.worker = worker
+        metrics = observability.start_metrics_server(
+            self.config.metrics_listen, self.engine, daemon_id=worker.owner, clock=self.clock
+        )
         await worker.start()
         if not self.once:
             self._install_signals(loop)
@@ -211,4 +215,6 @@ class Service:
             await worker.stop(deadline)
             await worker.heartbeat("stopped")
             await worker.close()
+            if metrics is not None:
+                metrics.close()
             log.info("daemon_stopped", daemon=worker.owner, **worker.stats)

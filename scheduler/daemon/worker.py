@@ -22,7 +22,7 @@ import httpx
 import structlog
 from sqlalchemy import Engine, select
 
-from scheduler import __version__, plugins
+from scheduler import __version__, observability, plugins
 from scheduler.accounts import sync_accounts
 from scheduler.adapter import Adapter, PublishError, Transient
 from scheduler.config import Config
@@ -167,6 +167,7 @@ class Worker:
             grace=grace,
             default_grace=default,
         )
+        observability.record_claimed(claimed, missed, self.config)
         if missed:
             self.stats["missed"] += len(missed)
             log.warning("posts_missed", count=len(missed), posts=[m.key for m in missed[:20]])
@@ -241,6 +242,7 @@ class Worker:
         await asyncio.to_thread(
             store.write_results, self.engine, self.owner, batch, self.clock.now()
         )
+        observability.record_results(batch, self.config)
         for r in batch:
             if r.state == PostState.PUBLISHED:
                 self.stats["published"] += 1
@@ -314,6 +316,7 @@ class Worker:
             self.clock.now(),
             self._idempotent_accounts(),
         )
+        observability.record_rescued(requeued, unsure)
         if requeued or unsure:
             log.warning("leases_rescued", requeued=requeued, unconfirmed=unsure)
         return requeued, unsure
@@ -408,6 +411,7 @@ class Worker:
                 for c in sent
             ]
             await asyncio.to_thread(store.write_results, self.engine, self.owner, results, now)
+            observability.record_results(results, self.config)
         self.inflight.clear()
 
 
