@@ -443,13 +443,18 @@ def no_pending(engine: Engine) -> Callable[[], bool]:
 # Test networks
 # =============================================================================================
 
-_SLOW_OPTIONS = frozenset({"latency", "stall_rate", "stall"})
+_SLOW_OPTIONS = frozenset({"latency", "stall_rate", "stall", "stall_before", "stall_after"})
 
 
 class _Slow:
-    """Latency for the sim: ``latency`` (seconds, at most, split before and after the network
-    takes the post), and a share ``stall_rate`` of requests that stall for ``stall`` seconds
-    (before or after the network took the post). Draws are seeded by key and attempt."""
+    """Latency for the sim network, from account options.
+
+    ``latency``: at most this many seconds, split before and after the network takes the
+    post. ``stall`` seconds more for a share ``stall_rate`` of requests (before or after the
+    network takes the post, drawn by key and attempt), and for the posts listed in
+    ``stall_before`` (the network has not taken them yet) and ``stall_after`` (it has; the
+    answer is late) on their first request in the process.
+    """
 
     _plain: dict[str, tuple[Mapping[str, Any], Account]]
     _calls: Counter[str]
@@ -475,14 +480,21 @@ class _Slow:
     ) -> Published:
         calls = self.__dict__.setdefault("_calls", Counter())
         calls[idempotency_key] += 1
+        first = calls[idempotency_key] == 1
         rng = random.Random(f"{idempotency_key}:{calls[idempotency_key]}")
-        latency = float(account.options.get("latency", 0.0))
+        opts = account.options
+        latency = float(opts.get("latency", 0.0))
+        stall = float(opts.get("stall", 30.0))
         before, after = rng.uniform(0, latency / 2), rng.uniform(0, latency / 2)
-        if rng.random() < float(account.options.get("stall_rate", 0.0)):
+        if rng.random() < float(opts.get("stall_rate", 0.0)):
             if rng.random() < 0.5:
-                before += float(account.options.get("stall", 30.0))
+                before += stall
             else:
-                after += float(account.options.get("stall", 30.0))
+                after += stall
+        if first and post.key in opts.get("stall_before", ()):
+            before += stall
+        if first and post.key in opts.get("stall_after", ()):
+            after += stall
         await asyncio.sleep(before)
         published = await super().publish(post, self._sim_account(account), idempotency_key)  # type: ignore[misc]
         await asyncio.sleep(after)
