@@ -1,0 +1,349 @@
+"""The daemon's policies end to end: misfire after downtime, rescue of expired leases and
+settling of unconfirmed posts, paused accounts on expired credentials, settling by hand, and
+publishing on time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from daemon_support import (
+    attempt_rows,
+    config_at,
+    event_rows,
+    ledger_posts,
+    no_pending,
+    post_rows,
+    run_service,
+    seed_posts,
+    utcnow,
+    write_config,
+)
+from smm_sim import SimAdapter, SimPlainAdapter, read_ledger, requests_per_key, reset_worlds
+from sqlalchemy import Engine
+
+from scheduler.cli import cli
+from scheduler.config import Config
+from scheduler.daemon import store
+from scheduler.daemon.service import Service
+from scheduler.daemon.worker import Worker
+from scheduler.db.engine import make_engine
+from scheduler.db.models import Outcome, PostState
+from scheduler.outgoing import account_view, from_row
+
+DAEMON = {"tick": "0.1s", "lease": "2s", "shutdown_deadline": "2s", "publish_timeout": "5s"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_networks() -> Iterator[None]:
+    reset_worlds()
+    yield
+    reset_worlds()
+
+
+def run_once(engine: Engine, config: Config) -> None:
+    """``smm run --once`` in-process: publish what is due, then return."""
+
+    async def go() -> None:
+        await asyncio.wait_for(Service(engine, config, once=True).run(), 60)
+
+    asyncio.run(go())
+
+
+def smm(db_url: str, config: Path, *args: str, expect: int = 0) -> str:
+    result = CliRunner().invoke(cli, ["--db", db_url, "--config", str(config), *args])
+    assert result.exit_code == expect, result.output
+    return result.output
+
+
+# ------------------------------------------------------------------------------ misfire
+
+
+def test_after_downtime_late_posts_are_missed_and_recent_ones_go_out(
+    db_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "deliveries.jsonl"
+    path = write_config(
+        tmp_path / "config.toml",
+        {
+            "strict": {"platform": "sim", "options": {"ledger": str(ledger)}},
+            "lenient": {
+                "platform": "sim",
+                "options": {"ledger": str(ledger)},
+                "policies": {"misfire_grace": "10m"},
+            },
+        },
+        daemon=DAEMON,
+        policies={"misfire_grace": "60s"},
+    )
+    config = config_at(path)
+    engine = make_engine(db_url)
+    now = utcnow()
+    ago = lambda **kw: now - timedelta(**kw)  # noqa: E731
+    # A day of downtime: posts every 15 minutes that nobody published.
+    stale = [(f"strict-day-{i}", "strict", ago(minutes=20 + 15 * i)) for i in range(96)]
+    seed_posts(
+        engine,
+        config,
+        [
+            *stale,
+            ("strict-2m", "strict", ago(minutes=2)),
+            ("strict-30s", "strict", ago(seconds=30)),
+            ("strict-5s", "strict", ago(seconds=5)),
+            ("strict-later", "strict", now + timedelta(hours=1)),
+            ("lenient-2m", "lenient", ago(minutes=2)),
+            ("lenient-30m", "lenient", ago(minutes=30)),
+        ],
+    )
+
+    run_once(engine, config)
+
+    posts = post_rows(engine)
+    missed = {k for k, p in posts.items() if p.state == PostState.MISSED}
+    published = {k for k, p in posts.items() if p.state == PostState.PUBLISHED}
+    assert missed == {k for k, _, _ in stale} | {"strict-2m", "lenient-30m"}
+    assert published == {"strict-30s", "strict-5s", "lenient-2m"}
+    assert posts["strict-later"].state == PostState.QUEUED
+    # Missed posts say why, never reached the network, and their change is on record.
+    for key in missed:
+        assert posts[key].error_class == "missed"
+        assert "misfire" in posts[key].last_error
+    sent = {e.post_key for e in read_ledger(ledger)}
+    assert sent == published
+    assert not {a.key for a in attempt_rows(engine)} & missed
+    events = {e.key: e for e in event_rows(engine) if e.to_state == PostState.MISSED}
+    assert set(events) == missed
+    assert all(e.reason == "later than the misfire grace" for e in events.values())
+    engine.dispose()
+
+
+# ------------------------------------------------------------------------------ rescue
+
+
+def test_expired_leases_are_resent_under_the_key_or_left_unconfirmed_then_looked_up(
+    db_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "deliveries.jsonl"
+    path = write_config(
+        tmp_path / "config.toml",
+        {
+            "idem": {"platform": "sim", "options": {"ledger": str(ledger)}},
+            "plain": {"platform": "sim-plain", "options": {"ledger": str(ledger)}},
+        },
+        daemon=DAEMON,
+        policies={"misfire_grace": "1h"},
+    )
+    config = config_at(path)
+    engine = make_engine(db_url)
+    now = utcnow()
+    keys = ["idem-sent", "idem-unsent", "plain-sent", "plain-unsent"]
+    seed_posts(engine, config, [(k, k.split("-")[0], now - timedelta(seconds=10)) for k in keys])
+
+    # A daemon claims them all and dies; two of its requests had reached the network.
+    dead = "crashed-host:4242:0badc0"
+    claimed, _ = store.claim(
+        engine,
+        dead,
+        now - timedelta(seconds=5),
+        lease=timedelta(seconds=1),
+        limit=10,
+        grace={},
+        default_grace=timedelta(hours=1),
+    )
+    assert len(claimed) == 4
+
+    async def dead_daemon_sends() -> None:
+        async with httpx.AsyncClient() as client:
+            for c in claimed:
+                if c.row.key.endswith("-sent"):
+                    cls = SimAdapter if c.account == "idem" else SimPlainAdapter
+                    view = account_view(config.accounts[c.account])
+                    await cls(client).publish(
+                        from_row(c.row, c.account), view, c.row.idempotency_key
+                    )
+
+    asyncio.run(dead_daemon_sends())
+    reset_worlds()  # the new daemon knows only what the network tells it
+
+    async def new_daemon() -> tuple[Any, ...]:
+        worker = Worker(engine, config)
+        await worker.start()
+        try:
+            rescued = await worker.rescue()
+            after_rescue = post_rows(engine)
+            await worker.claim_and_dispatch()
+            await worker.drain()
+            after_resend = post_rows(engine)
+            settled = await worker.reconcile()
+            after_lookup = post_rows(engine)
+            await worker.claim_and_dispatch()
+            await worker.drain()
+            return rescued, after_rescue, after_resend, settled, after_lookup
+        finally:
+            await worker.close()
+
+    rescued, after_rescue, after_resend, settled, after_lookup = asyncio.run(new_daemon())
+    final = post_rows(engine)
+    attempts = attempt_rows(engine)
+    created = ledger_posts(ledger)
+    requests = requests_per_key(ledger)
+
+    # Rescue: the idempotent network's posts are due again; the others unconfirmed.
+    assert rescued == (2, 2)
+    assert {k: after_rescue[k].state for k in keys} == {
+        "idem-sent": PostState.RETRY_WAIT,
+        "idem-unsent": PostState.RETRY_WAIT,
+        "plain-sent": PostState.UNCONFIRMED,
+        "plain-unsent": PostState.UNCONFIRMED,
+    }
+    assert all(a.outcome == Outcome.ABANDONED for a in attempts if a.owner == dead)
+    # Resent with the same key: the network returned the post it had, no second post.
+    for key in ("idem-sent", "idem-unsent"):
+        p = after_resend[key]
+        assert p.state == PostState.PUBLISHED
+        assert created[p.idempotency_key] == [p.remote_id]
+        mine = [a for a in attempts if a.key == key]
+        assert [a.idempotency_key for a in mine] == [p.idempotency_key] * 2
+    assert requests[final["idem-sent"].idempotency_key] == 2  # the dead daemon's, then ours
+    # Unconfirmed posts are never resent blindly: the lookup settles them.
+    assert after_resend["plain-sent"].state == PostState.UNCONFIRMED
+    assert settled == 2
+    assert after_lookup["plain-sent"].state == PostState.PUBLISHED
+    assert after_lookup["plain-sent"].remote_id == created[final["plain-sent"].idempotency_key][0]
+    assert after_lookup["plain-unsent"].state == PostState.RETRY_WAIT
+    reasons = {e.key: e.reason for e in event_rows(engine) if e.from_state == "unconfirmed"}
+    assert reasons == {
+        "plain-sent": "the network confirmed it",
+        "plain-unsent": "the network has no such post",
+    }
+    # The absent one went out once; the present one was never sent again.
+    assert final["plain-unsent"].state == PostState.PUBLISHED
+    for key in keys:
+        assert created[final[key].idempotency_key] == [final[key].remote_id], key
+    assert requests[final["plain-sent"].idempotency_key] == 1
+    engine.dispose()
+
+
+# ------------------------------------------------------------------------------ auth
+
+
+def test_expired_credentials_pause_the_account_and_its_other_posts_wait(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "deliveries.jsonl"
+    accounts: dict[str, Any] = {
+        "locked": {
+            "platform": "sim",
+            "options": {"ledger": str(ledger), "fail_rate": 1.0, "fail_mix": {"auth_expired": 1}},
+        },
+        "fine": {"platform": "sim", "options": {"ledger": str(ledger)}},
+    }
+    path = write_config(tmp_path / "config.toml", accounts, daemon=DAEMON)
+    config = config_at(path)
+    engine = make_engine(sqlite_url)
+    now = utcnow()
+    later = now + timedelta(seconds=1.5)
+    seed_posts(
+        engine,
+        config,
+        [("locked-0", "locked", now)]
+        + [(f"locked-{i}", "locked", later) for i in range(1, 4)]
+        + [("fine-0", "fine", now), ("fine-1", "fine", later)],
+    )
+
+    asyncio.run(run_service(engine, config, until=no_pending(engine), timeout=60))
+
+    posts = post_rows(engine)
+    assert posts["fine-0"].state == posts["fine-1"].state == PostState.PUBLISHED
+    assert {posts[f"locked-{i}"].state for i in range(4)} == {PostState.PAUSED}
+    tried = [a for a in attempt_rows(engine) if a.key.startswith("locked")]
+    assert [(a.key, a.outcome) for a in tried] == [("locked-0", Outcome.AUTH_EXPIRED)]
+    assert not {e.post_key for e in read_ledger(ledger)} & set(posts) - {"fine-0", "fine-1"}
+    listed = {a["name"]: a for a in json.loads(smm(sqlite_url, path, "accounts", "list", "--json"))}
+    assert listed["locked"]["paused"] is True
+    assert listed["locked"]["auth_state"] == "expired"
+    assert "simulated expired token" in listed["locked"]["paused_reason"]
+    assert listed["locked"]["waiting"] == 4
+    assert (listed["fine"]["paused"], listed["fine"]["auth_state"]) == (False, "ok")
+
+    # Credentials renewed, account resumed: its posts go out.
+    accounts["locked"]["options"] = {"ledger": str(ledger)}
+    write_config(path, accounts, daemon=DAEMON)
+    smm(sqlite_url, path, "queue", "resume", "--account", "locked")
+    run_once(engine, config_at(path))
+    posts = post_rows(engine)
+    assert {p.state for p in posts.values()} == {PostState.PUBLISHED}
+    engine.dispose()
+
+
+# ------------------------------------------------------------------------------ by hand
+
+
+def test_queue_resolve_settles_an_unconfirmed_post_by_hand(sqlite_url: str, tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path / "config.toml",
+        {
+            "plain": {
+                "platform": "sim-plain",
+                "options": {"fail_rate": 1.0, "fail_mix": {"outcome_unknown": 1}},
+            }
+        },
+        daemon=DAEMON,
+    )
+    config = config_at(path)
+    engine = make_engine(sqlite_url)
+    seed_posts(engine, config, [(f"u{i}", "plain", utcnow()) for i in range(3)])
+    run_once(engine, config)
+    posts = post_rows(engine)
+    assert {p.state for p in posts.values()} == {PostState.UNCONFIRMED}
+    assert all("simulated timeout" in p.last_error for p in posts.values())
+
+    url = "https://sim.invalid/plain/by-hand"
+    assert url in smm(sqlite_url, path, "queue", "resolve", "u0", "--published", url)
+    assert "queued again" in smm(sqlite_url, path, "queue", "resolve", "u1", "--not-published")
+    out = smm(sqlite_url, path, "queue", "resolve", "u0", "--not-published", expect=1)
+    assert "not unconfirmed" in out
+    smm(sqlite_url, path, "queue", "resolve", "u2", expect=2)
+    smm(sqlite_url, path, "queue", "resolve", "u2", "--published", url, "--not-published", expect=2)
+
+    posts = post_rows(engine)
+    assert (posts["u0"].state, posts["u0"].remote_url) == (PostState.PUBLISHED, url)
+    assert posts["u1"].state == PostState.RETRY_WAIT
+    assert posts["u2"].state == PostState.UNCONFIRMED
+    by_hand = [(e.key, e.from_state, e.to_state) for e in event_rows(engine) if e.actor == "cli"]
+    assert by_hand == [("u0", "unconfirmed", "published"), ("u1", "unconfirmed", "retry_wait")]
+    engine.dispose()
+
+
+# ------------------------------------------------------------------------------ on time
+
+
+def test_a_post_due_at_t_is_claimed_right_after_t_not_at_the_next_tick(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    path = write_config(
+        tmp_path / "config.toml",
+        {"a": {"platform": "sim"}},
+        # A long tick: only waking at the earliest due time can be on time.
+        daemon={**DAEMON, "tick": "30s"},
+    )
+    config = config_at(path)
+    engine = make_engine(sqlite_url)
+    start = utcnow()
+    due = [start + timedelta(seconds=1.5 + 0.37 * i) for i in range(8)]
+    seed_posts(engine, config, [(f"t{i}", "a", d) for i, d in enumerate(due)])
+
+    asyncio.run(run_service(engine, config, until=no_pending(engine), timeout=60))
+
+    lateness = {a.key: (a.started_at - a.due_at).total_seconds() for a in attempt_rows(engine)}
+    print("lateness (s):", {k: round(v, 3) for k, v in lateness.items()})
+    assert set(lateness) == {f"t{i}" for i in range(8)}
+    assert all(0 <= late < 1.5 for late in lateness.values()), lateness
+    engine.dispose()
