@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
+import pickle
 import random
 import signal
 import subprocess
 import sys
 import time
+import types
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -235,6 +238,33 @@ def ledger_posts(path: Path) -> dict[str, list[str]]:
         if not e.duplicate:
             out.setdefault(e.key, []).append(e.remote_id)
     return out
+
+
+def detached(rows: Mapping[str, Any]) -> dict[str, Any]:
+    """Rows as plain attribute objects (picklable, usable after the engine is gone)."""
+    return {k: types.SimpleNamespace(**r._mapping) for k, r in rows.items()}
+
+
+def once_per_session(factory: Any, name: str, compute: Callable[[Path], T]) -> T:
+    """``compute(workdir)`` once per test session, even across xdist workers.
+
+    For expensive runs that several tests check: the first worker to ask runs it and pickles
+    the result; the others wait for it and read it.
+    """
+    root: Path = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this session
+    result = root / f"{name}.pickle"
+    with (root / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if result.exists():
+            value: T = pickle.loads(result.read_bytes())
+            return value
+        workdir = root / name
+        workdir.mkdir(exist_ok=True)
+        value = compute(workdir)
+        result.write_bytes(pickle.dumps(value))
+        return value
 
 
 def wait_until(

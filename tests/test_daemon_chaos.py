@@ -36,10 +36,10 @@ from scheduler.db.engine import make_engine
 from scheduler.db.models import Outcome, PostState
 
 POSTS = 2000
-KILLS = 24
+KILLS = 20
 #: Due times are spread over this many seconds, so that posts keep falling due while the
 #: daemon is killed and restarted.
-SPREAD_S = 25.0
+SPREAD_S = 20.0
 
 
 @pytest.mark.slow

@@ -23,7 +23,9 @@ import httpx
 import pytest
 from daemon_support import (
     config_at,
+    detached,
     no_pending,
+    once_per_session,
     post_rows,
     registered,
     run_service,
@@ -263,7 +265,7 @@ def early_requests(requests: list[Request]) -> list[tuple[Request, Request]]:
 
 
 SEED = int(os.environ.get("SMM_FAULT_SEED") or 20260501)
-POSTS = 320
+POSTS = 200
 
 
 @dataclass
@@ -325,14 +327,19 @@ def run_faulty(
 
 @pytest.fixture(scope="module")
 def faulty_run(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> FaultyRun:
-    """One run of 320 posts through the faulty network, shared by the checks below."""
-    workdir = tmp_path_factory.mktemp("faults")
-    shutil.copyfile(sqlite_template, workdir / "smm.db")
-    network = FaultyNetwork(SEED)
-    posts = run_faulty(f"sqlite:///{workdir / 'smm.db'}", workdir, network, POSTS)
-    answers = Counter(r.answer for r in network.requests)
-    print(f"fault seed {SEED} (SMM_FAULT_SEED): {len(network.requests)} requests, {dict(answers)}")
-    return FaultyRun(network, posts)
+    """One run of the posts through the faulty network, shared by the checks below."""
+
+    def compute(workdir: Path) -> FaultyRun:
+        shutil.copyfile(sqlite_template, workdir / "smm.db")
+        network = FaultyNetwork(SEED)
+        posts = run_faulty(f"sqlite:///{workdir / 'smm.db'}", workdir, network, POSTS)
+        network.rng = random.Random()  # the rest is plain data
+        return FaultyRun(network, detached(posts))
+
+    run = once_per_session(tmp_path_factory, "faulty-network", compute)
+    answers = Counter(r.answer for r in run.network.requests)
+    print(f"fault seed {SEED} (SMM_FAULT_SEED): {len(run.network.requests)} requests, {answers}")
+    return run
 
 
 def test_faulty_network_every_post_ends_published_or_terminal_and_never_twice(

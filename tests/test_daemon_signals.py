@@ -17,8 +17,10 @@ from daemon_support import (
     Daemons,
     attempt_rows,
     config_at,
+    detached,
     group_by,
     ledger_posts,
+    once_per_session,
     pending_count,
     post_rows,
     seed_posts,
@@ -85,7 +87,14 @@ class SigtermRun:
 @pytest.fixture(scope="module")
 def sigterm_run(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> SigtermRun:
     """SIGTERM to `smm run` mid-burst (some requests stalled in flight), then a restart."""
-    tmp_path = tmp_path_factory.mktemp("sigterm")
+    return once_per_session(
+        tmp_path_factory,
+        "sigterm-mid-burst",
+        lambda workdir: _sigterm_run(sqlite_template, workdir),
+    )
+
+
+def _sigterm_run(sqlite_template: Path, tmp_path: Path) -> SigtermRun:
     shutil.copyfile(sqlite_template, tmp_path / "smm.db")
     db_url = f"sqlite:///{tmp_path / 'smm.db'}"
     ledger = tmp_path / "deliveries.jsonl"
@@ -106,8 +115,8 @@ def sigterm_run(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory)
             sent_at = time.monotonic()
             rc = d.wait(SHUTDOWN_DEADLINE_S + EXIT_MARGIN_S + 30)
             took = time.monotonic() - sent_at
-            stopped = post_rows(engine)
-            last_attempt = {a.key: a for a in attempt_rows(engine)}
+            stopped = detached(post_rows(engine))
+            last_attempt = detached({a.key: a for a in attempt_rows(engine)})
             created_when_stopped = ledger_posts(ledger)
 
             # A restarted daemon (no stalls this time) finishes the rest.
@@ -120,7 +129,7 @@ def sigterm_run(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory)
             stopped,
             last_attempt,
             created_when_stopped,
-            post_rows(engine),
+            detached(post_rows(engine)),
             ledger_posts(ledger),
             requests_per_key(ledger),
         )
