@@ -4,7 +4,8 @@
 account's waiting queue posts so that, counting what was published lately, each next slot
 goes to the content type that is owed a post and whose deadline comes first (Tijdeman's
 chairman assignment), which keeps every type within one post of its share at every slot.
-Within a type the plan's order holds. Fixed-time posts never take part (``assign_queue_slots`` never moves them).
+Within a type the plan's order holds. Fixed-time posts never take part
+(``assign_queue_slots`` never moves them).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from scheduler.config import ERSettings
 from scheduler.er.stats import AccountStats, TypeStats
-from scheduler.er.weights import EPS, Limits, constrain, fit_limits
+from scheduler.er.weights import Limits, constrain, fit_limits
 
 #: Thompson draws per recompute: enough for shares steady to about a percent.
 DRAWS = 2000
@@ -142,11 +142,13 @@ class ThompsonPolicy:
             return Decision({}, "no content types yet: nothing to weigh")
         base, entered = carry_over(old_weights, types)
         limits = fit_limits(len(types), settings.floor, settings.ceiling)
+        # Measured posts, not decayed weight, open the gate: with a floor and a short
+        # half-life a type's decayed weight can stay under min_posts for ever, and how old
+        # the evidence is already shows in the width of its posterior.
         eligible = [
             t
             for t in types
-            if stats.types[t].er is not None
-            and stats.types[t].effective_posts >= settings.min_posts - EPS
+            if stats.types[t].er is not None and stats.types[t].posts >= settings.min_posts
         ]
         ranking = len(eligible) >= 2
         shares = {}
@@ -249,7 +251,7 @@ class ThompsonPolicy:
             parts.append(
                 "kept until they have "
                 f"{settings.min_posts} posts: "
-                + ", ".join(f"{t} ({stats.types[t].effective_posts:.1f})" for t in waiting)
+                + ", ".join(f"{t} ({stats.types[t].posts})" for t in waiting)
             )
         if len(eligible) < 2 and len(new) >= 2:
             parts.insert(0, "no change: fewer than two types have enough posts to compare")

@@ -34,7 +34,7 @@ HORIZON_HALF_LIVES = 10
 #: Bounds of the prior strength, in posts: at least a couple of posts' worth of pull toward
 #: the account mean (a handful of types says little about how much types differ), at most
 #: enough that a type with a long record is judged on its own posts.
-PRIOR_STRENGTH = (2.0, 50.0)
+PRIOR_STRENGTH = (2.0, 10.0)
 #: The post-to-post spread assumed, relative to the mean, until there are more posts than
 #: types to measure it.
 DEFAULT_RELATIVE_SPREAD = 0.5
@@ -230,7 +230,7 @@ def _round(value: float | None, digits: int = 6) -> float | None:
 
 
 def shrink(
-    evidence: Mapping[str, Evidence], *, prior_strength: tuple[float, float] = PRIOR_STRENGTH
+    evidence: Mapping[str, Evidence], *, prior_strength: tuple[float, float] | None = None
 ) -> tuple[float | None, float | None, float | None, dict[str, TypeStats]]:
     """Empirical-Bayes shrinkage of each type's mean toward the account's pooled mean.
 
@@ -252,7 +252,7 @@ def shrink(
     spread2 = within / dof if dof >= 1 else (DEFAULT_RELATIVE_SPREAD * mean) ** 2
     # A spread of exactly 0 (identical readings) would make every interval a point.
     spread2 = max(spread2, (1e-3 * mean) ** 2, 1e-12)
-    lo, hi = prior_strength
+    lo, hi = prior_strength or PRIOR_STRENGTH
     k = hi
     if len(seen) >= 2:
         between = sum(e.weight * (e.total / e.weight - mean) ** 2 for e in seen.values())

@@ -1,0 +1,143 @@
+"""``smm er``: the per-type table, the decisions, the trajectory, recompute, the terminal chart."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from test_er_support import DAY, T0, Builder
+
+from scheduler.cli import cli
+from scheduler.cli.er import register
+from scheduler.db.engine import make_engine
+from scheduler.er.plot import bar, sparkline
+
+if "er" not in cli.commands:
+    register(cli)
+
+TRUE_ER = {"instruction": 0.04, "laugh": 0.03, "medal": 0.02}
+
+
+@pytest.fixture
+def smm(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Run ``smm`` on the test database with "now" fixed at T0 (no config file)."""
+    monkeypatch.setattr("scheduler.cli.app.App.now", lambda self: T0)
+    monkeypatch.delenv("SMM_CONFIG", raising=False)
+
+    def run(*args: str, expect: int = 0) -> Result:
+        result = CliRunner().invoke(cli, ["--db", db_url, *args], catch_exceptions=False)
+        assert result.exit_code == expect, result.output
+        return result
+
+    return run
+
+
+@pytest.fixture
+def seeded(db_url: str) -> None:
+    engine = make_engine(db_url)
+    rng = random.Random(3)
+    try:
+        with engine.begin() as conn:
+            b = Builder(conn)
+            acc = b.account("riga", "sim")
+            for t, er in TRUE_ER.items():
+                for i in range(8):
+                    b.measured(acc, t, er * rng.uniform(0.9, 1.1), published_at=T0 - (4 + i) * DAY)
+    finally:
+        engine.dispose()
+
+
+def test_er_before_any_recompute_says_so(smm: Any) -> None:
+    assert "no ER recompute yet" in smm("er").output
+    assert json.loads(smm("er", "--json").output) == []
+
+
+def test_recompute_prints_each_decision(smm: Any, seeded: None) -> None:
+    out = smm("er", "recompute").output
+    assert "riga" in out
+    assert "instruction up 0.33 -> 0.43 (max change): ER" in out
+
+
+def test_recompute_json_shape(smm: Any, seeded: None) -> None:
+    (decision,) = json.loads(smm("er", "recompute", "--json").output)
+    assert set(decision) == {
+        "id", "account", "at", "policy", "frozen", "changed", "old_weights", "new_weights",
+        "demoted", "reason",
+    }  # fmt: skip
+    assert decision["account"] == "riga"
+    assert decision["at"] == "2026-03-01T12:00:00Z"
+    assert sum(decision["new_weights"].values()) == pytest.approx(1)
+
+
+def test_er_json_shape(smm: Any, seeded: None) -> None:
+    smm("er", "recompute")
+    (account,) = json.loads(smm("er", "--json").output)
+    assert set(account) == {"account", "basis", "account_er", "updated_at", "types", "decisions"}
+    assert account["basis"] == "reach"
+    assert [t["type"] for t in account["types"]] == ["instruction", "laugh", "medal"]
+    best = account["types"][0]
+    assert set(best) == {
+        "type", "er", "er_low", "er_high", "posts", "effective_posts", "weight", "trend",
+        "demoted",
+    }  # fmt: skip
+    assert best["er_low"] < best["er"] < best["er_high"]
+    assert best["posts"] == 8
+    assert best["demoted"] is False
+    (decision,) = account["decisions"]
+    assert set(decision) == {
+        "at", "policy", "frozen", "changed", "old_weights", "new_weights", "reason",
+    }  # fmt: skip
+
+
+def test_er_table_shows_types_and_reasons(smm: Any, seeded: None) -> None:
+    smm("er", "recompute")
+    out = smm("er", "--account", "riga").output
+    assert "ER by reach" in out
+    assert "90% INTERVAL" in out
+    assert "instruction up 0.33 -> 0.43" in out
+
+
+def test_history_json_is_the_trajectory_oldest_first(smm: Any, seeded: None) -> None:
+    smm("er", "recompute")
+    smm("er", "recompute")
+    (account,) = json.loads(smm("er", "history", "--json").output)
+    assert account["account"] == "riga"
+    steps = account["history"]
+    assert len(steps) == 2
+    assert set(steps[0]) == {"at", "weights", "er", "frozen", "policy"}
+    assert steps[0]["weights"]["instruction"] < steps[1]["weights"]["instruction"]
+    assert json.loads(smm("er", "history", "--json", "--limit", "1").output)[0]["history"] == [
+        steps[1]
+    ]
+
+
+def test_history_table(smm: Any, seeded: None) -> None:
+    smm("er", "recompute")
+    out = smm("er", "history").output
+    assert "INSTRUCTION" in out
+    assert "2026-03-01T12:00:00Z" in out
+
+
+def test_plot_draws_with_block_characters(smm: Any, seeded: None) -> None:
+    smm("er", "recompute")
+    smm("er", "recompute")
+    out = smm("er", "--plot").output
+    assert "priority over 2 recomputes" in out
+    assert any(c in out for c in "▁▂▃▄▅▆▇█")
+    assert "ER per type (90% interval)" in out
+    assert "instruction" in out
+
+
+def test_an_unknown_account_is_an_error(smm: Any) -> None:
+    assert "no account 'nope'" in smm("er", "--account", "nope", expect=1).output
+    assert "no account 'nope'" in smm("er", "recompute", "--account", "nope", expect=1).output
+
+
+def test_sparkline_and_bar_scale_to_the_top_value() -> None:
+    assert sparkline([0.0, 0.5, 1.0], top=1.0) == "▁▅█"
+    assert len(sparkline([0.1] * 500, top=1.0, width=60)) == 60
+    assert bar(0.5, 1.0, width=4) == "██"
+    assert bar(0.0, 1.0) == ""

@@ -1,0 +1,128 @@
+"""Builders shared by the ER tests (this module holds no tests): accounts, posts, snapshots.
+
+Rows go straight into the tables, so each test states exactly the history it needs.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from scheduler.db.models import Account, MetricSnapshot, Post, PostState, Schedule
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+accounts_t = Account.__table__  # type: ignore[attr-defined]
+posts_t = Post.__table__  # type: ignore[attr-defined]
+snapshots_t = MetricSnapshot.__table__  # type: ignore[attr-defined]
+
+_ids = itertools.count(1)
+
+
+@dataclass
+class Builder:
+    """Writes test data through one connection; ``now`` stamps created/updated times."""
+
+    conn: Connection
+    now: datetime = T0
+    accounts: dict[str, int] = field(default_factory=dict)
+
+    def account(self, name: str = "acc", platform: str = "sim") -> int:
+        result = self.conn.execute(
+            accounts_t.insert().values(
+                name=name,
+                platform=platform,
+                timezone="UTC",
+                paused=False,
+                auth_state="ok",
+                created_at=self.now,
+                updated_at=self.now,
+            )
+        )
+        assert result.inserted_primary_key is not None
+        self.accounts[name] = int(result.inserted_primary_key[0])
+        return self.accounts[name]
+
+    def post(
+        self,
+        account_id: int,
+        content_type: str,
+        *,
+        state: str = PostState.PUBLISHED,
+        published_at: datetime | None = None,
+        followers: int | None = None,
+        evergreen: bool = False,
+        key: str | None = None,
+        plan_order: int | None = None,
+        schedule: str = Schedule.QUEUE,
+        due_at: datetime | None = None,
+        **extra: Any,
+    ) -> int:
+        n = next(_ids)
+        published = state == PostState.PUBLISHED
+        values = {
+            "key": key or f"p{n}",
+            "account_id": account_id,
+            "content_type": content_type,
+            "text": f"post {n}",
+            "media": [],
+            "tags": [],
+            "evergreen": evergreen,
+            "schedule": schedule,
+            "plan_order": n if plan_order is None else plan_order,
+            "content_hash": "0" * 64,
+            "state": state,
+            "due_at": due_at,
+            "next_attempt_at": due_at,
+            "idempotency_key": f"idem-{n}",
+            "attempt_count": 0,
+            "repeat_count": 0,
+            "published_at": (published_at or self.now - 5 * DAY) if published else None,
+            "remote_id": f"r{n}" if published else None,
+            "followers_at_publish": followers,
+            "created_at": self.now,
+            "updated_at": self.now,
+            **extra,
+        }
+        result = self.conn.execute(posts_t.insert().values(**values))
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
+
+    def snapshot(self, post_id: int, age: timedelta, **counters: int | None) -> None:
+        self.conn.execute(
+            snapshots_t.insert().values(
+                post_id=post_id,
+                collected_at=self.now,
+                age_seconds=int(age.total_seconds()),
+                **counters,
+            )
+        )
+
+    def measured(
+        self,
+        account_id: int,
+        content_type: str,
+        er: float,
+        *,
+        published_at: datetime | None = None,
+        reach: int = 10_000,
+        ages: Iterable[timedelta] = (24 * HOUR, 72 * HOUR),
+        growth: float = 1.0,
+    ) -> int:
+        """A published post whose ER by reach is ``er`` at its last reading (``er / growth``
+        at the earlier ones), read at ``ages``."""
+        post_id = self.post(account_id, content_type, published_at=published_at)
+        ages = sorted(ages)
+        for i, age in enumerate(ages):
+            value = er if i == len(ages) - 1 else er / growth
+            self.snapshot(
+                post_id, age, likes=round(value * reach), comments=0, shares=0, reach=reach
+            )
+        return post_id
