@@ -69,6 +69,14 @@ def test_the_template_renders_every_placeholder(generated: Path) -> None:
             assert not re.search(r"\{\{|\{%|cookiecutter", text), f"{path.name} is not rendered"
 
 
+def test_every_template_file_is_named_jinja() -> None:
+    # Unrendered, they are neither Python nor TOML: ruff, mypy and pytest must not read them.
+    project = next(TEMPLATE.glob("{{*"))
+    plain = [p.name for p in project.rglob("*") if p.is_file() and p.suffix != ".jinja"]
+
+    assert not plain, f"name them *.jinja (hooks/post_gen_project.py drops the suffix): {plain}"
+
+
 def test_the_entry_point_names_the_package(generated: Path) -> None:
     pyproject = (generated / "pyproject.toml").read_text(encoding="utf-8")
 
