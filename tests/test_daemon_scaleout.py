@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from daemon_support import (
@@ -21,8 +24,9 @@ from daemon_support import (
     wait_until,
     write_config,
 )
-from smm_sim import requests_per_key
+from smm_sim import posts_per_key, requests_per_key
 
+from scheduler.daemon.worker import Worker
 from scheduler.db.engine import make_engine
 from scheduler.db.models import PostState
 
@@ -108,3 +112,107 @@ def test_three_daemons_on_one_postgres_publish_each_post_exactly_once(
     assert len(owners) == DAEMONS, owners
     assert sorted(int(o.split(":")[1]) for o in owners) == sorted(p.pid for p in procs)
     print("attempts per daemon:", dict(owners))
+
+
+# ------------------------------------------------------------------------------ in-process
+
+
+def _two_accounts(tmp_path: Path, ledger: Path, **daemon: Any) -> Path:
+    return write_config(
+        tmp_path / "config.toml",
+        {
+            "a": {"platform": "sim-plain", "options": {"ledger": str(ledger)}},
+            "b": {"platform": "sim-plain", "options": {"ledger": str(ledger)}},
+        },
+        daemon={"tick": "0.1s", "lease": "1s", **daemon},
+        policies={"misfire_grace": "1h"},
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="store.claim (scheduler/daemon/store.py) takes due posts of every unpaused account, "
+    "including accounts missing from the claiming daemon's config; Dispatcher.attempt then "
+    "fails them for good ('account ... is no longer in the config'). A daemon still on an older "
+    "config (before SIGHUP, or during a rollout over several daemons) fails posts that an "
+    "up-to-date daemon would publish. Fix: claim only posts of accounts in this daemon's config "
+    "(account_id IN the ids it synced).",
+)
+def test_a_daemon_leaves_alone_the_posts_of_accounts_missing_from_its_config(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "deliveries.jsonl"
+    path = _two_accounts(tmp_path, ledger)
+    full = config_at(path)
+    engine = make_engine(sqlite_url)
+    seed_posts(engine, full, [("a-0", "a", utcnow()), ("b-0", "b", utcnow())])
+    # This daemon's config predates account b (not reloaded yet, or not rolled out here yet).
+    older = replace(full, accounts={"a": full.accounts["a"]})
+
+    async def step() -> None:
+        worker = Worker(engine, older)
+        await worker.start()
+        try:
+            await worker.claim_and_dispatch()
+            await worker.drain()
+        finally:
+            await worker.close()
+
+    asyncio.run(step())
+    posts = post_rows(engine)
+    engine.dispose()
+    assert posts["a-0"].state == PostState.PUBLISHED
+    assert posts["b-0"].state in (PostState.QUEUED, PostState.RETRY_WAIT), posts["b-0"].last_error
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Dispatcher.attempt (scheduler/daemon/dispatch.py) never checks that the lease is "
+    "still held before sending. A daemon whose lease renewals failed (database unreachable "
+    "from it, a frozen event loop, SIGSTOP) while its posts waited for a per-account slot "
+    "sends them anyway once it resumes; meanwhile another daemon rescued them (unconfirmed), "
+    "looked them up (absent) and published them: two posts on a network without idempotency. "
+    "Fix: keep the lease expiry in Claimed (updated by renew_leases) and give the post back "
+    "instead of sending once it has passed.",
+)
+def test_a_daemon_that_lost_its_lease_does_not_send_after_another_took_over(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "deliveries.jsonl"
+    path = _two_accounts(tmp_path, ledger)
+    config = config_at(path)
+    engine = make_engine(sqlite_url)
+    seed_posts(engine, config, [("a-0", "a", utcnow())])
+
+    async def scenario() -> None:
+        first, second = Worker(engine, config), Worker(engine, config)
+        await first.start()
+        await second.start()
+        try:
+            # The first daemon claims the post; every slot of the account is busy, so it waits.
+            assert first.adapters is not None
+            policy = first.adapters["sim-plain"].capabilities.rate_limit
+            slot = first.limits.account_semaphore("a", policy)
+            for _ in range(policy.concurrency):
+                await slot.acquire()
+            assert await first.claim_and_dispatch() == 1
+            # Its lease renewals fail meanwhile (it runs no renewal here): the lease expires,
+            # and the second daemon takes over: rescue, lookup (absent), publish.
+            await asyncio.sleep(1.5)
+            assert await second.rescue() == (0, 1)
+            assert await second.reconcile() == 1
+            assert await second.claim_and_dispatch() == 1
+            await second.drain()
+            # The first daemon's slot frees up.
+            for _ in range(policy.concurrency):
+                slot.release()
+            await first.drain()
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(scenario())
+    posts = post_rows(engine)
+    engine.dispose()
+    assert posts["a-0"].state == PostState.PUBLISHED
+    assert posts_per_key(ledger)[posts["a-0"].idempotency_key] == 1, "published twice"
