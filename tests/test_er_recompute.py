@@ -170,16 +170,19 @@ def test_priorities_changed_fires_with_the_decision(engine: Engine, plugin: Any)
     assert decision["new_weights"] == record.new_weights
 
 
+class Even:
+    """A plugin policy: every type the same share."""
+
+    name = "even"
+
+    def decide(
+        self, stats: AccountStats, old: Mapping[str, float], settings: Any, rng: Any
+    ) -> Decision:
+        share = 1 / len(stats.types)
+        return Decision(dict.fromkeys(stats.types, share), "all the same")
+
+
 def test_a_plugin_policy_replaces_the_built_in_one(engine: Engine, plugin: Any) -> None:
-    class Even:
-        name = "even"
-
-        def decide(
-            self, stats: AccountStats, old: Mapping[str, float], settings: Any, rng: Any
-        ) -> Decision:
-            share = 1 / len(stats.types)
-            return Decision(dict.fromkeys(stats.types, share), "all the same")
-
     class Provider:
         @hookimpl
         def er_policy(self, settings: Any) -> Any:
@@ -191,6 +194,24 @@ def test_a_plugin_policy_replaces_the_built_in_one(engine: Engine, plugin: Any) 
     assert record.policy == "even"
     assert record.reason == "all the same"
     assert set(record.new_weights.values()) == {0.25}
+
+
+def test_the_freeze_holds_whatever_a_plugin_policy_proposes(engine: Engine, plugin: Any) -> None:
+    class Provider:
+        @hookimpl
+        def er_policy(self, settings: Any) -> Any:
+            return Even()
+
+    acc = seed(engine)
+    first = recompute(engine, config(), T0)[0]
+    plugin(Provider())
+    (record,) = recompute(engine, config(frozen=True), T0 + DAY)
+    assert record.policy == "even"
+    assert record.new_weights == first.new_weights
+    assert record.reason == (
+        "frozen ([er] frozen = true): weights left as they were; the policy proposed: all the same"
+    )
+    assert {t: r.weight for t, r in stored(engine, acc).items()} == first.new_weights
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,7 @@ from scheduler import plugins
 from scheduler.adapter import Account as AdapterAccount
 from scheduler.config import Config, ERSettings
 from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
-from scheduler.er.policy import Decision, Policy, ThompsonPolicy
+from scheduler.er.policy import FROZEN_REASON, Decision, Policy, ThompsonPolicy
 from scheduler.er.stats import AccountStats, account_stats, with_state
 from scheduler.outgoing import account_view
 
@@ -56,9 +56,7 @@ class DecisionRecord:
     @property
     def changed(self) -> bool:
         """True when any weight moved (or a type came or went)."""
-        if set(self.old_weights) != set(self.new_weights):
-            return True
-        return any(abs(self.new_weights[t] - self.old_weights[t]) > 1e-9 for t in self.new_weights)
+        return _moved(self.new_weights, self.old_weights)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +111,10 @@ def decision_problem(decision: Any, types: Collection[str], old: Mapping[str, fl
     return None
 
 
+def _moved(new: Mapping[str, float], old: Mapping[str, float]) -> bool:
+    return set(new) != set(old) or any(abs(new[t] - old[t]) > 1e-9 for t in new)
+
+
 def _decide(
     policy: Policy,
     stats: AccountStats,
@@ -127,6 +129,15 @@ def _decide(
     except Exception as exc:
         problem = f"raised {type(exc).__name__}: {exc}"
     if problem is None:
+        if settings.frozen and _moved(decision.new_weights, old):
+            # The freeze is the operator's switch: it holds whatever the policy proposes.
+            decision = Decision(
+                dict(old),
+                f"{FROZEN_REASON}; the policy proposed: {decision.reason}",
+                decision.details,
+                decision.demoted,
+                decision.state,
+            )
         return policy.name, decision
     log.error("er_policy_failed", policy=policy.name, account=stats.account, problem=problem)
     fallback = ThompsonPolicy()
@@ -292,8 +303,15 @@ def recompute(
             r.id: (reach[r.name] if reach and r.name in reach else has_reach(r.platform))
             for r in rows
         }
+        # Without a filter the database scans posts once; an IN list over every account
+        # would send it through the account index, twice as slow on a large table.
         stats = account_stats(
-            conn, settings, now, reach=by_reach, accounts=ids, names={r.id: r.name for r in rows}
+            conn,
+            settings,
+            now,
+            reach=by_reach,
+            accounts=ids if accounts is not None else None,
+            names={r.id: r.name for r in rows},
         )
         weights = current_weights(conn, ids)
         states = last_state(conn, ids)
