@@ -377,14 +377,6 @@ def test_requests_in_flight_stay_within_the_declared_concurrency(faulty_run: Fau
         assert most <= DECLARED.concurrency, account
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dispatcher.attempt (scheduler/daemon/dispatch.py) asks budget.delay() before "
-    "waiting on the account semaphore and calls budget.record() only after acquiring it: "
-    "every task queued on the semaphore was admitted against a window that counted none of "
-    "the others, and sends without asking again (same after sleeping out a short delay). "
-    "Fix: check and record under the semaphore, re-checking after every wait.",
-)
 def test_requests_per_window_stay_within_the_declared_rate(faulty_run: FaultyRun) -> None:
     network = faulty_run.network
     for account in {r.account for r in network.requests}:
@@ -395,13 +387,6 @@ def test_requests_per_window_stay_within_the_declared_rate(faulty_run: FaultyRun
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="A 429 blocks the account's budget (Budget.block in Dispatcher.classify), but tasks "
-    "already past their budget.delay() check and waiting on the account semaphore in "
-    "Dispatcher.attempt (scheduler/daemon/dispatch.py) send as soon as a slot frees, before "
-    "the reset time. Fix: re-check budget.delay() after acquiring the semaphore.",
-)
 def test_no_request_goes_out_before_a_429s_reset_time(faulty_run: FaultyRun) -> None:
     early = early_requests(faulty_run.network.requests)
     assert not early, f"{len(early)} requests sent before a 429's reset time: " + "; ".join(
@@ -412,14 +397,6 @@ def test_no_request_goes_out_before_a_429s_reset_time(faulty_run: FaultyRun) -> 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dispatcher.classify (scheduler/daemon/dispatch.py) fails a post on a transient error "
-    "at its last attempt even when an earlier attempt ended outcome_unknown under an idempotency "
-    "key (resent by _unknown): the network may hold the post, yet it is recorded `failed`. "
-    "Fix: when any earlier attempt of the post was outcome_unknown, end in `unconfirmed` "
-    "(settled by lookup) instead of `failed`.",
-)
 def test_a_post_that_may_be_on_the_network_is_never_marked_failed(
     sqlite_url: str, tmp_path: Path
 ) -> None:

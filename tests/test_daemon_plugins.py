@@ -173,14 +173,6 @@ def _bad_process_run(
     return Daemons(path, db_url, tmp_path, test_networks=True), rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dispatcher.attempt (scheduler/daemon/dispatch.py) catches Exception around "
-    "adapter.publish; SystemExit (and KeyboardInterrupt) raised by a plugin escape the task, "
-    "asyncio re-raises them from the event loop and `smm run` exits (code 3 here) with the post "
-    "left `claimed`. Fix: catch BaseException except asyncio.CancelledError around plugin calls "
-    "(publish, lookup, prepare_post) and fail the post as plugin_error.",
-)
 def test_a_plugin_calling_sys_exit_does_not_stop_the_daemon(
     sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -204,16 +196,6 @@ def test_a_plugin_calling_sys_exit_does_not_stop_the_daemon(
     assert all(posts[f"good-{i}"].state == PostState.PUBLISHED for i in range(5))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="On Python 3.11 asyncio.wait_for, on timeout, cancels the plugin's coroutine and "
-    "then waits for it to finish; a publish that swallows CancelledError never finishes, so "
-    "Dispatcher.attempt (scheduler/daemon/dispatch.py) never returns: the post stays `claimed` "
-    "(its lease renewed forever) and on SIGTERM Worker.stop (worker.py) awaits the same task "
-    "with no deadline, so the daemon never exits. Fix: run the plugin call as its own task, "
-    "asyncio.wait() it with the timeout, cancel and abandon it (no await) on expiry; bound the "
-    "gather in Worker.stop.",
-)
 def test_a_hang_that_ignores_cancellation_ends_unconfirmed_and_sigterm_still_stops(
     sqlite_url: str, tmp_path: Path
 ) -> None:

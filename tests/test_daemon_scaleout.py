@@ -129,15 +129,6 @@ def _two_accounts(tmp_path: Path, ledger: Path, **daemon: Any) -> Path:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.claim (scheduler/daemon/store.py) takes due posts of every unpaused account, "
-    "including accounts missing from the claiming daemon's config; Dispatcher.attempt then "
-    "fails them for good ('account ... is no longer in the config'). A daemon still on an older "
-    "config (before SIGHUP, or during a rollout over several daemons) fails posts that an "
-    "up-to-date daemon would publish. Fix: claim only posts of accounts in this daemon's config "
-    "(account_id IN the ids it synced).",
-)
 def test_a_daemon_leaves_alone_the_posts_of_accounts_missing_from_its_config(
     sqlite_url: str, tmp_path: Path
 ) -> None:
@@ -165,16 +156,6 @@ def test_a_daemon_leaves_alone_the_posts_of_accounts_missing_from_its_config(
     assert posts["b-0"].state in (PostState.QUEUED, PostState.RETRY_WAIT), posts["b-0"].last_error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Dispatcher.attempt (scheduler/daemon/dispatch.py) never checks that the lease is "
-    "still held before sending. A daemon whose lease renewals failed (database unreachable "
-    "from it, a frozen event loop, SIGSTOP) while its posts waited for a per-account slot "
-    "sends them anyway once it resumes; meanwhile another daemon rescued them (unconfirmed), "
-    "looked them up (absent) and published them: two posts on a network without idempotency. "
-    "Fix: keep the lease expiry in Claimed (updated by renew_leases) and give the post back "
-    "instead of sending once it has passed.",
-)
 def test_a_daemon_that_lost_its_lease_does_not_send_after_another_took_over(
     sqlite_url: str, tmp_path: Path
 ) -> None:

@@ -193,15 +193,6 @@ def test_sigterm_mid_burst_exits_0_within_the_deadline_and_loses_nothing(
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="Worker.stop (scheduler/daemon/worker.py) waits up to shutdown_deadline on every "
-    "in-flight task, including those still queued on the account semaphore (or sleeping out a "
-    "rate-limit delay) in Dispatcher.attempt: they go on to send new requests after SIGTERM, "
-    "and those still out at the deadline become `unconfirmed` on networks without idempotency. "
-    "Fix: on stop, let no attempt reach on_send (a stopping flag checked after the semaphore "
-    "and the budget wait), so unsent posts are released, not started.",
-)
 def test_after_sigterm_no_new_request_is_started(sigterm_run: SigtermRun) -> None:
     # Unstalled requests take at most 0.5 s; the deadline is 2 s. So a post cut off in flight
     # that is not one of the stalled ones was sent after SIGTERM.

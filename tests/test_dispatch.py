@@ -75,6 +75,7 @@ def make(
         limits=Limits(10),
         clock=FixedClock(),
         first_attempt_at=lambda _pid: NOW - timedelta(minutes=1),
+        had_unknown=lambda _pid: False,
         rng=random.Random(1),
         publish_timeout=timeout,
     )
@@ -208,13 +209,49 @@ def test_messages_never_carry_registered_secrets() -> None:
     assert "s3cr3t-token-value" not in r.message
 
 
-def test_an_unknown_account_fails_without_calling_the_network() -> None:
+def test_a_post_of_an_account_this_daemon_does_not_know_is_handed_back() -> None:
     d = make(ok)
     c = claimed()
     c.account = "gone"
     r = asyncio.run(d.attempt(c))
-    assert r.state == PostState.FAILED
-    assert "no longer in the config" in (r.message or "")
+    assert (r.state, r.counts) == (PostState.RETRY_WAIT, False)
+    assert "not in this daemon's config" in (r.message or "")
+
+
+def test_a_post_is_not_sent_when_the_daemon_may_not_send() -> None:
+    sent = []
+
+    async def publish(post: OutgoingPost) -> Published:
+        sent.append(post.key)
+        return Published("r1")
+
+    r = asyncio.run(make(publish).attempt(claimed(), may_send=lambda c: False))
+    assert sent == []
+    assert (r.state, r.outcome, r.counts) == (PostState.RETRY_WAIT, Outcome.ABANDONED, False)
+
+
+def test_a_plugin_that_calls_sys_exit_fails_only_its_post() -> None:
+    r = run(make(raising(SystemExit(3))))
+    assert (r.state, r.outcome) == (PostState.FAILED, Outcome.PLUGIN_ERROR)
+
+
+def test_a_hang_that_swallows_cancellation_does_not_hang_the_attempt() -> None:
+    async def stubborn(post: OutgoingPost) -> Published:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue
+
+    async def go() -> Any:
+        result = await asyncio.wait_for(make(stubborn, timeout=0.05).attempt(claimed()), 2)
+        for task in asyncio.all_tasks():  # let the test loop close: stop the stubborn task
+            if task is not asyncio.current_task():
+                task.get_coro().close()  # type: ignore[union-attr]
+        return result
+
+    r = asyncio.run(go())
+    assert r.state == PostState.UNCONFIRMED
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 5, 10])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import click
@@ -10,7 +9,7 @@ import click
 from scheduler.cli.app import App, pass_app
 from scheduler.config import Config
 from scheduler.daemon import store
-from scheduler.daemon.service import Service
+from scheduler.daemon.service import Service, run_forever
 from scheduler.errors import SmmError
 from scheduler.logging import configure_logging
 from scheduler.queue import find_posts
@@ -36,7 +35,7 @@ def run(app: App, once: bool) -> None:
         return fresh.require_config()
 
     service = Service(engine, config, reload_config=reload_config, clock=app.clock, once=once)
-    asyncio.run(service.run())
+    run_forever(service.run())
 
 
 @click.command("resolve")

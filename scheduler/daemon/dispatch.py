@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import structlog
 
@@ -28,6 +29,7 @@ from scheduler.outgoing import account_view, from_row, prepare
 from scheduler.timeutil import Clock
 
 log = structlog.get_logger("scheduler.dispatch")
+T = TypeVar("T")
 
 #: A rate-limit wait longer than this gives the post back instead of holding its lease.
 MAX_HOLD = timedelta(seconds=5)
@@ -56,6 +58,8 @@ class Dispatcher:
     clock: Clock
     #: When a post's first attempt started (to honour an idempotency key's lifetime).
     first_attempt_at: Callable[[int], datetime | None]
+    #: Whether an earlier attempt of the post ended with an unknown outcome.
+    had_unknown: Callable[[int], bool]
     rng: random.Random
     publish_timeout: float = 60.0
 
@@ -66,20 +70,22 @@ class Dispatcher:
         log.error("plugin_failed", post=c.row.key, account=c.account, error=message)
         return self._result(c, Outcome.PLUGIN_ERROR, PostState.FAILED, message=_text(message))
 
-    async def attempt(self, c: Claimed, on_send: Callable[[Claimed], None] | None = None) -> Result:
+    async def attempt(
+        self,
+        c: Claimed,
+        on_send: Callable[[Claimed], None] | None = None,
+        may_send: Callable[[Claimed], bool] | None = None,
+    ) -> Result:
         """Run one attempt for a claimed post; never raises (except on cancellation).
 
-        ``on_send`` is called right before the network call: from then on, an interrupted
-        attempt may have reached the network.
+        ``may_send`` is asked right before the network call (after every wait): False means
+        the post must not go out now (the daemon is stopping, or its lease may have lapsed)
+        and it is handed back untried. ``on_send`` is called right before the call: from then
+        on, an interrupted attempt may have reached the network.
         """
         account = self.config.accounts.get(c.account)
         if account is None:
-            return self._result(
-                c,
-                Outcome.REJECTED,
-                PostState.FAILED,
-                message=f"account {c.account!r} is no longer in the config",
-            )
+            return self._handback(c, f"account {c.account!r} is not in this daemon's config")
         adapter = self.adapters.get(account.platform)
         if adapter is None:
             return self._result(
@@ -89,59 +95,61 @@ class Dispatcher:
                 message=f"no plugin provides platform {account.platform!r}",
             )
         view = account_view(account)
-        try:
-            post = await asyncio.wait_for(
-                prepare(from_row(c.row, c.account), view), PREPARE_TIMEOUT_S
-            )
-        except TimeoutError:
+        done, post = await call_plugin(prepare(from_row(c.row, c.account), view), PREPARE_TIMEOUT_S)
+        if not done:
             return self._fail(c, f"prepare_post did not finish within {PREPARE_TIMEOUT_S:.0f} s")
-        except Exception as exc:
-            return self._fail(c, f"prepare_post failed: {type(exc).__name__}: {exc}")
+        if isinstance(post, BaseException):
+            return self._fail(c, f"prepare_post failed: {type(post).__name__}: {post}")
 
         policy = adapter.capabilities.rate_limit
         budget = self.limits.budget(c.account, policy)
-        wait = budget.delay(self.clock.now(), adapter.rate_limit_status.get(c.account))
-        if wait > MAX_HOLD:
-            until = self.clock.now() + wait
-            return self._result(
-                c,
-                Outcome.RATE_LIMITED,
-                PostState.RETRY_WAIT,
-                next_attempt_at=until,
-                retry_at=until,
-                counts=False,
-                message=f"waiting for {account.platform}'s rate limit (until {until:%H:%M:%S} UTC)",
-            )
-        if wait > timedelta(0):
-            observability.record_rate_limit_wait(account, wait.total_seconds())
-            await asyncio.sleep(wait.total_seconds())
+        # Budget checks happen under the account's semaphore, and again after every wait, so
+        # posts queued behind each other never all pass one check, and a 429 that arrives
+        # meanwhile holds back everyone behind it.
         async with self.limits.account_semaphore(c.account, policy):
+            while True:
+                if may_send is not None and not may_send(c):
+                    return self._handback(c, "not sent: the daemon is stopping or lost its lease")
+                wait = budget.delay(self.clock.now(), adapter.rate_limit_status.get(c.account))
+                if wait <= timedelta(0):
+                    break
+                if wait > MAX_HOLD:
+                    until = self.clock.now() + wait
+                    return self._result(
+                        c,
+                        Outcome.RATE_LIMITED,
+                        PostState.RETRY_WAIT,
+                        next_attempt_at=until,
+                        retry_at=until,
+                        counts=False,
+                        message=f"waiting for {account.platform}'s rate limit "
+                        f"(until {until:%H:%M:%S} UTC)",
+                    )
+                observability.record_rate_limit_wait(account, wait.total_seconds())
+                await asyncio.sleep(wait.total_seconds())
             budget.record(self.clock.now())
             if on_send is not None:
                 on_send(c)
             started = time.perf_counter()
-            try:
-                published = await asyncio.wait_for(
-                    adapter.publish(post, view, c.row.idempotency_key), self.publish_timeout
-                )
-            except PublishError as exc:
-                latency = (time.perf_counter() - started) * 1000
-                return self.classify(c, account, adapter, exc, latency)
-            except TimeoutError:
-                latency = (time.perf_counter() - started) * 1000
-                return self._unknown(
-                    c,
-                    account,
-                    adapter,
-                    f"the {account.platform} plugin did not answer within "
-                    f"{self.publish_timeout:.0f} s; the post may or may not be on the network",
-                    latency,
-                )
-            except Exception as exc:
-                return self._fail(
-                    c, f"the {account.platform} plugin raised {type(exc).__name__}: {exc}"
-                )
+            done, published = await call_plugin(
+                adapter.publish(post, view, c.row.idempotency_key), self.publish_timeout
+            )
         latency = (time.perf_counter() - started) * 1000
+        if not done:
+            return self._unknown(
+                c,
+                account,
+                adapter,
+                f"the {account.platform} plugin did not answer within "
+                f"{self.publish_timeout:.0f} s; the post may or may not be on the network",
+                latency,
+            )
+        if isinstance(published, PublishError):
+            return self.classify(c, account, adapter, published, latency)
+        if isinstance(published, BaseException):
+            return self._fail(
+                c, f"the {account.platform} plugin raised {type(published).__name__}: {published}"
+            )
         if (
             not isinstance(published, Published)
             or not isinstance(published.remote_id, str)
@@ -160,6 +168,12 @@ class Dispatcher:
             remote_url=published.url,
             followers=published.followers if isinstance(published.followers, int) else None,
             latency_ms=latency,
+        )
+
+    def _handback(self, c: Claimed, reason: str) -> Result:
+        """The post was not sent: it is due again at once, the attempt not counted."""
+        return self._result(
+            c, Outcome.ABANDONED, PostState.RETRY_WAIT, counts=False, message=reason
         )
 
     def classify(
@@ -195,7 +209,12 @@ class Dispatcher:
                 )
             case "transient":
                 if out_of_attempts:
-                    return self._result(c, Outcome.TRANSIENT, PostState.FAILED, **common)
+                    # An earlier attempt may have reached the network (an unknown outcome
+                    # resent under its key): the post may exist, so settle it by lookup.
+                    final = (
+                        PostState.UNCONFIRMED if self.had_unknown(c.post_id) else PostState.FAILED
+                    )
+                    return self._result(c, Outcome.TRANSIENT, final, **common)
                 when = now + backoff(policies, c.attempt_number, self.rng)
                 return self._result(
                     c,
@@ -254,18 +273,63 @@ class Dispatcher:
         return self._result(c, Outcome.OUTCOME_UNKNOWN, PostState.UNCONFIRMED, **common)
 
 
+async def call_plugin(call: Awaitable[T], timeout: float) -> tuple[bool, T | BaseException]:
+    """Run a plugin coroutine as its own task, at most ``timeout`` seconds.
+
+    Returns (finished, result or exception). A plugin that overruns is cancelled and left
+    behind — never awaited, so one that swallows the cancellation cannot hang the daemon — and
+    anything it raises, even ``SystemExit``, is returned, not propagated. Only the caller's own
+    cancellation propagates.
+    """
+    task = asyncio.ensure_future(_contained(call))
+    try:
+        finished, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not finished:
+        task.cancel()
+        task.add_done_callback(_consume)
+        return False, TimeoutError()
+    if task.cancelled():
+        return True, asyncio.CancelledError("the plugin cancelled itself")
+    result = task.result()
+    return True, result.exc if isinstance(result, _Raised) else result
+
+
+@dataclass
+class _Raised:
+    exc: BaseException
+
+
+async def _contained(call: Awaitable[T]) -> T | _Raised:
+    # asyncio re-raises SystemExit and KeyboardInterrupt out of the event loop itself; caught
+    # here, inside the task, a plugin calling sys.exit() fails only its own post.
+    try:
+        return await call
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return _Raised(exc)
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    # Retrieve the abandoned task's outcome so asyncio does not log it as never retrieved.
+    if not task.cancelled():
+        task.exception()
+
+
 async def safe_lookup(
     adapter: Adapter, post: OutgoingPost, view: Account, timeout: float
 ) -> Published | str | None:
     """``adapter.lookup`` isolated: Published, None (certainly absent), or why it can't tell."""
-    try:
-        found = await asyncio.wait_for(adapter.lookup(post, view), timeout)
-    except PublishError as exc:
-        return _text(exc.message or type(exc).__name__)
-    except TimeoutError:
+    done, found = await call_plugin(adapter.lookup(post, view), timeout)
+    if not done:
         return f"lookup did not answer within {timeout:.0f} s"
-    except Exception as exc:
-        return _text(f"lookup raised {type(exc).__name__}: {exc}")
+    if isinstance(found, PublishError):
+        return _text(found.message or type(found).__name__)
+    if isinstance(found, BaseException):
+        return _text(f"lookup raised {type(found).__name__}: {found}")
     if found is None or (isinstance(found, Published) and found.remote_id):
         return found
     return f"lookup returned {type(found).__name__}"

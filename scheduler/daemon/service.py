@@ -14,7 +14,7 @@ import contextlib
 import importlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -50,6 +50,7 @@ class Service:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._jobs_added: list[str] = []
+        self._reloads: set[asyncio.Task[None]] = set()
 
     # -------------------------------------------------------------- signals
 
@@ -61,15 +62,21 @@ class Service:
             self._wake.set()
 
     def _reload(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def reload(self) -> None:
+        """Read the config again; a bad one is logged and the old one kept."""
         if self.reload_config is None or self.worker is None:
             return
         try:
             config = self.reload_config()
+            await self.worker.reload(config)
         except Exception as exc:  # keep running on the old config
             log.error("config_reload_failed", error=str(exc))
             return
         self.config = config
-        self.worker.reload(config)
         log.info("config_reloaded", accounts=len(config.accounts))
         self._wake.set()
 
@@ -218,3 +225,28 @@ class Service:
             if metrics is not None:
                 metrics.close()
             log.info("daemon_stopped", daemon=worker.owner, **worker.stats)
+
+
+def run_forever(main: Coroutine[Any, Any, None], *, linger: float = 1.0) -> None:
+    """Run the daemon's coroutine to the end, like ``asyncio.run`` but able to leave.
+
+    ``asyncio.run`` waits for every task it cancels at exit; a plugin call that ignores
+    cancellation would keep the process alive after SIGTERM forever. Leftover tasks get
+    ``linger`` seconds to finish after being cancelled, then the loop is closed without them.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main)
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.wait(pending, timeout=linger))
+            stuck = [t.get_name() for t in pending if not t.done()]
+            if stuck:
+                log.warning("abandoned_plugin_tasks", tasks=stuck)
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+

@@ -8,7 +8,7 @@ transaction, so the attempt is committed before any network call.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -73,10 +73,13 @@ def claim(
     limit: int,
     grace: Mapping[int, timedelta],
     default_grace: timedelta,
+    accounts: Collection[int] | None = None,
 ) -> tuple[list[Claimed], list[Change]]:
     """Lease up to ``limit`` due posts; posts later than their account's grace become missed.
 
-    Returns the claimed posts (each with a fresh attempt row) and the misfire changes.
+    Only posts of ``accounts`` are taken (the ones this daemon's config knows), so a daemon
+    on an older config leaves newer accounts to the daemons that know them. Returns the
+    claimed posts (each with a fresh attempt row) and the misfire changes.
     """
     with immediate(engine) as conn:
         q = (
@@ -95,6 +98,8 @@ def claim(
             .order_by(posts_t.c.next_attempt_at, posts_t.c.id)
             .limit(limit)
         )
+        if accounts is not None:
+            q = q.where(posts_t.c.account_id.in_(list(accounts)))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True, of=posts_t)
         candidates = conn.execute(q).all()
@@ -326,24 +331,33 @@ def release(
 
 def renew_leases(
     engine: Engine, owner: str, post_ids: Sequence[int], now: datetime, lease: timedelta
-) -> int:
-    """Extend this daemon's leases on posts still in flight."""
+) -> list[int]:
+    """Extend this daemon's leases on posts still in flight; return the ids still ours."""
     if not post_ids:
-        return 0
+        return []
     with immediate(engine) as conn:
-        return conn.execute(
-            update(posts_t)
-            .where(
-                posts_t.c.id.in_(post_ids),
-                posts_t.c.lease_owner == owner,
-                posts_t.c.state == PostState.CLAIMED,
-            )
-            .values(lease_expires_at=now + lease)
-        ).rowcount
+        return list(
+            conn.execute(
+                update(posts_t)
+                .where(
+                    posts_t.c.id.in_(post_ids),
+                    posts_t.c.lease_owner == owner,
+                    posts_t.c.state == PostState.CLAIMED,
+                )
+                .values(lease_expires_at=now + lease)
+                .returning(posts_t.c.id)
+            ).scalars()
+        )
 
 
 def rescue_expired(
-    engine: Engine, owner: str, now: datetime, idempotent: Mapping[int, bool], limit: int = 1000
+    engine: Engine,
+    owner: str,
+    now: datetime,
+    idempotent: Mapping[int, bool],
+    limit: int = 1000,
+    *,
+    accounts: Collection[int] | None = None,
 ) -> tuple[int, int]:
     """Recover posts whose lease expired (their daemon died or stalled).
 
@@ -357,6 +371,8 @@ def rescue_expired(
             .where(posts_t.c.state == PostState.CLAIMED, posts_t.c.lease_expires_at < now)
             .limit(limit)
         )
+        if accounts is not None:  # only accounts whose network this daemon knows
+            q = q.where(posts_t.c.account_id.in_(list(accounts)))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True, of=posts_t)
         expired = conn.execute(q).all()

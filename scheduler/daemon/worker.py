@@ -15,7 +15,7 @@ import random
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -30,7 +30,7 @@ from scheduler.daemon import store
 from scheduler.daemon.dispatch import Dispatcher, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
-from scheduler.db.models import Attempt, PostState
+from scheduler.db.models import Attempt, Outcome, PostState
 from scheduler.outgoing import account_view, from_row
 from scheduler.timeutil import Clock, SystemClock
 
@@ -87,6 +87,9 @@ class Worker:
         self.stats: dict[str, int] = {"claimed": 0, "published": 0, "failed": 0, "missed": 0}
         self._account_ids: dict[str, int] = {}
         self._slot_free = asyncio.Event()
+        #: post id -> until when our lease certainly holds (claim or last renewal).
+        self._lease_until: dict[int, datetime] = {}
+        self.stopping = False
 
     # ------------------------------------------------------------------ life cycle
 
@@ -107,6 +110,7 @@ class Worker:
             limits=self.limits,
             clock=self.clock,
             first_attempt_at=self._first_attempt_at,
+            had_unknown=self._had_unknown,
             rng=self.rng,
             publish_timeout=self.config.daemon.publish_timeout.total_seconds(),
         )
@@ -119,13 +123,15 @@ class Worker:
 
         self._account_ids = await asyncio.to_thread(sync)
 
-    def reload(self, config: Config) -> None:
-        """Take a new config (SIGHUP); adapters for new platforms are created on the fly."""
+    async def reload(self, config: Config) -> None:
+        """Take a new config (SIGHUP): new accounts are recorded and their posts taken,
+        adapters for new platforms are created on the fly."""
         self.config = config
         self.dispatcher.config = config
         if self.client is not None and self.adapters is not None:
             for platform, adapter in make_adapters(config, self.client).items():
                 self.adapters.setdefault(platform, adapter)
+        await self.sync_accounts()
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -145,6 +151,18 @@ class Worker:
             if name in self._account_ids
         }
         return grace, self.config.policies.misfire_grace
+
+    def _known_accounts(self) -> list[int]:
+        """Ids of the accounts in this daemon's config: the only posts it takes."""
+        return [self._account_ids[n] for n in self.config.accounts if n in self._account_ids]
+
+    def may_send(self, c: Claimed) -> bool:
+        """True while the post may go out: not stopping, and our lease surely still holds."""
+        if self.stopping:
+            return False
+        until = self._lease_until.get(c.post_id)
+        margin = min(timedelta(seconds=5), self.config.daemon.lease / 4)
+        return until is not None and self.clock.now() < until - margin
 
     @property
     def capacity(self) -> int:
@@ -166,7 +184,11 @@ class Worker:
             limit=room,
             grace=grace,
             default_grace=default,
+            accounts=self._known_accounts(),
         )
+        lease_until = now + self.config.daemon.lease
+        for c in claimed:
+            self._lease_until[c.post_id] = lease_until
         observability.record_claimed(claimed, missed, self.config)
         if missed:
             self.stats["missed"] += len(missed)
@@ -183,7 +205,8 @@ class Worker:
             entry.sent = True
 
         task = asyncio.create_task(
-            self.dispatcher.attempt(c, on_send=sent), name=f"post-{c.row.key}"
+            self.dispatcher.attempt(c, on_send=sent, may_send=self.may_send),
+            name=f"post-{c.row.key}",
         )
         entry = InFlight(c, task)
         self.inflight[c.post_id] = entry
@@ -191,6 +214,7 @@ class Worker:
 
     def _done(self, post_id: int, task: asyncio.Task[Result]) -> None:
         entry = self.inflight.pop(post_id, None)
+        self._lease_until.pop(post_id, None)
         self._slot_free.set()
         if task.cancelled() or entry is None:
             return
@@ -289,15 +313,19 @@ class Worker:
     # ------------------------------------------------------------------ upkeep
 
     async def renew_leases(self) -> int:
+        """Extend the leases of posts in flight; a post no longer ours is never sent."""
         ids = list(self.inflight)
-        return await asyncio.to_thread(
-            store.renew_leases,
-            self.engine,
-            self.owner,
-            ids,
-            self.clock.now(),
-            self.config.daemon.lease,
+        now = self.clock.now()
+        kept = await asyncio.to_thread(
+            store.renew_leases, self.engine, self.owner, ids, now, self.config.daemon.lease
         )
+        until = now + self.config.daemon.lease
+        for post_id in kept:
+            if post_id in self._lease_until:
+                self._lease_until[post_id] = until
+        for post_id in set(ids) - set(kept):
+            self._lease_until.pop(post_id, None)  # lost: may_send now says no
+        return len(kept)
 
     def _idempotent_accounts(self) -> dict[int, bool]:
         out = {}
@@ -310,12 +338,16 @@ class Worker:
     async def rescue(self) -> tuple[int, int]:
         """Recover posts whose daemon died mid-attempt (expired leases)."""
         requeued, unsure = await asyncio.to_thread(
-            store.rescue_expired,
-            self.engine,
-            self.owner,
-            self.clock.now(),
-            self._idempotent_accounts(),
+            functools.partial(
+                store.rescue_expired,
+                self.engine,
+                self.owner,
+                self.clock.now(),
+                self._idempotent_accounts(),
+                accounts=self._known_accounts(),
+            )
         )
+
         observability.record_rescued(requeued, unsure)
         if requeued or unsure:
             log.warning("leases_rescued", requeued=requeued, unconfirmed=unsure)
@@ -363,6 +395,20 @@ class Worker:
     async def next_due(self) -> datetime | None:
         return await asyncio.to_thread(store.next_due, self.engine)
 
+    def _had_unknown(self, post_id: int) -> bool:
+        with self.engine.connect() as conn:
+            return (
+                conn.execute(
+                    select(attempts_t.c.id)
+                    .where(
+                        attempts_t.c.post_id == post_id,
+                        attempts_t.c.outcome == Outcome.OUTCOME_UNKNOWN,
+                    )
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
     def _first_attempt_at(self, post_id: int) -> datetime | None:
         with self.engine.connect() as conn:
             return conn.execute(
@@ -380,6 +426,8 @@ class Worker:
         Attempts cut off after their request went out are settled like a crash: resent
         under an honoured idempotency key, otherwise ``unconfirmed``.
         """
+        # From now on no attempt starts a request: those still waiting hand their post back.
+        self.stopping = True
         if self.inflight:
             tasks = [e.task for e in self.inflight.values()]
             await asyncio.wait(tasks, timeout=deadline)
