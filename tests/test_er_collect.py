@@ -6,18 +6,17 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 
-import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from structlog.testing import capture_logs
-from test_er_support import DAY, HOUR, T0, Builder, posts_t
+from test_er_support import DAY, HOUR, T0, Builder, FakeAdapter, counters, posts_t
 
 from scheduler import plugins
-from scheduler.adapter import Account, Adapter, Capabilities, Metrics, OutgoingPost, Published
+from scheduler.adapter import Account, Adapter, Metrics, OutgoingPost
 from scheduler.config import AccountConfig, Config, empty_config
 from scheduler.db.models import Account as AccountRow
 from scheduler.db.models import MetricSnapshot
@@ -109,44 +108,6 @@ def test_a_collector_running_at_any_times_reads_each_band_at_most_once(minutes: 
 
 
 # ============================================================================ the job
-
-
-class FakeAdapter(Adapter):
-    """Answers from a table of counters per remote id, or misbehaves as told."""
-
-    platform: ClassVar[str] = "fake"
-    capabilities: ClassVar[Capabilities] = Capabilities(text_limit=500, has_reach=True)
-
-    def __init__(self, answer: Any = None, *, raises: bool = False, hangs: bool = False) -> None:
-        super().__init__(httpx.AsyncClient())
-        self.answer = answer
-        self.raises = raises
-        self.hangs = hangs
-        self.calls: list[tuple[str, list[str]]] = []
-
-    async def publish(
-        self, post: OutgoingPost, account: Account, idempotency_key: str
-    ) -> Published:
-        raise NotImplementedError
-
-    async def fetch_metrics(
-        self, posts: Sequence[OutgoingPost], account: Account
-    ) -> Mapping[str, Metrics]:
-        self.calls.append((account.name, sorted(p.remote_id or "" for p in posts)))
-        if self.raises:
-            raise RuntimeError("the network is down")
-        if self.hangs:
-            await asyncio.sleep(5)
-        if callable(self.answer):
-            return self.answer(posts)  # type: ignore[no-any-return]
-        return self.answer  # type: ignore[no-any-return]
-
-
-def counters(posts: Sequence[OutgoingPost]) -> dict[str, Metrics]:
-    return {
-        p.remote_id or "": Metrics(p.remote_id or "", likes=10, comments=2, shares=None, reach=100)
-        for p in posts
-    }
 
 
 def config(*names: str, platform: str = "fake") -> Config:

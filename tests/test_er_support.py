@@ -5,14 +5,18 @@ Rows go straight into the tables, so each test states exactly the history it nee
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
+import httpx
 from sqlalchemy import Connection
 
+from scheduler.adapter import Account as AdapterAccount
+from scheduler.adapter import Adapter, Capabilities, Metrics, OutgoingPost, Published
 from scheduler.db.models import Account, MetricSnapshot, Post, PostState, Schedule
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -126,3 +130,42 @@ class Builder:
                 post_id, age, likes=round(value * reach), comments=0, shares=0, reach=reach
             )
         return post_id
+
+
+class FakeAdapter(Adapter):
+    """Answers from a table of counters per remote id, or misbehaves as told."""
+
+    platform: ClassVar[str] = "fake"
+    capabilities: ClassVar[Capabilities] = Capabilities(text_limit=500, has_reach=True)
+
+    def __init__(self, answer: Any = None, *, raises: bool = False, hangs: bool = False) -> None:
+        super().__init__(httpx.AsyncClient())
+        self.answer = answer
+        self.raises = raises
+        self.hangs = hangs
+        self.calls: list[tuple[str, list[str]]] = []
+
+    async def publish(
+        self, post: OutgoingPost, account: AdapterAccount, idempotency_key: str
+    ) -> Published:
+        raise NotImplementedError
+
+    async def fetch_metrics(
+        self, posts: Sequence[OutgoingPost], account: AdapterAccount
+    ) -> Mapping[str, Metrics]:
+        self.calls.append((account.name, sorted(p.remote_id or "" for p in posts)))
+        if self.raises:
+            raise RuntimeError("the network is down")
+        if self.hangs:
+            await asyncio.sleep(5)
+        if callable(self.answer):
+            return self.answer(posts)  # type: ignore[no-any-return]
+        return self.answer  # type: ignore[no-any-return]
+
+
+def counters(posts: Sequence[OutgoingPost]) -> dict[str, Metrics]:
+    """An adapter answer: 10 likes, 2 comments, unknown shares, reach 100 for every post."""
+    return {
+        p.remote_id or "": Metrics(p.remote_id or "", likes=10, comments=2, shares=None, reach=100)
+        for p in posts
+    }

@@ -1,10 +1,10 @@
 """The SQL behind the ER statistics: the database picks each post's readings and sums them.
 
 A recompute reads every metric snapshot of the last few months, so the work happens in one
-statement: a window function picks, per post and per configured age, the first snapshot taken
-at or after that age (within a tolerance); the post's ER at that reading is computed in SQL;
-the readings are pivoted to one row per post; and the rows are summed per (account, content
-type) with their decay weight. Python receives a handful of rows per account.
+statement: per post and per configured age, an index seek on ``(post_id, age_seconds)`` finds
+the first snapshot taken at or after that age (within a tolerance) and the post's ER at that
+reading is computed in SQL; the per-post rows, with their decay weights, are then summed per
+(account, content type). Python receives a handful of rows per account.
 
 The sums are per age band (``AgeSums``) so that ``stats.py`` can put readings taken at
 different ages on one scale (see ``stats.combine_ages``).
@@ -12,6 +12,7 @@ different ages on one scale (see ``stats.combine_ages``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Float,
+    Select,
     and_,
+    bindparam,
     case,
     cast,
     func,
@@ -35,6 +38,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from scheduler.db.models import MetricSnapshot, Post
+from scheduler.db.types import UTCDateTime
 
 snapshots_t = MetricSnapshot.__table__  # type: ignore[attr-defined]
 posts_t = Post.__table__  # type: ignore[attr-defined]
@@ -116,16 +120,21 @@ def engagement_sql(s: Any) -> ColumnElement[Any]:
     )
 
 
-def denominator_sql(s: Any, p: Any, reach_accounts: Collection[int]) -> ColumnElement[Any]:
-    """Reach (else impressions, else views) for accounts on networks with reach; followers
-    (at publish time, else at the reading) for the others. Zero counts as unknown."""
+def denominator_sql(s: Any, p: Any) -> ColumnElement[Any]:
+    """Reach (else impressions, else views) for the accounts in the expanding parameter
+    ``reach`` (networks with reach); followers (at publish time, else at the reading) for the
+    others. Zero counts as unknown."""
     by_reach = func.coalesce(s.c.reach, s.c.impressions, s.c.views)
     by_followers = func.coalesce(p.c.followers_at_publish, s.c.followers)
-    if not reach_accounts:
-        chosen: ColumnElement[Any] = by_followers
-    else:
-        chosen = case((p.c.account_id.in_(sorted(reach_accounts)), by_reach), else_=by_followers)
+    chosen = case(
+        (p.c.account_id.in_(bindparam("reach", expanding=True)), by_reach), else_=by_followers
+    )
     return func.nullif(chosen, 0)
+
+
+def er_sql(s: Any, p: Any) -> ColumnElement[Any]:
+    """A snapshot's ER (``stats.engagement_rate``, in SQL)."""
+    return cast(engagement_sql(s), Float) / cast(denominator_sql(s, p), Float)
 
 
 def ensure_math(conn: Connection) -> None:
@@ -152,12 +161,35 @@ def sum_readings(
 ) -> dict[tuple[int, str], list[AgeSums]]:
     """Per (account id, content type): one ``AgeSums`` per age, in the order of ``ages``
     sorted ascending. Posts published before ``horizon`` are left out."""
-    windows = reading_windows(ages)
+    windows = tuple(reading_windows(ages))
     if not windows:
         return {}
     ensure_math(conn)
+    params: dict[str, Any] = {
+        "now_epoch": now.timestamp(),
+        "rate": math.log(2) / half_life.total_seconds(),
+        "recent_from": now.timestamp() - half_life.total_seconds(),
+        "horizon": horizon,
+        "now": now,
+        "reach": sorted(reach_accounts),
+    }
+    if accounts is not None:
+        params["accounts"] = sorted(accounts)
+    out: dict[tuple[int, str], list[AgeSums]] = {}
+    for row in conn.execute(_sums_query(windows, accounts is not None), params):
+        m = row._mapping
+        out[(row.account_id, row.content_type)] = [
+            AgeSums(**{f: _number(f, m[f"{f}_{i}"]) for f in _FIELDS}) for i in range(len(windows))
+        ]
+    return out
+
+
+@functools.cache
+def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[Any]:
+    """The statement behind ``sum_readings``, built once per set of windows (building it
+    costs more than running it on a small database, and simulations recompute often)."""
     s, p = snapshots_t, posts_t
-    er = cast(engagement_sql(s), Float) / cast(denominator_sql(s, p, reach_accounts), Float)
+    er = er_sql(s, p)
     # The post's ER at its first snapshot in each age window: an index seek per post and
     # window on (post_id, age_seconds), far cheaper than sorting every snapshot.
     readings = [
@@ -171,19 +203,21 @@ def sum_readings(
         .label(f"er{i}")
         for i, (lo, hi) in enumerate(windows)
     ]
-    now_epoch = now.timestamp()
+    now_epoch = bindparam("now_epoch", type_=Float)
     pub = epoch_seconds(p.c.published_at)
-    rate = math.log(2) / half_life.total_seconds()
-    where = [p.c.published_at >= horizon, p.c.published_at <= now]
-    if accounts is not None:
-        where.append(p.c.account_id.in_(sorted(accounts)))
+    where = [
+        p.c.published_at >= bindparam("horizon", type_=UTCDateTime),
+        p.c.published_at <= bindparam("now", type_=UTCDateTime),
+    ]
+    if filtered:
+        where.append(p.c.account_id.in_(bindparam("accounts", expanding=True)))
     # One row per post: its decay weight, whether it is recent, and its ER at each age.
     per_post = (
         select(
             p.c.account_id,
             p.c.content_type,
-            func.exp((pub - now_epoch) * rate).label("w"),
-            case((pub >= now_epoch - half_life.total_seconds(), 1), else_=0).label("recent"),
+            func.exp((pub - now_epoch) * bindparam("rate", type_=Float)).label("w"),
+            case((pub >= bindparam("recent_from", type_=Float), 1), else_=0).label("recent"),
             *readings,
         )
         .where(*where)
@@ -214,16 +248,9 @@ def sum_readings(
             "older_count": case((and_(latest, ~recent), 1), else_=0),
         }
         columns += [func.sum(parts[f]).label(f"{f}_{i}") for f in _FIELDS]
-    query = select(per_post.c.account_id, per_post.c.content_type, *columns).group_by(
+    return select(per_post.c.account_id, per_post.c.content_type, *columns).group_by(
         per_post.c.account_id, per_post.c.content_type
     )
-    out: dict[tuple[int, str], list[AgeSums]] = {}
-    for row in conn.execute(query):
-        m = row._mapping
-        out[(row.account_id, row.content_type)] = [
-            AgeSums(**{f: _number(f, m[f"{f}_{i}"]) for f in _FIELDS}) for i in range(len(windows))
-        ]
-    return out
 
 
 def _number(name: str, value: Any) -> Any:
@@ -243,15 +270,17 @@ def post_readings(
     if not windows or not post_ids:
         return {}
     s, p = snapshots_t, posts_t
-    er = cast(engagement_sql(s), Float) / cast(denominator_sql(s, p, reach_accounts), Float)
+    query = (
+        select(s.c.post_id, s.c.age_seconds, er_sql(s, p).label("er"))
+        .select_from(s.join(p, p.c.id == s.c.post_id))
+        .where(s.c.post_id.in_(bindparam("ids", expanding=True)))
+        .order_by(s.c.post_id, s.c.age_seconds)
+    )
     best: dict[int, tuple[int, float]] = {}  # post id -> (band, ER)
     ids = sorted(post_ids)
     for start in range(0, len(ids), 500):
         rows = conn.execute(
-            select(s.c.post_id, s.c.age_seconds, er.label("er"))
-            .select_from(s.join(p, p.c.id == s.c.post_id))
-            .where(s.c.post_id.in_(ids[start : start + 500]))
-            .order_by(s.c.post_id, s.c.age_seconds)
+            query, {"ids": ids[start : start + 500], "reach": sorted(reach_accounts)}
         )
         for row in rows:
             band = _band_of(row.age_seconds, windows)
