@@ -39,7 +39,7 @@ POSTS = 2000
 KILLS = 20
 #: Due times are spread over this many seconds, so that posts keep falling due while the
 #: daemon is killed and restarted.
-SPREAD_S = 20.0
+SPREAD_S = 25.0
 
 
 @pytest.mark.slow
@@ -112,6 +112,11 @@ def test_kill_9_at_random_moments_never_publishes_twice_and_loses_nothing(
                 d.kill()
             final = daemons.start()
             wait_until(
+                lambda: final.pid in daemon_pids(engine),
+                timeout=60,
+                what="the last daemon to start",
+            )
+            wait_until(
                 lambda: pending_count(engine) == 0,
                 timeout=120,
                 interval=0.2,
@@ -127,10 +132,15 @@ def test_kill_9_at_random_moments_never_publishes_twice_and_loses_nothing(
     by_account = {name: [p for p in posts.values() if p.account == name] for name in names}
     states = Counter(p.state for p in posts.values())
     attempts = attempt_rows(engine)
-    abandoned = sum(1 for a in attempts if a.outcome == Outcome.ABANDONED)
+    # Attempts a killed daemon left open, closed by the rescue of its expired leases.
+    cut = sum(
+        1
+        for a in attempts
+        if a.outcome == Outcome.ABANDONED and "stopped mid-attempt" in (a.message or "")
+    )
     print(
-        f"seed {seed}: states {dict(states)}, attempts {len(attempts)}, abandoned by a kill "
-        f"{abandoned}, requests resent under their key "
+        f"seed {seed}: states {dict(states)}, attempts {len(attempts)}, cut by a kill "
+        f"{cut}, requests resent under their key "
         f"{sum(n - 1 for n in requests.values() if n > 1)}"
     )
     msg = f"(kill seed {seed})"
@@ -152,7 +162,7 @@ def test_kill_9_at_random_moments_never_publishes_twice_and_loses_nothing(
             else:  # unconfirmed: on the network or not, it was never resent
                 assert requests.get(p.idempotency_key, 0) <= 1, f"{p.key} {msg}"
     # The kills did land mid-work (otherwise this test proves little).
-    assert abandoned > 0, f"no kill interrupted an attempt {msg}"
+    assert cut > 0, f"no kill interrupted an attempt {msg}"
 
     # What is unconfirmed is settled by the adapter's lookup, then published once.
     unconfirmed = [p for p in posts.values() if p.state == PostState.UNCONFIRMED]

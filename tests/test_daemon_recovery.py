@@ -337,7 +337,7 @@ def test_a_post_due_at_t_is_claimed_right_after_t_not_at_the_next_tick(
     config = config_at(path)
     engine = make_engine(sqlite_url)
     start = utcnow()
-    due = [start + timedelta(seconds=1.5 + 0.37 * i) for i in range(8)]
+    due = [start + timedelta(seconds=3 + 0.37 * i) for i in range(8)]
     seed_posts(engine, config, [(f"t{i}", "a", d) for i, d in enumerate(due)])
 
     asyncio.run(run_service(engine, config, until=no_pending(engine), timeout=60))
