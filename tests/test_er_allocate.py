@@ -7,10 +7,10 @@ from collections import Counter
 from datetime import time, timedelta
 
 import pytest
+from er_support import DAY, HOUR, T0, Builder
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
-from test_er_support import DAY, HOUR, T0, Builder
 
 from scheduler.config import AccountConfig
 from scheduler.db.models import ContentTypePriority, Schedule

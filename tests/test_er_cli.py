@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from test_er_support import DAY, T0, Builder
+from er_support import DAY, T0, Builder
 
 from scheduler.cli import cli
 from scheduler.cli.er import register

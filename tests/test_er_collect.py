@@ -9,11 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from er_support import DAY, HOUR, T0, Builder, FakeAdapter, counters, posts_t
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from structlog.testing import capture_logs
-from test_er_support import DAY, HOUR, T0, Builder, FakeAdapter, counters, posts_t
 
 from scheduler import plugins
 from scheduler.adapter import Account, Adapter, Metrics, OutgoingPost

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from typing import Any
 
+from er_support import DAY, HOUR, T0, Builder, FakeAdapter, counters, posts_t
 from sqlalchemy import Engine, select
-from test_er_support import DAY, HOUR, T0, Builder, FakeAdapter, counters, posts_t
 
 from scheduler.config import AccountConfig, Config, empty_config
 from scheduler.db.models import MetricSnapshot, PostState

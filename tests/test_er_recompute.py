@@ -9,8 +9,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from er_support import DAY, HOUR, T0, Builder
 from sqlalchemy import Engine, select
-from test_er_support import DAY, HOUR, T0, Builder
 
 from scheduler import plugins
 from scheduler.config import Config, ERSettings, empty_config

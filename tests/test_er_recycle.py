@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import time
 
 import pytest
+from er_support import DAY, HOUR, T0, Builder, posts_t
 from sqlalchemy import Connection, Engine, select
-from test_er_support import DAY, HOUR, T0, Builder, posts_t
 
 from scheduler.config import AccountConfig
 from scheduler.db.models import PostEvent, PostState, Schedule

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from er_support import DAY, HOUR, T0, Builder
 from sqlalchemy import Connection, Engine
-from test_er_support import DAY, HOUR, T0, Builder
 
 from scheduler.config import ERSettings
 from scheduler.er.readings import post_readings, reading_windows
