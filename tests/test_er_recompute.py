@@ -277,6 +277,16 @@ def test_without_an_rng_the_draws_are_reproducible(engine: Engine) -> None:
     assert one.reason == two.reason
 
 
+def test_an_account_whose_types_all_left_loses_its_weights(engine: Engine) -> None:
+    acc = seed(engine)
+    recompute(engine, config(), T0)
+    # Ten half-lives later none of its posts is known any more.
+    (record,) = recompute(engine, config(), T0 + 200 * DAY)
+    assert record.new_weights == {}
+    assert record.reason == "no content types yet: nothing to weigh"
+    assert stored(engine, acc) == {}
+
+
 def test_only_the_named_accounts_are_recomputed(engine: Engine) -> None:
     seed(engine, "a")
     seed(engine, "z")

@@ -255,15 +255,13 @@ class ThompsonPolicy:
                 f"{settings.min_posts} posts: "
                 + ", ".join(f"{t} ({stats.types[t].posts})" for t in waiting)
             )
+        moved = any(abs(new[t] - base[t]) >= NOTEWORTHY for t in new)
         if len(eligible) < 2 and len(new) >= 2:
-            parts.insert(0, "no change: fewer than two types have enough posts to compare")
-        elif not any(abs(new[t] - base[t]) >= NOTEWORTHY for t in new) and not entered:
+            few = "fewer than two types have enough posts to compare"
+            parts.insert(0, few if moved else f"no change: {few}")
+        elif not moved and not entered:
             leader = max(shares, key=lambda t: shares[t]) if shares else None
             lead = f" ({leader} best in {shares[leader]:.0%} of draws)" if leader else ""
             parts.insert(0, f"no change: the weights already follow the evidence{lead}")
         parts += [*limits.notes, *relaxed]
         return "; ".join(parts)
-
-
-def default_policy() -> Policy:
-    return ThompsonPolicy()

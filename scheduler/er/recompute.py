@@ -316,9 +316,12 @@ def recompute(
         weights = current_weights(conn, ids)
         states = last_state(conn, ids)
         for row in rows:
-            account = stats.get(row.id)
             old = weights.get(row.id, {})
-            if account is None or (not account.types and not old):
+            account = stats.get(row.id) or AccountStats(
+                row.id, row.name, "reach" if by_reach[row.id] else "followers", None, None, None,
+                {},
+            )  # fmt: skip
+            if not account.types and not old:
                 continue
             account = with_state(account, states.get(row.id, {}))
             account_rng = rng or random.Random(f"{row.name}|{now.isoformat()}")
