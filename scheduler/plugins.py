@@ -12,6 +12,7 @@ Operators' switches:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import importlib.metadata
 import inspect
 import os
@@ -28,6 +29,8 @@ from scheduler.adapter import Adapter
 from scheduler.errors import SmmError
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
+#: Core features that are ordinary plugins (networks come through entry points instead).
+BUILTIN_PLUGINS = ("scheduler.er.builtin",)
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
@@ -94,6 +97,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
             pm = pluggy.PluginManager(hookspecs.PROJECT)
             pm.add_hookspecs(hookspecs)
             _load_entry_points(pm)
+            for name in BUILTIN_PLUGINS:
+                pm.register(importlib.import_module(name), name=name)
             if os.environ.get("SMM_TRACE_PLUGINS"):
                 _enable_tracing(pm)
             _pm = pm

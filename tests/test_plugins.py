@@ -610,6 +610,7 @@ def test_er_policy_first_answer_wins_over_a_trylast_default() -> None:
         def er_policy(self, settings: Any) -> None:
             return None
 
+    plugins.unregister_plugin("scheduler.er.builtin")  # stand in for the real default
     plugins.register_plugin(BuiltIn(), name="builtin-policy")
     plugins.register_plugin(Abstains(), name="abstains")
     hook = plugins.get_plugin_manager().hook
