@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.cli.app import App, pass_app
@@ -23,6 +24,9 @@ from scheduler.plan.validate import validate_items
 
 def _settled_keys(app: App, keys: list[str]) -> set[str]:
     """Ids of the plan already out of the queue; read-only, and empty without a database."""
+    url = make_url(app.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        return set()  # no database yet: do not create one just to look
     try:
         engine = app.raw_engine
         if current_revision(engine) is None:
@@ -33,8 +37,10 @@ def _settled_keys(app: App, keys: list[str]) -> set[str]:
         return set()
 
 
-def load_plan(app: App, files: Sequence[str]) -> list[PlanItem]:
-    """Read and validate plan files; InvalidInput lists every problem in every file."""
+def load_plan(app: App, files: Sequence[str], *, use_db: bool = True) -> list[PlanItem]:
+    """Read and validate plan files; InvalidInput lists every problem in every file.
+
+    With ``use_db``, posts already out of the queue may keep times in the past."""
     config = app.require_config()
     raws, problems = read_plan_files(Path(f) for f in files)
     keys = [str(r.values["id"]).strip() for r in raws if r.values.get("id") is not None]
@@ -43,7 +49,7 @@ def load_plan(app: App, files: Sequence[str]) -> list[PlanItem]:
         config,
         app.now(),
         network_check=network_check,
-        settled=_settled_keys(app, keys),
+        settled=_settled_keys(app, keys) if use_db else set(),
     )
     problems += bad
     used = {item.account for item in items}
