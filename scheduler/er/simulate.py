@@ -357,3 +357,22 @@ async def simulate(
             s: await run_strategy(scenario, s, Path(tmp), on_progress=on_progress)
             for s in strategies
         }
+
+
+def days_to_top(
+    trajectory: Sequence[Mapping[str, Any]], content_type: str, since: datetime
+) -> float | None:
+    """Days after ``since`` until ``content_type`` holds the top weight for good (None: never).
+
+    ``trajectory`` is ``RunResult.trajectory`` for one account."""
+    reached: float | None = None
+    for point in trajectory:
+        if point["at"] < since:
+            continue
+        weights = point["weights"]
+        if max(weights, key=lambda t: weights[t]) == content_type:
+            if reached is None:
+                reached = (point["at"] - since) / timedelta(days=1)
+        else:
+            reached = None
+    return reached
