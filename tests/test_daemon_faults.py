@@ -59,8 +59,12 @@ FAULT_RATE = 0.30
 #: a connection refused (nothing sent), and a hang past the daemon's publish_timeout.
 FAULT_MIX = {"429": 0.30, "503": 0.25, "timeout": 0.15, "drop": 0.15, "refused": 0.1, "hang": 0.05}
 PUBLISH_TIMEOUT_S = 0.5
-#: Clock skew allowed between the dispatcher's notion of "now" and the network's records.
-EPSILON = timedelta(milliseconds=5)
+#: Timing slack for the checks of the declared limits, measured where the adapter sends: the
+#: event loop of a loaded machine runs late, and a request already decided (or in flight) when
+#: a 429 arrives is not a breach. A daemon that ignores a 429 keeps sending for its whole reset
+#: time (300 ms to 1 s here), far past this slack.
+WINDOW_SLACK = timedelta(milliseconds=20)
+REACTION_SLACK = timedelta(milliseconds=100)
 
 
 @dataclass
@@ -72,6 +76,22 @@ class Request:
     end: datetime | None = None
     answer: str = ""
     reset: datetime | None = None
+
+
+@dataclass
+class Call:
+    """A publish request as the adapter sent it, and what came back."""
+
+    account: str
+    key: str
+    sent: datetime
+    answered: datetime | None = None
+    status: int | None = None
+    reset: datetime | None = None
+
+
+#: Every publish call the adapters made in the current run.
+CALLS: list[Call] = []
 
 
 class FaultyNetwork:
@@ -138,7 +158,7 @@ class FaultyNetwork:
                 rec.answer = "refused"
                 raise httpx.ConnectError("connection refused", request=request)
             if kind == "429":
-                rec.reset = now + timedelta(seconds=self.rng.uniform(0.2, 1.0))
+                rec.reset = now + timedelta(seconds=self.rng.uniform(0.3, 1.0))
                 return httpx.Response(
                     429,
                     headers={
@@ -192,6 +212,8 @@ class FaultnetAdapter(Adapter):
     async def publish(
         self, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
+        call = Call(account.name, idempotency_key, datetime.now(UTC))
+        CALLS.append(call)
         try:
             r = await self.client.post(
                 f"{self.base}/posts",
@@ -202,7 +224,12 @@ class FaultnetAdapter(Adapter):
             raise Transient(f"cannot connect: {exc}") from None
         except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
             raise OutcomeUnknown(f"no answer: {exc}") from None
+        finally:
+            call.answered = datetime.now(UTC)
         status = self._note_limits(account, r)
+        call.status = r.status_code
+        if r.status_code == 429 and status is not None:
+            call.reset = status.reset_at
         if r.status_code == 429:
             raise RateLimited(
                 "rate limit exceeded",
@@ -239,28 +266,28 @@ class FaultnetPlugin:
 
 
 def window_overruns(starts: list[datetime]) -> list[tuple[datetime, int]]:
-    """Moments where more requests than declared started within one window."""
+    """Moments where more requests than declared were sent within one window."""
     starts = sorted(starts)
     out = []
     j = 0
     for i, t in enumerate(starts):
         j = max(j, i)
-        while j < len(starts) and starts[j] - t < DECLARED.per - EPSILON:
+        while j < len(starts) and starts[j] - t < DECLARED.per - WINDOW_SLACK:
             j += 1
         if j - i > DECLARED.requests:
             out.append((t, j - i))
     return out
 
 
-def early_requests(requests: list[Request]) -> list[tuple[Request, Request]]:
-    """Requests sent after a 429 was answered and before the reset time it gave."""
+def early_calls(calls: list[Call]) -> list[tuple[Call, Call]]:
+    """Requests sent after a 429 came back and before the reset time it gave."""
     out = []
-    for r429 in requests:
-        if r429.answer != "429" or r429.reset is None or r429.end is None:
+    for c429 in calls:
+        if c429.status != 429 or c429.reset is None or c429.answered is None:
             continue
-        for r in requests:
-            if r.account == r429.account and r429.end + EPSILON < r.start < r429.reset - EPSILON:
-                out.append((r429, r))
+        for c in calls:
+            if c.account == c429.account and c429.answered + REACTION_SLACK < c.sent < c429.reset:
+                out.append((c429, c))
     return out
 
 
@@ -272,6 +299,7 @@ POSTS = 200
 class FaultyRun:
     network: FaultyNetwork
     posts: dict[str, Any]
+    calls: list[Call]
 
 
 def run_faulty(
@@ -310,6 +338,7 @@ def run_faulty(
     now = utcnow()
     names = list(accounts)
     seed_posts(engine, config, [(f"f{i:03d}", names[i % 4], now) for i in range(posts)])
+    CALLS.clear()
     client = httpx.AsyncClient(transport=httpx.MockTransport(network.handle))
 
     async def go() -> None:
@@ -334,7 +363,7 @@ def faulty_run(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) 
         network = FaultyNetwork(SEED)
         posts = run_faulty(f"sqlite:///{workdir / 'smm.db'}", workdir, network, POSTS)
         network.rng = random.Random()  # the rest is plain data
-        return FaultyRun(network, detached(posts))
+        return FaultyRun(network, detached(posts), list(CALLS))
 
     run = once_per_session(tmp_path_factory, "faulty-network", compute)
     answers = Counter(r.answer for r in run.network.requests)
@@ -351,6 +380,8 @@ def test_faulty_network_every_post_ends_published_or_terminal_and_never_twice(
     assert len(posts) == POSTS
     states = Counter(p.state for p in posts.values())
     assert set(states) <= {PostState.PUBLISHED, PostState.FAILED, PostState.UNCONFIRMED}, states
+    unknown = {"timeout", "drop", "hang"}
+    lost_answers = Counter(r.key for r in network.requests if r.answer in unknown)
     for p in posts.values():
         on_network = network.posts.get(p.idempotency_key, [])
         assert len(on_network) <= 1, f"{p.key} published {len(on_network)} times"
@@ -360,11 +391,10 @@ def test_faulty_network_every_post_ends_published_or_terminal_and_never_twice(
             assert p.error_class, f"{p.key} failed without an error class"
             assert p.last_error, f"{p.key} failed without a reason"
             assert not on_network, f"{p.key} is `failed` but on the network"
-        else:
-            assert p.error_class == "outcome_unknown", p.key
+        else:  # unconfirmed: only when an answer was really lost on the way
             assert p.last_error, p.key
+            assert lost_answers[p.idempotency_key], (p.key, p.error_class, p.last_error)
     # On the plain network an unknown outcome is never followed by a resend.
-    unknown = {"timeout", "drop", "hang"}
     for key, reqs in _by_key(network.requests, plain=True).items():
         firsts = [i for i, r in enumerate(reqs) if r.answer in unknown]
         assert not firsts or firsts[0] == len(reqs) - 1, f"{key} resent after {reqs[firsts[0]]}"
@@ -378,9 +408,10 @@ def test_requests_in_flight_stay_within_the_declared_concurrency(faulty_run: Fau
 
 
 def test_requests_per_window_stay_within_the_declared_rate(faulty_run: FaultyRun) -> None:
-    network = faulty_run.network
-    for account in {r.account for r in network.requests}:
-        overruns = window_overruns([r.start for r in network.requests if r.account == account])
+    calls = faulty_run.calls
+    assert len(calls) == len(faulty_run.network.requests)  # each call reached the network
+    for account in {c.account for c in calls}:
+        overruns = window_overruns([c.sent for c in calls if c.account == account])
         assert not overruns, (
             f"{account}: more than {DECLARED.requests} requests within {DECLARED.per}: "
             + ", ".join(f"{n} from {t:%H:%M:%S.%f}" for t, n in overruns[:5])
@@ -388,12 +419,13 @@ def test_requests_per_window_stay_within_the_declared_rate(faulty_run: FaultyRun
 
 
 def test_no_request_goes_out_before_a_429s_reset_time(faulty_run: FaultyRun) -> None:
-    early = early_requests(faulty_run.network.requests)
+    assert any(c.status == 429 and c.reset for c in faulty_run.calls)
+    early = early_calls(faulty_run.calls)
     assert not early, f"{len(early)} requests sent before a 429's reset time: " + "; ".join(
-        f"{r.account} {r.key[:8]} at {r.start:%S.%f} (429 answered {r429.end:%S.%f}, "
-        f"reset {r429.reset:%S.%f})"
-        for r429, r in early[:5]
-        if r429.end and r429.reset
+        f"{c.account} {c.key[:8]} at {c.sent:%S.%f} (429 back at {c429.answered:%S.%f}, "
+        f"reset {c429.reset:%S.%f})"
+        for c429, c in early[:5]
+        if c429.answered and c429.reset
     )
 
 
