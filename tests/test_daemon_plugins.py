@@ -33,7 +33,7 @@ from daemon_support import (
 )
 from smm_sim import reset_worlds
 
-from scheduler.adapter import Account, OutgoingPost
+from scheduler.adapter import Account, Adapter, OutgoingPost
 from scheduler.db.engine import make_engine
 from scheduler.db.models import Outcome, PostState
 from scheduler.hookspecs import hookimpl
@@ -234,3 +234,45 @@ def test_a_hang_that_ignores_cancellation_ends_unconfirmed_and_sigterm_still_sto
         Outcome.OUTCOME_UNKNOWN,
     ), f"{stubborn.state} {stubborn.last_error}"
     assert rc == 0, f"no exit within {waited:.0f} s of SIGTERM (deadline {SHUTDOWN_DEADLINE_S} s)"
+
+
+class BrokenRegistration:
+    """A third-party plugin whose ``register_platforms`` itself raises."""
+
+    @hookimpl
+    def register_platforms(self, register: Callable[[type[Adapter]], None]) -> None:
+        raise RuntimeError("incompatible with this version of the SDK")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="plugins.platforms() (scheduler/plugins.py) raises PluginError when any plugin's "
+    "register_platforms raises, and make_adapters (scheduler/daemon/worker.py) calls it "
+    "unguarded: Worker.start fails and `smm run` exits, so one broken plugin stops every "
+    "network. Fix: make_adapters (or platforms(), for the daemon) logs and skips the broken "
+    "plugin and keeps the platforms the others registered.",
+)
+def test_a_plugin_whose_registration_raises_does_not_stop_the_other_networks(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "deliveries.jsonl"
+    path = write_config(
+        tmp_path / "config.toml",
+        {"good": {"platform": "sim", "options": {"ledger": str(ledger)}}},
+        daemon=DAEMON,
+        policies=POLICIES,
+    )
+    config = config_at(path)
+    engine = make_engine(sqlite_url)
+    seed_posts(engine, config, [(f"good-{i}", "good", utcnow()) for i in range(3)])
+
+    async def go() -> None:
+        await run_service(engine, config, until=no_pending(engine), timeout=60)
+
+    try:
+        with registered(("broken-registration", BrokenRegistration())):
+            asyncio.run(go())
+        posts = post_rows(engine)
+    finally:
+        engine.dispose()
+    assert {p.state for p in posts.values()} == {PostState.PUBLISHED}
