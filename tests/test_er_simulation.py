@@ -104,3 +104,9 @@ def test_simulate_without_true_rates_says_how_to_give_them(tmp_path: Path) -> No
     )
     assert result.exit_code == 1
     assert "--truth" in result.output
+
+
+def test_the_same_seed_gives_the_same_simulation() -> None:
+    first = asyncio.run(simulate(five_types(4, days=6), strategies=("er",)))["er"]
+    again = asyncio.run(simulate(five_types(4, days=6), strategies=("er",)))["er"]
+    assert (first.engagement, first.by_type) == (again.engagement, again.by_type)

@@ -150,7 +150,9 @@ class SimWorld:
             self._log(existing, duplicate=True)
             return existing
         n = self.published.get(key, 0)
-        remote_id = "sim-" + token(self.settings.seed, self.account, key, n)
+        # Named after the plan's post, not the (random) idempotency key, so the same plan and
+        # seed give the same audience response run after run.
+        remote_id = "sim-" + token(self.settings.seed, self.account, post_key or key, n)
         post = SimPost(key, remote_id, post_key, content_type, now, self.followers_at(now))
         self._add(post)
         self._log(post, duplicate=False)
