@@ -185,14 +185,19 @@ def platforms() -> dict[str, PlatformInfo]:
             found[name] = PlatformInfo(name, adapter, _plugin, _v)
 
         _trace_call("register_platforms", plugin_name)
+        before = set(found)
         try:
             impl.function(register=register)
         except PluginError:
             raise
         except Exception as exc:
-            raise PluginError(
-                f"plugin {plugin_name} failed in register_platforms: {type(exc).__name__}: {exc}"
-            ) from exc
+            # One broken plugin must not take every network down: drop what it registered,
+            # record why (``smm plugins list`` and ``smm doctor`` show it) and go on.
+            reason = f"register_platforms raised {type(exc).__name__}: {exc}"
+            _failures[plugin_name] = reason
+            log.error("plugin_load_failed", plugin=plugin_name, error=reason)
+            for name in set(found) - before:
+                del found[name]
     _platforms = found
     return found
 

@@ -244,14 +244,6 @@ class BrokenRegistration:
         raise RuntimeError("incompatible with this version of the SDK")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins.platforms() (scheduler/plugins.py) raises PluginError when any plugin's "
-    "register_platforms raises, and make_adapters (scheduler/daemon/worker.py) calls it "
-    "unguarded: Worker.start fails and `smm run` exits, so one broken plugin stops every "
-    "network. Fix: make_adapters (or platforms(), for the daemon) logs and skips the broken "
-    "plugin and keeps the platforms the others registered.",
-)
 def test_a_plugin_whose_registration_raises_does_not_stop_the_other_networks(
     sqlite_url: str, tmp_path: Path
 ) -> None:
