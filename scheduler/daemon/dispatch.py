@@ -97,7 +97,7 @@ class Dispatcher:
         view = account_view(account)
         done, post = await call_plugin(prepare(from_row(c.row, c.account), view), PREPARE_TIMEOUT_S)
         if not done:
-            return self._fail(c, f"prepare_post did not finish within {PREPARE_TIMEOUT_S:.0f} s")
+            return self._fail(c, f"prepare_post did not finish within {PREPARE_TIMEOUT_S:g} s")
         if isinstance(post, BaseException):
             return self._fail(c, f"prepare_post failed: {type(post).__name__}: {post}")
 
@@ -141,7 +141,7 @@ class Dispatcher:
                 account,
                 adapter,
                 f"the {account.platform} plugin did not answer within "
-                f"{self.publish_timeout:.0f} s; the post may or may not be on the network",
+                f"{self.publish_timeout:g} s; the post may or may not be on the network",
                 latency,
             )
         if isinstance(published, PublishError):
@@ -325,7 +325,7 @@ async def safe_lookup(
     """``adapter.lookup`` isolated: Published, None (certainly absent), or why it can't tell."""
     done, found = await call_plugin(adapter.lookup(post, view), timeout)
     if not done:
-        return f"lookup did not answer within {timeout:.0f} s"
+        return f"lookup did not answer within {timeout:g} s"
     if isinstance(found, PublishError):
         return _text(found.message or type(found).__name__)
     if isinstance(found, BaseException):

@@ -196,12 +196,13 @@ class Service:
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
         worker = self.worker or Worker(self.engine, self.config, clock=self.clock)
         self.worker = worker
+        if not self.once:
+            # Signals first: a SIGTERM during start-up is a clean stop, not a kill.
+            self._install_signals(loop)
         metrics = observability.start_metrics_server(
             self.config.metrics_listen, self.engine, daemon_id=worker.owner, clock=self.clock
         )
         await worker.start()
-        if not self.once:
-            self._install_signals(loop)
         scheduler = AsyncIOScheduler(event_loop=loop)
         self._schedule(scheduler, worker)
         scheduler.start()
