@@ -24,6 +24,9 @@ def test_demo_publishes_the_example_plan_and_prints_the_er_report(
     assert "example plan: 20 posts for 2 accounts" in result.output
     assert "acme_sim" in result.output
     assert "PRIORITY" in result.output
+    report = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert report.count("<svg") >= 3  # ER over time, priorities, weekday x hour heatmap
+    assert "No published posts" not in report
     engine = make_engine(f"sqlite:///{tmp_path / 'er.db'}")
     try:
         with engine.connect() as conn:

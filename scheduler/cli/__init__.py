@@ -76,11 +76,36 @@ def cli(
 
 
 def _register() -> None:
-    from scheduler.cli import accounts, db, demo, doctor, er, plan, queue, run, simulate, status
+    from scheduler.cli import (
+        accounts,
+        db,
+        demo,
+        doctor,
+        er,
+        plan,
+        queue,
+        report,
+        run,
+        simulate,
+        status,
+    )
     from scheduler.cli import config as config_cmd
     from scheduler.cli import plugins as plugins_cli
 
-    modules = (db, config_cmd, plan, queue, accounts, run, status, doctor, er, simulate, demo)
+    modules = (
+        db,
+        config_cmd,
+        plan,
+        queue,
+        accounts,
+        run,
+        status,
+        doctor,
+        er,
+        report,
+        simulate,
+        demo,
+    )
     for module in (*modules, plugins_cli):
         module.register(cli)
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
 
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.plan import load_plan
+from scheduler.cli.report import report as report_cmd
 from scheduler.cli.simulate import truths_from_config
 from scheduler.config import load_config
 from scheduler.er.scenarios import START
@@ -49,7 +50,7 @@ def demo(app: App, days: int, seed: int, workdir: Path | None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{workdir / 'er.db'}"
     config = load_config(config_path)
-    demo_app = App(config_path=str(config_path), db_url=db_url, clock=_Fixed())
+    demo_app = App(config_path=str(config_path), db_url=db_url, clock=_At(START))
     items = load_plan(demo_app, plans, use_db=False)
     click.echo(
         f"example plan: {len(items)} posts for {len(config.accounts)} accounts "
@@ -82,19 +83,26 @@ def demo(app: App, days: int, seed: int, workdir: Path | None) -> None:
     base = ["--db", db_url, "--config", str(config_path)]
     cli.main([*base, "er"], standalone_mode=False)
     html = workdir / "report.html"
-    if "report" in cli.commands:
-        cli.main([*base, "report", "--html", str(html)], standalone_mode=False)
-        click.echo(f"\nHTML report: {html}")
+    # The report covers the simulated weeks: "now" is the end of the simulation.
+    at_end = App(
+        config_path=str(config_path), db_url=db_url, clock=_At(START + timedelta(days=days))
+    )
+    with click.Context(report_cmd, obj=at_end) as ctx:
+        ctx.invoke(report_cmd, html_path=str(html), account=None, days=days)
+    click.echo(f"\nHTML report: {html}")
     click.echo(
         f"demo database: {db_url}  (try: smm --db {db_url} --config {config_path} queue list)"
     )
 
 
-class _Fixed(Clock):
-    """The demo's plan is read as of the simulation's first day."""
+class _At(Clock):
+    """A clock stopped at one instant."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
 
     def now(self) -> datetime:
-        return START
+        return self.at
 
 
 def register(cli: click.Group) -> None:
