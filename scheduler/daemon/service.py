@@ -250,4 +250,3 @@ def run_forever(main: Coroutine[Any, Any, None], *, linger: float = 1.0) -> None
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
-
