@@ -20,6 +20,7 @@ import httpx
 from scheduler.config import CredentialRef
 
 __all__ = [
+    "NOT_SENT",
     "Account",
     "Adapter",
     "AuthExpired",
@@ -36,6 +37,7 @@ __all__ = [
     "RateLimited",
     "Rejected",
     "Transient",
+    "transport_error",
 ]
 
 
@@ -100,6 +102,35 @@ class OutcomeUnknown(PublishError):
     """The request may have reached the network (timeout after sending, dropped connection)."""
 
     error_class = ErrorClass.OUTCOME_UNKNOWN
+
+
+#: httpx failures raised before the request left: resending is always safe.
+NOT_SENT: tuple[type[httpx.HTTPError], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+
+
+def transport_error(
+    exc: httpx.HTTPError, *, network: str, where: str, mutating: bool
+) -> PublishError:
+    """Classify an httpx failure by the never-twice rule.
+
+    Not sent (refused connection, connect timeout...) is ``Transient``; any other failure of a
+    request that creates something (``mutating``) may have reached the network, so it is
+    ``OutcomeUnknown``; a read that failed is ``Transient``. The exception's own text is not
+    quoted: it may carry a URL with a token in it.
+    """
+    kind = type(exc).__name__
+    if isinstance(exc, NOT_SENT):
+        return Transient(f"{network}: could not reach the server ({kind}) on {where}")
+    if mutating:
+        return OutcomeUnknown(
+            f"{network}: no answer ({kind}) on {where}; the request may have taken effect"
+        )
+    return Transient(f"{network}: no answer ({kind}) on {where}")
 
 
 # --------------------------------------------------------------------------- data

@@ -220,7 +220,7 @@ def test_a_lost_answer_to_the_post_request_leaves_the_outcome_open() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.RemoteProtocolError("Server disconnected", request=request)
 
-    with pytest.raises(OutcomeUnknown, match="may have been published"):
+    with pytest.raises(OutcomeUnknown, match="may have taken effect"):
         publish(handler)
 
 

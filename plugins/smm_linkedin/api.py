@@ -36,11 +36,10 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
 
 __all__ = ["LinkedInApi", "classify_error", "next_midnight_utc"]
-
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 def next_midnight_utc(now: datetime) -> datetime:
@@ -93,18 +92,6 @@ def classify_error(
     if status >= 500:
         return Transient(message, http_status=status, code=code)
     return Rejected(message, http_status=status, code=code)
-
-
-def transport_error(exc: httpx.HTTPError, *, where: str, mutating: bool) -> PublishError:
-    """Map an httpx failure without quoting it (its text may carry the URL)."""
-    kind = type(exc).__name__
-    if isinstance(exc, _NOT_SENT):
-        return Transient(f"LinkedIn: could not reach the server ({kind}) on {where}")
-    if mutating:
-        return OutcomeUnknown(
-            f"LinkedIn: no answer ({kind}) on {where}; the post may have been published"
-        )
-    return Transient(f"LinkedIn: no answer ({kind}) on {where}")
 
 
 @dataclass
@@ -165,3 +152,8 @@ class LinkedInApi:
         if body is None:
             raise Transient(f"LinkedIn: HTTP {response.status_code} without JSON on GET {path}")
         return body
+
+
+def transport_error(exc: httpx.HTTPError, *, where: str, mutating: bool) -> PublishError:
+    """An httpx failure on a LinkedIn request (``scheduler.adapter.transport_error``)."""
+    return _transport_error(exc, network="LinkedIn", where=where, mutating=mutating)

@@ -40,6 +40,7 @@ from scheduler.adapter import (
     RateLimited,
     Rejected,
     Transient,
+    transport_error,
 )
 from scheduler.timeutil import utcnow
 
@@ -70,7 +71,6 @@ _IG_SPAM_SUBCODE = 2207051
 _DAILY_CAP_WAIT = timedelta(hours=1)
 _USAGE_HEADERS = ("x-business-use-case-usage", "x-app-usage", "x-page-usage", "x-ad-account-usage")
 # Requests whose loss of answer leaves the outcome open; connecting never reached the server.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s\"']+")
 
 
@@ -185,20 +185,6 @@ def _classify_status(status: int, *, network: str, where: str, mutating: bool) -
     if status >= 500:
         return Transient(message, http_status=status)
     return Rejected(message, http_status=status)
-
-
-def transport_error(
-    exc: httpx.HTTPError, *, network: str, where: str, mutating: bool
-) -> PublishError:
-    """Map an httpx failure; the exception's own text is not used, as it may quote the URL."""
-    kind = type(exc).__name__
-    if isinstance(exc, _NOT_SENT):
-        return Transient(f"{network}: could not reach the server ({kind}) on {where}")
-    if mutating:
-        return OutcomeUnknown(
-            f"{network}: no answer ({kind}) on {where}; the request may have taken effect"
-        )
-    return Transient(f"{network}: no answer ({kind}) on {where}")
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any] | None:

@@ -37,9 +37,12 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
 
 __all__ = ["VKApi", "classify_error", "transport_error"]
+
+NETWORK = "VK"
 
 _RATE_LIMITS = {
     6: timedelta(seconds=1),
@@ -50,7 +53,6 @@ _RATE_LIMITS = {
 _AUTH_CODES = frozenset({5, 7, 15, 17, 18, 27, 28, 37})
 _TRANSIENT_CODES = frozenset({1, 10, 13})
 _TIMEOUT_CODE = 36
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
 def _scrub(text: str, secret: str) -> str:
@@ -75,16 +77,6 @@ def classify_error(
         cls = OutcomeUnknown if mutating else Transient
         return cls(message, code=code)
     return Rejected(message, code=code)
-
-
-def transport_error(exc: httpx.HTTPError, *, where: str, mutating: bool) -> PublishError:
-    """Map an httpx failure without quoting it (its text may carry the URL)."""
-    kind = type(exc).__name__
-    if isinstance(exc, _NOT_SENT):
-        return Transient(f"VK: could not reach the server ({kind}) on {where}")
-    if mutating:
-        return OutcomeUnknown(f"VK: no answer ({kind}) on {where}; the post may have been made")
-    return Transient(f"VK: no answer ({kind}) on {where}")
 
 
 def status_error(status: int, *, where: str, mutating: bool) -> PublishError:
@@ -134,3 +126,8 @@ class VKApi:
             message = f"VK: HTTP 200 without a response object on {where}"
             raise OutcomeUnknown(message) if mutating else Transient(message)
         return body["response"]
+
+
+def transport_error(exc: httpx.HTTPError, *, where: str, mutating: bool) -> PublishError:
+    """An httpx failure on a VK request, classified by ``scheduler.adapter.transport_error``."""
+    return _transport_error(exc, network=NETWORK, where=where, mutating=mutating)
