@@ -12,6 +12,7 @@ Operators' switches:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.metadata
 import inspect
@@ -53,7 +54,8 @@ class PlatformInfo:
 _lock = threading.Lock()
 _pm: pluggy.PluginManager | None = None
 _platforms: dict[str, PlatformInfo] | None = None
-_failures: dict[str, str] = {}
+_failures: dict[str, str] = {}  # entry points that did not import
+_registration_failures: dict[str, str] = {}  # plugins whose register_platforms raised
 
 
 def _allowed() -> set[str] | None:
@@ -125,12 +127,15 @@ def reset() -> None:
         _pm = None
         _platforms = None
         _failures.clear()
+        _registration_failures.clear()
 
 
 def load_failures() -> dict[str, str]:
     """Entry points that failed to load, with why (``"ExcType: message"``), by name."""
     get_plugin_manager()
-    return dict(_failures)
+    with contextlib.suppress(PluginError):  # a duplicate platform is reported on its own
+        platforms()
+    return {**_failures, **_registration_failures}
 
 
 def _tracing() -> bool:
@@ -167,6 +172,7 @@ def platforms() -> dict[str, PlatformInfo]:
         return _platforms
     pm = get_plugin_manager()
     found: dict[str, PlatformInfo] = {}
+    _registration_failures.clear()  # recomputed with the platforms, for the plugins now in
     for impl in pm.hook.register_platforms.get_hookimpls():
         plugin_name, version = _dist_info(impl.plugin, pm)
 
@@ -194,7 +200,7 @@ def platforms() -> dict[str, PlatformInfo]:
             # One broken plugin must not take every network down: drop what it registered,
             # record why (``smm plugins list`` and ``smm doctor`` show it) and go on.
             reason = f"register_platforms raised {type(exc).__name__}: {exc}"
-            _failures[plugin_name] = reason
+            _registration_failures[plugin_name] = reason
             log.error("plugin_load_failed", plugin=plugin_name, error=reason)
             for name in set(found) - before:
                 del found[name]

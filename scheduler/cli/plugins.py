@@ -9,6 +9,7 @@ from typing import Any
 import click
 import pluggy
 
+from scheduler import __version__
 from scheduler import plugins as manager
 from scheduler.cli.output import echo_json, table
 
@@ -113,7 +114,8 @@ def _hooks_by_plugin(pm: pluggy.PluginManager) -> dict[str, list[str]]:
 
 def _distributions(pm: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
     """(distribution, version) of each plugin loaded from an entry point, by plugin name."""
-    found = {}
+    # Core features registered as plugins ship in this distribution.
+    found = dict.fromkeys(manager.BUILTIN_PLUGINS, ("smm-scheduler", __version__))
     for plugin, dist in pm.list_plugin_distinfo():
         name = pm.get_name(plugin)
         if name is not None:
