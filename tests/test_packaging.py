@@ -163,3 +163,19 @@ def test_the_installed_smm_creates_a_database_with_its_migrations(
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ready (schema" in result.stdout
+
+
+def test_the_installed_smm_runs_the_demo_from_its_shipped_examples(
+    built: Built, tmp_path: Path
+) -> None:
+    smm = venv_support.scripts(built.python) / "smm"
+    where = {"XDG_CONFIG_HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path)}
+
+    result = run(
+        smm, "demo", "--days", "7", "--dir", str(tmp_path / "demo"), cwd=tmp_path, env_extra=where
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "example plan: 20 posts" in result.stdout
+    assert "share/smm-scheduler/example.toml" in result.stdout  # not the checkout's config/
+    assert (tmp_path / "demo" / "report.html").is_file()
