@@ -106,7 +106,7 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
     view = _account_view(account)
     post = from_plan_item(item)
     try:
-        if _has_transforms():
+        if has_transforms():
             post = asyncio.run(prepare(post, view))
     except Exception as exc:  # a broken transform is reported on the post, not as a crash
         return [("text", f"a prepare_post plugin failed: {type(exc).__name__}: {exc}", "")]
@@ -117,9 +117,9 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
     return [(i.field, i.message, i.hint) for i in issues]
 
 
-@cache
-def _has_transforms() -> bool:
-    return any(True for _ in plugins.hook_impls("prepare_post"))
+def has_transforms() -> bool:
+    """Whether any plugin implements ``prepare_post`` (checked cheaply, per call)."""
+    return bool(plugins.get_plugin_manager().hook.prepare_post.get_hookimpls())
 
 
 _views: dict[str, tuple[AccountConfig, Account]] = {}
@@ -136,7 +136,6 @@ def _account_view(account: AccountConfig) -> Account:
 def clear_caches() -> None:
     """Forget adapter instances and hook lookups (after plugins change)."""
     _adapters.cache_clear()
-    _has_transforms.cache_clear()
     _views.clear()
 
 
@@ -145,6 +144,7 @@ __all__ = [
     "clear_caches",
     "from_plan_item",
     "from_row",
+    "has_transforms",
     "network_check",
     "offline_adapter",
     "prepare",

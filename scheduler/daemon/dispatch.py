@@ -25,7 +25,7 @@ from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
 from scheduler.db.models import Outcome, PostState
 from scheduler.logging import redact
-from scheduler.outgoing import account_view, from_row, prepare
+from scheduler.outgoing import account_view, from_row, has_transforms, prepare
 from scheduler.timeutil import Clock
 
 log = structlog.get_logger("scheduler.dispatch")
@@ -95,11 +95,13 @@ class Dispatcher:
                 message=f"no plugin provides platform {account.platform!r}",
             )
         view = account_view(account)
-        done, post = await call_plugin(prepare(from_row(c.row, c.account), view), PREPARE_TIMEOUT_S)
-        if not done:
-            return self._fail(c, f"prepare_post did not finish within {PREPARE_TIMEOUT_S:g} s")
-        if isinstance(post, BaseException):
-            return self._fail(c, f"prepare_post failed: {type(post).__name__}: {post}")
+        post: Any = from_row(c.row, c.account)
+        if has_transforms():  # the common case has none: no task to isolate them in
+            done, post = await call_plugin(prepare(post, view), PREPARE_TIMEOUT_S)
+            if not done:
+                return self._fail(c, f"prepare_post did not finish within {PREPARE_TIMEOUT_S:g} s")
+            if isinstance(post, BaseException):
+                return self._fail(c, f"prepare_post failed: {type(post).__name__}: {post}")
 
         policy = adapter.capabilities.rate_limit
         budget = self.limits.budget(c.account, policy)

@@ -275,6 +275,9 @@ class Worker:
             self._fire_hooks(r)
 
     def _fire_hooks(self, r: Result) -> None:
+        hook = "post_published" if r.state == PostState.PUBLISHED else "post_failed"
+        if not getattr(plugins.get_plugin_manager().hook, hook).get_hookimpls():
+            return  # nobody listens: skip building the event
         account = self.config.accounts.get(r.claimed.account)
         if account is None:
             return
