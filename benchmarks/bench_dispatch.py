@@ -362,6 +362,18 @@ class Daemon:
             raise RuntimeError(f"daemon exited {rc}: {self.log.read_text()[-2000:]}")
         return rc
 
+    def problems(self) -> list[str]:
+        """The events the daemon logged above info (a claim that failed shows up here)."""
+        found = []
+        for line in self.log.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and event.get("level") not in (None, "debug", "info"):
+                found.append(f"{event.get('level')} {event.get('event')}")
+        return found
+
     def calls(self) -> list[tuple[float, str]]:
         if not self.record.exists():
             return []
@@ -439,6 +451,8 @@ class Bench:
         for p in procs:
             p.proc.wait(600)
             p.stop()
+            if problems := p.problems():
+                self.out(f"  (daemon log: {len(problems)} events above info: {problems[:5]})")
         rows = outcomes(url)
         published = [r for r in rows if r.state == PostState.PUBLISHED]
         started = min(r.started for r in rows if r.started)
@@ -523,6 +537,8 @@ class Bench:
             if time.time() > last_due + 120:
                 break
         d.stop()
+        if problems := d.problems():
+            self.out(f"  (daemon log: {len(problems)} events above info: {problems[:5]})")
         rows = outcomes(url)
         late = [(r.started - r.due).total_seconds() for r in rows if r.started]
         calls = d.calls()
@@ -670,6 +686,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10_000)
     parser.add_argument("--queued", type=int, default=1_000_000)
     parser.add_argument("--pg-host", default="/var/run/postgresql")
+    parser.add_argument("--batch-size", type=int, default=DAEMON_SETTINGS["batch_size"])
+    parser.add_argument("--concurrency", type=int, default=DAEMON_SETTINGS["concurrency"])
     parser.add_argument(
         "--steady-on", nargs="+", default=["sqlite", "postgres"], help="databases for lateness"
     )
@@ -691,7 +709,8 @@ def main() -> None:
     if args.preload:
         os.environ["SMM_BENCH_PRELOAD"] = str(Path(args.preload).resolve())
     tmp = Path(tempfile.mkdtemp(prefix="smm-bench-dispatch-"))
-    config = config_text(DAEMON_SETTINGS)
+    settings = dict(DAEMON_SETTINGS, batch_size=args.batch_size, concurrency=args.concurrency)
+    config = config_text(settings)
     config_path = tmp / "config.toml"
     config_path.write_text(config)
     dbs = Databases(tmp, args.pg_host)
@@ -703,7 +722,7 @@ def main() -> None:
     import scheduler
 
     bench.out(f"  scheduler {scheduler.__version__} from {Path(scheduler.__file__).parent}")
-    bench.out("  [daemon] " + ", ".join(f"{k} = {v}" for k, v in DAEMON_SETTINGS.items()))
+    bench.out("  [daemon] " + ", ".join(f"{k} = {v}" for k, v in settings.items()))
     if args.preload:
         bench.out(f"  daemons patched with {args.preload} (not the released daemon)")
     try:
