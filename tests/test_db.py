@@ -298,3 +298,9 @@ def test_default_database_is_in_the_xdg_data_home_outside_systemd(
     no_url_env.setenv("XDG_DATA_HOME", str(tmp_path))
 
     assert resolve_database_url(None, None) == f"sqlite:///{tmp_path}/smm-scheduler/smm.db"
+
+
+def test_the_schema_head_constant_is_alembics_head() -> None:
+    from scheduler.db.migrate import SCHEMA_HEAD, head_revision
+
+    assert SCHEMA_HEAD == head_revision()

@@ -21,7 +21,9 @@ def notify(*states: str) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
             sock.connect(address)
-            sock.sendall("\n".join(states).encode())
+            # Never block the daemon on a notify socket nobody reads: a full socket is a
+            # failed notify, not a stall.
+            sock.send("\n".join(states).encode(), socket.MSG_DONTWAIT)
     except OSError:
         return False
     return True

@@ -86,3 +86,34 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
         f"VALUES ({', '.join([marker] * len(columns))})"
     )
     conn.exec_driver_sql(sql, params)
+
+
+def column_converters(
+    conn: Connection, table: Table, columns: Sequence[str]
+) -> list[Callable[[Any], Any] | None]:
+    """Per column, what ``insert_tuples`` expects done to a non-None value (None: nothing).
+
+    Only meaningful when ``supports_tuples`` is true for the connection.
+    """
+    return _converters(conn, table, columns)
+
+
+def supports_tuples(conn: Connection) -> bool:
+    """Whether ``insert_tuples`` can take pre-converted tuples for this connection."""
+    return conn.dialect.name in ("sqlite", "postgresql")
+
+
+def insert_tuples(
+    conn: Connection, table: Table, columns: Sequence[str], params: Sequence[Sequence[Any]]
+) -> None:
+    """Insert rows given as tuples in ``columns`` order, each value already converted with
+    ``column_converters`` (None stays None), in one driver-level ``executemany``."""
+    if not params:
+        return
+    marker = "?" if conn.dialect.name == "sqlite" else "%s"
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+    sql = (
+        f"INSERT INTO {conn.dialect.identifier_preparer.format_table(table)} ({quoted}) "
+        f"VALUES ({', '.join([marker] * len(columns))})"
+    )
+    conn.exec_driver_sql(sql, list(params))
