@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 __all__ = [
     "UTC",
     "Clock",
+    "FixedClock",
     "LocalTimeError",
     "SystemClock",
     "format_utc",
@@ -59,6 +60,16 @@ class SystemClock(Clock):
 
     def now(self) -> datetime:
         return utcnow()
+
+
+class FixedClock(Clock):
+    """A clock stopped at one instant (reading a plan as of a simulation's first day...)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def now(self) -> datetime:
+        return self.at
 
 
 def zone(name: str) -> ZoneInfo:

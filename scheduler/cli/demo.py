@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -23,7 +23,7 @@ from scheduler.config import load_config
 from scheduler.er.scenarios import START
 from scheduler.er.simulate import Scenario, run_strategy
 from scheduler.resources import shipped
-from scheduler.timeutil import Clock
+from scheduler.timeutil import FixedClock
 
 
 @click.command()
@@ -50,7 +50,7 @@ def demo(app: App, days: int, seed: int, workdir: Path | None) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     db_url = f"sqlite:///{workdir / 'er.db'}"
     config = load_config(config_path)
-    demo_app = App(config_path=str(config_path), db_url=db_url, clock=_At(START))
+    demo_app = App(config_path=str(config_path), db_url=db_url, clock=FixedClock(START))
     items = load_plan(demo_app, plans, use_db=False)
     click.echo(
         f"example plan: {len(items)} posts for {len(config.accounts)} accounts "
@@ -85,7 +85,7 @@ def demo(app: App, days: int, seed: int, workdir: Path | None) -> None:
     html = workdir / "report.html"
     # The report covers the simulated weeks: "now" is the end of the simulation.
     at_end = App(
-        config_path=str(config_path), db_url=db_url, clock=_At(START + timedelta(days=days))
+        config_path=str(config_path), db_url=db_url, clock=FixedClock(START + timedelta(days=days))
     )
     with click.Context(report_cmd, obj=at_end) as ctx:
         ctx.invoke(report_cmd, html_path=str(html), account=None, days=days)
@@ -93,16 +93,6 @@ def demo(app: App, days: int, seed: int, workdir: Path | None) -> None:
     click.echo(
         f"demo database: {db_url}  (try: smm --db {db_url} --config {config_path} queue list)"
     )
-
-
-class _At(Clock):
-    """A clock stopped at one instant."""
-
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def now(self) -> datetime:
-        return self.at
 
 
 def register(cli: click.Group) -> None:

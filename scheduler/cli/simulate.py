@@ -6,7 +6,6 @@ import asyncio
 import sys
 import tomllib
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,10 @@ from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, table
 from scheduler.cli.plan import load_plan
 from scheduler.er.plot import sparkline
+from scheduler.er.scenarios import START
 from scheduler.er.simulate import STRATEGIES, RunResult, Scenario, Truth, simulate
 from scheduler.errors import InvalidInput, Problem
+from scheduler.timeutil import FixedClock
 
 
 def read_truth(path: Path, accounts: Mapping[str, Any]) -> dict[str, Truth]:
@@ -137,13 +138,8 @@ def simulate_cmd(
     """Run the real scheduling, dispatch, metrics and ER code in virtual time on the
     simulated network, beside the oracle and round-robin."""
     config = app.require_config()
-    start = datetime(2026, 1, 5, tzinfo=UTC)  # a fixed Monday: the same seed, the same run
-
-    class Fixed:
-        def now(self) -> datetime:
-            return start
-
-    app.clock = Fixed()  # type: ignore[assignment]
+    start = START  # a fixed Monday: the same seed, the same run
+    app.clock = FixedClock(start)
     items = load_plan(app, plan_files, use_db=False)
     used = {i.account for i in items}
     accounts = {n: a for n, a in config.accounts.items() if n in used}
