@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 
+from scheduler.daemon import fastsql
 from scheduler.db.engine import immediate
 from scheduler.db.models import Account, Attempt, DaemonHeartbeat, Outcome, PostState
 from scheduler.queue import Change, posts_t, record_events
@@ -35,7 +36,7 @@ class Claimed:
     attempt_number: int
     account_id: int
     account: str
-    row: Any  # the posts row as claimed
+    row: Any  # the posts row as claimed (the columns of ``_CLAIM_COLUMNS``)
 
 
 @dataclass
@@ -58,6 +59,31 @@ class Result:
     counts: bool = True
     #: Set for auth failures: the account is paused with this reason.
     pause_reason: str | None = None
+
+
+#: What a claim reads back of each post: what the dispatcher and the plugins' view of the post
+#: (``scheduler.outgoing.from_row``) need, no more (every value read costs type processing).
+_CLAIM_COLUMNS = tuple(
+    posts_t.c[name]
+    for name in (
+        "id",
+        "key",
+        "account_id",
+        "content_type",
+        "text",
+        "media",
+        "link",
+        "tags",
+        "idempotency_key",
+        "state",
+        "due_at",
+        "next_attempt_at",
+        "attempt_count",
+        "remote_id",
+        "remote_url",
+        "published_at",
+    )
+)
 
 
 def _active_accounts() -> Any:
@@ -124,7 +150,7 @@ def claim(
                 attempt_count=posts_t.c.attempt_count + 1,
                 updated_at=now,
             )
-            .returning(*posts_t.c)
+            .returning(*_CLAIM_COLUMNS)
         ).all()
         names: dict[int, str] = dict(
             conn.execute(
@@ -133,25 +159,31 @@ def claim(
                 )
             ).all()
         )
-        attempts = [
-            {
-                "post_id": r.id,
-                "number": r.attempt_count,
-                "idempotency_key": r.idempotency_key,
-                "owner": owner,
-                "started_at": now,
-            }
-            for r in rows
-        ]
-        ids = conn.execute(
-            attempts_t.insert().returning(attempts_t.c.id, attempts_t.c.post_id), attempts
-        ).all()
+        attempts = [(r.id, r.attempt_count, r.idempotency_key, owner, now) for r in rows]
+        ids = _insert_attempts(conn, attempts)
         attempt_of = {post_id: attempt_id for attempt_id, post_id in ids}
     claimed = [
         Claimed(r.id, attempt_of[r.id], r.attempt_count, r.account_id, names[r.account_id], r)
         for r in sorted(rows, key=lambda r: (r.next_attempt_at, r.id))
     ]
     return claimed, missed
+
+
+_ATTEMPT_COLUMNS = ("post_id", "number", "idempotency_key", "owner", "started_at")
+
+
+def _insert_attempts(conn: Connection, attempts: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Open one attempt row per claimed post; returns (attempt id, post id) pairs."""
+    if not fastsql.supported(conn):
+        return list(
+            conn.execute(
+                attempts_t.insert().returning(attempts_t.c.id, attempts_t.c.post_id),
+                [dict(zip(_ATTEMPT_COLUMNS, a, strict=True)) for a in attempts],
+            ).all()
+        )
+    when = fastsql.datetime_converter(conn)
+    rows = [(p, n, k, o, when(at)) for p, n, k, o, at in attempts]
+    return fastsql.insert_returning(conn, attempts_t, _ATTEMPT_COLUMNS, rows, ("id", "post_id"))
 
 
 def _mark_missed(conn: Connection, stale: Sequence[Any], now: datetime, owner: str) -> list[Change]:
@@ -182,93 +214,181 @@ def write_results(engine: Engine, owner: str, results: Sequence[Result], now: da
     if not results:
         return 0
     with immediate(engine) as conn:
-        conn.execute(
-            update(attempts_t)
-            .where(attempts_t.c.id == bindparam("a_id"))
-            .values(
-                finished_at=bindparam("a_finished"),
-                outcome=bindparam("a_outcome"),
-                message=bindparam("a_message"),
-                http_status=bindparam("a_status"),
-                latency_ms=bindparam("a_latency"),
-                retry_at=bindparam("a_retry"),
-            ),
-            [
-                {
-                    "a_id": r.claimed.attempt_id,
-                    "a_finished": r.finished_at,
-                    "a_outcome": r.outcome,
-                    "a_message": r.message,
-                    "a_status": r.http_status,
-                    "a_latency": r.latency_ms,
-                    "a_retry": r.retry_at,
-                }
-                for r in results
-            ],
-        )
-        published = [r for r in results if r.state == PostState.PUBLISHED]
-        others = [r for r in results if r.state != PostState.PUBLISHED]
-        changed = 0
-        if published:
-            changed += conn.execute(
-                update(posts_t)
-                .where(posts_t.c.id == bindparam("p_id"))
-                .values(
-                    state=PostState.PUBLISHED,
-                    remote_id=bindparam("p_remote"),
-                    remote_url=bindparam("p_url"),
-                    published_at=bindparam("p_at"),
-                    followers_at_publish=bindparam("p_followers"),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    last_error=None,
-                    error_class=None,
-                    updated_at=now,
-                ),
-                [
-                    {
-                        "p_id": r.claimed.post_id,
-                        "p_remote": r.remote_id,
-                        "p_url": r.remote_url,
-                        "p_at": r.finished_at,
-                        "p_followers": r.followers,
-                    }
-                    for r in published
-                ],
-            ).rowcount
-        if others:
-            changed += conn.execute(
-                update(posts_t)
-                .where(
-                    posts_t.c.id == bindparam("p_id"),
-                    posts_t.c.lease_owner == owner,
-                    posts_t.c.state == PostState.CLAIMED,
-                )
-                .values(
-                    state=bindparam("p_state"),
-                    next_attempt_at=func.coalesce(bindparam("p_next"), posts_t.c.next_attempt_at),
-                    attempt_count=posts_t.c.attempt_count - bindparam("p_uncount"),
-                    last_error=bindparam("p_error"),
-                    error_class=bindparam("p_class"),
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    updated_at=now,
-                ),
-                [
-                    {
-                        "p_id": r.claimed.post_id,
-                        "p_state": r.state,
-                        "p_next": r.next_attempt_at,
-                        "p_uncount": 0 if r.counts else 1,
-                        "p_error": r.message,
-                        "p_class": r.outcome,
-                    }
-                    for r in others
-                ],
-            ).rowcount
+        if fastsql.supported(conn):
+            changed = _write_results_fast(conn, owner, results, now)
+        else:
+            changed = _write_results_core(conn, owner, results, now)
         pauses = {r.claimed.account_id: r.pause_reason for r in results if r.pause_reason}
         for account_id, reason in pauses.items():
             pause_for_auth(conn, account_id, reason or "credentials rejected", now, owner)
+    return changed
+
+
+def _write_results_fast(
+    conn: Connection, owner: str, results: Sequence[Result], now: datetime
+) -> int:
+    """``write_results`` through the driver's executemany (same statements as the Core path)."""
+    m = fastsql.marker(conn)
+    when = fastsql.datetime_converter(conn)
+    text = fastsql.text
+    attempts = fastsql.table_name(conn, attempts_t)
+    posts = fastsql.table_name(conn, posts_t)
+    fastsql.executemany(
+        conn,
+        f"UPDATE {attempts} SET finished_at = {m}, outcome = {m}, message = {m}, "
+        f"http_status = {m}, latency_ms = {m}, retry_at = {m} WHERE id = {m}",
+        [
+            (
+                when(r.finished_at),
+                text(r.outcome),
+                r.message,
+                r.http_status,
+                r.latency_ms,
+                when(r.retry_at),
+                r.claimed.attempt_id,
+            )
+            for r in results
+        ],
+    )
+    now_v = when(now)
+    changed = 0
+    published = [r for r in results if r.state == PostState.PUBLISHED]
+    others = [r for r in results if r.state != PostState.PUBLISHED]
+    if published:
+        changed += fastsql.executemany(
+            conn,
+            f"UPDATE {posts} SET state = {m}, remote_id = {m}, remote_url = {m}, "
+            f"published_at = {m}, followers_at_publish = {m}, lease_owner = NULL, "
+            f"lease_expires_at = NULL, last_error = NULL, error_class = NULL, "
+            f"updated_at = {m} WHERE id = {m}",
+            [
+                (
+                    str(PostState.PUBLISHED),
+                    r.remote_id,
+                    r.remote_url,
+                    when(r.finished_at),
+                    r.followers,
+                    now_v,
+                    r.claimed.post_id,
+                )
+                for r in published
+            ],
+        )
+    if others:
+        claimed_state = str(PostState.CLAIMED)
+        changed += fastsql.executemany(
+            conn,
+            f"UPDATE {posts} SET state = {m}, "
+            f"next_attempt_at = COALESCE({m}, next_attempt_at), "
+            f"attempt_count = attempt_count - {m}, last_error = {m}, error_class = {m}, "
+            f"lease_owner = NULL, lease_expires_at = NULL, updated_at = {m} "
+            f"WHERE id = {m} AND lease_owner = {m} AND state = {m}",
+            [
+                (
+                    text(r.state),
+                    when(r.next_attempt_at),
+                    0 if r.counts else 1,
+                    r.message,
+                    text(r.outcome),
+                    now_v,
+                    r.claimed.post_id,
+                    owner,
+                    claimed_state,
+                )
+                for r in others
+            ],
+        )
+    return changed
+
+
+def _write_results_core(
+    conn: Connection, owner: str, results: Sequence[Result], now: datetime
+) -> int:
+    """``write_results`` through SQLAlchemy Core (dialects without a fast path)."""
+    conn.execute(
+        update(attempts_t)
+        .where(attempts_t.c.id == bindparam("a_id"))
+        .values(
+            finished_at=bindparam("a_finished"),
+            outcome=bindparam("a_outcome"),
+            message=bindparam("a_message"),
+            http_status=bindparam("a_status"),
+            latency_ms=bindparam("a_latency"),
+            retry_at=bindparam("a_retry"),
+        ),
+        [
+            {
+                "a_id": r.claimed.attempt_id,
+                "a_finished": r.finished_at,
+                "a_outcome": r.outcome,
+                "a_message": r.message,
+                "a_status": r.http_status,
+                "a_latency": r.latency_ms,
+                "a_retry": r.retry_at,
+            }
+            for r in results
+        ],
+    )
+    published = [r for r in results if r.state == PostState.PUBLISHED]
+    others = [r for r in results if r.state != PostState.PUBLISHED]
+    changed = 0
+    if published:
+        changed += conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id == bindparam("p_id"))
+            .values(
+                state=PostState.PUBLISHED,
+                remote_id=bindparam("p_remote"),
+                remote_url=bindparam("p_url"),
+                published_at=bindparam("p_at"),
+                followers_at_publish=bindparam("p_followers"),
+                lease_owner=None,
+                lease_expires_at=None,
+                last_error=None,
+                error_class=None,
+                updated_at=now,
+            ),
+            [
+                {
+                    "p_id": r.claimed.post_id,
+                    "p_remote": r.remote_id,
+                    "p_url": r.remote_url,
+                    "p_at": r.finished_at,
+                    "p_followers": r.followers,
+                }
+                for r in published
+            ],
+        ).rowcount
+    if others:
+        changed += conn.execute(
+            update(posts_t)
+            .where(
+                posts_t.c.id == bindparam("p_id"),
+                posts_t.c.lease_owner == owner,
+                posts_t.c.state == PostState.CLAIMED,
+            )
+            .values(
+                state=bindparam("p_state"),
+                next_attempt_at=func.coalesce(bindparam("p_next"), posts_t.c.next_attempt_at),
+                attempt_count=posts_t.c.attempt_count - bindparam("p_uncount"),
+                last_error=bindparam("p_error"),
+                error_class=bindparam("p_class"),
+                lease_owner=None,
+                lease_expires_at=None,
+                updated_at=now,
+            ),
+            [
+                {
+                    "p_id": r.claimed.post_id,
+                    "p_state": r.state,
+                    "p_next": r.next_attempt_at,
+                    "p_uncount": 0 if r.counts else 1,
+                    "p_error": r.message,
+                    "p_class": r.outcome,
+                }
+                for r in others
+            ],
+        ).rowcount
     return changed
 
 

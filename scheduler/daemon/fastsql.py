@@ -1,0 +1,104 @@
+"""Driver-level statements for the daemon's hot path (claims and outcome writes).
+
+SQLAlchemy Core processes every bound value through its column type; for a few hundred posts
+per step that costs more than the database work. These helpers convert the only values that
+need it (timestamps, enums) once, the way the column types would, and hand plain tuples to
+the driver (``executemany`` or one multi-row statement). Only SQLite and PostgreSQL get the
+fast path; callers fall back to Core elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table
+
+FAST_DIALECTS = ("sqlite", "postgresql")
+
+
+def supported(conn: Connection) -> bool:
+    return conn.dialect.name in FAST_DIALECTS
+
+
+def datetime_converter(conn: Connection) -> Callable[[datetime | None], Any]:
+    """How a ``UTCDateTime`` value is bound: SQLite gets SQLAlchemy's exact text (naive UTC,
+    microseconds; equal values formatted once), PostgreSQL the aware UTC datetime."""
+    if conn.dialect.name != "sqlite":
+
+        def pg(value: datetime | None) -> Any:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r} given to a UTC column")
+            return value.astimezone(UTC)
+
+        return pg
+    cache: dict[datetime, str] = {}
+
+    def sqlite(value: datetime | None) -> Any:
+        if value is None:
+            return None
+        text = cache.get(value)
+        if text is None:
+            if value.tzinfo is None:
+                raise ValueError(f"naive datetime {value!r} given to a UTC column")
+            text = cache[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        return text
+
+    return sqlite
+
+
+def text(value: Any) -> str | None:
+    """A plain ``str`` for enum values (drivers must not see the enum type)."""
+    return None if value is None else str(value)
+
+
+def marker(conn: Connection) -> str:
+    return "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def table_name(conn: Connection, table: Table) -> str:
+    return conn.dialect.identifier_preparer.format_table(table)
+
+
+def quote(conn: Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+def executemany(conn: Connection, sql: str, params: Sequence[tuple[Any, ...]]) -> int:
+    """Run ``sql`` once per parameter tuple in one driver call; returns the rows affected."""
+    if not params:
+        return 0
+    return conn.exec_driver_sql(sql, list(params)).rowcount
+
+
+def insert_returning(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """One multi-row ``INSERT ... VALUES (...), (...) RETURNING`` (values already converted).
+
+    Rows are sent in chunks that stay under SQLite's bound-parameter limit.
+    """
+    out: list[tuple[Any, ...]] = []
+    if not rows:
+        return out
+    m = marker(conn)
+    one = "(" + ", ".join([m] * len(columns)) + ")"
+    cols = ", ".join(quote(conn, c) for c in columns)
+    ret = ", ".join(quote(conn, c) for c in returning)
+    chunk = max(1, 30000 // len(columns))
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        sql = (
+            f"INSERT INTO {table_name(conn, table)} ({cols}) VALUES "
+            f"{', '.join([one] * len(part))} RETURNING {ret}"
+        )
+        flat = tuple(v for row in part for v in row)
+        out.extend(tuple(r) for r in conn.exec_driver_sql(sql, flat).all())
+    return out
