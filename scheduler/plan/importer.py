@@ -19,7 +19,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from scheduler.accounts import sync_accounts
 from scheduler.config import Config
-from scheduler.db.bulk import insert_rows
+from scheduler.db.bulk import column_converters, insert_rows, insert_tuples, supports_tuples
 from scheduler.db.models import PostState, Schedule
 from scheduler.plan.items import PlanItem
 from scheduler.queue import Change, accounts_t, assign_queue_slots, posts_t, record_events
@@ -173,6 +173,109 @@ def _values(item: PlanItem, account_id: int, now: datetime) -> dict[str, Any]:
     }
 
 
+#: Columns of a new post, in the order ``_new_tuples`` builds them.
+_NEW_COLUMNS = (
+    "account_id",
+    "content_type",
+    "text",
+    "media",
+    "link",
+    "tags",
+    "evergreen",
+    "schedule",
+    "plan_order",
+    "plan_file",
+    "source",
+    "content_hash",
+    "due_at",
+    "next_attempt_at",
+    "updated_at",
+    "key",
+    "state",
+    "idempotency_key",
+    "attempt_count",
+    "repeat_count",
+    "created_at",
+)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _new_tuples(
+    conn: Connection,
+    added: Sequence[PlanItem],
+    new_ids: Sequence[int],
+    slot_rows: Sequence[dict[str, Any]],
+    paused: set[int],
+    random_hex: str,
+    now: datetime,
+) -> list[tuple[Any, ...]]:
+    """Driver-ready rows of new posts: the values ``_values`` gives, converted as each column
+    type would (see ``scheduler.db.bulk``), built straight into tuples."""
+    convs = dict(zip(_NEW_COLUMNS, column_converters(conn, posts_t, _NEW_COLUMNS), strict=True))
+
+    def conv(name: str) -> Callable[[Any], Any]:
+        return convs[name] or _identity
+
+    media_c, tags_c, bool_c = conv("media"), conv("tags"), conv("evergreen")
+    due_c = conv("due_at")
+    # Both columns have the same type: one converter (and one cache of formatted times).
+    next_c = (
+        due_c
+        if type(posts_t.c.due_at.type) is type(posts_t.c.next_attempt_at.type)
+        else conv("next_attempt_at")
+    )
+    now_updated, now_created = conv("updated_at")(now), conv("created_at")(now)
+    empty_media, empty_tags = media_c([]), tags_c([])
+    true_v, false_v = bool_c(True), bool_c(False)
+    files: dict[str, str] = {}
+    out: list[tuple[Any, ...]] = []
+    append = out.append
+    # Plain strings, not the StrEnum members: the same stored text, without the driver's
+    # adaptation lookup for str subclasses.
+    queued, paused_state = PostState.QUEUED.value, PostState.PAUSED.value
+    fixed, queue = Schedule.FIXED.value, Schedule.QUEUE.value
+    for n, (item, account_id, slot) in enumerate(zip(added, new_ids, slot_rows, strict=True)):
+        file = item.file
+        plan_file = files.get(file)
+        if plan_file is None:
+            plan_file = files[file] = plan_file_id(file)
+        due, nxt = slot["due_at"], slot["next_attempt_at"]
+        due_v = None if due is None else due_c(due)
+        # Slot assignment sets both to the same instant: convert it once.
+        next_v = due_v if nxt is due and due_c is next_c else (None if nxt is None else next_c(nxt))
+        media, tags = item.media, item.tags
+        append(
+            (
+                account_id,
+                item.content_type,
+                item.text,
+                media_c(list(media)) if media else empty_media,
+                item.link,
+                tags_c(list(tags)) if tags else empty_tags,
+                true_v if item.evergreen else false_v,
+                queue if slot["schedule"] == Schedule.QUEUE else fixed,
+                item.order,
+                plan_file,
+                item.source,
+                item.content_hash(),
+                due_v,
+                next_v,
+                now_updated,
+                item.key,
+                # A paused account's new posts wait with the others until it is resumed.
+                paused_state if account_id in paused else queued,
+                random_hex[32 * n : 32 * n + 32],
+                0,
+                0,
+                now_created,
+            )
+        )
+    return out
+
+
 def apply_plan(
     conn: Connection,
     items: Sequence[PlanItem],
@@ -245,28 +348,29 @@ def apply_plan(
     paused = set(
         conn.execute(select(accounts_t.c.id).where(accounts_t.c.paused.is_(True))).scalars()
     )
-    new_rows: list[dict[str, Any]] = []
-    for item in diff.added:
-        row = _values(item, account_ids[item.account], now)
-        row.update(
-            key=item.key,
-            # A paused account's new posts wait with the others until it is resumed.
-            state=PostState.PAUSED if row["account_id"] in paused else PostState.QUEUED,
-            idempotency_key=secrets.token_hex(16),
-            attempt_count=0,
-            repeat_count=0,
-            created_at=now,
-        )
-        new_rows.append(row)
-
     touched = {account_ids[i.account] for i in diff.added}
     touched |= {account_ids[i.account] for i, _ in diff.updated + diff.requeued}
     touched |= {old.account_id for _, old in diff.updated + diff.requeued + diff.moved}
     if prune:
         touched |= {g.account_id for g in diff.gone}
     by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
+
+    # What slot assignment needs of each new post; it sets due_at/next_attempt_at in place.
+    added = diff.added
+    new_ids = [account_ids[item.account] for item in added]
+    slot_rows: list[dict[str, Any]] = [
+        {
+            "account_id": account_id,
+            "schedule": Schedule.FIXED if item.at else Schedule.QUEUE,
+            "plan_order": item.order,
+            "content_type": item.content_type,
+            "due_at": item.at,
+            "next_attempt_at": item.at,
+        }
+        for item, account_id in zip(added, new_ids, strict=True)
+    ]
     new_by_account: dict[int, list[dict[str, Any]]] = {}
-    for row in new_rows:
+    for row in slot_rows:
         new_by_account.setdefault(row["account_id"], []).append(row)
     for account_id in sorted(touched):
         if account_id in by_id:
@@ -278,6 +382,32 @@ def apply_plan(
                 new_rows=new_by_account.get(account_id, []),
             )
 
+    # One 16-byte random key per new post, drawn in one call.
+    random_hex = secrets.token_hex(16 * len(added))
+    if supports_tuples(conn):
+        params = _new_tuples(conn, added, new_ids, slot_rows, paused, random_hex, now)
+        for start in range(0, len(params), _INSERT_BATCH):
+            chunk = params[start : start + _INSERT_BATCH]
+            insert_tuples(conn, posts_t, _NEW_COLUMNS, chunk)
+            if progress:
+                progress(len(chunk))
+        return diff
+
+    new_rows: list[dict[str, Any]] = []
+    for n, (item, slot) in enumerate(zip(added, slot_rows, strict=True)):
+        row = _values(item, slot["account_id"], now)
+        row.update(
+            key=item.key,
+            # A paused account's new posts wait with the others until it is resumed.
+            state=PostState.PAUSED if row["account_id"] in paused else PostState.QUEUED,
+            idempotency_key=random_hex[32 * n : 32 * n + 32],
+            attempt_count=0,
+            repeat_count=0,
+            created_at=now,
+            due_at=slot["due_at"],
+            next_attempt_at=slot["next_attempt_at"],
+        )
+        new_rows.append(row)
     for start in range(0, len(new_rows), _INSERT_BATCH):
         batch = new_rows[start : start + _INSERT_BATCH]
         insert_rows(conn, posts_t, batch)

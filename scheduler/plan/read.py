@@ -143,6 +143,7 @@ def read_csv(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
         if col and col in seen:
             problems.append(Problem(file, 1, col, f"column {col!r} appears twice", unit="row"))
         seen.add(col)
+    all_named = all(columns)
     items: list[RawItem] = []
     row = 1
     while True:
@@ -154,7 +155,8 @@ def read_csv(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
             problems.append(Problem(file, row + 1, None, f"not valid CSV: {exc}", unit="row"))
             break
         row += 1
-        if not any(c.strip() for c in cells):
+        # Blank when no cell holds anything but whitespace (one join, not a strip per cell).
+        if not "".join(cells).strip():
             continue
         if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
             problems.append(
@@ -168,7 +170,10 @@ def read_csv(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
                 )
             )
             continue
-        values = {col: cell for col, cell in zip(columns, cells, strict=False) if col}
+        if all_named:
+            values = dict(zip(columns, cells, strict=False))
+        else:
+            values = {col: cell for col, cell in zip(columns, cells, strict=False) if col}
         items.append(RawItem(file, row, "row", values))
     return items, problems
 
