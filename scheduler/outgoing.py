@@ -119,7 +119,11 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
 
 def has_transforms() -> bool:
     """Whether any plugin implements ``prepare_post`` (checked cheaply, per call)."""
-    return bool(plugins.get_plugin_manager().hook.prepare_post.get_hookimpls())
+    # Once built, the manager is only ever replaced whole: reading it needs no lock.
+    pm = plugins._pm
+    if pm is None:
+        pm = plugins.get_plugin_manager()
+    return bool(pm.hook.prepare_post.get_hookimpls())
 
 
 _views: dict[str, tuple[AccountConfig, Account]] = {}

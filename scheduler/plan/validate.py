@@ -78,7 +78,7 @@ class _Checker:
 
     def str_list(self, name: str, split: re.Pattern[str]) -> tuple[str, ...]:
         value = self.raw.values.get(name)
-        if value is None:
+        if value is None or value == "":  # an empty CSV cell: nothing to split
             return ()
         if isinstance(value, str):
             parts = split.split(value)
