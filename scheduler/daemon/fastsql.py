@@ -9,11 +9,15 @@ fast path; callers fall back to Core elsewhere.
 
 from __future__ import annotations
 
+import json
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table
+
+from scheduler.db.types import UTCDateTime
 
 FAST_DIALECTS = ("sqlite", "postgresql")
 
@@ -102,3 +106,46 @@ def insert_returning(
         flat = tuple(v for row in part for v in row)
         out.extend(tuple(r) for r in conn.exec_driver_sql(sql, flat).all())
     return out
+
+
+def row_reader(conn: Connection, table: Table, columns: Sequence[str]) -> Callable[[Any], Any]:
+    """Turn a driver row of ``columns`` into an attribute-access row with the values the
+    column types would give (aware UTC datetimes, decoded JSON)."""
+    row_type = namedtuple("PostRow", columns)  # type: ignore[misc]
+    convs: list[Callable[[Any], Any] | None] = []
+    cache: dict[Any, datetime] = {}
+
+    def when(value: Any) -> Any:
+        if value is None:
+            return None
+        out = cache.get(value)
+        if out is None:
+            out = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+            out = out.replace(tzinfo=UTC) if out.tzinfo is None else out.astimezone(UTC)
+            cache[value] = out
+        return out
+
+    def decode(value: Any) -> Any:
+        # SQLite hands back the text SQLAlchemy's JSON type wrote; psycopg decodes JSON itself.
+        if value is None:
+            return None
+        return [] if value == "[]" else json.loads(value)
+
+    for name in columns:
+        col_type = table.c[name].type
+        if isinstance(col_type, UTCDateTime):
+            convs.append(when)
+        elif isinstance(col_type, JSON) and conn.dialect.name == "sqlite":
+            convs.append(decode)
+        else:
+            convs.append(None)
+    pairs = list(enumerate(convs))
+
+    def read(raw: Any) -> Any:
+        values = list(raw)
+        for i, conv in pairs:
+            if conv is not None:
+                values[i] = conv(values[i])
+        return row_type._make(values)
+
+    return read

@@ -140,18 +140,7 @@ def claim(
         missed = _mark_missed(conn, stale, now, owner)
         if not fresh_ids:
             return [], missed
-        rows = conn.execute(
-            update(posts_t)
-            .where(posts_t.c.id.in_(fresh_ids))
-            .values(
-                state=PostState.CLAIMED,
-                lease_owner=owner,
-                lease_expires_at=now + lease,
-                attempt_count=posts_t.c.attempt_count + 1,
-                updated_at=now,
-            )
-            .returning(*_CLAIM_COLUMNS)
-        ).all()
+        rows = _lease(conn, fresh_ids, owner, now, lease)
         names: dict[int, str] = dict(
             conn.execute(
                 select(accounts_t.c.id, accounts_t.c.name).where(
@@ -163,10 +152,54 @@ def claim(
         ids = _insert_attempts(conn, attempts)
         attempt_of = {post_id: attempt_id for attempt_id, post_id in ids}
     claimed = [
-        Claimed(r.id, attempt_of[r.id], r.attempt_count, r.account_id, names[r.account_id], r)
+        Claimed(
+            r.id,
+            attempt_of[r.id],
+            r.attempt_count,
+            r.account_id,
+            names[r.account_id],
+            r,
+        )
         for r in sorted(rows, key=lambda r: (r.next_attempt_at, r.id))
     ]
     return claimed, missed
+
+
+def _lease(
+    conn: Connection, ids: Sequence[int], owner: str, now: datetime, lease: timedelta
+) -> list[Any]:
+    """Take the lease on posts ``ids``; returns their ``_CLAIM_COLUMNS``."""
+    if fastsql.supported(conn):
+        m = fastsql.marker(conn)
+        when = fastsql.datetime_converter(conn)
+        names = [c.name for c in _CLAIM_COLUMNS]
+        id_params: tuple[Any, ...]
+        if conn.dialect.name == "postgresql":
+            where, id_params = "id = ANY(%s)", (list(ids),)
+        else:
+            where, id_params = f"id IN ({', '.join([m] * len(ids))})", tuple(ids)
+        raw = conn.exec_driver_sql(
+            f"UPDATE {fastsql.table_name(conn, posts_t)} SET state = {m}, lease_owner = {m}, "
+            f"lease_expires_at = {m}, attempt_count = attempt_count + 1, updated_at = {m} "
+            f"WHERE {where} RETURNING {', '.join(fastsql.quote(conn, n) for n in names)}",
+            (str(PostState.CLAIMED), owner, when(now + lease), when(now), *id_params),
+        ).all()
+        read = fastsql.row_reader(conn, posts_t, names)
+        return [read(r) for r in raw]
+    return list(
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id.in_(ids))
+            .values(
+                state=PostState.CLAIMED,
+                lease_owner=owner,
+                lease_expires_at=now + lease,
+                attempt_count=posts_t.c.attempt_count + 1,
+                updated_at=now,
+            )
+            .returning(*_CLAIM_COLUMNS)
+        ).all()
+    )
 
 
 _ATTEMPT_COLUMNS = ("post_id", "number", "idempotency_key", "owner", "started_at")
@@ -413,7 +446,11 @@ def pause_for_auth(
             .values(state=PostState.PAUSED, updated_at=now)
         )
         record_events(
-            conn, [Change(r.id, r.key, r.state, PostState.PAUSED) for r in rows], now, actor, reason
+            conn,
+            [Change(r.id, r.key, r.state, PostState.PAUSED) for r in rows],
+            now,
+            actor,
+            reason,
         )
 
 
@@ -600,14 +637,22 @@ def settle(
                 "error_class": None,
             }
         else:
-            values = {"state": PostState.RETRY_WAIT, "next_attempt_at": now, "error_class": None}
+            values = {
+                "state": PostState.RETRY_WAIT,
+                "next_attempt_at": now,
+                "error_class": None,
+            }
         conn.execute(
             update(posts_t)
             .where(and_(posts_t.c.id == post_id, posts_t.c.state == PostState.UNCONFIRMED))
             .values(updated_at=now, **values)
         )
         record_events(
-            conn, [Change(post_id, row.key, row.state, values["state"])], now, actor, reason
+            conn,
+            [Change(post_id, row.key, row.state, values["state"])],
+            now,
+            actor,
+            reason,
         )
     return True
 
