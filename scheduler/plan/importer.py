@@ -21,6 +21,7 @@ from scheduler.accounts import sync_accounts
 from scheduler.config import Config
 from scheduler.db.bulk import column_converters, insert_rows, insert_tuples, supports_tuples
 from scheduler.db.models import PostState, Schedule
+from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import PlanItem
 from scheduler.queue import Change, accounts_t, assign_queue_slots, posts_t, record_events
 
@@ -276,6 +277,7 @@ def _new_tuples(
     return out
 
 
+@gc_paused
 def apply_plan(
     conn: Connection,
     items: Sequence[PlanItem],

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from scheduler.errors import Problem
+from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import RawItem
 
 # --------------------------------------------------------------------------- YAML
@@ -212,6 +213,7 @@ def read_plan_file(path: Path) -> tuple[list[RawItem], list[Problem]]:
     return read_yaml(text, file)
 
 
+@gc_paused
 def read_plan_files(paths: Iterable[Path]) -> tuple[list[RawItem], list[Problem]]:
     """Read several plan files in order; items are numbered in plan order across files."""
     items: list[RawItem] = []

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from scheduler.config import AccountConfig, Config
 from scheduler.errors import Problem
+from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
 from scheduler.timeutil import LocalTimeError, parse_wall_time
 
@@ -251,6 +252,7 @@ def _at(
     return at
 
 
+@gc_paused
 def validate_items(
     raws: Sequence[RawItem],
     config: Config,
