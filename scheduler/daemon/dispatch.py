@@ -283,13 +283,27 @@ async def call_plugin(call: Awaitable[T], timeout: float) -> tuple[bool, T | Bas
     anything it raises, even ``SystemExit``, is returned, not propagated. Only the caller's own
     cancellation propagates.
     """
-    task = asyncio.ensure_future(_contained(call))
+    # What ``asyncio.wait({task}, timeout=...)`` does, without its per-call sets and
+    # wrappers (this runs once or twice for every post).
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(_contained(call))
+    waiter = loop.create_future()
+
+    def wake(_: object) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    task.add_done_callback(wake)
+    timer = loop.call_later(timeout, wake, None)
     try:
-        finished, _ = await asyncio.wait({task}, timeout=timeout)
+        await waiter
     except asyncio.CancelledError:
         task.cancel()
         raise
-    if not finished:
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    if not task.done():
         task.cancel()
         task.add_done_callback(_consume)
         return False, TimeoutError()
