@@ -77,4 +77,6 @@ def free_slots(
 
 def minute(instant: datetime) -> datetime:
     """``instant`` truncated to the minute: two posts in the same minute share a slot."""
-    return instant.replace(second=0, microsecond=0)
+    if instant.second or instant.microsecond:
+        return instant.replace(second=0, microsecond=0)
+    return instant  # already on the minute (every slot is)

@@ -27,7 +27,14 @@ def _sqlite_datetime() -> Callable[[datetime], str]:
     def convert(value: datetime) -> str:
         text = cache.get(value)
         if text is None:
-            text = cache[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            utc = value.astimezone(UTC)
+            # isoformat writes the same text as the strftime below, faster; strftime
+            # pads years before 1000 differently, so those keep it.
+            text = cache[value] = (
+                utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+                if utc.year >= 1000
+                else utc.strftime("%Y-%m-%d %H:%M:%S.%f")
+            )
         return text
 
     return convert

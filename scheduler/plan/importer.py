@@ -232,6 +232,9 @@ def _new_tuples(
     empty_media, empty_tags = media_c([]), tags_c([])
     true_v, false_v = bool_c(True), bool_c(False)
     files: dict[str, str] = {}
+    # Plans repeat the same tag (and media) lists: each distinct one is converted once.
+    media_seen: dict[tuple[str, ...], Any] = {}
+    tags_seen: dict[tuple[str, ...], Any] = {}
     out: list[tuple[Any, ...]] = []
     append = out.append
     # Plain strings, not the StrEnum members: the same stored text, without the driver's
@@ -248,14 +251,26 @@ def _new_tuples(
         # Slot assignment sets both to the same instant: convert it once.
         next_v = due_v if nxt is due and due_c is next_c else (None if nxt is None else next_c(nxt))
         media, tags = item.media, item.tags
+        if not media:
+            media_v = empty_media
+        else:
+            media_v = media_seen.get(media)
+            if media_v is None:
+                media_v = media_seen[media] = media_c(list(media))
+        if not tags:
+            tags_v = empty_tags
+        else:
+            tags_v = tags_seen.get(tags)
+            if tags_v is None:
+                tags_v = tags_seen[tags] = tags_c(list(tags))
         append(
             (
                 account_id,
                 item.content_type,
                 item.text,
-                media_c(list(media)) if media else empty_media,
+                media_v,
                 item.link,
-                tags_c(list(tags)) if tags else empty_tags,
+                tags_v,
                 true_v if item.evergreen else false_v,
                 queue if slot["schedule"] == Schedule.QUEUE else fixed,
                 item.order,
