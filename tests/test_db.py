@@ -303,4 +303,4 @@ def test_default_database_is_in_the_xdg_data_home_outside_systemd(
 def test_the_schema_head_constant_is_alembics_head() -> None:
     from scheduler.db.migrate import SCHEMA_HEAD, head_revision
 
-    assert SCHEMA_HEAD == head_revision()
+    assert head_revision() == SCHEMA_HEAD
