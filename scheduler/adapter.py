@@ -287,10 +287,11 @@ class Adapter(ABC):
         text = post.text
         if post.link and post.link not in text:
             text = f"{text}\n\n{post.link}"
-        tags = [t if t.startswith("#") else f"#{t}" for t in post.tags]
-        missing = [t for t in tags if t not in text]
-        if missing:
-            text = f"{text}\n\n{' '.join(missing)}"
+        if post.tags:
+            tags = [t if t.startswith("#") else f"#{t}" for t in post.tags]
+            missing = [t for t in tags if t not in text]
+            if missing:
+                text = f"{text}\n\n{' '.join(missing)}"
         return text
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
