@@ -108,6 +108,27 @@ def insert_returning(
     return out
 
 
+def unnest_insert_returning(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    sql_types: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """PostgreSQL: ``INSERT ... SELECT * FROM unnest(arrays) RETURNING``, one array a column."""
+    if not rows:
+        return []
+    arrays = ", ".join(f"%s::{t}[]" for t in sql_types)
+    sql = (
+        f"INSERT INTO {table_name(conn, table)} "
+        f"({', '.join(quote(conn, c) for c in columns)}) SELECT * FROM unnest({arrays}) "
+        f"RETURNING {', '.join(quote(conn, c) for c in returning)}"
+    )
+    params = tuple(list(col) for col in zip(*rows, strict=True))
+    return [tuple(r) for r in conn.exec_driver_sql(sql, params).all()]
+
+
 def row_reader(conn: Connection, table: Table, columns: Sequence[str]) -> Callable[[Any], Any]:
     """Turn a driver row of ``columns`` into an attribute-access row with the values the
     column types would give (aware UTC datetimes, decoded JSON)."""
