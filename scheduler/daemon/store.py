@@ -100,12 +100,14 @@ def claim(
     grace: Mapping[int, timedelta],
     default_grace: timedelta,
     accounts: Collection[int] | None = None,
+    names: Mapping[int, str] | None = None,
 ) -> tuple[list[Claimed], list[Change]]:
     """Lease up to ``limit`` due posts; posts later than their account's grace become missed.
 
     Only posts of ``accounts`` are taken (the ones this daemon's config knows), so a daemon
     on an older config leaves newer accounts to the daemons that know them. Returns the
-    claimed posts (each with a fresh attempt row) and the misfire changes.
+    claimed posts (each with a fresh attempt row) and the misfire changes. ``names`` (account
+    id to name, when the caller knows them) saves reading the names back.
     """
     with immediate(engine) as conn:
         q = (
@@ -141,13 +143,14 @@ def claim(
         if not fresh_ids:
             return [], missed
         rows = _lease(conn, fresh_ids, owner, now, lease)
-        names: dict[int, str] = dict(
-            conn.execute(
-                select(accounts_t.c.id, accounts_t.c.name).where(
-                    accounts_t.c.id.in_({r.account_id for r in rows})
-                )
-            ).all()
-        )
+        known: dict[int, str] = dict(names or {})
+        unknown = {r.account_id for r in rows} - known.keys()
+        if unknown:
+            known.update(
+                conn.execute(
+                    select(accounts_t.c.id, accounts_t.c.name).where(accounts_t.c.id.in_(unknown))
+                ).all()
+            )
         attempts = [(r.id, r.attempt_count, r.idempotency_key, owner, now) for r in rows]
         ids = _insert_attempts(conn, attempts)
         attempt_of = {post_id: attempt_id for attempt_id, post_id in ids}
@@ -157,7 +160,7 @@ def claim(
             attempt_of[r.id],
             r.attempt_count,
             r.account_id,
-            names[r.account_id],
+            known[r.account_id],
             r,
         )
         for r in sorted(rows, key=lambda r: (r.next_attempt_at, r.id))

@@ -185,6 +185,7 @@ class Worker:
             grace=grace,
             default_grace=default,
             accounts=self._known_accounts(),
+            names={i: n for n, i in self._account_ids.items()},
         )
         lease_until = now + self.config.daemon.lease
         for c in claimed:
