@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 
 from scheduler.config import AccountConfig
 from scheduler.db.models import Account, Post, PostEvent, PostState, Schedule
@@ -191,11 +191,6 @@ def list_posts(
     if limit:
         q = q.limit(limit)
     return list(conn.execute(q).all())
-
-
-def count_by_state(conn: Connection) -> dict[str, int]:
-    rows = conn.execute(select(posts_t.c.state, func.count()).group_by(posts_t.c.state))
-    return {state: int(n) for state, n in rows}
 
 
 # --------------------------------------------------------------------------- operations
@@ -398,15 +393,3 @@ def resume_accounts(
         if cfg is not None:
             assign_queue_slots(conn, cfg, account_id, now, include_overdue=True)
     return len(changes)
-
-
-def due_filter(now: datetime) -> Any:
-    """Posts the daemon may take now."""
-    return and_(
-        posts_t.c.state.in_((PostState.QUEUED, PostState.RETRY_WAIT)),
-        posts_t.c.next_attempt_at <= now,
-    )
-
-
-def expired_lease_filter(now: datetime) -> Any:
-    return and_(posts_t.c.state == PostState.CLAIMED, posts_t.c.lease_expires_at <= now)

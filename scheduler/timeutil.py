@@ -14,7 +14,6 @@ The one rule for wall-clock times that DST makes awkward, used by plans and slot
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -199,6 +198,3 @@ def format_utc(dt: datetime | None) -> str | None:
 def as_utc(dt: datetime) -> datetime:
     """Attach UTC to a naive datetime read back from SQLite; convert aware ones."""
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-ClockFn = Callable[[], datetime]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -74,7 +73,3 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
-
-
-def env_default(name: str) -> str | None:
-    return os.environ.get(name) or None

@@ -49,7 +49,6 @@ class Service:
     def __post_init__(self) -> None:
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self._jobs_added: list[str] = []
         self._reloads: set[asyncio.Task[None]] = set()
 
     # -------------------------------------------------------------- signals
