@@ -9,6 +9,7 @@ live in the adapter (docs/plugins/adapters.md).
 from __future__ import annotations
 
 import enum
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ __all__ = [
     "RateLimited",
     "Rejected",
     "Transient",
+    "json_object",
     "transport_error",
 ]
 
@@ -131,6 +133,18 @@ def transport_error(
             f"{network}: no answer ({kind}) on {where}; the request may have taken effect"
         )
     return Transient(f"{network}: no answer ({kind}) on {where}")
+
+
+def json_object(response: httpx.Response) -> dict[str, Any] | None:
+    """The body as a JSON object, or None (not JSON, or JSON but not an object).
+
+    The body decides, not the content type: some APIs answer JSON as text/javascript.
+    """
+    try:
+        data = json.loads(response.content)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 # --------------------------------------------------------------------------- data

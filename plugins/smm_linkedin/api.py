@@ -20,7 +20,6 @@ Classification (docs/plugins/networks/linkedin.md):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
@@ -35,6 +34,7 @@ from scheduler.adapter import (
     RateLimited,
     Rejected,
     Transient,
+    json_object,
 )
 from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
@@ -45,15 +45,6 @@ __all__ = ["LinkedInApi", "classify_error", "next_midnight_utc"]
 def next_midnight_utc(now: datetime) -> datetime:
     """The next 00:00 UTC after ``now``, when LinkedIn's daily limits reset."""
     return datetime.combine(now.astimezone(UTC).date() + timedelta(days=1), time(0), UTC)
-
-
-def json_object(response: httpx.Response) -> dict[str, Any] | None:
-    """The body as a JSON object, or None."""
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def classify_error(

@@ -42,6 +42,7 @@ from scheduler.adapter import (
     Transient,
     transport_error,
 )
+from scheduler.adapter import json_object as _json_object
 from scheduler.timeutil import utcnow
 
 __all__ = [
@@ -185,15 +186,6 @@ def _classify_status(status: int, *, network: str, where: str, mutating: bool) -
     if status >= 500:
         return Transient(message, http_status=status)
     return Rejected(message, http_status=status)
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    # Graph has answered JSON as text/javascript, so the body decides, not the content type.
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 @dataclass

@@ -17,7 +17,6 @@ Errors are JSON ``{"code": <int>, "message": "..."}``: 429 is ``RateLimited`` (a
 from __future__ import annotations
 
 import base64
-import json
 import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -45,6 +44,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.adapter import json_object as _json_object
 from scheduler.timeutil import utcnow
 
 __all__ = ["PinterestAdapter", "classify_error", "reset_time", "split_title"]
@@ -79,14 +79,6 @@ def reset_time(headers: Mapping[str, str], now: datetime) -> datetime | None:
                 return datetime.fromtimestamp(value, UTC)
             return now + timedelta(seconds=value)
     return None
-
-
-def _json_object(response: httpx.Response) -> dict[str, Any] | None:
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def classify_error(

@@ -21,7 +21,6 @@ How error codes are classified (docs/plugins/networks/vk.md):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +35,7 @@ from scheduler.adapter import (
     RateLimited,
     Rejected,
     Transient,
+    json_object,
 )
 from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
@@ -89,15 +89,6 @@ def status_error(status: int, *, where: str, mutating: bool) -> PublishError:
     if status >= 500:
         return Transient(message, http_status=status)
     return Rejected(message, http_status=status)
-
-
-def json_object(response: httpx.Response) -> dict[str, Any] | None:
-    """The body as a JSON object, or None."""
-    try:
-        data = json.loads(response.content)
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 @dataclass
