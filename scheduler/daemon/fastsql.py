@@ -129,9 +129,27 @@ def unnest_insert_returning(
     return [tuple(r) for r in conn.exec_driver_sql(sql, params).all()]
 
 
-def row_reader(conn: Connection, table: Table, columns: Sequence[str]) -> Callable[[Any], Any]:
+def pg_plain_columns(table: Table, columns: Sequence[str], alias: str) -> list[str]:
+    """PostgreSQL select expressions for ``columns`` that are cheap to read back: timestamps
+    as naive UTC, JSON as text (read them with ``row_reader(..., plain=True)``)."""
+    out = []
+    for name in columns:
+        col_type = table.c[name].type
+        expr = f'{alias}."{name}"'
+        if isinstance(col_type, UTCDateTime):
+            expr = f"({expr} AT TIME ZONE 'UTC')"
+        elif isinstance(col_type, JSON):
+            expr = f"{expr}::text"
+        out.append(expr)
+    return out
+
+
+def row_reader(
+    conn: Connection, table: Table, columns: Sequence[str], *, plain: bool = False
+) -> Callable[[Any], Any]:
     """Turn a driver row of ``columns`` into an attribute-access row with the values the
-    column types would give (aware UTC datetimes, decoded JSON)."""
+    column types would give (aware UTC datetimes, decoded JSON). ``plain``: the row was
+    selected with ``pg_plain_columns`` (JSON comes as text, as from SQLite)."""
     row_type = namedtuple("PostRow", columns)  # type: ignore[misc]
     convs: list[Callable[[Any], Any] | None] = []
     cache: dict[Any, datetime] = {}
@@ -156,7 +174,7 @@ def row_reader(conn: Connection, table: Table, columns: Sequence[str]) -> Callab
         col_type = table.c[name].type
         if isinstance(col_type, UTCDateTime):
             convs.append(when)
-        elif isinstance(col_type, JSON) and conn.dialect.name == "sqlite":
+        elif isinstance(col_type, JSON) and (plain or conn.dialect.name == "sqlite"):
             convs.append(decode)
         else:
             convs.append(None)
