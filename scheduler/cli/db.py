@@ -6,7 +6,7 @@ import click
 
 from scheduler.accounts import sync_accounts
 from scheduler.cli.app import App, pass_app
-from scheduler.db.engine import redact_url
+from scheduler.db.engine import immediate, redact_url
 from scheduler.db.migrate import current_revision, head_revision, upgrade
 
 
@@ -16,7 +16,7 @@ def init(app: App) -> None:
     """Create the database (or bring it up to date) and record the configured accounts."""
     engine = app.raw_engine
     before, after = upgrade(engine)
-    with engine.begin() as conn:
+    with immediate(engine) as conn:
         ids = sync_accounts(conn, app.config, app.now())
     where = redact_url(app.database_url)
     if before == after:

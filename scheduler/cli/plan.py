@@ -126,7 +126,13 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
     engine = app.engine()
     config = app.require_config()
     show_bar = sys.stderr.isatty() and not as_json and len(items) >= 2000
-    with engine.connect() as conn, conn.begin() as tx:
+    # Take SQLite's write lock up front: a read that later upgrades to a write fails at once
+    # ("database is locked") if a running daemon took the lock meanwhile.
+    with (
+        engine.connect() as plain,
+        plain.execution_options(sqlite_begin="IMMEDIATE") as conn,
+        conn.begin() as tx,
+    ):
         if show_bar:
             with click.progressbar(length=len(items), label="importing", file=sys.stderr) as bar:
                 diff = apply_plan(

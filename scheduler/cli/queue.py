@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Row, select
 
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, local_time, preview, table
+from scheduler.db.engine import immediate
 from scheduler.db.models import Account, Attempt, PostEvent, PostState
 from scheduler.errors import NotFound, SmmError
 from scheduler.queue import (
@@ -214,7 +215,7 @@ def _requeue_slots(app: App, conn: Connection, rows: Sequence[Row[Any]]) -> None
 @pass_app
 def cancel_(app: App, post_ids: tuple[str, ...]) -> None:
     """Cancel posts so they are never published (by plan id)."""
-    with app.engine().begin() as conn:
+    with immediate(app.engine()) as conn:
         rows = find_posts(conn, post_ids)
         changes = cancel(conn, rows, app.now())
         _requeue_slots(app, conn, rows)
@@ -226,7 +227,7 @@ def cancel_(app: App, post_ids: tuple[str, ...]) -> None:
 @pass_app
 def retry_(app: App, post_ids: tuple[str, ...]) -> None:
     """Queue failed, missed or cancelled posts again, to go out now."""
-    with app.engine().begin() as conn:
+    with immediate(app.engine()) as conn:
         rows = find_posts(conn, post_ids)
         changes = retry(conn, rows, app.now())
     _report(changes, "queued again")
@@ -244,7 +245,7 @@ def retry_(app: App, post_ids: tuple[str, ...]) -> None:
 @pass_app
 def reschedule_(app: App, post_id: str, at: str) -> None:
     """Move a post to a fixed new time (it leaves the slot queue)."""
-    with app.engine().begin() as conn:
+    with immediate(app.engine()) as conn:
         (row,) = find_posts(conn, [post_id])
         tz = _zones(conn).get(row.account, "UTC")
         try:
@@ -271,7 +272,7 @@ def _account_ids(conn: Connection, account: str | None) -> list[tuple[int, str]]
 @pass_app
 def pause(app: App, account: str | None) -> None:
     """Pause publishing; waiting posts stay queued as ``paused``."""
-    with app.engine().begin() as conn:
+    with immediate(app.engine()) as conn:
         ids = _account_ids(conn, account)
         if not ids:
             raise SmmError("no accounts to pause")
@@ -284,7 +285,7 @@ def pause(app: App, account: str | None) -> None:
 @pass_app
 def resume(app: App, account: str | None) -> None:
     """Resume publishing; held queue posts take the next free slots."""
-    with app.engine().begin() as conn:
+    with immediate(app.engine()) as conn:
         ids = _account_ids(conn, account)
         n = resume_accounts(
             conn, [(i, app.config.accounts.get(name)) for i, name in ids], app.now()

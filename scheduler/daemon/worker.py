@@ -30,6 +30,7 @@ from scheduler.daemon import store
 from scheduler.daemon.dispatch import Dispatcher, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
+from scheduler.db.engine import immediate
 from scheduler.db.models import Attempt, Outcome, PostState
 from scheduler.outgoing import account_view, from_row
 from scheduler.timeutil import Clock, SystemClock
@@ -118,7 +119,7 @@ class Worker:
 
     async def sync_accounts(self) -> None:
         def sync() -> dict[str, int]:
-            with self.engine.begin() as conn:
+            with immediate(self.engine) as conn:
                 return sync_accounts(conn, self.config, self.clock.now())
 
         self._account_ids = await asyncio.to_thread(sync)

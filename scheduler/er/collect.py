@@ -38,6 +38,7 @@ from sqlalchemy import (
 from scheduler import plugins
 from scheduler.adapter import Adapter, Metrics
 from scheduler.config import AccountConfig, Config
+from scheduler.db.engine import immediate
 from scheduler.db.models import Account, MetricSnapshot, Post, PostState
 from scheduler.db.types import UTCDateTime
 from scheduler.er.readings import epoch_seconds
@@ -311,7 +312,7 @@ def _read_due(
 def _store(
     engine: Engine, rows: list[dict[str, Any]], followers: Mapping[int, int], at: datetime
 ) -> None:
-    with engine.begin() as conn:
+    with immediate(engine) as conn:
         conn.execute(snapshots_t.insert(), rows)
         for account_id, count in followers.items():
             conn.execute(

@@ -19,6 +19,7 @@ import structlog
 from sqlalchemy import Engine, func, select
 
 from scheduler.config import Config
+from scheduler.db.engine import immediate
 from scheduler.db.models import Account, PriorityDecision
 from scheduler.er.allocate import queue_order_for
 from scheduler.er.collect import collect_metrics
@@ -94,7 +95,7 @@ def refill_queues(engine: Engine, config: Config, now: datetime) -> int:
     for name, cfg in sorted(config.accounts.items()):
         if not cfg.enabled or name not in ids:
             continue
-        with engine.begin() as conn:
+        with immediate(engine) as conn:
             changed += len(recycle_evergreen(conn, ids[name], now, ages=config.er.ages))
             changed += assign_queue_slots(
                 conn, cfg, ids[name], now, order=queue_order_for(conn, ids[name])

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 from scheduler import plugins
 from scheduler.adapter import Account as AdapterAccount
 from scheduler.config import Config, ERSettings
+from scheduler.db.engine import immediate
 from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
 from scheduler.er.policy import FROZEN_REASON, Decision, Policy, ThompsonPolicy
 from scheduler.er.stats import AccountStats, account_stats, with_state
@@ -258,7 +259,7 @@ def _transaction(target: Engine | Connection) -> Iterator[Connection]:
     if isinstance(target, Connection):
         yield target
     else:
-        with target.begin() as conn:
+        with immediate(target) as conn:
             yield conn
 
 
