@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.config import Config
 from scheduler.db.models import Account
@@ -41,7 +42,7 @@ def sync_accounts(conn: Connection, config: Config, now: datetime) -> dict[str, 
         row = existing.get(name)
         if row is None:
             conn.execute(
-                accounts_t.insert().values(
+                _insert_new(conn).values(
                     name=name,
                     platform=acc.platform,
                     timezone=acc.timezone,
@@ -65,3 +66,14 @@ def sync_accounts(conn: Connection, config: Config, now: datetime) -> dict[str, 
                 update(accounts_t).where(accounts_t.c.id == row.id).values(updated_at=now, **values)
             )
     return {row.name: row.id for row in conn.execute(select(accounts_t.c.id, accounts_t.c.name))}
+
+
+def _insert_new(conn: Connection) -> Insert:
+    """An insert that leaves a row another process created meanwhile alone: daemons that
+    start together on one PostgreSQL database all sync the same accounts."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(accounts_t).on_conflict_do_nothing(index_elements=["name"])
+    if dialect == "sqlite":
+        return sqlite.insert(accounts_t).on_conflict_do_nothing(index_elements=["name"])
+    return accounts_t.insert()

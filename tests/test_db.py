@@ -304,3 +304,46 @@ def test_the_schema_head_constant_is_alembics_head() -> None:
     from scheduler.db.migrate import SCHEMA_HEAD, head_revision
 
     assert head_revision() == SCHEMA_HEAD
+
+
+def test_daemons_starting_together_on_postgres_both_sync_the_accounts(postgres_url: str) -> None:
+    """Two transactions that both saw no account rows insert the same accounts: the second
+    waits for the first, then keeps its rows instead of failing on the unique name."""
+    import threading
+
+    from scheduler.accounts import sync_accounts
+    from scheduler.config import parse_config
+
+    config = parse_config(
+        '[accounts.a]\nplatform = "sim"\ntimezone = "UTC"\n'
+        '[accounts.b]\nplatform = "sim"\ntimezone = "UTC"\n',
+        "race.toml",
+    )
+    now = datetime(2026, 11, 26, tzinfo=UTC)
+    engine = make_engine(postgres_url)
+    first_wrote, second_read = threading.Event(), threading.Event()
+    first_ids: dict[str, int] = {}
+
+    def first() -> None:
+        with engine.begin() as conn:
+            first_ids.update(sync_accounts(conn, config, now))
+            first_wrote.set()
+            second_read.wait(10)  # commit only once the second has read the empty table
+
+    try:
+        with engine.begin() as conn:
+            thread = threading.Thread(target=first)
+            conn.execute(text("SELECT 1"))  # start the second transaction's snapshot first
+            thread.start()
+            assert first_wrote.wait(10)
+            # The second's read cannot see the first's uncommitted rows: it inserts too, and
+            # its insert waits for the first transaction to commit.
+            timer = threading.Timer(0.3, second_read.set)
+            timer.start()
+            second_ids = sync_accounts(conn, config, now)
+            thread.join(10)
+        assert second_ids == first_ids
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM accounts")).scalar_one() == 2
+    finally:
+        engine.dispose()
