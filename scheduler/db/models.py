@@ -87,7 +87,6 @@ class Post(SQLModel, table=True):
 
     __tablename__ = "posts"
     __table_args__ = (
-        Index("ix_posts_state_next", "state", "next_attempt_at"),
         # Only waiting posts, in claim order: the claim and the next-due lookup read this
         # small index instead of sorting every due row.
         Index(
@@ -98,14 +97,34 @@ class Post(SQLModel, table=True):
             sqlite_where=text("state IN ('queued', 'retry_wait')"),
         ),
         Index("ix_posts_account_state", "account_id", "state"),
-        Index("ix_posts_lease", "state", "lease_expires_at"),
+        # Partial indexes (migration 0003): each lookup's few rows, and nothing written for a
+        # post that only waits in the queue.
+        Index(
+            "ix_posts_lease",
+            "lease_expires_at",
+            postgresql_where=text("state = 'claimed'"),
+            sqlite_where=text("state = 'claimed'"),
+        ),
+        Index(
+            "ix_posts_published",
+            "published_at",
+            postgresql_where=text("state = 'published'"),
+            sqlite_where=text("state = 'published'"),
+        ),
+        Index(
+            "ix_posts_settling",
+            "state",
+            "updated_at",
+            postgresql_where=text("state IN ('unconfirmed', 'failed', 'missed')"),
+            sqlite_where=text("state IN ('unconfirmed', 'failed', 'missed')"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     #: The plan's stable ``id`` for the item; re-imports reconcile on it.
     key: str = Field(unique=True, max_length=200)
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
-    content_type: str = Field(max_length=100, index=True)
+    content_type: str = Field(max_length=100)
     text: str
     media: list[str] = Field(default_factory=list, sa_type=JSON)
     link: str | None = None
