@@ -138,20 +138,25 @@ def diff_plan(
         old = existing.get(item.key)
         if old is None:
             diff.added.append(item)
-            continue
-        same_account = account_ids.get(item.account) == old.account_id
-        if old.content_hash == item.content_hash() and same_account:
-            diff.unchanged += 1
-            place = (item.order, plan_file_id(item.file), item.source)
-            if place != (old.plan_order, old.plan_file, old.source):
-                diff.moved.append((item, old))
-        elif old.state in LOCKED:
-            diff.locked.append((item, old))
-        elif old.state in REQUEUEABLE:
-            diff.requeued.append((item, old))
         else:
-            diff.updated.append((item, old))
+            classify(diff, item, old, account_ids)
     return diff
+
+
+def classify(diff: ImportDiff, item: PlanItem, old: Existing, account_ids: dict[str, int]) -> None:
+    """Record in ``diff`` what the plan's ``item`` means for its stored post ``old``."""
+    same_account = account_ids.get(item.account) == old.account_id
+    if old.content_hash == item.content_hash() and same_account:
+        diff.unchanged += 1
+        place = (item.order, plan_file_id(item.file), item.source)
+        if place != (old.plan_order, old.plan_file, old.source):
+            diff.moved.append((item, old))
+    elif old.state in LOCKED:
+        diff.locked.append((item, old))
+    elif old.state in REQUEUEABLE:
+        diff.requeued.append((item, old))
+    else:
+        diff.updated.append((item, old))
 
 
 def _values(item: PlanItem, account_id: int, now: datetime) -> dict[str, Any]:
@@ -204,115 +209,104 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _new_tuples(
-    conn: Connection,
-    added: Sequence[PlanItem],
-    new_ids: Sequence[int],
-    slot_rows: Sequence[dict[str, Any]],
-    paused: set[int],
-    random_hex: str,
-    now: datetime,
-) -> list[tuple[Any, ...]]:
+# Plain strings, not the StrEnum members: the same stored text, without the driver's
+# adaptation lookup for str subclasses.
+_QUEUED, _PAUSED = PostState.QUEUED.value, PostState.PAUSED.value
+_QUEUE, _FIXED = Schedule.QUEUE.value, Schedule.FIXED.value
+
+
+def new_key_prefix() -> str:
+    """The random part of one import's idempotency keys (see ``NewRows``)."""
+    return secrets.token_hex(10)
+
+
+class NewRows:
     """Driver-ready rows of new posts: the values ``_values`` gives, converted as each column
-    type would (see ``scheduler.db.bulk``), built straight into tuples."""
-    convs = dict(zip(_NEW_COLUMNS, column_converters(conn, posts_t, _NEW_COLUMNS), strict=True))
+    type would (see ``scheduler.db.bulk``), built straight into tuples in ``_NEW_COLUMNS``
+    order. Needs a connection only to learn the converters: rows can be built elsewhere.
 
-    def conv(name: str) -> Callable[[Any], Any]:
-        return convs[name] or _identity
+    Idempotency keys are an import's random 80-bit prefix and the item's 48-bit number in the
+    import: unique, and in index order, so inserting them appends to the unique index.
+    """
 
-    media_c, tags_c, bool_c = conv("media"), conv("tags"), conv("evergreen")
-    due_c = conv("due_at")
-    # Both columns have the same type: one converter (and one cache of formatted times).
-    next_c = (
-        due_c
-        if type(posts_t.c.due_at.type) is type(posts_t.c.next_attempt_at.type)
-        else conv("next_attempt_at")
-    )
-    now_updated, now_created = conv("updated_at")(now), conv("created_at")(now)
-    empty_media, empty_tags = media_c([]), tags_c([])
-    true_v, false_v = bool_c(True), bool_c(False)
-    files: dict[str, str] = {}
-    # Plans repeat the same tag (and media) lists: each distinct one is converted once.
-    media_seen: dict[tuple[str, ...], Any] = {}
-    tags_seen: dict[tuple[str, ...], Any] = {}
-    out: list[tuple[Any, ...]] = []
-    append = out.append
-    # Plain strings, not the StrEnum members: the same stored text, without the driver's
-    # adaptation lookup for str subclasses.
-    queued, paused_state = PostState.QUEUED.value, PostState.PAUSED.value
-    fixed, queue = Schedule.FIXED.value, Schedule.QUEUE.value
-    for n, (item, account_id, slot) in enumerate(zip(added, new_ids, slot_rows, strict=True)):
+    def __init__(self, conn: Connection, paused: set[int], now: datetime, prefix: str) -> None:
+        convs = dict(zip(_NEW_COLUMNS, column_converters(conn, posts_t, _NEW_COLUMNS), strict=True))
+
+        def conv(name: str) -> Callable[[Any], Any]:
+            return convs[name] or _identity
+
+        self._media, self._tags, bool_c = conv("media"), conv("tags"), conv("evergreen")
+        self._due = conv("due_at")
+        # Slot assignment gives both columns the same instant; they have the same type.
+        assert type(posts_t.c.due_at.type) is type(posts_t.c.next_attempt_at.type)
+        self._updated, self._created = conv("updated_at")(now), conv("created_at")(now)
+        self._empty_media, self._empty_tags = self._media([]), self._tags([])
+        self._true, self._false = bool_c(True), bool_c(False)
+        self._paused = paused
+        self._prefix = prefix
+        self._files: dict[str, str] = {}
+        # Plans repeat the same tag (and media) lists: each distinct one is converted once.
+        self._media_seen: dict[tuple[str, ...], Any] = {}
+        self._tags_seen: dict[tuple[str, ...], Any] = {}
+
+    def row(
+        self, item: PlanItem, account_id: int, number: int, due: datetime | None, queue: bool
+    ) -> tuple[Any, ...]:
+        """The row of ``item``, the ``number``-th new post of the import, due at ``due``."""
         file = item.file
-        plan_file = files.get(file)
+        plan_file = self._files.get(file)
         if plan_file is None:
-            plan_file = files[file] = plan_file_id(file)
-        due, nxt = slot["due_at"], slot["next_attempt_at"]
-        due_v = None if due is None else due_c(due)
-        # Slot assignment sets both to the same instant: convert it once.
-        next_v = due_v if nxt is due and due_c is next_c else (None if nxt is None else next_c(nxt))
+            plan_file = self._files[file] = plan_file_id(file)
+        due_v = None if due is None else self._due(due)
         media, tags = item.media, item.tags
         if not media:
-            media_v = empty_media
+            media_v = self._empty_media
         else:
-            media_v = media_seen.get(media)
+            media_v = self._media_seen.get(media)
             if media_v is None:
-                media_v = media_seen[media] = media_c(list(media))
+                media_v = self._media_seen[media] = self._media(list(media))
         if not tags:
-            tags_v = empty_tags
+            tags_v = self._empty_tags
         else:
-            tags_v = tags_seen.get(tags)
+            tags_v = self._tags_seen.get(tags)
             if tags_v is None:
-                tags_v = tags_seen[tags] = tags_c(list(tags))
-        append(
-            (
-                account_id,
-                item.content_type,
-                item.text,
-                media_v,
-                item.link,
-                tags_v,
-                true_v if item.evergreen else false_v,
-                queue if slot["schedule"] == Schedule.QUEUE else fixed,
-                item.order,
-                plan_file,
-                item.source,
-                item.content_hash(),
-                due_v,
-                next_v,
-                now_updated,
-                item.key,
-                # A paused account's new posts wait with the others until it is resumed.
-                paused_state if account_id in paused else queued,
-                random_hex[32 * n : 32 * n + 32],
-                0,
-                0,
-                now_created,
-            )
+                tags_v = self._tags_seen[tags] = self._tags(list(tags))
+        return (
+            account_id,
+            item.content_type,
+            item.text,
+            media_v,
+            item.link,
+            tags_v,
+            self._true if item.evergreen else self._false,
+            _QUEUE if queue else _FIXED,
+            item.order,
+            plan_file,
+            item.source,
+            item.content_hash(),
+            due_v,
+            due_v,
+            self._updated,
+            item.key,
+            # A paused account's new posts wait with the others until it is resumed.
+            _PAUSED if account_id in self._paused else _QUEUED,
+            f"{self._prefix}{number:012x}",
+            0,
+            0,
+            self._created,
         )
-    return out
 
 
-@gc_paused
-def apply_plan(
-    conn: Connection,
-    items: Sequence[PlanItem],
-    config: Config,
-    now: datetime,
-    *,
-    prune: bool = False,
-    dry_run: bool = False,
-    progress: Callable[[int], None] | None = None,
-) -> ImportDiff:
-    """Reconcile the database with ``items`` inside the caller's transaction.
+def paused_accounts(conn: Connection) -> set[int]:
+    return set(conn.execute(select(accounts_t.c.id).where(accounts_t.c.paused.is_(True))).scalars())
 
-    The caller commits (or, for a dry run, rolls back); nothing here commits.
-    """
-    account_ids = sync_accounts(conn, config, now)
-    diff = diff_plan(conn, items, account_ids)
-    diff.pruned = prune
-    if dry_run:
-        return diff
 
+def apply_changes(
+    conn: Connection, diff: ImportDiff, account_ids: dict[str, int], now: datetime
+) -> set[int]:
+    """Write what ``diff`` says about stored posts (updated, requeued, moved, and gone when
+    pruning); return the accounts whose queue may need new slot times."""
+    prune = diff.pruned
     changes: list[Change] = []
     updates = []
     for item, old in diff.updated + diff.requeued:
@@ -362,14 +356,37 @@ def apply_plan(
         )
         record_events(conn, gone_changes, now, "plan", "no longer in the plan (--prune)")
 
-    paused = set(
-        conn.execute(select(accounts_t.c.id).where(accounts_t.c.paused.is_(True))).scalars()
-    )
-    touched = {account_ids[i.account] for i in diff.added}
-    touched |= {account_ids[i.account] for i, _ in diff.updated + diff.requeued}
+    touched = {account_ids[i.account] for i, _ in diff.updated + diff.requeued}
     touched |= {old.account_id for _, old in diff.updated + diff.requeued + diff.moved}
     if prune:
         touched |= {g.account_id for g in diff.gone}
+    return touched
+
+
+@gc_paused
+def apply_plan(
+    conn: Connection,
+    items: Sequence[PlanItem],
+    config: Config,
+    now: datetime,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportDiff:
+    """Reconcile the database with ``items`` inside the caller's transaction.
+
+    The caller commits (or, for a dry run, rolls back); nothing here commits.
+    """
+    account_ids = sync_accounts(conn, config, now)
+    diff = diff_plan(conn, items, account_ids)
+    diff.pruned = prune
+    if dry_run:
+        return diff
+
+    touched = apply_changes(conn, diff, account_ids, now)
+    paused = paused_accounts(conn)
+    touched |= {account_ids[i.account] for i in diff.added}
     by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
 
     # What slot assignment needs of each new post; it sets due_at/next_attempt_at in place.
@@ -399,10 +416,15 @@ def apply_plan(
                 new_rows=new_by_account.get(account_id, []),
             )
 
-    # One 16-byte random key per new post, drawn in one call.
-    random_hex = secrets.token_hex(16 * len(added))
+    prefix = new_key_prefix()
     if supports_tuples(conn):
-        params = _new_tuples(conn, added, new_ids, slot_rows, paused, random_hex, now)
+        rows = NewRows(conn, paused, now, prefix)
+        params = [
+            rows.row(
+                item, slot["account_id"], n, slot["due_at"], slot["schedule"] == Schedule.QUEUE
+            )
+            for n, (item, slot) in enumerate(zip(added, slot_rows, strict=True))
+        ]
         for start in range(0, len(params), _INSERT_BATCH):
             chunk = params[start : start + _INSERT_BATCH]
             insert_tuples(conn, posts_t, _NEW_COLUMNS, chunk)
@@ -417,7 +439,7 @@ def apply_plan(
             key=item.key,
             # A paused account's new posts wait with the others until it is resumed.
             state=PostState.PAUSED if row["account_id"] in paused else PostState.QUEUED,
-            idempotency_key=random_hex[32 * n : 32 * n + 32],
+            idempotency_key=f"{prefix}{n:012x}",
             attempt_count=0,
             repeat_count=0,
             created_at=now,

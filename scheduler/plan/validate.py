@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -222,10 +222,35 @@ def validate_item(
     )
 
 
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _time_text(value: Any) -> Any:
+    """A YAML number (``at: 2026``) is read as text, like everything else."""
+    return value if not isinstance(value, int | float) else str(value)
+
+
+def planned_time(raw: RawItem, config: Config) -> tuple[AccountConfig, datetime | None] | None:
+    """The account and fixed time (None: the account's queue) a raw item asks for, read as
+    validation reads them; None when either cannot be read (validation says why)."""
+    name = raw.values.get("account")
+    account = config.accounts.get(str(name).strip()) if name is not None else None
+    if account is None:
+        return None
+    value = raw.values.get("at")
+    if _blank(value):
+        return account, None
+    try:
+        return account, parse_wall_time(_time_text(value), account.tz)
+    except LocalTimeError:
+        return None
+
+
 def _at(
     c: _Checker, value: Any, account: AccountConfig | None, now: datetime, *, past_ok: bool
 ) -> datetime | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if _blank(value):
         if account is not None and not account.slots:
             c.fail(
                 "at",
@@ -236,9 +261,7 @@ def _at(
     if account is None:
         return None  # the account problem is already reported; the zone is unknown
     try:
-        at = parse_wall_time(
-            value if not isinstance(value, int | float) else str(value), account.tz
-        )
+        at = parse_wall_time(_time_text(value), account.tz)
     except LocalTimeError as exc:
         c.fail("at", str(exc), exc.hint)
         return None
@@ -250,6 +273,71 @@ def _at(
         )
         return None
     return at
+
+
+def duplicate_ids(raws: Sequence[RawItem]) -> dict[int, Problem]:
+    """Items (by index in ``raws``) whose id an earlier item already uses, with the problem."""
+    found: dict[int, Problem] = {}
+    first_seen: dict[str, RawItem] = {}
+    for index, raw in enumerate(raws):
+        key = raw.values.get("id")
+        key = str(key).strip() if key is not None else ""
+        if not key:
+            continue
+        other = first_seen.get(key)
+        if other is None:
+            first_seen[key] = raw
+            continue
+        found[index] = Problem(
+            raw.file,
+            raw.line_of("id"),
+            "id",
+            f"duplicate id {key!r}",
+            f"already used at {other.file} {other.unit} {other.line_of('id')}",
+            unit=raw.unit,
+            item=key,
+        )
+    return found
+
+
+def validate_range(
+    raws: Sequence[RawItem],
+    start: int,
+    stop: int,
+    config: Config,
+    now: datetime,
+    problems: list[Problem],
+    *,
+    duplicates: Mapping[int, Problem],
+    network_check: NetworkCheck | None = None,
+    settled: Container[str] = (),
+) -> Iterator[tuple[int, PlanItem]]:
+    """Validate ``raws[start:stop]``, recording every problem in ``problems``; yield (index,
+    item) for each item that passed its own checks and is not a duplicate."""
+    for index in range(start, stop):
+        raw = raws[index]
+        item = validate_item(raw, config, now, problems, settled)
+        duplicate = duplicates.get(index)
+        if duplicate is not None:
+            problems.append(duplicate)
+            continue
+        if item is None:
+            continue
+        if network_check is not None:
+            account = config.accounts[item.account]
+            for name, message, hint in network_check(item, account):
+                problems.append(
+                    Problem(
+                        item.file,
+                        raw.line_of(name),
+                        name,
+                        message,
+                        hint,
+                        unit=item.unit,
+                        item=item.key,
+                    )
+                )
+        yield index, item
 
 
 @gc_paused
@@ -267,43 +355,18 @@ def validate_items(
     the past is expected for them, so re-importing last month's plan is not an error.
     """
     problems: list[Problem] = []
-    items: list[PlanItem] = []
-    first_seen: dict[str, RawItem] = {}
-    for raw in raws:
-        item = validate_item(raw, config, now, problems, settled)
-        key = raw.values.get("id")
-        key = str(key).strip() if key is not None else ""
-        if key:
-            if key in first_seen:
-                other = first_seen[key]
-                problems.append(
-                    Problem(
-                        raw.file,
-                        raw.line_of("id"),
-                        "id",
-                        f"duplicate id {key!r}",
-                        f"already used at {other.file} {other.unit} {other.line_of('id')}",
-                        unit=raw.unit,
-                        item=key,
-                    )
-                )
-                continue
-            first_seen[key] = raw
-        if item is None:
-            continue
-        if network_check is not None:
-            account = config.accounts[item.account]
-            for name, message, hint in network_check(item, account):
-                problems.append(
-                    Problem(
-                        item.file,
-                        raw.line_of(name),
-                        name,
-                        message,
-                        hint,
-                        unit=item.unit,
-                        item=item.key,
-                    )
-                )
-        items.append(item)
+    items = [
+        item
+        for _, item in validate_range(
+            raws,
+            0,
+            len(raws),
+            config,
+            now,
+            problems,
+            duplicates=duplicate_ids(raws),
+            network_check=network_check,
+            settled=settled,
+        )
+    ]
     return items, problems
