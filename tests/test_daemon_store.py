@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, event, select, update
 
 from scheduler.daemon import store
 from scheduler.daemon.store import Result, accounts_t, attempts_t
@@ -248,3 +248,84 @@ def test_heartbeat_records_and_updates_the_daemon(engine: Engine) -> None:
         NOW + timedelta(seconds=10),
         "running",
     )
+
+
+def _plans(engine: Engine, run: Any) -> list[str]:
+    """The query plans of the reads of ``posts`` that ``run()`` makes (PostgreSQL with
+    sequential scans and sorts disabled, so a plan that needs them shows them anyway)."""
+    statements: list[tuple[str, Any]] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")) and "posts" in statement:
+            statements.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        run()
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    plans = []
+    with engine.connect() as conn:
+        pg = conn.dialect.name == "postgresql"
+        if pg:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_sort = off")
+        for statement, parameters in statements:
+            explain = "EXPLAIN " if pg else "EXPLAIN QUERY PLAN "
+            rows = conn.exec_driver_sql(explain + statement, parameters).all()
+            plans.append("\n".join(str(r[-1]) for r in rows))
+        conn.rollback()
+    assert plans
+    return plans
+
+
+def test_claims_and_next_due_read_the_due_index_in_order(engine: Engine) -> None:
+    # The partial index of waiting posts applies only to queries that spell its condition
+    # out; without it a claim sorts every due row and next_due reads every waiting one.
+    seed(engine, [NOW - timedelta(minutes=1)] * 30 + [NOW + timedelta(days=9)] * 30)
+    seed(engine, [NOW] * 30, account="b")
+    with engine.connect() as conn:
+        ids = list(conn.execute(select(accounts_t.c.id)).scalars())
+    plans = _plans(engine, lambda: store.next_due(engine))
+    if engine.dialect.name == "sqlite":  # PostgreSQL's claim is a CTE, checked below
+        plans += _plans(
+            engine,
+            lambda: store.claim(
+                engine,
+                "d1",
+                NOW,
+                lease=LEASE,
+                limit=5,
+                grace={},
+                default_grace=GRACE,
+                accounts=ids,
+            ),
+        )
+    else:
+        with engine.connect() as conn:
+            sql = store._claim_sql(True)
+            plans.append(
+                "\n".join(
+                    r[0]
+                    for r in conn.exec_driver_sql(
+                        "EXPLAIN " + sql,
+                        {
+                            "now": NOW,
+                            "limit": 5,
+                            "cutoff": NOW - GRACE,
+                            "grace_ids": [],
+                            "cutoffs": [],
+                            "claimed": "claimed",
+                            "owner": "d1",
+                            "expires": NOW + LEASE,
+                            "accounts": ids,
+                        },
+                    )
+                )
+            )
+            conn.rollback()
+    for plan in plans:
+        assert "ix_posts_due" in plan, plan
+        # No sort of the due rows, no aggregate over all of them: a few index entries.
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+        assert "Aggregate" not in plan, plan

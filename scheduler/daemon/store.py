@@ -112,27 +112,7 @@ def claim(
     if engine.dialect.name == "postgresql":
         return _claim_pg(engine, owner, now, lease, limit, grace, default_grace, accounts, names)
     with immediate(engine) as conn:
-        q = (
-            select(
-                posts_t.c.id,
-                posts_t.c.account_id,
-                posts_t.c.next_attempt_at,
-                posts_t.c.key,
-                posts_t.c.state,
-            )
-            .where(
-                posts_t.c.state.in_(DUE_STATES),
-                posts_t.c.next_attempt_at <= now,
-                posts_t.c.account_id.in_(_active_accounts()),
-            )
-            .order_by(posts_t.c.next_attempt_at, posts_t.c.id)
-            .limit(limit)
-        )
-        if accounts is not None:
-            q = q.where(posts_t.c.account_id.in_(list(accounts)))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=posts_t)
-        candidates = conn.execute(q).all()
+        candidates = _candidates(conn, now, limit, accounts)
         if not candidates:
             return [], []
         stale = [
@@ -168,6 +148,60 @@ def claim(
         for r in sorted(rows, key=lambda r: (r.next_attempt_at, r.id))
     ]
     return claimed, missed
+
+
+#: The due states as SQL literals: a partial index on them (``ix_posts_due``) only serves a
+#: query that spells the same condition out, not one with bound parameters.
+_DUE_SQL = "state IN (" + ", ".join(f"'{s}'" for s in DUE_STATES) + ")"
+#: Post ``p``'s account is not paused.
+_ACTIVE_SQL = (
+    f"EXISTS (SELECT 1 FROM {accounts_t.name} a WHERE a.id = p.account_id AND NOT a.paused)"
+)
+
+
+def _candidates(
+    conn: Connection, now: datetime, limit: int, accounts: Collection[int] | None
+) -> list[Any]:
+    """The due posts a claim takes, oldest first (id, account_id, next_attempt_at, key,
+    state), read in ``ix_posts_due`` order: the index already sorts them."""
+    if conn.dialect.name != "sqlite":
+        q = (
+            select(
+                posts_t.c.id,
+                posts_t.c.account_id,
+                posts_t.c.next_attempt_at,
+                posts_t.c.key,
+                posts_t.c.state,
+            )
+            .where(
+                posts_t.c.state.in_(DUE_STATES),
+                posts_t.c.next_attempt_at <= now,
+                posts_t.c.account_id.in_(_active_accounts()),
+            )
+            .order_by(posts_t.c.next_attempt_at, posts_t.c.id)
+            .limit(limit)
+        )
+        if accounts is not None:
+            q = q.where(posts_t.c.account_id.in_(list(accounts)))
+        return list(conn.execute(q).all())
+    # SQLite: the unary ``+`` keeps the account filters from steering the planner to the
+    # (account_id, state) index, which would sort every due row of those accounts per claim.
+    only = ""
+    params: tuple[Any, ...] = (fastsql.datetime_converter(conn)(now),)
+    if accounts is not None:
+        ids = list(accounts)
+        only = f"AND +p.account_id IN ({', '.join('?' * len(ids))}) " if ids else "AND 0 "
+        params += tuple(ids)
+    columns = ("id", "account_id", "next_attempt_at", "key", "state")
+    selected = ", ".join(f"p.{fastsql.quote(conn, c)}" for c in columns)
+    raw = conn.exec_driver_sql(
+        f"SELECT {selected} FROM {posts_t.name} p WHERE p.{_DUE_SQL} "
+        f"AND p.next_attempt_at <= ? AND {_ACTIVE_SQL} {only}"
+        "ORDER BY p.next_attempt_at, p.id LIMIT ?",
+        (*params, limit),
+    ).all()
+    read = fastsql.row_reader(conn, posts_t, columns)
+    return [read(r) for r in raw]
 
 
 _CLAIM_NAMES = tuple(c.name for c in _CLAIM_COLUMNS)
@@ -773,14 +807,20 @@ def rescue_expired(
 
 
 def next_due(engine: Engine) -> datetime | None:
-    """The earliest time a post becomes due (among unpaused accounts)."""
+    """The earliest time a post becomes due (among unpaused accounts).
+
+    Read as the first row of ``ix_posts_due`` (the due states spelled out, so the partial
+    index applies) whose account is not paused: a few index entries, however long the queue.
+    """
     with engine.connect() as conn:
-        return conn.execute(
-            select(func.min(posts_t.c.next_attempt_at)).where(
-                posts_t.c.state.in_(DUE_STATES),
-                posts_t.c.account_id.in_(_active_accounts()),
-            )
-        ).scalar()
+        raw = conn.exec_driver_sql(
+            f"SELECT p.next_attempt_at FROM {posts_t.name} p WHERE p.{_DUE_SQL} "
+            f"AND {_ACTIVE_SQL} ORDER BY p.next_attempt_at LIMIT 1"
+        ).first()
+        if raw is None:
+            return None
+        due: datetime = fastsql.row_reader(conn, posts_t, ("next_attempt_at",))(raw)[0]
+        return due
 
 
 def unconfirmed_posts(engine: Engine, limit: int = 100) -> list[Any]:
