@@ -327,5 +327,6 @@ def test_claims_and_next_due_read_the_due_index_in_order(engine: Engine) -> None
     for plan in plans:
         assert "ix_posts_due" in plan, plan
         # No sort of the due rows, no aggregate over all of them: a few index entries.
-        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+        assert "Sort" not in plan, plan
         assert "Aggregate" not in plan, plan
