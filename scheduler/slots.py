@@ -8,7 +8,7 @@ occurrence.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from scheduler.timeutil import localize
@@ -28,16 +28,29 @@ def iter_slots(
     if not any(slots.values()):
         return
     day = start.astimezone(tz).date()
+    day_start = _midnight(day, tz)
     last: datetime | None = None
     while True:
-        # A slot shifted out of a DST gap can land on, or after, a later slot of the same
-        # day: sort the day's instants and keep each once.
-        instants = sorted(
-            {
-                localize(datetime.combine(day, t), tz, gap="forward")
-                for t in slots.get(day.weekday(), ())
-            }
-        )
+        next_day = day + timedelta(days=1)
+        next_start = _midnight(next_day, tz)
+        times = slots.get(day.weekday(), ())
+        offset = _steady_offset(day, day_start, next_day, next_start, tz) if times else None
+        if offset is not None:
+            # The clocks do not change this day: one offset turns every wall time into UTC.
+            base = datetime.combine(day, time(0), tzinfo=UTC) - offset
+            instants = [
+                base
+                + timedelta(
+                    hours=t.hour, minutes=t.minute, seconds=t.second, microseconds=t.microsecond
+                )
+                for t in sorted(set(times))
+            ]
+        else:
+            # A slot shifted out of a DST gap can land on, or after, a later slot of the same
+            # day: sort the day's instants and keep each once.
+            instants = sorted(
+                {localize(datetime.combine(day, t), tz, gap="forward") for t in times}
+            )
         for instant in instants:
             if instant < start or instant == last:
                 continue
@@ -45,12 +58,33 @@ def iter_slots(
                 return
             last = instant
             yield instant
-        day += timedelta(days=1)
-        if (
-            until is not None
-            and localize(datetime.combine(day, time(0)), tz, gap="forward") > until
-        ):
+        day, day_start = next_day, next_start
+        if until is not None and day_start > until:
             return
+
+
+def _midnight(day: date, tz: ZoneInfo) -> datetime:
+    return localize(datetime.combine(day, time(0)), tz, gap="forward")
+
+
+def _steady_offset(
+    day: date, day_start: datetime, next_day: date, next_start: datetime, tz: ZoneInfo
+) -> timedelta | None:
+    """The UTC offset of ``day`` when it has one all day long (no DST change, and both
+    midnights exist as written); None when the day needs the full DST rule, slot by slot."""
+    offset = day_start.astimezone(tz).utcoffset()
+    if (
+        offset is None
+        or next_start - day_start != _DAY
+        or next_start.astimezone(tz).utcoffset() != offset
+        or (day_start + offset).replace(tzinfo=None) != datetime.combine(day, time(0))
+        or (next_start + offset).replace(tzinfo=None) != datetime.combine(next_day, time(0))
+    ):
+        return None
+    return offset
+
+
+_DAY = timedelta(days=1)
 
 
 def free_slots(

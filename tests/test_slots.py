@@ -7,6 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler.slots import free_slots, iter_slots, minute
 
@@ -127,3 +129,74 @@ def test_gap_shifted_slots_stay_in_order_and_unique() -> None:
     ]
     assert got == sorted(set(got))
     assert [t.astimezone(tz).strftime("%H:%M") for t in got] == ["03:00", "03:30"]
+
+
+def _reference_slots(slots, tz, start, count):  # type: ignore[no-untyped-def]
+    """The DST rule applied slot by slot, with no shortcut for days without a clock change."""
+    from scheduler.timeutil import localize
+
+    out: list[datetime] = []
+    day = start.astimezone(tz).date()
+    last = None
+    while len(out) < count:
+        for instant in sorted(
+            {
+                localize(datetime.combine(day, t), tz, gap="forward")
+                for t in slots.get(day.weekday(), ())
+            }
+        ):
+            if instant >= start and instant != last and len(out) < count:
+                out.append(instant)
+                last = instant
+        day += timedelta(days=1)
+    return out
+
+
+# Zones with DST at midnight (Havana, Santiago, Beirut), 30-minute shifts (Lord Howe), the
+# southern hemisphere, a zone that skipped a whole day (Apia, 2011-12-30) and one without DST.
+_ZONES = [
+    "Europe/Riga",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "America/Havana",
+    "America/Santiago",
+    "Asia/Beirut",
+    "Pacific/Apia",
+    "Asia/Tokyo",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(_ZONES),
+    start=st.datetimes(min_value=datetime(2010, 1, 1), max_value=datetime(2030, 12, 31)),
+    times=st.lists(
+        st.times().map(lambda t: t.replace(second=0, microsecond=0)), min_size=1, max_size=6
+    ),
+    weekdays=st.sets(st.integers(0, 6), min_size=1),
+)
+def test_slot_times_match_the_dst_rule_applied_slot_by_slot(
+    zone: str, start: datetime, times: list[time], weekdays: set[int]
+) -> None:
+    tz = ZoneInfo(zone)
+    slots = {d: tuple(times) for d in weekdays}
+    begin = start.replace(tzinfo=UTC)
+    assert take(60, iter_slots(slots, tz, begin)) == _reference_slots(slots, tz, begin, 60)
+
+
+@pytest.mark.parametrize(
+    ("zone", "day"),
+    [
+        ("America/Havana", datetime(2024, 3, 10)),  # clocks jump at midnight
+        ("America/Havana", datetime(2024, 11, 3)),  # and fall back at 01:00
+        ("America/Santiago", datetime(2024, 9, 8)),  # midnight does not exist
+        ("Pacific/Apia", datetime(2011, 12, 29)),  # the whole of 30 December 2011 is skipped
+        ("Australia/Lord_Howe", datetime(2024, 4, 7)),  # a 30-minute fold
+    ],
+)
+def test_slot_times_on_days_the_clocks_change_at_or_near_midnight(zone: str, day: datetime) -> None:
+    tz = ZoneInfo(zone)
+    every_half_hour = tuple(time(h, m) for h in range(24) for m in (0, 30))
+    slots = dict.fromkeys(range(7), every_half_hour)
+    begin = (day - timedelta(days=1)).replace(tzinfo=UTC)
+    assert take(200, iter_slots(slots, tz, begin)) == _reference_slots(slots, tz, begin, 200)
