@@ -1,0 +1,43 @@
+"""The ``smm run`` service around the worker: what it sets up for a long run, and undoes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+
+from daemon_support import (
+    config_at,
+    no_pending,
+    post_rows,
+    run_service,
+    seed_posts,
+    utcnow,
+    write_config,
+)
+from sqlalchemy import Engine
+
+from scheduler.db.models import PostState
+
+
+def test_start_up_objects_are_frozen_out_of_the_collector_while_dispatching(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # A full collection walks every tracked object; the long-lived ones start-up built
+    # (modules, config, plugins, the engine) are frozen so it walks only the work's own.
+    ledger = tmp_path / "ledger.jsonl"
+    accounts = {"a": {"platform": "sim", "options": {"ledger": str(ledger)}}}
+    config = config_at(write_config(tmp_path / "config.toml", accounts, daemon={"tick": "0.1s"}))
+    seed_posts(engine, config, [(f"p{i}", "a", utcnow()) for i in range(5)])
+    frozen: list[int] = []
+    done = no_pending(engine)
+
+    def until() -> bool:
+        frozen.append(gc.get_freeze_count())
+        return done()
+
+    assert gc.get_freeze_count() == 0
+    asyncio.run(run_service(engine, config, until=until, timeout=60))
+    assert max(frozen) > 1000
+    assert gc.get_freeze_count() == 0  # handed back when the service stops
+    assert {p.state for p in post_rows(engine).values()} == {PostState.PUBLISHED}
