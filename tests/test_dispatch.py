@@ -25,7 +25,7 @@ from scheduler.adapter import (
 )
 from scheduler.config import parse_config
 from scheduler.daemon.dispatch import Dispatcher, backoff
-from scheduler.daemon.limits import Budget, Limits
+from scheduler.daemon.limits import Budget, Limits, Slots
 from scheduler.daemon.store import Claimed
 from scheduler.db.models import Outcome, PostState
 from scheduler.timeutil import Clock
@@ -276,3 +276,230 @@ def test_budget_obeys_a_block_from_the_network() -> None:
     budget = Budget(RateLimitPolicy())
     budget.block(NOW + timedelta(seconds=30))
     assert budget.delay(NOW) == timedelta(seconds=30)
+
+
+# ----------------------------------------------------------------- launch: the no-wait path
+
+
+def launch(dispatcher: Dispatcher, *claims: Claimed, may_send: Any = None) -> Any:
+    """``dispatcher.launch`` in a fresh loop: (results of the launched posts, the others)."""
+
+    async def go() -> Any:
+        launched, rest = dispatcher.launch(list(claims) or [claimed()], may_send)
+        results = await asyncio.wait_for(asyncio.gather(*launched), 5)
+        return results, rest
+
+    return asyncio.run(go())
+
+
+def test_launch_publishes_without_an_attempt_task() -> None:
+    tasks: list[int] = []
+
+    async def publish(post: OutgoingPost) -> Published:
+        tasks.append(len(asyncio.all_tasks()))
+        return Published("r1", "https://x/r1", followers=42)
+
+    d = make(publish)
+    results, rest = launch(d, claimed(), claimed())
+    assert rest == []
+    assert [(r.state, r.outcome, r.remote_id, r.followers) for r in results] == [
+        (PostState.PUBLISHED, Outcome.PUBLISHED, "r1", 42)
+    ] * 2
+    assert all(r.latency_ms is not None for r in results)
+    # Two posts in flight: the test's own task and the two plugin calls, nothing else.
+    assert max(tasks) == 3
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "words"),
+    [
+        (raising(KeyError("data")), "raised KeyError"),
+        (raising(SystemExit(3)), "raised SystemExit"),
+        (raising(KeyboardInterrupt()), "raised KeyboardInterrupt"),
+        (raising(asyncio.CancelledError()), "raised CancelledError"),
+    ],
+)
+def test_launched_calls_that_raise_fail_only_their_post(behaviour: Any, words: str) -> None:
+    [r], _ = launch(make(behaviour))
+    assert (r.state, r.outcome) == (PostState.FAILED, Outcome.PLUGIN_ERROR)
+    assert words in (r.message or "")
+
+
+def test_a_launched_call_that_raises_before_it_awaits_fails_its_post() -> None:
+    # ``publish`` that is no coroutine function and raises when called, or returns garbage.
+    d = make(ok)
+    adapter: Any = d.adapters["fake"]
+
+    def broken(post: OutgoingPost, account: Any, key: str) -> Any:
+        raise SystemExit(4)
+
+    adapter.publish = broken
+    [r], _ = launch(d)
+    assert (r.state, r.outcome) == (PostState.FAILED, Outcome.PLUGIN_ERROR)
+    adapter.publish = lambda *a: {"not": "awaitable"}
+    [r], _ = launch(d)
+    assert r.state == PostState.FAILED
+
+
+def test_launched_calls_are_classified_as_attempts_are() -> None:
+    [r], _ = launch(make(raising(RateLimited("slow down", retry_at=NOW + timedelta(minutes=2)))))
+    assert (r.state, r.next_attempt_at, r.counts) == (
+        PostState.RETRY_WAIT,
+        NOW + timedelta(minutes=2),
+        False,
+    )
+    [r], _ = launch(make(raising(OutcomeUnknown("timeout"))))
+    assert r.state == PostState.UNCONFIRMED
+
+
+def test_launched_calls_that_hang_end_unconfirmed_at_the_timeout_even_if_stubborn() -> None:
+    async def stubborn(post: OutgoingPost) -> Published:
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue
+
+    async def hang(post: OutgoingPost) -> Published:
+        await asyncio.sleep(60)
+        raise AssertionError
+
+    for behaviour in (hang, stubborn):
+        d = make(behaviour, timeout=0.05)
+
+        async def go(d: Dispatcher = d) -> Any:
+            launched, _ = d.launch([claimed(), claimed()])
+            results = await asyncio.wait_for(asyncio.gather(*launched), 2)
+            for task in asyncio.all_tasks():  # let the test loop close: stop the plugin
+                if task is not asyncio.current_task():
+                    task.get_coro().close()  # type: ignore[union-attr]
+            return results
+
+        results = asyncio.run(go())
+        assert [r.state for r in results] == [PostState.UNCONFIRMED] * 2
+        assert all("did not answer" in (r.message or "") for r in results)
+        # The slots came back: the account can send again.
+        slots = d.limits.account_semaphore("a", d.adapters["fake"].capabilities.rate_limit)
+        assert slots.free == slots_cap(d)
+
+
+def slots_cap(d: Dispatcher) -> int:
+    return max(1, d.adapters["fake"].capabilities.rate_limit.concurrency)
+
+
+def test_a_cancelled_launch_abandons_the_call_and_frees_its_slot() -> None:
+    started = []
+
+    async def slow(post: OutgoingPost) -> Published:
+        started.append(post.key)
+        await asyncio.sleep(60)
+        raise AssertionError
+
+    d = make(slow)
+
+    async def go() -> Any:
+        [call], _ = d.launch([claimed()])
+        await asyncio.sleep(0.01)
+        assert call.task is not None
+        call.cancel()
+        await asyncio.sleep(0)
+        return call
+
+    call = asyncio.run(go())
+    assert started == ["p1"]
+    assert call.cancelled()
+    assert call.task.cancelled()
+    slots = d.limits.account_semaphore("a", d.adapters["fake"].capabilities.rate_limit)
+    assert slots.free == slots_cap(d)
+
+
+def test_launch_leaves_posts_that_would_wait_to_the_attempt() -> None:
+    sent: list[str] = []
+
+    async def publish(post: OutgoingPost) -> Published:
+        sent.append(post.key)
+        return Published("r1")
+
+    # The daemon may not send: the attempt hands the post back.
+    d = make(publish)
+    launched, rest = launch(d, may_send=lambda c: False)
+    assert (launched, len(rest), sent) == ([], 1, [])
+    # The budget is used up: the attempt waits (or gives the post back).
+    d = make(publish)
+    d.limits.budget("a", d.adapters["fake"].capabilities.rate_limit).block(
+        NOW + timedelta(seconds=3)
+    )
+    launched, rest = launch(d)
+    assert (launched, len(rest), sent) == ([], 1, [])
+    # Every slot of the account is taken: the attempt queues for one.
+    d = make(publish)
+    slots = d.limits.account_semaphore("a", d.adapters["fake"].capabilities.rate_limit)
+    while slots.try_acquire():
+        pass
+    launched, rest = launch(d)
+    assert (launched, len(rest), sent) == ([], 1, [])
+    # An account this daemon does not know: the attempt hands it back with the reason.
+    d = make(publish)
+    c = claimed()
+    c.account = "gone"
+    launched, rest = launch(d, c)
+    assert (launched, rest, sent) == ([], [c], [])
+
+
+def test_launch_leaves_everything_to_the_attempt_when_a_transform_is_installed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from scheduler.daemon import dispatch
+
+    monkeypatch.setattr(dispatch, "has_transforms", lambda: True)
+    launched, rest = launch(make(ok))
+    assert (launched, len(rest)) == ([], 1)
+
+
+def test_launch_takes_no_more_slots_than_the_account_has() -> None:
+    d = make(ok)
+    cap = slots_cap(d)
+    launched, rest = launch(d, *(claimed() for _ in range(cap + 2)))
+    assert (len(launched), len(rest)) == (cap, 2)
+
+
+# ----------------------------------------------------------------- slots
+
+
+def test_slots_serve_waiters_in_order_and_a_newcomer_never_overtakes() -> None:
+    async def go() -> list[str]:
+        slots = Slots(1)
+        order: list[str] = []
+        assert slots.try_acquire()
+
+        async def wait(name: str) -> None:
+            async with slots:
+                order.append(name)
+                await asyncio.sleep(0)
+
+        waiters = [asyncio.create_task(wait(n)) for n in ("first", "second")]
+        await asyncio.sleep(0)
+        slots.release()
+        assert not slots.try_acquire()  # the freed slot went to "first"
+        await asyncio.gather(*waiters)
+        assert slots.free == 1
+        return order
+
+    assert asyncio.run(go()) == ["first", "second"]
+
+
+def test_a_cancelled_waiter_does_not_keep_or_lose_a_slot() -> None:
+    async def go() -> int:
+        slots = Slots(1)
+        assert slots.try_acquire()
+        waiting = asyncio.create_task(slots.acquire())
+        handed = asyncio.create_task(slots.acquire())
+        await asyncio.sleep(0)
+        waiting.cancel()  # gives up while waiting
+        await asyncio.gather(waiting, return_exceptions=True)
+        slots.release()  # goes to ``handed``...
+        handed.cancel()  # ...which is cancelled before it runs: the slot is passed on
+        await asyncio.gather(handed, return_exceptions=True)
+        return slots.free
+
+    assert asyncio.run(go()) == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -21,7 +21,7 @@ import structlog
 from scheduler import observability
 from scheduler.adapter import Account, Adapter, OutgoingPost, Published, PublishError
 from scheduler.config import AccountConfig, Config, Policies
-from scheduler.daemon.limits import Limits
+from scheduler.daemon.limits import Limits, Slots
 from scheduler.daemon.store import Claimed, Result
 from scheduler.db.models import Outcome, PostState
 from scheduler.logging import redact
@@ -137,6 +137,19 @@ class Dispatcher:
                 adapter.publish(post, view, c.row.idempotency_key), self.publish_timeout
             )
         latency = (time.perf_counter() - started) * 1000
+        return self._outcome(c, account, adapter, done, published, latency)
+
+    def _outcome(
+        self,
+        c: Claimed,
+        account: AccountConfig,
+        adapter: Adapter,
+        done: bool,
+        published: object,
+        latency: float,
+    ) -> Result:
+        """What a publish call's end means for the post (the call's result, or what it
+        raised, or ``done`` False: no answer within the timeout)."""
         if not done:
             return self._unknown(
                 c,
@@ -171,6 +184,71 @@ class Dispatcher:
             followers=published.followers if isinstance(published.followers, int) else None,
             latency_ms=latency,
         )
+
+    def launch(
+        self, claims: Sequence[Claimed], may_send: Callable[[Claimed], bool] | None = None
+    ) -> tuple[list[Launched], list[Claimed]]:
+        """Start at once the publish calls of the posts nothing holds back.
+
+        A post starts here when no ``prepare_post`` transform is installed, its account has a
+        free concurrency slot, its rate budget lets a request go now and ``may_send`` agrees:
+        exactly the posts ``attempt`` would send without waiting. Each plugin call still runs
+        as a task of its own, isolated as ``call_plugin`` isolates it, but no attempt task
+        wraps it: the call's end settles the post's ``Launched`` future with its ``Result``,
+        and the batch shares one timer for the publish timeout. Cancelling a ``Launched``
+        abandons its call (the plugin task is cancelled, never awaited).
+
+        Returns the launched posts (their requests may reach the network from now on) and the
+        others, which need ``attempt`` (it waits, hands back or explains).
+        """
+        if not claims or has_transforms():
+            return [], list(claims)
+        loop = asyncio.get_running_loop()
+        now = self.clock.now()
+        started = time.perf_counter()
+        batch = _Batch()
+        launched: list[Launched] = []
+        rest: list[Claimed] = []
+        views: dict[str, Account] = {}
+        for c in claims:
+            account = self.config.accounts.get(c.account)
+            adapter = self.adapters.get(account.platform) if account is not None else None
+            if account is None or adapter is None:
+                rest.append(c)
+                continue
+            policy = adapter.capabilities.rate_limit
+            slots = self.limits.account_semaphore(c.account, policy)
+            if not slots.try_acquire():
+                rest.append(c)
+                continue
+            try:
+                budget = self.limits.budget(c.account, policy)
+                if budget.delay(now, adapter.rate_limit_status.get(c.account)) > _NO_WAIT or (
+                    may_send is not None and not may_send(c)
+                ):
+                    slots.release()
+                    rest.append(c)
+                    continue
+                view = views.get(c.account)
+                if view is None:
+                    view = views[c.account] = account_view(account)
+                post = from_row(c.row, c.account)
+            except Exception:  # ``attempt`` runs the same steps and reports what fails
+                slots.release()
+                rest.append(c)
+                continue
+            budget.record(now)
+            call = Launched(self, c, account, adapter, slots, batch, started, loop=loop)
+            call.task = loop.create_task(
+                _contained_call(adapter.publish, post, view, c.row.idempotency_key)
+            )
+            call.task.add_done_callback(call.landed)
+            launched.append(call)
+        if launched:
+            batch.calls = launched
+            batch.pending = len(launched)
+            batch.timer = loop.call_later(self.publish_timeout, batch.overdue)
+        return launched, rest
 
     def _handback(self, c: Claimed, reason: str) -> Result:
         """The post was not sent: it is due again at once, the attempt not counted."""
@@ -333,6 +411,109 @@ def _consume(task: asyncio.Future[Any]) -> None:
     # Retrieve the abandoned task's outcome so asyncio does not log it as never retrieved.
     if not task.cancelled():
         task.exception()
+
+
+async def _contained_call(fn: Callable[..., Awaitable[T]], *args: Any) -> T | _Raised:
+    """``_contained(fn(*args))``, with the call itself inside: a plugin method that raises
+    before returning an awaitable (or returns none) fails its post too, not the daemon."""
+    try:
+        return await fn(*args)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return _Raised(exc)
+
+
+_NO_WAIT = timedelta(0)
+
+
+class _Batch:
+    """The posts one ``launch`` started: one timer holds them all to the publish timeout."""
+
+    __slots__ = ("calls", "pending", "timer")
+
+    def __init__(self) -> None:
+        self.calls: list[Launched] = []
+        self.pending = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+    def one_done(self) -> None:
+        self.pending -= 1
+        if self.pending == 0 and self.timer is not None:
+            self.timer.cancel()  # drops the references to the batch's calls
+            self.timer = None
+            self.calls = []
+
+    def overdue(self) -> None:
+        for call in self.calls:
+            if not call.done():
+                call.timed_out()
+        self.calls = []
+
+
+class Launched(asyncio.Future[Result]):
+    """A publish call ``Dispatcher.launch`` started: resolves to the post's ``Result``."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        claimed: Claimed,
+        account: AccountConfig,
+        adapter: Adapter,
+        slots: Slots,
+        batch: _Batch,
+        started: float,
+        *,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(loop=loop)
+        self.dispatcher = dispatcher
+        self.claimed = claimed
+        self.account = account
+        self.adapter = adapter
+        self.slots = slots
+        self.batch = batch
+        self.started = started
+        self.task: asyncio.Task[Any] | None = None
+
+    def _settle(self, done: bool, published: object) -> None:
+        self.slots.release()
+        self.batch.one_done()
+        latency = (time.perf_counter() - self.started) * 1000
+        try:
+            result = self.dispatcher._outcome(
+                self.claimed, self.account, self.adapter, done, published, latency
+            )
+        except Exception as exc:  # a bug in the dispatcher: the worker records the crash
+            self.set_exception(exc)
+            return
+        self.set_result(result)
+
+    def landed(self, task: asyncio.Task[Any]) -> None:
+        """The plugin call ended (done callback of its task)."""
+        if self.done():  # timed out or cancelled meanwhile: already settled
+            return
+        if task.cancelled():
+            self._settle(True, asyncio.CancelledError("the plugin cancelled itself"))
+            return
+        value = task.result()
+        self._settle(True, value.exc if isinstance(value, _Raised) else value)
+
+    def timed_out(self) -> None:
+        """No answer within the publish timeout: abandon the call, never await it."""
+        if self.task is not None:
+            self.task.cancel()
+        self._settle(False, None)
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        if not super().cancel(msg):
+            return False
+        # The worker gave up on the post (shutdown): abandon the call as a timeout would.
+        if self.task is not None:
+            self.task.cancel()
+        self.slots.release()
+        self.batch.one_done()
+        return True
 
 
 async def safe_lookup(

@@ -10,6 +10,7 @@ the post back rather than hammering.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -54,18 +55,70 @@ class Budget:
             self.blocked_until = until
 
 
+class Slots:
+    """A semaphore that can also be taken without waiting (``try_acquire``).
+
+    Waiters are served in order: a freed slot goes straight to the first waiter, and
+    ``try_acquire`` fails while anyone waits, so a post that finds a free slot at once never
+    overtakes one that has been waiting for it.
+    """
+
+    def __init__(self, value: int) -> None:
+        self.free = value
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def try_acquire(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def acquire(self) -> bool:
+        if self.try_acquire():
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot while being cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # a release may have dropped it already
+                    self._waiters.remove(waiter)
+            raise
+        return True
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands, ``free`` stays as it is
+                return
+        self.free += 1
+
+    def locked(self) -> bool:
+        return self.free == 0 or bool(self._waiters)
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release()
+
+
 class Limits:
-    """Concurrency semaphores and budgets, per account and overall."""
+    """Concurrency slots and budgets, per account."""
 
     def __init__(self, total: int) -> None:
-        self.total = asyncio.Semaphore(total)
-        self._account_sem: dict[str, asyncio.Semaphore] = {}
+        self.total = total
+        self._account_sem: dict[str, Slots] = {}
         self._budgets: dict[str, Budget] = {}
 
-    def account_semaphore(self, account: str, policy: RateLimitPolicy) -> asyncio.Semaphore:
+    def account_semaphore(self, account: str, policy: RateLimitPolicy) -> Slots:
         sem = self._account_sem.get(account)
         if sem is None:
-            sem = self._account_sem[account] = asyncio.Semaphore(max(1, policy.concurrency))
+            sem = self._account_sem[account] = Slots(max(1, policy.concurrency))
         return sem
 
     def budget(self, account: str, policy: RateLimitPolicy) -> Budget:

@@ -63,7 +63,9 @@ def make_adapters(config: Config, client: httpx.AsyncClient) -> dict[str, Adapte
 @dataclass
 class InFlight:
     claimed: Claimed
-    task: asyncio.Task[Result]
+    #: The post's attempt task, or the call ``Dispatcher.launch`` started (both resolve to the
+    #: post's Result; cancelling either gives up on the post, never waiting for a plugin).
+    task: asyncio.Future[Result]
     sent: bool = False
 
 
@@ -195,7 +197,13 @@ class Worker:
         if missed:
             self.stats["missed"] += len(missed)
             log.warning("posts_missed", count=len(missed), posts=[m.key for m in missed[:20]])
-        for c in claimed:
+        launched, rest = self.dispatcher.launch(claimed, self.may_send)
+        for call in launched:
+            post_id = call.claimed.post_id
+            # Launched: the request may reach the network from now on.
+            self.inflight[post_id] = InFlight(call.claimed, call, sent=True)
+            call.add_done_callback(functools.partial(self._done, post_id))
+        for c in rest:
             self._start(c)
         self.stats["claimed"] += len(claimed)
         return len(claimed) + len(missed)
@@ -214,7 +222,7 @@ class Worker:
         self.inflight[c.post_id] = entry
         task.add_done_callback(functools.partial(self._done, c.post_id))
 
-    def _done(self, post_id: int, task: asyncio.Task[Result]) -> None:
+    def _done(self, post_id: int, task: asyncio.Future[Result]) -> None:
         entry = self.inflight.pop(post_id, None)
         self._lease_until.pop(post_id, None)
         self._slot_free.set()
