@@ -25,9 +25,8 @@ from scheduler.config import parse_config
 from scheduler.db.engine import make_engine
 from scheduler.db.migrate import upgrade
 from scheduler.outgoing import network_check
-from scheduler.plan.importer import apply_plan
+from scheduler.plan.pipeline import import_plan
 from scheduler.plan.read import read_plan_files
-from scheduler.plan.validate import validate_items
 
 TYPES = ["provocation", "instruction", "medal", "laugh", "announcement"]
 
@@ -70,18 +69,25 @@ def make_plan(path: Path, posts: int, accounts: int, now: datetime) -> None:
             )
 
 
-def bench_ours(plan: Path, config_text: str, db: Path, now: datetime) -> tuple[float, int, float]:
+def bench_ours(
+    plan: Path, config_text: str, db: Path, now: datetime, parallel: bool | None = None
+) -> tuple[float, int, float]:
     config = parse_config(config_text, "bench.toml")
     engine = make_engine(f"sqlite:///{db}")
     upgrade(engine)
     gc.collect()
     t0 = time.perf_counter()
     raws, problems = read_plan_files([plan])
-    items, bad = validate_items(raws, config, now, network_check=network_check)
-    if problems or bad:
-        raise SystemExit(f"generated plan is invalid: {(problems + bad)[:3]}")
-    with engine.begin() as conn:
-        diff = apply_plan(conn, items, config, now)
+    with (
+        engine.connect() as plain,
+        plain.execution_options(sqlite_begin="IMMEDIATE") as conn,
+        conn.begin(),
+    ):
+        diff, bad = import_plan(
+            conn, raws, config, now, network_check=network_check, parallel=parallel
+        )
+        if problems or bad:
+            raise SystemExit(f"generated plan is invalid: {(problems + bad)[:3]}")
     elapsed = time.perf_counter() - t0
     engine.dispose()
     # Peak resident memory of the process so far: the import is all it has done.

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select, update
 
 from scheduler.config import Config, parse_config
 from scheduler.db.models import PostState
+from scheduler.plan import pipeline
 from scheduler.plan.importer import ImportDiff, apply_plan
 from scheduler.plan.read import read_plan_files
 from scheduler.plan.validate import validate_items
@@ -46,14 +47,37 @@ def plan(tmp_path: Path):  # type: ignore[no-untyped-def]
     return write
 
 
+#: How the tests import: validate, then apply_plan; import_plan in one process; import_plan
+#: with a forked process validating (chunks of two items, so both processes take some).
+IMPORTERS = ("apply_plan", "import_plan", "import_plan_forked")
+_importer = IMPORTERS[0]
+
+
+@pytest.fixture(autouse=True, params=IMPORTERS)
+def importer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    global _importer
+    _importer = request.param
+    if _importer == "import_plan_forked":
+        monkeypatch.setattr(pipeline, "CHUNK", 2)
+    return _importer
+
+
 def run_import(
     engine: Engine, config: Config, *paths: Path, now: datetime = NOW, **kw: Any
 ) -> ImportDiff:
     raws, problems = read_plan_files(paths)
-    items, bad = validate_items(raws, config, now)
-    assert problems + bad == []
+    assert problems == []
+    if _importer == "apply_plan":
+        items, bad = validate_items(raws, config, now)
+        assert bad == []
+        with engine.begin() as conn:
+            return apply_plan(conn, items, config, now, **kw)
+    forked = _importer == "import_plan_forked"
+    assert pipeline._can_fork() or not forked, "the forked importer would not fork here"
     with engine.begin() as conn:
-        return apply_plan(conn, items, config, now, **kw)
+        diff, bad = pipeline.import_plan(conn, raws, config, now, parallel=forked, **kw)
+    assert bad == []
+    return diff
 
 
 def rows(engine: Engine) -> dict[str, Any]:
@@ -176,13 +200,18 @@ def test_posts_of_other_plan_files_are_not_gone(engine: Engine, config: Config, 
 
 
 def test_dry_run_reports_the_diff_and_writes_nothing(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
-    raws, _ = read_plan_files([plan(PLAN)])
-    items, _ = validate_items(raws, config, NOW)
-    with engine.connect() as conn, conn.begin() as tx:
-        diff = apply_plan(conn, items, config, NOW, dry_run=True)
-        tx.rollback()
-    assert diff.summary()["added"] == 5
-    assert rows(engine) == {}
+    run_import(engine, config, plan(PLAN))
+    with engine.connect() as conn:
+        before = conn.execute(select(posts_t).order_by(posts_t.c.id)).all()
+    changed = (
+        PLAN.replace("text: one", "text: changed") + "- {id: new, account: ny, type: t, text: n}\n"
+    )
+    diff = run_import(engine, config, plan(changed), dry_run=True)
+    assert diff.summary()["added"] == 1
+    assert diff.summary()["updated"] == 1
+    assert [p.key for p in diff.added] == ["new"]
+    with engine.connect() as conn:
+        assert conn.execute(select(posts_t).order_by(posts_t.c.id)).all() == before
 
 
 def test_queue_order_follows_the_plan(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]

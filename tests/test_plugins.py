@@ -672,3 +672,41 @@ def test_register_commands_adds_a_command_and_a_failing_one_does_not_break_the_c
 
     assert (result.returncode, result.stdout) == (0, "hello, Ada\n"), result.stderr
     assert "plugin clumsy failed to add commands: cannot add my commands" in result.stderr
+
+
+def test_a_plan_item_becomes_the_same_outgoing_post_as_the_constructor_builds() -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    item = PlanItem(
+        key="p1",
+        account="tweets",
+        content_type="promo",
+        text="Spring sale",
+        media=("https://example.com/a.png",),
+        link="https://example.com",
+        tags=("sale",),
+        evergreen=False,
+        at=datetime(2026, 12, 1, 9, tzinfo=UTC),
+        file="plan.yaml",
+        line=3,
+        unit="line",
+        order=0,
+    )
+    post = outgoing.from_plan_item(item, "key-1")
+    expected = OutgoingPost(
+        key="p1",
+        account="tweets",
+        content_type="promo",
+        text="Spring sale",
+        media=("https://example.com/a.png",),
+        link="https://example.com",
+        tags=("sale",),
+        idempotency_key="key-1",
+        due_at=datetime(2026, 12, 1, 9, tzinfo=UTC),
+    )
+    assert post == expected
+    # Every field is set (a field added to OutgoingPost must be added there too).
+    assert set(vars(post)) == {f.name for f in dataclasses.fields(OutgoingPost)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        post.text = "changed"  # type: ignore[misc]

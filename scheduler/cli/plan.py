@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +17,9 @@ from scheduler.cli.output import echo_json
 from scheduler.db.migrate import current_revision
 from scheduler.errors import InvalidInput, SmmError
 from scheduler.outgoing import network_check
-from scheduler.plan.importer import ImportDiff, apply_plan, settled_keys
+from scheduler.plan.importer import ImportDiff, settled_keys
 from scheduler.plan.items import PlanItem
+from scheduler.plan.pipeline import import_plan
 from scheduler.plan.read import read_plan_files
 from scheduler.plan.validate import validate_items
 
@@ -122,32 +124,47 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
     Re-importing reconciles by id: new posts are added, changed ones that have not been
     published are updated, published ones are never touched.
     """
-    items = load_plan(app, files)
-    engine = app.engine()
     config = app.require_config()
-    show_bar = sys.stderr.isatty() and not as_json and len(items) >= 2000
+    raws, problems = read_plan_files(Path(f) for f in files)
+    named = {str(r.values.get("account") or "").strip() for r in raws}
+    platform = [p for p in platform_problems(app) if p.field and p.field.split(".")[1] in named]
+    if problems or platform:
+        # The files cannot be imported as they are: report everything that is wrong at once.
+        keys = [str(r.values["id"]).strip() for r in raws if r.values.get("id") is not None]
+        _, bad = validate_items(
+            raws, config, app.now(), network_check=network_check, settled=_settled_keys(app, keys)
+        )
+        raise InvalidInput(problems + bad + platform, "the plan")
+    engine = app.engine()
+    show_bar = sys.stderr.isatty() and not as_json and len(raws) >= 2000
     # Take SQLite's write lock up front: a read that later upgrades to a write fails at once
     # ("database is locked") if a running daemon took the lock meanwhile.
     with (
         engine.connect() as plain,
         plain.execution_options(sqlite_begin="IMMEDIATE") as conn,
         conn.begin() as tx,
+        contextlib.ExitStack() as stack,
     ):
+        progress = None
         if show_bar:
-            with click.progressbar(length=len(items), label="importing", file=sys.stderr) as bar:
-                diff = apply_plan(
-                    conn,
-                    items,
-                    config,
-                    app.now(),
-                    prune=prune,
-                    dry_run=dry_run,
-                    progress=bar.update,
-                )
-        else:
-            diff = apply_plan(conn, items, config, app.now(), prune=prune, dry_run=dry_run)
-        if dry_run:
+            bar = stack.enter_context(
+                click.progressbar(length=len(raws), label="importing", file=sys.stderr)
+            )
+            progress = bar.update
+        diff, bad = import_plan(
+            conn,
+            raws,
+            config,
+            app.now(),
+            network_check=network_check,
+            prune=prune,
+            dry_run=dry_run,
+            progress=progress,
+        )
+        if bad or dry_run:
             tx.rollback()
+    if bad:
+        raise InvalidInput(bad, "the plan")
     if as_json:
         echo_json(
             {

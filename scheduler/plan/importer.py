@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, bindparam, select, update
 
@@ -50,11 +50,20 @@ class Existing:
     source: str | None
 
 
+class NewPost(NamedTuple):
+    """A post an import adds, as the summary and ``--dry-run`` show it."""
+
+    key: str
+    account: str
+    content_type: str
+
+
 @dataclass
 class ImportDiff:
     """What an import would do (``--dry-run`` prints it) and, once applied, did."""
 
-    added: list[PlanItem] = field(default_factory=list)
+    #: Validated items (``apply_plan``), or what the summary needs of them (``import_plan``).
+    added: list[PlanItem | NewPost] = field(default_factory=list)
     updated: list[tuple[PlanItem, Existing]] = field(default_factory=list)
     requeued: list[tuple[PlanItem, Existing]] = field(default_factory=list)
     unchanged: int = 0
@@ -215,6 +224,10 @@ _QUEUED, _PAUSED = PostState.QUEUED.value, PostState.PAUSED.value
 _QUEUE, _FIXED = Schedule.QUEUE.value, Schedule.FIXED.value
 
 
+_DUE_AT = _NEW_COLUMNS.index("due_at")
+assert _NEW_COLUMNS[_DUE_AT + 1] == "next_attempt_at"
+
+
 def new_key_prefix() -> str:
     """The random part of one import's idempotency keys (see ``NewRows``)."""
     return secrets.token_hex(10)
@@ -248,6 +261,11 @@ class NewRows:
         # Plans repeat the same tag (and media) lists: each distinct one is converted once.
         self._media_seen: dict[tuple[str, ...], Any] = {}
         self._tags_seen: dict[tuple[str, ...], Any] = {}
+
+    def due(self, row: tuple[Any, ...], due: datetime | None) -> tuple[Any, ...]:
+        """``row`` with its due time (and next attempt time) set to ``due``."""
+        value = None if due is None else self._due(due)
+        return (*row[:_DUE_AT], value, value, *row[_DUE_AT + 2 :])
 
     def row(
         self, item: PlanItem, account_id: int, number: int, due: datetime | None, queue: bool
@@ -390,7 +408,7 @@ def apply_plan(
     by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
 
     # What slot assignment needs of each new post; it sets due_at/next_attempt_at in place.
-    added = diff.added
+    added = cast(list[PlanItem], diff.added)  # diff_plan adds the items themselves
     new_ids = [account_ids[item.account] for item in added]
     slot_rows: list[dict[str, Any]] = [
         {

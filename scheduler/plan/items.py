@@ -13,7 +13,7 @@ FIELDS = ("id", "account", "type", "text", "media", "link", "tags", "evergreen",
 IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})
 
 
-@dataclass
+@dataclass(slots=True)
 class RawItem:
     """One record as found in a plan file, before validation, with where each field was."""
 
@@ -29,9 +29,14 @@ class RawItem:
         return self.field_lines.get(name, self.line)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PlanItem:
-    """A validated plan item: everything needed to create or update its post."""
+    """A validated plan item: everything needed to create or update its post.
+
+    Treat it as immutable (nothing changes an item once validated). It is not a frozen
+    dataclass only because a large import builds one per post, and a frozen dataclass's
+    ``__init__`` costs several times more.
+    """
 
     key: str
     account: str
@@ -47,6 +52,7 @@ class PlanItem:
     line: int
     unit: str
     order: int
+    _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def source(self) -> str:
@@ -54,10 +60,9 @@ class PlanItem:
 
     def content_hash(self) -> str:
         """A digest of what the plan says about the post; a change means "update it"."""
-        cached: str | None = self.__dict__.get("_hash")
+        cached = self._hash
         if cached is None:
-            cached = self._digest()
-            object.__setattr__(self, "_hash", cached)
+            cached = self._hash = self._digest()
         return cached
 
     def _digest(self) -> str:

@@ -1,0 +1,438 @@
+"""Importing plan items: validation and writing overlap, on two cores for a large plan.
+
+``import_plan`` is what ``smm plan import`` runs. It does what validating every item and then
+``apply_plan`` would, in one pass:
+
+1. In the caller's transaction: sync the accounts, load the stored posts the plan names
+   (and the waiting posts of its files that it no longer names), and give the new queue
+   items their slots, reading the account and time each raw item asks for
+   (``planned_time``; an item that cannot be read is invalid and the import writes nothing).
+2. Validate every item (fields, times, each network's rules) and build the driver-ready row
+   of each new post. For a large plan this runs in a forked process that streams chunks of
+   results back, while this process inserts the chunks already received.
+3. Stop inserting at the first problem, but keep validating: the caller gets every problem
+   and rolls the transaction back, so an invalid plan changes nothing.
+4. Update the stored posts the plan changed (as ``apply_plan`` does) and give the accounts
+   they touched fresh slot times.
+
+The forked process only reads what it inherited and writes to a pipe; it never touches the
+database connection, and leaves with ``os._exit`` so no finalizer of an inherited object
+runs in it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import struct
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, NoReturn
+
+from sqlalchemy import Connection
+
+from scheduler.accounts import sync_accounts
+from scheduler.config import Config
+from scheduler.db.bulk import insert_tuples, supports_tuples
+from scheduler.db.models import Schedule
+from scheduler.errors import Problem
+from scheduler.plan.gcpause import gc_paused
+from scheduler.plan.importer import (
+    _NEW_COLUMNS,
+    LOCKED,
+    REQUEUEABLE,
+    ImportDiff,
+    NewPost,
+    NewRows,
+    _existing,
+    apply_changes,
+    apply_plan,
+    classify,
+    new_key_prefix,
+    paused_accounts,
+    plan_file_id,
+)
+from scheduler.plan.items import PlanItem, RawItem
+from scheduler.plan.validate import (
+    NetworkCheck,
+    duplicate_ids,
+    planned_time,
+    validate_items,
+    validate_range,
+)
+from scheduler.queue import assign_queue_slots, posts_t
+
+#: From this many items on, validation runs in a second process (below it, starting one
+#: costs about what it saves).
+PARALLEL_FROM = 5_000
+#: Items per chunk: small enough that inserting starts early, large enough that a chunk's
+#: trip through the pipe costs little.
+CHUNK = 2_000
+
+
+@dataclass
+class _Chunk:
+    problems: list[Problem] = field(default_factory=list)
+    #: Driver-ready rows of new posts (none once any problem was found).
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    #: (position in ``rows``, raw index) of new queue items: their slot time is filled in
+    #: by the importing process, which computes the slots while this chunk is validated.
+    queued: list[tuple[int, int]] = field(default_factory=list)
+    added: list[NewPost] = field(default_factory=list)
+    #: Valid items whose id is already stored: reconciled at the end.
+    stored: list[PlanItem] = field(default_factory=list)
+
+
+@dataclass
+class _Job:
+    """Everything validation needs; a forked process inherits it as it is."""
+
+    raws: Sequence[RawItem]
+    config: Config
+    now: datetime
+    network_check: NetworkCheck | None
+    duplicates: Mapping[int, Problem]
+    settled: Container[str]
+    stored_keys: Container[str]
+    account_ids: Mapping[str, int]
+    #: None for a dry run: nothing is written, so no rows are built.
+    rows: NewRows | None
+
+    @property
+    def chunks(self) -> int:
+        return -(-len(self.raws) // CHUNK)
+
+    def chunk(self, number: int) -> _Chunk:
+        """Validate the ``number``-th chunk of items and build the rows of its new posts."""
+        chunk = _Chunk()
+        low = number * CHUNK
+        for index, item in validate_range(
+            self.raws,
+            low,
+            min(low + CHUNK, len(self.raws)),
+            self.config,
+            self.now,
+            chunk.problems,
+            duplicates=self.duplicates,
+            network_check=self.network_check,
+            settled=self.settled,
+        ):
+            if item.key in self.stored_keys:
+                chunk.stored.append(item)
+                continue
+            chunk.added.append(NewPost(item.key, item.account, item.content_type))
+            if self.rows is not None and not chunk.problems:
+                if item.at is None:
+                    chunk.queued.append((len(chunk.rows), index))
+                chunk.rows.append(
+                    self.rows.row(
+                        item, self.account_ids[item.account], index, item.at, item.at is None
+                    )
+                )
+        if chunk.problems:  # nothing of an invalid plan is written: its rows are not needed
+            chunk.rows.clear()
+            chunk.queued.clear()
+        return chunk
+
+
+@gc_paused
+def import_plan(
+    conn: Connection,
+    raws: Sequence[RawItem],
+    config: Config,
+    now: datetime,
+    *,
+    network_check: NetworkCheck | None = None,
+    prune: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+    parallel: bool | None = None,
+) -> tuple[ImportDiff, list[Problem]]:
+    """Validate ``raws`` and reconcile the database with them in the caller's transaction.
+
+    Returns the diff and every problem found. With problems, rows may have been written:
+    the caller rolls back (as it does for a dry run); nothing here commits. ``parallel``:
+    validate in a second process (None: when the plan is large and the platform can fork).
+    """
+    if not supports_tuples(conn):
+        items, found = validate_items(raws, config, now, network_check=network_check)
+        if found:
+            return ImportDiff(), found
+        return apply_plan(conn, items, config, now, prune=prune, dry_run=dry_run), []
+
+    duplicates = duplicate_ids(raws)
+    account_ids = sync_accounts(conn, config, now)
+    keys = [_key(raw) for raw in raws]
+    files = sorted({plan_file_id(raw.file) for raw in raws})
+    stored, gone = _existing(conn, [k for k in keys if k], files)
+    settled = {k for k, old in stored.items() if old.state in LOCKED | REQUEUEABLE}
+    rows = None if dry_run else NewRows(conn, paused_accounts(conn), now, new_key_prefix())
+    job = _Job(raws, config, now, network_check, duplicates, settled, stored, account_ids, rows)
+    if parallel is None:
+        parallel = len(raws) >= PARALLEL_FROM
+    chunks: Iterable[_Chunk] = (
+        _Shared(job) if parallel and _can_fork() else (job.chunk(c) for c in range(job.chunks))
+    )
+    # While the items are validated (in the other process, or lazily as chunks are asked
+    # for): the new queue items' slots.
+    slots: dict[int, datetime | None] = {}
+    if rows is not None:
+        slots = _new_queue_slots(conn, raws, keys, duplicates, stored, config, account_ids, now)
+
+    diff = ImportDiff(gone=gone, pruned=prune)
+    problems: list[Problem] = []
+    stored_items: list[PlanItem] = []
+    try:
+        for chunk in chunks:
+            problems += chunk.problems
+            diff.added += chunk.added
+            stored_items += chunk.stored
+            if chunk.rows and not problems and rows is not None:
+                for position, index in chunk.queued:
+                    chunk.rows[position] = rows.due(chunk.rows[position], slots[index])
+                insert_tuples(conn, posts_t, _NEW_COLUMNS, chunk.rows)
+                if progress:
+                    progress(len(chunk.rows))
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:  # stops the other process if it is still at work
+            close()
+    if problems:
+        return diff, problems
+    for item in stored_items:
+        classify(diff, item, stored[item.key], account_ids)
+    if dry_run:
+        return diff, []
+    touched = apply_changes(conn, diff, account_ids, now)
+    by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
+    for account_id in sorted(touched):
+        if account_id in by_id:
+            assign_queue_slots(conn, by_id[account_id], account_id, now)
+    return diff, []
+
+
+def _key(raw: RawItem) -> str:
+    key = raw.values.get("id")
+    return str(key).strip() if key is not None else ""
+
+
+def _new_queue_slots(
+    conn: Connection,
+    raws: Sequence[RawItem],
+    keys: Sequence[str],
+    duplicates: Container[int],
+    stored: Container[str],
+    config: Config,
+    account_ids: Mapping[str, int],
+    now: datetime,
+) -> dict[int, datetime | None]:
+    """Slot times of the new queue items, by raw index, as ``apply_plan`` gives them: the
+    new items' fixed times take their slots, then the queue items the free ones in order."""
+    by_account: dict[int, list[dict[str, Any]]] = {}
+    queue_rows: list[tuple[int, dict[str, Any]]] = []
+    for index, raw in enumerate(raws):
+        key = keys[index]
+        if not key or index in duplicates or key in stored:
+            continue
+        planned = planned_time(raw, config)
+        if planned is None:
+            continue  # invalid: validation reports it, and nothing is written
+        account, at = planned
+        row = {
+            "schedule": Schedule.FIXED if at else Schedule.QUEUE,
+            "plan_order": raw.order,
+            "content_type": str(raw.values.get("type") or "").strip().lower(),
+            "due_at": at,
+            "next_attempt_at": at,
+        }
+        by_account.setdefault(account_ids[account.name], []).append(row)
+        if at is None:
+            queue_rows.append((index, row))
+    by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
+    for account_id, new_rows in sorted(by_account.items()):
+        # Sets each queue row's due_at in place.
+        assign_queue_slots(conn, by_id[account_id], account_id, now, new_rows=new_rows)
+    return {index: row["due_at"] for index, row in queue_rows}
+
+
+# --------------------------------------------------------------------------- the second process
+
+
+def _can_fork() -> bool:
+    # Forking a process that runs other threads can copy a lock some thread holds.
+    return sys.platform == "linux" and threading.active_count() == 1
+
+
+class ValidationProcessError(RuntimeError):
+    """The process validating the plan died or failed; nothing was imported."""
+
+
+_FRAME = struct.Struct("!Q")
+_EOF = b""
+#: How long this process waits for the other's next chunk before validating one itself.
+_IDLE = 0.005
+
+
+class _Shared:
+    """The job's chunks, validated by this process and a forked one, yielded in order.
+
+    The forked process takes chunks from the front and streams each result back; this
+    process takes chunks from the back whenever nothing is waiting in the pipe, so whichever
+    process has time does the work. Chunks come out in plan order: the forked process's as
+    they arrive (they are all before this process's), then this process's own.
+    """
+
+    def __init__(self, job: _Job) -> None:
+        self.job = job
+        ctx = multiprocessing.get_context("fork")
+        self._lock = ctx.Lock()
+        # The next chunk from the front, and the end of what is left (shared memory).
+        self._front = ctx.RawValue("q", 0)
+        self._back = ctx.RawValue("q", job.chunks)
+        read_fd, write_fd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(read_fd)
+            self._child(write_fd)  # never returns
+        os.close(write_fd)
+        self._fd = read_fd
+        # Whole messages, read off the pipe as they come so the other process never waits
+        # for this one to read (_EOF: the pipe closed).
+        self._messages: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._reader = threading.Thread(target=self._read_pipe, name="plan-validation-pipe")
+        self._reader.start()
+        self._own: list[tuple[int, _Chunk]] = []
+        self._done = False
+        self._closed = False
+
+    # -- the forked process ------------------------------------------------------------------
+
+    def _take_front(self) -> int | None:
+        with self._lock:
+            number = int(self._front.value)
+            if number >= self._back.value:
+                return None
+            self._front.value = number + 1
+            return number
+
+    def _child(self, write_fd: int) -> NoReturn:
+        """Validate chunks from the front, write each to the pipe, leave without finalizers."""
+        status = 1
+        try:
+            with os.fdopen(write_fd, "wb") as out:
+                try:
+                    while (number := self._take_front()) is not None:
+                        _send(out, ("chunk", self.job.chunk(number)))
+                    _send(out, ("done", None))
+                    status = 0
+                except BaseException:  # reported to the parent, whatever it was
+                    _send(out, ("error", traceback.format_exc()))
+        finally:
+            os._exit(status)
+
+    # -- this process ------------------------------------------------------------------------
+
+    def _take_back(self) -> int | None:
+        with self._lock:
+            number = int(self._back.value) - 1
+            if number < self._front.value:
+                return None
+            self._back.value = number
+            return number
+
+    def __iter__(self) -> Iterator[_Chunk]:
+        return self._chunks()
+
+    def _chunks(self) -> Iterator[_Chunk]:
+        while not self._done:
+            # Writing what the other process validated comes first: this process only
+            # validates a chunk itself when it would otherwise wait.
+            data = self._next_message(_IDLE)
+            if data is None:
+                number = self._take_back()
+                if number is not None:
+                    self._own.append((number, self.job.chunk(number)))
+                    continue
+                data = self._next_message(None)
+            assert data is not None  # waited for it
+            kind, payload = self._decode(data)
+            if kind == "done":
+                self._done = True
+            elif kind == "error":
+                raise ValidationProcessError(f"validating the plan failed:\n{payload}")
+            else:
+                yield payload
+        self._reap()
+        for _, chunk in sorted(self._own, key=lambda own: own[0]):
+            yield chunk
+
+    def _next_message(self, timeout: float | None) -> bytes | None:
+        """The next whole message, waiting up to ``timeout`` (None: until it comes)."""
+        try:
+            data = self._messages.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if data is _EOF:
+            raise ValidationProcessError(
+                f"the process validating the plan (pid {self.pid}) ended early"
+            )
+        return data
+
+    @staticmethod
+    def _decode(data: bytes) -> tuple[str, Any]:
+        message: tuple[str, Any] = pickle.loads(data)  # our own child's pipe
+        return message
+
+    def _read_pipe(self) -> None:
+        buffer = bytearray()
+        try:
+            while block := os.read(self._fd, 1 << 20):
+                buffer += block
+                while len(buffer) >= _FRAME.size:
+                    (size,) = _FRAME.unpack_from(buffer)
+                    end = _FRAME.size + size
+                    if len(buffer) < end:
+                        break
+                    self._messages.put(bytes(buffer[_FRAME.size : end]))
+                    del buffer[:end]
+        except OSError:
+            pass  # the pipe was closed under the read: reported as an early end
+        finally:
+            self._messages.put(_EOF)
+
+    def _reap(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _, status = os.waitpid(self.pid, 0)
+        # The child is gone, so its end of the pipe is closed: the reader sees the end.
+        self._reader.join()
+        os.close(self._fd)
+        code = os.waitstatus_to_exitcode(status)
+        if self._done and code != 0:
+            raise ValidationProcessError(f"the process validating the plan exited with {code}")
+
+    def close(self) -> None:
+        """Stop the forked process if it is still at work (an error, or the caller stopped)."""
+        if not self._closed and not self._done:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+        self._reap()
+
+
+def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_FRAME.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+__all__ = ["CHUNK", "PARALLEL_FROM", "ValidationProcessError", "import_plan"]
