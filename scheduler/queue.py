@@ -100,16 +100,53 @@ def assign_queue_slots(
     already due are left alone (the daemon and its misfire policy own them) unless
     ``include_overdue``. Returns how many stored posts got a new time.
     """
+    updates = plan_queue_slots(
+        account,
+        holding_posts(conn, [account_id]).get(account_id, []),
+        now,
+        include_overdue=include_overdue,
+        order=order,
+        new_rows=new_rows,
+    )
+    write_slot_times(conn, updates, now)
+    return len(updates)
+
+
+def holding_posts(conn: Connection, account_ids: Sequence[int]) -> dict[int, list[Any]]:
+    """The posts that hold a time (or wait for one), by account: what slot planning reads."""
+    found: dict[int, list[Any]] = {}
+    if not account_ids:
+        return found
     rows = conn.execute(
         select(
             posts_t.c.id,
+            posts_t.c.account_id,
             posts_t.c.schedule,
             posts_t.c.state,
             posts_t.c.due_at,
             posts_t.c.plan_order,
             posts_t.c.content_type,
-        ).where(posts_t.c.account_id == account_id, posts_t.c.state.in_(HOLDING_STATES))
-    ).all()
+        ).where(posts_t.c.account_id.in_(account_ids), posts_t.c.state.in_(HOLDING_STATES))
+    )
+    for row in rows:
+        found.setdefault(row.account_id, []).append(row)
+    return found
+
+
+def plan_queue_slots(
+    account: AccountConfig,
+    rows: Sequence[Any],
+    now: datetime,
+    *,
+    include_overdue: bool = False,
+    order: QueueOrder = plan_order,
+    new_rows: Sequence[dict[str, Any]] = (),
+    new_taken: Iterable[datetime] = (),
+) -> list[tuple[int, datetime | None]]:
+    """``assign_queue_slots`` without the database: ``rows`` are the account's
+    ``holding_posts``; sets the new rows' times in place and returns (post id, new time) of
+    the stored posts that move. ``new_taken``: times of new fixed-time posts not in
+    ``new_rows`` (their slots are taken too)."""
     entries = [
         QueueEntry(r.id, r.plan_order, r.content_type, r.due_at)
         for r in rows
@@ -120,6 +157,7 @@ def assign_queue_slots(
     moving = {e.id for e in entries}
     taken = {minute(r.due_at) for r in rows if r.id not in moving and r.due_at is not None}
     taken |= {minute(r["due_at"]) for r in new_rows if r["due_at"] is not None}
+    taken.update(map(minute, new_taken))
     entries += [
         QueueEntry(None, r["plan_order"], r["content_type"], None, r)
         for r in new_rows
@@ -131,20 +169,27 @@ def assign_queue_slots(
     )
     # Queue posts that found no slot (an account without slots) wait unscheduled.
     times += [None] * (len(ordered) - len(times))
-    updates = []
+    updates: list[tuple[int, datetime | None]] = []
     for entry, t in zip(ordered, times, strict=True):
         if entry.row is not None:
             entry.row["due_at"] = entry.row["next_attempt_at"] = t
         elif entry.due_at != t:
-            updates.append({"b_id": entry.id, "b_due": t})
+            assert entry.id is not None
+            updates.append((entry.id, t))
+    return updates
+
+
+def write_slot_times(
+    conn: Connection, updates: Sequence[tuple[int, datetime | None]], now: datetime
+) -> None:
+    """Store what ``plan_queue_slots`` moved."""
     if updates:
         conn.execute(
             update(posts_t)
             .where(posts_t.c.id == bindparam("b_id"))
             .values(due_at=bindparam("b_due"), next_attempt_at=bindparam("b_due"), updated_at=now),
-            updates,
+            [{"b_id": post_id, "b_due": due} for post_id, due in updates],
         )
-    return len(updates)
 
 
 # --------------------------------------------------------------------------- lookups

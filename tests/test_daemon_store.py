@@ -309,17 +309,7 @@ def test_claims_and_next_due_read_the_due_index_in_order(engine: Engine) -> None
                     r[0]
                     for r in conn.exec_driver_sql(
                         "EXPLAIN " + sql,
-                        {
-                            "now": NOW,
-                            "limit": 5,
-                            "cutoff": NOW - GRACE,
-                            "grace_ids": [],
-                            "cutoffs": [],
-                            "claimed": "claimed",
-                            "owner": "d1",
-                            "expires": NOW + LEASE,
-                            "accounts": ids,
-                        },
+                        store._claim_params("d1", NOW, LEASE, 5, {}, GRACE, ids),
                     )
                 )
             )

@@ -264,3 +264,18 @@ def test_new_posts_of_a_paused_account_wait_paused(engine: Engine, config: Confi
         ),
     )
     assert rows(engine)["b"].state == PostState.PAUSED
+
+
+def test_a_small_plan_finds_its_posts_among_many_stored_ones(
+    engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
+    """Few keys against many stored posts: each key is looked up (not every post read)."""
+    run_import(engine, config, plan(PLAN, "a.yaml"))
+    diff = run_import(
+        engine,
+        config,
+        plan("- {id: q2, account: riga, type: medal, text: two edited}\n", "a.yaml"),
+    )
+    assert diff.summary()["updated"] == 1
+    assert diff.summary()["added"] == 0
+    assert sorted(g.key for g in diff.gone) == ["f1", "n1", "q1", "q3"]

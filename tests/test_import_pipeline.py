@@ -71,7 +71,7 @@ def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many chunks from small plans, and this process validates one whenever nothing is
     waiting from the other, so both processes validate some."""
     monkeypatch.setattr(pipeline, "CHUNK", 7)
-    monkeypatch.setattr(pipeline, "_IDLE", 0)
+    monkeypatch.setattr(pipeline._Shared, "_should_help", lambda *_: True)
     assert pipeline._can_fork(), "these tests need a process that may fork"
 
 

@@ -8,7 +8,8 @@ transaction, so the attempt is committed before any network call.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 from scheduler.daemon import fastsql
 from scheduler.db.engine import immediate
 from scheduler.db.models import Account, Attempt, DaemonHeartbeat, Outcome, PostState
-from scheduler.queue import Change, posts_t, record_events
+from scheduler.queue import Change, events_t, posts_t, record_events
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
 attempts_t = Attempt.__table__  # type: ignore[attr-defined]
@@ -61,6 +62,51 @@ class Result:
     pause_reason: str | None = None
 
 
+class Link:
+    """A connection kept open for one kind of PostgreSQL step (the claims, or the outcome
+    writes), in autocommit: each of those steps is one statement, a transaction by itself.
+    No pool checkout (and its liveness ping), no BEGIN and no COMMIT round trip per step.
+
+    Used by one thread at a time. A step that fails drops the connection (it may be broken);
+    the next step opens a new one.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        if self._conn is None:
+            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            yield self._conn
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(Exception):  # a broken connection: the pool discards it
+                conn.close()
+
+
+@contextmanager
+def _connect(engine: Engine, link: Link | None) -> Iterator[Connection]:
+    """``link``'s connection, or (without one) a connection for this step only."""
+    if link is not None:
+        with link.connect() as conn:
+            yield conn
+        return
+    once = Link(engine)
+    try:
+        with once.connect() as conn:
+            yield conn
+    finally:
+        once.close()
+
+
 #: What a claim reads back of each post: what the dispatcher and the plugins' view of the post
 #: (``scheduler.outgoing.from_row``) need, no more (every value read costs type processing).
 _CLAIM_COLUMNS = tuple(
@@ -101,16 +147,20 @@ def claim(
     default_grace: timedelta,
     accounts: Collection[int] | None = None,
     names: Mapping[int, str] | None = None,
+    link: Link | None = None,
 ) -> tuple[list[Claimed], list[Change]]:
     """Lease up to ``limit`` due posts; posts later than their account's grace become missed.
 
     Only posts of ``accounts`` are taken (the ones this daemon's config knows), so a daemon
     on an older config leaves newer accounts to the daemons that know them. Returns the
     claimed posts (each with a fresh attempt row) and the misfire changes. ``names`` (account
-    id to name, when the caller knows them) saves reading the names back.
+    id to name, when the caller knows them) saves reading the names back. ``link``: the
+    connection to claim through on PostgreSQL (one for every claim of a daemon).
     """
     if engine.dialect.name == "postgresql":
-        return _claim_pg(engine, owner, now, lease, limit, grace, default_grace, accounts, names)
+        return _claim_pg(
+            engine, owner, now, lease, limit, grace, default_grace, accounts, names, link
+        )
     with immediate(engine) as conn:
         candidates = _candidates(conn, now, limit, accounts)
         if not candidates:
@@ -207,22 +257,34 @@ def _candidates(
 _CLAIM_NAMES = tuple(c.name for c in _CLAIM_COLUMNS)
 
 
+MISSED_ERROR = "too late: the daemon was not running at the due time (misfire policy)"
+MISSED_REASON = "later than the misfire grace"
+
+
 def _claim_sql(filtered: bool) -> str:
     """PostgreSQL: the whole claim as one statement (psycopg prepares it after a few runs).
 
     ``picked`` locks the due candidates through the partial index (``SKIP LOCKED``), ``sel``
     tells the ones later than their account's grace (cutoff per account, else the default),
     ``claimed`` takes the lease on the others and ``att`` opens their attempt rows from its
-    ``RETURNING``. The result rows are of three kinds: 0 a claimed post, 1 an attempt (its id,
-    then its post id), 2 a misfired candidate, still locked until the caller marks it missed.
+    ``RETURNING``; ``missed`` marks the late ones missed and ``ev`` records that change. One
+    statement is one transaction, so it runs without BEGIN / COMMIT. The result rows are of
+    three kinds: 0 a claimed post, 1 an attempt (its id, then its post id), 2 a post marked
+    missed (its id, key, former state and due time).
     """
     posts = str(posts_t.name)
     c_cols = ", ".join(fastsql.pg_plain_columns(posts_t, _CLAIM_NAMES, "c"))
-    p_cols = ", ".join(fastsql.pg_plain_columns(posts_t, _CLAIM_NAMES, "p"))
+    missed_cols = {
+        "id": "m.id",
+        "key": "m.key",
+        "state": "k.state",
+        "next_attempt_at": "(m.next_attempt_at AT TIME ZONE 'UTC')",
+    }
+    m_cols = ", ".join(missed_cols.get(n, "NULL") for n in _CLAIM_NAMES)
     only = "AND p.account_id = ANY(%(accounts)s::bigint[]) " if filtered else ""
     due = ", ".join(f"'{s}'" for s in DUE_STATES)
     return (
-        f"WITH picked AS (SELECT p.id, p.account_id, p.next_attempt_at FROM {posts} p "
+        f"WITH picked AS (SELECT p.id, p.account_id, p.next_attempt_at, p.state FROM {posts} p "
         f"WHERE p.state IN ({due}) AND p.next_attempt_at <= %(now)s "
         f"AND p.account_id IN (SELECT a.id FROM {accounts_t.name} a WHERE a.paused IS false) "
         f"{only}ORDER BY p.next_attempt_at, p.id LIMIT %(limit)s FOR UPDATE OF p SKIP LOCKED), "
@@ -236,12 +298,46 @@ def _claim_sql(filtered: bool) -> str:
         f"att AS (INSERT INTO {attempts_t.name} "
         f"({', '.join(_ATTEMPT_COLUMNS)}) "
         "SELECT c.id, c.attempt_count, c.idempotency_key, %(owner)s, %(now)s FROM claimed c "
-        "RETURNING id, post_id) "
+        "RETURNING id, post_id), "
+        f"missed AS (UPDATE {posts} SET state = %(missed)s, last_error = %(missed_error)s, "
+        "error_class = 'missed', updated_at = %(now)s "
+        "WHERE id = ANY(ARRAY(SELECT id FROM sel WHERE stale)) "
+        'RETURNING id, "key", next_attempt_at), '
+        f"ev AS (INSERT INTO {events_t.name} (post_id, at, from_state, to_state, actor, reason) "
+        "SELECT m.id, %(now)s, k.state, %(missed)s, %(owner)s, %(missed_reason)s "
+        "FROM missed m JOIN picked k ON k.id = m.id) "
         f"SELECT 0 AS kind, NULL::bigint AS attempt_id, {c_cols} FROM claimed c "
         f"UNION ALL SELECT 1, a.id, a.post_id{', NULL' * (len(_CLAIM_NAMES) - 1)} FROM att a "
-        f"UNION ALL SELECT 2, NULL, {p_cols} FROM {posts} p "
-        "WHERE p.id = ANY(ARRAY(SELECT id FROM sel WHERE stale))"
+        f"UNION ALL SELECT 2, NULL, {m_cols} FROM missed m JOIN picked k ON k.id = m.id"
     )
+
+
+def _claim_params(
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    grace: Mapping[int, timedelta],
+    default_grace: timedelta,
+    accounts: Collection[int] | None,
+) -> dict[str, Any]:
+    """The parameters of ``_claim_sql(accounts is not None)``."""
+    params: dict[str, Any] = {
+        "now": now,
+        "limit": limit,
+        "cutoff": now - default_grace,
+        "grace_ids": list(grace),
+        "cutoffs": [now - g for g in grace.values()],
+        "claimed": str(PostState.CLAIMED),
+        "missed": str(PostState.MISSED),
+        "missed_error": MISSED_ERROR,
+        "missed_reason": MISSED_REASON,
+        "owner": owner,
+        "expires": now + lease,
+    }
+    if accounts is not None:
+        params["accounts"] = list(accounts)
+    return params
 
 
 def _claim_pg(
@@ -254,21 +350,11 @@ def _claim_pg(
     default_grace: timedelta,
     accounts: Collection[int] | None,
     names: Mapping[int, str] | None,
+    link: Link | None,
 ) -> tuple[list[Claimed], list[Change]]:
-    """``claim`` on PostgreSQL: one driver-level statement (plus a rare one for misfires)."""
-    params: dict[str, Any] = {
-        "now": now,
-        "limit": limit,
-        "cutoff": now - default_grace,
-        "grace_ids": list(grace),
-        "cutoffs": [now - g for g in grace.values()],
-        "claimed": str(PostState.CLAIMED),
-        "owner": owner,
-        "expires": now + lease,
-    }
-    if accounts is not None:
-        params["accounts"] = list(accounts)
-    with immediate(engine) as conn:
+    """``claim`` on PostgreSQL: one driver-level statement (its own transaction)."""
+    params = _claim_params(owner, now, lease, limit, grace, default_grace, accounts)
+    with _connect(engine, link) as conn:
         raw = conn.exec_driver_sql(_claim_sql(accounts is not None), params).all()
         if not raw:
             return [], []
@@ -281,9 +367,6 @@ def _claim_pg(
                 attempt_of[r[2]] = r[1]
             else:
                 (stale if r[0] else fresh).append(read(r[2:]))
-        missed = _mark_missed(
-            conn, sorted(stale, key=lambda r: (r.next_attempt_at, r.id)), now, owner
-        )
         known: dict[int, str] = dict(names or {})
         unknown = {r.account_id for r in fresh} - known.keys()
         if unknown:
@@ -292,6 +375,8 @@ def _claim_pg(
                     select(accounts_t.c.id, accounts_t.c.name).where(accounts_t.c.id.in_(unknown))
                 ).all()
             )
+    stale.sort(key=lambda r: (r.next_attempt_at, r.id))
+    missed = [Change(s.id, s.key, s.state, PostState.MISSED) for s in stale]
     fresh.sort(key=lambda r: (r.next_attempt_at, r.id))
     claimed = [
         Claimed(r.id, attempt_of[r.id], r.attempt_count, r.account_id, known[r.account_id], r)
@@ -373,25 +458,36 @@ def _mark_missed(conn: Connection, stale: Sequence[Any], now: datetime, owner: s
         .where(posts_t.c.id.in_([s.id for s in stale]))
         .values(
             state=PostState.MISSED,
-            last_error="too late: the daemon was not running at the due time (misfire policy)",
+            last_error=MISSED_ERROR,
             error_class="missed",
             updated_at=now,
         )
     )
     changes = [Change(s.id, s.key, s.state, PostState.MISSED) for s in stale]
-    record_events(conn, changes, now, owner, "later than the misfire grace")
+    record_events(conn, changes, now, owner, MISSED_REASON)
     return changes
 
 
-def write_results(engine: Engine, owner: str, results: Sequence[Result], now: datetime) -> int:
+def write_results(
+    engine: Engine,
+    owner: str,
+    results: Sequence[Result],
+    now: datetime,
+    *,
+    link: Link | None = None,
+) -> int:
     """Record attempt outcomes and post states, all in one transaction.
 
     A publish is recorded even if our lease was lost meanwhile (the post *is* on the
     network); any other outcome only applies while we still hold the lease, so a rescued
-    post is never overwritten. Returns how many posts changed.
+    post is never overwritten. Returns how many posts changed. ``link``: the connection to
+    write through on PostgreSQL (one for every write of a daemon).
     """
     if not results:
         return 0
+    if engine.dialect.name == "postgresql" and not any(r.pause_reason for r in results):
+        with _connect(engine, link) as conn:  # one statement: its own transaction
+            return _write_results_pg(conn, owner, results, now)
     with immediate(engine) as conn:
         if fastsql.supported(conn):
             changed = _write_results_fast(conn, owner, results, now)
@@ -482,77 +578,76 @@ def _write_results_fast(
     return changed
 
 
+def _write_results_sql() -> str:
+    """PostgreSQL: ``write_results`` as one statement over arrays (``unnest``): the attempt
+    rows closed, published posts recorded, the others moved on while the lease is ours.
+
+    Each table is also searched by ``id = ANY(ids)``: the join with the arrays then starts
+    from the primary key whatever the planner guesses of their size or the table's.
+    """
+    posts, attempts = str(posts_t.name), str(attempts_t.name)
+    return (
+        "WITH v AS (SELECT * FROM unnest(%(attempt_ids)s::bigint[], %(post_ids)s::bigint[], "
+        "%(finished)s::timestamptz[], %(outcomes)s::text[], %(messages)s::text[], "
+        "%(statuses)s::int[], %(latencies)s::float8[], %(retries)s::timestamptz[], "
+        "%(states)s::text[], %(nexts)s::timestamptz[], %(uncounts)s::int[], "
+        "%(remote_ids)s::text[], %(remote_urls)s::text[], %(followers)s::bigint[]) "
+        "AS v(attempt_id, post_id, finished_at, outcome, message, http_status, latency_ms, "
+        "retry_at, state, next_attempt_at, uncount, remote_id, remote_url, followers)), "
+        f"att AS (UPDATE {attempts} AS a SET finished_at = v.finished_at, outcome = v.outcome, "
+        "message = v.message, http_status = v.http_status, latency_ms = v.latency_ms, "
+        "retry_at = v.retry_at FROM v "
+        "WHERE a.id = ANY(%(attempt_ids)s::bigint[]) AND a.id = v.attempt_id), "
+        f"pub AS (UPDATE {posts} AS p SET state = %(published)s, remote_id = v.remote_id, "
+        "remote_url = v.remote_url, published_at = v.finished_at, "
+        "followers_at_publish = v.followers, lease_owner = NULL, lease_expires_at = NULL, "
+        "last_error = NULL, error_class = NULL, updated_at = %(now)s FROM v "
+        "WHERE p.id = ANY(%(post_ids)s::bigint[]) AND p.id = v.post_id "
+        "AND v.state = %(published)s RETURNING 1), "
+        f"oth AS (UPDATE {posts} AS p SET state = v.state, "
+        "next_attempt_at = COALESCE(v.next_attempt_at, p.next_attempt_at), "
+        "attempt_count = p.attempt_count - v.uncount, last_error = v.message, "
+        "error_class = v.outcome, lease_owner = NULL, lease_expires_at = NULL, "
+        "updated_at = %(now)s FROM v "
+        "WHERE p.id = ANY(%(post_ids)s::bigint[]) AND p.id = v.post_id "
+        "AND v.state <> %(published)s AND p.lease_owner = %(owner)s AND p.state = %(claimed)s "
+        "RETURNING 1) "
+        "SELECT (SELECT count(*) FROM pub) + (SELECT count(*) FROM oth)"
+    )
+
+
+_WRITE_SQL = _write_results_sql()
+
+
 def _write_results_pg(
     conn: Connection, owner: str, results: Sequence[Result], now: datetime
 ) -> int:
-    """``write_results`` on PostgreSQL: each statement once, over arrays (``unnest``), instead
-    of once per row; the same columns, values and lease conditions as the other paths."""
+    """``write_results`` on PostgreSQL: one statement for the whole batch, instead of one
+    per row and table; the same columns, values and lease conditions as the other paths."""
     when = fastsql.datetime_converter(conn)
     text = fastsql.text
-    attempts = fastsql.table_name(conn, attempts_t)
-    posts = fastsql.table_name(conn, posts_t)
-    conn.exec_driver_sql(
-        f"UPDATE {attempts} AS a SET finished_at = v.finished_at, outcome = v.outcome, "
-        "message = v.message, http_status = v.http_status, latency_ms = v.latency_ms, "
-        "retry_at = v.retry_at FROM unnest(%s::bigint[], %s::timestamptz[], %s::text[], "
-        "%s::text[], %s::int[], %s::float8[], %s::timestamptz[]) "
-        "AS v(id, finished_at, outcome, message, http_status, latency_ms, retry_at) "
-        "WHERE a.id = v.id",
-        (
-            [r.claimed.attempt_id for r in results],
-            [when(r.finished_at) for r in results],
-            [text(r.outcome) for r in results],
-            [r.message for r in results],
-            [r.http_status for r in results],
-            [r.latency_ms for r in results],
-            [when(r.retry_at) for r in results],
-        ),
-    )
-    now_v = when(now)
-    changed = 0
-    published = [r for r in results if r.state == PostState.PUBLISHED]
-    others = [r for r in results if r.state != PostState.PUBLISHED]
-    if published:
-        changed += conn.exec_driver_sql(
-            f"UPDATE {posts} AS p SET state = %s, remote_id = v.remote_id, "
-            "remote_url = v.remote_url, published_at = v.published_at, "
-            "followers_at_publish = v.followers, lease_owner = NULL, lease_expires_at = NULL, "
-            "last_error = NULL, error_class = NULL, updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], "
-            "%s::bigint[]) AS v(id, remote_id, remote_url, published_at, followers) "
-            "WHERE p.id = v.id",
-            (
-                str(PostState.PUBLISHED),
-                now_v,
-                [r.claimed.post_id for r in published],
-                [r.remote_id for r in published],
-                [r.remote_url for r in published],
-                [when(r.finished_at) for r in published],
-                [r.followers for r in published],
-            ),
-        ).rowcount
-    if others:
-        changed += conn.exec_driver_sql(
-            f"UPDATE {posts} AS p SET state = v.state, "
-            "next_attempt_at = COALESCE(v.next_attempt_at, p.next_attempt_at), "
-            "attempt_count = p.attempt_count - v.uncount, last_error = v.error, "
-            "error_class = v.error_class, lease_owner = NULL, lease_expires_at = NULL, "
-            "updated_at = %s "
-            "FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::int[], %s::text[], "
-            "%s::text[]) AS v(id, state, next_attempt_at, uncount, error, error_class) "
-            "WHERE p.id = v.id AND p.lease_owner = %s AND p.state = %s",
-            (
-                now_v,
-                [r.claimed.post_id for r in others],
-                [text(r.state) for r in others],
-                [when(r.next_attempt_at) for r in others],
-                [0 if r.counts else 1 for r in others],
-                [r.message for r in others],
-                [text(r.outcome) for r in others],
-                owner,
-                str(PostState.CLAIMED),
-            ),
-        ).rowcount
+    published = str(PostState.PUBLISHED)
+    params = {
+        "attempt_ids": [r.claimed.attempt_id for r in results],
+        "post_ids": [r.claimed.post_id for r in results],
+        "finished": [when(r.finished_at) for r in results],
+        "outcomes": [text(r.outcome) for r in results],
+        "messages": [r.message for r in results],
+        "statuses": [r.http_status for r in results],
+        "latencies": [r.latency_ms for r in results],
+        "retries": [when(r.retry_at) for r in results],
+        "states": [text(r.state) for r in results],
+        "nexts": [when(r.next_attempt_at) for r in results],
+        "uncounts": [0 if r.counts else 1 for r in results],
+        "remote_ids": [r.remote_id for r in results],
+        "remote_urls": [r.remote_url for r in results],
+        "followers": [r.followers for r in results],
+        "published": published,
+        "claimed": str(PostState.CLAIMED),
+        "owner": owner,
+        "now": when(now),
+    }
+    changed: int = conn.exec_driver_sql(_WRITE_SQL, params).scalar_one()
     return changed
 
 

@@ -93,6 +93,10 @@ class Worker:
         #: post id -> until when our lease certainly holds (claim or last renewal).
         self._lease_until: dict[int, datetime] = {}
         self.stopping = False
+        #: The connections claims and outcome writes go through (PostgreSQL; one thread
+        #: at a time uses each: claims come one after another, and so do writes).
+        self._claims = store.Link(self.engine)
+        self._writes = store.Link(self.engine)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -142,6 +146,8 @@ class Worker:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
+        self._claims.close()
+        self._writes.close()
         if self._owns_client and self.client is not None:
             await self.client.aclose()
 
@@ -189,6 +195,7 @@ class Worker:
             default_grace=default,
             accounts=self._known_accounts(),
             names={i: n for n, i in self._account_ids.items()},
+            link=self._claims,
         )
         lease_until = now + self.config.daemon.lease
         for c in claimed:
@@ -274,7 +281,14 @@ class Worker:
 
     async def _write(self, batch: list[Result]) -> None:
         await asyncio.to_thread(
-            store.write_results, self.engine, self.owner, batch, self.clock.now()
+            functools.partial(
+                store.write_results,
+                self.engine,
+                self.owner,
+                batch,
+                self.clock.now(),
+                link=self._writes,
+            )
         )
         observability.record_results(batch, self.config)
         for r in batch:
@@ -471,7 +485,11 @@ class Worker:
                 )
                 for c in sent
             ]
-            await asyncio.to_thread(store.write_results, self.engine, self.owner, results, now)
+            await asyncio.to_thread(
+                functools.partial(
+                    store.write_results, self.engine, self.owner, results, now, link=self._writes
+                )
+            )
             observability.record_results(results, self.config)
         self.inflight.clear()
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from scheduler.accounts import sync_accounts
 from scheduler.config import Config
@@ -34,7 +34,8 @@ LOCKED = frozenset({PostState.PUBLISHED, PostState.UNCONFIRMED, PostState.CLAIME
 #: Posts gone from the plan in these states are reported (and cancelled with --prune).
 PRUNABLE = frozenset(UPDATABLE)
 
-_CHUNK = 500
+#: Keys per IN (...) lookup: well under the parameter limits of SQLite (32,766) and psycopg.
+_CHUNK = 5_000
 _INSERT_BATCH = 10_000
 
 
@@ -122,10 +123,20 @@ def _existing(
         posts_t.c.source,
     )
     by_key: dict[str, Existing] = {}
-    for i in range(0, len(keys), _CHUNK):
-        for row in conn.execute(select(*cols).where(posts_t.c.key.in_(keys[i : i + _CHUNK]))):
-            by_key[row.key] = Existing(*row)
     wanted = set(keys)
+    stored = conn.execute(select(func.count()).select_from(posts_t)).scalar_one()
+    if stored <= 2 * len(keys):
+        # Few stored posts for the size of the plan (a first import, above all): reading
+        # them all costs less than looking every key up.
+        if stored:
+            for row in conn.execute(select(*cols)):
+                if row.key in wanted:
+                    by_key[row.key] = Existing(*row)
+    else:
+        for i in range(0, len(keys), _CHUNK):
+            query = select(*cols).where(posts_t.c.key.in_(keys[i : i + _CHUNK]))
+            for row in conn.execute(query):
+                by_key[row.key] = Existing(*row)
     gone = [
         Existing(*row)
         for row in conn.execute(

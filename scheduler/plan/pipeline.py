@@ -31,6 +31,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,7 +69,13 @@ from scheduler.plan.validate import (
     validate_items,
     validate_range,
 )
-from scheduler.queue import assign_queue_slots, posts_t
+from scheduler.queue import (
+    assign_queue_slots,
+    holding_posts,
+    plan_queue_slots,
+    posts_t,
+    write_slot_times,
+)
 
 #: From this many items on, validation runs in a second process (below it, starting one
 #: costs about what it saves).
@@ -105,6 +112,55 @@ class _Job:
     account_ids: Mapping[str, int]
     #: None for a dry run: nothing is written, so no rows are built.
     rows: NewRows | None
+    #: The stored posts that hold a time, by account (``holding_posts``), for slot planning.
+    holding: Mapping[int, Sequence[Any]] = field(default_factory=dict)
+    #: Each raw item's id as validation reads it ("" for none), when already known.
+    keys: Sequence[str] | None = None
+    #: Slot times of the new queue items by raw index, once planned (``plan_slots``).
+    slots: dict[int, datetime | None] | None = None
+    #: Stored queue posts that the new items move to another slot: (post id, new time).
+    slot_updates: list[tuple[int, datetime | None]] = field(default_factory=list)
+
+    def plan_slots(self) -> None:
+        """Give the new queue items their slots, as ``apply_plan`` does: the new items' fixed
+        times take their slots, then the queue items the free ones, in plan order. Reads the
+        account and time each raw item asks for; an item that cannot be read is invalid, and
+        an invalid plan writes nothing."""
+        fixed: dict[int, list[datetime]] = {}
+        waiting: dict[int, list[dict[str, Any]]] = {}
+        queued: list[tuple[int, dict[str, Any]]] = []
+        keys = self.keys if self.keys is not None else [_key(raw) for raw in self.raws]
+        for index, raw in enumerate(self.raws):
+            key = keys[index]
+            if not key or key in self.stored_keys or index in self.duplicates:
+                continue
+            planned = planned_time(raw, self.config)
+            if planned is None:
+                continue
+            account, at = planned
+            account_id = self.account_ids[account.name]
+            if at is not None:
+                fixed.setdefault(account_id, []).append(at)
+                continue
+            row = {
+                "schedule": Schedule.QUEUE,
+                "plan_order": raw.order,
+                "content_type": str(raw.values.get("type") or "").strip().lower(),
+                "due_at": None,
+            }
+            waiting.setdefault(account_id, []).append(row)
+            queued.append((index, row))
+        by_id = {self.account_ids[name]: acc for name, acc in self.config.accounts.items()}
+        for account_id in sorted(fixed.keys() | waiting.keys()):
+            # Sets each new queue row's due_at in place.
+            self.slot_updates += plan_queue_slots(
+                by_id[account_id],
+                self.holding.get(account_id, ()),
+                self.now,
+                new_rows=waiting.get(account_id, ()),
+                new_taken=fixed.get(account_id, ()),
+            )
+        self.slots = {index: row["due_at"] for index, row in queued}
 
     @property
     def chunks(self) -> int:
@@ -130,12 +186,14 @@ class _Job:
                 continue
             chunk.added.append(NewPost(item.key, item.account, item.content_type))
             if self.rows is not None and not chunk.problems:
-                if item.at is None:
-                    chunk.queued.append((len(chunk.rows), index))
+                due = item.at
+                if due is None:
+                    if self.slots is None:  # filled in once the slots are planned
+                        chunk.queued.append((len(chunk.rows), index))
+                    else:
+                        due = self.slots[index]
                 chunk.rows.append(
-                    self.rows.row(
-                        item, self.account_ids[item.account], index, item.at, item.at is None
-                    )
+                    self.rows.row(item, self.account_ids[item.account], index, due, item.at is None)
                 )
         if chunk.problems:  # nothing of an invalid plan is written: its rows are not needed
             chunk.rows.clear()
@@ -174,18 +232,37 @@ def import_plan(
     files = sorted({plan_file_id(raw.file) for raw in raws})
     stored, gone = _existing(conn, [k for k in keys if k], files)
     settled = {k for k, old in stored.items() if old.state in LOCKED | REQUEUEABLE}
-    rows = None if dry_run else NewRows(conn, paused_accounts(conn), now, new_key_prefix())
-    job = _Job(raws, config, now, network_check, duplicates, settled, stored, account_ids, rows)
+    rows = None
+    holding: dict[int, list[Any]] = {}
+    if not dry_run:
+        rows = NewRows(conn, paused_accounts(conn), now, new_key_prefix())
+        named = {str(raw.values.get("account") or "").strip() for raw in raws}
+        holding = holding_posts(conn, sorted(account_ids[n] for n in named if n in account_ids))
+    job = _Job(
+        raws,
+        config,
+        now,
+        network_check,
+        duplicates,
+        settled,
+        stored,
+        account_ids,
+        rows,
+        holding,
+        keys,
+    )
     if parallel is None:
         parallel = len(raws) >= PARALLEL_FROM
-    chunks: Iterable[_Chunk] = (
-        _Shared(job) if parallel and _can_fork() else (job.chunk(c) for c in range(job.chunks))
-    )
-    # While the items are validated (in the other process, or lazily as chunks are asked
-    # for): the new queue items' slots.
-    slots: dict[int, datetime | None] = {}
+    chunks: Iterable[_Chunk]
+    if parallel and _can_fork():
+        _warm_up(job)
+        chunks = _Shared(job)  # the other process starts validating now
+    else:
+        chunks = (job.chunk(c) for c in range(job.chunks))  # validated as they are taken
     if rows is not None:
-        slots = _new_queue_slots(conn, raws, keys, duplicates, stored, config, account_ids, now)
+        # Meanwhile, here: the slots of the new queue items (the other process leaves
+        # their times out of the rows; they are filled in below).
+        job.plan_slots()
 
     diff = ImportDiff(gone=gone, pruned=prune)
     problems: list[Problem] = []
@@ -196,8 +273,10 @@ def import_plan(
             diff.added += chunk.added
             stored_items += chunk.stored
             if chunk.rows and not problems and rows is not None:
-                for position, index in chunk.queued:
-                    chunk.rows[position] = rows.due(chunk.rows[position], slots[index])
+                if chunk.queued:
+                    assert job.slots is not None  # planned before the first chunk is taken
+                    for position, index in chunk.queued:
+                        chunk.rows[position] = rows.due(chunk.rows[position], job.slots[index])
                 insert_tuples(conn, posts_t, _NEW_COLUMNS, chunk.rows)
                 if progress:
                     progress(len(chunk.rows))
@@ -207,6 +286,7 @@ def import_plan(
             close()
     if problems:
         return diff, problems
+    write_slot_times(conn, job.slot_updates, now)
     for item in stored_items:
         classify(diff, item, stored[item.key], account_ids)
     if dry_run:
@@ -219,48 +299,30 @@ def import_plan(
     return diff, []
 
 
+def _warm_up(job: _Job) -> None:
+    """Validate one item per account before forking: what validation loads on first use
+    (plugins, adapters, time zones) is then loaded once, not in both processes."""
+    first: dict[str, int] = {}
+    for index, raw in enumerate(job.raws):
+        first.setdefault(str(raw.values.get("account")), index)
+    for index in first.values():
+        for _ in validate_range(
+            job.raws,
+            index,
+            index + 1,
+            job.config,
+            job.now,
+            [],
+            duplicates={},
+            network_check=job.network_check,
+            settled=job.settled,
+        ):
+            pass
+
+
 def _key(raw: RawItem) -> str:
     key = raw.values.get("id")
     return str(key).strip() if key is not None else ""
-
-
-def _new_queue_slots(
-    conn: Connection,
-    raws: Sequence[RawItem],
-    keys: Sequence[str],
-    duplicates: Container[int],
-    stored: Container[str],
-    config: Config,
-    account_ids: Mapping[str, int],
-    now: datetime,
-) -> dict[int, datetime | None]:
-    """Slot times of the new queue items, by raw index, as ``apply_plan`` gives them: the
-    new items' fixed times take their slots, then the queue items the free ones in order."""
-    by_account: dict[int, list[dict[str, Any]]] = {}
-    queue_rows: list[tuple[int, dict[str, Any]]] = []
-    for index, raw in enumerate(raws):
-        key = keys[index]
-        if not key or index in duplicates or key in stored:
-            continue
-        planned = planned_time(raw, config)
-        if planned is None:
-            continue  # invalid: validation reports it, and nothing is written
-        account, at = planned
-        row = {
-            "schedule": Schedule.FIXED if at else Schedule.QUEUE,
-            "plan_order": raw.order,
-            "content_type": str(raw.values.get("type") or "").strip().lower(),
-            "due_at": at,
-            "next_attempt_at": at,
-        }
-        by_account.setdefault(account_ids[account.name], []).append(row)
-        if at is None:
-            queue_rows.append((index, row))
-    by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
-    for account_id, new_rows in sorted(by_account.items()):
-        # Sets each queue row's due_at in place.
-        assign_queue_slots(conn, by_id[account_id], account_id, now, new_rows=new_rows)
-    return {index: row["due_at"] for index, row in queue_rows}
 
 
 # --------------------------------------------------------------------------- the second process
@@ -277,8 +339,10 @@ class ValidationProcessError(RuntimeError):
 
 _FRAME = struct.Struct("!Q")
 _EOF = b""
-#: How long this process waits for the other's next chunk before validating one itself.
-_IDLE = 0.005
+
+
+def _average(mean: float | None, sample: float) -> float:
+    return sample if mean is None else 0.8 * mean + 0.2 * sample
 
 
 class _Shared:
@@ -352,15 +416,21 @@ class _Shared:
         return self._chunks()
 
     def _chunks(self) -> Iterator[_Chunk]:
+        # Seconds this process spends validating one chunk, and on one chunk the caller takes
+        # (writing it): running averages, to decide whether validating one more here helps.
+        validate: float | None = None
+        write: float | None = None
+        written = 0
         while not self._done:
-            # Writing what the other process validated comes first: this process only
-            # validates a chunk itself when it would otherwise wait.
-            data = self._next_message(_IDLE)
-            if data is None:
+            data = self._next_message(0)
+            if data is None and self._should_help(validate, write, written):
                 number = self._take_back()
                 if number is not None:
+                    started = time.perf_counter()
                     self._own.append((number, self.job.chunk(number)))
+                    validate = _average(validate, time.perf_counter() - started)
                     continue
+            if data is None:
                 data = self._next_message(None)
             assert data is not None  # waited for it
             kind, payload = self._decode(data)
@@ -369,10 +439,26 @@ class _Shared:
             elif kind == "error":
                 raise ValidationProcessError(f"validating the plan failed:\n{payload}")
             else:
+                started = time.perf_counter()
                 yield payload
+                write = _average(write, time.perf_counter() - started)
+                written += 1
         self._reap()
         for _, chunk in sorted(self._own, key=lambda own: own[0]):
             yield chunk
+
+    def _should_help(self, validate: float | None, write: float | None, written: int) -> bool:
+        """Whether this process, idle now, should validate a chunk itself: only while the
+        other process has more validating left than this one has writing (it writes every
+        chunk), so that both finish together."""
+        if validate is None:
+            return True  # the first chunk tells what validating one costs
+        if write is None:
+            # Before the first write: writing a chunk costs somewhat less than validating it
+            # (a plain no-network plan on SQLite: about 0.8 of it).
+            write = 0.8 * validate
+        left_to_validate = self._back.value - self._front.value
+        return write * (self.job.chunks - written) < validate * (left_to_validate - 1)
 
     def _next_message(self, timeout: float | None) -> bytes | None:
         """The next whole message, waiting up to ``timeout`` (None: until it comes)."""
