@@ -189,7 +189,10 @@ def test_every_problem_is_reported_in_plan_order_and_nothing_is_written(
     assert stored(engine) == before
 
 
-def _child_only(action: Any) -> Any:
+def _child_only(action: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A network check that runs ``action`` in the forked process, which (this process
+    never helping) validates every chunk."""
+    monkeypatch.setattr(pipeline._Shared, "_should_help", lambda *_: False)
     parent = os.getpid()
 
     def check(item: PlanItem, account: AccountConfig) -> list[tuple[str, str, str]]:
@@ -201,23 +204,25 @@ def _child_only(action: Any) -> Any:
 
 
 def test_a_validating_process_that_dies_fails_the_import_and_writes_nothing(
-    engine: Engine, config: Config, tmp_path: Path
+    engine: Engine, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_plan(tmp_path / "plan.csv", random_rows(60, seed=4))
     with pytest.raises(pipeline.ValidationProcessError, match="ended early"):
-        import_forked(engine, config, [path], network_check=_child_only(lambda: os._exit(3)))
+        import_forked(
+            engine, config, [path], network_check=_child_only(lambda: os._exit(3), monkeypatch)
+        )
     assert stored(engine) == []
 
 
 def test_an_error_in_the_validating_process_is_reported_with_its_traceback(
-    engine: Engine, config: Config, tmp_path: Path
+    engine: Engine, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def boom() -> None:
         raise RuntimeError("the network rules could not be loaded")
 
     path = write_plan(tmp_path / "plan.csv", random_rows(60, seed=5))
     with pytest.raises(pipeline.ValidationProcessError, match="could not be loaded"):
-        import_forked(engine, config, [path], network_check=_child_only(boom))
+        import_forked(engine, config, [path], network_check=_child_only(boom, monkeypatch))
     assert stored(engine) == []
 
 
