@@ -22,11 +22,11 @@ class RawItem:
     unit: str  # "line" or "row"
     values: dict[str, Any]
     #: field -> line, where the file format tells it (YAML); CSV fields share the row.
-    field_lines: dict[str, int] = field(default_factory=dict)
+    field_lines: dict[str, int] | None = None
     order: int = 0
 
     def line_of(self, name: str) -> int:
-        return self.field_lines.get(name, self.line)
+        return self.field_lines.get(name, self.line) if self.field_lines else self.line
 
 
 @dataclass(slots=True)

@@ -82,7 +82,7 @@ from scheduler.queue import (
 PARALLEL_FROM = 5_000
 #: Items per chunk: small enough that inserting starts early, large enough that a chunk's
 #: trip through the pipe costs little.
-CHUNK = 2_000
+CHUNK = 1_000
 
 
 @dataclass

@@ -146,6 +146,7 @@ def read_csv(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
         seen.add(col)
     all_named = all(columns)
     items: list[RawItem] = []
+    append, width = items.append, len(columns)
     row = 1
     while True:
         try:
@@ -159,13 +160,13 @@ def read_csv(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
         # Blank when no cell holds anything but whitespace (one join, not a strip per cell).
         if not "".join(cells).strip():
             continue
-        if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
+        if len(cells) > width and any(c.strip() for c in cells[width:]):
             problems.append(
                 Problem(
                     file,
                     row,
                     None,
-                    f"{len(cells)} cells but the header has {len(columns)} columns",
+                    f"{len(cells)} cells but the header has {width} columns",
                     "quote cells that contain the delimiter",
                     unit="row",
                 )
@@ -175,7 +176,7 @@ def read_csv(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
             values = dict(zip(columns, cells, strict=False))
         else:
             values = {col: cell for col, cell in zip(columns, cells, strict=False) if col}
-        items.append(RawItem(file, row, "row", values))
+        append(RawItem(file, row, "row", values))
     return items, problems
 
 
