@@ -96,6 +96,8 @@ class _Chunk:
     added: list[NewPost] = field(default_factory=list)
     #: Valid items whose id is already stored: reconciled at the end.
     stored: list[PlanItem] = field(default_factory=list)
+    #: How long validating the chunk took.
+    seconds: float = 0.0
 
 
 @dataclass
@@ -168,6 +170,7 @@ class _Job:
 
     def chunk(self, number: int) -> _Chunk:
         """Validate the ``number``-th chunk of items and build the rows of its new posts."""
+        started = time.perf_counter()
         chunk = _Chunk()
         low = number * CHUNK
         for index, item in validate_range(
@@ -198,6 +201,7 @@ class _Job:
         if chunk.problems:  # nothing of an invalid plan is written: its rows are not needed
             chunk.rows.clear()
             chunk.queued.clear()
+        chunk.seconds = time.perf_counter() - started
         return chunk
 
 
@@ -253,12 +257,10 @@ def import_plan(
     )
     if parallel is None:
         parallel = len(raws) >= PARALLEL_FROM
-    chunks: Iterable[_Chunk]
-    if parallel and _can_fork():
-        _warm_up(job)
-        chunks = _Shared(job)  # the other process starts validating now
-    else:
-        chunks = (job.chunk(c) for c in range(job.chunks))  # validated as they are taken
+    # The other process starts validating now; without one, chunks are validated as taken.
+    chunks: Iterable[_Chunk] = (
+        _Shared(job) if parallel and _can_fork() else (job.chunk(c) for c in range(job.chunks))
+    )
     if rows is not None:
         # Meanwhile, here: the slots of the new queue items (the other process leaves
         # their times out of the rows; they are filled in below).
@@ -297,27 +299,6 @@ def import_plan(
         if account_id in by_id:
             assign_queue_slots(conn, by_id[account_id], account_id, now)
     return diff, []
-
-
-def _warm_up(job: _Job) -> None:
-    """Validate one item per account before forking: what validation loads on first use
-    (plugins, adapters, time zones) is then loaded once, not in both processes."""
-    first: dict[str, int] = {}
-    for index, raw in enumerate(job.raws):
-        first.setdefault(str(raw.values.get("account")), index)
-    for index in first.values():
-        for _ in validate_range(
-            job.raws,
-            index,
-            index + 1,
-            job.config,
-            job.now,
-            [],
-            duplicates={},
-            network_check=job.network_check,
-            settled=job.settled,
-        ):
-            pass
 
 
 def _key(raw: RawItem) -> str:
@@ -416,8 +397,8 @@ class _Shared:
         return self._chunks()
 
     def _chunks(self) -> Iterator[_Chunk]:
-        # Seconds this process spends validating one chunk, and on one chunk the caller takes
-        # (writing it): running averages, to decide whether validating one more here helps.
+        # Seconds the other process takes to validate a chunk, and the caller to take one
+        # (write it): running averages, to decide whether validating one here would help.
         validate: float | None = None
         write: float | None = None
         written = 0
@@ -426,9 +407,7 @@ class _Shared:
             if data is None and self._should_help(validate, write, written):
                 number = self._take_back()
                 if number is not None:
-                    started = time.perf_counter()
                     self._own.append((number, self.job.chunk(number)))
-                    validate = _average(validate, time.perf_counter() - started)
                     continue
             if data is None:
                 data = self._next_message(None)
@@ -439,6 +418,7 @@ class _Shared:
             elif kind == "error":
                 raise ValidationProcessError(f"validating the plan failed:\n{payload}")
             else:
+                validate = _average(validate, payload.seconds)
                 started = time.perf_counter()
                 yield payload
                 write = _average(write, time.perf_counter() - started)
@@ -451,12 +431,8 @@ class _Shared:
         """Whether this process, idle now, should validate a chunk itself: only while the
         other process has more validating left than this one has writing (it writes every
         chunk), so that both finish together."""
-        if validate is None:
-            return True  # the first chunk tells what validating one costs
-        if write is None:
-            # Before the first write: writing a chunk costs somewhat less than validating it
-            # (a plain no-network plan on SQLite: about 0.8 of it).
-            write = 0.8 * validate
+        if validate is None or write is None:
+            return False  # the other process is starting: its first chunk is on its way
         left_to_validate = self._back.value - self._front.value
         return write * (self.job.chunks - written) < validate * (left_to_validate - 1)
 

@@ -96,7 +96,7 @@ class _Checker:
 
     def boolean(self, name: str) -> bool:
         value = self.raw.values.get(name)
-        if value is None or isinstance(value, bool):
+        if value is None or value == "" or isinstance(value, bool):  # "": an empty CSV cell
             return bool(value)
         text = str(value).strip().lower()
         if text in _TRUE:
@@ -200,7 +200,11 @@ def validate_item(
         link = link.strip()
         _check_url(c, "link", link)
     media = _media(c, _plan_dir(raw.file)) if raw.values.get("media") else ()
-    tags = tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
+    tags = (
+        tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
+        if raw.values.get("tags") not in (None, "")
+        else ()
+    )
     evergreen = c.boolean("evergreen")
     at = _at(c, raw.values.get("at"), account, now, past_ok=c.item_key in settled)
     if not c.ok or key is None or account_name is None or content_type is None or text is None:
