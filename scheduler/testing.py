@@ -103,11 +103,15 @@ __all__ = [
     "AdapterContract",
     "Handler",
     "RecordingHandler",
+    "fault_handler",
     "file_credential",
     "mock_client",
+    "offline_adapter",
+    "run_adapter",
 ]
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Adapter)
 
 #: A stand-in for the network: one request in, one response out (or a raised httpx error).
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -135,6 +139,36 @@ def mock_client(handler: Handler, *, timeout: float = 5.0) -> httpx.AsyncClient:
     Use it as ``async with mock_client(handler) as client:`` and pass the client to the adapter.
     """
     return httpx.AsyncClient(transport=httpx.MockTransport(handler), timeout=timeout)
+
+
+def run_adapter(
+    make_adapter: Callable[[httpx.AsyncClient], A],
+    handler: Handler,
+    call: Callable[[A], Awaitable[T]],
+) -> T:
+    """Run ``call(adapter)`` to its end and return what it returned (or raise what it raised).
+
+    The adapter is ``make_adapter(client)`` on a ``mock_client(handler)`` that is closed
+    afterwards. ``make_adapter`` is the adapter class, or a function of the client for an
+    adapter that needs more than the client::
+
+        published = run_adapter(
+            NtfyAdapter, FakeNtfy(), lambda ntfy: ntfy.publish(post, account, "key-1")
+        )
+    """
+
+    async def main() -> T:
+        async with mock_client(handler) as client:
+            return await call(make_adapter(client))
+
+    return asyncio.run(main())
+
+
+def offline_adapter(make_adapter: Callable[[httpx.AsyncClient], A]) -> A:
+    """An adapter for the methods that must not reach the network (``validate``,
+    ``text_length``): its client fails the test on any request. It holds no connections, so
+    it needs no closing."""
+    return make_adapter(mock_client(_refuse))
 
 
 class RecordingHandler:
@@ -187,7 +221,12 @@ def _media_files(count: int) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- simulated faults
 
 
-def _fault_handler(fault: str) -> Handler:
+def fault_handler(fault: str) -> Handler:
+    """A handler that fails every request with ``fault``, one of ``TRANSPORT_FAULTS``.
+
+    The exceptions quote the request's method and URL, as real ones do.
+    """
+
     def handler(request: httpx.Request) -> httpx.Response:
         where = f"{request.method} {request.url}"
         if fault == "connect_error":
@@ -322,26 +361,23 @@ class AdapterContract:
     # -- running calls -------------------------------------------------------------------
 
     def _offline_adapter(self) -> Adapter:
-        """An adapter for the offline methods (validate, text_length); its client refuses
-        every request. The client holds no connections, so it needs no closing."""
-        return self.make_adapter(mock_client(_refuse))
+        """An adapter for the offline methods (validate, text_length)."""
+        return offline_adapter(self.make_adapter)
 
     def _handler(self, scenario: str) -> Handler:
         if scenario in TRANSPORT_FAULTS:
-            return _fault_handler(scenario)
+            return fault_handler(scenario)
         return self.make_handler(scenario)
 
     def _run(self, handler: Handler, call: Callable[[Adapter, Account], Awaitable[T]]) -> _Outcome:
         """Run ``call`` on a fresh adapter whose client answers with ``handler``."""
         account = self.make_account()
 
-        async def main() -> T:
-            async with mock_client(handler) as client:
-                adapter = self.make_adapter(client)
-                return await asyncio.wait_for(call(adapter, account), self.call_timeout)
+        def timed(adapter: Adapter) -> Awaitable[T]:
+            return asyncio.wait_for(call(adapter, account), self.call_timeout)
 
         try:
-            return _Outcome(value=asyncio.run(main()))
+            return _Outcome(value=run_adapter(self.make_adapter, handler, timed))
         except TimeoutError:
             raise AssertionError(
                 f"{self.adapter_class.__name__} did not answer within {self.call_timeout}s "
