@@ -109,7 +109,7 @@ def plan_file_id(file: str) -> str:
     return str(Path(file).resolve())
 
 
-def _existing(
+def stored_posts(
     conn: Connection, keys: Sequence[str], files: Sequence[str]
 ) -> tuple[dict[str, Existing], list[Existing]]:
     cols = (
@@ -152,7 +152,7 @@ def diff_plan(
 ) -> ImportDiff:
     """Compare the plan with the database without changing anything."""
     files = sorted({plan_file_id(i.file) for i in items})
-    existing, gone = _existing(conn, [i.key for i in items], files)
+    existing, gone = stored_posts(conn, [i.key for i in items], files)
     diff = ImportDiff(gone=gone)
     for item in items:
         old = existing.get(item.key)
@@ -200,7 +200,7 @@ def _values(item: PlanItem, account_id: int, now: datetime) -> dict[str, Any]:
 
 
 #: Columns of a new post, in the order ``_new_tuples`` builds them.
-_NEW_COLUMNS = (
+NEW_COLUMNS = (
     "account_id",
     "content_type",
     "text",
@@ -235,8 +235,8 @@ _QUEUED, _PAUSED = PostState.QUEUED.value, PostState.PAUSED.value
 _QUEUE, _FIXED = Schedule.QUEUE.value, Schedule.FIXED.value
 
 
-_DUE_AT = _NEW_COLUMNS.index("due_at")
-assert _NEW_COLUMNS[_DUE_AT + 1] == "next_attempt_at"
+_DUE_AT = NEW_COLUMNS.index("due_at")
+assert NEW_COLUMNS[_DUE_AT + 1] == "next_attempt_at"
 
 
 def new_key_prefix() -> str:
@@ -246,7 +246,7 @@ def new_key_prefix() -> str:
 
 class NewRows:
     """Driver-ready rows of new posts: the values ``_values`` gives, converted as each column
-    type would (see ``scheduler.db.bulk``), built straight into tuples in ``_NEW_COLUMNS``
+    type would (see ``scheduler.db.bulk``), built straight into tuples in ``NEW_COLUMNS``
     order. Needs a connection only to learn the converters: rows can be built elsewhere.
 
     Idempotency keys are an import's random 80-bit prefix and the item's 48-bit number in the
@@ -254,7 +254,7 @@ class NewRows:
     """
 
     def __init__(self, conn: Connection, paused: set[int], now: datetime, prefix: str) -> None:
-        convs = dict(zip(_NEW_COLUMNS, column_converters(conn, posts_t, _NEW_COLUMNS), strict=True))
+        convs = dict(zip(NEW_COLUMNS, column_converters(conn, posts_t, NEW_COLUMNS), strict=True))
 
         def conv(name: str) -> Callable[[Any], Any]:
             return convs[name] or _identity
@@ -456,7 +456,7 @@ def apply_plan(
         ]
         for start in range(0, len(params), _INSERT_BATCH):
             chunk = params[start : start + _INSERT_BATCH]
-            insert_tuples(conn, posts_t, _NEW_COLUMNS, chunk)
+            insert_tuples(conn, posts_t, NEW_COLUMNS, chunk)
             if progress:
                 progress(len(chunk))
         return diff

@@ -4,12 +4,14 @@
 ``apply_plan`` would, in one pass:
 
 1. In the caller's transaction: sync the accounts, load the stored posts the plan names
-   (and the waiting posts of its files that it no longer names), and give the new queue
-   items their slots, reading the account and time each raw item asks for
-   (``planned_time``; an item that cannot be read is invalid and the import writes nothing).
+   (and the waiting posts of its files that it no longer names), and the posts that hold a
+   time in the plan's accounts.
 2. Validate every item (fields, times, each network's rules) and build the driver-ready row
    of each new post. For a large plan this runs in a forked process that streams chunks of
-   results back, while this process inserts the chunks already received.
+   results back, while this process gives the new queue items their slots (reading the
+   account and time each raw item asks for, ``planned_time``), fills them into the rows and
+   inserts the chunks already received; when it would otherwise wait, it validates chunks
+   from the end of the plan itself.
 3. Stop inserting at the first problem, but keep validating: the caller gets every problem
    and rolls the transaction back, so an invalid plan changes nothing.
 4. Update the stored posts the plan changed (as ``apply_plan`` does) and give the accounts
@@ -47,19 +49,19 @@ from scheduler.db.models import Schedule
 from scheduler.errors import Problem
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.importer import (
-    _NEW_COLUMNS,
     LOCKED,
+    NEW_COLUMNS,
     REQUEUEABLE,
     ImportDiff,
     NewPost,
     NewRows,
-    _existing,
     apply_changes,
     apply_plan,
     classify,
     new_key_prefix,
     paused_accounts,
     plan_file_id,
+    stored_posts,
 )
 from scheduler.plan.items import PlanItem, RawItem
 from scheduler.plan.validate import (
@@ -234,7 +236,7 @@ def import_plan(
     account_ids = sync_accounts(conn, config, now)
     keys = [_key(raw) for raw in raws]
     files = sorted({plan_file_id(raw.file) for raw in raws})
-    stored, gone = _existing(conn, [k for k in keys if k], files)
+    stored, gone = stored_posts(conn, [k for k in keys if k], files)
     settled = {k for k, old in stored.items() if old.state in LOCKED | REQUEUEABLE}
     rows = None
     holding: dict[int, list[Any]] = {}
@@ -279,7 +281,7 @@ def import_plan(
                     assert job.slots is not None  # planned before the first chunk is taken
                     for position, index in chunk.queued:
                         chunk.rows[position] = rows.due(chunk.rows[position], job.slots[index])
-                insert_tuples(conn, posts_t, _NEW_COLUMNS, chunk.rows)
+                insert_tuples(conn, posts_t, NEW_COLUMNS, chunk.rows)
                 if progress:
                     progress(len(chunk.rows))
     finally:
