@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,11 +11,11 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from adapter_support import adapter_from_entry_point, png
 from smm_telegram import TelegramAdapter
 from smm_telegram.text import utf16_length, visible_text
 from structlog.testing import capture_logs
 
-from scheduler import plugins
 from scheduler.adapter import (
     Account,
     AuthExpired,
@@ -27,7 +26,15 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, RecordingHandler, file_credential, mock_client
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    RecordingHandler,
+    fault_handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
 T = TypeVar("T")
 TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
@@ -70,21 +77,12 @@ def api_error(code: int, description: str, **parameters: Any) -> httpx.Response:
     return httpx.Response(code, json=body)
 
 
-def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[TelegramAdapter], Coroutine[Any, Any, T]],
-) -> T:
-    async def main() -> T:
-        async with mock_client(handler) as client:
-            return await call(TelegramAdapter(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[TelegramAdapter], Awaitable[T]]) -> T:
+    return run_adapter(TelegramAdapter, handler, call)
 
 
 def publish(
-    handler: Callable[[httpx.Request], httpx.Response],
-    post: OutgoingPost | None = None,
-    account: Account | None = None,
+    handler: Handler, post: OutgoingPost | None = None, account: Account | None = None
 ) -> Published:
     return run(
         handler, lambda a: a.publish(post or make_post(), account or make_account(), "key-1")
@@ -93,12 +91,6 @@ def publish(
 
 def method_of(request: httpx.Request) -> str:
     return request.url.path.rsplit("/", 1)[-1]
-
-
-def png(tmp_path: Path, name: str) -> str:
-    path = tmp_path / name
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
-    return str(path)
 
 
 # --------------------------------------------------------------------------- contract
@@ -111,7 +103,7 @@ class TestTelegramContract(AdapterContract):
     def make_account(self) -> Account:
         return make_account()
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         def handler(request: httpx.Request) -> httpx.Response:
             if scenario == "ok":
                 return ok(message())
@@ -155,7 +147,7 @@ def test_html_markup_does_not_count_towards_the_length() -> None:
 
 
 def test_a_message_of_exactly_4096_units_is_valid_and_4097_is_not() -> None:
-    adapter = TelegramAdapter(mock_client(lambda r: ok(message())))
+    adapter = offline_adapter(TelegramAdapter)
     assert adapter.validate(make_post(text="a" * 4096), make_account()) == []
     issues = adapter.validate(make_post(text="a" * 4097), make_account())
     assert [i.field for i in issues] == ["text"]
@@ -163,13 +155,13 @@ def test_a_message_of_exactly_4096_units_is_valid_and_4097_is_not() -> None:
 
 
 def test_emoji_count_twice_against_the_limit() -> None:
-    adapter = TelegramAdapter(mock_client(lambda r: ok(message())))
+    adapter = offline_adapter(TelegramAdapter)
     assert adapter.validate(make_post(text="😀" * 2048), make_account()) == []
     assert adapter.validate(make_post(text="😀" * 2049), make_account())
 
 
 def test_a_caption_is_limited_to_1024_units(tmp_path: Path) -> None:
-    adapter = TelegramAdapter(mock_client(lambda r: ok(message())))
+    adapter = offline_adapter(TelegramAdapter)
     photo = png(tmp_path, "a.png")
     assert adapter.validate(make_post(text="a" * 1024, media=(photo,)), make_account()) == []
     issues = adapter.validate(make_post(text="a" * 1025, media=(photo,)), make_account())
@@ -178,14 +170,14 @@ def test_a_caption_is_limited_to_1024_units(tmp_path: Path) -> None:
 
 
 def test_html_parse_mode_measures_the_visible_text() -> None:
-    adapter = TelegramAdapter(mock_client(lambda r: ok(message())))
+    adapter = offline_adapter(TelegramAdapter)
     text = "<b>" + "a" * 4096 + "</b>"
     assert adapter.validate(make_post(text=text), make_account(parse_mode="HTML")) == []
     assert adapter.validate(make_post(text=text), make_account())
 
 
 def test_validate_flags_missing_files_and_non_photos(tmp_path: Path) -> None:
-    adapter = TelegramAdapter(mock_client(lambda r: ok(message())))
+    adapter = offline_adapter(TelegramAdapter)
     (tmp_path / "clip.mp4").write_bytes(b"\0")
     media = (str(tmp_path / "missing.png"), str(tmp_path / "clip.mp4"))
     issues = adapter.validate(make_post(media=media), make_account())
@@ -194,7 +186,7 @@ def test_validate_flags_missing_files_and_non_photos(tmp_path: Path) -> None:
 
 
 def test_validate_flags_an_empty_message() -> None:
-    adapter = TelegramAdapter(mock_client(lambda r: ok(message())))
+    adapter = offline_adapter(TelegramAdapter)
     assert [i.field for i in adapter.validate(make_post(text="  "), make_account())] == ["text"]
 
 
@@ -363,11 +355,8 @@ def test_a_gateway_timeout_has_an_unknown_outcome() -> None:
 
 
 def test_a_read_timeout_on_send_has_an_unknown_outcome() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout(f"timed out: {request.url}", request=request)
-
     with pytest.raises(OutcomeUnknown) as caught:
-        publish(handler)
+        publish(fault_handler("read_timeout"))
     assert TOKEN not in str(caught.value)
     assert "<redacted>" in caught.value.message
     assert caught.value.__cause__ is None
@@ -375,11 +364,8 @@ def test_a_read_timeout_on_send_has_an_unknown_outcome() -> None:
 
 
 def test_a_refused_connection_is_transient_and_redacted() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError(f"Connection refused: {request.url}", request=request)
-
     with pytest.raises(Transient) as caught:
-        publish(handler)
+        publish(fault_handler("connect_error"))
     assert TOKEN not in repr(caught.value)
 
 
@@ -443,9 +429,4 @@ def test_lookup_cannot_tell_and_says_so() -> None:
 
 
 def test_the_entry_point_registers_the_telegram_platform(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMM_LOAD_PLUGINS", "telegram")
-    plugins.reset()
-    try:
-        assert plugins.adapter_class("telegram") is TelegramAdapter
-    finally:
-        plugins.reset()
+    assert adapter_from_entry_point(monkeypatch, "telegram") is TelegramAdapter

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from adapter_support import adapter_from_entry_point, network_page
 from smm_webhook import WebhookAdapter, sign, verify
 
-from scheduler import plugins
 from scheduler.adapter import (
     Account,
     AuthExpired,
@@ -29,13 +27,20 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, RecordingHandler, file_credential, mock_client
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    RecordingHandler,
+    fault_handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
 T = TypeVar("T")
 SECRET = "whsec_4f1c9a2b7d"
 BEARER = "cms-token-5e6f7a8b"
 URL = "https://cms.example.com/hooks/smm"
-DOCS = Path(__file__).resolve().parent.parent / "docs/plugins/networks/webhook.md"
 
 
 def make_account(*, signed: bool = True, **options: Any) -> Account:
@@ -65,19 +70,12 @@ def make_post(**changes: Any) -> OutgoingPost:
     return replace(post, **changes)
 
 
-def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[WebhookAdapter], Coroutine[Any, Any, T]],
-) -> T:
-    async def main() -> T:
-        async with mock_client(handler) as client:
-            return await call(WebhookAdapter(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[WebhookAdapter], Awaitable[T]]) -> T:
+    return run_adapter(WebhookAdapter, handler, call)
 
 
 def publish(
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Handler,
     account: Account | None = None,
     post: OutgoingPost | None = None,
 ) -> Published:
@@ -100,7 +98,7 @@ class TestWebhookContract(AdapterContract):
     def make_account(self) -> Account:
         return make_account()
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         def handler(request: httpx.Request) -> httpx.Response:
             if scenario == "rate_limited":
                 return httpx.Response(429, headers={"Retry-After": "120"}, text="slow down")
@@ -186,7 +184,7 @@ def test_verify_accepts_a_fresh_signature_and_refuses_tampering_and_replays() ->
 
 
 def test_the_receiver_snippet_in_the_docs_verifies_a_real_request() -> None:
-    code = re.search(r"```python\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.S)
+    code = re.search(r"```python\n(.*?)```", network_page("webhook"), re.S)
     assert code is not None
     namespace: dict[str, Any] = {}
     exec(code.group(1), namespace)
@@ -300,19 +298,13 @@ def test_server_errors_are_transient(status: int) -> None:
 
 
 def test_a_read_timeout_has_an_unknown_outcome() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("The read operation timed out", request=request)
-
     with pytest.raises(OutcomeUnknown, match="ReadTimeout"):
-        publish(handler)
+        publish(fault_handler("read_timeout"))
 
 
 def test_a_refused_connection_is_transient() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
-
     with pytest.raises(Transient):
-        publish(handler)
+        publish(fault_handler("connect_error"))
 
 
 @pytest.mark.parametrize(
@@ -336,16 +328,11 @@ def test_the_webhook_is_idempotent_and_has_no_metrics() -> None:
 
 
 def test_text_limit_is_65536_code_points_without_link_and_tags() -> None:
-    adapter = WebhookAdapter(mock_client(accepted))
+    adapter = offline_adapter(WebhookAdapter)
     assert adapter.validate(make_post(text="👋" * 65_536), make_account()) == []
     issues = adapter.validate(make_post(text="a" * 65_537), make_account())
     assert [i.field for i in issues] == ["text"]
 
 
 def test_the_entry_point_registers_the_webhook_platform(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMM_LOAD_PLUGINS", "webhook")
-    plugins.reset()
-    try:
-        assert plugins.adapter_class("webhook") is WebhookAdapter
-    finally:
-        plugins.reset()
+    assert adapter_from_entry_point(monkeypatch, "webhook") is WebhookAdapter

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,12 +11,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from adapter_support import adapter_from_entry_point, png
 from hypothesis import given
 from hypothesis import strategies as st
 from smm_x import XAdapter
 from smm_x.weighted import find_urls, weighted_length
 
-from scheduler import plugins
 from scheduler.adapter import (
     Account,
     AuthExpired,
@@ -29,7 +28,15 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, RecordingHandler, file_credential, mock_client
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    RecordingHandler,
+    fault_handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
 T = TypeVar("T")
 TOKEN = "dGhpcy1pcy1hbi14LWFjY2Vzcy10b2tlbg"
@@ -84,29 +91,16 @@ def timeline_post(post_id: str, text: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[XAdapter], Coroutine[Any, Any, T]],
-) -> T:
-    async def main() -> T:
-        async with mock_client(handler) as client:
-            return await call(XAdapter(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[XAdapter], Awaitable[T]]) -> T:
+    return run_adapter(XAdapter, handler, call)
 
 
 def publish(
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Handler,
     post: OutgoingPost | None = None,
     account: Account | None = None,
 ) -> Published:
     return run(handler, lambda a: a.publish(post or make_post(), account or make_account(), "k"))
-
-
-def png(tmp_path: Path, name: str) -> str:
-    path = tmp_path / name
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
-    return str(path)
 
 
 # --------------------------------------------------------------------------- contract
@@ -119,7 +113,7 @@ class TestXContract(AdapterContract):
     def make_account(self) -> Account:
         return make_account()
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         def handler(request: httpx.Request) -> httpx.Response:
             if scenario == "rate_limited":
                 headers = {**LIMIT_HEADERS, "x-rate-limit-remaining": "0"}
@@ -228,7 +222,7 @@ def test_a_url_counts_23_whatever_its_path(path: str) -> None:
 
 
 def test_280_weighted_is_the_limit() -> None:
-    adapter = XAdapter(mock_client(ok_network))
+    adapter = offline_adapter(XAdapter)
     assert adapter.validate(make_post(text="a" * 280), make_account()) == []
     assert adapter.validate(make_post(text="漢" * 140), make_account()) == []
     assert [i.field for i in adapter.validate(make_post(text="a" * 281), make_account())] == [
@@ -240,13 +234,13 @@ def test_280_weighted_is_the_limit() -> None:
 
 
 def test_premium_accounts_may_raise_the_limit() -> None:
-    adapter = XAdapter(mock_client(ok_network))
+    adapter = offline_adapter(XAdapter)
     account = make_account(max_characters=25_000)
     assert adapter.validate(make_post(text="a" * 5000), account) == []
 
 
 def test_validate_wants_local_image_files(tmp_path: Path) -> None:
-    adapter = XAdapter(mock_client(ok_network))
+    adapter = offline_adapter(XAdapter)
     media = ("https://cdn.example.com/a.png", str(tmp_path / "gone.png"), png(tmp_path, "ok.png"))
     issues = adapter.validate(make_post(media=media), make_account())
     assert [i.message.split(":")[-1].strip() for i in issues] == [
@@ -419,11 +413,8 @@ def test_a_gateway_timeout_on_create_has_an_unknown_outcome() -> None:
 
 
 def test_a_create_timeout_has_an_unknown_outcome() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("The read operation timed out", request=request)
-
     with pytest.raises(OutcomeUnknown, match="ReadTimeout"):
-        publish(handler)
+        publish(fault_handler("read_timeout"))
 
 
 def test_an_upload_timeout_is_transient_and_creates_nothing(tmp_path: Path) -> None:
@@ -439,11 +430,8 @@ def test_an_upload_timeout_is_transient_and_creates_nothing(tmp_path: Path) -> N
 
 
 def test_a_refused_connection_is_transient() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
-
     with pytest.raises(Transient, match="Connection refused"):
-        publish(handler)
+        publish(fault_handler("connect_error"))
 
 
 def test_a_created_answer_without_json_has_an_unknown_outcome() -> None:
@@ -515,15 +503,13 @@ def timeline(*items: dict[str, Any], next_token: str | None = None) -> httpx.Res
     return httpx.Response(200, json={"data": list(items), "meta": meta})
 
 
-def lookup(
-    handler: Callable[[httpx.Request], httpx.Response], post: OutgoingPost | None = None
-) -> Published | None:
+def lookup(handler: Handler, post: OutgoingPost | None = None) -> Published | None:
     return run(handler, lambda a: a.lookup(post or make_post(), make_account()))
 
 
 def with_user(
-    pages: Callable[[httpx.Request], httpx.Response],
-) -> Callable[[httpx.Request], httpx.Response]:
+    pages: Handler,
+) -> Handler:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/2/users/me":
             return httpx.Response(200, json={"data": {"id": USER_ID, "username": "smm"}})
@@ -604,9 +590,4 @@ def test_lookup_asks_for_the_user_id_once_per_account() -> None:
 
 
 def test_the_entry_point_registers_the_x_platform(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMM_LOAD_PLUGINS", "x")
-    plugins.reset()
-    try:
-        assert plugins.adapter_class("x") is XAdapter
-    finally:
-        plugins.reset()
+    assert adapter_from_entry_point(monkeypatch, "x") is XAdapter
