@@ -4,11 +4,9 @@ text counted in graphemes."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import smm_bluesky
+from adapter_support import network_page, options_read_by, registered_adapters, undocumented
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from smm_bluesky import BlueskyAdapter, register_platforms
@@ -25,7 +24,6 @@ from smm_bluesky.tid import TID_PATTERN, tid_for_key
 
 from scheduler.adapter import (
     Account,
-    Adapter,
     AuthExpired,
     OutcomeUnknown,
     OutgoingPost,
@@ -35,7 +33,13 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, Handler, file_credential, mock_client
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 from scheduler.text import grapheme_count, graphemes
 
 T = TypeVar("T")
@@ -233,12 +237,8 @@ class FakePds:
         return httpx.Response(200, json={"did": DID, "handle": HANDLE, "followersCount": 42})
 
 
-def run(handler: Handler, call: Callable[[BlueskyAdapter], Coroutine[Any, Any, T]]) -> T:
-    async def main() -> T:
-        async with mock_client(handler) as client:
-            return await call(BlueskyAdapter(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[BlueskyAdapter], Awaitable[T]]) -> T:
+    return run_adapter(BlueskyAdapter, handler, call)
 
 
 def publish(
@@ -578,7 +578,7 @@ def test_metrics_go_on_without_followers_when_the_profile_cannot_be_read() -> No
 
 
 def adapter() -> BlueskyAdapter:
-    return BlueskyAdapter(mock_client(lambda r: httpx.Response(500)))
+    return offline_adapter(BlueskyAdapter)
 
 
 @pytest.mark.parametrize(
@@ -691,21 +691,14 @@ def test_record_keys_are_valid_stable_tids_in_the_past() -> None:
 
 
 def test_the_plugin_registers_the_adapter() -> None:
-    registered: list[type[Adapter]] = []
-    register_platforms(register=registered.append)
-    assert registered == [BlueskyAdapter]
+    assert registered_adapters(register_platforms) == [BlueskyAdapter]
     assert BlueskyAdapter.platform == "bluesky"
 
 
 def test_every_option_the_adapter_reads_is_documented() -> None:
-    package = Path(smm_bluesky.__file__).parent
-    source = "".join(p.read_text(encoding="utf-8") for p in package.glob("*.py"))
-    options = set(re.findall(r'option\("(\w+)"', source))
-    docs = (Path(__file__).resolve().parent.parent / "docs/plugins/networks/bluesky.md").read_text(
-        encoding="utf-8"
-    )
+    options = options_read_by(smm_bluesky)
     assert options
-    assert sorted(o for o in options if f"| `{o}` |" not in docs) == []
+    assert undocumented(options, network_page("bluesky")) == []
 
 
 # --------------------------------------------------------------------------- the contract

@@ -3,11 +3,9 @@ and length counted as Mastodon counts it."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 from collections import defaultdict, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +16,7 @@ import httpx
 import pytest
 import smm_mastodon
 import yaml
+from adapter_support import network_page, options_read_by, registered_adapters, undocumented
 from smm_mastodon import MastodonAdapter, register_platforms
 from smm_mastodon.instance import InstanceLimits
 from smm_mastodon.media import MediaUploader
@@ -25,7 +24,6 @@ from smm_mastodon.text import countable_text, status_length
 
 from scheduler.adapter import (
     Account,
-    Adapter,
     AuthExpired,
     OutcomeUnknown,
     OutgoingPost,
@@ -35,7 +33,14 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, Handler, file_credential, mock_client
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    fault_handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
 T = TypeVar("T")
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mastodon"
@@ -73,12 +78,8 @@ def make_post(text: str = "Toot!", **changes: Any) -> OutgoingPost:
     return replace(post, **changes)
 
 
-def run(handler: Handler, call: Callable[[MastodonAdapter], Coroutine[Any, Any, T]]) -> T:
-    async def main() -> T:
-        async with mock_client(handler) as client:
-            return await call(FastMastodon(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[MastodonAdapter], Awaitable[T]]) -> T:
+    return run_adapter(FastMastodon, handler, call)
 
 
 def publish(handler: Handler, post: OutgoingPost | None = None, **options: Any) -> Published:
@@ -359,7 +360,7 @@ def status_json(status_id: str = "111") -> dict[str, Any]:
     }
 
 
-def answer_create(respond: Callable[[httpx.Request], httpx.Response]) -> Handler:
+def answer_create(respond: Handler) -> Handler:
     """A server that answers the instance document normally and ``respond``s to the rest."""
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -437,11 +438,11 @@ def test_a_transport_failure_of_the_create_call_is_classified(
 def test_a_timeout_while_uploading_media_is_transient_as_no_status_exists_yet(
     tmp_path: Path,
 ) -> None:
-    def respond(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("no answer")
-
     with pytest.raises(Transient):
-        publish(answer_create(respond), make_post(media=(write(tmp_path, "a.png"),)))
+        publish(
+            answer_create(fault_handler("read_timeout")),
+            make_post(media=(write(tmp_path, "a.png"),)),
+        )
 
 
 def test_a_500_while_reading_metrics_is_transient() -> None:
@@ -610,7 +611,7 @@ def test_metrics_add_quotes_to_reblogs_and_carry_followers() -> None:
 )
 def test_length_is_counted_as_mastodon_counts_it(text: str, length: int) -> None:
     assert status_length(text) == length
-    assert MastodonAdapter(mock_client(lambda r: httpx.Response(500))).text_length(text) == length
+    assert offline_adapter(MastodonAdapter).text_length(text) == length
 
 
 def test_the_instances_url_length_is_used_for_links() -> None:
@@ -619,7 +620,7 @@ def test_the_instances_url_length_is_used_for_links() -> None:
 
 
 def test_validate_counts_emoji_sequences_as_one_character_each() -> None:
-    adapter = MastodonAdapter(mock_client(lambda r: httpx.Response(500)))
+    adapter = offline_adapter(MastodonAdapter)
     family = "👨‍👩‍👧‍👦"
     assert adapter.validate(make_post(family * 500), make_account()) == []
     (issue,) = adapter.validate(make_post(family * 501), make_account())
@@ -628,7 +629,7 @@ def test_validate_counts_emoji_sequences_as_one_character_each() -> None:
 
 
 def test_validate_flags_media_mastodon_does_not_take() -> None:
-    adapter = MastodonAdapter(mock_client(lambda r: httpx.Response(500)))
+    adapter = offline_adapter(MastodonAdapter)
     issues = adapter.validate(make_post(media=("slides.pdf",)), make_account())
     assert [i.field for i in issues] == ["media"]
 
@@ -639,21 +640,14 @@ def test_instance_limits_tolerate_a_partial_document() -> None:
 
 
 def test_the_plugin_registers_the_adapter() -> None:
-    registered: list[type[Adapter]] = []
-    register_platforms(register=registered.append)
-    assert registered == [MastodonAdapter]
+    assert registered_adapters(register_platforms) == [MastodonAdapter]
     assert MastodonAdapter.platform == "mastodon"
 
 
 def test_every_option_the_adapter_reads_is_documented() -> None:
-    package = Path(smm_mastodon.__file__).parent
-    source = "".join(p.read_text(encoding="utf-8") for p in package.glob("*.py"))
-    options = set(re.findall(r'option\("(\w+)"', source))
-    docs = (Path(__file__).resolve().parent.parent / "docs/plugins/networks/mastodon.md").read_text(
-        encoding="utf-8"
-    )
+    options = options_read_by(smm_mastodon)
     assert options
-    assert sorted(o for o in options if f"| `{o}` |" not in docs) == []
+    assert undocumented(options, network_page("mastodon")) == []
 
 
 # --------------------------------------------------------------------------- the contract
