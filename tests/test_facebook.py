@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+from adapter_support import form
 from smm_meta import FacebookAdapter
 
 from scheduler.adapter import (
@@ -23,8 +22,16 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, file_credential
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    fault_handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
+T = TypeVar("T")
 TOKEN = "EAAB-secret-page-token"
 PAGE = "104582671234567"
 DUE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
@@ -58,10 +65,6 @@ def make_post(**changes: Any) -> OutgoingPost:
 def graph_error(status: int, code: int, message: str, **extra: Any) -> httpx.Response:
     error = {"message": message, "type": "OAuthException", "code": code, **extra}
     return httpx.Response(status, json={"error": {**error, "fbtrace_id": "AbC"}})
-
-
-def form(request: httpx.Request) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
 
 
 class FakePage:
@@ -133,18 +136,11 @@ def _insights(remote_id: str) -> dict[str, Any]:
     return {"insights": {"data": values}, "id": remote_id}
 
 
-def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[FacebookAdapter], Coroutine[Any, Any, Any]],
-) -> Any:
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await call(FacebookAdapter(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[FacebookAdapter], Awaitable[T]]) -> T:
+    return run_adapter(FacebookAdapter, handler, call)
 
 
-def publish(handler: Callable[[httpx.Request], httpx.Response], post: OutgoingPost) -> Any:
+def publish(handler: Handler, post: OutgoingPost) -> Any:
     return run(handler, lambda a: a.publish(post, make_account(), post.idempotency_key))
 
 
@@ -158,7 +154,7 @@ class TestFacebookContract(AdapterContract):
     def make_account(self) -> Account:
         return make_account()
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakePage()
         usage = {
@@ -267,14 +263,12 @@ def test_several_images_are_uploaded_unpublished_then_attached_to_one_post() -> 
 
 
 def test_a_lost_answer_while_uploading_hidden_photos_is_safe_to_retry() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("lost", request=request)
-
+    lost = fault_handler("read_timeout")
     images = ("https://cdn.example.com/a.jpg", "https://cdn.example.com/b.jpg")
     with pytest.raises(Transient):
-        publish(handler, make_post(media=images))
+        publish(lost, make_post(media=images))
     with pytest.raises(OutcomeUnknown):
-        publish(handler, make_post())
+        publish(lost, make_post())
 
 
 def test_duplicate_post_is_rejected_with_facebooks_message() -> None:
@@ -296,7 +290,7 @@ def test_duplicate_post_is_rejected_with_facebooks_message() -> None:
 def test_validate_flags_what_facebook_refuses(
     post: OutgoingPost, account: Account, field: str
 ) -> None:
-    issues = FacebookAdapter(httpx.AsyncClient()).validate(post, account)
+    issues = offline_adapter(FacebookAdapter).validate(post, account)
     assert [i.field for i in issues] == [field]
 
 

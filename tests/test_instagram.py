@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+from adapter_support import form
 from smm_meta import InstagramAdapter
 
 from scheduler.adapter import (
@@ -19,12 +18,20 @@ from scheduler.adapter import (
     OutcomeUnknown,
     OutgoingPost,
     Published,
+    PublishError,
     RateLimited,
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, file_credential
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
+T = TypeVar("T")
 TOKEN = "IGQVJ-secret-instagram-token"
 IG_USER = "17841405822304914"
 IMAGE = "https://cdn.example.com/photos/launch.jpg"
@@ -58,10 +65,6 @@ def graph_error(status: int, code: int, message: str, **extra: Any) -> httpx.Res
     error = {"message": message, "type": "OAuthException", "code": code, **extra}
     error.setdefault("fbtrace_id", "AbCdEfGhIjK")
     return httpx.Response(status, json={"error": error})
-
-
-def form(request: httpx.Request) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
 
 
 class FakeInstagram:
@@ -154,26 +157,41 @@ _INSIGHTS = {
 }
 
 
+def fast(client: httpx.AsyncClient) -> InstagramAdapter:
+    """The adapter, with no pause between container status checks."""
+    adapter = InstagramAdapter(client)
+    adapter.poll_interval = 0
+    return adapter
+
+
 def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[InstagramAdapter], Coroutine[Any, Any, Any]],
+    handler: Handler,
+    call: Callable[[InstagramAdapter], Awaitable[T]],
     adapter: InstagramAdapter | None = None,
-) -> Any:
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            nonlocal adapter
-            if adapter is None:
-                adapter = InstagramAdapter(client)
-            adapter.client = client
-            adapter.poll_interval = 0
-            return await call(adapter)
+) -> T:
+    """``call`` on a new adapter, or on ``adapter`` (with what it remembers) moved to this
+    run's client."""
 
-    return asyncio.run(main())
+    def on(client: httpx.AsyncClient) -> InstagramAdapter:
+        if adapter is None:
+            return fast(client)
+        adapter.client = client
+        return adapter
+
+    return run_adapter(on, handler, call)
 
 
-def publish(fake: Callable[[httpx.Request], httpx.Response], **kw: Any) -> Any:
+def publish(fake: Handler, adapter: InstagramAdapter | None = None) -> Published:
     post, account = make_post(), make_account()
-    return run(fake, lambda a: a.publish(post, account, post.idempotency_key), **kw)
+    return run(fake, lambda a: a.publish(post, account, post.idempotency_key), adapter)
+
+
+def failed_attempt(fake: Handler, error: type[PublishError]) -> InstagramAdapter:
+    """Publish on ``fake`` and expect ``error``; the adapter, to try again with."""
+    adapter = offline_adapter(fast)
+    with pytest.raises(error):
+        publish(fake, adapter)
+    return adapter
 
 
 # --------------------------------------------------------------------------- contract
@@ -190,11 +208,9 @@ class TestInstagramContract(AdapterContract):
         return replace(super().make_post(), media=(IMAGE,))
 
     def make_adapter(self, client: httpx.AsyncClient) -> InstagramAdapter:
-        adapter = InstagramAdapter(client)
-        adapter.poll_interval = 0
-        return adapter
+        return fast(client)
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakeInstagram()
         answers = {
@@ -347,16 +363,8 @@ def test_exhausted_quota_is_rate_limited_for_an_hour_before_any_container() -> N
 def test_retry_after_a_lost_publish_answer_finds_the_post_instead_of_publishing_again() -> None:
     fake = FakeInstagram()
     fake.publish_timeouts = 1
-    adapter_box: list[InstagramAdapter] = []
-
-    async def first(adapter: InstagramAdapter) -> Any:
-        adapter_box.append(adapter)
-        post = make_post()
-        return await adapter.publish(post, make_account(), post.idempotency_key)
-
-    with pytest.raises(OutcomeUnknown):
-        run(fake, first)
-    again = publish(fake, adapter=adapter_box[0])
+    adapter = failed_attempt(fake, OutcomeUnknown)
+    again = publish(fake, adapter=adapter)
     assert len(fake.published) == 1
     assert len(fake.containers) == 1
     assert again.remote_id in fake.published
@@ -365,17 +373,9 @@ def test_retry_after_a_lost_publish_answer_finds_the_post_instead_of_publishing_
 def test_retry_after_a_transient_publish_error_reuses_the_finished_container() -> None:
     fake = FakeInstagram()
     fake.fail_publish = graph_error(500, 2, "Service temporarily unavailable", is_transient=True)
-    adapter_box: list[InstagramAdapter] = []
-
-    async def first(adapter: InstagramAdapter) -> Any:
-        adapter_box.append(adapter)
-        post = make_post()
-        return await adapter.publish(post, make_account(), post.idempotency_key)
-
-    with pytest.raises(Transient):
-        run(fake, first)
+    adapter = failed_attempt(fake, Transient)
     fake.fail_publish = None
-    publish(fake, adapter=adapter_box[0])
+    publish(fake, adapter=adapter)
     assert len(fake.containers) == 1
     assert len(fake.published) == 1
 
@@ -383,16 +383,8 @@ def test_retry_after_a_transient_publish_error_reuses_the_finished_container() -
 def test_rejected_publish_forgets_the_container_so_a_new_attempt_starts_afresh() -> None:
     fake = FakeInstagram()
     fake.fail_publish = graph_error(400, 100, "Invalid parameter", error_subcode=2207001)
-    adapter_box: list[InstagramAdapter] = []
-
-    async def first(adapter: InstagramAdapter) -> Any:
-        adapter_box.append(adapter)
-        post = make_post()
-        return await adapter.publish(post, make_account(), post.idempotency_key)
-
-    with pytest.raises(Rejected):
-        run(fake, first)
-    assert adapter_box[0]._containers == {}
+    adapter = failed_attempt(fake, Rejected)
+    assert adapter._containers == {}
 
 
 # --------------------------------------------------------------------------- lookup
@@ -401,18 +393,8 @@ def test_rejected_publish_forgets_the_container_so_a_new_attempt_starts_afresh()
 def test_lookup_of_a_never_published_container_says_not_published() -> None:
     fake = FakeInstagram()
     fake.fail_publish = graph_error(500, 2, "Service temporarily unavailable", is_transient=True)
-    adapter_box: list[InstagramAdapter] = []
-
-    async def first(adapter: InstagramAdapter) -> Any:
-        adapter_box.append(adapter)
-        post = make_post()
-        return await adapter.publish(post, make_account(), post.idempotency_key)
-
-    with pytest.raises(Transient):
-        run(fake, first)
-    assert (
-        run(fake, lambda a: a.lookup(make_post(), make_account()), adapter=adapter_box[0]) is None
-    )
+    adapter = failed_attempt(fake, Transient)
+    assert run(fake, lambda a: a.lookup(make_post(), make_account()), adapter=adapter) is None
 
 
 def test_lookup_after_a_restart_finds_the_post_by_its_caption() -> None:
@@ -450,7 +432,7 @@ def test_lookup_turns_a_server_error_into_outcome_unknown() -> None:
 
 
 def test_validate_accepts_a_captioned_jpeg() -> None:
-    adapter = InstagramAdapter(httpx.AsyncClient())
+    adapter = offline_adapter(InstagramAdapter)
     assert adapter.validate(make_post(), make_account()) == []
 
 
@@ -469,13 +451,13 @@ def test_validate_accepts_a_captioned_jpeg() -> None:
 def test_validate_flags_what_instagram_refuses(
     changes: dict[str, Any], field: str, words: str
 ) -> None:
-    adapter = InstagramAdapter(httpx.AsyncClient())
+    adapter = offline_adapter(InstagramAdapter)
     issues = adapter.validate(make_post(**changes), make_account())
     assert any(i.field == field and words in i.message for i in issues), issues
 
 
 def test_validate_flags_an_account_without_an_instagram_user_id() -> None:
-    adapter = InstagramAdapter(httpx.AsyncClient())
+    adapter = offline_adapter(InstagramAdapter)
     account = replace(make_account(), options={})
     issues = adapter.validate(make_post(), account)
     assert [i.field for i in issues] == ["account"]

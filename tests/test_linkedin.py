@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 import httpx
 import pytest
+import smm_linkedin
+from adapter_support import registered_adapters
 from smm_linkedin import LinkedInAdapter
 from smm_linkedin.api import classify_error, next_midnight_utc
 from smm_linkedin.little import escape
@@ -28,8 +29,16 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, file_credential
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    fault_handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
+T = TypeVar("T")
 TOKEN = "AQV-secret-linkedin-token"
 ORG = "urn:li:organization:2414183"
 PERSON = "urn:li:person:8675309"
@@ -128,15 +137,8 @@ class FakeLinkedIn:
         return li_error(404, f"No route {request.method} {path}")
 
 
-def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[LinkedInAdapter], Coroutine[Any, Any, Any]],
-) -> Any:
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await call(LinkedInAdapter(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[LinkedInAdapter], Awaitable[T]]) -> T:
+    return run_adapter(LinkedInAdapter, handler, call)
 
 
 def publish(handler: Any, post: OutgoingPost | None = None, account: Account | None = None) -> Any:
@@ -154,7 +156,7 @@ class TestLinkedInContract(AdapterContract):
     def make_account(self) -> Account:
         return make_account()
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakeLinkedIn()
         answers: dict[str, Callable[[], httpx.Response]] = {
@@ -217,11 +219,8 @@ def test_created_without_x_restli_id_leaves_the_outcome_open() -> None:
 
 
 def test_a_lost_answer_to_the_post_request_leaves_the_outcome_open() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.RemoteProtocolError("Server disconnected", request=request)
-
     with pytest.raises(OutcomeUnknown, match="may have taken effect"):
-        publish(handler)
+        publish(fault_handler("dropped_connection"))
 
 
 def test_one_image_is_uploaded_then_referenced_as_media(tmp_path: Path) -> None:
@@ -254,11 +253,10 @@ def test_several_images_become_a_multi_image_post() -> None:
 
 
 def test_a_lost_answer_while_uploading_an_image_is_transient() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
-
     with pytest.raises(Transient):
-        publish(handler, make_post(media=("https://media.example.com/a.png",)))
+        publish(
+            fault_handler("read_timeout"), make_post(media=("https://media.example.com/a.png",))
+        )
 
 
 # --------------------------------------------------------------------------- little format
@@ -283,7 +281,7 @@ def test_little_format_escapes_reserved_characters_outside_urls(text: str, escap
 
 
 def test_the_limit_is_checked_on_the_text_as_written_not_as_escaped() -> None:
-    adapter = LinkedInAdapter(httpx.AsyncClient())
+    adapter = offline_adapter(LinkedInAdapter)
     fits = make_post(text="(" * 3000, link=None)
     assert adapter.validate(fits, make_account()) == []
     too_long = make_post(text="a" * 3001, link=None)
@@ -293,7 +291,7 @@ def test_the_limit_is_checked_on_the_text_as_written_not_as_escaped() -> None:
 @pytest.mark.parametrize("author", [None, "2414183", "urn:li:company:1"])
 def test_validate_flags_an_author_that_is_not_a_person_or_organization_urn(author: Any) -> None:
     account = replace(make_account(), options={"author": author})
-    issues = LinkedInAdapter(httpx.AsyncClient()).validate(make_post(), account)
+    issues = offline_adapter(LinkedInAdapter).validate(make_post(), account)
     assert [i.field for i in issues] == ["account"]
 
 
@@ -476,9 +474,5 @@ def test_lookup_without_permission_to_read_member_posts_cannot_tell() -> None:
 
 
 def test_the_plugin_registers_the_linkedin_platform() -> None:
-    import smm_linkedin
-
-    registered: list[type] = []
-    smm_linkedin.register_platforms(register=registered.append)
-    assert registered == [LinkedInAdapter]
+    assert registered_adapters(smm_linkedin.register_platforms) == [LinkedInAdapter]
     assert LinkedInAdapter.platform == "linkedin"

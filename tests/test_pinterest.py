@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+import smm_pinterest
+from adapter_support import registered_adapters
 from smm_pinterest import PinterestAdapter
 from smm_pinterest.adapter import classify_error, reset_time, split_title
 
@@ -27,8 +28,16 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, file_credential
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    fault_handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
+T = TypeVar("T")
 TOKEN = "pina_secret-pinterest-token"
 BOARD = "549755885175"
 PIN = "813744226420795884"
@@ -120,15 +129,8 @@ class FakePinterest:
         return pin_error(404, 404, f"No route {request.method} {path}")
 
 
-def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[PinterestAdapter], Coroutine[Any, Any, Any]],
-) -> Any:
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await call(PinterestAdapter(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[PinterestAdapter], Awaitable[T]]) -> T:
+    return run_adapter(PinterestAdapter, handler, call)
 
 
 def publish(handler: Any, post: OutgoingPost | None = None) -> Any:
@@ -149,7 +151,7 @@ class TestPinterestContract(AdapterContract):
     def make_post(self) -> OutgoingPost:
         return replace(super().make_post(), media=(IMAGE,))
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakePinterest()
         answers: dict[str, Callable[[], httpx.Response]] = {
@@ -236,11 +238,8 @@ async def _publish_and_status(adapter: PinterestAdapter) -> Any:
 
 
 def test_a_lost_answer_to_the_pin_creation_leaves_the_outcome_open() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout(f"timed out {request.url}", request=request)
-
     with pytest.raises(OutcomeUnknown, match="may have been created"):
-        publish(handler)
+        publish(fault_handler("read_timeout"))
 
 
 @pytest.mark.parametrize(
@@ -265,13 +264,13 @@ def test_split_title(text: str, title: str | None, description: str) -> None:
     ],
 )
 def test_validate_flags_what_pinterest_refuses(post: OutgoingPost, field: str, words: str) -> None:
-    issues = PinterestAdapter(httpx.AsyncClient()).validate(post, make_account())
+    issues = offline_adapter(PinterestAdapter).validate(post, make_account())
     assert any(i.field == field and words in i.message for i in issues), issues
 
 
 def test_validate_flags_an_account_without_a_board() -> None:
     account = replace(make_account(), options={})
-    issues = PinterestAdapter(httpx.AsyncClient()).validate(make_post(), account)
+    issues = offline_adapter(PinterestAdapter).validate(make_post(), account)
     assert [i.field for i in issues] == ["account"]
 
 
@@ -401,9 +400,5 @@ def test_lookup_cannot_tell_when_more_pages_hide_the_due_time() -> None:
 
 
 def test_the_plugin_registers_the_pinterest_platform() -> None:
-    import smm_pinterest
-
-    registered: list[type] = []
-    smm_pinterest.register_platforms(register=registered.append)
-    assert registered == [PinterestAdapter]
+    assert registered_adapters(smm_pinterest.register_platforms) == [PinterestAdapter]
     assert PinterestAdapter.platform == "pinterest"

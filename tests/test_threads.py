@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+from adapter_support import form
 from smm_meta import ThreadsAdapter
 
 from scheduler.adapter import Account, OutgoingPost, Published, RateLimited
-from scheduler.testing import AdapterContract, file_credential
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
+T = TypeVar("T")
 TOKEN = "THQVJ-secret-threads-token"
 USER = "25749843731371234"
 DUE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
@@ -46,10 +52,6 @@ def make_post(**changes: Any) -> OutgoingPost:
 def graph_error(status: int, code: int, message: str, **extra: Any) -> httpx.Response:
     error = {"message": message, "type": "THApiException", "code": code, **extra}
     return httpx.Response(status, json={"error": {**error, "fbtrace_id": "AbC"}})
-
-
-def form(request: httpx.Request) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
 
 
 class FakeThreads:
@@ -104,17 +106,15 @@ class FakeThreads:
         return graph_error(400, 100, f"Unsupported request {path}")
 
 
-def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[ThreadsAdapter], Coroutine[Any, Any, Any]],
-) -> Any:
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            adapter = ThreadsAdapter(client)
-            adapter.poll_interval = 0
-            return await call(adapter)
+def fast(client: httpx.AsyncClient) -> ThreadsAdapter:
+    """The adapter, with no pause between container status checks."""
+    adapter = ThreadsAdapter(client)
+    adapter.poll_interval = 0
+    return adapter
 
-    return asyncio.run(main())
+
+def run(handler: Handler, call: Callable[[ThreadsAdapter], Awaitable[T]]) -> T:
+    return run_adapter(fast, handler, call)
 
 
 class TestThreadsContract(AdapterContract):
@@ -124,7 +124,7 @@ class TestThreadsContract(AdapterContract):
     def make_account(self) -> Account:
         return make_account()
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakeThreads()
         answers: dict[str, Callable[[], httpx.Response]] = {
@@ -188,11 +188,11 @@ def test_quota_of_250_used_up_is_rate_limited_before_any_container() -> None:
     ],
 )
 def test_text_length_counts_emoji_as_utf8_bytes(text: str, length: int) -> None:
-    assert ThreadsAdapter(httpx.AsyncClient()).text_length(text) == length
+    assert offline_adapter(ThreadsAdapter).text_length(text) == length
 
 
 def test_validate_flags_text_that_emoji_push_over_500() -> None:
-    adapter = ThreadsAdapter(httpx.AsyncClient())
+    adapter = offline_adapter(ThreadsAdapter)
     fits = make_post(text="a" * 496 + "😀")
     too_long = make_post(text="a" * 497 + "😀")
     assert adapter.validate(fits, make_account()) == []
@@ -200,7 +200,7 @@ def test_validate_flags_text_that_emoji_push_over_500() -> None:
 
 
 def test_validate_flags_local_files_and_empty_posts() -> None:
-    adapter = ThreadsAdapter(httpx.AsyncClient())
+    adapter = offline_adapter(ThreadsAdapter)
     local = adapter.validate(make_post(media=("/srv/a.jpg",)), make_account())
     assert [i.field for i in local] == ["media"]
     empty = adapter.validate(make_post(text=""), make_account())

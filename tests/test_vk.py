@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, TypeVar
 
 import httpx
 import pytest
+import smm_vk
+from adapter_support import form, registered_adapters
 from smm_vk import VKAdapter
 from smm_vk.api import classify_error
 
@@ -27,8 +27,16 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from scheduler.testing import AdapterContract, file_credential
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    fault_handler,
+    file_credential,
+    offline_adapter,
+    run_adapter,
+)
 
+T = TypeVar("T")
 TOKEN = "vk1.a.secret-vk-token"
 GROUP = -218374651
 DUE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
@@ -63,10 +71,6 @@ def vk_error(code: int, message: str) -> httpx.Response:
     params = [{"key": "method", "value": "wall.post"}, {"key": "oauth", "value": "1"}]
     error = {"error_code": code, "error_msg": message, "request_params": params}
     return httpx.Response(200, json={"error": error})
-
-
-def form(request: httpx.Request) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
 
 
 def wall_item(post_id: int, text: str, date: datetime, **extra: Any) -> dict[str, Any]:
@@ -129,19 +133,12 @@ class FakeVK:
         return vk_error(3, "Unknown method passed")
 
 
-def run(
-    handler: Callable[[httpx.Request], httpx.Response],
-    call: Callable[[VKAdapter], Coroutine[Any, Any, Any]],
-) -> Any:
-    async def main() -> Any:
-        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            return await call(VKAdapter(client))
-
-    return asyncio.run(main())
+def run(handler: Handler, call: Callable[[VKAdapter], Awaitable[T]]) -> T:
+    return run_adapter(VKAdapter, handler, call)
 
 
 def publish(
-    handler: Callable[[httpx.Request], httpx.Response],
+    handler: Handler,
     post: OutgoingPost | None = None,
     account: Account | None = None,
 ) -> Any:
@@ -160,7 +157,7 @@ class TestVKContract(AdapterContract):
     def make_account(self) -> Account:
         return make_account()
 
-    def make_handler(self, scenario: str) -> Callable[[httpx.Request], httpx.Response]:
+    def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakeVK()
         answers = {
@@ -217,11 +214,8 @@ def test_resending_after_a_lost_answer_cannot_duplicate_thanks_to_the_guid() -> 
 
 
 def test_a_lost_answer_to_wall_post_leaves_the_outcome_open() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout(f"timed out {request.url}", request=request)
-
     with pytest.raises(OutcomeUnknown):
-        publish(handler)
+        publish(fault_handler("read_timeout"))
 
 
 def test_photos_are_uploaded_to_the_wall_upload_server_then_attached(tmp_path: Path) -> None:
@@ -362,13 +356,13 @@ def test_a_token_echoed_in_an_error_message_is_redacted() -> None:
 
 @pytest.mark.parametrize("owner", ["", "club123", 0])
 def test_validate_flags_a_missing_or_malformed_owner_id(owner: Any) -> None:
-    issues = VKAdapter(httpx.AsyncClient()).validate(make_post(), make_account(owner_id=owner))
+    issues = offline_adapter(VKAdapter).validate(make_post(), make_account(owner_id=owner))
     assert [i.field for i in issues] == ["account"]
 
 
 def test_validate_flags_text_over_16384_characters() -> None:
     post = make_post(text="я" * 16385, tags=())
-    issues = VKAdapter(httpx.AsyncClient()).validate(post, make_account())
+    issues = offline_adapter(VKAdapter).validate(post, make_account())
     assert [i.field for i in issues] == ["text"]
 
 
@@ -427,9 +421,5 @@ def test_lookup_cannot_tell_when_fifty_newer_posts_hide_the_due_time() -> None:
 
 
 def test_the_plugin_registers_the_vk_platform() -> None:
-    import smm_vk
-
-    registered: list[type] = []
-    smm_vk.register_platforms(register=registered.append)
-    assert registered == [VKAdapter]
+    assert registered_adapters(smm_vk.register_platforms) == [VKAdapter]
     assert VKAdapter.platform == "vk"
