@@ -103,6 +103,7 @@ __all__ = [
     "AdapterContract",
     "Handler",
     "RecordingHandler",
+    "account_with_secrets",
     "fault_handler",
     "file_credential",
     "mock_client",
@@ -205,6 +206,28 @@ def file_credential(value: str) -> CredentialRef:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(value)
     return CredentialRef("file", path)
+
+
+def account_with_secrets(
+    name: str,
+    platform: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    secrets: Mapping[str, str],
+    timezone: str = "UTC",
+) -> Account:
+    """An ``Account`` whose credentials resolve to ``secrets`` (credential name -> value),
+    each held in a ``file_credential``::
+
+        account_with_secrets("alerts", "ntfy", {"topic": "news"}, secrets={"token": "tk_1"})
+    """
+    return Account(
+        name=name,
+        platform=platform,
+        timezone=timezone,
+        options=dict(options or {}),
+        credentials={key: file_credential(value) for key, value in secrets.items()},
+    )
 
 
 def _media_files(count: int) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -27,11 +28,16 @@ from scheduler.adapter import (
 )
 from scheduler.testing import (
     SCENARIOS,
+    TRANSPORT_FAULTS,
     AdapterContract,
     Handler,
     RecordingHandler,
+    account_with_secrets,
+    fault_handler,
     file_credential,
     mock_client,
+    offline_adapter,
+    run_adapter,
 )
 
 TOKEN = "toy-secret-token-9f2c"
@@ -309,8 +315,6 @@ class Hangs(ToyAdapter):
     async def publish(
         self, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
-        import asyncio
-
         await asyncio.sleep(3600)
         raise AssertionError("unreachable")
 
@@ -449,8 +453,6 @@ def test_file_credential_resolves_to_the_value() -> None:
 
 
 def test_recording_handler_keeps_every_request_sent_through_mock_client() -> None:
-    import asyncio
-
     recorder = RecordingHandler(toy_network("ok"))
 
     async def main() -> list[int]:
@@ -471,3 +473,83 @@ def test_the_toy_network_answers_every_scenario() -> None:
     for scenario in SCENARIOS:
         response = toy_network(scenario)(httpx.Request("POST", f"{API}/posts"))
         assert (response.status_code == 200) == (scenario == "ok"), scenario
+
+
+def test_account_with_secrets_keeps_each_secret_in_a_file_credential() -> None:
+    account = account_with_secrets("a", "toy", {"x": 1}, secrets={"token": TOKEN, "key": "k"})
+    assert (account.name, account.platform, account.timezone) == ("a", "toy", "UTC")
+    assert account.options == {"x": 1}
+    assert {name: ref.kind for name, ref in account.credentials.items()} == {
+        "token": "file",
+        "key": "file",
+    }
+    assert (account.secret("token"), account.secret("key")) == (TOKEN, "k")
+    assert account_with_secrets("b", "toy", secrets={}, timezone="Asia/Tokyo").timezone == (
+        "Asia/Tokyo"
+    )
+
+
+def test_run_adapter_runs_the_call_on_an_adapter_over_the_handler() -> None:
+    recorder = RecordingHandler(toy_network("ok"))
+    account = ToyContract().make_account()
+    post = ToyContract().make_post()
+
+    published = run_adapter(ToyAdapter, recorder, lambda toy: toy.publish(post, account, "k-1"))
+
+    assert published == Published(remote_id="42", url="https://toy.example/p/42")
+    assert [(r.method, str(r.url)) for r in recorder.requests] == [("POST", f"{API}/posts")]
+
+
+def test_run_adapter_builds_the_adapter_with_the_function_it_is_given() -> None:
+    clients: list[httpx.AsyncClient] = []
+
+    def make(client: httpx.AsyncClient) -> ToyAdapter:
+        clients.append(client)
+        return ToyAdapter(client)
+
+    async def call(toy: ToyAdapter) -> bool:
+        return toy.client is clients[0] and not toy.client.is_closed
+
+    assert run_adapter(make, toy_network("ok"), call) is True
+    assert clients[0].is_closed
+
+
+def test_an_offline_adapter_fails_on_any_request() -> None:
+    toy = offline_adapter(ToyAdapter)
+    assert toy.validate(ToyContract().make_post(), ToyContract().make_account()) == []
+
+    async def main() -> None:
+        await toy.client.get(f"{API}/posts")
+
+    with pytest.raises(AssertionError, match="an offline method sent a request: GET"):
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("fault", "raised"),
+    [
+        ("connect_error", httpx.ConnectError),
+        ("read_timeout", httpx.ReadTimeout),
+        ("dropped_connection", httpx.RemoteProtocolError),
+    ],
+)
+def test_fault_handler_raises_the_transport_error_quoting_the_url(
+    fault: str, raised: type[httpx.TransportError]
+) -> None:
+    request = httpx.Request("POST", f"{API}/posts")
+    with pytest.raises(raised, match=f"POST {API}/posts"):
+        fault_handler(fault)(request)
+
+
+def test_fault_handler_answers_html_for_html_body_and_knows_every_fault() -> None:
+    response = fault_handler("html_body")(httpx.Request("POST", f"{API}/posts"))
+    assert (response.status_code, response.headers["content-type"]) == (
+        200,
+        "text/html; charset=utf-8",
+    )
+    assert set(TRANSPORT_FAULTS) == {
+        "connect_error",
+        "read_timeout",
+        "dropped_connection",
+        "html_body",
+    }
