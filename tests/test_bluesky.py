@@ -36,7 +36,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
-    file_credential,
+    account_with_secrets,
     offline_adapter,
     run_adapter,
 )
@@ -65,12 +65,8 @@ RATE_LIMIT_HEADERS = {
 
 
 def make_account(**options: Any) -> Account:
-    return Account(
-        name="sky",
-        platform="bluesky",
-        timezone="UTC",
-        options={"handle": HANDLE, **options},
-        credentials={"app_password": file_credential(PASSWORD)},
+    return account_with_secrets(
+        "sky", "bluesky", {"handle": HANDLE, **options}, secrets={"app_password": PASSWORD}
     )
 
 

@@ -25,8 +25,8 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    account_with_secrets,
     fault_handler,
-    file_credential,
     offline_adapter,
     run_adapter,
 )
@@ -39,12 +39,8 @@ POST_ID = f"{PAGE}_122107356123456789"
 
 
 def make_account(**options: Any) -> Account:
-    return Account(
-        name="brand-fb",
-        platform="facebook",
-        timezone="UTC",
-        options={"page_id": PAGE, **options},
-        credentials={"page_access_token": file_credential(TOKEN)},
+    return account_with_secrets(
+        "brand-fb", "facebook", {"page_id": PAGE, **options}, secrets={"page_access_token": TOKEN}
     )
 
 

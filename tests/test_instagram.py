@@ -26,7 +26,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
-    file_credential,
+    account_with_secrets,
     offline_adapter,
     run_adapter,
 )
@@ -39,12 +39,8 @@ DUE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
 
 def make_account(**options: Any) -> Account:
-    return Account(
-        name="brand-ig",
-        platform="instagram",
-        timezone="UTC",
-        options={"ig_user_id": IG_USER, **options},
-        credentials={"access_token": file_credential(TOKEN)},
+    return account_with_secrets(
+        "brand-ig", "instagram", {"ig_user_id": IG_USER, **options}, secrets={"access_token": TOKEN}
     )
 
 

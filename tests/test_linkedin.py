@@ -32,8 +32,8 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    account_with_secrets,
     fault_handler,
-    file_credential,
     offline_adapter,
     run_adapter,
 )
@@ -48,12 +48,11 @@ UPLOAD = "https://www.linkedin.com/dms-uploads/C4E10AQ/uploadedImage/0?ca=vector
 
 
 def make_account(author: str = ORG) -> Account:
-    return Account(
-        name="brand-li",
-        platform="linkedin",
-        timezone="UTC",
-        options={"author": author, "linkedin_version": "202410"},
-        credentials={"access_token": file_credential(TOKEN)},
+    return account_with_secrets(
+        "brand-li",
+        "linkedin",
+        {"author": author, "linkedin_version": "202410"},
+        secrets={"access_token": TOKEN},
     )
 
 

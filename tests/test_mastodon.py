@@ -36,8 +36,8 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    account_with_secrets,
     fault_handler,
-    file_credential,
     offline_adapter,
     run_adapter,
 )
@@ -57,12 +57,8 @@ class FastMastodon(MastodonAdapter):
 
 
 def make_account(**options: Any) -> Account:
-    return Account(
-        name="toots",
-        platform="mastodon",
-        timezone="UTC",
-        options={"instance": INSTANCE, **options},
-        credentials={"access_token": file_credential(TOKEN)},
+    return account_with_secrets(
+        "toots", "mastodon", {"instance": INSTANCE, **options}, secrets={"access_token": TOKEN}
     )
 
 

@@ -31,8 +31,8 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    account_with_secrets,
     fault_handler,
-    file_credential,
     offline_adapter,
     run_adapter,
 )
@@ -47,12 +47,8 @@ NOW = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
 
 def make_account(**options: Any) -> Account:
-    return Account(
-        name="brand-pin",
-        platform="pinterest",
-        timezone="UTC",
-        options={"board_id": BOARD, **options},
-        credentials={"access_token": file_credential(TOKEN)},
+    return account_with_secrets(
+        "brand-pin", "pinterest", {"board_id": BOARD, **options}, secrets={"access_token": TOKEN}
     )
 
 

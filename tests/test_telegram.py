@@ -30,8 +30,8 @@ from scheduler.testing import (
     AdapterContract,
     Handler,
     RecordingHandler,
+    account_with_secrets,
     fault_handler,
-    file_credential,
     offline_adapter,
     run_adapter,
 )
@@ -42,12 +42,8 @@ CHANNEL = {"id": -1001234567890, "title": "SMM Test", "username": "smmtest", "ty
 
 
 def make_account(**options: Any) -> Account:
-    return Account(
-        name="tg",
-        platform="telegram",
-        timezone="UTC",
-        options={"chat_id": "@smmtest", **options},
-        credentials={"bot_token": file_credential(TOKEN)},
+    return account_with_secrets(
+        "tg", "telegram", {"chat_id": "@smmtest", **options}, secrets={"bot_token": TOKEN}
     )
 
 

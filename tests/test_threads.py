@@ -16,7 +16,7 @@ from scheduler.adapter import Account, OutgoingPost, Published, RateLimited
 from scheduler.testing import (
     AdapterContract,
     Handler,
-    file_credential,
+    account_with_secrets,
     offline_adapter,
     run_adapter,
 )
@@ -28,12 +28,8 @@ DUE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
 
 
 def make_account() -> Account:
-    return Account(
-        name="brand-threads",
-        platform="threads",
-        timezone="UTC",
-        options={"threads_user_id": USER},
-        credentials={"access_token": file_credential(TOKEN)},
+    return account_with_secrets(
+        "brand-threads", "threads", {"threads_user_id": USER}, secrets={"access_token": TOKEN}
     )
 
 

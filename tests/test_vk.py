@@ -30,8 +30,8 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    account_with_secrets,
     fault_handler,
-    file_credential,
     offline_adapter,
     run_adapter,
 )
@@ -44,12 +44,12 @@ UPLOAD_URL = "https://pu.vk.com/c909218/ss2244/upload.php?act=do_add&mid=1&aid=-
 
 
 def make_account(owner_id: int | str = GROUP) -> Account:
-    return Account(
-        name="brand-vk",
-        platform="vk",
+    return account_with_secrets(
+        "brand-vk",
+        "vk",
+        {"owner_id": owner_id},
+        secrets={"access_token": TOKEN},
         timezone="Europe/Moscow",
-        options={"owner_id": owner_id},
-        credentials={"access_token": file_credential(TOKEN)},
     )
 
 

@@ -31,8 +31,8 @@ from scheduler.testing import (
     AdapterContract,
     Handler,
     RecordingHandler,
+    account_with_secrets,
     fault_handler,
-    file_credential,
     offline_adapter,
     run_adapter,
 )
@@ -44,16 +44,10 @@ URL = "https://cms.example.com/hooks/smm"
 
 
 def make_account(*, signed: bool = True, **options: Any) -> Account:
-    credentials = {"bearer_token": file_credential(BEARER)}
+    secrets = {"bearer_token": BEARER}
     if signed:
-        credentials["hmac_secret"] = file_credential(SECRET)
-    return Account(
-        name="cms",
-        platform="webhook",
-        timezone="UTC",
-        options={"url": URL, **options},
-        credentials=credentials,
-    )
+        secrets["hmac_secret"] = SECRET
+    return account_with_secrets("cms", "webhook", {"url": URL, **options}, secrets=secrets)
 
 
 def make_post(**changes: Any) -> OutgoingPost:

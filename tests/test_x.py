@@ -32,8 +32,8 @@ from scheduler.testing import (
     AdapterContract,
     Handler,
     RecordingHandler,
+    account_with_secrets,
     fault_handler,
-    file_credential,
     offline_adapter,
     run_adapter,
 )
@@ -51,13 +51,7 @@ LIMIT_HEADERS = {
 
 
 def make_account(**options: Any) -> Account:
-    return Account(
-        name="x-main",
-        platform="x",
-        timezone="UTC",
-        options=options,
-        credentials={"access_token": file_credential(TOKEN)},
-    )
+    return account_with_secrets("x-main", "x", options, secrets={"access_token": TOKEN})
 
 
 def make_post(**changes: Any) -> OutgoingPost:
