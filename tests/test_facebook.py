@@ -164,8 +164,8 @@ class TestFacebookContract(AdapterContract):
                 }
             ]
         }
-        answers: dict[str, Callable[[], httpx.Response]] = {
-            "rate_limited": lambda: httpx.Response(
+        answers: dict[str, Handler] = {
+            "rate_limited": lambda request: httpx.Response(
                 400,
                 headers={"X-Business-Use-Case-Usage": json.dumps(usage)},
                 json={
@@ -177,24 +177,23 @@ class TestFacebookContract(AdapterContract):
                     }
                 },
             ),
-            "server_error": lambda: graph_error(
+            "server_error": lambda request: graph_error(
                 500, 1, "An unknown error occurred", is_transient=True, error_subcode=99
             ),
-            "auth_expired": lambda: graph_error(
+            "auth_expired": lambda request: graph_error(
                 400,
                 190,
                 "Error validating access token: The user has not authorized application 123.",
                 error_subcode=458,
             ),
-            "rejected": lambda: graph_error(
+            "rejected": lambda request: graph_error(
                 400,
                 100,
                 "(#100) The parameter link is not a valid URL.",
                 is_transient=False,
             ),
         }
-        answer = answers[scenario]
-        return lambda request: answer()
+        return answers[scenario]
 
 
 # --------------------------------------------------------------------------- publishing

@@ -209,8 +209,8 @@ class TestInstagramContract(AdapterContract):
     def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakeInstagram()
-        answers = {
-            "rate_limited": lambda: httpx.Response(
+        answers: dict[str, Handler] = {
+            "rate_limited": lambda request: httpx.Response(
                 400,
                 headers={
                     "X-Business-Use-Case-Usage": json.dumps(
@@ -237,19 +237,19 @@ class TestInstagramContract(AdapterContract):
                     }
                 },
             ),
-            "server_error": lambda: graph_error(
+            "server_error": lambda request: graph_error(
                 500,
                 2,
                 "An unexpected error has occurred. Please retry your request later.",
                 is_transient=True,
             ),
-            "auth_expired": lambda: graph_error(
+            "auth_expired": lambda request: graph_error(
                 400,
                 190,
                 "Error validating access token: Session has expired on Monday, 07-Jan-30.",
                 error_subcode=463,
             ),
-            "rejected": lambda: graph_error(
+            "rejected": lambda request: graph_error(
                 400,
                 9004,
                 "Only photo or video can be accepted as media type.",
@@ -259,8 +259,7 @@ class TestInstagramContract(AdapterContract):
                 error_user_msg="The media could not be fetched from this URI.",
             ),
         }
-        answer = answers[scenario]
-        return lambda request: answer()
+        return answers[scenario]
 
 
 # --------------------------------------------------------------------------- publishing

@@ -158,29 +158,28 @@ class TestLinkedInContract(AdapterContract):
     def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakeLinkedIn()
-        answers: dict[str, Callable[[], httpx.Response]] = {
-            "rate_limited": lambda: li_error(
+        answers: dict[str, Handler] = {
+            "rate_limited": lambda request: li_error(
                 429,
                 "Resource level throttle APPLICATION DAY limit for calls to this resource "
                 "is reached.",
                 serviceErrorCode=101,
                 code="TOO_MANY_REQUESTS",
             ),
-            "server_error": lambda: li_error(500, "Internal Server Error"),
-            "auth_expired": lambda: li_error(
+            "server_error": lambda request: li_error(500, "Internal Server Error"),
+            "auth_expired": lambda request: li_error(
                 401,
                 "The token used in the request has been revoked by the user",
                 serviceErrorCode=65601,
                 code="REVOKED_ACCESS_TOKEN",
             ),
-            "rejected": lambda: li_error(
+            "rejected": lambda request: li_error(
                 422,
                 "Content is a duplicate of urn:li:share:7073015422161784833",
                 errorDetailType="com.linkedin.common.error.BadRequest",
             ),
         }
-        answer = answers[scenario]
-        return lambda request: answer()
+        return answers[scenario]
 
 
 # --------------------------------------------------------------------------- publishing

@@ -150,8 +150,8 @@ class TestPinterestContract(AdapterContract):
     def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakePinterest()
-        answers: dict[str, Callable[[], httpx.Response]] = {
-            "rate_limited": lambda: pin_error(
+        answers: dict[str, Handler] = {
+            "rate_limited": lambda request: pin_error(
                 429,
                 429,
                 "You have exceeded your rate limit. Try again later.",
@@ -161,14 +161,13 @@ class TestPinterestContract(AdapterContract):
                     "x-ratelimit-reset": "37",
                 },
             ),
-            "server_error": lambda: pin_error(500, 500, "Internal server error"),
-            "auth_expired": lambda: pin_error(401, 2, "Authentication failed."),
-            "rejected": lambda: pin_error(
+            "server_error": lambda request: pin_error(500, 500, "Internal server error"),
+            "auth_expired": lambda request: pin_error(401, 2, "Authentication failed."),
+            "rejected": lambda request: pin_error(
                 400, 1, "Invalid Pin: the image could not be downloaded from media_source.url"
             ),
         }
-        answer = answers[scenario]
-        return lambda request: answer()
+        return answers[scenario]
 
 
 # --------------------------------------------------------------------------- publishing

@@ -123,22 +123,21 @@ class TestThreadsContract(AdapterContract):
     def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
             return FakeThreads()
-        answers: dict[str, Callable[[], httpx.Response]] = {
-            "rate_limited": lambda: graph_error(
+        answers: dict[str, Handler] = {
+            "rate_limited": lambda request: graph_error(
                 400, 4, "Application request limit reached", is_transient=True
             ),
-            "server_error": lambda: graph_error(
+            "server_error": lambda request: graph_error(
                 500, 2, "Service temporarily unavailable", is_transient=True
             ),
-            "auth_expired": lambda: graph_error(
+            "auth_expired": lambda request: graph_error(
                 401, 190, "Error validating access token: Session has expired", error_subcode=463
             ),
-            "rejected": lambda: graph_error(
+            "rejected": lambda request: graph_error(
                 400, 100, "Param text must be at most 500 characters long.", is_transient=False
             ),
         }
-        answer = answers[scenario]
-        return lambda request: answer()
+        return answers[scenario]
 
 
 def test_text_post_is_a_text_container_published_by_creation_id() -> None:
