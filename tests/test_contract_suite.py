@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -21,6 +21,7 @@ from scheduler.adapter import (
     OutcomeUnknown,
     OutgoingPost,
     Published,
+    PublishError,
     RateLimited,
     RateLimitPolicy,
     Rejected,
@@ -169,56 +170,40 @@ class RawConnectError(ToyAdapter):
         return Published("1")
 
 
-class RateLimitAsTransient(ToyAdapter):
-    async def publish(
-        self, post: OutgoingPost, account: Account, idempotency_key: str
-    ) -> Published:
-        try:
-            return await super().publish(post, account, idempotency_key)
-        except RateLimited as exc:
-            raise Transient(exc.message) from None
-
-
-class ServerErrorAsRejected(ToyAdapter):
-    async def publish(
-        self, post: OutgoingPost, account: Account, idempotency_key: str
-    ) -> Published:
-        try:
-            return await super().publish(post, account, idempotency_key)
-        except Transient as exc:
-            raise Rejected(exc.message) from None
-
-
-class AuthAsRejected(ToyAdapter):
-    async def publish(
-        self, post: OutgoingPost, account: Account, idempotency_key: str
-    ) -> Published:
-        try:
-            return await super().publish(post, account, idempotency_key)
-        except AuthExpired as exc:
-            raise Rejected(exc.message) from None
-
-
-class RejectedWithoutMessage(ToyAdapter):
-    async def publish(
-        self, post: OutgoingPost, account: Account, idempotency_key: str
-    ) -> Published:
-        try:
-            return await super().publish(post, account, idempotency_key)
-        except Rejected:
-            raise Rejected("") from None
-
-
-class TimeoutAsRejected(ToyAdapter):
-    """Calls a timeout a permanent rejection (the post would be lost)."""
+def reraising(
+    name: str,
+    caught: type[PublishError],
+    instead: Callable[[PublishError, Account], PublishError],
+) -> type[ToyAdapter]:
+    """A toy adapter named ``name`` that publishes as the correct one, but raises
+    ``instead(error, account)`` where that one raises a ``caught`` error."""
 
     async def publish(
-        self, post: OutgoingPost, account: Account, idempotency_key: str
+        self: ToyAdapter, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
         try:
-            return await super().publish(post, account, idempotency_key)
-        except OutcomeUnknown as exc:
-            raise Rejected(exc.message) from None
+            return await ToyAdapter.publish(self, post, account, idempotency_key)
+        except caught as exc:
+            raise instead(exc, account) from None
+
+    return type(name, (ToyAdapter,), {"publish": publish})
+
+
+RateLimitAsTransient = reraising(
+    "RateLimitAsTransient", RateLimited, lambda e, _: Transient(e.message)
+)
+ServerErrorAsRejected = reraising(
+    "ServerErrorAsRejected", Transient, lambda e, _: Rejected(e.message)
+)
+AuthAsRejected = reraising("AuthAsRejected", AuthExpired, lambda e, _: Rejected(e.message))
+RejectedWithoutMessage = reraising("RejectedWithoutMessage", Rejected, lambda e, _: Rejected(""))
+# Calls a timeout a permanent rejection (the post would be lost).
+TimeoutAsRejected = reraising("TimeoutAsRejected", OutcomeUnknown, lambda e, _: Rejected(e.message))
+TokenInMessage = reraising(
+    "TokenInMessage",
+    AuthExpired,
+    lambda e, account: AuthExpired(f"token {account.secret('token')} was refused"),
+)
 
 
 class RawJsonError(ToyAdapter):
@@ -229,16 +214,6 @@ class RawJsonError(ToyAdapter):
     ) -> Published:
         response = await self.client.post(f"{API}/posts", json={"text": post.text})
         return Published(str(json.loads(response.text)["id"]))
-
-
-class TokenInMessage(ToyAdapter):
-    async def publish(
-        self, post: OutgoingPost, account: Account, idempotency_key: str
-    ) -> Published:
-        try:
-            return await super().publish(post, account, idempotency_key)
-        except AuthExpired:
-            raise AuthExpired(f"token {account.secret('token')} was refused") from None
 
 
 class TokenInUrl(ToyAdapter):
