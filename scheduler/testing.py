@@ -177,15 +177,30 @@ class RecordingHandler:
 
     The request bodies are already read, so ``request.content`` and ``request.url`` can be
     asserted on after the call.
+
+    A fake of a network that keeps state (what was published, to answer a lookup) can
+    subclass it instead: called without a handler, it answers with its ``answer`` method::
+
+        class FakeNtfy(RecordingHandler):
+            def __init__(self) -> None:
+                super().__init__()
+                self.messages: dict[str, dict[str, Any]] = {}
+
+            def answer(self, request: httpx.Request) -> httpx.Response:
+                ...
     """
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
+    def __init__(self, handler: Handler | None = None) -> None:
+        self.handler = handler if handler is not None else self.answer
         self.requests: list[httpx.Request] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         return self.handler(request)
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        """The answer of a subclass that plays the network (used when no handler is given)."""
+        raise NotImplementedError(f"{type(self).__name__} must define answer(request)")
 
 
 _tmp_root: Path | None = None
@@ -445,6 +460,14 @@ class AdapterContract:
         if not self.supports_network:
             pytest.skip(f"{self.adapter_class.__name__} makes no HTTP requests")
 
+    def _expect_publish_raises(
+        self, scenario: str, allowed: tuple[type[PublishError], ...], what: str
+    ) -> PublishError:
+        """Publish in ``scenario`` (an HTTP one: skipped without network); one of ``allowed``
+        must be raised."""
+        self._needs_network()
+        return self._expect_raises(self._publish(self._handler(scenario)), allowed, what)
+
     def _expect_raises(
         self, outcome: _Outcome, allowed: tuple[type[PublishError], ...], what: str
     ) -> PublishError:
@@ -554,63 +577,41 @@ class AdapterContract:
         )
 
     def test_publish_rate_limited_raises_rate_limited(self) -> None:
-        self._needs_network()
-        self._expect_raises(
-            self._publish(self._handler("rate_limited")), (RateLimited,), "on 'rate_limited'"
-        )
+        self._expect_publish_raises("rate_limited", (RateLimited,), "on 'rate_limited'")
 
     def test_publish_server_error_raises_transient(self) -> None:
-        self._needs_network()
-        self._expect_raises(
-            self._publish(self._handler("server_error")), (Transient,), "on 'server_error'"
-        )
+        self._expect_publish_raises("server_error", (Transient,), "on 'server_error'")
 
     def test_publish_auth_expired_raises_auth_expired(self) -> None:
-        self._needs_network()
-        self._expect_raises(
-            self._publish(self._handler("auth_expired")), (AuthExpired,), "on 'auth_expired'"
-        )
+        self._expect_publish_raises("auth_expired", (AuthExpired,), "on 'auth_expired'")
 
     def test_publish_rejected_raises_rejected_with_message(self) -> None:
-        self._needs_network()
-        error = self._expect_raises(
-            self._publish(self._handler("rejected")), (Rejected,), "on 'rejected'"
-        )
+        error = self._expect_publish_raises("rejected", (Rejected,), "on 'rejected'")
         _expect(
             isinstance(error.message, str) and error.message.strip(),
             f"Rejected needs the network's message, got {error.message!r}",
         )
 
     def test_connection_refused_raises_transient(self) -> None:
-        self._needs_network()
-        self._expect_raises(
-            self._publish(self._handler("connect_error")),
-            (Transient,),
-            "when the connection is refused (httpx.ConnectError)",
+        self._expect_publish_raises(
+            "connect_error", (Transient,), "when the connection is refused (httpx.ConnectError)"
         )
 
     def test_read_timeout_raises_transient_or_outcome_unknown(self) -> None:
-        self._needs_network()
-        self._expect_raises(
-            self._publish(self._handler("read_timeout")),
-            (Transient, OutcomeUnknown),
-            "on a read timeout (httpx.ReadTimeout)",
+        self._expect_publish_raises(
+            "read_timeout", (Transient, OutcomeUnknown), "on a read timeout (httpx.ReadTimeout)"
         )
 
     def test_dropped_connection_raises_transient_or_outcome_unknown(self) -> None:
-        self._needs_network()
-        self._expect_raises(
-            self._publish(self._handler("dropped_connection")),
+        self._expect_publish_raises(
+            "dropped_connection",
             (Transient, OutcomeUnknown),
             "on a dropped connection (httpx.RemoteProtocolError)",
         )
 
     def test_html_instead_of_json_raises_a_publish_error(self) -> None:
-        self._needs_network()
-        self._expect_raises(
-            self._publish(self._handler("html_body")),
-            (PublishError,),
-            "when every response is a 200 text/html page",
+        self._expect_publish_raises(
+            "html_body", (PublishError,), "when every response is a 200 text/html page"
         )
 
     def test_error_messages_never_contain_secrets(self) -> None:

@@ -528,3 +528,17 @@ def test_fault_handler_answers_html_for_html_body_and_knows_every_fault() -> Non
         "dropped_connection",
         "html_body",
     }
+
+
+def test_a_recording_handler_subclass_answers_with_its_answer_method() -> None:
+    class Counter(RecordingHandler):
+        def answer(self, request: httpx.Request) -> httpx.Response:
+            return httpx.Response(200, json={"seen": len(self.requests)})
+
+    counter = Counter()
+    first = counter(httpx.Request("GET", f"{API}/a"))
+    second = counter(httpx.Request("GET", f"{API}/b"))
+    assert (first.json(), second.json()) == ({"seen": 1}, {"seen": 2})
+    assert [r.url.path for r in counter.requests] == ["/api/a", "/api/b"]
+    with pytest.raises(NotImplementedError, match="must define answer"):
+        RecordingHandler()(httpx.Request("GET", f"{API}/a"))
