@@ -36,6 +36,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    RecordingHandler,
     account_with_secrets,
     offline_adapter,
     run_adapter,
@@ -86,7 +87,7 @@ def xrpc_error(status: int, error: str, message: str, **headers: str) -> httpx.R
     return httpx.Response(status, headers=headers, json={"error": error, "message": message})
 
 
-class FakePds:
+class FakePds(RecordingHandler):
     """Enough of an entryway and a PDS to publish to, answering with captured bodies.
 
     Records live in ``records`` by record key; ``fail`` injects an answer (or raises an
@@ -94,8 +95,8 @@ class FakePds:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.records: dict[str, dict[str, Any]] = {}
-        self.requests: list[httpx.Request] = []
         self.fail: dict[str, httpx.Response | Exception] = {}
         self.once: dict[str, httpx.Response | Exception] = {}
         self.sessions = 0
@@ -112,8 +113,7 @@ class FakePds:
     def calls(self, nsid: str) -> list[httpx.Request]:
         return [r for r in self.requests if r.url.path == f"/xrpc/{nsid}"]
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         nsid = request.url.path.removeprefix("/xrpc/")
         injected = self.once.pop(nsid, None) or self.fail.get(nsid)
         if isinstance(injected, Exception):

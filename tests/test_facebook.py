@@ -25,6 +25,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    RecordingHandler,
     account_with_secrets,
     fault_handler,
     offline_adapter,
@@ -63,17 +64,16 @@ def graph_error(status: int, code: int, message: str, **extra: Any) -> httpx.Res
     return httpx.Response(status, json={"error": {**error, "fbtrace_id": "AbC"}})
 
 
-class FakePage:
+class FakePage(RecordingHandler):
     """The Page endpoints this adapter uses, answering as the Graph API documents."""
 
     def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
+        super().__init__()
         self.feed: list[dict[str, str]] = []
         self.photos: list[httpx.Request] = []
         self.insights: httpx.Response | None = None
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/v21.0")
         if request.method == "POST" and path == f"/{PAGE}/feed":
             self.feed.append(form(request))

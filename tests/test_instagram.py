@@ -26,6 +26,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    RecordingHandler,
     account_with_secrets,
     offline_adapter,
     run_adapter,
@@ -63,22 +64,21 @@ def graph_error(status: int, code: int, message: str, **extra: Any) -> httpx.Res
     return httpx.Response(status, json={"error": error})
 
 
-class FakeInstagram:
+class FakeInstagram(RecordingHandler):
     """The Graph API endpoints Instagram publishing uses, with the documented bodies."""
 
     def __init__(self, *, processing: int = 0, quota_usage: int = 2, quota_total: int = 100):
+        super().__init__()
         self.processing = processing  # status checks answering IN_PROGRESS before FINISHED
         self.quota_usage = quota_usage
         self.quota_total = quota_total
         self.containers: dict[str, dict[str, str]] = {}
         self.status: dict[str, str] = {}
         self.published: dict[str, str] = {}  # media id -> caption
-        self.requests: list[httpx.Request] = []
         self.fail_publish: httpx.Response | None = None
         self.publish_timeouts = 0
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/v21.0/")
         if request.method == "GET" and path == f"{IG_USER}/content_publishing_limit":
             config = {"quota_total": self.quota_total, "quota_duration": 86400}

@@ -32,6 +32,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    RecordingHandler,
     account_with_secrets,
     fault_handler,
     offline_adapter,
@@ -73,17 +74,16 @@ def li_error(status: int, message: str, **extra: Any) -> httpx.Response:
     return httpx.Response(status, json={"status": status, "message": message, **extra})
 
 
-class FakeLinkedIn:
+class FakeLinkedIn(RecordingHandler):
     """api.linkedin.com/rest as LinkedIn's Posts, Images and Social Actions docs show it."""
 
     def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
+        super().__init__()
         self.posts: list[dict[str, Any]] = []
         self.uploads: list[httpx.Request] = []
         self.stats: httpx.Response | None = None
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         if request.url.host == "www.linkedin.com":
             self.uploads.append(request)
             return httpx.Response(201)

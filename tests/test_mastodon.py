@@ -36,6 +36,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    RecordingHandler,
     account_with_secrets,
     fault_handler,
     offline_adapter,
@@ -145,15 +146,15 @@ def cassette(name: str) -> list[Interaction]:
     return interactions
 
 
-class Player:
+class Player(RecordingHandler):
     """A MockTransport handler that answers each request with the next recorded interaction
     of the same method and path, and keeps the requests for assertions."""
 
     def __init__(self, *interactions: Interaction) -> None:
+        super().__init__()
         self.queues: dict[tuple[str, str], deque[Interaction]] = defaultdict(deque)
         for interaction in interactions:
             self.queues[interaction.method, interaction.path].append(interaction)
-        self.requests: list[httpx.Request] = []
 
     def serve(self, method: str, path: str, interaction: Interaction) -> Player:
         """Answer ``method path`` with ``interaction`` (a recorded body used for another
@@ -161,8 +162,7 @@ class Player:
         self.queues[method, path].append(interaction)
         return self
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         queue = self.queues.get((request.method, request.url.path.rstrip("/")))
         if not queue:
             raise AssertionError(f"no recorded answer for {request.method} {request.url}")

@@ -31,6 +31,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    RecordingHandler,
     account_with_secrets,
     fault_handler,
     offline_adapter,
@@ -71,15 +72,14 @@ def pin_error(status: int, code: int, message: str, **headers: str) -> httpx.Res
     return httpx.Response(status, json={"code": code, "message": message}, headers=headers)
 
 
-class FakePinterest:
+class FakePinterest(RecordingHandler):
     """api.pinterest.com/v5 as Pinterest's API reference shows it."""
 
     def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
+        super().__init__()
         self.pins: list[dict[str, Any]] = []
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/v5/")
         budget = {
             "x-ratelimit-limit": "1000",

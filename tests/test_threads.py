@@ -16,6 +16,7 @@ from scheduler.adapter import Account, OutgoingPost, Published, RateLimited
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    RecordingHandler,
     account_with_secrets,
     offline_adapter,
     run_adapter,
@@ -50,17 +51,16 @@ def graph_error(status: int, code: int, message: str, **extra: Any) -> httpx.Res
     return httpx.Response(status, json={"error": {**error, "fbtrace_id": "AbC"}})
 
 
-class FakeThreads:
+class FakeThreads(RecordingHandler):
     """graph.threads.net as the Threads API documents it."""
 
     def __init__(self, quota_usage: int = 4) -> None:
+        super().__init__()
         self.quota_usage = quota_usage
-        self.requests: list[httpx.Request] = []
         self.containers: dict[str, dict[str, str]] = {}
         self.published: dict[str, str] = {}
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path.removeprefix("/v1.0/")
         if path == f"{USER}/threads_publishing_limit":
             config = {"quota_total": 250, "quota_duration": 86400}

@@ -30,6 +30,7 @@ from scheduler.adapter import (
 from scheduler.testing import (
     AdapterContract,
     Handler,
+    RecordingHandler,
     account_with_secrets,
     fault_handler,
     offline_adapter,
@@ -88,17 +89,16 @@ def wall_item(post_id: int, text: str, date: datetime, **extra: Any) -> dict[str
     }
 
 
-class FakeVK:
+class FakeVK(RecordingHandler):
     """api.vk.com and its upload server, answering as VK's docs describe."""
 
     def __init__(self) -> None:
-        self.requests: list[httpx.Request] = []
+        super().__init__()
         self.posts: dict[str, dict[str, str]] = {}  # guid -> wall.post form
         self.wall: list[dict[str, Any]] = []
         self.uploads = 0
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+    def answer(self, request: httpx.Request) -> httpx.Response:
         if request.url.host == "pu.vk.com":
             self.uploads += 1
             photo = json.dumps([{"photo": "a1b2c3", "sizes": [], "kid": "k"}])
