@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, select, update
+from sqlalchemy.exc import OperationalError
 
 from scheduler.daemon import store
 from scheduler.daemon.store import Result, accounts_t, attempts_t
 from scheduler.db.bulk import insert_rows
+from scheduler.db.engine import make_engine
 from scheduler.db.models import Outcome, PostState
 from scheduler.queue import events_t, posts_t
 
@@ -320,3 +322,71 @@ def test_claims_and_next_due_read_the_due_index_in_order(engine: Engine) -> None
         assert "TEMP B-TREE" not in plan, plan
         assert "Sort" not in plan, plan
         assert "Aggregate" not in plan, plan
+
+
+def test_claims_and_writes_through_links_hold_one_connection_each_and_no_transaction(
+    postgres_url: str,
+) -> None:
+    # Each claim and each outcome write is one statement on PostgreSQL: through a link it
+    # costs one round trip, no pool checkout (with its ping) and no BEGIN / COMMIT.
+    engine = make_engine(postgres_url)
+    try:
+        seed(engine, [NOW] * 6)
+        seen: list[str] = []
+        event.listen(engine, "checkout", lambda *a: seen.append("checkout"))
+        event.listen(engine, "commit", lambda *a: seen.append("commit"))
+        claims, writes = store.Link(engine), store.Link(engine)
+        published = 0
+        for _ in range(3):
+            batch, _missed = store.claim(
+                engine,
+                "d1",
+                NOW,
+                lease=LEASE,
+                limit=2,
+                grace={},
+                default_grace=GRACE,
+                link=claims,
+            )
+            results = [
+                Result(c, Outcome.PUBLISHED, PostState.PUBLISHED, NOW, remote_id=f"r{c.post_id}")
+                for c in batch
+            ]
+            published += store.write_results(engine, "d1", results, NOW, link=writes)
+        claims.close()
+        writes.close()
+        assert published == 6
+        assert seen == ["checkout", "checkout"]
+        with engine.connect() as conn:
+            states = conn.execute(select(posts_t.c.state)).scalars().all()
+            open_attempts = conn.execute(
+                select(attempts_t.c.id).where(attempts_t.c.outcome.is_(None))
+            ).all()
+        assert set(states) == {PostState.PUBLISHED}
+        assert open_attempts == []
+    finally:
+        engine.dispose()
+
+
+def test_a_link_whose_connection_broke_opens_a_new_one(postgres_url: str) -> None:
+    engine = make_engine(postgres_url)
+    try:
+        seed(engine, [NOW] * 2)
+        link = store.Link(engine)
+
+        def take() -> list[Any]:
+            return store.claim(
+                engine, "d1", NOW, lease=LEASE, limit=1, grace={}, default_grace=GRACE, link=link
+            )[0]
+
+        assert len(take()) == 1
+        with link.connect() as conn:
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with engine.connect() as conn:  # the server restarts, say
+            conn.exec_driver_sql(f"SELECT pg_terminate_backend({backend})")
+        with pytest.raises(OperationalError):
+            take()
+        assert len(take()) == 1  # a new connection
+        link.close()
+    finally:
+        engine.dispose()

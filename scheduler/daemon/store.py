@@ -581,9 +581,6 @@ def _write_results_fast(
 def _write_results_sql() -> str:
     """PostgreSQL: ``write_results`` as one statement over arrays (``unnest``): the attempt
     rows closed, published posts recorded, the others moved on while the lease is ours.
-
-    Each table is also searched by ``id = ANY(ids)``: the join with the arrays then starts
-    from the primary key whatever the planner guesses of their size or the table's.
     """
     posts, attempts = str(posts_t.name), str(attempts_t.name)
     return (
@@ -597,20 +594,19 @@ def _write_results_sql() -> str:
         f"att AS (UPDATE {attempts} AS a SET finished_at = v.finished_at, outcome = v.outcome, "
         "message = v.message, http_status = v.http_status, latency_ms = v.latency_ms, "
         "retry_at = v.retry_at FROM v "
-        "WHERE a.id = ANY(%(attempt_ids)s::bigint[]) AND a.id = v.attempt_id), "
+        "WHERE a.id = v.attempt_id), "
         f"pub AS (UPDATE {posts} AS p SET state = %(published)s, remote_id = v.remote_id, "
         "remote_url = v.remote_url, published_at = v.finished_at, "
         "followers_at_publish = v.followers, lease_owner = NULL, lease_expires_at = NULL, "
         "last_error = NULL, error_class = NULL, updated_at = %(now)s FROM v "
-        "WHERE p.id = ANY(%(post_ids)s::bigint[]) AND p.id = v.post_id "
-        "AND v.state = %(published)s RETURNING 1), "
+        "WHERE p.id = v.post_id AND v.state = %(published)s RETURNING 1), "
         f"oth AS (UPDATE {posts} AS p SET state = v.state, "
         "next_attempt_at = COALESCE(v.next_attempt_at, p.next_attempt_at), "
         "attempt_count = p.attempt_count - v.uncount, last_error = v.message, "
         "error_class = v.outcome, lease_owner = NULL, lease_expires_at = NULL, "
         "updated_at = %(now)s FROM v "
-        "WHERE p.id = ANY(%(post_ids)s::bigint[]) AND p.id = v.post_id "
-        "AND v.state <> %(published)s AND p.lease_owner = %(owner)s AND p.state = %(claimed)s "
+        "WHERE p.id = v.post_id AND v.state <> %(published)s "
+        "AND p.lease_owner = %(owner)s AND p.state = %(claimed)s "
         "RETURNING 1) "
         "SELECT (SELECT count(*) FROM pub) + (SELECT count(*) FROM oth)"
     )
