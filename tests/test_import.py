@@ -279,3 +279,39 @@ def test_a_small_plan_finds_its_posts_among_many_stored_ones(
     assert diff.summary()["updated"] == 1
     assert diff.summary()["added"] == 0
     assert sorted(g.key for g in diff.gone) == ["f1", "n1", "q1", "q3"]
+
+
+def test_every_field_is_stored_as_the_plan_gives_it(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        "- id: full\n"
+        "  account: riga\n"
+        "  type: Medal\n"
+        "  text: 'Ünïcode 🚀, \"quotes\", tab\\tand a backslash \\\\ end'\n"
+        "  media: [https://example.com/a.png, https://example.com/b.jpg]\n"
+        "  link: https://example.com/x?a=1&b=2\n"
+        "  tags: [smm, '#tips']\n"
+        "  evergreen: yes\n"
+        '  at: "2026-03-04 09:30"\n'
+        "- {id: bare, account: ny, type: t, text: plain}\n"
+    )
+    run_import(engine, config, plan(text))
+    got = rows(engine)
+    full = got["full"]
+    assert full.content_type == "medal"
+    # YAML single quotes keep backslashes as written: the stored text has them too.
+    assert full.text == 'Ünïcode 🚀, "quotes", tab\\tand a backslash \\\\ end'
+    assert full.media == ["https://example.com/a.png", "https://example.com/b.jpg"]
+    assert full.link == "https://example.com/x?a=1&b=2"
+    assert full.tags == ["smm", "tips"]
+    assert full.evergreen is True
+    assert full.schedule == "fixed"
+    assert full.due_at == datetime(2026, 3, 4, 7, 30, tzinfo=UTC)
+    assert full.next_attempt_at == full.due_at
+    assert full.state == PostState.QUEUED
+    assert full.attempt_count == 0
+    assert len(full.idempotency_key) == 32
+    bare = got["bare"]
+    assert (bare.media, bare.tags, bare.link, bare.evergreen) == ([], [], None, False)
+    assert bare.schedule == "queue"
+    assert bare.due_at is not None
+    assert bare.idempotency_key != full.idempotency_key

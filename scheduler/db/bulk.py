@@ -117,6 +117,9 @@ def insert_tuples(
     ``column_converters`` (None stays None), in one driver-level ``executemany``."""
     if not params:
         return
+    if conn.dialect.name == "postgresql":
+        _copy_rows(conn, table, columns, params)
+        return
     marker = "?" if conn.dialect.name == "sqlite" else "%s"
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     sql = (
@@ -124,3 +127,20 @@ def insert_tuples(
         f"VALUES ({', '.join([marker] * len(columns))})"
     )
     conn.exec_driver_sql(sql, list(params))
+
+
+def _copy_rows(
+    conn: Connection, table: Table, columns: Sequence[str], params: Sequence[Sequence[Any]]
+) -> None:
+    """PostgreSQL: the rows through ``COPY ... FROM STDIN`` in the connection's transaction,
+    several times faster than an INSERT per row (psycopg adapts each value as for a query)."""
+    preparer = conn.dialect.identifier_preparer
+    quoted = ", ".join(preparer.quote(c) for c in columns)
+    sql = f"COPY {preparer.format_table(table)} ({quoted}) FROM STDIN"
+    cursor = conn.connection.cursor()
+    try:
+        with cursor.copy(sql) as copy:
+            for row in params:
+                copy.write_row(row)
+    finally:
+        cursor.close()
