@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
+import os
 import random
 import resource
 import sqlite3
@@ -74,10 +75,11 @@ def make_plan(path: Path, posts: int, accounts: int, now: datetime) -> None:
 
 
 def bench_ours(
-    plan: Path, config_text: str, db: Path, now: datetime, parallel: bool | None = None
+    plan: Path, config_text: str, db: Path | str, now: datetime, parallel: bool | None = None
 ) -> tuple[float, int, float]:
+    """The import into ``db``: an SQLite file, or a PostgreSQL URL of an empty database."""
     config = parse_config(config_text, "bench.toml")
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(db if isinstance(db, str) else f"sqlite:///{db}")
     upgrade(engine)
     gc.collect()
     t0 = time.perf_counter()
@@ -96,6 +98,25 @@ def bench_ours(
     engine.dispose()
     # Peak resident memory of the process so far: the import is all it has done.
     return elapsed, len(diff.added), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_postgres(
+    plan: Path, config_text: str, now: datetime, host: str, run: int, serial: bool
+) -> float:
+    """The same import into a new PostgreSQL database (created and dropped here)."""
+    name = f"smm_bench_import_{os.getpid()}_{run}"
+    admin = make_engine(f"postgresql+psycopg:///postgres?host={host}")
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    try:
+        url = f"postgresql+psycopg:///{name}?host={host}"
+        elapsed, added, _ = bench_ours(plan, config_text, url, now, False if serial else None)
+        assert added > 0
+        return elapsed
+    finally:
+        with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+        admin.dispose()
 
 
 def bench_raw(ours: Path, db: Path) -> float:
@@ -132,6 +153,11 @@ def main() -> None:
     parser.add_argument(
         "--serial", action="store_true", help="validate in this process only (no fork)"
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="HOST",
+        help="also import into PostgreSQL at HOST (a socket directory, e.g. /var/run/postgresql)",
+    )
     args = parser.parse_args()
     now = datetime.now(UTC)
     print(f"plan import (SQLite), {args.posts:,} posts, {args.accounts} accounts, {args.runs} runs")
@@ -155,6 +181,11 @@ def main() -> None:
                 f"  run {run + 1}: smm plan import {ours_s:5.2f} s ({args.posts / ours_s:7,.0f}"
                 f" posts/s), raw executemany {raw_s:5.2f} s, ratio {raw_s / ours_s:.2f}"
             )
+        if args.postgres:
+            pg = [
+                bench_postgres(plan, config_text, now, args.postgres, run, args.serial)
+                for run in range(args.runs)
+            ]
     ours_m, raw_m = statistics.median(ours), statistics.median(raw)
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print("  median:")
@@ -168,6 +199,12 @@ def main() -> None:
     )
     print(f"  ratio (ours / raw):     {raw_m / ours_m:.2f}")
     print("  targets: >= 50,000 posts/s, ratio >= 0.5")
+    if args.postgres:
+        pg_m = statistics.median(pg)
+        print(
+            f"  PostgreSQL, smm plan import: {pg_m:5.2f} s  {args.posts / pg_m:10,.0f} posts/s"
+            f"  (median of {', '.join(f'{t:.2f}' for t in pg)} s)"
+        )
     sys.stdout.flush()
 
 
