@@ -180,6 +180,55 @@ def test_cancel_retry_and_show_history(smm, tmp_path: Path) -> None:  # type: ig
     ]
 
 
+def test_show_lists_attempts_in_the_order_they_were_made_across_a_retry(
+    smm,
+    db_url: str,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    from scheduler.db.models import Attempt
+
+    attempts_t = Attempt.__table__  # type: ignore[attr-defined]
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    smm("plan", "import", str(plan))
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            post_id = conn.execute(select(posts_t.c.id).where(posts_t.c.key == "a1")).scalar_one()
+            # Two failed attempts, then `queue retry` gave a fresh budget: numbering restarts.
+            conn.execute(
+                attempts_t.insert(),
+                [
+                    {
+                        "post_id": post_id,
+                        "number": number,
+                        "idempotency_key": "k",
+                        "owner": "test",
+                        "started_at": datetime(2030, 1, day, 9, tzinfo=UTC),
+                        "outcome": outcome,
+                    }
+                    for number, day, outcome in ((1, 1, "transient"), (2, 2, "rejected"))
+                ]
+                + [
+                    {
+                        "post_id": post_id,
+                        "number": 1,
+                        "idempotency_key": "k",
+                        "owner": "test",
+                        "started_at": datetime(2030, 1, 5, 9, tzinfo=UTC),
+                        "outcome": "published",
+                    }
+                ],
+            )
+    finally:
+        engine.dispose()
+    shown = json.loads(smm("queue", "show", "a1", "--json").output)
+    log = [(a["number"], a["of_budget"], a["outcome"]) for a in shown["attempt_log"]]
+    assert log == [(1, 1, "transient"), (2, 2, "rejected"), (3, 1, "published")]
+    text = smm("queue", "show", "a1").output
+    assert text.index("#1 ") < text.index("#2 ") < text.index("#3 ")
+
+
 def test_retrying_a_waiting_post_is_refused_with_a_reason(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     plan = tmp_path / "plan.yaml"
     plan.write_text(PLAN, encoding="utf-8")

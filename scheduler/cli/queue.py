@@ -123,8 +123,12 @@ def show(app: App, post_id: str, as_json: bool) -> None:
     events_t = PostEvent.__table__  # type: ignore[attr-defined]
     with app.engine().connect() as conn:
         (row,) = find_posts(conn, [post_id])
+        # In the order they were made: after `smm queue retry` (or a changed plan) the stored
+        # attempt numbers start again at 1 with the fresh budget of attempts.
         attempts = conn.execute(
-            select(attempts_t).where(attempts_t.c.post_id == row.id).order_by(attempts_t.c.number)
+            select(attempts_t)
+            .where(attempts_t.c.post_id == row.id)
+            .order_by(attempts_t.c.started_at, attempts_t.c.id)
         ).all()
         events = conn.execute(
             select(events_t)
@@ -135,7 +139,8 @@ def show(app: App, post_id: str, as_json: bool) -> None:
     data = post_json(row)
     data["attempt_log"] = [
         {
-            "number": a.number,
+            "number": position,
+            "of_budget": a.number,
             "started_at": format_utc(a.started_at),
             "finished_at": format_utc(a.finished_at),
             "outcome": a.outcome,
@@ -144,7 +149,7 @@ def show(app: App, post_id: str, as_json: bool) -> None:
             "latency_ms": a.latency_ms,
             "retry_at": format_utc(a.retry_at),
         }
-        for a in attempts
+        for position, a in enumerate(attempts, 1)
     ]
     data["history"] = [
         {
