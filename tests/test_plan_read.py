@@ -123,3 +123,19 @@ def test_items_are_numbered_in_plan_order_across_files(tmp_path: Path) -> None:
     b = write(tmp_path, "b.csv", "id\nb1\n")
     items, _ = read_plan_files([a, b])
     assert [(i.values["id"], i.order) for i in items] == [("a1", 0), ("a2", 1), ("b1", 2)]
+
+
+def test_yaml_plans_are_parsed_by_libyaml_when_pyyaml_has_it() -> None:
+    """The C parser reads a large plan several times faster; its lines and types are the same."""
+    import yaml
+
+    from scheduler.plan import read
+
+    if yaml.__with_libyaml__:
+        assert issubclass(read._PlanLoader, yaml.CSafeLoader)
+    items, problems = read.read_yaml(
+        "- id: 010\n  at: 2026-01-01 10:00\n  evergreen: yes\n  n: 3\n", "plan.yaml"
+    )
+    assert problems == []
+    assert items[0].values == {"id": "010", "at": "2026-01-01 10:00", "evergreen": True, "n": 3}
+    assert items[0].field_lines == {"id": 1, "at": 2, "evergreen": 3, "n": 4}
