@@ -68,6 +68,7 @@ from scheduler.plan.validate import (
     NetworkCheck,
     duplicate_ids,
     planned_time,
+    raw_key,
     validate_items,
     validate_range,
 )
@@ -133,7 +134,7 @@ class _Job:
         fixed: dict[int, list[datetime]] = {}
         waiting: dict[int, list[dict[str, Any]]] = {}
         queued: list[tuple[int, dict[str, Any]]] = []
-        keys = self.keys if self.keys is not None else [_key(raw) for raw in self.raws]
+        keys = self.keys if self.keys is not None else [raw_key(raw) for raw in self.raws]
         for index, raw in enumerate(self.raws):
             key = keys[index]
             if not key or key in self.stored_keys or index in self.duplicates:
@@ -232,10 +233,10 @@ def import_plan(
             return ImportDiff(), found
         return apply_plan(conn, items, config, now, prune=prune, dry_run=dry_run), []
 
-    duplicates = duplicate_ids(raws)
+    keys = [raw_key(raw) for raw in raws]
+    duplicates = duplicate_ids(raws, keys)
     account_ids = sync_accounts(conn, config, now)
-    keys = [_key(raw) for raw in raws]
-    files = sorted({plan_file_id(raw.file) for raw in raws})
+    files = sorted({plan_file_id(file) for file in {raw.file for raw in raws}})
     stored, gone = stored_posts(conn, [k for k in keys if k], files)
     settled = {k for k, old in stored.items() if old.state in LOCKED | REQUEUEABLE}
     rows = None
@@ -301,11 +302,6 @@ def import_plan(
         if account_id in by_id:
             assign_queue_slots(conn, by_id[account_id], account_id, now)
     return diff, []
-
-
-def _key(raw: RawItem) -> str:
-    key = raw.values.get("id")
-    return str(key).strip() if key is not None else ""
 
 
 # --------------------------------------------------------------------------- the second process
@@ -414,6 +410,7 @@ class _Shared:
             if data is None:
                 data = self._next_message(None)
             assert data is not None  # waited for it
+            started = time.perf_counter()  # taking a chunk: decoding it, then writing it
             kind, payload = self._decode(data)
             if kind == "done":
                 self._done = True
@@ -421,7 +418,6 @@ class _Shared:
                 raise ValidationProcessError(f"validating the plan failed:\n{payload}")
             else:
                 validate = _average(validate, payload.seconds)
-                started = time.perf_counter()
                 yield payload
                 write = _average(write, time.perf_counter() - started)
                 written += 1

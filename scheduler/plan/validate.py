@@ -279,13 +279,19 @@ def _at(
     return at
 
 
-def duplicate_ids(raws: Sequence[RawItem]) -> dict[int, Problem]:
-    """Items (by index in ``raws``) whose id an earlier item already uses, with the problem."""
+def raw_key(raw: RawItem) -> str:
+    """The id of a raw item as validation reads it ("" when it has none)."""
+    key = raw.values.get("id")
+    return str(key).strip() if key is not None else ""
+
+
+def duplicate_ids(raws: Sequence[RawItem], keys: Sequence[str] | None = None) -> dict[int, Problem]:
+    """Items (by index in ``raws``) whose id an earlier item already uses, with the problem.
+    ``keys``: each item's ``raw_key``, when already known."""
     found: dict[int, Problem] = {}
     first_seen: dict[str, RawItem] = {}
     for index, raw in enumerate(raws):
-        key = raw.values.get("id")
-        key = str(key).strip() if key is not None else ""
+        key = keys[index] if keys is not None else raw_key(raw)
         if not key:
             continue
         other = first_seen.get(key)
