@@ -22,6 +22,19 @@ posts_t = Post.__table__  # type: ignore[attr-defined]
 events_t = PostEvent.__table__  # type: ignore[attr-defined]
 accounts_t = Account.__table__  # type: ignore[attr-defined]
 
+#: The PostgreSQL notification channel on which writers tell daemons that posts may be due
+#: sooner than they think (see ``scheduler.daemon.notices``).
+CHANNEL = "smm_queue"
+
+
+def announce(conn: Connection) -> None:
+    """Tell running daemons to look at the queue now: on PostgreSQL a NOTIFY, delivered when
+    the caller's transaction commits (and dropped with it); on SQLite nothing is needed, the
+    daemons notice any commit."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
+
+
 #: States in which a post still holds its time (its slot is taken).
 HOLDING_STATES = (
     PostState.QUEUED,
@@ -276,6 +289,8 @@ def _transition(
         if result.rowcount != 1:
             raise InvalidTransition(f"{c.key}: changed while this command ran; try again")
     record_events(conn, changes, now, actor, reason)
+    if changes and to_state in (PostState.QUEUED, PostState.RETRY_WAIT):
+        announce(conn)
     return changes
 
 
@@ -368,6 +383,7 @@ def reschedule(
     )
     if not changes:  # same state: still record the new time
         conn.execute(update(posts_t).where(posts_t.c.id == row.id).values(updated_at=now, **values))
+        announce(conn)
         record_events(
             conn,
             [Change(row.id, row.key, row.state, row.state)],

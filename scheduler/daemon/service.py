@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from scheduler import observability
 from scheduler.config import Config
-from scheduler.daemon import systemd
+from scheduler.daemon import notices, systemd
 from scheduler.daemon.worker import Worker
 from scheduler.timeutil import Clock, SystemClock
 
@@ -219,9 +219,14 @@ class Service:
         # the daemon: moved out of the collector's generations, a full collection walks only
         # what the work itself allocated, not the whole process every few thousand posts.
         gc.freeze()
+        # Posts other processes queue wake the loop at once, not at the next tick.
+        watcher = loop.create_task(notices.watch(self.engine, self._wake.set), name="notices")
         try:
             await self._dispatch_loop(worker)
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
             gc.unfreeze()
             scheduler.shutdown(wait=False)
             deadline = self.config.daemon.shutdown_deadline.total_seconds()

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 from scheduler.daemon import fastsql
 from scheduler.db.engine import immediate
 from scheduler.db.models import Account, Attempt, DaemonHeartbeat, Outcome, PostState
-from scheduler.queue import Change, events_t, posts_t, record_events
+from scheduler.queue import Change, announce, events_t, posts_t, record_events
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
 attempts_t = Attempt.__table__  # type: ignore[attr-defined]
@@ -973,6 +973,8 @@ def settle(
             actor,
             reason,
         )
+        if not published:
+            announce(conn)  # due now: daemons look at once
     return True
 
 

@@ -23,7 +23,14 @@ from scheduler.db.bulk import column_converters, insert_rows, insert_tuples, sup
 from scheduler.db.models import PostState, Schedule
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import PlanItem
-from scheduler.queue import Change, accounts_t, assign_queue_slots, posts_t, record_events
+from scheduler.queue import (
+    Change,
+    accounts_t,
+    announce,
+    assign_queue_slots,
+    posts_t,
+    record_events,
+)
 
 #: Changed items in these states are updated in place.
 UPDATABLE = frozenset({PostState.QUEUED, PostState.RETRY_WAIT, PostState.PAUSED})
@@ -459,6 +466,8 @@ def apply_plan(
             insert_tuples(conn, posts_t, NEW_COLUMNS, chunk)
             if progress:
                 progress(len(chunk))
+        if diff.added or diff.updated or diff.requeued:
+            announce(conn)
         return diff
 
     new_rows: list[dict[str, Any]] = []
@@ -481,4 +490,6 @@ def apply_plan(
         insert_rows(conn, posts_t, batch)
         if progress:
             progress(len(batch))
+    if diff.added or diff.updated or diff.requeued:
+        announce(conn)
     return diff

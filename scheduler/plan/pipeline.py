@@ -73,6 +73,7 @@ from scheduler.plan.validate import (
     validate_range,
 )
 from scheduler.queue import (
+    announce,
     assign_queue_slots,
     holding_posts,
     plan_queue_slots,
@@ -301,6 +302,8 @@ def import_plan(
     for account_id in sorted(touched):
         if account_id in by_id:
             assign_queue_slots(conn, by_id[account_id], account_id, now)
+    if diff.added or diff.updated or diff.requeued:
+        announce(conn)
     return diff, []
 
 
