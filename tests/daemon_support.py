@@ -552,6 +552,25 @@ class SlowSimPlainAdapter(_Slow, SimPlainAdapter):
     capabilities = Capabilities(idempotent=False, **_SLOW_CAPS)  # type: ignore[arg-type]
 
 
+#: Limits that do not bind: for tests of claims and leases, not of rate limits (the daemons
+#: alive on one database share each account's declared limits; see tests/test_dispatch.py).
+_ROOMY = RateLimitPolicy(requests=1_000_000, per=timedelta(minutes=1), concurrency=64)
+
+
+class RoomySimAdapter(SimAdapter):
+    """The sim (honours idempotency keys) with limits that do not bind."""
+
+    platform = "roomy-sim"
+    capabilities = replace(SimAdapter.capabilities, rate_limit=_ROOMY)
+
+
+class RoomySimPlainAdapter(SimPlainAdapter):
+    """The sim without idempotency, with limits that do not bind."""
+
+    platform = "roomy-sim-plain"
+    capabilities = replace(SimPlainAdapter.capabilities, rate_limit=_ROOMY)
+
+
 class PluginBug(Exception):
     """What the misbehaving plugin raises."""
 
@@ -616,7 +635,14 @@ class TestNetworks:
 
     @hookimpl
     def register_platforms(self, register: Callable[[type[Adapter]], None]) -> None:
-        for adapter in (SlowSimAdapter, SlowSimPlainAdapter, BadAdapter, BrokenStartAdapter):
+        for adapter in (
+            SlowSimAdapter,
+            SlowSimPlainAdapter,
+            RoomySimAdapter,
+            RoomySimPlainAdapter,
+            BadAdapter,
+            BrokenStartAdapter,
+        ):
             register(adapter)
 
 

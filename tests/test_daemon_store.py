@@ -252,6 +252,15 @@ def test_heartbeat_records_and_updates_the_daemon(engine: Engine) -> None:
     )
 
 
+def test_heartbeat_counts_the_daemons_alive_on_the_database(engine: Engine) -> None:
+    info = {"hostname": "h", "pid": 1, "version": "0"}
+    assert store.heartbeat(engine, "d1", info, NOW, "running") == 1
+    store.heartbeat(engine, "old", info, NOW - store.ALIVE_WITHIN * 2, "running")  # killed
+    store.heartbeat(engine, "gone", info, NOW, "stopped")
+    assert store.heartbeat(engine, "d2", info, NOW, "published 3, failed 0") == 2
+    assert store.heartbeat(engine, "d1", info, NOW + timedelta(seconds=10), "running") == 2
+
+
 def _plans(engine: Engine, run: Any) -> list[str]:
     """The query plans of the reads of ``posts`` that ``run()`` makes (PostgreSQL with
     sequential scans and sorts disabled, so a plan that needs them shows them anyway)."""

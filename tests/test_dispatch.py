@@ -278,6 +278,52 @@ def test_budget_obeys_a_block_from_the_network() -> None:
     assert budget.delay(NOW) == timedelta(seconds=30)
 
 
+def test_daemons_alive_on_one_database_share_each_accounts_declared_limits() -> None:
+    policy = RateLimitPolicy(requests=10, per=timedelta(seconds=10), concurrency=4)
+    limits = Limits(100)
+    budget = limits.budget("a", policy)
+    for i in range(4):
+        budget.record(NOW + timedelta(seconds=i))
+    limits.share(3)  # three daemons: a third each, what was sent lately still counts
+    shared = limits.budget("a", policy)
+    assert shared is budget
+    assert (shared.policy.requests, shared.policy.concurrency) == (3, 1)
+    assert shared.delay(NOW + timedelta(seconds=4)) == timedelta(seconds=6)
+    assert limits.account_semaphore("a", policy).size == 1
+    limits.share(20)  # never below one request and one slot
+    assert limits.budget("a", policy).policy.requests == 1
+    limits.share(1)
+    assert limits.budget("a", policy).policy == policy
+    assert limits.account_semaphore("a", policy).size == 4
+
+
+def test_slots_that_shrink_while_held_hand_nothing_on_until_below_the_new_size() -> None:
+    async def scenario() -> list[str]:
+        slots = Slots(3)
+        for _ in range(3):
+            assert slots.try_acquire()
+        order: list[str] = []
+
+        async def wait(name: str) -> None:
+            await slots.acquire()
+            order.append(name)
+
+        waiter = asyncio.create_task(wait("w"))
+        await asyncio.sleep(0)
+        slots.resize(1)
+        slots.release()
+        slots.release()
+        await asyncio.sleep(0)
+        assert order == []  # one still held, and the size is one: full
+        slots.release()
+        await waiter  # the last one goes to the waiter
+        assert slots.free == 0
+        assert not slots.try_acquire()
+        return order
+
+    assert asyncio.run(asyncio.wait_for(scenario(), 1)) == ["w"]
+
+
 # ----------------------------------------------------------------- launch: the no-wait path
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from scheduler.adapter import RateLimitPolicy, RateLimitStatus
@@ -64,8 +64,20 @@ class Slots:
     """
 
     def __init__(self, value: int) -> None:
+        self.size = value
         self.free = value
         self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def resize(self, value: int) -> None:
+        """Hold at most ``value`` from now on; slots held above it are not taken back, they
+        just are not handed out again when released."""
+        self.free += value - self.size
+        self.size = value
+        while self.free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.free -= 1
+                waiter.set_result(None)
 
     def try_acquire(self) -> bool:
         if self.free > 0 and not self._waiters:
@@ -90,7 +102,8 @@ class Slots:
         return True
 
     def release(self) -> None:
-        while self._waiters:
+        # Above the size (it shrank while the slots were held): the slot is not handed on.
+        while self.free >= 0 and self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)  # the slot changes hands, ``free`` stays as it is
@@ -108,21 +121,51 @@ class Slots:
 
 
 class Limits:
-    """Concurrency slots and budgets, per account."""
+    """Concurrency slots and budgets, per account, for this daemon's share of the network.
+
+    Daemons that work on one database divide each account's declared limits among them
+    (``share``): with N daemons alive, each may send a 1/N-th of the declared requests per
+    period and hold a 1/N-th of the concurrent requests (at least one of each), so that all of
+    them together stay within what the plugin declared.
+    """
 
     def __init__(self, total: int) -> None:
         self.total = total
-        self._account_sem: dict[str, Slots] = {}
+        self.peers = 1
+        self._account_sem: dict[str, tuple[RateLimitPolicy, Slots]] = {}
         self._budgets: dict[str, Budget] = {}
 
+    def share(self, peers: int) -> None:
+        """``peers`` daemons (this one included) are alive: take this one's share."""
+        self.peers = max(1, peers)
+
+    def _shared(self, policy: RateLimitPolicy) -> RateLimitPolicy:
+        if self.peers == 1:
+            return policy
+        return replace(
+            policy,
+            requests=max(1, policy.requests // self.peers),
+            concurrency=max(1, policy.concurrency // self.peers),
+        )
+
     def account_semaphore(self, account: str, policy: RateLimitPolicy) -> Slots:
-        sem = self._account_sem.get(account)
-        if sem is None:
-            sem = self._account_sem[account] = Slots(max(1, policy.concurrency))
+        limit = max(1, self._shared(policy).concurrency)
+        found = self._account_sem.get(account)
+        if found is None:
+            sem = Slots(limit)
+            self._account_sem[account] = (policy, sem)
+            return sem
+        declared, sem = found
+        if declared != policy or sem.size != limit:
+            sem.resize(limit)
+            self._account_sem[account] = (policy, sem)
         return sem
 
     def budget(self, account: str, policy: RateLimitPolicy) -> Budget:
+        shared = self._shared(policy)
         budget = self._budgets.get(account)
-        if budget is None or budget.policy != policy:
-            budget = self._budgets[account] = Budget(policy)
+        if budget is None:
+            budget = self._budgets[account] = Budget(shared)
+        elif budget.policy != shared:
+            budget.policy = shared  # what was sent lately still counts
         return budget

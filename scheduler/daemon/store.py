@@ -978,10 +978,15 @@ def settle(
     return True
 
 
+#: A daemon whose heartbeat is older than this is taken for gone (``smm status`` too).
+ALIVE_WITHIN = timedelta(seconds=30)
+
+
 def heartbeat(
     engine: Engine, daemon_id: str, info: Mapping[str, Any], now: datetime, status: str
-) -> None:
-    """Record that this daemon is alive (``smm status`` reads it)."""
+) -> int:
+    """Record that this daemon is alive (``smm status`` reads it); return how many daemons,
+    this one included, are alive on the database (they share the networks' rate limits)."""
     with immediate(engine) as conn:
         updated = conn.execute(
             update(daemons_t)
@@ -994,6 +999,12 @@ def heartbeat(
                     id=daemon_id, started_at=now, last_seen=now, status=status, **info
                 )
             )
+        alive: int = conn.execute(
+            select(func.count()).where(
+                daemons_t.c.last_seen >= now - ALIVE_WITHIN, daemons_t.c.status != "stopped"
+            )
+        ).scalar_one()
+    return max(1, alive)
 
 
 def forget_daemon(engine: Engine, daemon_id: str) -> None:

@@ -415,9 +415,13 @@ class Worker:
 
     async def heartbeat(self, status: str = "running") -> None:
         info = {"hostname": socket.gethostname(), "pid": os.getpid(), "version": __version__}
-        await asyncio.to_thread(
+        peers = await asyncio.to_thread(
             store.heartbeat, self.engine, self.owner, info, self.clock.now(), status
         )
+        if peers != self.limits.peers:
+            # The daemons alive on this database share each account's declared limits.
+            log.info("rate_limits_shared", daemons=peers)
+            self.limits.share(peers)
 
     async def next_due(self) -> datetime | None:
         return await asyncio.to_thread(store.next_due, self.engine)
