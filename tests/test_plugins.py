@@ -498,22 +498,28 @@ def test_a_failing_prepare_post_raises_instead_of_passing_the_post_on() -> None:
         prepare()
 
 
+def _plan_item(**fields: Any) -> PlanItem:
+    """A validated item of account ``tweets``; ``fields`` override the defaults."""
+    defaults: dict[str, Any] = {
+        "key": "p1",
+        "account": "tweets",
+        "content_type": "promo",
+        "text": "Spring sale",
+        "media": (),
+        "link": None,
+        "tags": (),
+        "evergreen": False,
+        "at": None,
+        "file": "plan.yaml",
+        "line": 3,
+        "unit": "line",
+        "order": 0,
+    }
+    return PlanItem(**{**defaults, **fields})
+
+
 def test_plan_validation_checks_the_text_after_prepare_post() -> None:
-    item = PlanItem(
-        key="p1",
-        account="tweets",
-        content_type="promo",
-        text="Spring sale",
-        media=(),
-        link=None,
-        tags=(),
-        evergreen=False,
-        at=None,
-        file="plan.yaml",
-        line=3,
-        unit="line",
-        order=0,
-    )
+    item = _plan_item()
     account = AccountConfig(name="tweets", platform="x", timezone="UTC")
     assert outgoing.network_check(item, account) == []
 
@@ -678,20 +684,11 @@ def test_a_plan_item_becomes_the_same_outgoing_post_as_the_constructor_builds() 
     import dataclasses
     from datetime import UTC, datetime
 
-    item = PlanItem(
-        key="p1",
-        account="tweets",
-        content_type="promo",
-        text="Spring sale",
+    item = _plan_item(
         media=("https://example.com/a.png",),
         link="https://example.com",
         tags=("sale",),
-        evergreen=False,
         at=datetime(2026, 12, 1, 9, tzinfo=UTC),
-        file="plan.yaml",
-        line=3,
-        unit="line",
-        order=0,
     )
     post = outgoing.from_plan_item(item, "key-1")
     expected = OutgoingPost(
