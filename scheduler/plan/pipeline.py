@@ -46,7 +46,7 @@ from scheduler.accounts import sync_accounts
 from scheduler.config import Config
 from scheduler.db.bulk import insert_tuples, supports_tuples
 from scheduler.db.models import Schedule
-from scheduler.errors import Problem
+from scheduler.errors import Problem, SmmError
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.importer import (
     LOCKED,
@@ -315,7 +315,7 @@ def _can_fork() -> bool:
     return sys.platform == "linux" and threading.active_count() == 1
 
 
-class ValidationProcessError(RuntimeError):
+class ValidationProcessError(SmmError):
     """The process validating the plan died or failed; nothing was imported."""
 
 
