@@ -132,6 +132,8 @@ class DaemonSettings:
     shutdown_deadline: timedelta = timedelta(seconds=20)
     publish_timeout: timedelta = timedelta(seconds=60)
     concurrency: int = 32
+    #: How often unconfirmed posts are looked up on their network.
+    reconcile: timedelta = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -446,7 +448,15 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
     r.unknown_keys(
         "daemon",
         d,
-        {"tick", "lease", "batch_size", "shutdown_deadline", "publish_timeout", "concurrency"},
+        {
+            "tick",
+            "lease",
+            "batch_size",
+            "shutdown_deadline",
+            "publish_timeout",
+            "concurrency",
+            "reconcile",
+        },
     )
     dd = DaemonSettings()
     daemon = DaemonSettings(
@@ -456,6 +466,7 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
         shutdown_deadline=r.duration(d, "shutdown_deadline", "daemon", dd.shutdown_deadline),
         publish_timeout=r.duration(d, "publish_timeout", "daemon", dd.publish_timeout),
         concurrency=r.number(d, "concurrency", "daemon", dd.concurrency, low=1, high=1000),
+        reconcile=r.duration(d, "reconcile", "daemon", dd.reconcile),
     )
 
     e = r.table(data, "er", "er")

@@ -45,6 +45,7 @@ batch_size = 50
 shutdown_deadline = "10s"
 publish_timeout = "45s"
 concurrency = 8
+reconcile = "2m"
 
 [er]
 half_life = "7d"
@@ -124,6 +125,7 @@ def test_full_config_gives_every_setting() -> None:
     assert (config.daemon.batch_size, config.daemon.concurrency) == (50, 8)
     assert config.daemon.shutdown_deadline == timedelta(seconds=10)
     assert config.daemon.publish_timeout == timedelta(seconds=45)
+    assert config.daemon.reconcile == timedelta(minutes=2)
     assert config.er.half_life == timedelta(days=7)
     assert (config.er.floor, config.er.ceiling, config.er.max_change) == (0.05, 0.5, 0.2)
     assert (config.er.min_posts, config.er.frozen) == (3, True)

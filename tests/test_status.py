@@ -6,6 +6,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,3 +261,27 @@ def test_an_uninitialised_database_is_an_error(tmp_path: Any) -> None:
     result = CliRunner().invoke(cli, ["--db", f"sqlite:///{tmp_path / 'new.db'}", "status"])
     assert result.exit_code == 1
     assert "smm init" in result.output
+
+
+def test_unconfirmed_posts_are_flagged_after_two_of_the_configured_reconcile_intervals(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[daemon]\nreconcile = "30m"\n', encoding="utf-8")
+    a = add_account(engine, "riga")
+    add_post(
+        engine,
+        a,
+        utcnow() - timedelta(hours=2),
+        PostState.UNCONFIRMED,
+        updated_at=utcnow() - timedelta(minutes=30),
+    )
+
+    def status(*args: str) -> Result:
+        return CliRunner().invoke(
+            cli, ["--db", db_url, "--config", str(config), "status", "--json", *args]
+        )
+
+    assert status().exit_code == 0  # within two 30-minute tries: the daemon is on it
+    config.write_text('[daemon]\nreconcile = "10m"\n', encoding="utf-8")
+    assert status().exit_code == NEEDS_ATTENTION

@@ -25,7 +25,7 @@ ALIVE_WITHIN = 3 * HEARTBEAT_EVERY
 #: Due posts older than this, with a daemon alive, mean the daemon is not keeping up.
 OVERDUE_AFTER = timedelta(minutes=5)
 #: The daemon settles unconfirmed posts itself; one still unsettled after two of its tries
-#: waits for a person.
+#: (``[daemon] reconcile``, 5 min by default) waits for a person.
 UNSETTLED_AFTER = 2 * RECONCILE_EVERY
 NEXT_DUE = 10
 NEEDS_PERSON_SHOWN = 20
@@ -46,7 +46,9 @@ def _fix(key: str, state: str) -> str:
     return f"smm queue retry {key}  (or: smm queue cancel {key})"
 
 
-def gather(conn: Connection, now: datetime) -> dict[str, Any]:
+def gather(
+    conn: Connection, now: datetime, *, unsettled_after: timedelta = UNSETTLED_AFTER
+) -> dict[str, Any]:
     """Everything ``smm status`` shows, as the JSON it prints."""
     zones = {
         r.name: r.timezone for r in conn.execute(select(accounts_t.c.name, accounts_t.c.timezone))
@@ -117,7 +119,7 @@ def gather(conn: Connection, now: datetime) -> dict[str, Any]:
     ]
 
     person = (posts_t.c.state == PostState.FAILED) | (
-        (posts_t.c.state == PostState.UNCONFIRMED) & (posts_t.c.updated_at <= now - UNSETTLED_AFTER)
+        (posts_t.c.state == PostState.UNCONFIRMED) & (posts_t.c.updated_at <= now - unsettled_after)
     )
     person_total = int(conn.execute(select(func.count()).where(person)).scalar_one())
     needs_person = [
@@ -266,7 +268,7 @@ def status(app: App, as_json: bool) -> None:
     Exit code: 0 healthy, 3 needs attention (for monitoring scripts), 1 error.
     """
     with app.engine(create=False).connect() as conn:
-        report = gather(conn, app.now())
+        report = gather(conn, app.now(), unsettled_after=2 * app.config.daemon.reconcile)
     if as_json:
         echo_json(report)
     else:

@@ -25,14 +25,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
 from scheduler import observability
-from scheduler.config import Config
+from scheduler.config import Config, DaemonSettings
 from scheduler.daemon import notices, systemd
 from scheduler.daemon.worker import Worker
 from scheduler.timeutil import Clock, SystemClock
 
 log = structlog.get_logger("scheduler.service")
 
-RECONCILE_EVERY = timedelta(minutes=5)
+#: How often unconfirmed posts are looked up, unless ``[daemon] reconcile`` says otherwise.
+RECONCILE_EVERY = DaemonSettings().reconcile
 HEARTBEAT_EVERY = timedelta(seconds=10)
 
 
@@ -118,7 +119,7 @@ class Service:
         every("tick", daemon.tick, tick)
         every("leases", daemon.lease / 3, worker.renew_leases)
         every("rescue", daemon.lease / 2, worker.rescue)
-        every("reconcile", RECONCILE_EVERY, worker.reconcile)
+        every("reconcile", daemon.reconcile, worker.reconcile)
         every("heartbeat", HEARTBEAT_EVERY, self._heartbeat)
         interval = systemd.watchdog_interval()
         if interval:
