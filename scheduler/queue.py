@@ -6,6 +6,7 @@ state it changes, so ``smm queue show`` can tell a post's whole story.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -171,15 +172,19 @@ def plan_queue_slots(
     taken = {minute(r.due_at) for r in rows if r.id not in moving and r.due_at is not None}
     taken |= {minute(r["due_at"]) for r in new_rows if r["due_at"] is not None}
     taken.update(map(minute, new_taken))
-    entries += [
-        QueueEntry(None, r["plan_order"], r["content_type"], None, r)
-        for r in new_rows
-        if r["schedule"] == Schedule.QUEUE
-    ]
+    waiting = [r for r in new_rows if r["schedule"] == Schedule.QUEUE]
+    times: list[datetime | None]
+    if not entries and order is plan_order and _in_plan_order(waiting):
+        # Nothing stored moves and the new rows come in plan order (a plan's first import):
+        # they take the free slots as they are.
+        times = list(free_slots(account.slots, account.tz, now, taken, len(waiting)))
+        times += [None] * (len(waiting) - len(times))  # no slots: they wait unscheduled
+        for row, t in zip(waiting, times, strict=True):
+            row["due_at"] = row["next_attempt_at"] = t
+        return []
+    entries += [QueueEntry(None, r["plan_order"], r["content_type"], None, r) for r in waiting]
     ordered = order(entries)
-    times: list[datetime | None] = list(
-        free_slots(account.slots, account.tz, now, taken, len(ordered))
-    )
+    times = list(free_slots(account.slots, account.tz, now, taken, len(ordered)))
     # Queue posts that found no slot (an account without slots) wait unscheduled.
     times += [None] * (len(ordered) - len(times))
     updates: list[tuple[int, datetime | None]] = []
@@ -190,6 +195,10 @@ def plan_queue_slots(
             assert entry.id is not None
             updates.append((entry.id, t))
     return updates
+
+
+def _in_plan_order(rows: Sequence[dict[str, Any]]) -> bool:
+    return all(a["plan_order"] < b["plan_order"] for a, b in itertools.pairwise(rows))
 
 
 def write_slot_times(

@@ -30,6 +30,14 @@ def iter_slots(
     day = start.astimezone(tz).date()
     day_start = _midnight(day, tz)
     last: datetime | None = None
+    # Each weekday's wall times as offsets from midnight, in order, each once.
+    offsets = {
+        weekday: [
+            timedelta(hours=t.hour, minutes=t.minute, seconds=t.second, microseconds=t.microsecond)
+            for t in sorted(set(times))
+        ]
+        for weekday, times in slots.items()
+    }
     while True:
         next_day = day + timedelta(days=1)
         next_start = _midnight(next_day, tz)
@@ -38,13 +46,7 @@ def iter_slots(
         if offset is not None:
             # The clocks do not change this day: one offset turns every wall time into UTC.
             base = datetime.combine(day, time(0), tzinfo=UTC) - offset
-            instants = [
-                base
-                + timedelta(
-                    hours=t.hour, minutes=t.minute, seconds=t.second, microseconds=t.microsecond
-                )
-                for t in sorted(set(times))
-            ]
+            instants = [base + delta for delta in offsets[day.weekday()]]
         else:
             # A slot shifted out of a DST gap can land on, or after, a later slot of the same
             # day: sort the day's instants and keep each once.

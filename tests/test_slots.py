@@ -200,3 +200,49 @@ def test_slot_times_on_days_the_clocks_change_at_or_near_midnight(zone: str, day
     slots = dict.fromkeys(range(7), every_half_hour)
     begin = (day - timedelta(days=1)).replace(tzinfo=UTC)
     assert take(200, iter_slots(slots, tz, begin)) == _reference_slots(slots, tz, begin, 200)
+
+
+def test_new_queue_posts_in_plan_order_get_the_slots_the_general_ordering_gives() -> None:
+    """A first import takes a shortcut (nothing stored moves, the rows are in plan order):
+    it must give the same times as the general path, which sorts every entry."""
+    import random
+
+    from scheduler.config import AccountConfig
+    from scheduler.queue import plan_order, plan_queue_slots
+
+    rng = random.Random(5)
+    account = AccountConfig(
+        name="a",
+        platform="sim",
+        timezone="Europe/Riga",
+        slots={**dict.fromkeys(range(5), (time(9, 0), time(13, 30))), 5: (time(11, 0),)},
+    )
+    start = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)  # the clocks change on the 29th
+
+    def rows() -> tuple[list[dict[str, object]], list[datetime]]:
+        rng.seed(5)
+        queue = [
+            {"schedule": "queue", "plan_order": i, "content_type": "t", "due_at": None}
+            for i in range(0, 400, 2)
+        ]
+        fixed = [
+            start + timedelta(days=rng.randrange(60), hours=rng.randrange(24)) for _ in range(40)
+        ]
+        # Some fixed times sit exactly on slots: those slots are taken.
+        fixed += [datetime(2026, 3, 23, 7, 0, tzinfo=UTC), datetime(2026, 4, 1, 6, 0, tzinfo=UTC)]
+        return queue, fixed
+
+    fast_rows, fixed = rows()
+    general_rows, _ = rows()
+    assert plan_queue_slots(account, [], start, new_rows=fast_rows, new_taken=fixed) == []
+    plan_queue_slots(
+        account,
+        [],
+        start,
+        new_rows=general_rows,
+        new_taken=fixed,
+        order=lambda entries: plan_order(entries),  # not the shortcut's own function
+    )
+    assert [r["due_at"] for r in fast_rows] == [r["due_at"] for r in general_rows]
+    assert all(r["due_at"] is not None for r in fast_rows)
+    assert datetime(2026, 3, 23, 7, 0, tzinfo=UTC) not in {r["due_at"] for r in fast_rows}
