@@ -13,10 +13,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import httpx
+import pytest
+from click.testing import CliRunner, Result
 from sqlalchemy import Connection
 
 from scheduler.adapter import Account as AdapterAccount
 from scheduler.adapter import Adapter, Capabilities, Metrics, OutgoingPost, Published
+from scheduler.cli import cli
 from scheduler.db.models import Account, MetricSnapshot, Post, PostState, Schedule
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -169,3 +172,17 @@ def counters(posts: Sequence[OutgoingPost]) -> dict[str, Metrics]:
         p.remote_id or "": Metrics(p.remote_id or "", likes=10, comments=2, shares=None, reach=100)
         for p in posts
     }
+
+
+def cli_at_t0(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``smm`` on the test database with "now" fixed at T0 (no config file): call it with
+    the command's arguments, and ``expect`` the exit code."""
+    monkeypatch.setattr("scheduler.cli.app.App.now", lambda self: T0)
+    monkeypatch.delenv("SMM_CONFIG", raising=False)
+
+    def run(*args: str, expect: int = 0) -> Result:
+        result = CliRunner().invoke(cli, ["--db", db_url, *args], catch_exceptions=False)
+        assert result.exit_code == expect, result.output
+        return result
+
+    return run

@@ -7,8 +7,7 @@ import random
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from er_support import DAY, T0, Builder
+from er_support import DAY, T0, Builder, cli_at_t0
 
 from scheduler.cli import cli
 from scheduler.cli.er import register
@@ -24,15 +23,7 @@ TRUE_ER = {"instruction": 0.04, "laugh": 0.03, "medal": 0.02}
 @pytest.fixture
 def smm(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run ``smm`` on the test database with "now" fixed at T0 (no config file)."""
-    monkeypatch.setattr("scheduler.cli.app.App.now", lambda self: T0)
-    monkeypatch.delenv("SMM_CONFIG", raising=False)
-
-    def run(*args: str, expect: int = 0) -> Result:
-        result = CliRunner().invoke(cli, ["--db", db_url, *args], catch_exceptions=False)
-        assert result.exit_code == expect, result.output
-        return result
-
-    return run
+    return cli_at_t0(db_url, monkeypatch)
 
 
 @pytest.fixture

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-from er_support import DAY, HOUR, T0, Builder
+from er_support import DAY, HOUR, T0, Builder, cli_at_t0
 from sqlalchemy import Engine
 
 from scheduler.cli import cli
@@ -145,15 +144,7 @@ class Page(HTMLParser):
 @pytest.fixture
 def smm(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run ``smm`` on the test database with "now" fixed at T0 (no config file)."""
-    monkeypatch.setattr("scheduler.cli.app.App.now", lambda self: T0)
-    monkeypatch.delenv("SMM_CONFIG", raising=False)
-
-    def run(*args: str, expect: int = 0) -> Result:
-        result = CliRunner().invoke(cli, ["--db", db_url, *args], catch_exceptions=False)
-        assert result.exit_code == expect, result.output
-        return result
-
-    return run
+    return cli_at_t0(db_url, monkeypatch)
 
 
 @pytest.fixture
