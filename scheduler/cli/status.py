@@ -10,7 +10,8 @@ from sqlalchemy import Connection, func, select
 
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, local_time, preview, table
-from scheduler.daemon.service import HEARTBEAT_EVERY, RECONCILE_EVERY
+from scheduler.daemon.service import RECONCILE_EVERY
+from scheduler.daemon.store import ALIVE_WITHIN
 from scheduler.db.models import DaemonHeartbeat, PostState
 from scheduler.observability import HEARTBEAT_HORIZON
 from scheduler.queue import accounts_t, posts_t
@@ -20,8 +21,6 @@ daemons_t = DaemonHeartbeat.__table__  # type: ignore[attr-defined]
 
 #: Exit code when something needs a person (monitoring scripts: 0 fine, 3 look, 1 error).
 NEEDS_ATTENTION = 3
-#: A daemon is alive while its heartbeat is at most this old (three missed beats: stale).
-ALIVE_WITHIN = 3 * HEARTBEAT_EVERY
 #: Due posts older than this, with a daemon alive, mean the daemon is not keeping up.
 OVERDUE_AFTER = timedelta(minutes=5)
 #: The daemon settles unconfirmed posts itself; one still unsettled after two of its tries

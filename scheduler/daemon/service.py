@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 from scheduler import observability
 from scheduler.config import Config, DaemonSettings
 from scheduler.daemon import notices, systemd
+from scheduler.daemon.store import HEARTBEAT_EVERY
 from scheduler.daemon.worker import Worker
 from scheduler.timeutil import Clock, SystemClock
 
@@ -34,7 +35,6 @@ log = structlog.get_logger("scheduler.service")
 
 #: How often unconfirmed posts are looked up, unless ``[daemon] reconcile`` says otherwise.
 RECONCILE_EVERY = DaemonSettings().reconcile
-HEARTBEAT_EVERY = timedelta(seconds=10)
 
 
 @dataclass

@@ -978,8 +978,11 @@ def settle(
     return True
 
 
-#: A daemon whose heartbeat is older than this is taken for gone (``smm status`` too).
-ALIVE_WITHIN = timedelta(seconds=30)
+#: How often a running daemon records its heartbeat.
+HEARTBEAT_EVERY = timedelta(seconds=10)
+#: A daemon whose heartbeat is older than this (three missed beats) is taken for gone, by the
+#: other daemons and by ``smm status``.
+ALIVE_WITHIN = 3 * HEARTBEAT_EVERY
 
 
 def heartbeat(
