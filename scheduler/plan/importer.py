@@ -83,6 +83,11 @@ class ImportDiff:
     gone: list[Existing] = field(default_factory=list)
     pruned: bool = False
 
+    @property
+    def queues_posts(self) -> bool:
+        """Whether the import adds posts to the queue or changes queued ones."""
+        return bool(self.added or self.updated or self.requeued)
+
     def summary(self) -> dict[str, int]:
         return {
             "added": len(self.added),
@@ -421,6 +426,8 @@ def apply_plan(
         return diff
 
     touched = apply_changes(conn, diff, account_ids, now)
+    if diff.queues_posts:
+        announce(conn)  # delivered when the caller commits
     paused = paused_accounts(conn)
     touched |= {account_ids[i.account] for i in diff.added}
     by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
@@ -466,8 +473,6 @@ def apply_plan(
             insert_tuples(conn, posts_t, NEW_COLUMNS, chunk)
             if progress:
                 progress(len(chunk))
-        if diff.added or diff.updated or diff.requeued:
-            announce(conn)
         return diff
 
     new_rows: list[dict[str, Any]] = []
@@ -490,6 +495,4 @@ def apply_plan(
         insert_rows(conn, posts_t, batch)
         if progress:
             progress(len(batch))
-    if diff.added or diff.updated or diff.requeued:
-        announce(conn)
     return diff

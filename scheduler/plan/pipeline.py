@@ -302,7 +302,7 @@ def import_plan(
     for account_id in sorted(touched):
         if account_id in by_id:
             assign_queue_slots(conn, by_id[account_id], account_id, now)
-    if diff.added or diff.updated or diff.requeued:
+    if diff.queues_posts:
         announce(conn)
     return diff, []
 
