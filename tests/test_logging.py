@@ -359,3 +359,19 @@ def test_values_without_secrets_keep_their_type(
     event = json_log()[0]
     assert (event["posts"], event["er"], event["frozen"]) == (3, 0.042, False)
     assert (event["missing"], event["tags"]) == (None, ["a", "b"])
+
+
+def test_a_database_password_is_masked_once_an_engine_uses_it(
+    json_log: Callable[[], list[dict[str, Any]]],
+) -> None:
+    from scheduler.db.engine import make_engine
+
+    password = unique_secret()
+    engine = make_engine(f"postgresql+psycopg://smm:{password}@db.invalid:5432/smm")
+    try:
+        log().warning("queue_listen_failed", error=f"connection to smm:{password} refused")
+    finally:
+        engine.dispose()
+    (event,) = json_log()
+    assert password not in json.dumps(event)
+    assert MASK in event["error"]

@@ -87,6 +87,12 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
                 f"unsupported PostgreSQL driver {parsed.get_driver_name()!r}: "
                 "use a postgresql+psycopg:// URL"
             )
+        if parsed.password:
+            # Whatever logs an error of this server (the daemons' queue listener too) never
+            # shows the password, even where a message quotes the connection string.
+            from scheduler.logging import register_secret
+
+            register_secret(str(parsed.password))
         return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
     raise SmmError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
 
