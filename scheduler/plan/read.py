@@ -153,35 +153,34 @@ def read_csv(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
     items: list[RawItem] = []
     append, width = items.append, len(columns)
     row = 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            problems.append(Problem(file, row + 1, None, f"not valid CSV: {exc}", unit="row"))
-            break
-        row += 1
-        # Blank when no cell holds anything but whitespace (one join, not a strip per cell).
-        if not "".join(cells).strip():
-            continue
-        if len(cells) > width and any(c.strip() for c in cells[width:]):
-            problems.append(
-                Problem(
-                    file,
-                    row,
-                    None,
-                    f"{len(cells)} cells but the header has {width} columns",
-                    "quote cells that contain the delimiter",
-                    unit="row",
-                )
-            )
-            continue
-        if all_named:
-            values = dict(zip(columns, cells, strict=False))
-        else:
-            values = {col: cell for col, cell in zip(columns, cells, strict=False) if col}
-        append(RawItem(file, row, "row", values))
+    try:
+        for cells in reader:
+            row += 1
+            if len(cells) != width or not cells[0] or cells[0].isspace():
+                # Not the common full row that starts with an id: blank (no cell holds
+                # anything but whitespace), or more cells than columns?
+                if not "".join(cells).strip():
+                    continue
+                if len(cells) > width and any(c.strip() for c in cells[width:]):
+                    problems.append(
+                        Problem(
+                            file,
+                            row,
+                            None,
+                            f"{len(cells)} cells but the header has {width} columns",
+                            "quote cells that contain the delimiter",
+                            unit="row",
+                        )
+                    )
+                    continue
+            if all_named:
+                values = dict(zip(columns, cells, strict=False))
+            else:
+                values = {col: cell for col, cell in zip(columns, cells, strict=False) if col}
+            append(RawItem(file, row, "row", values))
+    except csv.Error as exc:
+        # The reader failed on the row after the last one it returned.
+        problems.append(Problem(file, row + 1, None, f"not valid CSV: {exc}", unit="row"))
     return items, problems
 
 
