@@ -31,12 +31,18 @@ _TAG_SPLIT = re.compile(r"[;,\n\s]+")
 class _Checker:
     """Validates one raw item, recording problems against its location."""
 
+    __slots__ = ("ok", "problems", "raw")
+
     def __init__(self, raw: RawItem, problems: list[Problem]) -> None:
         self.raw = raw
         self.problems = problems
         self.ok = True
-        key = raw.values.get("id")
-        self.item_key = str(key).strip() if key not in (None, "") else None
+
+    @property
+    def item_key(self) -> str | None:
+        """The item's id as problems name it (None when it has none)."""
+        key = self.raw.values.get("id")
+        return str(key).strip() if key not in (None, "") else None
 
     def fail(self, name: str | None, message: str, hint: str = "") -> None:
         self.ok = False
@@ -151,9 +157,7 @@ def _plan_dir(file: str) -> Path:
 _KNOWN_FIELDS = frozenset(FIELDS) | IGNORED_FIELDS
 
 
-def _known_fields(c: _Checker) -> None:
-    if _KNOWN_FIELDS.issuperset(c.raw.values):
-        return  # every name is a known field as written (the common case)
+def _unknown_fields(c: _Checker) -> None:
     for name in c.raw.values:
         lowered = name.lower()
         if lowered in FIELDS or lowered in IGNORED_FIELDS or lowered.startswith(("_", "#")):
@@ -177,7 +181,8 @@ def validate_item(
 ) -> PlanItem | None:
     """Turn one raw record into a PlanItem, or None after recording its problems."""
     c = _Checker(raw, problems)
-    _known_fields(c)
+    if not _KNOWN_FIELDS.issuperset(raw.values):
+        _unknown_fields(c)
     key = c.text("id", required=True, limit=MAX_KEY)
     account_name = c.text("account", required=True)
     content_type = c.text("type", required=True, limit=MAX_TYPE)
@@ -206,28 +211,29 @@ def validate_item(
         else ()
     )
     evergreen = c.boolean("evergreen")
-    at = _at(c, raw.values.get("at"), account, now, past_ok=c.item_key in settled)
+    at = _at(c, raw.values.get("at"), account, now, settled)
     if not c.ok or key is None or account_name is None or content_type is None or text is None:
         return None
+    # Positional: a large plan builds one per item, and keywords cost a third more.
     return PlanItem(
-        key=key.strip(),
-        account=account_name,
-        content_type=content_type.strip().lower(),
-        text=text.strip("\n").rstrip(),
-        media=media,
-        link=link,
-        tags=tags,
-        evergreen=evergreen,
-        at=at,
-        file=raw.file,
-        line=raw.line,
-        unit=raw.unit,
-        order=raw.order,
+        key.strip(),
+        account_name,
+        content_type.strip().lower(),
+        text.strip("\n").rstrip(),
+        media,
+        link,
+        tags,
+        evergreen,
+        at,
+        raw.file,
+        raw.line,
+        raw.unit,
+        raw.order,
     )
 
 
 def _blank(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+    return value is None or (isinstance(value, str) and (not value or value.isspace()))
 
 
 def _time_text(value: Any) -> Any:
@@ -252,7 +258,7 @@ def planned_time(raw: RawItem, config: Config) -> tuple[AccountConfig, datetime 
 
 
 def _at(
-    c: _Checker, value: Any, account: AccountConfig | None, now: datetime, *, past_ok: bool
+    c: _Checker, value: Any, account: AccountConfig | None, now: datetime, settled: Container[str]
 ) -> datetime | None:
     if _blank(value):
         if account is not None and not account.slots:
@@ -269,7 +275,7 @@ def _at(
     except LocalTimeError as exc:
         c.fail("at", str(exc), exc.hint)
         return None
-    if at < now and not past_ok:
+    if at < now and c.item_key not in settled:
         c.fail(
             "at",
             f"{value} ({account.timezone}) is in the past",
