@@ -139,3 +139,33 @@ def test_yaml_plans_are_parsed_by_libyaml_when_pyyaml_has_it() -> None:
     assert problems == []
     assert items[0].values == {"id": "010", "at": "2026-01-01 10:00", "evergreen": True, "n": 3}
     assert items[0].field_lines == {"id": 1, "at": 2, "evergreen": 3, "n": 4}
+
+
+def test_csv_blank_rows_are_skipped_and_rows_without_an_id_are_kept(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "plan.csv",
+        "id,account,text\n\n  ,\t, \n ,acme,no id here\na,acme,hi,,\nb,acme\n",
+    )
+    items, problems = read_plan_file(path)
+    assert problems == []
+    # Row 2 is empty and row 3 only whitespace: skipped, but counted. A row with a blank id
+    # is an item (validation reports the missing id on its row); empty extra cells are fine,
+    # and a short row simply lacks the last columns.
+    assert [(i.line, i.values) for i in items] == [
+        (4, {"id": " ", "account": "acme", "text": "no id here"}),
+        (5, {"id": "a", "account": "acme", "text": "hi"}),
+        (6, {"id": "b", "account": "acme"}),
+    ]
+
+
+def test_csv_that_cannot_be_parsed_names_the_row_and_keeps_what_came_before(
+    tmp_path: Path,
+) -> None:
+    huge = "x" * 200_000  # over the csv module's field size limit
+    path = write(tmp_path, "plan.csv", f'id,text\na,"two\nlines"\nb,"{huge}"\nc,hi\n')
+    items, problems = read_plan_file(path)
+    assert [i.values["id"] for i in items] == ["a"]
+    assert len(problems) == 1
+    assert (problems[0].line, problems[0].unit) == (3, "row")
+    assert problems[0].message.startswith("not valid CSV: field larger than field limit")
