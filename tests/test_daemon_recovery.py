@@ -286,6 +286,49 @@ def test_expired_credentials_pause_the_account_and_its_other_posts_wait(
 # ------------------------------------------------------------------------------ by hand
 
 
+def test_a_429_answered_to_one_daemon_holds_back_the_others_at_their_next_heartbeat(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    accounts: dict[str, Any] = {
+        "busy": {
+            "platform": "sim",
+            "options": {"fail_rate": 1.0, "fail_mix": {"rate_limited": 1}, "retry_after": "15m"},
+        },
+        "calm": {"platform": "sim"},
+    }
+    config = config_at(write_config(tmp_path / "config.toml", accounts, daemon=DAEMON))
+    engine = make_engine(sqlite_url)
+    now = utcnow()
+    seed_posts(engine, config, [("busy-0", "busy", now), ("calm-0", "calm", now)])
+
+    async def two_daemons() -> tuple[timedelta, timedelta, timedelta]:
+        first, second = Worker(engine, config), Worker(engine, config)
+        await first.start()
+        await second.start()
+        try:
+            await first.claim_and_dispatch()  # the network answers "busy-0" with a 429
+            await first.drain()
+            policy = SimAdapter.capabilities.rate_limit
+            before = second.limits.budget("busy", policy).delay(utcnow())
+            await second.heartbeat()
+            return (
+                before,
+                second.limits.budget("busy", policy).delay(utcnow()),
+                second.limits.budget("calm", policy).delay(utcnow()),
+            )
+        finally:
+            await first.close()
+            await second.close()
+
+    before, busy, calm = asyncio.run(two_daemons())
+    tried = {a.key: a.outcome for a in attempt_rows(engine)}
+    assert tried == {"busy-0": Outcome.RATE_LIMITED, "calm-0": Outcome.PUBLISHED}
+    assert before == timedelta(0)
+    # The other daemon now waits out the network's 15 minutes too; the calm account is free.
+    assert timedelta(minutes=14) < busy <= timedelta(minutes=15)
+    assert calm == timedelta(0)
+
+
 def test_queue_resolve_settles_an_unconfirmed_post_by_hand(sqlite_url: str, tmp_path: Path) -> None:
     path = write_config(
         tmp_path / "config.toml",

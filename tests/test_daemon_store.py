@@ -179,6 +179,59 @@ def test_rate_limited_attempts_are_not_counted(engine: Engine) -> None:
     assert post(engine, pid).attempt_count == 0
 
 
+def test_rate_limit_blocks_are_the_429s_still_ahead_whichever_daemon_got_them(
+    engine: Engine,
+) -> None:
+    a = seed(engine, [NOW, NOW], account="a")
+    b = seed(engine, [NOW], account="b")
+    c = seed(engine, [NOW], account="c")
+    claimed = {row.post_id: row for row in claim(engine, "d1")[0]}
+    soon, later, past = (NOW + timedelta(minutes=m) for m in (5, 15, -1))
+
+    def refused(post_id: int, until: datetime, latency: float | None) -> Result:
+        return Result(
+            claimed[post_id],
+            Outcome.RATE_LIMITED,
+            PostState.RETRY_WAIT,
+            NOW,
+            http_status=429 if latency is not None else None,
+            latency_ms=latency,
+            next_attempt_at=until,
+            retry_at=until,
+            counts=False,
+        )
+
+    store.write_results(
+        engine,
+        "d1",
+        [
+            refused(a[0], soon, 12.0),
+            refused(a[1], later, 15.0),  # the latest wait of the account wins
+            refused(b[0], past, 9.0),  # over already
+            # Held back by a daemon's own budget: nothing was sent, not the network's word.
+            refused(c[0], later, None),
+        ],
+        NOW,
+    )
+    assert store.rate_limit_blocks(engine, NOW) == {"a": later}
+    assert store.rate_limit_blocks(engine, soon) == {"a": later}
+    assert store.rate_limit_blocks(engine, later) == {}
+
+
+def test_rate_limit_blocks_read_only_the_refused_attempts_index(engine: Engine) -> None:
+    # Every heartbeat asks; the attempts table grows without end, the 429s stay few.
+    seed(engine, [NOW] * 20)
+    claimed, _ = claim(engine)
+    store.write_results(
+        engine,
+        "d1",
+        [Result(c, Outcome.PUBLISHED, PostState.PUBLISHED, NOW, latency_ms=5.0) for c in claimed],
+        NOW,
+    )
+    (plan,) = _plans(engine, lambda: store.rate_limit_blocks(engine, NOW))
+    assert "ix_attempts_rate_limited" in plan, plan
+
+
 def test_auth_failure_pauses_the_account_and_its_waiting_posts(engine: Engine) -> None:
     ids = seed(engine, [NOW, NOW + timedelta(hours=1)])
     claimed, _ = claim(engine, limit=1)

@@ -297,6 +297,19 @@ def test_daemons_alive_on_one_database_share_each_accounts_declared_limits() -> 
     assert limits.account_semaphore("a", policy).size == 4
 
 
+def test_a_wait_the_network_asked_for_holds_back_this_daemons_budget_too() -> None:
+    policy = RateLimitPolicy(requests=10, per=timedelta(seconds=10), concurrency=4)
+    limits = Limits(100)
+    # Read from the database before this daemon sent anything to the account...
+    limits.block("a", NOW + timedelta(seconds=30))
+    limits.block("a", NOW + timedelta(seconds=20))  # an earlier end does not shorten it
+    assert limits.budget("a", policy).delay(NOW) == timedelta(seconds=30)
+    # ...and after: the budget it already has is blocked.
+    limits.block("a", NOW + timedelta(minutes=2))
+    assert limits.budget("a", policy).delay(NOW) == timedelta(minutes=2)
+    assert limits.budget("b", policy).delay(NOW) == timedelta(0)
+
+
 def test_slots_that_shrink_while_held_hand_nothing_on_until_below_the_new_size() -> None:
     async def scenario() -> list[str]:
         slots = Slots(3)

@@ -134,6 +134,8 @@ class Limits:
         self.peers = 1
         self._account_sem: dict[str, tuple[RateLimitPolicy, Slots]] = {}
         self._budgets: dict[str, Budget] = {}
+        #: Waits the network asked for (``block``) on accounts without a budget yet.
+        self._blocked: dict[str, datetime] = {}
 
     def share(self, peers: int) -> None:
         """``peers`` daemons (this one included) are alive: take this one's share."""
@@ -161,11 +163,22 @@ class Limits:
             self._account_sem[account] = (policy, sem)
         return sem
 
+    def block(self, account: str, until: datetime) -> None:
+        """The network told ``account`` to wait until ``until`` (a 429 answered to this
+        daemon or, read from the database, to another one)."""
+        budget = self._budgets.get(account)
+        if budget is not None:
+            budget.block(until)
+        elif account not in self._blocked or until > self._blocked[account]:
+            self._blocked[account] = until
+
     def budget(self, account: str, policy: RateLimitPolicy) -> Budget:
         shared = self._shared(policy)
         budget = self._budgets.get(account)
         if budget is None:
-            budget = self._budgets[account] = Budget(shared)
+            budget = self._budgets[account] = Budget(
+                shared, blocked_until=self._blocked.pop(account, None)
+            )
         elif budget.policy != shared:
             budget.policy = shared  # what was sent lately still counts
         return budget

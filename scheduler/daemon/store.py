@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
 
 from scheduler.daemon import fastsql
 from scheduler.db.engine import immediate
@@ -1008,6 +1008,31 @@ def heartbeat(
             )
         ).scalar_one()
     return max(1, alive)
+
+
+#: Attempts a network refused with a rate limit, spelled out as the partial index
+#: ``ix_attempts_rate_limited`` is (bound parameters would not match it).
+_ANSWERED_SQL = (
+    f"{attempts_t.name}.outcome = '{Outcome.RATE_LIMITED.value}' "
+    f"AND {attempts_t.name}.latency_ms IS NOT NULL"
+)
+
+
+def rate_limit_blocks(engine: Engine, now: datetime) -> dict[str, datetime]:
+    """Accounts a network told to wait, by name: the latest retry time still ahead among the
+    attempts that reached the network and came back rate-limited (a 429), whichever daemon
+    made them. A post this daemon held back for its own budget is not the network's word
+    (it has no latency: nothing was sent) and is left out."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(accounts_t.c.name, func.max(attempts_t.c.retry_at))
+            .select_from(attempts_t)
+            .join(posts_t, posts_t.c.id == attempts_t.c.post_id)
+            .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+            .where(text(_ANSWERED_SQL), attempts_t.c.retry_at > now)
+            .group_by(accounts_t.c.name)
+        ).all()
+    return dict(rows)
 
 
 def forget_daemon(engine: Engine, daemon_id: str) -> None:

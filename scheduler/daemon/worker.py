@@ -422,6 +422,10 @@ class Worker:
             # The daemons alive on this database share each account's declared limits.
             log.info("rate_limits_shared", daemons=peers)
             self.limits.share(peers)
+        # And what a network answered to any of them: a 429 holds back every daemon.
+        blocks = await asyncio.to_thread(store.rate_limit_blocks, self.engine, self.clock.now())
+        for account, until in blocks.items():
+            self.limits.block(account, until)
 
     async def next_due(self) -> datetime | None:
         return await asyncio.to_thread(store.next_due, self.engine)

@@ -186,7 +186,17 @@ class Attempt(SQLModel, table=True):
     latency_ms: float | None = None
     retry_at: datetime | None = _utc()
 
-    __table_args__ = (Index("ix_attempts_post", "post_id", "number"),)
+    __table_args__ = (
+        Index("ix_attempts_post", "post_id", "number"),
+        # Attempts that reached the network and were refused with a rate limit (migration
+        # 0004): the daemons read the retry times still ahead, to hold back together.
+        Index(
+            "ix_attempts_rate_limited",
+            "retry_at",
+            postgresql_where=text("outcome = 'rate_limited' AND latency_ms IS NOT NULL"),
+            sqlite_where=text("outcome = 'rate_limited' AND latency_ms IS NOT NULL"),
+        ),
+    )
 
 
 class PostEvent(SQLModel, table=True):
