@@ -111,6 +111,24 @@ def test_a_file_that_is_not_utf8_is_reported_with_its_line(tmp_path: Path) -> No
     assert "UTF-8" in problems[0].message
 
 
+def test_a_bad_byte_deep_in_a_large_csv_is_reported_with_its_line_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    # A CSV plan is decoded as it is read, so the error comes after thousands of good rows.
+    rows = b"".join(b"p%d,acme,hello\n" % i for i in range(5000))
+    path = write(tmp_path, "plan.csv", b"id,account,text\n" + rows + b"bad,acme,caf\xe9\n")
+    items, problems = read_plan_file(path)
+    assert items == []
+    assert [(p.line, p.unit, p.message) for p in problems] == [(5002, "line", "not UTF-8 text")]
+
+
+def test_a_directory_named_like_a_plan_cannot_be_read(tmp_path: Path) -> None:
+    (tmp_path / "plan.csv").mkdir()
+    items, problems = read_plan_file(tmp_path / "plan.csv")
+    assert items == []
+    assert problems[0].message.startswith("cannot read the file")
+
+
 def test_unknown_extension_and_missing_file_are_reported(tmp_path: Path) -> None:
     _, p1 = read_plan_file(write(tmp_path, "plan.txt", "x"))
     _, p2 = read_plan_file(tmp_path / "missing.yaml")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -131,11 +132,16 @@ def _sniff_delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def read_csv(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
-    """Items of a CSV plan (UTF-8, header row). Rows are numbered as a spreadsheet shows them:
-    the header is row 1. Blank rows are skipped; column names are case-insensitive."""
-    first_line = text.split("\n", 1)[0]
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(first_line))
+def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Problem]]:
+    """Items of a CSV plan (UTF-8, header row), given as its lines with their line ends (a
+    file opened with ``newline=""``, read as it goes). Rows are numbered as a spreadsheet
+    shows them: the header is row 1. Blank rows are skipped; column names are
+    case-insensitive."""
+    rest = iter(lines)
+    first_line = next(rest, "")
+    reader = csv.reader(
+        itertools.chain((first_line,), rest), delimiter=_sniff_delimiter(first_line)
+    )
     try:
         header = next(reader)
     except StopIteration:
@@ -195,6 +201,15 @@ def read_plan_file(path: Path) -> tuple[list[RawItem], list[Problem]]:
         return [], [
             Problem(file, None, None, f"unknown plan format {suffix!r}", "use .yaml, .yml or .csv")
         ]
+    if suffix == ".csv":
+        # Streamed from the file: the decoded text of a large plan is never held whole.
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as lines:
+                return read_csv(lines, file)
+        except OSError as exc:
+            return [], [Problem(file, None, None, f"cannot read the file: {exc.strerror}")]
+        except UnicodeDecodeError:
+            pass  # reported below, with the line of the first bad byte
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -214,7 +229,7 @@ def read_plan_file(path: Path) -> tuple[list[RawItem], list[Problem]]:
             )
         ]
     if suffix == ".csv":
-        return read_csv(text, file)
+        return read_csv(io.StringIO(text, newline=""), file)
     return read_yaml(text, file)
 
 
