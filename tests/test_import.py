@@ -199,6 +199,21 @@ def test_posts_of_other_plan_files_are_not_gone(engine: Engine, config: Config, 
     assert diff.gone == []
 
 
+def test_a_reimport_that_reads_every_stored_post_finds_only_its_own_files_gone(
+    engine: Engine,
+    config: Config,
+    plan,  # type: ignore[no-untyped-def]
+) -> None:
+    """Most stored posts are named by the plan: they are all read at once, and the posts
+    gone from the plan are picked out of them, not queried for."""
+    run_import(engine, config, plan(PLAN, "a.yaml"))
+    run_import(engine, config, plan("- {id: b1, account: ny, type: t, text: b}\n", "b.yaml"))
+    shorter = "\n".join(line for line in PLAN.splitlines() if "q2" not in line)
+    diff = run_import(engine, config, plan(shorter, "a.yaml"))
+    assert [g.key for g in diff.gone] == ["q2"]
+    assert diff.summary()["unchanged"] == 4
+
+
 def test_dry_run_reports_the_diff_and_writes_nothing(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
     run_import(engine, config, plan(PLAN))
     with engine.connect() as conn:

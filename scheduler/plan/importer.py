@@ -46,8 +46,9 @@ _CHUNK = 5_000
 _INSERT_BATCH = 10_000
 
 
-@dataclass
-class Existing:
+class Existing(NamedTuple):
+    """What an import needs of a stored post (a tuple: a large plan reads one per post)."""
+
     id: int
     key: str
     content_hash: str
@@ -82,6 +83,15 @@ class ImportDiff:
     #: Waiting posts of the imported files that the plan no longer lists.
     gone: list[Existing] = field(default_factory=list)
     pruned: bool = False
+
+    def take(self, part: ImportDiff) -> None:
+        """Add what ``part``, the diff of a later part of the same plan, says about stored
+        posts (updated, requeued, unchanged, locked, moved)."""
+        self.updated += part.updated
+        self.requeued += part.requeued
+        self.unchanged += part.unchanged
+        self.locked += part.locked
+        self.moved += part.moved
 
     @property
     def queues_posts(self) -> bool:
@@ -136,19 +146,31 @@ def stored_posts(
     )
     by_key: dict[str, Existing] = {}
     wanted = set(keys)
+    gone: list[Existing] = []
     stored = conn.execute(select(func.count()).select_from(posts_t)).scalar_one()
     if stored <= 2 * len(keys):
-        # Few stored posts for the size of the plan (a first import, above all): reading
-        # them all costs less than looking every key up.
-        if stored:
-            for row in conn.execute(select(*cols)):
-                if row.key in wanted:
-                    by_key[row.key] = Existing(*row)
-    else:
-        for i in range(0, len(keys), _CHUNK):
-            query = select(*cols).where(posts_t.c.key.in_(keys[i : i + _CHUNK]))
-            for row in conn.execute(query):
-                by_key[row.key] = Existing(*row)
+        # Few stored posts for the size of the plan (a first import, a re-import of the
+        # whole plan): reading them all once, straight from the driver (these columns need
+        # no conversion), costs less than looking every key up and then the plan's files.
+        names = ", ".join(conn.dialect.identifier_preparer.quote(c.name) for c in cols)
+        table = conn.dialect.identifier_preparer.format_table(posts_t)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(f"SELECT {names} FROM {table}")
+            stored_rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        prunable_files = set(files)
+        for post in map(Existing._make, stored_rows):
+            if post.key in wanted:
+                by_key[post.key] = post
+            elif post.plan_file in prunable_files and post.state in PRUNABLE:
+                gone.append(post)
+        return by_key, gone
+    for i in range(0, len(keys), _CHUNK):
+        query = select(*cols).where(posts_t.c.key.in_(keys[i : i + _CHUNK]))
+        for row in conn.execute(query):
+            by_key[row.key] = Existing(*row)
     gone = [
         Existing(*row)
         for row in conn.execute(

@@ -4,12 +4,13 @@
 ``apply_plan`` would, in one pass:
 
 1. In the caller's transaction: sync the accounts, load the stored posts the plan names
-   (and the waiting posts of its files that it no longer names), and the posts that hold a
-   time in the plan's accounts.
-2. Validate every item (fields, times, each network's rules) and build the driver-ready row
-   of each new post. For a large plan this runs in a forked process that streams chunks of
-   results back, while this process gives the new queue items their slots (reading the
-   account and time each raw item asks for, ``planned_time``), fills them into the rows and
+   (and the waiting posts of its files that it no longer names).
+2. Validate every item (fields, times, each network's rules), build the driver-ready row
+   of each new post, and tell what each item already stored means for its post (unchanged,
+   updated, requeued, locked, moved). For a large plan this runs in a forked process that
+   streams chunks of results back, while this process gives the new queue items their slots
+   (reading the account and time each raw item asks for, ``planned_time``, and the posts
+   that hold a time in the accounts that get new posts), fills them into the rows and
    inserts the chunks already received; when it would otherwise wait, it validates chunks
    from the end of the plan itself.
 3. Stop inserting at the first problem, but keep validating: the caller gets every problem
@@ -52,6 +53,7 @@ from scheduler.plan.importer import (
     LOCKED,
     NEW_COLUMNS,
     REQUEUEABLE,
+    Existing,
     ImportDiff,
     NewPost,
     NewRows,
@@ -63,7 +65,7 @@ from scheduler.plan.importer import (
     plan_file_id,
     stored_posts,
 )
-from scheduler.plan.items import PlanItem, RawItem
+from scheduler.plan.items import RawItem
 from scheduler.plan.validate import (
     NetworkCheck,
     duplicate_ids,
@@ -100,8 +102,9 @@ class _Chunk:
     #: (key, account, content type) of each new post: plain tuples, which cross the pipe
     #: several times faster than ``NewPost``s (made of them by the importing process).
     added: list[tuple[str, str, str]] = field(default_factory=list)
-    #: Valid items whose id is already stored: reconciled at the end.
-    stored: list[PlanItem] = field(default_factory=list)
+    #: What the chunk's items whose id is already stored mean for their posts (``classify``):
+    #: the importing process writes it at the end. Unchanged items cross the pipe as a count.
+    stored: ImportDiff = field(default_factory=ImportDiff)
     #: How long validating the chunk took.
     seconds: float = 0.0
 
@@ -116,12 +119,11 @@ class _Job:
     network_check: NetworkCheck | None
     duplicates: Mapping[int, Problem]
     settled: Container[str]
-    stored_keys: Container[str]
-    account_ids: Mapping[str, int]
+    #: The stored posts the plan names, by id.
+    stored: Mapping[str, Existing]
+    account_ids: dict[str, int]
     #: None for a dry run: nothing is written, so no rows are built.
     rows: NewRows | None
-    #: The stored posts that hold a time, by account (``holding_posts``), for slot planning.
-    holding: Mapping[int, Sequence[Any]] = field(default_factory=dict)
     #: Each raw item's id as validation reads it ("" for none), when already known.
     keys: Sequence[str] | None = None
     #: Slot times of the new queue items by raw index, once planned (``plan_slots``).
@@ -129,18 +131,19 @@ class _Job:
     #: Stored queue posts that the new items move to another slot: (post id, new time).
     slot_updates: list[tuple[int, datetime | None]] = field(default_factory=list)
 
-    def plan_slots(self) -> None:
+    def plan_slots(self, holding: Callable[[Sequence[int]], Mapping[int, Sequence[Any]]]) -> None:
         """Give the new queue items their slots, as ``apply_plan`` does: the new items' fixed
         times take their slots, then the queue items the free ones, in plan order. Reads the
         account and time each raw item asks for; an item that cannot be read is invalid, and
-        an invalid plan writes nothing."""
+        an invalid plan writes nothing. ``holding``: the stored posts that hold a time in the
+        given accounts (``holding_posts``), asked only for accounts that get new posts."""
         fixed: dict[int, list[datetime]] = {}
         waiting: dict[int, list[dict[str, Any]]] = {}
         queued: list[tuple[int, dict[str, Any]]] = []
         keys = self.keys if self.keys is not None else [raw_key(raw) for raw in self.raws]
         for index, raw in enumerate(self.raws):
             key = keys[index]
-            if not key or key in self.stored_keys or index in self.duplicates:
+            if not key or key in self.stored or index in self.duplicates:
                 continue
             planned = planned_time(raw, self.config)
             if planned is None:
@@ -159,11 +162,13 @@ class _Job:
             waiting.setdefault(account_id, []).append(row)
             queued.append((index, row))
         by_id = {self.account_ids[name]: acc for name, acc in self.config.accounts.items()}
-        for account_id in sorted(fixed.keys() | waiting.keys()):
+        touched = sorted(fixed.keys() | waiting.keys())
+        held = holding(touched) if touched else {}
+        for account_id in touched:
             # Sets each new queue row's due_at in place.
             self.slot_updates += plan_queue_slots(
                 by_id[account_id],
-                self.holding.get(account_id, ()),
+                held.get(account_id, ()),
                 self.now,
                 new_rows=waiting.get(account_id, ()),
                 new_taken=fixed.get(account_id, ()),
@@ -190,8 +195,9 @@ class _Job:
             network_check=self.network_check,
             settled=self.settled,
         ):
-            if item.key in self.stored_keys:
-                chunk.stored.append(item)
+            old = self.stored.get(item.key)
+            if old is not None:
+                classify(chunk.stored, item, old, self.account_ids)
                 continue
             chunk.added.append((item.key, item.account, item.content_type))
             if self.rows is not None and not chunk.problems:
@@ -243,23 +249,10 @@ def import_plan(
     stored, gone = stored_posts(conn, [k for k in keys if k], files)
     settled = {k for k, old in stored.items() if old.state in LOCKED | REQUEUEABLE}
     rows = None
-    holding: dict[int, list[Any]] = {}
     if not dry_run:
         rows = NewRows(conn, paused_accounts(conn), now, new_key_prefix())
-        named = {str(raw.values.get("account") or "").strip() for raw in raws}
-        holding = holding_posts(conn, sorted(account_ids[n] for n in named if n in account_ids))
     job = _Job(
-        raws,
-        config,
-        now,
-        network_check,
-        duplicates,
-        settled,
-        stored,
-        account_ids,
-        rows,
-        holding,
-        keys,
+        raws, config, now, network_check, duplicates, settled, stored, account_ids, rows, keys
     )
     if parallel is None:
         parallel = len(raws) >= PARALLEL_FROM
@@ -270,16 +263,15 @@ def import_plan(
     if rows is not None:
         # Meanwhile, here: the slots of the new queue items (the other process leaves
         # their times out of the rows; they are filled in below).
-        job.plan_slots()
+        job.plan_slots(lambda accounts: holding_posts(conn, accounts))
 
     diff = ImportDiff(gone=gone, pruned=prune)
     problems: list[Problem] = []
-    stored_items: list[PlanItem] = []
     try:
         for chunk in chunks:
             problems += chunk.problems
             diff.added += map(NewPost._make, chunk.added)
-            stored_items += chunk.stored
+            diff.take(chunk.stored)
             if chunk.rows and not problems and rows is not None:
                 if chunk.queued:
                     assert job.slots is not None  # planned before the first chunk is taken
@@ -295,8 +287,6 @@ def import_plan(
     if problems:
         return diff, problems
     write_slot_times(conn, job.slot_updates, now)
-    for item in stored_items:
-        classify(diff, item, stored[item.key], account_ids)
     if dry_run:
         return diff, []
     touched = apply_changes(conn, diff, account_ids, now)
