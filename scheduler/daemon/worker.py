@@ -415,17 +415,23 @@ class Worker:
 
     async def heartbeat(self, status: str = "running") -> None:
         info = {"hostname": socket.gethostname(), "pid": os.getpid(), "version": __version__}
-        peers = await asyncio.to_thread(
-            store.heartbeat, self.engine, self.owner, info, self.clock.now(), status
-        )
+        now = self.clock.now()
+        peers, blocks = await asyncio.to_thread(self._beat, info, now, status)
         if peers != self.limits.peers:
             # The daemons alive on this database share each account's declared limits.
             log.info("rate_limits_shared", daemons=peers)
             self.limits.share(peers)
         # And what a network answered to any of them: a 429 holds back every daemon.
-        blocks = await asyncio.to_thread(store.rate_limit_blocks, self.engine, self.clock.now())
         for account, until in blocks.items():
             self.limits.block(account, until)
+
+    def _beat(
+        self, info: dict[str, Any], now: datetime, status: str
+    ) -> tuple[int, dict[str, datetime]]:
+        peers = store.heartbeat(self.engine, self.owner, info, now, status)
+        # A stopping daemon sends nothing more: what the networks said is of no use to it.
+        blocks = {} if self.stopping else store.rate_limit_blocks(self.engine, now)
+        return peers, blocks
 
     async def next_due(self) -> datetime | None:
         return await asyncio.to_thread(store.next_due, self.engine)
