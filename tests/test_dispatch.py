@@ -235,14 +235,16 @@ def test_a_plugin_that_calls_sys_exit_fails_only_its_post() -> None:
     assert (r.state, r.outcome) == (PostState.FAILED, Outcome.PLUGIN_ERROR)
 
 
-def test_a_hang_that_swallows_cancellation_does_not_hang_the_attempt() -> None:
-    async def stubborn(post: OutgoingPost) -> Published:
-        while True:
-            try:
-                await asyncio.sleep(10)
-            except asyncio.CancelledError:
-                continue
+async def stubborn(post: OutgoingPost) -> Published:
+    """A publish that hangs and swallows every cancellation."""
+    while True:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            continue
 
+
+def test_a_hang_that_swallows_cancellation_does_not_hang_the_attempt() -> None:
     async def go() -> Any:
         result = await asyncio.wait_for(make(stubborn, timeout=0.05).attempt(claimed()), 2)
         for task in asyncio.all_tasks():  # let the test loop close: stop the stubborn task
@@ -412,13 +414,6 @@ def test_launched_calls_are_classified_as_attempts_are() -> None:
 
 
 def test_launched_calls_that_hang_end_unconfirmed_at_the_timeout_even_if_stubborn() -> None:
-    async def stubborn(post: OutgoingPost) -> Published:
-        while True:
-            try:
-                await asyncio.sleep(10)
-            except asyncio.CancelledError:
-                continue
-
     async def hang(post: OutgoingPost) -> Published:
         await asyncio.sleep(60)
         raise AssertionError
