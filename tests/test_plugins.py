@@ -48,6 +48,7 @@ BUILT_IN_PLATFORMS = {
     "vk",
     "linkedin",
     "pinterest",
+    "ok",
     "webhook",
     "sim",
 }

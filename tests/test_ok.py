@@ -1,0 +1,360 @@
+"""Odnoklassniki adapter: signed mediatopic.post, photo uploads, errors in HTTP 200, metrics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import smm_ok
+from adapter_support import (
+    REPO,
+    form,
+    network_page,
+    options_read_by,
+    png,
+    registered_adapters,
+    undocumented,
+)
+from smm_ok import OKAdapter
+from smm_ok.api import classify_error, signature
+
+from scheduler.adapter import (
+    Account,
+    AuthExpired,
+    OutcomeUnknown,
+    OutgoingPost,
+    Published,
+    PublishError,
+    RateLimited,
+    Rejected,
+    Transient,
+)
+from scheduler.testing import (
+    AdapterContract,
+    Handler,
+    RecordingHandler,
+    account_with_secrets,
+    fault_handler,
+    offline_adapter,
+    run_adapter,
+)
+
+T = TypeVar("T")
+FIXTURES = REPO / "tests" / "fixtures" / "ok"
+TOKEN = "tkn1x0Y8zFakeOkAccessToken"
+APP_SECRET = "E1B2C3D4E5F6A7B8C9D0E1F2"
+APP_KEY = "CBAFJIICABABABABA"
+SESSION_SECRET = "5f3e4b1c9d8a7b6c5d4e3f2a1b0c9d8e"
+GROUP = "70000001952510"
+DUE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+ERRORS: dict[str, dict[str, Any]] = fixture("errors.json")
+
+
+def make_account(group_id: object = GROUP, **secrets: str) -> Account:
+    options = {} if group_id is None else {"group_id": group_id}
+    return account_with_secrets(
+        "brand-ok",
+        "ok",
+        options,
+        secrets=secrets
+        or {
+            "access_token": TOKEN,
+            "application_key": APP_KEY,
+            "application_secret_key": APP_SECRET,
+        },
+        timezone="Europe/Moscow",
+    )
+
+
+def make_post(**changes: Any) -> OutgoingPost:
+    post = OutgoingPost(
+        key="o1",
+        account="brand-ok",
+        content_type="instruction",
+        text="Top 5 checklists of the year",
+        link="https://blog.example.com/checklists",
+        tags=("checklist",),
+        idempotency_key="o1-key",
+        due_at=DUE,
+    )
+    return replace(post, **changes)
+
+
+def ok_error(code: int) -> httpx.Response:
+    return httpx.Response(200, json=ERRORS[str(code)])
+
+
+class FakeOK(RecordingHandler):
+    """api.ok.ru and its upload server, answering with the documented shapes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.topics: list[dict[str, str]] = []
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "vu.mycdn.me":
+            return httpx.Response(200, json=fixture("photo_upload.json"))
+        params = form(request)
+        method = params.get("method")
+        if method == "mediatopic.post":
+            self.topics.append(params)
+            return httpx.Response(200, json=fixture("mediatopic_post.json"))
+        if method == "photosV2.getUploadUrl":
+            return httpx.Response(200, json=fixture("photos_get_upload_url.json"))
+        if method == "mediatopic.getByIds":
+            return httpx.Response(200, json=fixture("mediatopic_get_by_ids.json"))
+        if method == "mediatopic.getTopics":
+            return httpx.Response(200, json=fixture("mediatopic_get_topics.json"))
+        if method == "group.getInfo":
+            return httpx.Response(200, json=fixture("group_get_info.json"))
+        return httpx.Response(200, json={"error_code": 3, "error_msg": "METHOD : no method"})
+
+
+def run(handler: Handler, call: Callable[[OKAdapter], Awaitable[T]]) -> T:
+    return run_adapter(OKAdapter, handler, call)
+
+
+def publish(
+    handler: Handler, post: OutgoingPost | None = None, account: Account | None = None
+) -> Any:
+    post = post or make_post()
+    account = account or make_account()
+    return run(handler, lambda a: a.publish(post, account, post.idempotency_key))
+
+
+# --------------------------------------------------------------------------- contract
+
+
+class TestOKContract(AdapterContract):
+    adapter_class = OKAdapter
+    secret_values = (TOKEN, APP_SECRET)
+
+    def make_account(self) -> Account:
+        return make_account()
+
+    def make_handler(self, scenario: str) -> Handler:
+        if scenario == "ok":
+            return FakeOK()
+        code = {"rate_limited": 8, "server_error": 2, "auth_expired": 102, "rejected": 100}
+        return lambda request: ok_error(code[scenario])
+
+
+# --------------------------------------------------------------------------- signature
+
+
+def test_the_signature_is_md5_of_sorted_pairs_and_the_session_secret() -> None:
+    # Worked by hand from the rule on OK's "signing requests" page.
+    params = {
+        "application_key": "CBAFJIICABABABABA",
+        "format": "json",
+        "method": "users.getCurrentUser",
+    }
+    secret = hashlib.md5(b"tkn1" + b"secret").hexdigest()
+    expected = hashlib.md5(
+        (
+            "application_key=CBAFJIICABABABABAformat=jsonmethod=users.getCurrentUser" + secret
+        ).encode()
+    ).hexdigest()
+    assert signature({**params, "access_token": "tkn1"}, secret) == expected
+    assert expected == expected.lower()
+
+
+def test_a_group_topic_is_signed_and_carries_its_attachment_json() -> None:
+    ok = FakeOK()
+    result = publish(ok)
+    (request,) = ok.requests
+    assert (request.method, str(request.url)) == ("POST", "https://api.ok.ru/fb.do")
+    sent = form(request)
+    assert json.loads(sent["attachment"]) == {
+        "media": [
+            {"type": "text", "text": "Top 5 checklists of the year\n\n#checklist"},
+            {"type": "link", "url": "https://blog.example.com/checklists"},
+        ]
+    }
+    assert (sent["type"], sent["gid"], sent["method"], sent["format"]) == (
+        "GROUP_THEME",
+        GROUP,
+        "mediatopic.post",
+        "json",
+    )
+    assert sent["access_token"] == TOKEN
+    secret = hashlib.md5((TOKEN + APP_SECRET).encode()).hexdigest()
+    unsigned = {k: v for k, v in sent.items() if k not in ("sig", "access_token")}
+    pairs = "".join(f"{k}={unsigned[k]}" for k in sorted(unsigned))
+    assert sent["sig"] == hashlib.md5((pairs + secret).encode()).hexdigest()
+    assert APP_SECRET not in request.content.decode()
+    assert TOKEN not in str(request.url)
+    assert result == Published(
+        "1567228473452", url=f"https://ok.ru/group/{GROUP}/topic/1567228473452"
+    )
+
+
+def test_a_session_secret_key_signs_instead_of_the_application_secret() -> None:
+    ok = FakeOK()
+    account = make_account(
+        access_token=TOKEN, application_key=APP_KEY, session_secret_key=SESSION_SECRET
+    )
+    publish(ok, account=account)
+    sent = form(ok.requests[0])
+    unsigned = {k: v for k, v in sent.items() if k not in ("sig", "access_token")}
+    pairs = "".join(f"{k}={unsigned[k]}" for k in sorted(unsigned))
+    assert sent["sig"] == hashlib.md5((pairs + SESSION_SECRET).encode()).hexdigest()
+
+
+def test_a_user_topic_has_type_user_and_no_group() -> None:
+    ok = FakeOK()
+    result = publish(ok, account=make_account(group_id=None))
+    sent = form(ok.requests[0])
+    assert sent["type"] == "USER"
+    assert "gid" not in sent
+    assert result.url is None  # no user_id option: OK's URL needs it
+
+
+def test_photos_are_uploaded_then_listed_by_token(tmp_path: Path) -> None:
+    ok = FakeOK()
+    publish(ok, make_post(media=(png(tmp_path, "chart.png"),)))
+    assert [
+        r.url.host if r.url.host == "vu.mycdn.me" else form(r)["method"] for r in ok.requests
+    ] == [
+        "photosV2.getUploadUrl",
+        "vu.mycdn.me",
+        "mediatopic.post",
+    ]
+    assert form(ok.requests[0])["gid"] == GROUP
+    assert b'name="pic1"; filename="chart.png"' in ok.requests[1].content
+    media = json.loads(form(ok.requests[2])["attachment"])["media"]
+    token = fixture("photo_upload.json")["photos"]["rFmS8t5p0xkPQmIu8VGyH0"]["token"]
+    assert media[-1] == {"type": "photo", "list": [{"id": token}]}
+
+
+def test_an_upload_without_a_token_fails_before_any_topic(tmp_path: Path) -> None:
+    ok = FakeOK()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "vu.mycdn.me":
+            return httpx.Response(200, json={"photos": {}})
+        return ok(request)
+
+    with pytest.raises(Transient, match="without a token"):
+        publish(handler, make_post(media=(png(tmp_path, "a.png"),)))
+    assert ok.topics == []
+
+
+def test_a_lost_answer_to_mediatopic_post_leaves_the_outcome_open() -> None:
+    with pytest.raises(OutcomeUnknown):
+        publish(fault_handler("read_timeout"))
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (102, AuthExpired),
+        (103, AuthExpired),
+        (104, AuthExpired),
+        (10, AuthExpired),
+        (200, AuthExpired),
+        (8, RateLimited),
+        (11, RateLimited),
+        (2, Transient),
+        (9999, OutcomeUnknown),
+        (100, Rejected),
+        (300, Rejected),
+        (4242, Rejected),
+    ],
+)
+def test_ok_error_codes_map_to_the_taxonomy(code: int, expected: type[PublishError]) -> None:
+    with pytest.raises(expected) as caught:
+        publish(lambda request: ok_error(code))
+    assert caught.value.code == code
+    assert ERRORS[str(code)]["error_msg"] in caught.value.message
+    if expected is RateLimited:
+        assert caught.value.retry_at is not None
+        assert caught.value.retry_at > datetime.now(UTC) + timedelta(minutes=5)
+
+
+def test_a_system_error_on_a_read_is_transient() -> None:
+    error = classify_error(ERRORS["9999"], method="mediatopic.getByIds", mutating=False)
+    assert isinstance(error, Transient)
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(503, Transient), (429, RateLimited), (502, OutcomeUnknown), (403, Rejected)],
+)
+def test_http_errors_from_oks_front_end(status: int, expected: type[PublishError]) -> None:
+    with pytest.raises(expected, match=f"HTTP {status}"):
+        publish(lambda r: httpx.Response(status, text="<html>error</html>"))
+
+
+def test_a_token_echoed_in_an_error_message_is_redacted() -> None:
+    body = {"error_code": 102, "error_msg": f"PARAM_SESSION_EXPIRED : {TOKEN} expired"}
+    with pytest.raises(AuthExpired) as caught:
+        publish(lambda r: httpx.Response(200, json=body))
+    assert TOKEN not in caught.value.message
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("group", ["club123", 0, "-5"])
+def test_validate_flags_a_malformed_group_id(group: object) -> None:
+    issues = offline_adapter(OKAdapter).validate(make_post(), make_account(group_id=group))
+    assert [i.field for i in issues] == ["account"]
+
+
+def test_validate_flags_text_over_the_limit_and_video_files() -> None:
+    post = make_post(text="я" * 16001, tags=(), media=("/srv/media/clip.mp4",))
+    issues = offline_adapter(OKAdapter).validate(post, make_account())
+    assert sorted(i.field for i in issues) == ["media", "text"]
+
+
+# --------------------------------------------------------------------------- metrics, lookup
+
+
+def test_fetch_metrics_reads_the_topics_and_the_groups_members() -> None:
+    ok = FakeOK()
+    posts = [make_post(remote_id="1567228473452"), make_post(remote_id="1567228473460")]
+    metrics = run(ok, lambda a: a.fetch_metrics(posts, make_account()))
+    assert [form(r)["method"] for r in ok.requests] == ["group.getInfo", "mediatopic.getByIds"]
+    assert form(ok.requests[1])["topic_ids"] == "1567228473452,1567228473460"
+    m = metrics["1567228473452"]
+    assert (m.likes, m.comments, m.shares, m.views, m.followers) == (41, 9, 6, 2874, 15230)
+    assert metrics["1567228473460"].views is None  # OK did not give it
+
+
+def test_lookup_finds_the_topic_by_its_text_after_the_due_time() -> None:
+    found = run(FakeOK(), lambda a: a.lookup(make_post(), make_account()))
+    assert found == Published(
+        "1567228473452", url=f"https://ok.ru/group/{GROUP}/topic/1567228473452"
+    )
+
+
+def test_lookup_says_not_published_when_the_latest_topics_are_older() -> None:
+    later = make_post(due_at=DUE + timedelta(days=400))
+    assert run(FakeOK(), lambda a: a.lookup(later, make_account())) is None
+
+
+def test_every_option_the_adapter_reads_is_documented() -> None:
+    options = options_read_by(smm_ok)
+    assert options >= {"group_id", "user_id", "api_base"}
+    assert undocumented(options, network_page("ok")) == []
+
+
+def test_the_plugin_registers_the_ok_platform() -> None:
+    assert registered_adapters(smm_ok.register_platforms) == [OKAdapter]
