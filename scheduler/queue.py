@@ -18,6 +18,9 @@ from scheduler.config import AccountConfig
 from scheduler.db.models import Account, Post, PostEvent, PostState, Schedule
 from scheduler.errors import NotFound, SmmError
 from scheduler.slots import free_slots, minute
+from scheduler.states import CANCELLABLE as CANCELLABLE
+from scheduler.states import HOLDING_STATES as HOLDING_STATES
+from scheduler.states import RETRYABLE, allowed
 
 posts_t = Post.__table__  # type: ignore[attr-defined]
 events_t = PostEvent.__table__  # type: ignore[attr-defined]
@@ -34,15 +37,6 @@ def announce(conn: Connection) -> None:
     daemons notice any commit."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"NOTIFY {CHANNEL}")
-
-
-#: States in which a post still holds its time (its slot is taken).
-HOLDING_STATES = (
-    PostState.QUEUED,
-    PostState.CLAIMED,
-    PostState.RETRY_WAIT,
-    PostState.PAUSED,
-)
 
 
 class InvalidTransition(SmmError):
@@ -266,7 +260,7 @@ def list_posts(
 def _transition(
     conn: Connection,
     rows: Sequence[Row[Any]],
-    allowed: Iterable[str],
+    allowed_from: Iterable[str],
     to_state: str,
     now: datetime,
     *,
@@ -276,8 +270,8 @@ def _transition(
     verb: str,
     hints: Mapping[str, str] | None = None,
 ) -> list[Change]:
-    allowed = set(allowed)
-    bad = [r for r in rows if r.state not in allowed]
+    allowed_from = set(allowed_from)
+    bad = [r for r in rows if r.state not in allowed_from]
     if bad:
         hints = hints or {}
         lines = []
@@ -288,6 +282,9 @@ def _transition(
             )
         raise InvalidTransition("\n".join(lines))
     changes = [Change(r.id, r.key, r.state, to_state) for r in rows if r.state != to_state]
+    for c in changes:  # an operation may only ask for what scheduler.states allows
+        if not allowed(c.from_state, c.to_state):
+            raise InvalidTransition(f"{c.key}: {c.from_state} -> {c.to_state} is not a transition")
     for c in changes:
         # Guard on the state we read, so a daemon claim in between is not overwritten.
         result = conn.execute(
@@ -303,13 +300,6 @@ def _transition(
     return changes
 
 
-CANCELLABLE = (
-    PostState.QUEUED,
-    PostState.RETRY_WAIT,
-    PostState.PAUSED,
-    PostState.FAILED,
-    PostState.MISSED,
-)
 _HINTS: dict[str, str] = {
     PostState.CLAIMED: "it is being published right now; look again in a moment",
     PostState.PUBLISHED: "it is already on the network",
@@ -345,7 +335,7 @@ def retry(
         changes += _transition(
             conn,
             [r],
-            (PostState.FAILED, PostState.MISSED, PostState.CANCELLED),
+            RETRYABLE,
             PostState.QUEUED,
             now,
             actor=actor,
@@ -370,7 +360,7 @@ def reschedule(
     """Give a post a fixed new time (it leaves the slot queue) and queue it."""
     if at <= now:
         raise SmmError(f"{row.key}: the new time is in the past")
-    allowed = (*CANCELLABLE, PostState.CANCELLED)
+    allowed_from = (*CANCELLABLE, PostState.CANCELLED)
     values = {
         "due_at": at,
         "next_attempt_at": at,
@@ -381,7 +371,7 @@ def reschedule(
     changes = _transition(
         conn,
         [row],
-        allowed,
+        allowed_from,
         to_state,
         now,
         actor=actor,

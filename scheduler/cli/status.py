@@ -15,6 +15,7 @@ from scheduler.daemon.store import ALIVE_WITHIN
 from scheduler.db.models import DaemonHeartbeat, PostState
 from scheduler.observability import HEARTBEAT_HORIZON
 from scheduler.queue import accounts_t, posts_t
+from scheduler.states import DUE_STATES
 from scheduler.timeutil import format_utc
 
 daemons_t = DaemonHeartbeat.__table__  # type: ignore[attr-defined]
@@ -28,8 +29,6 @@ OVERDUE_AFTER = timedelta(minutes=5)
 UNSETTLED_AFTER = 2 * RECONCILE_EVERY
 NEXT_DUE = 10
 NEEDS_PERSON_SHOWN = 20
-
-_DUE_STATES = (PostState.QUEUED, PostState.RETRY_WAIT)
 
 
 def daemon_state(last_seen: datetime, status: str, now: datetime) -> str:
@@ -82,7 +81,7 @@ def gather(
     due_rows = conn.execute(
         select(posts_t, accounts_t.c.name.label("account"))
         .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
-        .where(posts_t.c.state.in_(_DUE_STATES), posts_t.c.next_attempt_at.is_not(None))
+        .where(posts_t.c.state.in_(DUE_STATES), posts_t.c.next_attempt_at.is_not(None))
         .where(posts_t.c.account_id.in_(active))
         .order_by(posts_t.c.next_attempt_at, posts_t.c.id)
         .limit(NEXT_DUE)
@@ -140,7 +139,7 @@ def gather(
         )
     ]
 
-    due_now = posts_t.c.state.in_(_DUE_STATES) & posts_t.c.account_id.in_(active)
+    due_now = posts_t.c.state.in_(DUE_STATES) & posts_t.c.account_id.in_(active)
     due_count = int(
         conn.execute(
             select(func.count()).where(due_now, posts_t.c.next_attempt_at <= now)

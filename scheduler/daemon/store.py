@@ -20,12 +20,11 @@ from scheduler.daemon import fastsql
 from scheduler.db.engine import immediate
 from scheduler.db.models import Account, Attempt, DaemonHeartbeat, Outcome, PostState
 from scheduler.queue import Change, announce, events_t, posts_t, record_events
+from scheduler.states import DUE_STATES, sql_in
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
 attempts_t = Attempt.__table__  # type: ignore[attr-defined]
 daemons_t = DaemonHeartbeat.__table__  # type: ignore[attr-defined]
-
-DUE_STATES = (PostState.QUEUED, PostState.RETRY_WAIT)
 
 
 @dataclass
@@ -202,7 +201,7 @@ def claim(
 
 #: The due states as SQL literals: a partial index on them (``ix_posts_due``) only serves a
 #: query that spells the same condition out, not one with bound parameters.
-_DUE_SQL = "state IN (" + ", ".join(f"'{s}'" for s in DUE_STATES) + ")"
+_DUE_SQL = sql_in(DUE_STATES)
 #: Post ``p``'s account is not paused.
 _ACTIVE_SQL = (
     f"EXISTS (SELECT 1 FROM {accounts_t.name} a WHERE a.id = p.account_id AND NOT a.paused)"
@@ -282,10 +281,9 @@ def _claim_sql(filtered: bool) -> str:
     }
     m_cols = ", ".join(missed_cols.get(n, "NULL") for n in _CLAIM_NAMES)
     only = "AND p.account_id = ANY(%(accounts)s::bigint[]) " if filtered else ""
-    due = ", ".join(f"'{s}'" for s in DUE_STATES)
     return (
         f"WITH picked AS (SELECT p.id, p.account_id, p.next_attempt_at, p.state FROM {posts} p "
-        f"WHERE p.state IN ({due}) AND p.next_attempt_at <= %(now)s "
+        f"WHERE p.{_DUE_SQL} AND p.next_attempt_at <= %(now)s "
         f"AND p.account_id IN (SELECT a.id FROM {accounts_t.name} a WHERE a.paused IS false) "
         f"{only}ORDER BY p.next_attempt_at, p.id LIMIT %(limit)s FOR UPDATE OF p SKIP LOCKED), "
         "sel AS (SELECT k.id, k.next_attempt_at < COALESCE(g.cutoff, %(cutoff)s) AS stale "

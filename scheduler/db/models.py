@@ -15,28 +15,12 @@ from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, Uni
 from sqlmodel import Field, SQLModel
 
 from scheduler.db.types import UTCDateTime
+from scheduler.states import DUE_STATES, SETTLING_STATES, sql_in
 
-
-class PostState(enum.StrEnum):
-    """Where a post is in its life. See docs/concepts.md for the transitions."""
-
-    QUEUED = "queued"
-    CLAIMED = "claimed"
-    RETRY_WAIT = "retry_wait"
-    PUBLISHED = "published"
-    FAILED = "failed"
-    UNCONFIRMED = "unconfirmed"
-    MISSED = "missed"
-    CANCELLED = "cancelled"
-    PAUSED = "paused"
-
-
-#: States a post can still leave on its own (the daemon will act on it).
-PENDING_STATES = frozenset({PostState.QUEUED, PostState.RETRY_WAIT, PostState.CLAIMED})
-#: States that only a person (or the plan) moves a post out of.
-TERMINAL_STATES = frozenset(
-    {PostState.PUBLISHED, PostState.FAILED, PostState.MISSED, PostState.CANCELLED}
-)
+# The post states live in scheduler.states; re-exported for the code that imports them here.
+from scheduler.states import PENDING_STATES as PENDING_STATES
+from scheduler.states import TERMINAL_STATES as TERMINAL_STATES
+from scheduler.states import PostState as PostState
 
 
 class Schedule(enum.StrEnum):
@@ -93,8 +77,8 @@ class Post(SQLModel, table=True):
             "ix_posts_due",
             "next_attempt_at",
             "id",
-            postgresql_where=text("state IN ('queued', 'retry_wait')"),
-            sqlite_where=text("state IN ('queued', 'retry_wait')"),
+            postgresql_where=text(sql_in(DUE_STATES)),
+            sqlite_where=text(sql_in(DUE_STATES)),
         ),
         Index("ix_posts_account_state", "account_id", "state"),
         # Partial indexes (migration 0003): each lookup's few rows, and nothing written for a
@@ -102,21 +86,21 @@ class Post(SQLModel, table=True):
         Index(
             "ix_posts_lease",
             "lease_expires_at",
-            postgresql_where=text("state = 'claimed'"),
-            sqlite_where=text("state = 'claimed'"),
+            postgresql_where=text(sql_in([PostState.CLAIMED])),
+            sqlite_where=text(sql_in([PostState.CLAIMED])),
         ),
         Index(
             "ix_posts_published",
             "published_at",
-            postgresql_where=text("state = 'published'"),
-            sqlite_where=text("state = 'published'"),
+            postgresql_where=text(sql_in([PostState.PUBLISHED])),
+            sqlite_where=text(sql_in([PostState.PUBLISHED])),
         ),
         Index(
             "ix_posts_settling",
             "state",
             "updated_at",
-            postgresql_where=text("state IN ('unconfirmed', 'failed', 'missed')"),
-            sqlite_where=text("state IN ('unconfirmed', 'failed', 'missed')"),
+            postgresql_where=text(sql_in(SETTLING_STATES)),
+            sqlite_where=text(sql_in(SETTLING_STATES)),
         ),
     )
 
