@@ -1,72 +1,111 @@
-"""The ER loop against the oracle and round-robin, and how fast a simulation runs.
+"""The ER loop against the oracle and round-robin on the worlds in benchmarks/worlds/.
 
-Prints, for the reference scenario (5 content types with true ER 1-4 %, 90 days, 3 posts a
-day) over 20 seeds: engagement as a share of the floored oracle and the gain over round-robin,
-mean and worst seed; the drift scenario (the best type changes on day 45): days until the new
-best type has the top weight; and the wall time of 90 days for 3 accounts at 5 posts a day.
+For every world (its parameters are in its file), over N seeds with the default settings:
+expected engagement of the loop's allocation as a share of the floored oracle's (mean, worst
+seed, spread) beside the issue's targets; for the all-equal world, demotions and the largest
+weight deviation from uniform; for the drift world, days until each new best leads; and wall
+times (one reference simulation, N seeds of the reference world cold and from the cache, 90
+days of 3 accounts x 5 posts a day, loop only), with the load average beside them.
 
-    python benchmarks/bench_simulate.py [--seeds 20]
+    python benchmarks/bench_simulate.py [--seeds 20] [--worlds reference,close,...]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
+import os
+import sys
+import tempfile
 import time
-from datetime import timedelta
+from pathlib import Path
 
-from scheduler.config import ERSettings
-from scheduler.er.scenarios import START, five_types
-from scheduler.er.simulate import days_to_top, simulate
+from scheduler.er.loopsim import run
+from scheduler.er.trials import run_seeds, summary
+from scheduler.er.world import load_world
+
+WORLDS = Path(__file__).resolve().parent / "worlds"
+#: world -> (mean target, worst target) of the share of the floored oracle.
+TARGETS = {
+    "reference": (0.97, 0.93),
+    "close": (0.95, 0.88),
+    "ten_types": (0.95, 0.88),
+    "tiny": (0.95, 0.88),
+    "followers_only": (0.95, 0.88),
+    "viral": (0.95, 0.88),
+    "reach_missing": (0.95, 0.88),
+    "low_volume": (0.93, None),
+    "drift": (None, None),
+    "equal": (None, None),
+}
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f}"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--worlds", default=",".join(TARGETS))
+    parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args()
-
-    shares, gains = [], []
-    t0 = time.perf_counter()
-    for seed in range(1, args.seeds + 1):
-        r = asyncio.run(simulate(five_types(seed)))
-        shares.append(r["er"].engagement / r["oracle"].engagement)
-        gains.append(r["er"].engagement / r["round_robin"].engagement - 1)
-    spent = time.perf_counter() - t0
-    worst = min(range(len(shares)), key=lambda i: shares[i])
-    print(f"ER loop, 5 types at 1-4 %, 90 days, 3 posts/day, {args.seeds} seeds ({spent:.0f} s)")
-    print(
-        f"  of the floored oracle: mean {statistics.mean(shares):.1%}, "
-        f"worst {shares[worst]:.1%} (seed {worst + 1})   target >= 90% on average"
-    )
-    print(
-        f"  over round-robin:      mean {statistics.mean(gains):+.1%}, "
-        f"worst {min(gains):+.1%}   target >= +25% on average"
-    )
-
-    for half_life in (14, 7):
-        follow = []
-        for seed in range(1, 9):
-            scenario = five_types(
-                seed, drift_day=45, er=ERSettings(half_life=timedelta(days=half_life))
+    seeds = list(range(1, args.seeds + 1))
+    print(f"{args.seeds} seeds per world, default settings; {load()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = Path(tmp)
+        for name in args.worlds.split(","):
+            world = load_world(WORLDS / f"{name}.toml")
+            t0 = time.perf_counter()
+            results = run_seeds(world, seeds, cache=cache, workers=args.workers)
+            spent = time.perf_counter() - t0
+            s = summary(world, results)
+            o = s["of_oracle"]
+            mean_t, worst_t = TARGETS.get(name, (None, None))
+            target = ""
+            if mean_t is not None:
+                target = f"   target mean >= {mean_t:.0%}" + (
+                    f", worst >= {worst_t:.0%}" if worst_t is not None else ""
+                )
+                ok = o["mean"] >= mean_t and (worst_t is None or o["worst"] >= worst_t)
+                target += "  MET" if ok else "  NOT MET"
+            print(
+                f"{name:15} of oracle: mean {o['mean']:.1%}, worst {o['worst']:.1%} "
+                f"(seed {o['worst_seed']}), spread {o['spread']:.1%}; over round-robin "
+                f"{s['over_round_robin']['mean']:+.1%}; realised engagement of oracle "
+                f"{s['engagement_of_oracle']['mean']:.1%} ({spent:.1f} s){target}"
             )
-            r = asyncio.run(simulate(scenario, strategies=("er",)))
-            follow.append(
-                days_to_top(r["er"].trajectory, "provocation", START + timedelta(days=45))
-            )
-        got = [f for f in follow if f is not None]
+            if name == "equal":
+                d = s["max_deviation"]
+                print(
+                    f"{'':15} demoted in {len(s['demoted_seeds'])} of {len(seeds)} seeds "
+                    f"(target 0); mean largest deviation from uniform {d['mean']:.3f}, worst "
+                    f"seed {d['worst']:.3f} (target mean <= 0.10)"
+                )
+            for event in s["drift"]:
+                follow = ", ".join("-" if f is None else f"{f:.0f}" for f in event["days_to_lead"])
+                print(
+                    f"{'':15} day {event['day']:.0f}: {event['new_best']} leads after "
+                    f"median {event['median']:.0f} days ({follow}) (target median <= 7)"
+                )
+        world = load_world(WORLDS / "reference.toml")
+        t0 = time.perf_counter()
+        run_seeds(world, seeds, cache=cache / "timing", workers=args.workers)
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        run_seeds(world, seeds, cache=cache / "timing", workers=args.workers)
+        warm = time.perf_counter() - t0
         print(
-            f"drift on day 45, half-life {half_life} d, 8 seeds: the new best is on top after "
-            f"{', '.join(f'{f:.0f}' for f in got) or '-'} days "
-            f"({sum(f <= 14 for f in got)}/8 within 14)   target: within 14 days"
+            f"{args.seeds} seeds of the reference world, 3 strategies: {cold:.1f} s cold, "
+            f"{warm:.1f} s with the oracle and round-robin cached (target <= 30 s); {load()}"
         )
-
-    t0 = time.perf_counter()
-    asyncio.run(simulate(five_types(1, posts_per_day=5, accounts=3), strategies=("er",)))
-    print(
-        f"90 simulated days, 3 accounts x 5 posts/day (1,350 posts), ER loop: "
-        f"{time.perf_counter() - t0:.1f} s   target: seconds"
-    )
+        t0 = time.perf_counter()
+        run(load_world(WORLDS / "three_accounts.toml"), 1, "er")
+        print(
+            f"90 days, 3 accounts x 5 posts a day (1,350 posts), loop only: "
+            f"{time.perf_counter() - t0:.2f} s (target <= 2 s); {load()}"
+        )
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":

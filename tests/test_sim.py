@@ -273,6 +273,19 @@ def test_drift_can_be_a_list_of_switches() -> None:
     assert world.true_er("other", T0 + timedelta(days=61)) == 0.001
 
 
+def test_a_drift_changes_only_the_types_it_names() -> None:
+    sim = Sim(
+        account(
+            true_er={"laugh": 0.05, "instruction": 0.01, "medal": 0.02},
+            drift={"day": 30, "true_er": {"medal": 0.06}},
+        )
+    )
+    world = sim.world()
+    after = T0 + timedelta(days=31)
+    rates = {t: world.true_er(t, after) for t in ("laugh", "instruction", "medal")}
+    assert rates == {"laugh": 0.05, "instruction": 0.01, "medal": 0.06}
+
+
 # --------------------------------------------------------------------------- publishing
 
 

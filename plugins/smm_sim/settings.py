@@ -105,12 +105,13 @@ class SimSettings:
         )
 
     def er_table(self, day: float) -> tuple[Mapping[str, float], float]:
-        """The true ER table and default in force on simulated ``day``."""
-        table, default = self.true_er, self.default_er
+        """The true ER table and default in force on simulated ``day``: each drift changes
+        only the types it names (the rest keep their rates)."""
+        table, default = dict(self.true_er), self.default_er
         for drift in self.drift:  # sorted by day
             if day < drift.day:
                 break
-            table = drift.true_er
+            table.update(drift.true_er)
             if drift.default_er is not None:
                 default = drift.default_er
         return table, default

@@ -1,11 +1,12 @@
-"""``smm simulate``: how the ER loop does against the oracle and round-robin, in virtual time."""
+"""``smm simulate``: how the ER loop does against the oracle and round-robin, over seeds."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +16,121 @@ import yaml
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, table
 from scheduler.cli.plan import load_plan
+from scheduler.er.loopsim import STRATEGIES
 from scheduler.er.plot import sparkline
-from scheduler.er.scenarios import START
-from scheduler.er.simulate import STRATEGIES, RunResult, Scenario, Truth, simulate
+from scheduler.er.simhtml import render_summary
+from scheduler.er.simulate import Truth
+from scheduler.er.trials import cache_dir, run_seeds, summary
+from scheduler.er.world import (
+    DEFAULT_START,
+    World,
+    WorldError,
+    load_world,
+    world_from_dict,
+)
 from scheduler.errors import InvalidInput, Problem
 from scheduler.timeutil import FixedClock
 
+#: The world ``smm simulate`` runs without --world or --plan (benchmarks/worlds/reference.toml).
+REFERENCE_WORLD: dict[str, Any] = {
+    "world": {
+        "name": "reference",
+        "days": 90,
+        "description": "5 content types at 1-4 % by reach, 3 posts a day",
+    },
+    "accounts": {
+        "acct": {
+            "posts_per_day": 3,
+            "true_er": {
+                "provocation": 0.01,
+                "announcement": 0.015,
+                "medal": 0.02,
+                "laugh": 0.03,
+                "instruction": 0.04,
+            },
+        }
+    },
+}
 
-def read_truth(path: Path, accounts: Mapping[str, Any]) -> dict[str, Truth]:
+
+def _problem(where: str, message: str, hint: str = "") -> InvalidInput:
+    return InvalidInput([Problem(where, None, None, message, hint)])
+
+
+def read_truth(path: Path, accounts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """A truth file (TOML or YAML): ``true_er`` and optional ``drift`` at the top (for every
     account) or under each account's name."""
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise InvalidInput([Problem(str(path), None, None, f"cannot read: {exc}")]) from None
+        raise _problem(str(path), f"cannot read: {exc}") from None
     if not isinstance(data, dict):
-        raise InvalidInput([Problem(str(path), None, None, "expected a table of true rates")])
-    truths = {}
-    for name in accounts:
-        block = data.get(name, data)
-        try:
-            truths[name] = Truth.from_options(block)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(
-                [Problem(str(path), None, name, f"bad truth: {exc}", "see docs/er.md")]
-            ) from None
-        if not truths[name].true_er:
-            raise InvalidInput(
-                [Problem(str(path), None, name, "no true_er table", "true_er = { laugh = 0.02 }")]
+        raise _problem(str(path), "expected a table of true rates")
+    return {name: data.get(name, data) for name in accounts}
+
+
+def world_from_plan(
+    app: App, plan_files: tuple[str, ...], truth: Path | None, days: int | None
+) -> World:
+    """A world from the config's accounts, the plan's content types and the true rates."""
+    config = app.require_config()
+    app.clock = FixedClock(DEFAULT_START)  # plan times are read as of the simulation's start
+    items = load_plan(app, plan_files, use_db=False)
+    planned: dict[str, set[str]] = {}
+    for item in items:
+        planned.setdefault(item.account, set()).add(item.content_type)
+    accounts = {n: a for n, a in config.accounts.items() if n in planned}
+    truths = read_truth(truth, accounts) if truth else {n: a.options for n, a in accounts.items()}
+    where = str(truth) if truth else "config"
+    raw: dict[str, Any] = {}
+    start = DEFAULT_START
+    for name, acc in accounts.items():
+        block = truths[name] if isinstance(truths[name], Mapping) else {}
+        if not block.get("true_er"):
+            raise _problem(
+                where,
+                f"account {name}: no true engagement rates to simulate with",
+                "give --truth FILE, or true_er in the account's options",
             )
-    return truths
+        missing = sorted(planned[name] - set(block["true_er"]))
+        if missing:
+            raise _problem(
+                where,
+                f"account {name}: content type {missing[0]!r} of the plan has no true_er",
+                "every planned type needs a true rate: nothing is assumed",
+            )
+        slots = next((acc.slots[d] for d in range(7) if acc.slots.get(d)), ())
+        if not slots:
+            raise _problem("config", f"account {name}: no posting slots to simulate")
+        options = acc.options
+        if "start" in options and not truth:
+            try:
+                start = datetime.fromisoformat(str(options["start"]))
+            except ValueError:
+                raise _problem("config", f"account {name}: options.start is not a time") from None
+            start = start.replace(tzinfo=UTC) if start.tzinfo is None else start
+        entry: dict[str, Any] = {
+            "slots": [s.strftime("%H:%M") for s in slots],
+            "true_er": {t: block["true_er"][t] for t in sorted(planned[name])},
+        }
+        for key in ("followers", "reach_ratio", "noise"):
+            if key in options:
+                entry[key] = options[key]
+        if block.get("drift"):
+            drifts = block["drift"]
+            entry["drift"] = [drifts] if isinstance(drifts, Mapping) else list(drifts)
+        raw[name] = entry
+    data = {"world": {"name": "plan", "days": days or 90, "start": start}, "accounts": raw}
+    try:
+        world = world_from_dict(data)
+    except WorldError as exc:
+        raise _problem(where, str(exc)) from None
+    return replace(world, er=config.er)
 
 
 def truths_from_config(accounts: Mapping[str, Any]) -> dict[str, Truth]:
+    """The accounts' true rates from their sim options (``smm demo`` runs on them)."""
     truths = {}
     for name, acc in accounts.items():
         truth = Truth.from_options(acc.options)
@@ -68,108 +150,164 @@ def truths_from_config(accounts: Mapping[str, Any]) -> dict[str, Truth]:
     return truths
 
 
-def summary(results: Mapping[str, RunResult]) -> dict[str, Any]:
-    er, oracle, rr = (results[s].engagement for s in STRATEGIES)
-    return {
-        "engagement": er,
-        "oracle": oracle,
-        "round_robin": rr,
-        "of_oracle": er / oracle if oracle else None,
-        "over_round_robin": er / rr - 1 if rr else None,
-        "posts": results["er"].posts,
-        "by_type": results["er"].by_type,
-        "trajectory": results["er"].trajectory,
-    }
-
-
-def print_summary(data: Mapping[str, Any], days: int) -> None:
-    click.echo(f"{days} simulated days, {data['posts']} posts")
+def print_summary(data: Mapping[str, Any], strategies: list[str]) -> None:
+    seeds = data["seeds"]
+    first = data["per_seed"][0]
+    click.echo(
+        f"world {data['world']}: {data['days']} simulated days, {data['accounts']} account(s), "
+        f"{first[strategies[0]]['posts']} posts per run, seed"
+        + (f"s {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f" {seeds[0]}")
+    )
+    names = {"er": "ER loop", "oracle": "oracle", "round_robin": "round-robin"}
     table(
-        ["strategy", "engagement", "vs oracle"],
+        ["strategy", "expected engagement", "drawn engagement"],
         [
-            (name, f"{data[key]:,}", f"{data[key] / data['oracle']:.1%}" if data["oracle"] else "-")
-            for name, key in (
-                ("ER loop", "engagement"),
-                ("oracle", "oracle"),
-                ("round-robin", "round_robin"),
+            (
+                names[s],
+                f"{sum(r[s]['value'] for r in data['per_seed']) / len(seeds):,.0f}",
+                f"{sum(r[s]['engagement'] for r in data['per_seed']) / len(seeds):,.0f}",
             )
+            for s in strategies
         ],
     )
-    if data["over_round_robin"] is not None:
-        click.echo(f"the ER loop: {data['over_round_robin']:+.1%} over round-robin")
-    by_type = data["by_type"]
-    table(
-        ["type", "posts", "engagement/post"],
-        [
-            (t, v["posts"], f"{v['engagement'] / v['posts']:.1f}" if v["posts"] else "-")
-            for t, v in sorted(by_type.items())
-        ],
-    )
+    o = data["of_oracle"]
+    if o:
+        many = len(seeds) > 1
+        click.echo(
+            f"the ER loop: {o['mean']:.1%} of the oracle"
+            + (f" (worst {o['worst']:.1%} on seed {o['worst_seed']}, spread {o['spread']:.1%})"
+               if many else "")
+        )  # fmt: skip
+    rr = data["over_round_robin"]
+    if rr:
+        click.echo(f"the ER loop: {rr['mean']:+.1%} over round-robin")
+    for event in data["drift"]:
+        follow = ", ".join("never" if f is None else f"{f:.0f}" for f in event["days_to_lead"])
+        click.echo(f"day {event['day']:.0f}: {event['new_best']} took the lead after {follow} days")
+    if data["demoted_seeds"]:
+        click.echo(f"a type was demoted in seeds {', '.join(map(str, data['demoted_seeds']))}")
     points = data["trajectory"]
     for account in sorted({p["account"] for p in points}):
         mine = [p["weights"] for p in points if p["account"] == account]
-        click.echo(f"priority trajectory, {account}:")
+        click.echo(f"priority trajectory, {account} (seed {seeds[0]}):")
         for ctype in sorted({t for w in mine for t in w}):
             series = [w.get(ctype, 0.0) for w in mine]
             click.echo(f"  {ctype:>14} {sparkline(series, 1.0, 45)} {series[-1]:.2f}")
 
 
+def _strategies(value: str) -> list[str]:
+    chosen = [s.strip() for s in value.split(",") if s.strip()]
+    unknown = [s for s in chosen if s not in STRATEGIES]
+    if unknown or not chosen:
+        raise click.BadParameter(
+            f"unknown strategy {unknown[0] if unknown else '(none)'!r}; "
+            f"known: {', '.join(STRATEGIES)}"
+        )
+    return list(dict.fromkeys(chosen))
+
+
 @click.command("simulate")
+@click.option(
+    "--world",
+    "world_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="World file (TOML): accounts, true rates, noise, outliers, hours, drift.",
+)
 @click.option(
     "--plan",
     "plan_files",
     multiple=True,
-    required=True,
     type=click.Path(dir_okay=False),
-    help="Content plan giving the accounts' content types (repeatable).",
+    help="Content plan giving the accounts' content types (repeatable), instead of --world.",
 )
-@click.option("--days", type=click.IntRange(1, 3650), default=90, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
     "--truth",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="True ER per content type (TOML/YAML); default: the accounts' sim options.",
+    help="With --plan: true ER per content type (TOML/YAML); default: the accounts' options.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option(
+    "--days", type=click.IntRange(1, 3650), help="Days to simulate (default: the world's)."
+)
+@click.option("--seed", type=int, default=1, show_default=True, help="The first seed.")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True)
+@click.option(
+    "--strategies",
+    default=",".join(STRATEGIES),
+    show_default=True,
+    help="Comma-separated: er, oracle, round_robin.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the summary as an HTML page.",
+)
+@click.option("--no-cache", is_flag=True, help="Recompute the oracle and round-robin.")
 @pass_app
 def simulate_cmd(
-    app: App, plan_files: tuple[str, ...], days: int, seed: int, truth: Path | None, as_json: bool
+    app: App,
+    world_file: Path | None,
+    plan_files: tuple[str, ...],
+    truth: Path | None,
+    days: int | None,
+    seed: int,
+    seeds: int,
+    strategies: str,
+    as_json: bool,
+    html_file: Path | None,
+    no_cache: bool,
 ) -> None:
-    """Run the real scheduling, dispatch, metrics and ER code in virtual time on the
-    simulated network, beside the oracle and round-robin."""
-    config = app.require_config()
-    start = START  # a fixed Monday: the same seed, the same run
-    app.clock = FixedClock(start)
-    items = load_plan(app, plan_files, use_db=False)
-    used = {i.account for i in items}
-    accounts = {n: a for n, a in config.accounts.items() if n in used}
-    truths = read_truth(truth, accounts) if truth else truths_from_config(accounts)
-    scenario = Scenario(_only(config, accounts), items, truths, days, seed, start)
+    """Run the ER loop in virtual time on a simulated world, beside the oracle and
+    round-robin, over one or more seeds."""
+    chosen = _strategies(strategies)
+    if world_file and plan_files:
+        raise click.UsageError("give --world or --plan, not both")
+    if truth and not plan_files:
+        raise click.UsageError("--truth goes with --plan")
+    try:
+        if world_file:
+            world = load_world(world_file)
+        elif plan_files:
+            world = world_from_plan(app, plan_files, truth, days)
+        else:
+            world = world_from_dict(REFERENCE_WORLD)
+    except WorldError as exc:
+        raise _problem(str(world_file or "world"), str(exc)) from None
+    if days:
+        world = replace(world, days=days)
+    seed_list = list(range(seed, seed + seeds))
     bar = None
     if sys.stderr.isatty() and not as_json:
-        bar = click.progressbar(length=len(STRATEGIES) * 100, label="simulating", file=sys.stderr)
-    done: dict[str, int] = {}
+        bar = click.progressbar(
+            length=len(seed_list) * len(chosen), label="simulating", file=sys.stderr
+        )
+    done = [0]
 
-    def progress(strategy: str, share: float) -> None:
+    def progress(n: int, total: int) -> None:
         if bar is not None:
-            step = int(share * 100)
-            bar.update(step - done.get(strategy, 0))
-            done[strategy] = step
+            bar.update(n - done[0])
+            done[0] = n
 
-    results = asyncio.run(simulate(scenario, on_progress=progress))
+    results = run_seeds(
+        world,
+        seed_list,
+        chosen,
+        cache=None if no_cache else cache_dir(),
+        on_progress=progress,
+    )
     if bar is not None:
         bar.render_finish()
-    data = summary(results)
+    data = summary(world, results)
+    if html_file is not None:
+        try:
+            html_file.write_text(render_summary(data), encoding="utf-8")
+        except OSError as exc:
+            raise _problem(str(html_file), f"cannot write: {exc.strerror or exc}") from None
     if as_json:
-        echo_json({**data, "days": days, "seed": seed})
+        echo_json(data)
         return
-    print_summary(data, days)
-
-
-def _only(config: Any, accounts: Mapping[str, Any]) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(config, accounts=dict(accounts))
+    print_summary(data, chosen)
 
 
 def register(cli: click.Group) -> None:

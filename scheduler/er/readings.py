@@ -123,9 +123,10 @@ def engagement_sql(s: Any) -> ColumnElement[Any]:
 def denominator_sql(s: Any, p: Any) -> ColumnElement[Any]:
     """Reach (else impressions, else views) for the accounts in the expanding parameter
     ``reach`` (networks with reach); followers (at publish time, else at the reading) for the
-    others. Zero counts as unknown."""
-    by_reach = func.coalesce(s.c.reach, s.c.impressions, s.c.views)
+    others, and for a post whose network declares reach but reported none (the fallback
+    ``smm er`` and ``smm doctor`` warn about). Zero counts as unknown."""
     by_followers = func.coalesce(p.c.followers_at_publish, s.c.followers)
+    by_reach = func.coalesce(s.c.reach, s.c.impressions, s.c.views, by_followers)
     chosen = case(
         (p.c.account_id.in_(bindparam("reach", expanding=True)), by_reach), else_=by_followers
     )

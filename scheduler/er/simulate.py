@@ -172,14 +172,17 @@ class Scenario:
     seed: int
     start: datetime
 
-    def sim_config(self) -> Config:
+    def sim_config(self, strategy: str = "er") -> Config:
+        """The config on the sim network. Each strategy gets a network of its own (its own
+        seed): posts another strategy published, and their audience, never carry over."""
+        salt = STRATEGIES.index(strategy) if strategy in STRATEGIES else len(STRATEGIES)
         accounts = {}
         for name, acc in self.config.accounts.items():
             options = {
                 **{k: v for k, v in acc.options.items() if k not in ("true_er", "drift")},
                 **self.truths[name].as_options(),
                 # One seed per account, derived so accounts differ but runs repeat.
-                "seed": self.seed * 1000 + sorted(self.config.accounts).index(name),
+                "seed": (self.seed * 10 + salt) * 1000 + sorted(self.config.accounts).index(name),
                 "start": self.start.isoformat(),
             }
             accounts[name] = dataclasses.replace(acc, platform="sim", options=options)
@@ -258,7 +261,7 @@ async def run_strategy(
     on_progress: Callable[[str, float], None] | None = None,
 ) -> RunResult:
     """Simulate ``scenario`` under one strategy, on a fresh SQLite database in ``workdir``."""
-    config = scenario.sim_config()
+    config = scenario.sim_config(strategy)
     engine = make_engine(f"sqlite:///{workdir / f'{strategy}.db'}")
     try:
         upgrade(engine)

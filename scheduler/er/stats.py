@@ -81,10 +81,13 @@ def engagement_rate(
 ) -> float | None:
     """ER of one reading. The SQL in ``readings.py`` computes exactly this, in the database."""
     eng = engagements(m)
+    followers = followers_at_publish if followers_at_publish is not None else m.followers
     if by_reach:
-        denominator = next((v for v in (m.reach, m.impressions, m.views) if v is not None), None)
+        # A post whose network declares reach but reported none falls back to followers.
+        seen = (m.reach, m.impressions, m.views, followers)
+        denominator = next((v for v in seen if v is not None), None)
     else:
-        denominator = followers_at_publish if followers_at_publish is not None else m.followers
+        denominator = followers
     if eng is None or not denominator:
         return None
     return eng / denominator

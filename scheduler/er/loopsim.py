@@ -1,0 +1,399 @@
+"""The ER loop run against a simulated world, in memory: weeks of posting in well under a second.
+
+Every recompute goes through the loop's own code — the per-type statistics
+(``stats.age_ratios``, ``combine_ages``, ``shrink``), the policy and its limits
+(``recompute._decide``), and the slot-by-slot content mix (``allocate.priority_order``) — on
+readings taken the way the metrics job takes them (the first 6-hourly reading at or after
+each configured age, along the network's saturating curve). Only the bookkeeping the daemon
+keeps in its database is kept here in lists, so a strategy runs in a fraction of a second and
+many seeds and worlds can be compared.
+
+Each strategy runs in its own world: the posts it publishes draw their audience from a
+generator seeded by (world, seed, strategy), so no strategy inherits another's luck. Runs are
+compared on *expected* engagement (each published post's true ER at its publish time, times
+its expected reach: the value of the allocation, without the luck of single posts) and also
+report the engagement the posts actually drew.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from scheduler.config import ERSettings
+from scheduler.er.allocate import HISTORY_WINDOW, priority_order
+from scheduler.er.policy import Decision, Policy
+from scheduler.er.readings import AgeSums, reading_windows
+from scheduler.er.recompute import _decide, resolve_policy
+from scheduler.er.stats import (
+    HORIZON_HALF_LIVES,
+    AccountStats,
+    Evidence,
+    age_ratios,
+    combine_ages,
+    shrink,
+)
+from scheduler.er.world import AccountWorld, World
+from scheduler.queue import QueueEntry
+
+STRATEGIES = ("er", "oracle", "round_robin")
+#: How often readings are taken (the metrics job runs more often; one reading per band counts).
+METRICS_EVERY = timedelta(hours=6)
+RECOMPUTE_EVERY = timedelta(days=1)
+#: The network's saturation time: counts reach 1 - exp(-age / TAU) of their final value.
+TAU = timedelta(hours=20)
+_SPLIT_REACH_NOISE = "reach"
+
+
+# ============================================================================ posts
+
+
+@dataclass(slots=True)
+class SimPost:
+    """A published post and what the network will say about it."""
+
+    account: int
+    content_type: str
+    at: float  # epoch seconds
+    value: float  # expected engagements (the allocation's worth)
+    engagements: int  # final engagements drawn
+    reach: int  # final reach drawn
+    followers: int
+    #: Per configured age: (epoch seconds the reading is taken, ER read) or None.
+    readings: list[tuple[float, float | None]] = field(default_factory=list)
+
+
+def draw_post(
+    acc: AccountWorld,
+    index: int,
+    content_type: str,
+    when: datetime,
+    start: datetime,
+    rng: random.Random,
+    ages: Sequence[timedelta],
+    *,
+    fallback_to_followers: bool = True,
+) -> SimPost:
+    """Publish one post: draw its audience and the readings the metrics job will take."""
+    day = (when - start).total_seconds() / 86400.0
+    hour = acc.truth.hour_factor(when.weekday(), when.hour)
+    sigma_r = acc.default_noise
+    sigma = acc.noise_of(content_type)
+    reach_factor = math.exp(rng.gauss(-sigma_r * sigma_r / 2, sigma_r))
+    er_factor = math.exp(rng.gauss(-sigma * sigma / 2, sigma))
+    if acc.viral.rate and rng.random() < acc.viral.rate:
+        er_factor *= rng.uniform(acc.viral.low, acc.viral.high)
+    reach = min(acc.followers, max(1, round(acc.expected_reach() * reach_factor)))
+    rate = min(1.0, acc.truth.er(content_type, day) * hour * er_factor)
+    engagements = _binomial(rng, reach, rate)
+    post = SimPost(
+        index,
+        content_type,
+        when.timestamp(),
+        acc.value(content_type, when, start),
+        engagements,
+        reach,
+        acc.followers,
+    )
+    tick = METRICS_EVERY.total_seconds()
+    origin = start.timestamp()
+    tau = TAU.total_seconds()
+    for age in ages:
+        due = post.at + age.total_seconds()
+        taken = origin + math.ceil((due - origin) / tick) * tick
+        share = -math.expm1(-(taken - post.at) / tau)
+        eng = round(engagements * share)
+        if acc.basis == "reach":
+            seen = round(reach * share)
+            er = eng / seen if seen else None
+        elif acc.basis == "followers" or fallback_to_followers:
+            er = eng / acc.followers
+        else:  # reach declared, never reported: the reading has no denominator
+            er = None
+        post.readings.append((taken, er))
+    return post
+
+
+def _binomial(rng: random.Random, n: int, p: float) -> int:
+    if n <= 0 or p <= 0:
+        return 0
+    if p >= 1:
+        return n
+    var = n * p * (1 - p)
+    if var >= 10:
+        return max(0, min(n, round(rng.gauss(n * p, math.sqrt(var)))))
+    # Small counts: Poisson-like inversion on the rarer side is plenty for a simulation.
+    k, prob = 0, (1 - p) ** n
+    u, ratio = rng.random(), p / (1 - p)
+    while u > prob and k < n:
+        u -= prob
+        prob *= ratio * (n - k) / (k + 1)
+        k += 1
+    return k
+
+
+# ============================================================================ statistics
+
+
+def sums_at(posts: Sequence[SimPost], now: float, settings: ERSettings) -> dict[str, list[AgeSums]]:
+    """Per content type, the ``AgeSums`` the database would return at ``now``
+    (``readings.sum_readings``, the same rules in Python)."""
+    hl = settings.half_life.total_seconds()
+    rate = math.log(2) / hl
+    horizon = now - hl * HORIZON_HALF_LIVES
+    recent_from = now - hl
+    n_ages = len(reading_windows(settings.ages))
+    out: dict[str, list[AgeSums]] = {}
+    for post in posts:
+        if post.at < horizon or post.at > now:
+            continue
+        ers = [er if taken <= now else None for taken, er in post.readings]
+        if all(e is None for e in ers):
+            continue
+        w = math.exp((post.at - now) * rate)
+        recent = post.at >= recent_from
+        sums = out.get(post.content_type)
+        if sums is None:
+            sums = out[post.content_type] = [AgeSums() for _ in range(n_ages)]
+        last = ers[-1]
+        latest = max(i for i, e in enumerate(ers) if e is not None)
+        for i, er in enumerate(ers):
+            if er is None:
+                continue
+            a = sums[i]
+            a.any_weight += w
+            a.any_total += w * er
+            if last is not None:
+                a.pair_this += w * er
+                a.pair_last += w * last
+            if i == latest:
+                a.weight += w
+                a.total += w * er
+                a.squares += w * er * er
+                a.count += 1
+                if recent:
+                    a.recent_total += er
+                    a.recent_count += 1
+                else:
+                    a.older_total += er
+                    a.older_count += 1
+    return out
+
+
+def stats_at(
+    account_id: int,
+    name: str,
+    basis: str,
+    types: Sequence[str],
+    posts: Sequence[SimPost],
+    now: float,
+    settings: ERSettings,
+) -> AccountStats:
+    """The account's statistics at ``now``, as ``stats.account_stats`` computes them."""
+    sums = sums_at(posts, now, settings)
+    ages_seconds = sorted({int(a.total_seconds()) for a in settings.ages})
+    ratios = age_ratios(sums.values())
+    evidence = {t: combine_ages(s, ratios, ages_seconds) for t, s in sums.items()}
+    for t in types:
+        evidence.setdefault(t, Evidence())
+    mean, spread, k, per_type = shrink(evidence)
+    return AccountStats(account_id, name, basis, mean, spread, k, per_type)
+
+
+# ============================================================================ strategies
+
+
+def floored_oracle(
+    true_er: Mapping[str, float], types: Sequence[str], floor: float, ceiling: float
+) -> dict[str, float]:
+    """The best shares knowing the true rates: every type its floor, the rest to the best
+    types in turn, each up to the ceiling."""
+    if not types:
+        return {}
+    floor = min(floor, 1 / len(types))
+    weights = dict.fromkeys(types, floor)
+    left = 1 - floor * len(types)
+    for t in sorted(types, key=lambda t: (-true_er[t], t)):
+        add = min(left, max(0.0, ceiling - floor))
+        weights[t] += add
+        left -= add
+    if left > 1e-12:  # the ceiling is too low to place everything: spread the rest evenly
+        for t in types:
+            weights[t] += left / len(types)
+    return weights
+
+
+@dataclass
+class OraclePolicy:
+    """Knows each account's truth and the day; allocates as ``floored_oracle`` under the
+    same limits the loop works within."""
+
+    world: World
+    day: Callable[[], float]
+    name: str = "oracle"
+
+    def decide(
+        self,
+        stats: AccountStats,
+        old_weights: Mapping[str, float],
+        settings: ERSettings,
+        rng: random.Random,
+    ) -> Decision:
+        from scheduler.er.weights import fit_limits
+
+        acc = next(a for a in self.world.accounts if a.name == stats.account)
+        types = sorted(stats.types)
+        limits = fit_limits(len(types), settings.floor, settings.ceiling)
+        table = acc.truth.table(self.day())
+        weights = floored_oracle(table, types, limits.floor, limits.ceiling)
+        return Decision(weights, f"oracle for day {self.day():.0f}: knows the true rates")
+
+
+@dataclass
+class RoundRobinPolicy:
+    """Every type the same share, whatever happens."""
+
+    name: str = "round_robin"
+
+    def decide(
+        self,
+        stats: AccountStats,
+        old_weights: Mapping[str, float],
+        settings: ERSettings,
+        rng: random.Random,
+    ) -> Decision:
+        types = sorted(stats.types)
+        return Decision({t: 1 / len(types) for t in types}, "round-robin: equal shares")
+
+
+# ============================================================================ one run
+
+
+@dataclass
+class RunResult:
+    """What one strategy achieved in one world and seed."""
+
+    strategy: str
+    seed: int
+    value: float  # expected engagements of the posts it published
+    engagement: int  # engagements those posts actually drew
+    posts: int
+    by_type: dict[str, dict[str, float]]
+    #: Per recompute and account: at (days since start), weights, demoted types.
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
+    #: Per recompute and account and ranked type: (day, type, er_low, er_high, truth read).
+    intervals: list[tuple[float, str, str, float, float, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "seed": self.seed,
+            "value": round(self.value, 3),
+            "engagement": self.engagement,
+            "posts": self.posts,
+            "by_type": self.by_type,
+        }
+
+
+def _day_types(
+    weights: Mapping[str, float], types: Sequence[str], history: list[str], n: int
+) -> list[str]:
+    """The content types of the next ``n`` slots, as ``assign_queue_slots`` would order a
+    queue holding enough posts of every type (the simulated content team keeps it full)."""
+    entries = [
+        QueueEntry(None, i * len(types) + j, t, None) for i in range(n) for j, t in enumerate(types)
+    ]
+    if not weights:  # before the first recompute: the plan's order
+        ordered: Sequence[QueueEntry] = sorted(entries, key=lambda e: e.plan_order)
+    else:
+        ordered = priority_order(weights, history[-HISTORY_WINDOW:])(entries)
+    return [e.content_type for e in ordered[:n]]
+
+
+def run(
+    world: World,
+    seed: int,
+    strategy: str,
+    *,
+    policy: Policy | None = None,
+    on_day: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Simulate ``world`` under one strategy and seed."""
+    settings = world.er
+    start = world.start
+    rng = random.Random(f"{world.name}|{seed}|{strategy}|audience")
+    decide_rng = random.Random(f"{seed}:{strategy}")
+    now_day = [0.0]
+    chosen: Policy
+    if strategy == "er":
+        chosen = policy or resolve_policy(settings)
+    elif strategy == "oracle":
+        chosen = OraclePolicy(world, lambda: now_day[0])
+    elif strategy == "round_robin":
+        chosen = RoundRobinPolicy()
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    accounts = world.accounts
+    types = [acc.truth.types for acc in accounts]
+    posts: list[list[SimPost]] = [[] for _ in accounts]
+    history: list[list[str]] = [[] for _ in accounts]
+    weights: list[dict[str, float]] = [{} for _ in accounts]
+    states: list[dict[str, Any]] = [{} for _ in accounts]
+    result = RunResult(strategy, seed, 0.0, 0, 0, {})
+    ages = sorted(settings.ages)
+    for day in range(world.days):
+        today = start + timedelta(days=day)
+        if day > 0:  # the daily recompute, before the day's slots are filled
+            now_day[0] = float(day)
+            now = today.timestamp()
+            for i, acc in enumerate(accounts):
+                stats = stats_at(i, acc.name, _basis(acc), types[i], posts[i], now, settings)
+                stats = AccountStats(**{**stats.__dict__, "state": states[i]})
+                _, decision = _decide(chosen, stats, weights[i], settings, decide_rng)
+                weights[i] = dict(decision.new_weights)
+                states[i] = dict(decision.state)
+                result.trajectory.append(
+                    {
+                        "account": acc.name,
+                        "day": day,
+                        "weights": weights[i],
+                        "demoted": sorted(decision.demoted),
+                    }
+                )
+                if strategy == "er":
+                    _record_intervals(result, acc, stats, day)
+        for i, acc in enumerate(accounts):
+            slot_types = _day_types(weights[i], types[i], history[i], len(acc.slots))
+            for slot, ctype in zip(acc.slots, slot_types, strict=True):
+                when = today.replace(hour=slot.hour, minute=slot.minute)
+                post = draw_post(acc, i, ctype, when, start, rng, ages)
+                posts[i].append(post)
+                history[i].append(ctype)
+                result.value += post.value
+                result.engagement += post.engagements
+                result.posts += 1
+                slot_stats = result.by_type.setdefault(
+                    ctype, {"posts": 0, "engagement": 0, "value": 0.0}
+                )
+                slot_stats["posts"] += 1
+                slot_stats["engagement"] += post.engagements
+                slot_stats["value"] += post.value
+        if on_day is not None:
+            on_day(day + 1)
+    return result
+
+
+def _basis(acc: AccountWorld) -> str:
+    return "reach" if acc.basis == "reach" else "followers"
+
+
+def _record_intervals(result: RunResult, acc: AccountWorld, stats: AccountStats, day: int) -> None:
+    """What the loop believed against what is true, for interval coverage."""
+    for t, s in stats.types.items():
+        if s.er_low is None or s.er_high is None or s.posts < 5:
+            continue
+        result.intervals.append((float(day), acc.name, t, s.er_low, s.er_high, 0.0))
