@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -89,11 +89,12 @@ def beat(engine: Engine, daemon: str, age: timedelta, status: str = "running") -
 
 
 @sqlite_only
-def test_an_empty_database_is_healthy(smm: Smm, engine: Engine) -> None:
+def test_an_empty_database_with_a_daemon_alive_is_healthy(smm: Smm, engine: Engine) -> None:
+    beat(engine, "d1", timedelta(seconds=1))
     report = status_json(smm)
     assert report["healthy"] is True
     assert report["attention"] == []
-    assert report["daemons"] == []
+    assert [d["id"] for d in report["daemons"]] == ["d1"]
     assert report["queue"] == dict.fromkeys((s.value for s in PostState), 0)
     assert report["next_due"] == []
 
@@ -116,6 +117,7 @@ def test_the_daemon_state_boundary_is_three_heartbeats() -> None:
 
 @sqlite_only
 def test_the_queue_is_counted_by_state(smm: Smm, engine: Engine) -> None:
+    beat(engine, "d1", timedelta(seconds=1))
     a = add_account(engine, "riga")
     later = utcnow() + timedelta(hours=1)
     for state in (PostState.QUEUED, PostState.QUEUED, PostState.PUBLISHED, PostState.CANCELLED):
@@ -131,6 +133,7 @@ def test_the_queue_is_counted_by_state(smm: Smm, engine: Engine) -> None:
 
 @sqlite_only
 def test_the_next_ten_posts_due_are_listed_in_order_in_local_time(smm: Smm, engine: Engine) -> None:
+    beat(engine, "d1", timedelta(seconds=1))
     riga = add_account(engine, "riga", tz="Europe/Riga")
     held = add_account(engine, "held", paused=True, paused_reason="paused from the CLI")
     first = utcnow().replace(microsecond=0) + timedelta(days=1)
@@ -141,6 +144,23 @@ def test_the_next_ten_posts_due_are_listed_in_order_in_local_time(smm: Smm, engi
     assert [p["id"] for p in report["next_due"]] == keys[:10]
     assert report["next_due"][0]["due_local"].endswith(("EET", "EEST"))
     assert report["next_due"][0]["text"] == "hello world"
+
+
+def test_no_daemon_alive_needs_attention_even_before_anything_is_due(
+    smm: Smm, engine: Engine
+) -> None:
+    assert status_json(smm, expect=NEEDS_ATTENTION)["attention"] == [
+        "no daemon alive (no post waiting): start `smm run`"
+    ]
+    a = add_account(engine, "riga")
+    add_post(engine, a, datetime(2099, 1, 1, 9, tzinfo=UTC))
+    beat(engine, "stopped-one", timedelta(seconds=1), status="stopped")
+    report = status_json(smm, expect=NEEDS_ATTENTION)
+    assert report["healthy"] is False
+    assert report["attention"] == [
+        "no daemon alive (the next post is due at 2099-01-01T09:00:00Z): start `smm run`"
+    ]
+    assert smm(expect=NEEDS_ATTENTION).output.startswith("needs attention:")
 
 
 def test_posts_due_with_no_daemon_alive_need_attention(smm: Smm, engine: Engine) -> None:
@@ -167,7 +187,8 @@ def test_posts_overdue_although_a_daemon_is_alive_need_attention(smm: Smm, engin
 
 
 @sqlite_only
-def test_due_posts_of_paused_accounts_need_no_daemon(smm: Smm, engine: Engine) -> None:
+def test_due_posts_of_paused_accounts_need_no_attention(smm: Smm, engine: Engine) -> None:
+    beat(engine, "d1", timedelta(seconds=1))
     a = add_account(engine, "held", paused=True, paused_reason="paused from the CLI")
     add_post(engine, a, utcnow() - timedelta(hours=1), PostState.PAUSED)
     report = status_json(smm)
@@ -185,6 +206,7 @@ def test_due_posts_of_paused_accounts_need_no_daemon(smm: Smm, engine: Engine) -
 
 @sqlite_only
 def test_an_account_with_rejected_credentials_is_flagged(smm: Smm, engine: Engine) -> None:
+    beat(engine, "d1", timedelta(seconds=1))
     add_account(
         engine, "riga", paused=True, auth_state="expired", paused_reason="credentials rejected"
     )
@@ -199,6 +221,7 @@ def test_an_account_with_rejected_credentials_is_flagged(smm: Smm, engine: Engin
 
 @sqlite_only
 def test_failed_posts_are_listed_with_their_error_and_the_fix(smm: Smm, engine: Engine) -> None:
+    beat(engine, "d1", timedelta(seconds=1))
     a = add_account(engine, "riga")
     key = add_post(
         engine,
@@ -227,6 +250,7 @@ def test_unconfirmed_posts_wait_for_a_person_only_once_the_daemon_gave_up(
 ) -> None:
     a = add_account(engine, "riga")
     add_post(engine, a, utcnow() - timedelta(minutes=1), PostState.UNCONFIRMED)
+    beat(engine, "d1", timedelta(seconds=1))
     assert status_json(smm)["healthy"] is True  # the daemon is still settling it
     key = add_post(
         engine,
@@ -269,6 +293,7 @@ def test_unconfirmed_posts_are_flagged_after_two_of_the_configured_reconcile_int
     config = tmp_path / "config.toml"
     config.write_text('[daemon]\nreconcile = "30m"\n', encoding="utf-8")
     a = add_account(engine, "riga")
+    beat(engine, "d1", timedelta(seconds=1))
     add_post(
         engine,
         a,

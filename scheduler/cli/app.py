@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -11,8 +12,8 @@ import click
 from sqlalchemy import Engine
 
 from scheduler.config import Config, default_config_path, empty_config, load_config
-from scheduler.db.engine import make_engine, resolve_database_url
-from scheduler.db.migrate import ensure_schema
+from scheduler.db.engine import make_engine, redact_url, resolve_database_url
+from scheduler.db.migrate import SCHEMA_HEAD, current_revision, ensure_schema
 from scheduler.errors import SmmError
 from scheduler.timeutil import Clock, SystemClock
 
@@ -51,18 +52,53 @@ class App:
     def database_url(self) -> str:
         return resolve_database_url(self.db_url, self.config.database_url)
 
-    def engine(self, *, create: bool = True) -> Engine:
-        """The engine, with the schema created in an empty database (``create``)."""
-        return self._engine_checked(create)
+    def _require_database_source(self) -> None:
+        """Without a config file and without --db, there is no database to read: say so
+        instead of opening (or creating) the default one."""
+        if self.config_file is None and not (self.db_url or os.environ.get("SMM_DATABASE_URL")):
+            raise SmmError(
+                "no config file and no database given: pass --config PATH (or set SMM_CONFIG) "
+                "or --db URL (or set SMM_DATABASE_URL); looked for a config in "
+                "$XDG_CONFIG_HOME/smm-scheduler/config.toml and /etc/smm-scheduler/config.toml"
+            )
 
-    def _engine_checked(self, create: bool) -> Engine:
-        engine = self.raw_engine
-        ensure_schema(engine, create=create)
+    def engine(self, *, create: bool = False) -> Engine:
+        """The engine on an up-to-date schema.
+
+        Only ``create`` (``smm init``, ``smm run``, ``smm plan import``) makes a database that
+        is not there yet, and says so on stderr; any other command stops with an error naming
+        the database, so a mistyped ``--db`` never leaves an empty database behind."""
+        if not create:
+            self._require_database_source()
+        engine = self.raw_engine if create else self.existing_engine
+        if create and current_revision(engine) is None:
+            ensure_schema(engine, create=True)
+            click.echo(
+                f"created the database {redact_url(self.database_url)} (schema {SCHEMA_HEAD})",
+                err=True,
+            )
+            return engine
+        ensure_schema(engine, create=False)
         return engine
+
+    def database_engine(self) -> Engine:
+        """The engine on an existing database, whatever its schema (``smm db``)."""
+        self._require_database_source()
+        return self.existing_engine
 
     @cached_property
     def raw_engine(self) -> Engine:
+        """An engine that creates a missing SQLite file (and its directory) on first use."""
         return make_engine(self.database_url)
+
+    @cached_property
+    def existing_engine(self) -> Engine:
+        """An engine on a database that must already exist (an error names it otherwise)."""
+        if "raw_engine" in self.__dict__:
+            return self.raw_engine
+        engine = make_engine(self.database_url, create=False)
+        self.__dict__["raw_engine"] = engine  # one engine per invocation, disposed in close()
+        return engine
 
     def now(self) -> datetime:
         return self.clock.now()

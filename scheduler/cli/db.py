@@ -35,7 +35,7 @@ def db() -> None:
 @pass_app
 def db_upgrade(app: App) -> None:
     """Apply pending schema migrations (back up the database first)."""
-    before, after = upgrade(app.raw_engine)
+    before, after = upgrade(app.database_engine())
     if before == after:
         click.echo(f"already at the latest schema ({after})")
     else:
@@ -46,7 +46,7 @@ def db_upgrade(app: App) -> None:
 @pass_app
 def db_current(app: App) -> None:
     """Print the database's schema version and the latest one."""
-    current = current_revision(app.raw_engine)
+    current = current_revision(app.database_engine())
     head = head_revision()
     state = "up to date" if current == head else "run `smm db upgrade`"
     click.echo(

@@ -30,7 +30,7 @@ def _settled_keys(app: App, keys: list[str]) -> set[str]:
     if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
         return set()  # no database yet: do not create one just to look
     try:
-        engine = app.raw_engine
+        engine = app.existing_engine
         if current_revision(engine) is None:
             return set()
         with engine.connect() as conn:
@@ -135,7 +135,7 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
             raws, config, app.now(), network_check=network_check, settled=_settled_keys(app, keys)
         )
         raise InvalidInput(problems + bad + platform, "the plan")
-    engine = app.engine()
+    engine = app.engine(create=not dry_run)
     show_bar = sys.stderr.isatty() and not as_json and len(raws) >= 2000
     # Take SQLite's write lock up front: a read that later upgrades to a write fails at once
     # ("database is locked") if a running daemon took the lock meanwhile.

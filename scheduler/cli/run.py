@@ -28,7 +28,7 @@ def run(app: App, once: bool) -> None:
     level = ctx.find_root().params.get("log_level") or config.log_level
     configure_logging(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    engine = app.engine()
+    engine = app.engine(create=True)
 
     def reload_config() -> Config:
         fresh = App(config_path=app.config_path, db_url=app.db_url)

@@ -155,6 +155,11 @@ def gather(
     alive = [d for d in daemons if d["state"] == "alive"]
     if due_count and not alive:
         attention.append(f"{due_count} post(s) due and no daemon alive: start `smm run`")
+    elif not alive:
+        # Nothing is due yet, but nothing would publish it when it is.
+        first = next_due[0]["due_at"] if next_due else None
+        waiting = f"the next post is due at {format_utc(first)}" if first else "no post waiting"
+        attention.append(f"no daemon alive ({waiting}): start `smm run`")
     elif overdue:
         attention.append(
             f"{overdue} post(s) overdue by more than {OVERDUE_AFTER.seconds // 60} min although "
@@ -259,8 +264,8 @@ def _print(report: dict[str, Any]) -> None:
 def status(app: App, as_json: bool) -> None:
     """Is it working? Daemons, queue by state, next posts due, what needs a person.
 
-    A daemon is alive while its heartbeat is under 30 s old. Needs attention: posts due
-    with no daemon alive (or overdue by 5 min), accounts whose credentials were rejected,
+    A daemon is alive while its heartbeat is under 30 s old. Needs attention: no daemon
+    alive, posts overdue by 5 min although one is, accounts whose credentials were rejected,
     failed posts, unconfirmed posts the network cannot settle.
 
     Exit code: 0 healthy, 3 needs attention (for monitoring scripts), 1 error.

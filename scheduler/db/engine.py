@@ -61,8 +61,10 @@ def _sqlite_setup(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
-    """An engine for ``url`` with the project's connection settings applied."""
+def make_engine(url: str, *, echo: bool = False, create: bool = True) -> Engine:
+    """An engine for ``url`` with the project's connection settings applied.
+
+    ``create=False``: a SQLite file that does not exist is an error, not a new database."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -73,7 +75,13 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     if backend == "sqlite":
         db = parsed.database
         if db and db != ":memory:":
-            Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            path = Path(db).expanduser()
+            if not create and not path.is_file():
+                raise SmmError(
+                    f"no database at {path}: check --db, SMM_DATABASE_URL or the config's "
+                    "[database] url, or create it with `smm init`"
+                )
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             parsed,
             echo=echo,
