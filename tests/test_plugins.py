@@ -49,6 +49,7 @@ BUILT_IN_PLATFORMS = {
     "linkedin",
     "pinterest",
     "ok",
+    "youtube",
     "webhook",
     "sim",
 }
