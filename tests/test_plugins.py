@@ -50,6 +50,7 @@ BUILT_IN_PLATFORMS = {
     "pinterest",
     "ok",
     "youtube",
+    "tiktok",
     "webhook",
     "sim",
 }
