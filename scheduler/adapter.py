@@ -256,7 +256,10 @@ class Capabilities:
     #: How the network counts: "characters", "graphemes", "utf16", "weighted", "url23"...
     text_counting: str = "characters"
     max_media: int = 4
+    #: MIME types of the media files it takes, checked against the files' bytes (empty: any).
     media_types: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif")
+    #: The largest media file it takes, in bytes (None: only ``[media] fetch_max_bytes``).
+    max_media_bytes: int | None = None
     #: True when the network honours our idempotency key (a retry cannot duplicate).
     idempotent: bool = False
     #: Which ``Metrics`` fields the network fills.

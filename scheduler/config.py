@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -150,6 +151,21 @@ class ERSettings:
 
 
 @dataclass(frozen=True)
+class MediaSettings:
+    """Where local media may come from and which remote media may be fetched (docs/security.md)."""
+
+    #: Directories local media may lie under, besides the plan file's own (absolute, resolved).
+    roots: tuple[Path, ...] = ()
+    #: Host names whose addresses may be internal (an intranet media server).
+    allow_hosts: frozenset[str] = frozenset()
+    #: Internal networks that may be fetched from.
+    allow_networks: tuple[IPv4Network | IPv6Network, ...] = ()
+    fetch_timeout: timedelta = timedelta(seconds=30)
+    fetch_max_bytes: int = 100 * 1024 * 1024
+    max_redirects: int = 5
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole config, validated."""
 
@@ -162,6 +178,7 @@ class Config:
     er: ERSettings = field(default_factory=ERSettings)
     metrics_listen: str | None = None
     plugins: Mapping[str, Any] = field(default_factory=dict)
+    media: MediaSettings = field(default_factory=MediaSettings)
 
     @property
     def source(self) -> str:
@@ -412,7 +429,61 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
     )
 
 
-_TOP_KEYS = {"database", "logging", "policies", "daemon", "er", "metrics", "plugins", "accounts"}
+_MEDIA_KEYS = {
+    "roots",
+    "allow_hosts",
+    "allow_networks",
+    "fetch_timeout",
+    "fetch_max_bytes",
+    "max_redirects",
+}
+
+
+def _media(r: _Reader, table: Mapping[str, Any], base: Path) -> MediaSettings:
+    r.unknown_keys("media", table, _MEDIA_KEYS)
+    d = MediaSettings()
+
+    def strings(key: str) -> list[str]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            r.problem(f"media.{key}", "must be a list of strings")
+            return []
+        return value
+
+    roots = []
+    for entry in strings("roots"):
+        root = (base / Path(entry).expanduser()).resolve()
+        if root == Path("/") or root.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+            r.problem("media.roots", f"{entry!r} cannot be a media root", "name a media folder")
+        else:
+            roots.append(root)
+    networks = []
+    for entry in strings("allow_networks"):
+        try:
+            networks.append(ip_network(entry, strict=False))
+        except ValueError:
+            r.problem("media.allow_networks", f"{entry[:100]!r} is not a network", "10.1.2.0/24")
+    return MediaSettings(
+        roots=tuple(roots),
+        allow_hosts=frozenset(h.lower().rstrip(".") for h in strings("allow_hosts")),
+        allow_networks=tuple(networks),
+        fetch_timeout=r.duration(table, "fetch_timeout", "media", d.fetch_timeout),
+        fetch_max_bytes=r.number(table, "fetch_max_bytes", "media", d.fetch_max_bytes, low=1),
+        max_redirects=r.number(table, "max_redirects", "media", d.max_redirects, low=0, high=20),
+    )
+
+
+_TOP_KEYS = {
+    "database",
+    "logging",
+    "policies",
+    "daemon",
+    "er",
+    "metrics",
+    "plugins",
+    "accounts",
+    "media",
+}
 
 
 def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
@@ -502,6 +573,9 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
         r.problem("metrics.listen", f"bad address {listen!r}", 'e.g. listen = "127.0.0.1:9464"')
         listen = None
 
+    base = path.parent if path is not None else Path.cwd()
+    media = _media(r, r.table(data, "media", "media"), base)
+
     accounts: dict[str, AccountConfig] = {}
     for name, table in r.table(data, "accounts", "accounts").items():
         acc = _account(r, name, table, policies)
@@ -520,6 +594,7 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
         er=er,
         metrics_listen=listen,
         plugins=dict(r.table(data, "plugins", "plugins")),
+        media=media,
     )
 
 

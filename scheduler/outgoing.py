@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 
-from scheduler import plugins
+from scheduler import media, plugins
 from scheduler.adapter import Account, Adapter, OutgoingPost
-from scheduler.config import AccountConfig
+from scheduler.config import AccountConfig, MediaSettings
 from scheduler.plan.items import PlanItem
 
 
@@ -128,6 +128,27 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
     return [(i.field, i.message, i.hint) for i in issues]
 
 
+def media_issues(
+    item: PlanItem, account: AccountConfig, settings: MediaSettings
+) -> Sequence[tuple[str, str, str]]:
+    """The item's local media files checked by content and size against what its network
+    takes (the files' place was checked when the item was read)."""
+    try:
+        capabilities = offline_adapter(account.platform).capabilities
+    except plugins.PluginError:
+        return []
+    policy = media.policy_for(settings, item.file)
+    issues = []
+    for entry in item.media:
+        if media.is_url(entry):
+            continue
+        try:
+            media.inspect(entry, capabilities, policy)
+        except media.MediaError as exc:
+            issues.append(("media", f"media file refused: {exc}", ""))
+    return issues
+
+
 def has_transforms() -> bool:
     """Whether any plugin implements ``prepare_post`` (checked cheaply, per call)."""
     # Once built, the manager is only ever replaced whole: reading it needs no lock.
@@ -160,6 +181,7 @@ __all__ = [
     "from_plan_item",
     "from_row",
     "has_transforms",
+    "media_issues",
     "network_check",
     "offline_adapter",
     "prepare",

@@ -18,13 +18,15 @@ from typing import Any, TypeVar
 
 import structlog
 
-from scheduler import observability
+from scheduler import media, observability
 from scheduler.adapter import Account, Adapter, OutgoingPost, Published, PublishError
 from scheduler.config import AccountConfig, Config, Policies
 from scheduler.daemon.limits import Limits, Slots
 from scheduler.daemon.store import Claimed, Result
 from scheduler.db.models import Outcome, PostState
+from scheduler.fetch import Resolver
 from scheduler.logging import redact
+from scheduler.media import MediaPolicy
 from scheduler.outgoing import account_view, from_row, has_transforms, prepare
 from scheduler.timeutil import Clock
 
@@ -62,6 +64,11 @@ class Dispatcher:
     had_unknown: Callable[[int], bool]
     rng: random.Random
     publish_timeout: float = 60.0
+    #: The plan file a post came from (an evergreen repeat: its original's), for its media
+    #: root; read only for posts with media.
+    plan_file_of: Callable[[int], str | None] = lambda _post_id: None
+    #: How media URLs' hosts are resolved (None: the system resolver).
+    media_resolver: Resolver | None = None
 
     def _result(self, c: Claimed, outcome: Outcome, state: PostState, **kw: object) -> Result:
         return Result(c, outcome, state, self.clock.now(), **kw)  # type: ignore[arg-type]
@@ -103,6 +110,16 @@ class Dispatcher:
             if isinstance(post, BaseException):
                 return self._fail(c, f"prepare_post failed: {type(post).__name__}: {post}")
 
+        media_policy: MediaPolicy | None = None
+        if post.media:
+            # Checked again here, not only at import: the file may have changed since, and
+            # nothing is sent when one is refused.
+            media_policy = await asyncio.to_thread(self._media_policy, c.post_id)
+            problem = await media.check_post(post.media, adapter.capabilities, media_policy)
+            if problem is not None:
+                log.warning("media_refused", post=c.row.key, account=c.account, error=problem)
+                return self._result(c, Outcome.REJECTED, PostState.FAILED, message=_text(problem))
+
         policy = adapter.capabilities.rate_limit
         budget = self.limits.budget(c.account, policy)
         # Budget checks happen under the account's semaphore, and again after every wait, so
@@ -133,9 +150,10 @@ class Dispatcher:
             if on_send is not None:
                 on_send(c)
             started = time.perf_counter()
-            done, published = await call_plugin(
-                adapter.publish(post, view, c.row.idempotency_key), self.publish_timeout
-            )
+            call = adapter.publish(post, view, c.row.idempotency_key)
+            if media_policy is not None:
+                call = media.confined(media_policy, call)
+            done, published = await call_plugin(call, self.publish_timeout)
         latency = (time.perf_counter() - started) * 1000
         return self._outcome(c, account, adapter, done, published, latency)
 
@@ -185,13 +203,17 @@ class Dispatcher:
             latency_ms=latency,
         )
 
+    def _media_policy(self, post_id: int) -> MediaPolicy:
+        return media.policy_for(self.config.media, self.plan_file_of(post_id), self.media_resolver)
+
     def launch(
         self, claims: Sequence[Claimed], may_send: Callable[[Claimed], bool] | None = None
     ) -> tuple[list[Launched], list[Claimed]]:
         """Start at once the publish calls of the posts nothing holds back.
 
-        A post starts here when no ``prepare_post`` transform is installed, its account has a
-        free concurrency slot, its rate budget lets a request go now and ``may_send`` agrees:
+        A post starts here when it has no media, no ``prepare_post`` transform is installed,
+        its account has a free concurrency slot, its rate budget lets a request go now and
+        ``may_send`` agrees:
         exactly the posts ``attempt`` would send without waiting. Each plugin call still runs
         as a task of its own, isolated as ``call_plugin`` isolates it, but no attempt task
         wraps it: the call's end settles the post's ``Launched`` future with its ``Result``,
@@ -213,7 +235,8 @@ class Dispatcher:
         for c in claims:
             account = self.config.accounts.get(c.account)
             adapter = self.adapters.get(account.platform) if account is not None else None
-            if account is None or adapter is None:
+            # Media are checked (and their plugin call confined) by ``attempt``.
+            if account is None or adapter is None or c.row.media:
                 rest.append(c)
                 continue
             policy = adapter.capabilities.rate_limit

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 
 from scheduler import __version__, observability, plugins
 from scheduler.accounts import sync_accounts
@@ -31,12 +31,13 @@ from scheduler.daemon.dispatch import Dispatcher, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
 from scheduler.db.engine import immediate
-from scheduler.db.models import Attempt, Outcome, PostState
+from scheduler.db.models import Attempt, Outcome, Post, PostState
 from scheduler.outgoing import account_view, from_row
 from scheduler.timeutil import Clock, SystemClock
 
 log = structlog.get_logger("scheduler.worker")
 attempts_t = Attempt.__table__  # type: ignore[attr-defined]
+posts_t = Post.__table__  # type: ignore[attr-defined]
 
 
 def new_daemon_id() -> str:
@@ -118,6 +119,7 @@ class Worker:
             clock=self.clock,
             first_attempt_at=self._first_attempt_at,
             had_unknown=self._had_unknown,
+            plan_file_of=self._plan_file_of,
             rng=self.rng,
             publish_timeout=self.config.daemon.publish_timeout.total_seconds(),
         )
@@ -449,6 +451,18 @@ class Worker:
                 ).first()
                 is not None
             )
+
+    def _plan_file_of(self, post_id: int) -> str | None:
+        # An evergreen repeat has no plan file of its own: its media came from its original's.
+        original = posts_t.alias("original")
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(func.coalesce(posts_t.c.plan_file, original.c.plan_file))
+                .select_from(
+                    posts_t.outerjoin(original, original.c.id == posts_t.c.recycled_from_id)
+                )
+                .where(posts_t.c.id == post_id)
+            ).scalar()
 
     def _first_attempt_at(self, post_id: int) -> datetime | None:
         with self.engine.connect() as conn:

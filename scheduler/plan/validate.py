@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from scheduler.config import AccountConfig, Config
+from scheduler import fetch, media
+from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
@@ -128,21 +129,32 @@ def _check_url(c: _Checker, name: str, value: str) -> bool:
     return True
 
 
-def _media(c: _Checker, base: Path) -> tuple[str, ...]:
+def _media(c: _Checker, base: Path, config: Config) -> tuple[str, ...]:
+    """The item's media: URLs the fetch policy allows, and files under the media roots,
+    stored as resolved absolute paths (docs/security.md)."""
     out = []
     for entry in c.str_list("media", _LIST_SPLIT):
-        if re.match(r"^[a-z][a-z0-9+.-]*://", entry, re.I):
-            if _check_url(c, "media", entry):
-                out.append(entry)
+        if media.is_url(entry):
+            if not _check_url(c, "media", entry):
+                continue
+            problem = fetch.url_problem(entry, config.media)
+            if problem is not None:
+                c.fail(
+                    "media",
+                    f"media URL {entry[:200]!r} is refused: {problem}",
+                    "media must come from public addresses (or [media] allow_hosts)",
+                )
+                continue
+            out.append(entry)
             continue
-        path = Path(entry).expanduser()
-        if not path.is_absolute():
-            path = (base / path).resolve()
-        if not path.is_file():
+        try:
+            path = media.locate(entry, base, _roots(config.media, base))
+        except media.MediaError as exc:
             c.fail(
                 "media",
-                f"media file {entry!r} not found (looked at {path})",
-                "paths are relative to the plan file",
+                f"media file refused: {exc}",
+                "paths are relative to the plan file and must stay under its folder "
+                "or a [media] roots folder",
             )
             continue
         out.append(str(path))
@@ -150,8 +162,13 @@ def _media(c: _Checker, base: Path) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=64)
+def _roots(settings: MediaSettings, base: Path) -> tuple[Path, ...]:
+    return media.policy_for(settings, str(base / "plan")).roots
+
+
+@functools.lru_cache(maxsize=64)
 def _plan_dir(file: str) -> Path:
-    return Path(file).parent
+    return Path(file).resolve().parent
 
 
 _KNOWN_FIELDS = frozenset(FIELDS) | IGNORED_FIELDS
@@ -204,7 +221,7 @@ def validate_item(
     if link is not None:
         link = link.strip()
         _check_url(c, "link", link)
-    media = _media(c, _plan_dir(raw.file)) if raw.values.get("media") else ()
+    media = _media(c, _plan_dir(raw.file), config) if raw.values.get("media") else ()
     tags = (
         tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
         if raw.values.get("tags") not in (None, "")
@@ -341,7 +358,12 @@ def validate_range(
             continue
         if network_check is not None:
             account = config.accounts[item.account]
-            for name, message, hint in network_check(item, account):
+            found = network_check(item, account)
+            if item.media:  # the files' content against what the network takes
+                from scheduler.outgoing import media_issues
+
+                found = [*found, *media_issues(item, account, config.media)]
+            for name, message, hint in found:
                 problems.append(
                     Problem(
                         item.file,

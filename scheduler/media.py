@@ -1,0 +1,400 @@
+"""Local media: read only from the operator's media roots, only regular files, checked by content.
+
+A plan names media files; the plan is written by many people and is not trusted. A file is
+accepted only when it lies under a media root (the plan file's own directory, and the
+``[media] roots`` of the config), is a regular file (no device, FIFO, ``/proc`` or ``/sys``
+entry) and its bytes are of a type the network takes, within the network's size limit. Plan
+validation checks this (``locate``, ``inspect``) and the daemon checks it again when it opens
+the file to publish (``read``), since the file may have changed since: the file is opened
+without following a final symlink, and the opened descriptor — not the name — is checked
+against the roots before a byte is read through it.
+
+Adapters never open media themselves: they call ``read`` (a local file) or ``load`` (a file or
+a URL, fetched through ``scheduler.fetch``). The module knows no network: each adapter's
+``Capabilities`` say which types and sizes it takes. Which roots apply to a post is the core's
+business: it sets the ``MediaPolicy`` (``using`` / ``confined``) around every plugin call;
+without one, no local file is readable at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import stat
+from collections.abc import Awaitable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import puremagic
+
+from scheduler.adapter import Capabilities, Rejected
+from scheduler.config import MediaSettings
+
+if TYPE_CHECKING:
+    import httpx
+
+    from scheduler.fetch import Resolver
+
+__all__ = [
+    "MediaError",
+    "MediaFile",
+    "MediaInfo",
+    "MediaPolicy",
+    "check_post",
+    "confined",
+    "current_policy",
+    "inspect",
+    "is_url",
+    "load",
+    "locate",
+    "policy_for",
+    "read",
+    "sniff",
+    "using",
+]
+
+T = TypeVar("T")
+
+#: Kernel pseudo-filesystems: their "regular files" are views of processes and devices.
+_PSEUDO = (Path("/proc"), Path("/sys"), Path("/dev"))
+#: Enough of a file for every signature the sniffer knows.
+_HEAD = 8192
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+#: Spellings of the same type that sniffing and networks do not agree on.
+_SAME_TYPE = {
+    "image/jpg": "image/jpeg",
+    "image/pjpeg": "image/jpeg",
+    "image/x-ms-bmp": "image/bmp",
+    "image/x-bmp": "image/bmp",
+    "image/heic": "image/heif",
+    "video/x-quicktime": "video/quicktime",
+}
+
+
+class MediaError(Exception):
+    """A media file that must not be read or sent; the message says why (never its content)."""
+
+
+@dataclass(frozen=True)
+class MediaPolicy:
+    """What a plugin call may read and fetch: the media roots and the fetch settings."""
+
+    #: Absolute, resolved directories; an empty tuple allows no local file at all.
+    roots: tuple[Path, ...] = ()
+    settings: MediaSettings = field(default_factory=MediaSettings)
+    #: How host names are resolved for fetches (None: the system resolver); tests replace it.
+    resolver: Resolver | None = None
+
+
+def policy_for(
+    settings: MediaSettings, plan_file: str | None, resolver: Resolver | None = None
+) -> MediaPolicy:
+    """The policy of a post: the configured roots plus the directory of its plan file."""
+    roots = list(settings.roots)
+    if plan_file:
+        plan_dir = Path(plan_file).resolve().parent
+        if _root_allowed(plan_dir) and plan_dir not in roots:
+            roots.append(plan_dir)
+    return MediaPolicy(tuple(roots), settings, resolver)
+
+
+def _root_allowed(root: Path) -> bool:
+    return root != Path("/") and not any(root.is_relative_to(p) for p in _PSEUDO)
+
+
+_policy: ContextVar[MediaPolicy | None] = ContextVar("smm_media_policy", default=None)
+_NO_POLICY = MediaPolicy()
+
+
+def current_policy() -> MediaPolicy:
+    """The policy the core set for the current plugin call (no roots when none was set)."""
+    return _policy.get() or _NO_POLICY
+
+
+@contextmanager
+def using(policy: MediaPolicy) -> Iterator[MediaPolicy]:
+    """Make ``policy`` the current one inside the ``with`` block (and tasks started in it)."""
+    token = _policy.set(policy)
+    try:
+        yield policy
+    finally:
+        _policy.reset(token)
+
+
+async def confined(policy: MediaPolicy, call: Awaitable[T]) -> T:
+    """Await ``call`` (a plugin's coroutine) with ``policy`` current."""
+    token = _policy.set(policy)
+    try:
+        return await call
+    finally:
+        _policy.reset(token)
+
+
+def is_url(entry: str) -> bool:
+    """Whether a media entry is a URL (any scheme) rather than a file path."""
+    return _URL.match(entry) is not None
+
+
+# --------------------------------------------------------------------------- where
+
+
+def _outside(path: Path, roots: Sequence[Path]) -> str | None:
+    """Why the resolved ``path`` may not be read under ``roots`` (None: it may)."""
+    if any(path.is_relative_to(p) for p in _PSEUDO):
+        return f"{path} is a kernel or device file"
+    if not any(path.is_relative_to(root) for root in roots):
+        return f"{path} is outside the media roots ({', '.join(map(str, roots)) or 'none'})"
+    return None
+
+
+def locate(entry: str, base: Path, roots: Sequence[Path]) -> Path:
+    """The resolved path of the media file ``entry`` names (relative to ``base``, the plan's
+    directory), checked: under ``roots``, a regular file. Raises MediaError saying why not."""
+    if "\0" in entry:
+        raise MediaError("the path contains a NUL character")
+    if entry.startswith("~"):
+        raise MediaError(
+            f"{entry!r}: '~' is not expanded in plans; write the path relative to the plan "
+            "file, or an absolute path under a media root"
+        )
+    try:
+        # Where it points first: whether a file exists outside the roots is not told.
+        path = (base / entry).resolve()
+        problem = _outside(path, roots)
+        if problem is not None:
+            raise MediaError(problem)
+        path = path.resolve(strict=True)
+    except FileNotFoundError:
+        raise MediaError(f"{entry!r} not found (looked at {path})") from None
+    except (OSError, RuntimeError) as exc:  # a symlink loop, a permission denied on the way
+        reason = getattr(exc, "strerror", None) or exc
+        raise MediaError(f"{entry!r} cannot be read: {reason}") from None
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise MediaError(f"{path} cannot be read: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise MediaError(f"{path} is not a regular file")
+    return path
+
+
+# --------------------------------------------------------------------------- opening
+
+
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | os.O_NOFOLLOW  # a final symlink is refused, never followed
+    | os.O_NONBLOCK  # a FIFO swapped in must not block the open
+    | os.O_NOCTTY
+    | os.O_CLOEXEC
+)
+
+
+def _open(path: str, roots: Sequence[Path]) -> tuple[int, os.stat_result]:
+    """Open ``path`` for reading and check what was opened; returns the descriptor and its
+    stat. The checks are on the descriptor, so a file swapped after the check is not read."""
+    if "\0" in path:
+        raise MediaError("the path contains a NUL character")
+    if not roots:
+        raise MediaError(f"{path}: no media roots apply, so no local file may be read")
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: the file itself is a symlink (O_NOFOLLOW)
+            raise MediaError(f"{path} is a symbolic link") from None
+        raise MediaError(f"cannot read media file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise MediaError(f"{path} is not a regular file")
+        problem = _outside(_opened_path(fd, path, info), roots)
+        if problem is not None:
+            raise MediaError(problem)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def _opened_path(fd: int, path: str, info: os.stat_result) -> Path:
+    """Where the file open as ``fd`` really is, every symlink on the way resolved."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        # No /proc: resolve the name, and make sure it still names the file that is open.
+        real = Path(os.path.realpath(path))
+        try:
+            now = os.stat(real)
+        except OSError:
+            raise MediaError(f"{path} changed while it was opened") from None
+        if (now.st_dev, now.st_ino) != (info.st_dev, info.st_ino):
+            raise MediaError(f"{path} changed while it was opened") from None
+        return real
+
+
+def _read_fd(fd: int, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes from ``fd`` (one more tells the file is too large)."""
+    chunks: list[bytes] = []
+    left = limit + 1
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+# --------------------------------------------------------------------------- content
+
+
+def sniff(head: bytes) -> str | None:
+    """The MIME type the bytes are (by their signature), or None when nothing is recognised.
+
+    Only the best-scoring matches count; among them, the first with a MIME type.
+    """
+    try:
+        found = puremagic.magic_string(head[:_HEAD])
+    except (puremagic.PureError, ValueError):
+        return None
+    if not found:
+        return None
+    best = max(m.confidence for m in found)
+    for match in found:
+        if match.confidence == best and match.mime_type:
+            return _SAME_TYPE.get(match.mime_type, match.mime_type)
+    return None
+
+
+def _type_of(head: bytes, accepted: Collection[str]) -> str | None:
+    """The sniffed type of ``head`` if ``accepted`` takes it (any type when it is empty)."""
+    kind = sniff(head)
+    if not accepted:
+        return kind or "application/octet-stream"
+    wanted = {_SAME_TYPE.get(t, t) for t in accepted}
+    return kind if kind in wanted else None
+
+
+def _describe(accepted: Collection[str]) -> str:
+    return ", ".join(sorted({t.split("/")[-1].upper() for t in accepted}))
+
+
+def _limit(capabilities: Capabilities, policy: MediaPolicy) -> int:
+    limit = capabilities.max_media_bytes
+    cap = policy.settings.fetch_max_bytes
+    return cap if limit is None else min(limit, cap)
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What validation learns of a local media file."""
+
+    path: str
+    size: int
+    mime: str
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    """A media file as read for upload: its name, bytes, and the type its bytes are."""
+
+    name: str
+    content: bytes
+    mime: str
+
+
+def _check(path: str, head: bytes, size: int, capabilities: Capabilities, limit: int) -> str:
+    accepted = capabilities.media_types
+    kind = _type_of(head, accepted)
+    if kind is None:
+        found = sniff(head)
+        raise MediaError(
+            f"{path}: its content is {found or 'not a recognised media type'}, "
+            f"not {_describe(accepted)}"
+        )
+    if size > limit:
+        raise MediaError(f"{path}: {size} bytes, more than the limit of {limit}")
+    return kind
+
+
+def inspect(path: str, capabilities: Capabilities, policy: MediaPolicy) -> MediaInfo:
+    """Check a local media file without reading it whole (plan validation): confined, a
+    regular file, of a type ``capabilities`` accept by its bytes, within its size limit."""
+    fd, info = _open(path, policy.roots)
+    try:
+        head = os.read(fd, _HEAD)
+    finally:
+        os.close(fd)
+    kind = _check(path, head, info.st_size, capabilities, _limit(capabilities, policy))
+    return MediaInfo(path, info.st_size, kind)
+
+
+def _read_local(path: str, capabilities: Capabilities, policy: MediaPolicy) -> MediaFile:
+    limit = _limit(capabilities, policy)
+    fd, info = _open(path, policy.roots)
+    try:
+        if info.st_size > limit:
+            raise MediaError(f"{path}: {info.st_size} bytes, more than the limit of {limit}")
+        content = _read_fd(fd, limit)
+    finally:
+        os.close(fd)
+    kind = _check(path, content, len(content), capabilities, limit)
+    return MediaFile(Path(path).name, content, kind)
+
+
+async def read(entry: str, capabilities: Capabilities) -> MediaFile:
+    """Read the local media file ``entry`` for upload, under the current policy.
+
+    Raises ``Rejected`` (the post cannot be sent as it is) when the file is outside the media
+    roots, not a regular file, not of a type ``capabilities`` accept, or too large.
+    """
+    if is_url(entry):
+        raise Rejected(f"{entry}: a URL where a local file is needed")
+    policy = current_policy()
+    try:
+        return await asyncio.to_thread(_read_local, entry, capabilities, policy)
+    except MediaError as exc:
+        raise Rejected(str(exc)) from None
+
+
+async def check_post(
+    entries: Sequence[str], capabilities: Capabilities, policy: MediaPolicy
+) -> str | None:
+    """Why a post's media must not be sent (None: they may), checked by the core before the
+    plugin is called: local files as ``inspect`` checks them, URLs by their address."""
+    from scheduler import fetch
+
+    for entry in entries:
+        if is_url(entry):
+            problem = await fetch.check_url(entry, policy.settings, policy.resolver)
+            if problem is not None:
+                return f"media URL {entry[:200]!r} refused: {problem}"
+            continue
+        try:
+            await asyncio.to_thread(inspect, entry, capabilities, policy)
+        except MediaError as exc:
+            return f"media file refused: {exc}"
+    return None
+
+
+async def load(client: httpx.AsyncClient, entry: str, capabilities: Capabilities) -> MediaFile:
+    """The media ``entry`` names, a local file (``read``) or a URL fetched under the fetch
+    policy (``scheduler.fetch``), checked the same way by content and size."""
+    if not is_url(entry):
+        return await read(entry, capabilities)
+    from scheduler import fetch
+
+    policy = current_policy()
+    limit = _limit(capabilities, policy)
+    got = await fetch.fetch(
+        client, entry, settings=policy.settings, max_bytes=limit, resolver=policy.resolver
+    )
+    try:
+        kind = _check(entry, got.content, len(got.content), capabilities, limit)
+    except MediaError as exc:
+        raise Rejected(str(exc)) from None
+    return MediaFile(got.name, got.content, kind)
