@@ -293,3 +293,23 @@ def example_config() -> Config:
 settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+#: What ``media_roots``' resolver answers for every host name: a public address.
+PUBLIC_TEST_ADDRESS = "93.184.216.34"
+
+
+@pytest.fixture
+def media_roots(tmp_path: Path) -> Iterator[Any]:
+    """Adapter tests read media from ``tmp_path`` and fetch media URLs: make ``tmp_path`` the
+    media root, and resolve every host name to a public address (no DNS in tests), as the
+    daemon's policy would for a post whose plan lies there."""
+    from scheduler import media
+    from scheduler.config import MediaSettings
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return [PUBLIC_TEST_ADDRESS]
+
+    policy = media.MediaPolicy((tmp_path.resolve(),), MediaSettings(), resolve)
+    with media.using(policy):
+        yield policy

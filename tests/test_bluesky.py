@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import smm_bluesky
-from adapter_support import network_page, options_read_by, registered_adapters, undocumented
+from adapter_support import (
+    PNG_SIGNATURE,
+    network_page,
+    options_read_by,
+    registered_adapters,
+    undocumented,
+)
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from smm_bluesky import BlueskyAdapter, register_platforms
@@ -42,6 +48,9 @@ from scheduler.testing import (
     run_adapter,
 )
 from scheduler.text import grapheme_count, graphemes
+
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
 
 T = TypeVar("T")
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "bluesky"
@@ -438,7 +447,7 @@ def test_a_transport_failure_is_classified_by_whether_the_post_may_exist(
     pds = FakePds()
     pds.fail[nsid] = fault
     image = tmp_path / "a.png"
-    image.write_bytes(b"png")
+    image.write_bytes(PNG_SIGNATURE)
     with pytest.raises(expected):
         publish(pds, make_post(media=(str(image),)))
 
@@ -486,12 +495,12 @@ def test_a_mention_of_an_unknown_handle_stays_plain_text() -> None:
 
 def test_images_are_uploaded_and_embedded(tmp_path: Path) -> None:
     pds = FakePds()
-    (tmp_path / "a.png").write_bytes(b"\x89PNG fake")
-    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 fake jpeg")
+    (tmp_path / "a.png").write_bytes(PNG_SIGNATURE + b"fake")
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 fake jpeg")
     publish(pds, make_post(media=(str(tmp_path / "a.png"), str(tmp_path / "b.jpg"))))
     uploads = pds.calls("com.atproto.repo.uploadBlob")
     assert [u.headers["content-type"] for u in uploads] == ["image/png", "image/jpeg"]
-    assert uploads[0].content == b"\x89PNG fake"
+    assert uploads[0].content == PNG_SIGNATURE + b"fake"
     embed = pds.records[RKEY]["embed"]
     assert embed["$type"] == "app.bsky.embed.images"
     assert [i["image"]["mimeType"] for i in embed["images"]] == ["image/png", "image/jpeg"]

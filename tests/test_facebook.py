@@ -32,6 +32,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 TOKEN = "EAAB-secret-page-token"
 PAGE = "104582671234567"

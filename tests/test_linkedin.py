@@ -39,6 +39,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 TOKEN = "AQV-secret-linkedin-token"
 ORG = "urn:li:organization:2414183"
@@ -87,8 +90,11 @@ class FakeLinkedIn(RecordingHandler):
         if request.url.host == "www.linkedin.com":
             self.uploads.append(request)
             return httpx.Response(201)
-        if request.url.host == "media.example.com":
-            return httpx.Response(200, content=b"\x89PNG", headers={"content-type": "image/png"})
+        # Media are fetched from the address their host was resolved to, named in Host.
+        if request.headers["host"] == "media.example.com":
+            return httpx.Response(
+                200, content=b"\x89PNG\r\n\x1a\n", headers={"content-type": "image/png"}
+            )
         path = request.url.path.removeprefix("/rest/")
         if request.method == "POST" and path == "posts":
             self.posts.append(json.loads(request.content))

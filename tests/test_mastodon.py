@@ -43,6 +43,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "mastodon"
 INSTANCE = "http://localhost:3000"  # where the cassettes were recorded
@@ -314,7 +317,7 @@ def test_media_upload_returns_the_recorded_media_id(tmp_path: Path) -> None:
 
     async def call(adapter: MastodonAdapter) -> str:
         uploader = MediaUploader(adapter.client, INSTANCE, {}, observe=lambda r: None)
-        return await uploader.upload(photo)
+        return await uploader.upload(photo, adapter.capabilities)
 
     assert run(player, call) == "117020576894251992"
 

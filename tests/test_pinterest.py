@@ -38,6 +38,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 TOKEN = "pina_secret-pinterest-token"
 BOARD = "549755885175"

@@ -36,6 +36,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 TOKEN = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
 CHANNEL = {"id": -1001234567890, "title": "SMM Test", "username": "smmtest", "type": "channel"}

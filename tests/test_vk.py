@@ -37,6 +37,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 TOKEN = "vk1.a.secret-vk-token"
 GROUP = -218374651
@@ -103,9 +106,10 @@ class FakeVK(RecordingHandler):
             self.uploads += 1
             photo = json.dumps([{"photo": "a1b2c3", "sizes": [], "kid": "k"}])
             return httpx.Response(200, json={"server": 909218, "photo": photo, "hash": "f00d"})
-        if request.url.host == "images.example.com":
+        # Media are fetched from the address their host was resolved to, named in Host.
+        if request.headers["host"] == "images.example.com":
             return httpx.Response(
-                200, content=b"\xff\xd8jpeg", headers={"content-type": "image/jpeg"}
+                200, content=b"\xff\xd8\xff\xe0jpeg", headers={"content-type": "image/jpeg"}
             )
         method = request.url.path.rsplit("/", 1)[-1]
         params = form(request)
@@ -225,15 +229,15 @@ def test_photos_are_uploaded_to_the_wall_upload_server_then_attached(tmp_path: P
     post = make_post(media=(str(image), "https://images.example.com/cover.jpg"))
     publish(vk, post)
     methods = [
-        r.url.path.rsplit("/", 1)[-1] if r.url.host == "api.vk.com" else r.url.host
+        r.url.path.rsplit("/", 1)[-1] if r.url.host == "api.vk.com" else r.headers["host"]
         for r in vk.requests
     ]
     assert methods == [
         "photos.getWallUploadServer",
         "pu.vk.com",
         "photos.saveWallPhoto",
-        "photos.getWallUploadServer",
         "images.example.com",
+        "photos.getWallUploadServer",
         "pu.vk.com",
         "photos.saveWallPhoto",
         "wall.post",
@@ -250,7 +254,7 @@ def test_photos_are_uploaded_to_the_wall_upload_server_then_attached(tmp_path: P
 
 def test_an_image_vk_cannot_use_is_rejected_before_posting(tmp_path: Path) -> None:
     image = tmp_path / "broken.jpg"
-    image.write_bytes(b"not an image")
+    image.write_bytes(b"\xff\xd8\xff\xe0 a JPEG start, then nothing VK can use")
     vk = FakeVK()
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -268,7 +272,7 @@ def test_an_image_url_that_cannot_be_downloaded(status: int, expected: type[Publ
     vk = FakeVK()
 
     def handler(request: httpx.Request) -> httpx.Response:
-        if request.url.host == "images.example.com":
+        if request.headers["host"] == "images.example.com":
             return httpx.Response(status)
         return vk(request)
 

@@ -7,10 +7,10 @@ finds the record there and reports it as published. See docs/plugins/networks/bl
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import mimetypes
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,6 +31,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.media import read as read_media
 from scheduler.text import grapheme_count
 from smm_bluesky import xrpc
 from smm_bluesky.facets import facet, find_spans
@@ -79,6 +80,8 @@ class BlueskyAdapter(Adapter):
         text_counting="graphemes",
         max_media=4,
         media_types=_IMAGE_TYPES,
+        # app.bsky.embed.images takes blobs of at most 1,000,000 bytes.
+        max_media_bytes=1_000_000,
         idempotent=True,
         idempotency_window=None,  # a record key is taken for good
         metrics=frozenset({"likes", "comments", "shares", "followers"}),
@@ -286,15 +289,12 @@ class BlueskyAdapter(Adapter):
         return dids
 
     async def _upload(self, account: Account, path: str) -> Any:
-        kind = mimetypes.guess_type(path)[0]
-        if kind not in _IMAGE_TYPES:
-            raise Rejected(f"{path}: Bluesky posts take JPEG, PNG, WebP or GIF images")
-        try:
-            data = await asyncio.to_thread(Path(path).read_bytes)
-        except OSError as exc:
-            raise Rejected(f"cannot read media file {path}: {exc.strerror}") from None
+        # Only through the core: confined to the media roots, checked by content and size.
+        image = await read_media(
+            path, replace(self.capabilities, max_media_bytes=self.max_image_bytes)
+        )
         body = await self._authed(
-            account, "com.atproto.repo.uploadBlob", content=data, content_type=kind
+            account, "com.atproto.repo.uploadBlob", content=image.content, content_type=image.mime
         )
         blob = body.get("blob")
         if not isinstance(blob, dict):

@@ -10,14 +10,10 @@ invisible until a post uses it. The commentary is sent in LinkedIn's "little" fo
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import quote, urlparse
-
-import httpx
+from urllib.parse import quote
 
 from scheduler.adapter import (
     Account,
@@ -34,7 +30,8 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
-from smm_linkedin.api import LinkedInApi, json_object, transport_error
+from scheduler.media import load as load_media
+from smm_linkedin.api import LinkedInApi, json_object
 from smm_linkedin.little import escape
 
 __all__ = ["LinkedInAdapter"]
@@ -113,29 +110,15 @@ class LinkedInAdapter(Adapter):
         return author
 
     async def _image_bytes(self, media: str) -> tuple[bytes, str]:
-        parsed = urlparse(media)
-        if parsed.scheme in ("http", "https"):
-            where = f"GET {parsed.netloc}{parsed.path}"
-            try:
-                response = await self.client.get(media, follow_redirects=True)
-            except httpx.HTTPError as exc:
-                raise transport_error(exc, where=where, mutating=False) from None
-            if response.status_code != 200:
-                message = f"LinkedIn: cannot download {media}: HTTP {response.status_code}"
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise Transient(message)
-                raise Rejected(message)
-            mime = response.headers.get("content-type", "").split(";")[0]
-            guessed = mimetypes.guess_type(PurePosixPath(parsed.path).name)[0]
-            return response.content, mime or guessed or "image/jpeg"
-        try:
-            content = Path(media).read_bytes()
-        except OSError as exc:
-            raise Rejected(f"LinkedIn: cannot read media file {media}: {exc.strerror}") from None
-        return content, mimetypes.guess_type(media)[0] or "image/jpeg"
+        """The image's bytes and type: a local file or an http(s) URL, read or fetched through
+        the core (confined to the media roots or public addresses, checked by content)."""
+        image = await load_media(self.client, media, self.capabilities)
+        return image.content, image.mime
 
     async def _upload_image(self, api: LinkedInApi, author: str, media: str) -> str:
         """Upload one image; its ``urn:li:image:...``."""
+        # The image first: one that cannot be had costs LinkedIn no request.
+        content, mime = await self._image_bytes(media)
         response = await api.request(
             "POST",
             "images?action=initializeUpload",
@@ -144,7 +127,6 @@ class LinkedInAdapter(Adapter):
         value = (json_object(response) or {}).get("value")
         if not isinstance(value, dict) or not value.get("uploadUrl") or not value.get("image"):
             raise Transient("LinkedIn: initializeUpload answered without an upload address")
-        content, mime = await self._image_bytes(media)
         await api.request(
             "PUT",
             str(value["uploadUrl"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -166,7 +167,12 @@ class MastodonAdapter(Adapter):
             poll_interval=self.media_poll_interval,
             poll_attempts=self.media_poll_attempts,
         )
-        media_ids = [await uploader.upload(path) for path in post.media]
+        limits = self._known_limits(account)
+        accepted = replace(
+            self.capabilities,
+            media_types=limits.supported_mime_types or self.capabilities.media_types,
+        )
+        media_ids = [await uploader.upload(path, accepted) for path in post.media]
         if media_ids:
             form["media_ids[]"] = media_ids
         key = idempotency_key or post.idempotency_key or post.key

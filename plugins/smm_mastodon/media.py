@@ -10,14 +10,14 @@ unattached by a failure is deleted by Mastodon after a day.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from scheduler.adapter import Rejected, Transient
+from scheduler.adapter import Capabilities, Transient
+from scheduler.media import read as read_media
 from smm_mastodon import api
 
 __all__ = ["MediaUploader"]
@@ -37,15 +37,12 @@ class MediaUploader:
     #: Checks before giving up (a retry later uploads the file again).
     poll_attempts: int = 60
 
-    async def upload(self, path: str) -> str:
-        """Upload the file at ``path``; return its media id once it is processed."""
-        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        try:
-            data = await asyncio.to_thread(Path(path).read_bytes)
-        except OSError as exc:
-            raise Rejected(f"cannot read media file {path}: {exc.strerror}") from None
+    async def upload(self, path: str, capabilities: Capabilities) -> str:
+        """Upload the file at ``path`` (read through the core: confined to the media roots,
+        of a type ``capabilities`` take by its content); its media id once processed."""
+        file = await read_media(path, capabilities)
         response = await self._send(
-            "POST", "/api/v2/media", files={"file": (Path(path).name, data, kind)}
+            "POST", "/api/v2/media", files={"file": (file.name, file.content, file.mime)}
         )
         media_id = self._media_id(response)
         if response.status_code == 200:

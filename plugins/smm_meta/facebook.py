@@ -14,11 +14,9 @@ open.
 from __future__ import annotations
 
 import json
-import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -36,6 +34,7 @@ from scheduler.adapter import (
     RateLimitPolicy,
     Rejected,
 )
+from scheduler.media import read as read_media
 from smm_meta.graph import Graph, Listing, count, find_recent, insight_values
 
 __all__ = ["FacebookAdapter"]
@@ -84,6 +83,8 @@ class FacebookAdapter(Adapter):
         text_counting="characters",
         max_media=10,
         media_types=("image/jpeg", "image/png", "image/gif", "image/bmp", "image/tiff"),
+        # Page photo uploads take files up to 10 MB.
+        max_media_bytes=10 * 1024 * 1024,
         idempotent=False,
         metrics=frozenset({"likes", "comments", "shares", "reach"}),
         has_reach=True,
@@ -128,13 +129,9 @@ class FacebookAdapter(Adapter):
     ) -> dict[str, Any]:
         if _is_url(media):
             return await graph.post(f"{page}/photos", {"url": media, **extra}, mutating=mutating)
-        path = Path(media)
-        try:
-            content = path.read_bytes()
-        except OSError as exc:
-            raise Rejected(f"Facebook: cannot read media file {media}: {exc.strerror}") from None
-        mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        files = {"source": (path.name, content, mime)}
+        # Only through the core: confined to the media roots, checked by content.
+        image = await read_media(media, self.capabilities)
+        files = {"source": (image.name, image.content, image.mime)}
         return await graph.post(f"{page}/photos", dict(extra), files=files, mutating=mutating)
 
     async def _read_ids(

@@ -17,11 +17,9 @@ Errors are JSON ``{"code": <int>, "message": "..."}``: 429 is ``RateLimited`` (a
 from __future__ import annotations
 
 import base64
-import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -45,6 +43,7 @@ from scheduler.adapter import (
     Transient,
 )
 from scheduler.adapter import json_object as _json_object
+from scheduler.media import read as read_media
 from scheduler.timeutil import utcnow
 
 __all__ = ["PinterestAdapter", "classify_error", "reset_time", "split_title"]
@@ -141,6 +140,8 @@ class PinterestAdapter(Adapter):
         text_counting="characters",
         max_media=1,
         media_types=("image/jpeg", "image/png"),
+        # Pin images up to 20 MB.
+        max_media_bytes=20 * 1024 * 1024,
         idempotent=False,
         metrics=frozenset({"impressions", "saves", "clicks", "likes", "comments"}),
         has_reach=True,
@@ -215,18 +216,16 @@ class PinterestAdapter(Adapter):
                 limit=int(limit) if limit.isdigit() else None,
             )
 
-    @staticmethod
-    def _media_source(media: str) -> dict[str, str]:
+    async def _media_source(self, media: str) -> dict[str, str]:
         if urlparse(media).scheme in ("http", "https"):
+            # Pinterest fetches the image itself.
             return {"source_type": "image_url", "url": media}
-        try:
-            content = Path(media).read_bytes()
-        except OSError as exc:
-            raise Rejected(f"Pinterest: cannot read media file {media}: {exc.strerror}") from None
+        # Only through the core: confined to the media roots, checked by content.
+        image = await read_media(media, self.capabilities)
         return {
             "source_type": "image_base64",
-            "content_type": mimetypes.guess_type(media)[0] or "image/jpeg",
-            "data": base64.b64encode(content).decode("ascii"),
+            "content_type": image.mime,
+            "data": base64.b64encode(image.content).decode("ascii"),
         }
 
     # -- network calls ---------------------------------------------------------------------
@@ -243,7 +242,7 @@ class PinterestAdapter(Adapter):
         pin: dict[str, Any] = {
             "board_id": str(board),
             "description": self.compose_text(post),
-            "media_source": self._media_source(post.media[0]),
+            "media_source": await self._media_source(post.media[0]),
         }
         if title:
             pin["title"] = title

@@ -8,7 +8,6 @@ See docs/plugins/networks/telegram.md.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import mimetypes
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import structlog
 
+from scheduler import media
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -30,7 +30,6 @@ from scheduler.adapter import (
     OutgoingPost,
     Published,
     RateLimitPolicy,
-    Rejected,
 )
 from scheduler.timeutil import utcnow
 
@@ -74,6 +73,7 @@ class TelegramAdapter(Adapter):
         text_counting="utf16",
         max_media=MAX_MEDIA,
         media_types=PHOTO_TYPES,
+        max_media_bytes=MAX_PHOTO_BYTES,
         # The Bot API has no idempotency key: a resend after a timeout could post twice.
         idempotent=False,
         # Bots cannot read view counts or reactions of channel posts.
@@ -210,13 +210,9 @@ def _media_issue(item: str) -> Issue | None:
 
 
 async def _read_media(item: str) -> tuple[str, bytes, str]:
-    path = Path(item).expanduser()
-    try:
-        content = await asyncio.to_thread(path.read_bytes)
-    except OSError as exc:
-        raise Rejected(f"cannot read media file {item}: {exc.strerror}") from None
-    kind, _ = mimetypes.guess_type(path.name)
-    return path.name, content, kind or "application/octet-stream"
+    # Only through the core: confined to the media roots, checked by content and size.
+    photo = await media.read(item, TelegramAdapter.capabilities)
+    return photo.name, photo.content, photo.mime
 
 
 async def _build_call(post: OutgoingPost, text: str, chat_id: str, account: Account) -> _Call:

@@ -10,13 +10,10 @@ snippet), not in the text.
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import urlparse
 
 import httpx
 
@@ -35,6 +32,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.media import load as load_media
 from smm_vk.api import VKApi, json_object, status_error, transport_error
 
 __all__ = ["VKAdapter"]
@@ -72,6 +70,8 @@ class VKAdapter(Adapter):
         text_counting="characters",
         max_media=10,
         media_types=("image/jpeg", "image/png", "image/gif"),
+        # Wall photos up to 50 MB.
+        max_media_bytes=50 * 1024 * 1024,
         idempotent=True,
         metrics=frozenset({"likes", "comments", "shares", "views"}),
         has_reach=True,
@@ -119,41 +119,20 @@ class VKAdapter(Adapter):
         return owner
 
     async def _media_bytes(self, media: str) -> tuple[str, bytes, str]:
-        """(file name, content, MIME type) of a local file or an http(s) URL."""
-        parsed = urlparse(media)
-        if parsed.scheme in ("http", "https"):
-            name = PurePosixPath(parsed.path).name or "photo.jpg"
-            where = f"GET {parsed.netloc}{parsed.path}"
-            try:
-                response = await self.client.get(media, follow_redirects=True)
-            except httpx.HTTPError as exc:
-                raise transport_error(exc, where=where, mutating=False) from None
-            if response.status_code != 200:
-                message = f"VK: cannot download {media}: HTTP {response.status_code}"
-                # The image's server, not VK, said no: a 5xx or 429 may pass, a 404 will not.
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise Transient(message)
-                raise Rejected(message)
-            content = response.content
-            mime = response.headers.get("content-type", "").split(";")[0]
-        else:
-            path = Path(media)
-            name = path.name
-            try:
-                content = path.read_bytes()
-            except OSError as exc:
-                raise Rejected(f"VK: cannot read media file {media}: {exc.strerror}") from None
-            mime = ""
-        return name, content, mime or mimetypes.guess_type(name)[0] or "image/jpeg"
+        """(file name, content, MIME type) of a local file or an http(s) URL, read or fetched
+        through the core: confined to the media roots or public addresses, checked by content."""
+        image = await load_media(self.client, media, self.capabilities)
+        return image.name or "photo.jpg", image.content, image.mime
 
     async def _upload_photo(self, api: VKApi, owner: int, media: str) -> str:
         """Upload one photo for the wall; returns its attachment, ``photo<owner>_<id>``."""
+        # The image first: one that cannot be had costs VK no request.
+        name, content, mime = await self._media_bytes(media)
         target = {"group_id": str(-owner)} if owner < 0 else {}
         server = await api.call("photos.getWallUploadServer", target)
         upload_url = server.get("upload_url") if isinstance(server, dict) else None
         if not upload_url:
             raise Transient("VK: photos.getWallUploadServer answered without an upload_url")
-        name, content, mime = await self._media_bytes(media)
         try:
             response = await self.client.post(upload_url, files={"photo": (name, content, mime)})
         except httpx.HTTPError as exc:

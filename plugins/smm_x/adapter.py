@@ -7,7 +7,6 @@ in the account's own timeline. See docs/plugins/networks/x.md.
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -30,6 +29,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.media import read as read_media
 from scheduler.timeutil import as_utc, format_utc, utcnow
 
 from .errors import classify, rate_limit_status, transport_failure
@@ -63,6 +63,7 @@ class XAdapter(Adapter):
         text_counting="weighted",
         max_media=4,
         media_types=IMAGE_TYPES,
+        max_media_bytes=MAX_IMAGE_BYTES,
         # X has no idempotency key; it refuses an identical text as a duplicate, but only
         # within a window it does not document, so a resend is never assumed safe.
         idempotent=False,
@@ -113,27 +114,23 @@ class XAdapter(Adapter):
 
     async def _upload(self, item: str, token: str, account: Account) -> str:
         # An upload creates no post, so every failure here is safe to retry (sends=False).
-        path = Path(item).expanduser()
-        kind, _ = mimetypes.guess_type(path.name)
-        if item.startswith(("https://", "http://")) or kind not in IMAGE_TYPES:
+        if item.startswith(("https://", "http://")):
             raise Rejected(f"x: {item} is not a local JPEG, PNG or WebP image")
-        try:
-            content = await asyncio.to_thread(path.read_bytes)
-        except OSError as exc:
-            raise Rejected(f"x: cannot read media file {item}: {exc.strerror}") from None
+        # Only through the core: confined to the media roots, checked by content and size.
+        image = await read_media(item, self.capabilities)
         body = await self._request(
             "POST",
             "/2/media/upload",
             token,
             account,
             sends=False,
-            data={"media_category": "tweet_image", "media_type": kind},
-            files={"media": (path.name, content, kind)},
+            data={"media_category": "tweet_image", "media_type": image.mime},
+            files={"media": (image.name, image.content, image.mime)},
         )
         data = body.get("data")
         media_id = data.get("id") if isinstance(data, Mapping) else None
         if not isinstance(media_id, str) or not media_id:
-            raise Transient(f"x: the upload answer for {path.name} has no data.id")
+            raise Transient(f"x: the upload answer for {image.name} has no data.id")
         return media_id
 
     # -- metrics --------------------------------------------------------------------------
