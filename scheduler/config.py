@@ -145,7 +145,9 @@ class ERSettings:
     floor: float = 0.10
     ceiling: float = 0.60
     max_change: float = 0.10
-    min_posts: int = 5
+    min_posts: int = 3
+    #: The most of the slots all the floors together keep for exploration.
+    exploration: float = 0.5
     frozen: bool = False
     ages: tuple[timedelta, ...] = (timedelta(hours=24), timedelta(hours=72))
 
@@ -542,7 +544,18 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
 
     e = r.table(data, "er", "er")
     r.unknown_keys(
-        "er", e, {"half_life", "floor", "ceiling", "max_change", "min_posts", "frozen", "ages"}
+        "er",
+        e,
+        {
+            "half_life",
+            "floor",
+            "ceiling",
+            "max_change",
+            "min_posts",
+            "frozen",
+            "ages",
+            "exploration",
+        },
     )
     de = ERSettings()
     ages = de.ages
@@ -562,6 +575,7 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
         min_posts=r.number(e, "min_posts", "er", de.min_posts, low=0, high=10000),
         frozen=r.boolean(e, "frozen", "er", de.frozen),
         ages=ages,
+        exploration=r.number(e, "exploration", "er", de.exploration, kind=float, low=0, high=1),
     )
     if er.floor > er.ceiling:
         r.problem("er.floor", "floor is above ceiling", "keep floor <= ceiling")

@@ -31,7 +31,15 @@ def test_a_ceiling_too_low_for_the_number_of_types_is_raised_and_said() -> None:
 
 
 def test_feasible_limits_are_left_alone() -> None:
-    assert fit_limits(10, 0.10, 0.60) == Limits(0.10, 0.60)
+    assert fit_limits(5, 0.10, 0.60) == Limits(0.10, 0.60)
+
+
+def test_the_floors_together_stay_within_the_exploration_budget() -> None:
+    limits = fit_limits(8, 0.10, 0.60, exploration=0.4)
+    assert limits.floor == pytest.approx(0.05)
+    assert "80%" in limits.notes[0]
+    assert "40% budget" in limits.notes[0]
+    assert fit_limits(10, 0.10, 0.60).floor == pytest.approx(0.05)  # the default budget: 50 %
 
 
 def test_projection_keeps_a_target_that_already_fits() -> None:

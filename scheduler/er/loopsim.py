@@ -247,7 +247,7 @@ class OraclePolicy:
 
         acc = next(a for a in self.world.accounts if a.name == stats.account)
         types = sorted(stats.types)
-        limits = fit_limits(len(types), settings.floor, settings.ceiling)
+        limits = fit_limits(len(types), settings.floor, settings.ceiling, settings.exploration)
         table = acc.truth.table(self.day())
         weights = floored_oracle(table, types, limits.floor, limits.ceiling)
         return Decision(weights, f"oracle for day {self.day():.0f}: knows the true rates")
@@ -367,7 +367,11 @@ def run(
                 if strategy == "er":
                     _record_intervals(result, acc, stats, day)
         for i, acc in enumerate(accounts):
-            slot_types = _day_types(weights[i], types[i], history[i], len(acc.slots))
+            order = types[i]
+            if strategy == "oracle":  # ties between equal shares go to the truly better type
+                table = acc.truth.table(float(day))
+                order = sorted(order, key=lambda t: (-table[t], t))
+            slot_types = _day_types(weights[i], order, history[i], len(acc.slots))
             for slot, ctype in zip(acc.slots, slot_types, strict=True):
                 when = today.replace(hour=slot.hour, minute=slot.minute)
                 post = draw_post(acc, i, ctype, when, start, rng, ages)

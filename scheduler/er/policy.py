@@ -13,6 +13,7 @@ with fewer than ``min_posts`` (decayed) posts, and a freeze switch.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,9 @@ DEMOTE_AFTER = 5
 FROZEN_REASON = "frozen ([er] frozen = true): weights left as they were"
 #: Weight changes smaller than this are not worth a sentence in the reason.
 NOTEWORTHY = 0.005
+#: p-values of "the types engage alike" between which the weights start and fully follow the
+#: evidence (``evidence_weight``): below 1 % a difference is rarely noise, below 0.1 % hardly.
+EVIDENCE_P = (0.05, 0.005)
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,41 @@ def best_shares(
     return {t: wins[i] / draws for i, t in enumerate(types)}
 
 
+def differ_p_value(stats: AccountStats, types: Sequence[str]) -> float:
+    """How likely types this far apart would be if they all engaged alike: the p-value of the
+    between-type chi-square ``Σ n·(m - μ)² / σ²`` (decayed posts ``n``, raw decayed means
+    ``m``, the account's post-to-post spread ``σ``), by the Wilson-Hilferty approximation."""
+    rows = [
+        (s.effective_posts, s.raw_er)
+        for t in types
+        if (s := stats.types[t]).raw_er is not None and s.effective_posts > 0
+    ]
+    spread = stats.spread
+    if len(rows) < 2 or not spread:
+        return 1.0
+    total = sum(n for n, _ in rows)
+    mu = sum(n * m for n, m in rows) / total
+    q = sum(n * (m - mu) ** 2 for n, m in rows) / spread**2
+    df = len(rows) - 1
+    if q <= 0:
+        return 1.0
+    c = 2 / (9 * df)
+    z = ((q / df) ** (1 / 3) - (1 - c)) / math.sqrt(c)
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def evidence_weight(p_value: float) -> float:
+    """How far the weights may follow the posterior draws: 0 while the types could all be
+    alike (p >= EVIDENCE_P[0]), 1 once they clearly are not (p <= EVIDENCE_P[1]), between on a
+    log scale. Without evidence the ranked types share their slots equally."""
+    weak, strong = EVIDENCE_P
+    if p_value >= weak:
+        return 0.0
+    if p_value <= strong:
+        return 1.0
+    return math.log(weak / p_value) / math.log(weak / strong)
+
+
 def pct(value: float | None) -> str:
     """An ER as people write it: 4.1%."""
     if value is None:
@@ -143,7 +182,7 @@ class ThompsonPolicy:
         if not types:
             return Decision({}, "no content types yet: nothing to weigh")
         base, entered = carry_over(old_weights, types)
-        limits = fit_limits(len(types), settings.floor, settings.ceiling)
+        limits = fit_limits(len(types), settings.floor, settings.ceiling, settings.exploration)
         # Measured posts, not decayed weight, open the gate: with a floor and a short
         # half-life a type's decayed weight can stay under min_posts for ever, and how old
         # the evidence is already shows in the width of its posterior.
@@ -156,10 +195,16 @@ class ThompsonPolicy:
         shares = {}
         if ranking:
             shares = best_shares({t: stats.types[t] for t in eligible}, rng, self.draws)
-        streaks = self._streaks(stats, eligible, streaks) if ranking else streaks
-        demoted = frozenset(t for t, n in streaks.items() if n >= self.demote_after)
         mass = sum(base[t] for t in eligible)
-        target = {t: mass * shares[t] if t in shares else base[t] for t in types}
+        p_value = differ_p_value(stats, eligible) if ranking else 1.0
+        follow = evidence_weight(p_value)
+        equal = mass / len(eligible) if eligible else 0.0
+        target = {
+            t: follow * mass * shares[t] + (1 - follow) * equal if t in shares else base[t]
+            for t in types
+        }
+        streaks = self._streaks(stats, eligible, streaks, follow) if ranking else streaks
+        demoted = frozenset(t for t, n in streaks.items() if n >= self.demote_after)
         for t in demoted:
             target[t] = 0.0
         pinned = [t for t in types if t not in shares]
@@ -171,6 +216,8 @@ class ThompsonPolicy:
         )
         details = {
             "best_share": {t: round(v, 4) for t, v in shares.items()},
+            "p_alike": round(p_value, 6),
+            "evidence": round(follow, 4),
             "eligible": eligible,
             "target": {t: round(v, 6) for t, v in target.items()},
             "floor": limits.floor,
@@ -198,13 +245,19 @@ class ThompsonPolicy:
 
     @staticmethod
     def _streaks(
-        stats: AccountStats, eligible: Sequence[str], streaks: Mapping[str, int]
+        stats: AccountStats, eligible: Sequence[str], streaks: Mapping[str, int], follow: float
     ) -> dict[str, int]:
         """Count recomputes in a row that each type spent clearly at the bottom: the lowest
-        posterior mean, with its whole interval below the best type's mean."""
+        posterior mean, with its whole interval below the whole interval of the best type,
+        while the types are shown to differ at all."""
         by_er = sorted(eligible, key=lambda t: (stats.types[t].er or 0.0, t))
         bottom, best = stats.types[by_er[0]], stats.types[by_er[-1]]
-        clearly = bottom.er_high is not None and best.er is not None and bottom.er_high < best.er
+        clearly = (
+            follow > 0
+            and bottom.er_high is not None
+            and best.er_low is not None
+            and bottom.er_high < best.er_low
+        )
         out = dict.fromkeys(streaks, 0)
         if clearly:
             out[bottom.content_type] = streaks.get(bottom.content_type, 0) + 1

@@ -24,21 +24,25 @@ class Limits:
     notes: tuple[str, ...] = ()
 
 
-def fit_limits(n_types: int, floor: float, ceiling: float) -> Limits:
-    """Scale a floor (or ceiling) that ``n_types`` types cannot all respect, and say so.
+def fit_limits(n_types: int, floor: float, ceiling: float, exploration: float = 0.5) -> Limits:
+    """Fit the floor to the exploration budget and the ceiling to the number of types, and
+    say so.
 
-    Twelve types with a 10 % floor would need 120 %: each floor becomes ``1 / (2 n)``, so that
-    half the posts stay reserved for exploration and half follow the evidence. A ceiling too
-    low to reach 100 % (two types at 40 %) is raised to ``1 / n``.
+    Every type keeps ``floor`` of the slots so the loop keeps measuring it, but all the floors
+    together never reserve more than ``exploration`` (half the slots by default): eight types
+    with a 10 % floor would reserve 80 %, so each floor becomes ``exploration / n``. A ceiling
+    too low to reach 100 % (two types at 40 %) is raised to ``1 / n``.
     """
     notes = []
     if n_types <= 0:
         return Limits(floor, ceiling)
-    if floor * n_types > 1 + EPS:
-        scaled = 1 / (2 * n_types)
+    budget = min(exploration, 1.0)
+    if floor * n_types > budget + EPS:
+        scaled = budget / n_types
         notes.append(
-            f"a floor of {floor:.0%} for {n_types} types would exceed 100%, so each type's "
-            f"floor is {scaled:.1%} (half the posts kept for exploration)"
+            f"a floor of {floor:.0%} for {n_types} types would reserve {floor * n_types:.0%} "
+            f"of the slots for exploration, more than the {budget:.0%} budget, so each type's "
+            f"floor is {scaled:.1%}"
         )
         floor = scaled
     if ceiling * n_types < 1 - EPS:
