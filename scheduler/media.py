@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import puremagic
 
@@ -50,9 +50,12 @@ __all__ = [
     "inspect",
     "is_url",
     "load",
+    "local_info",
     "locate",
+    "open_local",
     "policy_for",
     "read",
+    "read_range",
     "sniff",
     "using",
 ]
@@ -344,6 +347,39 @@ def _read_local(path: str, capabilities: Capabilities, policy: MediaPolicy) -> M
         os.close(fd)
     kind = _check(path, content, len(content), capabilities, limit)
     return MediaFile(Path(path).name, content, kind)
+
+
+def local_info(entry: str, capabilities: Capabilities) -> MediaInfo:
+    """``inspect`` under the current policy, for adapters that stream a large file: its
+    size and type, checked; raises ``Rejected``. Then read it with ``read_range``."""
+    try:
+        return inspect(entry, capabilities, current_policy())
+    except MediaError as exc:
+        raise Rejected(str(exc)) from None
+
+
+def read_range(entry: str, offset: int, length: int) -> bytes:
+    """``length`` bytes of the local media file ``entry`` from ``offset`` (fewer at its end),
+    opened and checked as ``read`` opens it; for chunked uploads. Raises ``Rejected``."""
+    try:
+        fd, _info = _open(entry, current_policy().roots)
+    except MediaError as exc:
+        raise Rejected(str(exc)) from None
+    try:
+        return os.pread(fd, length, offset)
+    finally:
+        os.close(fd)
+
+
+def open_local(entry: str) -> BinaryIO:
+    """The local media file ``entry``, opened and checked as ``read`` opens it, as a binary
+    file for parsers that seek (the caller closes it). Raises ``Rejected``."""
+    try:
+        fd, _info = _open(entry, current_policy().roots)
+    except MediaError as exc:
+        raise Rejected(str(exc)) from None
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 async def read(entry: str, capabilities: Capabilities) -> MediaFile:

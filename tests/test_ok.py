@@ -46,6 +46,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 FIXTURES = REPO / "tests" / "fixtures" / "ok"
 TOKEN = "tkn1x0Y8zFakeOkAccessToken"

@@ -41,6 +41,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 FIXTURES = REPO / "tests" / "fixtures" / "tiktok"
 TOKEN = "act.secret-tiktok-token!4692.e1"

@@ -44,6 +44,9 @@ from scheduler.testing import (
     run_adapter,
 )
 
+# Media files come from each test's tmp_path; media URLs resolve to a public address.
+pytestmark = pytest.mark.usefixtures("media_roots")
+
 T = TypeVar("T")
 TOKEN = "ya29.secret-youtube-token"
 DUE = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
@@ -58,7 +61,10 @@ def make_account(**options: Any) -> Account:
 
 def video_file(tmp_path: Path, size: int = 600 * KiB, name: str = "clip.mp4") -> str:
     path = tmp_path / name
-    path.write_bytes(bytes(i % 251 for i in range(size)))
+    # An MP4's first box (the type is told by content), then a pattern that shows misplaced
+    # chunks.
+    head = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+    path.write_bytes(head + bytes(i % 251 for i in range(len(head), size)))
     return str(path)
 
 
@@ -326,6 +332,7 @@ _CHILD = textwrap.dedent(
     from pathlib import Path
     import httpx
     from smm_youtube import YouTubeAdapter
+    from scheduler import media
     from scheduler.adapter import Account, OutgoingPost
     from scheduler.checkpoints import Checkpoints
     from scheduler.config import CredentialRef
@@ -347,7 +354,9 @@ _CHILD = textwrap.dedent(
                 post, account, "y1-key"
             )
 
-    asyncio.run(main())
+    # As the daemon does: the video's folder is the post's media root.
+    with media.using(media.MediaPolicy((Path(video).resolve().parent,))):
+        asyncio.run(main())
     """
 )
 
@@ -443,7 +452,7 @@ def test_a_thumbnail_failure_does_not_unpublish_the_video(
 ) -> None:
     fake = FakeYouTube()
     thumb = tmp_path / "cover.jpg"
-    thumb.write_bytes(b"\xff\xd8jpeg")
+    thumb.write_bytes(b"\xff\xd8\xff\xe0jpeg")
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/thumbnails/set"):

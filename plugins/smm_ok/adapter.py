@@ -18,7 +18,6 @@ import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
@@ -39,6 +38,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.media import load as load_media
 from smm_ok.api import OKApi, session_secret, status_error, transport_error
 
 __all__ = ["OKAdapter"]
@@ -148,39 +148,20 @@ class OKAdapter(Adapter):
         return f"https://ok.ru/profile/{user}/statuses/{topic_id}" if user else None
 
     async def _media_bytes(self, media: str) -> tuple[str, bytes, str]:
-        """(file name, content, MIME type) of a local file or an http(s) URL."""
-        parsed = urlparse(media)
-        if parsed.scheme in ("http", "https"):
-            name = PurePosixPath(parsed.path).name or "photo.jpg"
-            try:
-                response = await self.client.get(media, follow_redirects=True)
-            except httpx.HTTPError as exc:
-                raise transport_error(exc, where=f"GET {parsed.netloc}", mutating=False) from None
-            if response.status_code != 200:
-                message = f"OK: cannot download {media}: HTTP {response.status_code}"
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise Transient(message)
-                raise Rejected(message)
-            content = response.content
-            mime = response.headers.get("content-type", "").split(";")[0]
-        else:
-            path = Path(media)
-            name = path.name
-            try:
-                content = path.read_bytes()
-            except OSError as exc:
-                raise Rejected(f"OK: cannot read media file {media}: {exc.strerror}") from None
-            mime = ""
-        return name, content, mime or mimetypes.guess_type(name)[0] or "image/jpeg"
+        """(file name, content, MIME type) of a local file or an http(s) URL, read or fetched
+        through the core: confined to the media roots or public addresses, checked by content."""
+        image = await load_media(self.client, media, self.capabilities)
+        return image.name or "photo.jpg", image.content, image.mime
 
     async def _upload_photo(self, api: OKApi, group: str | None, media: str) -> str:
         """Upload one photo; returns its upload token for the topic's photo item."""
+        # The image first: one that cannot be had costs OK no request.
+        name, content, mime = await self._media_bytes(media)
         answer = await api.call("photosV2.getUploadUrl", {"count": "1", **_target(group)})
         upload_url = answer.get("upload_url") if isinstance(answer, dict) else None
         photo_ids = answer.get("photo_ids") if isinstance(answer, dict) else None
         if not upload_url or not isinstance(photo_ids, list) or not photo_ids:
             raise Transient("OK: photosV2.getUploadUrl answered without upload_url/photo_ids")
-        name, content, mime = await self._media_bytes(media)
         try:
             response = await self.client.post(upload_url, files={"pic1": (name, content, mime)})
         except httpx.HTTPError as exc:

@@ -28,6 +28,7 @@ from urllib.parse import urlparse
 import httpx
 import structlog
 
+from scheduler import media as media_files
 from scheduler.adapter import (
     NOT_SENT,
     Account,
@@ -284,7 +285,8 @@ class TikTokAdapter(Adapter):
             )
         longest = creator.get("max_video_post_duration_sec")
         if isinstance(longest, int) and not urlparse(media).scheme:
-            duration = duration_seconds(Path(media))
+            with media_files.open_local(media) as video:
+                duration = duration_seconds(video)
             if duration is not None and duration > longest:
                 raise Rejected(
                     f"TikTok: the video lasts {duration:.0f} s, this creator may post at "
@@ -321,12 +323,9 @@ class TikTokAdapter(Adapter):
             raise OutcomeUnknown("TikTok: video/init answered without a publish_id")
         return publish_id
 
-    @staticmethod
-    def _size(path: Path) -> int:
-        try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise Rejected(f"TikTok: cannot read {path}: {exc.strerror}") from None
+    def _size(self, path: Path) -> int:
+        # Through the core: confined to the media roots, a video by its content.
+        size = media_files.local_info(str(path), self.capabilities).size
         if size == 0:
             raise Rejected(f"TikTok: {path} is empty")
         return size
@@ -523,6 +522,5 @@ class TikTokAdapter(Adapter):
 
 
 def _read(path: Path, offset: int, length: int) -> bytes:
-    with path.open("rb") as f:
-        f.seek(offset)
-        return f.read(length)
+    # Through the core: each chunk is read from a descriptor checked against the media roots.
+    return media_files.read_range(str(path), offset, length)

@@ -7,6 +7,7 @@ no memory; anything unexpected gives None and TikTok's own check decides.
 from __future__ import annotations
 
 import struct
+from contextlib import nullcontext
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,10 +42,14 @@ def _boxes(f: BinaryIO, start: int, end: int) -> list[tuple[bytes, int, int]]:
     return found
 
 
-def duration_seconds(path: Path) -> float | None:
-    """The movie's duration in seconds, or None when the file does not say it plainly."""
+def duration_seconds(source: Path | BinaryIO) -> float | None:
+    """The movie's duration in seconds, or None when the file does not say it plainly.
+
+    ``source``: the file, or a binary file already open (the adapter opens media through
+    ``scheduler.media``); an open file is left open.
+    """
     try:
-        with path.open("rb") as f:
+        with source.open("rb") if isinstance(source, Path) else nullcontext(source) as f:
             end = f.seek(0, 2)
             for kind, start, stop in _boxes(f, 0, end):
                 if kind != b"moov":

@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 import httpx
 import structlog
 
+from scheduler import media as media_files
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -298,10 +299,9 @@ class YouTubeAdapter(Adapter):
         video_path = next((Path(m) for m in post.media if _kind(m) in VIDEO_TYPES), None)
         if video_path is None:
             raise Rejected("YouTube: the post has no video file")
-        try:
-            size = video_path.stat().st_size
-        except OSError as exc:
-            raise Rejected(f"YouTube: cannot read {video_path}: {exc.strerror}") from None
+        # Through the core: confined to the media roots, a video by its content.
+        video_types = replace(self.capabilities, media_types=VIDEO_TYPES)
+        size = media_files.local_info(str(video_path), video_types).size
         if size == 0:
             raise Rejected(f"YouTube: {video_path} is empty")
         headers = self._headers(account)
@@ -397,15 +397,19 @@ class YouTubeAdapter(Adapter):
         image = next((m for m in post.media if _kind(m) in THUMBNAIL_TYPES), None)
         if image is None:
             return
+        thumbnails = replace(
+            self.capabilities, media_types=THUMBNAIL_TYPES, max_media_bytes=THUMBNAIL_LIMIT
+        )
         try:
-            data = await asyncio.to_thread(Path(image).read_bytes)
+            # Through the core: confined to the media roots, an image by its content.
+            thumbnail = await media_files.read(image, thumbnails)
             response = await self.client.post(
                 f"{self._base(account)}/upload/youtube/v3/thumbnails/set",
                 params={"videoId": video_id},
-                headers={**self._headers(account), "Content-Type": _kind(image) or "image/png"},
-                content=data,
+                headers={**self._headers(account), "Content-Type": thumbnail.mime},
+                content=thumbnail.content,
             )
-        except (OSError, httpx.HTTPError) as exc:
+        except (Rejected, httpx.HTTPError) as exc:
             log.warning("youtube_thumbnail_failed", video=video_id, error=type(exc).__name__)
             return
         if response.status_code != 200:

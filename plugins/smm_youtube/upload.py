@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from scheduler import media
 from scheduler.adapter import NOT_SENT, OutcomeUnknown, Transient, json_object
 from smm_youtube.errors import google_error, transport_error
 
@@ -58,9 +59,8 @@ def _offset(response: httpx.Response) -> int:
 
 
 def _read(path: Path, offset: int, length: int) -> bytes:
-    with path.open("rb") as f:
-        f.seek(offset)
-        return f.read(length)
+    # Through the core: each chunk is read from a descriptor checked against the media roots.
+    return media.read_range(str(path), offset, length)
 
 
 @dataclass
