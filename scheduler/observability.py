@@ -21,7 +21,7 @@ import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import GaugeMetricFamily, Metric
 
+    from scheduler.adapter import Account as AdapterAccount
     from scheduler.config import AccountConfig, Config
     from scheduler.daemon.store import Claimed, Result
     from scheduler.queue import Change
@@ -58,6 +59,7 @@ __all__ = [
     "record_rate_limit_wait",
     "record_rescued",
     "record_results",
+    "record_token",
     "start_metrics_server",
 ]
 
@@ -81,7 +83,7 @@ class DaemonMetrics:
     """The counters and histograms one daemon feeds, registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        from prometheus_client import Counter, Histogram
+        from prometheus_client import Counter, Gauge, Histogram
 
         by_account = ["platform", "account"]
         self.attempts = Counter(
@@ -139,6 +141,19 @@ class DaemonMetrics:
         )
         for result in ("requeued", "unconfirmed"):
             self.rescued.labels(result=result)
+        self.token_expiry = Gauge(
+            "smm_token_expiry_timestamp_seconds",
+            "When each refreshable access token expires (Unix time), as of its last refresh "
+            "or failed attempt: alert on it being less than a few hours away.",
+            by_account,
+            registry=registry,
+        )
+        self.token_refresh_failures = Counter(
+            "smm_token_refresh_failures",
+            "Failed refreshes of access tokens.",
+            by_account,
+            registry=registry,
+        )
 
     def record_claimed(
         self, claimed: Sequence[Claimed], missed: Sequence[Change], config: Config
@@ -170,6 +185,15 @@ class DaemonMetrics:
         labels = {"platform": account.platform, "account": account.name}
         self.rate_limit_waits.labels(**labels).inc()
         self.rate_limit_wait_seconds.labels(**labels).inc(max(0.0, seconds))
+
+    def record_token(
+        self, account: AdapterAccount, expires_at: datetime | None, failed: bool
+    ) -> None:
+        labels = {"platform": account.platform, "account": account.name}
+        if expires_at is not None:
+            self.token_expiry.labels(**labels).set(expires_at.timestamp())
+        if failed:
+            self.token_refresh_failures.labels(**labels).inc()
 
     def record_rescued(self, requeued: int, unconfirmed: int) -> None:
         self.rescued.labels(result="requeued").inc(requeued)
@@ -401,6 +425,12 @@ def record_rate_limit_wait(account: AccountConfig, seconds: float) -> None:
     """Count a wait for ``account``'s rate limit that happens before a request is sent."""
     if _active is not None:
         _active.record_rate_limit_wait(account, seconds)
+
+
+def record_token(account: AdapterAccount, expires_at: datetime | None, *, failed: bool) -> None:
+    """Record a token refresh (or failed attempt) and when the token expires."""
+    if _active is not None:
+        _active.record_token(account, expires_at, failed)
 
 
 def record_rescued(requeued: int, unconfirmed: int) -> None:

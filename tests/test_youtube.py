@@ -4,6 +4,7 @@ after a SIGKILL), the video resource, thumbnail, processing, errors, metrics, lo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -408,6 +409,53 @@ def test_a_sigkill_during_an_upload_leaves_one_video_after_the_next_attempt(
     assert len(fake.inits) == 1, "a second upload session was opened"
     assert fake.ranges[-2:] == [f"bytes */{total}", f"bytes {512 * KiB}-{total - 1}/{total}"]
     assert list(fake.videos) == [published.remote_id]
+
+
+# --------------------------------------------------------------------------- token refresh
+
+
+def test_a_token_that_expired_during_the_run_is_refreshed_before_the_publish(
+    tmp_path: Path, notes: Checkpoints
+) -> None:
+    from scheduler import tokens
+    from scheduler.config import CredentialRef
+
+    fake = FakeYouTube()
+    fake.token = "ya29.only-a-fresh-token-works"
+    fake.renewed = fake.token
+    access = tmp_path / "access"
+    access.write_text("ya29.expired-token")
+    # A refresh an hour ago: the token it gave expired a minute ago, while the daemon ran.
+    state = tokens.TokenState(
+        expires_at=datetime.now(UTC) - timedelta(minutes=1),
+        refreshed_at=datetime.now(UTC) - timedelta(hours=1),
+    )
+    (tmp_path / "access.state.json").write_text(json.dumps(state.to_json()))
+    secrets = {"refresh_token": "1//refresh", "client_id": "cid", "client_secret": "csecret"}
+    base = make_account(token_url="https://oauth2.googleapis.com/token")
+    account = replace(
+        base,
+        credentials={
+            **account_with_secrets("x", "youtube", secrets=secrets).credentials,
+            "access_token": CredentialRef("file", str(access)),
+        },
+    )
+    result = publish(fake.handler, notes, make_post((video_file(tmp_path),)), account)
+    assert fake.requests[0] == ("POST", "/token")
+    assert fake.refreshes == [
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": "1//refresh",
+            "client_id": "cid",
+            "client_secret": "csecret",
+        }
+    ]
+    assert result.remote_id in fake.videos
+    assert access.read_text().strip() == "ya29.only-a-fresh-token-works"
+    stored = tokens.read_state(account)
+    assert stored is not None
+    assert stored.expires_at is not None
+    assert stored.expires_at > datetime.now(UTC) + timedelta(minutes=55)
 
 
 # --------------------------------------------------------------------------- errors

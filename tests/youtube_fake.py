@@ -53,6 +53,10 @@ class FakeYouTube:
         #: Called with (method, path, headers) before answering; may return an answer.
         self.intercept: Callable[[str, str, dict[str, str], bytes], Answer | None] | None = None
         self.lock = threading.Lock()
+        #: The access token the fake accepts; ``/token`` (Google's refresh) issues ``renewed``.
+        self.token = "ya29.secret-youtube-token"
+        self.renewed = "ya29.renewed-youtube-token"
+        self.refreshes: list[dict[str, str]] = []
 
     # -- the one entry point ----------------------------------------------------------------
 
@@ -65,7 +69,13 @@ class FakeYouTube:
                 answer = self.intercept(method, path, headers, body)
                 if answer is not None:
                     return answer
-            if headers.get("authorization") != "Bearer ya29.secret-youtube-token":
+            if method == "POST" and path == "/token":
+                # https://developers.google.com/identity/protocols/oauth2/web-server#offline
+                self.refreshes.append({k: v[0] for k, v in parse_qs(body.decode()).items()})
+                self.token = self.renewed
+                answer = {"access_token": self.renewed, "expires_in": 3599, "token_type": "Bearer"}
+                return _json(200, answer)
+            if headers.get("authorization") != f"Bearer {self.token}":
                 error = fixture("errors.json")["authError"]
                 return _json(error["status"], error["body"])
             if method == "POST" and path == "/upload/youtube/v3/videos":

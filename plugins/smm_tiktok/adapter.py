@@ -29,6 +29,7 @@ import httpx
 import structlog
 
 from scheduler import media as media_files
+from scheduler import tokens
 from scheduler.adapter import (
     NOT_SENT,
     Account,
@@ -55,6 +56,7 @@ __all__ = ["TikTokAdapter", "chunking"]
 log = structlog.get_logger(__name__)
 
 DEFAULT_API_BASE = "https://open.tiktokapis.com"
+TOKEN_URL = "https://open.tiktokapis.com/v2/oauth/token/"
 PRIVACY = ("PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY")
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
 MB = 1024 * 1024
@@ -111,11 +113,29 @@ class TikTokAdapter(Adapter):
         rate_limit=RateLimitPolicy(requests=6, per=timedelta(minutes=1), concurrency=1),
         requires_media=True,
     )
+    #: TikTok's access tokens live a day: renew them with two hours to spare.
+    refresh_lead = timedelta(hours=2)
+    #: TikTok may hand out a new refresh token at every refresh.
+    rotates_refresh_token = True
 
     def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
         super().__init__(client)
         #: Where publish ids and upload URLs are remembered between attempts.
         self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
+
+    async def refresh_token(self, account: Account) -> tokens.TokenSet:
+        """TikTok's OAuth 2 refresh: ``refresh_token``, ``client_key``, ``client_secret``."""
+        return await tokens.oauth2_refresh(
+            self.client,
+            str(account.option("token_url", TOKEN_URL)),
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": account.secret("refresh_token"),
+                "client_key": account.secret("client_key"),
+                "client_secret": account.secret("client_secret"),
+            },
+            network="TikTok",
+        )
 
     # -- offline ---------------------------------------------------------------------------
 
@@ -222,6 +242,7 @@ class TikTokAdapter(Adapter):
         self, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
         settings = self.settings(account)
+        await tokens.fresh(self, account)
         key = idempotency_key or post.key
         if len(post.media) != 1:
             raise Rejected("TikTok: a post is one video")
@@ -442,6 +463,7 @@ class TikTokAdapter(Adapter):
         ids = [p.remote_id for p in posts if p.remote_id and p.remote_id.isdigit()]
         if not ids:
             return {}
+        await tokens.fresh(self, account)
         user = await self._call(
             account, "/v2/user/info/", params={"fields": "follower_count"}, method="GET"
         )

@@ -24,6 +24,7 @@ import httpx
 import structlog
 
 from scheduler import media as media_files
+from scheduler import tokens
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -49,6 +50,7 @@ __all__ = ["YouTubeAdapter"]
 log = structlog.get_logger(__name__)
 
 DEFAULT_API_BASE = "https://www.googleapis.com"
+GOOGLE_TOKEN_URL = "https://oauth2.googleapis.com/token"
 VIDEO_TYPES = (
     "video/mp4",
     "video/quicktime",
@@ -113,11 +115,28 @@ class YouTubeAdapter(Adapter):
         rate_limit=RateLimitPolicy(requests=10, per=timedelta(seconds=1), concurrency=1),
         requires_media=True,
     )
+    #: Google's access tokens live an hour: renew them with ten minutes to spare.
+    refresh_lead = timedelta(minutes=10)
+    rotates_refresh_token = False
 
     def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
         super().__init__(client)
         #: Where upload sessions are remembered between attempts.
         self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
+
+    async def refresh_token(self, account: Account) -> tokens.TokenSet:
+        """Google's OAuth 2 refresh: ``refresh_token``, ``client_id``, ``client_secret``."""
+        return await tokens.oauth2_refresh(
+            self.client,
+            str(account.option("token_url", GOOGLE_TOKEN_URL)),
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": account.secret("refresh_token"),
+                "client_id": account.secret("client_id"),
+                "client_secret": account.secret("client_secret"),
+            },
+            network="Google",
+        )
 
     # -- offline ---------------------------------------------------------------------------
 
@@ -295,6 +314,7 @@ class YouTubeAdapter(Adapter):
         self, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
         settings = self.settings(account)
+        await tokens.fresh(self, account)
         key = idempotency_key or post.key
         video_path = next((Path(m) for m in post.media if _kind(m) in VIDEO_TYPES), None)
         if video_path is None:
@@ -447,6 +467,7 @@ class YouTubeAdapter(Adapter):
         ids = [p.remote_id for p in posts if p.remote_id]
         if not ids:
             return {}
+        await tokens.fresh(self, account)
         channels = await self._get(account, "channels", {"part": "statistics", "mine": "true"})
         items = channels.get("items")
         stats = items[0].get("statistics") if isinstance(items, list) and items else None

@@ -8,8 +8,10 @@ from typing import Any
 import click
 from sqlalchemy import Connection, func, select
 
+from scheduler import plugins, tokens
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, local_time, preview, table
+from scheduler.config import Config
 from scheduler.daemon.service import RECONCILE_EVERY
 from scheduler.daemon.store import ALIVE_WITHIN
 from scheduler.db.models import DaemonHeartbeat, PostState
@@ -189,6 +191,15 @@ def gather(
     }
 
 
+def add_tokens(report: dict[str, Any], config: Config, now: datetime) -> None:
+    """Add the refreshable tokens (``tokens``) and their problems to ``report``."""
+    classes = {p: info.adapter for p, info in plugins.platforms().items()}
+    report["tokens"] = tokens.health(config, classes, now)
+    problems = [t["problem"] for t in report["tokens"] if t["problem"]]
+    report["attention"].extend(problems)
+    report["healthy"] = not report["attention"]
+
+
 def _print(report: dict[str, Any]) -> None:
     if report["healthy"]:
         click.echo(click.style("healthy", fg="green", bold=True))
@@ -243,6 +254,22 @@ def _print(report: dict[str, Any]) -> None:
             ],
         )
 
+    if report.get("tokens"):
+        click.echo("\ntokens")
+        table(
+            ["account", "platform", "expires", "refreshed", "last failure"],
+            [
+                (
+                    t["account"],
+                    t["platform"],
+                    format_utc(t["expires_at"]) if t["expires_at"] else "unknown",
+                    format_utc(t["refreshed_at"]) if t["refreshed_at"] else "-",
+                    t["error"] or "-",
+                )
+                for t in report["tokens"]
+            ],
+        )
+
     if report["needs_person"]:
         click.echo("\nneeds a person")
         for p in report["needs_person"]:
@@ -266,12 +293,14 @@ def status(app: App, as_json: bool) -> None:
 
     A daemon is alive while its heartbeat is under 30 s old. Needs attention: no daemon
     alive, posts overdue by 5 min although one is, accounts whose credentials were rejected,
-    failed posts, unconfirmed posts the network cannot settle.
+    failed posts, unconfirmed posts the network cannot settle, access tokens whose refresh
+    fails with less than 6 hours left or that cannot be refreshed.
 
     Exit code: 0 healthy, 3 needs attention (for monitoring scripts), 1 error.
     """
     with app.engine(create=False).connect() as conn:
         report = gather(conn, app.now(), unsettled_after=2 * app.config.daemon.reconcile)
+    add_tokens(report, app.config, app.now())
     if as_json:
         echo_json(report)
     else:

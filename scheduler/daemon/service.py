@@ -24,7 +24,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
-from scheduler import observability
+from scheduler import observability, tokens
 from scheduler.config import Config, DaemonSettings
 from scheduler.daemon import notices, systemd
 from scheduler.daemon.store import HEARTBEAT_EVERY
@@ -121,6 +121,11 @@ class Service:
         every("rescue", daemon.lease / 2, worker.rescue)
         every("reconcile", daemon.reconcile, worker.reconcile)
         every("heartbeat", HEARTBEAT_EVERY, self._heartbeat)
+        every(
+            "tokens",
+            tokens.CHECK_EVERY,
+            lambda: tokens.refresh_all(self.config, worker.adapters or {}),
+        )
         interval = systemd.watchdog_interval()
         if interval:
 

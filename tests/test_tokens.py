@@ -1,0 +1,284 @@
+"""Access tokens refreshed before expiry, written back only to their credential file, with
+failures visible in the log, the metrics and ``smm status`` before the token dies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from scheduler import observability, tokens
+from scheduler.adapter import Account, AuthExpired, Transient
+from scheduler.config import AccountConfig, Config, CredentialRef
+from scheduler.tokens import TokenSet
+
+NOW = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
+
+
+class FakeRefresher:
+    """An adapter that refreshes: each call answers the next of ``answers``."""
+
+    platform = "fake"
+    refresh_lead: ClassVar[timedelta] = timedelta(minutes=10)
+    rotates_refresh_token: ClassVar[bool] = False
+
+    def __init__(self, *answers: TokenSet | Exception) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    async def refresh_token(self, account: Account) -> TokenSet:
+        self.calls += 1
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def write(path: Path, text: str) -> CredentialRef:
+    path.write_text(text)
+    path.chmod(0o600)
+    return CredentialRef("file", str(path))
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, CredentialRef]:
+    return {
+        "access_token": write(tmp_path / "access", "old-access\n"),
+        "refresh_token": write(tmp_path / "refresh", "the-refresh\n"),
+    }
+
+
+def account(credentials: dict[str, CredentialRef]) -> Account:
+    return Account("brand", "fake", "UTC", {}, credentials)
+
+
+def refresh(adapter: Any, acc: Account, now: datetime = NOW) -> tokens.TokenState | None:
+    return asyncio.run(tokens.refresh_if_due(adapter, acc, now))
+
+
+def test_an_unknown_expiry_is_refreshed_and_the_new_token_replaces_the_file(
+    files: dict[str, CredentialRef], tmp_path: Path
+) -> None:
+    adapter = FakeRefresher(TokenSet("new-access", NOW + timedelta(hours=1)))
+    acc = account(files)
+    with capture_logs() as logs:
+        state = refresh(adapter, acc)
+    assert state is not None
+    assert state.expires_at == NOW + timedelta(hours=1)
+    assert acc.secret("access_token") == "new-access"
+    assert stat.S_IMODE((tmp_path / "access").stat().st_mode) == 0o600
+    stored = json.loads((tmp_path / "access.state.json").read_text())
+    assert stored["expires_at"] == (NOW + timedelta(hours=1)).isoformat()
+    assert "new-access" not in (tmp_path / "access.state.json").read_text()
+    assert [e["event"] for e in logs] == ["token_refreshed"]
+    assert "new-access" not in repr(logs)
+
+
+def test_a_token_far_from_expiry_is_left_alone_and_one_near_it_is_refreshed(
+    files: dict[str, CredentialRef],
+) -> None:
+    adapter = FakeRefresher(
+        TokenSet("a1", NOW + timedelta(hours=1)), TokenSet("a2", NOW + timedelta(hours=2))
+    )
+    acc = account(files)
+    refresh(adapter, acc)
+    refresh(adapter, acc, NOW + timedelta(minutes=30))
+    assert adapter.calls == 1
+    refresh(adapter, acc, NOW + timedelta(minutes=51))  # 9 minutes left, lead is 10
+    assert adapter.calls == 2
+    assert acc.secret("access_token") == "a2"
+
+
+def test_a_rotated_refresh_token_is_stored_too(files: dict[str, CredentialRef]) -> None:
+    adapter = FakeRefresher(TokenSet("a1", NOW + timedelta(days=1), refresh_token="r2"))
+    adapter.rotates_refresh_token = True  # type: ignore[misc]
+    acc = account(files)
+    refresh(adapter, acc)
+    assert acc.secret("refresh_token") == "r2"
+
+
+def test_a_failed_refresh_keeps_the_token_records_the_failure_and_logs_it(
+    files: dict[str, CredentialRef], tmp_path: Path
+) -> None:
+    adapter = FakeRefresher(
+        TokenSet("a1", NOW + timedelta(hours=1)),
+        AuthExpired("Google: token refresh refused: Token has been expired or revoked."),
+    )
+    acc = account(files)
+    refresh(adapter, acc)
+    with capture_logs() as logs:
+        state = refresh(adapter, acc, NOW + timedelta(minutes=55))
+    assert state is not None
+    assert state.error == "Google: token refresh refused: Token has been expired or revoked."
+    assert state.failed_at == NOW + timedelta(minutes=55)
+    assert state.expires_at == NOW + timedelta(hours=1)
+    assert acc.secret("access_token") == "a1"
+    (event,) = logs
+    assert event["event"] == "token_refresh_failed"
+    assert event["log_level"] == "error"
+    assert event["expires_at"] == NOW + timedelta(hours=1)
+
+
+def test_tokens_in_environment_variables_are_not_refreshable(
+    files: dict[str, CredentialRef],
+) -> None:
+    adapter = FakeRefresher()
+    acc = account({**files, "access_token": CredentialRef("env", "TOKEN")})
+    assert "not a file" in str(tokens.why_not_refreshable(adapter, acc))
+    assert refresh(adapter, acc) is None
+    assert adapter.calls == 0
+
+
+def test_a_rotating_network_needs_a_writable_refresh_token(
+    files: dict[str, CredentialRef],
+) -> None:
+    adapter = FakeRefresher()
+    adapter.rotates_refresh_token = True  # type: ignore[misc]
+    acc = account({**files, "refresh_token": CredentialRef("credential", "rt")})
+    assert "refresh_token must be a file" in str(tokens.why_not_refreshable(adapter, acc))
+    assert tokens.why_not_refreshable(object(), acc) == "the fake plugin cannot refresh tokens"
+
+
+def test_concurrent_checks_refresh_once(files: dict[str, CredentialRef]) -> None:
+    adapter = FakeRefresher(TokenSet("a1", NOW + timedelta(hours=1)))
+    acc = account(files)
+
+    async def many() -> None:
+        await asyncio.gather(*(tokens.refresh_if_due(adapter, acc, NOW) for _ in range(5)))
+
+    asyncio.run(many())
+    assert adapter.calls == 1
+
+
+def test_the_metrics_show_the_expiry_and_count_failures(files: dict[str, CredentialRef]) -> None:
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    observability.enable(registry)
+    try:
+        adapter = FakeRefresher(
+            TokenSet("a1", NOW + timedelta(hours=1)), Transient("TikTok: token refresh: 503")
+        )
+        acc = account(files)
+        refresh(adapter, acc)
+        refresh(adapter, acc, NOW + timedelta(minutes=55))
+        labels = {"platform": "fake", "account": "brand"}
+        expiry = registry.get_sample_value("smm_token_expiry_timestamp_seconds", labels)
+        assert expiry == (NOW + timedelta(hours=1)).timestamp()
+        failures = registry.get_sample_value("smm_token_refresh_failures_total", labels)
+        assert failures == 1
+    finally:
+        observability.disable()
+
+
+# --------------------------------------------------------------------------- OAuth 2
+
+
+def _oauth(handler: Any, form: dict[str, str]) -> TokenSet:
+    async def go() -> TokenSet:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await tokens.oauth2_refresh(
+                client, "https://oauth2.example.com/token", form, network="Google", now=NOW
+            )
+
+    return asyncio.run(go())
+
+
+def test_oauth2_refresh_sends_the_grant_and_reads_the_answer() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        # Google's answer (https://developers.google.com/identity/protocols/oauth2/web-server#offline)
+        return httpx.Response(
+            200,
+            json={
+                "access_token": "ya29.new",
+                "expires_in": 3599,
+                "scope": "https://www.googleapis.com/auth/youtube.upload",
+                "token_type": "Bearer",
+            },
+        )
+
+    form = {"grant_type": "refresh_token", "refresh_token": "1//r", "client_id": "c"}
+    result = _oauth(handler, form)
+    assert result == TokenSet("ya29.new", NOW + timedelta(seconds=3599), None)
+    assert seen[0].content.decode() == "grant_type=refresh_token&refresh_token=1%2F%2Fr&client_id=c"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            400,
+            {"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
+            AuthExpired,
+        ),
+        (401, {"error": "invalid_client", "error_description": "Unauthorized"}, AuthExpired),
+        (503, {"error": "server_error"}, Transient),
+    ],
+)
+def test_oauth2_refresh_errors(
+    status: int, body: dict[str, Any], expected: type[Exception]
+) -> None:
+    form = {"grant_type": "refresh_token", "refresh_token": "r-secret", "client_secret": "cs"}
+    with pytest.raises(expected) as caught:
+        _oauth(lambda r: httpx.Response(status, json=body), form)
+    assert "r-secret" not in str(caught.value)
+
+
+# --------------------------------------------------------------------------- smm status
+
+
+def _config(files: dict[str, CredentialRef], platform: str = "youtube") -> Config:
+    acc = AccountConfig(name="brand", platform=platform, timezone="UTC", credentials=files)
+    return Config(path=None, accounts={"brand": acc})
+
+
+@pytest.fixture
+def youtube_files(files: dict[str, CredentialRef], tmp_path: Path) -> dict[str, CredentialRef]:
+    return {
+        **files,
+        "client_id": write(tmp_path / "cid", "cid"),
+        "client_secret": write(tmp_path / "cs", "cs"),
+    }
+
+
+def test_health_flags_a_failing_refresh_hours_before_expiry(
+    youtube_files: dict[str, CredentialRef], tmp_path: Path
+) -> None:
+    from smm_youtube import YouTubeAdapter
+
+    state = tokens.TokenState(
+        expires_at=NOW + timedelta(hours=5),
+        refreshed_at=NOW - timedelta(minutes=55),
+        failed_at=NOW - timedelta(minutes=5),
+        error="Google: token refresh refused: invalid_grant",
+    )
+    (tmp_path / "access.state.json").write_text(json.dumps(state.to_json()))
+    report = tokens.health(_config(youtube_files), {"youtube": YouTubeAdapter}, NOW)
+    (entry,) = report
+    assert entry["problem"].startswith("token refresh of brand failing since 2030-01-07 08:55 UTC")
+    assert "expires at 2030-01-07 14:00 UTC" in entry["problem"]
+    # The same failure with a day left is not yet a person's problem.
+    state.expires_at = NOW + timedelta(days=1)
+    (tmp_path / "access.state.json").write_text(json.dumps(state.to_json()))
+    (entry,) = tokens.health(_config(youtube_files), {"youtube": YouTubeAdapter}, NOW)
+    assert entry["problem"] is None
+
+
+def test_health_flags_a_refresh_token_whose_result_cannot_be_stored(
+    youtube_files: dict[str, CredentialRef],
+) -> None:
+    from smm_youtube import YouTubeAdapter
+
+    files = {**youtube_files, "access_token": CredentialRef("env", "YT")}
+    (entry,) = tokens.health(_config(files), {"youtube": YouTubeAdapter}, NOW)
+    assert "cannot be refreshed" in entry["problem"]
