@@ -1,14 +1,19 @@
-"""Plan import throughput: a generated 100,000-post CSV plan into SQLite.
+"""Plan import throughput and memory: generated CSV plans into SQLite.
 
 Prints posts/s and peak memory for the whole ``smm plan import`` path (read, validate with
 each network's rules, reconcile, insert, commit), beside a raw ``sqlite3.executemany`` of the
 same rows into the same schema, and their ratio.
 
     python benchmarks/bench_import.py [--posts 100000] [--accounts 20] [--runs 5] [--serial]
+    python benchmarks/bench_import.py --sizes 10000 100000 1000000 [--runs 3] [--json FILE]
 
 Each run imports into a new database; the figures are the medians of the runs (a shared
 machine makes single runs vary by a tenth or more). Then the same plan is imported once more
 into the last run's database, where every post is unchanged (a daily re-import).
+
+``--sizes`` imports plans of each size in a fresh process per run, so that each run's peak
+memory is its own: the importing process's and the validating process's peak RSS, beside the
+raw insert of the same rows (run after it, interleaved), and how time grows with size.
 """
 
 from __future__ import annotations
@@ -16,16 +21,20 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
+import json
 import os
 import random
 import resource
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from benchlib import Report, add_json_option, load_line
 
 from scheduler.config import parse_config
 from scheduler.db.engine import make_engine
@@ -146,7 +155,83 @@ def bench_raw(ours: Path, db: Path) -> float:
     return elapsed
 
 
+def child_import(plan: Path, config_path: Path, db: Path) -> None:
+    """One import in this fresh process; prints its figures as one JSON line."""
+    now = datetime.fromisoformat(os.environ["SMM_BENCH_NOW"])
+    elapsed, added, peak_mb = bench_ours(plan, config_path.read_text(), db, now)
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(json.dumps({"s": elapsed, "added": added, "peak_mb": peak_mb, "child_mb": child_mb}))
+
+
+def sizes(args: argparse.Namespace) -> None:
+    """Import plans of each size in fresh processes, beside the raw insert of the same rows."""
+    report = Report("import", settings={"accounts": args.accounts, "runs": args.runs})
+    now = datetime.now(UTC)
+    print(f"plan import (SQLite) by plan size, {args.runs} runs each; {load_line()}")
+    per_post: list[tuple[int, float]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmpdir = Path(tmp)
+        config_path = tmpdir / "config.toml"
+        config_path.write_text(make_config(args.accounts))
+        for size in args.sizes:
+            plan = tmpdir / f"plan-{size}.csv"
+            make_plan(plan, size, args.accounts, now)
+            ours, raw, peaks, childs = [], [], [], []
+            for run in range(args.runs):
+                db = tmpdir / f"ours-{size}-{run}.db"
+                done = subprocess.run(
+                    [sys.executable, __file__, "--child", str(plan), str(config_path), str(db)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    env=dict(os.environ, SMM_BENCH_NOW=now.isoformat()),
+                )
+                fig = json.loads(done.stdout.strip().splitlines()[-1])
+                assert fig["added"] == size, fig
+                ours.append(fig["s"])
+                peaks.append(fig["peak_mb"])
+                childs.append(fig["child_mb"])
+                raw.append(bench_raw(db, tmpdir / f"raw-{size}-{run}.db"))
+                db.unlink()
+                (tmpdir / f"raw-{size}-{run}.db").unlink()
+            plan.unlink()
+            ours_m, raw_m = statistics.median(ours), statistics.median(raw)
+            peak, child = max(peaks), max(childs)
+            ratio = raw_m / ours_m
+            per_post.append((size, ours_m / size))
+            print(
+                f"  {size:>9,} posts: {ours_m:7.2f} s {size / ours_m:9,.0f} posts/s"
+                f" (runs {', '.join(f'{t:.2f}' for t in ours)}); raw executemany"
+                f" {raw_m:6.2f} s, ratio {ratio:.2f} (target >= 0.5);"
+                f" peak RSS {peak:.0f} MiB importing + {child:.0f} MiB validating"
+            )
+            report.add(
+                f"import of {size:,} posts",
+                [size / t for t in ours],
+                "posts/s",
+                peer="raw sqlite3.executemany of the same rows",
+                peer_runs=[size / t for t in raw],
+                target="ratio >= 0.5",
+                ok=ratio >= 0.5,
+            )
+            report.add(
+                f"peak RSS, import of {size:,} posts (both processes)",
+                [p + c for p, c in zip(peaks, childs, strict=True)],
+                "MiB",
+                target="<= 300 MiB at 1,000,000" if size >= 1_000_000 else None,
+                ok=(peak + child <= 300) if size >= 1_000_000 else None,
+            )
+    if len(per_post) > 1:
+        (small, small_t), (big, big_t) = per_post[0], per_post[-1]
+        print(f"  time per post at {big:,} / at {small:,}: {big_t / small_t:.2f} (1.00 is linear)")
+    print(f"  {load_line()} (after)")
+    report.write(args.json)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        child_import(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posts", type=int, default=100_000)
     parser.add_argument("--accounts", type=int, default=20)
@@ -159,7 +244,14 @@ def main() -> None:
         metavar="HOST",
         help="also import into PostgreSQL at HOST (a socket directory, e.g. /var/run/postgresql)",
     )
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="plan sizes to import, each in fresh processes"
+    )
+    add_json_option(parser)
     args = parser.parse_args()
+    if args.sizes:
+        sizes(args)
+        return
     now = datetime.now(UTC)
     print(f"plan import (SQLite), {args.posts:,} posts, {args.accounts} accounts, {args.runs} runs")
     ours: list[float] = []

@@ -5,6 +5,11 @@ Each role runs in a fresh interpreter, so start-up time and memory are those of 
     python benchmarks/dispatch_roles.py daemon  [--record FILE] -- SMM ARGS...
     python benchmarks/dispatch_roles.py pgqueuer --dsn DSN --jobs N [--burst-at T]
     python benchmarks/dispatch_roles.py apscheduler --jobs N [--burst-at T]
+    python benchmarks/dispatch_roles.py sqlite-raw --db FILE [--batch 200]
+
+``sqlite-raw`` is the limit for the SQLite daemon: the same database work (the claim's
+select, lease update and attempt inserts in one ``BEGIN IMMEDIATE``, the publish results in
+another) through plain ``sqlite3``, with nothing around it.
 
 ``daemon`` registers the no-op network (platform ``noop``) in-process, exactly as a
 third-party plugin would be registered, then runs the real ``smm`` command line. The baselines
@@ -20,14 +25,17 @@ import json
 import os
 import resource
 import runpy
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-#: What the no-op adapter saw: (wall-clock time of the publish call, post key).
-CALLS: list[tuple[float, str]] = []
+#: Where the no-op adapter writes each call (wall-clock time, post key), one line per call,
+#: through the file's buffer: nothing per call stays in the daemon's memory, so its RSS is the
+#: daemon's own.
+RECORD: Any = None
 
 
 def noop_plugin() -> Any:
@@ -47,7 +55,8 @@ def noop_plugin() -> Any:
         )
 
         async def publish(self, post: Any, account: Any, idempotency_key: str) -> Any:
-            CALLS.append((time.time(), post.key))
+            if RECORD is not None:
+                RECORD.write(f"{time.time():.6f} {post.key}\n")
             return Published(remote_id=idempotency_key)
 
     class NoopPlugin:
@@ -57,12 +66,6 @@ def noop_plugin() -> Any:
             register(NoopAdapter)
 
     return NoopPlugin
-
-
-def _dump_calls(path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for at, key in CALLS:
-            f.write(f"{at:.6f} {key}\n")
 
 
 def run_daemon(record: str | None, argv: list[str]) -> None:
@@ -79,7 +82,9 @@ def run_daemon(record: str | None, argv: list[str]) -> None:
         runpy.run_path(preload)
     plugins.register_plugin(noop_plugin(), name="noop")
     if record:
-        atexit.register(_dump_calls, record)
+        global RECORD
+        RECORD = open(record, "w", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+        atexit.register(RECORD.close)
     cli.main(args=argv, prog_name="smm", standalone_mode=True)
 
 
@@ -215,6 +220,93 @@ def run_apscheduler_memory(jobs: int) -> dict[str, Any]:
     return asyncio.run(main())
 
 
+#: The columns a claim reads back (the daemon's ``store._CLAIM_COLUMNS``).
+CLAIM_COLUMNS = (
+    "id, key, account_id, content_type, text, media, link, tags, idempotency_key, state,"
+    " due_at, next_attempt_at, attempt_count, remote_id, remote_url, published_at"
+)
+
+
+def _stamp(at: datetime) -> str:
+    """A timestamp as the project's UTC column type stores it on SQLite."""
+    return at.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def run_sqlite_raw(db: str, batch: int, owner: str = "raw-limit") -> dict[str, Any]:
+    """Drain every due post of ``db`` doing the daemon's SQL on one plain connection.
+
+    Per batch: one transaction that selects the due posts through the due index (active
+    accounts only), leases them (``UPDATE ... RETURNING`` the claim columns) and opens their
+    attempt rows (``INSERT ... RETURNING``); then one that closes the attempts and records the
+    posts as published. The same statements, pragmas and transactions as the daemon, without
+    its scheduling, plugins, event loop or bookkeeping: what SQLite allows on this machine.
+    """
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout = 5000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    select_due = (
+        "SELECT p.id FROM posts p WHERE p.state IN ('queued', 'retry_wait') "
+        "AND p.next_attempt_at <= ? "
+        "AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = p.account_id AND NOT a.paused) "
+        "ORDER BY p.next_attempt_at, p.id LIMIT ?"
+    )
+    close_attempt = (
+        "UPDATE attempts SET finished_at = ?, outcome = ?, message = ?, http_status = ?, "
+        "latency_ms = ?, retry_at = ? WHERE id = ?"
+    )
+    publish = (
+        "UPDATE posts SET state = ?, remote_id = ?, remote_url = ?, published_at = ?, "
+        "followers_at_publish = ?, lease_owner = NULL, lease_expires_at = NULL, "
+        "last_error = NULL, error_class = NULL, updated_at = ? WHERE id = ?"
+    )
+    done = 0
+    first: float | None = None
+    while True:
+        now = datetime.now(UTC)
+        if first is None:
+            first = time.time()
+        now_v = _stamp(now)
+        conn.execute("BEGIN IMMEDIATE")
+        ids = [r[0] for r in conn.execute(select_due, (now_v, batch))]
+        if not ids:
+            conn.execute("COMMIT")
+            break
+        marks = ", ".join("?" * len(ids))
+        leased = conn.execute(
+            "UPDATE posts SET state = 'claimed', lease_owner = ?, lease_expires_at = ?, "
+            f"attempt_count = attempt_count + 1, updated_at = ? WHERE id IN ({marks}) "
+            f"RETURNING {CLAIM_COLUMNS}",
+            (owner, _stamp(now + timedelta(minutes=2)), now_v, *ids),
+        ).fetchall()
+        values = ", ".join("(?, ?, ?, ?, ?)" for _ in leased)
+        params: list[Any] = []
+        for r in leased:
+            params += (r[0], r[12], r[8], owner, now_v)
+        opened = conn.execute(
+            "INSERT INTO attempts (post_id, number, idempotency_key, owner, started_at) "
+            f"VALUES {values} RETURNING id, post_id",
+            params,
+        ).fetchall()
+        conn.execute("COMMIT")
+        key_of = {r[0]: r[8] for r in leased}
+        finished = _stamp(datetime.now(UTC))
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            close_attempt, [(finished, "published", None, None, 0.1, None, a) for a, _ in opened]
+        )
+        conn.executemany(
+            publish,
+            [("published", key_of[p], None, finished, None, finished, p) for _, p in opened],
+        )
+        conn.execute("COMMIT")
+        done += len(opened)
+    end = time.time()
+    conn.close()
+    return {"first": first, "end": end, "done": done, "peak_rss_mb": _peak_rss_mb()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="role", required=True)
@@ -231,12 +323,17 @@ def main() -> None:
     a.add_argument("--jobs", type=int, required=True)
     a.add_argument("--burst-at", type=float)
     a.add_argument("--memory", action="store_true", help="future jobs: RSS and start-up only")
+    r = sub.add_parser("sqlite-raw")
+    r.add_argument("--db", required=True, help="an SQLite file with the project's schema")
+    r.add_argument("--batch", type=int, default=200)
     args = parser.parse_args()
     if args.role == "daemon":
         smm_args = args.smm_args[1:] if args.smm_args[:1] == ["--"] else args.smm_args
         run_daemon(args.record, smm_args)
         return
-    if args.role == "pgqueuer":
+    if args.role == "sqlite-raw":
+        out = run_sqlite_raw(args.db, args.batch)
+    elif args.role == "pgqueuer":
         out = asyncio.run(run_pgqueuer(args.dsn, args.jobs, args.batch, args.burst_at, args.driver))
     elif args.memory:
         out = run_apscheduler_memory(args.jobs)
