@@ -52,6 +52,10 @@ class Change:
     from_state: str
     to_state: str
 
+    def as_json(self) -> dict[str, str]:
+        """The change as ``--json`` prints it."""
+        return {"id": self.key, "from": self.from_state, "to": self.to_state}
+
 
 def record_events(
     conn: Connection, changes: Iterable[Change], now: datetime, actor: str, reason: str | None

@@ -349,7 +349,8 @@ def test_queue_resolve_settles_an_unconfirmed_post_by_hand(sqlite_url: str, tmp_
     assert all("simulated timeout" in p.last_error for p in posts.values())
 
     url = "https://sim.invalid/plain/by-hand"
-    assert url in smm(sqlite_url, path, "queue", "resolve", "u0", "--published", url)
+    out = smm(sqlite_url, path, "queue", "resolve", "u0", "--published", "by-hand", "--url", url)
+    assert "published as by-hand at " + url in out
     assert "queued again" in smm(sqlite_url, path, "queue", "resolve", "u1", "--not-published")
     out = smm(sqlite_url, path, "queue", "resolve", "u0", "--not-published", expect=1)
     assert "not unconfirmed" in out
@@ -357,7 +358,11 @@ def test_queue_resolve_settles_an_unconfirmed_post_by_hand(sqlite_url: str, tmp_
     smm(sqlite_url, path, "queue", "resolve", "u2", "--published", url, "--not-published", expect=2)
 
     posts = post_rows(engine)
-    assert (posts["u0"].state, posts["u0"].remote_url) == (PostState.PUBLISHED, url)
+    assert (posts["u0"].state, posts["u0"].remote_id, posts["u0"].remote_url) == (
+        PostState.PUBLISHED,
+        "by-hand",
+        url,
+    )
     assert posts["u1"].state == PostState.RETRY_WAIT
     assert posts["u2"].state == PostState.UNCONFIRMED
     by_hand = [(e.key, e.from_state, e.to_state) for e in event_rows(engine) if e.actor == "cli"]

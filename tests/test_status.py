@@ -264,7 +264,7 @@ def test_unconfirmed_posts_wait_for_a_person_only_once_the_daemon_gave_up(
     assert report["attention"] == ["1 unconfirmed post(s) the network cannot settle: resolve them"]
     assert [p["id"] for p in report["needs_person"]] == [key]
     assert report["needs_person"][0]["fix"] == (
-        f"smm queue resolve {key} --published URL | --not-published"
+        f"smm queue resolve {key} --published REMOTE_ID | --not-published"
     )
 
 

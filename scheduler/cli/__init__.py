@@ -1,44 +1,195 @@
 """The ``smm`` command line: one group, a subgroup per noun (plan, queue, accounts...).
 
 Exit codes: 0 success, 1 invalid input or a failed operation, 2 usage error.
+
+Start-up is kept short (``smm --help``, ``--version`` and tab completion run in a fraction of a
+second): each command's module, and with it SQLAlchemy, the models and the plugins, is
+imported only when that command runs. ``COMMANDS`` names the module of every built-in command
+with the one-line help ``smm --help`` shows for it (a test checks it against the commands);
+commands that plugins add are looked for when a name is not built in.
 """
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError
 
 from scheduler import __version__
-from scheduler import plugins as plugin_manager
 from scheduler.cli.app import App
-from scheduler.db.engine import redact_url
 from scheduler.errors import InvalidInput, SmmError
-from scheduler.logging import configure_logging, redact
+
+#: Built-in command -> (its module under scheduler.cli, the first paragraph of its help, which
+#: ``smm --help`` shortens as click does). tests/test_cli_startup.py checks them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "accounts": ("accounts", "Accounts: list them with their state."),
+    "config": ("config", "The config file."),
+    "db": ("db", "Database schema: show the version, upgrade it."),
+    "demo": (
+        "demo",
+        "Run the example plan through the real daemon in virtual time, then show the ER report.",
+    ),
+    "doctor": (
+        "doctor",
+        "Check the installation: config, database and schema, credentials, plugins, clock.",
+    ),
+    "er": (
+        "er",
+        "ER per content type: rate with a 90% interval, posts counted, priority, trend, "
+        "the last decisions and their reasons.",
+    ),
+    "init": (
+        "db",
+        "Create the database (or bring it up to date) and record the configured accounts.",
+    ),
+    "plan": ("plan", "Content plans (YAML or CSV): validate and import."),
+    "plugins": ("plugins", "Plugins: which are installed and what their networks can do."),
+    "queue": (
+        "queue",
+        "The queue: list, inspect, cancel, retry, reschedule, pause and resume.",
+    ),
+    "report": (
+        "report",
+        "A static HTML page of the ER loop: ER per content type over time, the priority "
+        "trajectory, engagement by weekday and hour, per-type figures and the latest "
+        "decisions.",
+    ),
+    "run": (
+        "run",
+        "Run the daemon: publish due posts until stopped (SIGTERM), reload on SIGHUP.",
+    ),
+    "simulate": (
+        "simulate",
+        "Run the ER loop in virtual time on a simulated world, beside the oracle and "
+        "round-robin, over one or more seeds.",
+    ),
+    "status": (
+        "status",
+        "Is it working? Daemons, queue by state, next posts due, what needs a person.",
+    ),
+}
+
+
+def short_help(text: str, limit: int) -> str:
+    """``text`` shortened to ``limit`` as click shortens a command's help."""
+    return click.Command(None, help=text).get_short_help_str(limit)
+
+
+def _error(message: str) -> None:
+    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
 
 
 class SmmGroup(click.Group):
-    """Turns the project's errors into a message and exit code 1, never a traceback."""
+    """The top-level group: loads command modules on demand and turns the project's errors
+    into a message and exit code 1, never a traceback."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: set[str] = set()
+        self._plugin_commands_loaded = False
+
+    # -- lazy commands ----------------------------------------------------------------------
+
+    def _load_module(self, module: str) -> None:
+        if module in self._loaded:
+            return
+        self._loaded.add(module)
+        import importlib
+
+        importlib.import_module(f"scheduler.cli.{module}").register(self)
+
+    def _load(self, name: str) -> None:
+        entry = COMMANDS.get(name)
+        if entry is None:
+            return
+        self._load_module(entry[0])
+
+    def load_all(self) -> None:
+        """Import every built-in command (the CLI reference, tests)."""
+        for name in COMMANDS:
+            self._load(name)
+
+    def load_plugin_commands(self) -> None:
+        """Let plugins add their commands (``register_commands``); a broken one is reported
+        and skipped."""
+        if self._plugin_commands_loaded:
+            return
+        self._plugin_commands_loaded = True
+        from scheduler import plugins as plugin_manager
+        from scheduler.logging import configure_logging
+
+        # Plugins log while they load: make sure that goes to stderr, never into --json output.
+        configure_logging("warning")
+        for impl in plugin_manager.hook_impls("register_commands"):
+            try:
+                impl.function(cli=self)
+            except Exception as exc:  # a broken plugin must not take the CLI down
+                click.echo(
+                    f"warning: plugin {impl.plugin_name} failed to add commands: {exc}", err=True
+                )
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands:
+            self._load(cmd_name)
+        if cmd_name not in self.commands and cmd_name not in COMMANDS:
+            self.load_plugin_commands()
+        return self.commands.get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def _short_helps(self, ctx: click.Context, limit: int = 45) -> Iterable[tuple[str, str]]:
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is not None:
+                if not command.hidden:
+                    yield name, command.get_short_help_str(limit)
+            else:
+                yield name, short_help(COMMANDS[name][1], limit)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        width = formatter.width or 80
+        rows = list(self._short_helps(ctx, width - 6 - max(map(len, names))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+        formatter.write_paragraph()
+        formatter.write_text("Plugins may add commands: `smm NAME --help` for those.")
+
+    def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        items: list[Any] = [
+            CompletionItem(name, help=text)
+            for name, text in self._short_helps(ctx)
+            if name.startswith(incomplete)
+        ]
+        items.extend(click.Command.shell_complete(self, ctx, incomplete))
+        return items
+
+    # -- errors -----------------------------------------------------------------------------
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except InvalidInput as exc:
-            click.echo(click.style("error: ", fg="red", bold=True) + str(exc), err=True)
+        except (InvalidInput, SmmError) as exc:
+            _error(str(exc))
             ctx.exit(1)
-        except SmmError as exc:
-            click.echo(click.style("error: ", fg="red", bold=True) + str(exc), err=True)
-            ctx.exit(1)
-        except OperationalError as exc:
+        except Exception as exc:
+            sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+            if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.OperationalError):
+                raise
+            from scheduler.db.engine import redact_url
+            from scheduler.logging import redact
+
             app = ctx.obj
             where = redact_url(app.database_url) if isinstance(app, App) else "the database"
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            click.echo(
-                click.style("error: ", fg="red", bold=True)
-                + f"cannot use the database {where}: {redact(reason)}",
-                err=True,
-            )
+            orig = getattr(exc, "orig", None)
+            reason = str(orig).strip().splitlines()[0] if orig else str(exc)
+            _error(f"cannot use the database {where}: {redact(reason)}")
             ctx.exit(1)
 
 
@@ -63,68 +214,36 @@ class SmmGroup(click.Group):
     default=None,
     help="Log level (default: warning; `smm run` uses the config's [logging] level).",
 )
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour: on a terminal (auto) unless NO_COLOR is set or TERM=dumb; always; never.",
+)
 @click.version_option(__version__, prog_name="smm-scheduler")
 @click.pass_context
 def cli(
-    ctx: click.Context, config_path: str | None, db_url: str | None, log_level: str | None
+    ctx: click.Context,
+    config_path: str | None,
+    db_url: str | None,
+    log_level: str | None,
+    color: str,
 ) -> None:
     """smm-scheduler: publish a content plan on schedule, learn which content works."""
+    from scheduler.cli.output import colour_setting
+    from scheduler.logging import configure_logging
+
+    ctx.color = colour_setting(color)
     app = App(config_path=config_path, db_url=db_url)
     ctx.obj = app
     ctx.call_on_close(app.close)
     configure_logging(log_level or "warning")
 
 
-def _register() -> None:
-    from scheduler.cli import (
-        accounts,
-        db,
-        demo,
-        doctor,
-        er,
-        plan,
-        queue,
-        report,
-        run,
-        simulate,
-        status,
-    )
-    from scheduler.cli import config as config_cmd
-    from scheduler.cli import plugins as plugins_cli
-
-    modules = (
-        db,
-        config_cmd,
-        plan,
-        queue,
-        accounts,
-        run,
-        status,
-        doctor,
-        er,
-        report,
-        simulate,
-        demo,
-    )
-    for module in (*modules, plugins_cli):
-        module.register(cli)
-
-
-_register()
-
-
-def main() -> None:
+def main(args: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
-    # Plugins log while they load: make sure that goes to stderr, never into --json output.
-    configure_logging("warning")
-    for impl in plugin_manager.hook_impls("register_commands"):
-        try:
-            impl.function(cli=cli)
-        except Exception as exc:  # a broken plugin must not take the CLI down
-            click.echo(
-                f"warning: plugin {impl.plugin_name} failed to add commands: {exc}", err=True
-            )
-    cli.main(prog_name="smm")
+    cli.main(args=args, prog_name="smm")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,15 +7,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import Engine
 
-from scheduler.config import Config, default_config_path, empty_config, load_config
-from scheduler.db.engine import make_engine, redact_url, resolve_database_url
-from scheduler.db.migrate import SCHEMA_HEAD, current_revision, ensure_schema
 from scheduler.errors import SmmError
 from scheduler.timeutil import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from scheduler.config import Config
+
+# The config, SQLAlchemy and the schema code are imported where a command first needs them:
+# `smm --help` and tab completion never pay for them.
 
 
 @dataclass
@@ -30,11 +35,15 @@ class App:
     def config_file(self) -> Path | None:
         if self.config_path:
             return Path(self.config_path)
+        from scheduler.config import default_config_path
+
         return default_config_path()
 
     @cached_property
     def config(self) -> Config:
         """The config; an empty one when none is given or found (database-only commands)."""
+        from scheduler.config import empty_config, load_config
+
         path = self.config_file
         return load_config(path) if path else empty_config()
 
@@ -50,6 +59,8 @@ class App:
 
     @cached_property
     def database_url(self) -> str:
+        from scheduler.db.engine import resolve_database_url
+
         return resolve_database_url(self.db_url, self.config.database_url)
 
     def _require_database_source(self) -> None:
@@ -68,6 +79,9 @@ class App:
         Only ``create`` (``smm init``, ``smm run``, ``smm plan import``) makes a database that
         is not there yet, and says so on stderr; any other command stops with an error naming
         the database, so a mistyped ``--db`` never leaves an empty database behind."""
+        from scheduler.db.engine import redact_url
+        from scheduler.db.migrate import SCHEMA_HEAD, current_revision, ensure_schema
+
         if not create:
             self._require_database_source()
         engine = self.raw_engine if create else self.existing_engine
@@ -89,11 +103,15 @@ class App:
     @cached_property
     def raw_engine(self) -> Engine:
         """An engine that creates a missing SQLite file (and its directory) on first use."""
+        from scheduler.db.engine import make_engine
+
         return make_engine(self.database_url)
 
     @cached_property
     def existing_engine(self) -> Engine:
         """An engine on a database that must already exist (an error names it otherwise)."""
+        from scheduler.db.engine import make_engine
+
         if "raw_engine" in self.__dict__:
             return self.raw_engine
         engine = make_engine(self.database_url, create=False)

@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from sqlalchemy import Connection, Row, select
 
 from scheduler.cli.app import App, pass_app
+from scheduler.cli.complete import account_names, post_ids
 from scheduler.cli.output import echo_json, local_time, preview, table
-from scheduler.db.engine import immediate
-from scheduler.db.models import Account, Attempt, PostEvent, PostState
 from scheduler.errors import NotFound, SmmError
-from scheduler.queue import (
-    assign_queue_slots,
-    cancel,
-    find_posts,
-    list_posts,
-    pause_accounts,
-    reschedule,
-    resume_accounts,
-    retry,
-)
+from scheduler.states import PostState
+from scheduler.text import safe
 from scheduler.timeutil import LocalTimeError, format_utc, parse_wall_time, zone
 
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Row
+
+# SQLAlchemy, the models and the queue operations are imported inside the commands, so that
+# `smm queue --help` and completing a post id do not load them.
+
 STATES = [s.value for s in PostState]
-accounts_t = Account.__table__  # type: ignore[attr-defined]
 
 
 def post_json(row: Row[Any]) -> dict[str, Any]:
@@ -56,6 +51,10 @@ def post_json(row: Row[Any]) -> dict[str, Any]:
 
 
 def _zones(conn: Connection) -> dict[str, str]:
+    from sqlalchemy import select
+
+    from scheduler.queue import accounts_t
+
     return {
         r.name: r.timezone for r in conn.execute(select(accounts_t.c.name, accounts_t.c.timezone))
     }
@@ -74,7 +73,7 @@ def queue() -> None:
     type=click.Choice(STATES),
     help="Only this state (repeatable).",
 )
-@click.option("--account", help="Only this account.")
+@click.option("--account", help="Only this account.", shell_complete=account_names)
 @click.option("--type", "content_type", help="Only this content type.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N posts.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
@@ -88,7 +87,11 @@ def list_(
     as_json: bool,
 ) -> None:
     """List posts in due order."""
+    from scheduler.queue import list_posts
+
     with app.engine().connect() as conn:
+        if account:
+            _account_ids(conn, account)  # an unknown account is an error, not "(no posts)"
         rows = list_posts(
             conn, states=states, account=account, content_type=content_type, limit=limit
         )
@@ -114,11 +117,16 @@ def list_(
 
 
 @queue.command()
-@click.argument("post_id")
+@click.argument("post_id", shell_complete=post_ids)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def show(app: App, post_id: str, as_json: bool) -> None:
     """Show one post (by plan id), its attempts and its history."""
+    from sqlalchemy import select
+
+    from scheduler.db.models import Attempt, PostEvent
+    from scheduler.queue import find_posts
+
     attempts_t = Attempt.__table__  # type: ignore[attr-defined]
     events_t = PostEvent.__table__  # type: ignore[attr-defined]
     with app.engine().connect() as conn:
@@ -164,50 +172,68 @@ def show(app: App, post_id: str, as_json: bool) -> None:
     if as_json:
         echo_json(data)
         return
-    click.echo(f"{row.key}  [{row.state}]  {row.account} / {row.content_type}")
-    click.echo(
-        f"  due:       {local_time(row.due_at, tz)}  ({format_utc(row.due_at) or 'unscheduled'})"
-    )
-    click.echo(f"  schedule:  {row.schedule}" + ("  evergreen" if row.evergreen else ""))
+    _print_post(row, tz, data, attempts=bool(attempts), events=bool(events))
+
+
+def _field(label: str, value: str) -> None:
+    """One ``label: value`` line of ``queue show``, values in one column."""
+    click.echo(f"  {label + ':':<11}{safe(value)}")
+
+
+def _print_post(row: Row[Any], tz: str | None, data: dict[str, Any], **has: bool) -> None:
+    click.echo(f"{safe(row.key)}  [{row.state}]  {safe(row.account)} / {safe(row.content_type)}")
+    _field("due", f"{local_time(row.due_at, tz)}  ({format_utc(row.due_at) or 'unscheduled'})")
+    _field("schedule", row.schedule + ("  evergreen" if row.evergreen else ""))
     if row.remote_url or row.remote_id:
-        click.echo(
-            f"  published: {row.remote_url or row.remote_id} at {format_utc(row.published_at)}"
-        )
+        where = " ".join(v for v in (row.remote_id, row.remote_url) if v)
+        _field("published", f"{where} at {format_utc(row.published_at)}")
     if row.last_error:
-        click.echo(f"  error:     [{row.error_class}] {row.last_error}")
-    click.echo(f"  source:    {row.source}")
+        _field("error", f"[{row.error_class}] {row.last_error}")
+    _field("source", str(row.source))
     for label, values in (("media", row.media), ("tags", row.tags)):
         if values:
-            click.echo(f"  {label}:     " + ", ".join(values))
+            _field(label, ", ".join(values))
     if row.link:
-        click.echo(f"  link:      {row.link}")
+        _field("link", row.link)
     click.echo("  text:")
-    for line in row.text.splitlines() or [""]:
-        click.echo(f"    {line}")
-    if attempts:
+    for line in row.text.split("\n"):  # a CR stays in its line, printed escaped
+        click.echo(f"    {safe(line)}")
+    if has["attempts"]:
         click.echo("  attempts:")
         for a in data["attempt_log"]:
             click.echo(
-                f"    #{a['number']} {a['started_at']} {a['outcome'] or 'in flight'} "
-                f"{a['message'] or ''}".rstrip()
+                safe(
+                    f"    #{a['number']} {a['started_at']} {a['outcome'] or 'in flight'} "
+                    f"{a['message'] or ''}".rstrip()
+                )
             )
-    if events:
+    if has["events"]:
         click.echo("  history:")
         for e in data["history"]:
             click.echo(
-                f"    {e['at']} {e['from'] or '-'} -> {e['to']} by {e['by']}"
-                + (f": {e['reason']}" if e["reason"] else "")
+                safe(
+                    f"    {e['at']} {e['from'] or '-'} -> {e['to']} by {e['by']}"
+                    + (f": {e['reason']}" if e["reason"] else "")
+                )
             )
 
 
-def _report(changes: Sequence[Any], verb: str) -> None:
+def _report(changes: Sequence[Any], verb: str, as_json: bool) -> None:
+    if as_json:
+        echo_json({"changed": [c.as_json() for c in changes], "count": len(changes)})
+        return
     for c in changes:
-        click.echo(f"{c.key}: {c.from_state} -> {c.to_state}")
+        click.echo(f"{safe(c.key)}: {c.from_state} -> {c.to_state}")
     click.echo(f"{len(changes)} post(s) {verb}")
+
+
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 def _requeue_slots(app: App, conn: Connection, rows: Sequence[Row[Any]]) -> None:
     """Freed or taken slots change the account's queue: reassign it."""
+    from scheduler.queue import assign_queue_slots
+
     ids = {r.account: r.account_id for r in rows}
     for name, account_id in ids.items():
         cfg = app.config.accounts.get(name)
@@ -216,40 +242,54 @@ def _requeue_slots(app: App, conn: Connection, rows: Sequence[Row[Any]]) -> None
 
 
 @queue.command("cancel")
-@click.argument("post_ids", nargs=-1, required=True)
+@click.argument("keys", metavar="POST_IDS...", nargs=-1, required=True, shell_complete=post_ids)
+@_JSON
 @pass_app
-def cancel_(app: App, post_ids: tuple[str, ...]) -> None:
+def cancel_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
     """Cancel posts so they are never published (by plan id)."""
+    from scheduler.db.engine import immediate
+    from scheduler.queue import cancel, find_posts
+
     with immediate(app.engine()) as conn:
-        rows = find_posts(conn, post_ids)
+        rows = find_posts(conn, keys)
         changes = cancel(conn, rows, app.now())
         _requeue_slots(app, conn, rows)
-    _report(changes, "cancelled")
+    _report(changes, "cancelled", as_json)
 
 
 @queue.command("retry")
-@click.argument("post_ids", nargs=-1, required=True)
+@click.argument("keys", metavar="POST_IDS...", nargs=-1, required=True, shell_complete=post_ids)
+@_JSON
 @pass_app
-def retry_(app: App, post_ids: tuple[str, ...]) -> None:
+def retry_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
     """Queue failed, missed or cancelled posts again, to go out now."""
+    from scheduler.db.engine import immediate
+    from scheduler.queue import find_posts, retry
+
     with immediate(app.engine()) as conn:
-        rows = find_posts(conn, post_ids)
+        rows = find_posts(conn, keys)
         changes = retry(conn, rows, app.now())
-    _report(changes, "queued again")
+    _report(changes, "queued again", as_json)
 
 
 @queue.command("reschedule")
-@click.argument("post_id")
+@click.argument("post_id", shell_complete=post_ids)
 @click.option(
     "--at",
     "at",
     required=True,
     metavar="TIME",
-    help="New time: YYYY-MM-DD HH:MM in the account's zone, or with an offset.",
+    help="New time: YYYY-MM-DD HH:MM in the account's zone, or with an offset (Z, +02:00).",
 )
+@_JSON
 @pass_app
-def reschedule_(app: App, post_id: str, at: str) -> None:
-    """Move a post to a fixed new time (it leaves the slot queue)."""
+def reschedule_(app: App, post_id: str, at: str, as_json: bool) -> None:
+    """Move a post to a fixed new time (it leaves the slot queue).
+
+    A time with an offset is converted: the answer shows it in the account's zone."""
+    from scheduler.db.engine import immediate
+    from scheduler.queue import find_posts, reschedule
+
     with immediate(app.engine()) as conn:
         (row,) = find_posts(conn, [post_id])
         tz = _zones(conn).get(row.account, "UTC")
@@ -259,44 +299,159 @@ def reschedule_(app: App, post_id: str, at: str) -> None:
             raise click.BadParameter(f"{exc} ({exc.hint})", param_hint="--at") from None
         reschedule(conn, row, when, app.now())
         _requeue_slots(app, conn, [row])
-    click.echo(f"{row.key}: now due {format_utc(when)} ({at} {tz})")
+    if as_json:
+        echo_json({"id": row.key, "due_at": when, "due_local": local_time(when, tz)})
+        return
+    click.echo(f"{safe(row.key)}: now due {local_time(when, tz)} ({format_utc(when)})")
 
 
 def _account_ids(conn: Connection, account: str | None) -> list[tuple[int, str]]:
+    from sqlalchemy import select
+
+    from scheduler.queue import accounts_t
+
     q = select(accounts_t.c.id, accounts_t.c.name)
     if account:
         q = q.where(accounts_t.c.name == account)
     rows = [(r.id, r.name) for r in conn.execute(q)]
     if account and not rows:
-        raise NotFound(f"no account {account!r} in the database (import a plan or run `smm init`)")
+        raise NotFound(
+            f"no account {safe(account)!r} in the database (import a plan or run `smm init`)"
+        )
     return rows
 
 
 @queue.command("pause")
-@click.option("--account", help="Only this account (default: all).")
+@click.option("--account", help="Only this account (default: all).", shell_complete=account_names)
+@_JSON
 @pass_app
-def pause(app: App, account: str | None) -> None:
+def pause(app: App, account: str | None, as_json: bool) -> None:
     """Pause publishing; waiting posts stay queued as ``paused``."""
+    from scheduler.db.engine import immediate
+    from scheduler.queue import pause_accounts
+
     with immediate(app.engine()) as conn:
         ids = _account_ids(conn, account)
         if not ids:
             raise SmmError("no accounts to pause")
         n = pause_accounts(conn, [i for i, _ in ids], app.now(), reason="paused from the CLI")
-    click.echo(f"paused {', '.join(name for _, name in ids)}; {n} post(s) held")
+    if as_json:
+        echo_json({"paused": [name for _, name in ids], "posts_held": n})
+        return
+    click.echo(f"paused {safe(', '.join(name for _, name in ids))}; {n} post(s) held")
 
 
 @queue.command("resume")
-@click.option("--account", help="Only this account (default: all).")
+@click.option("--account", help="Only this account (default: all).", shell_complete=account_names)
+@_JSON
 @pass_app
-def resume(app: App, account: str | None) -> None:
+def resume(app: App, account: str | None, as_json: bool) -> None:
     """Resume publishing; held queue posts take the next free slots."""
+    from scheduler.db.engine import immediate
+    from scheduler.queue import resume_accounts
+
     with immediate(app.engine()) as conn:
         ids = _account_ids(conn, account)
         n = resume_accounts(
             conn, [(i, app.config.accounts.get(name)) for i, name in ids], app.now()
         )
-    click.echo(f"resumed {', '.join(name for _, name in ids) or 'nothing'}; {n} post(s) queued")
+    if as_json:
+        echo_json({"resumed": [name for _, name in ids], "posts_queued": n})
+        return
+    names = safe(", ".join(name for _, name in ids)) or "nothing"
+    click.echo(f"resumed {names}; {n} post(s) queued")
 
 
 def register(cli: click.Group) -> None:
     cli.add_command(queue)
+
+
+@queue.command("resolve")
+@click.argument("post_id", shell_complete=post_ids)
+@click.option(
+    "--published",
+    "remote_id",
+    metavar="REMOTE_ID",
+    help="It is on the network under this id: what the adapter's publish returns as "
+    "remote_id (and what fetch_metrics and lookup later get back).",
+)
+@click.option("--url", metavar="URL", help="With --published: the post's address, if it has one.")
+@click.option(
+    "--at",
+    metavar="TIME",
+    help="With --published: when it went out (YYYY-MM-DD HH:MM in the account's zone, or with "
+    "an offset); default: now, which the ER loop then takes as its publish time.",
+)
+@click.option("--not-published", "absent", is_flag=True, help="It is not: queue it again.")
+@_JSON
+@pass_app
+def resolve(
+    app: App,
+    post_id: str,
+    remote_id: str | None,
+    url: str | None,
+    at: str | None,
+    absent: bool,
+    as_json: bool,
+) -> None:
+    """Settle an ``unconfirmed`` post the network could not answer for.
+
+    ``--published REMOTE_ID`` records it as published under the network's own id for it;
+    networks whose posts have no address need no ``--url``."""
+    from scheduler.daemon import store
+    from scheduler.queue import find_posts
+
+    if bool(remote_id) == absent:
+        raise click.UsageError("give exactly one of --published REMOTE_ID or --not-published")
+    if absent and (url or at):
+        raise click.UsageError("--url and --at go with --published")
+    if remote_id and remote_id.startswith(("http://", "https://")) and not url:
+        raise click.BadParameter(
+            f"{remote_id!r} is an address: give the network's id for the post "
+            "(`smm queue show` prints it for published posts) and the address with --url",
+            param_hint="--published",
+        )
+    engine = app.engine()
+    with engine.connect() as conn:
+        (row,) = find_posts(conn, [post_id])
+        tz = _zones(conn).get(row.account, "UTC")
+    now = app.now()
+    when = now
+    if at:
+        try:
+            when = parse_wall_time(at, zone(tz))
+        except LocalTimeError as exc:
+            raise click.BadParameter(f"{exc} ({exc.hint})", param_hint="--at") from None
+        if when > now:
+            raise click.BadParameter("the publish time is in the future", param_hint="--at")
+    ok = store.settle(
+        engine,
+        row.id,
+        now,
+        "cli",
+        published=bool(remote_id),
+        remote_id=remote_id,
+        remote_url=url,
+        published_at=when if remote_id else None,
+        reason="settled by hand: " + ("published" if remote_id else "not published"),
+    )
+    if not ok:
+        raise SmmError(f"{safe(row.key)} is {row.state}, not unconfirmed: nothing to settle")
+    if as_json:
+        echo_json(
+            {
+                "id": row.key,
+                "state": "published" if remote_id else "retry_wait",
+                "remote_id": remote_id,
+                "remote_url": url,
+                "published_at": when if remote_id else None,
+            }
+        )
+        return
+    if not remote_id:
+        click.echo(f"{safe(row.key)}: queued again")
+        return
+    where = f" at {safe(url)}" if url else ""
+    click.echo(f"{safe(row.key)}: published as {safe(remote_id)}{where}, {local_time(when, tz)}")
+    if not at:
+        click.echo("  published time set to now; pass --at TIME if it went out earlier")

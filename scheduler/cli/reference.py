@@ -30,7 +30,7 @@ HEADER = """\
 Every command of `smm`, generated from the code. [The command line](../cli.md) goes through
 them by task; `smm COMMAND --help` prints the same help in a terminal. Every command also takes
 `-h` / `--help`. Global options go before the command: `smm --config brand.toml queue list`.
-Commands that plugins add are listed by `smm --help` where the plugin is installed.
+Commands that plugins add run as `smm NAME` where the plugin is installed.
 """
 
 

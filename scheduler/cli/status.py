@@ -10,7 +10,7 @@ from sqlalchemy import Connection, func, select
 
 from scheduler import plugins, tokens
 from scheduler.cli.app import App, pass_app
-from scheduler.cli.output import echo_json, local_time, preview, table
+from scheduler.cli.output import Cell, echo_json, local_time, preview, table
 from scheduler.config import Config
 from scheduler.daemon.service import RECONCILE_EVERY
 from scheduler.daemon.store import ALIVE_WITHIN
@@ -42,7 +42,7 @@ def daemon_state(last_seen: datetime, status: str, now: datetime) -> str:
 
 def _fix(key: str, state: str) -> str:
     if state == PostState.UNCONFIRMED:
-        return f"smm queue resolve {key} --published URL | --not-published"
+        return f"smm queue resolve {key} --published REMOTE_ID | --not-published"
     return f"smm queue retry {key}  (or: smm queue cancel {key})"
 
 
@@ -215,7 +215,7 @@ def _print(report: dict[str, Any]) -> None:
         [
             (
                 d["id"],
-                click.style(d["state"], fg=colour[d["state"]]),
+                Cell(d["state"], fg=colour[d["state"]]),
                 f"{d['heartbeat_age_seconds']:.0f}s ago",
                 d["version"],
                 d["status"],

@@ -934,9 +934,11 @@ def settle(
     published: bool,
     remote_id: str | None = None,
     remote_url: str | None = None,
+    published_at: datetime | None = None,
     reason: str,
 ) -> bool:
-    """Settle an unconfirmed post: published (with its remote id/URL) or not (queued again)."""
+    """Settle an unconfirmed post: published (with its remote id/URL and the time it went
+    out, ``now`` when not known) or not (queued again)."""
     with immediate(engine) as conn:
         row = conn.execute(
             select(posts_t.c.key, posts_t.c.state).where(posts_t.c.id == post_id)
@@ -949,7 +951,7 @@ def settle(
                 "state": PostState.PUBLISHED,
                 "remote_id": remote_id,
                 "remote_url": remote_url,
-                "published_at": now,
+                "published_at": published_at or now,
                 "last_error": None,
                 "error_class": None,
             }
