@@ -157,8 +157,19 @@ def _is_localhost(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
+#: How many distinct host names one process resolves for validation: a plan naming thousands
+#: of hosts cannot turn validation into as many (possibly slow) lookups. The rest are
+#: checked when they are fetched.
+RESOLVE_BUDGET = 256
+_resolved = 0
+
+
 @functools.lru_cache(maxsize=1024)
 def _resolve_now(host: str, port: int) -> tuple[str, ...] | None:
+    global _resolved
+    if _resolved >= RESOLVE_BUDGET:
+        return None
+    _resolved += 1
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):

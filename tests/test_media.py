@@ -216,6 +216,8 @@ HOSTILE = [
     "http://[::ffff:169.254.169.254]/latest",
     "http://10.0.0.5/a.png",
     "https://localhost/a.png",
+    "https://[::1",
+    "ftp://cdn.example.com/a.png",
 ]
 
 
