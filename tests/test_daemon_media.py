@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from daemon_support import no_pending, post_rows, run_service, utcnow
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from scheduler.config import load_config
 from scheduler.db.engine import make_engine
@@ -94,6 +94,26 @@ def test_the_daemon_sends_nothing_for_media_validation_would_refuse(
         # What validation would have refused, written straight into the queue.
         for key, (_account, entry, _why) in hostile.items():
             conn.execute(update(posts_t).where(posts_t.c.key == key).values(media=[entry]))
+        # An evergreen repeat has no plan file of its own: its original's folder is its root.
+        good = conn.execute(select(posts_t).where(posts_t.c.key == "good")).one()
+        conn.execute(
+            posts_t.insert().values(
+                key="good~2",
+                account_id=good.account_id,
+                content_type=good.content_type,
+                text=good.text,
+                media=list(good.media),
+                content_hash=good.content_hash,
+                state="queued",
+                due_at=now,
+                next_attempt_at=now,
+                idempotency_key="repeat-of-good",
+                recycled_from_id=good.id,
+                plan_file=None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
 
     received: list[httpx.Request] = []
 
@@ -109,11 +129,10 @@ def test_the_daemon_sends_nothing_for_media_validation_would_refuse(
     posts = post_rows(engine)
     engine.dispose()
 
-    assert posts["good"].state == "published"
-    # One photo upload, for the good post, carrying the plan's image and nothing else.
-    (upload,) = received
-    assert upload.url.path == "/v21.0/5/photos"
-    assert PNG in upload.content
+    assert (posts["good"].state, posts["good~2"].state) == ("published", "published")
+    # One photo upload for the good post and one for its repeat, with the plan's image.
+    assert [r.url.path for r in received] == ["/v21.0/5/photos"] * 2
+    assert all(PNG in r.content for r in received)
     for key, (_account, _entry, why) in hostile.items():
         assert posts[key].state == "failed", key
         assert why in posts[key].last_error, (key, posts[key].last_error)
