@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 
@@ -39,6 +41,8 @@ __all__ = [
     "Rejected",
     "Transient",
     "json_object",
+    "scrub_url_secrets",
+    "status_error",
     "transport_error",
 ]
 
@@ -133,6 +137,67 @@ def transport_error(
             f"{network}: no answer ({kind}) on {where}; the request may have taken effect"
         )
     return Transient(f"{network}: no answer ({kind}) on {where}")
+
+
+def status_error(
+    status: int,
+    message: str,
+    *,
+    mutating: bool,
+    retry_at: datetime | None = None,
+    code: str | int | None = None,
+    effect: str = "the request may have taken effect",
+) -> PublishError:
+    """Classify an HTTP error status by the rule every network shares.
+
+    429 is ``RateLimited`` (until ``retry_at``, when the network said); 401 ``AuthExpired``; a
+    504 on a request that creates something (``mutating``) ``OutcomeUnknown``, since a gateway
+    gave up waiting and the origin may still have done the work (``effect`` is added to the
+    message); any other 5xx ``Transient``; anything else ``Rejected``. Call it after the
+    network's own special cases (its error codes, a 403 that means expired credentials...).
+    URL-borne tokens are scrubbed from ``message`` (``scrub_url_secrets``).
+    """
+    message = scrub_url_secrets(message)
+    if status == 429:
+        return RateLimited(message, http_status=status, retry_at=retry_at, code=code)
+    if status == 401:
+        return AuthExpired(message, http_status=status, code=code)
+    if status == 504 and mutating:
+        return OutcomeUnknown(f"{message}; {effect}", http_status=status, code=code)
+    if status >= 500:
+        return Transient(message, http_status=status, code=code)
+    return Rejected(message, http_status=status, code=code)
+
+
+#: Query parameters that carry credentials in the URLs networks answer with or quote.
+_SECRET_PARAMS = (
+    "access_token|token|oauth_token|refresh_token|client_secret|api_key|apikey|key|sig|"
+    "signature|session_key|session_secret_key|appsecret_proof|password|secret|auth"
+)
+_URL_SECRETS = (
+    # ?access_token=...&sig=... (raw or URL-encoded separators)
+    (
+        re.compile(rf"(?i)([?&;]|%3F|%26)({_SECRET_PARAMS})(=|%3D)[^&#\s\"'<>]*"),
+        r"\1\2\3[redacted]",
+    ),
+    # https://user:password@host
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^@/\s]+@"), r"\1[redacted]@"),
+    # Telegram's https://api.telegram.org/bot<token>/method
+    (re.compile(r"(?i)(/bot)\d+:[A-Za-z0-9_-]+"), r"\1[redacted]"),
+)
+
+
+def scrub_url_secrets(text: str, *, secrets: Sequence[str] = ()) -> str:
+    """``text`` with the credentials URLs carry replaced by ``[redacted]``: token-like query
+    parameters, passwords in ``user:password@``, bot tokens in paths, and each of ``secrets``
+    as given and URL-encoded. For error messages that quote a request or response URL."""
+    for pattern, replacement in _URL_SECRETS:
+        text = pattern.sub(replacement, text)
+    for secret in secrets:
+        if secret:
+            for form in {secret, quote(secret, safe="")}:
+                text = text.replace(form, "[redacted]")
+    return text
 
 
 def json_object(response: httpx.Response) -> dict[str, Any] | None:

@@ -29,12 +29,11 @@ import httpx
 
 from scheduler.adapter import (
     AuthExpired,
-    OutcomeUnknown,
     PublishError,
     RateLimited,
-    Rejected,
     Transient,
     json_object,
+    status_error,
 )
 from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
@@ -74,15 +73,11 @@ def classify_error(
             else next_midnight_utc(now)
         )
         return RateLimited(message, http_status=status, retry_at=retry_at, code=code)
-    if status in (401, 403):
+    if status == 403:  # LinkedIn answers a revoked or under-scoped token with 403
         return AuthExpired(message, http_status=status, code=code)
-    if status == 504 and mutating:
-        return OutcomeUnknown(
-            message + "; the post may have been published", http_status=status, code=code
-        )
-    if status >= 500:
-        return Transient(message, http_status=status, code=code)
-    return Rejected(message, http_status=status, code=code)
+    return status_error(
+        status, message, mutating=mutating, code=code, effect="the post may have been published"
+    )
 
 
 @dataclass

@@ -40,6 +40,7 @@ from scheduler.adapter import (
     RateLimited,
     Rejected,
     Transient,
+    status_error,
     transport_error,
 )
 from scheduler.adapter import json_object as _json_object
@@ -176,16 +177,9 @@ def classify_error(
 def _classify_status(status: int, *, network: str, where: str, mutating: bool) -> PublishError:
     """A failure without a Graph error body (a proxy's page, an empty 5xx)."""
     message = f"{network}: HTTP {status} without a Graph error on {where}"
-    if status == 429:
-        return RateLimited(message, http_status=status)
-    if status == 401:
-        return AuthExpired(message, http_status=status)
-    if status == 504 and mutating:
-        # A gateway gave up waiting: the origin may still have done the work.
-        return OutcomeUnknown(message + "; the post may have been published", http_status=status)
-    if status >= 500:
-        return Transient(message, http_status=status)
-    return Rejected(message, http_status=status)
+    return status_error(
+        status, message, mutating=mutating, effect="the post may have been published"
+    )
 
 
 @dataclass

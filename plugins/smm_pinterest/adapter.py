@@ -36,11 +36,11 @@ from scheduler.adapter import (
     OutgoingPost,
     Published,
     PublishError,
-    RateLimited,
     RateLimitPolicy,
     RateLimitStatus,
     Rejected,
     Transient,
+    status_error,
 )
 from scheduler.adapter import json_object as _json_object
 from scheduler.media import read as read_media
@@ -96,17 +96,15 @@ def classify_error(
     message = f"Pinterest: {detail} [HTTP {status}" + (
         f", code {code}]" if code is not None else "]"
     )
-    if status == 429:
-        return RateLimited(
-            message, http_status=status, code=code, retry_at=reset_time(headers, now or utcnow())
-        )
-    if status == 401:
-        return AuthExpired(message, http_status=status, code=code)
-    if status == 504 and mutating:
-        return OutcomeUnknown(message + "; the Pin may have been created", http_status=status)
-    if status >= 500:
-        return Transient(message, http_status=status, code=code)
-    return Rejected(message, http_status=status, code=code)
+    retry_at = reset_time(headers, now or utcnow()) if status == 429 else None
+    return status_error(
+        status,
+        message,
+        mutating=mutating,
+        retry_at=retry_at,
+        code=code,
+        effect="the Pin may have been created",
+    )
 
 
 def _sum_days(days: object) -> dict[str, int]:

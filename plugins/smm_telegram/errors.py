@@ -21,6 +21,7 @@ from scheduler.adapter import (
     RateLimited,
     Rejected,
     Transient,
+    status_error,
 )
 
 __all__ = ["ChatMigrated", "classify", "redact", "transport_failure"]
@@ -116,11 +117,12 @@ def classify(
         return AuthExpired(description, http_status=status, code=code)
     if 400 <= code < 500:
         return Rejected(description, http_status=status, code=code)
-    if code == 504 and sends:
-        # The gateway gave up waiting for the Bot API, which may still have sent the message.
-        return OutcomeUnknown(description, http_status=status, code=code)
     if code >= 500:
-        return Transient(description, http_status=status, code=code)
+        # A 504 on a send: the gateway gave up waiting for the Bot API, which may still have
+        # sent the message.
+        return status_error(
+            code, description, mutating=sends, code=code, effect="the message may have been sent"
+        )
     if sends:
         return OutcomeUnknown(description, http_status=status, code=code)
     return Transient(description, http_status=status, code=code)

@@ -37,6 +37,7 @@ from scheduler.adapter import (
     Transient,
     json_object,
 )
+from scheduler.adapter import status_error as core_status_error
 from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
 
@@ -82,13 +83,11 @@ def classify_error(
 def status_error(status: int, *, where: str, mutating: bool) -> PublishError:
     """A non-200 answer: VK itself answers errors with 200, so this is the front end."""
     message = f"VK: HTTP {status} on {where}"
-    if status == 429:
-        return RateLimited(message, http_status=status)
-    if status == 504 and mutating:
-        return OutcomeUnknown(message + "; the post may have been made", http_status=status)
-    if status >= 500:
-        return Transient(message, http_status=status)
-    return Rejected(message, http_status=status)
+    if status == 401:  # VK's own auth errors come as error codes with HTTP 200
+        return Rejected(message, http_status=status)
+    return core_status_error(
+        status, message, mutating=mutating, effect="the post may have been made"
+    )
 
 
 @dataclass

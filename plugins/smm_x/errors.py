@@ -22,6 +22,7 @@ from scheduler.adapter import (
     RateLimitStatus,
     Rejected,
     Transient,
+    status_error,
 )
 
 __all__ = ["classify", "describe", "rate_limit_status", "retry_at", "transport_failure"]
@@ -120,11 +121,9 @@ def classify(response: httpx.Response, *, sends: bool) -> PublishError:
         return Rejected(message, http_status=status, code=problem or None)
     if 400 <= status < 500:
         return Rejected(message, http_status=status, code=problem or None)
-    if status == 504 and sends:
-        # The gateway stopped waiting; the post may still have been created behind it.
-        return OutcomeUnknown(message, http_status=status)
     if status >= 500:
-        return Transient(message, http_status=status)
+        # A 504 on the create: the gateway stopped waiting; the post may still have been made.
+        return status_error(status, message, mutating=sends, effect="the post may have been made")
     return (OutcomeUnknown if sends else Transient)(message, http_status=status)
 
 
