@@ -31,6 +31,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.budgets import Ledger
 from scheduler.checkpoints import Checkpoints
 from scheduler.testing import (
     AdapterContract,
@@ -155,7 +156,13 @@ class FakeTikTok(RecordingHandler):
 
 
 def run(handler: Handler, notes: Checkpoints, call: Callable[[TikTokAdapter], Awaitable[T]]) -> T:
-    return run_adapter(lambda client: TikTokAdapter(client, notes), handler, call)
+    return run_adapter(
+        lambda client: TikTokAdapter(
+            client, notes, Ledger(notes.directory.parent / "budgets") if notes.directory else None
+        ),
+        handler,
+        call,
+    )
 
 
 @pytest.fixture
@@ -195,7 +202,7 @@ class TestTikTokContract(AdapterContract):
         return make_post((mp4(self.tmp),))
 
     def make_adapter(self, client: httpx.AsyncClient) -> TikTokAdapter:
-        return TikTokAdapter(client, Checkpoints(self.tmp / "notes"))
+        return TikTokAdapter(client, Checkpoints(self.tmp / "notes"), Ledger(self.tmp / "budgets"))
 
     def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":

@@ -36,6 +36,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.budgets import Ledger
 from scheduler.checkpoints import Checkpoints
 from scheduler.testing import (
     AdapterContract,
@@ -92,7 +93,15 @@ def error(name: str) -> httpx.Response:
 def run(
     handler: Handler, checkpoints: Checkpoints, call: Callable[[YouTubeAdapter], Awaitable[T]]
 ) -> T:
-    return run_adapter(lambda client: YouTubeAdapter(client, checkpoints), handler, call)
+    return run_adapter(
+        lambda client: YouTubeAdapter(client, checkpoints, ledger_for(checkpoints)), handler, call
+    )
+
+
+def ledger_for(notes: Checkpoints) -> Ledger:
+    """The quota ledger beside a test's checkpoints."""
+    assert notes.directory is not None
+    return Ledger(notes.directory.parent / "budgets")
 
 
 @pytest.fixture
@@ -125,7 +134,7 @@ class TestYouTubeContract(AdapterContract):
         return make_post((video_file(self.tmp, 300 * KiB),))
 
     def make_adapter(self, client: httpx.AsyncClient) -> YouTubeAdapter:
-        return YouTubeAdapter(client, Checkpoints(self.tmp / "notes"))
+        return YouTubeAdapter(client, Checkpoints(self.tmp / "notes"), Ledger(self.tmp / "budgets"))
 
     def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
@@ -278,11 +287,13 @@ def test_a_cancelled_attempt_is_settled_by_lookup_and_resumed(
 
     async def scenario() -> tuple[Published | None, Published]:
         async with httpx.AsyncClient(transport=httpx.MockTransport(slow)) as client:
-            adapter = YouTubeAdapter(client, notes)
+            adapter = YouTubeAdapter(client, notes, ledger_for(notes))
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(adapter.publish(post, account, post.idempotency_key), 0.5)
         async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
-            adapter = YouTubeAdapter(client, notes)  # a new daemon: only the note survives
+            adapter = YouTubeAdapter(
+                client, notes, ledger_for(notes)
+            )  # a new daemon: only the note survives
             found = await adapter.lookup(post, account)
             return found, await adapter.publish(post, account, post.idempotency_key)
 
@@ -381,7 +392,12 @@ def test_a_sigkill_during_an_upload_leaves_one_video_after_the_next_attempt(
     video = video_file(tmp_path)
     notes_dir = tmp_path / "notes"
     with fake.serve() as base:
-        env = {**os.environ, "YT_TOKEN": TOKEN, "PYTHONPATH": str(REPO / "plugins")}
+        env = {
+            **os.environ,
+            "YT_TOKEN": TOKEN,
+            "PYTHONPATH": str(REPO / "plugins"),
+            "STATE_DIRECTORY": str(tmp_path / "state"),
+        }
         child = subprocess.Popen(
             [sys.executable, "-c", _CHILD, base, str(notes_dir), video], env=env
         )
@@ -399,7 +415,9 @@ def test_a_sigkill_during_an_upload_leaves_one_video_after_the_next_attempt(
 
         async def next_daemon() -> tuple[Published | None, Published]:
             async with httpx.AsyncClient(timeout=10) as client:
-                adapter = YouTubeAdapter(client, Checkpoints(notes_dir))
+                adapter = YouTubeAdapter(
+                    client, Checkpoints(notes_dir), Ledger(tmp_path / "budgets")
+                )
                 found = await adapter.lookup(post, account)
                 return found, await adapter.publish(post, account, "y1-key")
 

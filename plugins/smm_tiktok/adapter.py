@@ -42,11 +42,13 @@ from scheduler.adapter import (
     OutgoingPost,
     Published,
     PublishError,
+    RateLimited,
     RateLimitPolicy,
     Rejected,
     Transient,
     json_object,
 )
+from scheduler.budgets import Budget, Ledger
 from scheduler.checkpoints import Checkpoints
 from smm_tiktok.api import api_error, transport_error
 from smm_tiktok.mp4 import duration_seconds
@@ -68,6 +70,9 @@ UPLOAD_URL_LIFETIME = timedelta(hours=1)
 _IDS_PER_READ = 20
 _LOOKUP_DEPTH = 20
 _SKEW = timedelta(minutes=5)
+#: How many posts a creator may make through the API in 24 hours (TikTok: "around 15").
+DAILY_POST_CAP = 15
+POST_CAP = "tiktok-posts"
 _DONE = "PUBLISH_COMPLETE"
 _FAILED = "FAILED"
 
@@ -118,10 +123,45 @@ class TikTokAdapter(Adapter):
     #: TikTok may hand out a new refresh token at every refresh.
     rotates_refresh_token = True
 
-    def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        checkpoints: Checkpoints | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
         super().__init__(client)
         #: Where publish ids and upload URLs are remembered between attempts.
         self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
+        #: How many posts each creator made in the last 24 hours.
+        self.ledger = ledger if ledger is not None else Ledger()
+
+    def budgets(self, account: Account) -> list[Budget]:
+        """The creator's cap on API posts in 24 hours (``daily_post_cap``, default 15)."""
+        return [
+            Budget(
+                POST_CAP,
+                "TikTok posts through the API",
+                int(account.option("daily_post_cap", DAILY_POST_CAP)),
+                timedelta(hours=24),
+                scope=account.name,
+            )
+        ]
+
+    def budget_cost(self, post: OutgoingPost, account: Account) -> dict[str, int]:
+        """One post."""
+        return {POST_CAP: 1}
+
+    async def _spend_cap(self, account: Account) -> None:
+        """Count the post against the creator's cap, or wait without sending anything."""
+        (budget,) = self.budgets(account)
+        free_at = await asyncio.to_thread(self.ledger.spend, budget, 1, datetime.now(UTC))
+        if free_at is not None:
+            raise RateLimited(
+                f"TikTok: {budget.limit} posts in 24 hours made already; waiting until "
+                f"{free_at:%Y-%m-%d %H:%M} UTC",
+                retry_at=free_at,
+                code="post_cap_budget",
+            )
 
     async def refresh_token(self, account: Account) -> tokens.TokenSet:
         """TikTok's OAuth 2 refresh: ``refresh_token``, ``client_key``, ``client_secret``."""
@@ -254,6 +294,7 @@ class TikTokAdapter(Adapter):
                 return resumed
         creator = await self._call(account, "/v2/post/publish/creator_info/query/")
         post_info = self._post_info(post, settings, creator, media)
+        await self._spend_cap(account)
         if urlparse(media).scheme == "https":
             pull: dict[str, Any] = {"source": "PULL_FROM_URL", "video_url": media}
             # TikTok starts pulling, then posting, as soon as it accepts this request.

@@ -15,7 +15,7 @@ import asyncio
 import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -36,11 +36,13 @@ from scheduler.adapter import (
     OutgoingPost,
     Published,
     PublishError,
+    RateLimited,
     RateLimitPolicy,
     Rejected,
     Transient,
     json_object,
 )
+from scheduler.budgets import Budget, Ledger
 from scheduler.checkpoints import Checkpoints
 from smm_youtube.errors import google_error, transport_error
 from smm_youtube.upload import CHUNK_UNIT, Complete, ResumableUpload, SessionGone
@@ -66,6 +68,13 @@ DESCRIPTION_LIMIT = 5000  # bytes of UTF-8
 TAGS_LIMIT = 500
 THUMBNAIL_LIMIT = 2 * 1024 * 1024
 PRIVACY = ("public", "unlisted", "private")
+#: A Google Cloud project's default daily quota, and what this adapter's calls cost of it
+#: (https://developers.google.com/youtube/v3/determine_quota_cost).
+DAILY_UNITS = 10_000
+INSERT_UNITS = 1600
+THUMBNAIL_UNITS = 50
+LIST_UNITS = 1
+QUOTA = "youtube-units"
 #: ``videos.list`` takes up to 50 ids a call.
 _IDS_PER_READ = 50
 _SKEW = timedelta(minutes=5)
@@ -119,10 +128,38 @@ class YouTubeAdapter(Adapter):
     refresh_lead = timedelta(minutes=10)
     rotates_refresh_token = False
 
-    def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        checkpoints: Checkpoints | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
         super().__init__(client)
         #: Where upload sessions are remembered between attempts.
         self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
+        #: What each quota project has spent today.
+        self.ledger = ledger if ledger is not None else Ledger()
+
+    def budgets(self, account: Account) -> list[Budget]:
+        """The project's daily quota (``daily_quota``, default 10,000 units), shared by the
+        accounts that name the same ``quota_project``; the day is Pacific time."""
+        return [
+            Budget(
+                QUOTA,
+                "YouTube Data API quota units",
+                int(account.option("daily_quota", DAILY_UNITS)),
+                "day",
+                "America/Los_Angeles",
+                scope=str(account.option("quota_project", account.name)),
+            )
+        ]
+
+    def budget_cost(self, post: OutgoingPost, account: Account) -> dict[str, int]:
+        """An upload, its thumbnail, and the processing checks that follow it."""
+        thumbnail = any(_kind(m) in THUMBNAIL_TYPES for m in post.media)
+        checks = self.settings(account)["checks"]
+        units = INSERT_UNITS + (THUMBNAIL_UNITS if thumbnail else 0) + checks * LIST_UNITS
+        return {QUOTA: units}
 
     async def refresh_token(self, account: Account) -> tokens.TokenSet:
         """Google's OAuth 2 refresh: ``refresh_token``, ``client_id``, ``client_secret``."""
@@ -339,6 +376,22 @@ class YouTubeAdapter(Adapter):
         await self._follow_processing(account, video_id, settings)
         return Published(video_id, url=f"https://www.youtube.com/watch?v={video_id}")
 
+    async def _spend_quota(self, post: OutgoingPost, account: Account) -> None:
+        """Take the upload's units from today's quota, or wait without sending anything
+        when earlier posts have spent it (YouTube would answer quotaExceeded)."""
+        (budget,) = self.budgets(account)
+        units = self.budget_cost(post, account)[QUOTA]
+        now = datetime.now(UTC)
+        reset = await asyncio.to_thread(self.ledger.spend, budget, units, now)
+        if reset is not None:
+            raise RateLimited(
+                f"YouTube: today's quota of {budget.limit:,} units (project "
+                f"{budget.scope}) is spent by earlier posts; this upload needs {units:,}; "
+                f"waiting until it resets at {reset:%Y-%m-%d %H:%M} UTC",
+                retry_at=reset,
+                code="quota_budget",
+            )
+
     async def _remember_video(self, key: str, video_id: str) -> None:
         """Note that the video exists, for a later attempt or lookup of the same post. The
         video is made: failing to note it is logged, not raised (the uploads search still
@@ -386,6 +439,7 @@ class YouTubeAdapter(Adapter):
         settings: Any,
     ) -> dict[str, Any]:
         """Open a session, remember it durably, then send the whole file."""
+        await self._spend_quota(post, account)
         session = await self._open_session(account, post, path, size, settings)
         note = {"session": session, "size": size, "title": self.title(post)}
         try:

@@ -11,6 +11,7 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from scheduler.budgets import plan_budget_warnings
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.config import platform_problems
 from scheduler.cli.output import echo_json
@@ -71,7 +72,12 @@ def plan() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def validate(app: App, files: tuple[str, ...], as_json: bool) -> None:
-    """Check plan FILES without touching the database; list every problem."""
+    """Check plan FILES without touching the database; list every problem.
+
+    Also warns (exit code still 0) when fixed-time posts would exceed a network's known
+    quota (YouTube's daily units, TikTok's daily post cap) in some window, naming the posts
+    the quota does not cover.
+    """
     try:
         items = load_plan(app, files)
     except InvalidInput as exc:
@@ -79,11 +85,14 @@ def validate(app: App, files: tuple[str, ...], as_json: bool) -> None:
             echo_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
             sys.exit(1)
         raise
+    warnings = plan_budget_warnings(items, app.require_config())
     if as_json:
-        echo_json({"ok": True, "posts": len(items)})
+        echo_json({"ok": True, "posts": len(items), "warnings": warnings})
         return
     queued = sum(1 for i in items if i.at is None)
     click.echo(f"OK: {len(items)} post(s), {len(items) - queued} at fixed times, {queued} queued")
+    for warning in warnings:
+        click.echo(f"warning: {warning['message']}", err=True)
 
 
 def _print_diff(diff: ImportDiff, dry_run: bool, prune: bool) -> None:
