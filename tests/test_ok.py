@@ -298,7 +298,13 @@ def test_a_system_error_on_a_read_is_transient() -> None:
 
 @pytest.mark.parametrize(
     ("status", "expected"),
-    [(503, Transient), (429, RateLimited), (502, OutcomeUnknown), (403, Rejected)],
+    [
+        (503, Transient),
+        (502, Transient),
+        (429, RateLimited),
+        (504, OutcomeUnknown),
+        (403, Rejected),
+    ],
 )
 def test_http_errors_from_oks_front_end(status: int, expected: type[PublishError]) -> None:
     with pytest.raises(expected, match=f"HTTP {status}"):

@@ -43,6 +43,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.adapter import status_error as _status_error
 from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
 
@@ -105,15 +106,14 @@ def classify_error(
 
 
 def status_error(status: int, *, where: str, mutating: bool) -> PublishError:
-    """A non-200 answer: OK answers its own errors with 200, so this is the front end."""
-    message = f"OK: HTTP {status} on {where}"
-    if status == 429:
-        return RateLimited(message, http_status=status)
-    if status in (500, 502, 504) and mutating:
-        return OutcomeUnknown(message + "; the topic may have been made", http_status=status)
-    if status >= 500:
-        return Transient(message, http_status=status)
-    return Rejected(message, http_status=status)
+    """A non-200 answer: OK answers its own errors with 200, so this is the front end, and
+    the rule every network shares applies (``scheduler.adapter.status_error``)."""
+    return _status_error(
+        status,
+        f"OK: HTTP {status} on {where}",
+        mutating=mutating,
+        effect="the topic may have been made",
+    )
 
 
 def transport_error(exc: httpx.HTTPError, *, where: str, mutating: bool) -> PublishError:

@@ -11,8 +11,8 @@ Every answer carries ``{"data": {...}, "error": {"code": "ok", "message": "", "l
 * ``access_token_invalid``, ``scope_not_authorized``, ``scope_permission_missed``,
   ``spam_risk_user_banned_from_posting``, ``unaudited_client_can_only_post_to_private_accounts``
   (401/403): ``AuthExpired``, nothing this account sends can go out until a person acts;
-* ``internal_error`` and other 5xx: ``Transient`` (``OutcomeUnknown`` on a request that may
-  publish);
+* ``internal_error`` and other 5xx: ``Transient`` (a 504 on a request that may publish:
+  ``OutcomeUnknown``), by the rule every network shares (``scheduler.adapter.status_error``);
 * every other code (``invalid_param``, ``privacy_level_option_mismatch``,
   ``duration_check_failed``, ``file_format_check_failed``, ``url_ownership_unverified``...):
   ``Rejected``.
@@ -30,9 +30,9 @@ from scheduler.adapter import (
     OutcomeUnknown,
     PublishError,
     RateLimited,
-    Rejected,
     Transient,
     json_object,
+    status_error,
 )
 from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
@@ -76,15 +76,17 @@ def api_error(
         return RateLimited(
             message, http_status=status, code=label, retry_at=utcnow() + timedelta(days=1)
         )
-    if code in _AUTH or status == 401:
+    if code in _AUTH:
         return AuthExpired(message, http_status=status, code=label)
-    if status >= 500 or code == "internal_error":
-        return (OutcomeUnknown if mutating else Transient)(message, http_status=status, code=label)
+    if code == "internal_error" and status < 500:
+        return Transient(message, http_status=status, code=label)
     if not code and status < 300:
         return (OutcomeUnknown if mutating else Transient)(
             f"TikTok: HTTP {status} without TikTok's answer on {where}", http_status=status
         )
-    return Rejected(message, http_status=status, code=label)
+    return status_error(
+        status, message, mutating=mutating, code=label, effect="the video may be posted"
+    )
 
 
 def transport_error(exc: httpx.HTTPError, *, where: str, mutating: bool) -> PublishError:

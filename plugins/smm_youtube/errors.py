@@ -31,9 +31,8 @@ from scheduler.adapter import (
     AuthExpired,
     PublishError,
     RateLimited,
-    Rejected,
-    Transient,
     json_object,
+    status_error,
 )
 from scheduler.adapter import transport_error as _transport_error
 from scheduler.timeutil import utcnow
@@ -105,11 +104,10 @@ def google_error(
         return RateLimited(message, http_status=status, retry_at=quota_reset(), code=code)
     if reason in _RATE or status == 429:
         return RateLimited(message, http_status=status, retry_at=_retry_after(response), code=code)
-    if status == 401 or reason in _AUTH:
+    if reason in _AUTH:
         return AuthExpired(message, http_status=status, code=code)
-    if status >= 500:
-        return Transient(message, http_status=status, code=code)
-    return Rejected(message, http_status=status, code=code)
+    # No request classified here creates a video (the upload settles its own ends).
+    return status_error(status, message, mutating=False, code=code)
 
 
 def transport_error(exc: httpx.HTTPError, *, where: str, mutating: bool) -> PublishError:
