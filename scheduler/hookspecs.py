@@ -8,7 +8,8 @@ example, in docs/plugins/hooks.md.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -41,7 +42,21 @@ def register_platforms(register: Callable[[type[Adapter]], None]) -> None:
 def register_commands(cli: click.Group) -> None:
     """Add commands or groups to the ``smm`` command line (``cli.add_command(...)``).
 
-    Fires once when the CLI starts. All implementations run.
+    Fires once, when ``smm`` is asked for a command that is not built in. All run.
+    """
+
+
+@hookspec
+def register_jobs(
+    worker: Any, register: Callable[[str, timedelta, Callable[[], Awaitable[Any]]], None]
+) -> None:
+    """Contribute periodic daemon jobs: call ``register(name, every, job)`` for each, where
+    ``job`` is a coroutine function the daemon runs every ``every`` (the built-in ER loop's
+    metrics collection and recompute come this way).
+
+    Fires once per ``smm run`` start, with the daemon's ``worker`` (its ``engine``, ``config``,
+    ``adapters`` and ``clock``). All implementations run; one that raises is logged and its
+    jobs are left out.
     """
 
 

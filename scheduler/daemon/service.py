@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Coroutine
@@ -24,7 +23,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
-from scheduler import observability, tokens
+from scheduler import observability, plugins, tokens
 from scheduler.config import Config, DaemonSettings
 from scheduler.daemon import notices, systemd
 from scheduler.daemon.store import HEARTBEAT_EVERY
@@ -139,12 +138,17 @@ class Service:
     def _engagement_jobs(
         self, worker: Worker
     ) -> list[tuple[str, timedelta, Callable[[], Awaitable[Any]]]]:
-        """Metrics collection and the ER recompute, when the ER loop is installed."""
-        try:
-            jobs = importlib.import_module("scheduler.er.jobs")
-        except ImportError:
-            return []
-        found: list[tuple[str, timedelta, Callable[[], Awaitable[Any]]]] = jobs.service_jobs(worker)
+        """The jobs plugins contribute through ``register_jobs``: metrics collection and the
+        ER recompute come from the built-in ER plugin (scheduler/er/builtin.py)."""
+        found: list[tuple[str, timedelta, Callable[[], Awaitable[Any]]]] = []
+        for impl in plugins.hook_impls("register_jobs"):
+            mine: list[tuple[str, timedelta, Callable[[], Awaitable[Any]]]] = []
+            try:
+                impl.function(worker=worker, register=lambda *job, into=mine: into.append(job))
+            except Exception as exc:  # a broken plugin loses its jobs, not the daemon
+                log.error("plugin_jobs_failed", plugin=impl.plugin_name, error=repr(exc))
+                continue
+            found += mine
         return found
 
     async def _heartbeat(self) -> None:
