@@ -135,6 +135,8 @@ class DaemonSettings:
     concurrency: int = 32
     #: How often unconfirmed posts are looked up on their network.
     reconcile: timedelta = timedelta(minutes=5)
+    #: How long start-up waits for an unreachable database; 0: for as long as it takes.
+    database_wait: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -529,6 +531,7 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
             "publish_timeout",
             "concurrency",
             "reconcile",
+            "database_wait",
         },
     )
     dd = DaemonSettings()
@@ -540,6 +543,7 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
         publish_timeout=r.duration(d, "publish_timeout", "daemon", dd.publish_timeout),
         concurrency=r.number(d, "concurrency", "daemon", dd.concurrency, low=1, high=1000),
         reconcile=r.duration(d, "reconcile", "daemon", dd.reconcile),
+        database_wait=r.duration(d, "database_wait", "daemon", dd.database_wait),
     )
 
     e = r.table(data, "er", "er")

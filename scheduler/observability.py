@@ -154,6 +154,12 @@ class DaemonMetrics:
             by_account,
             registry=registry,
         )
+        self.degraded = Gauge(
+            "smm_daemon_degraded",
+            "1 while this daemon cannot use the database (it waits and retries, holding the "
+            "outcomes it could not write), else 0.",
+            registry=registry,
+        )
 
     def record_claimed(
         self, claimed: Sequence[Claimed], missed: Sequence[Change], config: Config
@@ -194,6 +200,9 @@ class DaemonMetrics:
             self.token_expiry.labels(**labels).set(expires_at.timestamp())
         if failed:
             self.token_refresh_failures.labels(**labels).inc()
+
+    def record_degraded(self, degraded: bool) -> None:
+        self.degraded.set(1 if degraded else 0)
 
     def record_rescued(self, requeued: int, unconfirmed: int) -> None:
         self.rescued.labels(result="requeued").inc(requeued)
@@ -437,6 +446,12 @@ def record_rescued(requeued: int, unconfirmed: int) -> None:
     """Count expired leases recovered by ``Worker.rescue``."""
     if _active is not None:
         _active.record_rescued(requeued, unconfirmed)
+
+
+def record_degraded(degraded: bool) -> None:
+    """Whether the daemon is riding out a database outage (``smm_daemon_degraded``)."""
+    if _active is not None:
+        _active.record_degraded(degraded)
 
 
 # --------------------------------------------------------------------------- the endpoint

@@ -143,7 +143,9 @@ def test_expired_leases_are_resent_under_the_key_or_left_unconfirmed_then_looked
     config = config_at(path)
     engine = make_engine(db_url)
     now = utcnow()
-    keys = ["idem-sent", "idem-unsent", "plain-sent", "plain-unsent"]
+    # -sent: the request reached the network; -marked: it was about to leave (recorded as
+    # sent) when the daemon died; -unsent: it died before that (a rate-limit wait, say).
+    keys = ["idem-sent", "idem-unsent", "plain-sent", "plain-marked", "plain-unsent"]
     seed_posts(engine, config, [(k, k.split("-")[0], now - timedelta(seconds=10)) for k in keys])
 
     # A daemon claims them all and dies; two of its requests had reached the network.
@@ -157,7 +159,12 @@ def test_expired_leases_are_resent_under_the_key_or_left_unconfirmed_then_looked
         grace={},
         default_grace=timedelta(hours=1),
     )
-    assert len(claimed) == 4
+    assert len(claimed) == 5
+    store.mark_sent(
+        engine,
+        [c.attempt_id for c in claimed if c.row.key.endswith(("-sent", "-marked"))],
+        now - timedelta(seconds=5),
+    )
 
     async def dead_daemon_sends() -> None:
         async with httpx.AsyncClient() as client:
@@ -195,13 +202,22 @@ def test_expired_leases_are_resent_under_the_key_or_left_unconfirmed_then_looked
     created = ledger_posts(ledger)
     requests = requests_per_key(ledger)
 
-    # Rescue: the idempotent network's posts are due again; the others unconfirmed.
-    assert rescued == (2, 2)
+    # Rescue: posts whose request never left are due again, their attempt given back; the
+    # idempotent network's others are resent under their key; the rest are unconfirmed.
+    assert rescued == (3, 2)
     assert {k: after_rescue[k].state for k in keys} == {
         "idem-sent": PostState.RETRY_WAIT,
         "idem-unsent": PostState.RETRY_WAIT,
         "plain-sent": PostState.UNCONFIRMED,
-        "plain-unsent": PostState.UNCONFIRMED,
+        "plain-marked": PostState.UNCONFIRMED,
+        "plain-unsent": PostState.RETRY_WAIT,
+    }
+    assert {k: after_rescue[k].attempt_count for k in keys} == {
+        "idem-sent": 1,
+        "idem-unsent": 0,
+        "plain-sent": 1,
+        "plain-marked": 1,
+        "plain-unsent": 0,
     }
     assert all(a.outcome == Outcome.ABANDONED for a in attempts if a.owner == dead)
     # Resent with the same key: the network returned the post it had, no second post.
@@ -217,14 +233,15 @@ def test_expired_leases_are_resent_under_the_key_or_left_unconfirmed_then_looked
     assert settled == 2
     assert after_lookup["plain-sent"].state == PostState.PUBLISHED
     assert after_lookup["plain-sent"].remote_id == created[final["plain-sent"].idempotency_key][0]
-    assert after_lookup["plain-unsent"].state == PostState.RETRY_WAIT
+    assert after_lookup["plain-marked"].state == PostState.RETRY_WAIT
     reasons = {e.key: e.reason for e in event_rows(engine) if e.from_state == "unconfirmed"}
     assert reasons == {
         "plain-sent": "the network confirmed it",
-        "plain-unsent": "the network has no such post",
+        "plain-marked": "the network has no such post",
     }
-    # The absent one went out once; the present one was never sent again.
-    assert final["plain-unsent"].state == PostState.PUBLISHED
+    # The absent ones went out once; the present one was never sent again.
+    assert after_resend["plain-unsent"].state == PostState.PUBLISHED
+    assert final["plain-marked"].state == PostState.PUBLISHED
     for key in keys:
         assert created[final[key].idempotency_key] == [final[key].remote_id], key
     assert requests[final["plain-sent"].idempotency_key] == 1

@@ -243,19 +243,60 @@ def test_auth_failure_pauses_the_account_and_its_waiting_posts(engine: Engine) -
     assert (acc.paused, acc.auth_state, acc.paused_reason) == (True, "expired", "401")
 
 
-@pytest.mark.parametrize(("idempotent", "state"), [(True, "retry_wait"), (False, "unconfirmed")])
-def test_expired_leases_are_rescued_by_the_networks_idempotency(
-    engine: Engine, idempotent: bool, state: str
+@pytest.mark.parametrize(
+    ("keys", "state"),
+    [
+        (None, "unconfirmed"),  # the network ignores keys: never resent blindly
+        ("forever", "retry_wait"),
+        (timedelta(hours=1), "retry_wait"),  # the key still holds
+        (timedelta(seconds=5), "unconfirmed"),  # the key expired meanwhile
+    ],
+)
+def test_expired_leases_that_may_have_been_sent_are_resent_only_while_the_key_holds(
+    engine: Engine, keys: Any, state: str
 ) -> None:
     (pid,) = seed(engine, [NOW])
     (c,), _ = claim(engine)
+    assert store.mark_sent(engine, [c.attempt_id], NOW) == {c.attempt_id}
+    lifetimes = {} if keys is None else {c.account_id: None if keys == "forever" else keys}
     later = NOW + LEASE + timedelta(seconds=1)
-    assert store.rescue_expired(engine, "d2", NOW, {c.account_id: idempotent}) == (0, 0)
-    store.rescue_expired(engine, "d2", later, {c.account_id: idempotent})
+    assert store.rescue_expired(engine, "d2", NOW, lifetimes) == (0, 0)
+    store.rescue_expired(engine, "d2", later, lifetimes)
     p = post(engine, pid)
-    assert (p.state, p.lease_owner) == (state, None)
+    assert (p.state, p.lease_owner, p.attempt_count) == (state, None, 1)
     with engine.connect() as conn:
         assert conn.execute(select(attempts_t.c.outcome)).scalar() == Outcome.ABANDONED
+
+
+def test_an_expired_lease_whose_request_never_left_gives_the_attempt_back(engine: Engine) -> None:
+    (pid,) = seed(engine, [NOW])
+    (_c,), _ = claim(engine)
+    later = NOW + LEASE + timedelta(seconds=1)
+    # Not sent: requeued even for a network that ignores keys, and the attempt is not counted.
+    assert store.rescue_expired(engine, "d2", later, {}) == (1, 0)
+    p = post(engine, pid)
+    assert (p.state, p.attempt_count, p.next_attempt_at) == (PostState.RETRY_WAIT, 0, later)
+    (again,), _ = claim(engine, "d3", later)
+    assert again.attempt_number == 1
+
+
+def test_a_rescued_attempt_is_never_marked_sent_afterwards(engine: Engine) -> None:
+    seed(engine, [NOW])
+    (c,), _ = claim(engine)
+    store.rescue_expired(engine, "d2", NOW + LEASE + timedelta(seconds=1), {})
+    # The first daemon comes back from a stall: its request must not go out.
+    assert store.mark_sent(engine, [c.attempt_id], NOW + LEASE) == set()
+
+
+def test_a_retry_is_claimed_with_what_earlier_attempts_tell(engine: Engine) -> None:
+    (_pid,) = seed(engine, [NOW])
+    (c,), _ = claim(engine)
+    assert (c.first_sent_at, c.had_unknown) == (None, False)
+    store.mark_sent(engine, [c.attempt_id], NOW)
+    unknown = Result(c, Outcome.OUTCOME_UNKNOWN, PostState.RETRY_WAIT, NOW, next_attempt_at=NOW)
+    store.write_results(engine, "d1", [unknown], NOW)
+    (again,), _ = claim(engine, "d1", NOW + timedelta(seconds=1))
+    assert (again.attempt_number, again.first_sent_at, again.had_unknown) == (2, NOW, True)
 
 
 def test_renewed_leases_are_not_rescued(engine: Engine) -> None:
@@ -452,3 +493,42 @@ def test_a_link_whose_connection_broke_opens_a_new_one(postgres_url: str) -> Non
         link.close()
     finally:
         engine.dispose()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_only_daemons_alive_by_heartbeat_and_process_share_the_rate_limits(
+    engine: Engine,
+) -> None:
+    import os
+    import socket
+
+    here = socket.gethostname()
+
+    def beat(daemon: str, at: datetime, pid: int, host: str = here) -> int:
+        info = {"hostname": host, "pid": pid, "version": "t"}
+        return store.heartbeat(engine, daemon, info, at, "running")
+
+    beat("killed-here", NOW - timedelta(seconds=5), _dead_pid())
+    beat("elsewhere", NOW - timedelta(seconds=5), 4242, host="another-host")
+    beat("silent", NOW - store.ALIVE_WITHIN - timedelta(seconds=1), os.getpid())
+    # Me, the daemon on the other host (it may be alive), not the killed one or the silent one.
+    assert beat("me", NOW, os.getpid()) == 2
+
+
+def test_daemon_rows_are_deleted_after_the_retention_period(engine: Engine) -> None:
+    info = {"hostname": "h", "pid": 1, "version": "t"}
+    store.heartbeat(engine, "old", info, NOW - store.DAEMON_RETENTION - timedelta(hours=1), "x")
+    store.heartbeat(engine, "recent", info, NOW - timedelta(hours=1), "stopped")
+    store.heartbeat(engine, "me", info, NOW, "running")
+    with engine.connect() as conn:
+        ids = set(conn.execute(select(store.daemons_t.c.id)).scalars())
+    assert ids == {"recent", "me"}

@@ -108,6 +108,18 @@ def test_daemons_are_alive_stale_or_stopped_by_their_heartbeat(smm: Smm, engine:
     assert states == {"fresh": "alive", "silent": "stale", "done": "stopped"}
 
 
+def test_the_text_report_folds_stopped_daemons_into_one_line(smm: Smm, engine: Engine) -> None:
+    beat(engine, "host1:1:live", timedelta(seconds=2))
+    for n in range(20):  # a crash loop's leftovers
+        beat(engine, f"host1:{100 + n}:dead", timedelta(minutes=5 + n))
+    beat(engine, "host1:99:done", timedelta(seconds=40), status="stopped")
+    text = smm().output
+    assert "host1:1:live" in text
+    assert "dead" not in text
+    assert "host1:99:done" not in text
+    assert "21 stopped daemons (20 without a clean stop), last seen 40s ago" in text
+
+
 def test_the_daemon_state_boundary_is_three_heartbeats() -> None:
     now = utcnow()
     assert daemon_state(now - timedelta(seconds=30), "running", now) == "alive"

@@ -1,8 +1,8 @@
 """config/smm-scheduler.service: valid for systemd, hardened, consistent with the daemon.
 
 ``systemd-analyze`` checks unit files offline, without systemd running as PID 1. It is part of
-the ``systemd`` package; without it these tests skip, except in CI (``CI`` set), where they must
-run.
+the ``systemd`` package; without it these tests skip, except in CI
+(``CI`` set), where they must run.
 """
 
 from __future__ import annotations
@@ -57,24 +57,46 @@ def unit() -> dict[str, dict[str, list[str]]]:
     return parse_unit(UNIT.read_text(encoding="utf-8"))
 
 
-@pytest.fixture
-def checkable_unit(tmp_path: Path) -> Path:
-    """A copy of the unit whose ExecStart= names a binary that exists here.
+#: Where docs/operations.md ("Installing") puts the venv, hence ``smm``.
+DOCS = REPO_ROOT / "docs" / "operations.md"
 
-    ``systemd-analyze verify`` checks that the command is executable; /usr/bin/smm (where a
-    distribution package puts it) is not installed on a development machine.
+
+def documented_smm() -> str:
+    found = re.search(r"^python3 -m venv (/\S+)$", DOCS.read_text(encoding="utf-8"), re.M)
+    assert found, "docs/operations.md no longer shows where the venv goes"
+    return f"{found.group(1)}/bin/smm"
+
+
+@pytest.fixture
+def unit_root(tmp_path: Path) -> Path:
+    """A root directory holding the shipped unit, byte for byte, and what it refers to.
+
+    ``systemd-analyze verify --root`` checks the unit there: that ``ExecStart=`` (the path
+    the docs install to) and ``ExecReload=`` are executables, that the units it names exist.
+    No file of the machine itself is touched.
     """
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    shutil.copyfile(UNIT, root / "etc/systemd/system" / UNIT_NAME)
+    system_units = Path("/usr/lib/systemd/system")
+    if system_units.is_dir():
+        shutil.copytree(system_units, root / "usr/lib/systemd/system", symlinks=True)
     smm = Path(sys.executable).with_name("smm")
-    command = (
-        f"{smm} run"
-        if smm.exists()
-        else f'{sys.executable} -c "from scheduler.cli import main; main()" run'
-    )
-    text = UNIT.read_text(encoding="utf-8")
-    assert "ExecStart=/usr/bin/smm run" in text
-    copy = tmp_path / UNIT_NAME
-    copy.write_text(text.replace("ExecStart=/usr/bin/smm run", f"ExecStart={command}"))
-    return copy
+    for target, source in ((documented_smm(), smm), ("/bin/kill", Path("/bin/kill"))):
+        path = root / target.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if source.exists():
+            shutil.copyfile(source, path)
+        else:
+            path.write_text("#!/bin/sh\n")
+        path.chmod(0o755)
+    return root
+
+
+@pytest.fixture
+def checkable_unit(unit_root: Path) -> Path:
+    """The shipped unit, in ``unit_root``."""
+    return unit_root / "etc/systemd/system" / UNIT_NAME
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -83,8 +105,9 @@ def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_verify_accepts_the_unit(analyze: str, checkable_unit: Path) -> None:
-    done = run(analyze, "verify", checkable_unit)
+def test_verify_accepts_the_unit_as_shipped(analyze: str, unit_root: Path) -> None:
+    assert (unit_root / "etc/systemd/system" / UNIT_NAME).read_bytes() == UNIT.read_bytes()
+    done = run(analyze, "verify", f"--root={unit_root}", UNIT_NAME)
     # verify exits 0 on unknown keys and bad values, but names the file and line on stderr.
     complaints = [line for line in (done.stdout + done.stderr).splitlines() if UNIT_NAME in line]
     assert done.returncode == 0, done.stderr
@@ -113,7 +136,14 @@ def test_unit_matches_the_daemon(unit: dict[str, dict[str, list[str]]]) -> None:
     assert one("NotifyAccess") == "main"
     assert parse_duration(one("WatchdogSec")).total_seconds() >= 10
     assert one("ExecReload") == "/bin/kill -HUP $MAINPID"
+    assert one("ExecStart") == f"{documented_smm()} run"
     assert one("Restart") == "on-failure"
+    # A database outage of any length, or a crash loop while it lasts, never makes systemd
+    # give up on the service: no start rate limit, and no start timeout while it waits.
+    assert unit["Unit"].get("StartLimitIntervalSec") == ["0"]
+    assert "StartLimitBurst" not in unit["Unit"]
+    assert one("TimeoutStartSec") == "infinity"
+    assert parse_duration(one("RestartSec")).total_seconds() <= 10
     assert "SMM_CONFIG=/etc/smm-scheduler/config.toml" in service["Environment"]
     # SIGTERM lets in-flight work finish within shutdown_deadline: systemd must wait longer.
     deadline = DaemonSettings().shutdown_deadline

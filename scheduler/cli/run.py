@@ -25,13 +25,21 @@ def run(app: App, once: bool) -> None:
     level = ctx.find_root().params.get("log_level") or config.log_level
     configure_logging(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    engine = app.engine(create=True)
+    # The schema is checked (or created) by the service, which waits for the database.
+    engine = app.raw_engine
 
     def reload_config() -> Config:
         fresh = App(config_path=app.config_path, db_url=app.db_url)
         return fresh.require_config()
 
-    service = Service(engine, config, reload_config=reload_config, clock=app.clock, once=once)
+    service = Service(
+        engine,
+        config,
+        reload_config=reload_config,
+        clock=app.clock,
+        once=once,
+        prepare=lambda: app.engine(create=True),
+    )
     run_forever(service.run())
 
 

@@ -209,21 +209,32 @@ def _print(report: dict[str, Any]) -> None:
             click.echo(f"  - {line}")
 
     click.echo("\ndaemons")
-    colour = {"alive": "green", "stale": "red", "stopped": None}
+    # Daemons that are gone fold into one line: a restart loop must not bury the live ones.
+    alive = [d for d in report["daemons"] if d["state"] == "alive"]
+    gone = [d for d in report["daemons"] if d["state"] != "alive"]
     table(
         ["daemon", "state", "last seen", "version", "status"],
         [
             (
                 d["id"],
-                Cell(d["state"], fg=colour[d["state"]]),
+                Cell(d["state"], fg="green"),
                 f"{d['heartbeat_age_seconds']:.0f}s ago",
                 d["version"],
                 d["status"],
             )
-            for d in report["daemons"]
+            for d in alive
         ],
-        empty="no daemon has run in the last day: start `smm run`",
+        empty="no daemon alive: start `smm run`"
+        if gone
+        else "no daemon has run in the last day: start `smm run`",
     )
+    if gone:
+        stale = sum(1 for d in gone if d["state"] == "stale")
+        crashed = f" ({stale} without a clean stop)" if stale else ""
+        click.echo(
+            f"  {len(gone)} stopped daemon{'s' if len(gone) != 1 else ''}{crashed}, last seen "
+            f"{min(d['heartbeat_age_seconds'] for d in gone):.0f}s ago"
+        )
 
     click.echo("\nqueue")
     counts = {s: n for s, n in report["queue"].items() if n}

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import structlog
@@ -58,10 +58,6 @@ class Dispatcher:
     adapters: Mapping[str, Adapter]
     limits: Limits
     clock: Clock
-    #: When a post's first attempt started (to honour an idempotency key's lifetime).
-    first_attempt_at: Callable[[int], datetime | None]
-    #: Whether an earlier attempt of the post ended with an unknown outcome.
-    had_unknown: Callable[[int], bool]
     rng: random.Random
     publish_timeout: float = 60.0
     #: The plan file a post came from (an evergreen repeat: its original's), for its media
@@ -80,15 +76,16 @@ class Dispatcher:
     async def attempt(
         self,
         c: Claimed,
-        on_send: Callable[[Claimed], None] | None = None,
+        before_send: Callable[[Claimed], Awaitable[bool]] | None = None,
         may_send: Callable[[Claimed], bool] | None = None,
     ) -> Result:
         """Run one attempt for a claimed post; never raises (except on cancellation).
 
         ``may_send`` is asked right before the network call (after every wait): False means
         the post must not go out now (the daemon is stopping, or its lease may have lapsed)
-        and it is handed back untried. ``on_send`` is called right before the call: from then
-        on, an interrupted attempt may have reached the network.
+        and it is handed back untried. ``before_send`` is awaited right before the call (the
+        worker records there, durably, that the request may leave); False hands the post
+        back untried too. From then on, an interrupted attempt may have reached the network.
         """
         account = self.config.accounts.get(c.account)
         if account is None:
@@ -147,8 +144,8 @@ class Dispatcher:
                 observability.record_rate_limit_wait(account, wait.total_seconds())
                 await asyncio.sleep(wait.total_seconds())
             budget.record(self.clock.now())
-            if on_send is not None:
-                on_send(c)
+            if before_send is not None and not await before_send(c):
+                return self._handback(c, "not sent: the request could not be recorded first")
             started = time.perf_counter()
             call = adapter.publish(post, view, c.row.idempotency_key)
             if media_policy is not None:
@@ -207,7 +204,11 @@ class Dispatcher:
         return media.policy_for(self.config.media, self.plan_file_of(post_id), self.media_resolver)
 
     def launch(
-        self, claims: Sequence[Claimed], may_send: Callable[[Claimed], bool] | None = None
+        self,
+        claims: Sequence[Claimed],
+        may_send: Callable[[Claimed], bool] | None = None,
+        *,
+        start: bool = True,
     ) -> tuple[list[Launched], list[Claimed]]:
         """Start at once the publish calls of the posts nothing holds back.
 
@@ -221,14 +222,14 @@ class Dispatcher:
         abandons its call (the plugin task is cancelled, never awaited).
 
         Returns the launched posts (their requests may reach the network from now on) and the
-        others, which need ``attempt`` (it waits, hands back or explains).
+        others, which need ``attempt`` (it waits, hands back or explains). With ``start``
+        False the calls hold their slots but are not made yet: ``begin`` makes them, and
+        ``Launched.hand_back`` gives up on one before it is made.
         """
         if not claims or has_transforms():
             return [], list(claims)
         loop = asyncio.get_running_loop()
         now = self.clock.now()
-        started = time.perf_counter()
-        batch = _Batch()
         launched: list[Launched] = []
         rest: list[Claimed] = []
         views: dict[str, Account] = {}
@@ -261,17 +262,29 @@ class Dispatcher:
                 rest.append(c)
                 continue
             budget.record(now)
-            call = Launched(self, c, account, adapter, slots, batch, started, loop=loop)
+            launched.append(Launched(self, c, account, adapter, slots, post, view, loop=loop))
+        if start:
+            self.begin(launched)
+        return launched, rest
+
+    def begin(self, calls: Sequence[Launched]) -> None:
+        """Make the publish calls of posts ``launch`` took (one timer for the batch)."""
+        if not calls:
+            return
+        loop = asyncio.get_running_loop()
+        batch = _Batch()
+        started = time.perf_counter()
+        for call in calls:
+            call.batch, call.started = batch, started
             call.task = loop.create_task(
-                _contained_call(adapter.publish, post, view, c.row.idempotency_key)
+                _contained_call(
+                    call.adapter.publish, call.post, call.view, call.claimed.row.idempotency_key
+                )
             )
             call.task.add_done_callback(call.landed)
-            launched.append(call)
-        if launched:
-            batch.calls = launched
-            batch.pending = len(launched)
-            batch.timer = loop.call_later(self.publish_timeout, batch.overdue)
-        return launched, rest
+        batch.calls = list(calls)
+        batch.pending = len(calls)
+        batch.timer = loop.call_later(self.publish_timeout, batch.overdue)
 
     def _handback(self, c: Claimed, reason: str) -> Result:
         """The post was not sent: it is due again at once, the attempt not counted."""
@@ -314,9 +327,7 @@ class Dispatcher:
                 if out_of_attempts:
                     # An earlier attempt may have reached the network (an unknown outcome
                     # resent under its key): the post may exist, so settle it by lookup.
-                    final = (
-                        PostState.UNCONFIRMED if self.had_unknown(c.post_id) else PostState.FAILED
-                    )
+                    final = PostState.UNCONFIRMED if c.had_unknown else PostState.FAILED
                     return self._result(c, Outcome.TRANSIENT, final, **common)
                 when = now + backoff(policies, c.attempt_number, self.rng)
                 return self._result(
@@ -361,7 +372,7 @@ class Dispatcher:
         now = self.clock.now()
         common = {"message": message, "http_status": http_status, "latency_ms": latency}
         if caps.idempotent and c.attempt_number < account.policies.max_attempts:
-            first = self.first_attempt_at(c.post_id) or now
+            first = c.first_sent_at or now
             window = caps.idempotency_window
             when = now + backoff(account.policies, c.attempt_number, self.rng)
             if window is None or when - first < window:
@@ -484,8 +495,8 @@ class Launched(asyncio.Future[Result]):
         account: AccountConfig,
         adapter: Adapter,
         slots: Slots,
-        batch: _Batch,
-        started: float,
+        post: OutgoingPost,
+        view: Account,
         *,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
@@ -495,13 +506,23 @@ class Launched(asyncio.Future[Result]):
         self.account = account
         self.adapter = adapter
         self.slots = slots
-        self.batch = batch
-        self.started = started
+        self.post = post
+        self.view = view
+        self.batch: _Batch | None = None
+        self.started = 0.0
         self.task: asyncio.Task[Any] | None = None
+
+    def hand_back(self, reason: str) -> None:
+        """Give up on the call before it is made: the post is due again, not counted."""
+        if self.done() or self.task is not None:
+            return
+        self.slots.release()
+        self.set_result(self.dispatcher._handback(self.claimed, reason))
 
     def _settle(self, done: bool, published: object) -> None:
         self.slots.release()
-        self.batch.one_done()
+        if self.batch is not None:
+            self.batch.one_done()
         latency = (time.perf_counter() - self.started) * 1000
         try:
             result = self.dispatcher._outcome(
@@ -535,7 +556,8 @@ class Launched(asyncio.Future[Result]):
         if self.task is not None:
             self.task.cancel()
         self.slots.release()
-        self.batch.one_done()
+        if self.batch is not None:
+            self.batch.one_done()
         return True
 
 

@@ -3,8 +3,8 @@
 SQLAlchemy Core processes every bound value through its column type; for a few hundred posts
 per step that costs more than the database work. These helpers convert the only values that
 need it (timestamps, enums) once, the way the column types would, and hand plain tuples to
-the driver (``executemany`` or one multi-row statement). Only SQLite and PostgreSQL get the
-fast path; callers fall back to Core elsewhere.
+the driver (``executemany`` or one multi-row statement). The daemon runs on SQLite and
+PostgreSQL only, so these are its only paths.
 """
 
 from __future__ import annotations
@@ -18,12 +18,6 @@ from typing import Any
 from sqlalchemy import JSON, Connection, Table
 
 from scheduler.db.types import UTCDateTime
-
-FAST_DIALECTS = ("sqlite", "postgresql")
-
-
-def supported(conn: Connection) -> bool:
-    return conn.dialect.name in FAST_DIALECTS
 
 
 def datetime_converter(conn: Connection) -> Callable[[datetime | None], Any]:
@@ -59,10 +53,6 @@ def text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def marker(conn: Connection) -> str:
-    return "?" if conn.dialect.name == "sqlite" else "%s"
-
-
 def table_name(conn: Connection, table: Table) -> str:
     return conn.dialect.identifier_preparer.format_table(table)
 
@@ -85,15 +75,14 @@ def insert_returning(
     rows: Sequence[tuple[Any, ...]],
     returning: Sequence[str],
 ) -> list[tuple[Any, ...]]:
-    """One multi-row ``INSERT ... VALUES (...), (...) RETURNING`` (values already converted).
+    """SQLite: one multi-row ``INSERT ... VALUES (...) RETURNING`` (values already converted).
 
     Rows are sent in chunks that stay under SQLite's bound-parameter limit.
     """
     out: list[tuple[Any, ...]] = []
     if not rows:
         return out
-    m = marker(conn)
-    one = "(" + ", ".join([m] * len(columns)) + ")"
+    one = "(" + ", ".join("?" * len(columns)) + ")"
     cols = ", ".join(quote(conn, c) for c in columns)
     ret = ", ".join(quote(conn, c) for c in returning)
     chunk = max(1, 30000 // len(columns))
@@ -106,27 +95,6 @@ def insert_returning(
         flat = tuple(v for row in part for v in row)
         out.extend(tuple(r) for r in conn.exec_driver_sql(sql, flat).all())
     return out
-
-
-def unnest_insert_returning(
-    conn: Connection,
-    table: Table,
-    columns: Sequence[str],
-    sql_types: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    returning: Sequence[str],
-) -> list[tuple[Any, ...]]:
-    """PostgreSQL: ``INSERT ... SELECT * FROM unnest(arrays) RETURNING``, one array a column."""
-    if not rows:
-        return []
-    arrays = ", ".join(f"%s::{t}[]" for t in sql_types)
-    sql = (
-        f"INSERT INTO {table_name(conn, table)} "
-        f"({', '.join(quote(conn, c) for c in columns)}) SELECT * FROM unnest({arrays}) "
-        f"RETURNING {', '.join(quote(conn, c) for c in returning)}"
-    )
-    params = tuple(list(col) for col in zip(*rows, strict=True))
-    return [tuple(r) for r in conn.exec_driver_sql(sql, params).all()]
 
 
 def pg_plain_columns(table: Table, columns: Sequence[str], alias: str) -> list[str]:

@@ -13,7 +13,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,7 +31,9 @@ from scheduler import observability, plugins, tokens
 from scheduler.config import Config, DaemonSettings
 from scheduler.daemon import notices, systemd
 from scheduler.daemon.store import HEARTBEAT_EVERY
+from scheduler.daemon.weather import Unavailable, patiently, unreachable
 from scheduler.daemon.worker import Worker
+from scheduler.errors import SmmError
 from scheduler.timeutil import Clock, SystemClock
 
 log = structlog.get_logger("scheduler.service")
@@ -46,8 +52,12 @@ class Service:
     clock: Clock = field(default_factory=SystemClock)
     once: bool = False
     worker: Worker | None = None
+    #: Run first, with the database waited for (``smm run``: check or create the schema).
+    prepare: Callable[[], Any] | None = None
 
     def __post_init__(self) -> None:
+        self._stop_at: float | None = None
+        self._ready = False
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self._reloads: set[asyncio.Task[None]] = set()
@@ -58,8 +68,11 @@ class Service:
         if not self._stop.is_set():
             log.info("stopping", reason="signal")
             systemd.notify("STOPPING=1")
+            self._stop_at = time.monotonic()
             self._stop.set()
             self._wake.set()
+            if self.worker is not None:
+                self.worker.halt.set()
 
     def _reload(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
@@ -91,8 +104,13 @@ class Service:
         async def run() -> None:
             try:
                 await fn()
+            except Unavailable:
+                pass  # stopping while the database is away: nothing to add
             except Exception as exc:  # a failing job is logged and runs again next time
-                log.error("job_failed", job=name, error=repr(exc))
+                if unreachable(exc) and self.worker is not None:
+                    self.worker.weather.trouble(name, exc)
+                else:
+                    log.error("job_failed", job=name, error=repr(exc))
 
         run.__name__ = name
         return run
@@ -155,9 +173,14 @@ class Service:
         assert self.worker is not None
         s = self.worker.stats
         status = (
-            f"published {s['published']}, failed {s['failed']}, missed {s['missed']}, "
+            f"published {s['published']}, failed {s['failed']}, "
+            f"unconfirmed {s['unconfirmed']}, missed {s['missed']}, "
             f"in flight {len(self.worker.inflight)}"
         )
+        if self.worker.unwritten:
+            status += f", unwritten {len(self.worker.unwritten)}"
+        if self.worker.weather.degraded:
+            status = f"degraded: the database is unreachable; {status}"
         systemd.notify(f"STATUS={status}")
         await self.worker.heartbeat(status)
 
@@ -165,35 +188,42 @@ class Service:
 
     async def _dispatch_loop(self, worker: Worker) -> None:
         tick = self.config.daemon.tick.total_seconds()
-        batch = self.config.daemon.batch_size
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                n = await worker.claim_and_dispatch()
-            except Exception as exc:  # database away: wait a tick and try again
-                log.error("claim_failed", error=repr(exc))
-                n = 0
+                if await self._dispatch_step(worker, tick):
+                    return
+            except Unavailable:
+                continue  # asked to stop while the database was away
+            except Exception as exc:  # a bug: logged, and the loop goes on after a tick
+                log.error("dispatch_step_failed", error=repr(exc))
                 await self._sleep(tick)
-                continue
-            if n >= min(batch, worker.capacity + n) and n > 0:
-                await asyncio.sleep(0)  # more may be due right now
-                continue
-            if worker.capacity == 0:
-                await worker.wait_for_room(tick)
-                continue
-            if self.once:
-                if not worker.inflight:
-                    due = await worker.next_due()
-                    if due is None or due > self.clock.now():
-                        return
-                await worker.wait_for_room(0.05)
-                continue
-            due = await worker.next_due()
-            delay = tick
-            if due is not None:
-                delay = min(tick, max(0.0, (due - self.clock.now()).total_seconds()))
-            if delay > 0:
-                await self._sleep(delay)
+
+    async def _dispatch_step(self, worker: Worker, tick: float) -> bool:
+        """Claim and start what is due, then wait for the next due post, a tick, room or a
+        wake-up. Database steps wait out outages (``Worker.db``). True: ``once`` is done."""
+        batch = self.config.daemon.batch_size
+        n = await worker.claim_and_dispatch()
+        if n >= min(batch, worker.capacity + n) and n > 0:
+            await asyncio.sleep(0)  # more may be due right now
+            return False
+        if worker.capacity == 0:
+            await worker.wait_for_room(tick)
+            return False
+        if self.once:
+            if not worker.inflight and not worker.unwritten:
+                due = await worker.next_due()
+                if due is None or due > self.clock.now():
+                    return True
+            await worker.wait_for_room(0.05)
+            return False
+        due = await worker.next_due()
+        delay = tick
+        if due is not None:
+            delay = min(tick, max(0.0, (due - self.clock.now()).total_seconds()))
+        if delay > 0:
+            await self._sleep(delay)
+        return False
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -212,12 +242,20 @@ class Service:
         metrics = observability.start_metrics_server(
             self.config.metrics_listen, self.engine, daemon_id=worker.owner, clock=self.clock
         )
-        await worker.start()
+        try:
+            await self._start(worker)
+        except Unavailable:
+            log.info("daemon_stopped", daemon=worker.owner, reason="stopped while starting")
+            await worker.close()
+            if metrics is not None:
+                metrics.close()
+            return
         scheduler = AsyncIOScheduler(event_loop=loop)
         self._schedule(scheduler, worker)
         scheduler.start()
-        await worker.rescue()
-        await self._heartbeat()
+        for step in (worker.rescue, self._heartbeat):
+            with contextlib.suppress(Unavailable):  # the jobs try again
+                await step()
         systemd.notify("READY=1", "STATUS=dispatching")
         log.info(
             "daemon_started",
@@ -240,12 +278,44 @@ class Service:
             gc.unfreeze()
             scheduler.shutdown(wait=False)
             deadline = self.config.daemon.shutdown_deadline.total_seconds()
+            if self._stop_at is not None:  # the deadline runs from SIGTERM
+                deadline = max(0.0, deadline - (time.monotonic() - self._stop_at))
             await worker.stop(deadline)
-            await worker.heartbeat("stopped")
+            with contextlib.suppress(Exception):  # a daemon whose database is away just goes
+                await worker.heartbeat("stopped")
             await worker.close()
             if metrics is not None:
                 metrics.close()
             log.info("daemon_stopped", daemon=worker.owner, **worker.stats)
+
+    async def _start(self, worker: Worker) -> None:
+        """Wait for the database (``[daemon] database_wait``, 0: for as long as it takes),
+        saying why in STATUS=, then start the worker."""
+        wait = self.config.daemon.database_wait.total_seconds() or None
+        deadline = None if wait is None else time.monotonic() + wait
+        worker.weather.notify = lambda text: systemd.notify(
+            f"STATUS={'waiting for the database: ' if not self._ready else ''}{text}"
+        )
+        try:
+            if self.prepare is not None:
+                await patiently(
+                    worker.weather,
+                    "start",
+                    self.prepare,
+                    give_up=self._stop.is_set,
+                    deadline=deadline,
+                    wake=self._stop,
+                )
+            await worker.start(wait=wait)
+        except Unavailable as exc:
+            if self._stop.is_set():
+                raise
+            raise SmmError(
+                f"the database was unreachable for [daemon] database_wait ({wait:g} s): {exc}"
+            ) from None
+        finally:
+            self._ready = True
+            worker.weather.notify = lambda text: systemd.notify(f"STATUS={text}")
 
 
 def run_forever(main: Coroutine[Any, Any, None], *, linger: float = 1.0) -> None:
@@ -268,5 +338,19 @@ def run_forever(main: Coroutine[Any, Any, None], *, linger: float = 1.0) -> None
             if stuck:
                 log.warning("abandoned_plugin_tasks", tasks=stuck)
         loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.run_until_complete(loop.shutdown_default_executor())
+        shutdown = loop.create_task(loop.shutdown_default_executor())
+        loop.run_until_complete(asyncio.wait([shutdown], timeout=linger))
+        if not shutdown.done():
+            _leave_stuck_threads()
         loop.close()
+
+
+def _leave_stuck_threads() -> None:
+    """A database call that never returns (a server gone without a word) holds its thread;
+    the interpreter would wait for it at exit. The daemon has already recorded or logged
+    everything: it leaves at once."""
+    stuck = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    log.warning("abandoned_database_calls", threads=stuck)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -3,18 +3,25 @@
 Claims follow DESIGN.md: PostgreSQL takes rows with ``FOR UPDATE SKIP LOCKED`` so several
 daemons share the queue without blocking each other; SQLite takes its write lock up front
 (``BEGIN IMMEDIATE``). A claim is a lease (owner, expiry) and opens the attempt row in the same
-transaction, so the attempt is committed before any network call.
+transaction, so the attempt is committed before any network call; ``mark_sent`` records, right
+before the call, that its request may leave (only then does the attempt count for good).
+
+The engine accepts SQLite and PostgreSQL only. The steps whose statements differ (the claim,
+the outcome writes) are chosen once per engine (``steps``), one code path per database.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+import os
+import socket
+import weakref
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, case, func, select, text, update
 
 from scheduler.daemon import fastsql
 from scheduler.db.engine import immediate
@@ -37,6 +44,10 @@ class Claimed:
     account_id: int
     account: str
     row: Any  # the posts row as claimed (the columns of ``_CLAIM_COLUMNS``)
+    #: When an earlier request of the post may first have left (None: this is the first).
+    first_sent_at: datetime | None = None
+    #: Whether an earlier attempt of the post ended with an unknown outcome.
+    had_unknown: bool = False
 
 
 @dataclass
@@ -106,6 +117,33 @@ def _connect(engine: Engine, link: Link | None) -> Iterator[Connection]:
         once.close()
 
 
+@dataclass(frozen=True)
+class DialectSteps:
+    """The steps whose statements differ between the two databases, chosen once per engine
+    (as APScheduler's SQLAlchemy store works out its dialect's abilities at start-up)."""
+
+    claim: Callable[..., tuple[list[Claimed], list[Change]]]
+    write_results: Callable[[Engine, str, Sequence[Result], datetime, Link | None], int]
+
+
+_chosen: weakref.WeakKeyDictionary[Engine, DialectSteps] = weakref.WeakKeyDictionary()
+
+
+def steps(engine: Engine) -> DialectSteps:
+    """The claim and outcome-write steps for ``engine``'s database (chosen on first use)."""
+    found = _chosen.get(engine)
+    if found is None:
+        name = engine.dialect.name
+        if name == "postgresql":
+            found = DialectSteps(_claim_pg, _write_results_postgres)
+        elif name == "sqlite":
+            found = DialectSteps(_claim_sqlite, _with_pauses(_write_results_sqlite))
+        else:  # make_engine refuses these; a hand-made engine ends here
+            raise ValueError(f"the daemon runs on SQLite or PostgreSQL, not {name}")
+        _chosen[engine] = found
+    return found
+
+
 #: What a claim reads back of each post: what the dispatcher and the plugins' view of the post
 #: (``scheduler.outgoing.from_row``) need, no more (every value read costs type processing).
 _CLAIM_COLUMNS = tuple(
@@ -156,10 +194,24 @@ def claim(
     id to name, when the caller knows them) saves reading the names back. ``link``: the
     connection to claim through on PostgreSQL (one for every claim of a daemon).
     """
-    if engine.dialect.name == "postgresql":
-        return _claim_pg(
-            engine, owner, now, lease, limit, grace, default_grace, accounts, names, link
-        )
+    return steps(engine).claim(
+        engine, owner, now, lease, limit, grace, default_grace, accounts, names, link
+    )
+
+
+def _claim_sqlite(
+    engine: Engine,
+    owner: str,
+    now: datetime,
+    lease: timedelta,
+    limit: int,
+    grace: Mapping[int, timedelta],
+    default_grace: timedelta,
+    accounts: Collection[int] | None,
+    names: Mapping[int, str] | None,
+    link: Link | None,
+) -> tuple[list[Claimed], list[Change]]:
+    """``claim`` on SQLite: one ``BEGIN IMMEDIATE`` transaction (``link`` is not used)."""
     with immediate(engine) as conn:
         candidates = _candidates(conn, now, limit, accounts)
         if not candidates:
@@ -174,29 +226,74 @@ def claim(
         if not fresh_ids:
             return [], missed
         rows = _lease(conn, fresh_ids, owner, now, lease)
-        known: dict[int, str] = dict(names or {})
-        unknown = {r.account_id for r in rows} - known.keys()
-        if unknown:
-            known.update(
-                conn.execute(
-                    select(accounts_t.c.id, accounts_t.c.name).where(accounts_t.c.id.in_(unknown))
-                ).all()
-            )
+        known = _account_names(conn, rows, names)
         attempts = [(r.id, r.attempt_count, r.idempotency_key, owner, now) for r in rows]
         ids = _insert_attempts(conn, attempts)
         attempt_of = {post_id: attempt_id for attempt_id, post_id in ids}
-    claimed = [
-        Claimed(
-            r.id,
-            attempt_of[r.id],
-            r.attempt_count,
-            r.account_id,
-            known[r.account_id],
-            r,
+        history = _history(conn, rows)
+    return _claimed(rows, attempt_of, known, history), missed
+
+
+def _account_names(
+    conn: Connection, rows: Sequence[Any], names: Mapping[int, str] | None
+) -> dict[int, str]:
+    """Account id -> name for ``rows``: ``names`` as given, the others read."""
+    known: dict[int, str] = dict(names or {})
+    unknown = {r.account_id for r in rows} - known.keys()
+    if unknown:
+        known.update(
+            conn.execute(
+                select(accounts_t.c.id, accounts_t.c.name).where(accounts_t.c.id.in_(unknown))
+            ).all()
         )
-        for r in sorted(rows, key=lambda r: (r.next_attempt_at, r.id))
-    ]
-    return claimed, missed
+    return known
+
+
+def _history(conn: Connection, rows: Sequence[Any]) -> dict[int, tuple[datetime | None, bool]]:
+    """What earlier attempts of the retried posts among ``rows`` tell: when the first request
+    may have left, and whether one ended with an unknown outcome. Read with the claim, so that
+    deciding an attempt's outcome never needs the database."""
+    retried = [r.id for r in rows if r.attempt_count > 1]
+    if not retried:
+        return {}
+    unknown = attempts_t.c.outcome == Outcome.OUTCOME_UNKNOWN
+    return {
+        post_id: (first, bool(had))
+        for post_id, first, had in conn.execute(
+            select(
+                attempts_t.c.post_id,
+                func.min(attempts_t.c.sent_at),
+                func.max(case((unknown, 1), else_=0)),
+            )
+            .where(attempts_t.c.post_id.in_(retried), attempts_t.c.sent_at.is_not(None))
+            .group_by(attempts_t.c.post_id)
+        ).all()
+    }
+
+
+def _claimed(
+    rows: Sequence[Any],
+    attempt_of: Mapping[int, int],
+    known: Mapping[int, str],
+    history: Mapping[int, tuple[datetime | None, bool]],
+) -> list[Claimed]:
+    """``Claimed`` posts from the leased rows, in claim order."""
+    out = []
+    for r in sorted(rows, key=lambda r: (r.next_attempt_at, r.id)):
+        first, had_unknown = history.get(r.id, (None, False))
+        out.append(
+            Claimed(
+                r.id,
+                attempt_of[r.id],
+                r.attempt_count,
+                r.account_id,
+                known[r.account_id],
+                r,
+                first_sent_at=first,
+                had_unknown=had_unknown,
+            )
+        )
+    return out
 
 
 #: The due states as SQL literals: a partial index on them (``ix_posts_due``) only serves a
@@ -211,30 +308,12 @@ _ACTIVE_SQL = (
 def _candidates(
     conn: Connection, now: datetime, limit: int, accounts: Collection[int] | None
 ) -> list[Any]:
-    """The due posts a claim takes, oldest first (id, account_id, next_attempt_at, key,
-    state), read in ``ix_posts_due`` order: the index already sorts them."""
-    if conn.dialect.name != "sqlite":
-        q = (
-            select(
-                posts_t.c.id,
-                posts_t.c.account_id,
-                posts_t.c.next_attempt_at,
-                posts_t.c.key,
-                posts_t.c.state,
-            )
-            .where(
-                posts_t.c.state.in_(DUE_STATES),
-                posts_t.c.next_attempt_at <= now,
-                posts_t.c.account_id.in_(_active_accounts()),
-            )
-            .order_by(posts_t.c.next_attempt_at, posts_t.c.id)
-            .limit(limit)
-        )
-        if accounts is not None:
-            q = q.where(posts_t.c.account_id.in_(list(accounts)))
-        return list(conn.execute(q).all())
-    # SQLite: the unary ``+`` keeps the account filters from steering the planner to the
-    # (account_id, state) index, which would sort every due row of those accounts per claim.
+    """SQLite: the due posts a claim takes, oldest first (id, account_id, next_attempt_at,
+    key, state), read in ``ix_posts_due`` order: the index already sorts them.
+
+    The unary ``+`` keeps the account filters from steering the planner to the
+    (account_id, state) index, which would sort every due row of those accounts per claim.
+    """
     only = ""
     params: tuple[Any, ...] = (fastsql.datetime_converter(conn)(now),)
     if accounts is not None:
@@ -365,86 +444,37 @@ def _claim_pg(
                 attempt_of[r[2]] = r[1]
             else:
                 (stale if r[0] else fresh).append(read(r[2:]))
-        known: dict[int, str] = dict(names or {})
-        unknown = {r.account_id for r in fresh} - known.keys()
-        if unknown:
-            known.update(
-                conn.execute(
-                    select(accounts_t.c.id, accounts_t.c.name).where(accounts_t.c.id.in_(unknown))
-                ).all()
-            )
+        known = _account_names(conn, fresh, names)
+        history = _history(conn, fresh)
     stale.sort(key=lambda r: (r.next_attempt_at, r.id))
     missed = [Change(s.id, s.key, s.state, PostState.MISSED) for s in stale]
-    fresh.sort(key=lambda r: (r.next_attempt_at, r.id))
-    claimed = [
-        Claimed(r.id, attempt_of[r.id], r.attempt_count, r.account_id, known[r.account_id], r)
-        for r in fresh
-    ]
-    return claimed, missed
+    return _claimed(fresh, attempt_of, known, history), missed
 
 
 def _lease(
     conn: Connection, ids: Sequence[int], owner: str, now: datetime, lease: timedelta
 ) -> list[Any]:
-    """Take the lease on posts ``ids``; returns their ``_CLAIM_COLUMNS``."""
-    if fastsql.supported(conn):
-        m = fastsql.marker(conn)
-        when = fastsql.datetime_converter(conn)
-        names = [c.name for c in _CLAIM_COLUMNS]
-        id_params: tuple[Any, ...]
-        if conn.dialect.name == "postgresql":
-            where, id_params = "id = ANY(%s)", (list(ids),)
-        else:
-            where, id_params = f"id IN ({', '.join([m] * len(ids))})", tuple(ids)
-        raw = conn.exec_driver_sql(
-            f"UPDATE {fastsql.table_name(conn, posts_t)} SET state = {m}, lease_owner = {m}, "
-            f"lease_expires_at = {m}, attempt_count = attempt_count + 1, updated_at = {m} "
-            f"WHERE {where} RETURNING {', '.join(fastsql.quote(conn, n) for n in names)}",
-            (str(PostState.CLAIMED), owner, when(now + lease), when(now), *id_params),
-        ).all()
-        read = fastsql.row_reader(conn, posts_t, names)
-        return [read(r) for r in raw]
-    return list(
-        conn.execute(
-            update(posts_t)
-            .where(posts_t.c.id.in_(ids))
-            .values(
-                state=PostState.CLAIMED,
-                lease_owner=owner,
-                lease_expires_at=now + lease,
-                attempt_count=posts_t.c.attempt_count + 1,
-                updated_at=now,
-            )
-            .returning(*_CLAIM_COLUMNS)
-        ).all()
-    )
+    """SQLite: take the lease on posts ``ids``; returns their ``_CLAIM_COLUMNS``."""
+    when = fastsql.datetime_converter(conn)
+    names = [c.name for c in _CLAIM_COLUMNS]
+    raw = conn.exec_driver_sql(
+        f"UPDATE {fastsql.table_name(conn, posts_t)} SET state = ?, lease_owner = ?, "
+        "lease_expires_at = ?, attempt_count = attempt_count + 1, updated_at = ? "
+        f"WHERE id IN ({', '.join('?' * len(ids))}) "
+        f"RETURNING {', '.join(fastsql.quote(conn, n) for n in names)}",
+        (str(PostState.CLAIMED), owner, when(now + lease), when(now), *ids),
+    ).all()
+    read = fastsql.row_reader(conn, posts_t, names)
+    return [read(r) for r in raw]
 
 
 _ATTEMPT_COLUMNS = ("post_id", "number", "idempotency_key", "owner", "started_at")
 
 
 def _insert_attempts(conn: Connection, attempts: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Open one attempt row per claimed post; returns (attempt id, post id) pairs."""
-    if not fastsql.supported(conn):
-        return list(
-            conn.execute(
-                attempts_t.insert().returning(attempts_t.c.id, attempts_t.c.post_id),
-                [dict(zip(_ATTEMPT_COLUMNS, a, strict=True)) for a in attempts],
-            ).all()
-        )
+    """SQLite: open one attempt row per claimed post; returns (attempt id, post id) pairs."""
     when = fastsql.datetime_converter(conn)
     rows = [(p, n, k, o, when(at)) for p, n, k, o, at in attempts]
-    if conn.dialect.name == "postgresql":
-        # One short statement over arrays: psycopg parses (and the server plans) it once,
-        # where a multi-row VALUES list is a new, long query text per batch size.
-        return fastsql.unnest_insert_returning(
-            conn,
-            attempts_t,
-            _ATTEMPT_COLUMNS,
-            ("bigint", "int", "text", "text", "timestamptz"),
-            rows,
-            ("id", "post_id"),
-        )
     return fastsql.insert_returning(conn, attempts_t, _ATTEMPT_COLUMNS, rows, ("id", "post_id"))
 
 
@@ -483,35 +513,50 @@ def write_results(
     """
     if not results:
         return 0
-    if engine.dialect.name == "postgresql" and not any(r.pause_reason for r in results):
-        with _connect(engine, link) as conn:  # one statement: its own transaction
-            return _write_results_pg(conn, owner, results, now)
-    with immediate(engine) as conn:
-        if fastsql.supported(conn):
-            changed = _write_results_fast(conn, owner, results, now)
-        else:
-            changed = _write_results_core(conn, owner, results, now)
-        pauses = {r.claimed.account_id: r.pause_reason for r in results if r.pause_reason}
-        for account_id, reason in pauses.items():
-            pause_for_auth(conn, account_id, reason or "credentials rejected", now, owner)
-    return changed
+    return steps(engine).write_results(engine, owner, results, now, link)
 
 
-def _write_results_fast(
+def _with_pauses(
+    write: Callable[[Connection, str, Sequence[Result], datetime], int],
+) -> Callable[[Engine, str, Sequence[Result], datetime, Link | None], int]:
+    """``write`` in one transaction with the account pauses the results ask for."""
+
+    def run(
+        engine: Engine, owner: str, results: Sequence[Result], now: datetime, link: Link | None
+    ) -> int:
+        with immediate(engine) as conn:
+            changed = write(conn, owner, results, now)
+            pauses = {r.claimed.account_id: r.pause_reason for r in results if r.pause_reason}
+            for account_id, reason in pauses.items():
+                pause_for_auth(conn, account_id, reason or "credentials rejected", now, owner)
+        return changed
+
+    return run
+
+
+def _write_results_postgres(
+    engine: Engine, owner: str, results: Sequence[Result], now: datetime, link: Link | None
+) -> int:
+    """PostgreSQL: one statement, its own transaction, through ``link``; with an account to
+    pause, the statement and the pause share a transaction."""
+    if any(r.pause_reason for r in results):
+        return _with_pauses(_write_results_pg)(engine, owner, results, now, link)
+    with _connect(engine, link) as conn:
+        return _write_results_pg(conn, owner, results, now)
+
+
+def _write_results_sqlite(
     conn: Connection, owner: str, results: Sequence[Result], now: datetime
 ) -> int:
-    """``write_results`` through the driver's executemany (same statements as the Core path)."""
-    m = fastsql.marker(conn)
+    """SQLite: ``write_results`` through the driver's executemany."""
     when = fastsql.datetime_converter(conn)
     text = fastsql.text
     attempts = fastsql.table_name(conn, attempts_t)
     posts = fastsql.table_name(conn, posts_t)
-    if conn.dialect.name == "postgresql":
-        return _write_results_pg(conn, owner, results, now)
     fastsql.executemany(
         conn,
-        f"UPDATE {attempts} SET finished_at = {m}, outcome = {m}, message = {m}, "
-        f"http_status = {m}, latency_ms = {m}, retry_at = {m} WHERE id = {m}",
+        f"UPDATE {attempts} SET finished_at = ?, outcome = ?, message = ?, "
+        "http_status = ?, latency_ms = ?, retry_at = ? WHERE id = ?",
         [
             (
                 when(r.finished_at),
@@ -532,10 +577,10 @@ def _write_results_fast(
     if published:
         changed += fastsql.executemany(
             conn,
-            f"UPDATE {posts} SET state = {m}, remote_id = {m}, remote_url = {m}, "
-            f"published_at = {m}, followers_at_publish = {m}, lease_owner = NULL, "
-            f"lease_expires_at = NULL, last_error = NULL, error_class = NULL, "
-            f"updated_at = {m} WHERE id = {m}",
+            f"UPDATE {posts} SET state = ?, remote_id = ?, remote_url = ?, "
+            "published_at = ?, followers_at_publish = ?, lease_owner = NULL, "
+            "lease_expires_at = NULL, last_error = NULL, error_class = NULL, "
+            "updated_at = ? WHERE id = ?",
             [
                 (
                     str(PostState.PUBLISHED),
@@ -553,11 +598,10 @@ def _write_results_fast(
         claimed_state = str(PostState.CLAIMED)
         changed += fastsql.executemany(
             conn,
-            f"UPDATE {posts} SET state = {m}, "
-            f"next_attempt_at = COALESCE({m}, next_attempt_at), "
-            f"attempt_count = attempt_count - {m}, last_error = {m}, error_class = {m}, "
-            f"lease_owner = NULL, lease_expires_at = NULL, updated_at = {m} "
-            f"WHERE id = {m} AND lease_owner = {m} AND state = {m}",
+            f"UPDATE {posts} SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
+            "attempt_count = attempt_count - ?, last_error = ?, error_class = ?, "
+            "lease_owner = NULL, lease_expires_at = NULL, updated_at = ? "
+            "WHERE id = ? AND lease_owner = ? AND state = ?",
             [
                 (
                     text(r.state),
@@ -645,97 +689,6 @@ def _write_results_pg(
     return changed
 
 
-def _write_results_core(
-    conn: Connection, owner: str, results: Sequence[Result], now: datetime
-) -> int:
-    """``write_results`` through SQLAlchemy Core (dialects without a fast path)."""
-    conn.execute(
-        update(attempts_t)
-        .where(attempts_t.c.id == bindparam("a_id"))
-        .values(
-            finished_at=bindparam("a_finished"),
-            outcome=bindparam("a_outcome"),
-            message=bindparam("a_message"),
-            http_status=bindparam("a_status"),
-            latency_ms=bindparam("a_latency"),
-            retry_at=bindparam("a_retry"),
-        ),
-        [
-            {
-                "a_id": r.claimed.attempt_id,
-                "a_finished": r.finished_at,
-                "a_outcome": r.outcome,
-                "a_message": r.message,
-                "a_status": r.http_status,
-                "a_latency": r.latency_ms,
-                "a_retry": r.retry_at,
-            }
-            for r in results
-        ],
-    )
-    published = [r for r in results if r.state == PostState.PUBLISHED]
-    others = [r for r in results if r.state != PostState.PUBLISHED]
-    changed = 0
-    if published:
-        changed += conn.execute(
-            update(posts_t)
-            .where(posts_t.c.id == bindparam("p_id"))
-            .values(
-                state=PostState.PUBLISHED,
-                remote_id=bindparam("p_remote"),
-                remote_url=bindparam("p_url"),
-                published_at=bindparam("p_at"),
-                followers_at_publish=bindparam("p_followers"),
-                lease_owner=None,
-                lease_expires_at=None,
-                last_error=None,
-                error_class=None,
-                updated_at=now,
-            ),
-            [
-                {
-                    "p_id": r.claimed.post_id,
-                    "p_remote": r.remote_id,
-                    "p_url": r.remote_url,
-                    "p_at": r.finished_at,
-                    "p_followers": r.followers,
-                }
-                for r in published
-            ],
-        ).rowcount
-    if others:
-        changed += conn.execute(
-            update(posts_t)
-            .where(
-                posts_t.c.id == bindparam("p_id"),
-                posts_t.c.lease_owner == owner,
-                posts_t.c.state == PostState.CLAIMED,
-            )
-            .values(
-                state=bindparam("p_state"),
-                next_attempt_at=func.coalesce(bindparam("p_next"), posts_t.c.next_attempt_at),
-                attempt_count=posts_t.c.attempt_count - bindparam("p_uncount"),
-                last_error=bindparam("p_error"),
-                error_class=bindparam("p_class"),
-                lease_owner=None,
-                lease_expires_at=None,
-                updated_at=now,
-            ),
-            [
-                {
-                    "p_id": r.claimed.post_id,
-                    "p_state": r.state,
-                    "p_next": r.next_attempt_at,
-                    "p_uncount": 0 if r.counts else 1,
-                    "p_error": r.message,
-                    "p_class": r.outcome,
-                }
-                for r in others
-            ],
-        ).rowcount
-    return changed
-
-
 def pause_for_auth(
     conn: Connection, account_id: int, reason: str, now: datetime, actor: str
 ) -> None:
@@ -818,20 +771,43 @@ def renew_leases(
         )
 
 
+def mark_sent(
+    engine: Engine, attempt_ids: Sequence[int], now: datetime, *, link: Link | None = None
+) -> set[int]:
+    """Record that the requests of these attempts may leave from now on; returns the ids
+    recorded. An attempt missing from the answer was closed meanwhile (its lease rescued by
+    another daemon): its request must not go out."""
+    if not attempt_ids:
+        return set()
+    stmt = (
+        update(attempts_t)
+        .where(attempts_t.c.id.in_(list(attempt_ids)), attempts_t.c.outcome.is_(None))
+        .values(sent_at=now)
+        .returning(attempts_t.c.id)
+    )
+    if engine.dialect.name == "postgresql":
+        with _connect(engine, link) as conn:  # one statement: its own transaction
+            return set(conn.execute(stmt).scalars())
+    with immediate(engine) as conn:
+        return set(conn.execute(stmt).scalars())
+
+
 def rescue_expired(
     engine: Engine,
     owner: str,
     now: datetime,
-    idempotent: Mapping[int, bool],
+    keys: Mapping[int, timedelta | None],
     limit: int = 1000,
     *,
     accounts: Collection[int] | None = None,
 ) -> tuple[int, int]:
     """Recover posts whose lease expired (their daemon died or stalled).
 
-    A post whose attempt may have reached the network is resent only when the account's
-    network honours idempotency keys; otherwise it becomes ``unconfirmed`` and is settled by
-    a lookup, never blindly resent. Returns (queued again, unconfirmed).
+    ``keys``: the accounts whose network honours idempotency keys, with how long a key
+    holds (None: for good). A post whose attempt never reached the send step (no
+    ``sent_at``) gets its attempt back and is due again at once. One whose request may have
+    left is resent under its key while the key holds; otherwise it becomes ``unconfirmed``
+    and is settled by a lookup, never blindly resent. Returns (queued again, unconfirmed).
     """
     with immediate(engine) as conn:
         q = (
@@ -847,30 +823,61 @@ def rescue_expired(
         if not expired:
             return 0, 0
         ids = [e.id for e in expired]
+        open_ = attempts_t.c.outcome.is_(None)
+        sent = attempts_t.c.sent_at.is_not(None)
+        facts = {
+            post_id: (first, bool(open_sent), int(open_unsent or 0))
+            for post_id, first, open_sent, open_unsent in conn.execute(
+                select(
+                    attempts_t.c.post_id,
+                    func.min(attempts_t.c.sent_at),
+                    func.max(case((and_(open_, sent), 1), else_=0)),
+                    func.sum(case((and_(open_, ~sent), 1), else_=0)),
+                )
+                .where(attempts_t.c.post_id.in_(ids))
+                .group_by(attempts_t.c.post_id)
+            ).all()
+        }
+        unsent: dict[int, list[Any]] = {}  # attempts to give back -> posts
+        resend: list[Any] = []
+        unsure: list[Any] = []
+        for e in expired:
+            first, open_sent, open_unsent = facts.get(e.id, (None, False, 0))
+            if not open_sent:
+                unsent.setdefault(open_unsent, []).append(e)
+                continue
+            holds = False
+            if e.account_id in keys:  # the key holds for good, or still holds
+                window = keys[e.account_id]
+                holds = window is None or first is None or now - first < window
+            (resend if holds else unsure).append(e)
         conn.execute(
             update(attempts_t)
-            .where(attempts_t.c.post_id.in_(ids), attempts_t.c.outcome.is_(None))
+            .where(attempts_t.c.post_id.in_(ids), open_, sent)
             .values(
                 finished_at=now,
                 outcome=Outcome.ABANDONED,
                 message="the daemon holding the lease stopped mid-attempt",
             )
         )
-        requeue = [e for e in expired if idempotent.get(e.account_id, False)]
-        unsure = [e for e in expired if not idempotent.get(e.account_id, False)]
-        if requeue:
-            conn.execute(
-                update(posts_t)
-                .where(posts_t.c.id.in_([e.id for e in requeue]))
-                .values(
-                    state=PostState.RETRY_WAIT,
-                    next_attempt_at=now,
-                    lease_owner=None,
-                    lease_expires_at=None,
-                    last_error="lease expired; resending with the same idempotency key",
-                    updated_at=now,
-                )
+        conn.execute(
+            update(attempts_t)
+            .where(attempts_t.c.post_id.in_(ids), open_, ~sent)
+            .values(
+                finished_at=now,
+                outcome=Outcome.ABANDONED,
+                message="the daemon holding the lease stopped before sending: not counted",
             )
+        )
+        for given_back, posts in unsent.items():
+            _requeue(
+                conn,
+                posts,
+                now,
+                given_back,
+                "lease expired before the request was sent; the attempt does not count",
+            )
+        _requeue(conn, resend, now, 0, "lease expired; resending with the same idempotency key")
         if unsure:
             conn.execute(
                 update(posts_t)
@@ -884,15 +891,40 @@ def rescue_expired(
                     updated_at=now,
                 )
             )
+        requeued = [e for posts in unsent.values() for e in posts] + resend
         record_events(
             conn,
-            [Change(e.id, e.key, PostState.CLAIMED, PostState.RETRY_WAIT) for e in requeue]
+            [Change(e.id, e.key, PostState.CLAIMED, PostState.RETRY_WAIT) for e in requeued]
             + [Change(e.id, e.key, PostState.CLAIMED, PostState.UNCONFIRMED) for e in unsure],
             now,
             owner,
             "lease expired",
         )
-    return len(requeue), len(unsure)
+    return len(requeued), len(unsure)
+
+
+def _requeue(
+    conn: Connection, posts: Sequence[Any], now: datetime, given_back: int, why: str
+) -> None:
+    """Rescued ``posts`` due again at once, ``given_back`` attempts returned to each."""
+    if not posts:
+        return
+    conn.execute(
+        update(posts_t)
+        .where(posts_t.c.id.in_([e.id for e in posts]))
+        .values(
+            state=PostState.RETRY_WAIT,
+            next_attempt_at=now,
+            attempt_count=case(
+                (posts_t.c.attempt_count > given_back, posts_t.c.attempt_count - given_back),
+                else_=0,
+            ),
+            lease_owner=None,
+            lease_expires_at=None,
+            last_error=why,
+            updated_at=now,
+        )
+    )
 
 
 def next_due(engine: Engine) -> datetime | None:
@@ -985,11 +1017,20 @@ HEARTBEAT_EVERY = timedelta(seconds=10)
 ALIVE_WITHIN = 3 * HEARTBEAT_EVERY
 
 
+#: Rows of daemons not seen for this long are deleted at the next heartbeat of any daemon.
+DAEMON_RETENTION = timedelta(days=1)
+
+
 def heartbeat(
     engine: Engine, daemon_id: str, info: Mapping[str, Any], now: datetime, status: str
 ) -> int:
     """Record that this daemon is alive (``smm status`` reads it); return how many daemons,
-    this one included, are alive on the database (they share the networks' rate limits)."""
+    this one included, are alive on the database (they share the networks' rate limits).
+
+    Alive means a heartbeat within ``ALIVE_WITHIN``, not stopped, and, for a daemon of this
+    host, a process still running under its pid: a daemon killed a moment ago takes no share.
+    Rows older than ``DAEMON_RETENTION`` are deleted.
+    """
     with immediate(engine) as conn:
         updated = conn.execute(
             update(daemons_t)
@@ -1002,12 +1043,28 @@ def heartbeat(
                     id=daemon_id, started_at=now, last_seen=now, status=status, **info
                 )
             )
-        alive: int = conn.execute(
-            select(func.count()).where(
+        conn.execute(daemons_t.delete().where(daemons_t.c.last_seen < now - DAEMON_RETENTION))
+        recent = conn.execute(
+            select(daemons_t.c.id, daemons_t.c.hostname, daemons_t.c.pid).where(
                 daemons_t.c.last_seen >= now - ALIVE_WITHIN, daemons_t.c.status != "stopped"
             )
-        ).scalar_one()
+        ).all()
+    here = socket.gethostname()
+    alive = sum(1 for r in recent if r.id == daemon_id or r.hostname != here or _running(r.pid))
     return max(1, alive)
+
+
+def _running(pid: int | None) -> bool:
+    """Whether a process with this pid runs on this host (one we may not signal does)."""
+    if not pid:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 #: Attempts a network refused with a rate limit, spelled out as the partial index

@@ -13,6 +13,7 @@ import functools
 import os
 import random
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -30,13 +31,13 @@ from scheduler.daemon import store
 from scheduler.daemon.dispatch import Dispatcher, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
+from scheduler.daemon.weather import Unavailable, Weather, patiently, unreachable
 from scheduler.db.engine import immediate
-from scheduler.db.models import Attempt, Outcome, Post, PostState
+from scheduler.db.models import Post, PostState
 from scheduler.outgoing import account_view, from_row
 from scheduler.timeutil import Clock, SystemClock
 
 log = structlog.get_logger("scheduler.worker")
-attempts_t = Attempt.__table__  # type: ignore[attr-defined]
 posts_t = Post.__table__  # type: ignore[attr-defined]
 
 
@@ -88,12 +89,27 @@ class Worker:
         self._results: asyncio.Queue[Result] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._owns_client = False
-        self.stats: dict[str, int] = {"claimed": 0, "published": 0, "failed": 0, "missed": 0}
+        self.stats: dict[str, int] = {
+            "claimed": 0,
+            "published": 0,
+            "failed": 0,
+            "unconfirmed": 0,
+            "missed": 0,
+        }
         self._account_ids: dict[str, int] = {}
         self._slot_free = asyncio.Event()
         #: post id -> until when our lease certainly holds (claim or last renewal).
         self._lease_until: dict[int, datetime] = {}
         self.stopping = False
+        #: Whether the database answers; steps wait out its outages.
+        self.weather = Weather()
+        #: Set when the service is asked to stop: steps stop waiting for the database.
+        self.halt = asyncio.Event()
+        #: Results not written yet, by post id (their leases are renewed with the in-flight
+        #: ones; they count against the concurrency, which bounds them).
+        self.unwritten: dict[int, Result] = {}
+        #: Set at the shutdown deadline: writes stop waiting for the database.
+        self._abandon = False
         #: The connections claims and outcome writes go through (PostgreSQL; one thread
         #: at a time uses each: claims come one after another, and so do writes).
         self._claims = store.Link(self.engine)
@@ -101,7 +117,9 @@ class Worker:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def start(self) -> None:
+    async def start(self, *, wait: float | None = None) -> None:
+        """Create the adapters and record the accounts; an unreachable database is waited for
+        (``wait`` seconds at most, None: until it answers or the service is stopped)."""
         if self.adapters is None:
             if self.client is None:
                 self.client = httpx.AsyncClient(
@@ -111,26 +129,38 @@ class Worker:
                 )
                 self._owns_client = True
             self.adapters = make_adapters(self.config, self.client)
-        await self.sync_accounts()
+        deadline = None if wait is None else time.monotonic() + wait
+        await self.sync_accounts(deadline=deadline)
         self.dispatcher = Dispatcher(
             config=self.config,
             adapters=self.adapters,
             limits=self.limits,
             clock=self.clock,
-            first_attempt_at=self._first_attempt_at,
-            had_unknown=self._had_unknown,
             plan_file_of=self._plan_file_of,
             rng=self.rng,
             publish_timeout=self.config.daemon.publish_timeout.total_seconds(),
         )
         self._writer = asyncio.create_task(self._write_loop(), name="results-writer")
 
-    async def sync_accounts(self) -> None:
+    async def sync_accounts(self, *, deadline: float | None = None) -> None:
         def sync() -> dict[str, int]:
             with immediate(self.engine) as conn:
                 return sync_accounts(conn, self.config, self.clock.now())
 
-        self._account_ids = await asyncio.to_thread(sync)
+        self._account_ids = await self.db("accounts", sync, deadline=deadline)
+
+    async def db(self, step: str, fn: Any, *args: Any, deadline: float | None = None) -> Any:
+        """``fn(*args)`` in a thread, waiting out database outages until the service stops
+        (then ``Unavailable``); a bug raises at once."""
+        return await patiently(
+            self.weather,
+            step,
+            fn,
+            *args,
+            give_up=self.halt.is_set,
+            deadline=deadline,
+            wake=self.halt,
+        )
 
     async def reload(self, config: Config) -> None:
         """Take a new config (SIGHUP): new accounts are recorded and their posts taken,
@@ -144,7 +174,8 @@ class Worker:
 
     async def close(self) -> None:
         if self._writer is not None:
-            await self._results.join()
+            if not self._abandon:
+                await self._results.join()
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
@@ -177,7 +208,10 @@ class Worker:
 
     @property
     def capacity(self) -> int:
-        return max(0, self.config.daemon.concurrency - len(self.inflight))
+        """Posts that may be claimed now: the concurrency less the posts in flight and the
+        results still to write (so an outage holds at most that many in memory)."""
+        busy = len(self.inflight) + len(self.unwritten)
+        return max(0, self.config.daemon.concurrency - busy)
 
     async def claim_and_dispatch(self) -> int:
         """Claim as many due posts as there is room for and start publishing them."""
@@ -186,18 +220,21 @@ class Worker:
             return 0
         grace, default = self._grace()
         now = self.clock.now()
-        claimed, missed = await asyncio.to_thread(
-            store.claim,
-            self.engine,
-            self.owner,
-            now,
-            lease=self.config.daemon.lease,
-            limit=room,
-            grace=grace,
-            default_grace=default,
-            accounts=self._known_accounts(),
-            names={i: n for n, i in self._account_ids.items()},
-            link=self._claims,
+        claimed, missed = await self.db(
+            "claim",
+            functools.partial(
+                store.claim,
+                self.engine,
+                self.owner,
+                now,
+                lease=self.config.daemon.lease,
+                limit=room,
+                grace=grace,
+                default_grace=default,
+                accounts=self._known_accounts(),
+                names={i: n for n, i in self._account_ids.items()},
+                link=self._claims,
+            ),
         )
         lease_until = now + self.config.daemon.lease
         for c in claimed:
@@ -206,25 +243,58 @@ class Worker:
         if missed:
             self.stats["missed"] += len(missed)
             log.warning("posts_missed", count=len(missed), posts=[m.key for m in missed[:20]])
-        launched, rest = self.dispatcher.launch(claimed, self.may_send)
+        launched, rest = self.dispatcher.launch(claimed, self.may_send, start=False)
         for call in launched:
             post_id = call.claimed.post_id
-            # Launched: the request may reach the network from now on.
-            self.inflight[post_id] = InFlight(call.claimed, call, sent=True)
+            self.inflight[post_id] = InFlight(call.claimed, call)
             call.add_done_callback(functools.partial(self._done, post_id))
         for c in rest:
             self._start(c)
+        if launched:
+            # The attempts count once their requests may leave: recorded first, durably.
+            marked = await self._mark_sent([call.claimed for call in launched], self._claims)
+            go = []
+            for call in launched:
+                if call.claimed.attempt_id in marked and self.may_send(call.claimed):
+                    self.inflight[call.claimed.post_id].sent = True
+                    go.append(call)
+                else:
+                    call.hand_back("not sent: the request could not be recorded first")
+            self.dispatcher.begin(go)
         self.stats["claimed"] += len(claimed)
         return len(claimed) + len(missed)
+
+    async def _mark_sent(self, claims: list[Claimed], link: store.Link | None) -> set[int]:
+        """Record that these attempts' requests may leave; the attempt ids recorded (none
+        when the database cannot be written: the posts are then handed back unsent)."""
+        try:
+            marked: set[int] = await asyncio.to_thread(
+                functools.partial(
+                    store.mark_sent,
+                    self.engine,
+                    [c.attempt_id for c in claims],
+                    self.clock.now(),
+                    link=link,
+                )
+            )
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            self.weather.trouble("sending", exc)
+            return set()
+        return marked
 
     def _start(self, c: Claimed) -> None:
         entry: InFlight
 
-        def sent(_: Claimed) -> None:
+        async def before_send(_: Claimed) -> bool:
+            if c.attempt_id not in await self._mark_sent([c], None):
+                return False
             entry.sent = True
+            return True
 
         task = asyncio.create_task(
-            self.dispatcher.attempt(c, on_send=sent, may_send=self.may_send),
+            self.dispatcher.attempt(c, before_send=before_send, may_send=self.may_send),
             name=f"post-{c.row.key}",
         )
         entry = InFlight(c, task)
@@ -247,9 +317,11 @@ class Worker:
                 self.clock.now(),
                 message=f"internal error: {exc!r}",
                 next_attempt_at=None if entry.sent else self.clock.now(),
+                counts=entry.sent,
             )
         else:
             result = task.result()
+        self.unwritten[post_id] = result
         self._results.put_nowait(result)
 
     async def wait_for_room(self, timeout: float | None = None) -> None:
@@ -270,34 +342,51 @@ class Worker:
                 batch.append(self._results.get_nowait())
             try:
                 await self._write(batch)
-            except Exception as exc:
-                # The database is unreachable: keep the results and try again shortly; the
-                # leases (renewed meanwhile) keep the posts ours.
-                log.error("results_write_failed", error=repr(exc), pending=len(batch))
-                await asyncio.sleep(1.0)
-                for r in batch:
-                    self._results.put_nowait(r)
+            except Unavailable:
+                pass  # the shutdown deadline passed: ``stop`` logs what is left
             finally:
                 for _ in batch:
                     self._results.task_done()
 
-    async def _write(self, batch: list[Result]) -> None:
-        await asyncio.to_thread(
-            functools.partial(
-                store.write_results,
-                self.engine,
-                self.owner,
-                batch,
-                self.clock.now(),
-                link=self._writes,
+    async def _write(self, batch: list[Result], deadline: float | None = None) -> None:
+        """Write ``batch``, waiting out database outages (until ``deadline``, or until the
+        shutdown deadline gives up). A result a bug keeps from being written is logged in
+        full and dropped, alone: the others of its batch are written one by one."""
+        try:
+            await patiently(
+                self.weather,
+                "results",
+                functools.partial(
+                    store.write_results,
+                    self.engine,
+                    self.owner,
+                    batch,
+                    self.clock.now(),
+                    link=self._writes,
+                ),
+                give_up=lambda: self._abandon,
+                deadline=deadline,
             )
-        )
+        except Unavailable:
+            raise
+        except Exception as exc:
+            if len(batch) > 1:
+                for r in batch:
+                    await self._write([r], deadline)
+                return
+            log.error("result_write_failed", error=repr(exc), **describe(batch[0]))
+            self.unwritten.pop(batch[0].claimed.post_id, None)
+            return
+        for r in batch:
+            self.unwritten.pop(r.claimed.post_id, None)
         observability.record_results(batch, self.config)
         for r in batch:
             if r.state == PostState.PUBLISHED:
                 self.stats["published"] += 1
-            elif r.state in (PostState.FAILED, PostState.UNCONFIRMED):
+            elif r.state == PostState.FAILED:
                 self.stats["failed"] += 1
+            elif r.state == PostState.UNCONFIRMED:
+                self.stats["unconfirmed"] += 1
             self._fire_hooks(r)
 
     def _fire_hooks(self, r: Result) -> None:
@@ -342,11 +431,18 @@ class Worker:
     # ------------------------------------------------------------------ upkeep
 
     async def renew_leases(self) -> int:
-        """Extend the leases of posts in flight; a post no longer ours is never sent."""
-        ids = list(self.inflight)
+        """Extend the leases of posts in flight, and of those whose outcome is not written
+        yet (a database outage); a post no longer ours is never sent."""
+        ids = list(self.inflight.keys() | self.unwritten.keys())
         now = self.clock.now()
-        kept = await asyncio.to_thread(
-            store.renew_leases, self.engine, self.owner, ids, now, self.config.daemon.lease
+        kept = await self.db(
+            "leases",
+            store.renew_leases,
+            self.engine,
+            self.owner,
+            ids,
+            now,
+            self.config.daemon.lease,
         )
         until = now + self.config.daemon.lease
         for post_id in kept:
@@ -356,25 +452,40 @@ class Worker:
             self._lease_until.pop(post_id, None)  # lost: may_send now says no
         return len(kept)
 
-    def _idempotent_accounts(self) -> dict[int, bool]:
-        out = {}
+    def _key_lifetimes(self) -> dict[int, timedelta | None]:
+        """Accounts whose network honours idempotency keys -> how long a key holds."""
+        out: dict[int, timedelta | None] = {}
         for name, acc in self.config.accounts.items():
             adapter = (self.adapters or {}).get(acc.platform)
-            if name in self._account_ids and adapter is not None:
-                out[self._account_ids[name]] = adapter.capabilities.idempotent
+            if (
+                name in self._account_ids
+                and adapter is not None
+                and adapter.capabilities.idempotent
+            ):
+                out[self._account_ids[name]] = adapter.capabilities.idempotency_window
         return out
 
     async def rescue(self) -> tuple[int, int]:
-        """Recover posts whose daemon died mid-attempt (expired leases)."""
-        requeued, unsure = await asyncio.to_thread(
+        """Recover posts whose daemon died mid-attempt (expired leases).
+
+        Not within a lease period of the database coming back: the daemons that rode out
+        the outage first renew their leases and write what they hold.
+        """
+        if (
+            self.weather.degraded
+            or self.weather.calm_for() < self.config.daemon.lease.total_seconds() / 2
+        ):
+            return 0, 0
+        requeued, unsure = await self.db(
+            "rescue",
             functools.partial(
                 store.rescue_expired,
                 self.engine,
                 self.owner,
                 self.clock.now(),
-                self._idempotent_accounts(),
+                self._key_lifetimes(),
                 accounts=self._known_accounts(),
-            )
+            ),
         )
 
         observability.record_rescued(requeued, unsure)
@@ -384,7 +495,7 @@ class Worker:
 
     async def reconcile(self) -> int:
         """Ask the networks about ``unconfirmed`` posts; settle those they can answer for."""
-        rows = await asyncio.to_thread(store.unconfirmed_posts, self.engine)
+        rows = await self.db("reconcile", store.unconfirmed_posts, self.engine)
         settled = 0
         for row in rows:
             account = self.config.accounts.get(row.account)
@@ -399,16 +510,19 @@ class Worker:
             )
             if isinstance(found, str):
                 continue  # it cannot tell: the post waits for a person (`smm queue resolve`)
-            ok = await asyncio.to_thread(
-                store.settle,
-                self.engine,
-                row.id,
-                self.clock.now(),
-                self.owner,
-                published=found is not None,
-                remote_id=found.remote_id if found else None,
-                remote_url=found.url if found else None,
-                reason="the network confirmed it" if found else "the network has no such post",
+            ok = await self.db(
+                "reconcile",
+                functools.partial(
+                    store.settle,
+                    self.engine,
+                    row.id,
+                    self.clock.now(),
+                    self.owner,
+                    published=found is not None,
+                    remote_id=found.remote_id if found else None,
+                    remote_url=found.url if found else None,
+                    reason="the network confirmed it" if found else "the network has no such post",
+                ),
             )
             settled += ok
         if settled:
@@ -417,8 +531,7 @@ class Worker:
 
     async def heartbeat(self, status: str = "running") -> None:
         info = {"hostname": socket.gethostname(), "pid": os.getpid(), "version": __version__}
-        now = self.clock.now()
-        peers, blocks = await asyncio.to_thread(self._beat, info, now, status)
+        peers, blocks = await self.db("heartbeat", self._beat, info, status)
         if peers != self.limits.peers:
             # The daemons alive on this database share each account's declared limits.
             log.info("rate_limits_shared", daemons=peers)
@@ -427,30 +540,16 @@ class Worker:
         for account, until in blocks.items():
             self.limits.block(account, until)
 
-    def _beat(
-        self, info: dict[str, Any], now: datetime, status: str
-    ) -> tuple[int, dict[str, datetime]]:
+    def _beat(self, info: dict[str, Any], status: str) -> tuple[int, dict[str, datetime]]:
+        now = self.clock.now()  # read at each try: an outage may have lasted
         peers = store.heartbeat(self.engine, self.owner, info, now, status)
         # A stopping daemon sends nothing more: what the networks said is of no use to it.
         blocks = {} if self.stopping else store.rate_limit_blocks(self.engine, now)
         return peers, blocks
 
     async def next_due(self) -> datetime | None:
-        return await asyncio.to_thread(store.next_due, self.engine)
-
-    def _had_unknown(self, post_id: int) -> bool:
-        with self.engine.connect() as conn:
-            return (
-                conn.execute(
-                    select(attempts_t.c.id)
-                    .where(
-                        attempts_t.c.post_id == post_id,
-                        attempts_t.c.outcome == Outcome.OUTCOME_UNKNOWN,
-                    )
-                    .limit(1)
-                ).first()
-                is not None
-            )
+        due: datetime | None = await self.db("next-due", store.next_due, self.engine)
+        return due
 
     def _plan_file_of(self, post_id: int) -> str | None:
         # An evergreen repeat has no plan file of its own: its media came from its original's.
@@ -464,68 +563,85 @@ class Worker:
                 .where(posts_t.c.id == post_id)
             ).scalar()
 
-    def _first_attempt_at(self, post_id: int) -> datetime | None:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                select(attempts_t.c.started_at)
-                .where(attempts_t.c.post_id == post_id)
-                .order_by(attempts_t.c.number)
-                .limit(1)
-            ).scalar()
-
     # ------------------------------------------------------------------ shutdown
 
     async def stop(self, deadline: float) -> None:
-        """Finish in-flight work within ``deadline`` seconds; give back what did not start.
+        """Finish in-flight work and record it within ``deadline`` seconds, whatever the
+        database does; give back what did not start.
 
         Attempts cut off after their request went out are settled like a crash: resent
-        under an honoured idempotency key, otherwise ``unconfirmed``.
+        under an honoured idempotency key, otherwise ``unconfirmed``. What cannot be written
+        by the deadline is logged in full (``result_unwritten``), so that nothing is lost.
         """
+        end = time.monotonic() + deadline
         # From now on no attempt starts a request: those still waiting hand their post back.
         self.stopping = True
+        self.halt.set()
         if self.inflight:
+            # The in-flight work may use the deadline but a moment kept to record it.
+            reserve = min(2.0, deadline / 4)
             tasks = [e.task for e in self.inflight.values()]
-            await asyncio.wait(tasks, timeout=deadline)
+            await asyncio.wait(tasks, timeout=max(0.0, end - reserve - time.monotonic()))
         leftovers = list(self.inflight.values())
-        not_sent = [e.claimed for e in leftovers if not e.sent]
         for e in leftovers:
             e.task.cancel()
         if leftovers:
             await asyncio.gather(*(e.task for e in leftovers), return_exceptions=True)
-        await self.flush()
         now = self.clock.now()
-        if not_sent:
-            await asyncio.to_thread(
-                store.release, self.engine, self.owner, not_sent, now, "shutdown"
-            )
-        sent = [e.claimed for e in leftovers if e.sent]
-        if sent:
-            results = [
-                Result(
+        lifetimes = self._key_lifetimes()
+        for e in leftovers:
+            c = e.claimed
+            if not e.sent:
+                result = self.dispatcher._handback(c, "shutdown")
+            else:
+                result = Result(
                     c,
                     _outcome_for_crash(True),
-                    PostState.RETRY_WAIT
-                    if self._idempotent_accounts().get(c.account_id)
-                    else PostState.UNCONFIRMED,
+                    PostState.RETRY_WAIT if c.account_id in lifetimes else PostState.UNCONFIRMED,
                     now,
                     message="the daemon stopped while the request was in flight",
                     next_attempt_at=now,
                 )
-                for c in sent
-            ]
-            await asyncio.to_thread(
-                functools.partial(
-                    store.write_results, self.engine, self.owner, results, now, link=self._writes
-                )
-            )
-            observability.record_results(results, self.config)
+            self.unwritten[c.post_id] = result
+            self._results.put_nowait(result)
         self.inflight.clear()
+        # The writer takes them; wait for it until the deadline, then give up on the database.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._results.join(), max(0.0, end - time.monotonic()))
+        if self.unwritten:
+            self._abandon = True
+            for r in self.unwritten.values():
+                log.error("result_unwritten", **describe(r))
+            log.error(
+                "results_unwritten",
+                count=len(self.unwritten),
+                why="the database could not be written before the shutdown deadline",
+                fix="the posts' leases expire and they are rescued; the lines above say what "
+                "each attempt ended in",
+            )
 
 
 def _outcome_for_crash(sent: bool) -> Any:
     from scheduler.db.models import Outcome
 
     return Outcome.OUTCOME_UNKNOWN if sent else Outcome.ABANDONED
+
+
+def describe(r: Result) -> dict[str, Any]:
+    """Everything a result says, for a log line that must stand in for the database."""
+    return {
+        "post": r.claimed.row.key,
+        "post_id": r.claimed.post_id,
+        "attempt_id": r.claimed.attempt_id,
+        "attempt": r.claimed.attempt_number,
+        "outcome": str(r.outcome),
+        "state": str(r.state),
+        "remote_id": r.remote_id,
+        "remote_url": r.remote_url,
+        "message": r.message,
+        "finished_at": r.finished_at.isoformat(),
+        "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None,
+    }
 
 
 def _as_error(r: Result) -> PublishError:

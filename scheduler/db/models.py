@@ -161,6 +161,9 @@ class Attempt(SQLModel, table=True):
     idempotency_key: str = Field(max_length=64)
     owner: str = Field(max_length=200)
     started_at: datetime = Field(sa_type=UTCDateTime)
+    #: Written right before the publish call (migration 0005): from then on the request may
+    #: have left. An attempt without it never reached the network and does not count.
+    sent_at: datetime | None = _utc()
     finished_at: datetime | None = _utc()
     #: An ``Outcome`` value; NULL while the attempt is in flight.
     outcome: str | None = Field(default=None, max_length=20)

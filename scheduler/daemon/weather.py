@@ -1,0 +1,153 @@
+"""Database outages are weather: told apart from bugs, waited out, and said so once.
+
+A step that fails because the database cannot be used right now (the server restarting, the
+connection gone, the disk full, the file locked or read-only) is tried again with capped,
+jittered backoff; any other failure is a bug and propagates. ``Weather`` tracks whether the
+daemon is ``degraded``: it logs one line when that changes, tells systemd (STATUS=) and sets
+the ``smm_daemon_degraded`` gauge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy import exc as sa_exc
+
+from scheduler import observability
+from scheduler.daemon import systemd
+
+log = structlog.get_logger("scheduler.weather")
+T = TypeVar("T")
+
+#: Backoff between tries of a step while the database is unreachable: doubling from the
+#: first value, never longer than the second.
+FIRST_RETRY_S = 0.2
+MAX_RETRY_S = 5.0
+
+
+def unreachable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot be used now, not that the step is wrong.
+
+    SQLAlchemy raises ``OperationalError`` for what the drivers class as operational (refused
+    or dropped connections, a server shutting down or starting up, a full disk, SQLite's
+    "database is locked" and "readonly database"), ``InterfaceError`` for a closed
+    connection, and its own ``TimeoutError`` when no pooled connection frees up; a
+    ``DBAPIError`` may also say that it invalidated the connection. Anything else (a bad
+    statement, a broken constraint) is a bug, and retrying it would only hide it.
+    """
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+
+
+class Unavailable(Exception):
+    """The database stayed unreachable until the caller stopped waiting."""
+
+
+@dataclass
+class Weather:
+    """Whether the database answers, as this daemon last found it."""
+
+    #: Called with the STATUS= text when the state changes (systemd by default).
+    notify: Callable[[str], Any] = field(default=lambda s: systemd.notify(f"STATUS={s}"))
+    degraded: bool = False
+    since: float = field(default_factory=time.monotonic)
+    #: When the database last came back (monotonic), or None.
+    back_at: float | None = None
+    reason: str = ""
+
+    def trouble(self, step: str, exc: BaseException) -> None:
+        """``step`` failed because the database is unreachable."""
+        if self.degraded:
+            return
+        self.degraded, self.since = True, time.monotonic()
+        self.reason = _short(exc)
+        log.warning("database_unreachable", step=step, error=self.reason, state="degraded")
+        self.notify(f"degraded: the database is unreachable ({self.reason}); retrying")
+        observability.record_degraded(True)
+
+    def fine(self) -> None:
+        """A step went through: the database answers."""
+        if not self.degraded:
+            return
+        now = time.monotonic()
+        log.info("database_back", after_s=round(now - self.since, 1), state="dispatching")
+        self.degraded, self.since, self.back_at = False, now, now
+        self.notify("dispatching")
+        observability.record_degraded(False)
+
+    def calm_for(self) -> float:
+        """Seconds since the database last came back (infinity when it never went away)."""
+        return float("inf") if self.back_at is None else time.monotonic() - self.back_at
+
+
+def _short(exc: BaseException) -> str:
+    """The driver's own first line, not SQLAlchemy's statement dump."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {text[0] if text else ''}"[:300]
+
+
+class Backoff:
+    """Capped exponential delays with jitter (half to full of each step)."""
+
+    def __init__(self, first: float = FIRST_RETRY_S, cap: float = MAX_RETRY_S) -> None:
+        self.first, self.cap, self.next = first, cap, first
+
+    def delay(self) -> float:
+        d = self.next
+        self.next = min(self.cap, self.next * 2)
+        return random.uniform(d / 2, d)
+
+    def reset(self) -> None:
+        self.next = self.first
+
+
+async def patiently(
+    weather: Weather,
+    step: str,
+    fn: Callable[..., T],
+    *args: Any,
+    give_up: Callable[[], bool] = lambda: False,
+    deadline: float | None = None,
+    wake: asyncio.Event | None = None,
+) -> T:
+    """``fn(*args)`` in a thread, tried again while the database is unreachable.
+
+    Raises ``Unavailable`` once ``give_up()`` is true or the monotonic ``deadline`` passes
+    while the database is still away; other errors propagate at once. ``wake`` cuts a pause
+    short (set when the caller may be giving up).
+    """
+    backoff = Backoff()
+    while True:
+        try:
+            result = await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            weather.trouble(step, exc)
+            pause = backoff.delay()
+            if deadline is not None:
+                pause = min(pause, deadline - time.monotonic())
+            if give_up() or pause <= 0:
+                raise Unavailable(f"{step}: {_short(exc)}") from exc
+            if wake is None:
+                await asyncio.sleep(pause)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), pause)
+            if give_up():
+                raise Unavailable(f"{step}: {_short(exc)}") from exc
+            continue
+        weather.fine()
+        return result
+
+
+__all__ = ["Backoff", "Unavailable", "Weather", "patiently", "unreachable"]
