@@ -145,11 +145,17 @@ def is_url(entry: str) -> bool:
 # --------------------------------------------------------------------------- where
 
 
-def _outside(path: Path, roots: Sequence[Path]) -> str | None:
+def _under(path: str, folder: Path) -> bool:
+    # Strings, not Path.is_relative_to: validation asks this for every media entry.
+    top = str(folder)
+    return path == top or path.startswith(top if top.endswith("/") else top + "/")
+
+
+def _outside(path: str, roots: Sequence[Path]) -> str | None:
     """Why the resolved ``path`` may not be read under ``roots`` (None: it may)."""
-    if any(path.is_relative_to(p) for p in _PSEUDO):
+    if any(_under(path, p) for p in _PSEUDO):
         return f"{path} is a kernel or device file"
-    if not any(path.is_relative_to(root) for root in roots):
+    if not any(_under(path, root) for root in roots):
         return f"{path} is outside the media roots ({', '.join(map(str, roots)) or 'none'})"
     return None
 
@@ -164,25 +170,20 @@ def locate(entry: str, base: Path, roots: Sequence[Path]) -> Path:
             f"{entry!r}: '~' is not expanded in plans; write the path relative to the plan "
             "file, or an absolute path under a media root"
         )
+    # Where it points first: whether a file exists outside the roots is not told.
+    path = os.path.realpath(os.path.join(base, entry))
+    problem = _outside(path, roots)
+    if problem is not None:
+        raise MediaError(problem)
     try:
-        # Where it points first: whether a file exists outside the roots is not told.
-        path = (base / entry).resolve()
-        problem = _outside(path, roots)
-        if problem is not None:
-            raise MediaError(problem)
-        path = path.resolve(strict=True)
+        mode = os.stat(path).st_mode
     except FileNotFoundError:
         raise MediaError(f"{entry!r} not found (looked at {path})") from None
-    except (OSError, RuntimeError) as exc:  # a symlink loop, a permission denied on the way
-        reason = getattr(exc, "strerror", None) or exc
-        raise MediaError(f"{entry!r} cannot be read: {reason}") from None
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise MediaError(f"{path} cannot be read: {exc.strerror}") from None
+    except OSError as exc:  # a symlink loop, a permission denied on the way
+        raise MediaError(f"{entry!r} cannot be read: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
         raise MediaError(f"{path} is not a regular file")
-    return path
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- opening
@@ -223,13 +224,13 @@ def _open(path: str, roots: Sequence[Path]) -> tuple[int, os.stat_result]:
     return fd, info
 
 
-def _opened_path(fd: int, path: str, info: os.stat_result) -> Path:
+def _opened_path(fd: int, path: str, info: os.stat_result) -> str:
     """Where the file open as ``fd`` really is, every symlink on the way resolved."""
     try:
-        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+        return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
         # No /proc: resolve the name, and make sure it still names the file that is open.
-        real = Path(os.path.realpath(path))
+        real = os.path.realpath(path)
         try:
             now = os.stat(real)
         except OSError:
@@ -255,11 +256,27 @@ def _read_fd(fd: int, limit: int) -> bytes:
 # --------------------------------------------------------------------------- content
 
 
+#: The image formats nearly every post carries, told from their fixed signatures without
+#: puremagic's scan of its whole table (about 0.8 ms a file): validating a large plan of
+#: images stays fast. puremagic gives the same answers for these.
+_COMMON = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
 def sniff(head: bytes) -> str | None:
     """The MIME type the bytes are (by their signature), or None when nothing is recognised.
 
-    Only the best-scoring matches count; among them, the first with a MIME type.
+    Only puremagic's best-scoring matches count; among them, the first with a MIME type.
     """
+    for signature, kind in _COMMON:
+        if head.startswith(signature):
+            return kind
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
     try:
         found = puremagic.magic_string(head[:_HEAD])
     except (puremagic.PureError, ValueError):
@@ -273,9 +290,8 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def _type_of(head: bytes, accepted: Collection[str]) -> str | None:
-    """The sniffed type of ``head`` if ``accepted`` takes it (any type when it is empty)."""
-    kind = sniff(head)
+def _accepted(kind: str | None, accepted: Collection[str]) -> str | None:
+    """The sniffed ``kind`` if ``accepted`` takes it (any type when it is empty)."""
     if not accepted:
         return kind or "application/octet-stream"
     wanted = {_SAME_TYPE.get(t, t) for t in accepted}
@@ -312,9 +328,9 @@ class MediaFile:
 
 def _check(path: str, head: bytes, size: int, capabilities: Capabilities, limit: int) -> str:
     accepted = capabilities.media_types
-    kind = _type_of(head, accepted)
+    found = sniff(head)
+    kind = _accepted(found, accepted)
     if kind is None:
-        found = sniff(head)
         raise MediaError(
             f"{path}: its content is {found or 'not a recognised media type'}, "
             f"not {_describe(accepted)}"

@@ -7,6 +7,7 @@ This is the only place the core asks plugins about a post before it is sent: the
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -137,7 +138,7 @@ def media_issues(
         capabilities = offline_adapter(account.platform).capabilities
     except plugins.PluginError:
         return []
-    policy = media.policy_for(settings, item.file)
+    policy = _media_policy(settings, item.file)
     issues = []
     for entry in item.media:
         if media.is_url(entry):
@@ -147,6 +148,11 @@ def media_issues(
         except media.MediaError as exc:
             issues.append(("media", f"media file refused: {exc}", ""))
     return issues
+
+
+@functools.lru_cache(maxsize=64)
+def _media_policy(settings: MediaSettings, file: str) -> media.MediaPolicy:
+    return media.policy_for(settings, file)
 
 
 def has_transforms() -> bool:
