@@ -122,12 +122,10 @@ def test_the_in_memory_statistics_are_the_databases(engine: Engine) -> None:
         for p in posts:
             published = start + timedelta(seconds=p.at - start.timestamp())
             post_id = b.post(account_id, p.content_type, published_at=published)
-            for taken, er in p.readings:
-                if taken <= now.timestamp() and er is not None:
+            for taken, eng, seen, _, _ in p.readings:
+                if taken <= now.timestamp() and seen is not None:
                     age = timedelta(seconds=taken - p.at)
-                    b.snapshot(
-                        post_id, age, likes=round(er * 1e9), comments=0, shares=0, reach=10**9
-                    )
+                    b.snapshot(post_id, age, likes=eng, comments=0, shares=0, reach=seen)
         sql = account_stats(conn, settings, now, reach={account_id: True})[account_id]
     mine = stats_at(account_id, "a", "reach", sorted(FIVE), posts, now.timestamp(), settings)
     assert sql.mean == pytest.approx(mine.mean, rel=1e-6)

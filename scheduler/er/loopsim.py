@@ -27,7 +27,7 @@ from typing import Any
 from scheduler.config import ERSettings
 from scheduler.er.allocate import HISTORY_WINDOW, priority_order
 from scheduler.er.policy import Decision, Policy
-from scheduler.er.readings import AgeSums, reading_windows
+from scheduler.er.readings import LOG_OFFSET, AgeSums, reading_windows
 from scheduler.er.recompute import _decide, resolve_policy
 from scheduler.er.stats import (
     HORIZON_HALF_LIVES,
@@ -35,7 +35,7 @@ from scheduler.er.stats import (
     Evidence,
     age_ratios,
     combine_ages,
-    shrink,
+    shrink_log,
 )
 from scheduler.er.world import AccountWorld, World
 from scheduler.queue import QueueEntry
@@ -52,6 +52,9 @@ _SPLIT_REACH_NOISE = "reach"
 # ============================================================================ posts
 
 
+Reading = tuple[float, int | None, int | None, float | None, float | None]
+
+
 @dataclass(slots=True)
 class SimPost:
     """A published post and what the network will say about it."""
@@ -63,8 +66,9 @@ class SimPost:
     engagements: int  # final engagements drawn
     reach: int  # final reach drawn
     followers: int
-    #: Per configured age: (epoch seconds the reading is taken, ER read) or None.
-    readings: list[tuple[float, float | None]] = field(default_factory=list)
+    #: Per configured age: (epoch seconds the reading is taken, engagements, denominator,
+    #: ER, log ER); the last four None when the reading has no denominator.
+    readings: list[Reading] = field(default_factory=list)
 
 
 def draw_post(
@@ -107,14 +111,17 @@ def draw_post(
         taken = origin + math.ceil((due - origin) / tick) * tick
         share = -math.expm1(-(taken - post.at) / tau)
         eng = round(engagements * share)
+        denominator: int | None = None
         if acc.basis == "reach":
-            seen = round(reach * share)
-            er = eng / seen if seen else None
+            denominator = round(reach * share) or None
         elif acc.basis == "followers" or fallback_to_followers:
-            er = eng / acc.followers
-        else:  # reach declared, never reported: the reading has no denominator
-            er = None
-        post.readings.append((taken, er))
+            denominator = acc.followers
+        # else: reach declared, never reported, and no fallback: the reading has no denominator
+        if denominator is None:
+            post.readings.append((taken, None, None, None, None))
+        else:
+            log_er = math.log(eng + LOG_OFFSET) - math.log(denominator)
+            post.readings.append((taken, eng, denominator, eng / denominator, log_er))
     return post
 
 
@@ -151,7 +158,8 @@ def sums_at(posts: Sequence[SimPost], now: float, settings: ERSettings) -> dict[
     for post in posts:
         if post.at < horizon or post.at > now:
             continue
-        ers = [er if taken <= now else None for taken, er in post.readings]
+        ers = [r[3] if r[0] <= now else None for r in post.readings]
+        logs = [r[4] if r[0] <= now else None for r in post.readings]
         if all(e is None for e in ers):
             continue
         w = math.exp((post.at - now) * rate)
@@ -171,9 +179,13 @@ def sums_at(posts: Sequence[SimPost], now: float, settings: ERSettings) -> dict[
                 a.pair_this += w * er
                 a.pair_last += w * last
             if i == latest:
+                lx = logs[i]
+                assert lx is not None
                 a.weight += w
                 a.total += w * er
                 a.squares += w * er * er
+                a.log_total += w * lx
+                a.log_squares += w * lx * lx
                 a.count += 1
                 if recent:
                     a.recent_total += er
@@ -200,7 +212,7 @@ def stats_at(
     evidence = {t: combine_ages(s, ratios, ages_seconds) for t, s in sums.items()}
     for t in types:
         evidence.setdefault(t, Evidence())
-    mean, spread, k, per_type = shrink(evidence)
+    mean, spread, k, per_type = shrink_log(evidence)
     return AccountStats(account_id, name, basis, mean, spread, k, per_type)
 
 

@@ -96,7 +96,14 @@ def best_shares(
     gauss = rng.gauss
     # One column of draws per type (in a fixed order, so a seed gives the same shares), then
     # the winner of each row: list building and max() run in C, the loop over draws does not.
-    columns = [[gauss(stats[t].er or 0.0, stats[t].sd or 0.0) for _ in range(draws)] for t in types]
+    # Drawn on the log scale when the statistics were made there: a lognormal posterior.
+    on_log = all(stats[t].log_er is not None for t in types)
+    columns = [
+        [gauss(s.log_er or 0.0, s.log_sd or 0.0) for _ in range(draws)]
+        if on_log
+        else [gauss(s.er or 0.0, s.sd or 0.0) for _ in range(draws)]
+        for s in (stats[t] for t in types)
+    ]
     wins = [0] * len(types)
     for row in zip(*columns, strict=True):
         wins[row.index(max(row))] += 1
@@ -107,17 +114,20 @@ def differ_p_value(stats: AccountStats, types: Sequence[str]) -> float:
     """How likely types this far apart would be if they all engaged alike: the p-value of the
     between-type chi-square ``Σ n·(m - μ)² / σ²`` (decayed posts ``n``, raw decayed means
     ``m``, the account's post-to-post spread ``σ``), by the Wilson-Hilferty approximation."""
+    chosen = [stats.types[t] for t in types if stats.types[t].effective_posts > 0]
+    # On the log scale when the statistics were made there (the spread is then a log spread).
+    on_log = bool(chosen) and all(s.raw_log_er is not None for s in chosen)
     rows = [
-        (s.effective_posts, s.raw_er)
-        for t in types
-        if (s := stats.types[t]).raw_er is not None and s.effective_posts > 0
+        (s.effective_posts, s.raw_log_er if on_log else s.raw_er)
+        for s in chosen
+        if (s.raw_log_er if on_log else s.raw_er) is not None
     ]
     spread = stats.spread
     if len(rows) < 2 or not spread:
         return 1.0
     total = sum(n for n, _ in rows)
-    mu = sum(n * m for n, m in rows) / total
-    q = sum(n * (m - mu) ** 2 for n, m in rows) / spread**2
+    mu = sum(n * (m or 0.0) for n, m in rows) / total
+    q = sum(n * ((m or 0.0) - mu) ** 2 for n, m in rows) / spread**2
     df = len(rows) - 1
     if q <= 0:
         return 1.0

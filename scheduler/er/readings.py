@@ -47,6 +47,8 @@ posts_t = Post.__table__  # type: ignore[attr-defined]
 READING_TOLERANCE = 0.25
 #: ...and never less than this, so the 1 h band of a job that runs hourly still has readings.
 MIN_TOLERANCE = timedelta(hours=1)
+#: Engagements added before taking the log of an ER (a post with none must not be -inf).
+LOG_OFFSET = 0.5
 
 
 class epoch_seconds(FunctionElement[float]):
@@ -92,6 +94,7 @@ class AgeSums:
     age and at the last one (to relate the two); ``any_*`` cover every post read at this age;
     ``recent_*``/``older_*`` split the latest readings by publish time (the trend).
     Totals are weighted by decay except the recent/older ones, which are plain sums.
+    ``log_*`` sum the log of the ER (see ``log_er_sql``): the scale the statistics work on.
     """
 
     weight: float = 0.0
@@ -106,6 +109,9 @@ class AgeSums:
     recent_count: int = 0
     older_total: float = 0.0
     older_count: int = 0
+    #: Decayed sums of the log ER (``log_er``) of the posts whose latest reading is here.
+    log_total: float = 0.0
+    log_squares: float = 0.0
 
 
 _FIELDS = list(AgeSums.__dataclass_fields__)
@@ -138,16 +144,24 @@ def er_sql(s: Any, p: Any) -> ColumnElement[Any]:
     return cast(engagement_sql(s), Float) / cast(denominator_sql(s, p), Float)
 
 
+def log_er_sql(s: Any, p: Any) -> ColumnElement[Any]:
+    """A snapshot's log ER (``stats.log_engagement_rate``, in SQL): half an engagement is
+    added so that a post nobody engaged with still has a (very low) log."""
+    eng = cast(engagement_sql(s), Float) + LOG_OFFSET
+    return func.ln(eng) - func.ln(cast(denominator_sql(s, p), Float))
+
+
 def ensure_math(conn: Connection) -> None:
     """Give SQLite ``exp()`` when it was built without its math functions."""
     if conn.dialect.name != "sqlite":
         return
     try:
-        conn.exec_driver_sql("SELECT exp(0)").scalar()
+        conn.exec_driver_sql("SELECT exp(0), ln(1)").scalar()
     except DBAPIError:
         raw = conn.connection.driver_connection
         assert raw is not None
         raw.create_function("exp", 1, math.exp, deterministic=True)
+        raw.create_function("ln", 1, _ln, deterministic=True)
 
 
 def sum_readings(
@@ -191,19 +205,24 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
     costs more than running it on a small database, and simulations recompute often)."""
     s, p = snapshots_t, posts_t
     er = er_sql(s, p)
+
     # The post's ER at its first snapshot in each age window: an index seek per post and
     # window on (post_id, age_seconds), far cheaper than sorting every snapshot.
-    readings = [
-        select(er)
-        .select_from(s)
-        .where(s.c.post_id == p.c.id, s.c.age_seconds >= lo, s.c.age_seconds < hi)
-        .order_by(s.c.age_seconds, s.c.id)
-        .limit(1)
-        .correlate(p)
-        .scalar_subquery()
-        .label(f"er{i}")
-        for i, (lo, hi) in enumerate(windows)
-    ]
+    def first(value: ColumnElement[Any], lo: int, hi: int, label: str) -> Any:
+        return (
+            select(value)
+            .select_from(s)
+            .where(s.c.post_id == p.c.id, s.c.age_seconds >= lo, s.c.age_seconds < hi)
+            .order_by(s.c.age_seconds, s.c.id)
+            .limit(1)
+            .correlate(p)
+            .scalar_subquery()
+            .label(label)
+        )
+
+    readings = [first(er, lo, hi, f"er{i}") for i, (lo, hi) in enumerate(windows)]
+    log_er = log_er_sql(s, p)
+    logs = [first(log_er, lo, hi, f"lx{i}") for i, (lo, hi) in enumerate(windows)]
     now_epoch = bindparam("now_epoch", type_=Float)
     pub = epoch_seconds(p.c.published_at)
     where = [
@@ -220,6 +239,7 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
             func.exp((pub - now_epoch) * bindparam("rate", type_=Float)).label("w"),
             case((pub >= bindparam("recent_from", type_=Float), 1), else_=0).label("recent"),
             *readings,
+            *logs,
         )
         .where(*where)
         # Materialised, so the weight and readings are computed once per post, not per sum.
@@ -231,6 +251,7 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
     ers = [per_post.c[f"er{i}"] for i in range(len(windows))]
     columns = []
     for i, er_i in enumerate(ers):
+        lx_i = per_post.c[f"lx{i}"]
         latest = and_(er_i.is_not(None), *(e.is_(None) for e in ers[i + 1 :]))
         pair = and_(er_i.is_not(None), ers[last].is_not(None))
         has = er_i.is_not(None)
@@ -247,11 +268,17 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
             "recent_count": case((and_(latest, recent), 1), else_=0),
             "older_total": case((and_(latest, ~recent), er_i), else_=0.0),
             "older_count": case((and_(latest, ~recent), 1), else_=0),
+            "log_total": case((latest, w * lx_i), else_=0.0),
+            "log_squares": case((latest, w * lx_i * lx_i), else_=0.0),
         }
         columns += [func.sum(parts[f]).label(f"{f}_{i}") for f in _FIELDS]
     return select(per_post.c.account_id, per_post.c.content_type, *columns).group_by(
         per_post.c.account_id, per_post.c.content_type
     )
+
+
+def _ln(value: float | None) -> float | None:
+    return math.log(value) if value is not None and value > 0 else None
 
 
 def _number(name: str, value: Any) -> Any:

@@ -115,10 +115,17 @@ class Evidence:
     older_posts: int = 0
     #: Decayed mean of the raw readings at each age (seconds -> ER), for display.
     by_age: Mapping[int, float] = field(default_factory=dict)
+    #: Weighted sum and sum of squares of the log ER: the scale the estimates work on.
+    log_total: float = 0.0
+    log_squares: float = 0.0
 
     @property
     def mean(self) -> float | None:
         return self.total / self.weight if self.weight > 0 else None
+
+    def on_log_scale(self) -> Evidence:
+        """The same posts with the log ER as the value (for ``shrink``)."""
+        return replace(self, total=self.log_total, squares=self.log_squares)
 
     @property
     def trend(self) -> float | None:
@@ -150,8 +157,10 @@ def age_ratios(sums: Iterable[Sequence[AgeSums]]) -> list[float]:
 def combine_ages(
     per_age: Sequence[AgeSums], ratios: Sequence[float], ages_seconds: Sequence[int]
 ) -> Evidence:
-    """One type's sums over ages, every reading scaled to the last age."""
+    """One type's sums over ages, every reading scaled to the last age (multiplied by the
+    ratio; on the log scale, the log of the ratio added)."""
     r = ratios
+    o = [math.log(x) if x > 0 else 0.0 for x in ratios]
     return Evidence(
         weight=sum(a.weight for a in per_age),
         total=sum(r[i] * a.total for i, a in enumerate(per_age)),
@@ -166,6 +175,11 @@ def combine_ages(
             for i, a in enumerate(per_age)
             if a.any_weight > 0
         },
+        log_total=sum(a.log_total + o[i] * a.weight for i, a in enumerate(per_age)),
+        log_squares=sum(
+            a.log_squares + 2 * o[i] * a.log_total + o[i] ** 2 * a.weight
+            for i, a in enumerate(per_age)
+        ),
     )
 
 
@@ -187,6 +201,11 @@ class TypeStats:
     #: Recent (last half-life) over older posts, minus 1: +0.2 means 20 % better lately.
     trend: float | None
     by_age: Mapping[int, float] = field(default_factory=dict)
+    #: On the log scale: the decayed mean log ER, and the posterior mean and sd of the log ER
+    #: (None when the statistics were not made on the log scale).
+    raw_log_er: float | None = None
+    log_er: float | None = None
+    log_sd: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -233,7 +252,10 @@ def _round(value: float | None, digits: int = 6) -> float | None:
 
 
 def shrink(
-    evidence: Mapping[str, Evidence], *, prior_strength: tuple[float, float] | None = None
+    evidence: Mapping[str, Evidence],
+    *,
+    prior_strength: tuple[float, float] | None = None,
+    default_spread: float | None = None,
 ) -> tuple[float | None, float | None, float | None, dict[str, TypeStats]]:
     """Empirical-Bayes shrinkage of each type's mean toward the account's pooled mean.
 
@@ -243,6 +265,8 @@ def shrink(
     A type then weighs its own posts against ``k = spread² / tau²`` posts at the account mean.
 
     Returns (account mean, spread, k, stats per type). Types without posts get the prior.
+    Until there are more posts than types the spread is ``default_spread`` (on the log scale)
+    or half the mean.
     """
     seen = {t: e for t, e in evidence.items() if e.weight > 0}
     if not seen:
@@ -252,7 +276,12 @@ def shrink(
     mean = sum(e.total for e in seen.values()) / n_total
     within = sum(max(e.squares - e.total**2 / e.weight, 0.0) for e in seen.values())
     dof = n_total - len(seen)
-    spread2 = within / dof if dof >= 1 else (DEFAULT_RELATIVE_SPREAD * mean) ** 2
+    if dof >= 1:
+        spread2 = within / dof
+    elif default_spread is not None:
+        spread2 = default_spread**2
+    else:
+        spread2 = (DEFAULT_RELATIVE_SPREAD * mean) ** 2
     # A spread of exactly 0 (identical readings) would make every interval a point.
     spread2 = max(spread2, (1e-3 * mean) ** 2, 1e-12)
     lo, hi = prior_strength or PRIOR_STRENGTH
@@ -264,6 +293,53 @@ def shrink(
         k = min(max(spread2 / tau2, lo), hi) if tau2 > 0 else hi
     spread = math.sqrt(spread2)
     return mean, spread, k, {t: _stats(t, e, mean, spread2, k) for t, e in evidence.items()}
+
+
+def shrink_log(
+    evidence: Mapping[str, Evidence],
+) -> tuple[float | None, float | None, float | None, dict[str, TypeStats]]:
+    """``shrink`` on the log of each post's ER, reported back in ER.
+
+    A post's log ER ~ Normal(type mean, spread²): engagement is multiplicative (a post that
+    reaches the right people does several times better, not a fixed amount better), and on
+    the log scale one viral post moves a mean by a few spreads instead of capturing it. A
+    type's ER is that of its typical post, ``exp(mean)`` (the lognormal's median: half its
+    posts do better), and its interval the posterior interval of the log mean, carried
+    through ``exp`` (``sd`` is the delta-method ``ER × sd of the log``).
+
+    Returns (account mean ER, spread of the log ER, k, stats per type); the account mean is
+    the plain decayed mean of the readings.
+    """
+    seen = [e for e in evidence.values() if e.weight > 0]
+    linear_mean = sum(e.total for e in seen) / sum(e.weight for e in seen) if seen else None
+    logs = {t: e.on_log_scale() for t, e in evidence.items()}
+    _, spread, k, per_type = shrink(logs, default_spread=DEFAULT_RELATIVE_SPREAD)
+    if spread is None:
+        return (
+            linear_mean,
+            None,
+            k,
+            {t: replace(per_type[t], raw_er=e.mean) for t, e in evidence.items()},
+        )
+    out = {}
+    for t, e in evidence.items():
+        ls = per_type[t]
+        if ls.er is None or ls.sd is None:
+            out[t] = replace(ls, raw_er=e.mean)
+            continue
+        er = math.exp(ls.er)
+        out[t] = replace(
+            ls,
+            raw_er=e.mean,
+            er=er,
+            sd=er * ls.sd,
+            er_low=math.exp(ls.er - INTERVAL_Z * ls.sd),
+            er_high=math.exp(ls.er + INTERVAL_Z * ls.sd),
+            raw_log_er=ls.raw_er,
+            log_er=ls.er,
+            log_sd=ls.sd,
+        )
+    return linear_mean, spread, k, out
 
 
 def _stats(
@@ -352,7 +428,7 @@ def account_stats(
         evidence = {t: combine_ages(per_age, ratios, ages_seconds) for t, per_age in mine.items()}
         for t in types.get(account_id, ()):
             evidence.setdefault(t, Evidence())
-        mean, spread, k, per_type = shrink(evidence)
+        mean, spread, k, per_type = shrink_log(evidence)
         out[account_id] = AccountStats(
             account_id=account_id,
             account=names.get(account_id, str(account_id)),
