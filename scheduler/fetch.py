@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import re
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "address_problem",
     "check_url",
     "fetch",
+    "short_url",
     "system_resolver",
     "url_problem",
 ]
@@ -64,6 +66,7 @@ METADATA = frozenset(
 _CGNAT = ip_network("100.64.0.0/10")
 _NAT64 = ip_network("64:ff9b::/96")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_USERINFO = re.compile(r"//[^/?#@]*@")
 
 
 def _embedded_v4(ip: IPv6Address) -> IPv4Address | None:
@@ -247,14 +250,15 @@ async def fetch(
         async with asyncio.timeout(timeout):
             return await _follow(client, url, settings, max_bytes, resolver or system_resolver)
     except TimeoutError:
-        raise Transient(f"media {_short(url)}: not fetched within {timeout:g} s") from None
+        raise Transient(f"media {short_url(url)}: not fetched within {timeout:g} s") from None
 
 
-def _short(url: str) -> str:
-    """The URL without its query (which may carry a token), for messages."""
-    parts = urlsplit(url) if "[" not in url else None
-    if parts is None or not parts.netloc:
-        return url[:200]
+def short_url(url: str) -> str:
+    """The URL without its user info and query (either may carry a token), for messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: cut by hand
+        return _USERINFO.sub("//", re.split(r"[?#]", url, maxsplit=1)[0])[:200]
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"[:200]
 
 
@@ -270,7 +274,7 @@ async def _follow(
         try:
             target = _target(url)
         except ValueError as exc:
-            raise Rejected(f"media {_short(url)}: {exc}") from None
+            raise Rejected(f"media {short_url(url)}: {exc}") from None
         if target.literal is not None:
             addresses: Sequence[str] = [str(target.literal)]
         else:
@@ -278,32 +282,32 @@ async def _follow(
                 addresses = await resolver(target.host, target.port)
             except (OSError, UnicodeError) as exc:
                 raise Transient(
-                    f"media {_short(url)}: cannot resolve {target.host} ({exc})"
+                    f"media {short_url(url)}: cannot resolve {target.host} ({exc})"
                 ) from None
             if not addresses:
-                raise Transient(f"media {_short(url)}: {target.host} has no address")
+                raise Transient(f"media {short_url(url)}: {target.host} has no address")
         problem = _name_problem(target, addresses, settings)
         if problem is not None:
-            where = "" if url == first else f" (redirected from {_short(first)})"
-            raise Rejected(f"media {_short(url)}{where}: {problem}; not fetched")
+            where = "" if url == first else f" (redirected from {short_url(first)})"
+            raise Rejected(f"media {short_url(url)}{where}: {problem}; not fetched")
         response = await _send(client, target, addresses[0], url)
         try:
             if response.status_code in _REDIRECTS:
                 location = response.headers.get("location")
                 if not location:
-                    raise Rejected(f"media {_short(url)}: a redirect without a Location")
+                    raise Rejected(f"media {short_url(url)}: a redirect without a Location")
                 url = urljoin(url, location)
                 continue
             if response.status_code >= 500 or response.status_code == 429:
-                raise Transient(f"media {_short(url)}: HTTP {response.status_code}")
+                raise Transient(f"media {short_url(url)}: HTTP {response.status_code}")
             if response.status_code >= 300:
-                raise Rejected(f"media {_short(url)}: HTTP {response.status_code}")
+                raise Rejected(f"media {short_url(url)}: HTTP {response.status_code}")
             content = await _body(response, url, max_bytes)
         finally:
             await response.aclose()
         name = unquote(target.url.path.rsplit("/", 1)[-1]) or "media"
         return Fetched(url, name, content, response.headers.get("content-type"))
-    raise Rejected(f"media {_short(first)}: more than {settings.max_redirects} redirects")
+    raise Rejected(f"media {short_url(first)}: more than {settings.max_redirects} redirects")
 
 
 async def _send(
@@ -324,24 +328,27 @@ async def _send(
     try:
         return await client.send(request, stream=True, follow_redirects=False)
     except httpx.HTTPError as exc:
-        raise Transient(f"media {_short(url)}: could not download ({type(exc).__name__})") from None
+        kind = type(exc).__name__
+        raise Transient(f"media {short_url(url)}: could not download ({kind})") from None
 
 
 async def _body(response: httpx.Response, url: str, max_bytes: int) -> bytes:
     """The body, read until ``max_bytes`` are exceeded (then refused, nothing more read)."""
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
-        raise Rejected(f"media {_short(url)}: {declared} bytes, more than the limit of {max_bytes}")
+        raise Rejected(
+            f"media {short_url(url)}: {declared} bytes, more than the limit of {max_bytes}"
+        )
     chunks: list[bytes] = []
     size = 0
     try:
         async for chunk in response.aiter_bytes():
             size += len(chunk)
             if size > max_bytes:
-                raise Rejected(f"media {_short(url)}: more than the limit of {max_bytes} bytes")
+                raise Rejected(f"media {short_url(url)}: more than the limit of {max_bytes} bytes")
             chunks.append(chunk)
     except httpx.HTTPError as exc:
         raise Transient(
-            f"media {_short(url)}: the download broke off ({type(exc).__name__})"
+            f"media {short_url(url)}: the download broke off ({type(exc).__name__})"
         ) from None
     return b"".join(chunks)

@@ -19,6 +19,7 @@ without one, no local file is readable at all.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import re
 import stat
@@ -208,7 +209,7 @@ def _open(path: str, roots: Sequence[Path]) -> tuple[int, os.stat_result]:
     try:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP: the file itself is a symlink (O_NOFOLLOW)
+        if exc.errno == errno.ELOOP:  # the file itself is a symlink (O_NOFOLLOW)
             raise MediaError(f"{path} is a symbolic link") from None
         raise MediaError(f"cannot read media file {path}: {exc.strerror}") from None
     try:
@@ -424,7 +425,7 @@ async def check_post(
         if is_url(entry):
             problem = await fetch.check_url(entry, policy.settings, policy.resolver)
             if problem is not None:
-                return f"media URL {entry[:200]!r} refused: {problem}"
+                return f"media URL {fetch.short_url(entry)!r} refused: {problem}"
             continue
         try:
             await asyncio.to_thread(inspect, entry, capabilities, policy)
@@ -446,7 +447,7 @@ async def load(client: httpx.AsyncClient, entry: str, capabilities: Capabilities
         client, entry, settings=policy.settings, max_bytes=limit, resolver=policy.resolver
     )
     try:
-        kind = _check(entry, got.content, len(got.content), capabilities, limit)
+        kind = _check(fetch.short_url(entry), got.content, len(got.content), capabilities, limit)
     except MediaError as exc:
         raise Rejected(str(exc)) from None
     return MediaFile(got.name, got.content, kind)

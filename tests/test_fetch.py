@@ -205,9 +205,18 @@ def test_allow_lists_open_intranet_hosts_but_never_the_metadata_service() -> Non
         get(Recorder(), "http://169.254.169.254/latest", settings=settings)
 
 
-def test_a_query_token_is_not_repeated_in_errors() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/a.png?token=s3cret-value",
+        "http://user:s3cret-value@127.0.0.1/a.png",
+        "http://[::1/a.png?token=s3cret-value",
+        "http://user:s3cret-value@[::1/a.png",
+    ],
+)
+def test_a_token_in_the_url_is_not_repeated_in_errors(url: str) -> None:
     with pytest.raises(Rejected) as info:
-        get(Recorder(), "http://127.0.0.1/a.png?token=s3cret-value")
+        get(Recorder(), url)
     assert "s3cret" not in info.value.message
 
 

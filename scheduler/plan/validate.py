@@ -139,7 +139,7 @@ def _media(c: _Checker, base: Path, config: Config) -> tuple[str, ...]:
             if problem is not None:
                 c.fail(
                     "media",
-                    f"media URL {entry[:200]!r} is refused: {problem}",
+                    f"media URL {fetch.short_url(entry)!r} is refused: {problem}",
                     "media must come from public addresses (or [media] allow_hosts)",
                 )
                 continue
