@@ -15,17 +15,18 @@ from __future__ import annotations
 import logging
 import re
 import sys
-import threading
 from collections.abc import Mapping
 from typing import Any, TextIO
-from urllib.parse import quote
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from scheduler.redaction import MIN_SECRET_LENGTH, SecretMatcher
+
 __all__ = [
     "LEVELS",
     "MASK",
+    "MIN_SECRET_LENGTH",
     "SHARED_PROCESSORS",
     "configure_logging",
     "redact",
@@ -46,25 +47,30 @@ LEVELS: Mapping[str, int] = {
 #: What a secret is replaced with.
 MASK = "***"
 
-#: Registered values shorter than this are ignored: masking every "abc" would garble the logs
-#: while protecting nothing worth the name.
-MIN_SECRET_LENGTH = 6
-
 _SECRET_NAME = r"[A-Za-z0-9_]*(?:token|secret|password|passwd|api_?key)"
 
 #: Patterns of secrets in free text. Each has a ``keep`` group: the context that survives (the
 #: key, the URL up to the password...), followed by the secret that is masked.
-_PATTERNS: tuple[re.Pattern[str], ...] = (
+#: Each comes with a substring the text must contain for the pattern to have a chance, checked
+#: first because most log lines have none of them (on the lower-cased text).
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # The password of a URL's user info: postgresql+psycopg://smm:<password>@db/smm
-    re.compile(r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)"),
-    # HTTP authorization: "Authorization: Bearer <token>"
-    re.compile(r"(?P<keep>\b(?i:bearer)\s+)[A-Za-z0-9\-._~+/]+=*"),
+    ("@", re.compile(r"(?P<keep>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+(?=@)")),
+    # HTTP authorization: "Authorization: Bearer <token>", also JSON- or URL-escaped
+    # ("Bearer abc\/def", "Bearer%20abc%2Fdef").
+    (
+        "bearer",
+        re.compile(
+            r"(?P<keep>\b(?i:bearer)(?:\s+|%20|\+))(?:[A-Za-z0-9\-._~+/=]|\\/|%[0-9A-Fa-f]{2})+"
+        ),
+    ),
     # Query strings, form bodies and messages: access_token=<token>&..., password=<...>
-    re.compile(rf"(?i)(?P<keep>\b{_SECRET_NAME}=)[^\s&'\"#,;]+"),
-    # JSON bodies echoed in errors: "access_token": "<token>"
-    re.compile(rf'(?i)(?P<keep>"{_SECRET_NAME}"\s*:\s*")[^"]*'),
+    # (the name's prefix, "access_" in "access_token=", stays as it is: it is not matched)
+    ("=", re.compile(r"(?i)(?P<keep>(?:token|secret|password|passwd|api_?key)=)[^\s&'\"#,;]+")),
+    # JSON bodies echoed in errors: "access_token": "<token>", escapes inside included
+    ('"', re.compile(rf'(?i)(?P<keep>"{_SECRET_NAME}"\s*:\s*")(?:[^"\\]|\\.)*')),
     # Telegram bot tokens, <bot id>:<secret>, which the Bot API puts in the URL path.
-    re.compile(r"(?<![0-9])(?P<keep>)[0-9]{3,}:[A-Za-z0-9_-]{30,}"),
+    (":", re.compile(r"(?<![0-9])(?P<keep>)[0-9]{3,}:[A-Za-z0-9_-]{30,}")),
 )
 _REPLACEMENT = rf"\g<keep>{MASK}"
 
@@ -75,43 +81,25 @@ _SECRET_KEY = re.compile(rf"(?i)^(?:{_SECRET_NAME}|authorization|cookie)$")
 _META_KEYS = frozenset({"_record", "_from_structlog"})
 
 
-class _SecretRegistry:
-    """The exact secret values in use, matched by one alternation regex."""
-
-    def __init__(self) -> None:
-        self._values: set[str] = set()
-        self._lock = threading.Lock()
-        self.pattern: re.Pattern[str] | None = None
-
-    def add(self, value: str) -> None:
-        if len(value) < MIN_SECRET_LENGTH:
-            return
-        with self._lock:
-            # The encoded form is what appears in URLs and form bodies.
-            self._values.update({value, quote(value, safe="")})
-            # Longest first, so that a secret containing another is masked whole.
-            ordered = sorted(self._values, key=len, reverse=True)
-            self.pattern = re.compile("|".join(map(re.escape, ordered)))
-
-
-_registry = _SecretRegistry()
+_registry = SecretMatcher()
 
 
 def register_secret(value: str) -> None:
-    """Mask ``value`` wherever it appears in a log event from now on.
+    """Mask ``value`` wherever it appears in a log event, stored message or page from now on.
 
     The credential resolver calls this for every secret it hands out, so a token that a
-    network echoes back in an error message is masked too.
+    network echoes back in an error message is masked too: whole, as any fragment of
+    8 characters or more, and in the encodings servers use (see :mod:`scheduler.redaction`).
     """
     _registry.add(value)
 
 
 def _redact_text(text: str) -> str:
-    registered = _registry.pattern
-    if registered is not None:
-        text = registered.sub(MASK, text)
-    for pattern in _PATTERNS:
-        text = pattern.sub(_REPLACEMENT, text)
+    text = _registry.mask(text, MASK)
+    lowered = text.lower()
+    for needle, pattern in _PATTERNS:
+        if needle in lowered:
+            text = pattern.sub(_REPLACEMENT, text)
     return text
 
 
