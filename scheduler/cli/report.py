@@ -45,6 +45,7 @@ from scheduler.er.stats import (
     shrink,
 )
 from scheduler.errors import SmmError
+from scheduler.files import write_private
 from scheduler.timeutil import UTC, LocalTimeError, zone
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
@@ -550,12 +551,9 @@ def report(app: App, html_path: str, account: str | None, days: int) -> None:
         click.echo(text, nl=False)
         return
     path = Path(html_path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)  # a reader never sees half a page
+        write_private(path, text)  # 0600, a reader never sees half a page
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise SmmError(f"cannot write {path}: {exc.strerror or exc}") from exc
     click.echo(f"wrote {path} ({summary})")
 

@@ -29,6 +29,7 @@ from scheduler.er.world import (
     world_from_dict,
 )
 from scheduler.errors import InvalidInput, Problem
+from scheduler.files import write_private
 from scheduler.timeutil import FixedClock
 
 #: The world ``smm simulate`` runs without --world or --plan (benchmarks/worlds/reference.toml).
@@ -301,7 +302,7 @@ def simulate_cmd(
     data = summary(world, results)
     if html_file is not None:
         try:
-            html_file.write_text(render_summary(data), encoding="utf-8")
+            write_private(html_file, render_summary(data))
         except OSError as exc:
             raise _problem(str(html_file), f"cannot write: {exc.strerror or exc}") from None
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,10 +11,11 @@ from typing import Any
 
 import platformdirs
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from scheduler.errors import SmmError
+from scheduler.files import create_private
 
 APP_NAME = "smm-scheduler"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -37,8 +39,55 @@ def redact_url(url: str) -> str:
     """The URL with any password masked, fit for logs and messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<unparseable database URL>"
+
+
+def check_database_url(url: str) -> URL:
+    """``url`` parsed, or an SmmError saying what is wrong with it (never quoting a password).
+
+    Checked before any connection: the form, the backend and driver, a numeric port, and for
+    PostgreSQL that the driver is installed (the ``postgres`` extra).
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise SmmError("the database URL is empty: use sqlite:///PATH or postgresql+psycopg://...")
+    shown = _excerpt(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise SmmError(
+            f"cannot read database URL {shown}: use sqlite:///PATH or postgresql+psycopg://..."
+        ) from None
+    except ValueError:  # SQLAlchemy's int() of the port
+        raise SmmError(f"database URL {shown}: the port must be a number") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.get_driver_name() not in ("pysqlite", "sqlite"):
+            raise SmmError(f"database URL {shown}: use sqlite:///PATH (no driver name)")
+        return parsed
+    if backend != "postgresql":
+        raise SmmError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+    if parsed.get_driver_name() != "psycopg":
+        raise SmmError(
+            f"unsupported PostgreSQL driver {parsed.get_driver_name()!r}: "
+            "use a postgresql+psycopg:// URL"
+        )
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise SmmError(f"database URL {shown}: port {parsed.port} is out of range [1, 65535]")
+    if importlib.util.find_spec("psycopg") is None:
+        raise SmmError(
+            "PostgreSQL needs the psycopg driver, which is not installed: "
+            "pip install 'smm-scheduler[postgres]'"
+        )
+    return parsed
+
+
+def _excerpt(url: str, limit: int = 80) -> str:
+    """The URL for a message: password masked, at most ``limit`` characters."""
+    from scheduler.logging import redact
+
+    text = str(redact(url))
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -65,23 +114,21 @@ def make_engine(url: str, *, echo: bool = False, create: bool = True) -> Engine:
     """An engine for ``url`` with the project's connection settings applied.
 
     ``create=False``: a SQLite file that does not exist is an error, not a new database."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise SmmError(
-            f"cannot read database URL {url!r}",
-        ) from None
+    parsed = check_database_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         db = parsed.database
-        if db and db != ":memory:":
+        if db and db != ":memory:" and not parsed.query.get("uri"):
             path = Path(db).expanduser()
             if not create and not path.is_file():
                 raise SmmError(
                     f"no database at {path}: check --db, SMM_DATABASE_URL or the config's "
                     "[database] url, or create it with `smm init`"
                 )
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # SQLite would create it with the umask's mode (0644), and its -wal and -shm
+            # files take the database's mode: create it 0600 first.
+            create_private(path)
         engine = create_engine(
             parsed,
             echo=echo,
@@ -90,11 +137,6 @@ def make_engine(url: str, *, echo: bool = False, create: bool = True) -> Engine:
         _sqlite_setup(engine)
         return engine
     if backend == "postgresql":
-        if parsed.get_driver_name() != "psycopg":
-            raise SmmError(
-                f"unsupported PostgreSQL driver {parsed.get_driver_name()!r}: "
-                "use a postgresql+psycopg:// URL"
-            )
         if parsed.password:
             # Whatever logs an error of this server (the daemons' queue listener too) never
             # shows the password, even where a message quotes the connection string.

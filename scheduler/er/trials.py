@@ -23,6 +23,7 @@ import platformdirs
 
 from scheduler.er.loopsim import STRATEGIES, RunResult, run
 from scheduler.er.world import World
+from scheduler.files import write_private
 
 #: Strategies whose outcome depends only on the world, the seed and the limits: cacheable.
 CACHEABLE = ("oracle", "round_robin")
@@ -68,10 +69,8 @@ def _load(path: Path, strategy: str, seed: int) -> RunResult | None:
 
 def _save(path: Path, result: RunResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     data = {**asdict(result), "intervals": []}
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    tmp.replace(path)  # atomic: a parallel writer never leaves half a file
+    write_private(path, json.dumps(data))  # atomic: a parallel writer never leaves half a file
 
 
 def run_one(world: World, seed: int, strategy: str, cache: Path | None) -> RunResult:
