@@ -403,6 +403,16 @@ class Adapter(ABC):
             issues.append(Issue("media", f"{self.platform} posts need at least one media file"))
         return issues
 
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """Problems with an account's options or credentials, for ``smm config check``.
+
+        Runs offline, once per account; ``field`` is the key under the account's table
+        (``credentials.hmac_secret``, ``options.url``). A secret may be read (when available)
+        to check it, never quoted. The default finds nothing.
+        """
+        return []
+
     def text_limit(self, account: Account) -> int:
         """The text limit for ``account`` (an instance may raise the network's default)."""
         return int(account.option("max_characters", self.capabilities.text_limit))

@@ -7,6 +7,7 @@ secret is never read from the file itself, only a reference to where it lives.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -21,6 +22,7 @@ from zoneinfo import ZoneInfo
 import platformdirs
 
 from scheduler.errors import InvalidInput, Problem, SmmError
+from scheduler.inline_secrets import check_inline_secrets
 from scheduler.timeutil import LocalTimeError, parse_clock_time, parse_duration, zone
 
 APP_NAME = "smm-scheduler"
@@ -81,6 +83,10 @@ class CredentialRef:
                 raise CredentialError(
                     f"systemd credential {self.name}: CREDENTIALS_DIRECTORY is not set "
                     "(run under systemd with LoadCredential=)"
+                )
+            if not _credential_name_ok(self.name):
+                raise CredentialError(
+                    f"systemd credential {self.name!r} leaves $CREDENTIALS_DIRECTORY"
                 )
             path = Path(creds_dir) / self.name
         try:
@@ -287,7 +293,10 @@ class _Reader:
         where = f"{path}.{key}" if path else key
         ok_types = (int, float) if kind is float else (int,)
         if isinstance(value, bool) or not isinstance(value, ok_types):
-            self.problem(where, f"must be a number, got {value!r}")
+            self.problem(where, f"must be a number, got {_show(value)}")
+            return default
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problem(where, f"must be a finite number, got {value}")
             return default
         if (low is not None and value < low) or (high is not None and value > high):
             self.problem(where, f"{value} is out of range [{low}, {high}]")
@@ -297,7 +306,7 @@ class _Reader:
     def boolean(self, table: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
         value = table.get(key, default)
         if not isinstance(value, bool):
-            self.problem(f"{path}.{key}", f"must be true or false, got {value!r}")
+            self.problem(f"{path}.{key}", f"must be true or false, got {_show(value)}")
             return default
         return value
 
@@ -329,9 +338,24 @@ def _credential(r: _Reader, value: Any, path: str) -> CredentialRef | None:
         return None
     ((kind, name),) = value.items()
     if kind not in ("env", "file", "credential") or not isinstance(name, str) or not name:
-        r.problem(path, f"unknown credential source {kind!r}", hint)
+        r.problem(path, f"unknown credential source {_show(kind)}", hint)
+        return None
+    if "\0" in name or len(name) > 4096:
+        r.problem(path, f"{kind} name is not usable: {_show(name)}")
+        return None
+    if kind == "credential" and not _credential_name_ok(name):
+        r.problem(
+            path,
+            f"systemd credential {_show(name)} leaves $CREDENTIALS_DIRECTORY",
+            "name the credential as LoadCredential= does: a plain file name, no / or ..",
+        )
         return None
     return CredentialRef(kind, name)
+
+
+def _credential_name_ok(name: str) -> bool:
+    """A systemd credential is a file directly in $CREDENTIALS_DIRECTORY: a plain name."""
+    return "/" not in name and "\\" not in name and name not in (".", "..")
 
 
 def _slots(r: _Reader, table: Mapping[str, Any], path: str) -> dict[int, tuple[time, ...]]:
@@ -405,13 +429,9 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
         ref = _credential(r, value, f"{path}.credentials.{key}")
         if ref:
             creds[key] = ref
-    for key, value in options.items():
-        if re.search(r"(token|secret|password|api_key)", key, re.I) and isinstance(value, str):
-            r.problem(
-                f"{path}.options.{key}",
-                "this looks like a secret written inline",
-                f"move it to [{path}.credentials] as a reference",
-            )
+    # Signing keys (hmac_secret...) never leave the machine; the others travel with requests.
+    sent = any(not re.search(r"(?i)hmac|sign", key) for key in creds)
+    check_inline_secrets(r.problem, options, f"{path}.options", f"{path}.credentials", sent)
     slots = _slots(r, r.table(table, "slots", f"{path}.slots"), f"{path}.slots")
     policies = _policies(
         r, r.table(table, "policies", f"{path}.policies"), f"{path}.policies", base
@@ -431,6 +451,51 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
         policies=policies,
         enabled=enabled,
     )
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """``value`` for a message: its repr, cut to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _database_url(r: _Reader, value: Any) -> str | None:
+    """``[database] url``, checked as ``make_engine`` will (form, driver, port)."""
+    from scheduler.db.engine import check_database_url
+
+    if not isinstance(value, str):
+        r.problem("database.url", f"must be a string, got {_show(value)}")
+        return None
+    try:
+        parsed = check_database_url(value)
+    except SmmError as exc:
+        r.problem("database.url", str(exc))
+        return None
+    if parsed.password:
+        r.problem(
+            "database.url",
+            "a database password written in the config",
+            "set SMM_DATABASE_URL in the service's environment instead, or use peer "
+            "authentication over the socket: postgresql+psycopg://smm@/smm?host=/var/run/postgresql",
+        )
+        return None
+    return value
+
+
+def _listen(r: _Reader, value: Any) -> str | None:
+    """``[metrics] listen`` as ``HOST:PORT``; ``:PORT`` means 127.0.0.1."""
+    from scheduler.observability import parse_listen
+
+    hint = 'e.g. listen = "127.0.0.1:9464"; every interface: "0.0.0.0:9464" or "[::]:9464"'
+    if not isinstance(value, str):
+        r.problem("metrics.listen", f"must be a string, got {_show(value)}", hint)
+        return None
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        r.problem("metrics.listen", str(exc), hint)
+        return None
+    return value
 
 
 _MEDIA_KEYS = {
@@ -506,15 +571,17 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
     db = r.table(data, "database", "database")
     r.unknown_keys("database", db, {"url"})
     database_url = db.get("url")
-    if database_url is not None and not isinstance(database_url, str):
-        r.problem("database.url", "must be a string")
-        database_url = None
+    if database_url is not None:
+        database_url = _database_url(r, database_url)
 
     logging_t = r.table(data, "logging", "logging")
     r.unknown_keys("logging", logging_t, {"level"})
-    level = str(logging_t.get("level", "info")).lower()
+    level_value = logging_t.get("level", "info")
+    level = level_value.lower() if isinstance(level_value, str) else ""
     if level not in ("debug", "info", "warning", "error"):
-        r.problem("logging.level", f"unknown level {level!r}", "debug, info, warning or error")
+        r.problem(
+            "logging.level", f"unknown level {_show(level_value)}", "debug, info, warning or error"
+        )
         level = "info"
 
     policies = _policies(r, r.table(data, "policies", "policies"), "policies", Policies())
@@ -566,7 +633,7 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
     if "ages" in e:
         if isinstance(e["ages"], list) and e["ages"]:
             try:
-                ages = tuple(parse_duration(a) for a in e["ages"])
+                ages = tuple(parse_duration(a) for a in e["ages"][:100])
             except ValueError as exc:
                 r.problem("er.ages", str(exc), 'e.g. ages = ["24h", "72h"]')
         else:
@@ -587,9 +654,8 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
     metrics = r.table(data, "metrics", "metrics")
     r.unknown_keys("metrics", metrics, {"listen"})
     listen = metrics.get("listen")
-    if listen is not None and (not isinstance(listen, str) or ":" not in listen):
-        r.problem("metrics.listen", f"bad address {listen!r}", 'e.g. listen = "127.0.0.1:9464"')
-        listen = None
+    if listen is not None:
+        listen = _listen(r, listen)
 
     base = path.parent if path is not None else Path.cwd()
     media = _media(r, r.table(data, "media", "media"), base)

@@ -17,6 +17,8 @@ runs as usual and says once, in a warning, that metrics are off.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import re
 import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -481,12 +483,37 @@ class MetricsServer:
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """``"127.0.0.1:9464"``, ``"[::1]:9464"`` or ``":9464"`` (every interface) -> (host, port)."""
-    host, sep, port_text = listen.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"bad metrics address {listen!r}: write host:port, e.g. 127.0.0.1:9464")
-    host = host.removeprefix("[").removesuffix("]") or "0.0.0.0"
-    return host, int(port_text)
+    """``"127.0.0.1:9464"``, ``"[::1]:9464"``, ``"localhost:9464"`` -> (host, port).
+
+    ``":9464"`` means this machine only (127.0.0.1): the endpoint has no authentication, so
+    every interface must be asked for by name, ``"0.0.0.0:9464"`` or ``"[::]:9464"``.
+    """
+    text = listen.strip()
+    host, sep, port_text = text.rpartition(":")
+    bad = f"bad metrics address {text[:60]!r}: write host:port, e.g. 127.0.0.1:9464"
+    if not sep or not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
+        raise ValueError(bad)
+    port = int(port_text)
+    if port > 65535:
+        raise ValueError(bad)
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise ValueError(bad) from None
+        return host[1:-1], port
+    if not host:
+        return "127.0.0.1", port
+    if not _HOSTNAME.match(host):  # an IPv6 address without brackets lands here too
+        raise ValueError(bad)
+    return host, port
+
+
+#: A host name or an IPv4 address (letters, digits, hyphens, dots; at most 253 characters).
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
 
 
 def start_metrics_server(

@@ -74,10 +74,13 @@ class FixedClock(Clock):
 def zone(name: str) -> ZoneInfo:
     """The IANA zone ``name``; raises LocalTimeError with a hint when unknown."""
     try:
+        if len(name) > 255 or "\0" in name:  # no zone is; the file system would refuse it
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        shown = repr(name) if len(name) <= 60 else repr(name[:57]) + "…"
         raise LocalTimeError(
-            f"unknown time zone {name!r}",
+            f"unknown time zone {shown}",
             "use an IANA name such as Europe/Riga or America/New_York",
         ) from exc
 
@@ -166,23 +169,34 @@ _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+#: The longest duration a setting takes (ten years): anything longer is a typo.
+MAX_DURATION = timedelta(days=3650)
+
+
 def parse_duration(value: str | int | float) -> timedelta:
     """``"90s"``, ``"15m"``, ``"1h30m"``, ``"2d"`` or a number of seconds -> timedelta."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:59] + "…"
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        kind = "a table" if isinstance(value, dict) else type(value).__name__
+        raise ValueError(f"not a duration: {shown if isinstance(value, bool) else kind}")
     if isinstance(value, int | float):
+        if value != value:  # NaN
+            raise ValueError("not a duration: nan")
         if value < 0:
-            raise ValueError(f"a duration cannot be negative: {value!r}")
-        return timedelta(seconds=value)
-    text = value.strip().replace(" ", "")
-    pos, total = 0, 0.0
-    for m in _DURATION_RE.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"not a duration: {value!r} (examples: 90s, 15m, 1h30m, 2d)")
+            raise ValueError(f"a duration cannot be negative: {shown}")
+        total = float(value)
+    else:
+        text = value.strip().replace(" ", "")
+        pos, total = 0, 0.0
+        for m in _DURATION_RE.finditer(text):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(text) or not text:
+            raise ValueError(f"not a duration: {shown} (examples: 90s, 15m, 1h30m, 2d)")
+    if not total <= MAX_DURATION.total_seconds():  # inf and 1e300 included
+        raise ValueError(f"a duration of at most {MAX_DURATION.days} days, got {shown}")
     return timedelta(seconds=total)
 
 

@@ -336,15 +336,31 @@ def test_an_unreadable_database_reports_down_without_failing_the_scrape(tmp_path
     [
         ("127.0.0.1:9464", ("127.0.0.1", 9464)),
         ("[::1]:9464", ("::1", 9464)),
-        (":9464", ("0.0.0.0", 9464)),
+        (":9464", ("127.0.0.1", 9464)),
+        ("0.0.0.0:9464", ("0.0.0.0", 9464)),
+        ("[::]:9464", ("::", 9464)),
         ("localhost:0", ("localhost", 0)),
     ],
+    ids=["ipv4", "ipv6", "port-only-means-loopback", "all-ipv4", "all-ipv6", "hostname"],
 )
 def test_listen_addresses_parse(listen: str, expected: tuple[str, int]) -> None:
     assert observability.parse_listen(listen) == expected
 
 
-@pytest.mark.parametrize("listen", ["9464", "host:", "host:port", "host:70000"])
+@pytest.mark.parametrize(
+    "listen",
+    [
+        "9464",
+        "host:",
+        "host:port",
+        "host:70000",
+        "[::]:x",
+        "::1:9464",
+        "[nope]:9464",
+        "a b:1",
+        ":１",
+    ],
+)
 def test_bad_listen_addresses_are_refused(listen: str) -> None:
     with pytest.raises(ValueError, match="host:port"):
         observability.parse_listen(listen)

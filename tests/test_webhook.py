@@ -38,7 +38,7 @@ from scheduler.testing import (
 )
 
 T = TypeVar("T")
-SECRET = "whsec_4f1c9a2b7d"
+SECRET = "whsec_4f1c9a2b7d0e5f6a7b8c9d0e1f2a3b4c"
 BEARER = "cms-token-5e6f7a8b"
 URL = "https://cms.example.com/hooks/smm"
 
@@ -330,3 +330,17 @@ def test_text_limit_is_65536_code_points_without_link_and_tags() -> None:
 
 def test_the_entry_point_registers_the_webhook_platform(monkeypatch: pytest.MonkeyPatch) -> None:
     assert adapter_from_entry_point(monkeypatch, "webhook") is WebhookAdapter
+
+
+def test_a_signing_secret_shorter_than_32_bytes_is_refused_at_check_and_at_publish() -> None:
+    account = account_with_secrets(
+        "cms", "webhook", {"url": URL}, secrets={"hmac_secret": "whsec_short_31_bytes_xxxxxxxxxx"}
+    )
+    (issue,) = WebhookAdapter.check_account(account)
+    assert issue.field == "credentials.hmac_secret"
+    assert "31 bytes; at least 32" in issue.message
+    assert "whsec_short" not in issue.message + issue.hint
+
+    with pytest.raises(AuthExpired, match="at least 32"):
+        run(accepted, lambda adapter: adapter.publish(make_post(), account, "key-1"))
+    assert WebhookAdapter.check_account(make_account()) == []

@@ -21,6 +21,7 @@ from scheduler.adapter import (
     Adapter,
     AuthExpired,
     Capabilities,
+    Issue,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -41,6 +42,9 @@ __all__ = ["WebhookAdapter", "payload"]
 #: accidental 100,000-character paste) at validation.
 TEXT_LIMIT = 65_536
 MAX_MEDIA = 20
+#: Bytes of a signing secret, at least: HMAC-SHA256's own block of strength.
+MIN_HMAC_SECRET = 32
+_SECRET_HINT = "make one with: openssl rand -hex 32"
 #: How much of a refusal's body goes into the error message.
 BODY_EXCERPT = 500
 
@@ -75,6 +79,15 @@ class WebhookAdapter(Adapter):
         rate_limit=RateLimitPolicy(requests=60, per=timedelta(minutes=1), concurrency=4),
     )
 
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """A signing secret shorter than :data:`MIN_HMAC_SECRET` bytes is refused."""
+        ref = account.credentials.get("hmac_secret")
+        if ref is None or not ref.available():
+            return []
+        problem = _short_secret(ref.resolve())
+        return [Issue("credentials.hmac_secret", problem, _SECRET_HINT)] if problem else []
+
     def compose_text(self, post: OutgoingPost) -> str:
         """The text field alone: link and tags travel as fields of their own."""
         return post.text
@@ -97,6 +110,9 @@ class WebhookAdapter(Adapter):
         headers = {str(k): str(v) for k, v in extra.items()}
         headers.update({"Content-Type": "application/json", "Idempotency-Key": idempotency_key})
         if "hmac_secret" in secrets:
+            short = _short_secret(secrets["hmac_secret"])
+            if short:
+                raise AuthExpired(f"account {account.name}: {short} ({_SECRET_HINT})")
             timestamp = int(time.time())
             headers[TIMESTAMP_HEADER] = str(timestamp)
             headers[SIGNATURE_HEADER] = sign(secrets["hmac_secret"], timestamp, body)
@@ -130,6 +146,14 @@ def _optional_secrets(account: Account) -> dict[str, str]:
         except CredentialError as exc:
             raise AuthExpired(f"account {account.name}: {exc}") from None
     return found
+
+
+def _short_secret(secret: str) -> str | None:
+    """Why ``secret`` is too weak to sign with, or None."""
+    size = len(secret.encode())
+    if size >= MIN_HMAC_SECRET:
+        return None
+    return f"the signing secret has {size} bytes; at least {MIN_HMAC_SECRET} are needed"
 
 
 def _redact(text: str, secrets: tuple[str, ...]) -> str:

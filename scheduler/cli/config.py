@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from scheduler import plugins
+from scheduler.adapter import Issue
 from scheduler.cli.app import App, pass_app
 from scheduler.errors import InvalidInput, Problem
+from scheduler.outgoing import account_view
 
 
 def platform_problems(app: App) -> list[Problem]:
@@ -28,6 +30,28 @@ def platform_problems(app: App) -> list[Problem]:
     return out
 
 
+def account_problems(app: App) -> list[Problem]:
+    """What each account's network plugin finds wrong with its settings (``check_account``)."""
+    config = app.config
+    known = plugins.platforms()
+    out = []
+    for name, acc in config.accounts.items():
+        info = known.get(acc.platform)
+        if info is None:
+            continue
+        try:
+            issues = info.adapter.check_account(account_view(acc))
+        except Exception as exc:  # a broken plugin must not take the check down
+            issues = [Issue("platform", f"plugin {info.plugin} could not check the account: {exc}")]
+        for issue in issues:
+            out.append(
+                Problem(
+                    config.source, None, f"accounts.{name}.{issue.field}", issue.message, issue.hint
+                )
+            )
+    return out
+
+
 @click.group("config")
 def config_group() -> None:
     """The config file."""
@@ -38,7 +62,7 @@ def config_group() -> None:
 def check(app: App) -> None:
     """Validate the config: keys, time zones, slots, credentials, platforms."""
     config = app.require_config()
-    problems = platform_problems(app)
+    problems = platform_problems(app) + account_problems(app)
     if problems:
         raise InvalidInput(problems, f"config {config.source}")
     click.echo(f"{config.source}: OK, {len(config.accounts)} account(s)")
