@@ -223,7 +223,9 @@ def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
     missing = []
     for ref in refs:
         row = conn.execute(base.where(posts_t.c.key == ref)).first()
-        if row is None and ref.isdigit():
+        # A database id is ASCII digits and fits a 64-bit integer: "０１" (fullwidth) and
+        # "١" (Arabic-Indic), which int() would read, are plan ids like any other text.
+        if row is None and ref.isascii() and ref.isdigit() and len(ref) <= 18:
             row = conn.execute(base.where(posts_t.c.id == int(ref))).first()
         if row is None:
             missing.append(ref)

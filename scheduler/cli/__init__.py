@@ -172,6 +172,18 @@ class SmmGroup(click.Group):
 
     # -- errors -----------------------------------------------------------------------------
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Bytes that are not UTF-8 reach Python as lone surrogates, which no database or
+        # terminal takes: refuse them here, as a usage error, before any command runs.
+        for i, arg in enumerate(args):
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                raise click.UsageError(
+                    f"argument {i + 1} is not valid UTF-8 text", ctx=ctx
+                ) from None
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

@@ -9,6 +9,7 @@ import click
 
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, table
+from scheduler.cli.params import Count
 from scheduler.er import plot
 from scheduler.er.recompute import recompute
 from scheduler.er.report import account_ids, history, overview
@@ -64,7 +65,7 @@ def _print_account(a: Mapping[str, Any]) -> None:
     "--decisions",
     default=3,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=Count(0),
     help="How many recent decisions to show per account.",
 )
 @click.pass_context
@@ -106,7 +107,7 @@ def er(
 
 @er.command("history")
 @click.option("--account", help="Only this account.")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the last N recomputes.")
+@click.option("--limit", type=Count(1), help="Only the last N recomputes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def history_(app: App, account: str | None, limit: int | None, as_json: bool) -> None:

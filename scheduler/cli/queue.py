@@ -10,6 +10,7 @@ import click
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.complete import account_names, post_ids
 from scheduler.cli.output import echo_json, local_time, preview, table
+from scheduler.cli.params import Count
 from scheduler.errors import NotFound, SmmError
 from scheduler.states import PostState
 from scheduler.text import safe
@@ -75,7 +76,7 @@ def queue() -> None:
 )
 @click.option("--account", help="Only this account.", shell_complete=account_names)
 @click.option("--type", "content_type", help="Only this content type.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N posts.")
+@click.option("--limit", type=Count(1), help="At most N posts.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_app
 def list_(
