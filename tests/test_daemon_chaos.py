@@ -1,6 +1,6 @@
 """Crashes: ``smm run`` killed with SIGKILL at random moments, restarted each time.
 
-Proves invariants 1 and 2 of DESIGN.md end to end: whatever instant the daemon dies at, the
+Proves invariants 1 and 2 of docs/design.md end to end: whatever instant the daemon dies at, the
 network never receives a post twice (counted from the sim's delivery ledger, written by the
 "network" itself) and no post is left behind.
 """

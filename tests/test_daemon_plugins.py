@@ -1,4 +1,4 @@
-"""A plugin cannot take the daemon down (DESIGN.md invariant 6).
+"""A plugin cannot take the daemon down (docs/design.md, invariant 6).
 
 Each misbehaviour gets its own account on the ``badnet`` test network (tests/daemon_support.py);
 real ``sim`` accounts publish alongside, before and after the bad posts, and must all go out.

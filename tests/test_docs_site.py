@@ -97,3 +97,16 @@ def test_the_plugin_templates_files_are_not_built_as_pages(mkdocs_config: Any) -
     ]
 
     assert not rendered, f"exclude them in mkdocs.yml (exclude_docs): {rendered}"
+
+
+def test_code_and_tests_cite_the_design_page_of_the_project() -> None:
+    """docs/design.md is the project's design; nothing cites a file outside it."""
+    root = Path(__file__).resolve().parent.parent
+    assert (root / "docs" / "design.md").is_file()
+    citing = [
+        str(p.relative_to(root))
+        for folder in ("scheduler", "tests", "plugins", "docs")
+        for p in (root / folder).rglob("*.py")
+        if "DESIGN.md" in p.read_text(encoding="utf-8") and p.name != "test_docs_site.py"
+    ]
+    assert citing == []

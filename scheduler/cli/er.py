@@ -161,5 +161,44 @@ def recompute_(app: App, account: str | None, as_json: bool) -> None:
         click.echo(f"  {r.reason}")
 
 
+@er.command("collect")
+@click.option(
+    "--now",
+    "unread",
+    is_flag=True,
+    help="Also read every published post never read yet, whatever its age (to try a "
+    "plugin's fetch_metrics right after a publish).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_app
+def collect_(app: App, unread: bool, as_json: bool) -> None:
+    """Read the engagement metrics due now, as the daemon's metrics job does every 10 minutes
+    (first 10 minutes after `smm run` starts)."""
+    import asyncio
+    from datetime import timedelta
+
+    import httpx
+
+    from scheduler import __version__
+    from scheduler.daemon.worker import make_adapters
+    from scheduler.er.collect import DEFAULT_BANDS, collect_metrics
+
+    config = app.require_config()
+    engine = app.engine()
+    bands = (timedelta(0), *DEFAULT_BANDS) if unread else DEFAULT_BANDS
+
+    async def collect() -> int:
+        headers = {"User-Agent": f"smm-scheduler/{__version__}"}
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), headers=headers) as client:
+            adapters = make_adapters(config, client)
+            return await collect_metrics(engine, adapters, config, app.now(), bands=bands)
+
+    stored = asyncio.run(collect())
+    if as_json:
+        echo_json({"snapshots": stored})
+        return
+    click.echo(f"{stored} metric snapshot(s) stored")
+
+
 def register(cli: click.Group) -> None:
     cli.add_command(er)

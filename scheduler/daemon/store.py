@@ -1,6 +1,6 @@
 """Database steps of the daemon. Each is one short transaction; none waits on the network.
 
-Claims follow DESIGN.md: PostgreSQL takes rows with ``FOR UPDATE SKIP LOCKED`` so several
+Claims follow docs/design.md: PostgreSQL takes rows with ``FOR UPDATE SKIP LOCKED`` so several
 daemons share the queue without blocking each other; SQLite takes its write lock up front
 (``BEGIN IMMEDIATE``). A claim is a lease (owner, expiry) and opens the attempt row in the same
 transaction, so the attempt is committed before any network call; ``mark_sent`` records, right
