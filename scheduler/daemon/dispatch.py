@@ -107,22 +107,24 @@ class Dispatcher:
             if isinstance(post, BaseException):
                 return self._fail(c, f"prepare_post failed: {type(post).__name__}: {post}")
 
-        media_policy: MediaPolicy | None = None
-        if post.media:
-            # Checked again here, not only at import: the file may have changed since, and
-            # nothing is sent when one is refused.
-            media_policy = await asyncio.to_thread(self._media_policy, c.post_id)
-            problem = await media.check_post(post.media, adapter.capabilities, media_policy)
-            if problem is not None:
-                log.warning("media_refused", post=c.row.key, account=c.account, error=problem)
-                return self._result(c, Outcome.REJECTED, PostState.FAILED, message=_text(problem))
-
         policy = adapter.capabilities.rate_limit
         budget = self.limits.budget(c.account, policy)
         # Budget checks happen under the account's semaphore, and again after every wait, so
         # posts queued behind each other never all pass one check, and a 429 that arrives
-        # meanwhile holds back everyone behind it.
+        # meanwhile holds back everyone behind it. The slot is taken before anything is
+        # awaited, so an account's posts go out in the order they were started (due order).
         async with self.limits.account_semaphore(c.account, policy):
+            media_policy: MediaPolicy | None = None
+            if post.media:
+                # Checked again here, not only at import: the file may have changed since,
+                # and nothing is sent when one is refused.
+                media_policy = await asyncio.to_thread(self._media_policy, c.post_id)
+                problem = await media.check_post(post.media, adapter.capabilities, media_policy)
+                if problem is not None:
+                    log.warning("media_refused", post=c.row.key, account=c.account, error=problem)
+                    return self._result(
+                        c, Outcome.REJECTED, PostState.FAILED, message=_text(problem)
+                    )
             while True:
                 if may_send is not None and not may_send(c):
                     return self._handback(c, "not sent: the daemon is stopping or lost its lease")

@@ -243,6 +243,9 @@ class Worker:
         if missed:
             self.stats["missed"] += len(missed)
             log.warning("posts_missed", count=len(missed), posts=[m.key for m in missed[:20]])
+        # The claim's RETURNING gives no order: start the posts in due order, so that an
+        # account's posts take its concurrency slots (and a quota's units) in that order.
+        claimed = sorted(claimed, key=lambda c: (c.row.next_attempt_at or now, c.post_id))
         launched, rest = self.dispatcher.launch(claimed, self.may_send, start=False)
         for call in launched:
             post_id = call.claimed.post_id
