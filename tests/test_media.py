@@ -7,6 +7,7 @@ the descriptor, when it is opened to be sent.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -270,3 +271,30 @@ def test_media_config_is_checked(tmp_path: Path) -> None:
     assert "cannot be a media root" in text
     assert "not a network" in text
     assert "unknown key 'nope'" in text
+
+
+# --------------------------------------------------------------------------- the plugins
+
+PLUGINS = Path(__file__).resolve().parent.parent / "plugins"
+#: The simulated network keeps its own delivery ledger, a file its options name.
+OWN_FILES = {"smm_sim"}
+
+
+def test_no_built_in_plugin_opens_files_or_follows_redirects_itself() -> None:
+    # Media are read and fetched through scheduler.media only: a plugin that opens a path or
+    # lets httpx follow redirects would bypass the media roots or the address checks.
+    found = []
+    for source in sorted(PLUGINS.glob("smm_*/**/*.py")):
+        if source.relative_to(PLUGINS).parts[0] in OWN_FILES:
+            continue
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            redirects = any(
+                k.arg == "follow_redirects" and getattr(k.value, "value", False) is True
+                for k in node.keywords
+            )
+            if name in {"open", "read_bytes", "read_text", "fdopen"} or redirects:
+                found.append(f"{source.relative_to(PLUGINS)}:{node.lineno} {name}")
+    assert found == []

@@ -7,8 +7,6 @@ no memory; anything unexpected gives None and TikTok's own check decides.
 from __future__ import annotations
 
 import struct
-from contextlib import nullcontext
-from pathlib import Path
 from typing import BinaryIO
 
 __all__ = ["duration_seconds"]
@@ -42,36 +40,35 @@ def _boxes(f: BinaryIO, start: int, end: int) -> list[tuple[bytes, int, int]]:
     return found
 
 
-def duration_seconds(source: Path | BinaryIO) -> float | None:
+def duration_seconds(f: BinaryIO) -> float | None:
     """The movie's duration in seconds, or None when the file does not say it plainly.
 
-    ``source``: the file, or a binary file already open (the adapter opens media through
-    ``scheduler.media``); an open file is left open.
+    ``f``: the file, open for binary reading (the adapter opens media through
+    ``scheduler.media``); it is left open.
     """
     try:
-        with source.open("rb") if isinstance(source, Path) else nullcontext(source) as f:
-            end = f.seek(0, 2)
-            for kind, start, stop in _boxes(f, 0, end):
-                if kind != b"moov":
+        end = f.seek(0, 2)
+        for kind, start, stop in _boxes(f, 0, end):
+            if kind != b"moov":
+                continue
+            for inner, payload, _ in _boxes(f, start, stop):
+                if inner != b"mvhd":
                     continue
-                for inner, payload, _ in _boxes(f, start, stop):
-                    if inner != b"mvhd":
-                        continue
-                    f.seek(payload)
-                    version = f.read(1)
-                    if version == b"\x01":
-                        f.seek(payload + 20)
-                        data = f.read(12)
-                        if len(data) < 12:
-                            return None
-                        scale, length = struct.unpack(">IQ", data)
-                    else:
-                        f.seek(payload + 12)
-                        data = f.read(8)
-                        if len(data) < 8:
-                            return None
-                        scale, length = struct.unpack(">II", data)
-                    return length / scale if scale else None
+                f.seek(payload)
+                version = f.read(1)
+                if version == b"\x01":
+                    f.seek(payload + 20)
+                    data = f.read(12)
+                    if len(data) < 12:
+                        return None
+                    scale, length = struct.unpack(">IQ", data)
+                else:
+                    f.seek(payload + 12)
+                    data = f.read(8)
+                    if len(data) < 8:
+                        return None
+                    scale, length = struct.unpack(">II", data)
+                return length / scale if scale else None
     except OSError:
         return None
     return None
