@@ -123,6 +123,8 @@ class AccountConfig:
     slots: Mapping[int, tuple[time, ...]] = field(default_factory=dict)
     policies: Policies = field(default_factory=Policies)
     enabled: bool = True
+    #: New (and changed) posts wait for sign-off (``approval = "required"``).
+    approval: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -176,6 +178,21 @@ class MediaSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """The web app (``smm web``, docs/web.md)."""
+
+    listen: str = "127.0.0.1:8080"
+    #: A queue that runs further ahead than this is flagged on the calendar.
+    horizon: timedelta = timedelta(days=90)
+    #: "local" (users and passwords in the database) or "proxy" (a trusted header names them).
+    auth: str = "local"
+    proxy_header: str = "X-Remote-User"
+    #: Addresses whose ``proxy_header`` and ``X-Forwarded-Proto`` are believed.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    session_lifetime: timedelta = timedelta(hours=12)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole config, validated."""
 
@@ -189,6 +206,7 @@ class Config:
     metrics_listen: str | None = None
     plugins: Mapping[str, Any] = field(default_factory=dict)
     media: MediaSettings = field(default_factory=MediaSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def source(self) -> str:
@@ -397,6 +415,7 @@ _ACCOUNT_KEYS = {
     "slots",
     "policies",
     "enabled",
+    "approval",
 }
 
 
@@ -437,6 +456,9 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
         r, r.table(table, "policies", f"{path}.policies"), f"{path}.policies", base
     )
     enabled = r.boolean(table, "enabled", path, True)
+    approval = table.get("approval", "none")
+    if approval not in ("none", "required"):
+        r.problem(f"{path}.approval", f"unknown approval {approval!r}", '"required" or "none"')
     if not ok:
         return None
     assert isinstance(platform, str)
@@ -450,6 +472,7 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
         slots=slots,
         policies=policies,
         enabled=enabled,
+        approval=approval == "required",
     )
 
 
@@ -552,7 +575,38 @@ _TOP_KEYS = {
     "plugins",
     "accounts",
     "media",
+    "web",
 }
+
+
+def _web(r: _Reader, w: Mapping[str, Any]) -> WebSettings:
+    keys = {"listen", "horizon", "auth", "proxy_header", "trusted_proxies", "session_lifetime"}
+    r.unknown_keys("web", w, keys)
+    d = WebSettings()
+    listen = w.get("listen", d.listen)
+    if not isinstance(listen, str) or ":" not in listen:
+        r.problem("web.listen", f"bad address {listen!r}", 'e.g. listen = "127.0.0.1:8080"')
+        listen = d.listen
+    auth = w.get("auth", d.auth)
+    if auth not in ("local", "proxy"):
+        r.problem("web.auth", f"unknown auth {auth!r}", '"local" or "proxy"')
+        auth = d.auth
+    header = w.get("proxy_header", d.proxy_header)
+    if not isinstance(header, str) or not re.fullmatch(r"[A-Za-z0-9-]+", header):
+        r.problem("web.proxy_header", f"bad header name {header!r}", 'e.g. "X-Remote-User"')
+        header = d.proxy_header
+    proxies = w.get("trusted_proxies", list(d.trusted_proxies))
+    if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
+        r.problem("web.trusted_proxies", "must be a list of addresses", '["127.0.0.1"]')
+        proxies = list(d.trusted_proxies)
+    return WebSettings(
+        listen=listen,
+        horizon=r.duration(w, "horizon", "web", d.horizon),
+        auth=auth,
+        proxy_header=header,
+        trusted_proxies=tuple(proxies),
+        session_lifetime=r.duration(w, "session_lifetime", "web", d.session_lifetime),
+    )
 
 
 def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
@@ -660,6 +714,8 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
     base = path.parent if path is not None else Path.cwd()
     media = _media(r, r.table(data, "media", "media"), base)
 
+    web = _web(r, r.table(data, "web", "web"))
+
     accounts: dict[str, AccountConfig] = {}
     for name, table in r.table(data, "accounts", "accounts").items():
         acc = _account(r, name, table, policies)
@@ -679,6 +735,7 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
         metrics_listen=listen,
         plugins=dict(r.table(data, "plugins", "plugins")),
         media=media,
+        web=web,
     )
 
 

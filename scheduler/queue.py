@@ -15,14 +15,16 @@ from typing import Any
 from sqlalchemy import Connection, Row, bindparam, select, update
 
 from scheduler.config import AccountConfig
-from scheduler.db.models import Account, Post, PostEvent, PostState, Schedule
+from scheduler.db.models import Account, Attempt, Post, PostEvent, PostState, Schedule
 from scheduler.errors import NotFound, SmmError
 from scheduler.slots import free_slots, minute
+from scheduler.states import AWAITING_APPROVAL as AWAITING_APPROVAL
 from scheduler.states import CANCELLABLE as CANCELLABLE
 from scheduler.states import HOLDING_STATES as HOLDING_STATES
 from scheduler.states import RETRYABLE, allowed
 
 posts_t = Post.__table__  # type: ignore[attr-defined]
+attempts_t = Attempt.__table__  # type: ignore[attr-defined]
 events_t = PostEvent.__table__  # type: ignore[attr-defined]
 accounts_t = Account.__table__  # type: ignore[attr-defined]
 
@@ -260,6 +262,36 @@ def list_posts(
     return list(conn.execute(q).all())
 
 
+def post_story(conn: Connection, post_id: int) -> tuple[list[Row[Any]], list[Row[Any]]]:
+    """A post's attempts and its state-change events, each in the order they were made.
+
+    After ``retry`` (or a changed plan) the stored attempt numbers start again at 1 with the
+    fresh budget of attempts: the order is the time they started, not their number."""
+    attempts = conn.execute(
+        select(attempts_t)
+        .where(attempts_t.c.post_id == post_id)
+        .order_by(attempts_t.c.started_at, attempts_t.c.id)
+    ).all()
+    events = conn.execute(
+        select(events_t).where(events_t.c.post_id == post_id).order_by(events_t.c.at, events_t.c.id)
+    ).all()
+    return list(attempts), list(events)
+
+
+def requeue_slots(
+    conn: Connection,
+    accounts: Mapping[str, AccountConfig],
+    rows: Sequence[Row[Any]],
+    now: datetime,
+) -> None:
+    """Freed or taken slots change the accounts' queues: reassign the queues of ``rows``."""
+    ids = {r.account: r.account_id for r in rows}
+    for name, account_id in ids.items():
+        cfg = accounts.get(name)
+        if cfg is not None:
+            assign_queue_slots(conn, cfg, account_id, now)
+
+
 # --------------------------------------------------------------------------- operations
 
 
@@ -373,7 +405,9 @@ def reschedule(
         "schedule": Schedule.FIXED,
         "attempt_count": 0,
     }
-    to_state = PostState.PAUSED if row.state == PostState.PAUSED else PostState.QUEUED
+    # A paused post stays paused, one awaiting sign-off still awaits it, with the new time.
+    held = (PostState.PAUSED, *AWAITING_APPROVAL)
+    to_state = row.state if row.state in held else PostState.QUEUED
     changes = _transition(
         conn,
         [row],
@@ -397,6 +431,54 @@ def reschedule(
             f"rescheduled to {at.isoformat()}",
         )
     return changes
+
+
+def approve(
+    conn: Connection,
+    rows: Sequence[Row[Any]],
+    now: datetime,
+    actor: str,
+    comment: str | None = None,
+) -> list[Change]:
+    """Sign posts off: they join the queue, to go out at their time (now if it has passed).
+
+    The event records who approved and when (``smm queue show`` and the web app print it)."""
+    changes = []
+    for r in rows:
+        when = r.due_at if r.due_at is None or r.due_at > now else now
+        changes += _transition(
+            conn,
+            [r],
+            AWAITING_APPROVAL,
+            PostState.QUEUED,
+            now,
+            actor=actor,
+            reason="approved" + (f": {comment}" if comment else ""),
+            values={"due_at": when, "next_attempt_at": when},
+            verb="approve",
+            hints={**_HINTS, PostState.QUEUED: "it is already approved and waiting"},
+        )
+    return changes
+
+
+def reject(
+    conn: Connection, rows: Sequence[Row[Any]], now: datetime, actor: str, comment: str
+) -> list[Change]:
+    """Send posts back with a comment: they stay unpublished until the plan changes them (they
+    wait for approval again) or an approver approves them after all."""
+    if not comment.strip():
+        raise SmmError("say what to change: a post is sent back with a comment")
+    return _transition(
+        conn,
+        rows,
+        (PostState.PENDING_APPROVAL,),
+        PostState.CHANGES_REQUESTED,
+        now,
+        actor=actor,
+        reason=f"changes requested: {comment.strip()}",
+        verb="send back",
+        hints={**_HINTS, PostState.CHANGES_REQUESTED: "it was already sent back"},
+    )
 
 
 def pause_accounts(

@@ -25,6 +25,10 @@ class PostState(enum.StrEnum):
     MISSED = "missed"
     CANCELLED = "cancelled"
     PAUSED = "paused"
+    #: Waiting for sign-off (its account needs approval); holds its time, never claimed.
+    PENDING_APPROVAL = "pending_approval"
+    #: Sent back by an approver with a comment; waits for a changed plan item or an approval.
+    CHANGES_REQUESTED = "changes_requested"
 
 
 S = PostState
@@ -35,10 +39,18 @@ DUE_STATES: tuple[PostState, ...] = (S.QUEUED, S.RETRY_WAIT)
 PENDING_STATES = frozenset({S.QUEUED, S.RETRY_WAIT, S.CLAIMED})
 #: States that only a person (or the plan) moves a post out of.
 TERMINAL_STATES = frozenset({S.PUBLISHED, S.FAILED, S.MISSED, S.CANCELLED})
+#: States of a post that waits for sign-off (``ix_posts_awaiting``); no daemon claims it.
+AWAITING_APPROVAL: tuple[PostState, ...] = (S.PENDING_APPROVAL, S.CHANGES_REQUESTED)
 #: States in which a post still holds its time (its slot is taken).
-HOLDING_STATES: tuple[PostState, ...] = (S.QUEUED, S.CLAIMED, S.RETRY_WAIT, S.PAUSED)
+HOLDING_STATES: tuple[PostState, ...] = (
+    *(S.QUEUED, S.CLAIMED, S.RETRY_WAIT, S.PAUSED),
+    *AWAITING_APPROVAL,
+)
 #: States a person may cancel (or reschedule) a post from.
-CANCELLABLE: tuple[PostState, ...] = (S.QUEUED, S.RETRY_WAIT, S.PAUSED, S.FAILED, S.MISSED)
+CANCELLABLE: tuple[PostState, ...] = (
+    *(S.QUEUED, S.RETRY_WAIT, S.PAUSED, S.FAILED, S.MISSED),
+    *AWAITING_APPROVAL,
+)
 #: States ``smm queue retry`` (and a plan that fixed the post) queue again.
 RETRYABLE: tuple[PostState, ...] = (S.FAILED, S.MISSED, S.CANCELLED)
 #: States no plan import touches: the post is, or may be, on the network.
@@ -47,24 +59,33 @@ LOCKED = frozenset({S.PUBLISHED, S.UNCONFIRMED, S.CLAIMED})
 SETTLING_STATES: tuple[PostState, ...] = (S.UNCONFIRMED, S.FAILED, S.MISSED)
 
 #: Every move a post may make, from -> the states it may go to. Nothing else writes a
-#: ``posts.state``; a new post starts ``queued`` (or ``paused`` in a paused account).
+#: ``posts.state``; a new post starts ``queued`` (or ``paused`` in a paused account, or
+#: ``pending_approval`` in an account that needs approval).
+#: A changed plan item asks for approval again where the account needs it: hence the moves
+#: to ``pending_approval`` from every state a plan import updates or queues again.
 TRANSITIONS: dict[PostState, frozenset[PostState]] = {
     # claimed by a daemon; too late by the misfire policy; the account paused (by hand or
     # because its credentials expired); cancelled; updated in place by the plan or a reschedule
-    S.QUEUED: frozenset({S.CLAIMED, S.MISSED, S.PAUSED, S.CANCELLED}),
-    S.RETRY_WAIT: frozenset({S.CLAIMED, S.MISSED, S.PAUSED, S.CANCELLED, S.QUEUED}),
+    S.QUEUED: frozenset({S.CLAIMED, S.MISSED, S.PAUSED, S.CANCELLED, S.PENDING_APPROVAL}),
+    S.RETRY_WAIT: frozenset(
+        {S.CLAIMED, S.MISSED, S.PAUSED, S.CANCELLED, S.QUEUED, S.PENDING_APPROVAL}
+    ),
     # the attempt's outcome (or the rescue of an expired lease)
     S.CLAIMED: frozenset({S.PUBLISHED, S.RETRY_WAIT, S.FAILED, S.UNCONFIRMED, S.PAUSED}),
     # reconciled by the adapter, or settled by hand (`smm queue resolve`)
     S.UNCONFIRMED: frozenset({S.PUBLISHED, S.RETRY_WAIT}),
-    S.FAILED: frozenset({S.QUEUED, S.CANCELLED}),
-    S.MISSED: frozenset({S.QUEUED, S.CANCELLED}),
-    S.CANCELLED: frozenset({S.QUEUED}),
+    S.FAILED: frozenset({S.QUEUED, S.CANCELLED, S.PENDING_APPROVAL}),
+    S.MISSED: frozenset({S.QUEUED, S.CANCELLED, S.PENDING_APPROVAL}),
+    S.CANCELLED: frozenset({S.QUEUED, S.PENDING_APPROVAL}),
     S.PAUSED: frozenset({S.QUEUED, S.CANCELLED}),
+    # approved (`smm queue approve`, the web app), sent back, cancelled; a changed plan item
+    # of an account that no longer needs approval is queued
+    S.PENDING_APPROVAL: frozenset({S.QUEUED, S.CHANGES_REQUESTED, S.CANCELLED}),
+    S.CHANGES_REQUESTED: frozenset({S.QUEUED, S.PENDING_APPROVAL, S.CANCELLED}),
     S.PUBLISHED: frozenset(),
 }
 #: States a new post is inserted in.
-INITIAL_STATES = frozenset({S.QUEUED, S.PAUSED})
+INITIAL_STATES = frozenset({S.QUEUED, S.PAUSED, S.PENDING_APPROVAL})
 
 
 def allowed(from_state: str | None, to_state: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +64,7 @@ def _zones(conn: Connection) -> dict[str, str]:
 
 @click.group()
 def queue() -> None:
-    """The queue: list, inspect, cancel, retry, reschedule, pause and resume."""
+    """The queue: list, inspect, approve, cancel, retry, reschedule, pause and resume."""
 
 
 @queue.command("list")
@@ -123,27 +124,11 @@ def list_(
 @pass_app
 def show(app: App, post_id: str, as_json: bool) -> None:
     """Show one post (by plan id), its attempts and its history."""
-    from sqlalchemy import select
+    from scheduler.queue import find_posts, post_story
 
-    from scheduler.db.models import Attempt, PostEvent
-    from scheduler.queue import find_posts
-
-    attempts_t = Attempt.__table__  # type: ignore[attr-defined]
-    events_t = PostEvent.__table__  # type: ignore[attr-defined]
     with app.engine().connect() as conn:
         (row,) = find_posts(conn, [post_id])
-        # In the order they were made: after `smm queue retry` (or a changed plan) the stored
-        # attempt numbers start again at 1 with the fresh budget of attempts.
-        attempts = conn.execute(
-            select(attempts_t)
-            .where(attempts_t.c.post_id == row.id)
-            .order_by(attempts_t.c.started_at, attempts_t.c.id)
-        ).all()
-        events = conn.execute(
-            select(events_t)
-            .where(events_t.c.post_id == row.id)
-            .order_by(events_t.c.at, events_t.c.id)
-        ).all()
+        attempts, events = post_story(conn, row.id)
         tz = _zones(conn).get(row.account)
     data = post_json(row)
     data["attempt_log"] = [
@@ -233,13 +218,9 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 def _requeue_slots(app: App, conn: Connection, rows: Sequence[Row[Any]]) -> None:
     """Freed or taken slots change the account's queue: reassign it."""
-    from scheduler.queue import assign_queue_slots
+    from scheduler.queue import requeue_slots
 
-    ids = {r.account: r.account_id for r in rows}
-    for name, account_id in ids.items():
-        cfg = app.config.accounts.get(name)
-        if cfg is not None:
-            assign_queue_slots(conn, cfg, account_id, app.now())
+    requeue_slots(conn, app.config.accounts, rows, app.now())
 
 
 @queue.command("cancel")
@@ -271,6 +252,55 @@ def retry_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
         rows = find_posts(conn, keys)
         changes = retry(conn, rows, app.now())
     _report(changes, "queued again", as_json)
+
+
+def _who(by: str | None) -> str:
+    """Who acts, as the post's history records it: ``--by``, else the login name."""
+    if by:
+        return by
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return "cli"
+
+
+_BY = click.option("--by", metavar="NAME", help="Who signs (default: cli:LOGIN).")
+
+
+@queue.command("approve")
+@click.argument("keys", metavar="POST_IDS...", nargs=-1, required=True, shell_complete=post_ids)
+@click.option("--comment", default=None, help="A note kept with the approval.")
+@_BY
+@_JSON
+@pass_app
+def approve_(
+    app: App, keys: tuple[str, ...], comment: str | None, by: str | None, as_json: bool
+) -> None:
+    """Sign off posts that wait for approval; they go out at their time (now if it passed)."""
+    from scheduler.db.engine import immediate
+    from scheduler.queue import approve, find_posts
+
+    with immediate(app.engine()) as conn:
+        rows = find_posts(conn, keys)
+        changes = approve(conn, rows, app.now(), _who(by), comment)
+    _report(changes, "approved", as_json)
+
+
+@queue.command("reject")
+@click.argument("keys", metavar="POST_IDS...", nargs=-1, required=True, shell_complete=post_ids)
+@click.option("--comment", required=True, help="What to change (kept in the history).")
+@_BY
+@_JSON
+@pass_app
+def reject_(app: App, keys: tuple[str, ...], comment: str, by: str | None, as_json: bool) -> None:
+    """Send posts that wait for approval back with a comment; they are not published."""
+    from scheduler.db.engine import immediate
+    from scheduler.queue import find_posts, reject
+
+    with immediate(app.engine()) as conn:
+        rows = find_posts(conn, keys)
+        changes = reject(conn, rows, app.now(), _who(by), comment)
+    _report(changes, "sent back", as_json)
 
 
 @queue.command("reschedule")

@@ -81,6 +81,8 @@ class Post(SQLModel, table=True):
             sqlite_where=text(sql_in(DUE_STATES)),
         ),
         Index("ix_posts_account_state", "account_id", "state"),
+        # The web calendar's week and month pages: a range of due times, in order (0005).
+        Index("ix_posts_due_at", "due_at", "id"),
         # Partial indexes (migration 0003): each lookup's few rows, and nothing written for a
         # post that only waits in the queue.
         Index(
@@ -278,6 +280,50 @@ class DaemonHeartbeat(SQLModel, table=True):
     started_at: datetime = Field(sa_type=UTCDateTime)
     last_seen: datetime = Field(sa_type=UTCDateTime)
     status: str = Field(default="running", max_length=200)
+
+
+class WebUser(SQLModel, table=True):
+    """A person who signs in to the web app (``smm web user add``), and what they may do."""
+
+    __tablename__ = "web_users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    #: viewer, editor, approver or admin (docs/web.md#roles).
+    role: str = Field(max_length=20)
+    #: An argon2id hash (never the password); NULL for people known only through the proxy.
+    password_hash: str | None = None
+    disabled: bool = False
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "web_sessions"
+
+    id: str = Field(primary_key=True, max_length=64)
+    user_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("web_users.id", ondelete="CASCADE"), nullable=False)
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One change made through the web app (or a user change from the CLI): who, what, when."""
+
+    __tablename__ = "web_audit"
+    __table_args__ = (Index("ix_web_audit_at", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=50)
+    target: str | None = Field(default=None, max_length=200)
+    detail: str | None = None
+    remote_addr: str | None = Field(default=None, max_length=64)
 
 
 metadata = SQLModel.metadata

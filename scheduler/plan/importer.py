@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +33,15 @@ from scheduler.queue import (
 )
 
 #: Changed items in these states are updated in place.
-UPDATABLE = frozenset({PostState.QUEUED, PostState.RETRY_WAIT, PostState.PAUSED})
+UPDATABLE = frozenset(
+    {
+        PostState.QUEUED,
+        PostState.RETRY_WAIT,
+        PostState.PAUSED,
+        PostState.PENDING_APPROVAL,
+        PostState.CHANGES_REQUESTED,
+    }
+)
 #: Changed items in these states are updated and queued again (the plan fixed them).
 REQUEUEABLE = frozenset({PostState.FAILED, PostState.MISSED, PostState.CANCELLED})
 #: Posts in these states are never touched by an import.
@@ -266,6 +274,7 @@ def _identity(value: Any) -> Any:
 # Plain strings, not the StrEnum members: the same stored text, without the driver's
 # adaptation lookup for str subclasses.
 _QUEUED, _PAUSED = PostState.QUEUED.value, PostState.PAUSED.value
+_PENDING = PostState.PENDING_APPROVAL.value
 _QUEUE, _FIXED = Schedule.QUEUE.value, Schedule.FIXED.value
 
 
@@ -287,7 +296,14 @@ class NewRows:
     import: unique, and in index order, so inserting them appends to the unique index.
     """
 
-    def __init__(self, conn: Connection, paused: set[int], now: datetime, prefix: str) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        paused: set[int],
+        now: datetime,
+        prefix: str,
+        pending: Collection[int] = (),
+    ) -> None:
         convs = dict(zip(NEW_COLUMNS, column_converters(conn, posts_t, NEW_COLUMNS), strict=True))
 
         def conv(name: str) -> Callable[[Any], Any]:
@@ -301,6 +317,7 @@ class NewRows:
         self._empty_media, self._empty_tags = self._media([]), self._tags([])
         self._true, self._false = bool_c(True), bool_c(False)
         self._paused = paused
+        self._pending = frozenset(pending)
         self._prefix = prefix
         self._files: dict[str, str] = {}
         # Plans repeat the same tag (and media) lists: each distinct one is converted once.
@@ -352,7 +369,11 @@ class NewRows:
             self._updated,
             item.key,
             # A paused account's new posts wait with the others until it is resumed.
-            _PAUSED if account_id in self._paused else _QUEUED,
+            _PAUSED
+            if account_id in self._paused
+            else _PENDING
+            if account_id in self._pending
+            else _QUEUED,
             f"{self._prefix}{number:012x}",
             0,
             0,
@@ -360,12 +381,30 @@ class NewRows:
         )
 
 
+def approval_accounts(config: Config, account_ids: Mapping[str, int]) -> set[int]:
+    """The accounts whose new and changed posts wait for sign-off (``approval = "required"``)."""
+    accounts = config.accounts.items()
+    return {account_ids[n] for n, acc in accounts if acc.approval and n in account_ids}
+
+
+def new_state(account_id: int, paused: Collection[int], pending: Collection[int]) -> PostState:
+    """The state a new (or changed) post starts in: a paused account's posts wait with the
+    others until it is resumed; an account that needs approval holds them for sign-off."""
+    if account_id in paused:
+        return PostState.PAUSED
+    return PostState.PENDING_APPROVAL if account_id in pending else PostState.QUEUED
+
+
 def paused_accounts(conn: Connection) -> set[int]:
     return set(conn.execute(select(accounts_t.c.id).where(accounts_t.c.paused.is_(True))).scalars())
 
 
 def apply_changes(
-    conn: Connection, diff: ImportDiff, account_ids: dict[str, int], now: datetime
+    conn: Connection,
+    diff: ImportDiff,
+    account_ids: dict[str, int],
+    now: datetime,
+    pending: Collection[int] = (),
 ) -> set[int]:
     """Write what ``diff`` says about stored posts (updated, requeued, moved, and gone when
     pruning); return the accounts whose queue may need new slot times."""
@@ -374,8 +413,10 @@ def apply_changes(
     updates = []
     for item, old in diff.updated + diff.requeued:
         values = _values(item, account_ids[item.account], now)
-        # A changed post starts afresh: a paused one stays paused, any other waits in the queue.
-        state = PostState.PAUSED if old.state == PostState.PAUSED else PostState.QUEUED
+        # A changed post starts afresh: a paused one stays paused, any other waits in the
+        # queue, or for sign-off again where the account needs it.
+        paused = (old.account_id,) if old.state == PostState.PAUSED else ()
+        state = new_state(account_ids[item.account], paused, pending)
         values.update(state=state, attempt_count=0, last_error=None, error_class=None)
         if state != old.state:
             changes.append(Change(old.id, old.key, old.state, state))
@@ -447,7 +488,8 @@ def apply_plan(
     if dry_run:
         return diff
 
-    touched = apply_changes(conn, diff, account_ids, now)
+    pending = approval_accounts(config, account_ids)
+    touched = apply_changes(conn, diff, account_ids, now, pending)
     if diff.queues_posts:
         announce(conn)  # delivered when the caller commits
     paused = paused_accounts(conn)
@@ -483,7 +525,7 @@ def apply_plan(
 
     prefix = new_key_prefix()
     if supports_tuples(conn):
-        rows = NewRows(conn, paused, now, prefix)
+        rows = NewRows(conn, paused, now, prefix, pending)
         params = [
             rows.row(
                 item, slot["account_id"], n, slot["due_at"], slot["schedule"] == Schedule.QUEUE
@@ -502,8 +544,7 @@ def apply_plan(
         row = _values(item, slot["account_id"], now)
         row.update(
             key=item.key,
-            # A paused account's new posts wait with the others until it is resumed.
-            state=PostState.PAUSED if row["account_id"] in paused else PostState.QUEUED,
+            state=new_state(row["account_id"], paused, pending),
             idempotency_key=f"{prefix}{n:012x}",
             attempt_count=0,
             repeat_count=0,

@@ -59,6 +59,7 @@ from scheduler.plan.importer import (
     NewRows,
     apply_changes,
     apply_plan,
+    approval_accounts,
     classify,
     new_key_prefix,
     paused_accounts,
@@ -250,7 +251,13 @@ def import_plan(
     settled = {k for k, old in stored.items() if old.state in LOCKED | REQUEUEABLE}
     rows = None
     if not dry_run:
-        rows = NewRows(conn, paused_accounts(conn), now, new_key_prefix())
+        rows = NewRows(
+            conn,
+            paused_accounts(conn),
+            now,
+            new_key_prefix(),
+            approval_accounts(config, account_ids),
+        )
     job = _Job(
         raws, config, now, network_check, duplicates, settled, stored, account_ids, rows, keys
     )
@@ -289,7 +296,7 @@ def import_plan(
     write_slot_times(conn, job.slot_updates, now)
     if dry_run:
         return diff, []
-    touched = apply_changes(conn, diff, account_ids, now)
+    touched = apply_changes(conn, diff, account_ids, now, approval_accounts(config, account_ids))
     by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
     for account_id in sorted(touched):
         if account_id in by_id:
