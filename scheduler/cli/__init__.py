@@ -48,7 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("plugins", "Plugins: which are installed and what their networks can do."),
     "queue": (
         "queue",
-        "The queue: list, inspect, cancel, retry, reschedule, pause and resume.",
+        "The queue: list, inspect, approve, cancel, retry, reschedule, pause and resume.",
     ),
     "report": (
         "report",
@@ -68,6 +68,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": (
         "status",
         "Is it working? Daemons, queue by state, next posts due, what needs a person.",
+    ),
+    "web": (
+        "web",
+        "Serve the web app: calendar, post previews, approval, engagement (docs/web.md).",
     ),
 }
 

@@ -1,0 +1,181 @@
+"""What the web app's buttons do: the CLI's queue operations, each with its audit entry.
+
+Every action calls the function the ``smm queue`` command calls, with the same checks, and
+answers with the same words; the audit entry is written in the same transaction as the
+change, so there is never a change without its entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from scheduler.config import Config
+from scheduler.daemon import store
+from scheduler.db.engine import immediate
+from scheduler.db.models import PostState
+from scheduler.errors import NotFound, SmmError
+from scheduler.queue import (
+    AWAITING_APPROVAL,
+    CANCELLABLE,
+    Change,
+    accounts_t,
+    approve,
+    cancel,
+    find_posts,
+    pause_accounts,
+    reject,
+    requeue_slots,
+    reschedule,
+    resume_accounts,
+    retry,
+)
+from scheduler.timeutil import LocalTimeError, format_utc, parse_wall_time, zone
+from scheduler.web.auth import User, audit
+
+APPROVAL_ACTIONS = frozenset({"approve", "reject"})
+EDIT_ACTIONS = frozenset({"reschedule", "cancel", "retry", "resolve"})
+
+
+def possible(state: str) -> set[str]:
+    """The actions the post page offers for a post in ``state`` (the operations still check)."""
+    out = set()
+    if state in (*CANCELLABLE, PostState.CANCELLED):
+        out.add("reschedule")
+    if state in CANCELLABLE:
+        out.add("cancel")
+    if state in (PostState.FAILED, PostState.MISSED, PostState.CANCELLED):
+        out.add("retry")
+    if state == PostState.UNCONFIRMED:
+        out.add("resolve")
+    if state in AWAITING_APPROVAL:
+        out.add("approve")
+    if state == PostState.PENDING_APPROVAL:
+        out.add("reject")
+    return out
+
+
+def _report(changes: Sequence[Change], verb: str) -> str:
+    """The words ``smm queue`` prints for the same changes."""
+    lines = [f"{c.key}: {c.from_state} -> {c.to_state}" for c in changes]
+    return "\n".join([*lines, f"{len(changes)} post(s) {verb}"])
+
+
+def run(
+    engine: Engine,
+    config: Config,
+    now: datetime,
+    user: User,
+    action: str,
+    key: str,
+    fields: Mapping[str, str],
+    remote_addr: str | None,
+) -> str:
+    """Do ``action`` to post ``key``; return the message for the person, or raise SmmError
+    (NotFound, InvalidTransition...) with the CLI's message."""
+    actor = f"web:{user.name}"
+    if action == "resolve":
+        return _resolve(engine, now, user, key, fields, remote_addr)
+    if action not in EDIT_ACTIONS | APPROVAL_ACTIONS:
+        raise NotFound(f"no action {action!r}")
+    with immediate(engine) as conn:
+        (row,) = find_posts(conn, [key])
+        detail: str | None = None
+        if action == "reschedule":
+            at = fields.get("at", "").strip()
+            if not at:
+                raise SmmError("give the new time, e.g. 2027-01-15 10:00")
+            tz = conn.execute(
+                select(accounts_t.c.timezone).where(accounts_t.c.id == row.account_id)
+            ).scalar_one()
+            try:
+                when = parse_wall_time(at, zone(tz))
+            except LocalTimeError as exc:
+                raise SmmError(f"{exc} ({exc.hint})") from None
+            reschedule(conn, row, when, now, actor)
+            requeue_slots(conn, config.accounts, [row], now)
+            message = f"{row.key}: now due {format_utc(when)} ({at} {tz})"
+            detail = f"to {format_utc(when)}"
+        elif action == "cancel":
+            changes = cancel(conn, [row], now, actor)
+            requeue_slots(conn, config.accounts, [row], now)
+            message = _report(changes, "cancelled")
+        elif action == "retry":
+            message = _report(retry(conn, [row], now, actor), "queued again")
+        elif action == "approve":
+            comment = fields.get("comment", "").strip() or None
+            message = _report(approve(conn, [row], now, actor, comment), "approved")
+            detail = comment
+        else:  # reject
+            comment = fields.get("comment", "")
+            message = _report(reject(conn, [row], now, actor, comment), "sent back")
+            detail = comment
+        audit(conn, now, user.name, action, row.key, detail, remote_addr)
+    return message
+
+
+def _resolve(
+    engine: Engine,
+    now: datetime,
+    user: User,
+    key: str,
+    fields: Mapping[str, str],
+    remote_addr: str | None,
+) -> str:
+    """``smm queue resolve``: settle an unconfirmed post (the daemon's store does it)."""
+    url = fields.get("url", "").strip() or None
+    absent = fields.get("outcome") == "not-published"
+    if bool(url) == absent:
+        raise SmmError("give exactly one of: the URL it is published at, or 'not published'")
+    if url and not url.startswith(("https://", "http://")):
+        raise SmmError(f"not a web address: {url!r}")
+    with engine.connect() as conn:
+        (row,) = find_posts(conn, [key])
+    ok = store.settle(
+        engine,
+        row.id,
+        now,
+        f"web:{user.name}",
+        published=bool(url),
+        remote_url=url,
+        remote_id=url,
+        reason="settled by hand: " + ("published" if url else "not published"),
+    )
+    if not ok:
+        raise SmmError(f"{row.key} is {row.state}, not unconfirmed: nothing to settle")
+    with immediate(engine) as conn:
+        audit(conn, now, user.name, "resolve", row.key, url or "not published", remote_addr)
+    return f"{row.key}: " + (f"published at {url}" if url else "queued again")
+
+
+def run_account(
+    engine: Engine,
+    config: Config,
+    now: datetime,
+    user: User,
+    action: str,
+    name: str,
+    remote_addr: str | None,
+) -> str:
+    """Pause or resume one account, as ``smm queue pause/resume --account NAME``."""
+    if action not in ("pause", "resume"):
+        raise NotFound(f"no action {action!r}")
+    with immediate(engine) as conn:
+        row: Any = conn.execute(select(accounts_t.c.id).where(accounts_t.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no account {name!r} in the database")
+        if action == "pause":
+            n = pause_accounts(
+                conn, [row.id], now, reason="paused from the web app", actor=f"web:{user.name}"
+            )
+            message = f"paused {name}; {n} post(s) held"
+        else:
+            n = resume_accounts(
+                conn, [(row.id, config.accounts.get(name))], now, actor=f"web:{user.name}"
+            )
+            message = f"resumed {name}; {n} post(s) queued"
+        audit(conn, now, user.name, action, f"account:{name}", None, remote_addr)
+    return message

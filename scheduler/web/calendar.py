@@ -1,0 +1,279 @@
+"""The calendar's reading of the queue: the posts of a week or a month, filtered, a page at a time.
+
+Every query reads a range of due times through ``ix_posts_due_at`` (due time, id) and pages
+by key (the last row's due time and id), never by offset, so the hundredth page of a busy
+month costs what the first does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, and_, func, or_, select
+
+from scheduler.db.models import PostState
+from scheduler.queue import AWAITING_APPROVAL, HOLDING_STATES, accounts_t, posts_t
+from scheduler.timeutil import UTC
+
+#: Posts shown per page of a calendar view.
+PAGE = 400
+#: Okabe-Ito colours (the ER report's palette): one per content type, chosen by its name.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F7F7F", "#000000")
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def type_colour(content_type: str) -> str:
+    """The colour of a content type: the same on every page and in every run."""
+    digest = hashlib.blake2s(content_type.encode(), digest_size=2).digest()
+    return PALETTE[int.from_bytes(digest) % len(PALETTE)]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the viewer narrowed the calendar to (all optional)."""
+
+    account: str | None = None
+    network: str | None = None
+    content_type: str | None = None
+    states: tuple[str, ...] = ()
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: after this due time and post id."""
+
+    due_at: datetime
+    post_id: int
+
+    def encode(self) -> str:
+        return f"{self.due_at.astimezone(UTC).isoformat()}~{self.post_id}"
+
+    @classmethod
+    def decode(cls, text: str | None) -> Cursor | None:
+        if not text or "~" not in text:
+            return None
+        when, _, ident = text.rpartition("~")
+        try:
+            due = datetime.fromisoformat(when)
+            return cls(due if due.tzinfo else due.replace(tzinfo=UTC), int(ident))
+        except ValueError:
+            return None
+
+
+@dataclass
+class Entry:
+    """One post on the calendar."""
+
+    id: int
+    key: str
+    account: str
+    platform: str
+    account_zone: str
+    content_type: str
+    state: str
+    due_at: datetime
+    text: str
+    local: datetime  # in the viewer's zone
+    account_local: datetime
+
+    @property
+    def colour(self) -> str:
+        return type_colour(self.content_type)
+
+    @property
+    def other_zone(self) -> bool:
+        return self.local.utcoffset() != self.account_local.utcoffset()
+
+
+@dataclass
+class Day:
+    day: date
+    entries: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class Page:
+    """A calendar page: its days (in the viewer's zone) and where the next page starts."""
+
+    view: str
+    start: date
+    end: date  # exclusive
+    days: list[Day]
+    shown: int
+    next_cursor: Cursor | None
+
+
+def week_start(d: date) -> date:
+    return d - timedelta(days=d.weekday())
+
+
+def span(view: str, anchor: date) -> tuple[date, date]:
+    """``[first day, day after the last)`` of the week (from Monday) or month of ``anchor``;
+    a month view shows whole weeks."""
+    if view == "month":
+        first = anchor.replace(day=1)
+        nxt = (first + timedelta(days=32)).replace(day=1)
+        return week_start(first), week_start(nxt - timedelta(days=1)) + timedelta(days=7)
+    start = week_start(anchor)
+    return start, start + timedelta(days=7)
+
+
+def _instant(d: date, tz: ZoneInfo) -> datetime:
+    # Midnight exists in every zone the calendar is read in except a few with DST at 00:00;
+    # ``fold=0`` and normalising through UTC take the first valid instant.
+    return datetime.combine(d, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def read_page(
+    conn: Connection,
+    view: str,
+    anchor: date,
+    tz: ZoneInfo,
+    filters: Filters,
+    after: Cursor | None = None,
+    limit: int = PAGE,
+) -> Page:
+    """The posts due in the view's span (in ``tz``), in due order, ``limit`` at a time."""
+    first, end = span(view, anchor)
+    lo, hi = _instant(first, tz), _instant(end, tz)
+    q = (
+        select(
+            posts_t.c.id,
+            posts_t.c.key,
+            posts_t.c.content_type,
+            posts_t.c.state,
+            posts_t.c.due_at,
+            func.substr(posts_t.c.text, 1, 160).label("text"),
+            accounts_t.c.name.label("account"),
+            accounts_t.c.platform,
+            accounts_t.c.timezone,
+        )
+        .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+        .where(posts_t.c.due_at >= lo, posts_t.c.due_at < hi)
+    )
+    if after is not None:
+        q = q.where(
+            or_(
+                posts_t.c.due_at > after.due_at,
+                and_(posts_t.c.due_at == after.due_at, posts_t.c.id > after.post_id),
+            )
+        )
+    if filters.account:
+        q = q.where(accounts_t.c.name == filters.account)
+    if filters.network:
+        q = q.where(accounts_t.c.platform == filters.network)
+    if filters.content_type:
+        q = q.where(posts_t.c.content_type == filters.content_type.lower())
+    if filters.states:
+        q = q.where(posts_t.c.state.in_(filters.states))
+    if filters.text:
+        needle = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(posts_t.c.text.ilike(f"%{needle}%", escape="\\"))
+    rows = conn.execute(q.order_by(posts_t.c.due_at, posts_t.c.id).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    days = [Day(first + timedelta(days=i)) for i in range((end - first).days)]
+    by_day = {d.day: d for d in days}
+    zones: dict[str, ZoneInfo] = {}
+    for r in rows:
+        local = r.due_at.astimezone(tz)
+        azone = zones.get(r.timezone)
+        if azone is None:
+            azone = zones[r.timezone] = _zone_or_utc(r.timezone)
+        entry = Entry(
+            r.id,
+            r.key,
+            r.account,
+            r.platform,
+            r.timezone,
+            r.content_type,
+            r.state,
+            r.due_at,
+            " ".join(r.text.split()),
+            local,
+            r.due_at.astimezone(azone),
+        )
+        day = by_day.get(local.date())
+        if day is not None:
+            day.entries.append(entry)
+    last = rows[-1] if rows else None
+    return Page(
+        view,
+        first,
+        end,
+        days,
+        len(rows),
+        Cursor(last.due_at, last.id) if more and last is not None else None,
+    )
+
+
+def _zone_or_utc(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except Exception:  # an account row from an older config: show UTC rather than fail
+        return ZoneInfo("UTC")
+
+
+@dataclass(frozen=True)
+class AheadWarning:
+    """An account whose queue runs further ahead than the horizon."""
+
+    account: str
+    last_due: datetime
+    beyond: int
+
+
+def beyond_horizon(conn: Connection, now: datetime, horizon: timedelta) -> list[AheadWarning]:
+    """Accounts with waiting posts due after ``now + horizon``: how many, and the last one.
+
+    Reads only the posts past the horizon (a range of ``ix_posts_due_at``)."""
+    limit = now + horizon
+    rows = conn.execute(
+        select(
+            accounts_t.c.name.label("account"),
+            func.max(posts_t.c.due_at).label("last_due"),
+            func.count().label("beyond"),
+        )
+        .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+        .where(posts_t.c.due_at > limit, posts_t.c.state.in_(HOLDING_STATES))
+        .group_by(accounts_t.c.name)
+        .order_by(accounts_t.c.name)
+    ).all()
+    return [AheadWarning(r.account, r.last_due, r.beyond) for r in rows]
+
+
+def awaiting_approval(conn: Connection, limit: int = 50) -> list[Any]:
+    """Posts waiting for sign-off, soonest first (the approver's to-do list)."""
+    return list(
+        conn.execute(
+            select(
+                posts_t.c.key,
+                posts_t.c.state,
+                posts_t.c.due_at,
+                posts_t.c.content_type,
+                accounts_t.c.name.label("account"),
+            )
+            .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+            .where(posts_t.c.state.in_(AWAITING_APPROVAL))
+            .order_by(posts_t.c.due_at, posts_t.c.id)
+            .limit(limit)
+        ).all()
+    )
+
+
+def choices(conn: Connection) -> dict[str, Sequence[str]]:
+    """What the filters offer: accounts and networks from the accounts table, the states."""
+    accounts = conn.execute(
+        select(accounts_t.c.name, accounts_t.c.platform).order_by(accounts_t.c.name)
+    ).all()
+    return {
+        "accounts": [a.name for a in accounts],
+        "networks": sorted({a.platform for a in accounts}),
+        "states": [s.value for s in PostState],
+    }

@@ -1,0 +1,105 @@
+"""A post as each network will show it, asked of the networks' own plugins.
+
+The core knows no network (docs/design.md): the text a network gets, its length as that
+network counts it, its limit and its objections all come from the platform's adapter
+(``compose_text``, ``text_length``, ``text_limit``, ``validate``) after the ``prepare_post``
+transforms, exactly as plan validation and the daemon see the post. Nothing is fetched: the
+link card shows the link itself, not the page behind it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from scheduler import plugins
+from scheduler.adapter import Account
+from scheduler.config import AccountConfig
+from scheduler.outgoing import account_view, from_row, offline_adapter, prepare
+
+
+@dataclass
+class Preview:
+    """One network's view of the post."""
+
+    platform: str
+    account: str
+    text: str = ""
+    length: int = 0
+    limit: int = 0
+    counting: str = ""
+    issues: list[str] = field(default_factory=list)
+    media: Sequence[str] = ()
+    max_media: int = 0
+    link: str | None = None
+    link_host: str | None = None
+    #: Why there is no preview (the plugin is missing or failed).
+    error: str | None = None
+    own: bool = False
+
+    @property
+    def over(self) -> bool:
+        return self.length > self.limit
+
+    @property
+    def fill(self) -> int:
+        """The meter's fill, in percent (capped at 100)."""
+        return min(100, round(100 * self.length / self.limit)) if self.limit else 0
+
+
+def _view_for(
+    platform: str, row: Any, accounts: Mapping[str, AccountConfig]
+) -> tuple[str, Account]:
+    """The account to preview ``platform`` with: the post's own account on its own network,
+    else the first configured account of that network (its options, e.g. an instance's
+    higher limit, change the counting)."""
+    own = accounts.get(row.account)
+    if own is not None and own.platform == platform:
+        return own.name, account_view(own)
+    for cfg in accounts.values():
+        if cfg.platform == platform:
+            return cfg.name, account_view(cfg)
+    return row.account, Account(row.account, platform, row.timezone)
+
+
+def platforms_to_show(row: Any, accounts: Mapping[str, AccountConfig]) -> list[str]:
+    """The post's own network first, then every other network the config has accounts on."""
+    out = [row.platform]
+    for cfg in accounts.values():
+        if cfg.platform not in out:
+            out.append(cfg.platform)
+    return out
+
+
+async def previews(row: Any, accounts: Mapping[str, AccountConfig]) -> list[Preview]:
+    """The post (a ``find_posts`` row joined with its account's platform and zone) on the
+    networks ``platforms_to_show`` names."""
+    out = []
+    for platform in platforms_to_show(row, accounts):
+        name, view = _view_for(platform, row, accounts)
+        p = Preview(platform, name, own=platform == row.platform)
+        out.append(p)
+        try:
+            adapter = offline_adapter(platform)
+        except plugins.PluginError as exc:
+            p.error = f"no plugin for {platform}: {exc}"
+            continue
+        try:
+            post = await prepare(from_row(row, name), view)
+            caps = adapter.capabilities
+            p.text = adapter.compose_text(post)
+            p.length = adapter.text_length(p.text)
+            p.limit = adapter.text_limit(view)
+            p.counting = caps.text_counting
+            p.max_media = caps.max_media
+            p.media = post.media
+            p.link = post.link
+            p.link_host = urlsplit(post.link).hostname if post.link else None
+            p.issues = [
+                i.message + (f" ({i.hint})" if i.hint else "") for i in adapter.validate(post, view)
+            ]
+        except Exception as exc:  # a broken plugin spoils its own preview, not the page
+            p.error = f"the {platform} plugin failed: {type(exc).__name__}: {exc}"
+    return out

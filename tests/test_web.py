@@ -1,0 +1,424 @@
+"""The web app over HTTP (a real uvicorn server, httpx as the browser): sign-in, roles, CSRF,
+cookies, the calendar, previews, the CLI's actions and approval, the audit log, no secrets."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from web_support import MASTODON_COUNT, X_COUNT, Server, Site, build_site, csrf_of, login
+
+from scheduler.daemon import store
+from scheduler.db.engine import immediate
+from scheduler.db.models import PostState
+from scheduler.queue import posts_t
+from scheduler.timeutil import utcnow
+from scheduler.web import auth, calendar
+from scheduler.web.app import create_app
+
+SECRET = "s3cr3t-token-never-shown-0123456789"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SMM_TEST_WEB_TOKEN", SECRET)
+    built = build_site(tmp_path_factory.mktemp("web"))
+    yield built
+    built.engine.dispose()
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def server(site: Site) -> Iterator[Server]:
+    served = Server(create_app(site.engine, site.config))
+    yield served
+    served.stop()
+
+
+@contextlib.contextmanager
+def client(server: Server, user: str | None = None, **kw: Any) -> Iterator[httpx.Client]:
+    """An httpx client on the server, signed in as ``user``."""
+    with httpx.Client(base_url=server.url, follow_redirects=True, **kw) as c:
+        if user:
+            assert login(c, user).status_code == 200
+        yield c
+
+
+def state_of(site: Site, key: str) -> str:
+    with site.engine.connect() as conn:
+        return str(conn.execute(select(posts_t.c.state).where(posts_t.c.key == key)).scalar())
+
+
+def flash(page: str) -> str:
+    found = re.search(r'class="flash[^"]*"[^>]*><pre>(.*?)</pre>', page, re.S)
+    return html.unescape(found.group(1)) if found else ""
+
+
+def problem(page: str) -> str:
+    found = re.search(r'class="problem".*?<pre>(.*?)</pre>', page, re.S)
+    return html.unescape(found.group(1)) if found else ""
+
+
+# ---------------------------------------------------------------------------------- sign-in
+
+
+def test_pages_need_sign_in(server: Server) -> None:
+    with client(server) as c:
+        r = c.get("/calendar", follow_redirects=False)
+        assert r.status_code == 303
+        assert r.headers["location"].startswith("/login?next=%2Fcalendar")
+        assert c.post("/post/launch-001/cancel", data={}).status_code == 401
+
+
+def test_wrong_password_is_refused_and_audited(site: Site, server: Server) -> None:
+    with client(server) as c:
+        r = login(c, "maria", "not the password")
+        assert r.status_code == 401
+        assert "Wrong name or password" in r.text
+        assert "smm_session" not in c.cookies
+    with site.engine.connect() as conn:
+        actions = [r.action for r in conn.execute(select(auth.audit_t.c.action))]
+    assert "login-failed" in actions
+
+
+def test_session_cookie_is_httponly_and_samesite(server: Server) -> None:
+    with client(server) as c:
+        page = c.get("/login")
+        r = c.post(
+            "/login",
+            data={"csrf": csrf_of(page.text), "name": "vic", "password": "correct horse battery"},
+            follow_redirects=False,
+        )
+        cookie = r.headers["set-cookie"].lower()
+        assert "smm_session=" in cookie
+        assert "httponly" in cookie
+        assert "samesite=lax" in cookie
+        assert "secure" not in cookie  # plain HTTP on loopback: a Secure cookie would be lost
+
+
+def test_session_cookie_is_secure_behind_a_tls_proxy(server: Server) -> None:
+    with client(server, headers={"X-Forwarded-Proto": "https"}) as c:
+        page = c.get("/login")
+        assert "secure" in page.headers["set-cookie"].lower()
+        # httpx keeps a Secure cookie for HTTPS only; the browser talks HTTPS to the proxy
+        c.cookies.set("smm_login", csrf_of(page.text))
+        r = c.post(
+            "/login",
+            data={"csrf": csrf_of(page.text), "name": "vic", "password": "correct horse battery"},
+            follow_redirects=False,
+        )
+        assert "; secure" in r.headers["set-cookie"].lower()
+
+
+def test_the_sign_in_form_needs_its_token(server: Server) -> None:
+    with client(server) as c:
+        c.get("/login")
+        r = c.post("/login", data={"name": "maria", "password": "correct horse battery"})
+        assert r.status_code == 403
+
+
+def test_sign_in_never_redirects_to_another_site(server: Server) -> None:
+    with client(server) as c:
+        page = c.get("/login")
+        r = c.post(
+            "/login",
+            data={
+                "csrf": csrf_of(page.text),
+                "name": "vic",
+                "password": "correct horse battery",
+                "next": "//evil.example/",
+            },
+            follow_redirects=False,
+        )
+        assert r.headers["location"] == "/"
+
+
+def test_security_headers(server: Server) -> None:
+    with client(server) as c:
+        r = c.get("/login")
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "script-src" not in csp  # no script at all
+    assert r.headers["x-frame-options"] == "DENY"
+    assert r.headers["x-content-type-options"] == "nosniff"
+
+
+# ---------------------------------------------------------------------------------- roles, CSRF
+
+
+def test_a_viewer_is_refused_an_action(site: Site, server: Server) -> None:
+    with client(server, "vic") as c:
+        page = c.get("/post/tip-002")
+        r = c.post("/post/tip-002/cancel", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 403
+    assert "Your role (viewer) does not allow this" in problem(r.text)
+    assert state_of(site, "tip-002") == PostState.QUEUED
+
+
+def test_an_editor_cannot_approve(site: Site, server: Server) -> None:
+    with client(server, "ed") as c:
+        page = c.get("/post/sim-reject-002")
+        r = c.post("/post/sim-reject-002/approve", data={"csrf": csrf_of(page.text)})
+    assert r.status_code == 403
+    assert state_of(site, "sim-reject-002") == PostState.PENDING_APPROVAL
+
+
+def test_a_form_without_its_csrf_token_is_refused(site: Site, server: Server) -> None:
+    with client(server, "alice") as c:
+        missing = c.post("/post/tip-002/cancel", data={})
+        forged = c.post("/post/tip-002/cancel", data={"csrf": "0" * 64})
+    for r in (missing, forged):
+        assert r.status_code == 403
+        assert "no valid CSRF token" in problem(r.text)
+    assert state_of(site, "tip-002") == PostState.QUEUED
+
+
+def test_only_admins_read_the_audit_log(server: Server) -> None:
+    with client(server, "maria") as c:
+        assert c.get("/audit").status_code == 403
+    with client(server, "alice") as c:
+        r = c.get("/audit")
+    assert r.status_code == 200
+    assert "login" in r.text
+
+
+# ---------------------------------------------------------------------------------- calendar
+
+
+def test_the_week_shows_next_weeks_posts_in_the_viewers_zone(site: Site, server: Server) -> None:
+    start = site.next_monday.date().isoformat()
+    with client(server, "vic") as c:
+        riga = c.get(f"/calendar?start={start}").text
+        ny = c.get(f"/calendar?start={start}&tz=America/New_York").text
+    assert 'data-key="launch-001"' in riga
+    assert 'data-key="tip-002"' in riga
+    # launch-001 is at 10:00 in Riga: 03:00 in New York, with the account's own time beside it.
+    assert re.search(r'data-key="launch-001">\s*<span class="when">10:00<', riga)
+    assert re.search(r'data-key="launch-001">\s*<span class="when">03:00 <small>\(10:00', ny)
+
+
+def test_calendar_filters(site: Site, server: Server) -> None:
+    start = site.next_monday.date().isoformat()
+    with client(server, "vic") as c:
+        by_net = c.get(f"/calendar?start={start}&network=x").text
+        by_text = c.get(f"/calendar?start={start}&q=JOKE").text
+        by_state = c.get(f"/calendar?start={start}&state=published").text
+    assert 'data-key="tip-002"' in by_net
+    assert 'data-key="launch-001"' not in by_net
+    assert 'data-key="tip-002"' in by_text
+    assert 'data-key="launch-001"' not in by_text
+    assert "data-key=" not in by_state
+
+
+def test_calendar_pages_by_key(site: Site) -> None:
+    week = site.next_monday.date()
+    with site.engine.connect() as conn:
+        first = calendar.read_page(
+            conn, "week", week, calendar.ZoneInfo("Europe/Riga"), calendar.Filters(), limit=1
+        )
+        assert first.shown == 1
+        assert first.next_cursor is not None
+        second = calendar.read_page(
+            conn,
+            "week",
+            week,
+            calendar.ZoneInfo("Europe/Riga"),
+            calendar.Filters(),
+            calendar.Cursor.decode(first.next_cursor.encode()),
+            limit=1,
+        )
+    keys = [e.key for p in (first, second) for d in p.days for e in d.entries]
+    assert keys == ["launch-001", "tip-002"]
+
+
+def test_a_queue_beyond_the_horizon_is_flagged(site: Site) -> None:
+    with site.engine.connect() as conn:
+        soon = calendar.beyond_horizon(conn, utcnow(), timedelta(days=30))
+        short = calendar.beyond_horizon(conn, utcnow(), timedelta(hours=1))
+    assert soon == []
+    assert {w.account for w in short} >= {"riga_masto", "ny_x"}
+
+
+# ---------------------------------------------------------------------------------- the post
+
+
+def test_post_page_previews_count_as_each_network(server: Server) -> None:
+    with client(server, "vic") as c:
+        html = c.get("/post/launch-001").text
+    counts = dict(
+        re.findall(
+            r'data-platform="(\w+)".*?<b class="n">(\d+)</b> / <span class="limit">\d+', html, re.S
+        )
+    )
+    assert counts["mastodon"] == str(MASTODON_COUNT)
+    assert counts["x"] == str(X_COUNT)
+
+
+def test_reschedule_answers_as_the_cli_does(site: Site, server: Server) -> None:
+    with client(server, "ed") as c:
+        page = c.get("/post/tip-002")
+        bad = c.post("/post/tip-002/reschedule", data={"csrf": csrf_of(page.text), "at": "soon"})
+        code, cli_out = site.cli("queue", "reschedule", "tip-002", "--at", "soon")
+        past = c.post(
+            "/post/tip-002/reschedule", data={"csrf": csrf_of(page.text), "at": "2020-01-01 10:00"}
+        )
+        ok = c.post(
+            "/post/tip-002/reschedule", data={"csrf": csrf_of(page.text), "at": "2099-03-04 10:00"}
+        )
+    assert bad.status_code == 409
+    assert code == 2
+    # the same words as the CLI's (which adds its option name around them)
+    assert problem(bad.text).split(" (")[0] in cli_out
+    assert "tip-002: the new time is in the past" in problem(past.text)
+    assert (
+        flash(ok.text)
+        == "tip-002: now due 2099-03-04T15:00:00Z (2099-03-04 10:00 America/New_York)"
+    )
+
+
+def test_approval_from_the_cli_and_the_web(site: Site, server: Server) -> None:
+    code, out = site.cli(
+        "queue", "reject", "sim-reject-002", "--comment", "tone it down", "--by", "m"
+    )
+    assert code == 0, out
+    assert "sim-reject-002: pending_approval -> changes_requested" in out
+    code, out = site.cli("queue", "reject", "sim-reject-002", "--comment", "again")
+    assert code == 1
+    assert "cannot send back a post that is changes_requested" in out
+    with client(server, "maria") as c:
+        page = c.get("/post/sim-reject-002")
+        assert "tone it down" in page.text
+        assert "by <b>m</b>" in page.text
+        r = c.post("/post/sim-reject-002/approve", data={"csrf": csrf_of(page.text), "comment": ""})
+    assert "sim-reject-002: changes_requested -> queued" in flash(r.text)
+    assert "by <b>web:maria</b>" in r.text
+    assert state_of(site, "sim-reject-002") == PostState.QUEUED
+
+
+def test_the_daemon_never_claims_a_post_waiting_for_approval(tmp_path: Path) -> None:
+    site = build_site(tmp_path)
+    try:
+        # even long after its time, and with every other post claimed
+        claimed, _ = store.claim(
+            site.engine,
+            "test-daemon",
+            utcnow() + timedelta(days=3650),
+            lease=timedelta(minutes=1),
+            limit=100,
+            grace={},
+            default_grace=timedelta(days=100_000),
+        )
+        keys = {c.row.key for c in claimed}
+        assert keys == {"launch-001", "tip-002"}
+        assert state_of(site, "sim-approve-001") == PostState.PENDING_APPROVAL
+        assert state_of(site, "sim-reject-002") == PostState.PENDING_APPROVAL
+    finally:
+        site.engine.dispose()
+
+
+def test_a_changed_plan_item_waits_for_approval_again(tmp_path: Path) -> None:
+    site = build_site(tmp_path)
+    try:
+        code, out = site.cli("queue", "approve", "sim-approve-001")
+        assert code == 0, out
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(plan.read_text().replace("Needs a manager's eye", "Changed text"))
+        code, out = site.cli("plan", "import", str(plan))
+        assert code == 0, out
+        assert state_of(site, "sim-approve-001") == PostState.PENDING_APPROVAL
+    finally:
+        site.engine.dispose()
+
+
+def test_every_change_is_audited(site: Site, server: Server) -> None:
+    with client(server, "ed") as c:
+        page = c.get("/post/launch-001")
+        c.post(
+            "/post/launch-001/reschedule",
+            data={"csrf": csrf_of(page.text), "at": "2099-02-02 09:30"},
+        )
+    with site.engine.connect() as conn:
+        rows = conn.execute(select(auth.audit_t).where(auth.audit_t.c.action == "reschedule")).all()
+    assert any(r.actor == "ed" and r.target == "launch-001" for r in rows)
+
+
+def test_no_page_shows_a_secret(site: Site, server: Server) -> None:
+    start = site.next_monday.date().isoformat()
+    with client(server, "alice") as c:
+        pages = [
+            c.get(p).text
+            for p in (
+                f"/calendar?start={start}",
+                "/calendar?view=month",
+                "/post/launch-001",
+                "/post/tip-002",
+                "/approvals",
+                "/er",
+                "/audit",
+            )
+        ]
+    for text in pages:
+        assert SECRET not in text
+
+
+def test_users_from_the_cli(site: Site) -> None:
+    code, out = site.cli(
+        "web", "user", "add", "newbie", "--role", "editor", "--password-stdin", input="short\n"
+    )
+    assert code == 1
+    assert "at least 10 characters" in out
+    code, out = site.cli(
+        "web",
+        "user",
+        "add",
+        "newbie",
+        "--role",
+        "editor",
+        "--password-stdin",
+        input="long enough pw\n",
+    )
+    assert code == 0, out
+    code, out = site.cli("web", "user", "list")
+    assert re.search(r"newbie\s+editor\s+yes", out)
+    with site.engine.connect() as conn:
+        stored = conn.execute(
+            select(auth.users_t.c.password_hash).where(auth.users_t.c.name == "newbie")
+        ).scalar()
+    assert stored.startswith("$argon2id$")
+    assert "long enough pw" not in stored
+    assert "argon2" not in out
+
+
+def test_proxy_header_is_believed_only_from_a_trusted_address(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    site = build_site(tmp_path)
+    try:
+        trusting = replace(site.config, web=replace(site.config.web, auth="proxy"))
+        wary = replace(
+            site.config, web=replace(site.config.web, auth="proxy", trusted_proxies=("10.9.9.9",))
+        )
+        for config, expected in ((trusting, 200), (wary, 303)):
+            served = Server(create_app(site.engine, config))
+            try:
+                with httpx.Client(base_url=served.url) as c:
+                    r = c.get("/calendar", headers={"X-Remote-User": "maria"})
+                    assert r.status_code == expected
+                    if expected == 200:
+                        # the proxy's user gets a session, so that forms carry a CSRF token
+                        assert "smm_session" in r.headers["set-cookie"]
+                        with immediate(site.engine) as conn:
+                            assert auth.user_named(conn, "maria") is not None
+            finally:
+                served.stop()
+    finally:
+        site.engine.dispose()
