@@ -83,6 +83,14 @@ class Post(SQLModel, table=True):
         Index("ix_posts_account_state", "account_id", "state"),
         # The web calendar's week and month pages: a range of due times, in order (0005).
         Index("ix_posts_due_at", "due_at", "id"),
+        # Posts waiting for sign-off, soonest first: the approvers' list (0005).
+        Index(
+            "ix_posts_awaiting",
+            "due_at",
+            "id",
+            postgresql_where=text("state IN ('pending_approval', 'changes_requested')"),
+            sqlite_where=text("state IN ('pending_approval', 'changes_requested')"),
+        ),
         # Partial indexes (migration 0003): each lookup's few rows, and nothing written for a
         # post that only waits in the queue.
         Index(

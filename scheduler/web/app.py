@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
@@ -42,6 +43,9 @@ SESSION_COOKIE = "smm_session"
 LOGIN_COOKIE = "smm_login"
 ZONE_COOKIE = "smm_tz"
 DAY_TIME = "%a %d %b %Y %H:%M"
+#: How long the types' colours and the horizon warnings are kept (see ``Web.cached``).
+COLOURS_TTL = 300.0
+HORIZON_TTL = 60.0
 
 #: Sent with every response: nothing loads from elsewhere, no script runs, no framing.
 SECURITY_HEADERS = [
@@ -88,6 +92,8 @@ class Web:
     env: Environment = field(init=False)
     #: One message to show on the next page a session loads (after a redirect).
     flashes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Slow, advisory reads kept for a while: name -> (when read, value). See ``cached``.
+    _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.env = Environment(
@@ -98,10 +104,20 @@ class Web:
         )
         self.env.filters["local"] = _local
         self.env.filters["utc"] = format_utc
+        self.env.filters["wall"] = _wall
 
     @property
     def settings(self) -> Any:
         return self.config.web
+
+    def cached(self, name: str, ttl: float, read: Callable[[], Any]) -> Any:
+        """``read()``, done again at most every ``ttl`` seconds. For reads that scan many
+        posts and only advise: the types' colours, the queues beyond the horizon."""
+        at, value = self._cache.get(name, (-ttl - 1.0, None))
+        if time.monotonic() - at > ttl:
+            value = read()
+            self._cache[name] = (time.monotonic(), value)
+        return value
 
     # ---------------------------------------------------------------------- requests
 
@@ -185,6 +201,11 @@ def _local(instant: datetime | None, where: tzinfo | str | None, fmt: str = DAY_
         tz = where
     local = instant.astimezone(tz)
     return local.strftime(fmt) + " " + (local.tzname() or "")
+
+
+def _wall(instant: datetime | None, where: str) -> str:
+    """``2027-01-15 10:00``: the form ``smm queue reschedule --at`` reads, in ``where``."""
+    return _local(instant, where, "%Y-%m-%d %H:%M").rsplit(" ", 1)[0] if instant else ""
 
 
 def _web(request: Request) -> Web:
@@ -358,12 +379,17 @@ async def calendar_page(request: Request) -> Response:
         with web.engine.connect() as conn:
             return (
                 calendar.read_page(conn, view, anchor, tz, filters, after),
-                calendar.beyond_horizon(conn, now, web.settings.horizon),
+                web.cached(
+                    "horizon",
+                    HORIZON_TTL,
+                    lambda: calendar.beyond_horizon(conn, now, web.settings.horizon),
+                ),
                 calendar.choices(conn),
                 calendar.awaiting_approval(conn, 10),
+                web.cached("colours", COLOURS_TTL, lambda: calendar.type_colours(conn)),
             )
 
-    data, ahead, choices, waiting = await run_in_threadpool(read)
+    data, ahead, choices, waiting, known = await run_in_threadpool(read)
     if view == "month":
         first = anchor.replace(day=1)
         prev_start = (first - timedelta(days=1)).replace(day=1)
@@ -380,6 +406,7 @@ async def calendar_page(request: Request) -> Response:
         return "/calendar?" + urlencode([(k, v) for k, v in items if k != "state" or v])
 
     types = sorted({e.content_type for d in data.days for e in d.entries})
+    colours = {t: known.get(t) or calendar.fallback_colour(t) for t in types}
     return web.render(
         request,
         "calendar.html",
@@ -391,7 +418,8 @@ async def calendar_page(request: Request) -> Response:
         ahead=ahead,
         horizon_days=web.settings.horizon.days,
         waiting=waiting,
-        legend=[(t, calendar.type_colour(t)) for t in types],
+        legend=[(t, colours[t]) for t in types],
+        colours=colours,
         prev_link=link(view=view, start=prev_start.isoformat()),
         next_link=link(view=view, start=next_start.isoformat()),
         today_link=link(view=view, start=now.astimezone(tz).date().isoformat()),

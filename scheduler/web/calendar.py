@@ -14,21 +14,28 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, func, or_, select
+from sqlalchemy import Connection, and_, func, or_, select, text
 
 from scheduler.db.models import PostState
+from scheduler.er.html import PALETTE, styles_for
 from scheduler.queue import AWAITING_APPROVAL, HOLDING_STATES, accounts_t, posts_t
 from scheduler.timeutil import UTC
 
 #: Posts shown per page of a calendar view.
 PAGE = 400
-#: Okabe-Ito colours (the ER report's palette): one per content type, chosen by its name.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F7F7F", "#000000")
+AWAITING_SQL = "posts.state IN (" + ", ".join(f"'{s.value}'" for s in AWAITING_APPROVAL) + ")"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def type_colour(content_type: str) -> str:
-    """The colour of a content type: the same on every page and in every run."""
+def type_colours(conn: Connection) -> dict[str, str]:
+    """Each content type in the queue and its colour: the ER report's colours (Okabe-Ito, by
+    sorted name), so that a type looks the same on the calendar and on the report."""
+    types = conn.execute(select(posts_t.c.content_type).distinct()).scalars().all()
+    return {t: style.colour for t, style in styles_for(types).items()}
+
+
+def fallback_colour(content_type: str) -> str:
+    """A colour for a type new since ``type_colours`` was read: stable, from its name."""
     digest = hashlib.blake2s(content_type.encode(), digest_size=2).digest()
     return PALETTE[int.from_bytes(digest) % len(PALETTE)]
 
@@ -81,10 +88,6 @@ class Entry:
     text: str
     local: datetime  # in the viewer's zone
     account_local: datetime
-
-    @property
-    def colour(self) -> str:
-        return type_colour(self.content_type)
 
     @property
     def other_zone(self) -> bool:
@@ -260,7 +263,9 @@ def awaiting_approval(conn: Connection, limit: int = 50) -> list[Any]:
                 accounts_t.c.name.label("account"),
             )
             .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
-            .where(posts_t.c.state.in_(AWAITING_APPROVAL))
+            # Written out, not bound: only then may the database read the partial index
+            # ``ix_posts_awaiting`` (its condition must match the query's literally).
+            .where(text(AWAITING_SQL))
             .order_by(posts_t.c.due_at, posts_t.c.id)
             .limit(limit)
         ).all()

@@ -1,4 +1,4 @@
-"""The web app: its users, their sessions and the audit log; the calendar's index of due times
+"""The web app: its users, their sessions and the audit log; the calendar's indexes
 
 Posts gain two states before ``queued`` (``pending_approval`` and ``changes_requested``);
 the state column is free text, so they need no schema change.
@@ -22,8 +22,18 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+AWAITING = sa.text("state IN ('pending_approval', 'changes_requested')")
+
+
 def upgrade() -> None:
     op.create_index("ix_posts_due_at", "posts", ["due_at", "id"])
+    op.create_index(
+        "ix_posts_awaiting",
+        "posts",
+        ["due_at", "id"],
+        postgresql_where=AWAITING,
+        sqlite_where=AWAITING,
+    )
     op.create_table(
         "web_users",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -65,4 +75,5 @@ def downgrade() -> None:
     op.drop_table("web_audit")
     op.drop_table("web_sessions")
     op.drop_table("web_users")
+    op.drop_index("ix_posts_awaiting", table_name="posts")
     op.drop_index("ix_posts_due_at", table_name="posts")
