@@ -69,6 +69,7 @@ def test_partial_indexes_spell_their_states_from_the_module() -> None:
     }
     assert wheres["ix_posts_due"] == sql_in(states.DUE_STATES)
     assert wheres["ix_posts_settling"] == sql_in(states.SETTLING_STATES)
+    assert wheres["ix_posts_awaiting"] == sql_in(states.AWAITING_APPROVAL)
     assert sql_in(["claimed"]) == "state = 'claimed'"
 
 
@@ -241,6 +242,38 @@ def test_every_write_path_moves_posts_only_along_the_transitions(
     with engine.connect() as conn:
         kinds = set(conn.execute(select(Post.state)).scalars())  # type: ignore[call-overload]
     assert len(kinds) >= 4, kinds
+
+
+def test_approval_moves_posts_only_along_the_transitions(guarded: Engine, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from scheduler.plan.importer import apply_plan
+    from scheduler.plan.items import PlanItem
+    from scheduler.queue import approve, reject
+
+    engine = guarded
+    config = config_at(write_config(tmp_path / "smm.toml", {"main": {"platform": "statenet"}}))
+    config = replace(config, accounts={"main": replace(config.accounts["main"], approval=True)})
+    now = datetime.now(UTC)
+
+    def item(key: str, text: str = "as planned") -> PlanItem:
+        return PlanItem(
+            *(key, "main", "laugh", text, (), None, (), False, now + timedelta(days=1)),
+            *("plan.yaml", 1, "line", 0),
+        )
+
+    with engine.begin() as conn:
+        apply_plan(conn, [item("a"), item("b"), item("c")], config, now)
+    assert {r.state for r in post_rows(engine).values()} == {PostState.PENDING_APPROVAL}
+    with engine.begin() as conn:
+        reject(conn, find_posts(conn, ["a", "c"]), now, "m", "not like this")
+        approve(conn, find_posts(conn, ["b", "c"]), now, "m")
+        cancel(conn, find_posts(conn, ["c"]), now)
+    with engine.begin() as conn:  # the plan changes a sent back, b approved and c cancelled
+        apply_plan(conn, [item(k, "changed") for k in "abc"], config, now)
+    rows = post_rows(engine)
+    assert {k: rows[k].state for k in "abc"} == dict.fromkeys("abc", PostState.PENDING_APPROVAL)
+    assert _bad_moves(engine) == []
 
 
 def test_the_guard_sees_a_move_the_table_does_not_list(guarded: Engine) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, Uni
 from sqlmodel import Field, SQLModel
 
 from scheduler.db.types import UTCDateTime
-from scheduler.states import DUE_STATES, SETTLING_STATES, sql_in
+from scheduler.states import AWAITING_APPROVAL, DUE_STATES, SETTLING_STATES, sql_in
 
 # The post states live in scheduler.states; re-exported for the code that imports them here.
 from scheduler.states import PENDING_STATES as PENDING_STATES
@@ -88,8 +88,8 @@ class Post(SQLModel, table=True):
             "ix_posts_awaiting",
             "due_at",
             "id",
-            postgresql_where=text("state IN ('pending_approval', 'changes_requested')"),
-            sqlite_where=text("state IN ('pending_approval', 'changes_requested')"),
+            postgresql_where=text(sql_in(AWAITING_APPROVAL)),
+            sqlite_where=text(sql_in(AWAITING_APPROVAL)),
         ),
         # Partial indexes (migration 0003): each lookup's few rows, and nothing written for a
         # post that only waits in the queue.

@@ -19,11 +19,12 @@ from sqlalchemy import Connection, and_, func, or_, select, text
 from scheduler.db.models import PostState
 from scheduler.er.html import PALETTE, styles_for
 from scheduler.queue import AWAITING_APPROVAL, HOLDING_STATES, accounts_t, posts_t
+from scheduler.states import sql_in
 from scheduler.timeutil import UTC
 
 #: Posts shown per page of a calendar view.
 PAGE = 400
-AWAITING_SQL = "posts.state IN (" + ", ".join(f"'{s.value}'" for s in AWAITING_APPROVAL) + ")"
+AWAITING_SQL = sql_in(AWAITING_APPROVAL, "posts.state")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
