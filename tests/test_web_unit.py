@@ -13,6 +13,8 @@ WEB_UNIT = REPO_ROOT / "config" / "smm-scheduler-web.service"
 NOT_HARDENING = {
     "Type", "NotifyAccess", "ExecStart", "ExecReload", "Environment", "SyslogIdentifier",
     "WatchdogSec", "Restart", "RestartSec", "TimeoutStopSec", "TimeoutStartSec",
+    # the daemon reaches the networks; the web app only localhost (checked below)
+    "IPAddressDeny", "IPAddressAllow",
 }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from scheduler.cli.output import local_time
 from scheduler.config import Config
 from scheduler.daemon import store
 from scheduler.db.engine import immediate
@@ -33,6 +34,7 @@ from scheduler.queue import (
     resume_accounts,
     retry,
 )
+from scheduler.text import safe
 from scheduler.timeutil import LocalTimeError, format_utc, parse_wall_time, zone
 from scheduler.web.auth import User, audit
 
@@ -60,7 +62,7 @@ def possible(state: str) -> set[str]:
 
 def _report(changes: Sequence[Change], verb: str) -> str:
     """The words ``smm queue`` prints for the same changes."""
-    lines = [f"{c.key}: {c.from_state} -> {c.to_state}" for c in changes]
+    lines = [f"{safe(c.key)}: {c.from_state} -> {c.to_state}" for c in changes]
     return "\n".join([*lines, f"{len(changes)} post(s) {verb}"])
 
 
@@ -97,7 +99,7 @@ def run(
                 raise SmmError(f"{exc} ({exc.hint})") from None
             reschedule(conn, row, when, now, actor)
             requeue_slots(conn, config.accounts, [row], now)
-            message = f"{row.key}: now due {format_utc(when)} ({at} {tz})"
+            message = f"{safe(row.key)}: now due {local_time(when, tz)} ({format_utc(when)})"
             detail = f"to {format_utc(when)}"
         elif action == "cancel":
             changes = cancel(conn, [row], now, actor)
