@@ -3,8 +3,8 @@
 Posts gain two states before ``queued`` (``pending_approval`` and ``changes_requested``);
 the state column is free text, so they need no schema change.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-07
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from scheduler.db.types import UTCDateTime
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
