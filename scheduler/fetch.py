@@ -25,9 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import re
 import socket
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from urllib.parse import unquote, urljoin, urlsplit
@@ -160,23 +164,35 @@ def _is_localhost(host: str) -> bool:
     return host == "localhost" or host.endswith(".localhost")
 
 
-#: How many distinct host names one process resolves for validation: a plan naming thousands
-#: of hosts cannot turn validation into as many (possibly slow) lookups. The rest are
-#: checked when they are fetched.
+#: Validation's lookups: at most this many distinct host names per process, each given at
+#: most ``RESOLVE_WAIT`` seconds and all of them ``RESOLVE_TIME`` seconds in all, so a plan
+#: naming thousands of hosts (or hosts whose DNS never answers) cannot stall validation. The
+#: names left unresolved are checked when they are fetched.
 RESOLVE_BUDGET = 256
-_resolved = 0
+RESOLVE_WAIT = 2.0
+RESOLVE_TIME = 10.0
+_lookups: dict[str, float] = {"count": 0, "seconds": 0.0, "pid": 0}
+_lookup_pool: ThreadPoolExecutor | None = None
 
 
 @functools.lru_cache(maxsize=1024)
 def _resolve_now(host: str, port: int) -> tuple[str, ...] | None:
-    global _resolved
-    if _resolved >= RESOLVE_BUDGET:
+    global _lookup_pool
+    if _lookups["count"] >= RESOLVE_BUDGET or _lookups["seconds"] >= RESOLVE_TIME:
         return None
-    _resolved += 1
+    _lookups["count"] += 1
+    if _lookup_pool is None or _lookups["pid"] != os.getpid():
+        # Per process: a pool inherited through fork has no threads left in the child.
+        _lookup_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smm-dns")
+        _lookups["pid"] = os.getpid()
+    started = time.monotonic()
+    future = _lookup_pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+        infos = future.result(timeout=RESOLVE_WAIT)
+    except (OSError, UnicodeError, FutureTimeout):
         return None
+    finally:
+        _lookups["seconds"] += time.monotonic() - started
     return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
 
 

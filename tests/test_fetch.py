@@ -327,3 +327,24 @@ def test_a_private_file_beside_the_media_root_is_not_uploaded(network: str, tmp_
         received = publish(adapter_class, account, post_with(str(secret)))
     assert received.requests == []
     assert "outside the media roots" in received.error  # type: ignore[attr-defined]
+
+
+def test_validation_lookups_are_bounded_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A plan naming many hosts whose DNS never answers does not stall validation.
+    import socket
+    import time
+
+    def stuck(*args: object, **kwargs: object) -> list[object]:
+        time.sleep(0.5)
+        raise OSError("no answer")
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    monkeypatch.setattr(fetch, "RESOLVE_WAIT", 0.05)
+    monkeypatch.setattr(fetch, "RESOLVE_TIME", 0.3)
+    monkeypatch.setattr(fetch, "_lookups", {"count": 0, "seconds": 0.0, "pid": 0})
+    fetch._resolve_now.cache_clear()
+    started = time.monotonic()
+    for i in range(200):
+        assert fetch.url_problem(f"https://h{i}.example.com/a.png", SETTINGS) is None
+    assert time.monotonic() - started < 1.0
+    fetch._resolve_now.cache_clear()
