@@ -164,3 +164,16 @@ def test_every_credential_example_is_a_comment() -> None:
     the shipped unit only shows them; operators add theirs in a drop-in."""
     for line in UNIT.read_text(encoding="utf-8").splitlines():
         assert not line.startswith(("LoadCredential", "LoadCredentialEncrypted")), line
+
+
+def test_the_documentation_the_unit_names_is_installed_by_the_documented_steps(
+    unit: dict[str, dict[str, list[str]]],
+) -> None:
+    """``systemctl help smm-scheduler`` opens a page the install steps put there."""
+    (doc,) = unit["Unit"]["Documentation"]
+    assert doc.startswith("file:")
+    target = doc.removeprefix("file:")
+    steps = DOCS.read_text(encoding="utf-8")
+    installed = re.search(rf"^install -D -m 0644 (\S+) {re.escape(target)}\b", steps, re.M)
+    assert installed, f"docs/operations.md does not install {target}"
+    assert (REPO_ROOT / installed.group(1)).is_file()

@@ -7,6 +7,7 @@ import click
 from scheduler import plugins
 from scheduler.adapter import Issue
 from scheduler.cli.app import App, pass_app
+from scheduler.cli.output import echo_json
 from scheduler.errors import InvalidInput, Problem
 from scheduler.outgoing import account_view
 
@@ -58,9 +59,13 @@ def config_group() -> None:
 
 
 @config_group.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (problems too, exit code 1).")
 @pass_app
-def check(app: App) -> None:
+def check(app: App, as_json: bool) -> None:
     """Validate the config: keys, time zones, slots, credentials, platforms."""
+    if as_json:
+        _check_json(app)
+        return
     config = app.require_config()
     problems = platform_problems(app) + account_problems(app)
     if problems:
@@ -77,6 +82,40 @@ def check(app: App) -> None:
             else "none configured"
         )
         click.echo(f"  {acc.name}: {acc.platform}, {acc.timezone}, {slots} weekly slot(s), {cred}")
+
+
+def _problem_json(p: Problem) -> dict[str, object]:
+    return {"file": p.file, "line": p.line, "field": p.field, "message": p.message, "hint": p.hint}
+
+
+def _check_json(app: App) -> None:
+    """``config check --json``: one object, ``ok`` false with the problems (exit code 1)."""
+    try:
+        config = app.require_config()
+        problems = platform_problems(app) + account_problems(app)
+    except InvalidInput as exc:
+        config, problems = None, list(exc.problems)
+    if config is None or problems:
+        source = config.source if config else str(app.config_file)
+        echo_json({"config": source, "ok": False, "problems": [_problem_json(p) for p in problems]})
+        click.get_current_context().exit(1)
+    assert config is not None
+    echo_json(
+        {
+            "config": config.source,
+            "ok": True,
+            "accounts": [
+                {
+                    "name": acc.name,
+                    "platform": acc.platform,
+                    "timezone": acc.timezone,
+                    "weekly_slots": sum(len(t) for t in acc.slots.values()),
+                    "credentials": {k: ref.available() for k, ref in acc.credentials.items()},
+                }
+                for acc in config.accounts.values()
+            ],
+        }
+    )
 
 
 def register(cli: click.Group) -> None:

@@ -21,6 +21,7 @@ import click
 from sqlalchemy import Connection, and_, func, or_, select
 
 from scheduler.cli.app import App, pass_app
+from scheduler.cli.output import echo_json
 from scheduler.config import ERSettings
 from scheduler.db.models import Account, PostState, PriorityDecision
 from scheduler.er import html as page
@@ -531,10 +532,13 @@ def _scope_text(names: Mapping[int, str], account: str | None, settings: ERSetti
     type=click.IntRange(1, MAX_DAYS),
     help="The period covered, counted back from now.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 @pass_app
-def report(app: App, html_path: str, account: str | None, days: int) -> None:
+def report(app: App, html_path: str, account: str | None, days: int, as_json: bool) -> None:
     """A static HTML page of the ER loop: ER per content type over time, the priority
     trajectory, engagement by weekday and hour, per-type figures and the latest decisions."""
+    if as_json and html_path == "-":
+        raise click.UsageError("--json prints a summary: write the page to a file with --html")
     now = app.now()
     with app.engine().connect() as conn:
         data = build_report(conn, app.config.er, now, account=account, days=days)
@@ -543,9 +547,10 @@ def report(app: App, html_path: str, account: str | None, days: int) -> None:
         scope = f"Account {account}" if account else ""
         text = page.render_empty(now, since, now, scope)
         summary = "no published posts yet"
+        accounts = 0
     else:
         text = page.render(data)
-        n = sum(1 for s in data.sections if s.account is not None)
+        accounts = n = sum(1 for s in data.sections if s.account is not None)
         summary = f"{n} account{'s' if n != 1 else ''}, {days} days"
     if html_path == "-":
         click.echo(text, nl=False)
@@ -555,6 +560,9 @@ def report(app: App, html_path: str, account: str | None, days: int) -> None:
         write_private(path, text)  # 0600, a reader never sees half a page
     except OSError as exc:
         raise SmmError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    if as_json:
+        echo_json({"path": str(path), "accounts": accounts, "days": days, "empty": data is None})
+        return
     click.echo(f"wrote {path} ({summary})")
 
 
