@@ -224,9 +224,10 @@ async def check_url(
         return str(exc)
     addresses: Sequence[str] = [str(target.literal)] if target.literal is not None else ()
     if target.literal is None and target.host not in settings.allow_hosts:
+        lookup = (resolver or system_resolver)(target.host, target.port)
         try:
-            addresses = await (resolver or system_resolver)(target.host, target.port)
-        except (OSError, UnicodeError):
+            addresses = await asyncio.wait_for(lookup, RESOLVE_WAIT)
+        except (OSError, UnicodeError, TimeoutError):
             addresses = ()
     return _name_problem(target, addresses, settings)
 
