@@ -27,6 +27,7 @@ ever appears in either.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import fcntl
 import json
@@ -65,6 +66,8 @@ __all__ = [
     "refresh_all",
     "refresh_if_due",
     "refreshes",
+    "self_refreshing",
+    "wants_refresh",
     "why_not_refreshable",
 ]
 
@@ -93,6 +96,8 @@ class TokenRefresher(Protocol):
     refresh_lead: ClassVar[timedelta]
     #: True when every refresh returns a new refresh token that replaces the old one.
     rotates_refresh_token: ClassVar[bool]
+    #: Optional: ``"access_token"`` for a long-lived token that renews itself (no refresh
+    #: token); the default is ``"refresh_token"``.
 
     async def refresh_token(self, account: Account) -> TokenSet:
         """Trade the account's refresh credentials for a new access token.
@@ -148,12 +153,30 @@ def refreshes(adapter: object) -> bool:
     )
 
 
+def self_refreshing(adapter: object) -> bool:
+    """True for networks whose long-lived access token renews itself (no refresh token):
+    Threads, Instagram. Their accounts opt in with ``options.auto_refresh = true``."""
+    return getattr(adapter, "refresh_credential", "refresh_token") == "access_token"
+
+
+def wants_refresh(
+    adapter: object, options: Mapping[str, Any], credentials: Mapping[str, Any]
+) -> bool:
+    """True when the account asked for its token to be refreshed: it has a refresh token, or
+    (a self-refreshing network) ``options.auto_refresh = true``."""
+    if self_refreshing(adapter):
+        return options.get("auto_refresh") is True
+    return "refresh_token" in credentials
+
+
 def why_not_refreshable(adapter: object, account: Account) -> str | None:
     """Why this account's token cannot be refreshed and stored, or None when it can.
     ``adapter`` is the account's adapter or its class."""
     if not refreshes(adapter):
         return f"the {account.platform} plugin cannot refresh tokens"
-    if "refresh_token" not in account.credentials:
+    if not wants_refresh(adapter, account.options, account.credentials):
+        if self_refreshing(adapter):
+            return "options.auto_refresh is not true"
         return "no credentials.refresh_token configured"
     if _writable_file(account.credentials.get("access_token")) is None:
         return (
@@ -161,7 +184,7 @@ def why_not_refreshable(adapter: object, account: Account) -> str | None:
             "(point it at a file the daemon may write)"
         )
     rotates = getattr(adapter, "rotates_refresh_token", False)
-    if rotates and _writable_file(account.credentials["refresh_token"]) is None:
+    if rotates and _writable_file(account.credentials.get("refresh_token")) is None:
         return (
             f"{account.platform} replaces the refresh token at every refresh: "
             "credentials.refresh_token must be a file the daemon may write"
@@ -282,7 +305,7 @@ async def _refresh(
     _write_private(token_file, tokens.access_token.encode() + b"\n")
     if tokens.refresh_token:
         register_secret(tokens.refresh_token)
-        refresh_file = _writable_file(account.credentials["refresh_token"])
+        refresh_file = _writable_file(account.credentials.get("refresh_token"))
         if refresh_file is not None:
             _write_private(refresh_file, tokens.refresh_token.encode() + b"\n")
     fresh_state = TokenState(expires_at=tokens.expires_at, refreshed_at=now)
@@ -313,7 +336,7 @@ async def refresh_all(config: Config, adapters: Mapping[str, object]) -> None:
 
     for cfg in config.accounts.values():
         adapter = adapters.get(cfg.platform)
-        if adapter is None or "refresh_token" not in cfg.credentials:
+        if adapter is None or not wants_refresh(adapter, cfg.options, cfg.credentials):
             continue
         account = account_view(cfg)
         reason = why_not_refreshable(adapter, account)
@@ -338,17 +361,32 @@ async def oauth2_refresh(
     *,
     network: str,
     now: datetime | None = None,
+    method: str = "POST",
+    basic: tuple[str, str] | None = None,
 ) -> TokenSet:
     """The standard OAuth 2 refresh (RFC 6749, section 6): POST ``form`` (with
-    ``grant_type=refresh_token``) to ``url``; the answer's ``access_token``, ``expires_in``
-    and, when the network rotates it, ``refresh_token``.
+    ``grant_type=refresh_token``) to ``url``, with HTTP Basic client authentication when
+    ``basic`` is (client id, secret); the answer's ``access_token``, ``expires_in`` and, when
+    the network rotates it, ``refresh_token``. ``method="GET"`` sends ``form`` as the query
+    instead (the long-lived token exchanges of Threads and Instagram).
 
     A refused grant or client is ``AuthExpired``; 429 or ``slow_down`` ``RateLimited``;
     anything else ``Transient`` (the next check tries again). No error quotes a secret.
     """
-    secrets = [v for k, v in form.items() if k in ("refresh_token", "client_secret")]
+    secrets = [
+        v for k, v in form.items() if k in ("refresh_token", "client_secret", "access_token")
+    ]
+    if basic is not None:
+        secrets.append(basic[1])
     try:
-        response = await client.post(url, data=dict(form))
+        if method == "GET":  # Threads and Instagram take the token in the query
+            response = await client.get(url, params=dict(form))
+        else:
+            headers = {}
+            if basic is not None:  # HTTP Basic client authentication (RFC 6749, 2.3.1)
+                pair = base64.b64encode(f"{basic[0]}:{basic[1]}".encode()).decode()
+                headers["Authorization"] = f"Basic {pair}"
+            response = await client.post(url, data=dict(form), headers=headers)
     except httpx.HTTPError as exc:
         raise Transient(f"{network}: token refresh got no answer ({type(exc).__name__})") from None
     body = json_object(response) or {}
@@ -391,10 +429,11 @@ def health(
 
     out = []
     for cfg in sorted(config.accounts.values(), key=lambda a: a.name):
-        if "refresh_token" not in cfg.credentials:
+        cls = adapter_classes.get(cfg.platform)
+        if not wants_refresh(cls, cfg.options, cfg.credentials):
             continue
         account = account_view(cfg)
-        reason = why_not_refreshable(adapter_classes.get(cfg.platform), account)
+        reason = why_not_refreshable(cls, account)
         state = read_state(account)
         problem = None
         if reason is not None:

@@ -282,3 +282,95 @@ def test_health_flags_a_refresh_token_whose_result_cannot_be_stored(
     files = {**youtube_files, "access_token": CredentialRef("env", "YT")}
     (entry,) = tokens.health(_config(files), {"youtube": YouTubeAdapter}, NOW)
     assert "cannot be refreshed" in entry["problem"]
+
+
+# --------------------------------------------------------------------------- each network
+
+
+def _refresh_request(
+    adapter_cls: Any, options: dict[str, Any], secrets: dict[str, str]
+) -> tuple[httpx.Request, TokenSet]:
+    from scheduler.testing import account_with_secrets
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200,
+            json={"access_token": "new-access", "expires_in": 5183944, "token_type": "bearer"},
+        )
+
+    acc = account_with_secrets("brand", adapter_cls.platform, options, secrets=secrets)
+
+    async def go() -> TokenSet:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            result: TokenSet = await adapter_cls(client).refresh_token(acc)
+            return result
+
+    result = asyncio.run(go())
+    (request,) = seen
+    return request, result
+
+
+def _form(request: httpx.Request) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(request.content.decode()))
+
+
+def test_linkedin_refreshes_with_its_programmatic_refresh_grant() -> None:
+    from smm_linkedin import LinkedInAdapter
+
+    secrets = {"refresh_token": "AQX-r", "client_id": "86abc", "client_secret": "cs-1"}
+    request, result = _refresh_request(LinkedInAdapter, {"author": "urn:li:person:1"}, secrets)
+    assert str(request.url) == "https://www.linkedin.com/oauth/v2/accessToken"
+    assert _form(request) == {"grant_type": "refresh_token", **secrets}
+    assert result.access_token == "new-access"
+    assert not LinkedInAdapter.rotates_refresh_token
+
+
+def test_x_refreshes_with_basic_client_authentication_and_rotates() -> None:
+    import base64
+
+    from smm_x import XAdapter
+
+    secrets = {"refresh_token": "bWRW-r", "client_id": "cid", "client_secret": "csec"}
+    request, _ = _refresh_request(XAdapter, {}, secrets)
+    assert str(request.url) == "https://api.x.com/2/oauth2/token"
+    assert _form(request) == {
+        "grant_type": "refresh_token",
+        "refresh_token": "bWRW-r",
+        "client_id": "cid",
+    }
+    assert request.headers["authorization"] == "Basic " + base64.b64encode(b"cid:csec").decode()
+    assert XAdapter.rotates_refresh_token
+
+
+@pytest.mark.parametrize(
+    ("platform", "options", "url"),
+    [
+        (
+            "threads",
+            {"threads_user_id": "1"},
+            "https://graph.threads.net/refresh_access_token?grant_type=th_refresh_token",
+        ),
+        (
+            "instagram",
+            {"ig_user_id": "1", "graph_host": "https://graph.instagram.com"},
+            "https://graph.instagram.com/refresh_access_token?grant_type=ig_refresh_token",
+        ),
+    ],
+)
+def test_threads_and_instagram_long_lived_tokens_renew_themselves(
+    platform: str, options: dict[str, Any], url: str
+) -> None:
+    from smm_meta import InstagramAdapter, ThreadsAdapter
+
+    cls = {"threads": ThreadsAdapter, "instagram": InstagramAdapter}[platform]
+    request, result = _refresh_request(cls, options, {"access_token": "THAA-old"})
+    assert str(request.url) == f"{url}&access_token=THAA-old"
+    assert result.expires_at is not None
+    # Opt-in: an account without options.auto_refresh is left alone.
+    assert not tokens.wants_refresh(cls, options, {"access_token": object()})
+    assert tokens.wants_refresh(cls, {**options, "auto_refresh": True}, {})

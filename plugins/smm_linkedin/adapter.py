@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from scheduler import tokens
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -57,6 +58,9 @@ def _count(value: object) -> int | None:
     return value
 
 
+TOKEN_URL = "https://www.linkedin.com/oauth/v2/accessToken"
+
+
 class LinkedInAdapter(Adapter):
     """Publishes as a LinkedIn member or organization (Company Page).
 
@@ -78,6 +82,23 @@ class LinkedInAdapter(Adapter):
         # A member may post 150 times a day; the limits reset at midnight UTC.
         rate_limit=RateLimitPolicy(requests=150, per=timedelta(days=1), concurrency=1),
     )
+    #: Access tokens live 60 days: renewed a week ahead (scheduler.tokens).
+    refresh_lead = timedelta(days=7)
+    rotates_refresh_token = False
+
+    async def refresh_token(self, account: Account) -> tokens.TokenSet:
+        """LinkedIn's programmatic refresh: ``refresh_token``, ``client_id``, ``client_secret``."""
+        return await tokens.oauth2_refresh(
+            self.client,
+            str(account.option("token_url", TOKEN_URL)),
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": account.secret("refresh_token"),
+                "client_id": account.secret("client_id"),
+                "client_secret": account.secret("client_secret"),
+            },
+            network="LinkedIn",
+        )
 
     # -- offline ---------------------------------------------------------------------------
 
@@ -140,6 +161,7 @@ class LinkedInAdapter(Adapter):
     async def publish(
         self, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
+        await tokens.fresh(self, account)
         api = self.api(account)
         author = self.author(account)
         images = [await self._upload_image(api, author, m) for m in post.media]

@@ -29,6 +29,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from scheduler import tokens
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -208,9 +209,30 @@ class ContainerAdapter(Adapter):
 
     # -- network calls ---------------------------------------------------------------------
 
+    # Long-lived tokens renew themselves (no refresh token), for accounts that set
+    # ``options.auto_refresh = true`` (scheduler.tokens).
+    refresh_lead: ClassVar[timedelta] = timedelta(days=7)
+    rotates_refresh_token: ClassVar[bool] = False
+    refresh_credential: ClassVar[str] = "access_token"
+    #: The grant of ``GET {graph_host}/refresh_access_token``.
+    refresh_grant: ClassVar[str]
+
+    async def refresh_token(self, account: Account) -> tokens.TokenSet:
+        """``GET {graph_host}/refresh_access_token?grant_type=...&access_token=...``: a new
+        long-lived token (60 days) for one at least a day old and not expired."""
+        host = str(account.option("graph_host", self.default_host)).rstrip("/")
+        return await tokens.oauth2_refresh(
+            self.client,
+            f"{host}/refresh_access_token",
+            {"grant_type": self.refresh_grant, "access_token": account.secret("access_token")},
+            network=self.network,
+            method="GET",
+        )
+
     async def publish(
         self, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
+        await tokens.fresh(self, account)
         graph = self.graph(account)
         user = self.user_id(account)
         key = (account.name, idempotency_key or post.key)

@@ -57,6 +57,7 @@ class InstagramAdapter(ContainerAdapter):
     network = "Instagram"
     default_host = "https://graph.facebook.com"
     default_version = "v21.0"
+    refresh_grant = "ig_refresh_token"
     user_option = "ig_user_id"
     status_fields = ("status_code", "status")
     create_edge = "media"

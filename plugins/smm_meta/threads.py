@@ -64,6 +64,7 @@ class ThreadsAdapter(ContainerAdapter):
     network = "Threads"
     default_host = "https://graph.threads.net"
     default_version = "v1.0"
+    refresh_grant = "th_refresh_token"
     user_option = "threads_user_id"
     status_fields = ("status", "error_message")
     create_edge = "threads"

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from scheduler import tokens
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -50,6 +51,9 @@ CLOCK_MARGIN = timedelta(minutes=5)
 TIMELINE_LAG = timedelta(minutes=2)
 
 
+TOKEN_URL = "https://api.x.com/2/oauth2/token"
+
+
 class XAdapter(Adapter):
     """X (Twitter), API v2. Option: ``api_base``. Credential: ``access_token``.
 
@@ -72,6 +76,31 @@ class XAdapter(Adapter):
         # POST /2/tweets: 100 requests per 15 minutes per user.
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(minutes=15), concurrency=1),
     )
+    #: OAuth 2 user tokens live two hours (with the offline.access scope X gives a refresh
+    #: token, replaced at every refresh): renewed a quarter of an hour ahead.
+    refresh_lead = timedelta(minutes=15)
+    rotates_refresh_token = True
+
+    async def refresh_token(self, account: Account) -> tokens.TokenSet:
+        """X's OAuth 2 refresh: ``refresh_token`` and ``client_id``; a confidential client
+        adds ``client_secret`` (sent as HTTP Basic authentication)."""
+        client_id = account.secret("client_id")
+        basic = (
+            (client_id, account.secret("client_secret"))
+            if "client_secret" in account.credentials
+            else None
+        )
+        return await tokens.oauth2_refresh(
+            self.client,
+            str(account.option("token_url", TOKEN_URL)),
+            {
+                "grant_type": "refresh_token",
+                "refresh_token": account.secret("refresh_token"),
+                "client_id": client_id,
+            },
+            network="X",
+            basic=basic,
+        )
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         super().__init__(client)
@@ -98,6 +127,7 @@ class XAdapter(Adapter):
         self, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
         """Upload the images, then create the post. Only the create call can duplicate."""
+        await tokens.fresh(self, account)
         token = account.secret("access_token")
         media_ids = [await self._upload(item, token, account) for item in post.media]
         payload: dict[str, Any] = {"text": self.compose_text(post)}
