@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from scheduler.cli import cli
 from scheduler.db.migrate import SCHEMA_HEAD
 
-#: Commands that run until stopped and print progress for a person.
-NO_JSON = {"run", "demo"}
+#: Commands that run until stopped and print progress for a person, and the web app's user
+#: commands, which talk to a person at a terminal (password prompts).
+NO_JSON = {"run", "demo", "web", "web user add", "web user passwd", "web user set"}
 
 
 def leaves(cmd: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
