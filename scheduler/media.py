@@ -175,7 +175,7 @@ def locate(entry: str, base: Path, roots: Sequence[Path]) -> Path:
     path = os.path.realpath(os.path.join(base, entry))
     problem = _outside(path, roots)
     if problem is not None:
-        raise MediaError(problem)
+        raise MediaError(problem if entry == path else f"{entry!r} ({problem})")
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
