@@ -10,6 +10,7 @@ import difflib
 import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,14 +91,34 @@ class CredentialRef:
                 )
             path = Path(creds_dir) / self.name
         try:
-            value = path.read_text(encoding="utf-8").strip()
+            value = _read_secret_file(path).decode("utf-8").strip()
         except OSError as exc:
             raise CredentialError(f"cannot read {self.describe()}: {exc.strerror}") from None
+        except ValueError as exc:  # not a regular file, too large
+            raise CredentialError(f"{self.describe()}: {exc}") from None
         except UnicodeDecodeError:
             raise CredentialError(f"{self.describe()} is not UTF-8 text") from None
         if not value:
             raise CredentialError(f"{self.describe()} is empty")
         return _remember(value)
+
+
+#: The largest secret file read: tokens and keys are far smaller; /dev/zero is endless.
+MAX_SECRET_FILE = 64 * 1024
+
+
+def _read_secret_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_SECRET_FILE bytes (ValueError otherwise)."""
+    # O_NONBLOCK: opening a FIFO would otherwise wait for a writer (it changes nothing for a
+    # regular file).
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError("not a regular file")
+        data = file.read(MAX_SECRET_FILE + 1)
+    if len(data) > MAX_SECRET_FILE:
+        raise ValueError(f"larger than {MAX_SECRET_FILE // 1024} KiB: not a secret")
+    return data
 
 
 @dataclass(frozen=True)

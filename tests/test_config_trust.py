@@ -4,6 +4,7 @@ directory, values that would fail only when used. Each is refused at load (and s
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -249,3 +250,18 @@ def test_config_check_exits_1_naming_file_and_key(
     assert result.exit_code == 1
     assert f"{path}, line 2, field '{toml[1:].split(']')[0]}." in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo", "big"])
+def test_a_credential_file_that_is_not_a_small_regular_file_is_missing_not_read(
+    special: str, tmp_path: Path
+) -> None:
+    if special == "fifo":
+        os.mkfifo(tmp_path / "fifo")  # opening it must not wait for a writer
+    if special == "big":
+        (tmp_path / "big").write_bytes(b"x" * (65 * 1024))
+    ref = CredentialRef("file", special if special.startswith("/") else str(tmp_path / special))
+
+    with pytest.raises(CredentialError, match=r"not a regular file|larger than 64 KiB"):
+        ref.resolve()
+    assert ref.available() is False
