@@ -145,3 +145,14 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error(db: str) -> None:
     no_traceback(result)
     assert result.exit_code == 2
     assert "argument 5 is not valid UTF-8 text" in result.output
+
+
+@pytest.mark.parametrize("command", ["pause", "resume"])
+def test_an_empty_account_name_names_no_account_instead_of_all(db: str, command: str) -> None:
+    before = states(db)
+
+    result = smm("--db", db, "queue", command, "--account", "")
+
+    assert result.exit_code == 1
+    assert "no account ''" in result.output
+    assert states(db) == before

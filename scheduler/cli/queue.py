@@ -342,10 +342,12 @@ def _account_ids(conn: Connection, account: str | None) -> list[tuple[int, str]]
     from scheduler.queue import accounts_t
 
     q = select(accounts_t.c.id, accounts_t.c.name)
-    if account:
+    # Only a missing --account means every account: `--account ""` (an unset variable in a
+    # script) names no account, and must not pause them all.
+    if account is not None:
         q = q.where(accounts_t.c.name == account)
     rows = [(r.id, r.name) for r in conn.execute(q)]
-    if account and not rows:
+    if account is not None and not rows:
         raise NotFound(
             f"no account {safe(account)!r} in the database (import a plan or run `smm init`)"
         )
