@@ -322,6 +322,26 @@ def test_the_daemon_never_claims_a_post_waiting_for_approval(tmp_path: Path) -> 
         site.engine.dispose()
 
 
+def test_a_plan_item_can_ask_for_approval(tmp_path: Path) -> None:
+    site = build_site(tmp_path)
+    try:
+        plan = tmp_path / "more.yaml"
+        item = (
+            "- id: {key}\n  account: riga_masto\n  type: laugh\n  text: hi\n  approval: {value}\n"
+        )
+        plan.write_text(item.format(key="ask-1", value="required"))
+        code, out = site.cli("plan", "import", str(plan))
+        assert code == 0, out
+        assert state_of(site, "ask-1") == PostState.PENDING_APPROVAL
+        plan.write_text(item.format(key="ask-2", value="maybe"))
+        code, out = site.cli("plan", "validate", str(plan))
+        assert code == 1
+        assert "approval" in out
+        assert "approval must be required or none" in out
+    finally:
+        site.engine.dispose()
+
+
 def test_a_changed_plan_item_waits_for_approval_again(tmp_path: Path) -> None:
     site = build_site(tmp_path)
     try:

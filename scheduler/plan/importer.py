@@ -372,7 +372,7 @@ class NewRows:
             _PAUSED
             if account_id in self._paused
             else _PENDING
-            if account_id in self._pending
+            if item.approval or account_id in self._pending
             else _QUEUED,
             f"{self._prefix}{number:012x}",
             0,
@@ -416,7 +416,8 @@ def apply_changes(
         # A changed post starts afresh: a paused one stays paused, any other waits in the
         # queue, or for sign-off again where the account needs it.
         paused = (old.account_id,) if old.state == PostState.PAUSED else ()
-        state = new_state(account_ids[item.account], paused, pending)
+        account_id = account_ids[item.account]
+        state = new_state(account_id, paused, (account_id,) if item.approval else pending)
         values.update(state=state, attempt_count=0, last_error=None, error_class=None)
         if state != old.state:
             changes.append(Change(old.id, old.key, old.state, state))
@@ -544,7 +545,9 @@ def apply_plan(
         row = _values(item, slot["account_id"], now)
         row.update(
             key=item.key,
-            state=new_state(row["account_id"], paused, pending),
+            state=new_state(
+                row["account_id"], paused, (row["account_id"],) if item.approval else pending
+            ),
             idempotency_key=f"{prefix}{n:012x}",
             attempt_count=0,
             repeat_count=0,

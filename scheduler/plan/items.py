@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 #: Fields an item may carry (docs/content-plan.md).
-FIELDS = ("id", "account", "type", "text", "media", "link", "tags", "evergreen", "at")
+FIELDS = ("id", "account", "type", "text", "media", "link", "tags", "evergreen", "at", "approval")
 #: Columns/keys that are kept for people and ignored by the importer.
 IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})
 
@@ -52,6 +52,8 @@ class PlanItem:
     line: int
     unit: str
     order: int
+    #: The item needs sign-off before it may go out (``approval: required``).
+    approval: bool = False
     _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -67,7 +69,7 @@ class PlanItem:
 
     def _digest(self) -> str:
         # Unit separators between fields and list items: unambiguous, and cheaper than JSON.
-        parts = (
+        parts: tuple[str, ...] = (
             self.account,
             self.content_type,
             self.text,
@@ -77,4 +79,6 @@ class PlanItem:
             "1" if self.evergreen else "0",
             self.at.isoformat() if self.at else "",
         )
+        if self.approval:  # only when set: the items of older plans keep their digests
+            parts += ("approval",)
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

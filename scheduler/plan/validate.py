@@ -226,6 +226,7 @@ def validate_item(
         else ()
     )
     evergreen = c.boolean("evergreen")
+    approval = _approval(c, raw.values.get("approval"))
     at = _at(c, raw.values.get("at"), account, now, settled)
     if not c.ok or key is None or account_name is None or content_type is None or text is None:
         return None
@@ -244,7 +245,18 @@ def validate_item(
         raw.line,
         raw.unit,
         raw.order,
+        approval,
     )
+
+
+def _approval(c: _Checker, value: Any) -> bool:
+    """``approval: required`` (the post waits for sign-off) or ``none``; blank is none."""
+    if _blank(value):
+        return False
+    text = str(value).strip().lower()
+    if text not in ("required", "none"):
+        c.fail("approval", f"approval must be required or none, got {value!r}", "required")
+    return text == "required"
 
 
 def _blank(value: Any) -> bool:
