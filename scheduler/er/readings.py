@@ -204,14 +204,13 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
     """The statement behind ``sum_readings``, built once per set of windows (building it
     costs more than running it on a small database, and simulations recompute often)."""
     s, p = snapshots_t, posts_t
-    er = er_sql(s, p)
 
-    # The post's ER at its first snapshot in each age window: an index seek per post and
-    # window on (post_id, age_seconds), far cheaper than sorting every snapshot.
-    def first(value: ColumnElement[Any], lo: int, hi: int, label: str) -> Any:
+    # The post's first snapshot in each age window: an index seek per post and window on
+    # (post_id, age_seconds), far cheaper than sorting every snapshot. Only its id comes back;
+    # the reading's ER and log ER are then computed from the row, found by its primary key.
+    def first(lo: int, hi: int, label: str) -> Any:
         return (
-            select(value)
-            .select_from(s)
+            select(s.c.id)
             .where(s.c.post_id == p.c.id, s.c.age_seconds >= lo, s.c.age_seconds < hi)
             .order_by(s.c.age_seconds, s.c.id)
             .limit(1)
@@ -220,9 +219,6 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
             .label(label)
         )
 
-    readings = [first(er, lo, hi, f"er{i}") for i, (lo, hi) in enumerate(windows)]
-    log_er = log_er_sql(s, p)
-    logs = [first(log_er, lo, hi, f"lx{i}") for i, (lo, hi) in enumerate(windows)]
     now_epoch = bindparam("now_epoch", type_=Float)
     pub = epoch_seconds(p.c.published_at)
     where = [
@@ -231,18 +227,30 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
     ]
     if filtered:
         where.append(p.c.account_id.in_(bindparam("accounts", expanding=True)))
-    # One row per post: its decay weight, whether it is recent, and its ER at each age.
-    per_post = (
+    # One row per post: its decay weight, whether it is recent, its reading at each age.
+    posts = (
         select(
             p.c.account_id,
             p.c.content_type,
+            p.c.followers_at_publish,
             func.exp((pub - now_epoch) * bindparam("rate", type_=Float)).label("w"),
             case((pub >= bindparam("recent_from", type_=Float), 1), else_=0).label("recent"),
-            *readings,
-            *logs,
+            *(first(lo, hi, f"sid{i}") for i, (lo, hi) in enumerate(windows)),
         )
         .where(*where)
-        # Materialised, so the weight and readings are computed once per post, not per sum.
+        .cte("posts_read")
+        .prefix_with("MATERIALIZED")
+    )
+    joined: Any = posts
+    values = []
+    for i in range(len(windows)):
+        snap = snapshots_t.alias(f"s{i}")
+        joined = joined.outerjoin(snap, snap.c.id == posts.c[f"sid{i}"])
+        values += [er_sql(snap, posts).label(f"er{i}"), log_er_sql(snap, posts).label(f"lx{i}")]
+    per_post = (
+        select(posts.c.account_id, posts.c.content_type, posts.c.w, posts.c.recent, *values)
+        .select_from(joined)
+        # Materialised, so the readings are computed once per post, not once per sum.
         .cte("per_post")
         .prefix_with("MATERIALIZED")
     )
