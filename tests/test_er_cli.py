@@ -49,14 +49,16 @@ def test_er_before_any_recompute_says_so(smm: Any) -> None:
 def test_recompute_prints_each_decision(smm: Any, seeded: None) -> None:
     out = smm("er", "recompute").output
     assert "riga" in out
-    assert "instruction up 0.33 -> 0.43 (max change): ER" in out
+    assert "instruction posts now get 43% of the slots, up from 33%" in out
+    out = smm("er", "recompute", "--statistics").output
+    assert "instruction up 0.43 -> 0.53 (max change): ER" in out
 
 
 def test_recompute_json_shape(smm: Any, seeded: None) -> None:
     (decision,) = json.loads(smm("er", "recompute", "--json").output)
     assert set(decision) == {
         "id", "account", "at", "policy", "frozen", "changed", "old_weights", "new_weights",
-        "demoted", "reason",
+        "demoted", "reason", "summary",
     }  # fmt: skip
     assert decision["account"] == "riga"
     assert decision["at"] == "2026-03-01T12:00:00Z"
@@ -79,7 +81,7 @@ def test_er_json_shape(smm: Any, seeded: None) -> None:
     assert best["demoted"] is False
     (decision,) = account["decisions"]
     assert set(decision) == {
-        "at", "policy", "frozen", "changed", "old_weights", "new_weights", "reason",
+        "at", "policy", "frozen", "changed", "old_weights", "new_weights", "reason", "summary",
     }  # fmt: skip
 
 
@@ -88,6 +90,11 @@ def test_er_table_shows_types_and_reasons(smm: Any, seeded: None) -> None:
     out = smm("er", "--account", "riga").output
     assert "ER by reach" in out
     assert "90% INTERVAL" in out
+    # In words by default; the statistics one flag away.
+    assert "instruction posts now get 43% of the slots, up from 33%" in out
+    assert "of the people who saw them" in out
+    assert "instruction up 0.33 -> 0.43" not in out
+    out = smm("er", "--account", "riga", "--statistics").output
     assert "instruction up 0.33 -> 0.43" in out
 
 

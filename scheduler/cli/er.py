@@ -12,7 +12,7 @@ from scheduler.cli.output import echo_json, table
 from scheduler.cli.params import Count
 from scheduler.er import plot
 from scheduler.er.recompute import recompute
-from scheduler.er.report import account_ids, history, overview
+from scheduler.er.report import account_ids, decision_summary, history, overview
 from scheduler.timeutil import format_utc
 
 
@@ -30,7 +30,7 @@ def _trend(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:+.0f}%"
 
 
-def _print_account(a: Mapping[str, Any]) -> None:
+def _print_account(a: Mapping[str, Any], statistics: bool = False) -> None:
     basis = f"ER by {a['basis']}" if a["basis"] else "ER"
     click.echo(
         click.style(a["account"], bold=True) + f"  ({basis}, account {_pct(a['account_er'])})"
@@ -53,7 +53,9 @@ def _print_account(a: Mapping[str, Any]) -> None:
     )
     for d in a["decisions"]:
         flag = " [frozen]" if d["frozen"] else ""
-        click.echo(f"  {format_utc(d['at'])} {d['policy']}{flag}: {d['reason']}")
+        click.echo(f"  {format_utc(d['at'])}{flag}: {d['summary']}")
+        if statistics:
+            click.echo(f"    {d['policy']}: {d['reason']}")
     click.echo()
 
 
@@ -68,12 +70,18 @@ def _print_account(a: Mapping[str, Any]) -> None:
     type=Count(0),
     help="How many recent decisions to show per account.",
 )
+@click.option("--statistics", is_flag=True, help="Also print each decision's statistical reason.")
 @click.pass_context
 def er(
-    ctx: click.Context, account: str | None, as_json: bool, as_plot: bool, decisions: int
+    ctx: click.Context,
+    account: str | None,
+    as_json: bool,
+    as_plot: bool,
+    decisions: int,
+    statistics: bool,
 ) -> None:
     """ER per content type: rate with a 90% interval, posts counted, priority, trend, the last
-    decisions and their reasons."""
+    decisions in plain words (their statistics with --statistics)."""
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.find_object(App)
@@ -102,7 +110,7 @@ def er(
             click.echo()
         return
     for a in accounts:
-        _print_account(a)
+        _print_account(a, statistics)
 
 
 @er.command("history")
@@ -139,8 +147,9 @@ def history_(app: App, account: str | None, limit: int | None, as_json: bool) ->
 @er.command("recompute")
 @click.option("--account", help="Only this account.")
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
+@click.option("--statistics", is_flag=True, help="Also print each decision's statistical reason.")
 @pass_app
-def recompute_(app: App, account: str | None, as_json: bool) -> None:
+def recompute_(app: App, account: str | None, as_json: bool, statistics: bool) -> None:
     """Recompute ER and priorities now; print each account's decision."""
     engine = app.engine()
     if account is not None:
@@ -148,7 +157,13 @@ def recompute_(app: App, account: str | None, as_json: bool) -> None:
             account_ids(conn, account)  # a clear error for a name that does not exist
     records = recompute(engine, app.config, app.now(), accounts=[account] if account else None)
     if as_json:
-        echo_json([{k: v for k, v in r.as_dict().items() if k != "inputs"} for r in records])
+        echo_json(
+            [
+                {k: v for k, v in r.as_dict().items() if k != "inputs"}
+                | {"summary": decision_summary(r.inputs, r.reason)}
+                for r in records
+            ]
+        )
         return
     if not records:
         click.echo("(nothing to recompute: no account has content types yet)")
@@ -158,7 +173,9 @@ def recompute_(app: App, account: str | None, as_json: bool) -> None:
             f"{t} {r.old_weights.get(t, 0):.2f}->{w:.2f}" for t, w in sorted(r.new_weights.items())
         )
         click.echo(click.style(r.account, bold=True) + f"  {moves}")
-        click.echo(f"  {r.reason}")
+        click.echo(f"  {decision_summary(r.inputs, r.reason)}")
+        if statistics:
+            click.echo(f"    {r.policy}: {r.reason}")
 
 
 @er.command("collect")

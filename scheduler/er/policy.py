@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from scheduler.config import ERSettings
 from scheduler.er.stats import AccountStats, TypeStats
 from scheduler.er.weights import Limits, constrain, fit_limits
+from scheduler.er.words import summarise
 
 #: Thompson draws per recompute: shares to within about 1.5 points, at a couple of
 #: milliseconds per account.
@@ -225,6 +226,18 @@ class ThompsonPolicy:
             stats, base, new, shares, entered, demoted, limits, relaxed, settings, eligible
         )
         details = {
+            "summary": summarise(
+                stats,
+                base,
+                new,
+                ranked=eligible if ranking else [],
+                evidence=follow,
+                entered=entered,
+                demoted=sorted(demoted),
+                waiting=[t for t in types if t not in eligible],
+                min_posts=settings.min_posts,
+                half_life=settings.half_life,
+            ),
             "best_share": {t: round(v, 4) for t, v in shares.items()},
             "p_alike": round(p_value, 6),
             "evidence": round(follow, 4),

@@ -40,7 +40,16 @@ def decision_json(row: Any) -> dict[str, Any]:
         "old_weights": old,
         "new_weights": new,
         "reason": row.reason,
+        "summary": decision_summary(row.inputs, row.reason),
     }
+
+
+def decision_summary(inputs: Any, reason: str) -> str:
+    """The decision in a manager's words (``words.summarise``); the statistical reason for
+    decisions made before there were words, or by a policy that gives none."""
+    details = (inputs or {}).get("details") or {}
+    summary = details.get("summary") if isinstance(details, dict) else None
+    return summary if isinstance(summary, str) and summary else reason
 
 
 def overview(
