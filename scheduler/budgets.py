@@ -45,6 +45,7 @@ __all__ = [
     "Ledger",
     "PlannedPost",
     "budgeted",
+    "budgets_left",
     "plan_budget_warnings",
     "plan_warnings",
     "window",
@@ -165,6 +166,46 @@ def _when(budget: Budget, span: tuple[datetime, datetime]) -> str:
     return f" on {local:%Y-%m-%d}" if budget.period == "day" else f" in {local:%Y-%m}"
 
 
+def budgets_left(
+    config: Any, now: datetime, ledger: Ledger | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """By account name, each declared budget with what is spent and left in the current
+    window, as the host's ledger says (``left`` None when it cannot be read)."""
+    from scheduler import plugins
+    from scheduler.outgoing import account_view, offline_adapter
+
+    ledger = ledger or Ledger()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, cfg in config.accounts.items():
+        try:
+            adapter = offline_adapter(cfg.platform)
+        except plugins.PluginError:
+            continue
+        if not budgeted(adapter):
+            continue
+        try:
+            declared = adapter.budgets(account_view(cfg))  # type: ignore[attr-defined]
+        except Exception:  # a bad option: validation reports it
+            continue
+        entries = []
+        for budget in declared:
+            spent = ledger.peek(budget, now)
+            entries.append(
+                {
+                    "budget": budget.key,
+                    "description": budget.description,
+                    "limit": budget.limit,
+                    "spent": spent,
+                    "left": None if spent is None else max(0, budget.limit - spent),
+                    "resets_at": None
+                    if isinstance(budget.period, timedelta)
+                    else window(budget, now)[1],
+                }
+            )
+        out[name] = entries
+    return out
+
+
 def plan_budget_warnings(items: Sequence[Any], config: Any) -> list[dict[str, Any]]:
     """``plan_warnings`` for validated plan items (fixed-time ones), account by account,
     with each account's adapter's budgets; budgets shared by accounts (one scope) are added
@@ -243,6 +284,18 @@ class Ledger:
         """Units of ``budget`` spent in the window containing ``now``."""
         with self._locked(budget) as entries:
             return sum(units for _, units in _in_window(entries, budget, now))
+
+    def peek(self, budget: Budget, now: datetime) -> int | None:
+        """``spent`` without a lock or a write, for readers (``smm accounts list``); None when
+        the ledger cannot be read (another user's state directory)."""
+        try:
+            data = json.loads(self._path(budget).read_bytes())
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError):
+            return None
+        entries = data if isinstance(data, dict) else {}
+        return sum(units for _, units in _in_window(entries, budget, now))
 
     def spend(self, budget: Budget, units: int, now: datetime) -> datetime | None:
         """Record ``units`` spent now if they fit: None. When they do not, nothing is

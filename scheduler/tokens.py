@@ -41,6 +41,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import httpx
 import structlog
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from scheduler.adapter import (
     Account,
@@ -330,10 +332,15 @@ async def fresh(adapter: object, account: Account) -> None:
     await refresh_if_due(adapter, account)
 
 
-async def refresh_all(config: Config, adapters: Mapping[str, object]) -> None:
-    """The daemon job: refresh every configured token that is within its lead time."""
+async def refresh_all(
+    config: Config, adapters: Mapping[str, object], engine: Engine | None = None
+) -> None:
+    """The daemon job: refresh every configured token that is within its lead time, and
+    write each token's expiry to its account's row (``accounts.token_expires_at``, no secret:
+    ``smm accounts list`` and the ``smm_account_token_expires_in_seconds`` metric read it)."""
     from scheduler.outgoing import account_view
 
+    expiries: dict[str, datetime] = {}
     for cfg in config.accounts.values():
         adapter = adapters.get(cfg.platform)
         if adapter is None or not wants_refresh(adapter, cfg.options, cfg.credentials):
@@ -343,7 +350,26 @@ async def refresh_all(config: Config, adapters: Mapping[str, object]) -> None:
         if reason is not None:
             log.warning("token_not_refreshable", account=cfg.name, reason=reason)
             continue
-        await refresh_if_due(adapter, account)
+        state = await refresh_if_due(adapter, account)
+        if state is not None and state.expires_at is not None:
+            expiries[cfg.name] = state.expires_at
+    if engine is not None and expiries:
+        try:
+            await asyncio.to_thread(_record_expiries, engine, expiries)
+        except SQLAlchemyError as exc:  # the database is away: next time
+            log.warning("token_expiry_not_recorded", error=type(exc).__name__)
+
+
+def _record_expiries(engine: Engine, expiries: Mapping[str, datetime]) -> None:
+    from scheduler.queue import accounts_t
+
+    with engine.begin() as conn:
+        for name, expires_at in expiries.items():
+            conn.execute(
+                update(accounts_t)
+                .where(accounts_t.c.name == name)
+                .values(token_expires_at=expires_at)
+            )
 
 
 # --------------------------------------------------------------------------- OAuth 2

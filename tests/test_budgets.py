@@ -191,3 +191,30 @@ def test_plan_validate_warns_about_the_uploads_the_quota_does_not_cover(tmp_path
     assert report["ok"] is True
     (warning,) = report["warnings"]
     assert warning["posts"] == ["v7", "v8"]
+
+
+def test_accounts_list_shows_what_is_left_of_the_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    budget = Budget(
+        "youtube-units",
+        "YouTube Data API quota units",
+        10_000,
+        "day",
+        "America/Los_Angeles",
+        scope="yt",
+    )
+    Ledger().spend(budget, 1606, datetime.now(UTC))
+    db = f"sqlite:///{tmp_path / 'smm.db'}"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--db", db, "--config", str(config), "init"]).exit_code == 0
+    result = runner.invoke(cli, ["--db", db, "--config", str(config), "accounts", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    (account,) = json.loads(result.stdout)
+    (entry,) = account["budgets"]
+    assert (entry["budget"], entry["spent"], entry["left"]) == ("youtube-units", 1606, 8394)
+    table = runner.invoke(cli, ["--db", db, "--config", str(config), "accounts", "list"])
+    assert "8,394/10,000" in table.stdout

@@ -374,3 +374,30 @@ def test_threads_and_instagram_long_lived_tokens_renew_themselves(
     # Opt-in: an account without options.auto_refresh is left alone.
     assert not tokens.wants_refresh(cls, options, {"access_token": object()})
     assert tokens.wants_refresh(cls, {**options, "auto_refresh": True}, {})
+
+
+def test_the_daemon_job_records_each_tokens_expiry_on_its_account_row(
+    files: dict[str, CredentialRef], db_url: str
+) -> None:
+    from sqlalchemy import select
+
+    from scheduler.accounts import sync_accounts
+    from scheduler.db.engine import make_engine
+    from scheduler.queue import accounts_t
+
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    adapter = FakeRefresher(TokenSet("a1", expires))
+    cfg = AccountConfig(name="brand", platform="fake", timezone="UTC", credentials=files)
+    config = Config(path=None, accounts={"brand": cfg})
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            sync_accounts(conn, config, NOW)
+        asyncio.run(tokens.refresh_all(config, {"fake": adapter}, engine))
+        with engine.connect() as conn:
+            stored = conn.execute(select(accounts_t.c.token_expires_at)).scalar_one()
+    finally:
+        engine.dispose()
+    assert adapter.calls == 1
+    stored = stored if stored.tzinfo else stored.replace(tzinfo=UTC)
+    assert abs((stored - expires).total_seconds()) < 1

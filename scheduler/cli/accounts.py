@@ -7,6 +7,7 @@ from typing import Any
 import click
 from sqlalchemy import func, select
 
+from scheduler.budgets import budgets_left
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, table
 from scheduler.db.models import Account, PostState
@@ -26,7 +27,9 @@ def accounts() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_app
 def list_(app: App, as_json: bool) -> None:
-    """List accounts: platform, zone, paused or not, credentials, queued posts."""
+    """List accounts: platform, zone, paused or not, credentials, queued posts, and what is
+    left of each network quota the plugin declares (YouTube's daily units, TikTok's daily
+    posts), as this host's daemons counted it."""
     config = app.config
     with app.engine().connect() as conn:
         rows = {r.name: r for r in conn.execute(select(accounts_t))}
@@ -38,6 +41,7 @@ def list_(app: App, as_json: bool) -> None:
                 .group_by(posts_t.c.account_id)
             )
         }
+    left = budgets_left(config, app.now())
     out: list[dict[str, Any]] = []
     for name in sorted(set(config.accounts) | set(rows)):
         cfg = config.accounts.get(name)
@@ -58,13 +62,14 @@ def list_(app: App, as_json: bool) -> None:
                 "credentials_available": creds,
                 "slots_per_week": sum(len(t) for t in cfg.slots.values()) if cfg else 0,
                 "waiting": waiting.get(row.id, 0) if row else 0,
+                "budgets": left.get(name, []),
             }
         )
     if as_json:
         echo_json(out)
         return
     table(
-        ["name", "platform", "zone", "state", "creds", "slots/wk", "waiting"],
+        ["name", "platform", "zone", "state", "creds", "slots/wk", "waiting", "quota left"],
         [
             (
                 a["name"],
@@ -76,6 +81,11 @@ def list_(app: App, as_json: bool) -> None:
                 {True: "ok", False: "MISSING", None: "-"}[a["credentials_available"]],
                 a["slots_per_week"],
                 a["waiting"],
+                ", ".join(
+                    f"{'?' if b['left'] is None else format(b['left'], ',')}/{b['limit']:,}"
+                    for b in a["budgets"]
+                )
+                or "-",
             )
             for a in out
         ],

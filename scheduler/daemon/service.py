@@ -141,7 +141,7 @@ class Service:
         every(
             "tokens",
             tokens.CHECK_EVERY,
-            lambda: tokens.refresh_all(self.config, worker.adapters or {}),
+            lambda: tokens.refresh_all(self.config, worker.adapters or {}, self.engine),
         )
         interval = systemd.watchdog_interval()
         if interval:
