@@ -55,6 +55,7 @@ _lock = threading.Lock()
 _pm: pluggy.PluginManager | None = None
 _platforms: dict[str, PlatformInfo] | None = None
 _failures: dict[str, str] = {}  # entry points that did not import
+_distributions: dict[str, tuple[str, str]] = {}  # entry point -> (distribution, version)
 _registration_failures: dict[str, str] = {}  # plugins whose register_platforms raised
 
 
@@ -65,11 +66,16 @@ def _allowed() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
+def distribution(name: str) -> tuple[str, str] | None:
+    """(distribution name, version) of the plugin loaded from entry point ``name``."""
+    return _distributions.get(name)
+
+
 def _dist_info(plugin: object, pm: pluggy.PluginManager) -> tuple[str, str]:
-    for p, dist in pm.list_plugin_distinfo():
-        if p is plugin:
-            return pm.get_name(plugin) or dist.project_name, dist.version
-    return pm.get_name(plugin) or repr(plugin), "unknown"
+    name = pm.get_name(plugin)
+    if name is not None and name in _distributions:
+        return name, _distributions[name][1]
+    return name or repr(plugin), "unknown"
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
@@ -87,8 +93,10 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             log.error("plugin_load_failed", plugin=ep.name, error=reason)
             continue
         pm.register(plugin, name=ep.name)
-        # Record the distribution, as pluggy's own entry-point loader does.
-        pm._plugin_distinfo.append((plugin, pluggy._manager.DistFacade(ep.dist)))  # type: ignore[arg-type]
+        # Which distribution it came from, for `smm plugins list` (pluggy's own record of it
+        # is private and changed shape between versions).
+        if ep.dist is not None:
+            _distributions[ep.name] = (ep.dist.metadata["Name"], ep.dist.version)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -128,6 +136,7 @@ def reset() -> None:
         _platforms = None
         _failures.clear()
         _registration_failures.clear()
+        _distributions.clear()
 
 
 def load_failures() -> dict[str, str]:

@@ -116,10 +116,11 @@ def _distributions(pm: pluggy.PluginManager) -> dict[str, tuple[str, str]]:
     """(distribution, version) of each plugin loaded from an entry point, by plugin name."""
     # Core features registered as plugins ship in this distribution.
     found = dict.fromkeys(manager.BUILTIN_PLUGINS, ("smm-scheduler", __version__))
-    for plugin, dist in pm.list_plugin_distinfo():
+    for plugin in pm.get_plugins():
         name = pm.get_name(plugin)
-        if name is not None:
-            found[name] = (str(dist.project_name), str(dist.version))
+        dist = manager.distribution(name) if name is not None else None
+        if name is not None and dist is not None:
+            found[name] = dist
     return found
 
 
