@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "er": (
         "er",
         "ER per content type: rate with a 90% interval, posts counted, priority, trend, "
-        "the last decisions and their reasons.",
+        "the last decisions in plain words (their statistics with --statistics).",
     ),
     "init": (
         "db",
