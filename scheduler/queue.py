@@ -7,7 +7,7 @@ state it changes, so ``smm queue show`` can tell a post's whole story.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -363,18 +363,33 @@ def cancel(
     )
 
 
+def needs_approval(accounts: Mapping[str, AccountConfig], rows: Sequence[Row[Any]]) -> set[int]:
+    """The account ids of ``rows`` whose accounts need approval (``approval = "required"``):
+    a post queued again by hand there waits for sign-off, so that cancelling and retrying a
+    post is not a way around it."""
+    return {
+        r.account_id for r in rows if (cfg := accounts.get(r.account)) is not None and cfg.approval
+    }
+
+
 def retry(
-    conn: Connection, rows: Sequence[Row[Any]], now: datetime, actor: str = "cli"
+    conn: Connection,
+    rows: Sequence[Row[Any]],
+    now: datetime,
+    actor: str = "cli",
+    approval: Collection[int] = (),
 ) -> list[Change]:
-    """Queue failed, missed or cancelled posts again, to go out now (or at their future time)."""
+    """Queue failed, missed or cancelled posts again, to go out now (or at their future time);
+    in the ``approval`` accounts they wait for sign-off first (``needs_approval``)."""
     changes = []
     for r in rows:
         when = r.due_at if r.due_at is not None and r.due_at > now else now
+        to = PostState.PENDING_APPROVAL if r.account_id in approval else PostState.QUEUED
         changes += _transition(
             conn,
             [r],
             RETRYABLE,
-            PostState.QUEUED,
+            to,
             now,
             actor=actor,
             reason="retry requested",
@@ -393,9 +408,15 @@ def retry(
 
 
 def reschedule(
-    conn: Connection, row: Row[Any], at: datetime, now: datetime, actor: str = "cli"
+    conn: Connection,
+    row: Row[Any],
+    at: datetime,
+    now: datetime,
+    actor: str = "cli",
+    approval: Collection[int] = (),
 ) -> list[Change]:
-    """Give a post a fixed new time (it leaves the slot queue) and queue it."""
+    """Give a post a fixed new time (it leaves the slot queue) and queue it; in the
+    ``approval`` accounts a failed, missed or cancelled post waits for sign-off again."""
     if at <= now:
         raise SmmError(f"{row.key}: the new time is in the past")
     allowed_from = (*CANCELLABLE, PostState.CANCELLED)
@@ -408,6 +429,8 @@ def reschedule(
     # A paused post stays paused, one awaiting sign-off still awaits it, with the new time.
     held = (PostState.PAUSED, *AWAITING_APPROVAL)
     to_state = row.state if row.state in held else PostState.QUEUED
+    if row.state in RETRYABLE and row.account_id in approval:
+        to_state = PostState.PENDING_APPROVAL  # queued again by hand: signed off again
     changes = _transition(
         conn,
         [row],

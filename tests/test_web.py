@@ -342,6 +342,26 @@ def test_a_plan_item_can_ask_for_approval(tmp_path: Path) -> None:
         site.engine.dispose()
 
 
+def test_cancel_and_retry_is_no_way_around_approval(tmp_path: Path) -> None:
+    site = build_site(tmp_path)
+    try:
+        for args in (
+            ("queue", "cancel", "sim-approve-001", "sim-reject-002"),
+            ("queue", "retry", "sim-approve-001"),
+            ("queue", "reschedule", "sim-reject-002", "--at", "2099-01-01 10:00"),
+        ):
+            code, out = site.cli(*args)
+            assert code == 0, out
+        assert state_of(site, "sim-approve-001") == PostState.PENDING_APPROVAL
+        assert state_of(site, "sim-reject-002") == PostState.PENDING_APPROVAL
+        # an account without approval queues them straight away
+        site.cli("queue", "cancel", "tip-002")
+        site.cli("queue", "retry", "tip-002")
+        assert state_of(site, "tip-002") == PostState.QUEUED
+    finally:
+        site.engine.dispose()
+
+
 def test_a_changed_plan_item_waits_for_approval_again(tmp_path: Path) -> None:
     site = build_site(tmp_path)
     try:

@@ -246,11 +246,11 @@ def cancel_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
 def retry_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
     """Queue failed, missed or cancelled posts again, to go out now."""
     from scheduler.db.engine import immediate
-    from scheduler.queue import find_posts, retry
+    from scheduler.queue import find_posts, needs_approval, retry
 
     with immediate(app.engine()) as conn:
         rows = find_posts(conn, keys)
-        changes = retry(conn, rows, app.now())
+        changes = retry(conn, rows, app.now(), approval=needs_approval(app.config.accounts, rows))
     _report(changes, "queued again", as_json)
 
 
@@ -319,7 +319,7 @@ def reschedule_(app: App, post_id: str, at: str, as_json: bool) -> None:
 
     A time with an offset is converted: the answer shows it in the account's zone."""
     from scheduler.db.engine import immediate
-    from scheduler.queue import find_posts, reschedule
+    from scheduler.queue import find_posts, needs_approval, reschedule
 
     with immediate(app.engine()) as conn:
         (row,) = find_posts(conn, [post_id])
@@ -328,7 +328,7 @@ def reschedule_(app: App, post_id: str, at: str, as_json: bool) -> None:
             when = parse_wall_time(at, zone(tz))
         except LocalTimeError as exc:
             raise click.BadParameter(f"{exc} ({exc.hint})", param_hint="--at") from None
-        reschedule(conn, row, when, app.now())
+        reschedule(conn, row, when, app.now(), approval=needs_approval(app.config.accounts, [row]))
         _requeue_slots(app, conn, [row])
     if as_json:
         echo_json({"id": row.key, "due_at": when, "due_local": local_time(when, tz)})

@@ -27,6 +27,7 @@ from scheduler.queue import (
     approve,
     cancel,
     find_posts,
+    needs_approval,
     pause_accounts,
     reject,
     requeue_slots,
@@ -97,7 +98,7 @@ def run(
                 when = parse_wall_time(at, zone(tz))
             except LocalTimeError as exc:
                 raise SmmError(f"{exc} ({exc.hint})") from None
-            reschedule(conn, row, when, now, actor)
+            reschedule(conn, row, when, now, actor, needs_approval(config.accounts, [row]))
             requeue_slots(conn, config.accounts, [row], now)
             message = f"{safe(row.key)}: now due {local_time(when, tz)} ({format_utc(when)})"
             detail = f"to {format_utc(when)}"
@@ -106,7 +107,8 @@ def run(
             requeue_slots(conn, config.accounts, [row], now)
             message = _report(changes, "cancelled")
         elif action == "retry":
-            message = _report(retry(conn, [row], now, actor), "queued again")
+            changes = retry(conn, [row], now, actor, needs_approval(config.accounts, [row]))
+            message = _report(changes, "queued again")
         elif action == "approve":
             comment = fields.get("comment", "").strip() or None
             message = _report(approve(conn, [row], now, actor, comment), "approved")
