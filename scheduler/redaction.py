@@ -173,6 +173,8 @@ class SecretMatcher:
         self._windows: dict[int, set[str]] = {}
         #: One table per window length; a secret shorter than FRAGMENT is one window.
         self._tables: tuple[_Table, ...] = ()
+        #: Whether a secret holds a character that starts an escape.
+        self._escapes_inside = False
 
     def add(self, secret: str) -> None:
         """Look for ``secret`` (and its fragments and encodings) from now on."""
@@ -182,6 +184,7 @@ class SecretMatcher:
             if secret in self._secrets:
                 return
             self._secrets.add(secret)
+            self._escapes_inside |= not _ESCAPE_START.isdisjoint(secret)
             for form in _forms(secret):
                 n = min(FRAGMENT, len(form))
                 self._windows.setdefault(n, set()).update(
@@ -199,11 +202,14 @@ class SecretMatcher:
             return text
         spans: list[tuple[int, int]] = []
         view = None if _ESCAPE_START.isdisjoint(text) else _View(text)
+        decoded = view is not None and bool(view.marks)
         for table in tables:
-            spans.extend(table.find(text))
-            if view is not None and view.marks:
-                # Escapes read as characters; a secret holding a backslash or a "%" is also
-                # found as written, by the line above.
+            # Escapes read as characters; a secret holding a backslash, "%" or "&" is also
+            # looked for as written (the view would have decoded its own characters).
+            if not decoded or self._escapes_inside:
+                spans.extend(table.find(text))
+            if decoded:
+                assert view is not None
                 spans.extend(view.span(i, j) for i, j in _merge(table.find(view.text)))
         if not spans:
             return text
