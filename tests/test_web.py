@@ -90,6 +90,20 @@ def test_wrong_password_is_refused_and_audited(site: Site, server: Server) -> No
     assert "login-failed" in actions
 
 
+def test_repeated_failed_sign_ins_are_slowed_down(site: Site) -> None:
+    served = Server(create_app(site.engine, site.config))
+    try:
+        with client(served) as c:
+            answers = [login(c, "ed", f"guess {i}").status_code for i in range(6)]
+            right = login(c, "ed")
+        assert answers == [401] * 5 + [429]
+        assert right.status_code == 429  # even the right password, until the window passes
+        with client(served, "maria"):  # another name from the same address still may
+            pass
+    finally:
+        served.stop()
+
+
 def test_session_cookie_is_httponly_and_samesite(server: Server) -> None:
     with client(server) as c:
         page = c.get("/login")

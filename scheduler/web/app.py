@@ -92,6 +92,9 @@ class Web:
     env: Environment = field(init=False)
     #: One message to show on the next page a session loads (after a redirect).
     flashes: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Failed sign-ins per name, and (more of them) per address, to slow down guessing.
+    throttle: auth.Throttle = field(default_factory=auth.Throttle)
+    throttle_addr: auth.Throttle = field(default_factory=lambda: auth.Throttle(limit=30))
     #: Slow, advisory reads kept for a while: name -> (when read, value). See ``cached``.
     _cache: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
@@ -150,6 +153,8 @@ class Web:
         flash = None
         if ident is not None and ident.token:
             flash = self.flashes.pop(ident.token, None)
+        if len(self.flashes) > 10_000:  # messages nobody came back for
+            self.flashes.clear()
         body = self.env.get_template(template).render(
             request=request,
             user=ident.user if ident else None,
@@ -307,6 +312,17 @@ async def login(request: Request) -> Response:
     if not nxt.startswith("/") or nxt.startswith("//"):
         nxt = "/"  # never send a signed-in user to another site
     now = web.clock.now()
+    keys, addr = [name.lower()], [str(_addr(request))]
+    clock = time.monotonic()
+    wait = max(web.throttle.wait(keys, clock), web.throttle_addr.wait(addr, clock))
+    if wait > 0:
+        return web.problem(
+            request,
+            429,
+            "Too many failed sign-ins",
+            f"Too many failed sign-ins for this name or from this address: try again in "
+            f"{wait / 60:.0f} minute(s).",
+        )
 
     def check() -> str:
         with immediate(web.engine) as conn:
@@ -319,6 +335,8 @@ async def login(request: Request) -> Response:
 
     token = await run_in_threadpool(check)
     if not token:
+        web.throttle.failed(keys, time.monotonic())
+        web.throttle_addr.failed(addr, time.monotonic())
         return web.render(
             request, "login.html", 401, login_csrf=cookie, next=nxt, error="Wrong name or password."
         )
@@ -345,7 +363,13 @@ async def logout(request: Request) -> Response:
 
 
 def _addr(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    """The browser's address: the first hop of ``X-Forwarded-For`` when a trusted proxy
+    forwards the request, else the peer's."""
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded and _web(request).trusted(request):
+        return forwarded.split(",")[0].strip()[:64] or peer
+    return peer
 
 
 # ------------------------------------------------------------------------------ pages

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -164,6 +165,39 @@ def user_named(conn: Connection, name: str) -> User | None:
     if row is None or row.disabled:
         return None
     return User(row.id, row.name, row.role)
+
+
+class Throttle:
+    """Failed sign-ins per name and per address, in this process: after ``limit`` failures
+    within ``window`` seconds, further tries are refused until the oldest ages out. Guessing
+    passwords then takes hours, and a user who mistyped waits minutes."""
+
+    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, ()) if now - t < self.window]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def wait(self, keys: Sequence[str], now: float) -> float:
+        """Seconds until any of ``keys`` may try again (0: now)."""
+        waits = [
+            self.window - (now - times[0])
+            for key in keys
+            if len(times := self._recent(key, now)) >= self.limit
+        ]
+        return max(waits, default=0.0)
+
+    def failed(self, keys: Sequence[str], now: float) -> None:
+        if len(self._failures) > 10_000:  # bounded memory, whatever is thrown at it
+            self._failures.clear()
+        for key in keys:
+            self._failures.setdefault(key, []).append(now)
 
 
 # --------------------------------------------------------------------------- sessions
