@@ -18,7 +18,7 @@ from scheduler.adapter import OutgoingPost, Published, RateLimited
 from scheduler.budgets import Budget, Ledger, PlannedPost, plan_warnings, window
 from scheduler.checkpoints import Checkpoints
 from scheduler.cli import cli
-from scheduler.testing import account_with_secrets
+from scheduler.testing import account_with_secrets, offline_adapter
 
 YT = Budget("youtube-units", "YouTube Data API quota units", 10_000, "day", "America/Los_Angeles")
 
@@ -218,3 +218,37 @@ def test_accounts_list_shows_what_is_left_of_the_quota(
     assert (entry["budget"], entry["spent"], entry["left"]) == ("youtube-units", 1606, 8394)
     table = runner.invoke(cli, ["--db", db, "--config", str(config), "accounts", "list"])
     assert "8,394/10,000" in table.stdout
+
+
+def test_an_x_account_on_a_tier_stops_at_its_monthly_cap_without_sending(
+    tmp_path: Path,
+) -> None:
+    from smm_x import XAdapter
+
+    account = account_with_secrets(
+        "brand-x", "x", {"tier": "basic"}, secrets={"access_token": "x-token"}
+    )
+    ledger = Ledger(tmp_path)
+    adapter = offline_adapter(lambda client: XAdapter(client, ledger))
+    (budget,) = adapter.budgets(account)
+    assert (budget.limit, budget.period) == (3000, "month")
+    now = datetime.now(UTC)
+    assert ledger.spend(budget, 3000, now) is None
+    sent: list[httpx.Request] = []
+
+    def network(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(201, json={"data": {"id": "1", "text": "hi"}})
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(network)) as client:
+            post = OutgoingPost(key="p", account="brand-x", content_type="t", text="hi")
+            await XAdapter(client, ledger).publish(post, account, "k")
+
+    with pytest.raises(RateLimited, match="month's cap of 3,000 posts") as caught:
+        asyncio.run(go())
+    assert sent == []
+    assert caught.value.retry_at == window(budget, now)[1]
+    # Without a tier nothing is assumed.
+    plain = account_with_secrets("b", "x", {}, secrets={"access_token": "t"})
+    assert adapter.budgets(plain) == []

@@ -7,6 +7,7 @@ in the account's own timeline. See docs/plugins/networks/x.md.
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
@@ -19,6 +20,7 @@ from scheduler import tokens
 from scheduler.adapter import (
     Account,
     Adapter,
+    AuthExpired,
     Capabilities,
     Issue,
     Metrics,
@@ -26,10 +28,12 @@ from scheduler.adapter import (
     OutgoingPost,
     Published,
     PublishError,
+    RateLimited,
     RateLimitPolicy,
     Rejected,
     Transient,
 )
+from scheduler.budgets import Budget, Ledger
 from scheduler.media import read as read_media
 from scheduler.timeutil import as_utc, format_utc, utcnow
 
@@ -52,6 +56,9 @@ TIMELINE_LAG = timedelta(minutes=2)
 
 
 TOKEN_URL = "https://api.x.com/2/oauth2/token"
+POST_CAP = "x-posts"
+#: Posts a month per user by API tier (https://docs.x.com/x-api/getting-started/about-x-api).
+TIER_POST_CAPS = {"free": 500, "basic": 3000, "pro": 300_000}
 
 
 class XAdapter(Adapter):
@@ -102,9 +109,46 @@ class XAdapter(Adapter):
             basic=basic,
         )
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, ledger: Ledger | None = None) -> None:
         super().__init__(client)
         self._user_ids: dict[str, str] = {}
+        #: Posts made this month per cap scope (scheduler.budgets).
+        self.ledger = ledger if ledger is not None else Ledger()
+
+    def budgets(self, account: Account) -> list[Budget]:
+        """The monthly post cap of the account's API tier, when the config names one
+        (``tier`` or ``monthly_post_cap``); X's tiers differ too much to assume one."""
+        cap = account.option("monthly_post_cap")
+        tier = account.option("tier")
+        if cap is None and tier is None:
+            return []
+        if cap is None:
+            if tier not in TIER_POST_CAPS:
+                # A configuration every post of the account would fail alike: pause it.
+                raise AuthExpired(
+                    f"account {account.name}: option 'tier' must be one of "
+                    f"{', '.join(TIER_POST_CAPS)} (or set monthly_post_cap)"
+                )
+            cap = TIER_POST_CAPS[tier]
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap <= 0:
+            raise AuthExpired(f"account {account.name}: option 'monthly_post_cap' must be > 0")
+        scope = str(account.option("quota_project", account.name))
+        return [Budget(POST_CAP, "X posts per month", cap, "month", "UTC", scope=scope)]
+
+    def budget_cost(self, post: OutgoingPost, account: Account) -> dict[str, int]:
+        """One post."""
+        return {POST_CAP: 1}
+
+    async def _spend_cap(self, account: Account) -> None:
+        for budget in self.budgets(account):
+            resets = await asyncio.to_thread(self.ledger.spend, budget, 1, utcnow())
+            if resets is not None:
+                raise RateLimited(
+                    f"x: the month's cap of {budget.limit:,} posts is reached; waiting until "
+                    f"{format_utc(resets)}",
+                    retry_at=resets,
+                    code="post_cap_budget",
+                )
 
     # -- offline checks -------------------------------------------------------------------
 
@@ -133,6 +177,7 @@ class XAdapter(Adapter):
         payload: dict[str, Any] = {"text": self.compose_text(post)}
         if media_ids:
             payload["media"] = {"media_ids": media_ids}
+        await self._spend_cap(account)
         body = await self._request(
             "POST", "/2/tweets", token, account, sends=True, track=True, json=payload
         )
