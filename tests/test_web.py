@@ -254,6 +254,83 @@ def test_calendar_pages_by_key(site: Site) -> None:
     assert keys == ["launch-001", "tip-002"]
 
 
+@pytest.mark.postgres
+def test_the_calendar_reads_postgresql_too(tmp_path: Path, postgres_url: str) -> None:
+    site = build_site(tmp_path, db_url=postgres_url)
+    try:
+        with site.engine.connect() as conn:
+            week = calendar.read_page(
+                conn,
+                "week",
+                site.next_monday.date(),
+                calendar.ZoneInfo("Europe/Riga"),
+                calendar.Filters(text="100%_ JOKE"),
+            )
+            assert week.shown == 0  # % and _ are matched as themselves
+            week = calendar.read_page(
+                conn,
+                "week",
+                site.next_monday.date(),
+                calendar.ZoneInfo("Europe/Riga"),
+                calendar.Filters(text="joke", network="x"),
+            )
+            waiting = calendar.awaiting_approval(conn)
+            ahead = calendar.beyond_horizon(conn, utcnow(), timedelta(hours=1))
+            colours = calendar.type_colours(conn)
+        assert [e.key for d in week.days for e in d.entries] == ["tip-002"]
+        assert [w.key for w in waiting] == ["sim-approve-001", "sim-reject-002"]
+        assert {w.account for w in ahead} >= {"riga_masto", "ny_x"}
+        assert set(colours) == {"instruction", "laugh", "medal", "provocation"}
+    finally:
+        site.engine.dispose()
+
+
+def test_smm_web_serves_on_loopback(site: Site) -> None:
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    smm = (sys.executable, "-c", "from scheduler.cli import main; main()")
+    base = ("--config", str(site.config_path), "--db", site.db_url, "web")
+    refused = subprocess.run(
+        [*smm, *base, "--dev", "--listen", "0.0.0.0:8080"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert "--dev serves on loopback only" in refused.stderr
+    proc = subprocess.Popen(
+        [*smm, *base, "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "smm web did not start"
+                time.sleep(0.2)
+        assert r.text == "ok"
+        assert "server" not in r.headers  # no version banner
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stderr:
+            proc.stderr.close()
+
+
 def test_a_queue_beyond_the_horizon_is_flagged(site: Site) -> None:
     with site.engine.connect() as conn:
         soon = calendar.beyond_horizon(conn, utcnow(), timedelta(days=30))

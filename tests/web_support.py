@@ -81,7 +81,11 @@ def next_monday(now: datetime) -> datetime:
 
 
 def build_site(
-    tmp_path: Path, *, approve_in: timedelta = timedelta(minutes=30), extra: str = ""
+    tmp_path: Path,
+    *,
+    approve_in: timedelta = timedelta(minutes=30),
+    extra: str = "",
+    db_url: str | None = None,
 ) -> Site:
     """The config, the database and the plan; users alice (admin), maria (approver), ed
     (editor) and vic (viewer), all with ``PASSWORD``."""
@@ -121,7 +125,7 @@ def build_site(
             """
         )
     )
-    db_url = f"sqlite:///{tmp_path / 'smm.db'}"
+    db_url = db_url or f"sqlite:///{tmp_path / 'smm.db'}"
     site = Site(
         config_path,
         db_url,
