@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 from venv_support import run
 
 from scheduler.cli.reference import render
@@ -16,6 +17,7 @@ PAGE = REPO / "docs" / "reference" / "cli.md"
 REGENERATE = "python -m scheduler.cli.reference > docs/reference/cli.md"
 
 
+@pytest.mark.slow
 def test_the_cli_reference_page_is_up_to_date() -> None:
     # In a fresh process: commands a plugin added to the group in this one must not count.
     result = run(sys.executable, "-m", "scheduler.cli.reference", cwd=REPO)

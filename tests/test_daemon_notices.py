@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from unittest import mock
 
 import psycopg
 from daemon_support import (
@@ -25,6 +27,7 @@ from daemon_support import (
 )
 from sqlalchemy import Engine
 
+from scheduler.daemon import notices
 from scheduler.db.engine import make_engine
 from scheduler.db.models import PostState
 from scheduler.queue import CHANNEL, announce
@@ -41,9 +44,18 @@ def _publish_one_queued_later(db_url: str, tmp_path: Path) -> float:
     # Something far away, so the daemon sleeps a whole tick.
     seed_posts(engine, config, [("later", "a", utcnow() + timedelta(days=30))])
     queued_at: list[float] = []
+    # The daemon starts watching for notices once its first pass over the queue is done and
+    # it is waiting for the tick: queue the post then, not after a guessed delay.
+    watching = threading.Event()
+    watch = notices.watch
+
+    async def signalled_watch(engine: Engine, wake: Callable[[], None]) -> None:
+        watching.set()
+        await watch(engine, wake)
 
     def queue_soon() -> None:
-        time.sleep(1.5)  # the daemon is started and asleep by now
+        if not watching.wait(timeout=30):
+            return  # the service never started: run_service reports why
         other = make_engine(db_url)
         try:
             seed_posts(other, config, [("now", "a", utcnow())])
@@ -57,8 +69,10 @@ def _publish_one_queued_later(db_url: str, tmp_path: Path) -> float:
     writer = threading.Thread(target=queue_soon)
     writer.start()
     try:
-        asyncio.run(run_service(engine, config, until=published, timeout=45))
+        with mock.patch.object(notices, "watch", signalled_watch):
+            asyncio.run(run_service(engine, config, until=published, timeout=45))
     finally:
+        watching.set()
         writer.join()
     took = time.monotonic() - queued_at[0]
     assert post_rows(engine)["later"].state == PostState.QUEUED

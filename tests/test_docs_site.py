@@ -41,6 +41,7 @@ def _nav_pages(nav: Any) -> Iterator[str]:
             yield from _nav_pages(value)
 
 
+@pytest.mark.slow
 def test_mkdocs_build_strict_passes(tmp_path: Path) -> None:
     require_module("mkdocs", "-e '.[docs]'")
 

@@ -19,6 +19,9 @@ from venv_support import SMM, run
 
 from scheduler.testing import AdapterContract
 
+#: Installs the example plugin into a new virtual environment and runs its tests.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "docs" / "plugins" / "example"
 

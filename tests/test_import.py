@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,34 +51,35 @@ def plan(tmp_path: Path):  # type: ignore[no-untyped-def]
 #: How the tests import: validate, then apply_plan; import_plan in one process; import_plan
 #: with a forked process validating (chunks of two items, so both processes take some).
 IMPORTERS = ("apply_plan", "import_plan", "import_plan_forked")
-_importer = IMPORTERS[0]
+
+RunImport = Callable[..., ImportDiff]
 
 
-@pytest.fixture(autouse=True, params=IMPORTERS)
-def importer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    global _importer
-    _importer = request.param
-    if _importer == "import_plan_forked":
+@pytest.fixture(params=IMPORTERS)
+def run_import(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> RunImport:
+    """Import plan files the way the parameter says; each test runs once per importer."""
+    importer = str(request.param)
+    if importer == "import_plan_forked":
         monkeypatch.setattr(pipeline, "CHUNK", 2)
-    return _importer
 
-
-def run_import(
-    engine: Engine, config: Config, *paths: Path, now: datetime = NOW, **kw: Any
-) -> ImportDiff:
-    raws, problems = read_plan_files(paths)
-    assert problems == []
-    if _importer == "apply_plan":
-        items, bad = validate_items(raws, config, now)
-        assert bad == []
+    def run(
+        engine: Engine, config: Config, *paths: Path, now: datetime = NOW, **kw: Any
+    ) -> ImportDiff:
+        raws, problems = read_plan_files(paths)
+        assert problems == []
+        if importer == "apply_plan":
+            items, bad = validate_items(raws, config, now)
+            assert bad == []
+            with engine.begin() as conn:
+                return apply_plan(conn, items, config, now, **kw)
+        forked = importer == "import_plan_forked"
+        assert pipeline._can_fork() or not forked, "the forked importer would not fork here"
         with engine.begin() as conn:
-            return apply_plan(conn, items, config, now, **kw)
-    forked = _importer == "import_plan_forked"
-    assert pipeline._can_fork() or not forked, "the forked importer would not fork here"
-    with engine.begin() as conn:
-        diff, bad = pipeline.import_plan(conn, raws, config, now, parallel=forked, **kw)
-    assert bad == []
-    return diff
+            diff, bad = pipeline.import_plan(conn, raws, config, now, parallel=forked, **kw)
+        assert bad == []
+        return diff
+
+    return run
 
 
 def rows(engine: Engine) -> dict[str, Any]:
@@ -95,7 +97,7 @@ PLAN = """
 
 
 def test_import_creates_queued_posts_with_utc_due_times(
-    engine: Engine, config: Config, plan
+    run_import: RunImport, engine: Engine, config: Config, plan
 ) -> None:  # type: ignore[no-untyped-def]
     diff = run_import(engine, config, plan(PLAN))
     assert diff.summary()["added"] == 5
@@ -114,7 +116,7 @@ def test_import_creates_queued_posts_with_utc_due_times(
 
 
 def test_importing_the_same_plan_twice_adds_and_updates_nothing(
-    engine: Engine, config: Config, plan
+    run_import: RunImport, engine: Engine, config: Config, plan
 ) -> None:  # type: ignore[no-untyped-def]
     path = plan(PLAN)
     run_import(engine, config, path)
@@ -135,7 +137,9 @@ def test_importing_the_same_plan_twice_adds_and_updates_nothing(
     }
 
 
-def test_a_changed_waiting_post_is_updated_in_place(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+def test_a_changed_waiting_post_is_updated_in_place(
+    run_import: RunImport, engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
     run_import(engine, config, plan(PLAN))
     key_before = rows(engine)["q2"].idempotency_key
     diff = run_import(engine, config, plan(PLAN.replace("text: two", "text: two edited")))
@@ -145,7 +149,9 @@ def test_a_changed_waiting_post_is_updated_in_place(engine: Engine, config: Conf
     assert q2.idempotency_key == key_before  # the same post, not a new one
 
 
-def test_published_posts_are_never_touched(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+def test_published_posts_are_never_touched(
+    run_import: RunImport, engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
     run_import(engine, config, plan(PLAN))
     with engine.begin() as conn:
         conn.execute(update(posts_t).where(posts_t.c.key == "q1").values(state=PostState.PUBLISHED))
@@ -154,7 +160,9 @@ def test_published_posts_are_never_touched(engine: Engine, config: Config, plan)
     assert rows(engine)["q1"].text == "one"
 
 
-def test_a_changed_failed_post_is_queued_again(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+def test_a_changed_failed_post_is_queued_again(
+    run_import: RunImport, engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
     run_import(engine, config, plan(PLAN))
     with engine.begin() as conn:
         conn.execute(
@@ -176,6 +184,7 @@ def test_a_changed_failed_post_is_queued_again(engine: Engine, config: Config, p
 
 
 def test_posts_gone_from_the_plan_are_reported_and_cancelled_only_with_prune(
+    run_import: RunImport,
     engine: Engine,
     config: Config,
     plan,  # type: ignore[no-untyped-def]
@@ -193,13 +202,16 @@ def test_posts_gone_from_the_plan_are_reported_and_cancelled_only_with_prune(
     assert got["q3"].due_at == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)
 
 
-def test_posts_of_other_plan_files_are_not_gone(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+def test_posts_of_other_plan_files_are_not_gone(
+    run_import: RunImport, engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
     run_import(engine, config, plan(PLAN, "a.yaml"))
     diff = run_import(engine, config, plan("- {id: b1, account: ny, type: t, text: b}\n", "b.yaml"))
     assert diff.gone == []
 
 
 def test_a_reimport_that_reads_every_stored_post_finds_only_its_own_files_gone(
+    run_import: RunImport,
     engine: Engine,
     config: Config,
     plan,  # type: ignore[no-untyped-def]
@@ -214,7 +226,9 @@ def test_a_reimport_that_reads_every_stored_post_finds_only_its_own_files_gone(
     assert diff.summary()["unchanged"] == 4
 
 
-def test_dry_run_reports_the_diff_and_writes_nothing(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+def test_dry_run_reports_the_diff_and_writes_nothing(
+    run_import: RunImport, engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
     run_import(engine, config, plan(PLAN))
     with engine.connect() as conn:
         before = conn.execute(select(posts_t).order_by(posts_t.c.id)).all()
@@ -229,7 +243,9 @@ def test_dry_run_reports_the_diff_and_writes_nothing(engine: Engine, config: Con
         assert conn.execute(select(posts_t).order_by(posts_t.c.id)).all() == before
 
 
-def test_queue_order_follows_the_plan(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+def test_queue_order_follows_the_plan(
+    run_import: RunImport, engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
     text = "".join(f"- {{id: p{i}, account: riga, type: t, text: t{i}}}\n" for i in range(6))
     run_import(engine, config, plan(text))
     got = rows(engine)
@@ -239,7 +255,7 @@ def test_queue_order_follows_the_plan(engine: Engine, config: Config, plan) -> N
 
 
 def test_a_fixed_post_becoming_a_queue_post_takes_a_slot(
-    engine: Engine, config: Config, plan
+    run_import: RunImport, engine: Engine, config: Config, plan
 ) -> None:  # type: ignore[no-untyped-def]
     run_import(engine, config, plan(PLAN))
     run_import(engine, config, plan(PLAN.replace(', at: "2026-03-03 18:00"', "")))
@@ -251,6 +267,7 @@ def test_a_fixed_post_becoming_a_queue_post_takes_a_slot(
 
 
 def test_inserting_items_into_the_plan_keeps_the_queue_in_plan_order(
+    run_import: RunImport,
     engine: Engine,
     config: Config,
     plan,  # type: ignore[no-untyped-def]
@@ -266,7 +283,9 @@ def test_inserting_items_into_the_plan_keeps_the_queue_in_plan_order(
     assert sorted("AXYBC", key=lambda k: got[k].due_at) == list("AXYBC")
 
 
-def test_new_posts_of_a_paused_account_wait_paused(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+def test_new_posts_of_a_paused_account_wait_paused(
+    run_import: RunImport, engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
     run_import(engine, config, plan("- {id: a, account: riga, type: t, text: a}\n"))
     with engine.begin() as conn:
         conn.execute(update(accounts_t).where(accounts_t.c.name == "riga").values(paused=True))
@@ -282,7 +301,7 @@ def test_new_posts_of_a_paused_account_wait_paused(engine: Engine, config: Confi
 
 
 def test_a_small_plan_finds_its_posts_among_many_stored_ones(
-    engine: Engine, config: Config, plan
+    run_import: RunImport, engine: Engine, config: Config, plan
 ) -> None:  # type: ignore[no-untyped-def]
     """Few keys against many stored posts: each key is looked up (not every post read)."""
     run_import(engine, config, plan(PLAN, "a.yaml"))
@@ -296,7 +315,9 @@ def test_a_small_plan_finds_its_posts_among_many_stored_ones(
     assert sorted(g.key for g in diff.gone) == ["f1", "n1", "q1", "q3"]
 
 
-def test_every_field_is_stored_as_the_plan_gives_it(engine: Engine, config: Config, plan) -> None:  # type: ignore[no-untyped-def]
+def test_every_field_is_stored_as_the_plan_gives_it(
+    run_import: RunImport, engine: Engine, config: Config, plan
+) -> None:  # type: ignore[no-untyped-def]
     text = (
         "- id: full\n"
         "  account: riga\n"

@@ -23,6 +23,9 @@ from venv_support import run
 
 from scheduler import __version__
 
+#: Builds the sdist and wheel and installs them into a new virtual environment.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 PLUGINS = sorted(p.name for p in (REPO / "plugins").iterdir() if (p / "__init__.py").is_file())
 MIGRATIONS = REPO / "scheduler" / "db" / "migrations"

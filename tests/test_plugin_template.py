@@ -21,6 +21,9 @@ from venv_support import SMM, run
 
 from scheduler.testing import AdapterContract
 
+#: Renders the template and installs the plugin into a new virtual environment.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "docs" / "plugins" / "template"
 NETWORK = "acme_social"
