@@ -77,6 +77,8 @@ log = structlog.get_logger("scheduler.tokens")
 
 #: How often the daemon looks at every refreshable token.
 CHECK_EVERY = timedelta(minutes=5)
+#: How soon a failed refresh is tried again (the job, or the next publish).
+RETRY_FAILED_AFTER = timedelta(minutes=1)
 #: A token this close to expiry whose refresh failed needs a person (smm status).
 WARN_BEFORE = timedelta(hours=6)
 
@@ -239,6 +241,13 @@ _locks: dict[str, asyncio.Lock] = {}
 
 
 def _due(adapter: TokenRefresher, state: TokenState | None, now: datetime) -> bool:
+    # A refresh that just failed is not tried again at every publish: once a minute at most.
+    if (
+        state is not None
+        and state.failed_at is not None
+        and timedelta(0) <= now - state.failed_at < RETRY_FAILED_AFTER
+    ):
+        return False
     # A token never refreshed here has an unknown expiry: refresh it to learn it.
     if state is None or state.expires_at is None:
         return True

@@ -401,3 +401,17 @@ def test_the_daemon_job_records_each_tokens_expiry_on_its_account_row(
     assert adapter.calls == 1
     stored = stored if stored.tzinfo else stored.replace(tzinfo=UTC)
     assert abs((stored - expires).total_seconds()) < 1
+
+
+def test_a_failed_refresh_is_not_retried_at_every_publish(files: dict[str, CredentialRef]) -> None:
+    adapter = FakeRefresher(
+        Transient("Google: token refresh got no answer (ConnectError)"),
+        TokenSet("a1", NOW + timedelta(hours=1)),
+    )
+    acc = account(files)
+    refresh(adapter, acc)
+    refresh(adapter, acc, NOW + timedelta(seconds=30))  # a publish half a minute later
+    assert adapter.calls == 1
+    refresh(adapter, acc, NOW + timedelta(seconds=61))
+    assert adapter.calls == 2
+    assert acc.secret("access_token") == "a1"

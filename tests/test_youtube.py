@@ -207,8 +207,11 @@ def test_a_video_youtube_rejects_in_processing_is_rejected(
 ) -> None:
     fake = FakeYouTube()
     fake.processing = ["rejected"]
+    post = make_post((video_file(tmp_path),))
     with pytest.raises(Rejected, match="duplicate"):
-        publish(fake.handler, notes, make_post((video_file(tmp_path),)))
+        publish(fake.handler, notes, post)
+    # A retry a person asks for uploads again rather than report the rejected video.
+    assert notes.load("youtube", post.idempotency_key) is None
 
 
 def test_a_dropped_chunk_is_resumed_from_the_servers_offset_in_the_same_call(

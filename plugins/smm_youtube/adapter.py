@@ -373,7 +373,7 @@ class YouTubeAdapter(Adapter):
         video_id = str(video["id"])
         await self._remember_video(key, video_id)
         await self._thumbnail(account, post, video_id)
-        await self._follow_processing(account, video_id, settings)
+        await self._follow_processing(account, video_id, settings, key)
         return Published(video_id, url=f"https://www.youtube.com/watch?v={video_id}")
 
     async def _spend_quota(self, post: OutgoingPost, account: Account) -> None:
@@ -491,7 +491,7 @@ class YouTubeAdapter(Adapter):
             log.warning("youtube_thumbnail_failed", video=video_id, error=error.message)
 
     async def _follow_processing(
-        self, account: Account, video_id: str, settings: Mapping[str, Any]
+        self, account: Account, video_id: str, settings: Mapping[str, Any], key: str
     ) -> None:
         """Poll ``videos.list part=status,processingDetails`` until the video is processed;
         a video YouTube failed or rejected is ``Rejected``. Still processing after the
@@ -511,6 +511,8 @@ class YouTubeAdapter(Adapter):
             upload_status = status.get("uploadStatus") if isinstance(status, dict) else None
             if upload_status in ("failed", "rejected"):
                 reason = status.get("failureReason") or status.get("rejectionReason")  # type: ignore[union-attr]
+                # A retry a person asks for uploads the (fixed) file again.
+                await asyncio.to_thread(self.checkpoints.clear, self.platform, key)
                 raise Rejected(f"YouTube {upload_status} video {video_id}: {reason}", code=reason)
             if upload_status == "processed":
                 return
