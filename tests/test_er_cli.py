@@ -68,7 +68,10 @@ def test_recompute_json_shape(smm: Any, seeded: None) -> None:
 def test_er_json_shape(smm: Any, seeded: None) -> None:
     smm("er", "recompute")
     (account,) = json.loads(smm("er", "--json").output)
-    assert set(account) == {"account", "basis", "account_er", "updated_at", "types", "decisions"}
+    assert set(account) == {
+        "account", "basis", "account_er", "updated_at", "types", "decisions",
+        "reach_fallback_posts",
+    }  # fmt: skip
     assert account["basis"] == "reach"
     assert [t["type"] for t in account["types"]] == ["instruction", "laugh", "medal"]
     best = account["types"][0]
@@ -139,3 +142,22 @@ def test_sparkline_and_bar_scale_to_the_top_value() -> None:
     assert len(sparkline([0.1] * 500, top=1.0, width=60)) == 60
     assert bar(0.5, 1.0, width=4) == "██"
     assert bar(0.0, 1.0) == ""
+
+
+def test_er_warns_when_posts_are_measured_by_followers_instead_of_reach(
+    smm: Any, db_url: str
+) -> None:
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            b = Builder(conn)
+            acc = b.account("quiet", "sim")  # the sim declares reach
+            post = b.post(acc, "laugh", followers=1000, published_at=T0 - 4 * DAY)
+            b.snapshot(post, 3 * DAY, likes=30, comments=0, shares=0)  # no reach reported
+    finally:
+        engine.dispose()
+    smm("er", "recompute")
+    out = smm("er").output
+    assert "warning: quiet: the network declares reach but reported none for 1 post" in out
+    (account,) = json.loads(smm("er", "--json").output)
+    assert account["reach_fallback_posts"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
@@ -292,3 +293,37 @@ def test_only_the_named_accounts_are_recomputed(engine: Engine) -> None:
     seed(engine, "a")
     seed(engine, "z")
     assert [r.account for r in recompute(engine, config(), T0, accounts=["z"])] == ["z"]
+
+
+def test_a_network_that_declares_reach_but_gives_none_is_measured_by_followers_and_said(
+    engine: Engine,
+) -> None:
+    from structlog.testing import capture_logs
+
+    from scheduler.cli.doctor import Level, check_er
+    from scheduler.er.report import reach_fallbacks
+
+    sys.modules["scheduler.er.recompute"]._fallback_logged.discard("silent")
+    with engine.begin() as conn:
+        b = Builder(conn)
+        acc = b.account("silent", "sim")  # the sim declares reach
+        for _ in range(2):
+            post = b.post(acc, "laugh", followers=1000)
+            b.snapshot(post, 73 * HOUR, likes=30, comments=0, shares=0)  # no reach at all
+        counted = b.post(acc, "laugh", followers=1000)
+        b.snapshot(counted, 73 * HOUR, likes=30, comments=0, shares=0, reach=300)
+    with capture_logs() as logs:
+        (record,) = recompute(engine, config(), T0)
+        recompute(engine, config(), T0 + HOUR)
+    # Measured, not left out: the two silent posts count, by followers.
+    assert record.inputs["types"]["laugh"]["posts"] == 3
+    assert record.inputs["reach_fallback_posts"] == 2
+    warned = [e for e in logs if e["event"] == "er_reach_fallback"]
+    assert len(warned) == 1  # a log line once, not at every recompute
+    assert warned[0]["account"] == "silent"
+    assert warned[0]["posts"] == 2
+    with engine.connect() as conn:
+        assert reach_fallbacks(conn) == {"silent": 2}
+    (check,) = check_er(engine)
+    assert check.level == Level.WARN
+    assert "declares reach but reported none for 2 posts" in check.message

@@ -23,7 +23,7 @@ import click
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from scheduler import plugins
 from scheduler.cli.app import App, pass_app
@@ -402,6 +402,29 @@ def check_clock(
 # ----------------------------------------------------------------------------- the command
 
 
+def check_er(engine: Engine | None) -> list[Check]:
+    """Accounts whose latest ER recompute measured posts by followers although their network
+    declares reach (it reported none)."""
+    from scheduler.er.report import fallback_warning, reach_fallbacks
+
+    if engine is None:
+        return []
+    try:
+        with engine.connect() as conn:
+            found = reach_fallbacks(conn)
+    except SQLAlchemyError:
+        return []  # the schema check above already says what is wrong with the database
+    return [
+        Check(
+            f"er {name}",
+            Level.WARN,
+            fallback_warning(name, posts),
+            "check that the plugin asks its network for reach (or impressions)",
+        )
+        for name, posts in sorted(found.items())
+    ]
+
+
 def check_database_all(url: str) -> tuple[list[Check], Engine | None]:
     """Reachability, schema and SQLite settings; the engine when the database answers.
 
@@ -443,6 +466,7 @@ def diagnose(app: App) -> list[Check]:
         found += check_plugins(config)
         found.append(check_timezones(config))
         found += check_clock(engine)
+        found += check_er(engine)
     finally:
         if engine is not None:
             engine.dispose()

@@ -12,7 +12,13 @@ from scheduler.cli.output import echo_json, table
 from scheduler.cli.params import Count
 from scheduler.er import plot
 from scheduler.er.recompute import recompute
-from scheduler.er.report import account_ids, decision_summary, history, overview
+from scheduler.er.report import (
+    account_ids,
+    decision_summary,
+    fallback_warning,
+    history,
+    overview,
+)
 from scheduler.timeutil import format_utc
 
 
@@ -35,6 +41,9 @@ def _print_account(a: Mapping[str, Any], statistics: bool = False) -> None:
     click.echo(
         click.style(a["account"], bold=True) + f"  ({basis}, account {_pct(a['account_er'])})"
     )
+    if a.get("reach_fallback_posts"):
+        warning = fallback_warning(a["account"], a["reach_fallback_posts"])
+        click.echo(click.style(f"warning: {warning}", fg="yellow"))
     table(
         ["type", "er", "90% interval", "posts", "priority", "trend", "flag"],
         [

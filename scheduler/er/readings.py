@@ -112,6 +112,9 @@ class AgeSums:
     #: Decayed sums of the log ER (``log_er``) of the posts whose latest reading is here.
     log_total: float = 0.0
     log_squares: float = 0.0
+    #: Posts whose latest reading here is by followers although the network declares reach
+    #: (it reported no reach, impressions or views for them).
+    fallback_count: int = 0
 
 
 _FIELDS = list(AgeSums.__dataclass_fields__)
@@ -142,6 +145,14 @@ def denominator_sql(s: Any, p: Any) -> ColumnElement[Any]:
 def er_sql(s: Any, p: Any) -> ColumnElement[Any]:
     """A snapshot's ER (``stats.engagement_rate``, in SQL)."""
     return cast(engagement_sql(s), Float) / cast(denominator_sql(s, p), Float)
+
+
+def fallback_sql(s: Any, p: Any) -> ColumnElement[Any]:
+    """1 when a snapshot of an account whose network declares reach gives none (no reach,
+    impressions or views), so its ER is by followers; else 0."""
+    declared = p.c.account_id.in_(bindparam("reach", expanding=True))
+    silent = func.coalesce(s.c.reach, s.c.impressions, s.c.views).is_(None)
+    return case((and_(declared, silent, s.c.id.is_not(None)), 1), else_=0)
 
 
 def log_er_sql(s: Any, p: Any) -> ColumnElement[Any]:
@@ -246,7 +257,11 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
     for i in range(len(windows)):
         snap = snapshots_t.alias(f"s{i}")
         joined = joined.outerjoin(snap, snap.c.id == posts.c[f"sid{i}"])
-        values += [er_sql(snap, posts).label(f"er{i}"), log_er_sql(snap, posts).label(f"lx{i}")]
+        values += [
+            er_sql(snap, posts).label(f"er{i}"),
+            log_er_sql(snap, posts).label(f"lx{i}"),
+            fallback_sql(snap, posts).label(f"fb{i}"),
+        ]
     per_post = (
         select(posts.c.account_id, posts.c.content_type, posts.c.w, posts.c.recent, *values)
         .select_from(joined)
@@ -278,6 +293,7 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
             "older_count": case((and_(latest, ~recent), 1), else_=0),
             "log_total": case((latest, w * lx_i), else_=0.0),
             "log_squares": case((latest, w * lx_i * lx_i), else_=0.0),
+            "fallback_count": case((latest, per_post.c[f"fb{i}"]), else_=0),
         }
         columns += [func.sum(parts[f]).label(f"{f}_{i}") for f in _FIELDS]
     return select(per_post.c.account_id, per_post.c.content_type, *columns).group_by(

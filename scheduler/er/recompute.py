@@ -316,6 +316,8 @@ def recompute(
         )
         weights = current_weights(conn, ids)
         states = last_state(conn, ids)
+        for account_stats_ in stats.values():
+            _warn_fallback(account_stats_)
         for row in rows:
             old = weights.get(row.id, {})
             account = stats.get(row.id) or AccountStats(
@@ -330,6 +332,24 @@ def recompute(
             records.append(_store(conn, account, name, decision, old, settings.frozen, now))
     _announce(records, config)
     return records
+
+
+#: Accounts whose reach fallback this process has already logged.
+_fallback_logged: set[str] = set()
+
+
+def _warn_fallback(stats: AccountStats) -> None:
+    """Log once per process and account that posts are measured by followers although the
+    network declares reach (``smm er`` and ``smm doctor`` say it every time)."""
+    if stats.reach_fallback_posts and stats.account not in _fallback_logged:
+        _fallback_logged.add(stats.account)
+        log.warning(
+            "er_reach_fallback",
+            account=stats.account,
+            posts=stats.reach_fallback_posts,
+            hint="the network declares reach but reported none; these posts are measured "
+            "by followers",
+        )
 
 
 def _announce(records: list[DecisionRecord], config: Config) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
 from scheduler.errors import NotFound
@@ -95,12 +95,38 @@ def overview(
                 "account": name,
                 "basis": inputs.get("basis"),
                 "account_er": inputs.get("account_er"),
+                "reach_fallback_posts": int(inputs.get("reach_fallback_posts") or 0),
                 "updated_at": recent[0].created_at if recent else None,
                 "types": types,
                 "decisions": [decision_json(r) for r in recent[:decisions]],
             }
         )
     return out
+
+
+def reach_fallbacks(conn: Connection) -> dict[str, int]:
+    """Per account whose latest recompute measured posts by followers although its network
+    declares reach: how many posts (for ``smm er`` and ``smm doctor``)."""
+    latest = select(func.max(decisions_t.c.id)).group_by(decisions_t.c.account_id)
+    rows = conn.execute(
+        select(accounts_t.c.name, decisions_t.c.inputs)
+        .join(accounts_t, accounts_t.c.id == decisions_t.c.account_id)
+        .where(decisions_t.c.id.in_(latest))
+    )
+    out = {}
+    for name, inputs in rows:
+        n = int((inputs or {}).get("reach_fallback_posts") or 0)
+        if n:
+            out[name] = n
+    return out
+
+
+def fallback_warning(account: str, posts: int) -> str:
+    """The sentence ``smm er`` and ``smm doctor`` print for a reach fallback."""
+    return (
+        f"{account}: the network declares reach but reported none for {posts} post"
+        f"{'' if posts == 1 else 's'}; they are measured by followers instead"
+    )
 
 
 def history(

@@ -236,6 +236,8 @@ class AccountStats:
     types: Mapping[str, TypeStats]
     #: What the policy asked to keep from its previous decision (``Decision.state``).
     state: Mapping[str, Any] = field(default_factory=dict)
+    #: Posts measured by followers although the network declares reach (it gave none).
+    reach_fallback_posts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -243,6 +245,7 @@ class AccountStats:
             "account_er": _round(self.mean),
             "spread": _round(self.spread),
             "prior_strength": _round(self.prior_strength),
+            "reach_fallback_posts": self.reach_fallback_posts,
             "types": {t: s.as_dict() for t, s in sorted(self.types.items())},
         }
 
@@ -437,6 +440,7 @@ def account_stats(
             spread=spread,
             prior_strength=k,
             types=per_type,
+            reach_fallback_posts=sum(a.fallback_count for s in mine.values() for a in s),
         )
     return out
 
