@@ -102,6 +102,17 @@ def test_the_wheel_holds_the_migrations(built: Built) -> None:
     assert not missing, f"migration files missing from the wheel: {missing}"
 
 
+def test_the_wheel_holds_the_web_apps_templates_and_stylesheet(built: Built) -> None:
+    names = _wheel_names(built)
+    web = REPO / "scheduler" / "web"
+    expected = [
+        str(p.relative_to(REPO))
+        for p in [*(web / "templates").glob("*.html"), *(web / "static").iterdir()]
+    ]
+    assert expected
+    assert sorted(e for e in expected if e not in names) == []
+
+
 def test_the_wheel_declares_the_entry_points(built: Built) -> None:
     entry_points = _dist_info(built, "entry_points.txt")
 
