@@ -379,7 +379,7 @@ class Adapter(ABC):
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         """Problems the network would reject the post for; checked at plan import, offline."""
         issues: list[Issue] = []
-        caps = self.capabilities
+        caps = self.capabilities_for(account)
         length = self.text_length(self.compose_text(post))
         limit = self.text_limit(account)
         if length > limit:
@@ -415,7 +415,19 @@ class Adapter(ABC):
 
     def text_limit(self, account: Account) -> int:
         """The text limit for ``account`` (an instance may raise the network's default)."""
-        return int(account.option("max_characters", self.capabilities.text_limit))
+        return int(account.option("max_characters", self.capabilities_for(account).text_limit))
+
+    def capabilities_for(self, account: Account) -> Capabilities:
+        """What the network accepts and reports for ``account``.
+
+        The class's ``capabilities`` unless the account changes them: override it when an
+        account's settings or kind do (a Mastodon instance with a higher limit, a Facebook
+        page whose metrics include reach and a profile whose do not, a plan with a higher rate
+        limit). The core asks this, not ``capabilities``, wherever the account is known:
+        validation, media checks, rate limits and idempotency. Use
+        ``dataclasses.replace(self.capabilities, ...)`` to change a few fields.
+        """
+        return self.capabilities
 
     # -- network calls --------------------------------------------------------------------
 

@@ -135,7 +135,7 @@ def media_issues(
     """The item's local media files checked by content and size against what its network
     takes (the files' place was checked when the item was read)."""
     try:
-        capabilities = offline_adapter(account.platform).capabilities
+        capabilities = offline_adapter(account.platform).capabilities_for(account_view(account))
     except plugins.PluginError:
         return []
     policy = _media_policy(settings, item.file)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
+from typing import Any
 
+import httpx
 import pytest
 
 from scheduler.adapter import (
+    Account,
+    Adapter,
     AuthExpired,
+    Capabilities,
     OutcomeUnknown,
+    OutgoingPost,
     RateLimited,
     Rejected,
     Transient,
@@ -71,3 +78,30 @@ def test_status_error_scrubs_its_message() -> None:
         500, "POST https://api.example/v1/posts?access_token=tok123", mutating=True
     )
     assert "tok123" not in error.message
+
+
+class TieredNet(Adapter):
+    """A network whose paid accounts may post longer texts and get their posts deduplicated."""
+
+    platform = "tiered"
+    capabilities = Capabilities(text_limit=280)
+
+    def capabilities_for(self, account: Account) -> Capabilities:
+        if account.option("tier") == "premium":
+            return dataclasses.replace(self.capabilities, text_limit=4000, idempotent=True)
+        return self.capabilities
+
+    async def publish(self, post: OutgoingPost, account: Account, idempotency_key: str) -> Any:
+        raise AssertionError("offline")
+
+
+def test_capabilities_can_differ_per_account() -> None:
+    adapter = TieredNet(httpx.AsyncClient())
+    free = Account("free", "tiered", "UTC")
+    premium = Account("paid", "tiered", "UTC", options={"tier": "premium"})
+    post = OutgoingPost(key="k", account="free", content_type="t", text="x" * 1000)
+    assert [i.field for i in adapter.validate(post, free)] == ["text"]
+    assert adapter.validate(post, premium) == []
+    assert adapter.text_limit(premium) == 4000
+    assert adapter.capabilities_for(premium).idempotent is True
+    assert TieredNet.capabilities.idempotent is False

@@ -107,7 +107,7 @@ class Dispatcher:
             if isinstance(post, BaseException):
                 return self._fail(c, f"prepare_post failed: {type(post).__name__}: {post}")
 
-        policy = adapter.capabilities.rate_limit
+        policy = adapter.capabilities_for(view).rate_limit
         budget = self.limits.budget(c.account, policy)
         # Budget checks happen under the account's semaphore, and again after every wait, so
         # posts queued behind each other never all pass one check, and a 429 that arrives
@@ -119,7 +119,8 @@ class Dispatcher:
                 # Checked again here, not only at import: the file may have changed since,
                 # and nothing is sent when one is refused.
                 media_policy = await asyncio.to_thread(self._media_policy, c.post_id)
-                problem = await media.check_post(post.media, adapter.capabilities, media_policy)
+                caps = adapter.capabilities_for(view)
+                problem = await media.check_post(post.media, caps, media_policy)
                 if problem is not None:
                     log.warning("media_refused", post=c.row.key, account=c.account, error=problem)
                     return self._result(
@@ -242,7 +243,7 @@ class Dispatcher:
             if account is None or adapter is None or c.row.media:
                 rest.append(c)
                 continue
-            policy = adapter.capabilities.rate_limit
+            policy = adapter.capabilities_for(account_view(account)).rate_limit
             slots = self.limits.account_semaphore(c.account, policy)
             if not slots.try_acquire():
                 rest.append(c)
@@ -315,7 +316,8 @@ class Dispatcher:
                     if exc.retry_at and exc.retry_at > now
                     else now + backoff(policies, c.attempt_number, self.rng)
                 )
-                self.limits.budget(c.account, adapter.capabilities.rate_limit).block(until)
+                policy = adapter.capabilities_for(account_view(account)).rate_limit
+                self.limits.budget(c.account, policy).block(until)
                 return self._result(
                     c,
                     Outcome.RATE_LIMITED,
@@ -370,7 +372,7 @@ class Dispatcher:
         http_status: int | None = None,
     ) -> Result:
         """The request may have reached the network: resend only under an honoured key."""
-        caps = adapter.capabilities
+        caps = adapter.capabilities_for(account_view(account))
         now = self.clock.now()
         common = {"message": message, "http_status": http_status, "latency_ms": latency}
         if caps.idempotent and c.attempt_number < account.policies.max_attempts:

@@ -460,12 +460,11 @@ class Worker:
         out: dict[int, timedelta | None] = {}
         for name, acc in self.config.accounts.items():
             adapter = (self.adapters or {}).get(acc.platform)
-            if (
-                name in self._account_ids
-                and adapter is not None
-                and adapter.capabilities.idempotent
-            ):
-                out[self._account_ids[name]] = adapter.capabilities.idempotency_window
+            if name not in self._account_ids or adapter is None:
+                continue
+            caps = adapter.capabilities_for(account_view(acc))
+            if caps.idempotent:
+                out[self._account_ids[name]] = caps.idempotency_window
         return out
 
     async def rescue(self) -> tuple[int, int]:
