@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, event, select, update
 from sqlalchemy.exc import OperationalError
 
-from scheduler.daemon import store
+from scheduler.daemon import liveness, store
 from scheduler.daemon.store import Result, accounts_t, attempts_t
 from scheduler.db.bulk import insert_rows
 from scheduler.db.engine import make_engine
@@ -526,7 +526,7 @@ def test_only_daemons_alive_by_heartbeat_and_process_share_the_rate_limits(
 
 def test_daemon_rows_are_deleted_after_the_retention_period(engine: Engine) -> None:
     info = {"hostname": "h", "pid": 1, "version": "t"}
-    store.heartbeat(engine, "old", info, NOW - store.DAEMON_RETENTION - timedelta(hours=1), "x")
+    store.heartbeat(engine, "old", info, NOW - liveness.DAEMON_RETENTION - timedelta(hours=1), "x")
     store.heartbeat(engine, "recent", info, NOW - timedelta(hours=1), "stopped")
     store.heartbeat(engine, "me", info, NOW, "running")
     with engine.connect() as conn:

@@ -38,6 +38,9 @@ from scheduler.timeutil import Clock, SystemClock
 
 log = structlog.get_logger("scheduler.service")
 
+#: Of the shutdown deadline, what the steps after the worker's stop keep for themselves
+#: (the last heartbeat; the wait for database calls still running at exit).
+EXIT_MARGIN_S = 0.4
 #: How often unconfirmed posts are looked up, unless ``[daemon] reconcile`` says otherwise.
 RECONCILE_EVERY = DaemonSettings().reconcile
 
@@ -225,6 +228,27 @@ class Service:
             await self._sleep(delay)
         return False
 
+    async def _until_stopped(self, worker: Worker) -> None:
+        """Run the dispatch loop until it ends (``once``) or a stop is asked for. A loop
+        stuck in a database call (a locked SQLite file waits up to its busy timeout) is left
+        behind after a moment, so that the shutdown deadline holds; a claim it may still
+        commit is rescued like a crash's, its attempt given back (nothing was sent)."""
+        dispatching = asyncio.ensure_future(self._dispatch_loop(worker))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({dispatching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not dispatching.done():
+                grace = min(1.0, self.config.daemon.shutdown_deadline.total_seconds() / 4)
+                await asyncio.wait({dispatching}, timeout=grace)
+        finally:
+            stopping.cancel()
+            if not dispatching.done():
+                dispatching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dispatching
+        if not dispatching.cancelled():
+            dispatching.result()  # a bug that ended the loop is raised here
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
@@ -270,19 +294,23 @@ class Service:
         # Posts other processes queue wake the loop at once, not at the next tick.
         watcher = loop.create_task(notices.watch(self.engine, self._wake.set), name="notices")
         try:
-            await self._dispatch_loop(worker)
+            await self._until_stopped(worker)
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             gc.unfreeze()
             scheduler.shutdown(wait=False)
-            deadline = self.config.daemon.shutdown_deadline.total_seconds()
-            if self._stop_at is not None:  # the deadline runs from SIGTERM
-                deadline = max(0.0, deadline - (time.monotonic() - self._stop_at))
-            await worker.stop(deadline)
-            with contextlib.suppress(Exception):  # a daemon whose database is away just goes
-                await worker.heartbeat("stopped")
+            end = (self._stop_at or time.monotonic()) + (
+                self.config.daemon.shutdown_deadline.total_seconds()
+            )
+            # What follows the worker's stop (the last heartbeat, closing) gets a moment.
+            await worker.stop(max(0.0, end - EXIT_MARGIN_S - time.monotonic()))
+            # A daemon whose database is away just goes: this beat gets what time is left.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    worker.heartbeat("stopped"), max(0.1, end - time.monotonic())
+                )
             await worker.close()
             if metrics is not None:
                 metrics.close()
@@ -339,7 +367,7 @@ def run_forever(main: Coroutine[Any, Any, None], *, linger: float = 1.0) -> None
                 log.warning("abandoned_plugin_tasks", tasks=stuck)
         loop.run_until_complete(loop.shutdown_asyncgens())
         shutdown = loop.create_task(loop.shutdown_default_executor())
-        loop.run_until_complete(asyncio.wait([shutdown], timeout=linger))
+        loop.run_until_complete(asyncio.wait([shutdown], timeout=EXIT_MARGIN_S))
         if not shutdown.done():
             _leave_stuck_threads()
         loop.close()

@@ -29,7 +29,9 @@ T = TypeVar("T")
 #: Backoff between tries of a step while the database is unreachable: doubling from the
 #: first value, never longer than the second.
 FIRST_RETRY_S = 0.2
-MAX_RETRY_S = 5.0
+MAX_RETRY_S = 2.0
+#: A failure this soon after the database came back belongs to the same outage.
+SETTLE_S = 2.0
 
 
 def unreachable(exc: BaseException) -> bool:
@@ -62,12 +64,19 @@ class Weather:
     #: When the database last came back (monotonic), or None.
     back_at: float | None = None
     reason: str = ""
+    _quiet: bool = False
 
     def trouble(self, step: str, exc: BaseException) -> None:
         """``step`` failed because the database is unreachable."""
         if self.degraded:
             return
-        self.degraded, self.since = True, time.monotonic()
+        now = time.monotonic()
+        if self.back_at is not None and now - self.back_at < SETTLE_S:
+            # The same outage's tail (a kept connection that died with the server fails
+            # once): not news, no second pair of log lines.
+            self.degraded = self._quiet = True
+            return
+        self.degraded, self.since = True, now
         self.reason = _short(exc)
         log.warning("database_unreachable", step=step, error=self.reason, state="degraded")
         self.notify(f"degraded: the database is unreachable ({self.reason}); retrying")
@@ -76,6 +85,9 @@ class Weather:
     def fine(self) -> None:
         """A step went through: the database answers."""
         if not self.degraded:
+            return
+        if self._quiet:
+            self.degraded = self._quiet = False
             return
         now = time.monotonic()
         log.info("database_back", after_s=round(now - self.since, 1), state="dispatching")

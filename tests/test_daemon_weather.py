@@ -1,0 +1,147 @@
+"""Telling database outages from bugs, waiting them out, and saying so once per change
+(scheduler/daemon/weather.py); ``smm run`` waiting for a database that is not there yet."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_support import Daemons, wait_until, write_config
+from sqlalchemy import exc as sa_exc
+from structlog.testing import capture_logs
+
+from scheduler.daemon import weather
+from scheduler.daemon.weather import Unavailable, Weather, patiently, unreachable
+
+
+def operational(message: str = "connection refused") -> sa_exc.OperationalError:
+    return sa_exc.OperationalError("SELECT 1", {}, Exception(message))
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (operational("server closed the connection unexpectedly"), True),
+        (operational("database or disk is full"), True),
+        (operational("database is locked"), True),
+        (sa_exc.InterfaceError("SELECT 1", {}, Exception("connection already closed")), True),
+        (sa_exc.TimeoutError("QueuePool limit reached"), True),
+        (sa_exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed")), False),
+        (sa_exc.ProgrammingError("SELEC", {}, Exception("syntax error")), False),
+        (KeyError("state"), False),
+    ],
+)
+def test_only_errors_of_an_unusable_database_are_outages(error: Exception, expected: bool) -> None:
+    assert unreachable(error) is expected
+
+
+def test_the_state_changes_are_said_once_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    told: list[str] = []
+    w = Weather(notify=told.append)
+    with capture_logs() as logs:
+        for step in ("claim", "results", "heartbeat"):
+            w.trouble(step, operational())
+        w.fine()
+        w.fine()
+    assert [e["event"] for e in logs] == ["database_unreachable", "database_back"]
+    assert logs[0]["step"] == "claim"
+    assert "connection refused" in logs[0]["error"]
+    assert told[0].startswith("degraded: the database is unreachable")
+    assert told[1:] == ["dispatching"]
+    assert not w.degraded
+
+
+def test_a_failure_right_after_the_database_came_back_is_the_same_outage() -> None:
+    w = Weather(notify=lambda _: None)
+    with capture_logs() as logs:
+        w.trouble("claim", operational())
+        w.fine()
+        w.trouble("results", operational("server closed the connection unexpectedly"))
+        w.fine()
+    assert [e["event"] for e in logs] == ["database_unreachable", "database_back"]
+
+
+def test_patiently_retries_until_the_database_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(weather, "FIRST_RETRY_S", 0.01)
+    calls: list[int] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 4:
+            raise operational()
+        return "ok"
+
+    w = Weather(notify=lambda _: None)
+    assert asyncio.run(patiently(w, "claim", flaky)) == "ok"
+    assert len(calls) == 4
+    assert not w.degraded
+
+
+def test_patiently_raises_a_bug_at_once_and_gives_up_when_told() -> None:
+    w = Weather(notify=lambda _: None)
+
+    def bug() -> None:
+        raise sa_exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+
+    with pytest.raises(sa_exc.IntegrityError):
+        asyncio.run(patiently(w, "results", bug))
+    assert not w.degraded
+
+    def down() -> None:
+        raise operational()
+
+    started = time.monotonic()
+    with pytest.raises(Unavailable):
+        asyncio.run(patiently(w, "results", down, deadline=time.monotonic() + 0.3))
+    assert time.monotonic() - started < 1.5
+    assert w.degraded
+
+
+def _config(tmp_path: Path, **daemon: Any) -> Path:
+    return write_config(
+        tmp_path / "config.toml", {"acct": {"platform": "sim"}}, daemon={"tick": "1s", **daemon}
+    )
+
+
+#: A PostgreSQL server that is not there (its socket directory does not exist).
+NOWHERE = "postgresql+psycopg:///smm?host=/nonexistent-smm-socket-dir"
+
+
+def _events(log: Path) -> list[dict[str, Any]]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            out.append(json.loads(line))
+    return out
+
+
+@pytest.mark.postgres
+def test_smm_run_waits_for_an_unreachable_database_and_stops_cleanly(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    with Daemons(_config(tmp_path), NOWHERE, tmp_path) as daemons:
+        d = daemons.start()
+        wait_until(
+            lambda: "database_unreachable" in d.log.read_text() or not d.alive(),
+            timeout=30,
+            what="the daemon to say it waits",
+        )
+        time.sleep(1.0)
+        assert d.alive(), d.tail()
+        started = time.monotonic()
+        assert d.terminate(10) == 0, d.tail()
+        assert time.monotonic() - started < 5
+    (waiting,) = [e for e in _events(d.log) if e.get("event") == "database_unreachable"]
+    assert waiting["step"] == "start"
+
+
+@pytest.mark.postgres
+def test_smm_run_gives_up_after_database_wait(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    with Daemons(_config(tmp_path, database_wait="1s"), NOWHERE, tmp_path) as daemons:
+        d = daemons.start()
+        assert d.wait(30) == 1, d.tail()
+    assert "database_wait (1 s)" in d.log.read_text(), d.tail()
