@@ -284,6 +284,9 @@ class Metrics:
     impressions: int | None = None
     views: int | None = None
     followers: int | None = None
+    #: Reactions counted apart from likes (emoji reactions, LinkedIn's kinds); they count as
+    #: engagements. Leave None where the network folds them into ``likes``.
+    reactions: int | None = None
 
 
 @dataclass(frozen=True)

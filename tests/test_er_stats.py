@@ -37,6 +37,7 @@ class C:
     impressions: int | None = None
     views: int | None = None
     followers: int | None = None
+    reactions: int | None = None
 
 
 @pytest.fixture
@@ -52,6 +53,8 @@ def test_engagements_add_saves_and_clicks_only_where_known() -> None:
     assert engagements(C(likes=10, comments=2, shares=1)) == 13
     assert engagements(C(likes=10, comments=2, shares=1, saves=4, clicks=5)) == 22
     assert engagements(C(likes=0, comments=None, shares=None)) == 0
+    assert engagements(C(likes=10, reactions=6, comments=2)) == 18
+    assert engagements(C(reactions=4)) == 4  # reactions alone are known engagement
 
 
 def test_engagements_are_unknown_when_likes_comments_and_shares_all_are() -> None:
@@ -102,6 +105,7 @@ def test_reading_windows_do_not_overlap_and_allow_a_late_reading() -> None:
 
 CASES = [
     C(likes=10, comments=2, shares=1, reach=500),
+    C(likes=None, reactions=7, comments=None, shares=None, reach=300),
     C(likes=10, comments=None, shares=None, saves=3, clicks=7, impressions=800),
     C(likes=None, comments=4, shares=None, views=100),
     C(likes=10, followers=900),

@@ -235,6 +235,7 @@ class MetricSnapshot(SQLModel, table=True):
     impressions: int | None = Field(default=None, sa_type=BigInteger)
     views: int | None = Field(default=None, sa_type=BigInteger)
     followers: int | None = Field(default=None, sa_type=BigInteger)
+    reactions: int | None = Field(default=None, sa_type=BigInteger)  # migration 0007
 
 
 class ContentTypePriority(SQLModel, table=True):

@@ -121,10 +121,11 @@ _FIELDS = list(AgeSums.__dataclass_fields__)
 
 
 def engagement_sql(s: Any) -> ColumnElement[Any]:
-    """Engagements of a snapshot row: NULL when likes, comments and shares are all unknown."""
-    known = [s.c.likes, s.c.comments, s.c.shares, s.c.saves, s.c.clicks]
+    """Engagements of a snapshot row: NULL when likes, reactions, comments and shares are all
+    unknown."""
+    known = [s.c.likes, s.c.reactions, s.c.comments, s.c.shares, s.c.saves, s.c.clicks]
     return case(
-        (and_(s.c.likes.is_(None), s.c.comments.is_(None), s.c.shares.is_(None)), null()),
+        (and_(*(c.is_(None) for c in known[:4])), null()),
         else_=sum((func.coalesce(c, 0) for c in known[1:]), func.coalesce(known[0], 0)),
     )
 

@@ -66,14 +66,15 @@ class Counters(Protocol):
     impressions: int | None
     views: int | None
     followers: int | None
+    reactions: int | None
 
 
 def engagements(m: Counters) -> int | None:
-    """likes + comments + shares (+ saves + clicks where known); None when the first three
-    are all unknown."""
-    if m.likes is None and m.comments is None and m.shares is None:
+    """likes + reactions + comments + shares (+ saves + clicks where known); None when the
+    first four are all unknown."""
+    if m.likes is None and m.reactions is None and m.comments is None and m.shares is None:
         return None
-    return sum(v or 0 for v in (m.likes, m.comments, m.shares, m.saves, m.clicks))
+    return sum(v or 0 for v in (m.likes, m.reactions, m.comments, m.shares, m.saves, m.clicks))
 
 
 def engagement_rate(
