@@ -783,17 +783,29 @@ def mark_sent(
     another daemon): its request must not go out."""
     if not attempt_ids:
         return set()
-    stmt = (
-        update(attempts_t)
-        .where(attempts_t.c.id.in_(list(attempt_ids)), attempts_t.c.outcome.is_(None))
-        .values(sent_at=now)
-        .returning(attempts_t.c.id)
-    )
+    ids = list(attempt_ids)
     if engine.dialect.name == "postgresql":
+        # One short statement over an array: the same text whatever the batch size, so the
+        # server plans it once (an IN list of bound values would be a new text each time).
         with _connect(engine, link) as conn:  # one statement: its own transaction
-            return set(conn.execute(stmt).scalars())
+            return {
+                r[0]
+                for r in conn.exec_driver_sql(
+                    f"UPDATE {attempts_t.name} SET sent_at = %s WHERE id = ANY(%s) "
+                    "AND outcome IS NULL RETURNING id",
+                    (now, ids),
+                )
+            }
     with immediate(engine) as conn:
-        return set(conn.execute(stmt).scalars())
+        when = fastsql.datetime_converter(conn)
+        return {
+            r[0]
+            for r in conn.exec_driver_sql(
+                f"UPDATE {attempts_t.name} SET sent_at = ? WHERE id IN "
+                f"({', '.join('?' * len(ids))}) AND outcome IS NULL RETURNING id",
+                (when(now), *ids),
+            )
+        }
 
 
 def rescue_expired(
