@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from scheduler.er.loopsim import run
+from scheduler.er.loopsim import run, typical_reading
 from scheduler.er.trials import run_seeds, summary
 from scheduler.er.world import load_world
 
@@ -89,6 +89,22 @@ def main() -> None:
                     f"median {event['median']:.0f} days ({follow}) (target median <= 7)"
                 )
         world = load_world(WORLDS / "reference.toml")
+        acc = world.accounts[0]
+        truth = {t: typical_reading(acc, t, 0, world.start, world.er) for t in acc.truth.types}
+        inside = total = 0
+        per_type: dict[str, list[int]] = {}
+        for seed in seeds:
+            for _, _, t, low, high, _ in run(world, seed, "er").intervals:
+                hit = int(low <= truth[t] <= high)
+                inside += hit
+                total += 1
+                per_type.setdefault(t, []).append(hit)
+        worst = min(per_type, key=lambda t: sum(per_type[t]) / len(per_type[t]))
+        print(
+            f"reference world: the 90% intervals held the type's typical reading in "
+            f"{inside / total:.1%} of {total} (recompute, type) pairs; least for {worst}, "
+            f"{sum(per_type[worst]) / len(per_type[worst]):.1%} (nominal 90%)"
+        )
         t0 = time.perf_counter()
         run_seeds(world, seeds, cache=cache / "timing", workers=args.workers)
         cold = time.perf_counter() - t0

@@ -377,7 +377,7 @@ def run(
                     }
                 )
                 if strategy == "er":
-                    _record_intervals(result, acc, stats, day)
+                    _record_intervals(result, acc, stats, day, settings.min_posts)
         for i, acc in enumerate(accounts):
             order = types[i]
             if strategy == "oracle":  # ties between equal shares go to the truly better type
@@ -407,9 +407,37 @@ def _basis(acc: AccountWorld) -> str:
     return "reach" if acc.basis == "reach" else "followers"
 
 
-def _record_intervals(result: RunResult, acc: AccountWorld, stats: AccountStats, day: int) -> None:
-    """What the loop believed against what is true, for interval coverage."""
+def _record_intervals(
+    result: RunResult, acc: AccountWorld, stats: AccountStats, day: int, min_posts: int
+) -> None:
+    """What the loop believed about each ranked type, for interval coverage."""
     for t, s in stats.types.items():
-        if s.er_low is None or s.er_high is None or s.posts < 5:
+        if s.er_low is None or s.er_high is None or s.posts < min_posts:
             continue
         result.intervals.append((float(day), acc.name, t, s.er_low, s.er_high, 0.0))
+
+
+def typical_reading(
+    acc: AccountWorld,
+    content_type: str,
+    day: float,
+    start: datetime,
+    settings: ERSettings,
+    *,
+    draws: int = 4000,
+    seed: int = 0,
+) -> float:
+    """What a type's ER estimate aims at: the typical (geometric mean) last-age reading of its
+    posts published on ``day`` at the account's slots, found by drawing many of them."""
+    rng = random.Random(f"typical|{seed}|{acc.name}|{content_type}|{day}")
+    ages = sorted(settings.ages)
+    total = 0.0
+    n = 0
+    for i in range(draws):
+        slot = acc.slots[i % len(acc.slots)]
+        when = (start + timedelta(days=day)).replace(hour=slot.hour, minute=slot.minute)
+        lx = draw_post(acc, 0, content_type, when, start, rng, ages).readings[-1][4]
+        if lx is not None:
+            total += lx
+            n += 1
+    return math.exp(total / n) if n else float("nan")
