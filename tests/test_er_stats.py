@@ -312,3 +312,25 @@ def test_posts_published_after_now_are_ignored(conn: Connection) -> None:
     b.measured(acc, "laugh", 0.01, published_at=T0 - 5 * DAY)
     laugh = account_stats(conn, SETTINGS, T0, reach={acc: True})[acc].types["laugh"]
     assert laugh.raw_er == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("fresh", [1, 2], ids=["one-fresh-post", "two-fresh-posts"])
+def test_a_change_of_taste_is_followed_on_the_fresh_posts(conn: Connection, fresh: int) -> None:
+    b = Builder(conn)
+    acc = b.account()
+    rng = __import__("random").Random(5)
+    for day in range(8, 40, 2):  # a long record: provocation at 1 %, laugh at 3 %
+        b.measured(acc, "provocation", 0.01 * rng.uniform(0.8, 1.2), published_at=T0 - day * DAY)
+        b.measured(acc, "laugh", 0.03 * rng.uniform(0.8, 1.2), published_at=T0 - day * DAY)
+    for day in range(fresh):  # then provocation's fresh posts engage 6 %
+        b.measured(acc, "provocation", 0.06, published_at=T0 - (4 + day) * DAY)
+    provocation = account_stats(conn, SETTINGS, T0, reach={acc: True})[acc].types["provocation"]
+    if fresh == 1:  # one post could be an outlier: the record still stands
+        assert not provocation.changed
+        assert provocation.er is not None
+        assert provocation.er < 0.02
+    else:  # two: the estimate rests on them alone
+        assert provocation.changed
+        assert provocation.er is not None
+        assert provocation.er > 0.04
+        assert provocation.posts == 16 + fresh  # the record still counts for eligibility

@@ -27,7 +27,7 @@ from typing import Any
 from scheduler.config import ERSettings
 from scheduler.er.allocate import HISTORY_WINDOW, priority_order
 from scheduler.er.policy import Decision, Policy
-from scheduler.er.readings import LOG_OFFSET, AgeSums, reading_windows
+from scheduler.er.readings import FRESH, LOG_OFFSET, AgeSums, reading_windows
 from scheduler.er.recompute import _decide, resolve_policy
 from scheduler.er.stats import (
     HORIZON_HALF_LIVES,
@@ -153,6 +153,7 @@ def sums_at(posts: Sequence[SimPost], now: float, settings: ERSettings) -> dict[
     rate = math.log(2) / hl
     horizon = now - hl * HORIZON_HALF_LIVES
     recent_from = now - hl
+    fresh_from = now - hl * FRESH
     n_ages = len(reading_windows(settings.ages))
     out: dict[str, list[AgeSums]] = {}
     for post in posts:
@@ -186,6 +187,11 @@ def sums_at(posts: Sequence[SimPost], now: float, settings: ERSettings) -> dict[
                 a.squares += w * er * er
                 a.log_total += w * lx
                 a.log_squares += w * lx * lx
+                if post.at >= fresh_from:
+                    a.fresh_weight += w
+                    a.fresh_log_total += w * lx
+                    a.fresh_log_squares += w * lx * lx
+                    a.fresh_count += 1
                 a.count += 1
                 if recent:
                     a.recent_total += er

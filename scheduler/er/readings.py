@@ -49,6 +49,9 @@ READING_TOLERANCE = 0.25
 MIN_TOLERANCE = timedelta(hours=1)
 #: Engagements added before taking the log of an ER (a post with none must not be -inf).
 LOG_OFFSET = 0.5
+#: The "fresh" posts of a type, compared with its older ones to find a change of taste: those
+#: published within this share of a half-life.
+FRESH = 0.5
 
 
 class epoch_seconds(FunctionElement[float]):
@@ -115,6 +118,12 @@ class AgeSums:
     #: Posts whose latest reading here is by followers although the network declares reach
     #: (it reported no reach, impressions or views for them).
     fallback_count: int = 0
+    #: The same as ``weight``/``log_*``/``count``, for posts of the last ``FRESH`` of a
+    #: half-life only: what the change test compares with the older posts.
+    fresh_weight: float = 0.0
+    fresh_log_total: float = 0.0
+    fresh_log_squares: float = 0.0
+    fresh_count: int = 0
 
 
 _FIELDS = list(AgeSums.__dataclass_fields__)
@@ -196,6 +205,7 @@ def sum_readings(
         "now_epoch": now.timestamp(),
         "rate": math.log(2) / half_life.total_seconds(),
         "recent_from": now.timestamp() - half_life.total_seconds(),
+        "fresh_from": now.timestamp() - FRESH * half_life.total_seconds(),
         "horizon": horizon,
         "now": now,
         "reach": sorted(reach_accounts),
@@ -247,6 +257,7 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
             p.c.followers_at_publish,
             func.exp((pub - now_epoch) * bindparam("rate", type_=Float)).label("w"),
             case((pub >= bindparam("recent_from", type_=Float), 1), else_=0).label("recent"),
+            case((pub >= bindparam("fresh_from", type_=Float), 1), else_=0).label("fresh"),
             *(first(lo, hi, f"sid{i}") for i, (lo, hi) in enumerate(windows)),
         )
         .where(*where)
@@ -264,13 +275,20 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
             fallback_sql(snap, posts).label(f"fb{i}"),
         ]
     per_post = (
-        select(posts.c.account_id, posts.c.content_type, posts.c.w, posts.c.recent, *values)
+        select(
+            posts.c.account_id,
+            posts.c.content_type,
+            posts.c.w,
+            posts.c.recent,
+            posts.c.fresh,
+            *values,
+        )
         .select_from(joined)
         # Materialised, so the readings are computed once per post, not once per sum.
         .cte("per_post")
         .prefix_with("MATERIALIZED")
     )
-    w, recent = per_post.c.w, per_post.c.recent == 1
+    w, recent, fresh = per_post.c.w, per_post.c.recent == 1, per_post.c.fresh == 1
     last = len(windows) - 1
     ers = [per_post.c[f"er{i}"] for i in range(len(windows))]
     columns = []
@@ -295,6 +313,10 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
             "log_total": case((latest, w * lx_i), else_=0.0),
             "log_squares": case((latest, w * lx_i * lx_i), else_=0.0),
             "fallback_count": case((latest, per_post.c[f"fb{i}"]), else_=0),
+            "fresh_weight": case((and_(latest, fresh), w), else_=0.0),
+            "fresh_log_total": case((and_(latest, fresh), w * lx_i), else_=0.0),
+            "fresh_log_squares": case((and_(latest, fresh), w * lx_i * lx_i), else_=0.0),
+            "fresh_count": case((and_(latest, fresh), 1), else_=0),
         }
         columns += [func.sum(parts[f]).label(f"{f}_{i}") for f in _FIELDS]
     return select(per_post.c.account_id, per_post.c.content_type, *columns).group_by(

@@ -40,6 +40,11 @@ PRIOR_STRENGTH = (0.5, 10.0)
 #: The post-to-post spread assumed, relative to the mean, until there are more posts than
 #: types to measure it.
 DEFAULT_RELATIVE_SPREAD = 0.5
+#: The change test (``follow_change``): fresh posts needed, older evidence needed (decayed
+#: posts), and how many standard errors apart the fresh and older means must be.
+CHANGE_POSTS = 2
+CHANGE_OLDER = 2.0
+CHANGE_Z = 3.0
 #: z of the two-sided 90 % interval.
 INTERVAL_Z = 1.6448536269514722
 #: States whose posts make a content type known to an account (it is planned or was posted).
@@ -121,6 +126,14 @@ class Evidence:
     #: Weighted sum and sum of squares of the log ER: the scale the estimates work on.
     log_total: float = 0.0
     log_squares: float = 0.0
+    #: The same for the fresh posts only (``readings.FRESH``), for the change test.
+    fresh_weight: float = 0.0
+    fresh_log_total: float = 0.0
+    fresh_log_squares: float = 0.0
+    fresh_posts: int = 0
+    #: True when the fresh posts differ from the older ones beyond chance (``follow_change``):
+    #: the evidence then holds the fresh posts only.
+    changed: bool = False
 
     @property
     def mean(self) -> float | None:
@@ -183,6 +196,15 @@ def combine_ages(
             a.log_squares + 2 * o[i] * a.log_total + o[i] ** 2 * a.weight
             for i, a in enumerate(per_age)
         ),
+        fresh_weight=sum(a.fresh_weight for a in per_age),
+        fresh_log_total=sum(
+            a.fresh_log_total + o[i] * a.fresh_weight for i, a in enumerate(per_age)
+        ),
+        fresh_log_squares=sum(
+            a.fresh_log_squares + 2 * o[i] * a.fresh_log_total + o[i] ** 2 * a.fresh_weight
+            for i, a in enumerate(per_age)
+        ),
+        fresh_posts=sum(a.fresh_count for a in per_age),
     )
 
 
@@ -209,6 +231,8 @@ class TypeStats:
     raw_log_er: float | None = None
     log_er: float | None = None
     log_sd: float | None = None
+    #: Its fresh posts differ from its older ones beyond chance: the estimate rests on them.
+    changed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -221,6 +245,7 @@ class TypeStats:
             "er_high": _round(self.er_high),
             "trend": _round(self.trend),
             "by_age": {str(k): _round(v) for k, v in self.by_age.items()},
+            "changed": self.changed,
         }
 
 
@@ -301,6 +326,40 @@ def shrink(
     return mean, spread, k, {t: _stats(t, e, mean, spread2, k) for t, e in evidence.items()}
 
 
+def follow_change(evidence: Mapping[str, Evidence]) -> dict[str, Evidence]:
+    """A change of taste, followed in days: a type whose fresh posts (``readings.FRESH`` of a
+    half-life) differ from its older ones by more than ``CHANGE_Z`` standard errors (on the
+    log scale, with the account's post-to-post spread) is judged on its fresh posts alone.
+    At least ``CHANGE_POSTS`` fresh posts are needed, so one outlier is not a change."""
+    seen = [e for e in evidence.values() if e.weight > 0]
+    n_total = sum(e.weight for e in seen)
+    dof = n_total - len(seen)
+    if dof < 1:
+        return dict(evidence)
+    within = sum(max(e.log_squares - e.log_total**2 / e.weight, 0.0) for e in seen)
+    spread2 = max(within / dof, 1e-12)
+    out = {}
+    for t, e in evidence.items():
+        older = e.weight - e.fresh_weight
+        if e.fresh_posts < CHANGE_POSTS or older < CHANGE_OLDER or e.fresh_weight <= 0:
+            out[t] = e
+            continue
+        fresh_mean = e.fresh_log_total / e.fresh_weight
+        older_mean = (e.log_total - e.fresh_log_total) / older
+        se = math.sqrt(spread2 * (1 / e.fresh_weight + 1 / older))
+        if abs(fresh_mean - older_mean) > CHANGE_Z * se:
+            out[t] = replace(
+                e,
+                weight=e.fresh_weight,
+                log_total=e.fresh_log_total,
+                log_squares=e.fresh_log_squares,
+                changed=True,
+            )
+        else:
+            out[t] = e
+    return out
+
+
 def shrink_log(
     evidence: Mapping[str, Evidence],
 ) -> tuple[float | None, float | None, float | None, dict[str, TypeStats]]:
@@ -318,6 +377,7 @@ def shrink_log(
     """
     seen = [e for e in evidence.values() if e.weight > 0]
     linear_mean = sum(e.total for e in seen) / sum(e.weight for e in seen) if seen else None
+    evidence = follow_change(evidence)
     logs = {t: e.on_log_scale() for t, e in evidence.items()}
     _, spread, k, per_type = shrink(logs, default_spread=DEFAULT_RELATIVE_SPREAD)
     if spread is None:
@@ -344,6 +404,7 @@ def shrink_log(
             raw_log_er=ls.raw_er,
             log_er=ls.er,
             log_sd=ls.sd,
+            changed=e.changed,
         )
     return linear_mean, spread, k, out
 

@@ -94,6 +94,12 @@ def summarise(
                 f"{head}: your types have not shown a difference larger than chance, so they "
                 "share the slots equally."
             )
+        elif s.changed:
+            sentences.append(
+                f"{head}: their latest posts engaged {percent(s.er)} {audience(stats.basis)}, "
+                f"unlike their earlier ones, so the earlier ones no longer count; "
+                f"{standing(t, stats, ranked)}."
+            )
         else:
             sentences.append(
                 f"{head}: over the last {span} they engaged {percent(s.er)} "
