@@ -333,6 +333,18 @@ def test_the_contract_catches_a_wrong_adapter(adapter: type[Adapter], test_name:
         getattr(contract_for(adapter), test_name)()
 
 
+def test_lost_answer_pins_the_class_a_lost_answer_must_raise() -> None:
+    """The toy raises OutcomeUnknown for a lost answer: declared so, the suite passes; a
+    contract that says Transient catches it."""
+    contract_for(
+        ToyAdapter, lost_answer=OutcomeUnknown
+    ).test_read_timeout_raises_transient_or_outcome_unknown()
+    with pytest.raises(AssertionError, match="should raise Transient"):
+        contract_for(
+            ToyAdapter, lost_answer=Transient
+        ).test_dropped_connection_raises_transient_or_outcome_unknown()
+
+
 def test_a_failure_names_the_expected_and_the_actual_outcome() -> None:
     with pytest.raises(
         AssertionError, match=r"should raise Transient; it raised httpx\.ConnectError"

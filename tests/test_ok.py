@@ -41,7 +41,6 @@ from scheduler.testing import (
     Handler,
     RecordingHandler,
     account_with_secrets,
-    fault_handler,
     offline_adapter,
     run_adapter,
 )
@@ -143,6 +142,7 @@ def publish(
 
 class TestOKContract(AdapterContract):
     adapter_class = OKAdapter
+    lost_answer = OutcomeUnknown
     secret_values = (TOKEN, APP_SECRET)
 
     def make_account(self) -> Account:
@@ -254,11 +254,6 @@ def test_an_upload_without_a_token_fails_before_any_topic(tmp_path: Path) -> Non
     with pytest.raises(Transient, match="without a token"):
         publish(handler, make_post(media=(png(tmp_path, "a.png"),)))
     assert ok.topics == []
-
-
-def test_a_lost_answer_to_mediatopic_post_leaves_the_outcome_open() -> None:
-    with pytest.raises(OutcomeUnknown):
-        publish(fault_handler("read_timeout"))
 
 
 # --------------------------------------------------------------------------- errors

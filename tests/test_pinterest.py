@@ -142,6 +142,7 @@ def publish(handler: Any, post: OutgoingPost | None = None) -> Any:
 
 class TestPinterestContract(AdapterContract):
     adapter_class = PinterestAdapter
+    lost_answer = OutcomeUnknown
     secret_values = (TOKEN,)
 
     def make_account(self) -> Account:

@@ -32,7 +32,6 @@ from scheduler.testing import (
     Handler,
     RecordingHandler,
     account_with_secrets,
-    fault_handler,
     offline_adapter,
     run_adapter,
 )
@@ -156,6 +155,7 @@ def publish(
 
 class TestVKContract(AdapterContract):
     adapter_class = VKAdapter
+    lost_answer = OutcomeUnknown
     secret_values = (TOKEN,)
 
     def make_account(self) -> Account:
@@ -215,11 +215,6 @@ def test_resending_after_a_lost_answer_cannot_duplicate_thanks_to_the_guid() -> 
     again = publish(vk)
     assert len(vk.posts) == 1
     assert first == again
-
-
-def test_a_lost_answer_to_wall_post_leaves_the_outcome_open() -> None:
-    with pytest.raises(OutcomeUnknown):
-        publish(fault_handler("read_timeout"))
 
 
 def test_photos_are_uploaded_to_the_wall_upload_server_then_attached(tmp_path: Path) -> None:

@@ -32,7 +32,6 @@ from scheduler.testing import (
     Handler,
     RecordingHandler,
     account_with_secrets,
-    fault_handler,
     offline_adapter,
     run_adapter,
 )
@@ -87,6 +86,7 @@ def accepted(request: httpx.Request) -> httpx.Response:
 
 class TestWebhookContract(AdapterContract):
     adapter_class = WebhookAdapter
+    lost_answer = OutcomeUnknown
     secret_values = (SECRET, BEARER)
 
     def make_account(self) -> Account:
@@ -289,16 +289,6 @@ def test_a_redirect_is_not_followed_and_fails_the_post() -> None:
 def test_server_errors_are_transient(status: int) -> None:
     with pytest.raises(Transient):
         publish(lambda r: httpx.Response(status))
-
-
-def test_a_read_timeout_has_an_unknown_outcome() -> None:
-    with pytest.raises(OutcomeUnknown, match="ReadTimeout"):
-        publish(fault_handler("read_timeout"))
-
-
-def test_a_refused_connection_is_transient() -> None:
-    with pytest.raises(Transient):
-        publish(fault_handler("connect_error"))
 
 
 @pytest.mark.parametrize(

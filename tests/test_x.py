@@ -33,7 +33,6 @@ from scheduler.testing import (
     Handler,
     RecordingHandler,
     account_with_secrets,
-    fault_handler,
     offline_adapter,
     run_adapter,
 )
@@ -105,6 +104,7 @@ def publish(
 
 class TestXContract(AdapterContract):
     adapter_class = XAdapter
+    lost_answer = OutcomeUnknown
     secret_values = (TOKEN,)
 
     def make_account(self) -> Account:
@@ -409,11 +409,6 @@ def test_a_gateway_timeout_on_create_has_an_unknown_outcome() -> None:
         publish(lambda r: httpx.Response(504, text="upstream request timeout"))
 
 
-def test_a_create_timeout_has_an_unknown_outcome() -> None:
-    with pytest.raises(OutcomeUnknown, match="ReadTimeout"):
-        publish(fault_handler("read_timeout"))
-
-
 def test_an_upload_timeout_is_transient_and_creates_nothing(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/2/media/upload":
@@ -424,11 +419,6 @@ def test_an_upload_timeout_is_transient_and_creates_nothing(tmp_path: Path) -> N
     with pytest.raises(Transient):
         publish(recorder, make_post(media=(png(tmp_path, "a.png"),)))
     assert [r.url.path for r in recorder.requests] == ["/2/media/upload"]
-
-
-def test_a_refused_connection_is_transient() -> None:
-    with pytest.raises(Transient, match="Connection refused"):
-        publish(fault_handler("connect_error"))
 
 
 def test_a_created_answer_without_json_has_an_unknown_outcome() -> None:
