@@ -233,13 +233,18 @@ def heat_cells(
 def merge_cells(
     maps: Iterable[Mapping[tuple[int, int], page.HeatCell]],
 ) -> dict[tuple[int, int], page.HeatCell]:
-    """Several accounts' heatmaps as one (each post stays in its own account's local time)."""
+    """Several accounts' heatmaps as one (each post stays in its own account's local time),
+    normalised per account: a post's engagements count as a multiple of its account's mean
+    per post, so a large account does not drown the others' best hours."""
     out: dict[tuple[int, int], page.HeatCell] = {}
     for cells in maps:
+        read = sum(c.read for c in cells.values())
+        total = sum(c.engagements for c in cells.values())
+        scale = read / total if total > 0 else 0.0
         for k, c in cells.items():
             o = out.get(k, page.HeatCell())
             out[k] = page.HeatCell(
-                o.posts + c.posts, o.read + c.read, o.engagements + c.engagements
+                o.posts + c.posts, o.read + c.read, o.engagements + c.engagements * scale
             )
     return out
 
@@ -332,7 +337,14 @@ def _row(
 
 def _decision(d: Mapping[str, Any], account: str) -> page.DecisionRow:
     return page.DecisionRow(
-        d["at"], account, d["policy"], d["reason"], bool(d["frozen"]), bool(d["changed"])
+        d["at"],
+        account,
+        d["policy"],
+        d["reason"],
+        bool(d["frozen"]),
+        bool(d["changed"]),
+        d.get("old_weights") or {},
+        d.get("new_weights") or {},
     )
 
 

@@ -53,6 +53,9 @@ class DecisionRow:
     reason: str
     frozen: bool = False
     changed: bool = True
+    #: The shares before and after, for the plain-words summary of the decision.
+    old_weights: Mapping[str, float] = field(default_factory=dict)
+    new_weights: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -300,9 +303,12 @@ def line_chart(
     y_top: float | None = None,
     y_format: str = "pct",
     height: int = 250,
+    y_title: str = "",
+    x_title: str = "",
 ) -> str:
     """A time-series chart: one line per series (``(time, value, note)`` points, ``None``
-    breaks the line), y from 0, a legend, and the name of each series at its end."""
+    breaks the line), y from 0, axis titles, a legend, and the name of each series at its
+    end."""
     left, right, top, bottom = PLOT
     x0, x1, y0 = left, WIDTH - right, height - bottom
     values = [v for pts in series.values() for _, v, _ in pts if v is not None]
@@ -341,6 +347,17 @@ def line_chart(
             f"{t:%b} {t.day}</text>"
         )
     body.append("</g>")
+    if y_title:
+        mid = (top + y0) / 2
+        body.append(
+            f'<text class="axis-title" x="12" y="{mid:.1f}" text-anchor="middle" '
+            f'transform="rotate(-90 12 {mid:.1f})" fill="#444444">{esc(y_title)}</text>'
+        )
+    if x_title:
+        body.append(
+            f'<text class="axis-title" x="{(x0 + x1) / 2:.1f}" y="{y0 + 30}" '
+            f'text-anchor="middle" fill="#444444">{esc(x_title)}</text>'
+        )
     ends: list[tuple[float, str, str]] = []
     drawn = [t for t in sorted(series) if series[t]]
     for name in drawn:
@@ -372,7 +389,7 @@ def line_chart(
             ends.append((sy(last), name, s.colour))
         body.append("</g>")
     body += _end_labels(ends, top, y0)
-    legend, legend_bottom = _legend(drawn, styles, y0 + 32)
+    legend, legend_bottom = _legend(drawn, styles, y0 + (46 if x_title else 32))
     total = int(legend_bottom + 6) if drawn else height
     return (
         f'<svg class="chart" id="{esc(chart_id)}" viewBox="0 0 {WIDTH} {total}" role="img" '
@@ -397,10 +414,18 @@ def _compact(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
-def heatmap(chart_id: str, title: str, cells: Mapping[tuple[int, int], HeatCell]) -> str:
+def heatmap(
+    chart_id: str,
+    title: str,
+    cells: Mapping[tuple[int, int], HeatCell],
+    *,
+    relative: bool = False,
+) -> str:
     """Weekday (rows) by hour (columns): mean engagements per post, printed in each cell;
-    cells without posts are left blank."""
-    left, top, cw, ch = 44, 22, 29, 24
+    cells without posts are left blank. ``relative``: the cells hold engagements as a
+    multiple of their account's mean per post (1.0: as good as the account's average)."""
+    unit = "× the account's average" if relative else "engagements per post"
+    left, top, cw, ch = 58, 34, 29, 24
     width, height = left + 24 * cw + 8, top + 7 * ch + 30
     means = [c.mean for c in cells.values() if c.mean is not None]
     # The scale spans the measured cells, lightest to darkest, so the best slots stand out;
@@ -412,8 +437,12 @@ def heatmap(chart_id: str, title: str, cells: Mapping[tuple[int, int], HeatCell]
         f"{SVG_ATTRS}>"
         f'<title id="{esc(chart_id)}-t">{esc(title)}</title>'
         f'<desc id="{esc(chart_id)}-d">Rows are weekdays, columns hours of publishing; each '
-        "cell shows the mean engagements per post published then, darker for more; blank "
+        f"cell shows the mean {unit} of the posts published then, darker for more; blank "
         "cells had no posts.</desc>",
+        f'<text class="axis-title" x="{left + 12 * cw:.1f}" y="11" text-anchor="middle" '
+        'fill="#444444">hour of publishing, in local time</text>',
+        f'<text class="axis-title" x="10" y="{top + 3.5 * ch:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 10 {top + 3.5 * ch:.1f})" fill="#444444">weekday</text>',
         '<g class="axis x">',
     ]
     for h in range(24):
@@ -448,9 +477,9 @@ def heatmap(chart_id: str, title: str, cells: Mapping[tuple[int, int], HeatCell]
                 )
                 continue
             fill, ink = _heat_colour((mean - low) / (high - low) if high > low else 1.0)
-            label = _compact(mean)
+            label = f"{mean:.1f}" if relative else _compact(mean)
             parts.append(
-                f'<g class="cell"><title>{slot}: {mean:.1f} engagements per post '
+                f'<g class="cell"><title>{slot}: {mean:.1f} {unit} '
                 f"({cell.read} of {cell.posts} posts read)</title>"
                 f'<rect x="{x}" y="{y}" width="{cw - 1}" height="{ch - 1}" fill="{fill}"/>'
                 f'<text x="{x + cw / 2 - 0.5:.1f}" y="{y + ch / 2 + 3.5:.1f}" '
@@ -462,8 +491,7 @@ def heatmap(chart_id: str, title: str, cells: Mapping[tuple[int, int], HeatCell]
         fill, _ = _heat_colour(i / 4)
         parts.append(f'<rect x="{left + i * 22}" y="{sy}" width="21" height="10" fill="{fill}"/>')
     parts.append(
-        f'<text x="{left + 5 * 22 + 6}" y="{sy + 9}">{low:.1f} → {high:.1f} engagements per post'
-        "</text></svg>"
+        f'<text x="{left + 5 * 22 + 6}" y="{sy + 9}">{low:.1f} → {high:.1f} {unit}</text></svg>'
     )
     return "".join(parts)
 
@@ -485,7 +513,8 @@ th:first-child,td:first-child{text-align:left}
 thead th{border-bottom:2px solid #bbb}caption{text-align:left;color:#555;padding:.3rem 0}
 .demoted{font-weight:700}.swatch{display:inline-block;width:.8em;height:.8em;
 margin-right:.35em;vertical-align:-.05em}
-ol.decisions li{margin:.35rem 0}.reason{display:block}
+ol.decisions li{margin:.35rem 0}.plain{display:block;font-weight:600}
+.reason{display:block;color:#555}
 details{margin:.2rem 0 .6rem;font-size:.9rem}summary{cursor:pointer;color:#555}
 .empty{padding:2rem;border:2px dashed #ccc;text-align:center;font-size:1.1rem}
 @media print{h2{break-before:page}}
@@ -564,6 +593,8 @@ def _er_chart(section: Section, sid: str, styles: Mapping[str, Style], report: R
         series,
         styles,
         start=report.since,
+        y_title=basis_text(section.basis),
+        x_title="week the posts were published",
         end=report.until,
     ) + _er_data(section, sorted(series))
 
@@ -618,6 +649,8 @@ def _trajectory_chart(
         end=report.until,
         y_top=max(0.5, max(v for _, w in steps for v in w.values()) if types else 0.5),
         y_format="weight",
+        y_title="share of the slots (weight)",
+        x_title="date of the recompute",
     )
 
 
@@ -671,6 +704,31 @@ def _table(section: Section, styles: Mapping[str, Style]) -> str:
     )
 
 
+def plain_words(d: DecisionRow) -> str:
+    """A decision as a manager reads it: which content types get more or fewer slots."""
+    if d.frozen:
+        return "Weights frozen: the mix of content types stays as it is."
+    old, new = d.old_weights, d.new_weights
+    moves = sorted(
+        ((new.get(t, 0.0) - old.get(t, 0.0), t) for t in set(old) | set(new)),
+        key=lambda m: (-abs(m[0]), m[1]),
+    )
+    more = [
+        f"{t} ({old.get(t, 0) * 100:.0f}% → {new[t] * 100:.0f}%)" for x, t in moves if x > 0.005
+    ]
+    fewer = [
+        f"{t} ({old[t] * 100:.0f}% → {new.get(t, 0) * 100:.0f}%)" for x, t in moves if x < -0.005
+    ]
+    if not more and not fewer:
+        return "No change: the evidence does not yet favour one content type over another."
+    parts = []
+    if more:
+        parts.append("More " + ", ".join(more))
+    if fewer:
+        parts.append("fewer " + ", ".join(fewer))
+    return "; ".join(parts) + " of the slots."
+
+
 def _decisions(section: Section) -> str:
     if not section.decisions:
         return '<p class="note">No decisions yet.</p>'
@@ -680,7 +738,8 @@ def _decisions(section: Section) -> str:
         flags = (" · frozen" if d.frozen else "") + ("" if d.changed else " · no change")
         items.append(
             f'<li><time datetime="{d.at.isoformat()}">{when(d.at)}</time> · {who}'
-            f'{esc(d.policy)}{flags}<span class="reason">{esc(d.reason)}</span></li>'
+            f'{esc(d.policy)}{flags}<span class="plain">{esc(plain_words(d))}</span>'
+            f'<span class="reason">Why: {esc(d.reason)}</span></li>'
         )
     return '<ol class="decisions">' + "".join(items) + "</ol>"
 
@@ -705,8 +764,11 @@ def _section(section: Section, sid: str, styles: Mapping[str, Style], report: Re
             "<figure>",
             heatmap(
                 f"{sid}-heat",
-                f"Mean engagements per post by weekday and hour: {section.title}",
+                f"Engagement by weekday and hour, against each account's average: {section.title}"
+                if section.account is None
+                else f"Mean engagements per post by weekday and hour: {section.title}",
                 section.heatmap,
+                relative=section.account is None,
             )
             if section.heatmap
             else '<p class="note">No posts published in this period.</p>',
