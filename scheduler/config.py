@@ -760,6 +760,18 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
     )
 
 
+def line_of(config: Config, key_path: str) -> int | None:
+    """The line of ``config``'s file that defines ``key_path`` (``accounts.a.platform``), for
+    problems found after loading (a plugin's checks); None when it cannot be told."""
+    if config.path is None:
+        return None
+    try:
+        text = config.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return _Reader(config.source, text).line_of(key_path)
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate the config file at ``path``."""
     p = Path(path)

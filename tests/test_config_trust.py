@@ -169,7 +169,7 @@ def test_config_check_refuses_a_short_webhook_secret(
     )
 
     assert result.exit_code == 1, result.output
-    assert "field 'accounts.hook.credentials.hmac_secret'" in result.output
+    assert "line 5, field 'accounts.hook.credentials.hmac_secret'" in result.output
     assert "25 bytes; at least 32" in result.output
     assert "short-secret" not in result.output
 

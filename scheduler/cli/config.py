@@ -8,6 +8,7 @@ from scheduler import plugins
 from scheduler.adapter import Issue
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json
+from scheduler.config import line_of
 from scheduler.errors import InvalidInput, Problem
 from scheduler.outgoing import account_view
 
@@ -22,7 +23,7 @@ def platform_problems(app: App) -> list[Problem]:
             out.append(
                 Problem(
                     config.source,
-                    None,
+                    line_of(config, f"accounts.{name}.platform"),
                     f"accounts.{name}.platform",
                     f"no installed plugin provides platform {acc.platform!r}",
                     "installed: " + (", ".join(sorted(known)) or "none"),
@@ -45,10 +46,9 @@ def account_problems(app: App) -> list[Problem]:
         except Exception as exc:  # a broken plugin must not take the check down
             issues = [Issue("platform", f"plugin {info.plugin} could not check the account: {exc}")]
         for issue in issues:
+            where = f"accounts.{name}.{issue.field}"
             out.append(
-                Problem(
-                    config.source, None, f"accounts.{name}.{issue.field}", issue.message, issue.hint
-                )
+                Problem(config.source, line_of(config, where), where, issue.message, issue.hint)
             )
     return out
 
