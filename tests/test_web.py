@@ -44,6 +44,17 @@ def server(site: Site) -> Iterator[Server]:
     served.stop()
 
 
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[tuple[Site, Server]]:
+    """A site and server of the test's own, for tests that change posts (the module's site
+    stays as planned for the others, whatever order they run in)."""
+    built = build_site(tmp_path)
+    served = Server(create_app(built.engine, built.config))
+    yield built, served
+    served.stop()
+    built.engine.dispose()
+
+
 @contextlib.contextmanager
 def client(server: Server, user: str | None = None, **kw: Any) -> Iterator[httpx.Client]:
     """An httpx client on the server, signed in as ``user``."""
@@ -354,7 +365,8 @@ def test_post_page_previews_count_as_each_network(server: Server) -> None:
     assert counts["x"] == str(X_COUNT)
 
 
-def test_reschedule_answers_as_the_cli_does(site: Site, server: Server) -> None:
+def test_reschedule_answers_as_the_cli_does(own: tuple[Site, Server]) -> None:
+    site, server = own
     with client(server, "ed") as c:
         page = c.get("/post/tip-002")
         bad = c.post("/post/tip-002/reschedule", data={"csrf": csrf_of(page.text), "at": "soon"})
@@ -373,7 +385,8 @@ def test_reschedule_answers_as_the_cli_does(site: Site, server: Server) -> None:
     assert flash(ok.text) == "tip-002: now due 2099-03-04 10:00 EST (2099-03-04T15:00:00Z)"
 
 
-def test_approval_from_the_cli_and_the_web(site: Site, server: Server) -> None:
+def test_approval_from_the_cli_and_the_web(own: tuple[Site, Server]) -> None:
+    site, server = own
     code, out = site.cli(
         "queue", "reject", "sim-reject-002", "--comment", "tone it down", "--by", "m"
     )
@@ -467,7 +480,8 @@ def test_a_changed_plan_item_waits_for_approval_again(tmp_path: Path) -> None:
         site.engine.dispose()
 
 
-def test_every_change_is_audited(site: Site, server: Server) -> None:
+def test_every_change_is_audited(own: tuple[Site, Server]) -> None:
+    site, server = own
     with client(server, "ed") as c:
         page = c.get("/post/launch-001")
         c.post(
