@@ -31,6 +31,7 @@ __all__ = [
     "configure_logging",
     "redact",
     "redact_secrets",
+    "redact_stored",
     "register_secret",
     "reset_logging",
 ]
@@ -101,6 +102,15 @@ def _redact_text(text: str) -> str:
         if needle in lowered:
             text = pattern.sub(_REPLACEMENT, text)
     return text
+
+
+def redact_stored(text: str | None) -> str | None:
+    """A message read back from the database, masked again before it is shown.
+
+    Stored messages are masked when written; this catches what an older version stored, and
+    secrets this process has registered since (``smm accounts list`` reads the credentials).
+    """
+    return None if text is None else _redact_text(text)
 
 
 def redact(value: Any) -> Any:

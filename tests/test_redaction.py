@@ -29,7 +29,7 @@ from scheduler.cli import cli
 from scheduler.config import load_config
 from scheduler.db.engine import make_engine
 from scheduler.logging import MASK, configure_logging, redact, register_secret, reset_logging
-from scheduler.queue import accounts_t
+from scheduler.queue import accounts_t, posts_t
 from scheduler.redaction import FRAGMENT, SecretMatcher
 
 
@@ -227,3 +227,59 @@ def test_a_token_echoed_by_a_server_never_reaches_the_database_status_or_log(
         forms = (value, json.dumps(value)[1:-1], json.dumps(value)[1:-1].replace("/", "\\/"))
         for place, text in places.items():
             assert not leaked(text, *forms), f"{name} token leaked into {place}: {text}"
+
+
+def test_messages_stored_unmasked_are_masked_when_shown(sqlite_url: str) -> None:
+    # Rows an older version wrote: the commands that show them mask them again.
+    leak = 'HTTP 401: {"detail": "Bearer sk\\/live\\/4f9a8b7c6d5e", "access_token": "at\\"99x"}'
+    engine = make_engine(sqlite_url)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        account_id = conn.execute(
+            accounts_t.insert()
+            .values(
+                name="old",
+                platform="sim",
+                timezone="UTC",
+                paused=True,
+                paused_reason=leak,
+                auth_state="expired",
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(accounts_t.c.id)
+        ).scalar_one()
+        conn.execute(
+            posts_t.insert().values(
+                key="p-old",
+                account_id=account_id,
+                content_type="laugh",
+                text="x",
+                state="failed",
+                schedule="fixed",
+                due_at=now,
+                attempt_count=1,
+                last_error=leak,
+                error_class="auth_expired",
+                idempotency_key="k-old",
+                content_hash="h-old",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    engine.dispose()
+
+    shown = "".join(
+        CliRunner().invoke(cli, ["--db", sqlite_url, *args]).output
+        for args in (
+            ["status"],
+            ["status", "--json"],
+            ["queue", "show", "p-old"],
+            ["queue", "show", "p-old", "--json"],
+            ["accounts", "list", "--json"],
+        )
+    )
+
+    assert "4f9a8b7c6d5e" not in shown
+    assert "99x" not in shown
+    assert "Bearer ***" in shown

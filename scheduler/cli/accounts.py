@@ -11,6 +11,7 @@ from scheduler.budgets import budgets_left
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, table
 from scheduler.db.models import Account, PostState
+from scheduler.logging import redact_stored
 from scheduler.queue import posts_t
 from scheduler.timeutil import format_utc
 
@@ -56,7 +57,7 @@ def list_(app: App, as_json: bool) -> None:
                 "timezone": cfg.timezone if cfg else row.timezone,  # type: ignore[union-attr]
                 "in_config": cfg is not None,
                 "paused": bool(row.paused) if row else False,
-                "paused_reason": row.paused_reason if row else None,
+                "paused_reason": redact_stored(row.paused_reason) if row else None,
                 "auth_state": row.auth_state if row else "ok",
                 "token_expires_at": format_utc(row.token_expires_at) if row else None,
                 "credentials_available": creds,

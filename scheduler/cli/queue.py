@@ -13,6 +13,7 @@ from scheduler.cli.complete import account_names, post_ids
 from scheduler.cli.output import echo_json, local_time, preview, table
 from scheduler.cli.params import Count
 from scheduler.errors import NotFound, SmmError
+from scheduler.logging import redact_stored
 from scheduler.states import PostState
 from scheduler.text import safe
 from scheduler.timeutil import LocalTimeError, format_utc, parse_wall_time, zone
@@ -47,7 +48,7 @@ def post_json(row: Row[Any]) -> dict[str, Any]:
         "remote_url": row.remote_url,
         "published_at": format_utc(row.published_at),
         "error_class": row.error_class,
-        "last_error": row.last_error,
+        "last_error": redact_stored(row.last_error),
         "source": row.source,
     }
 
@@ -138,7 +139,7 @@ def show(app: App, post_id: str, as_json: bool) -> None:
             "started_at": format_utc(a.started_at),
             "finished_at": format_utc(a.finished_at),
             "outcome": a.outcome,
-            "message": a.message,
+            "message": redact_stored(a.message),
             "http_status": a.http_status,
             "latency_ms": a.latency_ms,
             "retry_at": format_utc(a.retry_at),
@@ -174,7 +175,7 @@ def _print_post(row: Row[Any], tz: str | None, data: dict[str, Any], **has: bool
         where = " ".join(v for v in (row.remote_id, row.remote_url) if v)
         _field("published", f"{where} at {format_utc(row.published_at)}")
     if row.last_error:
-        _field("error", f"[{row.error_class}] {row.last_error}")
+        _field("error", f"[{row.error_class}] {data['last_error']}")
     _field("source", str(row.source))
     for label, values in (("media", row.media), ("tags", row.tags)):
         if values:

@@ -15,6 +15,7 @@ from scheduler.config import Config
 from scheduler.daemon.service import RECONCILE_EVERY
 from scheduler.daemon.store import ALIVE_WITHIN
 from scheduler.db.models import DaemonHeartbeat, PostState
+from scheduler.logging import redact_stored
 from scheduler.observability import HEARTBEAT_HORIZON
 from scheduler.queue import accounts_t, posts_t
 from scheduler.states import DUE_STATES
@@ -105,7 +106,7 @@ def gather(
         {
             "account": a.name,
             "platform": a.platform,
-            "reason": a.paused_reason,
+            "reason": redact_stored(a.paused_reason),
             "auth_expired": a.auth_state == "expired",
             "fix": (
                 f"renew the credentials, then: smm queue resume --account {a.name}"
@@ -129,7 +130,7 @@ def gather(
             "state": r.state,
             "since": r.updated_at,
             "error_class": r.error_class,
-            "last_error": r.last_error,
+            "last_error": redact_stored(r.last_error),
             "fix": _fix(r.key, r.state),
         }
         for r in conn.execute(
