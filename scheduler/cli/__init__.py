@@ -19,7 +19,6 @@ import click
 
 from scheduler import __version__
 from scheduler.cli.app import App
-from scheduler.errors import InvalidInput, SmmError
 
 #: Built-in command -> (its module under scheduler.cli, the first paragraph of its help, which
 #: ``smm --help`` shortens as click does). tests/test_cli_startup.py checks them.
@@ -191,10 +190,13 @@ class SmmGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (InvalidInput, SmmError) as exc:
-            _error(str(exc))
-            ctx.exit(1)
         except Exception as exc:
+            # The project's errors and SQLAlchemy's are looked up only if loaded: an exception
+            # cannot be one of them otherwise, and --help never pays for importing them.
+            errors = sys.modules.get("scheduler.errors")
+            if errors is not None and isinstance(exc, errors.SmmError):  # InvalidInput too
+                _error(str(exc))
+                ctx.exit(1)
             sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
             if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.OperationalError):
                 raise

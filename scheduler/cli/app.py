@@ -11,16 +11,20 @@ from typing import TYPE_CHECKING
 
 import click
 
-from scheduler.errors import SmmError
-from scheduler.timeutil import Clock, SystemClock
-
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from scheduler.config import Config
+    from scheduler.timeutil import Clock
 
 # The config, SQLAlchemy and the schema code are imported where a command first needs them:
 # `smm --help` and tab completion never pay for them.
+
+
+def _system_clock() -> Clock:
+    from scheduler.timeutil import SystemClock
+
+    return SystemClock()
 
 
 @dataclass
@@ -29,7 +33,7 @@ class App:
 
     config_path: str | None = None
     db_url: str | None = None
-    clock: Clock = field(default_factory=SystemClock)
+    clock: Clock = field(default_factory=_system_clock)
 
     @cached_property
     def config_file(self) -> Path | None:
@@ -49,6 +53,8 @@ class App:
 
     def require_config(self) -> Config:
         """The config, or a clear error when there is none."""
+        from scheduler.errors import SmmError
+
         if self.config_file is None:
             raise SmmError(
                 "no config file: pass --config PATH or set SMM_CONFIG "
@@ -66,6 +72,8 @@ class App:
     def _require_database_source(self) -> None:
         """Without a config file and without --db, there is no database to read: say so
         instead of opening (or creating) the default one."""
+        from scheduler.errors import SmmError
+
         if self.config_file is None and not (self.db_url or os.environ.get("SMM_DATABASE_URL")):
             raise SmmError(
                 "no config file and no database given: pass --config PATH (or set SMM_CONFIG) "
