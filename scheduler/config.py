@@ -214,6 +214,14 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class PlanSettings:
+    """Limits on plan files (docs/content-plan.md)."""
+
+    #: A plan file larger than this is refused before it is parsed.
+    max_file_bytes: int = 50_000_000
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole config, validated."""
 
@@ -224,6 +232,7 @@ class Config:
     log_level: str = "info"
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     er: ERSettings = field(default_factory=ERSettings)
+    plan: PlanSettings = field(default_factory=PlanSettings)
     metrics_listen: str | None = None
     plugins: Mapping[str, Any] = field(default_factory=dict)
     media: MediaSettings = field(default_factory=MediaSettings)
@@ -592,6 +601,7 @@ _TOP_KEYS = {
     "policies",
     "daemon",
     "er",
+    "plan",
     "metrics",
     "plugins",
     "accounts",
@@ -726,6 +736,13 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
     if er.floor > er.ceiling:
         r.problem("er.floor", "floor is above ceiling", "keep floor <= ceiling")
 
+    p = r.table(data, "plan", "plan")
+    r.unknown_keys("plan", p, {"max_file_bytes"})
+    dp = PlanSettings()
+    plan = PlanSettings(
+        max_file_bytes=r.number(p, "max_file_bytes", "plan", dp.max_file_bytes, low=1, high=2**40)
+    )
+
     metrics = r.table(data, "metrics", "metrics")
     r.unknown_keys("metrics", metrics, {"listen"})
     listen = metrics.get("listen")
@@ -753,6 +770,7 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
         log_level=level,
         daemon=daemon,
         er=er,
+        plan=plan,
         metrics_listen=listen,
         plugins=dict(r.table(data, "plugins", "plugins")),
         media=media,

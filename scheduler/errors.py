@@ -8,7 +8,27 @@ file in one pass.
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import reprlib
 from dataclasses import dataclass
+
+#: Longest excerpt of an input value a message quotes (longer ones are cut, with "…").
+EXCERPT_CHARS = 80
+
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = EXCERPT_CHARS
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` quoted for a message: as ``repr`` writes it (control, bidi and zero-width
+    characters escaped), cut to its first ``limit`` characters plus "…". Bounded work and
+    size whatever the value (a huge string, a deeply nested list)."""
+    if isinstance(value, str):
+        text = repr(value[:limit])
+        return text[:-1] + "…" + text[-1] if len(value) > limit else text
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 @dataclass(frozen=True, order=True)
@@ -30,7 +50,7 @@ class Problem:
         if self.line is not None:
             parts.append(f"{self.unit} {self.line}")
         if self.item:
-            parts.append(f"item {self.item!r}")
+            parts.append(f"item {excerpt(self.item)}")
         if self.field:
             parts.append(f"field {self.field!r}")
         return ", ".join(parts)
@@ -57,14 +77,21 @@ class SmmError(Exception):
 
 
 class InvalidInput(SmmError):
-    """Input was rejected; ``problems`` lists everything found wrong."""
+    """Input was rejected; ``problems`` lists what was found wrong, in file order: all of
+    it, or the first ``MAX_LISTED`` of ``total`` when there are more."""
+
+    #: Most problems one error lists: a huge bad file gets a bounded report and a count.
+    MAX_LISTED = 100
 
     def __init__(self, problems: list[Problem], what: str = "input") -> None:
-        self.problems = sorted(problems, key=lambda p: (p.file, p.line or 0, p.field or ""))
+        self.total = n = len(problems)
+        self.problems = heapq.nsmallest(
+            self.MAX_LISTED, problems, key=lambda p: (p.file, p.line or 0, p.field or "")
+        )
         self.what = what
-        n = len(self.problems)
+        listed = f" (the first {len(self.problems)} are listed)" if n > len(self.problems) else ""
         super().__init__(
-            f"{what} has {n} problem{'s' if n != 1 else ''}:\n"
+            f"{what} has {n:,} problem{'s' if n != 1 else ''}{listed}:\n"
             + "\n".join(f"  {p}" for p in self.problems)
         )
 

@@ -45,7 +45,7 @@ def load_plan(app: App, files: Sequence[str], *, use_db: bool = True) -> list[Pl
 
     With ``use_db``, posts already out of the queue may keep times in the past."""
     config = app.require_config()
-    raws, problems = read_plan_files(Path(f) for f in files)
+    raws, problems = read_plan_files((Path(f) for f in files), config.plan.max_file_bytes)
     keys = [str(r.values["id"]).strip() for r in raws if r.values.get("id") is not None]
     items, bad = validate_items(
         raws,
@@ -134,7 +134,7 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
     published are updated, published ones are never touched.
     """
     config = app.require_config()
-    raws, problems = read_plan_files(Path(f) for f in files)
+    raws, problems = read_plan_files((Path(f) for f in files), config.plan.max_file_bytes)
     named = {str(r.values.get("account") or "").strip() for r in raws}
     platform = [p for p in platform_problems(app) if p.field and p.field.split(".")[1] in named]
     if problems or platform:

@@ -10,114 +10,136 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from scheduler.errors import Problem
+from scheduler.errors import InvalidInput, Problem, excerpt
+from scheduler.plan import safeyaml
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import RawItem
 
 # --------------------------------------------------------------------------- YAML
 
 
-# libyaml's parser when PyYAML was built with it (the wheels are): about ten times faster than
-# the pure-Python one on a large plan, with the same marks (lines) and the same safe types.
-_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _PlanLoader(_SafeLoader):  # type: ignore[valid-type,misc]
-    """SafeLoader that keeps times as text (the account's zone decides what they mean) and
-    records the line of every mapping key."""
-
-
-_PlanLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-class _LinedDict(dict[str, Any]):
-    line: int
-    key_lines: dict[str, int]
-
-
-def _construct_mapping(loader: _PlanLoader, node: yaml.MappingNode) -> _LinedDict:
-    loader.flatten_mapping(node)
-    result = _LinedDict()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        key = str(loader.construct_object(key_node, deep=True)).strip().lower()
-        if key == "id" and isinstance(value_node, yaml.ScalarNode):
-            # Ids are names, not numbers: `id: 010` stays "010", not 8.
-            value: Any = value_node.value
-        else:
-            value = loader.construct_object(value_node, deep=True)
-        result[key] = value
-        result.key_lines[key] = key_node.start_mark.line + 1
-    return result
-
-
-_PlanLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
     """Items of a YAML plan: a list of items, or a mapping with ``posts:`` and optional
-    ``defaults:`` (values every item gets unless it sets its own)."""
+    ``defaults:`` (values every item gets unless it sets its own). The file is read as
+    hostile input (``scheduler.plan.safeyaml``): scalars are text, only plain tags, bounded
+    aliases and nesting, duplicate keys reported."""
     try:
-        doc = yaml.load(text, Loader=_PlanLoader)
+        node = safeyaml.compose(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow in a file
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return [], [
+            Problem(
+                file,
+                line,
+                None,
+                f"not valid YAML: the character U+{code:04X} is not allowed in a YAML file",
+                'write control characters as escapes in double quotes: "\\t", "\\x1b"...',
+            )
+        ]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
         reason = getattr(exc, "problem", None) or str(exc)
         hint = (
             'put text that contains ": " in quotes, or use a block: text: |'
             if "mapping values are not allowed" in reason
             else ""
         )
-        return [], [Problem(file, line, None, f"not valid YAML: {reason}", hint)]
-    if doc is None:
-        return [], [Problem(file, None, None, "the plan is empty", "add a list of posts")]
+        return [], [
+            Problem(file, line, None, f"not valid YAML: {excerpt(reason, 200)[1:-1]}", hint)
+        ]
+    except RecursionError:  # the pure-Python parser, on very deep nesting
+        return [], [Problem(file, None, None, "not valid YAML: nested too deeply")]
+    if node is None:
+        return [], [Problem(file, 1, None, "the plan is empty", "add a list of posts")]
+    try:
+        doc, duplicates = safeyaml.build(node)
+    except safeyaml.Refused as exc:
+        return [], [Problem(file, exc.line, None, exc.message, exc.hint)]
+    problems = [
+        Problem(file, line, name, message, hint) for line, name, message, hint in duplicates
+    ]
     defaults: dict[str, Any] = {}
-    problems: list[Problem] = []
-    if isinstance(doc, dict):
+    if isinstance(doc, safeyaml.LinedDict):
         unknown = set(doc) - {"posts", "defaults"}
         for key in sorted(unknown):
             problems.append(
                 Problem(
                     file,
-                    doc.key_lines.get(key) if isinstance(doc, _LinedDict) else None,
+                    doc.key_lines.get(key),
                     key,
-                    f"unknown top-level key {key!r}",
+                    f"unknown top-level key {excerpt(key)}",
                     "a plan is a list of posts, or a mapping with 'posts' and 'defaults'",
                 )
             )
         raw_defaults = doc.get("defaults") or {}
         if not isinstance(raw_defaults, dict):
-            problems.append(Problem(file, None, "defaults", "defaults must be a mapping"))
+            problems.append(
+                Problem(
+                    file, doc.key_lines.get("defaults"), "defaults", "defaults must be a mapping"
+                )
+            )
         else:
             defaults = dict(raw_defaults)
         posts = doc.get("posts")
+        posts_line = doc.key_lines.get("posts", doc.line)
     else:
-        posts = doc
+        posts, posts_line = doc, 1
     if not isinstance(posts, list):
         problems.append(
-            Problem(file, None, "posts", "expected a list of posts", "start each post with '- id:'")
+            Problem(
+                file,
+                posts_line,
+                "posts",
+                "expected a list of posts",
+                "start each post with '- id:'",
+            )
         )
         return [], problems
     items: list[RawItem] = []
-    for entry in posts:
-        if not isinstance(entry, _LinedDict):
+    for index, entry in enumerate(posts):
+        if not isinstance(entry, safeyaml.LinedDict):
             problems.append(
-                Problem(file, None, None, f"a post must be a mapping of fields, got {entry!r}")
+                Problem(
+                    file,
+                    _entry_line(node, index) or posts_line,
+                    None,
+                    f"a post must be a mapping of fields, got {excerpt(entry)}",
+                    "start each post with '- id:'",
+                )
             )
             continue
-        values = {**defaults, **entry}
-        items.append(RawItem(file, entry.line, "line", values, dict(entry.key_lines)))
+        values = {**defaults, **entry} if defaults else entry
+        items.append(RawItem(file, entry.line, "line", values, entry.key_lines))
     return items, problems
+
+
+def _entry_line(doc: Node, index: int) -> int | None:
+    """The line of post ``index`` in the composed document (for entries that are not
+    mappings, which carry no line of their own)."""
+    posts: Node | None = doc
+    if isinstance(doc, MappingNode):
+        posts = next(
+            (
+                v
+                for k, v in doc.value
+                if isinstance(k, ScalarNode) and k.value.strip().lower() == "posts"
+            ),
+            None,
+        )
+    if isinstance(posts, SequenceNode) and index < len(posts.value):
+        return int(posts.value[index].start_mark.line) + 1
+    return None
 
 
 # --------------------------------------------------------------------------- CSV
@@ -132,33 +154,87 @@ def _sniff_delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
+#: Problems of one kind a file reports one by one; the rest are counted in one more problem
+#: (so that the first ones and the count fit in what an error lists).
+MAX_FILE_PROBLEMS = InvalidInput.MAX_LISTED - 1
+
+_QUOTE_HINT = 'close the quote; a quote inside a quoted cell is written twice ("")'
+
+
+def _csv_error(exc: csv.Error, file: str, row: int, line: int) -> Problem:
+    """What went wrong at the record that begins at ``row`` (line ``line`` of the file)."""
+    reason = str(exc)
+    at = f"row {row}" if row == line else f"row {row}, line {line} of the file"
+    if reason.startswith("unexpected end of data"):
+        message = (
+            f"not valid CSV: a quoted cell that begins in {at} is never closed: "
+            "the rest of the file would become part of it"
+        )
+    elif reason.endswith("expected after '\"'"):
+        message = f"not valid CSV: text follows the closing quote of a cell begun in {at}"
+    elif reason.startswith("field larger than field limit"):
+        message = (
+            f"not valid CSV: a cell of the record begun in {at} is longer than "
+            f"{csv.field_size_limit():,} characters"
+        )
+    else:
+        return Problem(file, row, None, f"not valid CSV: {excerpt(reason)[1:-1]}", unit="row")
+    return Problem(file, row, None, message, _QUOTE_HINT, unit="row")
+
+
 def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Problem]]:
     """Items of a CSV plan (UTF-8, header row), given as its lines with their line ends (a
     file opened with ``newline=""``, read as it goes). Rows are numbered as a spreadsheet
     shows them: the header is row 1. Blank rows are skipped; column names are
-    case-insensitive."""
+    case-insensitive.
+
+    Quoting is strict: a quote that is never closed, or text after a closing quote, is an
+    error naming the row where the cell began (a stray quote would otherwise swallow the
+    rows after it into one cell)."""
     rest = iter(lines)
     first_line = next(rest, "")
+    if not first_line:
+        return [], [
+            Problem(file, 1, None, "the plan is empty", "add a header row and posts", unit="row")
+        ]
     reader = csv.reader(
-        itertools.chain((first_line,), rest), delimiter=_sniff_delimiter(first_line)
+        itertools.chain((first_line,), rest), delimiter=_sniff_delimiter(first_line), strict=True
     )
     try:
         header = next(reader)
     except StopIteration:
-        return [], [Problem(file, None, None, "the plan is empty", "add a header row and posts")]
+        return [], [
+            Problem(file, 1, None, "the plan is empty", "add a header row and posts", unit="row")
+        ]
     except csv.Error as exc:
-        return [], [Problem(file, 1, None, f"not valid CSV: {exc}", unit="row")]
+        return [], [_csv_error(exc, file, 1, 1)]
     columns = [h.strip().lower() for h in header]
+    if not any(columns):
+        return [], [
+            Problem(
+                file,
+                1,
+                None,
+                "the first row names no columns",
+                "a CSV plan starts with a header row: id,account,type,text,...",
+                unit="row",
+            )
+        ]
     problems: list[Problem] = []
     seen: set[str] = set()
     for col in columns:
         if col and col in seen:
-            problems.append(Problem(file, 1, col, f"column {col!r} appears twice", unit="row"))
+            problems.append(
+                Problem(file, 1, col, f"column {excerpt(col)} appears twice", unit="row")
+            )
         seen.add(col)
     all_named = all(columns)
     items: list[RawItem] = []
     append, width = items.append, len(columns)
     row = 1
+    wide = 0  # rows with more cells than columns
+    first_unlisted = 0
+    ended = reader.line_num  # the line where the last record read ends
     try:
         for cells in reader:
             row += 1
@@ -166,54 +242,96 @@ def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Probl
                 # Not the common full row that starts with an id: blank (no cell holds
                 # anything but whitespace), or more cells than columns?
                 if not "".join(cells).strip():
+                    ended = reader.line_num
                     continue
                 if len(cells) > width and any(c.strip() for c in cells[width:]):
-                    problems.append(
-                        Problem(
-                            file,
-                            row,
-                            None,
-                            f"{len(cells)} cells but the header has {width} columns",
-                            "quote cells that contain the delimiter",
-                            unit="row",
+                    wide += 1
+                    if wide == MAX_FILE_PROBLEMS + 1:
+                        first_unlisted = row
+                    if wide <= MAX_FILE_PROBLEMS:
+                        problems.append(
+                            Problem(
+                                file,
+                                row,
+                                None,
+                                f"{len(cells)} cells but the header has {width} columns",
+                                "quote cells that contain the delimiter",
+                                unit="row",
+                            )
                         )
-                    )
+                    ended = reader.line_num
                     continue
             if all_named:
                 values = dict(zip(columns, cells, strict=False))
             else:
                 values = {col: cell for col, cell in zip(columns, cells, strict=False) if col}
             append(RawItem(file, row, "row", values))
+            ended = reader.line_num
     except csv.Error as exc:
-        # The reader failed on the row after the last one it returned.
-        problems.append(Problem(file, row + 1, None, f"not valid CSV: {exc}", unit="row"))
+        # The reader failed on the record after the last one it returned.
+        problems.append(_csv_error(exc, file, row + 1, ended + 1))
+    if wide > MAX_FILE_PROBLEMS:
+        problems.append(
+            Problem(
+                file,
+                first_unlisted,
+                None,
+                f"this and {wide - MAX_FILE_PROBLEMS - 1:,} more rows have more cells than "
+                f"the header has columns (the first {MAX_FILE_PROBLEMS} are listed one by one)",
+                unit="row",
+            )
+        )
     return items, problems
 
 
 # --------------------------------------------------------------------------- files
 
+#: The largest plan file read when the config does not say (``[plan] max_file_bytes``).
+DEFAULT_MAX_FILE_BYTES = 50_000_000
 
-def read_plan_file(path: Path) -> tuple[list[RawItem], list[Problem]]:
-    """Read one plan file; the format follows the extension (.yaml/.yml or .csv)."""
+
+def _file_problem(file: str, message: str, hint: str = "") -> tuple[list[RawItem], list[Problem]]:
+    return [], [Problem(file, None, None, message, hint)]
+
+
+def read_plan_file(
+    path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> tuple[list[RawItem], list[Problem]]:
+    """Read one plan file; the format follows the extension (.yaml/.yml or .csv). A file
+    that is not a regular file, or is larger than ``max_bytes``, is refused unread."""
     file = str(path)
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".csv"):
-        return [], [
-            Problem(file, None, None, f"unknown plan format {suffix!r}", "use .yaml, .yml or .csv")
-        ]
-    if suffix == ".csv":
-        # Streamed from the file: the decoded text of a large plan is never held whole.
-        try:
-            with path.open(encoding="utf-8-sig", newline="") as lines:
-                return read_csv(lines, file)
-        except OSError as exc:
-            return [], [Problem(file, None, None, f"cannot read the file: {exc.strerror}")]
-        except UnicodeDecodeError:
-            pass  # reported below, with the line of the first bad byte
+        return _file_problem(
+            file, f"unknown plan format {excerpt(suffix)}", "use .yaml, .yml or .csv"
+        )
     try:
-        data = path.read_bytes()
+        # Looked at before it is opened: opening a FIFO would wait for a writer.
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+            return _file_problem(file, f"cannot read the file: {kind}", "name a plan file")
+        if info.st_size > max_bytes:
+            return _file_problem(
+                file,
+                f"the file is {info.st_size:,} bytes, over the limit of {max_bytes:,}",
+                "split the plan into several files, or raise [plan] max_file_bytes in the config",
+            )
+        with path.open("rb") as f:
+            if suffix == ".csv":
+                # Streamed from the file: the decoded text of a large plan is never held whole.
+                try:
+                    text_lines = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
+                    return read_csv(text_lines, file)
+                except UnicodeDecodeError:
+                    text_lines.detach()
+                    f.seek(0)  # reported below, with the line of the first bad byte
+            # At most one byte over the limit: a file that grows while it is read is caught.
+            data = f.read(max_bytes + 1)
     except OSError as exc:
-        return [], [Problem(file, None, None, f"cannot read the file: {exc.strerror}")]
+        return _file_problem(file, f"cannot read the file: {exc.strerror}")
+    if len(data) > max_bytes:
+        return _file_problem(file, f"the file is over the limit of {max_bytes:,} bytes")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -234,12 +352,15 @@ def read_plan_file(path: Path) -> tuple[list[RawItem], list[Problem]]:
 
 
 @gc_paused
-def read_plan_files(paths: Iterable[Path]) -> tuple[list[RawItem], list[Problem]]:
-    """Read several plan files in order; items are numbered in plan order across files."""
+def read_plan_files(
+    paths: Iterable[Path], max_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> tuple[list[RawItem], list[Problem]]:
+    """Read several plan files in order; items are numbered in plan order across files.
+    ``max_bytes``: the largest file read (``[plan] max_file_bytes``)."""
     items: list[RawItem] = []
     problems: list[Problem] = []
     for path in paths:
-        found, bad = read_plan_file(path)
+        found, bad = read_plan_file(path, max_bytes)
         items.extend(found)
         problems.extend(bad)
     for i, item in enumerate(items):
