@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from scheduler import fetch, media
 from scheduler.config import AccountConfig, Config, MediaSettings
-from scheduler.errors import Problem
+from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
 from scheduler.timeutil import LocalTimeError, parse_wall_time
@@ -27,6 +27,43 @@ _TRUE = {"true", "yes", "y", "1", "on", "x"}
 _FALSE = {"false", "no", "n", "0", "off", ""}
 _LIST_SPLIT = re.compile(r"[;\n]")
 _TAG_SPLIT = re.compile(r"[;,\n\s]+")
+
+#: What a name (id, account, type, tag, link) may not contain: control characters (C0, DEL,
+#: C1: tabs and line breaks too), format characters (bidi overrides and isolates, zero-width
+#: spaces and joiners, the byte-order mark, soft hyphen...: Unicode category Cf), line and
+#: paragraph separators and lone surrogates. They are invisible or reorder what a terminal
+#: shows, so two ids that look the same could differ. ``str.isprintable`` clears almost
+#: every name at C speed; this is the exact rule for the rest.
+_NAME_BAD = re.compile(
+    "[\x00-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e"
+    "\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0001\U000e0020-\U000e007f\ud800-\udfff]"
+)
+#: What a post's text may not contain: control characters other than tab and line breaks
+#: (NUL and ESC among them: a database refuses NUL, a terminal obeys ESC), lone surrogates.
+_TEXT_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+#: The longest ``at`` worth parsing (a date, a time with seconds and fraction, an offset).
+_MAX_AT = 64
+
+
+def _kind(value: Any) -> str:
+    """How a message names the kind of a value that is not text."""
+    if isinstance(value, bool):
+        return "yes/no (write text in quotes)"
+    if isinstance(value, int | float):
+        return "a number (written with a !!int or !!float tag)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _bad_char(value: str, pattern: re.Pattern[str]) -> str | None:
+    """The first character of ``value`` that ``pattern`` refuses, spelled U+XXXX."""
+    found = pattern.search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 class _Checker:
@@ -43,7 +80,7 @@ class _Checker:
     def item_key(self) -> str | None:
         """The item's id as problems name it (None when it has none)."""
         key = self.raw.values.get("id")
-        return str(key).strip() if key not in (None, "") else None
+        return key.strip() or None if type(key) is str else None
 
     def fail(self, name: str | None, message: str, hint: str = "") -> None:
         self.ok = False
@@ -51,7 +88,7 @@ class _Checker:
             Problem(
                 self.raw.file,
                 self.raw.line_of(name) if name else self.raw.line,
-                name,
+                name if name is None or len(name) <= 40 else excerpt(name, 40)[1:-1],
                 message,
                 hint,
                 unit=self.raw.unit,
@@ -60,29 +97,38 @@ class _Checker:
         )
 
     def text(self, name: str, *, required: bool, limit: int | None = None) -> str | None:
+        """A text field: a name (no control or format characters) unless it is ``text``."""
         value = self.raw.values.get(name)
-        if type(value) is str:  # the common case (every CSV cell): no conversion needed
-            stripped = value.strip()
-            if not stripped:
+        if type(value) is not str:
+            if value is None:
                 if required:
                     self.fail(name, f"{name} is missing or empty")
                 return None
-            if limit is not None and len(stripped) > limit:
-                self.fail(name, f"{name} is longer than {limit} characters")
-                return None
-            return value
-        if value is None or (isinstance(value, str) and not value.strip()):
+            self.fail(name, f"{name} must be text, got {_kind(value)}", "put the value in quotes")
+            return None
+        stripped = value.strip()
+        if not stripped:
             if required:
                 self.fail(name, f"{name} is missing or empty")
             return None
-        if isinstance(value, bool | list | dict):
-            self.fail(name, f"{name} must be text, got {type(value).__name__}")
-            return None
-        text = str(value)
-        if limit is not None and len(text.strip()) > limit:
+        if limit is not None and len(stripped) > limit:
             self.fail(name, f"{name} is longer than {limit} characters")
             return None
-        return text
+        if name == "text":
+            bad = _bad_char(value, _TEXT_BAD)
+            if bad is not None:
+                self.fail(
+                    name,
+                    f"text contains the control character {bad}",
+                    "remove it: text may hold tabs and line breaks, no other control characters",
+                )
+                return None
+        elif not value.isprintable():
+            bad = _bad_char(stripped, _NAME_BAD)
+            if bad is not None:
+                self.fail(name, f"{name} contains the invisible or control character {bad}")
+                return None
+        return value
 
     def str_list(self, name: str, split: re.Pattern[str]) -> tuple[str, ...]:
         value = self.raw.values.get(name)
@@ -91,13 +137,12 @@ class _Checker:
         if isinstance(value, str):
             parts = split.split(value)
         elif isinstance(value, list):
-            bad = [v for v in value if isinstance(v, dict | list) or v is None]
-            if bad:
-                self.fail(name, f"{name} must be a list of text values")
+            if not all(type(v) is str for v in value):
+                self.fail(name, f"{name} must be a list of text values", "quote each value")
                 return ()
-            parts = [str(v) for v in value]
+            parts = value
         else:
-            self.fail(name, f"{name} must be a list, got {type(value).__name__}")
+            self.fail(name, f"{name} must be a list, got {_kind(value)}")
             return ()
         return tuple(p.strip() for p in parts if p.strip())
 
@@ -105,12 +150,17 @@ class _Checker:
         value = self.raw.values.get(name)
         if value is None or value == "" or isinstance(value, bool):  # "": an empty CSV cell
             return bool(value)
+        if isinstance(value, list | dict):
+            self.fail(name, f"{name} must be yes or no, got {_kind(value)}")
+            return False
         text = str(value).strip().lower()
         if text in _TRUE:
             return True
         if text in _FALSE:
             return False
-        self.fail(name, f"{name} must be yes or no, got {value!r}", "use true/false or yes/no")
+        self.fail(
+            name, f"{name} must be yes or no, got {excerpt(value)}", "use true/false or yes/no"
+        )
         return False
 
 
@@ -122,9 +172,14 @@ _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?:[/?#][\x21-\x7e]*)?")
 def _check_url(c: _Checker, name: str, value: str) -> bool:
     if _PLAIN_URL.fullmatch(value):
         return True
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        c.fail(name, f"{value!r} is not an http(s) URL", "write the full address: https://...")
+    try:
+        parsed = urlparse(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: https://[::1
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        c.fail(
+            name, f"{excerpt(value)} is not an http(s) URL", "write the full address: https://..."
+        )
         return False
     return True
 
@@ -177,10 +232,10 @@ def _unknown_fields(c: _Checker) -> None:
         lowered = name.lower()
         if lowered in FIELDS or lowered in IGNORED_FIELDS or lowered.startswith(("_", "#")):
             continue
-        close = difflib.get_close_matches(lowered, FIELDS, n=1)
+        close = difflib.get_close_matches(lowered, FIELDS, n=1) if len(lowered) <= 40 else []
         c.fail(
             name,
-            f"unknown field {name!r}",
+            f"unknown field {excerpt(name)}",
             f"did you mean {close[0]!r}?"
             if close
             else "known fields: " + ", ".join(FIELDS) + " (start a notes field with _ to keep it)",
@@ -199,7 +254,7 @@ def validate_item(
     if not _KNOWN_FIELDS.issuperset(raw.values):
         _unknown_fields(c)
     key = c.text("id", required=True, limit=MAX_KEY)
-    account_name = c.text("account", required=True)
+    account_name = c.text("account", required=True, limit=MAX_KEY)
     content_type = c.text("type", required=True, limit=MAX_TYPE)
     text = c.text("text", required=True)
     account: AccountConfig | None = None
@@ -210,7 +265,7 @@ def validate_item(
             close = difflib.get_close_matches(account_name, list(config.accounts), n=1)
             c.fail(
                 "account",
-                f"unknown account {account_name!r}",
+                f"unknown account {excerpt(account_name)}",
                 f"did you mean {close[0]!r}?"
                 if close
                 else f"accounts in {config.source}: " + (", ".join(config.accounts) or "none"),
@@ -225,11 +280,21 @@ def validate_item(
         if raw.values.get("tags") not in (None, "")
         else ()
     )
+    for tag in tags:
+        if not tag.isprintable() and _bad_char(tag, _NAME_BAD):
+            c.fail(
+                "tags",
+                f"the tag {excerpt(tag)} contains the invisible or control character "
+                f"{_bad_char(tag, _NAME_BAD)}",
+            )
+            break
     evergreen = c.boolean("evergreen")
     approval = _approval(c, raw.values.get("approval"))
     at = _at(c, raw.values.get("at"), account, now, settled)
     if not c.ok or key is None or account_name is None or content_type is None or text is None:
         return None
+    if "\r" in text:  # a line break written the Windows (or old Mac) way is a line break
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     # Positional: a large plan builds one per item, and keywords cost a third more.
     return PlanItem(
         key.strip(),
@@ -263,23 +328,37 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and (not value or value.isspace()))
 
 
-def _time_text(value: Any) -> Any:
-    """A YAML number (``at: 2026``) is read as text, like everything else."""
-    return value if not isinstance(value, int | float) else str(value)
+def _read_time(value: Any, account: AccountConfig) -> datetime:
+    """The instant ``at`` names in the account's zone; LocalTimeError says why not."""
+    if type(value) is not str:
+        raise LocalTimeError(
+            f"at must be a date and time written as text, got {_kind(value)}",
+            "write it as YYYY-MM-DD HH:MM",
+        )
+    if len(value) > _MAX_AT:
+        raise LocalTimeError(
+            f"cannot read {excerpt(value, 40)} as a date and time", "write it as YYYY-MM-DD HH:MM"
+        )
+    try:
+        return parse_wall_time(value, account.tz)
+    except OverflowError:  # year 1 or 9999 moved across midnight by its offset
+        raise LocalTimeError(
+            f"{value.strip()} is out of the range of dates", "write a date between years 2 and 9998"
+        ) from None
 
 
 def planned_time(raw: RawItem, config: Config) -> tuple[AccountConfig, datetime | None] | None:
     """The account and fixed time (None: the account's queue) a raw item asks for, read as
     validation reads them; None when either cannot be read (validation says why)."""
     name = raw.values.get("account")
-    account = config.accounts.get(str(name).strip()) if name is not None else None
+    account = config.accounts.get(name.strip()) if type(name) is str else None
     if account is None:
         return None
     value = raw.values.get("at")
     if _blank(value):
         return account, None
     try:
-        return account, parse_wall_time(_time_text(value), account.tz)
+        return account, _read_time(value, account)
     except LocalTimeError:
         return None
 
@@ -298,14 +377,14 @@ def _at(
     if account is None:
         return None  # the account problem is already reported; the zone is unknown
     try:
-        at = parse_wall_time(_time_text(value), account.tz)
+        at = _read_time(value, account)
     except LocalTimeError as exc:
         c.fail("at", str(exc), exc.hint)
         return None
     if at < now and c.item_key not in settled:
         c.fail(
             "at",
-            f"{value} ({account.timezone}) is in the past",
+            f"{value.strip()} ({account.timezone}) is in the past",
             "give a future time, or leave 'at' empty to queue the post",
         )
         return None
@@ -315,7 +394,7 @@ def _at(
 def raw_key(raw: RawItem) -> str:
     """The id of a raw item as validation reads it ("" when it has none)."""
     key = raw.values.get("id")
-    return str(key).strip() if key is not None else ""
+    return key.strip() if type(key) is str else ""
 
 
 def duplicate_ids(raws: Sequence[RawItem], keys: Sequence[str] | None = None) -> dict[int, Problem]:
