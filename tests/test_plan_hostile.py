@@ -446,3 +446,15 @@ def test_an_import_refused_for_any_of_these_reasons_changes_nothing(
     refused(result, bad, "line 2", "U+0000")
     refused(result, bad, "line 3", "got a list")
     assert database_hash(db_url) == before
+
+
+def test_a_raw_control_character_in_a_yaml_file_is_located_after_multibyte_text(
+    smm, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    path = write(
+        tmp_path,
+        "plan.yaml",
+        "- {id: ā😀, account: riga, type: laugh, text: āāā}\n"
+        "- {id: b, account: riga, type: laugh, text: \x1b[2J}\n",
+    )
+    refused(smm("plan", "validate", str(path)), path, "line 2", "U+001B is not allowed")

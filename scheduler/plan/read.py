@@ -35,7 +35,13 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
     try:
         node = safeyaml.compose(text)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow in a file
-        line = text.count("\n", 0, exc.position) + 1
+        # libyaml counts in bytes of the UTF-8 text, PyYAML's own reader in characters.
+        before = (
+            text.encode("utf-8", "surrogatepass")[: exc.position].count(b"\n")
+            if safeyaml.LIBYAML
+            else text.count("\n", 0, exc.position)
+        )
+        line = before + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character)
         return [], [
             Problem(
@@ -59,7 +65,7 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
             Problem(file, line, None, f"not valid YAML: {excerpt(reason, 200)[1:-1]}", hint)
         ]
     except RecursionError:  # the pure-Python parser, on very deep nesting
-        return [], [Problem(file, None, None, "not valid YAML: nested too deeply")]
+        return [], [Problem(file, 1, None, "not valid YAML: nested too deeply")]
     if node is None:
         return [], [Problem(file, 1, None, "the plan is empty", "add a list of posts")]
     try:
@@ -77,7 +83,7 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
                 Problem(
                     file,
                     doc.key_lines.get(key),
-                    key,
+                    key if len(key) <= 40 else excerpt(key, 40)[1:-1],
                     f"unknown top-level key {excerpt(key)}",
                     "a plan is a list of posts, or a mapping with 'posts' and 'defaults'",
                 )

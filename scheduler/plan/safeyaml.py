@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-__all__ = ["ALIAS_BUDGET", "MAX_DEPTH", "LinedDict", "Refused", "build", "compose"]
+__all__ = ["ALIAS_BUDGET", "LIBYAML", "MAX_DEPTH", "LinedDict", "Refused", "build", "compose"]
 
 #: Values aliases may add beyond the file's own (or as many as the file holds, if more).
 ALIAS_BUDGET = 10_000
@@ -46,6 +46,8 @@ SEQ, MAP, MERGE = _T + "seq", _T + "map", _T + "merge"
 # libyaml's parser when PyYAML was built with it (the wheels are): about ten times faster than
 # the pure-Python one on a large plan, with the same marks (lines).
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Whether libyaml parses (its error positions count bytes of the UTF-8 text).
+LIBYAML = _Loader is not yaml.SafeLoader
 
 
 class PlanLoader(_Loader):  # type: ignore[valid-type,misc]

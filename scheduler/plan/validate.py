@@ -96,8 +96,12 @@ class _Checker:
             )
         )
 
-    def text(self, name: str, *, required: bool, limit: int | None = None) -> str | None:
-        """A text field: a name (no control or format characters) unless it is ``text``."""
+    def text(
+        self, name: str, *, required: bool, limit: int | None = None, chars: str = "name"
+    ) -> str | None:
+        """A text field. ``chars``: which characters are refused, those of a "name" (control
+        and format characters), of a "text" (controls but tabs and line breaks), or "any"
+        (the caller checks the value in a stricter way)."""
         value = self.raw.values.get(name)
         if type(value) is not str:
             if value is None:
@@ -114,7 +118,7 @@ class _Checker:
         if limit is not None and len(stripped) > limit:
             self.fail(name, f"{name} is longer than {limit} characters")
             return None
-        if name == "text":
+        if chars == "text":
             bad = _bad_char(value, _TEXT_BAD)
             if bad is not None:
                 self.fail(
@@ -123,7 +127,7 @@ class _Checker:
                     "remove it: text may hold tabs and line breaks, no other control characters",
                 )
                 return None
-        elif not value.isprintable():
+        elif chars == "name" and not value.isprintable():
             bad = _bad_char(stripped, _NAME_BAD)
             if bad is not None:
                 self.fail(name, f"{name} contains the invisible or control character {bad}")
@@ -254,9 +258,10 @@ def validate_item(
     if not _KNOWN_FIELDS.issuperset(raw.values):
         _unknown_fields(c)
     key = c.text("id", required=True, limit=MAX_KEY)
-    account_name = c.text("account", required=True, limit=MAX_KEY)
+    # Any character: only a config account's name (letters, digits, _.-) is accepted.
+    account_name = c.text("account", required=True, limit=MAX_KEY, chars="any")
     content_type = c.text("type", required=True, limit=MAX_TYPE)
-    text = c.text("text", required=True)
+    text = c.text("text", required=True, chars="text")
     account: AccountConfig | None = None
     if account_name is not None:
         account_name = account_name.strip()
@@ -270,10 +275,16 @@ def validate_item(
                 if close
                 else f"accounts in {config.source}: " + (", ".join(config.accounts) or "none"),
             )
-    link = c.text("link", required=False)
+    link = c.text("link", required=False, chars="any")
     if link is not None:
         link = link.strip()
-        _check_url(c, "link", link)
+        if _PLAIN_URL.fullmatch(link) is None and _bad_char(link, _NAME_BAD):
+            c.fail(
+                "link",
+                f"link contains the invisible or control character {_bad_char(link, _NAME_BAD)}",
+            )
+        else:
+            _check_url(c, "link", link)
     media = _media(c, _plan_dir(raw.file), config) if raw.values.get("media") else ()
     tags = (
         tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
