@@ -458,3 +458,15 @@ def test_a_raw_control_character_in_a_yaml_file_is_located_after_multibyte_text(
         "- {id: b, account: riga, type: laugh, text: \x1b[2J}\n",
     )
     refused(smm("plan", "validate", str(path)), path, "line 2", "U+001B is not allowed")
+
+
+def test_validate_json_lists_the_first_problems_and_counts_them_all(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    rows = "".join(f"p{i},nobody,laugh,hi\n" for i in range(250))
+    path = write(tmp_path, "plan.csv", "id,account,type,text\n" + rows)
+    result = smm("plan", "validate", "--json", str(path))
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert (data["ok"], data["total"], len(data["problems"])) == (False, 250, 100)
+    assert [p["row"] for p in data["problems"]] == list(range(2, 102))

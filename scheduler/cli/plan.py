@@ -82,7 +82,13 @@ def validate(app: App, files: tuple[str, ...], as_json: bool) -> None:
         items = load_plan(app, files)
     except InvalidInput as exc:
         if as_json:
-            echo_json({"ok": False, "problems": [p.as_dict() for p in exc.problems]})
+            echo_json(
+                {
+                    "ok": False,
+                    "total": exc.total,
+                    "problems": [p.as_dict() for p in exc.problems],
+                }
+            )
             sys.exit(1)
         raise
     warnings = plan_budget_warnings(items, app.require_config())
