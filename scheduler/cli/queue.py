@@ -13,7 +13,6 @@ from scheduler.cli.complete import account_names, post_ids
 from scheduler.cli.output import echo_json, local_time, preview, table
 from scheduler.cli.params import Count
 from scheduler.errors import NotFound, SmmError
-from scheduler.logging import redact_stored
 from scheduler.states import PostState
 from scheduler.text import safe
 from scheduler.timeutil import LocalTimeError, format_utc, parse_wall_time, zone
@@ -29,6 +28,8 @@ STATES = [s.value for s in PostState]
 
 def post_json(row: Row[Any]) -> dict[str, Any]:
     """A post as ``--json`` prints it (times in ISO 8601 UTC)."""
+    from scheduler.logging import redact_stored
+
     return {
         "id": row.key,
         "db_id": row.id,
@@ -125,6 +126,7 @@ def list_(
 @pass_app
 def show(app: App, post_id: str, as_json: bool) -> None:
     """Show one post (by plan id), its attempts and its history."""
+    from scheduler.logging import redact_stored
     from scheduler.queue import find_posts, post_story
 
     with app.engine().connect() as conn:
