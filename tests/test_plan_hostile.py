@@ -470,3 +470,8 @@ def test_validate_json_lists_the_first_problems_and_counts_them_all(smm, tmp_pat
     data = json.loads(result.output)
     assert (data["ok"], data["total"], len(data["problems"])) == (False, 250, 100)
     assert [p["row"] for p in data["problems"]] == list(range(2, 102))
+
+
+def test_a_second_yaml_document_is_refused_with_its_line(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, "plan.yaml", f"---\n{ITEM}---\n{ITEM}")
+    refused(smm("plan", "validate", str(path)), path, "line 3", "found another document")

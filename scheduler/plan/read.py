@@ -56,11 +56,14 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
         reason = getattr(exc, "problem", None) or str(exc)
-        hint = (
-            'put text that contains ": " in quotes, or use a block: text: |'
-            if "mapping values are not allowed" in reason
-            else ""
-        )
+        if isinstance(exc, yaml.composer.ComposerError) and exc.context:
+            reason = f"{exc.context}, {reason}"  # "expected a single document..., but found"
+        if "mapping values are not allowed" in reason:
+            hint = 'put text that contains ": " in quotes, or use a block: text: |'
+        elif "another document" in reason:
+            hint = "a plan is one YAML document: remove the second '---', or use two files"
+        else:
+            hint = ""
         return [], [
             Problem(file, line, None, f"not valid YAML: {excerpt(reason, 200)[1:-1]}", hint)
         ]
