@@ -30,6 +30,7 @@ __all__ = [
     "Capabilities",
     "ErrorClass",
     "Issue",
+    "MediaMeta",
     "Metrics",
     "OutcomeUnknown",
     "OutgoingPost",
@@ -241,6 +242,20 @@ class Account:
         return self.options.get(key, default)
 
 
+@dataclass(frozen=True, slots=True)
+class MediaMeta:
+    """What the plan says about one media file besides where it is (docs/content-plan.md)."""
+
+    #: The alternative text people with screen readers hear; None when the plan gives none.
+    alt: str | None = None
+    #: The focal point, ``(x, y)`` each from -1 to 1 (0, 0 the centre; x right, y up), the
+    #: point a network keeps in view when it crops a preview; None when not given.
+    focus: tuple[float, float] | None = None
+
+
+_NO_META = MediaMeta()
+
+
 @dataclass(frozen=True)
 class OutgoingPost:
     """A post on its way to the network (after ``prepare_post`` transforms)."""
@@ -258,6 +273,13 @@ class OutgoingPost:
     remote_id: str | None = None
     remote_url: str | None = None
     published_at: datetime | None = None
+    #: Per media file, in the order of ``media``: alt text and focal point. Empty when the
+    #: plan gave none for any file; use ``meta(i)``, which is safe either way.
+    media_meta: tuple[MediaMeta, ...] = ()
+
+    def meta(self, index: int) -> MediaMeta:
+        """The metadata of ``media[index]`` (empty ``MediaMeta`` when none was given)."""
+        return self.media_meta[index] if index < len(self.media_meta) else _NO_META
 
 
 @dataclass(frozen=True)
@@ -339,6 +361,11 @@ class Capabilities:
     requires_media: bool = False
     #: How long the network remembers an idempotency key (None: forever / not applicable).
     idempotency_window: timedelta | None = None
+    #: The longest alt text a media file may carry, as ``Adapter.alt_length`` counts it;
+    #: None when the network takes no alt text (then a plan that gives some is refused).
+    alt_text_limit: int | None = None
+    #: Whether the network takes a focal point (``focus``) for images.
+    media_focus: bool = False
 
 
 # --------------------------------------------------------------------------- the contract
@@ -404,6 +431,52 @@ class Adapter(ABC):
             )
         if caps.requires_media and not post.media:
             issues.append(Issue("media", f"{self.platform} posts need at least one media file"))
+        return issues
+
+    def alt_length(self, text: str) -> int:
+        """The length of an alt text as this network counts it (default: code points)."""
+        return len(text)
+
+    def alt_limit(self, account: Account) -> int | None:
+        """The alt-text limit for ``account`` (an instance may set its own); None: no alt."""
+        return self.capabilities.alt_text_limit
+
+    def media_meta_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """Alt text and focal points the network cannot take: alt text where it takes none
+        or longer than its limit, a focal point where it has none. The core asks it beside
+        ``validate`` at plan validation, for every adapter: override ``alt_limit`` and
+        ``alt_length`` rather than this."""
+        issues: list[Issue] = []
+        limit = self.alt_limit(account)
+        for index, path in enumerate(post.media):
+            meta = post.meta(index)
+            where = f"media {index + 1} ({path.rsplit('/', 1)[-1]})"
+            if meta.alt:
+                if limit is None:
+                    issues.append(
+                        Issue(
+                            "media",
+                            f"{where}: {self.platform} takes no alt text",
+                            "remove 'alt' from the item, or post it to another account",
+                        )
+                    )
+                elif (length := self.alt_length(meta.alt)) > limit:
+                    issues.append(
+                        Issue(
+                            "media",
+                            f"{where}: alt text of {length} characters, over "
+                            f"{self.platform}'s limit of {limit}",
+                            f"shorten it by {length - limit}",
+                        )
+                    )
+            if meta.focus is not None and not self.capabilities.media_focus:
+                issues.append(
+                    Issue(
+                        "media",
+                        f"{where}: {self.platform} takes no focal point",
+                        "remove 'focus' for this account",
+                    )
+                )
         return issues
 
     @classmethod

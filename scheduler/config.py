@@ -146,6 +146,8 @@ class AccountConfig:
     enabled: bool = True
     #: New (and changed) posts wait for sign-off (``approval = "required"``).
     approval: bool = False
+    #: Every media file of the account's posts must carry alt text (an import error if not).
+    require_alt: bool = False
 
     @property
     def tz(self) -> ZoneInfo:
@@ -446,6 +448,7 @@ _ACCOUNT_KEYS = {
     "policies",
     "enabled",
     "approval",
+    "require_alt",
 }
 
 
@@ -486,6 +489,7 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
         r, r.table(table, "policies", f"{path}.policies"), f"{path}.policies", base
     )
     enabled = r.boolean(table, "enabled", path, True)
+    require_alt = r.boolean(table, "require_alt", path, False)
     approval = table.get("approval", "none")
     if approval not in ("none", "required"):
         r.problem(f"{path}.approval", f"unknown approval {approval!r}", '"required" or "none"')
@@ -503,6 +507,7 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
         policies=policies,
         enabled=enabled,
         approval=approval == "required",
+        require_alt=require_alt,
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import mimetypes
 import os
 import re
 import stat
@@ -48,16 +49,19 @@ __all__ = [
     "check_post",
     "confined",
     "current_policy",
+    "guess_type",
     "inspect",
     "is_url",
     "load",
     "local_info",
     "locate",
+    "normal_type",
     "open_local",
     "policy_for",
     "read",
     "read_range",
     "sniff",
+    "takes",
     "using",
 ]
 
@@ -76,7 +80,67 @@ _SAME_TYPE = {
     "image/x-bmp": "image/bmp",
     "image/heic": "image/heif",
     "video/x-quicktime": "video/quicktime",
+    # WAV has five spellings in the wild (Mastodon's own list carries all of them).
+    "audio/x-wav": "audio/wav",
+    "audio/wave": "audio/wav",
+    "audio/vnd.wave": "audio/wav",
+    "audio/x-pn-wave": "audio/wav",
+    "audio/x-flac": "audio/flac",
+    "audio/mp3": "audio/mpeg",
+    "audio/m4a": "audio/mp4",
+    "audio/x-m4a": "audio/mp4",
+    "audio/vorbis": "audio/ogg",
 }
+#: Containers whose signature does not say what they hold: such a file is any of these.
+_CONTAINERS = {
+    "application/ogg": ("audio/ogg", "video/ogg", "audio/opus"),
+}
+#: File name extensions Python's table leaves out or spells differently from networks.
+_EXTENSIONS = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".oga": "audio/ogg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".ogv": "video/ogg",
+    ".weba": "audio/webm",
+    ".webm": "video/webm",
+    ".3gp": "audio/3gpp",
+    ".asf": "video/x-ms-asf",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".avif": "image/avif",
+    ".webp": "image/webp",
+    ".mov": "video/quicktime",
+}
+#: ISO media (``ftyp``) brands of audio-only files, which puremagic does not name.
+_AUDIO_BRANDS = (b"M4A ", b"M4B ", b"M4P ")
+
+
+def normal_type(kind: str) -> str:
+    """One spelling of a MIME type: ``audio/x-wav`` and ``audio/wave`` are ``audio/wav``."""
+    kind = kind.strip().lower()
+    return _SAME_TYPE.get(kind, kind)
+
+
+def guess_type(name: str) -> str | None:
+    """The MIME type a file name or URL suggests, in its one spelling (``normal_type``);
+    for checks by name only (validation still checks the content of local files)."""
+    path = name.split("?", 1)[0].split("#", 1)[0]
+    suffix = os.path.splitext(path)[1].lower()
+    kind = _EXTENSIONS.get(suffix) or mimetypes.guess_type(path)[0]
+    return normal_type(kind) if kind else None
+
+
+def takes(kind: str | None, accepted: Collection[str]) -> bool:
+    """Whether a network that lists ``accepted`` takes ``kind`` (aliases count as the same)."""
+    if kind is None:
+        return False
+    wanted = {normal_type(t) for t in accepted}
+    kind = normal_type(kind)
+    return kind in wanted or any(t in wanted for t in _CONTAINERS.get(kind, ()))
 
 
 class MediaError(Exception):
@@ -278,6 +342,8 @@ def sniff(head: bytes) -> str | None:
             return kind
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
+    if head[4:8] == b"ftyp" and head[8:12] in _AUDIO_BRANDS:
+        return "audio/mp4"
     try:
         found = puremagic.magic_string(head[:_HEAD])
     except (puremagic.PureError, ValueError):
@@ -295,8 +361,13 @@ def _accepted(kind: str | None, accepted: Collection[str]) -> str | None:
     """The sniffed ``kind`` if ``accepted`` takes it (any type when it is empty)."""
     if not accepted:
         return kind or "application/octet-stream"
-    wanted = {_SAME_TYPE.get(t, t) for t in accepted}
-    return kind if kind in wanted else None
+    if kind is None:
+        return None
+    wanted = {normal_type(t) for t in accepted}
+    if kind in wanted:
+        return kind
+    # A container (Ogg) is sent as the first of its types the network lists.
+    return next((t for t in _CONTAINERS.get(kind, ()) if t in wanted), None)
 
 
 def _describe(accepted: Collection[str]) -> str:

@@ -17,7 +17,7 @@ import httpx
 from scheduler import media, plugins
 from scheduler.adapter import Account, Adapter, OutgoingPost
 from scheduler.config import AccountConfig, MediaSettings
-from scheduler.plan.items import PlanItem
+from scheduler.plan.items import PlanItem, stored_meta
 
 
 def account_view(cfg: AccountConfig) -> Account:
@@ -49,6 +49,7 @@ def from_plan_item(item: PlanItem, idempotency_key: str = "") -> OutgoingPost:
         remote_id=None,
         remote_url=None,
         published_at=None,
+        media_meta=item.media_meta,
     )
     return post
 
@@ -57,13 +58,14 @@ _new_post = object.__new__
 
 
 def from_row(row: Any, account: str) -> OutgoingPost:
-    """An OutgoingPost from a posts-table row."""
+    """An OutgoingPost from a posts-table row (``media_meta`` when the query read it)."""
+    media = tuple(row.media or ())
     return OutgoingPost(
         key=row.key,
         account=account,
         content_type=row.content_type,
         text=row.text,
-        media=tuple(row.media or ()),
+        media=media,
         link=row.link,
         tags=tuple(row.tags or ()),
         idempotency_key=row.idempotency_key,
@@ -71,6 +73,7 @@ def from_row(row: Any, account: str) -> OutgoingPost:
         remote_id=row.remote_id,
         remote_url=row.remote_url,
         published_at=row.published_at,
+        media_meta=stored_meta(media, getattr(row, "media_meta", None)) if media else (),
     )
 
 
@@ -124,6 +127,8 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
         return [("text", f"a prepare_post plugin failed: {type(exc).__name__}: {exc}", "")]
     try:
         issues = adapter.validate(post, view)
+        if post.media_meta:
+            issues = [*issues, *adapter.media_meta_issues(post, view)]
     except Exception as exc:  # a broken plugin must not abort validation of the whole plan
         return [("text", f"the {account.platform} plugin failed to validate: {exc!r}", "")]
     return [(i.field, i.message, i.hint) for i in issues]

@@ -31,6 +31,7 @@ from smm_bluesky.tid import TID_PATTERN, tid_for_key
 from scheduler.adapter import (
     Account,
     AuthExpired,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -736,3 +737,18 @@ class TestBlueskyContract(AdapterContract):
 
     def make_handler(self, scenario: str) -> Handler:
         return _contract_handler(scenario)
+
+
+def test_alt_text_goes_into_each_image_of_the_embed(tmp_path: Path) -> None:
+    # app.bsky.embed.images#image: {"alt": string, "image": blob} (the lexicon; the recorded
+    # thread_view_post_with_embed_media.json carries the same field on the live network).
+    pds = FakePds()
+    (tmp_path / "a.png").write_bytes(PNG_SIGNATURE + b"fake")
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8\xff\xe0 fake jpeg")
+    meta = (MediaMeta("A red bike"), MediaMeta())
+    post = make_post(media=(str(tmp_path / "a.png"), str(tmp_path / "b.jpg")), media_meta=meta)
+    publish(pds, post)
+    images = pds.records[RKEY]["embed"]["images"]
+    assert [i["alt"] for i in images] == ["A red bike", ""]
+    recorded = fixture("thread_view_post_with_embed_media.json")["thread"]["post"]["record"]
+    assert set(recorded["embed"]["media"]["images"][0]) == set(images[0])  # alt, image

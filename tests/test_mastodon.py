@@ -25,6 +25,7 @@ from smm_mastodon.text import countable_text, status_length
 from scheduler.adapter import (
     Account,
     AuthExpired,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -684,3 +685,52 @@ class TestMastodonContract(AdapterContract):
 
     def make_handler(self, scenario: str) -> Handler:
         return _contract_handler(scenario)
+
+
+def _described(upload: Interaction, description: str, x: float, y: float) -> Interaction:
+    """The recorded upload answer as Mastodon gives it for a file sent with a description
+    and a focus (the MediaAttachment entity of docs.joinmastodon.org: ``description`` and
+    ``meta.focus`` {"x", "y"})."""
+    body = upload.json()
+    body["description"] = description
+    body["meta"]["focus"] = {"x": x, "y": y}
+    return replace(upload, body=json.dumps(body).encode())
+
+
+def test_alt_text_and_focus_are_sent_with_the_upload(tmp_path: Path) -> None:
+    recorded = cassette("test_status_delete_media")
+    upload, create = recorded[1], recorded[2]
+    player = Player(INSTANCE_INFO, _described(upload, "A red bike", 0.2, -0.1), create)
+    photo = write(tmp_path, "photo.jpg")
+    meta = (MediaMeta("A red bike", (0.2, -0.1)),)
+    published = publish(player, make_post("Status with media", media=(photo,), media_meta=meta))
+    assert published.remote_id == "117020606035908211"
+    (sent,) = player.sent("POST", "/api/v2/media")
+    assert b'name="description"\r\n\r\nA red bike\r\n' in sent.content
+    assert b'name="focus"\r\n\r\n0.2,-0.1\r\n' in sent.content
+    (sent_create,) = player.sent("POST", "/api/v1/statuses")
+    assert form(sent_create) == create.recorded_form()  # the status itself is unchanged
+
+
+def test_an_upload_without_alt_text_sends_no_description(tmp_path: Path) -> None:
+    recorded = cassette("test_status_delete_media")
+    player = Player(INSTANCE_INFO, recorded[1], recorded[2])
+    publish(player, make_post("Status with media", media=(write(tmp_path, "photo.jpg"),)))
+    (sent,) = player.sent("POST", "/api/v2/media")
+    assert b'name="description"' not in sent.content
+    assert b'name="focus"' not in sent.content
+
+
+def test_the_instances_description_limit_bounds_alt_text() -> None:
+    adapter = offline_adapter(MastodonAdapter)
+    long_alt = (MediaMeta("x" * 2000),)
+    post = make_post(media=("photo.jpg",), media_meta=long_alt)
+    (issue,) = adapter.media_meta_issues(post, make_account())
+    assert "over mastodon's limit of 1500" in issue.message  # the default, before reading
+    player = Player(INSTANCE_INFO)
+
+    async def call(a: MastodonAdapter) -> list[Any]:
+        await a.limits.get(INSTANCE)  # the recorded instance says description_limit 10000
+        return a.media_meta_issues(post, make_account())
+
+    assert run(player, call) == []

@@ -20,6 +20,7 @@ from smm_x.weighted import find_urls, weighted_length
 from scheduler.adapter import (
     Account,
     AuthExpired,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -578,3 +579,43 @@ def test_lookup_asks_for_the_user_id_once_per_account() -> None:
 
 def test_the_entry_point_registers_the_x_platform(monkeypatch: pytest.MonkeyPatch) -> None:
     assert adapter_from_entry_point(monkeypatch, "x") is XAdapter
+
+
+def test_alt_text_is_attached_through_media_metadata_before_the_post(tmp_path: Path) -> None:
+    # Shapes from X's API reference (docs.x.com/x-api/media/create-media-metadata):
+    # POST /2/media/metadata {"id": ..., "metadata": {"alt_text": {"text": ...}}}, answered
+    # {"data": {"associated_metadata": {"alt_text": {"text": ...}}, "id": ...}}.
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/2/media/upload":
+            data = {"id": "1880028106020515840", "media_key": "3_1880028106020515840"}
+            return httpx.Response(200, json={"data": data})
+        if request.url.path == "/2/media/metadata":
+            sent = json.loads(request.content)
+            answer = {"associated_metadata": sent["metadata"], "id": sent["id"]}
+            return httpx.Response(200, json={"data": answer})
+        return ok_network(request)
+
+    recorder = RecordingHandler(handler)
+    meta = (MediaMeta(), MediaMeta("A red bike against a brick wall"))
+    post = make_post(media=(png(tmp_path, "a.png"), png(tmp_path, "b.png")), media_meta=meta)
+    publish(recorder, post)
+    paths = [r.url.path for r in recorder.requests]
+    assert paths == ["/2/media/upload", "/2/media/upload", "/2/media/metadata", "/2/tweets"]
+    described = recorder.requests[2]
+    assert json.loads(described.content) == {
+        "id": "1880028106020515840",
+        "metadata": {"alt_text": {"text": "A red bike against a brick wall"}},
+    }
+
+
+def test_a_failed_alt_text_call_is_retryable_as_no_post_exists_yet(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/2/media/upload":
+            return httpx.Response(200, json={"data": {"id": "1", "media_key": "3_1"}})
+        if request.url.path == "/2/media/metadata":
+            return httpx.Response(503, json={"title": "Service Unavailable"})
+        raise AssertionError("the post must not be created without its alt text")
+
+    post = make_post(media=(png(tmp_path, "a.png"),), media_meta=(MediaMeta("A cat"),))
+    with pytest.raises(Transient):
+        publish(RecordingHandler(handler), post)

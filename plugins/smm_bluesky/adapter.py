@@ -86,6 +86,9 @@ class BlueskyAdapter(Adapter):
         idempotency_window=None,  # a record key is taken for good
         metrics=frozenset({"likes", "comments", "shares", "followers"}),
         has_reach=False,
+        # app.bsky.embed.images#image.alt has no lexicon cap; Bluesky's app stops at 2,000
+        # graphemes, and so does this plugin, so that the post reads the same everywhere.
+        alt_text_limit=2000,
         # A PDS allows 5,000 write points an hour and a post costs 3.
         rate_limit=RateLimitPolicy(requests=1600, per=timedelta(hours=1), concurrency=4),
     )
@@ -104,6 +107,10 @@ class BlueskyAdapter(Adapter):
 
     def text_length(self, text: str) -> int:
         """Graphemes, as Bluesky counts (a family emoji or a flag is one)."""
+        return grapheme_count(text)
+
+    def alt_length(self, text: str) -> int:
+        """Graphemes, as Bluesky's app counts alt text."""
         return grapheme_count(text)
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
@@ -261,7 +268,10 @@ class BlueskyAdapter(Adapter):
         if facets:
             record["facets"] = facets
         if post.media:
-            images = [{"alt": "", "image": await self._upload(account, p)} for p in post.media]
+            images = [
+                {"alt": post.meta(i).alt or "", "image": await self._upload(account, p)}
+                for i, p in enumerate(post.media)
+            ]
             record["embed"] = {"$type": "app.bsky.embed.images", "images": images}
         return record
 

@@ -7,7 +7,6 @@ See docs/plugins/networks/mastodon.md.
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -16,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from scheduler import media
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -37,20 +37,38 @@ from smm_mastodon.text import DEFAULT_URL_LENGTH, status_length
 __all__ = ["MastodonAdapter"]
 
 _VISIBILITIES = ("public", "unlisted", "private", "direct")
-# What stock Mastodon accepts; the instance's own list replaces it once read.
+# What stock Mastodon 4.6 accepts, as its instance document lists it
+# (configuration.media_attachments.supported_mime_types of tests/fixtures/mastodon/
+# test_instance.yaml); the instance's own list replaces it once read.
 _MEDIA_TYPES = (
     "image/jpeg",
     "image/png",
     "image/gif",
-    "image/webp",
     "image/heic",
+    "image/heif",
+    "image/webp",
     "image/avif",
-    "video/mp4",
     "video/webm",
+    "video/mp4",
     "video/quicktime",
-    "audio/mpeg",
-    "audio/ogg",
+    "video/ogg",
+    "audio/wave",
     "audio/wav",
+    "audio/x-wav",
+    "audio/x-pn-wave",
+    "audio/vnd.wave",
+    "audio/ogg",
+    "audio/vorbis",
+    "audio/mpeg",
+    "audio/mp3",
+    "audio/webm",
+    "audio/flac",
+    "audio/aac",
+    "audio/m4a",
+    "audio/x-m4a",
+    "audio/mp4",
+    "audio/3gpp",
+    "video/x-ms-asf",
 )
 
 
@@ -76,6 +94,9 @@ class MastodonAdapter(Adapter):
         media_types=_MEDIA_TYPES,
         idempotent=True,
         idempotency_window=timedelta(hours=1),
+        # Mastodon's default description limit; the instance's own replaces it once read.
+        alt_text_limit=1500,
+        media_focus=True,
         metrics=frozenset({"likes", "comments", "shares", "followers"}),
         has_reach=False,
         # Mastodon allows 300 requests per 5 minutes per account; a publish takes 1 to 9.
@@ -101,6 +122,10 @@ class MastodonAdapter(Adapter):
         if override is not None:
             return int(override)
         return self._known_limits(account).max_characters
+
+    def alt_limit(self, account: Account) -> int | None:
+        """The instance's ``description_limit`` once read (1,500 before)."""
+        return self._known_limits(account).description_limit
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         """Length as Mastodon counts it, and media count and types, against the instance's
@@ -128,8 +153,8 @@ class MastodonAdapter(Adapter):
             )
         accepted = limits.supported_mime_types or self.capabilities.media_types
         for path in post.media:
-            kind = mimetypes.guess_type(path)[0]
-            if kind not in accepted:
+            kind = media.guess_type(path)
+            if not media.takes(kind, accepted):
                 issues.append(Issue("media", f"{path}: Mastodon does not take {kind or 'it'}"))
         return issues
 
@@ -172,7 +197,10 @@ class MastodonAdapter(Adapter):
             self.capabilities,
             media_types=limits.supported_mime_types or self.capabilities.media_types,
         )
-        media_ids = [await uploader.upload(path, accepted) for path in post.media]
+        media_ids = [
+            await uploader.upload(path, accepted, post.meta(index))
+            for index, path in enumerate(post.media)
+        ]
         if media_ids:
             form["media_ids[]"] = media_ids
         key = idempotency_key or post.idempotency_key or post.key

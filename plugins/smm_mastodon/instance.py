@@ -2,7 +2,8 @@
 
 Instances raise or lower the defaults (500 characters, 4 attachments), so the limits are
 read from the server, once per instance: ``configuration.statuses.max_characters``,
-``characters_reserved_per_url`` and ``max_media_attachments``, and the accepted media types.
+``characters_reserved_per_url`` and ``max_media_attachments``, the accepted media types and
+the longest media description (``media_attachments.description_limit``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class InstanceLimits:
     max_media_attachments: int = 4
     #: Empty when unknown: then any type the adapter declares is tried.
     supported_mime_types: tuple[str, ...] = ()
+    #: The longest media description (alt text); Mastodon's default is 1,500.
+    description_limit: int = 1500
 
     @classmethod
     def from_instance(cls, body: Any) -> InstanceLimits:
@@ -60,6 +63,7 @@ class InstanceLimits:
             max_media_attachments=positive(
                 statuses, "max_media_attachments", default.max_media_attachments
             ),
+            description_limit=positive(media, "description_limit", default.description_limit),
             supported_mime_types=tuple(t for t in types if isinstance(t, str))
             if isinstance(types, list)
             else (),

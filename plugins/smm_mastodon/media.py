@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from scheduler.adapter import Capabilities, Transient
+from scheduler.adapter import Capabilities, MediaMeta, Transient
 from scheduler.media import read as read_media
 from smm_mastodon import api
 
@@ -37,12 +37,23 @@ class MediaUploader:
     #: Checks before giving up (a retry later uploads the file again).
     poll_attempts: int = 60
 
-    async def upload(self, path: str, capabilities: Capabilities) -> str:
+    async def upload(
+        self, path: str, capabilities: Capabilities, meta: MediaMeta | None = None
+    ) -> str:
         """Upload the file at ``path`` (read through the core: confined to the media roots,
-        of a type ``capabilities`` take by its content); its media id once processed."""
+        of a type ``capabilities`` take by its content) with its alt text (``description``)
+        and focal point (``focus``, "x,y"); its media id once processed."""
         file = await read_media(path, capabilities)
+        fields: dict[str, str] = {}
+        if meta is not None and meta.alt:
+            fields["description"] = meta.alt
+        if meta is not None and meta.focus is not None:
+            fields["focus"] = f"{meta.focus[0]:g},{meta.focus[1]:g}"
         response = await self._send(
-            "POST", "/api/v2/media", files={"file": (file.name, file.content, file.mime)}
+            "POST",
+            "/api/v2/media",
+            files={"file": (file.name, file.content, file.mime)},
+            data=fields or None,
         )
         media_id = self._media_id(response)
         if response.status_code == 200:
@@ -57,11 +68,15 @@ class MediaUploader:
         )
 
     async def _send(
-        self, method: str, path: str, files: dict[str, tuple[str, bytes, str]] | None = None
+        self,
+        method: str,
+        path: str,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
+        data: dict[str, str] | None = None,
     ) -> httpx.Response:
         try:
             response = await self.client.request(
-                method, f"{self.base_url}{path}", headers=self.headers, files=files
+                method, f"{self.base_url}{path}", headers=self.headers, files=files, data=data
             )
         except httpx.HTTPError as exc:
             raise api.transport_error(exc) from exc

@@ -80,6 +80,8 @@ class XAdapter(Adapter):
         idempotent=False,
         metrics=frozenset({"likes", "comments", "shares", "saves", "impressions"}),
         has_reach=True,
+        # POST /2/media/metadata: alt_text.text "Must be <= 1000 chars" (X's media docs).
+        alt_text_limit=1000,
         # POST /2/tweets: 100 requests per 15 minutes per user.
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(minutes=15), concurrency=1),
     )
@@ -173,7 +175,13 @@ class XAdapter(Adapter):
         """Upload the images, then create the post. Only the create call can duplicate."""
         await tokens.fresh(self, account)
         token = account.secret("access_token")
-        media_ids = [await self._upload(item, token, account) for item in post.media]
+        media_ids = []
+        for index, item in enumerate(post.media):
+            media_id = await self._upload(item, token, account)
+            alt = post.meta(index).alt
+            if alt:
+                await self._describe(media_id, alt, token, account)
+            media_ids.append(media_id)
         payload: dict[str, Any] = {"text": self.compose_text(post)}
         if media_ids:
             payload["media"] = {"media_ids": media_ids}
@@ -207,6 +215,18 @@ class XAdapter(Adapter):
         if not isinstance(media_id, str) or not media_id:
             raise Transient(f"x: the upload answer for {image.name} has no data.id")
         return media_id
+
+    async def _describe(self, media_id: str, alt: str, token: str, account: Account) -> None:
+        """Attach alt text to an uploaded image (``POST /2/media/metadata``); creates no
+        post, so its failures are safe to retry like the upload's."""
+        await self._request(
+            "POST",
+            "/2/media/metadata",
+            token,
+            account,
+            sends=False,
+            json={"id": media_id, "metadata": {"alt_text": {"text": alt}}},
+        )
 
     # -- metrics --------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ def post_json(row: Row[Any]) -> dict[str, Any]:
         "next_attempt_at": format_utc(row.next_attempt_at),
         "text": row.text,
         "media": list(row.media or ()),
+        # Alt text and focus per media file, as stored ({} for a file without); null: none.
+        "media_meta": row.media_meta,
         "link": row.link,
         "tags": list(row.tags or ()),
         "evergreen": row.evergreen,
@@ -169,6 +171,26 @@ def _field(label: str, value: str) -> None:
     click.echo(f"  {label + ':':<11}{safe(value)}")
 
 
+def _print_media(row: Row[Any]) -> None:
+    """The media line, or one line per file with its alt text and focus when it has any."""
+    if not row.media:
+        return
+    from scheduler.plan.items import stored_meta
+
+    meta = stored_meta(row.media, row.media_meta)
+    if not meta:
+        _field("media", ", ".join(row.media))
+        return
+    for index, (path, m) in enumerate(zip(row.media, meta, strict=True)):
+        extra = "".join(
+            (
+                f'  alt: "{m.alt}"' if m.alt else "  (no alt text)",
+                f"  focus: {m.focus[0]:g},{m.focus[1]:g}" if m.focus else "",
+            )
+        )
+        _field("media" if index == 0 else "", path + extra)
+
+
 def _print_post(row: Row[Any], tz: str | None, data: dict[str, Any], **has: bool) -> None:
     click.echo(f"{safe(row.key)}  [{row.state}]  {safe(row.account)} / {safe(row.content_type)}")
     _field("due", f"{local_time(row.due_at, tz)}  ({format_utc(row.due_at) or 'unscheduled'})")
@@ -179,9 +201,9 @@ def _print_post(row: Row[Any], tz: str | None, data: dict[str, Any], **has: bool
     if row.last_error:
         _field("error", f"[{row.error_class}] {data['last_error']}")
     _field("source", str(row.source))
-    for label, values in (("media", row.media), ("tags", row.tags)):
-        if values:
-            _field(label, ", ".join(values))
+    _print_media(row)
+    if row.tags:
+        _field("tags", ", ".join(row.tags))
     if row.link:
         _field("link", row.link)
     click.echo("  text:")

@@ -159,6 +159,7 @@ _CLAIM_COLUMNS = tuple(
         "content_type",
         "text",
         "media",
+        "media_meta",
         "link",
         "tags",
         "idempotency_key",

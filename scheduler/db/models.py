@@ -121,6 +121,9 @@ class Post(SQLModel, table=True):
     content_type: str = Field(max_length=100)
     text: str
     media: list[str] = Field(default_factory=list, sa_type=JSON)
+    #: Alt text and focal point per media file, aligned with ``media`` (migration 0008):
+    #: ``[{"alt": "...", "focus": [0.2, -0.1]}, {}]``; NULL when the plan gave none.
+    media_meta: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON(none_as_null=True))
     link: str | None = None
     tags: list[str] = Field(default_factory=list, sa_type=JSON)
     evergreen: bool = False

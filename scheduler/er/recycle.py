@@ -189,6 +189,7 @@ def _repeat(
             content_type=o.content_type,
             text=o.text,
             media=list(o.media or ()),
+            media_meta=o.media_meta,
             link=o.link,
             tags=list(o.tags or ()),
             evergreen=True,

@@ -22,7 +22,7 @@ from scheduler.config import Config
 from scheduler.db.bulk import column_converters, insert_rows, insert_tuples, supports_tuples
 from scheduler.db.models import PostState, Schedule
 from scheduler.plan.gcpause import gc_paused
-from scheduler.plan.items import PlanItem
+from scheduler.plan.items import PlanItem, meta_record
 from scheduler.queue import (
     Change,
     accounts_t,
@@ -227,6 +227,7 @@ def _values(item: PlanItem, account_id: int, now: datetime) -> dict[str, Any]:
         "content_type": item.content_type,
         "text": item.text,
         "media": list(item.media),
+        "media_meta": [meta_record(m) for m in item.media_meta] or None,
         "link": item.link,
         "tags": list(item.tags),
         "evergreen": item.evergreen,
@@ -264,6 +265,7 @@ NEW_COLUMNS = (
     "attempt_count",
     "repeat_count",
     "created_at",
+    "media_meta",
 )
 
 
@@ -310,6 +312,7 @@ class NewRows:
             return convs[name] or _identity
 
         self._media, self._tags, bool_c = conv("media"), conv("tags"), conv("evergreen")
+        self._meta = conv("media_meta")
         self._due = conv("due_at")
         # Slot assignment gives both columns the same instant; they have the same type.
         assert type(posts_t.c.due_at.type) is type(posts_t.c.next_attempt_at.type)
@@ -378,6 +381,7 @@ class NewRows:
             0,
             0,
             self._created,
+            self._meta([meta_record(m) for m in item.media_meta]) if item.media_meta else None,
         )
 
 

@@ -7,8 +7,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from scheduler.adapter import MediaMeta
+
 #: Fields an item may carry (docs/content-plan.md).
-FIELDS = ("id", "account", "type", "text", "media", "link", "tags", "evergreen", "at", "approval")
+FIELDS = (
+    "id",
+    "account",
+    "type",
+    "text",
+    "media",
+    "media_alt",
+    "link",
+    "tags",
+    "evergreen",
+    "at",
+    "approval",
+)
 #: Columns/keys that are kept for people and ignored by the importer.
 IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})
 
@@ -54,6 +68,9 @@ class PlanItem:
     order: int
     #: The item needs sign-off before it may go out (``approval: required``).
     approval: bool = False
+    #: Alt text and focal point per media file, aligned with ``media``; empty when the plan
+    #: gives none for any file.
+    media_meta: tuple[MediaMeta, ...] = ()
     _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -81,4 +98,44 @@ class PlanItem:
         )
         if self.approval:  # only when set: the items of older plans keep their digests
             parts += ("approval",)
+        if self.media_meta:  # likewise
+            parts += ("\x1e".join(_digest_part(m) for m in self.media_meta),)
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def meta_record(meta: MediaMeta) -> dict[str, Any]:
+    """One file's metadata as stored (the ``media_meta`` column): only the keys given."""
+    record: dict[str, Any] = {}
+    if meta.alt is not None:
+        record["alt"] = meta.alt
+    if meta.focus is not None:
+        record["focus"] = list(meta.focus)
+    return record
+
+
+def _digest_part(meta: MediaMeta) -> str:
+    return f"{meta.alt or ''}\x1d{'' if meta.focus is None else meta.focus}"
+
+
+def stored_meta(media: list[Any] | tuple[Any, ...], meta: Any) -> tuple[MediaMeta, ...]:
+    """The ``media_meta`` column read back, aligned with ``media``; rows written before the
+    column existed (NULL), and anything malformed, read as no metadata."""
+    if not isinstance(meta, list) or not meta:
+        return ()
+    out = []
+    for index in range(len(media)):
+        record = meta[index] if index < len(meta) else None
+        if not isinstance(record, dict):
+            out.append(MediaMeta())
+            continue
+        alt = record.get("alt")
+        focus = record.get("focus")
+        point = None
+        if (
+            isinstance(focus, list)
+            and len(focus) == 2
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in focus)
+        ):
+            point = (float(focus[0]), float(focus[1]))
+        out.append(MediaMeta(alt if isinstance(alt, str) else None, point))
+    return tuple(out)

@@ -12,10 +12,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from scheduler import fetch, media
+from scheduler.adapter import MediaMeta
 from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
+from scheduler.plan.media_items import media_entries
 from scheduler.timeutil import LocalTimeError, parse_wall_time
 
 #: Checks a validated item against its network's rules: returns (field, message, hint) tuples.
@@ -188,11 +190,15 @@ def _check_url(c: _Checker, name: str, value: str) -> bool:
     return True
 
 
-def _media(c: _Checker, base: Path, config: Config) -> tuple[str, ...]:
+def _media(
+    c: _Checker, base: Path, config: Config
+) -> tuple[tuple[str, ...], tuple[MediaMeta, ...]]:
     """The item's media: URLs the fetch policy allows, and files under the media roots,
-    stored as resolved absolute paths (docs/security.md)."""
+    stored as resolved absolute paths (docs/security.md); and their alt text and focus."""
     out = []
-    for entry in c.str_list("media", _LIST_SPLIT):
+    values = c.raw.values
+    entries, metas = media_entries(values.get("media"), values.get("media_alt"), c.fail, _kind)
+    for entry in entries:
         if media.is_url(entry):
             problem = fetch.url_problem(entry, config.media)
             if problem is not None:
@@ -215,7 +221,7 @@ def _media(c: _Checker, base: Path, config: Config) -> tuple[str, ...]:
             )
             continue
         out.append(str(path))
-    return tuple(out)
+    return tuple(out), metas
 
 
 @functools.lru_cache(maxsize=64)
@@ -285,7 +291,13 @@ def validate_item(
             )
         else:
             _check_url(c, "link", link)
-    media = _media(c, _plan_dir(raw.file), config) if raw.values.get("media") else ()
+    media, media_meta = (
+        _media(c, _plan_dir(raw.file), config)
+        if raw.values.get("media") or raw.values.get("media_alt")
+        else ((), ())
+    )
+    if account is not None and account.require_alt and media:
+        _require_alt(c, account, media, media_meta)
     tags = (
         tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
         if raw.values.get("tags") not in (None, "")
@@ -322,7 +334,22 @@ def validate_item(
         raw.unit,
         raw.order,
         approval,
+        media_meta,
     )
+
+
+def _require_alt(
+    c: _Checker, account: AccountConfig, media: tuple[str, ...], meta: tuple[MediaMeta, ...]
+) -> None:
+    """``require_alt = true``: every media file of the account's posts has alt text."""
+    for index, path in enumerate(media):
+        if index >= len(meta) or not meta[index].alt:
+            c.fail(
+                "media",
+                f"media {index + 1} ({Path(path).name}) has no alt text, and account "
+                f"{account.name!r} requires it",
+                'write it as {path: ..., alt: "what the image shows"} (CSV: a media_alt column)',
+            )
 
 
 def _approval(c: _Checker, value: Any) -> bool:
