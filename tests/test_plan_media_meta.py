@@ -141,7 +141,7 @@ def test_csv_media_alt_gives_one_alt_text_per_line(plan_dir: Path, config: Confi
         ("birds", "    - {path: a.png, focus: [0, 0.5]}\n", "x takes no focal point"),
         ("toots", "    - {path: a.png, focus: [2, 0]}\n", "focus must be two numbers from -1 to 1"),
         ("toots", "    - {path: a.png, focus: centre}\n", "focus must be two numbers"),
-        ("toots", "    - {path: a.png, alt: 12}\n", "alt must be text, got a number"),
+        ("toots", "    - {path: a.png, alt: [a, b]}\n", "alt must be text, got a list"),
         ("toots", "    - {path: a.png, title: x}\n", "unknown key 'title'"),
         ("toots", "    - {alt: x}\n", "'path' is missing"),
         ("strict", "    - a.png\n", "has no alt text, and account 'strict' requires it"),
