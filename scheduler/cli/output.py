@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from scheduler.text import display_width, graphemes, safe
 from scheduler.timeutil import format_utc
 
 
@@ -38,6 +37,13 @@ class Cell:
     bold: bool = False
 
 
+def safe(text: str, *, keep_newlines: bool = False) -> str:
+    """``scheduler.text.safe``, imported on first use (tab completion never needs it)."""
+    from scheduler.text import safe as escape
+
+    return escape(text, keep_newlines=keep_newlines)
+
+
 def _cell(value: Any) -> tuple[str, Cell | None]:
     if isinstance(value, Cell):
         return safe(value.text), value
@@ -53,6 +59,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str =
     if not rows:
         click.echo(f"({empty})")
         return
+    from scheduler.text import display_width
+
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [
         max(display_width(h), *(display_width(r[i][0]) for r in cells))
@@ -95,6 +103,8 @@ def local_time(instant: datetime | None, tz: str | None) -> str:
 
 def preview(text: str, width: int = 48) -> str:
     """The text on one line, cut to ``width`` terminal columns, unsafe characters escaped."""
+    from scheduler.text import display_width, graphemes
+
     flat = safe(" ".join(text.split()))
     if display_width(flat) <= width:
         return flat

@@ -10,11 +10,10 @@ import click
 
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.complete import account_names, post_ids
-from scheduler.cli.output import echo_json, local_time, preview, table
+from scheduler.cli.output import echo_json, local_time, preview, safe, table
 from scheduler.cli.params import Count
 from scheduler.errors import NotFound, SmmError
 from scheduler.states import PostState
-from scheduler.text import safe
 from scheduler.timeutil import LocalTimeError, format_utc, parse_wall_time, zone
 
 if TYPE_CHECKING:
