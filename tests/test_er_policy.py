@@ -265,3 +265,31 @@ def test_types_shown_to_differ_follow_the_draws() -> None:
     assert d.details["p_alike"] < 0.005
     assert d.details["evidence"] == 1
     assert d.new_weights["instruction"] == pytest.approx(0.3)
+
+
+def test_the_words_claim_best_only_when_the_intervals_say_so() -> None:
+    from datetime import timedelta
+
+    from scheduler.er.words import summarise
+
+    clear = account(ts("funny", 0.036, 20, sd=0.001), ts("promo", 0.02, 20, sd=0.001))
+    words = summarise(
+        clear, {"funny": 0.3, "promo": 0.7}, {"funny": 0.4, "promo": 0.6},
+        ranked=["funny", "promo"], evidence=1.0, entered=[], demoted=[], waiting=[],
+        min_posts=3, half_life=timedelta(days=14),
+    )  # fmt: skip
+    assert words.startswith(
+        "funny posts now get 40% of the slots, up from 30%: over the last two weeks they "
+        "engaged 3.6 % of the people who saw them, the best of your two types."
+    )
+    assert "promo posts now get 60% of the slots, down from 70%" in words
+    assert "clearly below funny (3.6 %)" in words
+    close = account(ts("funny", 0.036, 20, sd=0.004), ts("promo", 0.034, 20, sd=0.004))
+    words = summarise(
+        close, {"funny": 0.3, "promo": 0.7}, {"funny": 0.4, "promo": 0.6},
+        ranked=["funny", "promo"], evidence=1.0, entered=[], demoted=[], waiting=[],
+        min_posts=3, half_life=timedelta(days=14),
+    )  # fmt: skip
+    assert "the best" not in words
+    assert "not yet clearly ahead" in words
+    assert "not clearly different from funny" in words
