@@ -35,6 +35,10 @@ S = PostState
 
 #: States the daemon claims from once ``next_attempt_at`` has come (``ix_posts_due``).
 DUE_STATES: tuple[PostState, ...] = (S.QUEUED, S.RETRY_WAIT)
+#: States the web calendar reads by due time (``ix_posts_calendar``); the due states it reads
+#: through ``ix_posts_due``. Not the states a new post starts in (but where sign-off is
+#: required), so that a plan import writes nothing to that index.
+CALENDAR_STATES: tuple[PostState, ...] = tuple(s for s in S if s not in DUE_STATES)
 #: States a post can still leave on its own (the daemon will act on it).
 PENDING_STATES = frozenset({S.QUEUED, S.RETRY_WAIT, S.CLAIMED})
 #: States that only a person (or the plan) moves a post out of.

@@ -70,6 +70,9 @@ def test_partial_indexes_spell_their_states_from_the_module() -> None:
     assert wheres["ix_posts_due"] == sql_in(states.DUE_STATES)
     assert wheres["ix_posts_settling"] == sql_in(states.SETTLING_STATES)
     assert wheres["ix_posts_awaiting"] == sql_in(states.AWAITING_APPROVAL)
+    assert wheres["ix_posts_calendar"] == sql_in(states.CALENDAR_STATES)
+    # together with ix_posts_due, the calendar's two indexes hold every post
+    assert set(states.CALENDAR_STATES) | set(states.DUE_STATES) == set(PostState)
     assert sql_in(["claimed"]) == "state = 'claimed'"
 
 

@@ -342,6 +342,22 @@ def test_smm_web_serves_on_loopback(site: Site) -> None:
             proc.stderr.close()
 
 
+def test_the_week_shows_posts_in_every_state(own: tuple[Site, Server]) -> None:
+    site, _ = own
+    code, out = site.cli("queue", "cancel", "tip-002")
+    assert code == 0, out
+    with site.engine.connect() as conn:
+        week = calendar.read_page(
+            conn,
+            "week",
+            site.next_monday.date(),
+            calendar.ZoneInfo("Europe/Riga"),
+            calendar.Filters(),
+        )
+    shown = {e.key: e.state for d in week.days for e in d.entries}
+    assert shown == {"launch-001": "queued", "tip-002": "cancelled"}
+
+
 def test_a_queue_beyond_the_horizon_is_flagged(site: Site) -> None:
     with site.engine.connect() as conn:
         soon = calendar.beyond_horizon(conn, utcnow(), timedelta(days=30))

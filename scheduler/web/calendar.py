@@ -1,7 +1,10 @@
 """The calendar's reading of the queue: the posts of a week or a month, filtered, a page at a time.
 
-Every query reads a range of due times through ``ix_posts_due_at`` (due time, id) and pages
-by key (the last row's due time and id), never by offset, so the hundredth page of a busy
+A page is two range reads, merged: the posts the daemon will take (``queued``, ``retry_wait``)
+by their next attempt time through the daemon's own ``ix_posts_due``, every other post by its
+due time through ``ix_posts_calendar``. A plan import writes only the first index (the second
+leaves out the states new posts start in), so the calendar costs an import nothing. Pages
+follow the key (the last row's time and id), never an offset, so the hundredth page of a busy
 month costs what the first does.
 """
 
@@ -14,17 +17,19 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, and_, func, or_, select, text
+from sqlalchemy import Connection, and_, func, or_, select, text, union_all
 
 from scheduler.db.models import PostState
 from scheduler.er.html import PALETTE, styles_for
 from scheduler.queue import AWAITING_APPROVAL, HOLDING_STATES, accounts_t, posts_t
-from scheduler.states import sql_in
+from scheduler.states import CALENDAR_STATES, DUE_STATES, sql_in
 from scheduler.timeutil import UTC
 
 #: Posts shown per page of a calendar view.
 PAGE = 400
 AWAITING_SQL = sql_in(AWAITING_APPROVAL, "posts.state")
+DUE_SQL = sql_in(DUE_STATES, "posts.state")
+CALENDAR_SQL = sql_in(CALENDAR_STATES, "posts.state")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
@@ -146,40 +151,15 @@ def read_page(
     """The posts due in the view's span (in ``tz``), in due order, ``limit`` at a time."""
     first, end = span(view, anchor)
     lo, hi = _instant(first, tz), _instant(end, tz)
-    q = (
-        select(
-            posts_t.c.id,
-            posts_t.c.key,
-            posts_t.c.content_type,
-            posts_t.c.state,
-            posts_t.c.due_at,
-            func.substr(posts_t.c.text, 1, 160).label("text"),
-            accounts_t.c.name.label("account"),
-            accounts_t.c.platform,
-            accounts_t.c.timezone,
-        )
-        .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
-        .where(posts_t.c.due_at >= lo, posts_t.c.due_at < hi)
-    )
-    if after is not None:
-        q = q.where(
-            or_(
-                posts_t.c.due_at > after.due_at,
-                and_(posts_t.c.due_at == after.due_at, posts_t.c.id > after.post_id),
-            )
-        )
-    if filters.account:
-        q = q.where(accounts_t.c.name == filters.account)
-    if filters.network:
-        q = q.where(accounts_t.c.platform == filters.network)
-    if filters.content_type:
-        q = q.where(posts_t.c.content_type == filters.content_type.lower())
-    if filters.states:
-        q = q.where(posts_t.c.state.in_(filters.states))
-    if filters.text:
-        needle = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        q = q.where(posts_t.c.text.ilike(f"%{needle}%", escape="\\"))
-    rows = conn.execute(q.order_by(posts_t.c.due_at, posts_t.c.id).limit(limit + 1)).all()
+    parts = [
+        _part(posts_t.c.next_attempt_at, DUE_SQL, lo, hi, filters, after, limit),
+        _part(posts_t.c.due_at, CALENDAR_SQL, lo, hi, filters, after, limit),
+    ]
+    # Each part in its own subquery: a compound select may not order or limit its members.
+    merged = union_all(*(select(part.subquery()) for part in parts)).subquery()
+    rows = conn.execute(
+        select(merged).order_by(merged.c.due_at, merged.c.id).limit(limit + 1)
+    ).all()
     more = len(rows) > limit
     rows = rows[:limit]
     days = [Day(first + timedelta(days=i)) for i in range((end - first).days)]
@@ -215,6 +195,50 @@ def read_page(
         len(rows),
         Cursor(last.due_at, last.id) if more and last is not None else None,
     )
+
+
+def _part(
+    at: Any,
+    states_sql: str,
+    lo: datetime,
+    hi: datetime,
+    filters: Filters,
+    after: Cursor | None,
+    limit: int,
+) -> Any:
+    """One of the page's two range reads: the posts in ``states_sql`` by the time ``at``.
+
+    The states are written out, not bound: only then may the database read the partial
+    index whose condition they spell."""
+    q = (
+        select(
+            posts_t.c.id,
+            posts_t.c.key,
+            posts_t.c.content_type,
+            posts_t.c.state,
+            at.label("due_at"),
+            func.substr(posts_t.c.text, 1, 160).label("text"),
+            accounts_t.c.name.label("account"),
+            accounts_t.c.platform,
+            accounts_t.c.timezone,
+        )
+        .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+        .where(text(states_sql), at >= lo, at < hi)
+    )
+    if after is not None:
+        q = q.where(or_(at > after.due_at, and_(at == after.due_at, posts_t.c.id > after.post_id)))
+    if filters.account:
+        q = q.where(accounts_t.c.name == filters.account)
+    if filters.network:
+        q = q.where(accounts_t.c.platform == filters.network)
+    if filters.content_type:
+        q = q.where(posts_t.c.content_type == filters.content_type.lower())
+    if filters.states:
+        q = q.where(posts_t.c.state.in_(filters.states))
+    if filters.text:
+        needle = filters.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(posts_t.c.text.ilike(f"%{needle}%", escape="\\"))
+    return q.order_by(at, posts_t.c.id).limit(limit + 1)
 
 
 def _zone_or_utc(name: str) -> ZoneInfo:
