@@ -88,7 +88,7 @@ class Post(SQLModel, table=True):
         ),
         Index("ix_posts_account_state", "account_id", "state"),
         # The web calendar's week and month pages: a range of due times, in order, of the
-        # posts ix_posts_due leaves out (0008). A plan import's new posts are not in it.
+        # posts ix_posts_due leaves out (0009). A plan import's new posts are not in it.
         Index(
             "ix_posts_calendar",
             "due_at",
