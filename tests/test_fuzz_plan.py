@@ -143,6 +143,12 @@ YAML_VALUES: list[str] = [
 ]
 
 
+def rare(draw: Callable[..., Any], n: int) -> bool:
+    """True about once in ``n`` draws (Hypothesis favours the first of the choices, so a
+    rare event is the last one; ``integers(0, n) == 0`` would fire far more often)."""
+    return bool(draw(st.sampled_from([False] * (n - 1) + [True])))
+
+
 def text_values() -> st.SearchStrategy[str]:
     return st.one_of(
         st.sampled_from([v for values in GOOD.values() for v in values]),
@@ -169,33 +175,36 @@ def yaml_scalar(draw: Callable[..., Any], value: str) -> str:
 
 
 @st.composite
-def yaml_item(draw: Callable[..., Any], classes: set[str]) -> str:
+def yaml_item(draw: Callable[..., Any], classes: set[str], base: bool) -> str:
+    """One item; ``base``: the plan defines the anchor ``&base`` (a mapping) to merge."""
     names = draw(st.lists(st.sampled_from(FIELDS), min_size=0, max_size=9, unique=True))
+    if draw(st.booleans()):  # half the items have every required field: some plans import
+        names = ["id", "account", "type", "text"] + [n for n in names if n not in FIELDS[:4]]
     lines = []
     for name in names:
         key = name
-        if draw(st.integers(0, 9)) == 0:
+        if rare(draw, 10):
             key = draw(st.sampled_from([name.upper(), f" {name}", name.title(), f"'{name} '"]))
             classes.add("yaml:key-variant")
-        kind = draw(st.integers(0, 9))
-        if kind < 5:
+        kind = draw(st.integers(0, 19))
+        if kind < 15:
             value = yaml_scalar(draw, draw(st.sampled_from(GOOD[name])))
-        elif kind < 8:
+        elif kind < 18:
             value = yaml_scalar(draw, draw(text_values()))
             classes.add("value:hostile")
         else:
             value = draw(st.sampled_from(YAML_VALUES))
             classes.add("yaml:tag-alias-nesting")
         lines.append(f"{key}: {value}")
-    if draw(st.integers(0, 7)) == 0 and names:
+    if rare(draw, 8) and names:
         # The same field again, perhaps in another case or with spaces around it.
         name = draw(st.sampled_from(names))
         lines.append(f"{draw(st.sampled_from([name, name.upper(), f' {name}']))}: again")
         classes.add("yaml:duplicate-key")
-    if draw(st.integers(0, 9)) == 0:
-        lines.append(draw(st.sampled_from(["<<: *base", "<<: [*base, *base]", "<<: x", "_n: 1"])))
+    if base and rare(draw, 3):
+        lines.append(draw(st.sampled_from(["<<: *base", "<<: [*base, *base]", "<<: x"])))
         classes.add("yaml:merge-key")
-    if draw(st.integers(0, 12)) == 0:
+    if rare(draw, 13):
         lines.append(draw(st.sampled_from(["titel: x", "? [a]\n  : b", "~: x", "1: x"])))
     if not lines:
         return "- " + draw(st.sampled_from(["~", "x", "[a]", "*base", "{}"]))
@@ -210,9 +219,9 @@ def alias_bomb(levels: int) -> str:
 
 @st.composite
 def yaml_plan(draw: Callable[..., Any], classes: set[str]) -> bytes:
-    items = draw(st.lists(yaml_item(classes), min_size=0, max_size=4))
-    posts = "\n".join(items)
     shape = draw(st.sampled_from(["list", "mapping", "anchors", "bomb", "odd"]))
+    items = draw(st.lists(yaml_item(classes, shape == "anchors"), min_size=1, max_size=4))
+    posts = "\n".join(items)
     classes.add(f"yaml:{shape}")
     if shape == "list":
         text = posts + "\n"
@@ -251,12 +260,12 @@ def _indent(text: str) -> str:
 def csv_plan(draw: Callable[..., Any], classes: set[str]) -> bytes:
     columns = draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=9, unique=True))
     header = list(columns)
-    if draw(st.integers(0, 5)) == 0:
+    if rare(draw, 6):
         variant = draw(st.sampled_from([" ID", "Text ", "notes", "", "titel", columns[0], "_x"]))
         header.insert(draw(st.integers(0, len(header))), variant)
         classes.add("csv:header-variant")
     rows: list[list[str]] = []
-    for _ in range(draw(st.integers(0, 4))):
+    for _ in range(draw(st.integers(1, 4))):
         row = []
         for name in header:
             known = name.strip().lower()
@@ -265,10 +274,10 @@ def csv_plan(draw: Callable[..., Any], classes: set[str]) -> bytes:
             else:
                 row.append(draw(text_values()))
                 classes.add("value:hostile")
-        if draw(st.integers(0, 6)) == 0:
+        if rare(draw, 7):
             row.append(draw(text_values()))
             classes.add("csv:extra-cell")
-        if draw(st.integers(0, 6)) == 0:
+        if rare(draw, 7):
             row = row[: draw(st.integers(0, len(row)))]
         rows.append(row)
     delimiter = draw(st.sampled_from([",", ";", "\t"]))
@@ -286,18 +295,18 @@ def csv_plan(draw: Callable[..., Any], classes: set[str]) -> bytes:
         for row in rows:
             out.write(delimiter.join(row) + ending)
     text = out.getvalue()
-    if draw(st.integers(0, 5)) == 0:
+    if rare(draw, 6):
         lines = text.split(ending)
         at = draw(st.integers(0, len(lines)))
         lines[at:at] = ["", " ", delimiter * 3][: draw(st.integers(1, 3))]
         text = ending.join(lines)
         classes.add("csv:blank-rows")
-    if draw(st.integers(0, 5)) == 0:
+    if rare(draw, 6):
         at = draw(st.integers(0, len(text)))
         text = text[:at] + '"' + text[at:]
         classes.add("csv:stray-quote")
     data = text.encode("utf-8", "surrogatepass")
-    if draw(st.integers(0, 9)) == 0:
+    if rare(draw, 10):
         data = codecs.BOM_UTF8 + data
         classes.add("csv:bom")
     return mutate(draw, data, classes, "csv")
