@@ -13,6 +13,7 @@ Code logs with ``structlog.get_logger(__name__)`` and key-value pairs::
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -187,7 +188,9 @@ def configure_logging(
     if json if json is not None else not terminal:
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=terminal)
+        # NO_COLOR (any value) and TERM=dumb turn colour off, as they do for the CLI's tables.
+        plain = bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+        renderer = structlog.dev.ConsoleRenderer(colors=terminal and not plain)
 
     handler = logging.StreamHandler(stream)
     handler.setFormatter(

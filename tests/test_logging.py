@@ -87,6 +87,22 @@ def test_output_is_readable_console_text_on_a_terminal() -> None:
         json.loads(output)
 
 
+@pytest.mark.parametrize(
+    ("env", "coloured"), [({}, True), ({"NO_COLOR": "1"}, False), ({"TERM": "dumb"}, False)]
+)
+def test_console_colour_follows_no_color_and_term(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], coloured: bool
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    terminal = FakeTerminal()
+    configure_logging(stream=terminal)
+    log().warning("post published", post="spring-sale")
+    assert ("\x1b[" in terminal.getvalue()) is coloured
+
+
 def test_json_can_be_forced_on_a_terminal() -> None:
     terminal = FakeTerminal()
     configure_logging(json=True, stream=terminal)
