@@ -24,6 +24,9 @@ from scheduler.config import CredentialRef
 
 __all__ = [
     "NOT_SENT",
+    "NO_OPTIONS",
+    "OPTION_NAMES",
+    "VISIBILITIES",
     "Account",
     "Adapter",
     "AuthExpired",
@@ -34,6 +37,8 @@ __all__ = [
     "Metrics",
     "OutcomeUnknown",
     "OutgoingPost",
+    "Poll",
+    "PostOptions",
     "PublishError",
     "Published",
     "RateLimitPolicy",
@@ -255,6 +260,66 @@ class MediaMeta:
 
 _NO_META = MediaMeta()
 
+#: The per-post options a plan can give, by their network-neutral names
+#: (docs/content-plan.md#per-post-options).
+OPTION_NAMES = ("content_warning", "sensitive", "visibility", "language", "reply_to", "poll")
+#: Who may see a post, in network-neutral words (Mastodon: public, unlisted, private, direct).
+VISIBILITIES = ("public", "unlisted", "followers", "direct")
+
+
+@dataclass(frozen=True, slots=True)
+class Poll:
+    """A poll attached to a post."""
+
+    options: tuple[str, ...]
+    #: How long it stays open.
+    duration: timedelta
+    #: Whether a voter may pick several options.
+    multiple: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PostOptions:
+    """What the plan asks of one post besides its content; None/False: not asked.
+
+    A plugin lists the names it honours in ``Capabilities.post_options``; the core refuses a
+    plan that asks a network for one it does not list, naming the network.
+    """
+
+    #: A warning shown before the text (Mastodon's spoiler text).
+    content_warning: str | None = None
+    #: The media may upset: networks hide it behind a click.
+    sensitive: bool = False
+    #: One of ``VISIBILITIES``.
+    visibility: str | None = None
+    #: The text's language, a BCP 47 tag (``en``, ``lv``, ``pt-BR``).
+    language: str | None = None
+    #: The network's id of the post this one answers.
+    reply_to: str | None = None
+    poll: Poll | None = None
+
+    def given(self) -> tuple[str, ...]:
+        """The names of the options that are set, in ``OPTION_NAMES`` order."""
+        return tuple(
+            name
+            for name, value in zip(
+                OPTION_NAMES,
+                (
+                    self.content_warning,
+                    self.sensitive,
+                    self.visibility,
+                    self.language,
+                    self.reply_to,
+                    self.poll,
+                ),
+                strict=True,
+            )
+            if value
+        )
+
+
+NO_OPTIONS = PostOptions()
+
 
 @dataclass(frozen=True)
 class OutgoingPost:
@@ -276,6 +341,9 @@ class OutgoingPost:
     #: Per media file, in the order of ``media``: alt text and focal point. Empty when the
     #: plan gave none for any file; use ``meta(i)``, which is safe either way.
     media_meta: tuple[MediaMeta, ...] = ()
+
+    #: Content warning, visibility, language, reply, poll: what the plan asked for this post.
+    options: PostOptions = NO_OPTIONS
 
     def meta(self, index: int) -> MediaMeta:
         """The metadata of ``media[index]`` (empty ``MediaMeta`` when none was given)."""
@@ -366,6 +434,8 @@ class Capabilities:
     alt_text_limit: int | None = None
     #: Whether the network takes a focal point (``focus``) for images.
     media_focus: bool = False
+    #: The per-post options (``OPTION_NAMES``) the network honours; any other is refused.
+    post_options: frozenset[str] = frozenset()
 
 
 # --------------------------------------------------------------------------- the contract
@@ -504,6 +574,21 @@ class Adapter(ABC):
         ``dataclasses.replace(self.capabilities, ...)`` to change a few fields.
         """
         return self.capabilities
+
+    def option_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """The per-post options the network cannot honour: any not in
+        ``capabilities.post_options``, each an issue naming the network. The core asks it
+        beside ``validate`` at plan validation; override it (calling this) to check the
+        values of the options the network does take (poll sizes, visibilities...)."""
+        return [
+            Issue(
+                name,
+                f"{self.platform} cannot honour {name!r}",
+                "remove it from the item, or post it to a network that takes it",
+            )
+            for name in post.options.given()
+            if name not in self.capabilities.post_options
+        ]
 
     # -- network calls --------------------------------------------------------------------
 

@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 
 from scheduler import media, plugins
-from scheduler.adapter import Account, Adapter, OutgoingPost
+from scheduler.adapter import NO_OPTIONS, Account, Adapter, OutgoingPost
 from scheduler.config import AccountConfig, MediaSettings
 from scheduler.plan.items import PlanItem, stored_meta
+from scheduler.plan.post_options import stored_options
 
 
 def account_view(cfg: AccountConfig) -> Account:
@@ -50,6 +51,7 @@ def from_plan_item(item: PlanItem, idempotency_key: str = "") -> OutgoingPost:
         remote_url=None,
         published_at=None,
         media_meta=item.media_meta,
+        options=item.options,
     )
     return post
 
@@ -74,6 +76,7 @@ def from_row(row: Any, account: str) -> OutgoingPost:
         remote_url=row.remote_url,
         published_at=row.published_at,
         media_meta=stored_meta(media, getattr(row, "media_meta", None)) if media else (),
+        options=stored_options(getattr(row, "post_options", None)),
     )
 
 
@@ -129,6 +132,8 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
         issues = adapter.validate(post, view)
         if post.media_meta:
             issues = [*issues, *adapter.media_meta_issues(post, view)]
+        if post.options is not NO_OPTIONS:
+            issues = [*issues, *adapter.option_issues(post, view)]
     except Exception as exc:  # a broken plugin must not abort validation of the whole plan
         return [("text", f"the {account.platform} plugin failed to validate: {exc!r}", "")]
     return [(i.field, i.message, i.hint) for i in issues]

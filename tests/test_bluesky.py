@@ -34,6 +34,7 @@ from scheduler.adapter import (
     MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
+    PostOptions,
     Published,
     PublishError,
     RateLimited,
@@ -752,3 +753,9 @@ def test_alt_text_goes_into_each_image_of_the_embed(tmp_path: Path) -> None:
     assert [i["alt"] for i in images] == ["A red bike", ""]
     recorded = fixture("thread_view_post_with_embed_media.json")["thread"]["post"]["record"]
     assert set(recorded["embed"]["media"]["images"][0]) == set(images[0])  # alt, image
+
+
+def test_the_posts_language_replaces_the_accounts_langs() -> None:
+    pds = FakePds()
+    publish(pds, make_post(options=PostOptions(language="lv")))
+    assert pds.records[RKEY]["langs"] == ["lv"]

@@ -7,7 +7,7 @@ import json
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -28,6 +28,8 @@ from scheduler.adapter import (
     MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
+    Poll,
+    PostOptions,
     Published,
     PublishError,
     RateLimited,
@@ -734,3 +736,38 @@ def test_the_instances_description_limit_bounds_alt_text() -> None:
         return a.media_meta_issues(post, make_account())
 
     assert run(player, call) == []
+
+
+def test_per_post_options_are_sent_as_status_fields() -> None:
+    # POST /api/v1/statuses form fields (docs.joinmastodon.org/methods/statuses/#create):
+    # spoiler_text, sensitive, visibility, language, in_reply_to_id, poll[options][],
+    # poll[expires_in], poll[multiple]; the recorded create carries status and visibility.
+    recorded = cassette("test_status_post[None-public]")
+    player = Player(INSTANCE_INFO, *recorded)
+    options = PostOptions(
+        content_warning="Spoilers",
+        sensitive=True,
+        visibility="followers",
+        language="lv",
+        reply_to="117020583223442465",
+        poll=Poll(("Yes", "No"), timedelta(hours=6), multiple=True),
+    )
+    publish(player, make_post(options=options), visibility="public")
+    (create,) = player.sent("POST", "/api/v1/statuses")
+    assert form(create) == {
+        "status": ["Toot!"],
+        "visibility": ["private"],  # the post's own visibility wins over the account's
+        "spoiler_text": ["Spoilers"],
+        "sensitive": ["true"],
+        "language": ["lv"],
+        "in_reply_to_id": ["117020583223442465"],
+        "poll[options][]": ["Yes", "No"],
+        "poll[expires_in]": ["21600"],
+        "poll[multiple]": ["true"],
+    }
+
+
+def test_poll_limits_come_from_the_recorded_instance() -> None:
+    limits = InstanceLimits.from_instance(INSTANCE_INFO.json())
+    assert (limits.poll_max_options, limits.poll_max_characters) == (4, 50)
+    assert (limits.poll_min_expiration, limits.poll_max_expiration) == (300, 2629746)

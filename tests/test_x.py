@@ -23,6 +23,8 @@ from scheduler.adapter import (
     MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
+    Poll,
+    PostOptions,
     Published,
     RateLimited,
     RateLimitStatus,
@@ -619,3 +621,17 @@ def test_a_failed_alt_text_call_is_retryable_as_no_post_exists_yet(tmp_path: Pat
     post = make_post(media=(png(tmp_path, "a.png"),), media_meta=(MediaMeta("A cat"),))
     with pytest.raises(Transient):
         publish(RecordingHandler(handler), post)
+
+
+def test_a_reply_with_a_poll_is_sent_as_x_takes_it() -> None:
+    # POST /2/tweets (docs.x.com/x-api/posts/create-post): reply.in_reply_to_tweet_id and
+    # poll {options, duration_minutes}.
+    recorder = RecordingHandler(ok_network)
+    options = PostOptions(
+        reply_to="1880028106020515840", poll=Poll(("Tea", "Coffee"), timedelta(days=1))
+    )
+    publish(recorder, make_post(options=options))
+    (create,) = recorder.requests
+    body = json.loads(create.content)
+    assert body["reply"] == {"in_reply_to_tweet_id": "1880028106020515840"}
+    assert body["poll"] == {"options": ["Tea", "Coffee"], "duration_minutes": 1440}

@@ -89,6 +89,8 @@ class BlueskyAdapter(Adapter):
         # app.bsky.embed.images#image.alt has no lexicon cap; Bluesky's app stops at 2,000
         # graphemes, and so does this plugin, so that the post reads the same everywhere.
         alt_text_limit=2000,
+        # The record's langs.
+        post_options=frozenset({"language"}),
         # A PDS allows 5,000 write points an hour and a post costs 3.
         rate_limit=RateLimitPolicy(requests=1600, per=timedelta(hours=1), concurrency=4),
     )
@@ -258,6 +260,8 @@ class BlueskyAdapter(Adapter):
         text = self.compose_text(post)
         record: dict[str, Any] = {"$type": POST_COLLECTION, "text": text, "createdAt": _now()}
         langs = account.option("langs")
+        if post.options.language:
+            langs = [post.options.language]
         if langs:
             record["langs"] = [langs] if isinstance(langs, str) else list(langs)
         spans = find_spans(text)

@@ -17,6 +17,7 @@ import httpx
 
 from scheduler import media
 from scheduler.adapter import (
+    OPTION_NAMES,
     Account,
     Adapter,
     AuthExpired,
@@ -25,6 +26,7 @@ from scheduler.adapter import (
     Metrics,
     OutcomeUnknown,
     OutgoingPost,
+    PostOptions,
     Published,
     RateLimitPolicy,
     Rejected,
@@ -37,6 +39,13 @@ from smm_mastodon.text import DEFAULT_URL_LENGTH, status_length
 __all__ = ["MastodonAdapter"]
 
 _VISIBILITIES = ("public", "unlisted", "private", "direct")
+#: The plan's network-neutral visibilities in Mastodon's words.
+_VISIBILITY = {
+    "public": "public",
+    "unlisted": "unlisted",
+    "followers": "private",
+    "direct": "direct",
+}
 # What stock Mastodon 4.6 accepts, as its instance document lists it
 # (configuration.media_attachments.supported_mime_types of tests/fixtures/mastodon/
 # test_instance.yaml); the instance's own list replaces it once read.
@@ -97,6 +106,7 @@ class MastodonAdapter(Adapter):
         # Mastodon's default description limit; the instance's own replaces it once read.
         alt_text_limit=1500,
         media_focus=True,
+        post_options=frozenset(OPTION_NAMES),
         metrics=frozenset({"likes", "comments", "shares", "followers"}),
         has_reach=False,
         # Mastodon allows 300 requests per 5 minutes per account; a publish takes 1 to 9.
@@ -158,6 +168,44 @@ class MastodonAdapter(Adapter):
                 issues.append(Issue("media", f"{path}: Mastodon does not take {kind or 'it'}"))
         return issues
 
+    def option_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """Every option is Mastodon's; a poll within the instance's poll limits, and not
+        beside media (a status carries one or the other)."""
+        issues = super().option_issues(post, account)
+        poll = post.options.poll
+        if poll is None:
+            return issues
+        limits = self._known_limits(account)
+        seconds = int(poll.duration.total_seconds())
+        if len(poll.options) > limits.poll_max_options:
+            issues.append(
+                Issue(
+                    "poll",
+                    f"{len(poll.options)} poll options, the instance takes at most "
+                    f"{limits.poll_max_options}",
+                )
+            )
+        for option in poll.options:
+            if len(option) > limits.poll_max_characters:
+                issues.append(
+                    Issue(
+                        "poll",
+                        f"poll option {option[:20]!r}... has {len(option)} characters, over "
+                        f"the instance's {limits.poll_max_characters}",
+                    )
+                )
+        if not limits.poll_min_expiration <= seconds <= limits.poll_max_expiration:
+            issues.append(
+                Issue(
+                    "poll",
+                    f"a poll open for {seconds} s, the instance takes "
+                    f"{limits.poll_min_expiration} to {limits.poll_max_expiration} s",
+                )
+            )
+        if post.media:
+            issues.append(Issue("poll", "a Mastodon status takes a poll or media, not both"))
+        return issues
+
     # -- network calls --------------------------------------------------------------------
 
     async def publish(
@@ -182,6 +230,7 @@ class MastodonAdapter(Adapter):
         if account.option("language"):
             form["language"] = account.option("language")
 
+        form.update(_option_fields(post.options))
         headers = {"Authorization": f"Bearer {token}"}
         uploader = MediaUploader(
             self.client,
@@ -324,3 +373,25 @@ class MastodonAdapter(Adapter):
             url=url if isinstance(url, str) else None,
             followers=_followers(status),
         )
+
+
+def _option_fields(options: PostOptions) -> dict[str, Any]:
+    """The status form fields of the plan's per-post options (POST /api/v1/statuses:
+    spoiler_text, sensitive, visibility, language, in_reply_to_id, poll[...])."""
+    fields: dict[str, Any] = {}
+    if options.content_warning:
+        fields["spoiler_text"] = options.content_warning
+    if options.sensitive:
+        fields["sensitive"] = "true"
+    if options.visibility:
+        fields["visibility"] = _VISIBILITY[options.visibility]
+    if options.language:
+        fields["language"] = options.language
+    if options.reply_to:
+        fields["in_reply_to_id"] = options.reply_to
+    if options.poll is not None:
+        fields["poll[options][]"] = list(options.poll.options)
+        fields["poll[expires_in]"] = str(int(options.poll.duration.total_seconds()))
+        if options.poll.multiple:
+            fields["poll[multiple]"] = "true"
+    return fields

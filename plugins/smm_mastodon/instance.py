@@ -35,6 +35,12 @@ class InstanceLimits:
     supported_mime_types: tuple[str, ...] = ()
     #: The longest media description (alt text); Mastodon's default is 1,500.
     description_limit: int = 1500
+    #: ``configuration.polls``: options per poll, characters per option, and the shortest
+    #: and longest time a poll may stay open, in seconds (Mastodon's defaults).
+    poll_max_options: int = 4
+    poll_max_characters: int = 50
+    poll_min_expiration: int = 300
+    poll_max_expiration: int = 2629746
 
     @classmethod
     def from_instance(cls, body: Any) -> InstanceLimits:
@@ -47,6 +53,8 @@ class InstanceLimits:
         statuses = statuses if isinstance(statuses, Mapping) else {}
         media = config.get("media_attachments")
         media = media if isinstance(media, Mapping) else {}
+        polls = config.get("polls")
+        polls = polls if isinstance(polls, Mapping) else {}
 
         def positive(section: Mapping[str, Any], key: str, fallback: int) -> int:
             value = section.get(key)
@@ -64,6 +72,12 @@ class InstanceLimits:
                 statuses, "max_media_attachments", default.max_media_attachments
             ),
             description_limit=positive(media, "description_limit", default.description_limit),
+            poll_max_options=positive(polls, "max_options", default.poll_max_options),
+            poll_max_characters=positive(
+                polls, "max_characters_per_option", default.poll_max_characters
+            ),
+            poll_min_expiration=positive(polls, "min_expiration", default.poll_min_expiration),
+            poll_max_expiration=positive(polls, "max_expiration", default.poll_max_expiration),
             supported_mime_types=tuple(t for t in types if isinstance(t, str))
             if isinstance(types, list)
             else (),

@@ -61,6 +61,14 @@ POST_CAP = "x-posts"
 TIER_POST_CAPS = {"free": 500, "basic": 3000, "pro": 300_000}
 
 
+#: X's poll limits (POST /2/tweets: poll.options 2-4 items of 1-25 characters,
+#: poll.duration_minutes 5-10080).
+POLL_MAX_OPTIONS = 4
+POLL_MAX_CHARACTERS = 25
+POLL_MIN_MINUTES = 5
+POLL_MAX_MINUTES = 10080
+
+
 class XAdapter(Adapter):
     """X (Twitter), API v2. Option: ``api_base``. Credential: ``access_token``.
 
@@ -82,6 +90,8 @@ class XAdapter(Adapter):
         has_reach=True,
         # POST /2/media/metadata: alt_text.text "Must be <= 1000 chars" (X's media docs).
         alt_text_limit=1000,
+        # POST /2/tweets takes reply.in_reply_to_tweet_id and poll {options, duration_minutes}.
+        post_options=frozenset({"reply_to", "poll"}),
         # POST /2/tweets: 100 requests per 15 minutes per user.
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(minutes=15), concurrency=1),
     )
@@ -167,6 +177,34 @@ class XAdapter(Adapter):
                 issues.append(issue)
         return issues
 
+    def option_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """Replies and polls; a poll as X takes it: 2 to 4 options of at most 25 characters,
+        open 5 minutes to 7 days, one answer per voter, and no media beside it."""
+        issues = super().option_issues(post, account)
+        poll = post.options.poll
+        if poll is None:
+            return issues
+        if len(poll.options) > POLL_MAX_OPTIONS:
+            issues.append(Issue("poll", f"{len(poll.options)} poll options, X takes at most 4"))
+        for option in poll.options:
+            if len(option) > POLL_MAX_CHARACTERS:
+                issues.append(
+                    Issue(
+                        "poll",
+                        f"poll option {option!r} has {len(option)} characters, X takes 25",
+                    )
+                )
+        minutes = poll.duration.total_seconds() / 60
+        if not POLL_MIN_MINUTES <= minutes <= POLL_MAX_MINUTES:
+            issues.append(
+                Issue("poll", f"a poll open {minutes:g} minutes, X takes 5 to 10080 (7 days)")
+            )
+        if poll.multiple:
+            issues.append(Issue("poll", "X polls take one answer per voter (multiple: no)"))
+        if post.media:
+            issues.append(Issue("poll", "an X post takes a poll or media, not both"))
+        return issues
+
     # -- publishing -----------------------------------------------------------------------
 
     async def publish(
@@ -185,6 +223,13 @@ class XAdapter(Adapter):
         payload: dict[str, Any] = {"text": self.compose_text(post)}
         if media_ids:
             payload["media"] = {"media_ids": media_ids}
+        if post.options.reply_to:
+            payload["reply"] = {"in_reply_to_tweet_id": post.options.reply_to}
+        if post.options.poll is not None:
+            payload["poll"] = {
+                "options": list(post.options.poll.options),
+                "duration_minutes": int(post.options.poll.duration.total_seconds() // 60),
+            }
         await self._spend_cap(account)
         body = await self._request(
             "POST", "/2/tweets", token, account, sends=True, track=True, json=payload

@@ -42,6 +42,8 @@ def post_json(row: Row[Any]) -> dict[str, Any]:
         "media": list(row.media or ()),
         # Alt text and focus per media file, as stored ({} for a file without); null: none.
         "media_meta": row.media_meta,
+        # Content warning, visibility, language, reply, poll, as stored; null: none.
+        "options": row.post_options,
         "link": row.link,
         "tags": list(row.tags or ()),
         "evergreen": row.evergreen,
@@ -170,6 +172,15 @@ def _field(label: str, value: str) -> None:
     click.echo(f"  {label + ':':<11}{safe(value)}")
 
 
+def _option_text(value: Any) -> str:
+    if isinstance(value, dict):  # a poll
+        options = " / ".join(str(o) for o in value.get("options", ()))
+        hours = int(value.get("duration", 0)) / 3600
+        many = ", several answers" if value.get("multiple") else ""
+        return f"{options}  ({hours:g} h{many})"
+    return "yes" if value is True else str(value)
+
+
 def _print_media(row: Row[Any]) -> None:
     """The media line, or one line per file with its alt text and focus when it has any."""
     if not row.media:
@@ -201,6 +212,8 @@ def _print_post(row: Row[Any], tz: str | None, data: dict[str, Any], **has: bool
         _field("error", f"[{row.error_class}] {data['last_error']}")
     _field("source", str(row.source))
     _print_media(row)
+    for name, value in (row.post_options or {}).items():
+        _field(name.replace("_", " "), _option_text(value))
     if row.tags:
         _field("tags", ", ".join(row.tags))
     if row.link:

@@ -160,6 +160,7 @@ _CLAIM_COLUMNS = tuple(
         "text",
         "media",
         "media_meta",
+        "post_options",
         "link",
         "tags",
         "idempotency_key",

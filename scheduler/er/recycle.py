@@ -190,6 +190,7 @@ def _repeat(
             text=o.text,
             media=list(o.media or ()),
             media_meta=o.media_meta,
+            post_options=o.post_options,
             link=o.link,
             tags=list(o.tags or ()),
             evergreen=True,

@@ -18,11 +18,13 @@ from typing import Any, NamedTuple, cast
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from scheduler.accounts import sync_accounts
+from scheduler.adapter import NO_OPTIONS
 from scheduler.config import Config
 from scheduler.db.bulk import column_converters, insert_rows, insert_tuples, supports_tuples
 from scheduler.db.models import PostState, Schedule
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import PlanItem, meta_record
+from scheduler.plan.post_options import options_record
 from scheduler.queue import (
     Change,
     accounts_t,
@@ -228,6 +230,7 @@ def _values(item: PlanItem, account_id: int, now: datetime) -> dict[str, Any]:
         "text": item.text,
         "media": list(item.media),
         "media_meta": [meta_record(m) for m in item.media_meta] or None,
+        "post_options": options_record(item.options),
         "link": item.link,
         "tags": list(item.tags),
         "evergreen": item.evergreen,
@@ -266,6 +269,7 @@ NEW_COLUMNS = (
     "repeat_count",
     "created_at",
     "media_meta",
+    "post_options",
 )
 
 
@@ -312,7 +316,7 @@ class NewRows:
             return convs[name] or _identity
 
         self._media, self._tags, bool_c = conv("media"), conv("tags"), conv("evergreen")
-        self._meta = conv("media_meta")
+        self._meta, self._options = conv("media_meta"), conv("post_options")
         self._due = conv("due_at")
         # Slot assignment gives both columns the same instant; they have the same type.
         assert type(posts_t.c.due_at.type) is type(posts_t.c.next_attempt_at.type)
@@ -382,6 +386,7 @@ class NewRows:
             0,
             self._created,
             self._meta([meta_record(m) for m in item.media_meta]) if item.media_meta else None,
+            None if item.options is NO_OPTIONS else self._options(options_record(item.options)),
         )
 
 

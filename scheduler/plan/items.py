@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from scheduler.adapter import MediaMeta
+from scheduler.adapter import NO_OPTIONS, MediaMeta, PostOptions
 
 #: Fields an item may carry (docs/content-plan.md).
 FIELDS = (
@@ -22,6 +22,15 @@ FIELDS = (
     "evergreen",
     "at",
     "approval",
+    # Per-post options (scheduler.plan.post_options).
+    "content_warning",
+    "sensitive",
+    "visibility",
+    "language",
+    "reply_to",
+    "poll",
+    "poll_duration",
+    "poll_multiple",
 )
 #: Columns/keys that are kept for people and ignored by the importer.
 IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})
@@ -71,6 +80,8 @@ class PlanItem:
     #: Alt text and focal point per media file, aligned with ``media``; empty when the plan
     #: gives none for any file.
     media_meta: tuple[MediaMeta, ...] = ()
+    #: Content warning, visibility, language, reply, poll (``NO_OPTIONS``: none given).
+    options: PostOptions = NO_OPTIONS
     _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -100,6 +111,8 @@ class PlanItem:
             parts += ("approval",)
         if self.media_meta:  # likewise
             parts += ("\x1e".join(_digest_part(m) for m in self.media_meta),)
+        if self.options is not NO_OPTIONS:  # likewise
+            parts += (repr(self.options),)
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 

@@ -18,6 +18,7 @@ from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
 from scheduler.plan.media_items import media_entries
+from scheduler.plan.post_options import post_options
 from scheduler.timeutil import LocalTimeError, parse_wall_time
 
 #: Checks a validated item against its network's rules: returns (field, message, hint) tuples.
@@ -298,6 +299,7 @@ def validate_item(
     )
     if account is not None and account.require_alt and media:
         _require_alt(c, account, media, media_meta)
+    options = post_options(raw.values, c.fail, _kind)
     tags = (
         tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
         if raw.values.get("tags") not in (None, "")
@@ -335,6 +337,7 @@ def validate_item(
         raw.order,
         approval,
         media_meta,
+        options,
     )
 
 

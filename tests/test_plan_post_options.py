@@ -1,0 +1,173 @@
+"""Per-post options by network-neutral names: read from YAML and CSV, refused (naming the
+network) where the account's network cannot honour them, checked against its limits, stored
+with the post and sent as each network takes them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select
+
+from scheduler import outgoing
+from scheduler.adapter import NO_OPTIONS, Poll, PostOptions
+from scheduler.config import Config, parse_config
+from scheduler.plan import pipeline
+from scheduler.plan.post_options import stored_options
+from scheduler.plan.read import read_plan_file
+from scheduler.plan.validate import validate_items
+from scheduler.queue import posts_t
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+CONFIG = """
+[accounts.toots]
+platform = "mastodon"
+timezone = "Europe/Riga"
+options = { instance = "https://mastodon.example" }
+slots = { daily = ["09:00"] }
+
+[accounts.birds]
+platform = "x"
+timezone = "Europe/Riga"
+slots = { daily = ["09:00"] }
+
+[accounts.sky]
+platform = "bluesky"
+timezone = "Europe/Riga"
+options = { handle = "acme.bsky.social" }
+slots = { daily = ["09:00"] }
+"""
+
+
+@pytest.fixture
+def config() -> Config:
+    return parse_config(CONFIG, "config.toml")
+
+
+def check(tmp_path: Path, config: Config, text: str, name: str = "plan.yaml"):  # type: ignore[no-untyped-def]
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    raws, problems = read_plan_file(path)
+    assert problems == []
+    return validate_items(
+        raws, config, NOW, network_check=lambda i, a: outgoing.network_check(i, a)
+    )
+
+
+ITEM = "- id: o1\n  account: {account}\n  type: t\n  text: hello\n{extra}"
+
+
+def test_every_option_is_read_from_yaml(tmp_path: Path, config: Config) -> None:
+    (item,), problems = check(
+        tmp_path,
+        config,
+        ITEM.format(
+            account="toots",
+            extra="  content_warning: Spoilers for episode 3\n  sensitive: yes\n"
+            "  visibility: followers\n  language: lv\n  reply_to: '109372843234'\n"
+            "  poll: {options: [Yes, No, Maybe], duration: 6h, multiple: yes}\n",
+        ),
+    )
+    assert problems == []
+    assert item.options == PostOptions(
+        content_warning="Spoilers for episode 3",
+        sensitive=True,
+        visibility="followers",
+        language="lv",
+        reply_to="109372843234",
+        poll=Poll(("Yes", "No", "Maybe"), timedelta(hours=6), multiple=True),
+    )
+
+
+def test_csv_spells_the_poll_in_three_columns(tmp_path: Path, config: Config) -> None:
+    (item,), problems = check(
+        tmp_path,
+        config,
+        "id,account,type,text,poll,poll_duration,poll_multiple,language\n"
+        "c1,toots,t,Which one?,Tea; Coffee,2d,no,en\n",
+        "plan.csv",
+    )
+    assert problems == []
+    assert item.options.poll == Poll(("Tea", "Coffee"), timedelta(days=2))
+    assert item.options.language == "en"
+
+
+def test_an_item_without_options_keeps_its_digest(tmp_path: Path, config: Config) -> None:
+    (plain,), _ = check(tmp_path, config, ITEM.format(account="toots", extra=""))
+    assert plain.options is NO_OPTIONS
+    (cw,), _ = check(tmp_path, config, ITEM.format(account="toots", extra="  language: en\n"))
+    assert cw.content_hash() != plain.content_hash()
+
+
+@pytest.mark.parametrize(
+    ("account", "extra", "field", "needle"),
+    [
+        ("sky", "  poll: {options: [a, b]}\n", "poll", "bluesky cannot honour 'poll'"),
+        ("birds", "  content_warning: careful\n", "content_warning", "x cannot honour"),
+        ("birds", "  visibility: unlisted\n", "visibility", "x cannot honour 'visibility'"),
+        ("birds", "  poll: {options: [a, b], multiple: yes}\n", "poll", "one answer per voter"),
+        (
+            "birds",
+            "  poll: {options: [a, b, c, d, e]}\n",
+            "poll",
+            "5 poll options, X takes at most 4",
+        ),
+        ("birds", "  poll: {options: [a, b], duration: 8d}\n", "poll", "X takes 5 to 10080"),
+        ("toots", "  poll: {options: [a, b, c, d, e]}\n", "poll", "instance takes at most 4"),
+        ("toots", "  poll: {options: [a, b], duration: 2m}\n", "poll", "instance takes 300"),
+        ("toots", "  poll: {options: [only]}\n", "poll", "at least two options"),
+        ("toots", "  poll: {options: [a, a]}\n", "poll", "two poll options are the same"),
+        ("toots", "  poll: {options: [a, b], duration: soon}\n", "poll", "as a poll duration"),
+        ("toots", "  poll: {options: [a, b], closes: 1d}\n", "poll", "unknown key 'closes'"),
+        ("toots", "  visibility: friends\n", "visibility", "visibility must be one of"),
+        ("toots", "  language: english please\n", "language", "not a language tag"),
+        ("toots", "  sensitive: maybe\n", "sensitive", "sensitive must be yes or no"),
+        ("toots", "  reply_to: [1]\n", "reply_to", "reply_to must be text, got a list"),
+    ],
+)
+def test_each_misuse_names_file_line_and_field(
+    tmp_path: Path, config: Config, account: str, extra: str, field: str, needle: str
+) -> None:
+    _, problems = check(tmp_path, config, ITEM.format(account=account, extra=extra))
+    assert len(problems) == 1, problems
+    (problem,) = problems
+    assert needle in problem.message
+    assert (problem.line, problem.field, problem.item) == (5, field, "o1")
+
+
+def test_a_poll_beside_media_is_refused_on_mastodon(tmp_path: Path, config: Config) -> None:
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 16)
+    _, problems = check(
+        tmp_path,
+        config,
+        ITEM.format(account="toots", extra="  media: [a.png]\n  poll: {options: [a, b]}\n"),
+    )
+    assert [p.message for p in problems] == ["a Mastodon status takes a poll or media, not both"]
+
+
+def test_options_are_stored_and_read_back(engine: Engine, config: Config, tmp_path: Path) -> None:
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        ITEM.format(
+            account="toots",
+            extra="  content_warning: CW\n  poll: {options: [Yes, No], duration: 1h}\n",
+        )
+        + "- {id: o2, account: toots, type: t, text: plain}\n"
+    )
+    raws, _ = read_plan_file(path)
+    with engine.begin() as conn:
+        _diff, found = pipeline.import_plan(conn, raws, config, NOW, parallel=False)
+    assert found == []
+    with engine.connect() as conn:
+        rows = {r.key: r for r in conn.execute(select(posts_t))}
+    assert rows["o1"].post_options == {
+        "content_warning": "CW",
+        "poll": {"options": ["Yes", "No"], "duration": 3600, "multiple": False},
+    }
+    assert rows["o2"].post_options is None
+    post = outgoing.from_row(rows["o1"], "toots")
+    assert post.options.poll == Poll(("Yes", "No"), timedelta(hours=1))
+    assert outgoing.from_row(rows["o2"], "toots").options == NO_OPTIONS
+    assert stored_options({"poll": {"options": "x"}, "sensitive": "yes"}) == NO_OPTIONS
