@@ -70,7 +70,7 @@ def test_er_json_shape(smm: Any, seeded: None) -> None:
     (account,) = json.loads(smm("er", "--json").output)
     assert set(account) == {
         "account", "basis", "account_er", "updated_at", "types", "decisions",
-        "reach_fallback_posts",
+        "reach_fallback_posts", "hours", "slot_proposal",
     }  # fmt: skip
     assert account["basis"] == "reach"
     assert [t["type"] for t in account["types"]] == ["instruction", "laugh", "medal"]
@@ -161,3 +161,35 @@ def test_er_warns_when_posts_are_measured_by_followers_instead_of_reach(
     assert "warning: quiet: the network declares reach but reported none for 1 post" in out
     (account,) = json.loads(smm("er", "--json").output)
     assert account["reach_fallback_posts"] == 1
+
+
+@pytest.mark.parametrize("evening", [1.0, 1.6], ids=["alike", "evenings-better"])
+def test_er_proposes_a_slot_move_only_when_the_hours_clearly_differ(
+    smm: Any, db_url: str, evening: float
+) -> None:
+    engine = make_engine(db_url)
+    rng = random.Random(9)
+    try:
+        with engine.begin() as conn:
+            b = Builder(conn)
+            acc = b.account("riga", "sim")
+            for day in range(4, 24):
+                for t, er in TRUE_ER.items():
+                    morning = (T0 - day * DAY).replace(hour=8)
+                    b.measured(acc, t, er * rng.uniform(0.9, 1.1), published_at=morning)
+                    late = (T0 - day * DAY).replace(hour=20)
+                    b.measured(acc, t, er * evening * rng.uniform(0.9, 1.1), published_at=late)
+    finally:
+        engine.dispose()
+    smm("er", "recompute")
+    (account,) = json.loads(smm("er", "--json").output)
+    hours = {h["hour"]: h for h in account["hours"]}
+    assert set(hours) == {8, 20}
+    assert hours[20]["factor"] / hours[8]["factor"] == pytest.approx(evening, rel=0.1)
+    out = smm("er").output
+    if evening == 1.0:
+        assert account["slot_proposal"] is None
+        assert "best time to post" not in out
+    else:
+        assert "posts at 20:00 engaged 1.6x those at 08:00" in account["slot_proposal"]
+        assert "consider moving the 08:00 slot toward 20:00" in out

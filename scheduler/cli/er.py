@@ -60,6 +60,8 @@ def _print_account(a: Mapping[str, Any], statistics: bool = False) -> None:
         ],
         empty="no content types weighed yet",
     )
+    if a.get("slot_proposal"):
+        click.echo(f"  best time to post: {a['slot_proposal']}")
     for d in a["decisions"]:
         flag = " [frozen]" if d["frozen"] else ""
         click.echo(f"  {format_utc(d['at'])}{flag}: {d['summary']}")
@@ -96,7 +98,9 @@ def er(
     app = ctx.find_object(App)
     assert app is not None
     with app.engine().connect() as conn:
-        accounts = overview(conn, account, decisions=decisions)
+        accounts = overview(
+            conn, account, decisions=decisions, settings=app.config.er, now=app.now()
+        )
         trajectory = history(conn, account) if as_plot else []
     if as_json:
         echo_json(accounts)

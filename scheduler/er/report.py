@@ -1,16 +1,20 @@
 """What the loop knows, read back for people: per-type figures, decisions, the trajectory.
 
 Plain dicts (the ``--json`` shapes of ``smm er``), read from the stored priorities and
-decision records only: looking never recomputes anything.
+decision records (and, for the hours of posting, the snapshots): looking never recomputes
+anything.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from scheduler.config import ERSettings
 from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
+from scheduler.er.timing import hour_effects, slot_proposal
 from scheduler.errors import NotFound
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
@@ -53,7 +57,12 @@ def decision_summary(inputs: Any, reason: str) -> str:
 
 
 def overview(
-    conn: Connection, account: str | None = None, *, decisions: int = 3
+    conn: Connection,
+    account: str | None = None,
+    *,
+    decisions: int = 3,
+    settings: ERSettings | None = None,
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """Per account: every weighted type (ER, interval, posts, weight, trend, demoted) and the
     last ``decisions`` decision records, newest first. Accounts never recomputed are left out."""
@@ -96,12 +105,27 @@ def overview(
                 "basis": inputs.get("basis"),
                 "account_er": inputs.get("account_er"),
                 "reach_fallback_posts": int(inputs.get("reach_fallback_posts") or 0),
+                **_timing(conn, account_id, inputs.get("basis") == "reach", settings, now),
                 "updated_at": recent[0].created_at if recent else None,
                 "types": types,
                 "decisions": [decision_json(r) for r in recent[:decisions]],
             }
         )
     return out
+
+
+def _timing(
+    conn: Connection,
+    account_id: int,
+    by_reach: bool,
+    settings: ERSettings | None,
+    now: datetime | None,
+) -> dict[str, Any]:
+    """Engagement by hour of posting and a slot move the data supports (``timing``)."""
+    if settings is None or now is None:
+        return {}
+    effects = hour_effects(conn, account_id, settings, now, by_reach=by_reach)
+    return {"hours": [e.as_dict() for e in effects], "slot_proposal": slot_proposal(effects)}
 
 
 def reach_fallbacks(conn: Connection) -> dict[str, int]:
