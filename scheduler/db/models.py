@@ -137,7 +137,7 @@ class Post(SQLModel, table=True):
     #: Alt text and focal point per media file, aligned with ``media`` (migration 0008):
     #: ``[{"alt": "...", "focus": [0.2, -0.1]}, {}]``; NULL when the plan gave none.
     media_meta: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON(none_as_null=True))
-    #: Per-post options the plan gave (migration 0009): ``{"content_warning": "...",
+    #: Per-post options the plan gave (migration 0010): ``{"content_warning": "...",
     #: "visibility": "unlisted", "language": "lv", "reply_to": "...", "sensitive": true,
     #: "poll": {"options": [...], "duration": 86400, "multiple": false}}``; NULL for none.
     post_options: dict[str, Any] | None = Field(default=None, sa_type=JSON(none_as_null=True))
