@@ -22,7 +22,6 @@ World file (TOML; docs/er.md#worlds)::
     true_er = { laugh = 0.03, instruction = 0.04 }
     viral = { rate = 0.02, low = 20, high = 50 }
     hours = [{ from = 18, to = 22, factor = 1.5 }, { from = 6, to = 10, factor = 0.8 }]
-    windows = [{ from = 7, to = 23 }]  # where learned slots may go
     [[accounts.shop.drift]]
     day = 30
     true_er = { laugh = 0.06 }
@@ -143,7 +142,6 @@ class AccountWorld:
     default_noise: float = 0.25
     basis: str = "reach"
     viral: Viral = Viral()
-    windows: tuple[tuple[int, int], ...] = ((0, 24),)
 
     def noise_of(self, content_type: str) -> float:
         return self.noise.get(content_type, self.default_noise)
@@ -237,7 +235,6 @@ _ACCOUNT_KEYS = {
     "drift",
     "viral",
     "hours",
-    "windows",
     "copies",
 }
 
@@ -290,10 +287,6 @@ def _accounts(name: str, raw: Mapping[str, Any]) -> list[AccountWorld]:
     basis = raw.get("basis", "reach")
     if basis not in BASES:
         raise WorldError(f"{where}basis: one of {', '.join(BASES)}, got {basis!r}")
-    windows = tuple(
-        _window(w, f"{where}windows[{i}]")
-        for i, w in enumerate(_list(raw.get("windows", [{"from": 0, "to": 24}]), f"{where}windows"))
-    )
     base = AccountWorld(
         name=name,
         truth=truth,
@@ -304,7 +297,6 @@ def _accounts(name: str, raw: Mapping[str, Any]) -> list[AccountWorld]:
         default_noise=default_noise,
         basis=basis,
         viral=viral,
-        windows=windows,
     )
     copies = _int(raw, "copies", 1, where, low=1, high=100)
     if copies == 1:
@@ -357,16 +349,6 @@ def _hours(raw: Any, where: str) -> HourEffect:
         _num(raw, "factor", 1.0, f"{where}.", low=0, high=100),
         frozenset(days),
     )
-
-
-def _window(raw: Any, where: str) -> tuple[int, int]:
-    raw = _table(raw, where)
-    _only(raw, {"from", "to"}, f"{where}.")
-    lo = _int(raw, "from", 0, f"{where}.", low=0, high=23)
-    hi = _int(raw, "to", 24, f"{where}.", low=1, high=24)
-    if hi <= lo:
-        raise WorldError(f"{where}: 'to' ({hi}) must be after 'from' ({lo})")
-    return lo, hi
 
 
 _ER_KEYS = {"half_life", "floor", "ceiling", "max_change", "min_posts", "frozen", "exploration"}
