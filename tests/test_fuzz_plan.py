@@ -52,12 +52,13 @@ GOOD: dict[str, list[str]] = {
     "account": ["riga", "ny", "noslots"],
     "type": ["laugh", "Medal", "instruction", "promo"],
     "text": ["hello", "two\nlines", "Hot take: yes", "ā 😀 👨\u200d👩\u200d👧", "tab\there"],
-    "media": [""],
     "link": ["https://example.com/x", "http://example.org/?a=1&b=2", ""],
     "tags": ["smm", "#brand", "a;b", "x, y", ""],
     "evergreen": ["yes", "no", "", "TRUE", "0"],
     "at": ["2030-06-03 10:00", "2030-06-03T10:00+02:00", "2030-03-31 03:30", "", "2030-06-03"],
 }
+#: ``media`` is left out: media entries are resolved (files) and looked up (URLs, in DNS),
+#: which tests/test_media.py covers; a fuzz of plans must not depend on the network.
 FIELDS = list(GOOD)
 HOSTILE: list[str] = [
     "",
