@@ -67,12 +67,25 @@ class PrivateCluster:
         _run("su", "postgres", "-c", f'psql -q -p {self.port} -c "{sql}"')
 
 
+def free_port(first: int) -> int:
+    """A port in 5440-5499, from ``first`` on, that no cluster of this machine uses."""
+    listed = _run("pg_lsclusters", "--no-header", check=False).stdout.split("\n")
+    taken = {int(line.split()[2]) for line in listed if len(line.split()) > 2}
+    for offset in range(60):
+        port = 5440 + (first - 5440 + offset) % 60
+        if port not in taken and not Path(f"{PG_SOCKET_DIR}/.s.PGSQL.{port}").exists():
+            return port
+    raise RuntimeError("no free port for a private cluster in 5440-5499")
+
+
 @contextlib.contextmanager
 def private_cluster(port: int) -> Iterator[PrivateCluster]:
-    """A new cluster (``pg_createcluster``), with a database ``smm`` root owns; dropped after."""
+    """A new cluster (``pg_createcluster``), with a database ``smm`` root owns; dropped after.
+    ``port`` is where to start looking for a free one."""
     if os.geteuid() != 0 or shutil.which("pg_createcluster") is None:
         _unavailable("a private PostgreSQL cluster needs root and postgresql-common")
-    cluster = PrivateCluster(f"smmoutage{os.getpid()}", port)
+    cluster = PrivateCluster(f"smmoutage{os.getpid()}", free_port(port))
+    port = cluster.port
     _run("pg_dropcluster", PG_VERSION, cluster.name, "--stop", check=False)
     # Durability is not what these tests are about: let the server go fast.
     _run(

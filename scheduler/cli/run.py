@@ -8,7 +8,7 @@ import click
 
 from scheduler.cli.app import App, pass_app
 from scheduler.config import Config
-from scheduler.daemon.service import Service, run_forever
+from scheduler.daemon.service import Service, leave, run_forever
 from scheduler.logging import configure_logging
 
 
@@ -41,6 +41,8 @@ def run(app: App, once: bool) -> None:
         prepare=lambda: app.engine(create=True),
     )
     run_forever(service.run())
+    if service.stop_requested:
+        leave()  # within the shutdown deadline, whatever the teardown would take
 
 
 def register(cli: click.Group) -> None:
