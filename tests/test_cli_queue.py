@@ -216,6 +216,8 @@ def test_completion_offers_post_ids_and_account_names(smm: Smm, sqlite_url: str)
     assert _complete([*base, "queue", "cancel", "a1"], "") == ["a1", "a2", "b1"]
     assert _complete([*base, "queue", "list", "--account"], "r") == ["riga"]
     assert _complete([*base, "queue", "pause", "--account"], "") == ["ny", "riga"]
+    assert _complete([*base, "er", "--account"], "n") == ["ny"]
+    assert _complete([*base, "report", "--account"], "") == ["ny", "riga"]
     assert "queue" in _complete([], "qu")
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from scheduler.cli.app import App, pass_app
+from scheduler.cli.complete import account_names
 from scheduler.cli.output import echo_json, table
 from scheduler.cli.params import Count
 from scheduler.er import plot
@@ -71,7 +72,7 @@ def _print_account(a: Mapping[str, Any], statistics: bool = False) -> None:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--account", help="Only this account.")
+@click.option("--account", help="Only this account.", shell_complete=account_names)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--plot", "as_plot", is_flag=True, help="Draw priorities and ER in the terminal.")
 @click.option(
@@ -127,7 +128,7 @@ def er(
 
 
 @er.command("history")
-@click.option("--account", help="Only this account.")
+@click.option("--account", help="Only this account.", shell_complete=account_names)
 @click.option("--limit", type=Count(1), help="Only the last N recomputes.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
@@ -158,7 +159,7 @@ def history_(app: App, account: str | None, limit: int | None, as_json: bool) ->
 
 
 @er.command("recompute")
-@click.option("--account", help="Only this account.")
+@click.option("--account", help="Only this account.", shell_complete=account_names)
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
 @click.option("--statistics", is_flag=True, help="Also print each decision's statistical reason.")
 @pass_app

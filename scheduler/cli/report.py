@@ -21,6 +21,7 @@ import click
 from sqlalchemy import Connection, and_, func, or_, select
 
 from scheduler.cli.app import App, pass_app
+from scheduler.cli.complete import account_names
 from scheduler.cli.output import echo_json
 from scheduler.config import ERSettings
 from scheduler.db.models import Account, PostState, PriorityDecision
@@ -536,7 +537,7 @@ def _scope_text(names: Mapping[int, str], account: str | None, settings: ERSetti
     metavar="FILE",
     help="Write the report as one static HTML page (- for standard output).",
 )
-@click.option("--account", help="Only this account.")
+@click.option("--account", help="Only this account.", shell_complete=account_names)
 @click.option(
     "--days",
     default=DEFAULT_DAYS,
