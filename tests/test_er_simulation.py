@@ -282,3 +282,11 @@ def test_simulate_without_true_rates_says_how_to_give_them(tmp_path: Path) -> No
     )
     assert result.exit_code == 1
     assert "'laugh' of the plan has no true_er" in result.output
+
+
+def test_an_accounts_own_seed_is_mixed_in_not_overwritten() -> None:
+    plain = run(world(days=6), 2, "round_robin")  # type: ignore[arg-type]
+    salted = run(world(days=6, seed=7), 2, "round_robin")  # type: ignore[arg-type]
+    again = run(world(days=6, seed=7), 2, "round_robin")  # type: ignore[arg-type]
+    assert salted.engagement != plain.engagement
+    assert salted.engagement == again.engagement

@@ -115,7 +115,7 @@ def world_from_plan(
             "slots": [s.strftime("%H:%M") for s in slots],
             "true_er": {t: block["true_er"][t] for t in sorted(planned[name])},
         }
-        for key in ("followers", "reach_ratio", "noise"):
+        for key in ("followers", "reach_ratio", "noise", "seed"):
             if key in options:
                 entry[key] = options[key]
         if block.get("drift"):

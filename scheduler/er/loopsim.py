@@ -344,6 +344,11 @@ def run(
     settings = world.er
     start = world.start
     rng = random.Random(f"{world.name}|{seed}|{strategy}|audience")
+    # An account with a seed of its own draws from its own stream, still per run and strategy.
+    rngs = [
+        rng if acc.seed == 0 else random.Random(f"{seed}|{strategy}|{acc.name}|{acc.seed}")
+        for acc in world.accounts
+    ]
     decide_rng = random.Random(f"{seed}:{strategy}")
     now_day = [0.0]
     chosen: Policy
@@ -392,7 +397,7 @@ def run(
             slot_types = _day_types(weights[i], order, history[i], len(acc.slots))
             for slot, ctype in zip(acc.slots, slot_types, strict=True):
                 when = today.replace(hour=slot.hour, minute=slot.minute)
-                post = draw_post(acc, i, ctype, when, start, rng, ages)
+                post = draw_post(acc, i, ctype, when, start, rngs[i], ages)
                 posts[i].append(post)
                 history[i].append(ctype)
                 result.value += post.value

@@ -181,12 +181,22 @@ class Scenario:
             options = {
                 **{k: v for k, v in acc.options.items() if k not in ("true_er", "drift")},
                 **self.truths[name].as_options(),
-                # One seed per account, derived so accounts differ but runs repeat.
-                "seed": (self.seed * 10 + salt) * 1000 + sorted(self.config.accounts).index(name),
-                "start": self.start.isoformat(),
+                # One seed per account, derived so accounts differ but runs repeat; an
+                # account's own seed option is mixed in, not overwritten.
+                "seed": ((self.seed * 10 + salt) * 1000 + sorted(self.config.accounts).index(name))
+                * 1_000_003
+                + _own_seed(acc.options),
+                # An account's own start holds; the scenario's start is the default.
+                "start": acc.options.get("start", self.start.isoformat()),
             }
             accounts[name] = dataclasses.replace(acc, platform="sim", options=options)
         return dataclasses.replace(self.config, accounts=accounts)
+
+
+def _own_seed(options: Mapping[str, Any]) -> int:
+    """The account's own ``seed`` option (0 without one; a bad one is the sim's to report)."""
+    own = options.get("seed", 0)
+    return own if isinstance(own, int) and not isinstance(own, bool) else 0
 
 
 def _stock_job(

@@ -142,6 +142,8 @@ class AccountWorld:
     default_noise: float = 0.25
     basis: str = "reach"
     viral: Viral = Viral()
+    #: Mixed into the audience's draws (the account's own ``seed``); 0: the run's seed alone.
+    seed: int = 0
 
     def noise_of(self, content_type: str) -> float:
         return self.noise.get(content_type, self.default_noise)
@@ -236,6 +238,7 @@ _ACCOUNT_KEYS = {
     "viral",
     "hours",
     "copies",
+    "seed",
 }
 
 
@@ -297,6 +300,7 @@ def _accounts(name: str, raw: Mapping[str, Any]) -> list[AccountWorld]:
         default_noise=default_noise,
         basis=basis,
         viral=viral,
+        seed=_int(raw, "seed", 0, where),
     )
     copies = _int(raw, "copies", 1, where, low=1, high=100)
     if copies == 1:
