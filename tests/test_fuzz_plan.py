@@ -56,6 +56,11 @@ GOOD: dict[str, list[str]] = {
     "tags": ["smm", "#brand", "a;b", "x, y", ""],
     "evergreen": ["yes", "no", "", "TRUE", "0"],
     "at": ["2030-06-03 10:00", "2030-06-03T10:00+02:00", "2030-03-31 03:30", "", "2030-06-03"],
+    "approval": ["none", "required", ""],
+    "content_warning": ["", "spoilers"],
+    "sensitive": ["no", "yes"],
+    "visibility": ["public", "unlisted"],
+    "language": ["en", "lv"],
 }
 #: ``media`` is left out: media entries are resolved (files) and looked up (URLs, in DNS),
 #: which tests/test_media.py covers; a fuzz of plans must not depend on the network.
@@ -178,7 +183,7 @@ def yaml_scalar(draw: Callable[..., Any], value: str) -> str:
 @st.composite
 def yaml_item(draw: Callable[..., Any], classes: set[str], base: bool) -> str:
     """One item; ``base``: the plan defines the anchor ``&base`` (a mapping) to merge."""
-    names = draw(st.lists(st.sampled_from(FIELDS), min_size=0, max_size=9, unique=True))
+    names = draw(st.lists(st.sampled_from(FIELDS), min_size=0, max_size=len(FIELDS), unique=True))
     if draw(st.booleans()):  # half the items have every required field: some plans import
         names = ["id", "account", "type", "text"] + [n for n in names if n not in FIELDS[:4]]
     lines = []
@@ -259,7 +264,7 @@ def _indent(text: str) -> str:
 
 @st.composite
 def csv_plan(draw: Callable[..., Any], classes: set[str]) -> bytes:
-    columns = draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=9, unique=True))
+    columns = draw(st.lists(st.sampled_from(FIELDS), min_size=1, max_size=len(FIELDS), unique=True))
     header = list(columns)
     if rare(draw, 6):
         variant = draw(st.sampled_from([" ID", "Text ", "notes", "", "titel", columns[0], "_x"]))

@@ -361,7 +361,7 @@ def _approval(c: _Checker, value: Any) -> bool:
         return False
     text = str(value).strip().lower()
     if text not in ("required", "none"):
-        c.fail("approval", f"approval must be required or none, got {value!r}", "required")
+        c.fail("approval", f"approval must be required or none, got {excerpt(value)}", "required")
     return text == "required"
 
 
@@ -455,7 +455,7 @@ def duplicate_ids(raws: Sequence[RawItem], keys: Sequence[str] | None = None) ->
             raw.file,
             raw.line_of("id"),
             "id",
-            f"duplicate id {key!r}",
+            f"duplicate id {excerpt(key)}",
             f"already used at {other.file} {other.unit} {other.line_of('id')}",
             unit=raw.unit,
             item=key,
