@@ -12,16 +12,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, or_, select, text, update
 
 from scheduler.config import AccountConfig
 from scheduler.db.models import Account, Attempt, Post, PostEvent, PostState, Schedule
 from scheduler.errors import NotFound, SmmError
 from scheduler.slots import free_slots, minute
 from scheduler.states import AWAITING_APPROVAL as AWAITING_APPROVAL
+from scheduler.states import CALENDAR_STATES, DUE_STATES, RETRYABLE, allowed, sql_in
 from scheduler.states import CANCELLABLE as CANCELLABLE
 from scheduler.states import HOLDING_STATES as HOLDING_STATES
-from scheduler.states import RETRYABLE, allowed
+from scheduler.timeutil import UTC
 
 posts_t = Post.__table__  # type: ignore[attr-defined]
 attempts_t = Attempt.__table__  # type: ignore[attr-defined]
@@ -238,17 +239,102 @@ def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
     return found
 
 
-def list_posts(
+@dataclass(frozen=True)
+class PageCursor:
+    """Where the next page of ``page_posts`` starts: after this time (None: in the posts
+    without one, which come last) and post id. Written ``2027-03-08T10:00:00+00:00~42``
+    (``-~42`` past the timed posts)."""
+
+    at: datetime | None
+    post_id: int
+
+    def encode(self) -> str:
+        when = "-" if self.at is None else self.at.astimezone(UTC).isoformat()
+        return f"{when}~{self.post_id}"
+
+    @classmethod
+    def decode(cls, text: str) -> PageCursor:
+        """The cursor ``encode`` wrote; ValueError for anything else."""
+        when, sep, ident = text.strip().rpartition("~")
+        if not sep or not (ident.isascii() and ident.isdigit()) or len(ident) > 18:
+            raise ValueError(f"{text!r} is not a page cursor (TIME~ID, as a page ends with)")
+        if when == "-":
+            return cls(None, int(ident))
+        at = datetime.fromisoformat(when)
+        return cls(at if at.tzinfo else at.replace(tzinfo=UTC), int(ident))
+
+
+#: The two halves of the queue in due order, each read through its own partial index: the
+#: posts the daemon will take by their next attempt time (``ix_posts_due``), every other one
+#: by its due time (``ix_posts_calendar``). The conditions are written out, not bound: only
+#: then may the database use the partial index whose condition they spell.
+_HALVES = (
+    (DUE_STATES, sql_in(DUE_STATES, "posts.state"), "next_attempt_at"),
+    (CALENDAR_STATES, sql_in(CALENDAR_STATES, "posts.state"), "due_at"),
+)
+
+
+def page_posts(
     conn: Connection,
     *,
     states: Sequence[str] = (),
     account: str | None = None,
     content_type: str | None = None,
-    limit: int | None = None,
-) -> list[Row[Any]]:
-    """Posts in due order (unscheduled last), filtered as the CLI's ``queue list`` asks."""
-    q = select(posts_t, accounts_t.c.name.label("account")).join(
-        accounts_t, accounts_t.c.id == posts_t.c.account_id
+    start: datetime | None = None,
+    end: datetime | None = None,
+    after: PageCursor | None = None,
+    limit: int = 100,
+) -> tuple[list[Row[Any]], PageCursor | None]:
+    """One page of posts in due order, and the cursor of the next page (None: the last).
+
+    A post's place is the time it is due as the queue sees it: its next attempt for a post
+    the daemon will take (queued, waiting for a retry), its due time for any other; posts
+    without a time come last, by id. Each row has that time as ``listed_at``. Pages follow
+    the key (the last row's time and id), never an offset, and read each half through its
+    index: a page at a million posts costs what it costs at a hundred. ``start``/``end``
+    keep the posts listed from ``start`` to before ``end`` (and leave out those without a
+    time)."""
+    wanted = set(states)
+    rows: list[Row[Any]] = []
+    if after is None or after.at is not None:
+        for half_states, half_sql, column in _HALVES:
+            if wanted and not wanted & set(half_states):
+                continue
+            at = posts_t.c[column]
+            q = _page_query(at, half_sql, states, account, content_type).where(at.is_not(None))
+            if start is not None:
+                q = q.where(at >= start)
+            if end is not None:
+                q = q.where(at < end)
+            if after is not None:
+                q = q.where(or_(at > after.at, and_(at == after.at, posts_t.c.id > after.post_id)))
+            rows += conn.execute(q.order_by(at, posts_t.c.id).limit(limit + 1)).all()
+        rows.sort(key=lambda r: (r.listed_at, r.id))
+    if len(rows) <= limit and start is None and end is None:
+        # The posts without a time, after every timed one: by id, through the same indexes.
+        untimed: list[Row[Any]] = []
+        for half_states, half_sql, column in _HALVES:
+            if wanted and not wanted & set(half_states):
+                continue
+            at = posts_t.c[column]
+            q = _page_query(at, half_sql, states, account, content_type).where(at.is_(None))
+            if after is not None and after.at is None:
+                q = q.where(posts_t.c.id > after.post_id)
+            untimed += conn.execute(q.order_by(posts_t.c.id).limit(limit + 1 - len(rows))).all()
+        rows += sorted(untimed, key=lambda r: r.id)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if rows else None
+    return rows, PageCursor(last.listed_at, last.id) if more and last is not None else None
+
+
+def _page_query(
+    at: Any, half_sql: str, states: Sequence[str], account: str | None, content_type: str | None
+) -> Any:
+    q = (
+        select(posts_t, accounts_t.c.name.label("account"), at.label("listed_at"))
+        .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+        .where(text(half_sql))
     )
     if states:
         q = q.where(posts_t.c.state.in_(states))
@@ -256,10 +342,22 @@ def list_posts(
         q = q.where(accounts_t.c.name == account)
     if content_type:
         q = q.where(posts_t.c.content_type == content_type.lower())
-    q = q.order_by(posts_t.c.due_at.is_(None), posts_t.c.due_at, posts_t.c.id)
-    if limit:
-        q = q.limit(limit)
-    return list(conn.execute(q).all())
+    return q
+
+
+def list_posts(
+    conn: Connection,
+    *,
+    states: Sequence[str] = (),
+    account: str | None = None,
+    content_type: str | None = None,
+    limit: int = 100,
+) -> list[Row[Any]]:
+    """The first ``limit`` posts in due order (``page_posts``), filtered as asked."""
+    rows, _ = page_posts(
+        conn, states=states, account=account, content_type=content_type, limit=limit
+    )
+    return rows
 
 
 def post_story(conn: Connection, post_id: int) -> tuple[list[Row[Any]], list[Row[Any]]]:

@@ -155,7 +155,7 @@ def test_queue_list_filters(smm, tmp_path: Path) -> None:  # type: ignore[no-unt
     smm("plan", "import", str(plan))
     by_account = json.loads(smm("queue", "list", "--account", "ny", "--json").output)
     by_type = json.loads(smm("queue", "list", "--type", "LAUGH", "--json").output)
-    limited = json.loads(smm("queue", "list", "--limit", "1", "--json").output)
+    limited = json.loads(smm("queue", "list", "--limit", "1", "--json").stdout)
     assert [p["id"] for p in by_account] == ["a3"]
     assert {p["id"] for p in by_type} == {"a1", "a3"}
     assert len(limited) == 1

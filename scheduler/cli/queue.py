@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -82,7 +83,21 @@ def queue() -> None:
 )
 @click.option("--account", help="Only this account.", shell_complete=account_names)
 @click.option("--type", "content_type", help="Only this content type.")
-@click.option("--limit", type=Count(1), help="At most N posts.")
+@click.option(
+    "--from",
+    "start",
+    metavar="TIME",
+    help="Only posts due at or after TIME (a date, or a date and time; see below).",
+)
+@click.option(
+    "--to", "end", metavar="TIME", help="Only posts due before TIME (a date: to its end)."
+)
+@click.option("--limit", type=Count(1), default=100, show_default=True, help="Posts on one page.")
+@click.option(
+    "--after",
+    metavar="CURSOR",
+    help="Start after this cursor: the one printed when a page is not the last.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @pass_app
 def list_(
@@ -90,37 +105,84 @@ def list_(
     states: tuple[str, ...],
     account: str | None,
     content_type: str | None,
-    limit: int | None,
+    start: str | None,
+    end: str | None,
+    limit: int,
+    after: str | None,
     as_json: bool,
 ) -> None:
-    """List posts in due order."""
-    from scheduler.queue import list_posts
+    """List posts in due order, a page at a time.
 
+    A post's due time is its next attempt while it waits in the queue (or for a retry), its
+    planned time otherwise; posts without a time come last. When more posts follow, the
+    cursor of the next page is printed on stderr: pass it to --after. --from and --to take
+    a date (2027-03-08) or a date and time (2027-03-08 10:00, or with an offset), in the
+    zone of --account, or UTC without one.
+    """
+    from scheduler.queue import PageCursor, page_posts
+
+    cursor = None
+    if after is not None:
+        try:
+            cursor = PageCursor.decode(after)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--after") from None
     with app.engine().connect() as conn:
+        tz = "UTC"
         if account:
             _account_ids(conn, account)  # an unknown account is an error, not "(no posts)"
-        rows = list_posts(
-            conn, states=states, account=account, content_type=content_type, limit=limit
+            tz = _zones(conn).get(account) or "UTC"
+        rows, more = page_posts(
+            conn,
+            states=states,
+            account=account,
+            content_type=content_type,
+            start=_bound(start, tz, "--from", end_of_day=False),
+            end=_bound(end, tz, "--to", end_of_day=True),
+            after=cursor,
+            limit=limit,
         )
         zones = _zones(conn)
     if as_json:
         echo_json([post_json(r) for r in rows])
-        return
-    table(
-        ["id", "account", "type", "state", "due (local)", "text"],
-        [
-            (
-                r.key,
-                r.account,
-                r.content_type,
-                r.state,
-                local_time(r.due_at, zones.get(r.account)),
-                preview(r.text),
-            )
-            for r in rows
-        ],
-        empty="no posts",
-    )
+    else:
+        table(
+            ["id", "account", "type", "state", "due (local)", "text"],
+            [
+                (
+                    r.key,
+                    r.account,
+                    r.content_type,
+                    r.state,
+                    local_time(r.listed_at, zones.get(r.account)),
+                    preview(r.text),
+                )
+                for r in rows
+            ],
+            empty="no posts",
+        )
+    if more is not None:
+        click.echo(f"more posts: --after {more.encode()}", err=True)
+
+
+def _bound(value: str | None, tz: str, option: str, *, end_of_day: bool) -> datetime | None:
+    """A --from/--to value as an instant: a date is its midnight (``end_of_day``: the next
+    one), a date and time is local to ``tz`` unless it has an offset."""
+    if value is None:
+        return None
+    from datetime import date, timedelta
+
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text) + timedelta(days=1 if end_of_day else 0)
+            return parse_wall_time(f"{day.isoformat()} 00:00", zone(tz))
+        return parse_wall_time(text, zone(tz))
+    except (ValueError, OverflowError, LocalTimeError) as exc:
+        raise click.BadParameter(
+            f"cannot read {text[:40]!r} as a date or date and time ({exc})",
+            param_hint=option,
+        ) from None
 
 
 @queue.command()
