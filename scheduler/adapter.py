@@ -262,7 +262,15 @@ _NO_META = MediaMeta()
 
 #: The per-post options a plan can give, by their network-neutral names
 #: (docs/content-plan.md#per-post-options).
-OPTION_NAMES = ("content_warning", "sensitive", "visibility", "language", "reply_to", "poll")
+OPTION_NAMES = (
+    "content_warning",
+    "sensitive",
+    "visibility",
+    "language",
+    "reply_to",
+    "poll",
+    "first_comment",
+)
 #: Who may see a post, in network-neutral words (Mastodon: public, unlisted, private, direct).
 VISIBILITIES = ("public", "unlisted", "followers", "direct")
 
@@ -297,6 +305,9 @@ class PostOptions:
     #: The network's id of the post this one answers.
     reply_to: str | None = None
     poll: Poll | None = None
+    #: A comment posted right after the post (``Adapter.publish_comment``); its failure
+    #: never makes the post count as failed.
+    first_comment: str | None = None
 
     def given(self) -> tuple[str, ...]:
         """The names of the options that are set, in ``OPTION_NAMES`` order."""
@@ -311,6 +322,7 @@ class PostOptions:
                     self.language,
                     self.reply_to,
                     self.poll,
+                    self.first_comment,
                 ),
                 strict=True,
             )
@@ -603,6 +615,14 @@ class Adapter(ABC):
         unknown outcome cannot duplicate. Raise ``Transient``/``RateLimited`` only when the
         request certainly did not take effect; otherwise ``OutcomeUnknown``.
         """
+
+    async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
+        """Post ``text`` as the first comment on the published ``post`` (``post.remote_id``
+        set), or as its first reply where the network has no comments. The core calls it
+        once, after the post is recorded published, for networks that list "first_comment"
+        in ``capabilities.post_options``; a failure is reported and never touches the post.
+        Raise a ``PublishError`` for every failure. The default takes no comments."""
+        raise Rejected(f"{self.platform} takes no comments")
 
     async def fetch_metrics(
         self, posts: Sequence[OutgoingPost], account: Account

@@ -264,6 +264,29 @@ class MastodonAdapter(Adapter):
         )
         return self._published(response)
 
+    async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
+        """The first reply to the status (``in_reply_to_id``), seen by whom the status is
+        seen, with an ``Idempotency-Key`` of its own."""
+        base_url = self._base_url(account)
+        token = account.secret("access_token")
+        form: dict[str, Any] = {"status": text, "in_reply_to_id": post.remote_id or ""}
+        visibility = post.options.visibility
+        if visibility:
+            form["visibility"] = _VISIBILITY[visibility]
+        elif account.option("visibility") in _VISIBILITIES:
+            form["visibility"] = account.option("visibility")
+        key = f"{post.idempotency_key or post.key}-comment"
+        response = await self._send(
+            account,
+            "POST",
+            f"{base_url}/api/v1/statuses",
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": key},
+            data=form,
+            creating=True,
+            secrets=(token,),
+        )
+        return self._published(response)
+
     async def fetch_metrics(
         self, posts: Sequence[OutgoingPost], account: Account
     ) -> Mapping[str, Metrics]:

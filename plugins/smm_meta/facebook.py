@@ -89,6 +89,8 @@ class FacebookAdapter(Adapter):
         metrics=frozenset({"likes", "comments", "shares", "reach"}),
         has_reach=True,
         rate_limit=RateLimitPolicy(requests=60, per=timedelta(minutes=1), concurrency=2),
+        # POST /{post-id}/comments
+        post_options=frozenset({"first_comment"}),
     )
 
     default_host = "https://graph.facebook.com"
@@ -182,6 +184,14 @@ class FacebookAdapter(Adapter):
         if not post_id:
             raise OutcomeUnknown("Facebook: the post was accepted without an id")
         return Published(str(post_id), url=_post_url(str(post_id)))
+
+    async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
+        """``POST /{post-id}/comments`` with ``message``, as the Page; answers ``{"id"}``."""
+        body = await self.graph(account).post(f"{post.remote_id}/comments", {"message": text})
+        comment_id = body.get("id")
+        if not comment_id:
+            raise OutcomeUnknown("Facebook: the comment was accepted without an id")
+        return Published(str(comment_id))
 
     async def fetch_metrics(
         self, posts: Sequence[OutgoingPost], account: Account

@@ -18,7 +18,9 @@ from scheduler.adapter import (
     Account,
     Capabilities,
     Issue,
+    OutcomeUnknown,
     OutgoingPost,
+    Published,
     RateLimitPolicy,
     Rejected,
 )
@@ -52,6 +54,8 @@ class InstagramAdapter(ContainerAdapter):
         has_reach=True,
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(hours=1), concurrency=1),
         requires_media=True,
+        # POST /{ig-media-id}/comments
+        post_options=frozenset({"first_comment"}),
     )
 
     network = "Instagram"
@@ -60,6 +64,15 @@ class InstagramAdapter(ContainerAdapter):
     refresh_grant = "ig_refresh_token"
     user_option = "ig_user_id"
     status_fields = ("status_code", "status")
+
+    async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
+        """``POST /{ig-media-id}/comments`` with ``message``; answers ``{"id"}``."""
+        body = await self.graph(account).post(f"{post.remote_id}/comments", {"message": text})
+        comment_id = body.get("id")
+        if not comment_id:
+            raise OutcomeUnknown("Instagram: the comment was accepted without an id")
+        return Published(str(comment_id))
+
     create_edge = "media"
     publish_edge = "media_publish"
     quota_edge = "content_publishing_limit"

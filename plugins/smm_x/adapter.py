@@ -91,7 +91,8 @@ class XAdapter(Adapter):
         # POST /2/media/metadata: alt_text.text "Must be <= 1000 chars" (X's media docs).
         alt_text_limit=1000,
         # POST /2/tweets takes reply.in_reply_to_tweet_id and poll {options, duration_minutes}.
-        post_options=frozenset({"reply_to", "poll"}),
+        # A first comment is the first reply.
+        post_options=frozenset({"reply_to", "poll", "first_comment"}),
         # POST /2/tweets: 100 requests per 15 minutes per user.
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(minutes=15), concurrency=1),
     )
@@ -239,6 +240,20 @@ class XAdapter(Adapter):
         if not isinstance(post_id, str) or not post_id:
             raise OutcomeUnknown("x: the create answer has no data.id", http_status=201)
         return Published(remote_id=post_id, url=_post_url(post_id))
+
+    async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
+        """The first reply to the post (``reply.in_reply_to_tweet_id``)."""
+        await tokens.fresh(self, account)
+        token = account.secret("access_token")
+        payload = {"text": text, "reply": {"in_reply_to_tweet_id": post.remote_id}}
+        body = await self._request(
+            "POST", "/2/tweets", token, account, sends=True, track=True, json=payload
+        )
+        data = body.get("data")
+        reply_id = data.get("id") if isinstance(data, Mapping) else None
+        if not isinstance(reply_id, str) or not reply_id:
+            raise OutcomeUnknown("x: the create answer has no data.id", http_status=201)
+        return Published(remote_id=reply_id, url=_post_url(reply_id))
 
     async def _upload(self, item: str, token: str, account: Account) -> str:
         # An upload creates no post, so every failure here is safe to retry (sends=False).

@@ -23,7 +23,7 @@ import httpx
 import structlog
 from sqlalchemy import Engine, func, select
 
-from scheduler import __version__, observability, plugins
+from scheduler import __version__, comments, observability, plugins
 from scheduler.accounts import sync_accounts
 from scheduler.adapter import Adapter, PublishError, Transient
 from scheduler.config import Config
@@ -108,6 +108,8 @@ class Worker:
         #: Results not written yet, by post id (their leases are renewed with the in-flight
         #: ones; they count against the concurrency, which bounds them).
         self.unwritten: dict[int, Result] = {}
+        #: First comments being posted (kept referenced until they finish).
+        self._side_tasks: set[asyncio.Task[None]] = set()
         #: Set at the shutdown deadline: writes stop waiting for the database.
         self._abandon = False
         #: The connections claims and outcome writes go through (PostgreSQL; one thread
@@ -391,6 +393,35 @@ class Worker:
             elif r.state == PostState.UNCONFIRMED:
                 self.stats["unconfirmed"] += 1
             self._fire_hooks(r)
+            if r.state == PostState.PUBLISHED and r.remote_id:
+                self._first_comment(r)
+
+    def _first_comment(self, r: Result) -> None:
+        """Post the first comment of a post now recorded published (scheduler.comments)."""
+        options = getattr(r.claimed.row, "post_options", None)
+        if not isinstance(options, dict) or not options.get("first_comment"):
+            return
+        account = self.config.accounts.get(r.claimed.account)
+        adapter = (self.adapters or {}).get(account.platform) if account is not None else None
+        if account is None or adapter is None or r.remote_id is None:
+            return
+        task = asyncio.create_task(self._comment(r, adapter, account_view(account), r.remote_id))
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _comment(self, r: Result, adapter: Adapter, view: Any, remote_id: str) -> None:
+        post = from_row(r.claimed.row, r.claimed.account)
+        _ok, message = await comments.first_comment(adapter, post, view, remote_id, r.remote_url)
+        with contextlib.suppress(Exception):  # reported in the log already
+            await self.db(
+                "comment",
+                comments.record,
+                self.engine,
+                r.claimed.post_id,
+                self.owner,
+                self.clock.now(),
+                message,
+            )
 
     def _fire_hooks(self, r: Result) -> None:
         hook = "post_published" if r.state == PostState.PUBLISHED else "post_failed"

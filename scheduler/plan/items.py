@@ -31,6 +31,7 @@ FIELDS = (
     "poll",
     "poll_duration",
     "poll_multiple",
+    "first_comment",
 )
 #: Columns/keys that are kept for people and ignored by the importer.
 IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})

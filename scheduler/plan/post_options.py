@@ -24,6 +24,7 @@ OPTION_FIELDS = (
     "poll",
     "poll_duration",
     "poll_multiple",
+    "first_comment",
 )
 _POLL_KEYS = ("options", "duration", "multiple")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
@@ -72,7 +73,28 @@ def post_options(values: Mapping[str, Any], fail: Fail, kind: Kind) -> PostOptio
         language=language,
         reply_to=reply_to,
         poll=_poll(values, fail, kind),
+        first_comment=_comment(values, fail, kind),
     )
+
+
+def _comment(values: Mapping[str, Any], fail: Fail, kind: Kind) -> str | None:
+    """A comment's text: the controls a post's text may not hold refused, tabs and line
+    breaks kept."""
+    value = values.get("first_comment")
+    if value is None or value == "":
+        return None
+    if type(value) is not str:
+        fail("first_comment", f"first_comment must be text, got {kind(value)}", "")
+        return None
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        fail(
+            "first_comment",
+            f"first_comment contains the control character U+{ord(bad.group()):04X}",
+            "",
+        )
+        return None
+    return value.strip("\n").rstrip() or None
 
 
 def _text(values: Mapping[str, Any], name: str, fail: Fail, kind: Kind) -> str | None:
@@ -171,7 +193,7 @@ def options_record(options: PostOptions) -> dict[str, Any] | None:
     if options is NO_OPTIONS or not options.given():
         return None
     record: dict[str, Any] = {}
-    for name in ("content_warning", "visibility", "language", "reply_to"):
+    for name in ("content_warning", "visibility", "language", "reply_to", "first_comment"):
         value = getattr(options, name)
         if value is not None:
             record[name] = value
@@ -215,4 +237,5 @@ def stored_options(record: Any) -> PostOptions:
         language=text("language"),
         reply_to=text("reply_to"),
         poll=poll,
+        first_comment=text("first_comment"),
     )
