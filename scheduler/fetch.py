@@ -24,16 +24,16 @@ host names that resolve to them when they resolve at all).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import os
 import re
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
@@ -171,29 +171,32 @@ def _is_localhost(host: str) -> bool:
 RESOLVE_BUDGET = 256
 RESOLVE_WAIT = 2.0
 RESOLVE_TIME = 10.0
-_lookups: dict[str, float] = {"count": 0, "seconds": 0.0, "pid": 0}
-_lookup_pool: ThreadPoolExecutor | None = None
+_lookups: dict[str, float] = {"count": 0, "seconds": 0.0}
 
 
 @functools.lru_cache(maxsize=1024)
 def _resolve_now(host: str, port: int) -> tuple[str, ...] | None:
-    global _lookup_pool
     if _lookups["count"] >= RESOLVE_BUDGET or _lookups["seconds"] >= RESOLVE_TIME:
         return None
     _lookups["count"] += 1
-    if _lookup_pool is None or _lookups["pid"] != os.getpid():
-        # Per process: a pool inherited through fork has no threads left in the child.
-        _lookup_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smm-dns")
-        _lookups["pid"] = os.getpid()
+    # One short-lived thread per lookup, not a pool: once the lookup answers, no thread of
+    # ours is left running, so the plan importer may still fork its validating process (it
+    # forks only while this is the process's one thread). A lookup that never answers keeps
+    # its daemon thread, and the import then validates in this process instead.
+    answer: list[Any] = []
+
+    def lookup() -> None:
+        with contextlib.suppress(OSError, UnicodeError):
+            answer.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+
     started = time.monotonic()
-    future = _lookup_pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    try:
-        infos = future.result(timeout=RESOLVE_WAIT)
-    except (OSError, UnicodeError, FutureTimeout):
+    worker = threading.Thread(target=lookup, name="smm-dns", daemon=True)
+    worker.start()
+    worker.join(RESOLVE_WAIT)
+    _lookups["seconds"] += time.monotonic() - started
+    if not answer:
         return None
-    finally:
-        _lookups["seconds"] += time.monotonic() - started
-    return tuple(dict.fromkeys(str(info[4][0]) for info in infos))
+    return tuple(dict.fromkeys(str(info[4][0]) for info in answer[0]))
 
 
 def url_problem(url: str, settings: MediaSettings, *, resolve: bool = True) -> str | None:
