@@ -44,6 +44,7 @@ __all__ = [
     "RateLimitPolicy",
     "RateLimitStatus",
     "RateLimited",
+    "RateWindow",
     "Rejected",
     "Transient",
     "json_object",
@@ -401,12 +402,26 @@ class Issue:
 
 
 @dataclass(frozen=True)
+class RateWindow:
+    """A budget the network keeps for one class of requests, besides the policy's own (e.g.
+    Mastodon's media uploads, 30 per 30 minutes). ``Adapter.publish_cost`` says how many
+    requests of each class a publish makes; ``Adapter.rate_limit_windows`` what the network
+    said of each lately."""
+
+    name: str
+    requests: int
+    per: timedelta
+
+
+@dataclass(frozen=True)
 class RateLimitPolicy:
     """What the network allows; the dispatcher never sends faster than this."""
 
     requests: int = 60
     per: timedelta = timedelta(minutes=1)
     concurrency: int = 4  # simultaneous requests per account
+    #: More windows, per class of requests, each budgeted on its own by the daemon.
+    windows: tuple[RateWindow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -469,6 +484,9 @@ class Adapter(ABC):
         self.client = client
         #: Updated from response headers by adapters that read them; the dispatcher obeys it.
         self.rate_limit_status: dict[str, RateLimitStatus] = {}
+        #: Per account, per window of ``RateLimitPolicy.windows`` (by name): what the network
+        #: said of that class of requests; a read never overwrites a create's window.
+        self.rate_limit_windows: dict[str, dict[str, RateLimitStatus]] = {}
 
     # -- offline checks -------------------------------------------------------------------
 
@@ -615,6 +633,12 @@ class Adapter(ABC):
         unknown outcome cannot duplicate. Raise ``Transient``/``RateLimited`` only when the
         request certainly did not take effect; otherwise ``OutcomeUnknown``.
         """
+
+    def publish_cost(self, post: OutgoingPost, account: Account) -> Mapping[str, int]:
+        """How many requests of each ``RateLimitPolicy.windows`` class publishing ``post``
+        makes (by window name); the daemon waits until every window has room. Default:
+        none beyond the policy's own one request per publish."""
+        return {}
 
     async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
         """Post ``text`` as the first comment on the published ``post`` (``post.remote_id``

@@ -771,3 +771,41 @@ def test_poll_limits_come_from_the_recorded_instance() -> None:
     limits = InstanceLimits.from_instance(INSTANCE_INFO.json())
     assert (limits.poll_max_options, limits.poll_max_characters) == (4, 50)
     assert (limits.poll_min_expiration, limits.poll_max_expiration) == (300, 2629746)
+
+
+def test_an_exhausted_create_window_is_not_forgotten_after_a_read() -> None:
+    # Mastodon's headers (X-RateLimit-*, reset as ISO 8601) on a create that used up the
+    # status window, then on a metrics read with plenty left in the general window.
+    spent = {
+        "X-RateLimit-Limit": "300",
+        "X-RateLimit-Remaining": "0",
+        "X-RateLimit-Reset": "2026-08-01T15:00:00.000Z",
+    }
+    plenty = {**spent, "X-RateLimit-Remaining": "299"}
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, headers=spent, json=status_json())
+        return httpx.Response(200, headers=plenty, json=status_json())
+
+    async def call(adapter: MastodonAdapter) -> Any:
+        await adapter.publish(make_post(), make_account(), KEY)
+        await adapter.fetch_metrics([make_post(remote_id="111")], make_account())
+        return adapter.rate_limit_status["toots"], adapter.rate_limit_windows["toots"]
+
+    status, windows = run(answer_create(respond), call)
+    assert status.remaining == 0  # the create's window, still
+    assert windows["statuses"].remaining == 0
+    assert windows["requests"].remaining == 299
+
+
+def test_mastodon_declares_its_windows_and_what_a_publish_costs() -> None:
+    adapter = offline_adapter(MastodonAdapter)
+    windows = {w.name: (w.requests, w.per) for w in adapter.capabilities.rate_limit.windows}
+    assert windows == {
+        "requests": (300, timedelta(minutes=5)),
+        "statuses": (300, timedelta(hours=3)),
+        "media": (30, timedelta(minutes=30)),
+    }
+    post = make_post(media=("a.png", "b.png"))
+    assert adapter.publish_cost(post, make_account()) == {"requests": 5, "statuses": 1, "media": 2}

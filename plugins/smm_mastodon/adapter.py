@@ -29,6 +29,7 @@ from scheduler.adapter import (
     PostOptions,
     Published,
     RateLimitPolicy,
+    RateWindow,
     Rejected,
 )
 from smm_mastodon import api
@@ -109,8 +110,19 @@ class MastodonAdapter(Adapter):
         post_options=frozenset(OPTION_NAMES),
         metrics=frozenset({"likes", "comments", "shares", "followers"}),
         has_reach=False,
-        # Mastodon allows 300 requests per 5 minutes per account; a publish takes 1 to 9.
-        rate_limit=RateLimitPolicy(requests=300, per=timedelta(minutes=5), concurrency=4),
+        # Mastodon keeps several windows per account: 300 requests per 5 minutes in all,
+        # 300 status creations per 3 hours, 30 media uploads per 30 minutes. A publish takes
+        # 1 to 9 requests (publish_cost); each window is budgeted on its own.
+        rate_limit=RateLimitPolicy(
+            requests=300,
+            per=timedelta(minutes=5),
+            concurrency=4,
+            windows=(
+                RateWindow("requests", 300, timedelta(minutes=5)),
+                RateWindow("statuses", 300, timedelta(hours=3)),
+                RateWindow("media", 30, timedelta(minutes=30)),
+            ),
+        ),
     )
     #: Seconds between checks of media still being processed, and how many checks.
     media_poll_interval: ClassVar[float] = 1.0
@@ -347,10 +359,28 @@ class MastodonAdapter(Adapter):
         known = self.limits.known(self._base_url(account)) if instance else None
         return known or InstanceLimits()
 
+    def publish_cost(self, post: OutgoingPost, account: Account) -> Mapping[str, int]:
+        """One status creation, one upload per media file (and a check of each still being
+        processed), and the instance document at most once a day."""
+        media = len(post.media)
+        return {"requests": 1 + 2 * media, "statuses": 1, "media": media}
+
     def _observe(self, account: Account, response: httpx.Response) -> None:
+        """Keep what the headers say under the window the request counts in: creating a
+        status, uploading media, or any other call; a read never overwrites the create's."""
         status = api.rate_limit_status(response.headers)
-        if status is not None:
+        if status is None:
+            return
+        request = response.request
+        path = request.url.path.rstrip("/")
+        if request.method == "POST" and path.endswith("/api/v1/statuses"):
+            window = "statuses"
             self.rate_limit_status[account.name] = status
+        elif request.method == "POST" and path.endswith(("/api/v2/media", "/api/v1/media")):
+            window = "media"
+        else:
+            window = "requests"
+        self.rate_limit_windows.setdefault(account.name, {})[window] = status
 
     async def _send(
         self,

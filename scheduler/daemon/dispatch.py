@@ -19,7 +19,14 @@ from typing import Any, TypeVar
 import structlog
 
 from scheduler import media, observability
-from scheduler.adapter import Account, Adapter, OutgoingPost, Published, PublishError
+from scheduler.adapter import (
+    Account,
+    Adapter,
+    OutgoingPost,
+    Published,
+    PublishError,
+    RateLimitPolicy,
+)
 from scheduler.config import AccountConfig, Config, Policies
 from scheduler.daemon.limits import Limits, Slots
 from scheduler.daemon.store import Claimed, Result
@@ -43,6 +50,21 @@ def backoff(policies: Policies, attempt: int, rng: random.Random) -> timedelta:
     """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2^(n-1))]."""
     ceiling = min(policies.backoff_max, policies.backoff_base * (2 ** max(0, attempt - 1)))
     return timedelta(seconds=rng.uniform(0, ceiling.total_seconds()))
+
+
+def _cost(
+    adapter: Adapter, post: OutgoingPost, view: Account, policy: RateLimitPolicy
+) -> Mapping[str, int]:
+    """The requests a publish makes per rate window; a plugin failing to say costs nothing
+    extra (the network's own answers still hold the budget back)."""
+    if not policy.windows:
+        return {}
+    try:
+        cost = adapter.publish_cost(post, view)
+    except Exception as exc:
+        log.warning("publish_cost_failed", platform=adapter.platform, error=repr(exc))
+        return {}
+    return cost if isinstance(cost, Mapping) else {}
 
 
 def _text(message: object, limit: int = 2000) -> str:
@@ -109,6 +131,7 @@ class Dispatcher:
 
         policy = adapter.capabilities_for(view).rate_limit
         budget = self.limits.budget(c.account, policy)
+        cost = _cost(adapter, post, view, policy)
         # Budget checks happen under the account's semaphore, and again after every wait, so
         # posts queued behind each other never all pass one check, and a 429 that arrives
         # meanwhile holds back everyone behind it. The slot is taken before anything is
@@ -129,7 +152,12 @@ class Dispatcher:
             while True:
                 if may_send is not None and not may_send(c):
                     return self._handback(c, "not sent: the daemon is stopping or lost its lease")
-                wait = budget.delay(self.clock.now(), adapter.rate_limit_status.get(c.account))
+                wait = budget.delay(
+                    self.clock.now(),
+                    adapter.rate_limit_status.get(c.account),
+                    cost=cost,
+                    windows=adapter.rate_limit_windows.get(c.account),
+                )
                 if wait <= timedelta(0):
                     break
                 if wait > MAX_HOLD:
@@ -146,7 +174,7 @@ class Dispatcher:
                     )
                 observability.record_rate_limit_wait(account, wait.total_seconds())
                 await asyncio.sleep(wait.total_seconds())
-            budget.record(self.clock.now())
+            budget.record(self.clock.now(), cost)
             if before_send is not None and not await before_send(c):
                 return self._handback(c, "not sent: the request could not be recorded first")
             started = time.perf_counter()
@@ -250,21 +278,25 @@ class Dispatcher:
                 continue
             try:
                 budget = self.limits.budget(c.account, policy)
-                if budget.delay(now, adapter.rate_limit_status.get(c.account)) > _NO_WAIT or (
-                    may_send is not None and not may_send(c)
-                ):
-                    slots.release()
-                    rest.append(c)
-                    continue
                 view = views.get(c.account)
                 if view is None:
                     view = views[c.account] = account_view(account)
                 post = from_row(c.row, c.account)
+                cost = _cost(adapter, post, view, policy)
+                if budget.delay(
+                    now,
+                    adapter.rate_limit_status.get(c.account),
+                    cost=cost,
+                    windows=adapter.rate_limit_windows.get(c.account),
+                ) > _NO_WAIT or (may_send is not None and not may_send(c)):
+                    slots.release()
+                    rest.append(c)
+                    continue
             except Exception:  # ``attempt`` runs the same steps and reports what fails
                 slots.release()
                 rest.append(c)
                 continue
-            budget.record(now)
+            budget.record(now, cost)
             launched.append(Launched(self, c, account, adapter, slots, post, view, loop=loop))
         if start:
             self.begin(launched)

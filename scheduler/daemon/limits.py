@@ -12,10 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from scheduler.adapter import RateLimitPolicy, RateLimitStatus
+from scheduler.adapter import RateLimitPolicy, RateLimitStatus, RateWindow
+
+_NONE: Mapping[str, int] = {}
 
 
 @dataclass
@@ -25,10 +28,25 @@ class Budget:
     policy: RateLimitPolicy
     sent: deque[datetime] = field(default_factory=deque)
     blocked_until: datetime | None = None
+    #: Per window of ``policy.windows``: (when, how many requests) of the recent publishes.
+    window_sent: dict[str, deque[tuple[datetime, int]]] = field(default_factory=dict)
 
-    def delay(self, now: datetime, status: RateLimitStatus | None = None) -> timedelta:
-        """How long to wait before the next request may go (zero: now)."""
+    def delay(
+        self,
+        now: datetime,
+        status: RateLimitStatus | None = None,
+        *,
+        cost: Mapping[str, int] = _NONE,
+        windows: Mapping[str, RateLimitStatus] | None = None,
+    ) -> timedelta:
+        """How long to wait before the next publish may go (zero: now). ``cost``: its
+        requests in each of ``policy.windows``; ``windows``: what the network said of them."""
         waits = [timedelta(0)]
+        for extra in self.policy.windows:
+            need = min(cost.get(extra.name, 0), extra.requests)
+            if need > 0:
+                said = (windows or {}).get(extra.name)
+                waits.append(self._window_wait(extra, need, now, said))
         if self.blocked_until and self.blocked_until > now:
             waits.append(self.blocked_until - now)
         window = self.policy.per
@@ -46,8 +64,37 @@ class Budget:
             waits.append(status.reset_at - now)
         return max(waits)
 
-    def record(self, now: datetime) -> None:
+    def _window_wait(
+        self, window: RateWindow, need: int, now: datetime, said: RateLimitStatus | None
+    ) -> timedelta:
+        sent = self.window_sent.setdefault(window.name, deque())
+        while sent and now - sent[0][0] >= window.per:
+            sent.popleft()
+        wait = timedelta(0)
+        used = sum(n for _, n in sent)
+        if used + need > window.requests:
+            # Until enough of the oldest publishes leave the window.
+            for at, n in sent:
+                used -= n
+                if used + need <= window.requests:
+                    wait = at + window.per - now
+                    break
+        if (
+            said is not None
+            and said.remaining is not None
+            and said.remaining < need
+            and said.reset_at is not None
+            and said.reset_at > now
+        ):
+            wait = max(wait, said.reset_at - now)
+        return wait
+
+    def record(self, now: datetime, cost: Mapping[str, int] = _NONE) -> None:
         self.sent.append(now)
+        for window in self.policy.windows:
+            count = cost.get(window.name, 0)
+            if count > 0:
+                self.window_sent.setdefault(window.name, deque()).append((now, count))
 
     def block(self, until: datetime) -> None:
         """The network said to wait until ``until`` (a 429 with a reset time)."""
@@ -148,6 +195,9 @@ class Limits:
             policy,
             requests=max(1, policy.requests // self.peers),
             concurrency=max(1, policy.concurrency // self.peers),
+            windows=tuple(
+                replace(w, requests=max(1, w.requests // self.peers)) for w in policy.windows
+            ),
         )
 
     def account_semaphore(self, account: str, policy: RateLimitPolicy) -> Slots:
