@@ -334,3 +334,15 @@ def test_a_change_of_taste_is_followed_on_the_fresh_posts(conn: Connection, fres
         assert provocation.er is not None
         assert provocation.er > 0.04
         assert provocation.posts == 16 + fresh  # the record still counts for eligibility
+
+
+def test_a_negative_count_from_a_broken_network_does_not_stop_the_statistics(
+    conn: Connection,
+) -> None:
+    b = Builder(conn)
+    acc = b.account()
+    b.measured(acc, "laugh", 0.03)
+    broken = b.post(acc, "laugh")
+    b.snapshot(broken, 73 * HOUR, likes=-5, comments=0, shares=0, reach=-100)
+    laugh = account_stats(conn, SETTINGS, T0, reach={acc: True})[acc].types["laugh"]
+    assert laugh.er == pytest.approx(0.03, rel=0.01)

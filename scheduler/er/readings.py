@@ -166,10 +166,13 @@ def fallback_sql(s: Any, p: Any) -> ColumnElement[Any]:
 
 
 def log_er_sql(s: Any, p: Any) -> ColumnElement[Any]:
-    """A snapshot's log ER (``stats.log_engagement_rate``, in SQL): half an engagement is
-    added so that a post nobody engaged with still has a (very low) log."""
+    """A snapshot's log ER, ``ln((engagements + LOG_OFFSET) / denominator)``: half an
+    engagement is added so that a post nobody engaged with still has a (very low) log. NULL
+    when either side is unknown or not positive (PostgreSQL refuses the log of a negative
+    count a broken network might report; SQLite would give NULL)."""
     eng = cast(engagement_sql(s), Float) + LOG_OFFSET
-    return func.ln(eng) - func.ln(cast(denominator_sql(s, p), Float))
+    denominator = cast(denominator_sql(s, p), Float)
+    return case((and_(eng > 0, denominator > 0), func.ln(eng) - func.ln(denominator)), else_=null())
 
 
 def ensure_math(conn: Connection) -> None:
@@ -269,9 +272,11 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
     for i in range(len(windows)):
         snap = snapshots_t.alias(f"s{i}")
         joined = joined.outerjoin(snap, snap.c.id == posts.c[f"sid{i}"])
+        log_er = log_er_sql(snap, posts)
         values += [
-            er_sql(snap, posts).label(f"er{i}"),
-            log_er_sql(snap, posts).label(f"lx{i}"),
+            # A reading counts only when its log does too (negative counts have none).
+            case((log_er.is_(None), null()), else_=er_sql(snap, posts)).label(f"er{i}"),
+            log_er.label(f"lx{i}"),
             fallback_sql(snap, posts).label(f"fb{i}"),
         ]
     per_post = (
