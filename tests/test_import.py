@@ -226,6 +226,39 @@ def test_a_reimport_that_reads_every_stored_post_finds_only_its_own_files_gone(
     assert diff.summary()["unchanged"] == 4
 
 
+@pytest.mark.parametrize("chunk", [1, 3])
+def test_stored_posts_read_in_chunks_give_what_one_read_gives(
+    chunk: int,
+    run_import: RunImport,
+    engine: Engine,
+    config: Config,
+    plan,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A re-import reads the stored posts a chunk at a time: the same diff, the same rows."""
+    from scheduler.plan import importer
+
+    shorter = "\n".join(line for line in PLAN.splitlines() if "q2" not in line)
+    edited = shorter.replace("text: one", "text: one edited")
+    outcomes = []
+    for size in (importer.READ_CHUNK, chunk):
+        monkeypatch.setattr(importer, "READ_CHUNK", size)
+        with engine.begin() as conn:
+            conn.execute(posts_t.delete())
+        run_import(engine, config, plan(PLAN, "a.yaml"))
+        run_import(engine, config, plan("- {id: b1, account: ny, type: t, text: b}\n", "b.yaml"))
+        diff = run_import(engine, config, plan(edited, "a.yaml"))
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(posts_t.c.key, posts_t.c.state, posts_t.c.text, posts_t.c.due_at).order_by(
+                    posts_t.c.key
+                )
+            ).all()
+        outcomes.append((sorted(g.key for g in diff.gone), diff.summary(), rows))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == ["q2"]
+
+
 def test_dry_run_reports_the_diff_and_writes_nothing(
     run_import: RunImport, engine: Engine, config: Config, plan
 ) -> None:  # type: ignore[no-untyped-def]

@@ -54,6 +54,8 @@ PRUNABLE = frozenset(UPDATABLE)
 #: Keys per IN (...) lookup: well under the parameter limits of SQLite (32,766) and psycopg.
 _CHUNK = 5_000
 _INSERT_BATCH = 10_000
+#: Stored rows read per fetch when an import reads every stored post.
+READ_CHUNK = 10_000
 
 
 class Existing(NamedTuple):
@@ -164,18 +166,20 @@ def stored_posts(
         # no conversion), costs less than looking every key up and then the plan's files.
         names = ", ".join(conn.dialect.identifier_preparer.quote(c.name) for c in cols)
         table = conn.dialect.identifier_preparer.format_table(posts_t)
+        # Read a chunk at a time: only the posts the plan names (and the gone ones) are kept,
+        # never every stored row at once.
         cursor = conn.connection.cursor()
+        prunable_files = set(files)
         try:
             cursor.execute(f"SELECT {names} FROM {table}")
-            stored_rows = cursor.fetchall()
+            while stored_rows := cursor.fetchmany(READ_CHUNK):
+                for post in map(Existing._make, stored_rows):
+                    if post.key in wanted:
+                        by_key[post.key] = post
+                    elif post.plan_file in prunable_files and post.state in PRUNABLE:
+                        gone.append(post)
         finally:
             cursor.close()
-        prunable_files = set(files)
-        for post in map(Existing._make, stored_rows):
-            if post.key in wanted:
-                by_key[post.key] = post
-            elif post.plan_file in prunable_files and post.state in PRUNABLE:
-                gone.append(post)
         return by_key, gone
     for i in range(0, len(keys), _CHUNK):
         query = select(*cols).where(posts_t.c.key.in_(keys[i : i + _CHUNK]))
