@@ -251,5 +251,7 @@ def test_smm_plan_import_of_a_large_plan_validates_in_two_processes(
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["added"] == 6000
     assert len(forks) == 1
-    listed = json.loads(runner.invoke(cli, [*base, "queue", "list", "--json"]).output)
+    listed = json.loads(
+        runner.invoke(cli, [*base, "queue", "list", "--json", "--limit", "6000"]).stdout
+    )
     assert sorted(p["id"] for p in listed) == sorted(r["id"] for r in far)
