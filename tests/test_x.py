@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from smm_x import XAdapter
 from smm_x.weighted import find_urls, weighted_length
+from structlog.testing import capture_logs
 
 from scheduler.adapter import (
     Account,
@@ -635,3 +638,135 @@ def test_a_reply_with_a_poll_is_sent_as_x_takes_it() -> None:
     body = json.loads(create.content)
     assert body["reply"] == {"in_reply_to_tweet_id": "1880028106020515840"}
     assert body["poll"] == {"options": ["Tea", "Coffee"], "duration_minutes": 1440}
+
+
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 40  # 10,264 B
+
+
+class ChunkyX(XAdapter):
+    """X with 4 KiB video segments and processing checks that do not sleep."""
+
+    video_chunk_bytes = 4096
+    video_max_wait = 0.0
+    video_max_checks = 5
+
+
+class VideoServer:
+    """X's chunked upload as documented (docs.x.com media-upload-chunked, STATUS reference):
+    INIT answers the id, APPEND an empty 2xx, FINALIZE and STATUS a processing_info whose
+    state goes through ``states``."""
+
+    def __init__(self, *states: str, error: str | None = None) -> None:
+        self.states = list(states)
+        self.error = error
+        self.commands: list[str] = []
+        self.segments: list[bytes] = []
+        self.init: dict[str, str] = {}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/2/tweets":
+            return ok_network(request)
+        media_id = "1880028106020515840"
+        if request.method == "GET":
+            assert request.url.params["command"] == "STATUS"
+            assert request.url.params["media_id"] == media_id
+            self.commands.append("STATUS")
+            return httpx.Response(200, json={"data": self._info(media_id)})
+        if request.headers["content-type"].startswith("application/x-www-form-urlencoded"):
+            form = parse_qs(request.content.decode())
+            fields = {k: v[0].encode() for k, v in form.items()}
+        else:
+            fields = self._multipart(request)
+        command = fields["command"].decode()
+        self.commands.append(command)
+        if command == "INIT":
+            self.init = {k: v.decode() for k, v in fields.items()}
+            data = {"id": media_id, "media_key": f"7_{media_id}", "expires_after_secs": 86400}
+            return httpx.Response(200, json={"data": data})
+        if command == "APPEND":
+            self.segments.append(fields["media"])
+            return httpx.Response(204)
+        return httpx.Response(200, json={"data": self._info(media_id)})
+
+    @staticmethod
+    def _multipart(request: httpx.Request) -> dict[str, bytes]:
+        return {
+            name.decode(): value
+            for name, value in re.findall(
+                rb'name="([^"]+)"(?:; filename="[^"]*")?\r\n(?:Content-Type: [^\r]*\r\n)?\r\n'
+                rb"(.*?)\r\n--",
+                request.content,
+                re.S,
+            )
+        }
+
+    def _info(self, media_id: str) -> dict[str, Any]:
+        state = self.states.pop(0) if self.states else "succeeded"
+        info: dict[str, Any] = {"state": state, "check_after_secs": 1}
+        if state == "failed":
+            info["error"] = {"code": 1, "name": "InvalidMedia", "message": self.error}
+        return {"id": media_id, "media_key": f"7_{media_id}", "processing_info": info}
+
+
+def test_a_video_is_uploaded_in_chunks_and_posted_once_processed(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(MP4)
+    server = VideoServer("pending", "in_progress", "succeeded")
+    recorder = RecordingHandler(server)
+    with capture_logs() as logs:
+        run_adapter(
+            ChunkyX,
+            recorder,
+            lambda a: a.publish(
+                make_post(media=(str(tmp_path / "clip.mp4"),)), make_account(), "k"
+            ),
+        )
+    assert server.commands == ["INIT", "APPEND", "APPEND", "APPEND", "FINALIZE", "STATUS", "STATUS"]
+    assert b"".join(server.segments) == MP4  # every byte, in order, in 4 KiB segments
+    assert [len(s) for s in server.segments] == [4096, 4096, len(MP4) - 8192]
+    assert server.init == {
+        "command": "INIT",
+        "media_type": "video/mp4",
+        "total_bytes": str(len(MP4)),
+        "media_category": "tweet_video",
+    }
+    create = recorder.requests[-1]
+    assert json.loads(create.content)["media"] == {"media_ids": ["1880028106020515840"]}
+    progress = [e["sent"] for e in logs if e["event"] == "x_video_upload"]
+    assert progress == [4096, 8192, len(MP4)]
+
+
+def test_a_video_x_cannot_process_is_rejected_before_any_post(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(MP4)
+    server = VideoServer("in_progress", "failed", error="Unsupported video format")
+    recorder = RecordingHandler(server)
+    with pytest.raises(Rejected, match="Unsupported video format"):
+        run_adapter(
+            ChunkyX,
+            recorder,
+            lambda a: a.publish(
+                make_post(media=(str(tmp_path / "clip.mp4"),)), make_account(), "k"
+            ),
+        )
+    assert "/2/tweets" not in [r.url.path for r in recorder.requests]
+
+
+def test_a_video_still_processing_after_the_last_check_is_transient(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(MP4)
+    server = VideoServer(*["in_progress"] * 10)
+    with pytest.raises(Transient, match="still in_progress after 5 checks"):
+        run_adapter(
+            ChunkyX,
+            RecordingHandler(server),
+            lambda a: a.publish(
+                make_post(media=(str(tmp_path / "clip.mp4"),)), make_account(), "k"
+            ),
+        )
+
+
+def test_a_video_goes_alone(tmp_path: Path) -> None:
+    adapter = offline_adapter(XAdapter)
+    (tmp_path / "clip.mp4").write_bytes(MP4)
+    issues = adapter.validate(
+        make_post(media=(str(tmp_path / "clip.mp4"), png(tmp_path, "a.png"))), make_account()
+    )
+    assert [i.message for i in issues] == ["an X post takes one video and nothing else beside it"]

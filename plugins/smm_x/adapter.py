@@ -8,15 +8,15 @@ in the account's own timeline. See docs/plugins/networks/x.md.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
-from scheduler import tokens
+from scheduler import media, tokens
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -39,6 +39,7 @@ from scheduler.timeutil import as_utc, format_utc, utcnow
 
 from .errors import classify, rate_limit_status, transport_failure
 from .matching import normalise, timeline_text
+from .video import MAX_VIDEO_BYTES, VIDEO_TYPES, upload_video
 from .weighted import MAX_WEIGHTED_LENGTH, weighted_length
 
 __all__ = ["XAdapter"]
@@ -81,8 +82,9 @@ class XAdapter(Adapter):
         text_limit=MAX_WEIGHTED_LENGTH,
         text_counting="weighted",
         max_media=4,
-        media_types=IMAGE_TYPES,
-        max_media_bytes=MAX_IMAGE_BYTES,
+        media_types=IMAGE_TYPES + VIDEO_TYPES,
+        # Videos up to 512 MB (uploaded in chunks); images up to 5 MB (checked by validate).
+        max_media_bytes=MAX_VIDEO_BYTES,
         # X has no idempotency key; it refuses an identical text as a duplicate, but only
         # within a window it does not document, so a resend is never assumed safe.
         idempotent=False,
@@ -163,6 +165,12 @@ class XAdapter(Adapter):
                     code="post_cap_budget",
                 )
 
+    #: Segments of a chunked video upload, the longest wait between processing checks
+    #: (X says how long in check_after_secs) and how many checks before giving up.
+    video_chunk_bytes: ClassVar[int] = 4 * 1024 * 1024
+    video_max_wait: ClassVar[float] = 10.0
+    video_max_checks: ClassVar[int] = 60
+
     # -- offline checks -------------------------------------------------------------------
 
     def text_length(self, text: str) -> int:
@@ -176,6 +184,9 @@ class XAdapter(Adapter):
             issue = _media_issue(item)
             if issue:
                 issues.append(issue)
+        videos = sum(media.guess_type(item) in VIDEO_TYPES for item in post.media)
+        if videos and len(post.media) > 1:
+            issues.append(Issue("media", "an X post takes one video and nothing else beside it"))
         return issues
 
     def option_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
@@ -259,8 +270,24 @@ class XAdapter(Adapter):
         # An upload creates no post, so every failure here is safe to retry (sends=False).
         if item.startswith(("https://", "http://")):
             raise Rejected(f"x: {item} is not a local JPEG, PNG or WebP image")
+        if media.guess_type(item) in VIDEO_TYPES:
+
+            async def request(method: str, path: str, **kwargs: Any) -> Mapping[str, Any]:
+                return await self._request(method, path, token, account, **kwargs)
+
+            return await upload_video(
+                request,
+                item,
+                replace(self.capabilities, media_types=VIDEO_TYPES),
+                chunk_bytes=self.video_chunk_bytes,
+                max_wait=self.video_max_wait,
+                max_checks=self.video_max_checks,
+            )
         # Only through the core: confined to the media roots, checked by content and size.
-        image = await read_media(item, self.capabilities)
+        image = await read_media(
+            item,
+            replace(self.capabilities, media_types=IMAGE_TYPES, max_media_bytes=MAX_IMAGE_BYTES),
+        )
         body = await self._request(
             "POST",
             "/2/media/upload",
@@ -384,6 +411,7 @@ class XAdapter(Adapter):
         *,
         sends: bool = False,
         track: bool = False,
+        empty_ok: bool = False,
         **kwargs: Any,
     ) -> Mapping[str, Any]:
         """One API call; the decoded JSON object of a 2xx answer, else a ``PublishError``.
@@ -405,6 +433,8 @@ class XAdapter(Adapter):
                 self.rate_limit_status[account.name] = status
         if not response.is_success:
             raise classify(response, sends=sends)
+        if empty_ok and not response.content.strip():
+            return {}
         try:
             body = response.json()
         except ValueError:
@@ -457,11 +487,12 @@ def _media_issue(item: str) -> Issue | None:
     if item.startswith(("https://", "http://")):
         return Issue("media", f"{item}: X needs image files, not URLs", "download it first")
     path = Path(item).expanduser()
-    kind, _ = mimetypes.guess_type(path.name)
-    if kind not in IMAGE_TYPES:
-        return Issue("media", f"{item}: not a JPEG, PNG or WebP image")
+    kind = media.guess_type(path.name)
+    video = kind in VIDEO_TYPES
+    if kind not in IMAGE_TYPES and not video:
+        return Issue("media", f"{item}: not a JPEG, PNG or WebP image, or an MP4 or MOV video")
     if not path.is_file():
         return Issue("media", f"{item}: no such file")
-    if path.stat().st_size > MAX_IMAGE_BYTES:
+    if not video and path.stat().st_size > MAX_IMAGE_BYTES:
         return Issue("media", f"{item}: larger than X's 5 MB image limit")
     return None
