@@ -21,6 +21,7 @@ from smm_linkedin.little import escape
 from scheduler.adapter import (
     Account,
     AuthExpired,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -476,3 +477,20 @@ def test_lookup_without_permission_to_read_member_posts_cannot_tell() -> None:
 def test_the_plugin_registers_the_linkedin_platform() -> None:
     assert registered_adapters(smm_linkedin.register_platforms) == [LinkedInAdapter]
     assert LinkedInAdapter.platform == "linkedin"
+
+
+def test_alt_text_rides_with_each_image_as_alt_text() -> None:
+    # Posts API (learn.microsoft.com, LinkedIn Posts API): content.media.altText and
+    # content.multiImage.images[].altText.
+    fake = FakeLinkedIn()
+    media = ("https://media.example.com/a.png", "https://media.example.com/b.png")
+    meta = (MediaMeta("Our team at the Riga office"), MediaMeta())
+    publish(fake, make_post(media=media, media_meta=meta))
+    assert fake.posts[0]["content"] == {
+        "multiImage": {
+            "images": [
+                {"id": "urn:li:image:C4E10AQFoyyAjHPMQ0", "altText": "Our team at the Riga office"},
+                {"id": "urn:li:image:C4E10AQFoyyAjHPMQ1"},
+            ]
+        }
+    }

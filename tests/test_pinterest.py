@@ -20,6 +20,7 @@ from smm_pinterest.adapter import classify_error, reset_time, split_title
 from scheduler.adapter import (
     Account,
     AuthExpired,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -401,3 +402,10 @@ def test_lookup_cannot_tell_when_more_pages_hide_the_due_time() -> None:
 def test_the_plugin_registers_the_pinterest_platform() -> None:
     assert registered_adapters(smm_pinterest.register_platforms) == [PinterestAdapter]
     assert PinterestAdapter.platform == "pinterest"
+
+
+def test_alt_text_is_the_pins_alt_text() -> None:
+    # POST /v5/pins: alt_text (developers.pinterest.com, Pins create), at most 500 characters.
+    fake = FakePinterest()
+    publish(fake, make_post(media_meta=(MediaMeta("A bowl of orange soup"),)))
+    assert fake.pins[0]["alt_text"] == "A bowl of orange soup"

@@ -81,6 +81,8 @@ class LinkedInAdapter(Adapter):
         has_reach=False,
         # A member may post 150 times a day; the limits reset at midnight UTC.
         rate_limit=RateLimitPolicy(requests=150, per=timedelta(days=1), concurrency=1),
+        # Posts API content.media.altText / multiImage.images[].altText: up to 4,086 characters.
+        alt_text_limit=4086,
     )
     #: Access tokens live 60 days: renewed a week ahead (scheduler.tokens).
     refresh_lead = timedelta(days=7)
@@ -177,10 +179,11 @@ class LinkedInAdapter(Adapter):
             "lifecycleState": "PUBLISHED",
             "isReshareDisabledByAuthor": False,
         }
-        if len(images) == 1:
-            body["content"] = {"media": {"id": images[0]}}
-        elif images:
-            body["content"] = {"multiImage": {"images": [{"id": i} for i in images]}}
+        described = [_image(i, post.meta(n).alt) for n, i in enumerate(images)]
+        if len(described) == 1:
+            body["content"] = {"media": described[0]}
+        elif described:
+            body["content"] = {"multiImage": {"images": described}}
         response = await api.request("POST", "posts", json=body, mutating=True)
         urn = response.headers.get("x-restli-id") or (json_object(response) or {}).get("id")
         if not urn:
@@ -293,3 +296,8 @@ class LinkedInAdapter(Adapter):
             f"LinkedIn: the post is not among the {len(items)} most recent ones, which do "
             "not reach back to when it was sent"
         )
+
+
+def _image(urn: str, alt: str | None) -> dict[str, str]:
+    """An image of a post's content, with its alt text (``altText``) when the plan gives one."""
+    return {"id": urn, "altText": alt} if alt else {"id": urn}

@@ -145,6 +145,8 @@ class PinterestAdapter(Adapter):
         has_reach=True,
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(minutes=1), concurrency=1),
         requires_media=True,
+        # POST /v5/pins: alt_text, up to 500 characters.
+        alt_text_limit=500,
     )
 
     # -- offline ---------------------------------------------------------------------------
@@ -244,6 +246,8 @@ class PinterestAdapter(Adapter):
         }
         if title:
             pin["title"] = title
+        if post.meta(0).alt:
+            pin["alt_text"] = post.meta(0).alt
         if post.link:
             pin["link"] = post.link
         if account.option("board_section_id"):
