@@ -41,3 +41,33 @@ def test_every_command_of_the_tour_exists_with_its_options() -> None:
         known = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
         options = {w.split("=")[0] for w in words if w.startswith("-")}
         assert options <= known | {"--help", "-h"}, f"`smm {' '.join(args)}`"
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_the_exit_codes_named_include_smm_status_needing_attention() -> None:
+    from scheduler.cli.status import NEEDS_ATTENTION
+
+    codes = re.search(r"Exit codes: (.*?)\n\n", README, re.S)
+    assert codes, "the README no longer lists the exit codes"
+    assert re.search(rf"`smm status`\s+exits {NEEDS_ATTENTION}\b", codes.group(1))
+    table = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert re.search(rf"^\| `{NEEDS_ATTENTION}` \| .*`smm status`", table, re.M)
+
+
+def test_every_built_in_network_is_named_where_the_networks_are_listed() -> None:
+    pages = sorted((DOCS / "plugins" / "networks").glob("*.md"))
+    names = []
+    for page in pages:
+        if page.stem in {"sim", "webhook"}:  # named as "a signed webhook", "a simulated network"
+            continue
+        title = page.read_text(encoding="utf-8").splitlines()[0]
+        names.append(title.removeprefix("# ").split()[0])  # "# Facebook Pages" -> Facebook
+    assert len(names) >= 13
+    index = (DOCS / "index.md").read_text(encoding="utf-8")
+    for where, text in (("README.md", README), ("docs/index.md", index)):
+        listed = re.search(r"Every network is a plugin\**:?\**(.*?)ship as", text, re.S)
+        assert listed, f"{where} no longer lists the networks"
+        missing = [n for n in names if not re.search(rf"\b{re.escape(n)}\b", listed.group(1))]
+        assert not missing, f"{where} does not name {missing}"
