@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, and_, func, or_, select, text, union_all
 
-from scheduler.db.models import PostState
+from scheduler.db.models import PostState, Schedule
 from scheduler.er.html import PALETTE, styles_for
 from scheduler.queue import AWAITING_APPROVAL, HOLDING_STATES, accounts_t, posts_t
 from scheduler.states import CALENDAR_STATES, DUE_STATES, sql_in
@@ -258,9 +258,12 @@ class AheadWarning:
 
 
 def beyond_horizon(conn: Connection, now: datetime, horizon: timedelta) -> list[AheadWarning]:
-    """Accounts with waiting posts due after ``now + horizon``: how many, and the last one.
+    """Accounts with posts waiting for a slot that is after ``now + horizon``: how many, and
+    the last one.
 
-    Reads only the posts past the horizon (a range of ``ix_posts_due_at``)."""
+    Only posts that took a slot count: a time the plan (or a reschedule) gave is meant, and
+    says nothing of whether the slots can carry the plan. Reads only the posts past the
+    horizon (a range of ``ix_posts_due_at``)."""
     limit = now + horizon
     rows = conn.execute(
         select(
@@ -269,7 +272,11 @@ def beyond_horizon(conn: Connection, now: datetime, horizon: timedelta) -> list[
             func.count().label("beyond"),
         )
         .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
-        .where(posts_t.c.due_at > limit, posts_t.c.state.in_(HOLDING_STATES))
+        .where(
+            posts_t.c.due_at > limit,
+            posts_t.c.state.in_(HOLDING_STATES),
+            posts_t.c.schedule == Schedule.QUEUE.value,
+        )
         .group_by(accounts_t.c.name)
         .order_by(accounts_t.c.name)
     ).all()
