@@ -649,6 +649,44 @@ def test_every_option_the_adapter_reads_is_documented() -> None:
     assert undocumented(options, network_page("mastodon")) == []
 
 
+def test_config_check_names_a_missing_server_token_or_a_mistyped_option() -> None:
+    from smm_mastodon.adapter import ACCOUNT_OPTIONS
+
+    # Every option the adapter reads is one config check accepts, and no other.
+    assert set(ACCOUNT_OPTIONS) == options_read_by(smm_mastodon)
+    assert MastodonAdapter.check_account(make_account(visibility="public")) == []
+    bare = Account(name="toots", platform="mastodon", timezone="UTC", options={})
+    assert [i.field for i in MastodonAdapter.check_account(bare)] == [
+        "options.instance",
+        "credentials.access_token",
+    ]
+    typo = account_with_secrets(
+        "toots", "mastodon", {"instanse": INSTANCE}, secrets={"access_token": TOKEN}
+    )
+    issues = {i.field: i for i in MastodonAdapter.check_account(typo)}
+    assert set(issues) == {"options.instanse", "options.instance"}
+    assert issues["options.instanse"].hint == "did you mean 'instance'?"
+    assert TOKEN not in repr(issues)
+
+
+def test_smm_config_check_fails_on_an_account_without_its_server(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli import cli
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[accounts.toots]\nplatform = "mastodon"\ntimezone = "UTC"\n'
+        'slots.weekdays = ["09:00"]\noptions.instanse = "https://mastodon.social"\n'
+        'credentials.access_token = { env = "SMM_TEST_UNSET_TOKEN" }\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 1
+    assert "line 5, field 'accounts.toots.options.instanse': unknown option" in result.output
+    assert "field 'accounts.toots.options.instance': missing" in result.output
+
+
 # --------------------------------------------------------------------------- the contract
 
 

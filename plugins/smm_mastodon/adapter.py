@@ -7,6 +7,7 @@ See docs/plugins/networks/mastodon.md.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -38,6 +39,15 @@ from smm_mastodon.media import MediaUploader
 from smm_mastodon.text import DEFAULT_URL_LENGTH, status_length
 
 __all__ = ["MastodonAdapter"]
+
+#: The account options this plugin reads (docs/plugins/networks/mastodon.md).
+ACCOUNT_OPTIONS = ("instance", "visibility", "language", "max_characters")
+
+
+def _closest(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    return f"did you mean {close[0]!r}?" if close else "known options: " + ", ".join(known)
+
 
 _VISIBILITIES = ("public", "unlisted", "private", "direct")
 #: The plan's network-neutral visibilities in Mastodon's words.
@@ -133,6 +143,34 @@ class MastodonAdapter(Adapter):
         self.limits = LimitsCache(client)
 
     # -- offline checks -------------------------------------------------------------------
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The server and a reference to the access token are required, and an option this
+        plugin does not read is a typo: without these the account would only be paused at its
+        first publish."""
+        issues = [
+            Issue(f"options.{key}", f"unknown option {key!r}", _closest(key, ACCOUNT_OPTIONS))
+            for key in account.options
+            if key not in ACCOUNT_OPTIONS
+        ]
+        if not account.option("instance"):
+            issues.append(
+                Issue(
+                    "options.instance",
+                    "missing: the Mastodon server to publish to",
+                    'e.g. options.instance = "https://mastodon.social"',
+                )
+            )
+        if "access_token" not in account.credentials:
+            issues.append(
+                Issue(
+                    "credentials.access_token",
+                    "missing: where the account's access token is",
+                    'e.g. credentials.access_token = { env = "MASTODON_TOKEN" }',
+                )
+            )
+        return issues
 
     def text_length(self, text: str) -> int:
         """Graphemes, with every URL as 23 and remote mentions without their domain."""
