@@ -287,6 +287,15 @@ def test_config_check_names_platforms_without_a_plugin(smm, tmp_path: Path) -> N
     cfg.write_text('[accounts.a]\nplatform = "myspace"\ntimezone = "UTC"\n', encoding="utf-8")
     result = smm("config", "check", config_path=cfg, expect=1)
     assert "no installed plugin provides platform 'myspace'" in result.output
+    assert "did you mean" not in result.output
+
+
+def test_config_check_suggests_the_platform_a_typo_meant(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[accounts.a]\nplatform = "Mastadon"\ntimezone = "UTC"\n', encoding="utf-8")
+    result = smm("config", "check", config_path=cfg, expect=1)
+    assert "line 2, field 'accounts.a.platform'" in result.output
+    assert "(hint: did you mean 'mastodon'? installed: bluesky," in result.output
 
 
 def test_commands_needing_a_config_say_how_to_give_one(smm, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -26,10 +26,18 @@ def platform_problems(app: App) -> list[Problem]:
                     line_of(config, f"accounts.{name}.platform"),
                     f"accounts.{name}.platform",
                     f"no installed plugin provides platform {acc.platform!r}",
-                    "installed: " + (", ".join(sorted(known)) or "none"),
+                    _platform_hint(acc.platform, sorted(known)),
                 )
             )
     return out
+
+
+def _platform_hint(platform: str, known: list[str]) -> str:
+    import difflib  # only when a platform is wrong
+
+    close = difflib.get_close_matches(platform.lower(), known, n=1)
+    installed = "installed: " + (", ".join(known) or "none")
+    return f"did you mean {close[0]!r}? {installed}" if close else installed
 
 
 def account_problems(app: App) -> list[Problem]:
