@@ -54,6 +54,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
             "apscheduler-million",
         ],
     ),
+    "queue": ("bench_queue.py", [], ["--posts", "100000", "--runs", "3"]),
     "er": ("bench_er.py", [], []),
     "simulate": ("bench_simulate.py", [], []),
     "web": ("bench_web.py", [], []),
