@@ -271,6 +271,7 @@ OPTION_NAMES = (
     "reply_to",
     "poll",
     "first_comment",
+    "thread",
 )
 #: Who may see a post, in network-neutral words (Mastodon: public, unlisted, private, direct).
 VISIBILITIES = ("public", "unlisted", "followers", "direct")
@@ -309,6 +310,9 @@ class PostOptions:
     #: A comment posted right after the post (``Adapter.publish_comment``); its failure
     #: never makes the post count as failed.
     first_comment: str | None = None
+    #: The texts of the posts that follow this one as a reply chain (parts 2, 3...); the
+    #: post's own remote id (metrics) is the first part's.
+    thread: tuple[str, ...] = ()
 
     def given(self) -> tuple[str, ...]:
         """The names of the options that are set, in ``OPTION_NAMES`` order."""
@@ -324,6 +328,7 @@ class PostOptions:
                     self.reply_to,
                     self.poll,
                     self.first_comment,
+                    self.thread,
                 ),
                 strict=True,
             )

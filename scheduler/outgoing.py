@@ -7,6 +7,7 @@ This is the only place the core asks plugins about a post before it is sent: the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Sequence
 from functools import cache
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 
 from scheduler import media, plugins
-from scheduler.adapter import NO_OPTIONS, Account, Adapter, OutgoingPost
+from scheduler.adapter import NO_OPTIONS, Account, Adapter, Issue, OutgoingPost
 from scheduler.config import AccountConfig, MediaSettings
 from scheduler.plan.items import PlanItem, stored_meta
 from scheduler.plan.post_options import stored_options
@@ -134,9 +135,26 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
             issues = [*issues, *adapter.media_meta_issues(post, view)]
         if post.options is not NO_OPTIONS:
             issues = [*issues, *adapter.option_issues(post, view)]
+            if post.options.thread and "thread" in adapter.capabilities.post_options:
+                issues = [*issues, *_thread_issues(adapter, post, view)]
     except Exception as exc:  # a broken plugin must not abort validation of the whole plan
         return [("text", f"the {account.platform} plugin failed to validate: {exc!r}", "")]
     return [(i.field, i.message, i.hint) for i in issues]
+
+
+def _thread_issues(adapter: Adapter, post: OutgoingPost, view: Account) -> list[Issue]:
+    """Each thread part checked as a post of its own (text only), as ``thread`` issues."""
+    found = []
+    total = len(post.options.thread) + 1
+    for number, text in enumerate(post.options.thread, 2):
+        part = dataclasses.replace(
+            post, text=text, media=(), media_meta=(), link=None, tags=(), options=NO_OPTIONS
+        )
+        for issue in adapter.validate(part, view):
+            found.append(
+                Issue("thread", f"thread part {number} of {total}: {issue.message}", issue.hint)
+            )
+    return found
 
 
 def media_issues(

@@ -571,6 +571,18 @@ class RoomySimPlainAdapter(SimPlainAdapter):
     capabilities = replace(SimPlainAdapter.capabilities, rate_limit=_ROOMY)
 
 
+class ThreadSimAdapter(SimAdapter):
+    """The sim (honours idempotency keys) whose thread parts take ``PART_DELAY`` seconds each,
+    so that a kill lands between two parts of a chain."""
+
+    platform = "thread-sim"
+    capabilities = replace(SimAdapter.capabilities, rate_limit=_ROOMY)
+    PART_DELAY: ClassVar[float] = 0.25
+
+    async def between_parts(self, account: Account) -> None:
+        await asyncio.sleep(self.PART_DELAY)
+
+
 class PluginBug(Exception):
     """What the misbehaving plugin raises."""
 
@@ -640,6 +652,7 @@ class TestNetworks:
             SlowSimPlainAdapter,
             RoomySimAdapter,
             RoomySimPlainAdapter,
+            ThreadSimAdapter,
             BadAdapter,
             BrokenStartAdapter,
         ):

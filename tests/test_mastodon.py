@@ -847,3 +847,64 @@ def test_mastodon_declares_its_windows_and_what_a_publish_costs() -> None:
     }
     post = make_post(media=("a.png", "b.png"))
     assert adapter.publish_cost(post, make_account()) == {"requests": 5, "statuses": 1, "media": 2}
+
+
+class ThreadServer:
+    """A Mastodon that keeps each Idempotency-Key (as the real one does for an hour: a
+    repeated key answers the status it created) and refuses the creation of the statuses
+    whose texts are in ``fail_once`` the first time, with a 503."""
+
+    def __init__(self, *fail_once: str) -> None:
+        self.fail_once = set(fail_once)
+        self.by_key: dict[str, dict[str, Any]] = {}
+        self.created: list[dict[str, list[str]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/instance":
+            return INSTANCE_INFO.response()
+        key = request.headers["idempotency-key"]
+        if key in self.by_key:
+            return httpx.Response(200, json=self.by_key[key])
+        fields = form(request)
+        if fields["status"][0] in self.fail_once:
+            self.fail_once.discard(fields["status"][0])
+            return httpx.Response(503, json={"error": "Service Unavailable"})
+        status = status_json(str(200 + len(self.created)))
+        self.created.append(fields)
+        self.by_key[key] = status
+        return httpx.Response(200, json=status)
+
+
+THREAD = PostOptions(thread=("Part two", "Part three"), visibility="unlisted")
+
+
+def test_a_thread_is_a_reply_chain_with_a_key_per_part() -> None:
+    server = ThreadServer()
+    published = publish(server, make_post("Part one", options=THREAD))
+    assert published.remote_id == "200"  # metrics attach to the first part
+    assert server.created == [
+        {"status": ["Part one"], "visibility": ["unlisted"]},
+        {"status": ["Part two"], "in_reply_to_id": ["200"], "visibility": ["unlisted"]},
+        {"status": ["Part three"], "in_reply_to_id": ["201"], "visibility": ["unlisted"]},
+    ]
+    assert list(server.by_key) == [KEY, f"{KEY}-part2", f"{KEY}-part3"]
+
+
+def test_a_thread_failing_at_part_2_of_3_resumes_without_reposting() -> None:
+    server = ThreadServer("Part two")
+    with pytest.raises(Transient, match="thread part 2 of 3: Service Unavailable"):
+        publish(server, make_post("Part one", options=THREAD))
+    assert [f["status"] for f in server.created] == [["Part one"]]
+    # The daemon's retry sends the same post with the same key: the first part is answered
+    # from Mastodon's memory of the key, the chain goes on from part 2.
+    published = publish(server, make_post("Part one", options=THREAD))
+    assert published.remote_id == "200"
+    assert [f["status"] for f in server.created] == [["Part one"], ["Part two"], ["Part three"]]
+    assert server.created[1]["in_reply_to_id"] == ["200"]
+    assert server.created[2]["in_reply_to_id"] == ["201"]
+
+
+def test_a_thread_costs_a_status_per_part() -> None:
+    adapter = offline_adapter(MastodonAdapter)
+    cost = adapter.publish_cost(make_post(options=THREAD), make_account())
+    assert cost == {"requests": 3, "statuses": 3, "media": 0}

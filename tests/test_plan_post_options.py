@@ -171,3 +171,39 @@ def test_options_are_stored_and_read_back(engine: Engine, config: Config, tmp_pa
     assert post.options.poll == Poll(("Yes", "No"), timedelta(hours=1))
     assert outgoing.from_row(rows["o2"], "toots").options == NO_OPTIONS
     assert stored_options({"poll": {"options": "x"}, "sensitive": "yes"}) == NO_OPTIONS
+
+
+def test_a_thread_is_read_from_yaml_and_csv(tmp_path: Path, config: Config) -> None:
+    (item,), problems = check(
+        tmp_path,
+        config,
+        ITEM.format(account="toots", extra="  thread:\n    - Part two\n    - {text: Part three}\n"),
+    )
+    assert problems == []
+    assert item.options.thread == ("Part two", "Part three")
+    (row,), problems = check(
+        tmp_path,
+        config,
+        'id,account,type,text,thread\nc1,toots,t,One,"Two\n---\nThree"\n',
+        "plan.csv",
+    )
+    assert problems == []
+    assert row.options.thread == ("Two", "Three")
+
+
+@pytest.mark.parametrize(
+    ("account", "extra", "needle"),
+    [
+        ("toots", "  thread: [ok, '" + "x" * 501 + "']\n", "thread part 3 of 3: 501 characters"),
+        ("birds", "  thread: [Part two]\n", "x cannot honour 'thread'"),
+        ("toots", "  thread: [ok, [nested]]\n", "thread part 3 must be text, got a list"),
+        ("toots", "  thread: ['']\n", "thread part 2 is empty"),
+    ],
+)
+def test_each_thread_misuse_names_file_line_and_field(
+    tmp_path: Path, config: Config, account: str, extra: str, needle: str
+) -> None:
+    _, problems = check(tmp_path, config, ITEM.format(account=account, extra=extra))
+    (problem,) = problems
+    assert needle in problem.message
+    assert (problem.line, problem.field, problem.item) == (5, "thread", "o1")

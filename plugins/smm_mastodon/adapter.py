@@ -29,6 +29,7 @@ from scheduler.adapter import (
     OutgoingPost,
     PostOptions,
     Published,
+    PublishError,
     RateLimitPolicy,
     RateWindow,
     Rejected,
@@ -312,7 +313,45 @@ class MastodonAdapter(Adapter):
             creating=True,
             secrets=(token,),
         )
-        return self._published(response)
+        published = self._published(response)
+        if post.options.thread:
+            await self._thread(post, account, form, headers, key, published.remote_id)
+        return published
+
+    async def _thread(
+        self,
+        post: OutgoingPost,
+        account: Account,
+        form: Mapping[str, Any],
+        headers: Mapping[str, str],
+        key: str,
+        first_id: str,
+    ) -> None:
+        """The thread's parts as a reply chain, each with an ``Idempotency-Key`` of its own
+        (the post's key and the part's number): a retry after a failure at part N sends the
+        chain again, Mastodon answers each part already created with that status, and the
+        chain goes on from the first part it does not have; no part is posted twice within
+        the key's hour (the daemon's idempotency window), none skipped."""
+        base_url = self._base_url(account)
+        shared = {k: form[k] for k in ("visibility", "language", "spoiler_text") if k in form}
+        total = len(post.options.thread) + 1
+        previous = first_id
+        for number, text in enumerate(post.options.thread, 2):
+            try:
+                response = await self._send(
+                    account,
+                    "POST",
+                    f"{base_url}/api/v1/statuses",
+                    headers={**headers, "Idempotency-Key": f"{key}-part{number}"},
+                    data={**shared, "status": text, "in_reply_to_id": previous},
+                    creating=True,
+                    secrets=tuple(v.removeprefix("Bearer ") for v in headers.values()),
+                )
+            except PublishError as exc:
+                exc.message = f"thread part {number} of {total}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+            previous = self._published(response).remote_id
 
     async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
         """The first reply to the status (``in_reply_to_id``), seen by whom the status is
@@ -401,7 +440,8 @@ class MastodonAdapter(Adapter):
         """One status creation, one upload per media file (and a check of each still being
         processed), and the instance document at most once a day."""
         media = len(post.media)
-        return {"requests": 1 + 2 * media, "statuses": 1, "media": media}
+        statuses = 1 + len(post.options.thread)
+        return {"requests": statuses + 2 * media, "statuses": statuses, "media": media}
 
     def _observe(self, account: Account, response: httpx.Response) -> None:
         """Keep what the headers say under the window the request counts in: creating a

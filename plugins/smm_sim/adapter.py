@@ -64,6 +64,7 @@ class SimAdapter(Adapter):
         metrics=_METRICS,
         has_reach=True,
         rate_limit=RateLimitPolicy(requests=600, per=timedelta(minutes=1), concurrency=16),
+        post_options=frozenset({"thread"}),
     )
     #: Where "now" comes from, unless the account option ``clock`` overrides it.
     clock: Clock = SystemClock()
@@ -144,7 +145,22 @@ class SimAdapter(Adapter):
             now=now,
             dedupe=self.honours_idempotency,
         )
+        # A thread's parts: each a post of its own, under a key of its own (the post's key
+        # and the part's number), so a retry after a crash mid-chain finds the parts the
+        # network already has and goes on from the first it does not.
+        for number, _text in enumerate(post.options.thread, 2):
+            await self.between_parts(account)
+            world.accept(
+                f"{key}-part{number}",
+                post_key=f"{post.key}#{number}",
+                content_type=post.content_type,
+                now=self._clock(account).now(),
+                dedupe=self.honours_idempotency,
+            )
         return self._published(account, sim_post.remote_id, sim_post.followers)
+
+    async def between_parts(self, account: Account) -> None:
+        """Awaited before each thread part (tests slow the chain down here)."""
 
     async def fetch_metrics(
         self, posts: Sequence[OutgoingPost], account: Account

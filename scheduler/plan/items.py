@@ -32,6 +32,7 @@ FIELDS = (
     "poll_duration",
     "poll_multiple",
     "first_comment",
+    "thread",
 )
 #: Columns/keys that are kept for people and ignored by the importer.
 IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})

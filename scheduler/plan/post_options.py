@@ -25,6 +25,7 @@ OPTION_FIELDS = (
     "poll_duration",
     "poll_multiple",
     "first_comment",
+    "thread",
 )
 _POLL_KEYS = ("options", "duration", "multiple")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
@@ -74,6 +75,7 @@ def post_options(values: Mapping[str, Any], fail: Fail, kind: Kind) -> PostOptio
         reply_to=reply_to,
         poll=_poll(values, fail, kind),
         first_comment=_comment(values, fail, kind),
+        thread=_thread(values, fail, kind),
     )
 
 
@@ -95,6 +97,55 @@ def _comment(values: Mapping[str, Any], fail: Fail, kind: Kind) -> str | None:
         )
         return None
     return value.strip("\n").rstrip() or None
+
+
+#: In a CSV cell, a line holding only ``---`` separates two parts of a thread.
+_PART_BREAK = re.compile(r"\n[ \t]*---[ \t]*\n")
+#: Parts of one thread, at most (the first post not counted).
+MAX_THREAD_PARTS = 25
+
+
+def _thread(values: Mapping[str, Any], fail: Fail, kind: Kind) -> tuple[str, ...]:
+    """The texts of the parts after the first: a YAML list of texts (or ``{text: ...}``), or
+    a CSV cell whose parts are separated by a line ``---``."""
+    value = values.get("thread")
+    if value is None or value == "" or value == []:
+        return ()
+    if type(value) is str:
+        raw: list[Any] = _PART_BREAK.split("\n" + value + "\n")
+    elif isinstance(value, list):
+        raw = [v.get("text") if isinstance(v, dict) and set(v) == {"text"} else v for v in value]
+    else:
+        fail(
+            "thread",
+            f"thread must be a list of texts, got {kind(value)}",
+            "thread: [part 2, part 3]",
+        )
+        return ()
+    parts = []
+    for number, part in enumerate(raw, 2):
+        if type(part) is not str:
+            fail("thread", f"thread part {number} must be text, got {kind(part)}", "")
+            return ()
+        bad = _CONTROL.search(part)
+        if bad is not None:
+            fail(
+                "thread",
+                f"thread part {number} contains the control character U+{ord(bad.group()):04X}",
+                "",
+            )
+            return ()
+        text = part.strip("\n").rstrip()
+        if not text.strip():
+            if type(value) is str:
+                continue  # a break at the start or end of the cell
+            fail("thread", f"thread part {number} is empty", "")
+            return ()
+        parts.append(text)
+    if len(parts) > MAX_THREAD_PARTS:
+        fail("thread", f"{len(parts)} thread parts, at most {MAX_THREAD_PARTS}", "")
+        return ()
+    return tuple(parts)
 
 
 def _text(values: Mapping[str, Any], name: str, fail: Fail, kind: Kind) -> str | None:
@@ -199,6 +250,8 @@ def options_record(options: PostOptions) -> dict[str, Any] | None:
             record[name] = value
     if options.sensitive:
         record["sensitive"] = True
+    if options.thread:
+        record["thread"] = list(options.thread)
     if options.poll is not None:
         record["poll"] = {
             "options": list(options.poll.options),
@@ -238,4 +291,7 @@ def stored_options(record: Any) -> PostOptions:
         reply_to=text("reply_to"),
         poll=poll,
         first_comment=text("first_comment"),
+        thread=tuple(p for p in record.get("thread") or () if isinstance(p, str))
+        if isinstance(record.get("thread"), list)
+        else (),
     )
