@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -86,6 +87,21 @@ def test_show_lines_its_values_up_in_one_column(smm: Smm) -> None:
     }
     assert len(set(columns.values())) == 1, columns
     assert "tags:      x, y" in out
+
+
+def test_show_says_when_a_retry_is_due(smm: Smm, sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.key == "b1")
+            .values(state="retry_wait", next_attempt_at=datetime(2030, 6, 3, 14, 5, tzinfo=UTC))
+        )
+    engine.dispose()
+    out = smm("queue", "show", "b1").output
+    assert "due:       2030-06-03 10:00 EDT  (2030-06-03T14:00:00Z)" in out
+    assert "next try:  2030-06-03 10:05 EDT  (2030-06-03T14:05:00Z)" in out
+    assert "next try" not in smm("queue", "show", "a1").output
 
 
 #: Text a plan can no longer hold, but a database written by an older version (or by hand) can.

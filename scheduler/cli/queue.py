@@ -266,6 +266,10 @@ def _print_media(row: Row[Any]) -> None:
 def _print_post(row: Row[Any], tz: str | None, data: dict[str, Any], **has: bool) -> None:
     click.echo(f"{safe(row.key)}  [{row.state}]  {safe(row.account)} / {safe(row.content_type)}")
     _field("due", f"{local_time(row.due_at, tz)}  ({format_utc(row.due_at) or 'unscheduled'})")
+    if row.state == "retry_wait" and row.next_attempt_at is not None:
+        # The due time stays the planned one; when the daemon tries again is this.
+        when = row.next_attempt_at
+        _field("next try", f"{local_time(when, tz)}  ({format_utc(when)})")
     _field("schedule", row.schedule + ("  evergreen" if row.evergreen else ""))
     if row.remote_url or row.remote_id:
         where = " ".join(v for v in (row.remote_id, row.remote_url) if v)
