@@ -41,3 +41,18 @@ def test_start_up_objects_are_frozen_out_of_the_collector_while_dispatching(
     assert max(frozen) > 1000
     assert gc.get_freeze_count() == 0  # handed back when the service stops
     assert {p.state for p in post_rows(engine).values()} == {PostState.PUBLISHED}
+
+
+def test_written_results_make_room_at_once_not_at_the_next_tick(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # Results not yet written count against the concurrency; writing them must wake a loop
+    # that waits for room, or a full daemon claims again only at the next tick.
+    ledger = tmp_path / "ledger.jsonl"
+    accounts = {"a": {"platform": "sim", "options": {"ledger": str(ledger)}}}
+    daemon = {"tick": "30s", "concurrency": 2}
+    config = config_at(write_config(tmp_path / "config.toml", accounts, daemon=daemon))
+    seed_posts(engine, config, [(f"p{i}", "a", utcnow()) for i in range(12)])
+    run = asyncio.run(run_service(engine, config, until=no_pending(engine), timeout=20))
+    assert run.seconds < 20
+    assert {p.state for p in post_rows(engine).values()} == {PostState.PUBLISHED}

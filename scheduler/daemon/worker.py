@@ -330,7 +330,8 @@ class Worker:
         self._results.put_nowait(result)
 
     async def wait_for_room(self, timeout: float | None = None) -> None:
-        """Wait until an in-flight publish finishes (or ``timeout`` seconds pass)."""
+        """Wait until there is room: a publish in flight finished or a result was written
+        (or ``timeout`` seconds pass)."""
         self._slot_free.clear()
         if self.capacity > 0:
             return
@@ -381,9 +382,13 @@ class Worker:
                 return
             log.error("result_write_failed", error=repr(exc), **describe(batch[0]))
             self.unwritten.pop(batch[0].claimed.post_id, None)
+            self._slot_free.set()
             return
         for r in batch:
             self.unwritten.pop(r.claimed.post_id, None)
+        # Written results make room too (they count against the concurrency): a loop
+        # waiting for room claims again now, not at the next tick.
+        self._slot_free.set()
         observability.record_results(batch, self.config)
         for r in batch:
             if r.state == PostState.PUBLISHED:
