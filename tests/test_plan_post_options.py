@@ -207,3 +207,32 @@ def test_each_thread_misuse_names_file_line_and_field(
     (problem,) = problems
     assert needle in problem.message
     assert (problem.line, problem.field, problem.item) == (5, "thread", "o1")
+
+
+def test_queue_show_lists_the_options_and_each_thread_part(
+    engine: Engine, config: Config, tmp_path: Path
+) -> None:
+    import click
+    import click.testing
+
+    from scheduler.cli.queue import _print_options
+    from scheduler.queue import find_posts
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(
+        ITEM.format(account="toots", extra="  content_warning: CW\n  thread: [Two, Three]\n")
+    )
+    raws, _ = read_plan_file(path)
+    with engine.begin() as conn:
+        pipeline.import_plan(conn, raws, config, NOW, parallel=False)
+    with engine.connect() as conn:
+        (row,) = find_posts(conn, ["o1"])
+
+    @click.command()
+    def show() -> None:
+        _print_options(row)
+
+    out = click.testing.CliRunner().invoke(show).output
+    assert "  content warning: CW\n" in out
+    assert "  thread:    2. Two\n" in out
+    assert "             3. Three\n" in out

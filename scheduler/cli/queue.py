@@ -234,6 +234,21 @@ def _field(label: str, value: str) -> None:
     click.echo(f"  {label + ':':<11}{safe(value)}")
 
 
+def _print_options(row: Row[Any]) -> None:
+    """The per-post options, a thread one line per part (its first line)."""
+    for name, value in (row.post_options or {}).items():
+        label = name.replace("_", " ") + ":"
+        lines = (
+            [f"{n}. {(str(p).splitlines() or [''])[0]}" for n, p in enumerate(value, 2)]
+            if name == "thread" and isinstance(value, list)
+            else [_option_text(value)]
+        )
+        for index, line in enumerate(lines):
+            shown = label if index == 0 else ""
+            gap = "" if len(shown) < 11 else " "
+            click.echo(f"  {shown:<11}{gap}{safe(line)}")
+
+
 def _option_text(value: Any) -> str:
     if isinstance(value, dict):  # a poll
         options = " / ".join(str(o) for o in value.get("options", ()))
@@ -278,8 +293,7 @@ def _print_post(row: Row[Any], tz: str | None, data: dict[str, Any], **has: bool
         _field("error", f"[{row.error_class}] {data['last_error']}")
     _field("source", str(row.source))
     _print_media(row)
-    for name, value in (row.post_options or {}).items():
-        _field(name.replace("_", " "), _option_text(value))
+    _print_options(row)
     if row.tags:
         _field("tags", ", ".join(row.tags))
     if row.link:
