@@ -56,3 +56,25 @@ def test_written_results_make_room_at_once_not_at_the_next_tick(
     run = asyncio.run(run_service(engine, config, until=no_pending(engine), timeout=20))
     assert run.seconds < 20
     assert {p.state for p in post_rows(engine).values()} == {PostState.PUBLISHED}
+
+
+def test_each_recorded_outcome_is_one_log_line(engine: Engine, tmp_path: Path) -> None:
+    # An operator watching `smm run` sees each post go out, or why it did not.
+    from structlog.testing import capture_logs
+
+    accounts = {
+        "ok": {"platform": "sim", "options": {"ledger": str(tmp_path / "ledger.jsonl")}},
+        "bad": {"platform": "sim", "options": {"fail_rate": 1.0, "fail_mix": {"rejected": 1}}},
+    }
+    config = config_at(write_config(tmp_path / "config.toml", accounts, daemon={"tick": "0.1s"}))
+    seed_posts(engine, config, [("p-ok", "ok", utcnow()), ("p-bad", "bad", utcnow())])
+    with capture_logs() as logs:
+        asyncio.run(run_service(engine, config, until=no_pending(engine), timeout=60))
+    outcomes = {e["post"]: e for e in logs if e["event"].startswith("post_")}
+    assert outcomes["p-ok"]["event"] == "post_published"
+    assert outcomes["p-ok"]["log_level"] == "info"
+    assert outcomes["p-ok"]["remote_url"]
+    assert outcomes["p-bad"]["event"] == "post_failed"
+    assert outcomes["p-bad"]["log_level"] == "warning"
+    assert outcomes["p-bad"]["outcome"] == "rejected"
+    assert "simulated rejection" in outcomes["p-bad"]["message"]

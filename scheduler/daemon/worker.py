@@ -397,6 +397,7 @@ class Worker:
                 self.stats["failed"] += 1
             elif r.state == PostState.UNCONFIRMED:
                 self.stats["unconfirmed"] += 1
+            _log_outcome(r)
             self._fire_hooks(r)
             if r.state == PostState.PUBLISHED and r.remote_id:
                 self._first_comment(r)
@@ -657,6 +658,24 @@ class Worker:
                 fix="the posts' leases expire and they are rescued; the lines above say what "
                 "each attempt ended in",
             )
+
+
+def _log_outcome(r: Result) -> None:
+    """One line per recorded outcome: an operator watching the daemon sees each post go out,
+    or why not, without querying the attempts table."""
+    who = {"post": r.claimed.row.key, "account": r.claimed.account}
+    who["attempt"] = r.claimed.attempt_number
+    if r.state == PostState.PUBLISHED:
+        log.info("post_published", **who, remote_url=r.remote_url or r.remote_id)
+        return
+    why = {"outcome": str(r.outcome), "message": r.message}
+    if r.state == PostState.RETRY_WAIT:
+        at = r.next_attempt_at.isoformat() if r.next_attempt_at else None
+        log.info("post_retry", **who, **why, next_attempt_at=at)
+    elif r.state == PostState.UNCONFIRMED:
+        log.warning("post_unconfirmed", **who, **why)
+    else:
+        log.warning("post_failed", **who, **why, state=str(r.state))
 
 
 def _outcome_for_crash(sent: bool) -> Any:
