@@ -759,3 +759,41 @@ def test_the_posts_language_replaces_the_accounts_langs() -> None:
     pds = FakePds()
     publish(pds, make_post(options=PostOptions(language="lv")))
     assert pds.records[RKEY]["langs"] == ["lv"]
+
+
+def test_a_thread_is_a_chain_of_replies_under_keys_of_their_own() -> None:
+    # app.bsky.feed.post#replyRef: root and parent, each a com.atproto.repo.strongRef
+    # {uri, cid} (the lexicon).
+    pds = FakePds()
+    first = publish(pds, make_post("One", options=PostOptions(thread=("Two", "Three"))))
+    assert first.remote_id == f"at://{DID}/{POST}/{RKEY}"  # metrics are the first part's
+    parts = {k: v for k, v in pds.records.items() if k != RKEY}
+    assert [r["text"] for r in parts.values()] == ["Two", "Three"]
+    two, three = parts.values()
+    root = {"uri": first.remote_id, "cid": "bafyreiabc"}
+    assert two["reply"] == {"root": root, "parent": root}
+    two_uri = f"at://{DID}/{POST}/{tid_for_key(f'{KEY}-part2')}"
+    assert three["reply"] == {"root": root, "parent": {"uri": two_uri, "cid": "bafyreiabc"}}
+    assert list(parts) == [tid_for_key(f"{KEY}-part2"), tid_for_key(f"{KEY}-part3")]
+
+
+def test_a_thread_failing_at_part_2_of_3_resumes_without_reposting() -> None:
+    pds = FakePds()
+    created: list[str] = []
+    original = pds.com_atproto_repo_createRecord
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        text = json.loads(request.content)["record"]["text"]
+        if text == "Two" and "Two" not in created:
+            created.append("Two")
+            return xrpc_error(400, "InvalidRequest", "the PDS is reindexing")
+        return original(request)
+
+    pds.com_atproto_repo_createRecord = flaky  # type: ignore[method-assign]
+    post = make_post("One", options=PostOptions(thread=("Two", "Three")))
+    with pytest.raises(PublishError, match=r"thread part 2 of 3: .*reindexing"):
+        publish(pds, post)
+    assert [r["text"] for r in pds.records.values()] == ["One"]
+    publish(pds, post)  # the daemon's retry: same key, same record keys
+    assert sorted(r["text"] for r in pds.records.values()) == ["One", "Three", "Two"]
+    assert len(pds.records) == 3  # none twice

@@ -89,8 +89,8 @@ class BlueskyAdapter(Adapter):
         # app.bsky.embed.images#image.alt has no lexicon cap; Bluesky's app stops at 2,000
         # graphemes, and so does this plugin, so that the post reads the same everywhere.
         alt_text_limit=2000,
-        # The record's langs.
-        post_options=frozenset({"language"}),
+        # The record's langs; threads as reply chains (record keys make each part idempotent).
+        post_options=frozenset({"language", "thread"}),
         # A PDS allows 5,000 write points an hour and a post costs 3.
         rate_limit=RateLimitPolicy(requests=1600, per=timedelta(hours=1), concurrency=4),
     )
@@ -104,6 +104,9 @@ class BlueskyAdapter(Adapter):
     def __init__(self, client: httpx.AsyncClient) -> None:
         super().__init__(client)
         self.sessions = SessionStore(client, observe=self._observe)
+        #: The content id of each record this adapter made or found, by URI: a reply names
+        #: its root and parent by URI and CID.
+        self._cids: dict[str, str] = {}
 
     # -- offline checks -------------------------------------------------------------------
 
@@ -158,7 +161,62 @@ class BlueskyAdapter(Adapter):
             session = await self.sessions.get(account)
             record = await self._record(post, account, session)
         async with self._translated(account, may_have_taken_effect=True):
-            return await self._create(account, session, rkey, record)
+            first = await self._create(account, session, rkey, record)
+        if post.options.thread:
+            key = idempotency_key or post.idempotency_key or post.key
+            await self._thread(post, account, session, key, first, record.get("langs"))
+        return first
+
+    async def _thread(
+        self,
+        post: OutgoingPost,
+        account: Account,
+        session: Session,
+        key: str,
+        first: Published,
+        langs: Any,
+    ) -> None:
+        """The thread's parts as replies (``reply.root`` the first part, ``reply.parent`` the
+        part before), each under the record key of the post's key and its number: a retry
+        after a failure at part N finds the parts already made under their keys and goes on
+        from part N; none is created twice, none skipped."""
+        root = self._ref(first.remote_id)
+        parent = root
+        total = len(post.options.thread) + 1
+        for number, text in enumerate(post.options.thread, 2):
+            try:
+                async with self._translated(account):
+                    record: dict[str, Any] = {
+                        "$type": POST_COLLECTION,
+                        "text": text,
+                        "createdAt": _now(),
+                        "reply": {"root": root, "parent": parent},
+                    }
+                    if langs:
+                        record["langs"] = langs
+                    spans = find_spans(text)
+                    dids = await self._resolve_handles(
+                        account, session, {s.value for s in spans if s.kind == "mention"}
+                    )
+                    facets = [f for f in (facet(s, dids) for s in spans) if f is not None]
+                    if facets:
+                        record["facets"] = facets
+                async with self._translated(account, may_have_taken_effect=True):
+                    part = await self._create(
+                        account, session, tid_for_key(f"{key}-part{number}"), record
+                    )
+            except PublishError as exc:
+                exc.message = f"thread part {number} of {total}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
+            parent = self._ref(part.remote_id)
+
+    def _ref(self, uri: str) -> dict[str, str]:
+        """A strong reference to a record made or found in this call."""
+        cid = self._cids.get(uri)
+        if cid is None:
+            raise Transient(f"Bluesky gave no CID for {uri}; the thread goes on at the retry")
+        return {"uri": uri, "cid": cid}
 
     async def fetch_metrics(
         self, posts: Sequence[OutgoingPost], account: Account
@@ -354,7 +412,13 @@ class BlueskyAdapter(Adapter):
         uri = body.get("uri")
         if not isinstance(uri, str) or not uri.startswith("at://"):
             raise xrpc.BadResponse("createRecord returned no at:// URI")
+        self._remember_cid(uri, body)
         return self._published(session, uri, rkey)
+
+    def _remember_cid(self, uri: str, body: Mapping[str, Any]) -> None:
+        cid = body.get("cid")
+        if isinstance(cid, str) and cid:
+            self._cids[uri] = cid
 
     async def _existing(self, account: Account, session: Session, rkey: str) -> Published | None:
         """The post under ``rkey`` if the repository has it, None if it has not."""
@@ -371,6 +435,7 @@ class BlueskyAdapter(Adapter):
         uri = body.get("uri")
         if not isinstance(uri, str) or not uri.startswith("at://"):
             raise xrpc.BadResponse("getRecord returned no at:// URI")
+        self._remember_cid(uri, body)
         return self._published(session, uri, rkey)
 
     async def _followers(self, account: Account) -> int | None:
