@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -70,6 +71,10 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+#: The account options this plugin reads (docs/plugins/networks/bluesky.md).
+ACCOUNT_OPTIONS = ("handle", "pds", "langs")
+
+
 class BlueskyAdapter(Adapter):
     """Bluesky (AT Protocol). Options: ``handle``, ``pds`` (default https://bsky.social),
     ``langs`` (e.g. ``["en"]``); credential ``app_password``."""
@@ -109,6 +114,17 @@ class BlueskyAdapter(Adapter):
         self._cids: dict[str, str] = {}
 
     # -- offline checks -------------------------------------------------------------------
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The handle and a reference to the app password are required;
+        an option this plugin does not read is a typo."""
+        return settings_issues(
+            account,
+            known=ACCOUNT_OPTIONS,
+            required=[("handle", "the account's handle", '"brand.bsky.social"')],
+            credentials=[("app_password", "the account's app password")],
+        )
 
     def text_length(self, text: str) -> int:
         """Graphemes, as Bluesky counts (a family emoji or a flag is one)."""

@@ -7,7 +7,6 @@ See docs/plugins/networks/mastodon.md.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
@@ -17,6 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from scheduler import media
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     OPTION_NAMES,
     Account,
@@ -43,11 +43,6 @@ __all__ = ["MastodonAdapter"]
 
 #: The account options this plugin reads (docs/plugins/networks/mastodon.md).
 ACCOUNT_OPTIONS = ("instance", "visibility", "language", "max_characters")
-
-
-def _closest(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f"did you mean {close[0]!r}?" if close else "known options: " + ", ".join(known)
 
 
 _VISIBILITIES = ("public", "unlisted", "private", "direct")
@@ -147,31 +142,16 @@ class MastodonAdapter(Adapter):
 
     @classmethod
     def check_account(cls, account: Account) -> list[Issue]:
-        """The server and a reference to the access token are required, and an option this
-        plugin does not read is a typo: without these the account would only be paused at its
-        first publish."""
-        issues = [
-            Issue(f"options.{key}", f"unknown option {key!r}", _closest(key, ACCOUNT_OPTIONS))
-            for key in account.options
-            if key not in ACCOUNT_OPTIONS
-        ]
-        if not account.option("instance"):
-            issues.append(
-                Issue(
-                    "options.instance",
-                    "missing: the Mastodon server to publish to",
-                    'e.g. options.instance = "https://mastodon.social"',
-                )
-            )
-        if "access_token" not in account.credentials:
-            issues.append(
-                Issue(
-                    "credentials.access_token",
-                    "missing: where the account's access token is",
-                    'e.g. credentials.access_token = { env = "MASTODON_TOKEN" }',
-                )
-            )
-        return issues
+        """The server and a reference to the access token are required; an option this plugin
+        does not read is a typo."""
+        return settings_issues(
+            account,
+            known=ACCOUNT_OPTIONS,
+            required=[
+                ("instance", "the Mastodon server to publish to", '"https://mastodon.social"')
+            ],
+            credentials=[("access_token", "the account's access token")],
+        )
 
     def text_length(self, text: str) -> int:
         """Graphemes, with every URL as 23 and remote mentions without their domain."""

@@ -20,6 +20,7 @@ import httpx
 import structlog
 
 from scheduler import media
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -60,6 +61,10 @@ class _Call:
     files: dict[str, tuple[str, bytes, str]] = field(default_factory=dict)
 
 
+#: The account options this plugin reads (docs/plugins/networks/telegram.md).
+ACCOUNT_OPTIONS = ("chat_id", "parse_mode", "disable_web_page_preview", "api_base")
+
+
 class TelegramAdapter(Adapter):
     """Telegram channels and groups, posting as a bot that is an administrator there.
 
@@ -89,6 +94,17 @@ class TelegramAdapter(Adapter):
         self.migrated_chats: dict[str, str] = {}
 
     # -- offline checks -------------------------------------------------------------------
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The chat and a reference to the bot token are required;
+        an option this plugin does not read is a typo."""
+        return settings_issues(
+            account,
+            known=ACCOUNT_OPTIONS,
+            required=[("chat_id", "the channel or chat to post to", '"@yourchannel"')],
+            credentials=[("bot_token", "the bot's token")],
+        )
 
     def text_length(self, text: str) -> int:
         """UTF-16 code units, Telegram's unit for message and caption limits."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -55,6 +56,10 @@ def _count(node: object) -> int | None:
     return None
 
 
+#: The account options this plugin reads (docs/plugins/networks/vk.md).
+ACCOUNT_OPTIONS = ("owner_id", "api_base", "api_version")
+
+
 class VKAdapter(Adapter):
     """Publishes to a VK wall.
 
@@ -83,6 +88,17 @@ class VKAdapter(Adapter):
     )
 
     # -- offline ---------------------------------------------------------------------------
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The wall's owner and a reference to the access token are required;
+        an option this plugin does not read is a typo."""
+        return settings_issues(
+            account,
+            known=ACCOUNT_OPTIONS,
+            required=[("owner_id", "whose wall to post on", "-12345678  # a community")],
+            credentials=[("access_token", "the access token")],
+        )
 
     def compose_text(self, post: OutgoingPost) -> str:
         """Text and tags; the link is sent as an attachment, not in the text."""

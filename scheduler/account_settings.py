@@ -1,0 +1,47 @@
+"""Offline checks of an account's options and credentials, for a plugin's ``check_account``.
+
+What a network cannot do without (its server, its chat, a token) and an option the plugin
+does not read (a typo) would otherwise show up only at the first publish, as a paused
+account; ``smm config check`` reports them with the config line instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from scheduler.adapter import Account, Issue
+
+
+def settings_issues(
+    account: Account,
+    *,
+    known: Sequence[str],
+    required: Sequence[tuple[str, str, str]] = (),
+    credentials: Sequence[tuple[str, str]] = (),
+) -> list[Issue]:
+    """Unknown options (with the likely one), then missing required options and credentials.
+
+    ``known``: every option the plugin reads. ``required``: ``(option, what it is, example
+    value)``. ``credentials``: ``(credential, what it is)``; only whether the config refers to
+    it is checked (a reference whose secret is absent is reported as such elsewhere).
+    """
+    import difflib  # only when a config is checked
+
+    issues = []
+    for key in account.options:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "known options: " + ", ".join(known)
+            issues.append(Issue(f"options.{key}", f"unknown option {key!r}", hint))
+    for key, what, example in required:
+        value = account.option(key)
+        if value is None or str(value).strip() == "":
+            issues.append(
+                Issue(f"options.{key}", f"missing: {what}", f"e.g. options.{key} = {example}")
+            )
+    for key, what in credentials:
+        if key not in account.credentials:
+            env = f"{account.platform}_{key}".upper()
+            hint = f'e.g. credentials.{key} = {{ env = "{env}" }}'
+            issues.append(Issue(f"credentials.{key}", f"missing: where {what} is", hint))
+    return issues
