@@ -162,14 +162,27 @@ def history_(app: App, account: str | None, limit: int | None, as_json: bool) ->
 @click.option("--account", help="Only this account.", shell_complete=account_names)
 @click.option("--json", "as_json", is_flag=True, help="Print the decisions as JSON.")
 @click.option("--statistics", is_flag=True, help="Also print each decision's statistical reason.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read every snapshot of the horizon again instead of only those new since the last "
+    "recompute (the kept sums are rebuilt).",
+)
 @pass_app
-def recompute_(app: App, account: str | None, as_json: bool, statistics: bool) -> None:
+def recompute_(app: App, account: str | None, as_json: bool, statistics: bool, full: bool) -> None:
     """Recompute ER and priorities now; print each account's decision."""
     engine = app.engine()
     if account is not None:
         with engine.connect() as conn:
             account_ids(conn, account)  # a clear error for a name that does not exist
-    records = recompute(engine, app.config, app.now(), accounts=[account] if account else None)
+    records = recompute(
+        engine,
+        app.config,
+        app.now(),
+        accounts=[account] if account else None,
+        keep_sums=True,
+        full=full,
+    )
     if as_json:
         echo_json(
             [

@@ -297,6 +297,23 @@ class PriorityDecision(SQLModel, table=True):
     frozen: bool = False
 
 
+class ERSums(SQLModel, table=True):
+    """The ER readings' running sums (one row): what an incremental recompute starts from
+    (migration 0011). ``sums`` hold per (account, content type) and age the decayed sums at
+    ``computed_at``, over every snapshot up to id ``watermark``; ``settings_key`` names the
+    settings they were made with (ages, half-life, reach), so a change means a full pass."""
+
+    __tablename__ = "er_sums"
+
+    id: int | None = Field(default=None, primary_key=True)
+    computed_at: datetime = Field(sa_type=UTCDateTime)
+    watermark: int = Field(sa_type=BigInteger)
+    #: The newest post then: posts added since are read again too.
+    post_watermark: int = Field(sa_type=BigInteger)
+    settings_key: str = Field(max_length=64)
+    sums: list[Any] = Field(default_factory=list, sa_type=JSON)
+
+
 class DaemonHeartbeat(SQLModel, table=True):
     """A running daemon's sign of life; lease owners are daemon ids."""
 

@@ -81,7 +81,7 @@ def recompute_and_refill(
     if recently_recomputed(engine, now, every / 2):
         log.info("er_recompute_skipped", reason="recomputed less than half an interval ago")
         return []
-    records = recompute(engine, config, now)
+    records = recompute(engine, config, now, keep_sums=True)
     refill_queues(engine, config, now)
     return records
 

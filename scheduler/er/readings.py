@@ -22,13 +22,16 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Float,
+    Integer,
     Select,
     and_,
     bindparam,
     case,
     cast,
     func,
+    literal_column,
     null,
+    or_,
     select,
 )
 from sqlalchemy.exc import DBAPIError
@@ -124,6 +127,13 @@ class AgeSums:
     fresh_log_total: float = 0.0
     fresh_log_squares: float = 0.0
     fresh_count: int = 0
+    #: How many posts the ``any_*`` and ``pair_*`` sums hold (so that sums kept up to date by
+    #: adding and subtracting posts can tell "no post" from a rounding residue).
+    any_count: int = 0
+    pair_count: int = 0
+    #: Every post of the group published inside the horizon, read or not (the same at each
+    #: age): a type with such posts is known to its account.
+    post_count: int = 0
 
 
 _FIELDS = list(AgeSums.__dataclass_fields__)
@@ -197,9 +207,16 @@ def sum_readings(
     horizon: datetime,
     reach_accounts: Collection[int],
     accounts: Collection[int] | None = None,
+    post_ids: Collection[int] | None = None,
+    max_snapshot: int | None = None,
+    max_post: int | None = None,
 ) -> dict[tuple[int, str], list[AgeSums]]:
     """Per (account id, content type): one ``AgeSums`` per age, in the order of ``ages``
-    sorted ascending. Posts published before ``horizon`` are left out."""
+    sorted ascending. Posts published before ``horizon`` are left out.
+
+    ``post_ids`` limits the sums to those posts, ``max_snapshot`` and ``max_post`` to the
+    snapshots and posts up to those ids, as they stood then (``incremental.py`` subtracts
+    and adds posts this way)."""
     windows = tuple(reading_windows(ages))
     if not windows:
         return {}
@@ -215,17 +232,55 @@ def sum_readings(
     }
     if accounts is not None:
         params["accounts"] = sorted(accounts)
+    if max_snapshot is not None:
+        params["max_snapshot"] = max_snapshot
+    params["max_post"] = max_post
+    query = _sums_query(
+        windows, accounts is not None, post_ids is not None, max_snapshot is not None
+    )
+    ids = sorted(post_ids) if post_ids is not None else []
     out: dict[tuple[int, str], list[AgeSums]] = {}
-    for row in conn.execute(_sums_query(windows, accounts is not None), params):
-        m = row._mapping
-        out[(row.account_id, row.content_type)] = [
-            AgeSums(**{f: _number(f, m[f"{f}_{i}"]) for f in _FIELDS}) for i in range(len(windows))
-        ]
+    # A long list of posts goes in chunks (SQLite bounds the parameters of one statement);
+    # the sums of the chunks add up.
+    for start in range(0, len(ids), 500) if post_ids is not None else [0]:
+        if post_ids is not None:
+            params["post_ids"] = ids[start : start + 500]
+        for row in conn.execute(query, params):
+            m = row._mapping
+            got = [
+                AgeSums(**{f: _number(f, m[f"{f}_{i}"]) for f in _FIELDS})
+                for i in range(len(windows))
+            ]
+            held = out.get((row.account_id, row.content_type))
+            out[(row.account_id, row.content_type)] = (
+                got if held is None else [add_sums(a, b) for a, b in zip(held, got, strict=True)]
+            )
     return out
 
 
+def add_sums(a: AgeSums, b: AgeSums, scale_a: float = 1.0, sign: int = 1) -> AgeSums:
+    """``a`` (its decayed sums times ``scale_a``) plus ``sign`` times ``b``."""
+    return AgeSums(
+        **{
+            f: getattr(a, f) * (scale_a if f in DECAYED else 1) + sign * getattr(b, f)
+            for f in _FIELDS
+        }
+    )
+
+
+#: The sums weighted by decay (they shrink as time moves on); the others are plain.
+DECAYED = frozenset(
+    {
+        "weight", "total", "squares", "pair_this", "pair_last", "any_weight", "any_total",
+        "log_total", "log_squares", "fresh_weight", "fresh_log_total", "fresh_log_squares",
+    }
+)  # fmt: skip
+
+
 @functools.cache
-def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[Any]:
+def _sums_query(
+    windows: tuple[tuple[int, int], ...], filtered: bool, by_posts: bool, capped: bool
+) -> Select[Any]:
     """The statement behind ``sum_readings``, built once per set of windows (building it
     costs more than running it on a small database, and simulations recompute often)."""
     s, p = snapshots_t, posts_t
@@ -236,7 +291,12 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
     def first(lo: int, hi: int, label: str) -> Any:
         return (
             select(s.c.id)
-            .where(s.c.post_id == p.c.id, s.c.age_seconds >= lo, s.c.age_seconds < hi)
+            .where(
+                s.c.post_id == p.c.id,
+                s.c.age_seconds >= lo,
+                s.c.age_seconds < hi,
+                *([s.c.id <= bindparam("max_snapshot")] if capped else []),
+            )
             .order_by(s.c.age_seconds, s.c.id)
             .limit(1)
             .correlate(p)
@@ -252,6 +312,11 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
     ]
     if filtered:
         where.append(p.c.account_id.in_(bindparam("accounts", expanding=True)))
+    if by_posts:
+        where.append(p.c.id.in_(bindparam("post_ids", expanding=True)))
+        # Posts added after ``max_post`` did not exist then (NULL: no limit).
+        max_post = bindparam("max_post", type_=Integer)
+        where.append(or_(max_post.is_(None), p.c.id <= max_post))
     # One row per post: its decay weight, whether it is recent, its reading at each age.
     posts = (
         select(
@@ -322,6 +387,9 @@ def _sums_query(windows: tuple[tuple[int, int], ...], filtered: bool) -> Select[
             "fresh_log_total": case((and_(latest, fresh), w * lx_i), else_=0.0),
             "fresh_log_squares": case((and_(latest, fresh), w * lx_i * lx_i), else_=0.0),
             "fresh_count": case((and_(latest, fresh), 1), else_=0),
+            "any_count": case((has, 1), else_=0),
+            "pair_count": case((pair, 1), else_=0),
+            "post_count": literal_column("1"),
         }
         columns += [func.sum(parts[f]).label(f"{f}_{i}") for f in _FIELDS]
     return select(per_post.c.account_id, per_post.c.content_type, *columns).group_by(

@@ -27,6 +27,7 @@ from scheduler.adapter import Account as AdapterAccount
 from scheduler.config import Config, ERSettings
 from scheduler.db.engine import immediate
 from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
+from scheduler.er.incremental import readings_sums
 from scheduler.er.policy import FROZEN_REASON, Decision, Policy, ThompsonPolicy
 from scheduler.er.stats import AccountStats, account_stats, with_state
 from scheduler.outgoing import account_view
@@ -275,6 +276,8 @@ def recompute(
     rng: random.Random | None = None,
     accounts: Collection[str] | None = None,
     reach: Mapping[str, bool] | None = None,
+    keep_sums: bool = False,
+    full: bool = False,
 ) -> list[DecisionRecord]:
     """Recompute every account's content-type weights (or those named in ``accounts``).
 
@@ -284,6 +287,10 @@ def recompute(
     it each account draws from a generator seeded by its name and ``now``, so a simulation
     is reproducible too. ``reach`` overrides, per account name, whether ER is by reach
     (otherwise the platform's ``Capabilities.has_reach`` decides).
+
+    With ``keep_sums`` (the daemon and ``smm er recompute``), a recompute of every account
+    starts from the readings' sums the last one kept and reads only the posts that changed
+    since (``incremental.py``); ``full`` reads everything and keeps the sums anew.
 
     Accounts without any content type get no decision.
     """
@@ -304,6 +311,16 @@ def recompute(
             r.id: (reach[r.name] if reach and r.name in reach else has_reach(r.platform))
             for r in rows
         }
+        sums = None
+        if keep_sums and accounts is None:
+            sums, how = readings_sums(
+                conn,
+                settings,
+                now,
+                reach_accounts={a for a, has in by_reach.items() if has},
+                full=full,
+            )
+            log.debug("er_sums", how=how, groups=len(sums))
         # Without a filter the database scans posts once; an IN list over every account
         # would send it through the account index, twice as slow on a large table.
         stats = account_stats(
@@ -313,6 +330,7 @@ def recompute(
             reach=by_reach,
             accounts=ids if accounts is not None else None,
             names={r.id: r.name for r in rows},
+            sums=sums,
         )
         weights = current_weights(conn, ids)
         states = last_state(conn, ids)

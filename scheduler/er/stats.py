@@ -457,6 +457,21 @@ def known_types(
     return out
 
 
+def pending_types(conn: Connection, accounts: Collection[int]) -> dict[int, set[str]]:
+    """Content types each of ``accounts`` has posts of waiting or in flight (an index seek
+    per account and state: it reads only those posts)."""
+    pending = [s for s in KNOWN_STATES if s != PostState.PUBLISHED]
+    q = (
+        select(posts_t.c.account_id, posts_t.c.content_type)
+        .where(posts_t.c.account_id.in_(sorted(accounts)), posts_t.c.state.in_(pending))
+        .distinct()
+    )
+    out: dict[int, set[str]] = {}
+    for account_id, content_type in conn.execute(q):
+        out.setdefault(account_id, set()).add(content_type)
+    return out
+
+
 def account_stats(
     conn: Connection,
     settings: ERSettings,
@@ -465,25 +480,37 @@ def account_stats(
     reach: Mapping[int, bool],
     accounts: Collection[int] | None = None,
     names: Mapping[int, str] | None = None,
+    sums: Mapping[tuple[int, str], list[AgeSums]] | None = None,
 ) -> dict[int, AccountStats]:
     """The statistics of every account (or of ``accounts``), all in one pass over the data.
 
     ``reach`` says, per account id, whether its network reports reach (``Capabilities
-    .has_reach``); accounts missing from it are measured by followers.
+    .has_reach``); accounts missing from it are measured by followers. ``sums`` are the
+    readings' sums when the caller already has them (``incremental.py`` keeps them up to
+    date); otherwise they are read here.
     """
     if names is None:
         names = {r.id: r.name for r in conn.execute(select(accounts_t.c.id, accounts_t.c.name))}
     horizon = now - settings.half_life * HORIZON_HALF_LIVES
-    types = known_types(conn, horizon, accounts)
-    sums = sum_readings(
-        conn,
-        ages=settings.ages,
-        now=now,
-        half_life=settings.half_life,
-        horizon=horizon,
-        reach_accounts={a for a, has in reach.items() if has},
-        accounts=accounts,
-    )
+    if sums is not None:
+        # The published types are those with posts in the sums (every post published inside
+        # the horizon is in them, read or not): no pass over the posts.
+        types = pending_types(conn, set(names) | set(reach))
+        for (account_id, content_type), per_age in sums.items():
+            if per_age and per_age[0].post_count:
+                types.setdefault(account_id, set()).add(content_type)
+    else:
+        types = known_types(conn, horizon, accounts)
+    if sums is None:
+        sums = sum_readings(
+            conn,
+            ages=settings.ages,
+            now=now,
+            half_life=settings.half_life,
+            horizon=horizon,
+            reach_accounts={a for a, has in reach.items() if has},
+            accounts=accounts,
+        )
     ages_seconds = sorted({int(a.total_seconds()) for a in settings.ages})
     by_account: dict[int, dict[str, list[AgeSums]]] = {}
     for (account_id, content_type), per_age in sums.items():

@@ -1,0 +1,274 @@
+"""The readings' sums kept between recomputes, so that a recompute reads only what changed.
+
+A full pass (``readings.sum_readings``) reads every snapshot of the horizon. The sums it
+returns are sums over posts, each post adding its own contribution, so they can be kept
+(table ``er_sums``) and brought up to date: between the last recompute (time ``t0``, every
+snapshot up to id ``W0``) and this one (``t1``, up to ``W1``) a post's contribution changes
+only when
+
+- it has a snapshot with an id in ``(W0, W1]`` (a new reading; a reading taken earlier in
+  the same age band, or one at a later age, replaces what the post contributed),
+- it was added since, or
+- its publish time crossed one of the lines that move with the clock: the horizon, the
+  recent/older split (a half-life), the fresh posts (``readings.FRESH`` of one), and ``now``.
+
+Those posts are summed twice, as they stood (``t0``, ``W0``) and as they stand, and the
+difference is applied. Every other post's contribution only decays: the decayed sums are
+multiplied by ``exp(-rate × (t1 - t0))``, the plain ones (counts, recent/older totals) stay.
+The result equals a full pass up to float rounding — it is the same sufficient statistics
+(counts, decayed weights, sums and squares of ER and of log ER), not an approximation.
+
+A full pass runs instead when there are no kept sums, the settings they were made with
+changed (ages, half-life, which accounts are read by reach), the clock went back or moved
+on by more than ``MAX_STEP_HALF_LIVES``, snapshots disappeared, or more than ``MAX_TOUCHED``
+posts changed (a pass over everything is then as cheap).
+
+Assumed, as the daemon works: snapshots are only inserted (never edited), and a post's
+account, content type and publish time do not change once it has snapshots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, delete, func, select
+
+from scheduler.config import ERSettings
+from scheduler.db.models import ERSums, PostState
+from scheduler.er.readings import FRESH, AgeSums, add_sums, posts_t, snapshots_t, sum_readings
+from scheduler.er.stats import HORIZON_HALF_LIVES
+
+log = structlog.get_logger(__name__)
+
+sums_t = ERSums.__table__  # type: ignore[attr-defined]
+
+#: Bumped when what the sums hold changes: kept sums of another version are not used.
+VERSION = 1
+#: A step of the clock beyond this many half-lives since the kept sums means a full pass.
+MAX_STEP_HALF_LIVES = 1.0
+#: More posts to re-read than this means a full pass.
+MAX_TOUCHED = 50_000
+#: Slack around the moving lines: a post within it of a line is re-read (harmless).
+SLACK = timedelta(seconds=2)
+
+Sums = dict[tuple[int, str], list[AgeSums]]
+_FIELDS = [f.name for f in fields(AgeSums)]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Sums as of ``computed_at`` over the snapshots up to id ``watermark``."""
+
+    computed_at: datetime
+    watermark: int
+    post_watermark: int
+    settings_key: str
+    sums: Sums
+
+
+def settings_key(settings: ERSettings, reach_accounts: Collection[int]) -> str:
+    """What the sums depend on besides the data: the ages, the half-life, and which accounts
+    are read by reach."""
+    ages = sorted({int(a.total_seconds()) for a in settings.ages})
+    text = json.dumps([VERSION, ages, settings.half_life.total_seconds(), sorted(reach_accounts)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load(conn: Connection) -> Kept | None:
+    """The kept sums, or None when there are none (or they cannot be read)."""
+    row = conn.execute(select(sums_t).order_by(sums_t.c.id.desc()).limit(1)).first()
+    if row is None:
+        return None
+    try:
+        sums = {
+            (int(account_id), str(content_type)): [
+                AgeSums(**dict(zip(_FIELDS, values, strict=True))) for values in per_age
+            ]
+            for account_id, content_type, per_age in row.sums
+        }
+    except (TypeError, ValueError):
+        return None
+    return Kept(
+        row.computed_at, int(row.watermark), int(row.post_watermark), row.settings_key, sums
+    )
+
+
+def save(conn: Connection, kept: Kept) -> None:
+    """Replace the kept sums."""
+    conn.execute(delete(sums_t))
+    conn.execute(
+        sums_t.insert().values(
+            computed_at=kept.computed_at,
+            watermark=kept.watermark,
+            post_watermark=kept.post_watermark,
+            settings_key=kept.settings_key,
+            sums=[
+                [account_id, content_type, [[getattr(a, f) for f in _FIELDS] for a in per_age]]
+                for (account_id, content_type), per_age in sorted(kept.sums.items())
+            ],
+        )
+    )
+
+
+def latest_snapshot(conn: Connection) -> int:
+    """The id of the newest snapshot (0 without any)."""
+    return int(conn.execute(select(func.max(snapshots_t.c.id))).scalar() or 0)
+
+
+def latest_post(conn: Connection) -> int:
+    """The id of the newest post (0 without any)."""
+    return int(conn.execute(select(func.max(posts_t.c.id))).scalar() or 0)
+
+
+def readings_sums(
+    conn: Connection,
+    settings: ERSettings,
+    now: datetime,
+    *,
+    reach_accounts: Collection[int],
+    full: bool = False,
+) -> tuple[Sums, str]:
+    """The sums ``sum_readings`` would return for every account at ``now``, brought up to
+    date from the kept ones when possible; the new sums are kept. Returns (sums, "full" or
+    "incremental")."""
+    key = settings_key(settings, reach_accounts)
+    watermark, newest_post = latest_snapshot(conn), latest_post(conn)
+    kept = None if full else load(conn)
+    why = "asked for" if full else _why_full(kept, key, now, watermark, settings.half_life)
+    sums: Sums | None = None
+    if kept is not None and why is None:
+        sums = _update(conn, kept, settings, now, watermark, reach_accounts)
+        if sums is None:
+            why = f"more than {MAX_TOUCHED:,} posts to re-read"
+    how = "incremental"
+    if sums is None:
+        how = "full"
+        log.info("er_sums_full", reason=why)
+        sums = sum_readings(
+            conn,
+            ages=settings.ages,
+            now=now,
+            half_life=settings.half_life,
+            horizon=now - settings.half_life * HORIZON_HALF_LIVES,
+            reach_accounts=reach_accounts,
+            max_snapshot=watermark,
+        )
+    save(conn, Kept(now, watermark, newest_post, key, sums))
+    return sums, how
+
+
+def _why_full(
+    kept: Kept | None, key: str, now: datetime, watermark: int, half_life: timedelta
+) -> str | None:
+    if kept is None:
+        return "no kept sums"
+    if kept.settings_key != key:
+        return "the settings changed"
+    if now < kept.computed_at:
+        return "the clock is before the kept sums"
+    if now - kept.computed_at > half_life * MAX_STEP_HALF_LIVES:
+        return "the kept sums are too old"
+    if watermark < kept.watermark:
+        return "snapshots were removed"
+    return None
+
+
+def _update(
+    conn: Connection,
+    kept: Kept,
+    settings: ERSettings,
+    now: datetime,
+    watermark: int,
+    reach_accounts: Collection[int],
+) -> Sums | None:
+    t0, hl = kept.computed_at, settings.half_life
+    touched = set(
+        conn.execute(
+            select(snapshots_t.c.post_id)
+            .where(snapshots_t.c.id > kept.watermark, snapshots_t.c.id <= watermark)
+            .distinct()
+        ).scalars()
+    )
+    touched.update(
+        conn.execute(select(posts_t.c.id).where(posts_t.c.id > kept.post_watermark)).scalars()
+    )
+    # Posts whose publish time crossed a line that moves with the clock.
+    for offset in (timedelta(0), hl * FRESH, hl, hl * HORIZON_HALF_LIVES):
+        touched.update(
+            conn.execute(
+                select(posts_t.c.id).where(
+                    posts_t.c.state.in_([PostState.PUBLISHED]),
+                    posts_t.c.published_at >= t0 - offset - SLACK,
+                    posts_t.c.published_at <= now - offset + SLACK,
+                )
+            ).scalars()
+        )
+        if len(touched) > MAX_TOUCHED:
+            return None
+    common = {"ages": settings.ages, "half_life": hl, "reach_accounts": reach_accounts}
+    before = sum_readings(
+        conn,
+        now=t0,
+        horizon=t0 - hl * HORIZON_HALF_LIVES,
+        post_ids=touched,
+        max_snapshot=kept.watermark,
+        max_post=kept.post_watermark,
+        **common,  # type: ignore[arg-type]
+    )
+    after = sum_readings(
+        conn,
+        now=now,
+        horizon=now - hl * HORIZON_HALF_LIVES,
+        post_ids=touched,
+        max_snapshot=watermark,
+        **common,  # type: ignore[arg-type]
+    )
+    decay = math.exp(-math.log(2) / hl.total_seconds() * (now - t0).total_seconds())
+    out: Sums = {}
+    n = len(settings_ages(settings))
+    for k in set(kept.sums) | set(before) | set(after):
+        per_age = kept.sums.get(k) or [AgeSums() for _ in range(n)]
+        gone = before.get(k) or [AgeSums() for _ in range(n)]
+        came = after.get(k) or [AgeSums() for _ in range(n)]
+        sums = [
+            _settle(add_sums(add_sums(a, b, sign=-1), c, scale_a=decay))
+            for a, b, c in zip(per_age, gone, came, strict=True)
+        ]
+        if not _empty(sums):
+            out[k] = sums
+    return out
+
+
+def settings_ages(settings: ERSettings) -> list[int]:
+    """The distinct ages, in seconds, ascending (the order of the sums)."""
+    return sorted({int(a.total_seconds()) for a in settings.ages})
+
+
+#: Each count, and the sums that hold nothing when it is 0 (a residue of rounding then).
+_BY_COUNT: Mapping[str, tuple[str, ...]] = {
+    "count": ("weight", "total", "squares", "log_total", "log_squares"),
+    "fresh_count": ("fresh_weight", "fresh_log_total", "fresh_log_squares"),
+    "any_count": ("any_weight", "any_total"),
+    "pair_count": ("pair_this", "pair_last"),
+    "recent_count": ("recent_total",),
+    "older_count": ("older_total",),
+}
+
+
+def _settle(a: AgeSums) -> AgeSums:
+    """Sums of no post made exactly 0 (a difference of equal sums may leave 1e-18)."""
+    zero: dict[str, Any] = {
+        f: 0.0 for count, sums in _BY_COUNT.items() if getattr(a, count) == 0 for f in sums
+    }
+    return replace(a, **zero) if zero else a
+
+
+def _empty(per_age: list[AgeSums]) -> bool:
+    return all(getattr(a, c) == 0 for a in per_age for c in (*_BY_COUNT, "post_count"))
