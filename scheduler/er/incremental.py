@@ -38,12 +38,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, delete, func, select, text
 
 from scheduler.config import ERSettings
 from scheduler.db.models import ERSums, PostState
 from scheduler.er.readings import FRESH, AgeSums, add_sums, posts_t, snapshots_t, sum_readings
 from scheduler.er.stats import HORIZON_HALF_LIVES
+from scheduler.states import sql_in
 
 log = structlog.get_logger(__name__)
 
@@ -204,7 +205,8 @@ def _update(
         touched.update(
             conn.execute(
                 select(posts_t.c.id).where(
-                    posts_t.c.state.in_([PostState.PUBLISHED]),
+                    # Spelled as the partial index ix_posts_published is, so it is used.
+                    text(sql_in([PostState.PUBLISHED])),
                     posts_t.c.published_at >= t0 - offset - SLACK,
                     posts_t.c.published_at <= now - offset + SLACK,
                 )
