@@ -645,6 +645,15 @@ def _web(r: _Reader, w: Mapping[str, Any]) -> WebSettings:
     )
 
 
+class ConfigProblems(InvalidInput):
+    """A config with problems; ``partial`` holds the accounts read without any."""
+
+    def __init__(self, problems: list[Problem], what: str, partial: Config) -> None:
+        super().__init__(problems, what)
+        self.all_problems = problems
+        self.partial = partial
+
+
 def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
     """Validate ``text`` (the TOML source of ``file``); raise InvalidInput listing every problem."""
     try:
@@ -766,7 +775,14 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
             accounts[name] = acc
 
     if r.problems:
-        raise InvalidInput(r.problems, f"config {file}")
+        # The accounts read without a problem of their own go along, so that `smm config
+        # check` also asks their plugins about them: every problem in one pass.
+        fine = {
+            n: a
+            for n, a in accounts.items()
+            if not any((p.field or "").startswith(f"accounts.{n}.") for p in r.problems)
+        }
+        raise ConfigProblems(r.problems, f"config {file}", Config(path=path, accounts=fine))
     return Config(
         path=path,
         accounts=accounts,

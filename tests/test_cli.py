@@ -290,6 +290,29 @@ def test_config_check_names_platforms_without_a_plugin(smm, tmp_path: Path) -> N
     assert "did you mean" not in result.output
 
 
+def test_config_check_names_plugin_problems_in_the_same_pass(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        '[accounts.a]\nplatform = "myspace"\ntimezone = "UTC"\n\n'
+        '[accounts.m]\nplatform = "mastodon"\ntimezone = "UTC"\n\n'
+        "[plan]\nmax_file_bytes = -5\n",
+        encoding="utf-8",
+    )
+    text = smm("config", "check", config_path=cfg, expect=1).output
+    assert "has 4 problems" in text
+    assert "line 2, field 'accounts.a.platform': no installed plugin" in text
+    assert "field 'accounts.m.options.instance': missing" in text
+    assert "field 'accounts.m.credentials.access_token': missing" in text
+    assert "line 10, field 'plan.max_file_bytes'" in text
+    listed = json.loads(smm("config", "check", "--json", config_path=cfg, expect=1).output)
+    assert [p["field"] for p in listed["problems"]] == [
+        "accounts.a.platform",
+        "accounts.m.credentials.access_token",
+        "accounts.m.options.instance",
+        "plan.max_file_bytes",
+    ]
+
+
 def test_config_check_suggests_the_platform_a_typo_meant(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cfg = tmp_path / "c.toml"
     cfg.write_text('[accounts.a]\nplatform = "Mastadon"\ntimezone = "UTC"\n', encoding="utf-8")

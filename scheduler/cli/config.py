@@ -8,14 +8,15 @@ from scheduler import plugins
 from scheduler.adapter import Issue
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json
-from scheduler.config import line_of
+from scheduler.config import Config, ConfigProblems, line_of
 from scheduler.errors import InvalidInput, Problem
 from scheduler.outgoing import account_view
 
 
-def platform_problems(app: App) -> list[Problem]:
-    """Accounts whose platform no installed plugin provides."""
-    config = app.config
+def platform_problems(app: App, config: Config | None = None) -> list[Problem]:
+    """Accounts whose platform no installed plugin provides (of ``config``, by default the
+    app's)."""
+    config = config or app.config
     known = plugins.platforms()
     out = []
     for name, acc in config.accounts.items():
@@ -40,9 +41,9 @@ def _platform_hint(platform: str, known: list[str]) -> str:
     return f"did you mean {close[0]!r}? {installed}" if close else installed
 
 
-def account_problems(app: App) -> list[Problem]:
+def account_problems(app: App, config: Config | None = None) -> list[Problem]:
     """What each account's network plugin finds wrong with its settings (``check_account``)."""
-    config = app.config
+    config = config or app.config
     known = plugins.platforms()
     out = []
     for name, acc in config.accounts.items():
@@ -74,8 +75,7 @@ def check(app: App, as_json: bool) -> None:
     if as_json:
         _check_json(app)
         return
-    config = app.require_config()
-    problems = platform_problems(app) + account_problems(app)
+    config, problems = _all_problems(app)
     if problems:
         raise InvalidInput(problems, f"config {config.source}")
     click.echo(f"{config.source}: OK, {len(config.accounts)} account(s)")
@@ -92,17 +92,30 @@ def check(app: App, as_json: bool) -> None:
         click.echo(f"  {acc.name}: {acc.platform}, {acc.timezone}, {slots} weekly slot(s), {cred}")
 
 
+def _all_problems(app: App) -> tuple[Config, list[Problem]]:
+    """The config's own problems and its plugins': those of the accounts read without a
+    problem too, when the file has some, so that one pass names them all."""
+    try:
+        config = app.require_config()
+    except ConfigProblems as exc:
+        partial = exc.partial
+        more = platform_problems(app, partial) + account_problems(app, partial)
+        return partial, exc.all_problems + more
+    return config, platform_problems(app) + account_problems(app)
+
+
 def _problem_json(p: Problem) -> dict[str, object]:
     return {"file": p.file, "line": p.line, "field": p.field, "message": p.message, "hint": p.hint}
 
 
 def _check_json(app: App) -> None:
     """``config check --json``: one object, ``ok`` false with the problems (exit code 1)."""
+    config: Config | None
     try:
-        config = app.require_config()
-        problems = platform_problems(app) + account_problems(app)
+        config, problems = _all_problems(app)
     except InvalidInput as exc:
         config, problems = None, list(exc.problems)
+    problems = InvalidInput(problems).problems  # the first 100, as the text lists them
     if config is None or problems:
         source = config.source if config else str(app.config_file)
         echo_json({"config": source, "ok": False, "problems": [_problem_json(p) for p in problems]})
