@@ -266,6 +266,19 @@ def test_an_account_whose_platform_has_no_plugin_fails() -> None:
     assert "used by a" in checks[1].message
 
 
+def test_an_account_its_plugin_finds_unusable_fails_as_config_check_says() -> None:
+    bare = config('[accounts.toots]\nplatform = "mastodon"\ntimezone = "UTC"\n')
+    checks = doctor.check_plugins(bare)
+    assert levels(checks) == {"plugins": Level.OK, "account toots": Level.FAIL}
+    assert "options.instance: missing" in checks[1].message
+    assert "credentials.access_token: missing" in checks[1].message
+    assert "smm config check" in checks[1].fix
+    disabled = config(
+        '[accounts.toots]\nplatform = "mastodon"\ntimezone = "UTC"\nenabled = false\n'
+    )
+    assert levels(doctor.check_plugins(disabled)) == {"plugins": Level.OK}
+
+
 def test_a_plugin_that_failed_to_load_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     failures = {"smm_broken": "ImportError: No module named 'smm_broken'"}
     monkeypatch.setattr(plugins, "load_failures", lambda: failures)

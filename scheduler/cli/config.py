@@ -43,7 +43,11 @@ def _platform_hint(platform: str, known: list[str]) -> str:
 
 def account_problems(app: App, config: Config | None = None) -> list[Problem]:
     """What each account's network plugin finds wrong with its settings (``check_account``)."""
-    config = config or app.config
+    return plugin_account_problems(config or app.config)
+
+
+def plugin_account_problems(config: Config) -> list[Problem]:
+    """What each account's network plugin finds wrong with its settings (``check_account``)."""
     known = plugins.platforms()
     out = []
     for name, acc in config.accounts.items():

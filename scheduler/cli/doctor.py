@@ -309,7 +309,30 @@ def check_plugins(config: Config | None) -> list[Check]:
                     "or check SMM_LOAD_PLUGINS",
                 )
             )
+    if config is not None:
+        found += _account_settings(config)
     return found
+
+
+def _account_settings(config: Config) -> list[Check]:
+    """What each account's plugin finds wrong with its settings, as ``smm config check``
+    reports it: a missing server or chat would otherwise show first as a paused account."""
+    from scheduler.cli.config import plugin_account_problems
+
+    by_account: dict[str, list[str]] = {}
+    for p in plugin_account_problems(config):
+        name, key = (p.field or "").removeprefix("accounts.").partition(".")[::2]
+        if name in config.accounts and config.accounts[name].enabled:
+            by_account.setdefault(name, []).append(f"{key}: {p.message}")
+    return [
+        Check(
+            f"account {name}",
+            Level.FAIL,
+            "; ".join(problems),
+            f"edit {config.source}; `smm config check` gives each line and a hint",
+        )
+        for name, problems in sorted(by_account.items())
+    ]
 
 
 # ----------------------------------------------------------------------------- time
