@@ -71,3 +71,11 @@ def test_every_built_in_network_is_named_where_the_networks_are_listed() -> None
         assert listed, f"{where} no longer lists the networks"
         missing = [n for n in names if not re.search(rf"\b{re.escape(n)}\b", listed.group(1))]
         assert not missing, f"{where} does not name {missing}"
+
+
+def test_the_tour_installs_the_web_extra_and_a_user_before_smm_web() -> None:
+    lines = [line.split("  #")[0].strip() for line in _blocks()[1].splitlines()]
+    web = lines.index("smm web")
+    extra = next(i for i, line in enumerate(lines) if "pip install" in line and "[web]" in line)
+    user = next(i for i, line in enumerate(lines) if line.startswith("smm web user add "))
+    assert extra < user < web
