@@ -390,6 +390,93 @@ def test_post_page_previews_count_as_each_network(server: Server) -> None:
     assert counts["x"] == str(X_COUNT)
 
 
+ALT_ACCOUNT = """
+[accounts.alt_masto]
+platform = "mastodon"
+timezone = "Europe/Riga"
+require_alt = true
+options = { instance = "https://mastodon.example" }
+credentials = { access_token = { env = "SMM_TEST_WEB_TOKEN" } }
+"""
+
+
+def test_post_page_shows_media_options_thread_and_first_comment(tmp_path: Path) -> None:
+    from scheduler.accounts import sync_accounts
+    from scheduler.comments import record
+    from scheduler.queue import accounts_t
+
+    site = build_site(tmp_path, extra=ALT_ACCOUNT)
+    long_part = "y" * 600  # over Mastodon's 500, and over X's 280
+    with immediate(site.engine) as conn:
+        ids = sync_accounts(conn, site.config, utcnow())
+        alt_id = conn.execute(
+            select(accounts_t.c.id).where(accounts_t.c.name == "alt_masto")
+        ).scalar()
+        assert alt_id is not None, ids
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.key == "launch-001")
+            .values(
+                account_id=alt_id,
+                media=["pics/a.png", "pics/b.png"],
+                media_meta=[{"alt": "A <b>cat</b> & a dog"}, {}],
+                post_options={
+                    "content_warning": "spoilers <script>",
+                    "sensitive": True,
+                    "visibility": "unlisted",
+                    "language": "lv",
+                    "poll": {"options": ["Yes <i>", "No"], "duration": 7200, "multiple": True},
+                    "thread": ["Hello 🌍 again", long_part],
+                    "first_comment": "Link in <comment>",
+                },
+            )
+        )
+        post_id = conn.execute(
+            select(posts_t.c.id).where(posts_t.c.key == "launch-001")
+        ).scalar_one()
+    record(site.engine, post_id, "daemon", utcnow(), "first comment published: https://m.example/9")
+    served = Server(create_app(site.engine, site.config))
+    try:
+        with client(served, "vic") as c:
+            page = c.get("/post/launch-001").text
+    finally:
+        served.stop()
+        site.engine.dispose()
+    # every stored string is escaped
+    for raw in ("<b>cat</b>", "<script>", "<i>", "<comment>"):
+        assert raw not in page
+    articles = dict(
+        re.findall(
+            r'<article class="preview[^"]*"[^>]*data-platform="(\w+)">(.*?)</article>', page, re.S
+        )
+    )
+    masto, x = articles["mastodon"], articles["x"]
+    assert "alt: “A &lt;b&gt;cat&lt;/b&gt; &amp; a dog”" in masto
+    # alt_masto requires alt text: the second file is marked, on X (ny_x) merely noted
+    assert "no alt text (alt_masto requires it)" in masto
+    assert "requires it" not in x
+    assert "(no alt text)" in x
+    for article in (masto, x):
+        assert "spoilers &lt;script&gt;" in article
+        assert "sensitive media" in article
+        assert 'class="visibility">unlisted<' in article
+        assert 'class="language">lv<' in article
+        assert "<li>Yes &lt;i&gt;</li><li>No</li>" in article
+        assert "several answers" in article
+        assert "Link in &lt;comment&gt;" in article
+    # each part counted by the network's own plugin: the emoji is 1 on Mastodon, 2 on X
+    part = re.compile(
+        r'data-part="(\d)".*?<b class="pn">(\d+)</b> / <span class="limit">(\d+)', re.S
+    )
+    assert part.findall(masto) == [("2", "13", "500"), ("3", "600", "500")]
+    assert part.findall(x) == [("2", "14", "280"), ("3", "600", "280")]
+    assert "<b>100 over</b>" in masto
+    assert "<b>320 over</b>" in x
+    # the comment's outcome belongs to the post's own network
+    assert "first comment published: https://m.example/9" in masto
+    assert "first comment published" not in x
+
+
 def test_reschedule_answers_as_the_cli_does(own: tuple[Site, Server]) -> None:
     site, server = own
     with client(server, "ed") as c:

@@ -33,6 +33,7 @@ from scheduler.db.engine import immediate
 from scheduler.errors import NotFound, SmmError
 from scheduler.logging import redact
 from scheduler.queue import AWAITING_APPROVAL, accounts_t, find_posts, post_story
+from scheduler.states import PostState
 from scheduler.timeutil import UTC, Clock, LocalTimeError, SystemClock, format_utc, zone
 from scheduler.web import actions, auth, calendar
 from scheduler.web.preview import previews
@@ -478,6 +479,18 @@ class _PostRow:
         return getattr(self._row, name)
 
 
+def _comment_event(events: list[Any]) -> Any:
+    """The newest record of what happened to the post's first comment (scheduler.comments
+    keeps it as a published -> published event), or None."""
+    found = None
+    for e in events:
+        if e.from_state == e.to_state == PostState.PUBLISHED.value and (e.reason or "").startswith(
+            "first comment"
+        ):
+            found = e
+    return found
+
+
 @page()
 async def post_page(request: Request) -> Response:
     web = _web(request)
@@ -499,6 +512,7 @@ async def post_page(request: Request) -> Response:
         "post.html",
         previews=shown,
         approvals=approvals,
+        comment_event=_comment_event(ctx["events"]),
         possible=actions.possible(ctx["row"].state),
         **ctx,
     )

@@ -15,9 +15,28 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from scheduler import plugins
-from scheduler.adapter import Account
+from scheduler.adapter import NO_OPTIONS, Account, MediaMeta, PostOptions
 from scheduler.config import AccountConfig
 from scheduler.outgoing import account_view, from_row, offline_adapter, prepare
+
+
+@dataclass
+class Part:
+    """One thread part (2, 3...) as the network counts it."""
+
+    number: int
+    text: str
+    length: int
+    limit: int
+
+    @property
+    def over(self) -> bool:
+        return self.length > self.limit
+
+    @property
+    def fill(self) -> int:
+        """The meter's fill, in percent (capped at 100)."""
+        return min(100, round(100 * self.length / self.limit)) if self.limit else 0
 
 
 @dataclass
@@ -32,7 +51,14 @@ class Preview:
     counting: str = ""
     issues: list[str] = field(default_factory=list)
     media: Sequence[str] = ()
+    #: Alt text and focus per file, aligned with ``media`` (empty: the plan gave none).
+    media_meta: Sequence[MediaMeta] = ()
+    #: The account previewed with has ``require_alt``: a file without alt text is marked.
+    require_alt: bool = False
     max_media: int = 0
+    options: PostOptions = NO_OPTIONS
+    #: The thread's parts after the first, each counted by this network's plugin.
+    thread: list[Part] = field(default_factory=list)
     link: str | None = None
     link_host: str | None = None
     #: Why there is no preview (the plugin is missing or failed).
@@ -47,6 +73,11 @@ class Preview:
     def fill(self) -> int:
         """The meter's fill, in percent (capped at 100)."""
         return min(100, round(100 * self.length / self.limit)) if self.limit else 0
+
+    def files(self) -> list[tuple[str, str | None]]:
+        """Each media file with its alt text (None: the plan gives none)."""
+        meta = list(self.media_meta) or [MediaMeta()] * len(self.media)
+        return [(path, m.alt) for path, m in zip(self.media, meta, strict=False)]
 
 
 def _view_for(
@@ -95,6 +126,15 @@ async def previews(row: Any, accounts: Mapping[str, AccountConfig]) -> list[Prev
             p.counting = caps.text_counting
             p.max_media = caps.max_media
             p.media = post.media
+            p.media_meta = post.media_meta
+            cfg = accounts.get(name)
+            p.require_alt = cfg is not None and cfg.platform == platform and cfg.require_alt
+            p.options = post.options
+            # Parts go out as they are written, so each is counted as the main text is.
+            p.thread = [
+                Part(n, part, adapter.text_length(part), p.limit)
+                for n, part in enumerate(post.options.thread, 2)
+            ]
             p.link = post.link
             p.link_host = urlsplit(post.link).hostname if post.link else None
             p.issues = [
