@@ -578,6 +578,26 @@ def test_cancel_and_retry_is_no_way_around_approval(tmp_path: Path) -> None:
         site.engine.dispose()
 
 
+def test_resuming_a_paused_account_queues_no_post_nobody_signed_off(tmp_path: Path) -> None:
+    site = build_site(tmp_path)
+    try:
+        code, out = site.cli("queue", "pause", "--account", "riga_masto")
+        assert code == 0, out
+        plan = tmp_path / "more.yaml"
+        plan.write_text(
+            "- id: while-paused\n  account: riga_masto\n  type: laugh\n  text: hi\n"
+            "  approval: required\n"
+        )
+        code, out = site.cli("plan", "import", str(plan))
+        assert code == 0, out
+        assert state_of(site, "while-paused") == PostState.PENDING_APPROVAL
+        code, out = site.cli("queue", "resume", "--account", "riga_masto")
+        assert code == 0, out
+        assert state_of(site, "while-paused") == PostState.PENDING_APPROVAL
+    finally:
+        site.engine.dispose()
+
+
 def test_a_changed_plan_item_waits_for_approval_again(tmp_path: Path) -> None:
     site = build_site(tmp_path)
     try:

@@ -379,11 +379,13 @@ class NewRows:
             due_v,
             self._updated,
             item.key,
-            # A paused account's new posts wait with the others until it is resumed.
-            _PAUSED
-            if account_id in self._paused
-            else _PENDING
+            # A post that needs sign-off waits for it first (a paused account's posts are
+            # not claimed either way); a paused account's other new posts wait with the
+            # rest until it is resumed.
+            _PENDING
             if item.approval or account_id in self._pending
+            else _PAUSED
+            if account_id in self._paused
             else _QUEUED,
             f"{self._prefix}{number:012x}",
             0,
@@ -401,11 +403,13 @@ def approval_accounts(config: Config, account_ids: Mapping[str, int]) -> set[int
 
 
 def new_state(account_id: int, paused: Collection[int], pending: Collection[int]) -> PostState:
-    """The state a new (or changed) post starts in: a paused account's posts wait with the
-    others until it is resumed; an account that needs approval holds them for sign-off."""
-    if account_id in paused:
-        return PostState.PAUSED
-    return PostState.PENDING_APPROVAL if account_id in pending else PostState.QUEUED
+    """The state a new (or changed) post starts in: an account that needs approval holds it
+    for sign-off, even while the account is paused (resuming an account must not queue a post
+    nobody signed off; the daemon claims no post of a paused account either way); otherwise a
+    paused account's posts wait with the others until it is resumed."""
+    if account_id in pending:
+        return PostState.PENDING_APPROVAL
+    return PostState.PAUSED if account_id in paused else PostState.QUEUED
 
 
 def paused_accounts(conn: Connection) -> set[int]:
