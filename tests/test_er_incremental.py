@@ -18,7 +18,7 @@ from scheduler.er.recompute import recompute
 from scheduler.er.stats import HORIZON_HALF_LIVES, account_stats
 
 #: A short half-life, so that posts cross the fresh, recent and horizon lines between rounds.
-SETTINGS = ERSettings(half_life=timedelta(days=2), ages=(6 * HOUR, 24 * HOUR, 72 * HOUR))
+SETTINGS = ERSettings(half_life=12 * HOUR, ages=(6 * HOUR, 24 * HOUR, 72 * HOUR))
 FIELDS = [f.name for f in fields(AgeSums)]
 
 
@@ -58,7 +58,7 @@ def test_incremental_sums_equal_a_full_pass_round_after_round(engine: Engine) ->
         posts: list[tuple[int, datetime]] = []
         for i in range(40):
             acc = accounts[i % 2]
-            published = now - timedelta(hours=rng.randrange(1, 24 * 25))
+            published = now - timedelta(minutes=rng.randrange(60, 60 * 24 * 6))
             post = b.post(acc, f"t{i % 3}", published_at=published, followers=2_000)
             posts.append((post, published))
             for age in (6 * HOUR, 24 * HOUR, 72 * HOUR):
@@ -67,7 +67,7 @@ def test_incremental_sums_equal_a_full_pass_round_after_round(engine: Engine) ->
                         b, post, age + timedelta(minutes=rng.randrange(60)), rng.uniform(0.01, 0.05)
                     )
         # A post read at 24 h and 72 h 50 min: each round reads it earlier in the 72 h band.
-        replaced = b.post(accounts[0], "t0", published_at=now - 6 * DAY, followers=2_000)
+        replaced = b.post(accounts[0], "t0", published_at=now - 4 * DAY, followers=2_000)
         snap(b, replaced, 24 * HOUR, 0.03)
         snap(b, replaced, 72 * HOUR + timedelta(minutes=50), 0.03)
         sums, how = readings_sums(conn, SETTINGS, now, reach_accounts=reach)
@@ -75,7 +75,7 @@ def test_incremental_sums_equal_a_full_pass_round_after_round(engine: Engine) ->
         assert_same(sums, full_sums(conn, now, reach))
 
     for round_ in range(6):
-        now += timedelta(hours=7)
+        now += timedelta(minutes=90)  # six rounds, all on the day of T0 (12:00 UTC)
         with engine.begin() as conn:
             b = Builder(conn, now=now)
             # New posts, some published a little before this round.
@@ -126,10 +126,14 @@ def test_a_settings_change_or_missing_sums_mean_a_full_pass(engine: Engine) -> N
         kept = load(conn)
         assert kept is not None
         assert kept.computed_at == T0 + 10 * DAY
+        # Later that day from the kept sums; the first recompute of the next day reads all.
+        later = T0 + 10 * DAY + HOUR
+        assert readings_sums(conn, other, later, reach_accounts=set())[1] == "incremental"
+        assert readings_sums(conn, other, later + 12 * HOUR, reach_accounts=set())[1] == "full"
 
 
 def test_the_daemons_recompute_keeps_the_sums_and_decides_as_a_full_one(engine: Engine) -> None:
-    config = replace(empty_config(), er=SETTINGS)
+    config = empty_config()
     with engine.begin() as conn:
         b = Builder(conn)
         acc = b.account("a")

@@ -20,8 +20,9 @@ The result equals a full pass up to float rounding — it is the same sufficient
 
 A full pass runs instead when there are no kept sums, the settings they were made with
 changed (ages, half-life, which accounts are read by reach), the clock went back or moved
-on by more than ``MAX_STEP_HALF_LIVES``, snapshots disappeared, or more than ``MAX_TOUCHED``
-posts changed (a pass over everything is then as cheap).
+on by more than ``MAX_STEP_HALF_LIVES``, snapshots disappeared, more than ``MAX_TOUCHED``
+posts changed (a pass over everything is then as cheap), and at the first recompute of each
+UTC day, so that anything the kept sums cannot see lasts a day at most.
 
 Assumed, as the daemon works: snapshots are only inserted (never edited), and a post's
 account, content type and publish time do not change once it has snapshots.
@@ -34,7 +35,7 @@ import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -176,6 +177,10 @@ def _why_full(
         return "the clock is before the kept sums"
     if now - kept.computed_at > half_life * MAX_STEP_HALF_LIVES:
         return "the kept sums are too old"
+    if now.astimezone(UTC).date() != kept.computed_at.astimezone(UTC).date():
+        # Once a day everything is read again: whatever the sums cannot see (a snapshot
+        # committed late below the watermark on PostgreSQL, a row edited by hand) lasts a day.
+        return "a new day"
     if watermark < kept.watermark:
         return "snapshots were removed"
     return None
