@@ -156,3 +156,11 @@ def test_an_empty_account_name_names_no_account_instead_of_all(db: str, command:
     assert result.exit_code == 1
     assert "no account ''" in result.output
     assert states(db) == before
+
+
+def test_the_usage_error_docs_cli_md_shows_is_the_one_printed(tmp_path: Path) -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text("utf-8")
+    (shown,) = (line for line in page.splitlines() if "'bogus' is not one of" in line)
+    result = smm("--db", f"sqlite:///{tmp_path / 'x.db'}", "queue", "list", "--state", "bogus")
+    assert result.exit_code == 2
+    assert shown in result.output.splitlines()
