@@ -430,14 +430,16 @@ def ninety_days(engine: Engine) -> Engine:
 
 
 def test_ninety_days_render_well_under_a_second(ninety_days: Engine) -> None:
+    # CPU time of this process, not wall time: a guard against a slow path, not a benchmark,
+    # so other processes on a busy machine must not make it fail.
     best = float("inf")
     for _ in range(3):
-        started = time.perf_counter()
+        started = time.process_time()
         with ninety_days.connect() as conn:
             report = build_report(conn, ERSettings(), T0)
         assert report is not None
         text = page.render(report)
-        best = min(best, time.perf_counter() - started)
+        best = min(best, time.process_time() - started)
     parsed = Page(text)
     assert parsed.errors == []
     assert len(parsed.charts) == CHARTS * 4
