@@ -1,4 +1,5 @@
-"""The log events docs/operations.md lists are the ones the code logs, at the levels it gives."""
+"""Docs beside the code: the log events docs/operations.md lists are the ones the code logs, at
+the levels it gives; the schema revision examples show is the latest."""
 
 from __future__ import annotations
 
@@ -33,3 +34,17 @@ def test_every_documented_event_is_logged_at_its_level() -> None:
             assert logged, f"docs/operations.md lists {event!r}, which nothing logs"
             level = levels[index] if len(levels) == len(events) else levels[0]
             assert level in logged, f"{event!r} is logged at {logged}, documented as {level}"
+
+
+def test_the_schema_the_docs_show_is_the_latest() -> None:
+    from scheduler.db.migrate import head_revision
+
+    head = head_revision()
+    shown = []
+    for page in (REPO / "docs").glob("*.md"):
+        text = page.read_text(encoding="utf-8")
+        shown += re.findall(r"ready \(schema (\d{4})\)", text)
+        shown += re.findall(r"latest (\d{4}); up to date", text)
+        shown += re.findall(r"older than this version's (\d{4})", text)
+    assert len(shown) >= 4
+    assert set(shown) == {head}, f"docs show schema {sorted(set(shown))}, the latest is {head}"
