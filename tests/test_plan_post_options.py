@@ -236,3 +236,30 @@ def test_queue_show_lists_the_options_and_each_thread_part(
     assert "  content warning: CW\n" in out
     assert "  thread:    2. Two\n" in out
     assert "             3. Three\n" in out
+
+
+TELEGRAM = """
+[accounts.channel]
+platform = "telegram"
+timezone = "Europe/Riga"
+options = { chat_id = "@acme" }
+credentials = { bot_token = { env = "SMM_TEST_TG_TOKEN" } }
+slots = { daily = ["09:00"] }
+"""
+
+
+def test_a_telegram_poll_is_read_and_held_to_telegrams_duration(tmp_path: Path) -> None:
+    config = parse_config(CONFIG + TELEGRAM, "config.toml")
+    (item,), problems = check(
+        tmp_path,
+        config,
+        ITEM.format(account="channel", extra="  poll: {options: [Yes, No], duration: 10m}\n"),
+    )
+    assert problems == []
+    assert item.options.poll == Poll(("Yes", "No"), timedelta(minutes=10))
+    # the plan's default duration (a day) is longer than a bot's poll can stay open
+    _, problems = check(
+        tmp_path, config, ITEM.format(account="channel", extra="  poll: {options: [Yes, No]}\n")
+    )
+    assert [(p.field, p.line) for p in problems] == [("poll", 5)]
+    assert "Telegram closes a poll at most 10 minutes" in problems[0].message

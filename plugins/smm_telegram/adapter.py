@@ -1,8 +1,9 @@
 """Publishing to a Telegram channel or group through the Bot API.
 
 One post is one Bot API call: ``sendMessage`` for text, ``sendPhoto`` for one image,
-``sendMediaGroup`` for 2-10 images (the caption rides on the first). Images are sent by URL
-when they are URLs, uploaded as multipart parts when they are local files.
+``sendMediaGroup`` for 2-10 images (the caption rides on the first), ``sendPoll`` for a post
+with a poll (its text the question). Images are sent by URL when they are URLs, uploaded as
+multipart parts when they are local files.
 See docs/plugins/networks/telegram.md.
 """
 
@@ -29,6 +30,7 @@ from scheduler.adapter import (
     Issue,
     OutcomeUnknown,
     OutgoingPost,
+    Poll,
     Published,
     RateLimitPolicy,
 )
@@ -46,6 +48,12 @@ MAX_MEDIA = 10
 #: Photos uploaded as files may weigh up to 10 MB (by URL Telegram fetches up to 5 MB).
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp")
+#: sendPoll's limits (Bot API): the question, the options, each option's text, and the
+#: open_period in seconds (a bot's poll closes by itself at most 10 minutes after it is sent).
+POLL_QUESTION_LIMIT = 300
+POLL_OPTIONS = (2, 10)
+POLL_OPTION_LIMIT = 100
+POLL_PERIOD = (5, 600)
 
 
 def _is_url(media: str) -> bool:
@@ -86,6 +94,8 @@ class TelegramAdapter(Adapter):
         has_reach=False,
         # Telegram asks bots to stay under 20 messages a minute in one group or channel.
         rate_limit=RateLimitPolicy(requests=20, per=timedelta(minutes=1), concurrency=1),
+        # A poll is the post itself (sendPoll, one call): nothing can go out twice.
+        post_options=frozenset({"poll"}),
     )
 
     def __init__(self, client: httpx.AsyncClient) -> None:
@@ -111,7 +121,10 @@ class TelegramAdapter(Adapter):
         return utf16_length(text)
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
-        """Length (message or caption limit, after HTML parsing), media count, type and size."""
+        """Length (message or caption limit, after HTML parsing), media count, type and size;
+        a post with a poll: the poll's limits instead."""
+        if post.options.poll is not None:
+            return _poll_issues(self.compose_text(post), post)
         issues: list[Issue] = []
         text = visible_text(self.compose_text(post), account.option("parse_mode"))
         length = utf16_length(text)
@@ -231,7 +244,70 @@ async def _read_media(item: str) -> tuple[str, bytes, str]:
     return photo.name, photo.content, photo.mime
 
 
+def _poll_issues(text: str, post: OutgoingPost) -> list[Issue]:
+    """A poll against sendPoll's limits; the post's text is its question (plain text: the
+    Bot API parses no HTML or Markdown in a question)."""
+    poll = post.options.poll
+    assert poll is not None
+    issues = []
+    length = utf16_length(text)
+    if not text.strip():
+        issues.append(Issue("poll", "a Telegram poll needs its question: the post's text"))
+    elif length > POLL_QUESTION_LIMIT:
+        issues.append(
+            Issue(
+                "poll",
+                f"{length} characters, over Telegram's poll question limit of "
+                f"{POLL_QUESTION_LIMIT} (the post's text is the question)",
+                f"shorten the text by {length - POLL_QUESTION_LIMIT}",
+            )
+        )
+    low, high = POLL_OPTIONS
+    if not low <= len(poll.options) <= high:
+        issues.append(Issue("poll", f"{len(poll.options)} options; Telegram takes {low}-{high}"))
+    for number, option in enumerate(poll.options, 1):
+        size = utf16_length(option)
+        if not 1 <= size <= POLL_OPTION_LIMIT:
+            issues.append(
+                Issue(
+                    "poll",
+                    f"option {number} is {size} characters; Telegram takes 1-{POLL_OPTION_LIMIT}",
+                )
+            )
+    seconds = int(poll.duration.total_seconds())
+    if not POLL_PERIOD[0] <= seconds <= POLL_PERIOD[1]:
+        issues.append(
+            Issue(
+                "poll",
+                f"a duration of {seconds} s: Telegram closes a poll at most 10 minutes "
+                f"({POLL_PERIOD[1]} s) after it is sent, and at least {POLL_PERIOD[0]} s",
+                "give the poll a duration of 10m or less",
+            )
+        )
+    if post.media:
+        issues.append(Issue("poll", "a Telegram poll carries no images: post them separately"))
+    return issues
+
+
+def _poll_call(poll: Poll, question: str, chat_id: str) -> _Call:
+    return _Call(
+        "sendPoll",
+        {
+            "chat_id": chat_id,
+            "question": question,
+            # InputPollOption objects (Bot API 7.3 and later).
+            "options": [{"text": option} for option in poll.options],
+            # Channels take anonymous polls only.
+            "is_anonymous": True,
+            "allows_multiple_answers": poll.multiple,
+            "open_period": int(poll.duration.total_seconds()),
+        },
+    )
+
+
 async def _build_call(post: OutgoingPost, text: str, chat_id: str, account: Account) -> _Call:
+    if post.options.poll is not None:
+        return _poll_call(post.options.poll, text, chat_id)
     parse_mode = account.option("parse_mode")
     formatting: dict[str, Any] = {"parse_mode": parse_mode} if parse_mode else {}
     if not post.media:
