@@ -672,6 +672,16 @@ def test_users_from_the_cli(site: Site) -> None:
     assert "argon2" not in out
 
 
+def test_a_refused_user_name_is_quoted_in_a_bounded_excerpt(site: Site) -> None:
+    long = "n" * 5000
+    code, out = site.cli(
+        "web", "user", "add", long, "--role", "editor", "--password-stdin", input="x" * 12 + "\n"
+    )
+    assert code == 1
+    assert "bad user name 'nnnn" in out
+    assert len(out) < 500
+
+
 def test_proxy_header_is_believed_only_from_a_trusted_address(tmp_path: Path) -> None:
     from dataclasses import replace
 

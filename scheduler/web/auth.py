@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, select, update
 
 from scheduler.db.models import AuditEntry, WebSession, WebUser
-from scheduler.errors import InvalidInput, NotFound, Problem, SmmError
+from scheduler.errors import InvalidInput, NotFound, Problem, SmmError, excerpt
 from scheduler.logging import redact
 
 users_t = WebUser.__table__  # type: ignore[attr-defined]
@@ -62,7 +62,8 @@ class Forbidden(SmmError):
 def check_role(role: str) -> str:
     if role not in ROLES:
         raise InvalidInput(
-            [Problem("--role", None, "role", f"unknown role {role!r}", ", ".join(ROLES))], "user"
+            [Problem("--role", None, "role", f"unknown role {excerpt(role)}", ", ".join(ROLES))],
+            "user",
         )
     return role
 
@@ -72,7 +73,11 @@ def check_name(name: str) -> str:
         raise InvalidInput(
             [
                 Problem(
-                    "NAME", None, "name", f"bad user name {name!r}", "1-100 printable characters"
+                    "NAME",
+                    None,
+                    "name",
+                    f"bad user name {excerpt(name)}",
+                    "1-100 printable characters",
                 )
             ],
             "user",
