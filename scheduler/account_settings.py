@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 from scheduler.adapter import Account, Issue
 
+#: Options the core reads for every network: ``Adapter.text_limit`` honours
+#: ``max_characters`` (docs/plugins/adapters.md#text_limit).
+CORE_OPTIONS = ("max_characters",)
+
 
 def settings_issues(
     account: Account,
@@ -21,12 +25,14 @@ def settings_issues(
 ) -> list[Issue]:
     """Unknown options (with the likely one), then missing required options and credentials.
 
-    ``known``: every option the plugin reads. ``required``: ``(option, what it is, example
-    value)``. ``credentials``: ``(credential, what it is)``; only whether the config refers to
-    it is checked (a reference whose secret is absent is reported as such elsewhere).
+    ``known``: every option the plugin reads (the core's ``CORE_OPTIONS`` are added).
+    ``required``: ``(option, what it is, example value)``. ``credentials``: ``(credential,
+    what it is)``; only whether the config refers to it is checked (a reference whose secret
+    is absent is reported as such elsewhere).
     """
     import difflib  # only when a config is checked
 
+    known = [*known, *(k for k in CORE_OPTIONS if k not in known)]
     issues = []
     for key in account.options:
         if key not in known:

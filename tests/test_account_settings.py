@@ -44,6 +44,11 @@ def test_required_settings_and_typos_are_named(
     assert set(module.ACCOUNT_OPTIONS) == options_read_by(package)
     good = account_with_secrets("a", platform, options, secrets={credential: "tok-123456789"})
     assert adapter.check_account(good) == []
+    # The core's own option (Adapter.text_limit reads it for every network) is no typo.
+    roomy = account_with_secrets(
+        "a", platform, {**options, "max_characters": 900}, secrets={credential: "tok-123456789"}
+    )
+    assert adapter.check_account(roomy) == []
 
     bare = Account(name="a", platform=platform, timezone="UTC", options={})
     (required,) = options
