@@ -387,3 +387,20 @@ def test_yaml_field_names_are_case_insensitive_and_ids_stay_text(smm, tmp_path: 
     smm("plan", "import", str(plan))
     listed = json.loads(smm("queue", "list", "--json").output)
     assert [p["id"] for p in listed] == ["010"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["queue", "list", "--state", "x" * 5000],
+        ["--color", "y" * 5000, "status"],
+        ["queue", "list", "--limit", "9" * 5000],
+    ],
+    ids=["subcommand-choice", "group-choice", "number"],
+)
+def test_a_usage_error_quotes_only_an_excerpt_of_a_huge_argument(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    assert len(result.output) < 1500
+    assert "…" in result.output

@@ -84,6 +84,19 @@ def _error(message: str) -> None:
     click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
 
 
+#: Longest run of characters without a space that a usage error repeats from the input, and
+#: the longest usage error shown.
+_WORD_CHARS, _MESSAGE_CHARS = 80, 1000
+
+
+def bounded_message(message: str) -> str:
+    """``message`` with every over-long word cut to its first characters and "…", and the
+    whole cut to a bounded length: usage errors quote what was typed."""
+    words = [w if len(w) <= _WORD_CHARS else w[:_WORD_CHARS] + "…" for w in message.split(" ")]
+    text = " ".join(words)
+    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS] + "…"
+
+
 class SmmGroup(click.Group):
     """The top-level group: loads command modules on demand and turns the project's errors
     into a message and exit code 1, never a traceback."""
@@ -185,11 +198,20 @@ class SmmGroup(click.Group):
                 raise click.UsageError(
                     f"argument {i + 1} is not valid UTF-8 text", ctx=ctx
                 ) from None
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.message = bounded_message(exc.message)  # type: ignore[misc]  # Final in the stubs
+            raise
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            # click quotes a refused value whole ("'xxxx...' is not one of ..."): an argument
+            # of megabytes would be echoed back in full.
+            exc.message = bounded_message(exc.message)  # type: ignore[misc]  # Final in the stubs
+            raise
         except Exception as exc:
             # The project's errors and SQLAlchemy's are looked up only if loaded: an exception
             # cannot be one of them otherwise, and --help never pays for importing them.
