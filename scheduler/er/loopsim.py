@@ -229,13 +229,13 @@ def floored_oracle(
     true_er: Mapping[str, float], types: Sequence[str], floor: float, ceiling: float
 ) -> dict[str, float]:
     """The best shares knowing the true rates: every type its floor, the rest to the best
-    types in turn, each up to the ceiling."""
+    types in turn, each up to the ceiling. A type without a known rate counts as 0."""
     if not types:
         return {}
     floor = min(floor, 1 / len(types))
     weights = dict.fromkeys(types, floor)
     left = 1 - floor * len(types)
-    for t in sorted(types, key=lambda t: (-true_er[t], t)):
+    for t in sorted(types, key=lambda t: (-true_er.get(t, 0.0), t)):
         add = min(left, max(0.0, ceiling - floor))
         weights[t] += add
         left -= add

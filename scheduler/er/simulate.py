@@ -31,6 +31,7 @@ from scheduler.db.migrate import upgrade
 from scheduler.db.models import Account, PostState, PriorityDecision, Schedule
 from scheduler.er.allocate import queue_order_for
 from scheduler.er.collect import collect_metrics
+from scheduler.er.loopsim import floored_oracle
 from scheduler.er.policy import Decision, Policy
 from scheduler.er.recompute import recompute
 from scheduler.er.stats import AccountStats
@@ -82,26 +83,6 @@ class Truth:
         if self.drift:
             options["drift"] = [{"day": d, "true_er": dict(t)} for d, t in self.drift]
         return options
-
-
-def floored_oracle(
-    true_er: Mapping[str, float], types: Sequence[str], floor: float, ceiling: float
-) -> dict[str, float]:
-    """The best shares knowing the true rates: every type its floor, the rest to the best
-    types in turn, each up to the ceiling."""
-    if not types:
-        return {}
-    floor = min(floor, 1 / len(types))
-    weights = dict.fromkeys(types, floor)
-    left = 1 - floor * len(types)
-    for t in sorted(types, key=lambda t: (-true_er.get(t, 0.0), t)):
-        add = min(left, max(0.0, ceiling - floor))
-        weights[t] += add
-        left -= add
-    if left > 1e-12:  # the ceiling is too low to place everything: spread the rest evenly
-        for t in types:
-            weights[t] += left / len(types)
-    return weights
 
 
 # ============================================================================ comparison policies
