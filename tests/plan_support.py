@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
 from click.testing import CliRunner, Result
 from sqlalchemy import MetaData, select
 
+from scheduler import outgoing
 from scheduler.cli import cli
+from scheduler.config import Config
 from scheduler.db.engine import make_engine
+from scheduler.errors import Problem
+from scheduler.plan.items import PlanItem
+from scheduler.plan.read import read_plan_file
+from scheduler.plan.validate import validate_items
 
 #: Accounts every hostile-plan test uses: slots in two zones, and one without slots.
 CONFIG = """
@@ -28,6 +35,20 @@ slots = { weekdays = ["10:00"] }
 platform = "sim"
 timezone = "UTC"
 """
+
+
+def validate_text(
+    folder: Path, config: Config, text: str, now: datetime, name: str = "plan.yaml"
+) -> tuple[list[PlanItem], list[Problem]]:
+    """Write ``text`` as plan file ``name`` in ``folder``, read it (asserting it reads
+    cleanly) and validate it at ``now`` with every network's own checks."""
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    raws, problems = read_plan_file(path)
+    assert problems == []
+    return validate_items(
+        raws, config, now, network_check=lambda i, a: outgoing.network_check(i, a)
+    )
 
 
 def invoke(config: Path, db_url: str, *args: str) -> Result:

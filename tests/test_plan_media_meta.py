@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from plan_support import validate_text
 from sqlalchemy import Engine, select, update
 
 from scheduler import outgoing
@@ -68,11 +69,7 @@ def plan_dir(tmp_path: Path) -> Path:
 
 
 def check(plan_dir: Path, config: Config, text: str, name: str = "plan.yaml"):  # type: ignore[no-untyped-def]
-    path = plan_dir / name
-    path.write_text(text, encoding="utf-8")
-    raws, problems = read_plan_file(path)
-    assert problems == []
-    return validate_items(raws, config, NOW, network_check=_checks)
+    return validate_text(plan_dir, config, text, NOW, name)
 
 
 def _checks(item, account):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from plan_support import validate_text
 from sqlalchemy import Engine, select
 
 from scheduler import outgoing
@@ -16,7 +17,6 @@ from scheduler.config import Config, parse_config
 from scheduler.plan import pipeline
 from scheduler.plan.post_options import stored_options
 from scheduler.plan.read import read_plan_file
-from scheduler.plan.validate import validate_items
 from scheduler.queue import posts_t
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -47,13 +47,7 @@ def config() -> Config:
 
 
 def check(tmp_path: Path, config: Config, text: str, name: str = "plan.yaml"):  # type: ignore[no-untyped-def]
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    raws, problems = read_plan_file(path)
-    assert problems == []
-    return validate_items(
-        raws, config, NOW, network_check=lambda i, a: outgoing.network_check(i, a)
-    )
+    return validate_text(tmp_path, config, text, NOW, name)
 
 
 ITEM = "- id: o1\n  account: {account}\n  type: t\n  text: hello\n{extra}"
