@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -130,17 +133,19 @@ async def patiently(
     give_up: Callable[[], bool] = lambda: False,
     deadline: float | None = None,
     wake: asyncio.Event | None = None,
+    executor: Executor | None = None,
 ) -> T:
     """``fn(*args)`` in a thread, tried again while the database is unreachable.
 
     Raises ``Unavailable`` once ``give_up()`` is true or the monotonic ``deadline`` passes
     while the database is still away; other errors propagate at once. ``wake`` cuts a pause
-    short (set when the caller may be giving up).
+    short (set when the caller may be giving up). ``executor``: the thread to run in (None:
+    asyncio's default pool).
     """
     backoff = Backoff()
     while True:
         try:
-            result = await asyncio.to_thread(fn, *args)
+            result = await in_thread(executor, fn, *args)
         except Exception as exc:
             if not unreachable(exc):
                 raise
@@ -162,4 +167,13 @@ async def patiently(
         return result
 
 
-__all__ = ["Backoff", "Unavailable", "Weather", "patiently", "unreachable"]
+async def in_thread(executor: Executor | None, fn: Callable[..., T], *args: Any) -> T:
+    """``asyncio.to_thread(fn, *args)``, in ``executor``'s thread when one is given."""
+    if executor is None:
+        return await asyncio.to_thread(fn, *args)
+    ctx = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, functools.partial(ctx.run, fn, *args))
+
+
+__all__ = ["Backoff", "Unavailable", "Weather", "in_thread", "patiently", "unreachable"]

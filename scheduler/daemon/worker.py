@@ -2,7 +2,10 @@
 
 ``Worker`` holds no schedule of its own: the service (``smm run``) drives it from APScheduler
 jobs and its dispatch loop, a simulation drives it in virtual time. Database steps run in a
-thread so that network calls in flight never wait on a database lock.
+thread so that network calls in flight never wait on a database lock: on SQLite one thread
+of the worker's own takes them all in turn (the database has one write lock; steps queued in
+one thread hand it on at once, where steps in several threads on several connections would
+poll for it with SQLite's busy handler), on PostgreSQL asyncio's pool runs them side by side.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import random
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +35,7 @@ from scheduler.daemon import store
 from scheduler.daemon.dispatch import Dispatcher, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
-from scheduler.daemon.weather import Unavailable, Weather, patiently, unreachable
+from scheduler.daemon.weather import Unavailable, Weather, in_thread, patiently, unreachable
 from scheduler.db.engine import immediate
 from scheduler.db.models import Post, PostState
 from scheduler.outgoing import account_view, from_row
@@ -116,6 +120,16 @@ class Worker:
         #: at a time uses each: claims come one after another, and so do writes).
         self._claims = store.Link(self.engine)
         self._writes = store.Link(self.engine)
+        #: SQLite: the one thread every database step of this worker runs in (see above).
+        self._db_thread: ThreadPoolExecutor | None = None
+
+    @property
+    def _executor(self) -> ThreadPoolExecutor | None:
+        """Where database steps run: the worker's own thread on SQLite, else None (the
+        default pool)."""
+        if self._db_thread is None and self.engine.dialect.name == "sqlite":
+            self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="smm-sqlite")
+        return self._db_thread
 
     # ------------------------------------------------------------------ life cycle
 
@@ -162,6 +176,7 @@ class Worker:
             give_up=self.halt.is_set,
             deadline=deadline,
             wake=self.halt,
+            executor=self._executor,
         )
 
     async def reload(self, config: Config) -> None:
@@ -183,6 +198,11 @@ class Worker:
             self._writer = None
         self._claims.close()
         self._writes.close()
+        if self._db_thread is not None:
+            # A step still running (a SQLite file locked by another process) is not waited
+            # for: its outcome no longer matters, and a claim it commits is rescued.
+            self._db_thread.shutdown(wait=False, cancel_futures=True)
+            self._db_thread = None
         if self._owns_client and self.client is not None:
             await self.client.aclose()
 
@@ -273,14 +293,15 @@ class Worker:
         """Record that these attempts' requests may leave; the attempt ids recorded (none
         when the database cannot be written: the posts are then handed back unsent)."""
         try:
-            marked: set[int] = await asyncio.to_thread(
+            marked: set[int] = await in_thread(
+                self._executor,
                 functools.partial(
                     store.mark_sent,
                     self.engine,
                     [c.attempt_id for c in claims],
                     self.clock.now(),
                     link=link,
-                )
+                ),
             )
         except Exception as exc:
             if not unreachable(exc):
@@ -372,6 +393,7 @@ class Worker:
                 ),
                 give_up=lambda: self._abandon,
                 deadline=deadline,
+                executor=self._executor,
             )
         except Unavailable:
             raise
