@@ -163,7 +163,9 @@ class DaemonSettings:
     batch_size: int = 200
     shutdown_deadline: timedelta = timedelta(seconds=20)
     publish_timeout: timedelta = timedelta(seconds=60)
-    concurrency: int = 32
+    #: Publishes in flight at once; 0 (``"auto"``, the default): as many as the accounts'
+    #: networks take at once (``Worker.room``).
+    concurrency: int = 0
     #: How often unconfirmed posts are looked up on their network.
     reconcile: timedelta = timedelta(minutes=5)
     #: How long start-up waits for an unreachable database; 0: for as long as it takes.
@@ -707,7 +709,9 @@ def parse_config(text: str, file: str, *, path: Path | None = None) -> Config:
         batch_size=r.number(d, "batch_size", "daemon", dd.batch_size, low=1, high=10000),
         shutdown_deadline=r.duration(d, "shutdown_deadline", "daemon", dd.shutdown_deadline),
         publish_timeout=r.duration(d, "publish_timeout", "daemon", dd.publish_timeout),
-        concurrency=r.number(d, "concurrency", "daemon", dd.concurrency, low=1, high=1000),
+        concurrency=0
+        if d.get("concurrency") == "auto"
+        else r.number(d, "concurrency", "daemon", dd.concurrency, low=0, high=1000),
         reconcile=r.duration(d, "reconcile", "daemon", dd.reconcile),
         database_wait=r.duration(d, "database_wait", "daemon", dd.database_wait),
     )

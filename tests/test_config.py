@@ -339,6 +339,15 @@ def test_bad_duration_is_reported_with_examples() -> None:
     assert problem.hint == "examples: 90s, 15m, 1h30m"
 
 
+def test_concurrency_is_auto_unless_a_number_is_given() -> None:
+    assert parse("").daemon.concurrency == 0  # "auto": what the networks take at once
+    assert parse('[daemon]\nconcurrency = "auto"\n').daemon.concurrency == 0
+    assert parse("[daemon]\nconcurrency = 0\n").daemon.concurrency == 0
+    assert parse("[daemon]\nconcurrency = 300\n").daemon.concurrency == 300
+    problem = the_problem('[daemon]\nconcurrency = "fast"\n')
+    assert (problem.line, problem.field) == (2, "daemon.concurrency")
+
+
 def test_number_out_of_range_is_reported() -> None:
     problem = the_problem("[daemon]\nbatch_size = 0\n")
 

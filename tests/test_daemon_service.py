@@ -6,6 +6,7 @@ import asyncio
 import gc
 from pathlib import Path
 
+import httpx
 from daemon_support import (
     config_at,
     no_pending,
@@ -15,8 +16,10 @@ from daemon_support import (
     utcnow,
     write_config,
 )
+from smm_sim import SimAdapter
 from sqlalchemy import Engine
 
+from scheduler.daemon.worker import Worker
 from scheduler.db.models import PostState
 
 
@@ -78,3 +81,25 @@ def test_each_recorded_outcome_is_one_log_line(engine: Engine, tmp_path: Path) -
     assert outcomes["p-bad"]["log_level"] == "warning"
     assert outcomes["p-bad"]["outcome"] == "rejected"
     assert "simulated rejection" in outcomes["p-bad"]["message"]
+
+
+def test_auto_concurrency_is_what_the_accounts_networks_take_at_once(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # "auto" (the default): each account's declared concurrent requests, this daemon's share
+    # of them, added up; a number in the config is taken as it is.
+    accounts = {name: {"platform": "sim"} for name in ("a", "b", "c")}
+    config = config_at(write_config(tmp_path / "config.toml", accounts))
+    assert config.daemon.concurrency == 0
+    worker = Worker(engine, config, adapters={"sim": SimAdapter(httpx.AsyncClient())})
+    slots = SimAdapter.capabilities.rate_limit.concurrency
+    worker._size_room()
+    assert worker.room == 3 * slots
+    worker.limits.share(2)  # two daemons alive: each takes half of every account's slots
+    worker._size_room()
+    assert worker.room == 3 * max(1, slots // 2)
+    worker.adapters = {}  # no plugin for the platform: nothing can be sent, one slot
+    worker._size_room()
+    assert worker.room == 1
+    fixed = config_at(write_config(tmp_path / "fixed.toml", accounts, daemon={"concurrency": 7}))
+    assert Worker(engine, fixed).room == 7

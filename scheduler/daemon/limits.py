@@ -200,8 +200,12 @@ class Limits:
             ),
         )
 
+    def slots(self, policy: RateLimitPolicy) -> int:
+        """How many requests of an account with ``policy`` this daemon may have in flight."""
+        return max(1, self._shared(policy).concurrency)
+
     def account_semaphore(self, account: str, policy: RateLimitPolicy) -> Slots:
-        limit = max(1, self._shared(policy).concurrency)
+        limit = self.slots(policy)
         found = self._account_sem.get(account)
         if found is None:
             sem = Slots(limit)

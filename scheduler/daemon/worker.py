@@ -42,6 +42,8 @@ from scheduler.outgoing import account_view, from_row
 from scheduler.timeutil import Clock, SystemClock
 
 log = structlog.get_logger("scheduler.worker")
+#: ``[daemon] concurrency = "auto"``: the most publishes in flight, whatever the networks take.
+AUTO_MAX = 1000
 posts_t = Post.__table__  # type: ignore[attr-defined]
 
 
@@ -89,6 +91,8 @@ class Worker:
 
     def __post_init__(self) -> None:
         self.limits = Limits(self.config.daemon.concurrency)
+        #: ``[daemon] concurrency = "auto"``: what the accounts' networks take at once.
+        self._auto_room = 1
         self.inflight: dict[int, InFlight] = {}
         self._results: asyncio.Queue[Result] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -145,6 +149,7 @@ class Worker:
                 )
                 self._owns_client = True
             self.adapters = make_adapters(self.config, self.client)
+        self._size_room()
         deadline = None if wait is None else time.monotonic() + wait
         await self.sync_accounts(deadline=deadline)
         self.dispatcher = Dispatcher(
@@ -187,6 +192,7 @@ class Worker:
         if self.client is not None and self.adapters is not None:
             for platform, adapter in make_adapters(config, self.client).items():
                 self.adapters.setdefault(platform, adapter)
+        self._size_room()
         await self.sync_accounts()
 
     async def close(self) -> None:
@@ -229,11 +235,37 @@ class Worker:
         return until is not None and self.clock.now() < until - margin
 
     @property
+    def room(self) -> int:
+        """The most posts in flight (and results not yet written) at once: ``[daemon]
+        concurrency``, or with ``"auto"`` what the accounts' networks take at once."""
+        return self.config.daemon.concurrency or self._auto_room
+
+    def _size_room(self) -> None:
+        """``"auto"``: the requests every account of the config may have in flight at once
+        (the plugin's declared per-account concurrency, this daemon's share of it), added
+        up, at most ``AUTO_MAX``. A post claimed beyond that could only wait in memory for
+        its account's slot, holding its lease, where another daemon could have taken it."""
+        total = 0
+        for acc in self.config.accounts.values():
+            adapter = (self.adapters or {}).get(acc.platform)
+            if adapter is None:
+                continue
+            try:
+                policy = adapter.capabilities_for(account_view(acc)).rate_limit
+            except Exception:  # a broken plugin: its posts fail in ``attempt``, one slot
+                total += 1
+                continue
+            total += self.limits.slots(policy)
+            if total >= AUTO_MAX:
+                break
+        self._auto_room = max(1, min(AUTO_MAX, total))
+
+    @property
     def capacity(self) -> int:
-        """Posts that may be claimed now: the concurrency less the posts in flight and the
-        results still to write (so an outage holds at most that many in memory)."""
+        """Posts that may be claimed now: ``room`` less the posts in flight and the results
+        still to write (so an outage holds at most that many in memory)."""
         busy = len(self.inflight) + len(self.unwritten)
-        return max(0, self.config.daemon.concurrency - busy)
+        return max(0, self.room - busy)
 
     async def claim_and_dispatch(self) -> int:
         """Claim as many due posts as there is room for and start publishing them."""
@@ -597,6 +629,7 @@ class Worker:
             # The daemons alive on this database share each account's declared limits.
             log.info("rate_limits_shared", daemons=peers)
             self.limits.share(peers)
+            self._size_room()
         # And what a network answered to any of them: a 429 holds back every daemon.
         for account, until in blocks.items():
             self.limits.block(account, until)
