@@ -409,6 +409,29 @@ class Daemons:
         return "\n".join(out)
 
 
+def wait_dispatching(d: DaemonProcess, engine: Engine) -> None:
+    """Wait until daemon ``d`` has registered (it dispatches) or has died."""
+    wait_until(
+        lambda: d.pid in daemon_pids(engine) or not d.alive(),
+        timeout=60,
+        interval=0.02,
+        what="the daemon to start",
+    )
+
+
+def finish_after_kills(daemons: Daemons, engine: Engine, what: str) -> None:
+    """After a run of kills: start one last daemon, wait until nothing is pending (``what``
+    names that wait) and assert that it then stops cleanly."""
+    final = daemons.start()
+    wait_until(
+        lambda: final.pid in daemon_pids(engine),
+        timeout=60,
+        what="the last daemon to start",
+    )
+    wait_until(lambda: pending_count(engine) == 0, timeout=120, interval=0.2, what=what)
+    assert final.terminate() == 0, final.tail()
+
+
 # =============================================================================================
 # The daemon in-process
 # =============================================================================================

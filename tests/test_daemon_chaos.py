@@ -22,13 +22,12 @@ from daemon_support import (
     Daemons,
     attempt_rows,
     config_at,
-    daemon_pids,
+    finish_after_kills,
     ledger_posts,
-    pending_count,
     post_rows,
     seed_posts,
     utcnow,
-    wait_until,
+    wait_dispatching,
     write_config,
 )
 from smm_sim import posts_per_key, requests_per_key, reset_worlds
@@ -107,28 +106,13 @@ def test_kill_9_at_random_moments_never_publishes_twice_and_loses_nothing(
                 if n % 4 == 3:  # any moment, start-up included
                     time.sleep(rng.uniform(0.05, 1.5))
                 else:  # once it dispatches
-                    wait_until(
-                        lambda: d.pid in daemon_pids(engine) or not d.alive(),  # noqa: B023
-                        timeout=60,
-                        interval=0.02,
-                        what="the daemon to start",
-                    )
+                    wait_dispatching(d, engine)
                     time.sleep(rng.uniform(0.0, 0.6))
                 assert d.alive(), f"the daemon died by itself:\n{d.tail()}"
                 d.kill()
-            final = daemons.start()
-            wait_until(
-                lambda: final.pid in daemon_pids(engine),
-                timeout=60,
-                what="the last daemon to start",
+            finish_after_kills(
+                daemons, engine, "every post to be dispatched after the last restart"
             )
-            wait_until(
-                lambda: pending_count(engine) == 0,
-                timeout=120,
-                interval=0.2,
-                what="every post to be dispatched after the last restart",
-            )
-            assert final.terminate() == 0, final.tail()
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n(kill seed {seed})\n{daemons.logs()}") from None
 

@@ -17,10 +17,11 @@ from daemon_support import (
     NO_FSYNC_ENV,
     Daemons,
     config_at,
-    daemon_pids,
+    finish_after_kills,
     pending_count,
     post_rows,
     utcnow,
+    wait_dispatching,
     wait_until,
     write_config,
 )
@@ -96,12 +97,7 @@ def test_kill_9_in_the_middle_of_threads_publishes_every_part_once(
         try:
             for _ in range(KILLS):
                 d = ds.start()
-                wait_until(
-                    lambda: d.pid in daemon_pids(engine) or not d.alive(),  # noqa: B023
-                    timeout=60,
-                    interval=0.02,
-                    what="the daemon to start",
-                )
+                wait_dispatching(d, engine)
                 # Killed the moment a chain is half out (or at once when none is left).
                 wait_until(
                     lambda: mid_chain() or pending_count(engine) == 0,
@@ -112,19 +108,7 @@ def test_kill_9_in_the_middle_of_threads_publishes_every_part_once(
                 time.sleep(rng.uniform(0.0, 0.2))
                 assert d.alive(), f"the daemon died by itself:\n{d.tail()}"
                 d.kill()
-            final = ds.start()
-            wait_until(
-                lambda: final.pid in daemon_pids(engine),
-                timeout=60,
-                what="the last daemon to start",
-            )
-            wait_until(
-                lambda: pending_count(engine) == 0,
-                timeout=120,
-                interval=0.2,
-                what="every thread to go out after the last restart",
-            )
-            assert final.terminate() == 0, final.tail()
+            finish_after_kills(ds, engine, "every thread to go out after the last restart")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n(kill seed {seed})\n{ds.logs()}") from None
 
