@@ -290,3 +290,13 @@ def test_an_accounts_own_seed_is_mixed_in_not_overwritten() -> None:
     again = run(world(days=6, seed=7), 2, "round_robin")  # type: ignore[arg-type]
     assert salted.engagement != plain.engagement
     assert salted.engagement == again.engagement
+
+
+def test_demoted_seeds_are_named_in_words() -> None:
+    from scheduler.cli.simulate import seeds_phrase
+
+    assert seeds_phrase([1], 1) == "seed 1"
+    assert seeds_phrase([1], 20) == "seed 1"
+    assert seeds_phrase([1, 4], 20) == "seeds 1 and 4"
+    assert seeds_phrase([2, 5, 9], 20) == "3 of 20 seeds"
+    assert seeds_phrase([1, 2], 2) == "all 2 seeds"

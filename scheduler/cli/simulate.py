@@ -151,6 +151,18 @@ def truths_from_config(accounts: Mapping[str, Any]) -> dict[str, Truth]:
     return truths
 
 
+def seeds_phrase(chosen: list[int], total: int) -> str:
+    """Which of ``total`` seeds ``chosen`` are, in words: "seed 1", "seeds 1 and 4",
+    "all 20 seeds", "3 of 20 seeds" (past two a list of numbers reads worse than a count)."""
+    if len(chosen) == 1:
+        return f"seed {chosen[0]}"
+    if len(chosen) == total:
+        return f"all {total} seeds"
+    if len(chosen) == 2:
+        return f"seeds {chosen[0]} and {chosen[1]}"
+    return f"{len(chosen)} of {total} seeds"
+
+
 def print_summary(data: Mapping[str, Any], strategies: list[str]) -> None:
     seeds = data["seeds"]
     first = data["per_seed"][0]
@@ -186,7 +198,7 @@ def print_summary(data: Mapping[str, Any], strategies: list[str]) -> None:
         follow = ", ".join("never" if f is None else f"{f:.0f}" for f in event["days_to_lead"])
         click.echo(f"day {event['day']:.0f}: {event['new_best']} took the lead after {follow} days")
     if data["demoted_seeds"]:
-        click.echo(f"a type was demoted in seeds {', '.join(map(str, data['demoted_seeds']))}")
+        click.echo(f"a type was demoted in {seeds_phrase(data['demoted_seeds'], len(seeds))}")
     points = data["trajectory"]
     for account in sorted({p["account"] for p in points}):
         mine = [p["weights"] for p in points if p["account"] == account]
