@@ -682,6 +682,18 @@ def test_a_refused_user_name_is_quoted_in_a_bounded_excerpt(site: Site) -> None:
     assert len(out) < 500
 
 
+def test_user_add_checks_the_name_and_role_before_asking_for_a_password(site: Site) -> None:
+    for args, said in (
+        (["n" * 5000, "--role", "editor"], "bad user name"),
+        (["newbie", "--role", "king"], "king"),
+        (["alice", "--role", "editor"], "exists already"),
+    ):
+        code, out = site.cli("web", "user", "add", *args, input="")
+        assert code != 0
+        assert said in out
+        assert "Password" not in out
+
+
 def test_proxy_header_is_believed_only_from_a_trusted_address(tmp_path: Path) -> None:
     from dataclasses import replace
 

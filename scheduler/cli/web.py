@@ -130,6 +130,11 @@ def user_add(app: App, name: str, role: str, password_stdin: bool, no_password: 
     from scheduler.db.engine import immediate
     from scheduler.web import auth
 
+    # Refuse a bad or taken name before asking for a password nobody will use.
+    auth.check_name(name)
+    auth.check_role(role)
+    with app.engine().connect() as conn:
+        auth.check_free(conn, name)
     password = None if no_password else _read_password(password_stdin)
     now = app.now()
     with immediate(app.engine()) as conn:

@@ -91,12 +91,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def check_free(conn: Connection, name: str) -> None:
+    """SmmError when a user of that name exists already."""
+    if conn.execute(select(users_t.c.id).where(users_t.c.name == name)).first():
+        raise SmmError(f"user {name!r} exists already (change it with `smm web user passwd`)")
+
+
 def add_user(conn: Connection, name: str, role: str, password: str | None, now: datetime) -> None:
     """A new user; without a password they can only come in through the trusted proxy."""
     check_name(name)
     check_role(role)
-    if conn.execute(select(users_t.c.id).where(users_t.c.name == name)).first():
-        raise SmmError(f"user {name!r} exists already (change it with `smm web user passwd`)")
+    check_free(conn, name)
     conn.execute(
         users_t.insert().values(
             name=name,
