@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -347,6 +348,21 @@ def test_shipped_example_plans_validate(name: str, tmp_path: Path) -> None:
         cli, ["--config", str(EXAMPLE_CONFIG), "plan", "validate", str(tmp_path / name)]
     )
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("command", ["validate", "import"])
+def test_a_plan_path_that_is_no_file_is_bad_input_like_a_missing_one(
+    command: str, tmp_path: Path
+) -> None:
+    os.mkfifo(tmp_path / "fifo.yaml")
+    db = f"sqlite:///{tmp_path / 'smm.db'}"
+    for path in (tmp_path, tmp_path / "fifo.yaml", tmp_path / "missing.yaml"):
+        result = CliRunner().invoke(
+            cli, ["--config", str(EXAMPLE_CONFIG), "--db", db, "plan", command, str(path)]
+        )
+        assert result.exit_code == 1, result.output
+        assert f"{path}: cannot read the file" in result.output
+        assert "Traceback" not in result.output
 
 
 def test_an_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -> None:

@@ -310,16 +310,16 @@ def read_plan_file(
     that is not a regular file, or is larger than ``max_bytes``, is refused unread."""
     file = str(path)
     suffix = path.suffix.lower()
-    if suffix not in (".yaml", ".yml", ".csv"):
-        return _file_problem(
-            file, f"unknown plan format {excerpt(suffix)}", "use .yaml, .yml or .csv"
-        )
     try:
         # Looked at before it is opened: opening a FIFO would wait for a writer.
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
             kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
             return _file_problem(file, f"cannot read the file: {kind}", "name a plan file")
+        if suffix not in (".yaml", ".yml", ".csv"):
+            return _file_problem(
+                file, f"unknown plan format {excerpt(suffix)}", "use .yaml, .yml or .csv"
+            )
         if info.st_size > max_bytes:
             return _file_problem(
                 file,
