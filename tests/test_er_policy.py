@@ -280,10 +280,10 @@ def test_the_words_claim_best_only_when_the_intervals_say_so() -> None:
     )  # fmt: skip
     assert words.startswith(
         "funny posts now get 40% of the slots, up from 30%: over the last two weeks they "
-        "engaged 3.6 % of the people who saw them, the best of your two types."
+        "engaged 3.6% of the people who saw them, the best of your two types."
     )
     assert "promo posts now get 60% of the slots, down from 70%" in words
-    assert "clearly below funny (3.6 %)" in words
+    assert "clearly below funny (3.6%)" in words
     close = account(ts("funny", 0.036, 20, sd=0.004), ts("promo", 0.034, 20, sd=0.004))
     words = summarise(
         close, {"funny": 0.3, "promo": 0.7}, {"funny": 0.4, "promo": 0.6},

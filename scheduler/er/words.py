@@ -1,7 +1,7 @@
 """A decision in a manager's words: what changed, what the data shows, nothing more.
 
 ``summarise`` turns the built-in policy's decision into sentences such as "Funny posts now get
-40 % of the slots, up from 30 %: over the last two weeks they engaged 3.6 % of the people who
+40% of the slots, up from 30%: over the last two weeks they engaged 3.6% of the people who
 saw them, the best of your four types". A claim of "best" or "below" is made only when the
 intervals say so (one type's whole interval above or below another's); otherwise the sentence
 says the types are not yet told apart. The statistics stay in the decision's ``reason``.
@@ -35,7 +35,8 @@ def period(half_life: timedelta) -> str:
 def percent(value: float | None) -> str:
     if value is None:
         return "?"
-    return f"{value * 100:.1f} %" if value >= 0.001 else f"{value * 100:.2f} %"
+    # No space, as the shares beside it and the tables print theirs (`smm er`, the report).
+    return f"{value * 100:.1f}%" if value >= 0.001 else f"{value * 100:.2f}%"
 
 
 def audience(basis: str) -> str:
