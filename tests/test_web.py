@@ -343,6 +343,45 @@ def test_smm_web_serves_on_loopback(site: Site) -> None:
             proc.stderr.close()
 
 
+def test_smm_web_dev_logs_uvicorns_lines_in_the_projects_format(site: Site) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from scheduler.cli import main; main()", "--config",
+         str(site.config_path), "--db", site.db_url, "web", "--dev", "--listen",
+         f"127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).text == "ok"
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None
+                assert time.monotonic() < deadline, "smm web did not start"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    lines = [ln for ln in err.splitlines() if ln and not ln.startswith("smm web on ")]
+    events = [json.loads(ln) for ln in lines]  # stderr is no terminal: JSON lines, every one
+    loggers = {e.get("logger") for e in events}
+    assert {"uvicorn.error", "uvicorn.access"} <= loggers, loggers
+    assert any("GET /healthz" in e["event"] for e in events if e["logger"] == "uvicorn.access")
+
+
 def test_the_week_shows_posts_in_every_state(own: tuple[Site, Server]) -> None:
     site, _ = own
     code, out = site.cli("queue", "cancel", "tip-002")

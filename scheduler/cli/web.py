@@ -87,6 +87,10 @@ def web(ctx: click.Context, listen: str | None, dev: bool) -> None:
         port=port,
         log_level="debug" if dev else "warning",
         access_log=dev,
+        # No logging config of uvicorn's own: its loggers propagate to the root handler that
+        # configure_logging set up, so its lines come out as JSON or console events, redacted,
+        # like every other line, not in uvicorn's plain-text format between them.
+        log_config=None,
         # The app decides itself which proxies it believes ([web] trusted_proxies).
         proxy_headers=False,
         server_header=False,
