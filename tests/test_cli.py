@@ -365,6 +365,26 @@ def test_a_plan_path_that_is_no_file_is_bad_input_like_a_missing_one(
         assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("command", ["validate", "import"])
+def test_an_unreadable_plan_is_left_to_the_reader_not_refused_as_a_usage_error(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("- id: [unclosed\n")
+    # As the CLI's argument checks would see a file of another user's (root reads anything).
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, *a, **k: str(p) != str(plan) and real_access(p, *a, **k)
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["--config", str(EXAMPLE_CONFIG), "--db", f"sqlite:///{tmp_path / 'smm.db'}", "plan",
+         command, str(plan)],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert f"{plan}" in result.output
+
+
 def test_an_unreachable_database_is_one_line_without_the_password(tmp_path: Path) -> None:
     url = "postgresql+psycopg://someone:hunter2@/nodb?host=" + str(tmp_path)
     result = CliRunner().invoke(cli, ["--db", url, "queue", "list"])

@@ -68,7 +68,7 @@ def plan() -> None:
 
 
 @plan.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.argument("files", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def validate(app: App, files: tuple[str, ...], as_json: bool) -> None:
@@ -128,7 +128,7 @@ def _print_diff(diff: ImportDiff, dry_run: bool, prune: bool) -> None:
 
 
 @plan.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.argument("files", nargs=-1, required=True, type=click.Path(readable=False))
 @click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
 @click.option("--prune", is_flag=True, help="Cancel waiting posts that left the plan.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
