@@ -733,6 +733,13 @@ def test_user_add_checks_the_name_and_role_before_asking_for_a_password(site: Si
         assert "Password" not in out
 
 
+def test_user_passwd_names_a_missing_user_before_asking_for_a_password(site: Site) -> None:
+    code, out = site.cli("web", "user", "passwd", "nobody", input="")
+    assert code == 1
+    assert "no user 'nobody'" in out
+    assert "Password" not in out
+
+
 def test_proxy_header_is_believed_only_from_a_trusted_address(tmp_path: Path) -> None:
     from dataclasses import replace
 

@@ -157,6 +157,9 @@ def user_passwd(app: App, name: str, password_stdin: bool) -> None:
     from scheduler.db.engine import immediate
     from scheduler.web import auth
 
+    # Name a missing user before asking for a password that would be thrown away.
+    with app.engine().connect() as conn:
+        auth.require_user(conn, name)
     password = _read_password(password_stdin)
     now = app.now()
     with immediate(app.engine()) as conn:

@@ -124,9 +124,7 @@ def change_user(
     disabled: bool | None = None,
 ) -> None:
     """Change a user's password, role or access; their open sessions end."""
-    row = conn.execute(select(users_t.c.id).where(users_t.c.name == name)).first()
-    if row is None:
-        raise NotFound(f"no user {name!r} (see `smm web user list`)")
+    user_id = require_user(conn, name)
     values: dict[str, object] = {"updated_at": now}
     if password is not None:
         values["password_hash"] = hash_password(password)
@@ -134,8 +132,16 @@ def change_user(
         values["role"] = check_role(role)
     if disabled is not None:
         values["disabled"] = disabled
-    conn.execute(update(users_t).where(users_t.c.id == row.id).values(**values))
-    conn.execute(delete(sessions_t).where(sessions_t.c.user_id == row.id))
+    conn.execute(update(users_t).where(users_t.c.id == user_id).values(**values))
+    conn.execute(delete(sessions_t).where(sessions_t.c.user_id == user_id))
+
+
+def require_user(conn: Connection, name: str) -> int:
+    """The id of the user called ``name``, enabled or not; NotFound when there is none."""
+    row = conn.execute(select(users_t.c.id).where(users_t.c.name == name)).first()
+    if row is None:
+        raise NotFound(f"no user {name!r} (see `smm web user list`)")
+    return int(row.id)
 
 
 def list_users(conn: Connection) -> list[dict[str, object]]:
