@@ -3,8 +3,10 @@
 A real server, not recorded answers: posts with facets and an image published through
 ``smm`` and read back with ``com.atproto.repo.getRecord``, an expired access token renewed
 with ``refreshSession``, a wrong password pausing the account, the same post sent twice
-making one record, and the PDS's own 429 when its rate limits are on. Metrics need the
-AppView (``TestNetwork``: PostgreSQL and Redis besides), which this suite does not run.
+making one record, and the PDS's own 429 when its rate limits are on. Metrics come from the
+AppView (``@atproto/bsky``, started by dev-env's ``TestNetwork`` on a database of the local
+PostgreSQL server): another account follows, likes, reposts and replies, and ``smm er collect``
+reads the counts back through the PDS, which answers ``app.bsky.*`` reads from that AppView.
 
 The PDS needs Node 22 and its packages, installed by ``.ci/run`` from tests/pds (a pinned
 ``package-lock.json``) into a cache outside the repository, named by ``SMM_PDS_DIR``. Without
@@ -15,11 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import getpass
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -29,12 +34,15 @@ from typing import Any
 import httpx
 import pytest
 from smm_bluesky import BlueskyAdapter
+from sqlalchemy import text
 
 from scheduler.adapter import Account, AuthExpired, OutgoingPost, RateLimited
 from scheduler.config import CredentialRef
+from scheduler.db.engine import make_engine
 
 HERE = Path(__file__).resolve().parent
 PDS_DIR = os.environ.get("SMM_PDS_DIR", "")
+PG_SOCKET_DIR = "/var/run/postgresql"
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 )
@@ -50,9 +58,10 @@ def _installed() -> Path | None:
 
 
 class PDS:
-    """A running reference PDS with two accounts (alice, bob)."""
+    """A running reference PDS with two accounts (alice, bob), and the AppView behind it
+    when ``appview`` gives its environment (DB_POSTGRES_URL, REDIS_HOST)."""
 
-    def __init__(self, rate_limits: bool = False) -> None:
+    def __init__(self, rate_limits: bool = False, appview: dict[str, str] | None = None) -> None:
         root = _installed()
         if root is None:
             if os.environ.get("CI"):
@@ -63,6 +72,8 @@ class PDS:
             **os.environ,
             "PATH": f"{root / 'node_modules' / '.bin'}:{os.environ.get('PATH', '')}",
             "PDS_RATE_LIMITS": "1" if rate_limits else "0",
+            "PDS_APPVIEW": "1" if appview else "0",
+            **(appview or {}),
         }
         self.process = subprocess.Popen(
             ["node", "start.mjs"],
@@ -79,7 +90,18 @@ class PDS:
             pytest.fail(f"the PDS did not start (exit code {self.process.returncode})")
         info = json.loads(line)
         self.url: str = info["pds"]
+        self.appview: str | None = info["appview"]
         self.accounts: dict[str, dict[str, str]] = info["accounts"]
+
+    def process_all(self) -> None:
+        """Wait until the AppView has indexed everything written to the PDS so far."""
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write("process\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        assert answer, "the PDS ended before it had processed everything"
+        assert json.loads(answer) == {"processed": True}, answer
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -311,3 +333,129 @@ def test_the_pds_rate_limit_on_logins_is_rate_limited() -> None:
         server.close()
     assert outcomes[-1] == "rate_limited", outcomes
     assert outcomes.count("published") >= 10
+
+
+# -- metrics through the AppView ---------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def redis_host() -> Iterator[str]:
+    """A private Redis server on a free loopback port, stopped afterwards.
+
+    dev-env's ``TestNetwork`` refuses to start without one (``REDIS_HOST``); the pinned AppView
+    does not connect to it, but a later one may.
+    """
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (bash .ci/run installs it)")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    port = _free_port()
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                    conn.sendall(b"PING\r\n")
+                    if conn.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail(f"redis-server did not answer on port {port}")
+                time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.fixture(scope="module")
+def appview(postgres_server: Any, redis_host: str) -> Iterator[PDS]:
+    """The PDS with the AppView behind it, on a database of its own, dropped afterwards."""
+    # Named as the suite's test databases are, so that a killed run's is dropped by the next.
+    name = postgres_server.create_database(
+        template="template0", name=f"smm_test_{os.getpid()}_appview"
+    )
+    url = f"postgresql://{getpass.getuser()}@/{name}?host={PG_SOCKET_DIR}"
+    try:
+        server = PDS(appview={"DB_POSTGRES_URL": url, "REDIS_HOST": redis_host})
+        try:
+            yield server
+        finally:
+            server.close()
+    finally:
+        postgres_server.drop_database(name)
+
+
+def _as(pds: PDS, name: str) -> tuple[httpx.Client, str]:
+    """A client logged in as ``name`` on the PDS, and that account's DID."""
+    client = httpx.Client(base_url=f"{pds.url}/xrpc/", timeout=30)
+    login = client.post(
+        "com.atproto.server.createSession",
+        json={
+            "identifier": pds.accounts[name]["handle"],
+            "password": pds.accounts[name]["password"],
+        },
+    )
+    login.raise_for_status()
+    client.headers["Authorization"] = f"Bearer {login.json()['accessJwt']}"
+    return client, str(login.json()["did"])
+
+
+def _write(client: httpx.Client, did: str, collection: str, record: dict[str, Any]) -> None:
+    record = {"$type": collection, "createdAt": datetime.now(UTC).isoformat(), **record}
+    made = client.post(
+        "com.atproto.repo.createRecord",
+        json={"repo": did, "collection": collection, "record": record},
+    )
+    made.raise_for_status()
+
+
+def test_metrics_after_another_account_likes_reposts_and_replies(
+    appview: PDS, tmp_path: Path
+) -> None:
+    env = _config(tmp_path, appview, appview.accounts["alice"]["password"])
+    post = _import_and_run(tmp_path, _plan(tmp_path, "er-1", "Read me back", image=False), env)
+    assert post["state"] == "published", post
+    found = appview.get_record(post["remote_id"])
+    subject = {"uri": found["uri"], "cid": found["cid"]}
+
+    bob, bob_did = _as(appview, "bob")
+    try:
+        _write(bob, bob_did, "app.bsky.graph.follow", {"subject": appview.accounts["alice"]["did"]})
+        _write(bob, bob_did, "app.bsky.feed.like", {"subject": subject})
+        _write(bob, bob_did, "app.bsky.feed.repost", {"subject": subject})
+        _write(
+            bob,
+            bob_did,
+            "app.bsky.feed.post",
+            {"text": "Read it!", "reply": {"root": subject, "parent": subject}},
+        )
+    finally:
+        bob.close()
+    appview.process_all()
+
+    collected = _smm(tmp_path, "er", "collect", "--now", "--json", env=env)
+    assert collected.returncode == 0, collected.stderr
+    assert json.loads(collected.stdout) == {"snapshots": 1}
+    engine = make_engine(f"sqlite:///{tmp_path / 'smm.db'}")
+    try:
+        with engine.connect() as conn:
+            snapshot = conn.execute(
+                text("SELECT likes, comments, shares, followers FROM metric_snapshots")
+            ).one()
+    finally:
+        engine.dispose()
+    assert tuple(snapshot) == (1, 1, 1, 1)
