@@ -25,11 +25,13 @@ from smm_youtube import YouTubeAdapter
 from smm_youtube.errors import quota_reset
 from youtube_fake import FakeYouTube, fixture
 
+from scheduler import comments
 from scheduler.adapter import (
     Account,
     AuthExpired,
     OutcomeUnknown,
     OutgoingPost,
+    PostOptions,
     Published,
     PublishError,
     RateLimited,
@@ -530,6 +532,122 @@ def test_a_thumbnail_failure_does_not_unpublish_the_video(
 
     result = publish(handler, notes, make_post((video_file(tmp_path), str(thumb))))
     assert result.remote_id in fake.videos
+
+
+# --------------------------------------------------------------------------- first comment
+
+COMMENT = "The checklists are linked in the description."
+
+
+def _uploaded(tmp_path: Path, notes: Checkpoints, fake: FakeYouTube) -> OutgoingPost:
+    post = make_post((video_file(tmp_path),), options=PostOptions(first_comment=COMMENT))
+    result = publish(fake.handler, notes, post)
+    return replace(post, remote_id=result.remote_id, remote_url=result.url)
+
+
+def _comment(handler: Handler, notes: Checkpoints, post: OutgoingPost) -> Published:
+    return run(handler, notes, lambda a: a.publish_comment(post, make_account(), COMMENT))
+
+
+def test_a_first_comment_is_a_comment_thread_on_the_live_video(
+    tmp_path: Path, notes: Checkpoints
+) -> None:
+    fake = FakeYouTube()
+    post = _uploaded(tmp_path, notes, fake)
+    fake.requests.clear()
+    published = _comment(fake.handler, notes, post)
+    (sent,) = fake.comments
+    channel = fake.videos[post.remote_id or ""]["snippet"]["channelId"]
+    assert sent == {
+        "snippet": {
+            "channelId": channel,
+            "videoId": post.remote_id,
+            "topLevelComment": {"snippet": {"textOriginal": COMMENT}},
+        }
+    }
+    assert fake.requests == [("GET", "/youtube/v3/videos"), ("POST", "/youtube/v3/commentThreads")]
+    assert published.remote_id == "Ugz000001AaABAg"
+    assert published.url == f"https://www.youtube.com/watch?v={post.remote_id}&lc=Ugz000001AaABAg"
+
+
+def test_a_first_comment_waits_for_processing_and_never_comments_before(
+    tmp_path: Path, notes: Checkpoints
+) -> None:
+    fake = FakeYouTube()
+    post = _uploaded(tmp_path, notes, fake)
+    fake.upload_status = ["uploaded", "processed"]
+    _comment(fake.handler, notes, post)
+    assert len(fake.comments) == 1
+    fake.upload_status = ["uploaded"]  # still processing at every look
+    with pytest.raises(Transient, match="still processing"):
+        _comment(fake.handler, notes, post)
+    fake.upload_status = ["rejected"]
+    with pytest.raises(Rejected, match="rejected"):
+        _comment(fake.handler, notes, post)
+    assert len(fake.comments) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("commentTextTooLong", Rejected),
+        ("ineligibleAccount", Rejected),
+        ("authError", AuthExpired),
+        ("quotaExceeded", RateLimited),
+        ("backendError", OutcomeUnknown),  # a 5xx on an insert: the comment may exist
+    ],
+)
+def test_first_comment_errors_map_to_the_taxonomy(
+    tmp_path: Path, notes: Checkpoints, name: str, expected: type[PublishError]
+) -> None:
+    fake = FakeYouTube()
+    post = _uploaded(tmp_path, notes, fake)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/commentThreads"):
+            return error(name)
+        return fake.handler(request)
+
+    with pytest.raises(expected) as caught:
+        _comment(handler, notes, post)
+    assert TOKEN not in str(caught.value)
+
+
+def test_a_failing_first_comment_is_reported_and_leaves_the_post_published(
+    tmp_path: Path, notes: Checkpoints
+) -> None:
+    fake = FakeYouTube()
+    post = _uploaded(tmp_path, notes, fake)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/commentThreads"):
+            return error("ineligibleAccount")
+        return fake.handler(request)
+
+    async def go(client: httpx.AsyncClient) -> tuple[bool, str]:
+        adapter = YouTubeAdapter(client, notes, ledger_for(notes))
+        return await comments.first_comment(
+            adapter, post, make_account(), post.remote_id or "", post.remote_url
+        )
+
+    async def main() -> tuple[bool, str]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await go(client)
+
+    done, message = asyncio.run(main())
+    assert not done
+    assert message.startswith("first comment failed (rejected): YouTube: The YouTube account")
+    assert "ineligibleAccount on POST commentThreads.insert" in message
+
+
+def test_the_first_comment_is_in_the_uploads_quota_cost() -> None:
+    adapter = offline_adapter(YouTubeAdapter)
+    account = make_account(processing_checks=6)
+    plain = make_post(("/srv/c.mp4",))
+    commented = replace(plain, options=PostOptions(first_comment=COMMENT))
+    assert adapter.budget_cost(plain, account) == {"youtube-units": 1600 + 6}
+    # commentThreads.insert costs 50 units, and each look at the video's state 1.
+    assert adapter.budget_cost(commented, account) == {"youtube-units": 1600 + 6 + 50 + 3}
 
 
 # --------------------------------------------------------------------------- validation

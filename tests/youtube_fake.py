@@ -57,6 +57,10 @@ class FakeYouTube:
         self.token = "ya29.secret-youtube-token"
         self.renewed = "ya29.renewed-youtube-token"
         self.refreshes: list[dict[str, str]] = []
+        #: The commentThread resources sent to commentThreads.insert.
+        self.comments: list[dict[str, Any]] = []
+        #: What videos.list part=snippet,status says of a video's upload (its liveness).
+        self.upload_status = ["processed"]
 
     # -- the one entry point ----------------------------------------------------------------
 
@@ -87,6 +91,8 @@ class FakeYouTube:
                 return _json(200, {"kind": "youtube#thumbnailSetResponse", "items": []})
             if method == "GET" and path == "/youtube/v3/videos":
                 return self._videos(query)
+            if method == "POST" and path == "/youtube/v3/commentThreads":
+                return self._comment(query, body)
             if method == "GET" and path == "/youtube/v3/channels":
                 name = "channels_statistics.json"
                 if query.get("part") == "contentDetails":
@@ -134,7 +140,32 @@ class FakeYouTube:
         self.videos[video_id] = video
         return video_id
 
+    def _comment(self, query: dict[str, str], body: bytes) -> Answer:
+        resource = json.loads(body)
+        self.comments.append(resource)
+        snippet = resource["snippet"]
+        if query.get("part") != "snippet" or snippet.get("videoId") not in self.videos:
+            return _json(404, {"error": {"code": 404, "message": "Video not found"}})
+        thread = fixture("comment_thread.json")
+        thread_id = f"Ugz{len(self.comments):06d}AaABAg"
+        thread["id"] = thread["snippet"]["topLevelComment"]["id"] = thread_id
+        thread["snippet"]["videoId"] = snippet["videoId"]
+        thread["snippet"]["channelId"] = snippet["channelId"]
+        text = snippet["topLevelComment"]["snippet"]["textOriginal"]
+        thread["snippet"]["topLevelComment"]["snippet"].update(
+            videoId=snippet["videoId"], textOriginal=text, textDisplay=text
+        )
+        return _json(200, thread)
+
     def _videos(self, query: dict[str, str]) -> Answer:
+        if query["part"] == "snippet,status":
+            video = self.videos.get(query["id"])
+            if video is None:
+                return _json(200, {"kind": "youtube#videoListResponse", "items": []})
+            state = self.upload_status.pop(0) if len(self.upload_status) > 1 else None
+            item = copy.deepcopy(video)
+            item["status"]["uploadStatus"] = state or self.upload_status[0]
+            return _json(200, {"kind": "youtube#videoListResponse", "items": [item]})
         if query["part"] == "status,processingDetails":
             state = self.processing.pop(0) if len(self.processing) > 1 else self.processing[0]
             body = copy.deepcopy(fixture("videos_processing.json")[state])

@@ -74,7 +74,12 @@ DAILY_UNITS = 10_000
 INSERT_UNITS = 1600
 THUMBNAIL_UNITS = 50
 LIST_UNITS = 1
+COMMENT_UNITS = 50  # commentThreads.insert
 QUOTA = "youtube-units"
+#: How often a first comment looks whether its video is live before it gives up, and the
+#: longest wait between looks (the core allows a comment 30 seconds).
+COMMENT_CHECKS = 3
+COMMENT_INTERVAL_CAP = 8.0
 #: ``videos.list`` takes up to 50 ids a call.
 _IDS_PER_READ = 50
 _SKEW = timedelta(minutes=5)
@@ -109,7 +114,7 @@ class YouTubeAdapter(Adapter):
     ``processing_checks`` and ``processing_interval`` (how long publish follows processing),
     ``api_base`` (default ``https://www.googleapis.com``). Credential: ``access_token`` (an
     OAuth 2 token with the ``youtube.upload`` and ``youtube.readonly`` scopes, or
-    ``youtube``).
+    ``youtube``; first comments need ``youtube.force-ssl``).
     """
 
     platform = "youtube"
@@ -123,6 +128,7 @@ class YouTubeAdapter(Adapter):
         has_reach=True,
         rate_limit=RateLimitPolicy(requests=10, per=timedelta(seconds=1), concurrency=1),
         requires_media=True,
+        post_options=frozenset({"first_comment"}),
     )
     #: Google's access tokens live an hour: renew them with ten minutes to spare.
     refresh_lead = timedelta(minutes=10)
@@ -155,10 +161,14 @@ class YouTubeAdapter(Adapter):
         ]
 
     def budget_cost(self, post: OutgoingPost, account: Account) -> dict[str, int]:
-        """An upload, its thumbnail, and the processing checks that follow it."""
+        """An upload, its thumbnail, the processing checks that follow it, and the first
+        comment with the checks before it: all taken from the quota when the upload starts,
+        so a video goes out only when its comment can follow."""
         thumbnail = any(_kind(m) in THUMBNAIL_TYPES for m in post.media)
         checks = self.settings(account)["checks"]
         units = INSERT_UNITS + (THUMBNAIL_UNITS if thumbnail else 0) + checks * LIST_UNITS
+        if post.options.first_comment:
+            units += COMMENT_UNITS + COMMENT_CHECKS * LIST_UNITS
         return {QUOTA: units}
 
     async def refresh_token(self, account: Account) -> tokens.TokenSet:
@@ -516,6 +526,77 @@ class YouTubeAdapter(Adapter):
                 raise Rejected(f"YouTube {upload_status} video {video_id}: {reason}", code=reason)
             if upload_status == "processed":
                 return
+
+    async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
+        """A top-level comment thread on the video (``commentThreads.insert``, 50 units,
+        counted with the upload), once the video is live."""
+        video_id = post.remote_id
+        if not video_id:
+            raise Rejected("YouTube: the post has no video to comment on")
+        settings = self.settings(account)
+        await tokens.fresh(self, account)
+        channel = await self._live_channel(account, video_id, settings)
+        resource = {
+            "snippet": {
+                "channelId": channel,
+                "videoId": video_id,
+                "topLevelComment": {"snippet": {"textOriginal": text}},
+            }
+        }
+        where = "POST commentThreads.insert"
+        try:
+            response = await self.client.post(
+                f"{self._base(account)}/youtube/v3/commentThreads",
+                params={"part": "snippet"},
+                headers=self._headers(account),
+                json=resource,
+            )
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, where=where, mutating=True) from None
+        if response.status_code != 200:
+            error = google_error(response, where=where, secrets=self._secrets(account))
+            if isinstance(error, Transient):  # a 5xx: the comment may have been made
+                raise OutcomeUnknown(
+                    f"{error.message}; the comment may be on the video",
+                    http_status=error.http_status,
+                    code=error.code,
+                )
+            raise error
+        body = json_object(response) or {}
+        thread_id = body.get("id")
+        if not isinstance(thread_id, str) or not thread_id:
+            raise OutcomeUnknown("YouTube: commentThreads.insert answered without an id")
+        snippet = body.get("snippet")
+        top = snippet.get("topLevelComment") if isinstance(snippet, dict) else None
+        comment_id = top.get("id") if isinstance(top, dict) else None
+        anchor = comment_id if isinstance(comment_id, str) and comment_id else thread_id
+        return Published(thread_id, url=f"https://www.youtube.com/watch?v={video_id}&lc={anchor}")
+
+    async def _live_channel(
+        self, account: Account, video_id: str, settings: Mapping[str, Any]
+    ) -> str:
+        """The video's channel id once YouTube has processed the video (``videos.list
+        part=snippet,status``, 1 unit a look); ``Rejected`` for a video YouTube failed,
+        rejected or no longer has, ``Transient`` while it is still processing."""
+        for check in range(COMMENT_CHECKS):
+            if check:
+                await asyncio.sleep(min(settings["interval"], COMMENT_INTERVAL_CAP))
+            body = await self._get(account, "videos", {"part": "snippet,status", "id": video_id})
+            items = body.get("items")
+            item = items[0] if isinstance(items, list) and items else None
+            if not isinstance(item, dict):
+                raise Rejected(f"YouTube: video {video_id} is not on the channel")
+            status = item.get("status")
+            upload = status.get("uploadStatus") if isinstance(status, dict) else None
+            if upload in ("failed", "rejected", "deleted"):
+                raise Rejected(f"YouTube: video {video_id} is {upload}", code=upload)
+            if upload == "processed":
+                snippet = item.get("snippet")
+                channel = snippet.get("channelId") if isinstance(snippet, dict) else None
+                if not isinstance(channel, str) or not channel:
+                    raise Transient(f"YouTube: video {video_id} came without its channelId")
+                return channel
+        raise Transient(f"YouTube: video {video_id} is still processing, not live yet")
 
     async def fetch_metrics(
         self, posts: Sequence[OutgoingPost], account: Account
