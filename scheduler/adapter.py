@@ -13,7 +13,7 @@ import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -46,6 +46,7 @@ __all__ = [
     "RateLimited",
     "RateWindow",
     "Rejected",
+    "ThreadPart",
     "Transient",
     "json_object",
     "scrub_url_secrets",
@@ -289,6 +290,16 @@ class Poll:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadPart:
+    """One post of a thread after the first: its text and its own media."""
+
+    text: str
+    media: tuple[str, ...] = ()
+    #: Alt text and focal point per media file, as ``OutgoingPost.media_meta``.
+    media_meta: tuple[MediaMeta, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PostOptions:
     """What the plan asks of one post besides its content; None/False: not asked.
 
@@ -310,9 +321,18 @@ class PostOptions:
     #: A comment posted right after the post (``Adapter.publish_comment``); its failure
     #: never makes the post count as failed.
     first_comment: str | None = None
-    #: The texts of the posts that follow this one as a reply chain (parts 2, 3...); the
-    #: post's own remote id (metrics) is the first part's.
-    thread: tuple[str, ...] = ()
+    #: The posts that follow this one as a reply chain (parts 2, 3...), each its text and
+    #: media (a plain text is taken as a part without media); the post's own remote id
+    #: (metrics) is the first part's. ``OutgoingPost.chain`` gives them as posts.
+    thread: tuple[ThreadPart, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(type(part) is not ThreadPart for part in self.thread):
+            parts = tuple(
+                part if isinstance(part, ThreadPart) else ThreadPart(str(part))
+                for part in self.thread
+            )
+            object.__setattr__(self, "thread", parts)
 
     def given(self) -> tuple[str, ...]:
         """The names of the options that are set, in ``OPTION_NAMES`` order."""
@@ -366,6 +386,24 @@ class OutgoingPost:
     def meta(self, index: int) -> MediaMeta:
         """The metadata of ``media[index]`` (empty ``MediaMeta`` when none was given)."""
         return self.media_meta[index] if index < len(self.media_meta) else _NO_META
+
+    def chain(self) -> tuple[OutgoingPost, ...]:
+        """The post, then each part of its thread as a post of its own: the part's text and
+        media, no link, tags or options (the first post carries those). One post when the
+        plan gives no thread."""
+        parts = tuple(
+            replace(
+                self,
+                text=part.text,
+                media=part.media,
+                media_meta=part.media_meta,
+                link=None,
+                tags=(),
+                options=NO_OPTIONS,
+            )
+            for part in self.options.thread
+        )
+        return (self, *parts)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ This is the only place the core asks plugins about a post before it is sent: the
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 from collections.abc import Sequence
 from functools import cache
@@ -143,13 +142,11 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
 
 
 def _thread_issues(adapter: Adapter, post: OutgoingPost, view: Account) -> list[Issue]:
-    """Each thread part checked as a post of its own (text only), as ``thread`` issues."""
+    """Each thread part checked as a post of its own, as ``thread`` issues."""
     found = []
-    total = len(post.options.thread) + 1
-    for number, text in enumerate(post.options.thread, 2):
-        part = dataclasses.replace(
-            post, text=text, media=(), media_meta=(), link=None, tags=(), options=NO_OPTIONS
-        )
+    parts = post.chain()
+    total = len(parts)
+    for number, part in enumerate(parts[1:], 2):
         for issue in adapter.validate(part, view):
             found.append(
                 Issue("thread", f"thread part {number} of {total}: {issue.message}", issue.hint)

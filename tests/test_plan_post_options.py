@@ -33,6 +33,12 @@ platform = "x"
 timezone = "Europe/Riga"
 slots = { daily = ["09:00"] }
 
+[accounts.chat]
+platform = "telegram"
+timezone = "Europe/Riga"
+options = { chat_id = "@acme" }
+slots = { daily = ["09:00"] }
+
 [accounts.sky]
 platform = "bluesky"
 timezone = "Europe/Riga"
@@ -174,7 +180,7 @@ def test_a_thread_is_read_from_yaml_and_csv(tmp_path: Path, config: Config) -> N
         ITEM.format(account="toots", extra="  thread:\n    - Part two\n    - {text: Part three}\n"),
     )
     assert problems == []
-    assert item.options.thread == ("Part two", "Part three")
+    assert [part.text for part in item.options.thread] == ["Part two", "Part three"]
     (row,), problems = check(
         tmp_path,
         config,
@@ -182,14 +188,14 @@ def test_a_thread_is_read_from_yaml_and_csv(tmp_path: Path, config: Config) -> N
         "plan.csv",
     )
     assert problems == []
-    assert row.options.thread == ("Two", "Three")
+    assert [part.text for part in row.options.thread] == ["Two", "Three"]
 
 
 @pytest.mark.parametrize(
     ("account", "extra", "needle"),
     [
         ("toots", "  thread: [ok, '" + "x" * 501 + "']\n", "thread part 3 of 3: 501 characters"),
-        ("birds", "  thread: [Part two]\n", "x cannot honour 'thread'"),
+        ("chat", "  thread: [Part two]\n", "telegram cannot honour 'thread'"),
         ("toots", "  thread: [ok, [nested]]\n", "thread part 3 must be text, got a list"),
         ("toots", "  thread: ['']\n", "thread part 2 is empty"),
     ],

@@ -198,34 +198,26 @@ class BlueskyAdapter(Adapter):
         from part N; none is created twice, none skipped."""
         root = self._ref(first.remote_id)
         parent = root
-        total = len(post.options.thread) + 1
-        for number, text in enumerate(post.options.thread, 2):
+        parts = post.chain()
+        total = len(parts)
+        for number, part in enumerate(parts[1:], 2):
             try:
                 async with self._translated(account):
-                    record: dict[str, Any] = {
-                        "$type": POST_COLLECTION,
-                        "text": text,
-                        "createdAt": _now(),
-                        "reply": {"root": root, "parent": parent},
-                    }
+                    # The part's text, facets and images, as a post of its own.
+                    record = await self._record(part, account, session)
+                    record.pop("langs", None)
                     if langs:
                         record["langs"] = langs
-                    spans = find_spans(text)
-                    dids = await self._resolve_handles(
-                        account, session, {s.value for s in spans if s.kind == "mention"}
-                    )
-                    facets = [f for f in (facet(s, dids) for s in spans) if f is not None]
-                    if facets:
-                        record["facets"] = facets
+                    record["reply"] = {"root": root, "parent": parent}
                 async with self._translated(account, may_have_taken_effect=True):
-                    part = await self._create(
+                    made = await self._create(
                         account, session, tid_for_key(f"{key}-part{number}"), record
                     )
             except PublishError as exc:
                 exc.message = f"thread part {number} of {total}: {exc.message}"
                 exc.args = (exc.message,)
                 raise
-            parent = self._ref(part.remote_id)
+            parent = self._ref(made.remote_id)
 
     def _ref(self, uri: str) -> dict[str, str]:
         """A strong reference to a record made or found in this call."""

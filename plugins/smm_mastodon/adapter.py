@@ -7,7 +7,7 @@ See docs/plugins/networks/mastodon.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -24,6 +24,7 @@ from scheduler.adapter import (
     AuthExpired,
     Capabilities,
     Issue,
+    MediaMeta,
     Metrics,
     OutcomeUnknown,
     OutgoingPost,
@@ -295,7 +296,11 @@ class MastodonAdapter(Adapter):
         )
         published = self._published(response)
         if post.options.thread:
-            await self._thread(post, account, form, headers, key, published.remote_id)
+
+            async def upload(path: str, meta: MediaMeta) -> str:
+                return await uploader.upload(path, accepted, meta)
+
+            await self._thread(post, account, form, headers, key, published.remote_id, upload)
         return published
 
     async def _thread(
@@ -306,6 +311,7 @@ class MastodonAdapter(Adapter):
         headers: Mapping[str, str],
         key: str,
         first_id: str,
+        upload: Callable[[str, MediaMeta], Awaitable[str]],
     ) -> None:
         """The thread's parts as a reply chain, each with an ``Idempotency-Key`` of its own
         (the post's key and the part's number): a retry after a failure at part N sends the
@@ -314,16 +320,25 @@ class MastodonAdapter(Adapter):
         the key's hour (the daemon's idempotency window), none skipped."""
         base_url = self._base_url(account)
         shared = {k: form[k] for k in ("visibility", "language", "spoiler_text") if k in form}
-        total = len(post.options.thread) + 1
+        parts = post.chain()
+        total = len(parts)
         previous = first_id
-        for number, text in enumerate(post.options.thread, 2):
+        for number, part in enumerate(parts[1:], 2):
             try:
+                data: dict[str, Any] = {**shared, "status": part.text, "in_reply_to_id": previous}
+                # The part's own media; an upload creates nothing visible, so it is safe to
+                # repeat when the chain resumes (the part itself is not: its key guards it).
+                media_ids = [await upload(path, meta) for path, meta in _files(part)]
+                if media_ids:
+                    data["media_ids[]"] = media_ids
+                    if "sensitive" in form:
+                        data["sensitive"] = form["sensitive"]
                 response = await self._send(
                     account,
                     "POST",
                     f"{base_url}/api/v1/statuses",
                     headers={**headers, "Idempotency-Key": f"{key}-part{number}"},
-                    data={**shared, "status": text, "in_reply_to_id": previous},
+                    data=data,
                     creating=True,
                     secrets=tuple(v.removeprefix("Bearer ") for v in headers.values()),
                 )
@@ -419,7 +434,7 @@ class MastodonAdapter(Adapter):
     def publish_cost(self, post: OutgoingPost, account: Account) -> Mapping[str, int]:
         """One status creation, one upload per media file (and a check of each still being
         processed), and the instance document at most once a day."""
-        media = len(post.media)
+        media = sum(len(part.media) for part in post.chain())
         statuses = 1 + len(post.options.thread)
         return {"requests": statuses + 2 * media, "statuses": statuses, "media": media}
 
@@ -484,6 +499,11 @@ class MastodonAdapter(Adapter):
             url=url if isinstance(url, str) else None,
             followers=_followers(status),
         )
+
+
+def _files(post: OutgoingPost) -> list[tuple[str, MediaMeta]]:
+    """Each media file of ``post`` with its alt text and focal point."""
+    return [(path, post.meta(index)) for index, path in enumerate(post.media)]
 
 
 def _option_fields(options: PostOptions) -> dict[str, Any]:

@@ -148,7 +148,7 @@ class SimAdapter(Adapter):
         # A thread's parts: each a post of its own, under a key of its own (the post's key
         # and the part's number), so a retry after a crash mid-chain finds the parts the
         # network already has and goes on from the first it does not.
-        for number, _text in enumerate(post.options.thread, 2):
+        for number, _part in enumerate(post.options.thread, 2):
             await self.between_parts(account)
             world.accept(
                 f"{key}-part{number}",

@@ -239,7 +239,7 @@ def _print_options(row: Row[Any]) -> None:
     for name, value in (row.post_options or {}).items():
         label = name.replace("_", " ") + ":"
         lines = (
-            [f"{n}. {(str(p).splitlines() or [''])[0]}" for n, p in enumerate(value, 2)]
+            [f"{n}. {_part_line(p)}" for n, p in enumerate(value, 2)]
             if name == "thread" and isinstance(value, list)
             else [_option_text(value)]
         )
@@ -247,6 +247,16 @@ def _print_options(row: Row[Any]) -> None:
             shown = label if index == 0 else ""
             gap = "" if len(shown) < 11 else " "
             click.echo(f"  {shown:<11}{gap}{safe(line)}")
+
+
+def _part_line(part: Any) -> str:
+    """A thread part's first line, and how many media files it has."""
+    text = part.get("text", "") if isinstance(part, dict) else part
+    line = (str(text).splitlines() or [""])[0]
+    media = part.get("media") if isinstance(part, dict) else None
+    if isinstance(media, list) and media:
+        line += f"  [+{len(media)} media]"
+    return line
 
 
 def _option_text(value: Any) -> str:

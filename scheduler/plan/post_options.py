@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from scheduler.adapter import NO_OPTIONS, VISIBILITIES, Poll, PostOptions
+from scheduler.adapter import NO_OPTIONS, VISIBILITIES, Poll, PostOptions, ThreadPart
+from scheduler.plan.items import meta_record, stored_meta
 
 #: Fields of a plan item that hold options (CSV spells the poll in three columns).
 OPTION_FIELDS = (
@@ -105,7 +106,7 @@ _PART_BREAK = re.compile(r"\n[ \t]*---[ \t]*\n")
 MAX_THREAD_PARTS = 25
 
 
-def _thread(values: Mapping[str, Any], fail: Fail, kind: Kind) -> tuple[str, ...]:
+def _thread(values: Mapping[str, Any], fail: Fail, kind: Kind) -> tuple[ThreadPart, ...]:
     """The texts of the parts after the first: a YAML list of texts (or ``{text: ...}``), or
     a CSV cell whose parts are separated by a line ``---``."""
     value = values.get("thread")
@@ -141,7 +142,7 @@ def _thread(values: Mapping[str, Any], fail: Fail, kind: Kind) -> tuple[str, ...
                 continue  # a break at the start or end of the cell
             fail("thread", f"thread part {number} is empty", "")
             return ()
-        parts.append(text)
+        parts.append(ThreadPart(text))
     if len(parts) > MAX_THREAD_PARTS:
         fail("thread", f"{len(parts)} thread parts, at most {MAX_THREAD_PARTS}", "")
         return ()
@@ -251,7 +252,7 @@ def options_record(options: PostOptions) -> dict[str, Any] | None:
     if options.sensitive:
         record["sensitive"] = True
     if options.thread:
-        record["thread"] = list(options.thread)
+        record["thread"] = [_part_record(part) for part in options.thread]
     if options.poll is not None:
         record["poll"] = {
             "options": list(options.poll.options),
@@ -291,7 +292,28 @@ def stored_options(record: Any) -> PostOptions:
         reply_to=text("reply_to"),
         poll=poll,
         first_comment=text("first_comment"),
-        thread=tuple(p for p in record.get("thread") or () if isinstance(p, str))
+        thread=tuple(p for p in map(_stored_part, record.get("thread") or ()) if p is not None)
         if isinstance(record.get("thread"), list)
         else (),
     )
+
+
+def _part_record(part: ThreadPart) -> Any:
+    """A thread part as stored: its text alone when it has no media (as rows written before
+    parts had media), else ``{"text": ..., "media": [...], "media_meta": [...]}``."""
+    if not part.media:
+        return part.text
+    record: dict[str, Any] = {"text": part.text, "media": list(part.media)}
+    if part.media_meta:
+        record["media_meta"] = [meta_record(meta) for meta in part.media_meta]
+    return record
+
+
+def _stored_part(value: Any) -> ThreadPart | None:
+    if isinstance(value, str):
+        return ThreadPart(value)
+    if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+        return None
+    media = value.get("media")
+    paths = tuple(m for m in media if isinstance(m, str)) if isinstance(media, list) else ()
+    return ThreadPart(value["text"], paths, stored_meta(paths, value.get("media_meta")))

@@ -132,7 +132,7 @@ async def previews(row: Any, accounts: Mapping[str, AccountConfig]) -> list[Prev
             p.options = post.options
             # Parts go out as they are written, so each is counted as the main text is.
             p.thread = [
-                Part(n, part, adapter.text_length(part), p.limit)
+                Part(n, part.text, adapter.text_length(part.text), p.limit)
                 for n, part in enumerate(post.options.thread, 2)
             ]
             p.link = post.link
