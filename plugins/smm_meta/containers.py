@@ -192,7 +192,15 @@ class ContainerAdapter(Adapter):
             f"{self.network}: the media was still processing after {self.poll_attempts} checks"
         )
 
-    async def _create(self, graph: Graph, user: str, post: OutgoingPost) -> str:
+    async def _create(
+        self,
+        graph: Graph,
+        user: str,
+        post: OutgoingPost,
+        extra: Mapping[str, str] | None = None,
+    ) -> str:
+        """The post's container (a carousel's, once its children are ready); ``extra``
+        parameters go on it (a reply's ``reply_to_id``)."""
         text = self.compose_text(post)
         if len(post.media) > 1:
             children = [
@@ -200,9 +208,10 @@ class ContainerAdapter(Adapter):
             ]
             for child in children:
                 await self._wait_until_finished(graph, child)
-            return await self._container(graph, user, self.carousel_params(children, text))
-        url = post.media[0] if post.media else None
-        return await self._container(graph, user, self.single_params(url, text))
+            params = self.carousel_params(children, text)
+        else:
+            params = self.single_params(post.media[0] if post.media else None, text)
+        return await self._container(graph, user, {**params, **(extra or {})})
 
     def _listing(self, user: str) -> Listing:
         return replace(self.listing, edge=self.listing.edge.format(user=user))

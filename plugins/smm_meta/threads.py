@@ -7,24 +7,39 @@ why a retry cannot publish twice. ``GET /{threads-user-id}/threads_publishing_li
 checked first (250 posts in 24 hours).
 
 Threads counts an emoji as its UTF-8 bytes towards the 500-character limit, so ``😀`` costs 4.
+
+A thread (``thread:`` in the plan) is a reply chain: each part after the first is a container
+with ``reply_to_id`` the part before, published in turn. Each part is a recorded step
+(``scheduler.chains``): the container is noted before ``threads_publish`` is asked, so an
+attempt that resumes asks the container's status (``PUBLISHED``: the part is out, found among
+the replies of the part before; anything else: it is not) and goes on from the first part
+not out; none is published twice.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType
+from typing import Any
 
+import httpx
+
+from scheduler import tokens
 from scheduler.adapter import (
     Account,
     Capabilities,
     Issue,
+    OutcomeUnknown,
     OutgoingPost,
+    Published,
     RateLimitPolicy,
 )
+from scheduler.chains import ReplyChain, Step, unrecorded
+from scheduler.checkpoints import Checkpoints
 from smm_meta.containers import ContainerAdapter, media_issues
-from smm_meta.graph import Listing
+from smm_meta.graph import Graph, Listing, find_recent
 
 __all__ = ["ThreadsAdapter"]
 
@@ -59,6 +74,8 @@ class ThreadsAdapter(ContainerAdapter):
         metrics=frozenset({"views", "likes", "comments", "shares"}),
         has_reach=True,
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(hours=1), concurrency=1),
+        # A thread: containers with reply_to_id, published in turn.
+        post_options=frozenset({"thread"}),
     )
 
     network = "Threads"
@@ -102,3 +119,102 @@ class ThreadsAdapter(ContainerAdapter):
 
     def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
         return {"media_type": "CAROUSEL", "children": ",".join(children), "text": text}
+
+    # -- threads ----------------------------------------------------------------------------
+
+    def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
+        super().__init__(client)
+        #: Where each thread's progress is recorded, part by part (scheduler.chains).
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
+
+    def _chain(self, post: OutgoingPost, idempotency_key: str = "") -> ReplyChain:
+        key = idempotency_key or post.idempotency_key or post.key
+        return ReplyChain(self.checkpoints, self.platform, key, len(post.options.thread) + 1)
+
+    async def publish(
+        self, post: OutgoingPost, account: Account, idempotency_key: str
+    ) -> Published:
+        """One container published; a thread, its parts in turn (see the module docstring)."""
+        if not post.options.thread:
+            return await super().publish(post, account, idempotency_key)
+        await tokens.fresh(self, account)
+        graph = self.graph(account)
+        user = self.user_id(account)
+        parts = post.chain()
+
+        async def send(step: Step, note: Any) -> str:
+            extra = {"reply_to_id": step.parent} if step.parent else {}
+            container = await self._create(graph, user, parts[step.number - 1], extra)
+            # Noted before publishing: a resumed attempt asks this container what became of it.
+            await note({"container": container})
+            await self._wait_until_finished(graph, container)
+            body = await graph.post(f"{user}/{self.publish_edge}", {"creation_id": container})
+            media_id = body.get("id")
+            if not media_id:
+                raise OutcomeUnknown(f"{self.network}: publishing answered without a media id")
+            return str(media_id)
+
+        async def find(step: Step) -> str | None:
+            return await self._find_part(graph, user, parts, step)
+
+        await self._check_quota(graph, user)
+        ids = await self._chain(post, idempotency_key).run(send, find)
+        return Published(ids[0], url=await self._permalink(graph, ids[0]))
+
+    async def _find_part(
+        self, graph: Graph, user: str, parts: Sequence[OutgoingPost], step: Step
+    ) -> str | None:
+        """What became of a part whose publishing may have gone through: its container's
+        status says whether it is out; the first part is then found among the account's
+        threads, a later one among the replies to the part before, by its text."""
+        container = step.data.get("container")
+        if not isinstance(container, str) or not container:
+            return None  # the container is noted before publishing is asked: never asked
+        state, _ = await self._status(graph, container)
+        if state in ("FINISHED", "IN_PROGRESS", "EXPIRED", "ERROR"):
+            return None
+        if state != "PUBLISHED":
+            raise OutcomeUnknown(f"{self.network}: container {container} is in state {state!r}")
+        text = self.compose_text(parts[step.number - 1])
+        if step.parent is None:
+            found = await find_recent(graph, self._listing(user), text, since=None)
+            if found is None:  # without ``since`` it raises instead; this narrows the type
+                raise OutcomeUnknown(f"{self.network}: published, but not listed yet")
+            return found.remote_id
+        body = await graph.get(
+            f"{step.parent}/replies", {"fields": "id,text,timestamp,is_reply_owned_by_me"}
+        )
+        for reply in body.get("data") or ():
+            if (
+                isinstance(reply, Mapping)
+                and reply.get("id")
+                and reply.get("is_reply_owned_by_me") is not False
+                and str(reply.get("text") or "").strip() == text.strip()
+            ):
+                return str(reply["id"])
+        raise OutcomeUnknown(
+            f"{self.network}: the part was published but is not among the replies yet"
+        )
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        """A thread is out when its last part is: the record says how far it got (parts
+        left in flight are asked about); not all out, publishing again resumes it."""
+        if not post.options.thread:
+            return await super().lookup(post, account)
+        chain = self._chain(post)
+        state = await chain.load()
+        if state is None:
+            if await super().lookup(post, account) is None:
+                return None
+            raise unrecorded(self.network)
+        graph = self.graph(account)
+        user = self.user_id(account)
+        parts = post.chain()
+
+        async def find(step: Step) -> str | None:
+            return await self._find_part(graph, user, parts, step)
+
+        state = await chain.settle(state, find)
+        if len(state.parts) < chain.total:
+            return None
+        return Published(state.parts[0], url=await self._permalink(graph, state.parts[0]))

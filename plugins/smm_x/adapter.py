@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -34,6 +34,8 @@ from scheduler.adapter import (
     Transient,
 )
 from scheduler.budgets import Budget, Ledger
+from scheduler.chains import ReplyChain, Step, unrecorded
+from scheduler.checkpoints import Checkpoints
 from scheduler.media import read as read_media
 from scheduler.timeutil import as_utc, format_utc, utcnow
 
@@ -93,8 +95,8 @@ class XAdapter(Adapter):
         # POST /2/media/metadata: alt_text.text "Must be <= 1000 chars" (X's media docs).
         alt_text_limit=1000,
         # POST /2/tweets takes reply.in_reply_to_tweet_id and poll {options, duration_minutes}.
-        # A first comment is the first reply.
-        post_options=frozenset({"reply_to", "poll", "first_comment"}),
+        # A first comment is the first reply; a thread a chain of replies.
+        post_options=frozenset({"reply_to", "poll", "first_comment", "thread"}),
         # POST /2/tweets: 100 requests per 15 minutes per user.
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(minutes=15), concurrency=1),
     )
@@ -124,11 +126,18 @@ class XAdapter(Adapter):
             basic=basic,
         )
 
-    def __init__(self, client: httpx.AsyncClient, ledger: Ledger | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        ledger: Ledger | None = None,
+        checkpoints: Checkpoints | None = None,
+    ) -> None:
         super().__init__(client)
         self._user_ids: dict[str, str] = {}
         #: Posts made this month per cap scope (scheduler.budgets).
         self.ledger = ledger if ledger is not None else Ledger()
+        #: Where each thread's progress is recorded, part by part (scheduler.chains).
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
 
     def budgets(self, account: Account) -> list[Budget]:
         """The monthly post cap of the account's API tier, when the config names one
@@ -151,8 +160,8 @@ class XAdapter(Adapter):
         return [Budget(POST_CAP, "X posts per month", cap, "month", "UTC", scope=scope)]
 
     def budget_cost(self, post: OutgoingPost, account: Account) -> dict[str, int]:
-        """One post."""
-        return {POST_CAP: 1}
+        """One post, and one per thread part after it."""
+        return {POST_CAP: 1 + len(post.options.thread)}
 
     async def _spend_cap(self, account: Account) -> None:
         for budget in self.budgets(account):
@@ -222,9 +231,55 @@ class XAdapter(Adapter):
     async def publish(
         self, post: OutgoingPost, account: Account, idempotency_key: str
     ) -> Published:
-        """Upload the images, then create the post. Only the create call can duplicate."""
+        """Upload the images, then create the post. Only the create call can duplicate.
+
+        A thread goes out part by part, each a reply to the one before, each recorded
+        (``scheduler.chains``) so that a retry resumes after the last part out."""
         await tokens.fresh(self, account)
         token = account.secret("access_token")
+        if post.options.thread:
+            return await self._publish_thread(post, account, token, idempotency_key)
+        return await self._create(post, account, token, reply_to=post.options.reply_to)
+
+    def _chain(self, post: OutgoingPost, idempotency_key: str = "") -> ReplyChain:
+        key = idempotency_key or post.idempotency_key or post.key
+        return ReplyChain(self.checkpoints, self.platform, key, len(post.options.thread) + 1)
+
+    async def _publish_thread(
+        self, post: OutgoingPost, account: Account, token: str, idempotency_key: str
+    ) -> Published:
+        parts = post.chain()
+
+        async def send(step: Step, note: Any) -> str:
+            reply_to = step.parent if step.number > 1 else post.options.reply_to
+            created = await self._create(parts[step.number - 1], account, token, reply_to=reply_to)
+            return created.remote_id
+
+        async def find(step: Step) -> str | None:
+            return await self._find_part(parts, step, account, token)
+
+        ids = await self._chain(post, idempotency_key).run(send, find)
+        return Published(remote_id=ids[0], url=_post_url(ids[0]))
+
+    async def _find_part(
+        self, parts: Sequence[OutgoingPost], step: Step, account: Account, token: str
+    ) -> str | None:
+        """A part whose create may have gone through, found in the account's timeline:
+        the first by its text, a later one by its text and the part it replies to."""
+        part = parts[step.number - 1]
+        found = await self._search(
+            part,
+            account,
+            token,
+            replied_to=step.parent if step.number > 1 else None,
+            since=step.since,
+        )
+        return found.remote_id if found is not None else None
+
+    async def _create(
+        self, post: OutgoingPost, account: Account, token: str, *, reply_to: str | None
+    ) -> Published:
+        """Upload the post's media, then ``POST /2/tweets`` (a reply to ``reply_to``)."""
         media_ids = []
         for index, item in enumerate(post.media):
             media_id = await self._upload(item, token, account)
@@ -235,8 +290,8 @@ class XAdapter(Adapter):
         payload: dict[str, Any] = {"text": self.compose_text(post)}
         if media_ids:
             payload["media"] = {"media_ids": media_ids}
-        if post.options.reply_to:
-            payload["reply"] = {"in_reply_to_tweet_id": post.options.reply_to}
+        if reply_to:
+            payload["reply"] = {"in_reply_to_tweet_id": reply_to}
         if post.options.poll is not None:
             payload["poll"] = {
                 "options": list(post.options.poll.options),
@@ -357,17 +412,50 @@ class XAdapter(Adapter):
             ) from None
 
     async def _lookup(self, post: OutgoingPost, account: Account) -> Published | None:
-        if post.due_at is None:
-            raise OutcomeUnknown("x: a post without a due time cannot be bounded in a timeline")
-        due_at = as_utc(post.due_at)
         token = account.secret("access_token")
+        if not post.options.thread:
+            return await self._search(post, account, token)
+        # A thread is out when its last part is: the record says how far it got.
+        chain = self._chain(post)
+        state = await chain.load()
+        if state is None:
+            if await self._search(post, account, token) is None:
+                return None
+            raise unrecorded("x")
+        parts = post.chain()
+
+        async def find(step: Step) -> str | None:
+            return await self._find_part(parts, step, account, token)
+
+        state = await chain.settle(state, find)
+        if len(state.parts) == chain.total:
+            return Published(remote_id=state.parts[0], url=_post_url(state.parts[0]))
+        # Not all out (perhaps none): publishing again resumes after the last part out.
+        return None
+
+    async def _search(
+        self,
+        post: OutgoingPost,
+        account: Account,
+        token: str,
+        *,
+        replied_to: str | None = None,
+        since: datetime | None = None,
+    ) -> Published | None:
+        """The account's post with ``post``'s text (replying to ``replied_to`` when given)
+        made since ``since`` (default: the due time), or None when certainly absent."""
+        start = since or post.due_at
+        if start is None:
+            raise OutcomeUnknown("x: a post without a due time cannot be bounded in a timeline")
+        due_at = as_utc(start)
         user_id = await self._user_id(token, account)
         now = utcnow()
         wanted = normalise(self.compose_text(post))
         params: dict[str, Any] = {
             "max_results": 100,
             "start_time": format_utc(min(due_at, now) - CLOCK_MARGIN),
-            "tweet.fields": "created_at,entities,note_tweet",
+            "tweet.fields": "created_at,entities,note_tweet"
+            + (",referenced_tweets" if replied_to else ""),
             "exclude": "retweets",
         }
         for _ in range(LOOKUP_PAGES):
@@ -375,7 +463,11 @@ class XAdapter(Adapter):
                 "GET", f"/2/users/{user_id}/tweets", token, account, params=params
             )
             for item in _list(body.get("data")):
-                if isinstance(item.get("id"), str) and normalise(timeline_text(item)) == wanted:
+                if (
+                    isinstance(item.get("id"), str)
+                    and normalise(timeline_text(item)) == wanted
+                    and (replied_to is None or _replies_to(item, replied_to))
+                ):
                     return Published(remote_id=item["id"], url=_post_url(item["id"]))
             meta = body.get("meta")
             next_token = meta.get("next_token") if isinstance(meta, Mapping) else None
@@ -458,6 +550,14 @@ def _post_url(post_id: str) -> str:
 
 def _list(value: Any) -> list[Mapping[str, Any]]:
     return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _replies_to(item: Mapping[str, Any], parent: str) -> bool:
+    """Whether a timeline post (with ``referenced_tweets``) is a reply to ``parent``."""
+    return any(
+        ref.get("type") == "replied_to" and ref.get("id") == parent
+        for ref in _list(item.get("referenced_tweets"))
+    )
 
 
 def _count(value: Any) -> int | None:
