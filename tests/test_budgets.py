@@ -252,3 +252,33 @@ def test_an_x_account_on_a_tier_stops_at_its_monthly_cap_without_sending(
     # Without a tier nothing is assumed.
     plain = account_with_secrets("b", "x", {}, secrets={"access_token": "t"})
     assert adapter.budgets(plain) == []
+
+
+OK_CONFIG = """
+[accounts.okg]
+platform = "ok"
+timezone = "Europe/Moscow"
+options = { group_id = "70000001952510", topics_per_day = 3 }
+
+[accounts.okg.credentials]
+access_token = { env = "SMM_TEST_OK_TOKEN" }
+application_key = { env = "SMM_TEST_OK_KEY" }
+application_secret_key = { env = "SMM_TEST_OK_SECRET" }
+"""
+
+
+def test_plan_validate_warns_about_ok_topics_past_the_flood_budget(tmp_path: Path) -> None:
+    plan = tmp_path / "day.yaml"
+    items = [
+        f"- {{id: t{i}, account: okg, type: t, text: 'Topic {i}', at: '2031-03-04 {9 + i}:00'}}"
+        for i in range(1, 6)
+    ]
+    plan.write_text("\n".join(items) + "\n", encoding="utf-8")
+    config = tmp_path / "config.toml"
+    config.write_text(OK_CONFIG, encoding="utf-8")
+    args = ["--db", f"sqlite:///{tmp_path / 'smm.db'}", "--config", str(config), "plan"]
+    result = CliRunner().invoke(cli, [*args, "validate", "--json", str(plan)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [key for w in report["warnings"] for key in w["posts"]] == ["t4", "t5"]
+    assert report["warnings"][0]["budget"] == "ok-topics"

@@ -23,7 +23,7 @@ from adapter_support import (
     undocumented,
 )
 from smm_ok import OKAdapter
-from smm_ok.api import classify_error, signature
+from smm_ok.api import classify_error, session_secret, signature
 
 from scheduler.adapter import (
     Account,
@@ -36,6 +36,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.budgets import Ledger, plan_warnings
 from scheduler.testing import (
     AdapterContract,
     Handler,
@@ -47,6 +48,13 @@ from scheduler.testing import (
 
 # Media files come from each test's tmp_path; media URLs resolve to a public address.
 pytestmark = pytest.mark.usefixtures("media_roots")
+
+
+@pytest.fixture(autouse=True)
+def _state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The topics ledger of each test's adapters in its own directory."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
 
 T = TypeVar("T")
 FIXTURES = REPO / "tests" / "fixtures" / "ok"
@@ -145,8 +153,15 @@ class TestOKContract(AdapterContract):
     lost_answer = OutcomeUnknown
     secret_values = (TOKEN, APP_SECRET)
 
+    @pytest.fixture(autouse=True)
+    def _scratch(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+
     def make_account(self) -> Account:
         return make_account()
+
+    def make_adapter(self, client: httpx.AsyncClient) -> OKAdapter:
+        return OKAdapter(client, Ledger(self.tmp / "budgets"))
 
     def make_handler(self, scenario: str) -> Handler:
         if scenario == "ok":
@@ -156,6 +171,20 @@ class TestOKContract(AdapterContract):
 
 
 # --------------------------------------------------------------------------- signature
+
+
+def test_the_signature_matches_the_worked_examples_of_a_public_ok_client() -> None:
+    # aiookru's docs/api.md (BSD-2-Clause; tests/fixtures/ok/SOURCE.txt): events.get signed
+    # with an application secret, then with a session secret.
+    params = {"application_key": "ABCDEFGHIGKLMNOPK", "format": "json", "method": "events.get"}
+    secret = session_secret(
+        "-s-84W-s3egarWUsbkq-IWTucuedzTKT8VUXIA.s4Xx8IW7", "ABC123DEF456GHI789JKL123"
+    )
+    assert secret == "b1a2b89707a94624c43afae67d59274c"
+    assert signature(params, secret) == "232c8eb921951c4dba9b72606f9ddb4c"
+    assert signature(params, "ae5362b5b588cc7294c2414d71b74d5d") == (
+        "03a41413523ea8092507949d6e711963"
+    )
 
 
 def test_the_signature_is_md5_of_sorted_pairs_and_the_session_secret() -> None:
@@ -266,9 +295,12 @@ def test_an_upload_without_a_token_fails_before_any_topic(tmp_path: Path) -> Non
         (103, AuthExpired),
         (104, AuthExpired),
         (10, AuthExpired),
+        (50, AuthExpired),
         (200, AuthExpired),
         (8, RateLimited),
+        (9, RateLimited),
         (11, RateLimited),
+        (26, RateLimited),
         (2, Transient),
         (9999, OutcomeUnknown),
         (100, Rejected),
@@ -313,6 +345,73 @@ def test_a_token_echoed_in_an_error_message_is_redacted() -> None:
     assert TOKEN not in caught.value.message
 
 
+# --------------------------------------------------------------------------- flood budget
+
+
+def test_the_topics_budget_is_declared_per_account_over_24_hours() -> None:
+    adapter = offline_adapter(OKAdapter)
+    (budget,) = adapter.budgets(make_account())
+    assert (budget.key, budget.limit, budget.period, budget.scope) == (
+        "ok-topics",
+        100,
+        timedelta(hours=24),
+        "brand-ok",
+    )
+    tight = replace(make_account(), options={"group_id": GROUP, "topics_per_day": 3})
+    assert adapter.budgets(tight)[0].limit == 3
+    assert adapter.budget_cost(make_post(), tight) == {"ok-topics": 1}
+
+
+@pytest.mark.parametrize("value", [0, -1, "ten", 2.5, True])
+def test_validate_flags_a_bad_topics_per_day(value: object) -> None:
+    account = replace(make_account(), options={"group_id": GROUP, "topics_per_day": value})
+    (issue,) = offline_adapter(OKAdapter).validate(make_post(), account)
+    assert issue.field == "account"
+    assert "topics_per_day" in issue.message
+
+
+def test_past_the_budget_a_topic_waits_without_any_request(tmp_path: Path) -> None:
+    ok = FakeOK()
+    account = replace(make_account(), options={"group_id": GROUP, "topics_per_day": 2})
+    ledger = Ledger(tmp_path / "budgets")
+
+    def go(post: OutgoingPost) -> Any:
+        return run_adapter(
+            lambda client: OKAdapter(client, ledger),
+            ok,
+            lambda a: a.publish(post, account, post.idempotency_key),
+        )
+
+    for key in ("o1", "o2"):
+        go(make_post(key=key, idempotency_key=f"{key}-key"))
+    sent = len(ok.requests)
+    with pytest.raises(RateLimited, match="2 topics in 24 hours") as caught:
+        go(make_post(key="o3", idempotency_key="o3-key", media=(png(tmp_path, "a.png"),)))
+    assert len(ok.requests) == sent  # not even the photo upload
+    assert len(ok.topics) == 2
+    assert caught.value.code == "flood_budget"
+    assert caught.value.retry_at is not None
+    wait = caught.value.retry_at - datetime.now(UTC)
+    assert timedelta(hours=23, minutes=59) < wait <= timedelta(hours=24)
+
+
+def test_plan_warnings_name_the_topics_past_the_budget() -> None:
+    from scheduler.budgets import PlannedPost
+
+    account = replace(make_account(), options={"group_id": GROUP, "topics_per_day": 2})
+    adapter = offline_adapter(OKAdapter)
+    posts = [
+        PlannedPost(f"t{i}", f"plan.yaml:{i}", DUE + timedelta(hours=i), {"ok-topics": 1})
+        for i in range(4)
+    ]
+    warnings = plan_warnings(adapter.budgets(account), posts)
+    assert [key for w in warnings for key in w["posts"]] == ["t2", "t3"]
+    assert "OK topics (flood control): 2 per 24 h would be exceeded" in warnings[0]["message"]
+    # The same four a day apart fit.
+    spread = [replace(p, at=DUE + timedelta(days=i)) for i, p in enumerate(posts)]
+    assert plan_warnings(adapter.budgets(account), spread) == []
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -337,6 +436,7 @@ def test_fetch_metrics_reads_the_topics_and_the_groups_members() -> None:
     metrics = run(ok, lambda a: a.fetch_metrics(posts, make_account()))
     assert [form(r)["method"] for r in ok.requests] == ["group.getInfo", "mediatopic.getByIds"]
     assert form(ok.requests[1])["topic_ids"] == "1567228473452,1567228473460"
+    assert form(ok.requests[1])["media_limit"] == "1"  # required for several topics
     m = metrics["1567228473452"]
     assert (m.likes, m.comments, m.shares, m.views, m.followers) == (41, 9, 6, 2874, 15230)
     assert metrics["1567228473460"].views is None  # OK did not give it

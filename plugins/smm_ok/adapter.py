@@ -9,10 +9,16 @@ album photos). An upload not attached to a topic is never shown, so repeating on
 
 OK has no idempotency key for ``mediatopic.post``: ``idempotent = False``, and a lost answer
 is settled by ``lookup``, which reads the group's (or user's) latest topics.
+
+OK's flood control (error 8, FLOOD_BLOCKED) refuses an account's calls past limits OK does not
+publish. The adapter declares a budget of topics per rolling 24 hours (``topics_per_day``),
+which ``smm plan validate`` plans within and ``publish`` spends before sending anything
+(``scheduler.budgets``); FLOOD_BLOCKED itself remains the last word.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 from collections.abc import Mapping, Sequence
@@ -34,10 +40,12 @@ from scheduler.adapter import (
     OutgoingPost,
     Published,
     PublishError,
+    RateLimited,
     RateLimitPolicy,
     Rejected,
     Transient,
 )
+from scheduler.budgets import Budget, Ledger
 from scheduler.media import load as load_media
 from smm_ok.api import OKApi, session_secret, status_error, transport_error
 
@@ -50,6 +58,10 @@ _TOPICS_PER_READ = 100
 _LOOKUP_DEPTH = 50
 _SKEW = timedelta(minutes=5)
 _TOPIC_FIELDS = "media_topic.*"
+#: OK publishes no figure for its flood control; this default is ours, to be set to what the
+#: application's limits allow (``users.getCallsLeft`` tells them).
+TOPICS_PER_DAY = 100
+TOPICS_BUDGET = "ok-topics"
 
 
 def _count(node: object, key: str = "count") -> int | None:
@@ -76,6 +88,7 @@ class OKAdapter(Adapter):
 
     Options: ``group_id`` (a group's id: posts go to the group as the group; without it, to
     the token's user page), ``user_id`` (the user's id, for the topic URL of user posts),
+    ``topics_per_day`` (the account's budget of topics in any 24 hours, default 100),
     ``api_base`` (default ``https://api.ok.ru``). Credentials: ``access_token``,
     ``application_key`` (the public key), and ``application_secret_key`` or
     ``session_secret_key`` (either signs the requests).
@@ -95,6 +108,49 @@ class OKAdapter(Adapter):
         rate_limit=RateLimitPolicy(requests=3, per=timedelta(seconds=1), concurrency=1),
     )
 
+    def __init__(self, client: httpx.AsyncClient, ledger: Ledger | None = None) -> None:
+        super().__init__(client)
+        #: How many topics each account made in the last 24 hours.
+        self.ledger = ledger if ledger is not None else Ledger()
+
+    def budgets(self, account: Account) -> list[Budget]:
+        """The account's topics in any 24 hours (``topics_per_day``, default 100)."""
+        return [
+            Budget(
+                TOPICS_BUDGET,
+                "OK topics (flood control)",
+                self.topics_per_day(account),
+                timedelta(hours=24),
+                scope=account.name,
+            )
+        ]
+
+    def budget_cost(self, post: OutgoingPost, account: Account) -> dict[str, int]:
+        """One topic."""
+        return {TOPICS_BUDGET: 1}
+
+    def topics_per_day(self, account: Account) -> int:
+        """The ``topics_per_day`` option, checked."""
+        raw = account.option("topics_per_day", TOPICS_PER_DAY)
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+            raise Rejected(
+                f"account {account.name}: option 'topics_per_day' must be a whole number of "
+                f"topics, 1 or more (got {raw!r})"
+            )
+        return raw
+
+    async def _spend_budget(self, account: Account) -> None:
+        """Count the topic against the account's budget, or wait without sending anything."""
+        (budget,) = self.budgets(account)
+        free_at = await asyncio.to_thread(self.ledger.spend, budget, 1, datetime.now(UTC))
+        if free_at is not None:
+            raise RateLimited(
+                f"OK: {budget.limit} topics in 24 hours made already (topics_per_day); "
+                f"waiting until {free_at:%Y-%m-%d %H:%M} UTC",
+                retry_at=free_at,
+                code="flood_budget",
+            )
+
     # -- offline ---------------------------------------------------------------------------
 
     def compose_text(self, post: OutgoingPost) -> str:
@@ -103,10 +159,11 @@ class OKAdapter(Adapter):
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         issues = super().validate(post, account)
-        try:
-            self.group_id(account)
-        except Rejected as exc:
-            issues.append(Issue("account", exc.message))
+        for check in (self.group_id, self.topics_per_day):
+            try:
+                check(account)
+            except Rejected as exc:
+                issues.append(Issue("account", exc.message))
         if not post.media and not post.link and not self.compose_text(post).strip():
             issues.append(Issue("text", "an OK topic needs text, a link or a photo"))
         for media in post.media:
@@ -188,6 +245,7 @@ class OKAdapter(Adapter):
     ) -> Published:
         api = self.api(account)
         group = self.group_id(account)
+        await self._spend_budget(account)
         media: list[dict[str, Any]] = []
         text = self.compose_text(post)
         if text.strip():
@@ -227,9 +285,9 @@ class OKAdapter(Adapter):
         out: dict[str, Metrics] = {}
         for start in range(0, len(ids), _TOPICS_PER_READ):
             chunk = ids[start : start + _TOPICS_PER_READ]
-            answer = await api.call(
-                "mediatopic.getByIds", {"topic_ids": ",".join(chunk), "fields": _TOPIC_FIELDS}
-            )
+            # media_limit (1 to 3) is required when several topics are asked for.
+            params = {"topic_ids": ",".join(chunk), "fields": _TOPIC_FIELDS, "media_limit": "1"}
+            answer = await api.call("mediatopic.getByIds", params)
             topics = answer.get("media_topics") if isinstance(answer, dict) else None
             for topic in topics if isinstance(topics, list) else []:
                 if not isinstance(topic, dict) or topic.get("id") is None:

@@ -13,13 +13,15 @@ Nothing secret goes in a URL.
 
 OK answers errors with HTTP 200 and ``{"error_code": 102, "error_msg":
 "PARAM_SESSION_EXPIRED : Session expired", "error_data": null}``. How codes are classified
-(docs/plugins/networks/ok.md):
+(codes and names from OK's error list, https://apiok.ru/en/dev/errors;
+docs/plugins/networks/ok.md):
 
-* 7 (ACTION_BLOCKED), 8 (FLOOD_BLOCKED), 11 (LIMIT_REACHED), 18 (TOTAL_LIMIT_REACHED):
-  ``RateLimited``;
-* 101 (PARAM_API_KEY), 102 (PARAM_SESSION_EXPIRED), 103 (PARAM_SESSION_KEY), 104
-  (PARAM_SIGNATURE), 105 (PARAM_RESIGNATURE), 10 (PERMISSION_DENIED), 200-299 (PARAM_PERMISSION,
-  PARAM_APPLICATION_DISABLED...): ``AuthExpired``, a person must fix the token, keys or rights;
+* 7 (ACTION_BLOCKED), 8 (FLOOD_BLOCKED), 9 (IP_BLOCKED), 11 (LIMIT_REACHED), 26
+  (TOTAL_LIMIT_REACHED): ``RateLimited``;
+* 10 (PERMISSION_DENIED), 50 (NOT_ADMIN), 101 (PARAM_API_KEY), 102 (PARAM_SESSION_EXPIRED),
+  103 (PARAM_SESSION_KEY), 104 (PARAM_SIGNATURE), 105 (PARAM_RESIGNATURE), 200-299
+  (permission and application errors): ``AuthExpired``, a person must fix the token, keys or
+  rights;
 * 1 (UNKNOWN), 2 (SERVICE): ``Transient``; 9999 (SYSTEM): ``OutcomeUnknown`` on a call that
   creates something, else ``Transient``;
 * 100 (PARAM), 300 (NOT_FOUND) and every other code: ``Rejected``.
@@ -55,10 +57,11 @@ NETWORK = "OK"
 _RATE_LIMITS = {
     7: timedelta(minutes=15),  # ACTION_BLOCKED: OK wants a person (captcha) for a while
     8: timedelta(minutes=10),  # FLOOD_BLOCKED
+    9: timedelta(hours=1),  # IP_BLOCKED: suspicious activity from this address
     11: timedelta(hours=1),  # LIMIT_REACHED
-    18: timedelta(hours=1),  # TOTAL_LIMIT_REACHED
+    26: timedelta(hours=1),  # TOTAL_LIMIT_REACHED
 }
-_AUTH_CODES = frozenset({10, 101, 102, 103, 104, 105})
+_AUTH_CODES = frozenset({10, 50, 101, 102, 103, 104, 105})
 _TRANSIENT_CODES = frozenset({1, 2})
 _SYSTEM_CODE = 9999
 #: Parameters the signature leaves out.
