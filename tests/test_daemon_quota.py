@@ -1,18 +1,21 @@
 """The daemon spends a network's quota in due order: of 8 YouTube uploads due on one day on a
 10,000-unit quota it publishes the six the quota covers and leaves the other two waiting for
-the quota's reset, with the reason, without sending anything for them."""
+the quota's reset, with the reason, without sending anything for them. And it renews an
+access token that expired while it ran before the upload, with no failed attempt."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from daemon_support import post_rows, run_service, utcnow
+from daemon_support import attempt_rows, post_rows, run_service, utcnow
 from youtube_fake import FakeYouTube
 
+from scheduler import tokens
 from scheduler.budgets import Budget, window
 from scheduler.config import load_config
 from scheduler.db.engine import make_engine
@@ -99,3 +102,79 @@ def test_the_daemon_publishes_what_the_quota_covers_and_holds_the_rest_with_the_
         due = posts[key].next_attempt_at
         due = due if due.tzinfo else due.replace(tzinfo=UTC)
         assert abs((due - reset).total_seconds()) < 5
+
+
+def test_a_token_that_expired_while_the_daemon_ran_is_refreshed_before_the_publish(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon renews the token before it uploads: one attempt, published, and no request
+    went out with the dead token."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    secrets = tmp_path / "secrets"
+    secrets.mkdir(mode=0o700)
+    for name, value in {
+        "access": "ya29.expired-token",
+        "refresh": "1//refresh",
+        "cid": "cid",
+        "csecret": "csecret",
+    }.items():
+        (secrets / name).write_text(value)
+        (secrets / name).chmod(0o600)
+    # Refreshed an hour ago; the token it gave expired a minute ago, while the daemon ran.
+    state = tokens.TokenState(
+        expires_at=datetime.now(UTC) - timedelta(minutes=1),
+        refreshed_at=datetime.now(UTC) - timedelta(hours=1),
+    )
+    (secrets / "access.state.json").write_text(json.dumps(state.to_json()))
+    (tmp_path / "config.toml").write_text(
+        CONFIG.split("credentials =")[0]
+        + f"""
+[accounts.yt.credentials]
+access_token = {{ file = "{secrets / "access"}" }}
+refresh_token = {{ file = "{secrets / "refresh"}" }}
+client_id = {{ file = "{secrets / "cid"}" }}
+client_secret = {{ file = "{secrets / "csecret"}" }}
+""",
+        encoding="utf-8",
+    )
+    config = load_config(tmp_path / "config.toml")
+    plans = tmp_path / "plans"
+    plans.mkdir()
+    (plans / "clip.mp4").write_bytes(MP4)
+    now = utcnow()
+    item = PlanItem(
+        key="v1",
+        account="yt",
+        content_type="instruction",
+        text="Video 1",
+        media=(str(plans / "clip.mp4"),),
+        link=None,
+        tags=(),
+        evergreen=False,
+        at=now - timedelta(seconds=1),
+        file=str(plans / "plan.yaml"),
+        line=1,
+        unit="line",
+        order=0,
+    )
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        apply_plan(conn, [item], config, now)
+    fake = FakeYouTube()
+    fake.token = fake.renewed  # only a refreshed token is accepted
+
+    def published() -> bool:
+        return post_rows(engine)["v1"].state == "published"
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+            await run_service(engine, config, until=published, client=client, timeout=60)
+
+    asyncio.run(go())
+    attempts = attempt_rows(engine)
+    engine.dispose()
+    assert [(a.key, a.number, a.outcome) for a in attempts] == [("v1", 1, "published")]
+    assert fake.refreshes[0]["refresh_token"] == "1//refresh"
+    uploads = [r for r in fake.requests if r[1] != "/token"]
+    assert fake.requests.index(("POST", "/token")) < fake.requests.index(uploads[0])
+    assert (secrets / "access").read_text().strip() == fake.renewed

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
 import struct
+import subprocess
+import sys
+import textwrap
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -329,6 +335,96 @@ def test_an_upload_whose_url_expired_starts_over_without_a_duplicate(
     publish(fake, notes, post, account)
     assert len(fake.inits) == 1
     assert fake.posts == 1
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from pathlib import Path
+    import httpx
+    from smm_tiktok import TikTokAdapter
+    from test_tiktok import FakeTikTok, make_account, make_post
+    from scheduler import media
+    from scheduler.budgets import Ledger
+    from scheduler.checkpoints import Checkpoints
+
+    notes, video, state = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    fake = FakeTikTok()
+    second = f"bytes {5 * 1024 * 1024}-"
+
+    def server(request):
+        answer = fake(request)
+        # TikTok's side of the upload, as it stands after each request.
+        (state / "received.bin").write_bytes(bytes(fake.received))
+        kept = {"inits": fake.inits, "ranges": fake.ranges, "size": fake.size, "posts": fake.posts}
+        (state / "state.json").write_text(json.dumps(kept))
+        if request.headers.get("content-range", "").startswith(second):
+            (state / "second-chunk").touch()
+            time.sleep(60)  # the chunk is in; the publisher dies before it hears back
+        return answer
+
+    async def main():
+        transport = httpx.MockTransport(server)
+        async with httpx.AsyncClient(transport=transport) as client:
+            adapter = TikTokAdapter(client, Checkpoints(notes), Ledger(notes.parent / "budgets"))
+            post = make_post((video,))
+            await adapter.publish(post, make_account(chunk_mib=5), post.idempotency_key)
+
+    # As the daemon does: the video's folder is the post's media root.
+    with media.using(media.MediaPolicy((Path(video).resolve().parent,))):
+        asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.slow  # a 15 MB video, a child process
+def test_a_sigkill_during_an_upload_leaves_one_post_after_the_next_attempt(
+    tmp_path: Path, notes: Checkpoints
+) -> None:
+    video = mp4(tmp_path, size=15 * MB)  # three 5 MB chunks
+    state = tmp_path / "server"
+    state.mkdir()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO / "tests"), str(REPO)]),
+        "STATE_DIRECTORY": str(tmp_path / "state"),
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(notes.directory), video, str(state)], env=env
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "second-chunk").exists():
+            assert time.monotonic() < deadline, "the child never sent its second chunk"
+            assert child.poll() is None, f"the child ended ({child.returncode})"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    # TikTok as the killed publisher left it: one upload, two chunks of three received.
+    fake = FakeTikTok()
+    kept = json.loads((state / "state.json").read_text())
+    fake.inits, fake.ranges, fake.size, fake.posts = (
+        kept["inits"],
+        kept["ranges"],
+        kept["size"],
+        kept["posts"],
+    )
+    fake.received = bytearray((state / "received.bin").read_bytes())
+    assert (len(fake.received), fake.posts) == (10 * MB, 0)
+    post = make_post((video,))
+    account = make_account(chunk_mib=5)
+    assert run(fake, notes, lambda a: a.lookup(post, account)) is None  # not a post yet
+    result = publish(fake, notes, post, account)
+    size = 15 * MB
+    assert len(fake.inits) == 1, "a second upload was started"
+    assert fake.ranges[-1] == f"bytes {10 * MB}-{size - 1}/{size}"
+    assert fake.received == Path(video).read_bytes()
+    assert fake.posts == 1
+    assert result == Published(POST_ID)
 
 
 def test_a_video_url_is_pulled_and_a_lost_answer_is_unknown(

@@ -274,6 +274,41 @@ def test_health_flags_a_failing_refresh_hours_before_expiry(
     assert entry["problem"] is None
 
 
+def test_smm_status_shows_a_failing_refresh_before_the_token_expires(
+    youtube_files: dict[str, CredentialRef], tmp_path: Path, sqlite_url: str
+) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli import cli
+
+    now = datetime.now(UTC)
+    state = tokens.TokenState(
+        expires_at=now + timedelta(hours=5),
+        refreshed_at=now - timedelta(minutes=55),
+        failed_at=now - timedelta(minutes=5),
+        error="Google: token refresh refused: invalid_grant",
+    )
+    (tmp_path / "access.state.json").write_text(json.dumps(state.to_json()))
+    refs = "\n".join(f'{name} = {{ file = "{ref.name}" }}' for name, ref in youtube_files.items())
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[accounts.brand]\nplatform = "youtube"\ntimezone = "UTC"\n'
+        f"[accounts.brand.credentials]\n{refs}\n",
+        encoding="utf-8",
+    )
+    args = ["--db", sqlite_url, "--config", str(config), "status"]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 3, result.output  # needs attention, hours before the expiry
+    report = json.loads(result.stdout)
+    (problem,) = [line for line in report["attention"] if "token refresh" in line]
+    assert problem.startswith("token refresh of brand failing since")
+    assert "invalid_grant" in problem
+    text = CliRunner().invoke(cli, args)
+    assert "token refresh of brand failing since" in text.stdout
+    for secret in ("old-access", "the-refresh"):
+        assert secret not in result.stdout + text.stdout
+
+
 def test_health_flags_a_refresh_token_whose_result_cannot_be_stored(
     youtube_files: dict[str, CredentialRef],
 ) -> None:
