@@ -280,6 +280,43 @@ def test_an_expired_lease_whose_request_never_left_gives_the_attempt_back(engine
     assert again.attempt_number == 1
 
 
+def test_expired_leases_list_each_post_with_its_open_attempt(engine: Engine) -> None:
+    sent_id, unsent_id = seed(engine, [NOW, NOW])
+    claimed, _ = claim(engine)
+    sent = next(c for c in claimed if c.post_id == sent_id)
+    store.mark_sent(engine, [sent.attempt_id], NOW)
+    assert store.expired_leases(engine, NOW + LEASE - timedelta(seconds=1)) == []
+    rows = {r.id: r for r in store.expired_leases(engine, NOW + LEASE + timedelta(seconds=1))}
+    assert set(rows) == {sent_id, unsent_id}
+    assert (rows[sent_id].attempt_id, rows[sent_id].sent_at) == (sent.attempt_id, NOW)
+    assert rows[unsent_id].sent_at is None
+    assert {r.account for r in rows.values()} == {"a"}
+    assert store.expired_leases(engine, NOW + LEASE * 2, accounts=[]) == []
+
+
+def test_a_sent_attempt_the_network_never_had_is_given_back(engine: Engine) -> None:
+    gone_id, maybe_id = seed(engine, [NOW, NOW])
+    claimed, _ = claim(engine)
+    store.mark_sent(engine, [c.attempt_id for c in claimed], NOW)
+    gone = next(c for c in claimed if c.post_id == gone_id)
+    later = NOW + LEASE + timedelta(seconds=1)
+    # The network's lookup says it has no such post: due again, the attempt not counted,
+    # even on a network that ignores keys. The other may be on the network: unconfirmed.
+    assert store.rescue_expired(engine, "d2", later, {}, absent=[gone.attempt_id]) == (1, 1)
+    p = post(engine, gone_id)
+    assert (p.state, p.attempt_count, p.next_attempt_at) == (PostState.RETRY_WAIT, 0, later)
+    assert (post(engine, maybe_id).state, post(engine, maybe_id).attempt_count) == (
+        PostState.UNCONFIRMED,
+        1,
+    )
+    with engine.connect() as conn:
+        message = conn.execute(
+            select(attempts_t.c.message).where(attempts_t.c.id == gone.attempt_id)
+        ).scalar()
+    assert message is not None
+    assert message.endswith("no such post: not counted")
+
+
 def test_a_rescued_attempt_is_never_marked_sent_afterwards(engine: Engine) -> None:
     seed(engine, [NOW])
     (c,), _ = claim(engine)

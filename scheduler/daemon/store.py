@@ -810,6 +810,38 @@ def mark_sent(
         }
 
 
+def expired_leases(
+    engine: Engine,
+    now: datetime,
+    limit: int = 1000,
+    *,
+    accounts: Collection[int] | None = None,
+) -> list[Any]:
+    """The posts ``rescue_expired`` would take now: their posts rows, each with its
+    account's name (``account``) and its open attempt (``attempt_id``, ``sent_at``; None
+    when it has none). Read first, so that the networks can be asked about the posts whose
+    request may have left before the rescue decides what their attempt was."""
+    with engine.connect() as conn:
+        q = (
+            select(
+                posts_t,
+                accounts_t.c.name.label("account"),
+                attempts_t.c.id.label("attempt_id"),
+                attempts_t.c.sent_at.label("sent_at"),
+            )
+            .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+            .outerjoin(
+                attempts_t,
+                and_(attempts_t.c.post_id == posts_t.c.id, attempts_t.c.outcome.is_(None)),
+            )
+            .where(posts_t.c.state == PostState.CLAIMED, posts_t.c.lease_expires_at < now)
+            .limit(limit)
+        )
+        if accounts is not None:
+            q = q.where(posts_t.c.account_id.in_(list(accounts)))
+        return list(conn.execute(q).all())
+
+
 def rescue_expired(
     engine: Engine,
     owner: str,
@@ -818,14 +850,17 @@ def rescue_expired(
     limit: int = 1000,
     *,
     accounts: Collection[int] | None = None,
+    absent: Collection[int] = (),
 ) -> tuple[int, int]:
     """Recover posts whose lease expired (their daemon died or stalled).
 
     ``keys``: the accounts whose network honours idempotency keys, with how long a key
     holds (None: for good). A post whose attempt never reached the send step (no
-    ``sent_at``) gets its attempt back and is due again at once. One whose request may have
-    left is resent under its key while the key holds; otherwise it becomes ``unconfirmed``
-    and is settled by a lookup, never blindly resent. Returns (queued again, unconfirmed).
+    ``sent_at``) gets its attempt back and is due again at once; so does one whose attempt
+    is in ``absent`` (the ids of attempts whose post the network's lookup certainly does not
+    have: the request never got there). One whose request may have left is resent under its
+    key while the key holds; otherwise it becomes ``unconfirmed`` and is settled by a
+    lookup, never blindly resent. Returns (queued again, unconfirmed).
     """
     with immediate(engine) as conn:
         q = (
@@ -843,6 +878,8 @@ def rescue_expired(
         ids = [e.id for e in expired]
         open_ = attempts_t.c.outcome.is_(None)
         sent = attempts_t.c.sent_at.is_not(None)
+        if absent:  # recorded as sent, but the network never had them: as if unsent
+            sent = and_(sent, attempts_t.c.id.not_in(list(absent)))
         facts = {
             post_id: (first, bool(open_sent), int(open_unsent or 0))
             for post_id, first, open_sent, open_unsent in conn.execute(
@@ -878,6 +915,17 @@ def rescue_expired(
                 message="the daemon holding the lease stopped mid-attempt",
             )
         )
+        if absent:
+            conn.execute(
+                update(attempts_t)
+                .where(attempts_t.c.post_id.in_(ids), open_, attempts_t.c.id.in_(list(absent)))
+                .values(
+                    finished_at=now,
+                    outcome=Outcome.ABANDONED,
+                    message="the daemon holding the lease stopped mid-attempt; the network "
+                    "has no such post: not counted",
+                )
+            )
         conn.execute(
             update(attempts_t)
             .where(attempts_t.c.post_id.in_(ids), open_, ~sent)
@@ -893,7 +941,7 @@ def rescue_expired(
                 posts,
                 now,
                 given_back,
-                "lease expired before the request was sent; the attempt does not count",
+                "lease expired before the request reached the network; the attempt does not count",
             )
         _requeue(conn, resend, now, 0, "lease expired; resending with the same idempotency key")
         if unsure:

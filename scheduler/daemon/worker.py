@@ -44,6 +44,9 @@ from scheduler.timeutil import Clock, SystemClock
 log = structlog.get_logger("scheduler.worker")
 #: ``[daemon] concurrency = "auto"``: the most publishes in flight, whatever the networks take.
 AUTO_MAX = 1000
+#: Lookups a rescue makes at once, and how long each may take.
+RESCUE_LOOKUPS = 8
+RESCUE_LOOKUP_TIMEOUT_S = 15.0
 posts_t = Post.__table__  # type: ignore[attr-defined]
 
 
@@ -569,6 +572,16 @@ class Worker:
             or self.weather.calm_for() < self.config.daemon.lease.total_seconds() / 2
         ):
             return 0, 0
+        accounts = self._known_accounts()
+        expired = await self.db(
+            "rescue",
+            functools.partial(
+                store.expired_leases, self.engine, self.clock.now(), accounts=accounts
+            ),
+        )
+        if not expired:
+            return 0, 0
+        absent = await self._never_arrived(expired)
         requeued, unsure = await self.db(
             "rescue",
             functools.partial(
@@ -577,7 +590,8 @@ class Worker:
                 self.owner,
                 self.clock.now(),
                 self._key_lifetimes(),
-                accounts=self._known_accounts(),
+                accounts=accounts,
+                absent=absent,
             ),
         )
 
@@ -585,6 +599,29 @@ class Worker:
         if requeued or unsure:
             log.warning("leases_rescued", requeued=requeued, unconfirmed=unsure)
         return requeued, unsure
+
+    async def _never_arrived(self, expired: list[Any]) -> set[int]:
+        """The open attempts among ``expired`` whose request was recorded as leaving but
+        whose post the network certainly does not have (its plugin's lookup answers None):
+        the daemon died between the record and the request, and the rescue gives them back.
+        A network that cannot tell leaves its attempts counted."""
+        gate = asyncio.Semaphore(RESCUE_LOOKUPS)
+        timeout = min(self.dispatcher.publish_timeout, RESCUE_LOOKUP_TIMEOUT_S)
+
+        async def absent(row: Any) -> bool:
+            account = self.config.accounts.get(row.account)
+            adapter = (self.adapters or {}).get(account.platform) if account else None
+            if account is None or adapter is None:
+                return False
+            async with gate:
+                found = await safe_lookup(
+                    adapter, from_row(row, row.account), account_view(account), timeout
+                )
+            return found is None
+
+        sent = [row for row in expired if row.sent_at is not None]
+        verdicts = await asyncio.gather(*(absent(row) for row in sent))
+        return {row.attempt_id for row, gone in zip(sent, verdicts, strict=True) if gone}
 
     async def reconcile(self) -> int:
         """Ask the networks about ``unconfirmed`` posts; settle those they can answer for."""
