@@ -152,29 +152,40 @@ def status_error(
     message: str,
     *,
     mutating: bool,
+    idempotent: bool = False,
     retry_at: datetime | None = None,
     code: str | int | None = None,
     effect: str = "the request may have taken effect",
 ) -> PublishError:
     """Classify an HTTP error status by the rule every network shares.
 
-    429 is ``RateLimited`` (until ``retry_at``, when the network said); 401 ``AuthExpired``; a
-    504 on a request that creates something (``mutating``) ``OutcomeUnknown``, since a gateway
-    gave up waiting and the origin may still have done the work (``effect`` is added to the
-    message); any other 5xx ``Transient``; anything else ``Rejected``. Call it after the
-    network's own special cases (its error codes, a 403 that means expired credentials...).
-    URL-borne tokens are scrubbed from ``message`` (``scrub_url_secrets``).
+    429 is ``RateLimited`` (until ``retry_at``, when the network said); 401 ``AuthExpired``;
+    anything below 500 else ``Rejected``. A 5xx depends on the request:
+
+    * one that creates nothing (``mutating`` False): ``Transient``;
+    * one that creates something under an idempotency key the network honours
+      (``idempotent``): ``Transient`` (resent under the same key, the network recognises
+      it), except a 504, ``OutcomeUnknown``: a gateway gave up waiting and the origin may
+      still be doing the work;
+    * one that creates something without such a key: ``OutcomeUnknown``, whatever the 5xx.
+      A 500, 502 or 503 may come after the origin accepted the body (a proxy that lost the
+      answer, a crash after the write), and a blind resend could publish twice; the post is
+      settled by the adapter's ``lookup`` instead.
+
+    ``effect`` is added to an ``OutcomeUnknown``'s message. Call it after the network's own
+    special cases (its error codes, a 403 that means expired credentials...). URL-borne
+    tokens are scrubbed from ``message`` (``scrub_url_secrets``).
     """
     message = scrub_url_secrets(message)
     if status == 429:
         return RateLimited(message, http_status=status, retry_at=retry_at, code=code)
     if status == 401:
         return AuthExpired(message, http_status=status, code=code)
-    if status == 504 and mutating:
+    if status < 500:
+        return Rejected(message, http_status=status, code=code)
+    if mutating and (status == 504 or not idempotent):
         return OutcomeUnknown(f"{message}; {effect}", http_status=status, code=code)
-    if status >= 500:
-        return Transient(message, http_status=status, code=code)
-    return Rejected(message, http_status=status, code=code)
+    return Transient(message, http_status=status, code=code)
 
 
 #: Query parameters that carry credentials in the URLs networks answer with or quote.

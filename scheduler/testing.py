@@ -37,14 +37,15 @@ handler, for ``publish``, then ``fetch_metrics`` and ``lookup`` of the published
 ``"rate_limited"``
     the network refuses for now (HTTP 429 or its own rate-limit error);
 ``"server_error"``
-    a 5xx before the post is accepted;
+    a 5xx (the network's documented "nothing was created" error, where it has one);
 ``"auth_expired"``
     the token is invalid, expired or revoked;
 ``"rejected"``
     a permanent validation error, with the network's own message.
 
 The suite adds the transport faults itself (``TRANSPORT_FAULTS``): a refused connection, a
-read timeout, a dropped connection and an HTML page where JSON was expected. The simulated
+read timeout, a dropped connection, an HTML page where JSON was expected and a proxy's 502
+page (a 5xx that may come after the network accepted the request). The simulated
 transport errors quote the request URL, as some real ones do, so an adapter that puts a token
 in a URL has to keep it out of its error messages.
 
@@ -121,7 +122,13 @@ Handler = Callable[[httpx.Request], httpx.Response]
 SCENARIOS = ("ok", "rate_limited", "server_error", "auth_expired", "rejected")
 
 #: Failures the suite simulates itself, on every request.
-TRANSPORT_FAULTS = ("connect_error", "read_timeout", "dropped_connection", "html_body")
+TRANSPORT_FAULTS = (
+    "connect_error",
+    "read_timeout",
+    "dropped_connection",
+    "html_body",
+    "bad_gateway",
+)
 
 _METRIC_FIELDS = frozenset(f.name for f in fields(Metrics)) - {"remote_id"}
 
@@ -278,6 +285,12 @@ def fault_handler(fault: str) -> Handler:
         if fault == "html_body":
             return httpx.Response(
                 200,
+                headers={"content-type": "text/html; charset=utf-8"},
+                text="<html><body><h1>502 Bad Gateway</h1></body></html>",
+            )
+        if fault == "bad_gateway":
+            return httpx.Response(
+                502,
                 headers={"content-type": "text/html; charset=utf-8"},
                 text="<html><body><h1>502 Bad Gateway</h1></body></html>",
             )
@@ -584,8 +597,23 @@ class AdapterContract:
     def test_publish_rate_limited_raises_rate_limited(self) -> None:
         self._expect_publish_raises("rate_limited", (RateLimited,), "on 'rate_limited'")
 
-    def test_publish_server_error_raises_transient(self) -> None:
-        self._expect_publish_raises("server_error", (Transient,), "on 'server_error'")
+    def test_publish_server_error_raises_transient_or_outcome_unknown(self) -> None:
+        self._expect_publish_raises(
+            "server_error", (Transient, OutcomeUnknown), "on 'server_error'"
+        )
+
+    def test_a_5xx_on_the_create_is_never_retried_blindly(self) -> None:
+        # A proxy's 502 may come after the network took the post. Resent under a key the
+        # network honours it is harmless; without one, only OutcomeUnknown is safe (for a
+        # publish whose one request creates the post: ``lost_answer``).
+        idempotent = self._offline_adapter().capabilities_for(self.make_account()).idempotent
+        strict = self.lost_answer is OutcomeUnknown and not idempotent
+        self._expect_publish_raises(
+            "bad_gateway",
+            (OutcomeUnknown,) if strict else (Transient, OutcomeUnknown),
+            "on a 502 from a proxy (the post may have been made"
+            + (", and the network takes no idempotency key)" if strict else ")"),
+        )
 
     def test_publish_auth_expired_raises_auth_expired(self) -> None:
         self._expect_publish_raises("auth_expired", (AuthExpired,), "on 'auth_expired'")

@@ -25,22 +25,42 @@ from scheduler.adapter import (
 
 
 @pytest.mark.parametrize(
-    ("status", "mutating", "cls"),
+    ("status", "mutating", "idempotent", "cls"),
     [
-        (429, True, RateLimited),
-        (401, False, AuthExpired),
-        (504, True, OutcomeUnknown),
-        (504, False, Transient),
-        (502, True, Transient),
-        (500, True, Transient),
-        (400, True, Rejected),
-        (404, False, Rejected),
+        (429, True, False, RateLimited),
+        (401, False, False, AuthExpired),
+        (400, True, False, Rejected),
+        (404, False, False, Rejected),
+        # A read, or a create the network recognises when resent under its key: try again.
+        (504, False, False, Transient),
+        (500, False, False, Transient),
+        (500, True, True, Transient),
+        (502, True, True, Transient),
+        (503, True, True, Transient),
+        # A gateway that gave up waiting: the origin may still have made the post.
+        (504, True, True, OutcomeUnknown),
+        # A create without an honoured key: any 5xx may follow the body's acceptance.
+        (500, True, False, OutcomeUnknown),
+        (502, True, False, OutcomeUnknown),
+        (503, True, False, OutcomeUnknown),
+        (504, True, False, OutcomeUnknown),
     ],
 )
-def test_status_error_applies_the_shared_rule(status: int, mutating: bool, cls: type) -> None:
-    error = status_error(status, "Net: boom", mutating=mutating, code="c1")
+def test_status_error_applies_the_shared_rule(
+    status: int, mutating: bool, idempotent: bool, cls: type
+) -> None:
+    error = status_error(status, "Net: boom", mutating=mutating, idempotent=idempotent, code="c1")
     assert type(error) is cls
     assert (error.http_status, error.code) == (status, "c1")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 599])
+def test_a_5xx_on_a_create_is_not_retried_blindly_unless_the_key_is_honoured(
+    status: int,
+) -> None:
+    # The safe side by default: a caller that does not say its key is honoured gets an
+    # unknown outcome (settled by lookup), never a Transient that would resend the post.
+    assert isinstance(status_error(status, "Net: boom", mutating=True), OutcomeUnknown)
 
 
 def test_a_504_on_a_create_says_what_may_have_happened() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -298,7 +299,8 @@ WRONG_ADAPTERS = [
     (RawConnectError, "test_connection_refused_raises_transient"),
     (RawConnectError, "test_dropped_connection_raises_transient_or_outcome_unknown"),
     (RateLimitAsTransient, "test_publish_rate_limited_raises_rate_limited"),
-    (ServerErrorAsRejected, "test_publish_server_error_raises_transient"),
+    (ServerErrorAsRejected, "test_publish_server_error_raises_transient_or_outcome_unknown"),
+    (ServerErrorAsRejected, "test_a_5xx_on_the_create_is_never_retried_blindly"),
     (AuthAsRejected, "test_publish_auth_expired_raises_auth_expired"),
     (RejectedWithoutMessage, "test_publish_rejected_raises_rejected_with_message"),
     (TimeoutAsRejected, "test_read_timeout_raises_transient_or_outcome_unknown"),
@@ -343,6 +345,28 @@ def test_lost_answer_pins_the_class_a_lost_answer_must_raise() -> None:
         contract_for(
             ToyAdapter, lost_answer=Transient
         ).test_dropped_connection_raises_transient_or_outcome_unknown()
+
+
+class KeylessToy(ToyAdapter):
+    """The toy on a network that ignores idempotency keys: its 5xx -> Transient is then a
+    blind resend that could publish twice."""
+
+    platform = "keyless-toy"
+    capabilities = replace(ToyAdapter.capabilities, idempotent=False)
+
+
+def test_a_5xx_on_a_create_without_an_honoured_key_must_be_an_unknown_outcome() -> None:
+    # Resent under a key the network honours, a Transient is harmless: the toy passes.
+    contract_for(
+        ToyAdapter, lost_answer=OutcomeUnknown
+    ).test_a_5xx_on_the_create_is_never_retried_blindly()
+    with pytest.raises(
+        AssertionError,
+        match=r"should raise OutcomeUnknown; it raised scheduler\.adapter\.Transient",
+    ):
+        contract_for(
+            KeylessToy, lost_answer=OutcomeUnknown
+        ).test_a_5xx_on_the_create_is_never_retried_blindly()
 
 
 def test_a_failure_names_the_expected_and_the_actual_outcome() -> None:
@@ -534,11 +558,17 @@ def test_fault_handler_answers_html_for_html_body_and_knows_every_fault() -> Non
         200,
         "text/html; charset=utf-8",
     )
+    gateway = fault_handler("bad_gateway")(httpx.Request("POST", f"{API}/posts"))
+    assert (gateway.status_code, gateway.headers["content-type"]) == (
+        502,
+        "text/html; charset=utf-8",
+    )
     assert set(TRANSPORT_FAULTS) == {
         "connect_error",
         "read_timeout",
         "dropped_connection",
         "html_body",
+        "bad_gateway",
     }
 
 

@@ -352,8 +352,9 @@ NOW = datetime(2030, 1, 7, 21, 30, tzinfo=UTC)
             Rejected,
         ),
         (404, {"message": "Not Found"}, Rejected),
-        (500, {"message": "Internal Server Error"}, Transient),
-        (503, None, Transient),
+        # No idempotency key on the create: a 5xx may follow the post's creation.
+        (500, {"message": "Internal Server Error"}, OutcomeUnknown),
+        (503, None, OutcomeUnknown),
         (504, None, OutcomeUnknown),
     ],
 )

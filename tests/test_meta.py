@@ -122,7 +122,7 @@ def classify(
         # No Graph error body: the HTTP status decides.
         (429, None, RateLimited),
         (401, None, AuthExpired),
-        (502, None, Transient),
+        (502, None, OutcomeUnknown),  # a create without an idempotency key: may exist
         (404, None, Rejected),
     ],
 )
@@ -132,6 +132,12 @@ def test_graph_errors_map_to_the_taxonomy(
     error = classify(status, body)
     assert type(error) is expected
     assert error.http_status == status
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_without_a_graph_body_is_transient_on_a_step_nobody_sees(status: int) -> None:
+    # An upload or a container creates nothing anyone sees: trying again is safe.
+    assert type(classify(status, None, mutating=False)) is Transient
 
 
 def test_rejection_keeps_metas_message_user_message_and_trace_id() -> None:

@@ -286,8 +286,9 @@ def test_validate_flags_an_account_without_a_board() -> None:
         (403, 3, Rejected),
         (404, 50, Rejected),
         (409, 6, Rejected),
-        (500, 500, Transient),
-        (503, 503, Transient),
+        # No idempotency key on the Pin creation: a 5xx may follow the Pin's creation.
+        (500, 500, OutcomeUnknown),
+        (503, 503, OutcomeUnknown),
         (504, 504, OutcomeUnknown),
     ],
 )
@@ -298,6 +299,12 @@ def test_pinterest_errors_map_to_the_taxonomy(
     error = classify_error(status, body, httpx.Headers(), where="POST /v5/pins", mutating=True)
     assert type(error) is expected
     assert error.message.startswith("Pinterest: Pinterest's own words [HTTP")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_on_a_read_is_transient(status: int) -> None:
+    error = classify_error(status, None, httpx.Headers(), where="GET /v5/pins", mutating=False)
+    assert type(error) is Transient
 
 
 @pytest.mark.parametrize(

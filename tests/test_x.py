@@ -405,9 +405,23 @@ def test_400_problem_is_rejected_with_detail_and_each_error() -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
-def test_server_errors_are_transient(status: int) -> None:
-    with pytest.raises(Transient):
+def test_a_server_error_on_create_has_an_unknown_outcome(status: int) -> None:
+    # X takes no idempotency key: the post may have been made before the 5xx, so it is
+    # settled by lookup, never resent blindly.
+    with pytest.raises(OutcomeUnknown):
         publish(lambda r: problem(status, "Server Error", "Internal error"))
+
+
+def test_a_server_error_on_a_media_upload_is_transient(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/2/media/upload":
+            return problem(503, "Service Unavailable", "Service Unavailable")
+        return ok_network(request)
+
+    recorder = RecordingHandler(handler)
+    with pytest.raises(Transient):
+        publish(recorder, make_post(media=(png(tmp_path, "a.png"),)))
+    assert [r.url.path for r in recorder.requests] == ["/2/media/upload"]
 
 
 def test_a_gateway_timeout_on_create_has_an_unknown_outcome() -> None:

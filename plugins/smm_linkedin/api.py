@@ -15,7 +15,8 @@ Classification (docs/plugins/networks/linkedin.md):
   (``w_member_social``, ``w_organization_social``), which only a person can grant;
 * 400, 404, 409, 422 and other 4xx: ``Rejected`` with LinkedIn's message (a duplicate post
   is a 422 "Content is a duplicate of urn:li:share:...");
-* 5xx: ``Transient``, except 504 on a request that creates a post: ``OutcomeUnknown``.
+* 5xx: ``Transient``, except on a request that creates a post: ``OutcomeUnknown`` (no
+  idempotency key: the post may have been made).
 """
 
 from __future__ import annotations
@@ -75,8 +76,14 @@ def classify_error(
         return RateLimited(message, http_status=status, retry_at=retry_at, code=code)
     if status == 403:  # LinkedIn answers a revoked or under-scoped token with 403
         return AuthExpired(message, http_status=status, code=code)
+    # The Posts API takes no idempotency key: a 5xx on a create is an unknown outcome.
     return status_error(
-        status, message, mutating=mutating, code=code, effect="the post may have been published"
+        status,
+        message,
+        mutating=mutating,
+        idempotent=False,
+        code=code,
+        effect="the post may have been published",
     )
 
 

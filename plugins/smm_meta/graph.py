@@ -177,8 +177,13 @@ def classify_error(
 def _classify_status(status: int, *, network: str, where: str, mutating: bool) -> PublishError:
     """A failure without a Graph error body (a proxy's page, an empty 5xx)."""
     message = f"{network}: HTTP {status} without a Graph error on {where}"
+    # The Graph API takes no idempotency key: a 5xx on a create is an unknown outcome.
     return status_error(
-        status, message, mutating=mutating, effect="the post may have been published"
+        status,
+        message,
+        mutating=mutating,
+        idempotent=False,
+        effect="the post may have been published",
     )
 
 

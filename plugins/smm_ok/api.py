@@ -115,6 +115,7 @@ def status_error(status: int, *, where: str, mutating: bool) -> PublishError:
         status,
         f"OK: HTTP {status} on {where}",
         mutating=mutating,
+        idempotent=False,  # mediatopic.post takes no idempotency key
         effect="the topic may have been made",
     )
 

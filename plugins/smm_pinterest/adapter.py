@@ -11,7 +11,8 @@ The post's link is the Pin's destination link, not part of the description.
 
 Errors are JSON ``{"code": <int>, "message": "..."}``: 429 is ``RateLimited`` (at
 ``Retry-After`` or ``X-RateLimit-Reset`` when sent), 401 ``AuthExpired``, other 4xx
-``Rejected``, 5xx ``Transient`` (504 on the Pin creation: ``OutcomeUnknown``).
+``Rejected``, 5xx ``Transient`` (on the Pin creation ``OutcomeUnknown``: the Pin may have
+been made).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def classify_error(
         status,
         message,
         mutating=mutating,
+        idempotent=False,  # Pinterest takes no idempotency key
         retry_at=retry_at,
         code=code,
         effect="the Pin may have been created",

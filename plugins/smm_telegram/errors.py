@@ -118,10 +118,15 @@ def classify(
     if 400 <= code < 500:
         return Rejected(description, http_status=status, code=code)
     if code >= 500:
-        # A 504 on a send: the gateway gave up waiting for the Bot API, which may still have
-        # sent the message.
+        # On a send, any 5xx may come after the Bot API took the message (a 504: the gateway
+        # gave up waiting), and the Bot API takes no idempotency key: never resent blindly.
         return status_error(
-            code, description, mutating=sends, code=code, effect="the message may have been sent"
+            code,
+            description,
+            mutating=sends,
+            idempotent=False,
+            code=code,
+            effect="the message may have been sent",
         )
     if sends:
         return OutcomeUnknown(description, http_status=status, code=code)

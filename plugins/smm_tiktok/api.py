@@ -11,8 +11,9 @@ Every answer carries ``{"data": {...}, "error": {"code": "ok", "message": "", "l
 * ``access_token_invalid``, ``scope_not_authorized``, ``scope_permission_missed``,
   ``spam_risk_user_banned_from_posting``, ``unaudited_client_can_only_post_to_private_accounts``
   (401/403): ``AuthExpired``, nothing this account sends can go out until a person acts;
-* ``internal_error`` and other 5xx: ``Transient`` (a 504 on a request that may publish:
-  ``OutcomeUnknown``), by the rule every network shares (``scheduler.adapter.status_error``);
+* ``internal_error`` and other 5xx: ``Transient``, but on a request that may publish
+  ``OutcomeUnknown`` (TikTok takes no idempotency key, so the video may be posted), by the
+  rule every network shares (``scheduler.adapter.status_error``);
 * every other code (``invalid_param``, ``privacy_level_option_mismatch``,
   ``duration_check_failed``, ``file_format_check_failed``, ``url_ownership_unverified``...):
   ``Rejected``.
@@ -84,8 +85,14 @@ def api_error(
         return (OutcomeUnknown if mutating else Transient)(
             f"TikTok: HTTP {status} without TikTok's answer on {where}", http_status=status
         )
+    # TikTok takes no idempotency key: a 5xx on a request that may publish is an unknown.
     return status_error(
-        status, message, mutating=mutating, code=label, effect="the video may be posted"
+        status,
+        message,
+        mutating=mutating,
+        idempotent=False,
+        code=label,
+        effect="the video may be posted",
     )
 
 

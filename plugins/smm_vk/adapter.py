@@ -194,7 +194,7 @@ class VKAdapter(Adapter):
             params["from_group"] = "1"
         if attachments:
             params["attachments"] = ",".join(attachments)
-        response = await api.call("wall.post", params, mutating=True)
+        response = await api.call("wall.post", params, mutating=True, idempotent=True)
         post_id = response.get("post_id") if isinstance(response, dict) else None
         if not post_id:
             raise OutcomeUnknown("VK: wall.post answered without a post_id")

@@ -80,13 +80,20 @@ def classify_error(
     return Rejected(message, code=code)
 
 
-def status_error(status: int, *, where: str, mutating: bool) -> PublishError:
-    """A non-200 answer: VK itself answers errors with 200, so this is the front end."""
+def status_error(
+    status: int, *, where: str, mutating: bool, idempotent: bool = False
+) -> PublishError:
+    """A non-200 answer: VK itself answers errors with 200, so this is the front end.
+    ``idempotent``: the request carries a ``guid`` (VK makes no second post with it)."""
     message = f"VK: HTTP {status} on {where}"
     if status == 401:  # VK's own auth errors come as error codes with HTTP 200
         return Rejected(message, http_status=status)
     return core_status_error(
-        status, message, mutating=mutating, effect="the post may have been made"
+        status,
+        message,
+        mutating=mutating,
+        idempotent=idempotent,
+        effect="the post may have been made",
     )
 
 
@@ -99,8 +106,16 @@ class VKApi:
     version: str  # "5.199"
     token: str
 
-    async def call(self, method: str, params: Mapping[str, str], *, mutating: bool = False) -> Any:
-        """``response`` of ``method``; ``mutating`` for calls a lost answer leaves open."""
+    async def call(
+        self,
+        method: str,
+        params: Mapping[str, str],
+        *,
+        mutating: bool = False,
+        idempotent: bool = False,
+    ) -> Any:
+        """``response`` of ``method``; ``mutating`` for calls a lost answer leaves open,
+        ``idempotent`` for those among them that carry a ``guid``."""
         where = f"POST {method}"
         form = {**params, "v": self.version, "access_token": self.token}
         try:
@@ -108,7 +123,9 @@ class VKApi:
         except httpx.HTTPError as exc:
             raise transport_error(exc, where=where, mutating=mutating) from None
         if response.status_code != 200:
-            raise status_error(response.status_code, where=where, mutating=mutating)
+            raise status_error(
+                response.status_code, where=where, mutating=mutating, idempotent=idempotent
+            )
         body = json_object(response)
         if body is not None and isinstance(body.get("error"), dict):
             raise classify_error(body["error"], method=method, mutating=mutating, secret=self.token)

@@ -122,8 +122,11 @@ def classify(response: httpx.Response, *, sends: bool) -> PublishError:
     if 400 <= status < 500:
         return Rejected(message, http_status=status, code=problem or None)
     if status >= 500:
-        # A 504 on the create: the gateway stopped waiting; the post may still have been made.
-        return status_error(status, message, mutating=sends, effect="the post may have been made")
+        # On the create, any 5xx may come after X made the post (a 504: the gateway stopped
+        # waiting), and X takes no idempotency key: never resent blindly.
+        return status_error(
+            status, message, mutating=sends, idempotent=False, effect="the post may have been made"
+        )
     return (OutcomeUnknown if sends else Transient)(message, http_status=status)
 
 
