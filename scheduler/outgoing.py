@@ -7,6 +7,7 @@ This is the only place the core asks plugins about a post before it is sent: the
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Sequence
 from functools import cache
@@ -142,15 +143,22 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
 
 
 def _thread_issues(adapter: Adapter, post: OutgoingPost, view: Account) -> list[Issue]:
-    """Each thread part checked as a post of its own, as ``thread`` issues."""
+    """Each thread part checked as a post of its own (its text, media and their alt text),
+    named by the part (``thread[0]``) and, for its media, the file (``thread[0].media[1]``)."""
     found = []
     parts = post.chain()
     total = len(parts)
-    for number, part in enumerate(parts[1:], 2):
+    for index, part in enumerate(parts[1:]):
+        label = f"thread part {index + 2} of {total}: "
         for issue in adapter.validate(part, view):
-            found.append(
-                Issue("thread", f"thread part {number} of {total}: {issue.message}", issue.hint)
-            )
+            name = f"thread[{index}]" + (".media" if issue.field == "media" else "")
+            found.append(Issue(name, label + issue.message, issue.hint))
+        for j, path in enumerate(part.media):
+            # One file at a time, so that each problem names its file.
+            single = dataclasses.replace(part, media=(path,), media_meta=(part.meta(j),))
+            for issue in adapter.media_meta_issues(single, view):
+                message = issue.message.replace("media 1 (", f"media {j + 1} (", 1)
+                found.append(Issue(f"thread[{index}].media[{j}]", label + message, issue.hint))
     return found
 
 
@@ -172,6 +180,20 @@ def media_issues(
             media.inspect(entry, capabilities, policy)
         except media.MediaError as exc:
             issues.append(("media", f"media file refused: {exc}", ""))
+    for index, part in enumerate(item.options.thread):
+        for j, entry in enumerate(part.media):
+            if media.is_url(entry):
+                continue
+            try:
+                media.inspect(entry, capabilities, policy)
+            except media.MediaError as exc:
+                issues.append(
+                    (
+                        f"thread[{index}].media[{j}]",
+                        f"thread part {index + 2}: media file refused: {exc}",
+                        "",
+                    )
+                )
     return issues
 
 

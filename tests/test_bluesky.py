@@ -39,6 +39,7 @@ from scheduler.adapter import (
     PublishError,
     RateLimited,
     Rejected,
+    ThreadPart,
     Transient,
 )
 from scheduler.testing import (
@@ -775,6 +776,22 @@ def test_a_thread_is_a_chain_of_replies_under_keys_of_their_own() -> None:
     two_uri = f"at://{DID}/{POST}/{tid_for_key(f'{KEY}-part2')}"
     assert three["reply"] == {"root": root, "parent": {"uri": two_uri, "cid": "bafyreiabc"}}
     assert list(parts) == [tid_for_key(f"{KEY}-part2"), tid_for_key(f"{KEY}-part3")]
+
+
+def test_a_threads_part_embeds_its_own_images_with_alt_text(tmp_path: Path) -> None:
+    # app.bsky.embed.images: images[] of {alt, image: blob} (the lexicon), on the part.
+    pds = FakePds()
+    (tmp_path / "a.png").write_bytes(PNG_SIGNATURE + b"fake")
+    part = ThreadPart("Two", (str(tmp_path / "a.png"),), (MediaMeta("A cup"),))
+    publish(pds, make_post("One", options=PostOptions(thread=(part, "Three"))))
+    records = list(pds.records.values())
+    assert [r["text"] for r in records] == ["One", "Two", "Three"]
+    assert "embed" not in records[0]
+    assert "embed" not in records[2]
+    embed = records[1]["embed"]
+    assert embed["$type"] == "app.bsky.embed.images"
+    assert [i["alt"] for i in embed["images"]] == ["A cup"]
+    assert records[1]["reply"]["parent"]["uri"].endswith(RKEY)
 
 
 def test_a_thread_failing_at_part_2_of_3_resumes_without_reposting() -> None:

@@ -34,6 +34,7 @@ from scheduler.adapter import (
     PublishError,
     RateLimited,
     Rejected,
+    ThreadPart,
     Transient,
 )
 from scheduler.testing import (
@@ -902,6 +903,31 @@ def test_a_thread_failing_at_part_2_of_3_resumes_without_reposting() -> None:
     assert [f["status"] for f in server.created] == [["Part one"], ["Part two"], ["Part three"]]
     assert server.created[1]["in_reply_to_id"] == ["200"]
     assert server.created[2]["in_reply_to_id"] == ["201"]
+
+
+def test_a_threads_parts_carry_their_own_media_and_alt_text(tmp_path: Path) -> None:
+    # POST /api/v2/media (description = alt text, focus "x,y"), then the part's status with
+    # media_ids[] (docs.joinmastodon.org/methods/media, /methods/statuses).
+    server = ThreadServer()
+    uploads: list[bytes] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/media":
+            uploads.append(request.read())
+            media_id = f"9{len(uploads)}"
+            url = f"https://files.mastodon.example/{media_id}.jpg"
+            return httpx.Response(200, json={"id": media_id, "type": "image", "url": url})
+        return server(request)
+
+    part = ThreadPart("Part two", (write(tmp_path, "cup.jpg"),), (MediaMeta("A cup", (0.5, 0)),))
+    options = PostOptions(thread=(part, ThreadPart("Part three")), sensitive=True)
+    publish(respond, make_post("Part one", options=options))
+    (upload,) = uploads  # the part's one file; the first part and part three have none
+    assert b'name="description"\r\n\r\nA cup\r\n' in upload
+    assert b'name="focus"\r\n\r\n0.5,0\r\n' in upload
+    _, two, three = server.created
+    assert (two["media_ids[]"], two["sensitive"]) == (["91"], ["true"])
+    assert "media_ids[]" not in three
 
 
 def test_a_thread_costs_a_status_per_part() -> None:

@@ -33,6 +33,7 @@ from scheduler.adapter import (
     OutgoingPost,
     PostOptions,
     Published,
+    ThreadPart,
     Transient,
 )
 from scheduler.checkpoints import Checkpoints
@@ -231,3 +232,29 @@ def test_lookup_without_the_record_does_not_claim_the_chain(tmp_path: Path) -> N
     attempt(fake, tmp_path / "this-host")
     with pytest.raises(OutcomeUnknown, match="no record of its other parts"):
         attempt(fake, tmp_path / "another-host", "lookup")
+
+
+def test_a_part_with_an_image_is_an_image_container_replying_to_the_part_before(
+    tmp_path: Path,
+) -> None:
+    fake = FakeThreads()
+    image = ThreadPart("Part two: mugs", ("https://cdn.example.com/mug.jpg",))
+    post = make_post(options=PostOptions(thread=(image, ThreadPart(PARTS[1]))))
+
+    async def main() -> None:
+        async with mock_client(fake) as client:
+            adapter = ThreadsAdapter(client, checkpoints=Checkpoints(tmp_path))
+            adapter.poll_interval = 0
+            await adapter.publish(post, make_account(), post.idempotency_key)
+
+    asyncio.run(main())
+    assert fake.chain() == WHOLE_CHAIN
+    first_id = next(iter(fake.media))
+    second = list(fake.containers.values())[1]
+    assert second == {
+        "media_type": "IMAGE",
+        "image_url": "https://cdn.example.com/mug.jpg",
+        "text": "Part two: mugs",
+        "reply_to_id": first_id,
+        "access_token": TOKEN,
+    }

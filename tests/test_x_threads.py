@@ -22,14 +22,17 @@ from typing import Any
 
 import httpx
 import pytest
+from adapter_support import PNG_SIGNATURE
 from smm_x import XAdapter
 
 from scheduler.adapter import (
     Account,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     PostOptions,
     Published,
+    ThreadPart,
     Transient,
 )
 from scheduler.checkpoints import Checkpoints
@@ -68,6 +71,8 @@ class FakeX:
     def __init__(self, fail: dict[int, str] | None = None) -> None:
         self.fail = dict(fail or {})
         self.creates = 0
+        self.uploads = 0
+        self.alt_texts: list[dict[str, Any]] = []
         #: The posts X holds, in order: id, text, the id replied to.
         self.posts: list[dict[str, Any]] = []
 
@@ -82,11 +87,23 @@ class FakeX:
             payload = json.loads(request.content)
             post_id = str(1445880548472328192 + len(self.posts))
             reply = payload.get("reply", {}).get("in_reply_to_tweet_id")
-            self.posts.append({"id": post_id, "text": payload["text"], "reply": reply})
+            media = payload.get("media", {}).get("media_ids", [])
+            self.posts.append(
+                {"id": post_id, "text": payload["text"], "reply": reply, "media": media}
+            )
             if mode == "drop":
                 raise httpx.ReadTimeout("the answer was lost", request=request)
             data = {"id": post_id, "text": payload["text"], "edit_history_tweet_ids": [post_id]}
             return httpx.Response(201, json={"data": data})
+        if request.method == "POST" and path == "/2/media/upload":
+            # POST /2/media/upload (docs.x.com/x-api/media/media-upload): {"data": {"id",
+            # "media_key", "size", "expires_after_secs"}}.
+            self.uploads += 1
+            data = {"id": f"171000000000000000{self.uploads}", "media_key": "3_1", "size": 40}
+            return httpx.Response(200, json={"data": {**data, "expires_after_secs": 86400}})
+        if request.method == "POST" and path == "/2/media/metadata":
+            self.alt_texts.append(json.loads(request.content))
+            return httpx.Response(200, json={"data": {"associated_metadata": True}})
         if path == "/2/users/me":
             return httpx.Response(200, json={"data": {"id": USER_ID, "username": "smm"}})
         if path == f"/2/users/{USER_ID}/tweets":
@@ -223,3 +240,18 @@ def test_thread_parts_spend_the_monthly_cap_one_each() -> None:
 
     adapter = offline_adapter(XAdapter)
     assert adapter.budget_cost(make_post(), make_account()) == {"x-posts": 3}
+
+
+@pytest.mark.usefixtures("media_roots")
+def test_a_part_uploads_its_own_images_with_alt_text(tmp_path: Path) -> None:
+    image = tmp_path / "cup.png"
+    image.write_bytes(PNG_SIGNATURE + b"\0" * 16)
+    part = ThreadPart("Part two: the audience", (str(image),), (MediaMeta("A cup"),))
+    post = make_post(options=PostOptions(thread=(part, ThreadPart(PARTS[1]))))
+    fake = FakeX()
+    attempt(fake, tmp_path / "notes", post=post)
+    assert fake.chain() == WHOLE_CHAIN
+    assert [p["media"] for p in fake.posts] == [[], ["1710000000000000001"], []]
+    assert fake.alt_texts == [
+        {"id": "1710000000000000001", "metadata": {"alt_text": {"text": "A cup"}}}
+    ]

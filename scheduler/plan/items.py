@@ -51,7 +51,25 @@ class RawItem:
     order: int = 0
 
     def line_of(self, name: str) -> int:
-        return self.field_lines.get(name, self.line) if self.field_lines else self.line
+        """The line of field ``name``; of a nested one (``thread[1].media[0]``), the line of
+        the mapping or key it names where the file tells it, else of the field it is in."""
+        if not self.field_lines:
+            return self.line
+        line = self.field_lines.get(name)
+        if line is not None:
+            return line
+        base, bracket, rest = name.partition("[")
+        line = self.field_lines.get(base, self.line)
+        if bracket:
+            index, _, key = rest.partition("]")
+            value = self.values.get(base)
+            if index.isdigit() and isinstance(value, list) and int(index) < len(value):
+                part = value[int(index)]
+                # A YAML mapping knows its own line and its keys' (scheduler.plan.safeyaml).
+                line = getattr(part, "line", line)
+                key = key.lstrip(".").partition("[")[0]
+                line = getattr(part, "key_lines", {}).get(key, line)
+        return line
 
 
 @dataclass(slots=True)

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from scheduler.adapter import NO_OPTIONS, VISIBILITIES, Poll, PostOptions, ThreadPart
+from scheduler.adapter import NO_OPTIONS, VISIBILITIES, MediaMeta, Poll, PostOptions, ThreadPart
 from scheduler.plan.items import meta_record, stored_meta
+from scheduler.plan.media_items import media_entries
 
 #: Fields of a plan item that hold options (CSV spells the poll in three columns).
 OPTION_FIELDS = (
@@ -106,16 +107,38 @@ _PART_BREAK = re.compile(r"\n[ \t]*---[ \t]*\n")
 MAX_THREAD_PARTS = 25
 
 
+#: Keys of a thread part written as a mapping.
+PART_KEYS = ("text", "media")
+
+
 def _thread(values: Mapping[str, Any], fail: Fail, kind: Kind) -> tuple[ThreadPart, ...]:
-    """The texts of the parts after the first: a YAML list of texts (or ``{text: ...}``), or
-    a CSV cell whose parts are separated by a line ``---``."""
+    """The parts after the first: a YAML list of texts or ``{text: ..., media: [...]}``
+    mappings (media as an item's: paths or ``{path, alt, focus}``, as written: the caller
+    resolves them), or a CSV cell whose parts are separated by a line ``---``."""
     value = values.get("thread")
     if value is None or value == "" or value == []:
         return ()
+    media: dict[int, tuple[tuple[str, ...], tuple[MediaMeta, ...]]] = {}
     if type(value) is str:
         raw: list[Any] = _PART_BREAK.split("\n" + value + "\n")
     elif isinstance(value, list):
-        raw = [v.get("text") if isinstance(v, dict) and set(v) == {"text"} else v for v in value]
+        raw = []
+        for index, part in enumerate(value):
+            if not isinstance(part, dict):
+                raw.append(part)
+                continue
+            unknown = sorted(str(k) for k in part if k not in PART_KEYS)
+            if unknown:
+                fail(
+                    f"thread[{index}]",
+                    f"thread part {index + 2}: unknown key {unknown[0]!r}",
+                    "a thread part takes text and media",
+                )
+                return ()
+            if part.get("media") not in (None, "", []):
+                media[index] = _part_media(part["media"], index, fail, kind)
+            # A part may be media alone; whether its network takes that is the plugin's call.
+            raw.append("" if part.get("text") is None and index in media else part.get("text"))
     else:
         fail(
             "thread",
@@ -137,16 +160,41 @@ def _thread(values: Mapping[str, Any], fail: Fail, kind: Kind) -> tuple[ThreadPa
             )
             return ()
         text = part.strip("\n").rstrip()
-        if not text.strip():
+        if not text.strip() and (number - 2) not in media:
             if type(value) is str:
                 continue  # a break at the start or end of the cell
             fail("thread", f"thread part {number} is empty", "")
             return ()
-        parts.append(ThreadPart(text))
+        paths, metas = media.get(number - 2, ((), ()))
+        parts.append(ThreadPart(text, paths, metas))
     if len(parts) > MAX_THREAD_PARTS:
         fail("thread", f"{len(parts)} thread parts, at most {MAX_THREAD_PARTS}", "")
         return ()
     return tuple(parts)
+
+
+def _part_media(
+    value: Any, index: int, fail: Fail, kind: Kind
+) -> tuple[tuple[str, ...], tuple[MediaMeta, ...]]:
+    """A thread part's media entries as written, each problem named by the part and file
+    (``thread[0].media[1]``)."""
+    if not isinstance(value, list):
+        value = [value]
+    paths: list[str] = []
+    metas: list[MediaMeta] = []
+    for position, entry in enumerate(value):
+        where = f"thread[{index}].media[{position}]"
+
+        def located(name: str, message: str, hint: str, where: str = where) -> None:
+            fail(where, f"thread part {index + 2}: {message}", hint)
+
+        found, meta = media_entries([entry], None, located, kind)
+        if found:
+            paths.append(found[0])
+            metas.append(meta[0] if meta else MediaMeta())
+    if all(m.alt is None and m.focus is None for m in metas):
+        metas = []
+    return tuple(paths), tuple(metas)
 
 
 def _text(values: Mapping[str, Any], name: str, fail: Fail, kind: Kind) -> str | None:

@@ -6,13 +6,14 @@ import difflib
 import functools
 import re
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from scheduler import fetch, media
-from scheduler.adapter import MediaMeta
+from scheduler.adapter import MediaMeta, PostOptions
 from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
@@ -196,33 +197,56 @@ def _media(
 ) -> tuple[tuple[str, ...], tuple[MediaMeta, ...]]:
     """The item's media: URLs the fetch policy allows, and files under the media roots,
     stored as resolved absolute paths (docs/security.md); and their alt text and focus."""
-    out = []
     values = c.raw.values
     entries, metas = media_entries(values.get("media"), values.get("media_alt"), c.fail, _kind)
-    for entry in entries:
-        if media.is_url(entry):
-            problem = fetch.url_problem(entry, config.media)
-            if problem is not None:
-                c.fail(
-                    "media",
-                    f"media URL {fetch.short_url(entry)!r} is refused: {problem}",
-                    "media must come from public addresses (or [media] allow_hosts)",
-                )
-                continue
-            out.append(entry)
-            continue
-        try:
-            path = media.locate(entry, base, _roots(config.media, base))
-        except media.MediaError as exc:
+    out = [_resolved(c, entry, "media", "", base, config) for entry in entries]
+    if None in out:
+        return tuple(e for e in out if e is not None), ()  # the item is refused anyway
+    return tuple(e for e in out if e is not None), metas
+
+
+def _resolved(
+    c: _Checker, entry: str, name: str, prefix: str, base: Path, config: Config
+) -> str | None:
+    """One media entry as stored: a URL the fetch policy allows, or a file under the media
+    roots as a resolved absolute path; None after recording why not."""
+    if media.is_url(entry):
+        problem = fetch.url_problem(entry, config.media)
+        if problem is not None:
             c.fail(
-                "media",
-                f"media file refused: {exc}",
-                "paths are relative to the plan file and must stay under its folder "
-                "or a [media] roots folder",
+                name,
+                f"{prefix}media URL {fetch.short_url(entry)!r} is refused: {problem}",
+                "media must come from public addresses (or [media] allow_hosts)",
             )
-            continue
-        out.append(str(path))
-    return tuple(out), metas
+            return None
+        return entry
+    try:
+        path = media.locate(entry, base, _roots(config.media, base))
+    except media.MediaError as exc:
+        c.fail(
+            name,
+            f"{prefix}media file refused: {exc}",
+            "paths are relative to the plan file and must stay under its folder "
+            "or a [media] roots folder",
+        )
+        return None
+    return str(path)
+
+
+def _part_media(c: _Checker, options: PostOptions, base: Path, config: Config) -> PostOptions:
+    """The options with each thread part's media resolved as an item's are."""
+    if not any(part.media for part in options.thread):
+        return options
+    parts = []
+    for index, part in enumerate(options.thread):
+        paths = tuple(
+            _resolved(
+                c, entry, f"thread[{index}].media[{j}]", f"thread part {index + 2}: ", base, config
+            )
+            for j, entry in enumerate(part.media)
+        )
+        parts.append(replace(part, media=tuple(p for p in paths if p is not None)))
+    return replace(options, thread=tuple(parts))
 
 
 @functools.lru_cache(maxsize=64)
@@ -300,6 +324,13 @@ def validate_item(
     if account is not None and account.require_alt and media:
         _require_alt(c, account, media, media_meta)
     options = post_options(raw.values, c.fail, _kind)
+    if options.thread:
+        options = _part_media(c, options, _plan_dir(raw.file), config)
+        if account is not None and account.require_alt:
+            for index, part in enumerate(options.thread):
+                _require_alt(
+                    c, account, part.media, part.media_meta, f"thread[{index}].media", index + 2
+                )
     tags = (
         tuple(t.lstrip("#") for t in c.str_list("tags", _TAG_SPLIT) if t.lstrip("#"))
         if raw.values.get("tags") not in (None, "")
@@ -342,14 +373,21 @@ def validate_item(
 
 
 def _require_alt(
-    c: _Checker, account: AccountConfig, media: tuple[str, ...], meta: tuple[MediaMeta, ...]
+    c: _Checker,
+    account: AccountConfig,
+    media: tuple[str, ...],
+    meta: tuple[MediaMeta, ...],
+    name: str = "media",
+    part: int | None = None,
 ) -> None:
-    """``require_alt = true``: every media file of the account's posts has alt text."""
+    """``require_alt = true``: every media file of the account's posts (and of each thread
+    part, ``part`` its number) has alt text."""
+    prefix = "" if part is None else f"thread part {part}: "
     for index, path in enumerate(media):
         if index >= len(meta) or not meta[index].alt:
             c.fail(
-                "media",
-                f"media {index + 1} ({Path(path).name}) has no alt text, and account "
+                name if part is None else f"{name}[{index}]",
+                f"{prefix}media {index + 1} ({Path(path).name}) has no alt text, and account "
                 f"{account.name!r} requires it",
                 'write it as {path: ..., alt: "what the image shows"} (CSV: a media_alt column)',
             )
@@ -489,7 +527,8 @@ def validate_range(
         if network_check is not None:
             account = config.accounts[item.account]
             found = network_check(item, account)
-            if item.media:  # the files' content against what the network takes
+            # The files' content against what the network takes (a thread part's too).
+            if item.media or item.options.thread:
                 from scheduler.outgoing import media_issues
 
                 found = [*found, *media_issues(item, account, config.media)]
