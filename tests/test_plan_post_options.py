@@ -192,21 +192,26 @@ def test_a_thread_is_read_from_yaml_and_csv(tmp_path: Path, config: Config) -> N
 
 
 @pytest.mark.parametrize(
-    ("account", "extra", "needle"),
+    ("account", "extra", "field", "needle"),
     [
-        ("toots", "  thread: [ok, '" + "x" * 501 + "']\n", "thread part 3 of 3: 501 characters"),
-        ("chat", "  thread: [Part two]\n", "telegram cannot honour 'thread'"),
-        ("toots", "  thread: [ok, [nested]]\n", "thread part 3 must be text, got a list"),
-        ("toots", "  thread: ['']\n", "thread part 2 is empty"),
+        (
+            "toots",
+            "  thread: [ok, '" + "x" * 501 + "']\n",
+            "thread[1]",  # the part, counted from 0 in the list
+            "thread part 3 of 3: 501 characters",
+        ),
+        ("chat", "  thread: [Part two]\n", "thread", "telegram cannot honour 'thread'"),
+        ("toots", "  thread: [ok, [nested]]\n", "thread", "thread part 3 must be text, got a list"),
+        ("toots", "  thread: ['']\n", "thread", "thread part 2 is empty"),
     ],
 )
 def test_each_thread_misuse_names_file_line_and_field(
-    tmp_path: Path, config: Config, account: str, extra: str, needle: str
+    tmp_path: Path, config: Config, account: str, extra: str, field: str, needle: str
 ) -> None:
     _, problems = check(tmp_path, config, ITEM.format(account=account, extra=extra))
     (problem,) = problems
     assert needle in problem.message
-    assert (problem.line, problem.field, problem.item) == (5, "thread", "o1")
+    assert (problem.line, problem.field, problem.item) == (5, field, "o1")
 
 
 def test_queue_show_lists_the_options_and_each_thread_part(
