@@ -16,6 +16,7 @@ from smm_meta import FacebookAdapter
 
 from scheduler.adapter import (
     Account,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -258,6 +259,33 @@ def test_several_images_are_uploaded_unpublished_then_attached_to_one_post() -> 
     assert json.loads(feed["attached_media[0]"]) == {"media_fbid": "122107356000000001"}
     assert json.loads(feed["attached_media[1]"]) == {"media_fbid": "122107356000000002"}
     assert "link" not in feed
+
+
+def test_alt_text_goes_with_each_photo_as_alt_text_custom(tmp_path: Path) -> None:
+    # POST /{page-id}/photos: alt_text_custom, "Accessible alternative description for an
+    # image" (developers.facebook.com/docs/graph-api/reference/photo, Publishing).
+    page = FakePage()
+    post = make_post(media=("https://cdn.example.com/a.jpg",), media_meta=(MediaMeta("A coat"),))
+    publish(page, post)
+    assert form(page.photos[0])["alt_text_custom"] == "A coat"
+
+    page = FakePage()
+    images = ("https://cdn.example.com/a.jpg", "https://cdn.example.com/b.jpg")
+    publish(page, make_post(media=images, media_meta=(MediaMeta(), MediaMeta("A scarf"))))
+    assert [form(r).get("alt_text_custom") for r in page.photos] == [None, "A scarf"]
+
+    image = tmp_path / "coat.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    page = FakePage()
+    publish(page, make_post(media=(str(image),), media_meta=(MediaMeta("A coat"),)))
+    assert b'name="alt_text_custom"\r\n\r\nA coat\r\n' in page.photos[0].content
+
+
+def test_alt_text_is_held_to_1000_characters() -> None:
+    adapter = offline_adapter(FacebookAdapter)
+    post = make_post(media=("https://cdn.example.com/a.jpg",), media_meta=(MediaMeta("x" * 1001),))
+    (issue,) = adapter.media_meta_issues(post, make_account())
+    assert "over facebook's limit of 1000" in issue.message
 
 
 def test_a_lost_answer_while_uploading_hidden_photos_is_safe_to_retry() -> None:

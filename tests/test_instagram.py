@@ -15,6 +15,7 @@ from smm_meta import InstagramAdapter
 
 from scheduler.adapter import (
     Account,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -300,6 +301,37 @@ def test_several_images_become_a_carousel_of_ready_children() -> None:
     assert carousel[1]["media_type"] == "CAROUSEL"
     assert carousel[1]["children"] == ",".join(c for c, _ in children)
     assert "caption" not in children[0][1]
+
+
+def test_alt_text_rides_on_the_image_container_and_on_each_carousel_image() -> None:
+    # POST /{ig-user-id}/media: alt_text "for image posts only ... up to 1000 character";
+    # only on a single image or an image of a carousel (the parent holds no image).
+    fake = FakeInstagram()
+    run(
+        fake,
+        lambda a: a.publish(make_post(media_meta=(MediaMeta("A parcel"),)), make_account(), "k1"),
+    )
+    ((_, single),) = fake.containers.items()
+    assert single["alt_text"] == "A parcel"
+
+    fake = FakeInstagram()
+    images = (IMAGE, "https://cdn.example.com/photos/b.jpg")
+    meta = (MediaMeta("A parcel"), MediaMeta())
+    post = make_post(media=images, media_meta=meta)
+    run(fake, lambda a: a.publish(post, make_account(), "k2"))
+    first, second, carousel = fake.containers.values()
+    assert first["alt_text"] == "A parcel"
+    assert "alt_text" not in second  # no alt text given: Instagram writes its own
+    assert "alt_text" not in carousel
+
+
+def test_alt_text_over_1000_characters_is_refused_at_validation() -> None:
+    adapter = offline_adapter(InstagramAdapter)
+    fits = make_post(media_meta=(MediaMeta("x" * 1000),))
+    over = make_post(media_meta=(MediaMeta("x" * 1001),))
+    assert adapter.media_meta_issues(fits, make_account()) == []
+    (issue,) = adapter.media_meta_issues(over, make_account())
+    assert "alt text of 1001 characters, over instagram's limit of 1000" in issue.message
 
 
 def test_publish_waits_while_the_container_is_in_progress() -> None:

@@ -12,7 +12,7 @@ import pytest
 from adapter_support import form
 from smm_meta import ThreadsAdapter
 
-from scheduler.adapter import Account, OutgoingPost, Published, RateLimited
+from scheduler.adapter import Account, MediaMeta, OutgoingPost, Published, RateLimited
 from scheduler.testing import (
     AdapterContract,
     Handler,
@@ -170,6 +170,18 @@ def test_quota_of_250_used_up_is_rate_limited_before_any_container() -> None:
     with pytest.raises(RateLimited, match="250 of 250"):
         run(fake, lambda a: a.publish(post, make_account(), post.idempotency_key))
     assert fake.containers == {}
+
+
+def test_alt_text_rides_on_the_image_container() -> None:
+    # POST /{threads-user-id}/threads: alt_text, at most 1,000 characters.
+    fake = FakeThreads()
+    post = make_post(media=("https://cdn.example.com/mood.png",), media_meta=(MediaMeta("A mug"),))
+    run(fake, lambda a: a.publish(post, make_account(), post.idempotency_key))
+    (params,) = fake.containers.values()
+    assert params["alt_text"] == "A mug"
+    over = make_post(media=post.media, media_meta=(MediaMeta("x" * 1001),))
+    (issue,) = offline_adapter(ThreadsAdapter).media_meta_issues(over, make_account())
+    assert "over threads's limit of 1000" in issue.message
 
 
 @pytest.mark.parametrize(

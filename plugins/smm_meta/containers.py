@@ -108,12 +108,12 @@ class ContainerAdapter(Adapter):
     # -- request parameters, per network ----------------------------------------------------
 
     @abstractmethod
-    def single_params(self, url: str | None, text: str) -> dict[str, str]:
-        """The container of a post with one image (or none)."""
+    def single_params(self, url: str | None, text: str, alt: str | None = None) -> dict[str, str]:
+        """The container of a post with one image (or none), with its alt text if any."""
 
     @abstractmethod
-    def child_params(self, url: str) -> dict[str, str]:
-        """One image of a carousel."""
+    def child_params(self, url: str, alt: str | None = None) -> dict[str, str]:
+        """One image of a carousel, with its alt text if any."""
 
     @abstractmethod
     def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
@@ -204,13 +204,15 @@ class ContainerAdapter(Adapter):
         text = self.compose_text(post)
         if len(post.media) > 1:
             children = [
-                await self._container(graph, user, self.child_params(url)) for url in post.media
+                await self._container(graph, user, self.child_params(url, post.meta(i).alt))
+                for i, url in enumerate(post.media)
             ]
             for child in children:
                 await self._wait_until_finished(graph, child)
             params = self.carousel_params(children, text)
         else:
-            params = self.single_params(post.media[0] if post.media else None, text)
+            url = post.media[0] if post.media else None
+            params = self.single_params(url, text, post.meta(0).alt if url else None)
         return await self._container(graph, user, {**params, **(extra or {})})
 
     def _listing(self, user: str) -> Listing:

@@ -54,6 +54,9 @@ class InstagramAdapter(ContainerAdapter):
         has_reach=True,
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(hours=1), concurrency=1),
         requires_media=True,
+        # POST /{ig-user-id}/media: alt_text "for image posts only ... up to 1000 character",
+        # on a single image or an image of a carousel (not Reels or stories).
+        alt_text_limit=1000,
         # POST /{ig-media-id}/comments
         post_options=frozenset({"first_comment"}),
     )
@@ -104,13 +107,18 @@ class InstagramAdapter(ContainerAdapter):
         issues += media_issues(post.media, "Instagram", (".jpg", ".jpeg"))
         return issues
 
-    def single_params(self, url: str | None, text: str) -> dict[str, str]:
+    def single_params(self, url: str | None, text: str, alt: str | None = None) -> dict[str, str]:
         if url is None:  # validate() flags it at import; a post that slipped through fails here
             raise Rejected("Instagram: a post needs at least one image")
-        return {"image_url": url, "caption": text}
+        return {"image_url": url, "caption": text, **_alt(alt)}
 
-    def child_params(self, url: str) -> dict[str, str]:
-        return {"image_url": url, "is_carousel_item": "true"}
+    def child_params(self, url: str, alt: str | None = None) -> dict[str, str]:
+        return {"image_url": url, "is_carousel_item": "true", **_alt(alt)}
 
     def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
         return {"media_type": "CAROUSEL", "children": ",".join(children), "caption": text}
+
+
+def _alt(alt: str | None) -> dict[str, str]:
+    """The container's ``alt_text`` (image containers only, single or carousel item)."""
+    return {"alt_text": alt} if alt else {}

@@ -76,6 +76,9 @@ class ThreadsAdapter(ContainerAdapter):
         rate_limit=RateLimitPolicy(requests=100, per=timedelta(hours=1), concurrency=1),
         # A thread: containers with reply_to_id, published in turn.
         post_options=frozenset({"thread"}),
+        # POST /{threads-user-id}/threads: alt_text, "The maximum length of alt_text is
+        # 1,000 characters", for an image or video.
+        alt_text_limit=1000,
     )
 
     network = "Threads"
@@ -109,13 +112,15 @@ class ThreadsAdapter(ContainerAdapter):
             issues.append(Issue("text", "a Threads post needs text or an image"))
         return issues
 
-    def single_params(self, url: str | None, text: str) -> dict[str, str]:
+    def single_params(self, url: str | None, text: str, alt: str | None = None) -> dict[str, str]:
         if url is None:
             return {"media_type": "TEXT", "text": text}
-        return {"media_type": "IMAGE", "image_url": url, "text": text}
+        params = {"media_type": "IMAGE", "image_url": url, "text": text}
+        return {**params, "alt_text": alt} if alt else params
 
-    def child_params(self, url: str) -> dict[str, str]:
-        return {"media_type": "IMAGE", "image_url": url, "is_carousel_item": "true"}
+    def child_params(self, url: str, alt: str | None = None) -> dict[str, str]:
+        params = {"media_type": "IMAGE", "image_url": url, "is_carousel_item": "true"}
+        return {**params, "alt_text": alt} if alt else params
 
     def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
         return {"media_type": "CAROUSEL", "children": ",".join(children), "text": text}
