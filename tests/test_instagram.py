@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from adapter_support import form
 from smm_meta import InstagramAdapter
+from structlog.testing import capture_logs
 
 from scheduler.adapter import (
     Account,
@@ -29,6 +31,7 @@ from scheduler.testing import (
     Handler,
     RecordingHandler,
     account_with_secrets,
+    mock_client,
     offline_adapter,
     run_adapter,
 )
@@ -455,6 +458,89 @@ def test_lookup_turns_a_server_error_into_outcome_unknown() -> None:
         run(handler, lambda a: a.lookup(make_post(), make_account()))
 
 
+# --------------------------------------------------------------------------- video
+
+
+def test_a_video_alone_is_a_reel_polled_until_finished() -> None:
+    # POST /{ig-user-id}/media with media_type=REELS and video_url; the container's
+    # status_code goes IN_PROGRESS -> FINISHED while Instagram fetches and processes the video.
+    fake = FakeInstagram(processing=2)
+    video = "https://cdn.example.com/clips/launch.mp4"
+    post = make_post(media=(video,))
+    with capture_logs() as logs:
+        result = run(fake, lambda a: a.publish(post, make_account(), post.idempotency_key))
+    ((_, params),) = fake.containers.items()
+    assert params == {
+        "media_type": "REELS",
+        "video_url": video,
+        "caption": "How we pack a parcel in 30 seconds #howto",
+        "access_token": TOKEN,
+    }
+    states = [e["state"] for e in logs if e["event"] == "container_status"]
+    assert states == ["IN_PROGRESS", "IN_PROGRESS", "FINISHED"]
+    assert result.remote_id == "17920238422030506"
+
+
+def test_a_video_still_processing_is_transient_and_the_retry_waits_on_the_same_container() -> None:
+    fake = FakeInstagram(processing=12)
+    post = make_post(media=("https://cdn.example.com/clips/launch.mp4",))
+
+    async def main() -> Published:
+        async with mock_client(fake) as client:
+            adapter = fast(client)
+            with pytest.raises(Transient, match="still processing"):
+                await adapter.publish(post, make_account(), post.idempotency_key)
+            return await adapter.publish(post, make_account(), post.idempotency_key)
+
+    published = asyncio.run(main())
+    assert len(fake.containers) == 1  # the retry did not ask Instagram to fetch it again
+    assert published.remote_id == "17920238422030506"
+
+
+def test_a_video_instagram_cannot_process_is_rejected_with_its_reason() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/content_publishing_limit"):
+            config = {"quota_total": 100, "quota_duration": 86400}
+            return httpx.Response(200, json={"data": [{"quota_usage": 0, "config": config}]})
+        if request.method == "POST":
+            return httpx.Response(200, json={"id": "17889455560051444"})
+        # GET /{container}?fields=status_code,status: ERROR with Instagram's reason.
+        reason = "ERROR: Media upload has failed with error code 2207026"
+        return httpx.Response(
+            200, json={"status_code": "ERROR", "status": reason, "id": "17889455560051444"}
+        )
+
+    post = make_post(media=("https://cdn.example.com/clips/launch.mp4",))
+    with pytest.raises(Rejected, match="2207026"):
+        run(handler, lambda a: a.publish(post, make_account(), post.idempotency_key))
+
+
+def test_a_carousel_mixes_images_and_video_items() -> None:
+    fake = FakeInstagram()
+    media = (IMAGE, "https://cdn.example.com/clips/b.mov")
+    post = make_post(media=media)
+    run(fake, lambda a: a.publish(post, make_account(), post.idempotency_key))
+    image, video, carousel = fake.containers.values()
+    assert video == {
+        "media_type": "VIDEO",
+        "video_url": "https://cdn.example.com/clips/b.mov",
+        "is_carousel_item": "true",
+        "access_token": TOKEN,
+    }
+    assert "media_type" not in image
+    assert carousel["media_type"] == "CAROUSEL"
+
+
+def test_alt_text_on_a_video_is_refused_at_validation() -> None:
+    adapter = offline_adapter(InstagramAdapter)
+    post = make_post(
+        media=("https://cdn.example.com/clips/launch.mp4",), media_meta=(MediaMeta("A parcel"),)
+    )
+    (issue,) = adapter.media_meta_issues(post, make_account())
+    assert "alt text on images only, not on Reels" in issue.message
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -469,7 +555,7 @@ def test_validate_accepts_a_captioned_jpeg() -> None:
         ({"media": ()}, "media", "at least one media"),
         ({"media": ("/srv/photos/a.jpg",)}, "media", "not a URL"),
         ({"media": ("https://cdn.example.com/a.png",)}, "media", ".jpg, .jpeg images only"),
-        ({"media": ("https://cdn.example.com/clip.mp4",)}, "media", "video is not supported"),
+        ({"media": ("https://cdn.example.com/clip.webm",)}, "media", ".mp4, .mov videos only"),
         ({"text": " ".join(f"#tag{i}" for i in range(31))}, "text", "31 hashtags"),
         ({"text": " ".join(f"@user{i}" for i in range(21))}, "text", "21 @mentions"),
         ({"text": "x" * 2201}, "text", "over the limit of 2200"),

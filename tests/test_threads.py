@@ -172,6 +172,29 @@ def test_quota_of_250_used_up_is_rate_limited_before_any_container() -> None:
     assert fake.containers == {}
 
 
+def test_a_video_is_a_video_container_with_its_alt_text() -> None:
+    # POST /{threads-user-id}/threads: media_type=VIDEO with video_url (and alt_text, "for an
+    # image or video"); GET /{container}?fields=status,error_message until FINISHED.
+    fake = FakeThreads()
+    video = "https://cdn.example.com/clips/mood.mp4"
+    post = make_post(media=(video,), media_meta=(MediaMeta("A mug, steaming"),))
+    run(fake, lambda a: a.publish(post, make_account(), post.idempotency_key))
+    (params,) = fake.containers.values()
+    assert params == {
+        "media_type": "VIDEO",
+        "video_url": video,
+        "text": "Monday mood: coffee first",
+        "alt_text": "A mug, steaming",
+        "access_token": TOKEN,
+    }
+    adapter = offline_adapter(ThreadsAdapter)
+    assert adapter.validate(post, make_account()) == []
+    webm = adapter.validate(make_post(media=("https://cdn.example.com/a.webm",)), make_account())
+    assert [i.message for i in webm] == [
+        "'https://cdn.example.com/a.webm': Threads takes .mp4, .mov videos only"
+    ]
+
+
 def test_alt_text_rides_on_the_image_container() -> None:
     # POST /{threads-user-id}/threads: alt_text, at most 1,000 characters.
     fake = FakeThreads()

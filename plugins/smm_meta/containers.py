@@ -28,6 +28,7 @@ from typing import ClassVar
 from urllib.parse import urlparse
 
 import httpx
+import structlog
 
 from scheduler import tokens
 from scheduler.adapter import (
@@ -47,14 +48,29 @@ from scheduler.adapter import (
 from scheduler.timeutil import utcnow
 from smm_meta.graph import Graph, Listing, count, find_recent, insight_values
 
-__all__ = ["ContainerAdapter", "media_issues"]
+__all__ = ["VIDEO_FORMATS", "ContainerAdapter", "is_video", "media_issues"]
+
+log = structlog.get_logger("smm_meta.containers")
 
 _VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".avi")
+#: The video files Instagram and Threads take (MP4 and QuickTime containers).
+VIDEO_FORMATS = (".mp4", ".mov")
 _REMEMBERED_CONTAINERS = 1024
 
 
-def media_issues(media: Sequence[str], network: str, formats: tuple[str, ...]) -> list[Issue]:
-    """Media Meta cannot fetch: not a public URL, a video, or an image format it refuses."""
+def is_video(entry: str) -> bool:
+    """Whether a media URL names a video file (by its extension: Meta fetches the file)."""
+    return urlparse(entry).path.lower().endswith(_VIDEO_SUFFIXES)
+
+
+def media_issues(
+    media: Sequence[str],
+    network: str,
+    formats: tuple[str, ...],
+    videos: tuple[str, ...] = (),
+) -> list[Issue]:
+    """Media Meta cannot fetch: not a public URL, a video in a format it refuses (any video
+    when ``videos`` is empty), or an image format it refuses."""
     issues = []
     for entry in media:
         parsed = urlparse(entry)
@@ -67,9 +83,20 @@ def media_issues(media: Sequence[str], network: str, formats: tuple[str, ...]) -
                     "upload the file somewhere public and put its https:// URL in the plan",
                 )
             )
-        elif path.endswith(_VIDEO_SUFFIXES):
-            issues.append(Issue("media", f"{entry!r}: video is not supported for {network}"))
-        elif "." in path.rsplit("/", 1)[-1] and not path.endswith(formats):
+        elif path.endswith(_VIDEO_SUFFIXES) and not path.endswith(videos):
+            issues.append(
+                Issue(
+                    "media",
+                    f"{entry!r}: {network} takes {', '.join(videos)} videos only"
+                    if videos
+                    else f"{entry!r}: video is not supported for {network}",
+                )
+            )
+        elif (
+            not path.endswith(_VIDEO_SUFFIXES)
+            and "." in path.rsplit("/", 1)[-1]
+            and not path.endswith(formats)
+        ):
             issues.append(
                 Issue("media", f"{entry!r}: {network} takes {', '.join(formats)} images only")
             )
@@ -95,7 +122,9 @@ class ContainerAdapter(Adapter):
     #: ``metric=`` of the insights request, and which ``Metrics`` field each one fills.
     insight_metrics: ClassVar[Mapping[str, str]]
 
-    #: Seconds between container status checks, and how many checks before giving up.
+    #: Seconds between container status checks, and how many checks before giving up for
+    #: this attempt (a video still processing is a transient failure: the retry checks the
+    #: same container again, so processing goes on across attempts).
     poll_interval: float = 3.0
     poll_attempts: int = 10
     #: The quota is a rolling 24 hours and Meta does not say when the next slot frees up.
@@ -180,6 +209,14 @@ class ContainerAdapter(Adapter):
             if attempt:
                 await asyncio.sleep(self.poll_interval)
             state, reason = await self._status(graph, container)
+            if attempt or state != "FINISHED":
+                log.info(
+                    "container_status",
+                    network=self.network,
+                    container=container,
+                    state=state,
+                    check=attempt + 1,
+                )
             if state in ("FINISHED", "PUBLISHED"):
                 return
             if state == "ERROR":

@@ -1,7 +1,8 @@
 """Instagram business and creator accounts, through the Graph API (content publishing).
 
-A post is one image (``POST /{ig-user-id}/media`` with ``image_url`` and ``caption``) or a
-carousel of up to ten (one child container per image, then a ``CAROUSEL`` container), then
+A post is one image (``POST /{ig-user-id}/media`` with ``image_url`` and ``caption``), one
+video (a Reel: ``media_type=REELS`` with ``video_url``), or a carousel of up to ten (one child
+container per image or video, then a ``CAROUSEL`` container), then
 ``POST /{ig-user-id}/media_publish``; see ``smm_meta.containers`` for why a retry cannot
 publish twice. Before building anything the adapter reads
 ``GET /{ig-user-id}/content_publishing_limit`` and waits when the 24-hour quota is used up.
@@ -24,7 +25,7 @@ from scheduler.adapter import (
     RateLimitPolicy,
     Rejected,
 )
-from smm_meta.containers import ContainerAdapter, media_issues
+from smm_meta.containers import VIDEO_FORMATS, ContainerAdapter, is_video, media_issues
 from smm_meta.graph import Listing
 
 __all__ = ["InstagramAdapter"]
@@ -36,7 +37,7 @@ _MENTION = re.compile(r"(?<![\w.])@[\w.]+")
 
 
 class InstagramAdapter(ContainerAdapter):
-    """Publishes images and carousels to an Instagram professional account.
+    """Publishes images, Reels and carousels to an Instagram professional account.
 
     Options: ``ig_user_id`` (required), ``graph_version`` (default v21.0), ``graph_host``
     (``https://graph.facebook.com``; ``https://graph.instagram.com`` for Instagram Login).
@@ -48,7 +49,7 @@ class InstagramAdapter(ContainerAdapter):
         text_limit=2200,
         text_counting="characters",
         max_media=10,
-        media_types=("image/jpeg",),
+        media_types=("image/jpeg", "video/mp4", "video/quicktime"),
         idempotent=False,
         metrics=frozenset({"reach", "likes", "comments", "shares", "saves", "views"}),
         has_reach=True,
@@ -104,16 +105,38 @@ class InstagramAdapter(ContainerAdapter):
             issues.append(
                 Issue("text", f"{mentions} @mentions, Instagram allows at most {MAX_MENTIONS}")
             )
-        issues += media_issues(post.media, "Instagram", (".jpg", ".jpeg"))
+        issues += media_issues(post.media, "Instagram", (".jpg", ".jpeg"), VIDEO_FORMATS)
         return issues
 
     def single_params(self, url: str | None, text: str, alt: str | None = None) -> dict[str, str]:
         if url is None:  # validate() flags it at import; a post that slipped through fails here
             raise Rejected("Instagram: a post needs at least one image")
+        if is_video(url):
+            # A video alone is a Reel (media_type VIDEO for feed videos is retired).
+            return {"media_type": "REELS", "video_url": url, "caption": text}
         return {"image_url": url, "caption": text, **_alt(alt)}
 
     def child_params(self, url: str, alt: str | None = None) -> dict[str, str]:
+        if is_video(url):
+            return {"media_type": "VIDEO", "video_url": url, "is_carousel_item": "true"}
         return {"image_url": url, "is_carousel_item": "true", **_alt(alt)}
+
+    def alt_video_issues(self, post: OutgoingPost) -> list[Issue]:
+        """Alt text on a video: Instagram takes it on images only."""
+        return [
+            Issue(
+                "media",
+                f"media {index + 1} ({url.rsplit('/', 1)[-1]}): Instagram takes alt text on "
+                "images only, not on Reels or videos",
+                "remove 'alt' from the video (describe it in the caption)",
+            )
+            for index, url in enumerate(post.media)
+            if is_video(url) and post.meta(index).alt
+        ]
+
+    def media_meta_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """The core's alt-text checks, and none on a video."""
+        return [*super().media_meta_issues(post, account), *self.alt_video_issues(post)]
 
     def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
         return {"media_type": "CAROUSEL", "children": ",".join(children), "caption": text}

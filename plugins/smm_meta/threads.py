@@ -1,7 +1,7 @@
 """Threads, through its Graph API at graph.threads.net.
 
-Text, one image or a carousel of up to twenty goes into a container
-(``POST /{threads-user-id}/threads`` with ``media_type`` TEXT, IMAGE or CAROUSEL), then
+Text, one image or video, or a carousel of up to twenty goes into a container
+(``POST /{threads-user-id}/threads`` with ``media_type`` TEXT, IMAGE, VIDEO or CAROUSEL), then
 ``POST /{threads-user-id}/threads_publish`` makes it a post; see ``smm_meta.containers`` for
 why a retry cannot publish twice. ``GET /{threads-user-id}/threads_publishing_limit`` is
 checked first (250 posts in 24 hours).
@@ -38,7 +38,7 @@ from scheduler.adapter import (
 )
 from scheduler.chains import ReplyChain, Step, unrecorded
 from scheduler.checkpoints import Checkpoints
-from smm_meta.containers import ContainerAdapter, media_issues
+from smm_meta.containers import VIDEO_FORMATS, ContainerAdapter, is_video, media_issues
 from smm_meta.graph import Graph, Listing, find_recent
 
 __all__ = ["ThreadsAdapter"]
@@ -58,7 +58,7 @@ def _is_emoji(char: str) -> bool:
 
 
 class ThreadsAdapter(ContainerAdapter):
-    """Publishes text, images and carousels to a Threads profile.
+    """Publishes text, images, videos and carousels to a Threads profile.
 
     Options: ``threads_user_id`` (required), ``graph_version`` (default v1.0), ``graph_host``
     (default ``https://graph.threads.net``). Credential: ``access_token``.
@@ -69,7 +69,7 @@ class ThreadsAdapter(ContainerAdapter):
         text_limit=500,
         text_counting="characters, emoji as UTF-8 bytes",
         max_media=20,
-        media_types=("image/jpeg", "image/png"),
+        media_types=("image/jpeg", "image/png", "video/mp4", "video/quicktime"),
         idempotent=False,
         metrics=frozenset({"views", "likes", "comments", "shares"}),
         has_reach=True,
@@ -107,7 +107,7 @@ class ThreadsAdapter(ContainerAdapter):
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         issues = super().validate(post, account)
-        issues += media_issues(post.media, "Threads", (".jpg", ".jpeg", ".png"))
+        issues += media_issues(post.media, "Threads", (".jpg", ".jpeg", ".png"), VIDEO_FORMATS)
         if not post.media and not self.compose_text(post).strip():
             issues.append(Issue("text", "a Threads post needs text or an image"))
         return issues
@@ -115,11 +115,11 @@ class ThreadsAdapter(ContainerAdapter):
     def single_params(self, url: str | None, text: str, alt: str | None = None) -> dict[str, str]:
         if url is None:
             return {"media_type": "TEXT", "text": text}
-        params = {"media_type": "IMAGE", "image_url": url, "text": text}
+        params = _media_params(url) | {"text": text}
         return {**params, "alt_text": alt} if alt else params
 
     def child_params(self, url: str, alt: str | None = None) -> dict[str, str]:
-        params = {"media_type": "IMAGE", "image_url": url, "is_carousel_item": "true"}
+        params = _media_params(url) | {"is_carousel_item": "true"}
         return {**params, "alt_text": alt} if alt else params
 
     def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
@@ -223,3 +223,10 @@ class ThreadsAdapter(ContainerAdapter):
         if len(state.parts) < chain.total:
             return None
         return Published(state.parts[0], url=await self._permalink(graph, state.parts[0]))
+
+
+def _media_params(url: str) -> dict[str, str]:
+    """An image (``IMAGE``, ``image_url``) or a video (``VIDEO``, ``video_url``) container."""
+    if is_video(url):
+        return {"media_type": "VIDEO", "video_url": url}
+    return {"media_type": "IMAGE", "image_url": url}
