@@ -1,7 +1,8 @@
 """The daemon spends a network's quota in due order: of 8 YouTube uploads due on one day on a
 10,000-unit quota it publishes the six the quota covers and leaves the other two waiting for
-the quota's reset, with the reason, without sending anything for them. And it renews an
-access token that expired while it ran before the upload, with no failed attempt."""
+the quota's reset, with the reason, without sending anything for them; OK topics past the
+account's flood budget wait the same way. And it renews an access token that expired while
+it ran before the upload, with no failed attempt."""
 
 from __future__ import annotations
 
@@ -178,3 +179,78 @@ client_secret = {{ file = "{secrets / "csecret"}" }}
     uploads = [r for r in fake.requests if r[1] != "/token"]
     assert fake.requests.index(("POST", "/token")) < fake.requests.index(uploads[0])
     assert (secrets / "access").read_text().strip() == fake.renewed
+
+
+OK_CONFIG = """
+[daemon]
+tick = "0.1s"
+lease = "5s"
+publish_timeout = "10s"
+shutdown_deadline = "2s"
+
+[accounts.okg]
+platform = "ok"
+timezone = "Europe/Moscow"
+options = { group_id = "70000001952510", topics_per_day = 2 }
+
+[accounts.okg.credentials]
+access_token = { env = "SMM_TEST_OK_TOKEN" }
+application_key = { env = "SMM_TEST_OK_KEY" }
+application_secret_key = { env = "SMM_TEST_OK_SECRET" }
+"""
+
+
+def test_the_daemon_holds_ok_topics_past_the_flood_budget_with_the_reason(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("TOKEN", "KEY", "SECRET"):
+        monkeypatch.setenv(f"SMM_TEST_OK_{name}", f"ok-{name.lower()}")
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))  # the ledger
+    (tmp_path / "config.toml").write_text(OK_CONFIG, encoding="utf-8")
+    config = load_config(tmp_path / "config.toml")
+    now = utcnow()
+    items = [
+        PlanItem(
+            key=f"t{i}",
+            account="okg",
+            content_type="instruction",
+            text=f"Topic {i}",
+            media=(),
+            link=None,
+            tags=(),
+            evergreen=False,
+            at=now - timedelta(seconds=3 - i),
+            file=str(tmp_path / "plan.yaml"),
+            line=i + 1,
+            unit="line",
+            order=i,
+        )
+        for i in range(3)
+    ]
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        apply_plan(conn, items, config, now)
+    topics: list[str] = []
+
+    def ok(request: httpx.Request) -> httpx.Response:
+        fields = dict(httpx.QueryParams(request.content.decode()))
+        assert fields["method"] == "mediatopic.post"
+        topics.append(json.loads(fields["attachment"])["media"][0]["text"])
+        return httpx.Response(200, json=str(1567228473452 + len(topics)))
+
+    def settled() -> bool:
+        states = [p.state for p in post_rows(engine).values()]
+        return states.count("published") + states.count("retry_wait") == 3
+
+    async def go() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(ok)) as client:
+            await run_service(engine, config, until=settled, client=client, timeout=60)
+
+    asyncio.run(go())
+    posts = post_rows(engine)
+    engine.dispose()
+    assert [k for k, p in sorted(posts.items()) if p.state == "published"] == ["t0", "t1"]
+    assert topics == ["Topic 0", "Topic 1"]  # nothing was sent for the third
+    held = posts["t2"]
+    assert (held.state, held.error_class) == ("retry_wait", "rate_limited")
+    assert "2 topics in 24 hours made already" in held.last_error
