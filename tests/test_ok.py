@@ -1,9 +1,16 @@
-"""Odnoklassniki adapter: signed mediatopic.post, photo uploads, errors in HTTP 200, metrics."""
+"""Odnoklassniki adapter: signed mediatopic.post, photo uploads, errors in HTTP 200, metrics,
+the flood budget, and a publisher killed with SIGKILL before the topic's answer."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -283,6 +290,84 @@ def test_an_upload_without_a_token_fails_before_any_topic(tmp_path: Path) -> Non
     with pytest.raises(Transient, match="without a token"):
         publish(handler, make_post(media=(png(tmp_path, "a.png"),)))
     assert ok.topics == []
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    from pathlib import Path
+    import httpx
+    from smm_ok import OKAdapter
+    from test_ok import FakeOK, make_account, make_post
+    from scheduler import media
+    from scheduler.budgets import Ledger
+
+    photo, state = sys.argv[1], Path(sys.argv[2])
+    fake = FakeOK()
+
+    def server(request):
+        answer = fake(request)
+        if fake.topics:  # OK made the topic; the publisher dies before it hears back
+            (state / "topics.json").write_text(json.dumps(fake.topics))
+            time.sleep(60)
+        return answer
+
+    async def main():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
+            post = make_post(media=(photo,))
+            adapter = OKAdapter(client, Ledger(state / "budgets"))
+            await adapter.publish(post, make_account(), post.idempotency_key)
+
+    with media.using(media.MediaPolicy((Path(photo).resolve().parent,))):
+        asyncio.run(main())
+    """
+)
+
+
+def test_a_sigkill_before_the_topics_answer_leaves_one_topic_found_by_lookup(
+    tmp_path: Path,
+) -> None:
+    photo = png(tmp_path, "chart.png")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "plugins"), str(REPO / "tests"), str(REPO)]),
+        "STATE_DIRECTORY": str(tmp_path / "state"),
+    }
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, photo, str(tmp_path)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "topics.json").exists():
+            assert time.monotonic() < deadline, "the child never posted its topic"
+            assert child.poll() is None, f"the child ended ({child.returncode})"
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(10)
+    (made,) = json.loads((tmp_path / "topics.json").read_text())
+    # OK as the killed publisher left it: the topic exists, its id never reached the daemon.
+    ok = FakeOK()
+    media = json.loads(made["attachment"])["media"]
+    listing = {
+        "media_topics": [
+            {"id": "1567228473452", "created_ms": int(time.time() * 1000), "media": media}
+        ],
+        "has_more": False,
+    }
+
+    def after(request: httpx.Request) -> httpx.Response:
+        if form(request).get("method") == "mediatopic.getTopics":
+            return httpx.Response(200, json=listing)
+        return ok(request)
+
+    post = make_post(media=(photo,), due_at=datetime.now(UTC))
+    found = run(after, lambda a: a.lookup(post, make_account()))
+    assert found == Published(
+        "1567228473452", url=f"https://ok.ru/group/{GROUP}/topic/1567228473452"
+    )
+    assert ok.topics == []  # settled by lookup: no second topic
 
 
 # --------------------------------------------------------------------------- errors
