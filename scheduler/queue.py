@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, or_, select, text, upda
 from scheduler.config import AccountConfig
 from scheduler.db.models import Account, Attempt, Post, PostEvent, PostState, Schedule
 from scheduler.errors import NotFound, SmmError
+from scheduler.post_ids import split_ref
 from scheduler.slots import free_slots, minute
 from scheduler.states import AWAITING_APPROVAL as AWAITING_APPROVAL
 from scheduler.states import CALENDAR_STATES, DUE_STATES, RETRYABLE, allowed, sql_in
@@ -218,10 +219,18 @@ def write_slot_times(
 # --------------------------------------------------------------------------- lookups
 
 
-def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
-    """Posts named by plan id (or by numeric database id); NotFound lists what is missing."""
+def _post_query() -> Any:
     cols = [posts_t, accounts_t.c.name.label("account")]
-    base = select(*cols).join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+    return select(*cols).join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
+
+
+def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
+    """Posts named by plan id (or by numeric database id); NotFound lists what is missing.
+
+    The id of an item that names several accounts names each of its posts (its group, in
+    the item's order); ``ITEM@ACCOUNT`` names one of them, and also the post of an item with
+    one account, on that account."""
+    base = _post_query()
     found: list[Row[Any]] = []
     missing = []
     for ref in refs:
@@ -231,12 +240,44 @@ def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
         if row is None and ref.isascii() and ref.isdigit() and len(ref) <= 18:
             row = conn.execute(base.where(posts_t.c.id == int(ref))).first()
         if row is None:
+            members = group_posts(conn, ref)
+            if members:
+                found += members
+                continue
+            parts = split_ref(ref)
+            if parts is not None:
+                row = conn.execute(
+                    base.where(
+                        posts_t.c.key == parts[0],
+                        posts_t.c.group_key.is_(None),
+                        accounts_t.c.name == parts[1],
+                    )
+                ).first()
+        if row is None:
             missing.append(ref)
         else:
             found.append(row)
     if missing:
         raise NotFound("no post with id " + ", ".join(repr(m) for m in missing))
     return found
+
+
+def group_posts(conn: Connection, item_id: str) -> list[Row[Any]]:
+    """The posts of the plan item ``item_id`` when it names several accounts, in the item's
+    order (as ``find_posts`` rows); [] for any other id."""
+    # Members are inserted in the item's order; plan_order is the item's, shared by them.
+    query = _post_query().where(posts_t.c.group_key == item_id).order_by(posts_t.c.id)
+    return list(conn.execute(query).all())
+
+
+def find_post(conn: Connection, ref: str) -> Row[Any]:
+    """The one post ``ref`` names; an item's id that names several posts (a group) is an
+    error that lists them, each named as ``ITEM@ACCOUNT``."""
+    rows = find_posts(conn, [ref])
+    if len(rows) > 1:
+        names = ", ".join(r.key for r in rows)
+        raise SmmError(f"{ref} names {len(rows)} posts, one per account: name one of {names}")
+    return rows[0]
 
 
 @dataclass(frozen=True)

@@ -129,6 +129,7 @@ def test_importing_the_same_plan_twice_adds_and_updates_nothing(
         "unchanged": 5,
         "locked": 0,
         "gone": 0,
+        "dropped": 0,
         "cancelled": 0,
     }
     after = rows(engine)

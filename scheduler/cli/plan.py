@@ -18,6 +18,7 @@ from scheduler.cli.output import echo_json
 from scheduler.db.migrate import current_revision
 from scheduler.errors import InvalidInput, SmmError
 from scheduler.outgoing import network_check
+from scheduler.plan.groups import account_list, plan_ids
 from scheduler.plan.importer import ImportDiff, settled_keys
 from scheduler.plan.items import PlanItem
 from scheduler.plan.pipeline import import_plan
@@ -46,7 +47,7 @@ def load_plan(app: App, files: Sequence[str], *, use_db: bool = True) -> list[Pl
     With ``use_db``, posts already out of the queue may keep times in the past."""
     config = app.require_config()
     raws, problems = read_plan_files((Path(f) for f in files), config.plan.max_file_bytes)
-    keys = [str(r.values["id"]).strip() for r in raws if r.values.get("id") is not None]
+    keys = plan_ids(raws)
     items, bad = validate_items(
         raws,
         config,
@@ -112,6 +113,8 @@ def _print_diff(diff: ImportDiff, dry_run: bool, prune: bool) -> None:
         click.echo(f"  + {item.key} ({item.account}, {item.content_type})")
     for item, old in diff.updated + diff.requeued:
         click.echo(f"  ~ {item.key} ({old.state})")
+    for item, old in diff.renamed:
+        click.echo(f"  = {old.key} is now {item.key} ({old.state})")
     for item, old in diff.locked:
         click.echo(
             click.style(
@@ -125,6 +128,14 @@ def _print_diff(diff: ImportDiff, dry_run: bool, prune: bool) -> None:
             click.echo(f"  - {g.key} ({g.state})")
         if len(diff.gone) > 50:
             click.echo(f"  ... and {len(diff.gone) - 50} more")
+    if diff.dropped:
+        click.echo(
+            f"{len(diff.dropped)} post(s) of accounts taken off their plan item {verb} cancelled:"
+        )
+        for d in diff.dropped[:50]:
+            click.echo(f"  - {d.key} ({d.state})")
+        if len(diff.dropped) > 50:
+            click.echo(f"  ... and {len(diff.dropped) - 50} more")
 
 
 @plan.command("import")
@@ -141,11 +152,11 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
     """
     config = app.require_config()
     raws, problems = read_plan_files((Path(f) for f in files), config.plan.max_file_bytes)
-    named = {str(r.values.get("account") or "").strip() for r in raws}
+    named = {name for r in raws for name in account_list(r.values) or ()}
     platform = [p for p in platform_problems(app) if p.field and p.field.split(".")[1] in named]
     if problems or platform:
         # The files cannot be imported as they are: report everything that is wrong at once.
-        keys = [str(r.values["id"]).strip() for r in raws if r.values.get("id") is not None]
+        keys = plan_ids(raws)
         _, bad = validate_items(
             raws, config, app.now(), network_check=network_check, settled=_settled_keys(app, keys)
         )
@@ -186,6 +197,8 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
                 "dry_run": dry_run,
                 **diff.summary(),
                 "gone": [g.key for g in diff.gone],
+                "dropped": [d.key for d in diff.dropped],
+                "renamed": {old.key: item.key for item, old in diff.renamed},
                 "locked": [i.key for i, _ in diff.locked],
             }
         )

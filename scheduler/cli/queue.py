@@ -33,6 +33,8 @@ def post_json(row: Row[Any]) -> dict[str, Any]:
     return {
         "id": row.key,
         "db_id": row.id,
+        # The plan item's id when the item names several accounts (this post is one of them).
+        "group": row.group_key,
         "account": row.account,
         "type": row.content_type,
         "state": row.state,
@@ -190,14 +192,22 @@ def _bound(value: str | None, tz: str, option: str, *, end_of_day: bool) -> date
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_app
 def show(app: App, post_id: str, as_json: bool) -> None:
-    """Show one post (by plan id), its attempts and its history."""
+    """Show one post (by plan id), its attempts and its history.
+
+    The id of a plan item that names several accounts shows its posts, one per account
+    (ITEM@ACCOUNT shows one of them)."""
     from scheduler.logging import redact_stored
-    from scheduler.queue import find_posts, post_story
+    from scheduler.queue import find_posts, group_posts, post_story
 
     with app.engine().connect() as conn:
-        (row,) = find_posts(conn, [post_id])
+        rows = find_posts(conn, [post_id])
+        if len(rows) > 1 or (rows[0].key != post_id and rows[0].group_key == post_id):
+            _show_group(post_id, rows, _zones(conn), as_json)
+            return
+        (row,) = rows
         attempts, events = post_story(conn, row.id)
         tz = _zones(conn).get(row.account)
+        members = group_posts(conn, row.group_key) if row.group_key else []
     data = post_json(row)
     data["attempt_log"] = [
         {
@@ -227,6 +237,42 @@ def show(app: App, post_id: str, as_json: bool) -> None:
         echo_json(data)
         return
     _print_post(row, tz, data, attempts=bool(attempts), events=bool(events))
+    if members:
+        click.echo(f"  group {safe(row.group_key)}, {len(members)} posts:")
+        for m in members:
+            mark = "*" if m.id == row.id else " "
+            click.echo(f"   {mark}{_member_line(m)}")
+
+
+def _member_line(m: Row[Any]) -> str:
+    where = " ".join(v for v in (m.remote_id, m.remote_url) if v)
+    return safe(f"{m.key}  {m.account}  [{m.state}]" + (f"  {where}" if where else ""))
+
+
+def _show_group(
+    item_id: str, rows: Sequence[Row[Any]], zones: dict[str, str], as_json: bool
+) -> None:
+    """``queue show ITEM`` for an item that names several accounts: each of its posts."""
+    if as_json:
+        echo_json({"id": item_id, "group": True, "posts": [post_json(r) for r in rows]})
+        return
+    first = rows[0]
+    click.echo(f"{safe(item_id)}  group of {len(rows)} posts  / {safe(first.content_type)}")
+    table(
+        ["ID", "ACCOUNT", "STATE", "DUE (LOCAL)", "PUBLISHED", "TEXT"],
+        [
+            [
+                r.key,
+                r.account,
+                r.state,
+                local_time(r.due_at, zones.get(r.account)),
+                " ".join(v for v in (r.remote_id, r.remote_url) if v) or "-",
+                preview(r.text),
+            ]
+            for r in rows
+        ],
+    )
+    click.echo(f"one post: smm queue show {safe(rows[0].key)}")
 
 
 def _field(label: str, value: str) -> None:
@@ -446,10 +492,10 @@ def reschedule_(app: App, post_id: str, at: str, as_json: bool) -> None:
 
     A time with an offset is converted: the answer shows it in the account's zone."""
     from scheduler.db.engine import immediate
-    from scheduler.queue import find_posts, needs_approval, reschedule
+    from scheduler.queue import find_post, needs_approval, reschedule
 
     with immediate(app.engine()) as conn:
-        (row,) = find_posts(conn, [post_id])
+        row = find_post(conn, post_id)
         tz = _zones(conn).get(row.account, "UTC")
         try:
             when = parse_wall_time(at, zone(tz))
@@ -559,7 +605,7 @@ def resolve(
     ``--published REMOTE_ID`` records it as published under the network's own id for it;
     networks whose posts have no address need no ``--url``."""
     from scheduler.daemon import store
-    from scheduler.queue import find_posts
+    from scheduler.queue import find_post
 
     if bool(remote_id) == absent:
         raise click.UsageError("give exactly one of --published REMOTE_ID or --not-published")
@@ -573,7 +619,7 @@ def resolve(
         )
     engine = app.engine()
     with engine.connect() as conn:
-        (row,) = find_posts(conn, [post_id])
+        row = find_post(conn, post_id)
         tz = _zones(conn).get(row.account, "UTC")
     now = app.now()
     when = now

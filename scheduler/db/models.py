@@ -125,11 +125,22 @@ class Post(SQLModel, table=True):
             postgresql_where=text(sql_in(SETTLING_STATES)),
             sqlite_where=text(sql_in(SETTLING_STATES)),
         ),
+        # The posts of one plan item on several accounts (0012): only they are indexed.
+        Index(
+            "ix_posts_group",
+            "group_key",
+            postgresql_where=text("group_key IS NOT NULL"),
+            sqlite_where=text("group_key IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    #: The plan's stable ``id`` for the item; re-imports reconcile on it.
+    #: The plan's stable ``id`` for the item; re-imports reconcile on it. A post of an item
+    #: that names several accounts is ``ITEM@ACCOUNT``.
     key: str = Field(unique=True, max_length=200)
+    #: The item's id on each post of an item that names several accounts (migration 0012);
+    #: NULL for a post of an item with one account.
+    group_key: str | None = Field(default=None, max_length=200)
     account_id: int = Field(sa_column=Column(Integer, ForeignKey("accounts.id"), nullable=False))
     content_type: str = Field(max_length=100)
     text: str

@@ -69,6 +69,8 @@ class Existing(NamedTuple):
     account_id: int
     plan_order: int
     source: str | None
+    #: The item's id when the post is one of an item's several accounts (``group_key``).
+    group_key: str | None = None
 
 
 class NewPost(NamedTuple):
@@ -95,6 +97,13 @@ class ImportDiff:
     #: Waiting posts of the imported files that the plan no longer lists.
     gone: list[Existing] = field(default_factory=list)
     pruned: bool = False
+    #: Stored posts that become another post of their item (an item that named one account
+    #: now names several, or the other way): their id changes, nothing else (``ITEM`` <->
+    #: ``ITEM@ACCOUNT``).
+    renamed: list[tuple[PlanItem, Existing]] = field(default_factory=list)
+    #: Waiting posts of items still in the plan whose account the item no longer names:
+    #: cancelled by the import, as any other change the plan makes to an item.
+    dropped: list[Existing] = field(default_factory=list)
 
     def take(self, part: ImportDiff) -> None:
         """Add what ``part``, the diff of a later part of the same plan, says about stored
@@ -104,11 +113,12 @@ class ImportDiff:
         self.unchanged += part.unchanged
         self.locked += part.locked
         self.moved += part.moved
+        self.renamed += part.renamed
 
     @property
     def queues_posts(self) -> bool:
         """Whether the import adds posts to the queue or changes queued ones."""
-        return bool(self.added or self.updated or self.requeued)
+        return bool(self.added or self.updated or self.requeued or self.dropped)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -118,7 +128,8 @@ class ImportDiff:
             "unchanged": self.unchanged,
             "locked": len(self.locked),
             "gone": len(self.gone),
-            "cancelled": len(self.gone) if self.pruned else 0,
+            "dropped": len(self.dropped),
+            "cancelled": (len(self.gone) if self.pruned else 0) + len(self.dropped),
         }
 
 
@@ -155,6 +166,7 @@ def stored_posts(
         posts_t.c.account_id,
         posts_t.c.plan_order,
         posts_t.c.source,
+        posts_t.c.group_key,
     )
     by_key: dict[str, Existing] = {}
     wanted = set(keys)
@@ -195,13 +207,106 @@ def stored_posts(
     return by_key, gone
 
 
+def has_groups(conn: Connection) -> bool:
+    """Whether any stored post belongs to a group (an item with several accounts)."""
+    any_group = select(posts_t.c.id).where(posts_t.c.group_key.is_not(None)).limit(1)
+    return conn.execute(any_group).first() is not None
+
+
+def grouped_posts(conn: Connection, item_ids: Sequence[str]) -> dict[str, list[Existing]]:
+    """The stored posts of groups (``group_key``) whose item id is one of ``item_ids``; no
+    lookup at all while no stored post belongs to a group."""
+    if not item_ids or not has_groups(conn):
+        return {}
+    cols = [posts_t.c[name] for name in Existing._fields]
+    found: dict[str, list[Existing]] = {}
+    for i in range(0, len(item_ids), _CHUNK):
+        query = select(*cols).where(posts_t.c.group_key.in_(item_ids[i : i + _CHUNK]))
+        for row in conn.execute(query):
+            found.setdefault(row.group_key, []).append(Existing(*row))
+    return found
+
+
+def reconcile_groups(
+    conn: Connection,
+    stored: dict[str, Existing],
+    gone: list[Existing],
+    item_ids: Sequence[str],
+    members: Callable[[str], Sequence[tuple[str, str]]],
+    group_items: Collection[str],
+    planned: Collection[str],
+    account_ids: Mapping[str, int],
+) -> list[Existing]:
+    """Match the stored posts of items whose accounts changed shape with the posts the plan
+    now makes of them, and return the waiting ones no account of their item claims (to be
+    cancelled: ``ImportDiff.dropped``).
+
+    ``stored`` (by post id, with the bare ids of ``group_items`` looked up too) and ``gone``
+    are ``stored_posts``' answer; ``members(item_id)`` gives (post id, account name) of each
+    post an item makes; ``group_items`` are the items that name their accounts as a list;
+    ``planned`` holds every post id the plan makes. A post made under another id of its item
+    (``ITEM`` when the item named one account, ``ITEM@ACCOUNT`` when it named several) on the
+    same account is entered in ``stored`` under its new id: the import then renames it and
+    treats it as that post, so a post already published is never made again.
+    """
+    grouped = grouped_posts(conn, item_ids)
+    if not grouped and not group_items:
+        return []
+    taken: set[int] = set()
+    dropped: list[Existing] = []
+    for item_id in {*group_items, *grouped}:
+        candidates = list(grouped.get(item_id, ()))
+        single = stored.get(item_id)
+        if single is not None and single.key == item_id and item_id not in planned:
+            candidates.append(single)  # the item named one account before
+        wanted = list(members(item_id))
+        for key, _ in wanted:
+            if key in stored and stored[key].key == key:
+                taken.add(stored[key].id)
+        for key, account in wanted:
+            if key in stored or account not in account_ids:
+                continue
+            for old in candidates:
+                if (
+                    old.id not in taken
+                    and old.account_id == account_ids[account]
+                    and old.key not in planned
+                ):
+                    stored[key] = old
+                    taken.add(old.id)
+                    break
+        dropped += [
+            old
+            for old in candidates
+            if old.id not in taken and old.key not in planned and old.state in PRUNABLE
+        ]
+    settled_ids = taken | {d.id for d in dropped}
+    gone[:] = [g for g in gone if g.id not in settled_ids]
+    return dropped
+
+
 def diff_plan(
     conn: Connection, items: Sequence[PlanItem], account_ids: dict[str, int]
 ) -> ImportDiff:
     """Compare the plan with the database without changing anything."""
     files = sorted({plan_file_id(i.file) for i in items})
-    existing, gone = stored_posts(conn, [i.key for i in items], files)
-    diff = ImportDiff(gone=gone)
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for i in items:
+        groups.setdefault(i.group or i.key, []).append((i.key, i.account))
+    group_items = {i.group for i in items if i.group}
+    existing, gone = stored_posts(conn, [*[i.key for i in items], *group_items], files)
+    planned = {i.key for i in items}
+    dropped = reconcile_groups(
+        conn,
+        existing,
+        gone,
+        list(groups),
+        lambda item_id: groups.get(item_id, ()),
+        group_items,
+        planned,
+        account_ids,
+    )
+    diff = ImportDiff(gone=gone, dropped=dropped)
     for item in items:
         old = existing.get(item.key)
         if old is None:
@@ -213,6 +318,8 @@ def diff_plan(
 
 def classify(diff: ImportDiff, item: PlanItem, old: Existing, account_ids: dict[str, int]) -> None:
     """Record in ``diff`` what the plan's ``item`` means for its stored post ``old``."""
+    if old.key != item.key:  # adopted by ``reconcile_groups``
+        diff.renamed.append((item, old))
     same_account = account_ids.get(item.account) == old.account_id
     if old.content_hash == item.content_hash() and same_account:
         diff.unchanged += 1
@@ -242,6 +349,7 @@ def _values(item: PlanItem, account_id: int, now: datetime) -> dict[str, Any]:
         "plan_order": item.order,
         "plan_file": plan_file_id(item.file),
         "source": item.source,
+        "group_key": item.group,
         "content_hash": item.content_hash(),
         "due_at": item.at,
         "next_attempt_at": item.at,
@@ -274,6 +382,7 @@ NEW_COLUMNS = (
     "created_at",
     "media_meta",
     "post_options",
+    "group_key",
 )
 
 
@@ -393,6 +502,7 @@ class NewRows:
             self._created,
             self._meta([meta_record(m) for m in item.media_meta]) if item.media_meta else None,
             None if item.options is NO_OPTIONS else self._options(options_record(item.options)),
+            item.group,
         )
 
 
@@ -426,6 +536,17 @@ def apply_changes(
     """Write what ``diff`` says about stored posts (updated, requeued, moved, and gone when
     pruning); return the accounts whose queue may need new slot times."""
     prune = diff.pruned
+    if diff.renamed:
+        # First, so the updates below and later imports find each post by its new id.
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id == bindparam("b_id"))
+            .values(key=bindparam("b_key"), group_key=bindparam("b_group"), updated_at=now),
+            [
+                {"b_id": old.id, "b_key": item.key, "b_group": item.group}
+                for item, old in diff.renamed
+            ],
+        )
     changes: list[Change] = []
     updates = []
     for item, old in diff.updated + diff.requeued:
@@ -477,11 +598,20 @@ def apply_changes(
             .values(state=PostState.CANCELLED, updated_at=now)
         )
         record_events(conn, gone_changes, now, "plan", "no longer in the plan (--prune)")
+    if diff.dropped:
+        dropped = [Change(d.id, d.key, d.state, PostState.CANCELLED) for d in diff.dropped]
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id.in_([d.id for d in diff.dropped]), posts_t.c.state.in_(PRUNABLE))
+            .values(state=PostState.CANCELLED, updated_at=now)
+        )
+        record_events(conn, dropped, now, "plan", "its account was taken off the plan item")
 
     touched = {account_ids[i.account] for i, _ in diff.updated + diff.requeued}
     touched |= {old.account_id for _, old in diff.updated + diff.requeued + diff.moved}
     if prune:
         touched |= {g.account_id for g in diff.gone}
+    touched |= {d.account_id for d in diff.dropped}
     return touched
 
 

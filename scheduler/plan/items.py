@@ -33,6 +33,9 @@ FIELDS = (
     "poll_multiple",
     "first_comment",
     "thread",
+    # One item, many accounts (scheduler.plan.groups).
+    "accounts",
+    "variants",
 )
 #: Columns/keys that are kept for people and ignored by the importer.
 IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})
@@ -102,6 +105,11 @@ class PlanItem:
     media_meta: tuple[MediaMeta, ...] = ()
     #: Content warning, visibility, language, reply, poll (``NO_OPTIONS``: none given).
     options: PostOptions = NO_OPTIONS
+    #: The item's id when it names several accounts: ``key`` is then ``ITEM@ACCOUNT``, one
+    #: post of the group (scheduler.plan.groups). None for an item with one account.
+    group: str | None = None
+    #: The account's position in the item's account list (0 for one account).
+    member: int = 0
     _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

@@ -44,11 +44,12 @@ from typing import IO, Any, NoReturn
 from sqlalchemy import Connection
 
 from scheduler.accounts import sync_accounts
-from scheduler.config import Config
+from scheduler.config import AccountConfig, Config
 from scheduler.db.bulk import insert_tuples, supports_tuples
 from scheduler.db.models import Schedule
 from scheduler.errors import Problem, SmmError
 from scheduler.plan.gcpause import gc_paused
+from scheduler.plan.groups import is_group_values, post_keys
 from scheduler.plan.importer import (
     LOCKED,
     NEW_COLUMNS,
@@ -61,9 +62,11 @@ from scheduler.plan.importer import (
     apply_plan,
     approval_accounts,
     classify,
+    has_groups,
     new_key_prefix,
     paused_accounts,
     plan_file_id,
+    reconcile_groups,
     stored_posts,
 )
 from scheduler.plan.items import RawItem
@@ -71,6 +74,8 @@ from scheduler.plan.validate import (
     NetworkCheck,
     duplicate_ids,
     planned_time,
+    planned_times,
+    post_number,
     raw_key,
     validate_items,
     validate_range,
@@ -97,7 +102,7 @@ class _Chunk:
     problems: list[Problem] = field(default_factory=list)
     #: Driver-ready rows of new posts (none once any problem was found).
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    #: (position in ``rows``, raw index) of new queue items: their slot time is filled in
+    #: (position in ``rows``, post number) of new queue items: their slot time is filled in
     #: by the importing process, which computes the slots while this chunk is validated.
     queued: list[tuple[int, int]] = field(default_factory=list)
     #: (key, account, content type) of each new post: plain tuples, which cross the pipe
@@ -127,7 +132,10 @@ class _Job:
     rows: NewRows | None
     #: Each raw item's id as validation reads it ("" for none), when already known.
     keys: Sequence[str] | None = None
-    #: Slot times of the new queue items by raw index, once planned (``plan_slots``).
+    #: Ids of the items that name their accounts as a list (``scheduler.plan.groups``).
+    groups: Container[str] = ()
+    #: Slot times of the new queue items by post number (``post_number``), once planned
+    #: (``plan_slots``).
     slots: dict[int, datetime | None] | None = None
     #: Stored queue posts that the new items move to another slot: (post id, new time).
     slot_updates: list[tuple[int, datetime | None]] = field(default_factory=list)
@@ -141,19 +149,12 @@ class _Job:
         fixed: dict[int, list[datetime]] = {}
         waiting: dict[int, list[dict[str, Any]]] = {}
         queued: list[tuple[int, dict[str, Any]]] = []
-        keys = self.keys if self.keys is not None else [raw_key(raw) for raw in self.raws]
-        for index, raw in enumerate(self.raws):
-            key = keys[index]
-            if not key or key in self.stored or index in self.duplicates:
-                continue
-            planned = planned_time(raw, self.config)
-            if planned is None:
-                continue
-            account, at = planned
+
+        def plan(number: int, raw: RawItem, account: AccountConfig, at: datetime | None) -> None:
             account_id = self.account_ids[account.name]
             if at is not None:
                 fixed.setdefault(account_id, []).append(at)
-                continue
+                return
             row = {
                 "schedule": Schedule.QUEUE,
                 "plan_order": raw.order,
@@ -161,7 +162,23 @@ class _Job:
                 "due_at": None,
             }
             waiting.setdefault(account_id, []).append(row)
-            queued.append((index, row))
+            queued.append((number, row))
+
+        keys = self.keys if self.keys is not None else [raw_key(raw) for raw in self.raws]
+        for index, raw in enumerate(self.raws):
+            key = keys[index]
+            if not key or index in self.duplicates:
+                continue
+            if key in self.groups:
+                for member, (post_key, account, at) in enumerate(planned_times(raw, self.config)):
+                    if post_key not in self.stored:
+                        plan(post_number(index, member), raw, account, at)
+                continue
+            if key in self.stored:
+                continue
+            planned = planned_time(raw, self.config)
+            if planned is not None:
+                plan(post_number(index, 0), raw, *planned)
         by_id = {self.account_ids[name]: acc for name, acc in self.config.accounts.items()}
         touched = sorted(fixed.keys() | waiting.keys())
         held = holding(touched) if touched else {}
@@ -174,7 +191,7 @@ class _Job:
                 new_rows=waiting.get(account_id, ()),
                 new_taken=fixed.get(account_id, ()),
             )
-        self.slots = {index: row["due_at"] for index, row in queued}
+        self.slots = {number: row["due_at"] for number, row in queued}
 
     @property
     def chunks(self) -> int:
@@ -202,14 +219,17 @@ class _Job:
                 continue
             chunk.added.append((item.key, item.account, item.content_type))
             if self.rows is not None and not chunk.problems:
+                number = post_number(index, item.member)
                 due = item.at
                 if due is None:
                     if self.slots is None:  # filled in once the slots are planned
-                        chunk.queued.append((len(chunk.rows), index))
+                        chunk.queued.append((len(chunk.rows), number))
                     else:
-                        due = self.slots[index]
+                        due = self.slots[number]
                 chunk.rows.append(
-                    self.rows.row(item, self.account_ids[item.account], index, due, item.at is None)
+                    self.rows.row(
+                        item, self.account_ids[item.account], number, due, item.at is None
+                    )
                 )
         if chunk.problems:  # nothing of an invalid plan is written: its rows are not needed
             chunk.rows.clear()
@@ -247,7 +267,39 @@ def import_plan(
     duplicates = duplicate_ids(raws, keys)
     account_ids = sync_accounts(conn, config, now)
     files = sorted({plan_file_id(file) for file in {raw.file for raw in raws}})
-    stored, gone = stored_posts(conn, [k for k in keys if k], files)
+    # Items that name their accounts as a list: each of their posts is looked up, and the
+    # item's own id too (the post it made while it named one account).
+    groups = {
+        keys[i]: post_keys(raw)
+        for i, raw in enumerate(raws)
+        if keys[i] and is_group_values(raw.values)
+    }
+    lookup = [k for k in keys if k]
+    lookup += [key for item_id, members in groups.items() for key, _ in members if key != item_id]
+    stored, gone = stored_posts(conn, lookup, files)
+    dropped = []
+    if groups or has_groups(conn):
+        several = {item_id for item_id, members in groups.items() if len(members) > 1}
+        index_of = {k: i for i, k in enumerate(keys) if k}
+
+        def members(item_id: str) -> Sequence[tuple[str, str]]:
+            found = groups.get(item_id)
+            if found is not None:
+                return found
+            index = index_of.get(item_id)
+            planned = None if index is None else planned_time(raws[index], config)
+            return () if planned is None else [(item_id, planned[0].name)]
+
+        dropped = reconcile_groups(
+            conn,
+            stored,
+            gone,
+            list(index_of),
+            members,
+            groups,
+            set(lookup).difference(several),
+            account_ids,
+        )
     settled = {k for k, old in stored.items() if old.state in LOCKED | REQUEUEABLE}
     rows = None
     if not dry_run:
@@ -259,7 +311,17 @@ def import_plan(
             approval_accounts(config, account_ids),
         )
     job = _Job(
-        raws, config, now, network_check, duplicates, settled, stored, account_ids, rows, keys
+        raws,
+        config,
+        now,
+        network_check,
+        duplicates,
+        settled,
+        stored,
+        account_ids,
+        rows,
+        keys,
+        groups,
     )
     if parallel is None:
         parallel = len(raws) >= PARALLEL_FROM
@@ -272,7 +334,7 @@ def import_plan(
         # their times out of the rows; they are filled in below).
         job.plan_slots(lambda accounts: holding_posts(conn, accounts))
 
-    diff = ImportDiff(gone=gone, pruned=prune)
+    diff = ImportDiff(gone=gone, pruned=prune, dropped=dropped)
     problems: list[Problem] = []
     try:
         for chunk in chunks:

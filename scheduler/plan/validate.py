@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import re
@@ -17,6 +18,7 @@ from scheduler.adapter import MediaMeta, PostOptions
 from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
+from scheduler.plan.groups import Member, expand, is_group_values, post_keys
 from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
 from scheduler.plan.media_items import media_entries
 from scheduler.plan.post_options import post_options
@@ -442,6 +444,38 @@ def planned_time(raw: RawItem, config: Config) -> tuple[AccountConfig, datetime 
         return None
 
 
+#: Bits of an item's post number that hold its member's position (``post_number``).
+MEMBER_BITS = 6
+
+
+def post_number(index: int, member: int) -> int:
+    """A number for each post of a plan, unique and in plan order: the item's index and the
+    member's position in the item's accounts (0 for an item with one account)."""
+    return (index << MEMBER_BITS) | member
+
+
+def planned_times(raw: RawItem, config: Config) -> list[tuple[str, AccountConfig, datetime | None]]:
+    """(post id, account, fixed time or None) of each post ``raw`` makes, read as validation
+    reads them (``planned_time``, member by member for a group); [] when unreadable."""
+    if not is_group_values(raw.values):
+        planned = planned_time(raw, config)
+        return [] if planned is None else [(raw_key(raw), *planned)]
+    out: list[tuple[str, AccountConfig, datetime | None]] = []
+    value = raw.values.get("at")
+    for key, name in post_keys(raw):
+        account = config.accounts.get(name)
+        if account is None:
+            return []
+        if _blank(value):
+            out.append((key, account, None))
+            continue
+        try:
+            out.append((key, account, _read_time(value, account)))
+        except LocalTimeError:
+            return []
+    return out
+
+
 def _at(
     c: _Checker, value: Any, account: AccountConfig | None, now: datetime, settled: Container[str]
 ) -> datetime | None:
@@ -477,18 +511,28 @@ def raw_key(raw: RawItem) -> str:
 
 
 def duplicate_ids(raws: Sequence[RawItem], keys: Sequence[str] | None = None) -> dict[int, Problem]:
-    """Items (by index in ``raws``) whose id an earlier item already uses, with the problem.
-    ``keys``: each item's ``raw_key``, when already known."""
+    """Items (by index in ``raws``) whose id an earlier item already uses, with the problem;
+    the ids of a group's posts (``ITEM@ACCOUNT``) count as used too. ``keys``: each item's
+    ``raw_key``, when already known."""
     found: dict[int, Problem] = {}
     first_seen: dict[str, RawItem] = {}
     for index, raw in enumerate(raws):
         key = keys[index] if keys is not None else raw_key(raw)
         if not key:
             continue
-        other = first_seen.get(key)
-        if other is None:
-            first_seen[key] = raw
-            continue
+        if is_group_values(raw.values):
+            names = [key, *(m for m, _ in post_keys(raw) if m != key)]
+            clash = next((n for n in names if n in first_seen), None)
+            if clash is None:
+                first_seen.update(dict.fromkeys(names, raw))
+                continue
+            key, other = clash, first_seen[clash]
+        else:
+            seen = first_seen.get(key)
+            if seen is None:
+                first_seen[key] = raw
+                continue
+            other = seen
         found[index] = Problem(
             raw.file,
             raw.line_of("id"),
@@ -517,6 +561,11 @@ def validate_range(
     item) for each item that passed its own checks and is not a duplicate."""
     for index in range(start, stop):
         raw = raws[index]
+        if is_group_values(raw.values):
+            yield from _validate_group(
+                index, raw, config, now, problems, duplicates, network_check, settled
+            )
+            continue
         item = validate_item(raw, config, now, problems, settled)
         duplicate = duplicates.get(index)
         if duplicate is not None:
@@ -545,6 +594,81 @@ def validate_range(
                     )
                 )
         yield index, item
+
+
+def _validate_group(
+    index: int,
+    raw: RawItem,
+    config: Config,
+    now: datetime,
+    problems: list[Problem],
+    duplicates: Mapping[int, Problem],
+    network_check: NetworkCheck | None,
+    settled: Container[str],
+) -> Iterator[tuple[int, PlanItem]]:
+    """``validate_range`` for an item that names its accounts as a list or has variants:
+    each of its posts validated as an item of its own, problems named by the item's fields
+    (a variant's as ``variants.x.text``)."""
+    members = expand(raw, config, problems)
+    assert members is not None  # is_group_values said so
+    seen: set[Problem] = set()
+    items = []
+    for member in members:
+        item = _validate_member(member, config, now, problems, settled, seen)
+        if item is not None:
+            items.append((member, item))
+    duplicate = duplicates.get(index)
+    if duplicate is not None:
+        problems.append(duplicate)
+        return
+    for member, item in items:
+        if network_check is not None:
+            account = config.accounts[item.account]
+            found = network_check(item, account)
+            if item.media:
+                from scheduler.outgoing import media_issues
+
+                found = [*found, *media_issues(item, account, config.media)]
+            for name, message, hint in found:
+                problems.append(
+                    Problem(
+                        item.file,
+                        member.line_of(name),
+                        member.field_name(name),
+                        message,
+                        hint,
+                        unit=item.unit,
+                        item=item.key,
+                    )
+                )
+        yield index, item
+
+
+def _validate_member(
+    member: Member,
+    config: Config,
+    now: datetime,
+    problems: list[Problem],
+    settled: Container[str],
+    seen: set[Problem],
+) -> PlanItem | None:
+    """One post of a group item. A problem with a field the members share is reported once,
+    for the item; one with a field a variant set names the variant and the member."""
+    found: list[Problem] = []
+    item = validate_item(member.raw, config, now, found, settled)
+    for problem in found:
+        name = member.field_name(problem.field)
+        if name != problem.field:
+            problem = dataclasses.replace(problem, field=name)
+        elif member.group is not None:
+            problem = dataclasses.replace(problem, item=member.group)
+        if problem not in seen:
+            seen.add(problem)
+            problems.append(problem)
+    if item is not None:
+        item.group = member.group
+        item.member = member.position
+    return item
 
 
 @gc_paused

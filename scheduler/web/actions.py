@@ -26,7 +26,7 @@ from scheduler.queue import (
     accounts_t,
     approve,
     cancel,
-    find_posts,
+    find_post,
     needs_approval,
     pause_accounts,
     reject,
@@ -85,7 +85,7 @@ def run(
     if action not in EDIT_ACTIONS | APPROVAL_ACTIONS:
         raise NotFound(f"no action {action!r}")
     with immediate(engine) as conn:
-        (row,) = find_posts(conn, [key])
+        row = find_post(conn, key)
         detail: str | None = None
         if action == "reschedule":
             at = fields.get("at", "").strip()
@@ -137,7 +137,7 @@ def _resolve(
     if url and not url.startswith(("https://", "http://")):
         raise SmmError(f"not a web address: {url!r}")
     with engine.connect() as conn:
-        (row,) = find_posts(conn, [key])
+        row = find_post(conn, key)
     ok = store.settle(
         engine,
         row.id,
