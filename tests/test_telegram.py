@@ -179,8 +179,8 @@ def test_html_parse_mode_measures_the_visible_text() -> None:
 
 def test_validate_flags_missing_files_and_non_photos(tmp_path: Path) -> None:
     adapter = offline_adapter(TelegramAdapter)
-    (tmp_path / "clip.mp4").write_bytes(b"\0")
-    media = (str(tmp_path / "missing.png"), str(tmp_path / "clip.mp4"))
+    (tmp_path / "clip.webm").write_bytes(b"\0")
+    media = (str(tmp_path / "missing.png"), str(tmp_path / "clip.webm"))
     issues = adapter.validate(make_post(media=media), make_account())
     assert [i.field for i in issues] == ["media", "media"]
     assert "no such file" in issues[0].message
@@ -325,6 +325,70 @@ def test_several_images_go_out_as_a_media_group_captioned_on_the_first(tmp_path:
     ]
     assert b'name="photo1"; filename="2.png"' in request.content
     assert published.remote_id == "42"
+
+
+#: The start of an MP4 file (an ftyp box), then filler.
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(range(256)) * 8
+
+
+def test_one_local_video_is_streamed_to_send_video(tmp_path: Path) -> None:
+    # sendVideo (core.telegram.org/bots/api#sendvideo): chat_id, video (an upload as
+    # multipart/form-data or a URL), caption, supports_streaming; answers the Message.
+    (tmp_path / "clip.mp4").write_bytes(MP4)
+    recorder = RecordingHandler(lambda r: ok({**message(), "video": {"file_id": "BAAC"}}))
+    with capture_logs() as logs:
+        publish(recorder, make_post(media=(str(tmp_path / "clip.mp4"),)))
+    (request,) = recorder.requests
+    assert method_of(request) == "sendVideo"
+    body = request.content
+    assert b'name="video"; filename="clip.mp4"' in body
+    assert b"Content-Type: video/mp4" in body
+    assert MP4 in body
+    assert b'name="supports_streaming"\r\n\r\ntrue' in body
+    assert b'name="caption"\r\n\r\nHello, channel' in body
+    upload = next(e for e in logs if e["event"] == "telegram_video_upload")
+    assert (upload["file"], upload["bytes"]) == ("clip.mp4", len(MP4))
+    assert any(e["event"] == "telegram_video_sent" for e in logs)
+
+
+def test_a_video_url_goes_out_as_send_video() -> None:
+    recorder = RecordingHandler(lambda r: ok(message()))
+    publish(recorder, make_post(media=("https://cdn.example.com/clip.mp4",)))
+    (request,) = recorder.requests
+    assert json.loads(request.content) == {
+        "chat_id": "@smmtest",
+        "video": "https://cdn.example.com/clip.mp4",
+        "caption": "Hello, channel",
+        "supports_streaming": True,
+    }
+
+
+def test_photos_and_videos_share_a_media_group(tmp_path: Path) -> None:
+    (tmp_path / "clip.mp4").write_bytes(MP4)
+    recorder = RecordingHandler(lambda r: ok([message(42), message(43)]))
+    publish(recorder, make_post(media=(png(tmp_path, "1.png"), str(tmp_path / "clip.mp4"))))
+    (request,) = recorder.requests
+    form = request.content.split(b'name="media"\r\n\r\n', 1)[1].split(b"\r\n--", 1)[0]
+    assert json.loads(form) == [
+        {"type": "photo", "media": "attach://photo0", "caption": "Hello, channel"},
+        {"type": "video", "media": "attach://video1", "supports_streaming": True},
+    ]
+    assert b'name="video1"; filename="clip.mp4"' in request.content
+
+
+def test_video_limits_are_checked_at_validation(tmp_path: Path) -> None:
+    adapter = offline_adapter(TelegramAdapter)
+    big = tmp_path / "big.mp4"
+    with big.open("wb") as f:
+        f.write(MP4)
+        f.truncate(50 * 1024 * 1024 + 1)  # sparse: one byte over what a bot may upload
+    (issue,) = adapter.validate(make_post(media=(str(big),)), make_account())
+    assert "larger than the 50 MB a bot may upload" in issue.message
+    (tmp_path / "clip.mov").write_bytes(MP4)
+    (issue,) = adapter.validate(make_post(media=(str(tmp_path / "clip.mov"),)), make_account())
+    assert "or an MP4 video" in issue.message
+    (tmp_path / "ok.mp4").write_bytes(MP4)
+    assert adapter.validate(make_post(media=(str(tmp_path / "ok.mp4"),)), make_account()) == []
 
 
 def test_a_missing_media_file_is_rejected_before_any_request(tmp_path: Path) -> None:

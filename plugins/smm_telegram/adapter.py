@@ -1,21 +1,23 @@
 """Publishing to a Telegram channel or group through the Bot API.
 
 One post is one Bot API call: ``sendMessage`` for text, ``sendPhoto`` for one image,
-``sendMediaGroup`` for 2-10 images (the caption rides on the first), ``sendPoll`` for a post
-with a poll (its text the question). Images are sent by URL when they are URLs, uploaded as
-multipart parts when they are local files.
+``sendVideo`` for one video, ``sendMediaGroup`` for 2-10 images and videos (the caption rides
+on the first), ``sendPoll`` for a post with a poll (its text the question). Media are sent by
+URL when they are URLs, uploaded as multipart parts when they are local files (a video
+streamed from disk, never held whole).
 See docs/plugins/networks/telegram.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import structlog
@@ -48,6 +50,10 @@ MAX_MEDIA = 10
 #: Photos uploaded as files may weigh up to 10 MB (by URL Telegram fetches up to 5 MB).
 MAX_PHOTO_BYTES = 10 * 1024 * 1024
 PHOTO_TYPES = ("image/jpeg", "image/png", "image/webp")
+#: sendVideo: "Telegram clients support MPEG4 videos (other formats may be sent as Document)";
+#: files uploaded by a bot may weigh up to 50 MB, by URL Telegram fetches up to 20 MB.
+VIDEO_TYPES = ("video/mp4",)
+MAX_VIDEO_BYTES = 50 * 1024 * 1024
 #: sendPoll's limits (Bot API): the question, the options, each option's text, and the
 #: open_period in seconds (a bot's poll closes by itself at most 10 minutes after it is sent).
 POLL_QUESTION_LIMIT = 300
@@ -66,7 +72,15 @@ class _Call:
 
     method: str
     fields: dict[str, Any]
-    files: dict[str, tuple[str, bytes, str]] = field(default_factory=dict)
+    #: Parts to upload: bytes read whole (photos) or an open file streamed (videos).
+    files: dict[str, tuple[str, bytes | IO[bytes], str]] = field(default_factory=dict)
+
+    def close(self) -> None:
+        """Close the files opened for streaming."""
+        for _name, content, _kind in self.files.values():
+            if not isinstance(content, bytes):
+                with contextlib.suppress(OSError):
+                    content.close()
 
 
 #: The account options this plugin reads (docs/plugins/networks/telegram.md).
@@ -85,8 +99,9 @@ class TelegramAdapter(Adapter):
         text_limit=MESSAGE_LIMIT,
         text_counting="utf16",
         max_media=MAX_MEDIA,
-        media_types=PHOTO_TYPES,
-        max_media_bytes=MAX_PHOTO_BYTES,
+        media_types=PHOTO_TYPES + VIDEO_TYPES,
+        # The largest upload, a video's (a photo's 10 MB is checked by validate).
+        max_media_bytes=MAX_VIDEO_BYTES,
         # The Bot API has no idempotency key: a resend after a timeout could post twice.
         idempotent=False,
         # Bots cannot read view counts or reactions of channel posts.
@@ -142,7 +157,10 @@ class TelegramAdapter(Adapter):
             issues.append(Issue("text", "Telegram does not send an empty message"))
         if len(post.media) > MAX_MEDIA:
             issues.append(
-                Issue("media", f"{len(post.media)} images, Telegram takes at most {MAX_MEDIA}")
+                Issue(
+                    "media",
+                    f"{len(post.media)} media files, Telegram takes at most {MAX_MEDIA}",
+                )
             )
         for item in post.media:
             issue = _media_issue(item)
@@ -160,8 +178,7 @@ class TelegramAdapter(Adapter):
         chat_id = self.migrated_chats.get(account.name) or _configured_chat(account)
         text = self.compose_text(post)
         try:
-            call = await _build_call(post, text, chat_id, account)
-            result = await self._call(token, account, call)
+            result = await self._send(token, account, post, text, chat_id)
         except ChatMigrated as moved:
             log.warning(
                 "telegram_chat_migrated",
@@ -171,9 +188,28 @@ class TelegramAdapter(Adapter):
                 hint=f'set chat_id = "{moved.new_chat_id}" in the account config',
             )
             self.migrated_chats[account.name] = chat_id = moved.new_chat_id
-            call = await _build_call(post, text, chat_id, account)
-            result = await self._call(token, account, call)
+            result = await self._send(token, account, post, text, chat_id)
         return _published(result, chat_id)
+
+    async def _send(
+        self, token: str, account: Account, post: OutgoingPost, text: str, chat_id: str
+    ) -> Any:
+        call = await _build_call(post, text, chat_id, account)
+        try:
+            videos = [f for f in call.files.values() if f[2] in VIDEO_TYPES]
+            for filename, _content, _kind in videos:
+                log.info(
+                    "telegram_video_upload",
+                    account=account.name,
+                    file=filename,
+                    bytes=_size(post, filename),
+                )
+            result = await self._call(token, account, call)
+            if videos:
+                log.info("telegram_video_sent", account=account.name, files=len(videos))
+            return result
+        finally:
+            call.close()
 
     async def _call(self, token: str, account: Account, call: _Call) -> Any:
         base = str(account.option("api_base", DEFAULT_API_BASE)).rstrip("/")
@@ -225,23 +261,58 @@ def _form_value(value: Any) -> str:
 def _media_issue(item: str) -> Issue | None:
     kind, _ = mimetypes.guess_type(item)
     if _is_url(item):
-        if kind is not None and kind not in PHOTO_TYPES:
-            return Issue("media", f"{item}: {kind} is not a photo Telegram accepts (JPEG/PNG/WebP)")
+        if kind is not None and kind not in PHOTO_TYPES + VIDEO_TYPES:
+            return Issue(
+                "media",
+                f"{item}: {kind} is not a photo (JPEG/PNG/WebP) or video (MP4) Telegram accepts",
+            )
         return None
     path = Path(item).expanduser()
     if not path.is_file():
         return Issue("media", f"{item}: no such file", "give a path that exists or an https URL")
+    if kind in VIDEO_TYPES:
+        if path.stat().st_size > MAX_VIDEO_BYTES:
+            return Issue(
+                "media",
+                f"{item}: {path.stat().st_size} bytes, larger than the 50 MB a bot may upload",
+                "give it as an https URL (Telegram fetches up to 20 MB) or compress it",
+            )
+        return None
     if kind not in PHOTO_TYPES:
-        return Issue("media", f"{item}: not a JPEG, PNG or WebP image")
+        return Issue("media", f"{item}: not a JPEG, PNG or WebP image, or an MP4 video")
     if path.stat().st_size > MAX_PHOTO_BYTES:
         return Issue("media", f"{item}: larger than Telegram's 10 MB photo limit")
     return None
 
 
-async def _read_media(item: str) -> tuple[str, bytes, str]:
-    # Only through the core: confined to the media roots, checked by content and size.
-    photo = await media.read(item, TelegramAdapter.capabilities)
+def _is_video(item: str) -> bool:
+    return media.guess_type(item) in VIDEO_TYPES
+
+
+_PHOTOS = Capabilities(
+    text_limit=MESSAGE_LIMIT, media_types=PHOTO_TYPES, max_media_bytes=MAX_PHOTO_BYTES
+)
+_VIDEOS = Capabilities(
+    text_limit=MESSAGE_LIMIT, media_types=VIDEO_TYPES, max_media_bytes=MAX_VIDEO_BYTES
+)
+
+
+async def _read_media(item: str) -> tuple[str, bytes | IO[bytes], str]:
+    """A local photo read whole, or a local video opened to be streamed; both only through
+    the core: confined to the media roots, checked by content and size."""
+    if _is_video(item):
+        info = media.local_info(item, _VIDEOS)
+        return Path(item).name, media.open_local(item), info.mime
+    photo = await media.read(item, _PHOTOS)
     return photo.name, photo.content, photo.mime
+
+
+def _size(post: OutgoingPost, filename: str) -> int | None:
+    for item in post.media:
+        if Path(item).name == filename and not _is_url(item):
+            with contextlib.suppress(OSError):
+                return Path(item).stat().st_size
+    return None
 
 
 def _poll_issues(text: str, post: OutgoingPost) -> list[Issue]:
@@ -319,24 +390,35 @@ async def _build_call(post: OutgoingPost, text: str, chat_id: str, account: Acco
     caption = {"caption": text, **formatting} if text else {}
     if len(post.media) == 1:
         item = post.media[0]
+        kind = "video" if _is_video(item) else "photo"
+        method = "sendVideo" if kind == "video" else "sendPhoto"
+        fields = {"chat_id": chat_id, **caption}
+        if kind == "video":
+            fields["supports_streaming"] = True
         if _is_url(item):
-            return _Call("sendPhoto", {"chat_id": chat_id, "photo": item, **caption})
-        return _Call(
-            "sendPhoto", {"chat_id": chat_id, **caption}, {"photo": await _read_media(item)}
-        )
+            return _Call(method, {**fields, kind: item})
+        return _Call(method, fields, {kind: await _read_media(item)})
 
-    media: list[dict[str, Any]] = []
-    files: dict[str, tuple[str, bytes, str]] = {}
-    for index, item in enumerate(post.media):
-        entry: dict[str, Any] = {"type": "photo", "media": item}
-        if not _is_url(item):
-            name = f"photo{index}"
-            files[name] = await _read_media(item)
-            entry["media"] = f"attach://{name}"
-        if index == 0:
-            entry.update(caption)
-        media.append(entry)
-    return _Call("sendMediaGroup", {"chat_id": chat_id, "media": media}, files)
+    entries: list[dict[str, Any]] = []
+    files: dict[str, tuple[str, bytes | IO[bytes], str]] = {}
+    call = _Call("sendMediaGroup", {"chat_id": chat_id, "media": entries}, files)
+    try:
+        for index, item in enumerate(post.media):
+            kind = "video" if _is_video(item) else "photo"
+            entry: dict[str, Any] = {"type": kind, "media": item}
+            if kind == "video":
+                entry["supports_streaming"] = True
+            if not _is_url(item):
+                name = f"{kind}{index}"
+                files[name] = await _read_media(item)
+                entry["media"] = f"attach://{name}"
+            if index == 0:
+                entry.update(caption)
+            entries.append(entry)
+    except BaseException:
+        call.close()
+        raise
+    return call
 
 
 def _published(result: Any, chat_id: str) -> Published:
