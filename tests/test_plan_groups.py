@@ -548,3 +548,59 @@ def test_the_er_loop_counts_each_post_of_a_group_in_its_own_account(
         (age,) = sums[(ids[posts[key].account], "tip")]
         assert age.count == 1  # each account counts its own post, once
         assert age.total / age.weight == pytest.approx(count / 1000)
+
+
+# --------------------------------------------------------------------------- web
+
+
+def test_the_web_app_shows_a_group_and_each_posts_siblings(tmp_path: Path) -> None:
+    import httpx
+    from web_support import Server, build_site, login
+
+    from scheduler.web.app import create_app
+
+    site = build_site(tmp_path)
+    plan = tmp_path / "group.yaml"
+    at = (site.next_monday + timedelta(days=3, hours=12)).strftime("%Y-%m-%d %H:%M")
+    plan.write_text(
+        "- id: grp\n"
+        "  account: [riga_masto, ny_x]\n"
+        f"  at: {at}\n"
+        "  type: tip\n"
+        "  text: Both <networks>\n"
+        "  variants: {x: {text: Only on <x>}}\n",
+        encoding="utf-8",
+    )
+    code, out = site.cli("plan", "import", str(plan))
+    assert code == 0, out
+    with site.engine.begin() as conn:
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.key == "grp@ny_x")
+            .values(
+                state=PostState.PUBLISHED,
+                remote_id="42",
+                remote_url="https://x.com/acme/status/42",
+                published_at=NOW,
+            )
+        )
+    served = Server(create_app(site.engine, site.config))
+    try:
+        with httpx.Client(base_url=served.url, follow_redirects=True) as c:
+            assert login(c, "vic").status_code == 200
+            group = c.get("/post/grp")
+            one = c.get("/post/grp%40riga_masto")
+    finally:
+        served.stop()
+        site.engine.dispose()
+    assert group.status_code == 200
+    assert "group of 2 posts" in group.text
+    assert '<a href="/post/grp%40riga_masto">grp@riga_masto</a>' in group.text
+    assert '<a href="https://x.com/acme/status/42" rel="noopener noreferrer">42</a>' in group.text
+    assert "Only on &lt;x&gt;" in group.text  # stored text is escaped
+    assert "<x>" not in group.text
+    assert one.status_code == 200
+    # The post's own page lists its group, the post itself unlinked.
+    assert "The item's posts (grp)" in one.text
+    assert '<tr aria-current="page" data-member="grp@riga_masto">' in one.text
+    assert '<a href="/post/grp%40ny_x">grp@ny_x</a>' in one.text

@@ -32,7 +32,7 @@ from scheduler.config import Config
 from scheduler.db.engine import immediate
 from scheduler.errors import NotFound, SmmError
 from scheduler.logging import redact
-from scheduler.queue import AWAITING_APPROVAL, accounts_t, find_posts, post_story
+from scheduler.queue import AWAITING_APPROVAL, accounts_t, find_posts, group_posts, post_story
 from scheduler.states import PostState
 from scheduler.timeutil import UTC, Clock, LocalTimeError, SystemClock, format_utc, zone
 from scheduler.web import actions, auth, calendar
@@ -457,14 +457,19 @@ async def calendar_page(request: Request) -> Response:
 
 
 def _post_context(conn: Connection, key: str) -> dict[str, Any]:
-    (row,) = find_posts(conn, [key])
+    rows = find_posts(conn, [key])
+    if len(rows) > 1 or (rows[0].key != key and rows[0].group_key == key):
+        # The id of an item with several accounts: its group, one post per account.
+        return {"group": key, "members": rows}
+    (row,) = rows
     acc = conn.execute(
         select(accounts_t.c.platform, accounts_t.c.timezone, accounts_t.c.paused).where(
             accounts_t.c.id == row.account_id
         )
     ).one()
     attempts, events = post_story(conn, row.id)
-    return {"row": row, "acc": acc, "attempts": attempts, "events": events}
+    members = group_posts(conn, row.group_key) if row.group_key else []
+    return {"row": row, "acc": acc, "attempts": attempts, "events": events, "members": members}
 
 
 class _PostRow:
@@ -501,6 +506,8 @@ async def post_page(request: Request) -> Response:
             return _post_context(conn, key)
 
     ctx = await run_in_threadpool(read)
+    if "group" in ctx:
+        return web.render(request, "group.html", **ctx)
     shown = await previews(_PostRow(ctx["row"], ctx["acc"]), web.config.accounts)
     approvals = [
         e
