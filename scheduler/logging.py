@@ -16,7 +16,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import structlog
@@ -30,6 +31,7 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "SHARED_PROCESSORS",
     "configure_logging",
+    "log_each",
     "redact",
     "redact_secrets",
     "redact_stored",
@@ -133,16 +135,37 @@ def redact(value: Any) -> Any:
     return value if masked == text else masked
 
 
+#: Event key -> whether it names a secret. Events use a few dozen keys; bounded all the same.
+_secret_keys: dict[str, bool] = {}
+_SECRET_KEYS_KEPT = 4096
+
+
+def _is_secret_key(key: str) -> bool:
+    found = _secret_keys.get(key)
+    if found is None:
+        found = bool(_SECRET_KEY.match(key))
+        if len(_secret_keys) < _SECRET_KEYS_KEPT:
+            _secret_keys[key] = found
+    return found
+
+
 def _is_secret_item(key: Any, value: Any) -> bool:
-    return isinstance(key, str) and bool(_SECRET_KEY.match(key)) and value not in (None, "")
+    return isinstance(key, str) and _is_secret_key(key) and value not in (None, "")
 
 
 def redact_secrets(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """structlog processor: mask secrets in every value of the event (see :func:`redact`)."""
-    return {
-        key: value if key in _META_KEYS else MASK if _is_secret_item(key, value) else redact(value)
-        for key, value in event_dict.items()
-    }
+    out = {}
+    for key, value in event_dict.items():
+        if key in _META_KEYS or value is None:
+            out[key] = value
+        elif isinstance(key, str) and _is_secret_key(key) and value != "":
+            out[key] = MASK
+        elif type(value) is str:  # the common case, without redact's type tests
+            out[key] = _redact_text(value)
+        else:
+            out[key] = redact(value)
+    return out
 
 
 #: Run on every event, structlog's and the standard library's, in this order. Redaction
@@ -158,6 +181,18 @@ SHARED_PROCESSORS: list[Processor] = [
 ]
 
 _handler: logging.Handler | None = None
+
+
+@dataclass(frozen=True)
+class _Output:
+    """What ``configure_logging`` set up, for ``log_each`` to render events the same way."""
+
+    handler: logging.StreamHandler[TextIO]
+    processors: list[Processor]
+    renderer: Processor
+
+
+_output: _Output | None = None
 
 
 def _is_terminal(stream: TextIO) -> bool:
@@ -192,7 +227,7 @@ def configure_logging(
         plain = bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
         renderer = structlog.dev.ConsoleRenderer(colors=terminal and not plain)
 
-    handler = logging.StreamHandler(stream)
+    handler: logging.StreamHandler[TextIO] = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=SHARED_PROCESSORS,
@@ -206,12 +241,15 @@ def configure_logging(
     root.setLevel(numeric_level)
     _handler = handler
 
+    global _output
+    processors: list[Processor] = [
+        structlog.stdlib.filter_by_level,
+        *SHARED_PROCESSORS,
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ]
+    _output = _Output(handler, processors, renderer)
     structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *SHARED_PROCESSORS,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
+        processors=processors,
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         # Not cached: a logger taken at import time follows a later reconfiguration.
@@ -221,9 +259,68 @@ def configure_logging(
 
 def reset_logging() -> None:
     """Undo :func:`configure_logging`: remove its handler and restore structlog's defaults."""
-    global _handler
+    global _handler, _output
     if _handler is not None:
         logging.getLogger().removeHandler(_handler)
         _handler = None
+    _output = None
     logging.getLogger().setLevel(logging.WARNING)
     structlog.reset_defaults()
+
+
+def log_each(name: str, level: int, events: Sequence[dict[str, Any]]) -> None:
+    """Log each of ``events`` (``{"event": NAME, key: value...}``) as logger ``name`` at
+    ``level``: the lines one ``structlog.get_logger(name)`` call per event would write, through
+    the same processors (redaction included), written to the stream at once.
+
+    For events that come in batches on a hot path (the daemon's outcome of each post): one
+    logger call per event costs the standard library's record, lock and flush each time, as
+    much as a post's whole database work. Where logging is not as ``configure_logging`` left
+    it (``structlog.testing.capture_logs``, other handlers), each event takes the usual path.
+    """
+    if not events:
+        return
+    logger = logging.getLogger(name)
+    out = _output
+    if out is None or not _plain_route(logger, out):
+        bound = structlog.get_logger(name)
+        method = logging.getLevelName(level).lower()
+        for event in events:
+            fields = dict(event)
+            getattr(bound, method)(fields.pop("event"), **fields)
+        return
+    if not logger.isEnabledFor(level) or level < out.handler.level:
+        return  # as filter_by_level and the handler would drop each
+    method = logging.getLevelName(level).lower()
+    lines: list[str] = []
+    for event in events:
+        ed: Any = dict(event)
+        ed["event"] = ed.pop("event")  # where structlog puts it: after the fields
+        for processor in SHARED_PROCESSORS:
+            ed = processor(logger, method, ed)
+        lines.append(str(out.renderer(logger, method, ed)))
+    stream = out.handler.stream
+    out.handler.acquire()
+    try:
+        stream.write(out.handler.terminator.join(lines) + out.handler.terminator)
+        out.handler.flush()
+    except Exception:  # as a handler does: a broken stream never stops the daemon
+        out.handler.handleError(logging.makeLogRecord({"msg": lines[0], "name": name}))
+    finally:
+        out.handler.release()
+
+
+def _plain_route(logger: logging.Logger, out: _Output) -> bool:
+    """Whether an event of ``logger`` would reach only ``out``'s handler, unfiltered, and
+    structlog still runs ``out``'s processors."""
+    if structlog.get_config()["processors"] is not out.processors:
+        return False
+    root = logging.getLogger()
+    if root.handlers != [out.handler] or root.filters or out.handler.filters:
+        return False
+    node: logging.Logger | None = logger
+    while node is not None and node is not root:
+        if node.handlers or node.filters or not node.propagate or node.disabled:
+            return False
+        node = node.parent
+    return True

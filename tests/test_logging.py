@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 import structlog
 
-from scheduler.logging import MASK, configure_logging, register_secret, reset_logging
+from scheduler.logging import (
+    MASK,
+    configure_logging,
+    log_each,
+    register_secret,
+    reset_logging,
+)
 
 
 class FakeTerminal(io.StringIO):
@@ -171,6 +177,64 @@ def test_level_names_are_case_insensitive() -> None:
 def test_unknown_level_name_is_refused_with_the_known_ones() -> None:
     with pytest.raises(ValueError, match="unknown log level 'verbose': use one of debug, info"):
         configure_logging("verbose")
+
+
+def _without_time(lines: list[str]) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in lines]
+    for event in events:
+        assert event.pop("timestamp").endswith("Z")
+    return events
+
+
+@pytest.mark.parametrize("json_output", [True, False], ids=["json", "console"])
+def test_a_batch_of_events_is_written_as_one_logger_call_per_event_would(
+    json_output: bool,
+) -> None:
+    events = [{"event": "post_published", "post": f"p-{i}", "attempt": 1} for i in range(3)]
+    one_by_one, at_once = io.StringIO(), io.StringIO()
+    configure_logging("info", json=json_output, stream=one_by_one)
+    for event in events:
+        fields = dict(event)
+        log().info(fields.pop("event"), **fields)
+    configure_logging("info", json=json_output, stream=at_once)
+
+    log_each("tests.logging", logging.INFO, events)
+
+    if json_output:
+        expected = _without_time(one_by_one.getvalue().splitlines())
+        assert _without_time(at_once.getvalue().splitlines()) == expected
+        assert list(json.loads(at_once.getvalue().splitlines()[0]))[:3] == [
+            "post",
+            "attempt",
+            "event",
+        ]
+    else:  # the console lines differ only in their leading time
+        strip = lambda text: [line.split(" ", 1)[1] for line in text.splitlines()]  # noqa: E731
+        assert strip(at_once.getvalue()) == strip(one_by_one.getvalue())
+
+
+def test_a_batch_of_events_follows_the_level_and_is_redacted() -> None:
+    stream = io.StringIO()
+    configure_logging("warning", stream=stream)
+    secret = unique_secret()
+    register_secret(secret)
+
+    log_each("tests.logging", logging.INFO, [{"event": "routine"}])
+    log_each("tests.logging", logging.WARNING, [{"event": "odd", "message": f"echo {secret}"}])
+
+    (event,) = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert (event["event"], event["level"]) == ("odd", "warning")
+    assert secret not in stream.getvalue()
+    assert MASK in event["message"]
+
+
+def test_a_batch_of_events_reaches_captured_logs_one_by_one() -> None:
+    # Anything but the configured output (structlog's capture, another handler) gets each
+    # event through an ordinary logger call.
+    configure_logging("warning", stream=io.StringIO())
+    with structlog.testing.capture_logs() as captured:
+        log_each("tests.logging", logging.INFO, [{"event": "a", "n": 1}, {"event": "b"}])
+    assert [(e["event"], e["log_level"]) for e in captured] == [("a", "info"), ("b", "info")]
 
 
 # --------------------------------------------------------------------------------- stdlib

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import random
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,10 +40,12 @@ from scheduler.daemon.store import Claimed, Result
 from scheduler.daemon.weather import Unavailable, Weather, in_thread, patiently, unreachable
 from scheduler.db.engine import immediate
 from scheduler.db.models import Post, PostState
+from scheduler.logging import log_each
 from scheduler.outgoing import account_view, from_row
 from scheduler.timeutil import Clock, SystemClock
 
-log = structlog.get_logger("scheduler.worker")
+log_name = "scheduler.worker"
+log = structlog.get_logger(log_name)
 #: ``[daemon] concurrency = "auto"``: the most publishes in flight, whatever the networks take.
 AUTO_MAX = 1000
 #: Lookups a rescue makes at once, and how long each may take.
@@ -454,7 +458,8 @@ class Worker:
                 self.stats["failed"] += 1
             elif r.state == PostState.UNCONFIRMED:
                 self.stats["unconfirmed"] += 1
-            _log_outcome(r)
+        _log_outcomes(batch)
+        for r in batch:
             self._fire_hooks(r)
             if r.state == PostState.PUBLISHED and r.remote_id:
                 self._first_comment(r)
@@ -752,22 +757,41 @@ class Worker:
             )
 
 
-def _log_outcome(r: Result) -> None:
+def _log_outcomes(batch: Sequence[Result]) -> None:
     """One line per recorded outcome: an operator watching the daemon sees each post go out,
-    or why not, without querying the attempts table."""
-    who = {"post": r.claimed.row.key, "account": r.claimed.account}
-    who["attempt"] = r.claimed.attempt_number
+    or why not, without querying the attempts table. A batch's lines are written together
+    (``log_each``): one logger call per post cost as much as the post's database work."""
+    by_level: dict[int, list[dict[str, Any]]] = {}
+    for r in batch:
+        level, event = _outcome_event(r)
+        by_level.setdefault(level, []).append(event)
+    for level, events in by_level.items():
+        log_each(log_name, level, events)
+
+
+def _outcome_event(r: Result) -> tuple[int, dict[str, Any]]:
+    """The level and the event of ``r``'s outcome line."""
+    event: dict[str, Any] = {
+        "event": "post_published",
+        "post": r.claimed.row.key,
+        "account": r.claimed.account,
+        "attempt": r.claimed.attempt_number,
+    }
     if r.state == PostState.PUBLISHED:
-        log.info("post_published", **who, remote_url=r.remote_url or r.remote_id)
-        return
-    why = {"outcome": str(r.outcome), "message": r.message}
+        event["remote_url"] = r.remote_url or r.remote_id
+        return logging.INFO, event
+    event["outcome"] = str(r.outcome)
+    event["message"] = r.message
     if r.state == PostState.RETRY_WAIT:
-        at = r.next_attempt_at.isoformat() if r.next_attempt_at else None
-        log.info("post_retry", **who, **why, next_attempt_at=at)
-    elif r.state == PostState.UNCONFIRMED:
-        log.warning("post_unconfirmed", **who, **why)
-    else:
-        log.warning("post_failed", **who, **why, state=str(r.state))
+        event["event"] = "post_retry"
+        event["next_attempt_at"] = r.next_attempt_at.isoformat() if r.next_attempt_at else None
+        return logging.INFO, event
+    if r.state == PostState.UNCONFIRMED:
+        event["event"] = "post_unconfirmed"
+        return logging.WARNING, event
+    event["event"] = "post_failed"
+    event["state"] = str(r.state)
+    return logging.WARNING, event
 
 
 def _outcome_for_crash(sent: bool) -> Any:
