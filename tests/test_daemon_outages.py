@@ -46,7 +46,11 @@ from scheduler.db.models import PostState
 
 POSTS = 2000
 ACCOUNTS = 8
-OUTAGES = 5
+#: How long each of the five outages keeps the database away, in a random order: they
+#: span 3 to 15 s (a PostgreSQL server adds the 2-3 s it takes to start again), so one
+#: outage outlasts the lease and the publish timeout many times over.
+DOWN_S = (3.0, 5.0, 7.5, 10.0, 13.5)
+OUTAGES = len(DOWN_S)
 #: Posts fall due over this many seconds, so that work goes on through every outage.
 SPREAD_S = 18.0
 #: The port of the private cluster (5440-5499, away from the shared one on 5432).
@@ -101,17 +105,18 @@ def _outages(
     rng: random.Random,
     stop: Callable[[], None],
     start: Callable[[], None],
-    down: tuple[float, float],
+    *,
+    restart_s: float = 0.0,
 ) -> list[float]:
-    """``OUTAGES`` times: run 1-2 s, then take the database away for ``down`` seconds (a
-    range) and bring it back. Returns how long each outage lasted, from its start to the
-    database answering again (a PostgreSQL server takes 2-3 s more to recover)."""
+    """Once per ``DOWN_S`` length, in a random order: run 1-2 s, then take the database away
+    for that long and bring it back (``restart_s``: what bringing it back takes itself).
+    Returns how long each outage lasted, from its start to the database answering again."""
     lengths = []
-    for _ in range(OUTAGES):
+    for down in rng.sample(DOWN_S, len(DOWN_S)):
         time.sleep(rng.uniform(1.0, 2.0))
         began = time.monotonic()
         stop()
-        time.sleep(rng.uniform(*down))
+        time.sleep(max(0.5, down - restart_s))
         start()
         lengths.append(time.monotonic() - began)
     return lengths
@@ -141,7 +146,7 @@ def _check(engine: Any, ledger: Path, daemons: Daemons) -> dict[str, Any]:
     }
 
 
-def _finish(engine: Any, daemons: Daemons, started: float, deadline_s: float = 90) -> float:
+def _finish(engine: Any, daemons: Daemons, started: float, deadline_s: float = 150) -> float:
     wait_until(
         lambda: pending_count(engine) == 0,
         timeout=deadline_s,
@@ -178,7 +183,7 @@ def test_three_daemons_ride_out_five_postgres_restarts(tmp_path: Path) -> None:
                 what="three daemons to start",
             )
             started = time.monotonic()
-            lengths = _outages(rng, cluster.stop, cluster.start, (1.0, 2.5))
+            lengths = _outages(rng, cluster.stop, cluster.start, restart_s=2.0)
             took = _finish(engine, daemons, started)
             result = _check(engine, ledger, daemons)
         engine.dispose()
@@ -188,6 +193,8 @@ def test_three_daemons_ride_out_five_postgres_restarts(tmp_path: Path) -> None:
         f"states {result['states']}; resent under their key {result['resent under their key']}; "
         f"degraded {result['degraded']} times, back {result['back']} times"
     )
+    assert min(lengths) >= 3.0
+    assert max(lengths) >= 12.0, f"no long outage: {lengths}"
     # Each daemon noticed outages and said so once per outage, not once per failed step.
     assert 3 <= result["degraded"] <= 3 * OUTAGES + 3
     assert result["back"] >= 3
@@ -216,7 +223,7 @@ def test_a_daemon_on_sqlite_rides_out_a_full_disk(tmp_path: Path) -> None:
                 disk.fill()
                 assert disk.full()
 
-            lengths = _outages(rng, fill, disk.free, (3.0, 5.0))
+            lengths = _outages(rng, fill, disk.free)
             took = _finish(engine, daemons, started)
             result = _check(engine, ledger, daemons)
         engine.dispose()

@@ -143,12 +143,19 @@ async def patiently(
     asyncio's default pool).
     """
     backoff = Backoff()
+    # A kept connection that died with a restarted server fails once, however long after
+    # the restart it is next used; the step, tried again at once, opens a new one. Only a
+    # second failure in a row is an outage.
+    once_more = not weather.degraded
     while True:
         try:
             result = await in_thread(executor, fn, *args)
         except Exception as exc:
             if not unreachable(exc):
                 raise
+            if once_more:
+                once_more = False
+                continue
             weather.trouble(step, exc)
             pause = backoff.delay()
             if deadline is not None:
