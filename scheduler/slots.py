@@ -7,11 +7,12 @@ occurrence.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from scheduler.timeutil import localize
+from scheduler.timeutil import localize, parse_clock_time
 
 
 def iter_slots(
@@ -116,3 +117,163 @@ def minute(instant: datetime) -> datetime:
     if instant.second or instant.microsecond:
         return instant.replace(second=0, microsecond=0)
     return instant  # already on the minute (every slot is)
+
+
+# --------------------------------------------------------------------------- learned slots
+
+#: A weekly slot table: weekday (0 = Monday) -> sorted local times.
+WeekTable = Mapping[int, tuple[time, ...]]
+#: Weekly tables in force one after the other: (UTC instant from which it holds, table); the
+#: first one's instant is None (it has always held).
+SlotPlan = Sequence[tuple[datetime | None, WeekTable]]
+#: A window within which learned slots may move: (first, last) local time, both included.
+Window = tuple[time, time]
+
+#: Learned slots sit on a grid of whole hours from each window's start ...
+WINDOW_STEP = timedelta(hours=1)
+#: ... and at least this far apart on a day, so that posts do not crowd each other out.
+MIN_GAP = timedelta(hours=1)
+
+
+def parse_window(text: str) -> Window:
+    """``"08:00-22:00"`` -> (08:00, 22:00); ValueError with a reason otherwise."""
+    first, sep, last = text.partition("-")
+    if not sep:
+        raise ValueError(f"not a window: {text[:40]!r} (expected HH:MM-HH:MM)")
+    start, end = parse_clock_time(first), parse_clock_time(last)
+    if end <= start:
+        raise ValueError(
+            f"the window {text[:40]!r} ends before it starts (one past midnight is two windows, "
+            'e.g. "20:00-23:59" and "00:00-01:00")'
+        )
+    return start, end
+
+
+def window_times(windows: Sequence[Window]) -> list[time]:
+    """The times a learned slot may take in ``windows``: every ``WINDOW_STEP`` from each
+    window's start up to its end, each time once, sorted."""
+    out: set[time] = set()
+    for start, end in windows:
+        at = _minutes(start)
+        while at <= _minutes(end):
+            out.add(time(at // 60, at % 60))
+            at += int(WINDOW_STEP.total_seconds() // 60)
+    return sorted(out)
+
+
+def fits_windows(times: Sequence[time], windows: Sequence[Window]) -> bool:
+    """Whether every time lies in one of ``windows``."""
+    return all(any(s <= t <= e for s, e in windows) for t in times)
+
+
+def spaced(times: Sequence[time], gap: timedelta = MIN_GAP) -> bool:
+    """Whether consecutive times of a day are at least ``gap`` apart."""
+    minutes = sorted(_minutes(t) for t in times)
+    return all(b - a >= gap.total_seconds() // 60 for a, b in itertools.pairwise(minutes))
+
+
+def _minutes(t: time) -> int:
+    return t.hour * 60 + t.minute
+
+
+def iter_plan(plan: SlotPlan, tz: ZoneInfo, start: datetime) -> Iterator[datetime]:
+    """UTC slot instants at or after ``start`` of the tables of ``plan``, each table from its
+    instant until the next one's (endless when the last table has slots)."""
+    for i, (since, table) in enumerate(plan):
+        until = plan[i + 1][0] if i + 1 < len(plan) else None
+        if until is not None and until <= start:
+            continue
+        begin = start if since is None or since < start else since
+        for instant in iter_slots(table, tz, begin):
+            if until is not None and instant >= until:
+                break
+            yield instant
+
+
+def free_plan_slots(
+    plan: SlotPlan, tz: ZoneInfo, start: datetime, taken: set[datetime], count: int
+) -> list[datetime]:
+    """``free_slots`` over the tables of ``plan`` in turn."""
+    out: list[datetime] = []
+    if count <= 0:
+        return out
+    for instant in iter_plan(plan, tz, start):
+        if minute(instant) in taken:
+            continue
+        out.append(instant)
+        if len(out) == count:
+            break
+    return out
+
+
+#: The day keys of slot tables (and of learning windows): which weekdays each names.
+DAY_GROUPS: Mapping[str, tuple[int, ...]] = {
+    "daily": tuple(range(7)),
+    "weekdays": tuple(range(5)),
+    "weekend": (5, 6),
+    **{d: (i,) for i, d in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun"))},
+}
+
+
+def parse_windows(raw: object) -> tuple[dict[int, tuple[Window, ...]], list[tuple[str, str]]]:
+    """Learning windows as written: a table of day keys (as slots: mon..sun, weekdays,
+    weekend, daily), each a window ``"HH:MM-HH:MM"`` or a list of them; a plain string is
+    every day's. Returns weekday -> windows, and the problems as (key suffix, message)."""
+    if isinstance(raw, str):
+        raw = {"daily": raw}
+    problems: list[tuple[str, str]] = []
+    if not isinstance(raw, Mapping):
+        return {}, [("", 'learn must be a table of windows, e.g. { daily = "08:00-22:00" }')]
+    out: dict[int, set[Window]] = {}
+    for key, value in raw.items():
+        if key not in DAY_GROUPS:
+            problems.append((f".{key}", f"unknown day {str(key)[:40]!r}"))
+            continue
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            problems.append((f".{key}", 'a window "HH:MM-HH:MM" or a list of them'))
+            continue
+        for i, item in enumerate(items):
+            where = f".{key}" if isinstance(value, str) else f".{key}[{i}]"
+            if not isinstance(item, str):
+                problems.append((where, 'a window is written "HH:MM-HH:MM"'))
+                continue
+            try:
+                window = parse_window(item)
+            except ValueError as exc:
+                problems.append((where, str(exc)))
+                continue
+            for day in DAY_GROUPS[key]:
+                out.setdefault(day, set()).add(window)
+    return {d: tuple(sorted(w)) for d, w in sorted(out.items())}, problems
+
+
+def check_learning(
+    slots: Mapping[int, tuple[time, ...]], windows: Mapping[int, Sequence[Window]]
+) -> list[str]:
+    """Why ``slots`` cannot learn within ``windows`` (empty: they can): every slot of a day
+    with windows must lie in them, and the day's slots must fit them ``MIN_GAP`` apart."""
+    problems = []
+    names = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+    gap = int(MIN_GAP.total_seconds() // 60)
+    for day, wins in sorted(windows.items()):
+        times = slots.get(day, ())
+        outside = [t for t in times if not fits_windows([t], wins)]
+        shown = ", ".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in wins)
+        if outside:
+            problems.append(
+                f"the {outside[0]:%H:%M} slot on {names[day]} lies outside its learning "
+                f"windows ({shown})"
+            )
+            continue
+        grid = [t.hour * 60 + t.minute for t in window_times(wins)]
+        room, last = 0, -gap
+        for m in grid:  # the most slots the grid holds a gap apart: greedily from the start
+            if m - last >= gap:
+                room, last = room + 1, m
+        if len(times) > room:
+            problems.append(
+                f"{len(times)} slots on {names[day]} do not fit its learning windows "
+                f"({shown}) an hour apart: room for {room}"
+            )
+    return problems

@@ -21,14 +21,16 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from scheduler.config import ERSettings
 from scheduler.er.allocate import HISTORY_WINDOW, priority_order
+from scheduler.er.hours import Observation, fit
 from scheduler.er.policy import Decision, Policy
 from scheduler.er.readings import FRESH, LOG_OFFSET, AgeSums, reading_windows
 from scheduler.er.recompute import _decide, resolve_policy
+from scheduler.er.slotlearn import best_times, decide
 from scheduler.er.stats import (
     HORIZON_HALF_LIVES,
     AccountStats,
@@ -39,8 +41,12 @@ from scheduler.er.stats import (
 )
 from scheduler.er.world import AccountWorld, World
 from scheduler.queue import QueueEntry
+from scheduler.slots import MIN_GAP, window_times
 
 STRATEGIES = ("er", "oracle", "round_robin")
+#: Also known: the same loop with its slots fixed where the world puts them (what slot
+#: learning is measured against).
+ALL_STRATEGIES = (*STRATEGIES, "fixed_slots")
 #: How often readings are taken (the metrics job runs more often; one reading per band counts).
 METRICS_EVERY = timedelta(hours=6)
 RECOMPUTE_EVERY = timedelta(days=1)
@@ -305,6 +311,8 @@ class RunResult:
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     #: Per recompute and account and ranked type: (day, type, er_low, er_high, truth read).
     intervals: list[tuple[float, str, str, float, float, float]] = field(default_factory=list)
+    #: Slots moved by slot learning (one per day of the week a move applies to).
+    slot_moves: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -352,14 +360,14 @@ def run(
     decide_rng = random.Random(f"{seed}:{strategy}")
     now_day = [0.0]
     chosen: Policy
-    if strategy == "er":
+    if strategy in ("er", "fixed_slots"):
         chosen = policy or resolve_policy(settings)
     elif strategy == "oracle":
         chosen = OraclePolicy(world, lambda: now_day[0])
     elif strategy == "round_robin":
         chosen = RoundRobinPolicy()
     else:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(ALL_STRATEGIES)}")
     accounts = world.accounts
     types = [acc.truth.types for acc in accounts]
     posts: list[list[SimPost]] = [[] for _ in accounts]
@@ -368,6 +376,12 @@ def run(
     states: list[dict[str, Any]] = [{} for _ in accounts]
     result = RunResult(strategy, seed, 0.0, 0, 0, {})
     ages = sorted(settings.ages)
+    # Each account's weekly slots: the loop moves them within the learning windows, the
+    # oracle puts them at the best hours of those windows from the start.
+    tables = [acc.week() for acc in accounts]
+    if strategy == "oracle":
+        tables = [oracle_table(acc) for acc in accounts]
+    slot_rng = random.Random(f"{seed}:{strategy}:slots")
     for day in range(world.days):
         today = start + timedelta(days=day)
         if day > 0:  # the daily recompute, before the day's slots are filled
@@ -389,13 +403,19 @@ def run(
                 )
                 if strategy == "er":
                     _record_intervals(result, acc, stats, day, settings.min_posts)
+                if strategy == "er" and acc.learn:
+                    model = fit(observations_at(posts[i], now, settings))
+                    slots = decide(model, tables[i], acc.learn, slot_rng)
+                    tables[i] = dict(slots.new)
+                    result.slot_moves += sum(len(m.days) for m in slots.moves)
         for i, acc in enumerate(accounts):
             order = types[i]
             if strategy == "oracle":  # ties between equal shares go to the truly better type
                 table = acc.truth.table(float(day))
                 order = sorted(order, key=lambda t: (-table[t], t))
-            slot_types = _day_types(weights[i], order, history[i], len(acc.slots))
-            for slot, ctype in zip(acc.slots, slot_types, strict=True):
+            today_slots = tables[i].get(today.weekday(), ())
+            slot_types = _day_types(weights[i], order, history[i], len(today_slots))
+            for slot, ctype in zip(today_slots, slot_types, strict=True):
                 when = today.replace(hour=slot.hour, minute=slot.minute)
                 post = draw_post(acc, i, ctype, when, start, rngs[i], ages)
                 posts[i].append(post)
@@ -412,6 +432,52 @@ def run(
         if on_day is not None:
             on_day(day + 1)
     return result
+
+
+def oracle_table(acc: AccountWorld) -> dict[int, tuple[time, ...]]:
+    """The account's weekly slots placed knowing the hour effects: on each day with learning
+    windows, as many slots as the world gives it at the hours of its windows that engage
+    most (as far apart as slot learning keeps them); the other days as the world has them."""
+    table = acc.week()
+    gap = int(MIN_GAP.total_seconds() // 60)
+    for day, windows in acc.learn.items():
+        scores = {t: acc.truth.hour_factor(day, t.hour) for t in window_times(windows)}
+        best = best_times(scores, len(table[day]), gap)
+        if best is not None:
+            table[day] = tuple(best)
+    return table
+
+
+def observations_at(
+    posts: Sequence[SimPost], now: float, settings: ERSettings
+) -> list[Observation]:
+    """What the hour model reads at ``now``: each post's latest reading taken by then, on the
+    log scale, with its decay weight and its hour of posting (a world's clock is UTC)."""
+    hl = settings.half_life.total_seconds()
+    rate = math.log(2) / hl
+    horizon = now - hl * HORIZON_HALF_LIVES
+    out = []
+    for post in posts:
+        if post.at < horizon or post.at > now:
+            continue
+        latest = None
+        for i, r in enumerate(post.readings):
+            if r[0] <= now and r[4] is not None:
+                latest = (i, r[4])
+        if latest is None:
+            continue
+        when = datetime.fromtimestamp(post.at, UTC)
+        out.append(
+            Observation(
+                post.content_type,
+                when.weekday(),
+                when.hour,
+                latest[0],
+                latest[1],
+                math.exp((post.at - now) * rate),
+            )
+        )
+    return out
 
 
 def _basis(acc: AccountWorld) -> str:

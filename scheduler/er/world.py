@@ -22,6 +22,7 @@ World file (TOML; docs/er.md#worlds)::
     true_er = { laugh = 0.03, instruction = 0.04 }
     viral = { rate = 0.02, low = 20, high = 50 }
     hours = [{ from = 18, to = 22, factor = 1.5 }, { from = 6, to = 10, factor = 0.8 }]
+    learn = { daily = "08:00-22:00" }  # the loop moves the slots within these windows
     [[accounts.shop.drift]]
     day = 30
     true_er = { laugh = 0.06 }
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from scheduler.config import ERSettings
+from scheduler.slots import Window, check_learning, parse_windows
 from scheduler.timeutil import parse_duration
 
 #: A Monday: simulations start there, so hour-of-week effects line up run after run.
@@ -144,6 +146,12 @@ class AccountWorld:
     viral: Viral = Viral()
     #: Mixed into the audience's draws (the account's own ``seed``); 0: the run's seed alone.
     seed: int = 0
+    #: Learning windows per weekday (``learn``): the loop moves the slots within them.
+    learn: Mapping[int, tuple[Window, ...]] = field(default_factory=dict)
+
+    def week(self) -> dict[int, tuple[time, ...]]:
+        """The account's slots as a weekly table (the same every day)."""
+        return dict.fromkeys(range(7), self.slots)
 
     def noise_of(self, content_type: str) -> float:
         return self.noise.get(content_type, self.default_noise)
@@ -239,6 +247,7 @@ _ACCOUNT_KEYS = {
     "hours",
     "copies",
     "seed",
+    "learn",
 }
 
 
@@ -302,6 +311,14 @@ def _accounts(name: str, raw: Mapping[str, Any]) -> list[AccountWorld]:
         viral=viral,
         seed=_int(raw, "seed", 0, where),
     )
+    learn, problems = parse_windows(raw.get("learn", {}))
+    if problems:
+        suffix, message = problems[0]
+        raise WorldError(f"{where}learn{suffix}: {message}")
+    wrong = check_learning(base.week(), learn)
+    if wrong:
+        raise WorldError(f"{where}learn: {wrong[0]}")
+    base = replace(base, learn=learn)
     copies = _int(raw, "copies", 1, where, low=1, high=100)
     if copies == 1:
         return [base]
