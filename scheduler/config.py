@@ -24,6 +24,7 @@ import platformdirs
 
 from scheduler.errors import InvalidInput, Problem, SmmError
 from scheduler.inline_secrets import check_inline_secrets
+from scheduler.slots import check_learning, parse_windows
 from scheduler.timeutil import LocalTimeError, parse_clock_time, parse_duration, zone
 
 APP_NAME = "smm-scheduler"
@@ -148,6 +149,9 @@ class AccountConfig:
     approval: bool = False
     #: Every media file of the account's posts must carry alt text (an import error if not).
     require_alt: bool = False
+    #: Slot learning (``[accounts.NAME.slots] learn``): weekday -> the windows (first, last
+    #: local time) the day's slots may move within; empty: the slots stay where they are.
+    learn: Mapping[int, tuple[tuple[time, time], ...]] = field(default_factory=dict)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -486,7 +490,9 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
     # Signing keys (hmac_secret...) never leave the machine; the others travel with requests.
     sent = any(not re.search(r"(?i)hmac|sign", key) for key in creds)
     check_inline_secrets(r.problem, options, f"{path}.options", f"{path}.credentials", sent)
-    slots = _slots(r, r.table(table, "slots", f"{path}.slots"), f"{path}.slots")
+    slots_table = r.table(table, "slots", f"{path}.slots")
+    slots = _slots(r, {k: v for k, v in slots_table.items() if k != "learn"}, f"{path}.slots")
+    learn = _learn(r, slots_table, slots, f"{path}.slots.learn")
     policies = _policies(
         r, r.table(table, "policies", f"{path}.policies"), f"{path}.policies", base
     )
@@ -510,7 +516,24 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
         enabled=enabled,
         approval=approval == "required",
         require_alt=require_alt,
+        learn=learn,
     )
+
+
+def _learn(
+    r: _Reader, slots_table: Mapping[str, Any], slots: Mapping[int, tuple[time, ...]], path: str
+) -> dict[int, tuple[tuple[time, time], ...]]:
+    """The slot learning windows (``learn`` in the slots table), checked against the slots."""
+    if "learn" not in slots_table:
+        return {}
+    windows, problems = parse_windows(slots_table["learn"])
+    for suffix, message in problems:
+        r.problem(path + suffix, message, 'e.g. learn = { weekdays = "08:00-22:00" }')
+    if problems:
+        return {}
+    for message in check_learning(slots, windows):
+        r.problem(path, message, "the slots start where the config puts them: inside the windows")
+    return windows
 
 
 def _show(value: Any, limit: int = 60) -> str:

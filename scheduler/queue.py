@@ -17,8 +17,9 @@ from sqlalchemy import Connection, Row, and_, bindparam, or_, select, text, upda
 from scheduler.config import AccountConfig
 from scheduler.db.models import Account, Attempt, Post, PostEvent, PostState, Schedule
 from scheduler.errors import NotFound, SmmError
+from scheduler.learned_slots import slot_plan
 from scheduler.post_ids import split_ref
-from scheduler.slots import free_slots, minute
+from scheduler.slots import SlotPlan, free_plan_slots, minute
 from scheduler.states import AWAITING_APPROVAL as AWAITING_APPROVAL
 from scheduler.states import CALENDAR_STATES, DUE_STATES, RETRYABLE, allowed, sql_in
 from scheduler.states import CANCELLABLE as CANCELLABLE
@@ -123,6 +124,7 @@ def assign_queue_slots(
         include_overdue=include_overdue,
         order=order,
         new_rows=new_rows,
+        plan=slot_plan(conn, account, account_id) if account.learn else None,
     )
     write_slot_times(conn, updates, now)
     return len(updates)
@@ -158,11 +160,14 @@ def plan_queue_slots(
     order: QueueOrder = plan_order,
     new_rows: Sequence[dict[str, Any]] = (),
     new_taken: Iterable[datetime] = (),
+    plan: SlotPlan | None = None,
 ) -> list[tuple[int, datetime | None]]:
     """``assign_queue_slots`` without the database: ``rows`` are the account's
     ``holding_posts``; sets the new rows' times in place and returns (post id, new time) of
     the stored posts that move. ``new_taken``: times of new fixed-time posts not in
-    ``new_rows`` (their slots are taken too)."""
+    ``new_rows`` (their slots are taken too). ``plan``: the weekly tables to follow instead
+    of the config's slots (an account that learns its slots, ``scheduler.learned_slots``)."""
+    plan = plan if plan is not None else [(None, account.slots)]
     entries = [
         QueueEntry(r.id, r.plan_order, r.content_type, r.due_at)
         for r in rows
@@ -179,14 +184,14 @@ def plan_queue_slots(
     if not entries and order is plan_order and _in_plan_order(waiting):
         # Nothing stored moves and the new rows come in plan order (a plan's first import):
         # they take the free slots as they are.
-        times = list(free_slots(account.slots, account.tz, now, taken, len(waiting)))
+        times = list(free_plan_slots(plan, account.tz, now, taken, len(waiting)))
         times += [None] * (len(waiting) - len(times))  # no slots: they wait unscheduled
         for row, t in zip(waiting, times, strict=True):
             row["due_at"] = row["next_attempt_at"] = t
         return []
     entries += [QueueEntry(None, r["plan_order"], r["content_type"], None, r) for r in waiting]
     ordered = order(entries)
-    times = list(free_slots(account.slots, account.tz, now, taken, len(ordered)))
+    times = list(free_plan_slots(plan, account.tz, now, taken, len(ordered)))
     # Queue posts that found no slot (an account without slots) wait unscheduled.
     times += [None] * (len(ordered) - len(times))
     updates: list[tuple[int, datetime | None]] = []
@@ -206,11 +211,12 @@ def _in_plan_order(rows: Sequence[dict[str, Any]]) -> bool:
 def write_slot_times(
     conn: Connection, updates: Sequence[tuple[int, datetime | None]], now: datetime
 ) -> None:
-    """Store what ``plan_queue_slots`` moved."""
+    """Store what ``plan_queue_slots`` moved. Only posts still queued move: one a daemon
+    claimed meanwhile keeps its time (the claim is the daemon's, never a slot's)."""
     if updates:
         conn.execute(
             update(posts_t)
-            .where(posts_t.c.id == bindparam("b_id"))
+            .where(posts_t.c.id == bindparam("b_id"), posts_t.c.state == PostState.QUEUED)
             .values(due_at=bindparam("b_due"), next_attempt_at=bindparam("b_due"), updated_at=now),
             [{"b_id": post_id, "b_due": due} for post_id, due in updates],
         )

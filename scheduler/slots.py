@@ -252,28 +252,35 @@ def check_learning(
     slots: Mapping[int, tuple[time, ...]], windows: Mapping[int, Sequence[Window]]
 ) -> list[str]:
     """Why ``slots`` cannot learn within ``windows`` (empty: they can): every slot of a day
-    with windows must lie in them, and the day's slots must fit them ``MIN_GAP`` apart."""
-    problems = []
-    names = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+    with windows must lie in them, and the day's slots must fit them ``MIN_GAP`` apart. Days
+    with the same problem are named together."""
+    found: dict[str, list[int]] = {}
     gap = int(MIN_GAP.total_seconds() // 60)
     for day, wins in sorted(windows.items()):
         times = slots.get(day, ())
         outside = [t for t in times if not fits_windows([t], wins)]
         shown = ", ".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in wins)
         if outside:
-            problems.append(
-                f"the {outside[0]:%H:%M} slot on {names[day]} lies outside its learning "
-                f"windows ({shown})"
-            )
+            found.setdefault(
+                f"the {outside[0]:%H:%M} slot on {{days}} lies outside the learning windows "
+                f"({shown})",
+                [],
+            ).append(day)
             continue
-        grid = [t.hour * 60 + t.minute for t in window_times(wins)]
         room, last = 0, -gap
-        for m in grid:  # the most slots the grid holds a gap apart: greedily from the start
-            if m - last >= gap:
-                room, last = room + 1, m
+        for t in window_times(wins):  # the most slots the grid holds a gap apart, greedily
+            if _minutes(t) - last >= gap:
+                room, last = room + 1, _minutes(t)
         if len(times) > room:
-            problems.append(
-                f"{len(times)} slots on {names[day]} do not fit its learning windows "
-                f"({shown}) an hour apart: room for {room}"
-            )
-    return problems
+            found.setdefault(
+                f"{len(times)} slots on {{days}} do not fit the learning windows ({shown}) "
+                f"an hour apart: room for {room}",
+                [],
+            ).append(day)
+    names = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+    out = []
+    for text, days in found.items():
+        listed = [names[d] for d in days]
+        joined = listed[0] if len(listed) == 1 else ", ".join(listed[:-1]) + " and " + listed[-1]
+        out.append(text.format(days=joined))
+    return out

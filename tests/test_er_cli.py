@@ -70,7 +70,7 @@ def test_er_json_shape(smm: Any, seeded: None) -> None:
     (account,) = json.loads(smm("er", "--json").output)
     assert set(account) == {
         "account", "basis", "account_er", "updated_at", "types", "decisions",
-        "reach_fallback_posts", "hours", "slot_proposal",
+        "reach_fallback_posts", "hours", "slot_proposal", "slot_decisions",
     }  # fmt: skip
     assert account["basis"] == "reach"
     assert [t["type"] for t in account["types"]] == ["instruction", "laugh", "medal"]

@@ -63,6 +63,11 @@ def _print_account(a: Mapping[str, Any], statistics: bool = False) -> None:
     )
     if a.get("slot_proposal"):
         click.echo(f"  best time to post: {a['slot_proposal']}")
+    learned = a.get("slot_decisions") or []
+    shown = [d for d in learned if d["moves"]][:3] or learned[:1]
+    for d in shown:
+        when = format_utc(d["effective_from"])
+        click.echo(f"  {format_utc(d['at'])}: slots from {when}: {d['summary']}")
     for d in a["decisions"]:
         flag = " [frozen]" if d["frozen"] else ""
         click.echo(f"  {format_utc(d['at'])}{flag}: {d['summary']}")

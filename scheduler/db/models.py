@@ -308,6 +308,26 @@ class PriorityDecision(SQLModel, table=True):
     frozen: bool = False
 
 
+class SlotDecision(SQLModel, table=True):
+    """One change of an account's learned slots (migration 0013): the weekly tables before
+    and after (weekday -> ["HH:MM"]), from when the new one holds, the moves and why."""
+
+    __tablename__ = "slot_decisions"
+    __table_args__ = (Index("ix_slot_decisions_account_time", "account_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False)
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    effective_from: datetime = Field(sa_type=UTCDateTime)
+    old_slots: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    new_slots: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    moves: list[Any] = Field(default_factory=list, sa_type=JSON)
+    summary: str
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
 class ERSums(SQLModel, table=True):
     """The ER readings' running sums (one row): what an incremental recompute starts from
     (migration 0011). ``sums`` hold per (account, content type) and age the decayed sums at

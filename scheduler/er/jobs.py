@@ -25,6 +25,7 @@ from scheduler.er.allocate import queue_order_for
 from scheduler.er.collect import collect_metrics
 from scheduler.er.recompute import DecisionRecord, recompute
 from scheduler.er.recycle import recycle_evergreen
+from scheduler.er.slotjob import learn_slots
 from scheduler.queue import assign_queue_slots
 from scheduler.timeutil import Clock
 
@@ -87,8 +88,9 @@ def recompute_and_refill(
 
 
 def refill_queues(engine: Engine, config: Config, now: datetime) -> int:
-    """For every enabled account: queue evergreen repeats if the queue runs short, then give
-    the waiting queue posts their slots in priority order. Returns the posts moved or made."""
+    """For every enabled account: queue evergreen repeats if the queue runs short, learn its
+    slots once a day if it learns them (``scheduler.er.slotjob``), then give the waiting
+    queue posts their slots in priority order. Returns the posts moved or made."""
     with engine.connect() as conn:
         ids = {r.name: r.id for r in conn.execute(select(accounts_t.c.id, accounts_t.c.name))}
     changed = 0
@@ -97,6 +99,8 @@ def refill_queues(engine: Engine, config: Config, now: datetime) -> int:
             continue
         with immediate(engine) as conn:
             changed += len(recycle_evergreen(conn, ids[name], now, ages=config.er.ages))
+            # A new table of learned slots and the posts it moves are one transaction.
+            learn_slots(conn, cfg, ids[name], now, config.er)
             changed += assign_queue_slots(
                 conn, cfg, ids[name], now, order=queue_order_for(conn, ids[name])
             )

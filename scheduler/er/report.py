@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 
 from scheduler.config import ERSettings
 from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
+from scheduler.er.slotjob import slot_history
 from scheduler.er.timing import hour_effects, slot_proposal
 from scheduler.errors import NotFound
 
@@ -125,7 +126,12 @@ def _timing(
     if settings is None or now is None:
         return {}
     effects = hour_effects(conn, account_id, settings, now, by_reach=by_reach)
-    return {"hours": [e.as_dict() for e in effects], "slot_proposal": slot_proposal(effects)}
+    return {
+        "hours": [e.as_dict() for e in effects],
+        "slot_proposal": slot_proposal(effects),
+        # Slot learning's decisions (accounts with learning windows), newest first.
+        "slot_decisions": slot_history(conn, account_id),
+    }
 
 
 def reach_fallbacks(conn: Connection) -> dict[str, int]:

@@ -214,24 +214,3 @@ def _why(model: HourModel, kind: int, old: time, new: time) -> tuple[str, bool]:
 
 def _posts(n: int) -> str:
     return "no post" if n == 0 else ("1 post" if n == 1 else f"{n} posts")
-
-
-def table_as_json(table: WeekTable) -> dict[str, list[str]]:
-    """A weekly table as stored: weekday number (as text) -> ["HH:MM", ...]."""
-    return {str(d): [f"{t:%H:%M}" for t in table[d]] for d in sorted(table) if table[d]}
-
-
-def table_from_json(data: Any) -> dict[int, tuple[time, ...]] | None:
-    """A stored weekly table, or None when it is not one."""
-    if not isinstance(data, dict):
-        return None
-    out: dict[int, tuple[time, ...]] = {}
-    try:
-        for key, values in data.items():
-            day = int(key)
-            if not 0 <= day <= 6 or not isinstance(values, list):
-                return None
-            out[day] = tuple(sorted(time.fromisoformat(v) for v in values))
-    except (TypeError, ValueError):
-        return None
-    return out
