@@ -16,7 +16,7 @@ import yaml
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, table
 from scheduler.cli.plan import load_plan
-from scheduler.er.loopsim import STRATEGIES
+from scheduler.er.loopsim import ALL_STRATEGIES, STRATEGIES
 from scheduler.er.plot import sparkline
 from scheduler.er.simhtml import render_summary
 from scheduler.er.simulate import Truth
@@ -171,7 +171,12 @@ def print_summary(data: Mapping[str, Any], strategies: list[str]) -> None:
         f"{first[strategies[0]]['posts']} posts per run, seed"
         + (f"s {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else f" {seeds[0]}")
     )
-    names = {"er": "ER loop", "oracle": "oracle", "round_robin": "round-robin"}
+    names = {
+        "er": "ER loop",
+        "oracle": "oracle",
+        "round_robin": "round-robin",
+        "fixed_slots": "ER loop, fixed slots",
+    }
     table(
         ["strategy", "expected engagement", "drawn engagement"],
         [
@@ -194,6 +199,9 @@ def print_summary(data: Mapping[str, Any], strategies: list[str]) -> None:
     rr = data["over_round_robin"]
     if rr:
         click.echo(f"the ER loop: {rr['mean']:+.1%} over round-robin")
+    fixed = data.get("over_fixed_slots")
+    if fixed:
+        click.echo(f"the ER loop: {fixed['mean']:.2f}x the same loop with its slots fixed")
     for event in data["drift"]:
         follow = ", ".join("never" if f is None else f"{f:.0f}" for f in event["days_to_lead"])
         click.echo(f"day {event['day']:.0f}: {event['new_best']} took the lead after {follow} days")
@@ -210,11 +218,11 @@ def print_summary(data: Mapping[str, Any], strategies: list[str]) -> None:
 
 def _strategies(value: str) -> list[str]:
     chosen = [s.strip() for s in value.split(",") if s.strip()]
-    unknown = [s for s in chosen if s not in STRATEGIES]
+    unknown = [s for s in chosen if s not in ALL_STRATEGIES]
     if unknown or not chosen:
         raise click.BadParameter(
             f"unknown strategy {unknown[0] if unknown else '(none)'!r}; "
-            f"known: {', '.join(STRATEGIES)}"
+            f"known: {', '.join(ALL_STRATEGIES)}"
         )
     return list(dict.fromkeys(chosen))
 
@@ -247,7 +255,7 @@ def _strategies(value: str) -> list[str]:
     "--strategies",
     default=",".join(STRATEGIES),
     show_default=True,
-    help="Comma-separated: er, oracle, round_robin.",
+    help="Comma-separated: er, oracle, round_robin, fixed_slots (the loop with its slots fixed).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(

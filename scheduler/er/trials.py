@@ -195,7 +195,7 @@ def summary(world: World, results: Mapping[int, Mapping[str, RunResult]]) -> dic
     """The figures of a multi-seed run, as plain data (JSON-able)."""
     seeds = sorted(results)
     per_seed = []
-    of_oracle, over_rr, realised, deviation = [], [], [], []
+    of_oracle, over_rr, realised, deviation, over_fixed = [], [], [], [], []
     demoted_seeds = []
     for seed in seeds:
         r = results[seed]
@@ -218,6 +218,9 @@ def summary(world: World, results: Mapping[int, Mapping[str, RunResult]]) -> dic
         if er is not None and "round_robin" in r and r["round_robin"].value:
             row["over_round_robin"] = er.value / r["round_robin"].value - 1
             over_rr.append(row["over_round_robin"])
+        if er is not None and "fixed_slots" in r and r["fixed_slots"].value:
+            row["over_fixed_slots"] = er.value / r["fixed_slots"].value
+            over_fixed.append(row["over_fixed_slots"])
         if er is not None:
             row["max_deviation"] = max_deviation(er)
             deviation.append(row["max_deviation"])
@@ -254,6 +257,8 @@ def summary(world: World, results: Mapping[int, Mapping[str, RunResult]]) -> dic
         "of_oracle": _stat(of_oracle, seeds),
         "engagement_of_oracle": _stat(realised, seeds),
         "over_round_robin": _stat(over_rr, seeds),
+        # Slot learning against the same loop with its slots fixed (a ratio, 1.15 = +15 %).
+        "over_fixed_slots": _stat(over_fixed, seeds),
         "max_deviation": _stat(deviation, seeds, low_is_worst=False),
         "demoted_seeds": demoted_seeds,
         "drift": drift,
