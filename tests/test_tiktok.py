@@ -24,7 +24,6 @@ import smm_tiktok
 from adapter_support import REPO, network_page, options_read_by, registered_adapters, undocumented
 from smm_tiktok import TikTokAdapter
 from smm_tiktok.adapter import chunking
-from smm_tiktok.mp4 import duration_seconds
 
 from scheduler.adapter import (
     Account,
@@ -39,6 +38,7 @@ from scheduler.adapter import (
 )
 from scheduler.budgets import Ledger
 from scheduler.checkpoints import Checkpoints
+from scheduler.mp4 import duration_seconds
 from scheduler.testing import (
     AdapterContract,
     Handler,

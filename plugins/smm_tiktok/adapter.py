@@ -50,8 +50,8 @@ from scheduler.adapter import (
 )
 from scheduler.budgets import Budget, Ledger
 from scheduler.checkpoints import Checkpoints
+from scheduler.mp4 import duration_seconds
 from smm_tiktok.api import api_error, transport_error
-from smm_tiktok.mp4 import duration_seconds
 
 __all__ = ["TikTokAdapter", "chunking"]
 

@@ -1,7 +1,7 @@
 """The duration of an MP4/MOV file, read from its ``moov/mvhd`` box (ISO/IEC 14496-12).
 
 Only box headers are read (a few bytes each, by seeking), so a large or hostile file costs
-no memory; anything unexpected gives None and TikTok's own check decides.
+no memory; anything unexpected gives None, and the network's own check decides.
 """
 
 from __future__ import annotations
