@@ -8,6 +8,7 @@ or is too small a convenience to publish.
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +36,19 @@ def png(tmp_path: Path, name: str) -> str:
     """The path of a new file ``name`` in ``tmp_path`` that starts as a PNG does."""
     path = tmp_path / name
     path.write_bytes(PNG_SIGNATURE + b"\0" * 16)
+    return str(path)
+
+
+def mp4(tmp_path: Path, name: str = "clip.mp4", *, size: int = 4096, seconds: int = 30) -> str:
+    """The path of a new MP4 file of ``size`` bytes whose moov/mvhd says it lasts
+    ``seconds`` (ISO/IEC 14496-12 boxes: ftyp, moov/mvhd version 0, then mdat)."""
+    mvhd_payload = struct.pack(">B3xIIII", 0, 0, 0, 1000, seconds * 1000) + b"\0" * 80
+    mvhd = struct.pack(">I4s", 8 + len(mvhd_payload), b"mvhd") + mvhd_payload
+    moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
+    head = struct.pack(">I4s", 16, b"ftyp") + b"isom\0\0\0\0" + moov
+    body = bytes(i % 251 for i in range(size - len(head) - 8))
+    path = tmp_path / name
+    path.write_bytes(head + struct.pack(">I4s", size - len(head), b"mdat") + body)
     return str(path)
 
 

@@ -2,7 +2,8 @@
 
 Text (with an optional link card) goes to ``POST /{page-id}/feed``; one image to
 ``POST /{page-id}/photos``; several images are uploaded unpublished, then attached to one
-``/feed`` post with ``attached_media``. The answer is ``{"id": "<page-id>_<post-id>"}`` (for a
+``/feed`` post with ``attached_media``; one video to ``POST /{page-id}/videos`` (resumable,
+``smm_meta.fbvideo``). The answer is ``{"id": "<page-id>_<post-id>"}`` (for a
 photo, ``{"id": <photo>, "post_id": "<page-id>_<post-id>"}``).
 
 Facebook has no idempotency key: a lost answer makes the post ``unconfirmed`` and ``lookup``
@@ -13,12 +14,16 @@ open.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+import httpx
 
 from scheduler.adapter import (
     Account,
@@ -34,13 +39,31 @@ from scheduler.adapter import (
     RateLimitPolicy,
     Rejected,
 )
+from scheduler.checkpoints import Checkpoints
 from scheduler.media import read as read_media
+from scheduler.mp4 import duration_seconds
+from smm_meta.fbvideo import MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS, VIDEO_TYPES, VideoUpload
 from smm_meta.graph import Graph, Listing, count, find_recent, insight_values
 
 __all__ = ["FacebookAdapter"]
 
+_PHOTO_TYPES = ("image/jpeg", "image/png", "image/gif", "image/bmp", "image/tiff")
+#: Page photo uploads take files up to 10 MB.
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
+_PHOTOS = Capabilities(text_limit=63206, media_types=_PHOTO_TYPES, max_media_bytes=MAX_PHOTO_BYTES)
+_VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".avi")
+
+
+def _is_video(entry: str) -> bool:
+    path = urlparse(entry).path if _is_url(entry) else entry
+    return path.lower().endswith(_VIDEO_SUFFIXES)
+
+
 #: Graph accepts up to 50 ids in one ``?ids=`` read.
 _IDS_PER_READ = 50
+_VIDEO_COUNT_FIELDS = ",".join(
+    ("reactions.summary(total_count).limit(0)", "comments.summary(total_count).limit(0)")
+)
 _COUNT_FIELDS = ",".join(
     (
         "reactions.summary(total_count).limit(0)",
@@ -88,9 +111,9 @@ class FacebookAdapter(Adapter):
         text_limit=63206,
         text_counting="characters",
         max_media=10,
-        media_types=("image/jpeg", "image/png", "image/gif", "image/bmp", "image/tiff"),
-        # Page photo uploads take files up to 10 MB.
-        max_media_bytes=10 * 1024 * 1024,
+        media_types=_PHOTO_TYPES + VIDEO_TYPES,
+        # A video up to 10 GB (uploaded in chunks); photos up to 10 MB (checked by validate).
+        max_media_bytes=MAX_VIDEO_BYTES,
         idempotent=False,
         metrics=frozenset({"likes", "comments", "shares", "reach"}),
         has_reach=True,
@@ -105,6 +128,14 @@ class FacebookAdapter(Adapter):
 
     default_host = "https://graph.facebook.com"
     default_version = "v21.0"
+    #: Video processing: seconds between status checks, and how many after ``finish``.
+    video_poll_interval: float = 5.0
+    video_poll_attempts: int = 6
+
+    def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
+        super().__init__(client)
+        #: Where a video's upload session is noted, to resume it (smm_meta.fbvideo).
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
 
     # -- offline ---------------------------------------------------------------------------
 
@@ -120,6 +151,30 @@ class FacebookAdapter(Adapter):
             issues.append(Issue("account", "option 'page_id' is not set"))
         if not post.media and not post.text.strip() and not post.link:
             issues.append(Issue("text", "a Facebook post needs text, a link or an image"))
+        videos = [entry for entry in post.media if _is_video(entry)]
+        if videos and len(post.media) > 1:
+            issues.append(
+                Issue("media", "a Facebook video goes out alone, without other media beside it")
+            )
+        for entry in post.media:
+            issue = _video_issue(entry) if _is_video(entry) else _photo_issue(entry)
+            if issue is not None:
+                issues.append(issue)
+        return issues
+
+    def media_meta_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """The core's alt-text checks; alt text goes with photos only (``alt_text_custom``)."""
+        issues = super().media_meta_issues(post, account)
+        for index, entry in enumerate(post.media):
+            if _is_video(entry) and post.meta(index).alt:
+                issues.append(
+                    Issue(
+                        "media",
+                        f"media {index + 1} ({entry.rsplit('/', 1)[-1]}): Facebook takes alt "
+                        "text on photos only, not on videos",
+                        "remove 'alt' from the video (describe it in the text)",
+                    )
+                )
         return issues
 
     # -- helpers ---------------------------------------------------------------------------
@@ -142,7 +197,7 @@ class FacebookAdapter(Adapter):
         if _is_url(media):
             return await graph.post(f"{page}/photos", {"url": media, **extra}, mutating=mutating)
         # Only through the core: confined to the media roots, checked by content.
-        image = await read_media(media, self.capabilities)
+        image = await read_media(media, _PHOTOS)
         files = {"source": (image.name, image.content, image.mime)}
         return await graph.post(f"{page}/photos", dict(extra), files=files, mutating=mutating)
 
@@ -177,6 +232,11 @@ class FacebookAdapter(Adapter):
         graph = self.graph(account)
         page = self.page_id(account)
         message = self.compose_text(post)
+        if len(post.media) == 1 and _is_video(post.media[0]):
+            video_id = await self._video(graph, page, post, idempotency_key).publish(
+                post.media[0], message
+            )
+            return Published(video_id, url=f"https://www.facebook.com/{page}/videos/{video_id}")
         if len(post.media) == 1:
             extra = {"message": message, **_alt(post, 0)}
             body = await self._photo(graph, page, post.media[0], extra, mutating=True)
@@ -195,6 +255,18 @@ class FacebookAdapter(Adapter):
             raise OutcomeUnknown("Facebook: the post was accepted without an id")
         return Published(str(post_id), url=_post_url(str(post_id)))
 
+    def _video(
+        self, graph: Graph, page: str, post: OutgoingPost, idempotency_key: str = ""
+    ) -> VideoUpload:
+        return VideoUpload(
+            graph,
+            page,
+            self.checkpoints,
+            idempotency_key or post.idempotency_key or post.key,
+            poll_interval=self.video_poll_interval,
+            poll_attempts=self.video_poll_attempts,
+        )
+
     async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
         """``POST /{post-id}/comments`` with ``message``, as the Page; answers ``{"id"}``."""
         body = await self.graph(account).post(f"{post.remote_id}/comments", {"message": text})
@@ -210,7 +282,10 @@ class FacebookAdapter(Adapter):
         ids = [p.remote_id for p in posts if p.remote_id]
         if not ids:
             return {}
-        counts = await self._read_ids(graph, ids, _COUNT_FIELDS)
+        # A video's id has no page prefix; a Video node has no "shares" to read.
+        videos = [i for i in ids if "_" not in i]
+        counts = await self._read_ids(graph, [i for i in ids if "_" in i], _COUNT_FIELDS)
+        counts.update(await self._read_ids(graph, videos, _VIDEO_COUNT_FIELDS))
         reach_metric = str(account.option("reach_metric", "post_impressions_unique"))
         # Insights need the read_insights permission (and a Page with enough followers); a
         # refusal leaves reach unknown rather than failing the counts.
@@ -229,8 +304,10 @@ class FacebookAdapter(Adapter):
                 remote_id=remote_id,
                 likes=_summary_total(node.get("reactions")),
                 comments=_summary_total(node.get("comments")),
-                # Graph leaves "shares" out when nobody shared.
-                shares=count(shares.get("count")) if isinstance(shares, dict) else 0,
+                # Graph leaves "shares" out when nobody shared (a video has none to read).
+                shares=count(shares.get("count"))
+                if isinstance(shares, dict)
+                else (None if "_" not in remote_id else 0),
                 reach=reach,
             )
         return out
@@ -238,6 +315,18 @@ class FacebookAdapter(Adapter):
     async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
         graph = self.graph(account)
         page = self.page_id(account)
+        if len(post.media) == 1 and _is_video(post.media[0]):
+            # The upload's note says whether finish was sent; the video's status, whether it
+            # went through. Without a note the page's posts are searched as for any post.
+            video = self._video(graph, page, post)
+            try:
+                video_id = await video.settle()
+            except (AuthExpired, OutcomeUnknown):
+                raise
+            except PublishError as exc:
+                raise OutcomeUnknown(f"Facebook: cannot look the video up: {exc.message}") from None
+            if video_id is not None:
+                return Published(video_id, url=f"https://www.facebook.com/{page}/videos/{video_id}")
         listing = Listing(f"{page}/posts", "message", "created_time", "permalink_url")
         try:
             return await find_recent(graph, listing, self.compose_text(post), post.due_at)
@@ -245,3 +334,36 @@ class FacebookAdapter(Adapter):
             raise
         except PublishError as exc:
             raise OutcomeUnknown(f"Facebook: cannot look the post up: {exc.message}") from None
+
+
+def _photo_issue(entry: str) -> Issue | None:
+    if _is_url(entry):
+        return None
+    with contextlib.suppress(OSError):
+        if Path(entry).stat().st_size > MAX_PHOTO_BYTES:
+            return Issue("media", f"{entry}: larger than Facebook's 10 MB photo limit")
+    return None
+
+
+def _video_issue(entry: str) -> Issue | None:
+    """A video Facebook refuses: not MP4 or MOV; a local file over 10 GB or 240 minutes (a
+    URL's file is fetched and checked by Facebook itself)."""
+    if not urlparse(entry).path.lower().endswith((".mp4", ".mov")):
+        return Issue("media", f"{entry}: Facebook takes MP4 or MOV videos")
+    if _is_url(entry):
+        return None
+    path = Path(entry)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            seconds = duration_seconds(f)
+    except OSError:
+        return None  # the core reports a file it cannot read
+    if size > MAX_VIDEO_BYTES:
+        return Issue("media", f"{entry}: {size} bytes, over Facebook's 10 GB video limit")
+    if seconds is not None and seconds > MAX_VIDEO_SECONDS:
+        return Issue(
+            "media",
+            f"{entry}: {seconds / 60:.0f} minutes long, over Facebook's 240-minute video limit",
+        )
+    return None

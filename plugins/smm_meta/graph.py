@@ -51,6 +51,7 @@ __all__ = [
     "Listing",
     "classify_error",
     "count",
+    "error_data",
     "find_recent",
     "insight_values",
     "parse_time",
@@ -135,6 +136,13 @@ def regain_access_at(headers: Mapping[str, str], now: datetime | None = None) ->
     return now + max(waits) if waits else None
 
 
+def error_data(exc: PublishError) -> Mapping[str, Any]:
+    """The ``error_data`` of the Graph error ``exc`` was made from (empty when none): where
+    Meta puts details such as the offsets a resumable upload expects."""
+    data = getattr(exc, "graph_error_data", None)
+    return data if isinstance(data, Mapping) else {}
+
+
 def classify_error(
     status: int,
     body: Mapping[str, Any] | None,
@@ -149,6 +157,23 @@ def classify_error(
     error = body.get("error") if body else None
     if not isinstance(error, dict):
         return _classify_status(status, network=network, where=where, mutating=mutating)
+    exc = _classify(
+        status, error, headers, network=network, where=where, mutating=mutating, secrets=secrets
+    )
+    exc.graph_error_data = error.get("error_data")  # type: ignore[attr-defined]
+    return exc
+
+
+def _classify(
+    status: int,
+    error: Mapping[str, Any],
+    headers: Mapping[str, str],
+    *,
+    network: str,
+    where: str,
+    mutating: bool,
+    secrets: tuple[str, ...],
+) -> PublishError:
     code = error.get("code")
     subcode = error.get("error_subcode")
     detail = str(error.get("message") or "no message")
