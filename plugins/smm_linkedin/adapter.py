@@ -2,8 +2,9 @@
 
 ``POST /rest/posts`` answers 201 with the new post's URN in the ``x-restli-id`` header. Images
 are uploaded first (``POST /rest/images?action=initializeUpload``, then a PUT of the bytes to
-the returned address) and referenced by their ``urn:li:image:...``; an uploaded image is
-invisible until a post uses it. The commentary is sent in LinkedIn's "little" format
+the returned address) and referenced by their ``urn:li:image:...``; a video through the Videos
+API (``smm_linkedin.video``: parts, finalize, processing), as ``urn:li:video:...``. Uploaded
+media are invisible until a post uses them. The commentary is sent in LinkedIn's "little" format
 (``smm_linkedin.little``). LinkedIn has no idempotency key: a lost answer makes the post
 ``unconfirmed`` and ``lookup`` searches the author's recent posts.
 """
@@ -11,11 +12,15 @@ invisible until a post uses it. The commentary is sent in LinkedIn's "little" fo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from scheduler import tokens
+import httpx
+
+from scheduler import media, tokens
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -31,9 +36,18 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.checkpoints import Checkpoints
 from scheduler.media import load as load_media
+from scheduler.mp4 import duration_seconds
 from smm_linkedin.api import LinkedInApi, json_object
 from smm_linkedin.little import escape
+from smm_linkedin.video import (
+    MAX_VIDEO_BYTES,
+    MAX_VIDEO_SECONDS,
+    MIN_VIDEO_BYTES,
+    MIN_VIDEO_SECONDS,
+    VideoUpload,
+)
 
 __all__ = ["LinkedInAdapter"]
 
@@ -59,6 +73,12 @@ def _count(value: object) -> int | None:
 
 
 TOKEN_URL = "https://www.linkedin.com/oauth/v2/accessToken"
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif")
+_IMAGES = Capabilities(text_limit=3000, media_types=_IMAGE_TYPES)
+
+
+def _is_video(entry: str) -> bool:
+    return media.guess_type(entry.split("?", 1)[0]) in ("video/mp4", "video/quicktime")
 
 
 class LinkedInAdapter(Adapter):
@@ -74,7 +94,9 @@ class LinkedInAdapter(Adapter):
         text_limit=3000,
         text_counting="characters",
         max_media=20,
-        media_types=("image/jpeg", "image/png", "image/gif"),
+        media_types=(*_IMAGE_TYPES, "video/mp4"),
+        # A video up to 500 MB (uploaded in parts); images are read through _IMAGES.
+        max_media_bytes=MAX_VIDEO_BYTES,
         idempotent=False,
         metrics=frozenset({"likes", "comments", "shares", "clicks", "impressions", "reach"}),
         # Only organization posts have impressions and reach; member posts do not.
@@ -87,6 +109,14 @@ class LinkedInAdapter(Adapter):
     #: Access tokens live 60 days: renewed a week ahead (scheduler.tokens).
     refresh_lead = timedelta(days=7)
     rotates_refresh_token = False
+    #: Video processing: seconds between status checks, and how many per attempt.
+    video_poll_interval: float = 5.0
+    video_poll_attempts: int = 8
+
+    def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
+        super().__init__(client)
+        #: Where a video's upload is noted part by part, to resume it (smm_linkedin.video).
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
 
     async def refresh_token(self, account: Account) -> tokens.TokenSet:
         """LinkedIn's programmatic refresh: ``refresh_token``, ``client_id``, ``client_secret``."""
@@ -117,6 +147,25 @@ class LinkedInAdapter(Adapter):
             )
         if not post.media and not self.compose_text(post).strip():
             issues.append(Issue("text", "a LinkedIn post needs text or an image"))
+        videos = [entry for entry in post.media if _is_video(entry)]
+        if videos and len(post.media) > 1:
+            issues.append(Issue("media", "a LinkedIn video goes out alone, without images"))
+        issues += [issue for entry in videos if (issue := _video_issue(entry)) is not None]
+        return issues
+
+    def media_meta_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """The core's alt-text checks; alt text goes with images only."""
+        issues = super().media_meta_issues(post, account)
+        for index, entry in enumerate(post.media):
+            if _is_video(entry) and post.meta(index).alt:
+                issues.append(
+                    Issue(
+                        "media",
+                        f"media {index + 1} ({Path(entry).name}): LinkedIn takes alt text on "
+                        "images only, not on videos",
+                        "remove 'alt' from the video (describe it in the text)",
+                    )
+                )
         return issues
 
     # -- helpers ---------------------------------------------------------------------------
@@ -135,7 +184,7 @@ class LinkedInAdapter(Adapter):
     async def _image_bytes(self, media: str) -> tuple[bytes, str]:
         """The image's bytes and type: a local file or an http(s) URL, read or fetched through
         the core (confined to the media roots or public addresses, checked by content)."""
-        image = await load_media(self.client, media, self.capabilities)
+        image = await load_media(self.client, media, _IMAGES)
         return image.content, image.mime
 
     async def _upload_image(self, api: LinkedInApi, author: str, media: str) -> str:
@@ -166,6 +215,17 @@ class LinkedInAdapter(Adapter):
         await tokens.fresh(self, account)
         api = self.api(account)
         author = self.author(account)
+        video = None
+        if len(post.media) == 1 and _is_video(post.media[0]):
+            video = await VideoUpload(
+                api,
+                author,
+                self.checkpoints,
+                idempotency_key or post.idempotency_key or post.key,
+                poll_interval=self.video_poll_interval,
+                poll_attempts=self.video_poll_attempts,
+            ).upload(post.media[0])
+            post = replace(post, media=(), media_meta=())
         images = [await self._upload_image(api, author, m) for m in post.media]
         body: dict[str, Any] = {
             "author": author,
@@ -180,7 +240,9 @@ class LinkedInAdapter(Adapter):
             "isReshareDisabledByAuthor": False,
         }
         described = [_image(i, post.meta(n).alt) for n, i in enumerate(images)]
-        if len(described) == 1:
+        if video is not None:
+            body["content"] = {"media": {"id": video}}
+        elif len(described) == 1:
             body["content"] = {"media": described[0]}
         elif described:
             body["content"] = {"multiImage": {"images": described}}
@@ -301,3 +363,32 @@ class LinkedInAdapter(Adapter):
 def _image(urn: str, alt: str | None) -> dict[str, str]:
     """An image of a post's content, with its alt text (``altText``) when the plan gives one."""
     return {"id": urn, "altText": alt} if alt else {"id": urn}
+
+
+def _video_issue(entry: str) -> Issue | None:
+    """A video the Videos API refuses: not a local MP4, under 75 KB or over 500 MB, shorter
+    than 3 seconds or longer than 30 minutes (its length read from the file)."""
+    if media.is_url(entry):
+        return Issue(
+            "media",
+            f"{entry}: LinkedIn videos are uploaded from local files",
+            "download the video and give its path",
+        )
+    if media.guess_type(entry) != "video/mp4":
+        return Issue("media", f"{entry}: LinkedIn takes MP4 videos")
+    path = Path(entry)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            seconds = duration_seconds(f)
+    except OSError:
+        return None  # the core reports a file it cannot read
+    if not MIN_VIDEO_BYTES <= size <= MAX_VIDEO_BYTES:
+        return Issue("media", f"{entry}: {size} bytes; LinkedIn takes videos of 75 KB to 500 MB")
+    if seconds is not None and not MIN_VIDEO_SECONDS <= seconds <= MAX_VIDEO_SECONDS:
+        return Issue(
+            "media",
+            f"{entry}: {seconds:.1f} seconds long; LinkedIn takes videos of 3 seconds to "
+            "30 minutes",
+        )
+    return None

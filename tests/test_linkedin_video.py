@@ -1,0 +1,208 @@
+"""LinkedIn video: the Videos API's multi-part upload (initializeUpload, a PUT per part,
+finalizeUpload), processing polled until AVAILABLE, the post referencing the video URN; a
+failed part resumes without resending acknowledged ones.
+
+Shapes as Microsoft Learn documents the Videos API (LinkedIn Marketing, Community
+Management): ``initializeUpload`` answers ``{"value": {"uploadUrlsExpireAt", "video",
+"uploadInstructions": [{"uploadUrl", "firstByte", "lastByte"}], "uploadToken"}}``; each
+part's PUT answers an ``etag`` header; ``finalizeUpload`` takes ``uploadedPartIds`` in part
+order; ``GET /rest/videos/{urn}`` answers ``{"status": "WAITING_UPLOAD" | "PROCESSING" |
+"AVAILABLE" | "PROCESSING_FAILED", ...}``. The post: ``content.media.id`` the video URN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from adapter_support import mp4
+from smm_linkedin import LinkedInAdapter
+from structlog.testing import capture_logs
+
+from scheduler.adapter import (
+    Account,
+    MediaMeta,
+    OutgoingPost,
+    Published,
+    Rejected,
+    Transient,
+)
+from scheduler.checkpoints import Checkpoints
+from scheduler.testing import account_with_secrets, mock_client, offline_adapter
+
+pytestmark = pytest.mark.usefixtures("media_roots")
+
+TOKEN = "AQV-secret-linkedin-token"
+AUTHOR = "urn:li:organization:2414183"
+VIDEO = "urn:li:video:C5F10AQGKQg_6y2a4sQ"
+PART = 40 * 1024
+SIZE = 100 * 1024
+UPLOAD = "https://www.linkedin.com/dms-uploads/sp/v2/C5F10AQGKQg_6y2a4sQ"
+
+
+def make_account() -> Account:
+    return account_with_secrets(
+        "brand-li", "linkedin", {"author": AUTHOR}, secrets={"access_token": TOKEN}
+    )
+
+
+def make_post(path: str, **changes: Any) -> OutgoingPost:
+    post = OutgoingPost(
+        key="v1",
+        account="brand-li",
+        content_type="instruction",
+        text="Our launch, in a minute",
+        media=(path,),
+        idempotency_key="v1-key",
+    )
+    return replace(post, **changes)
+
+
+class FakeLinkedIn:
+    """api.linkedin.com/rest: videos (initialize, parts, finalize, status) and posts."""
+
+    def __init__(self, *, processing: int = 1, fail_part: int | None = None) -> None:
+        self.processing = processing
+        self.fail_part = fail_part
+        self.initialized = 0
+        self.parts: dict[int, bytes] = {}
+        self.puts = 0
+        self.finalized: list[str] | None = None
+        self.posts: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        if url.startswith(UPLOAD):
+            self.puts += 1
+            index = int(request.url.params["part"])
+            if index == self.fail_part:
+                self.fail_part = None
+                return httpx.Response(500, json={"status": 500, "message": "Internal error"})
+            self.parts[index] = request.content
+            return httpx.Response(201, headers={"etag": f'"etag-{index}"'})
+        path = request.url.path.removeprefix("/rest/")
+        action = request.url.params.get("action")
+        if request.method == "POST" and path == "videos" and action == "initializeUpload":
+            self.initialized += 1
+            ask = json.loads(request.content)["initializeUploadRequest"]
+            size = ask["fileSizeBytes"]
+            instructions = [
+                {
+                    "uploadUrl": f"{UPLOAD}?part={n}",
+                    "firstByte": first,
+                    "lastByte": min(first + PART, size) - 1,
+                }
+                for n, first in enumerate(range(0, size, PART))
+            ]
+            value = {
+                "uploadUrlsExpireAt": 4102444800000,  # 2100-01-01
+                "video": VIDEO,
+                "uploadInstructions": instructions,
+                "uploadToken": "",
+            }
+            return httpx.Response(200, json={"value": value})
+        if request.method == "POST" and path == "videos" and action == "finalizeUpload":
+            self.finalized = json.loads(request.content)["finalizeUploadRequest"]["uploadedPartIds"]
+            return httpx.Response(200)
+        if request.method == "GET" and path.startswith("videos/"):
+            if self.finalized is None:
+                state = "WAITING_UPLOAD"
+            elif self.processing > 0:
+                self.processing -= 1
+                state = "PROCESSING"
+            else:
+                state = "AVAILABLE"
+            return httpx.Response(200, json={"id": VIDEO, "owner": AUTHOR, "status": state})
+        if request.method == "POST" and path == "posts":
+            self.posts.append(json.loads(request.content))
+            return httpx.Response(201, headers={"x-restli-id": "urn:li:share:7199"})
+        return httpx.Response(404, json={"status": 404, "message": f"no {path}"})
+
+
+def attempt(fake: FakeLinkedIn, notes: Path, post: OutgoingPost) -> Published:
+    async def main() -> Published:
+        async with mock_client(fake) as client:
+            adapter = LinkedInAdapter(client, checkpoints=Checkpoints(notes))
+            adapter.video_poll_interval = 0
+            adapter.video_poll_attempts = 3
+            return await adapter.publish(post, make_account(), post.idempotency_key)
+
+    return asyncio.run(main())
+
+
+def test_a_video_is_uploaded_in_parts_finalized_processed_then_posted(tmp_path: Path) -> None:
+    path = mp4(tmp_path, size=SIZE)
+    fake = FakeLinkedIn()
+    with capture_logs() as logs:
+        published = attempt(fake, tmp_path / "notes", make_post(path))
+    data = Path(path).read_bytes()
+    assert b"".join(fake.parts[i] for i in sorted(fake.parts)) == data
+    assert fake.finalized == ['"etag-0"', '"etag-1"', '"etag-2"']
+    ((post),) = fake.posts
+    assert post["content"] == {"media": {"id": VIDEO}}
+    assert published.remote_id == "urn:li:share:7199"
+    sent = [e["sent"] for e in logs if e["event"] == "linkedin_video_upload"]
+    assert sent == [PART, 2 * PART, SIZE]
+    states = [e["state"] for e in logs if e["event"] == "linkedin_video_status"]
+    assert states == ["PROCESSING", "AVAILABLE"]
+
+
+def test_a_failed_part_resumes_without_resending_acknowledged_parts(tmp_path: Path) -> None:
+    path = mp4(tmp_path, size=SIZE)
+    fake = FakeLinkedIn(fail_part=1)
+    with pytest.raises(Transient):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    assert sorted(fake.parts) == [0]
+    attempt(fake, tmp_path / "notes", make_post(path))  # the retry, after a restart
+    assert fake.initialized == 1  # the same upload, not a new one
+    assert fake.puts == 4  # part 0 once, part 1 twice, part 2 once
+    assert fake.finalized == ['"etag-0"', '"etag-1"', '"etag-2"']
+    assert len(fake.posts) == 1
+
+
+def test_a_video_still_processing_is_transient_and_the_retry_only_waits(tmp_path: Path) -> None:
+    path = mp4(tmp_path, size=SIZE)
+    fake = FakeLinkedIn(processing=5)
+    with pytest.raises(Transient, match="still processing"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    assert fake.posts == []
+    attempt(fake, tmp_path / "notes", make_post(path))
+    assert (fake.initialized, fake.puts) == (1, 3)  # uploaded once
+    assert len(fake.posts) == 1
+
+
+def test_a_video_linkedin_cannot_process_is_rejected(tmp_path: Path) -> None:
+    path = mp4(tmp_path, size=SIZE)
+
+    class Failing(FakeLinkedIn):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "GET" and self.finalized is not None:
+                return httpx.Response(200, json={"id": VIDEO, "status": "PROCESSING_FAILED"})
+            return super().__call__(request)
+
+    fake = Failing()
+    with pytest.raises(Rejected, match="could not be processed"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    assert fake.posts == []
+
+
+def test_video_limits_are_checked_at_validation(tmp_path: Path) -> None:
+    adapter = offline_adapter(LinkedInAdapter)
+    account = make_account()
+    assert adapter.validate(make_post(mp4(tmp_path, "ok.mp4", size=SIZE)), account) == []
+    small = mp4(tmp_path, "small.mp4", size=4096)
+    assert "75 KB to 500 MB" in adapter.validate(make_post(small), account)[0].message
+    short = mp4(tmp_path, "short.mp4", size=SIZE, seconds=2)
+    assert "3 seconds to 30 minutes" in adapter.validate(make_post(short), account)[0].message
+    long = mp4(tmp_path, "long.mp4", size=SIZE, seconds=31 * 60)
+    assert "3 seconds to 30 minutes" in adapter.validate(make_post(long), account)[0].message
+    url = adapter.validate(make_post("https://cdn.example.com/a.mp4"), account)
+    assert "uploaded from local files" in url[0].message
+    ok = mp4(tmp_path, "alt.mp4", size=SIZE)
+    (alt,) = adapter.media_meta_issues(make_post(ok, media_meta=(MediaMeta("A"),)), account)
+    assert "alt text on images only" in alt.message
