@@ -191,7 +191,7 @@ def test_report_writes_a_well_formed_page(smm: Any, seeded: None, tmp_path: Path
     assert parsed.errors == []
     assert {"html", "head", "body", "header", "main", "section", "table", "svg"} <= parsed.tags
     # The summary first, then the accounts by name; one SVG per chart, each with a title.
-    assert parsed.sections == ["s0", "s1", "s2"]
+    assert parsed.sections == ["s0", "s1", "s2", "posts"]  # the posts last
     assert len(parsed.charts) == CHARTS * 3
     assert all(c.title for c in parsed.charts)
     assert "Generated 2026-03-01 12:00 UTC" in "".join(parsed.text)
@@ -306,7 +306,7 @@ def test_content_types_are_escaped(smm: Any, seeded: None, tmp_path: Path) -> No
 
 def test_account_filters_the_page(smm: Any, seeded: None, tmp_path: Path) -> None:
     parsed, text = report_of(smm, tmp_path, "--account", "oslo")
-    assert parsed.sections == ["s0"]  # no summary for one account
+    assert parsed.sections == ["s0", "posts"]  # no summary for one account
     assert len(parsed.charts) == CHARTS
     assert "riga" not in text
     assert "instruction" not in text

@@ -9,6 +9,8 @@ recomputes or writes anything.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -23,9 +25,10 @@ from sqlalchemy import Connection, and_, func, or_, select
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.complete import account_names
 from scheduler.cli.output import echo_json
-from scheduler.config import ERSettings
+from scheduler.config import Config, CredentialError, ERSettings
 from scheduler.db.models import Account, PostState, PriorityDecision
 from scheduler.er import html as page
+from scheduler.er.postlist import PostList, read_posts, render_posts
 from scheduler.er.readings import (
     AgeSums,
     engagement_sql,
@@ -549,20 +552,25 @@ def _scope_text(names: Mapping[int, str], account: str | None, settings: ERSetti
 @pass_app
 def report(app: App, html_path: str, account: str | None, days: int, as_json: bool) -> None:
     """A static HTML page of the ER loop: ER per content type over time, the priority
-    trajectory, engagement by weekday and hour, per-type figures and the latest decisions."""
+    trajectory, engagement by weekday and hour, per-type figures and the latest decisions.
+
+    After them, the posts one by one (published in the period, and waiting; the first 100
+    and 30), with their media, alt text, thread parts and the other posts of their plan item."""
     if as_json and html_path == "-":
         raise click.UsageError("--json prints a summary: write the page to a file with --html")
     now = app.now()
+    since = now - timedelta(days=days)
+    _register_credentials(app.config)
     with app.engine().connect() as conn:
         data = build_report(conn, app.config.er, now, account=account, days=days)
-    since = now - timedelta(days=days)
+        posts_html = render_posts(report_posts(conn, since, now, account))
     if data is None:
         scope = f"Account {account}" if account else ""
-        text = page.render_empty(now, since, now, scope)
+        text = page.render_empty(now, since, now, scope, posts_html)
         summary = "no published posts yet"
         accounts = 0
     else:
-        text = page.render(data)
+        text = page.render(dataclasses.replace(data, posts_html=posts_html))
         accounts = n = sum(1 for s in data.sections if s.account is not None)
         summary = f"{n} account{'s' if n != 1 else ''}, {days} days"
     if html_path == "-":
@@ -577,6 +585,29 @@ def report(app: App, html_path: str, account: str | None, days: int, as_json: bo
         echo_json({"path": str(path), "accounts": accounts, "days": days, "empty": data is None})
         return
     click.echo(f"wrote {path} ({summary})")
+
+
+def report_posts(
+    conn: Connection, since: datetime, until: datetime, account: str | None
+) -> PostList:
+    """The posts the page lists: published in the period, and waiting (``read_posts``)."""
+    names = dict(account_ids(conn, account))
+    platforms = conn.execute(
+        select(accounts_t.c.platform).where(accounts_t.c.id.in_(sorted(names))).distinct()
+    ).scalars()
+    reach = {p for p in platforms if has_reach(p)}
+    scope = sorted(names) if account is not None else None
+    return read_posts(conn, since, until, accounts=scope, reach=reach)
+
+
+def _register_credentials(config: Config) -> None:
+    """Read each account's credentials so that a secret a post's text or address might hold
+    is masked on the page (as ``smm accounts list`` does); one that cannot be read is
+    skipped, the page being no place to report it."""
+    for acc in config.accounts.values():
+        for ref in acc.credentials.values():
+            with contextlib.suppress(CredentialError, OSError):
+                ref.resolve()
 
 
 def register(cli: click.Group) -> None:

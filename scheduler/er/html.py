@@ -115,6 +115,8 @@ class Report:
     sections: Sequence[Section]
     #: Under the header: which accounts, which settings.
     scope: str = ""
+    #: The posts section, drawn (``scheduler.er.postlist.render_posts``), after the others.
+    posts_html: str = ""
 
 
 # ============================================================================ styles
@@ -517,6 +519,13 @@ ol.decisions li{margin:.35rem 0}.plain{display:block;font-weight:600}
 .reason{display:block;color:#555}
 details{margin:.2rem 0 .6rem;font-size:.9rem}summary{cursor:pointer;color:#555}
 .empty{padding:2rem;border:2px dashed #ccc;text-align:center;font-size:1.1rem}
+article.post{border-top:1px solid #e4e4e4;padding:.4rem 0 .8rem}
+article.post h4{margin:.3rem 0 0;font-size:1rem}.state{color:#555;font-weight:400}
+.text{white-space:pre-wrap;margin:.3rem 0}ul.media{margin:.2rem 0;padding-left:1.2rem}
+.no-alt{color:#8a4b00}dl.options{display:grid;grid-template-columns:max-content 1fr;
+gap:0 .6rem;margin:.2rem 0;font-size:.9rem}dl.options dd{margin:0}
+ol.thread{margin:.2rem 0}table.group{margin:.3rem 0;font-size:.88rem}
+table.group td,table.group th{text-align:left}
 @media print{h2{break-before:page}}
 """.strip()
 
@@ -549,15 +558,22 @@ def _header(report: Report) -> list[str]:
     return out
 
 
-def render_empty(generated_at: datetime, since: datetime, until: datetime, scope: str = "") -> str:
-    """The page for a database (or account) with nothing published yet."""
+def render_empty(
+    generated_at: datetime,
+    since: datetime,
+    until: datetime,
+    scope: str = "",
+    posts_html: str = "",
+) -> str:
+    """The page for a database (or account) with nothing published yet (and the posts that
+    wait, when ``posts_html`` lists them)."""
     report = Report(generated_at, since, until, (), scope)
     return _page(
         "Engagement report: no published posts yet",
         [
             *_header(report),
             '<main><p class="empty">No published posts yet: charts appear once posts are '
-            "published and their metrics collected.</p></main>",
+            f"published and their metrics collected.</p>{posts_html}</main>",
         ],
     )
 
@@ -787,7 +803,9 @@ def render(report: Report) -> str:
     """The whole page. Sections with nothing published say so; see ``render_empty`` for a
     report with no sections at all."""
     if not report.sections:
-        return render_empty(report.generated_at, report.since, report.until, report.scope)
+        return render_empty(
+            report.generated_at, report.since, report.until, report.scope, report.posts_html
+        )
     types = {
         t
         for s in report.sections
@@ -806,9 +824,13 @@ def render(report: Report) -> str:
             f'<li><a href="#{sid}">{esc(s.title)}</a></li>'
             for sid, s in zip(ids, report.sections, strict=True)
         ]
+        if report.posts_html:
+            body.append('<li><a href="#posts">Posts</a></li>')
         body.append("</ul></nav>")
     body.append("<main>")
     body += [_section(s, sid, styles, report) for sid, s in zip(ids, report.sections, strict=True)]
+    if report.posts_html:
+        body.append(report.posts_html)
     body.append("</main>")
     accounts = [s.title for s in report.sections if s.account is not None]
     title = "Engagement report" + (f": {accounts[0]}" if len(accounts) == 1 else "")
