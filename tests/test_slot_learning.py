@@ -3,13 +3,14 @@ decision log, the queue that follows it (never a claimed post) and the config's 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import pytest
-from er_support import DAY, T0, Builder
+from er_support import DAY, T0, Builder, cli_at_t0
 from sqlalchemy import select, update
 
 from scheduler.config import AccountConfig, Config, ERSettings, parse_config
@@ -104,7 +105,7 @@ def test_with_the_evidence_the_slots_go_to_the_evening_and_say_why() -> None:
     assert "Monday to Friday: the 08:00 slot moves to 18:00, posts at 18:00 engaged 1." in words
     assert "their types taken into account" in words
     # 19:00 was never posted at: a move there is a trial, and says so.
-    assert "to try 19:00: no post there so far" in words
+    assert "to try 19:00 (no post there yet; the hours around it did 1." in words
 
 
 def test_days_in_words() -> None:
@@ -193,7 +194,9 @@ def _seed(conn: Any) -> tuple[int, int]:
     return acc, claimed
 
 
-def test_the_er_job_moves_queued_posts_and_never_a_claimed_one(db_url: str) -> None:
+def test_the_er_job_moves_queued_posts_and_never_a_claimed_one(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine = make_engine(db_url)
     config = Config(path=None, accounts={"riga": _account()}, er=ERSettings())
     try:
@@ -233,6 +236,16 @@ def test_the_er_job_moves_queued_posts_and_never_a_claimed_one(db_url: str) -> N
             assert len(conn.execute(select(slot_decisions_t)).all()) == 1
     finally:
         engine.dispose()
+    # smm er prints the decision in words, and --json gives it whole.
+    smm = cli_at_t0(db_url, monkeypatch)
+    out = smm("er").output
+    assert f"slots from 2026-03-02T00:00:00Z: {row.summary}" in out
+    assert "best time to post" not in out  # the account moves its slots itself
+    (account,) = json.loads(smm("er", "--json").output)
+    (learned,) = account["slot_decisions"]
+    assert learned["summary"] == row.summary
+    assert learned["moves"] == row.moves
+    assert set(learned["details"]["hours"]["weekday 20"]) == {"factor", "sd", "posts", "drawn"}
 
 
 def test_a_slot_move_never_touches_a_post_claimed_meanwhile(db_url: str) -> None:

@@ -61,9 +61,9 @@ def _print_account(a: Mapping[str, Any], statistics: bool = False) -> None:
         ],
         empty="no content types weighed yet",
     )
-    if a.get("slot_proposal"):
-        click.echo(f"  best time to post: {a['slot_proposal']}")
     learned = a.get("slot_decisions") or []
+    if a.get("slot_proposal") and not learned:  # an account that learns moves its own slots
+        click.echo(f"  best time to post: {a['slot_proposal']}")
     shown = [d for d in learned if d["moves"]][:3] or learned[:1]
     for d in shown:
         when = format_utc(d["effective_from"])

@@ -81,7 +81,15 @@ class SlotDecision:
         """The decision in plain words."""
         if not self.moves:
             return "Slots kept where they are: the hours they are at still look best."
-        return " ".join(m.words() + "." for m in self.moves)
+        by_days: dict[tuple[int, ...], list[Move]] = {}
+        for m in self.moves:
+            by_days.setdefault(m.days, []).append(m)
+        return " ".join(
+            f"{days_words(days)}: "
+            + "; ".join(f"the {m.old:%H:%M} slot moves to {m.new:%H:%M}, {m.why}" for m in moves)
+            + "."
+            for days, moves in by_days.items()
+        )
 
 
 def days_words(days: Sequence[int]) -> str:
@@ -201,10 +209,11 @@ def _why(model: HourModel, kind: int, old: time, new: time) -> tuple[str, bool]:
             True,
         )
     if n_new < 3:
-        return (
-            f"to try {new:%H:%M}: {_posts(n_new)} there so far, too few to tell how it does",
-            False,
-        )
+        hint = ""
+        if gap > 0 and n_old:
+            # Tied to its neighbours, an untried hour's estimate is what the hours around it did.
+            hint = f"; the hours around it did {math.exp(gap):.1f}x {old.hour:02d}:00"
+        return (f"to try {new:%H:%M} ({_posts(n_new)} there yet{hint})", False)
     return (
         f"to try {new:%H:%M} again: its {_posts(n_new)} may have done "
         f"{math.exp(gap):.1f}x those at {old.hour:02d}:00, not yet told apart",
@@ -213,4 +222,4 @@ def _why(model: HourModel, kind: int, old: time, new: time) -> tuple[str, bool]:
 
 
 def _posts(n: int) -> str:
-    return "no post" if n == 0 else ("1 post" if n == 1 else f"{n} posts")
+    return "no post" if n == 0 else ("1 post" if n == 1 else f"only {n} posts")
