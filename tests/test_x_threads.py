@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from scheduler.adapter import (
     OutgoingPost,
     PostOptions,
     Published,
+    RateLimited,
     ThreadPart,
     Transient,
 )
@@ -65,7 +66,8 @@ class FakeX:
     """api.x.com as documented: creates, the account's timeline, and failures on demand.
 
     ``fail[n]`` answers the n-th create (1-based, counting every create request) with
-    "refuse" (503 before anything was made) or "drop" (the post is made, the answer lost).
+    "refuse" (429: nothing was made), "error" (503: nothing was made, but a 503 on a create
+    cannot say so) or "drop" (the post is made, the answer lost).
     """
 
     def __init__(self, fail: dict[int, str] | None = None) -> None:
@@ -82,6 +84,9 @@ class FakeX:
             self.creates += 1
             mode = self.fail.pop(self.creates, None)
             if mode == "refuse":
+                body = {"title": "Too Many Requests", "detail": "Too Many Requests"}
+                return httpx.Response(429, json={**body, "type": "about:blank", "status": 429})
+            if mode == "error":
                 body = {"title": "Service Unavailable", "detail": "Service Unavailable"}
                 return httpx.Response(503, json={**body, "type": "about:blank", "status": 503})
             payload = json.loads(request.content)
@@ -165,7 +170,7 @@ def test_a_thread_is_a_chain_of_replies_and_the_post_is_its_first_part(tmp_path:
 
 def test_a_failure_at_part_2_of_3_resumes_from_part_2(tmp_path: Path) -> None:
     fake = FakeX(fail={2: "refuse"})
-    with pytest.raises(Transient, match="thread part 2 of 3"):
+    with pytest.raises(RateLimited, match="thread part 2 of 3"):
         attempt(fake, tmp_path)
     assert fake.chain() == WHOLE_CHAIN[:1]
 
@@ -173,6 +178,24 @@ def test_a_failure_at_part_2_of_3_resumes_from_part_2(tmp_path: Path) -> None:
     assert fake.chain() == WHOLE_CHAIN  # part 1 not posted again, none skipped
     assert published.remote_id == fake.posts[0]["id"]
     assert fake.creates == 4  # 1, 2 refused, then 2 and 3
+
+
+def test_a_5xx_at_part_2_is_checked_in_the_timeline_before_part_2_goes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 503 on a create may come after X made the post: the part is not resent blindly.
+    fake = FakeX(fail={2: "error"})
+    with pytest.raises(OutcomeUnknown, match="thread part 2 of 3"):
+        attempt(fake, tmp_path)
+    # At once, the timeline may simply not show the part yet: X cannot tell.
+    with pytest.raises(OutcomeUnknown, match="too recent"):
+        attempt(fake, tmp_path)
+    assert fake.creates == 2
+    # Three minutes on, the timeline read to its end and no part 2: it is sent, then part 3.
+    later = datetime.now(UTC) + timedelta(minutes=3)
+    monkeypatch.setattr("smm_x.adapter.utcnow", lambda: later)
+    attempt(fake, tmp_path)
+    assert fake.chain() == WHOLE_CHAIN
 
 
 def test_a_lost_answer_at_part_2_is_found_in_the_timeline_not_posted_again(
