@@ -25,7 +25,7 @@ from typing import Any
 
 from scheduler.config import Config
 from scheduler.errors import Problem, excerpt
-from scheduler.plan.items import RawItem
+from scheduler.plan.items import FIELDS, IGNORED_FIELDS, RawItem
 from scheduler.plan.post_options import OPTION_FIELDS
 from scheduler.post_ids import member_key
 
@@ -45,15 +45,35 @@ VARIANT_COLUMN = "variants."
 Fail = Callable[[str, str, str, int], None]
 
 
+#: The fields of a plain item: an item whose fields are all among them has no variant
+#: column and no ``accounts`` or ``variants`` (one set lookup, for the common case).
+_PLAIN_FIELDS = (frozenset(FIELDS) | IGNORED_FIELDS) - {"accounts", "variants"}
+#: Whether an ``account`` text names several accounts, by text: plans repeat a few names.
+_SEVERAL: dict[str, bool] = {}
+_SEVERAL_MAX = 4_096
+
+
+def _names_several(account: str) -> bool:
+    found = _SEVERAL.get(account)
+    if found is None:
+        found = _ACCOUNT_SPLIT.search(account.strip()) is not None
+        if len(_SEVERAL) < _SEVERAL_MAX:  # a hostile plan's million names are not kept
+            _SEVERAL[account] = found
+    return found
+
+
 def is_group_values(values: Mapping[str, Any]) -> bool:
     """Whether an item may need ``expand``: it names its accounts as a list (or with
-    ``accounts``), or has variants. Plain items take the fast path."""
+    ``accounts``), or has variants. Plain items take the fast path: this runs for every
+    item of a plan, several times, so the common case costs two lookups."""
     account = values.get("account")
     if type(account) is str:
-        if _ACCOUNT_SPLIT.search(account.strip()):
+        if _names_several(account):
             return True
     elif account is not None:
         return True
+    if _PLAIN_FIELDS.issuperset(values):
+        return False
     if "accounts" in values or "variants" in values:
         return True
     return any(name.startswith(VARIANT_COLUMN) for name in values)
