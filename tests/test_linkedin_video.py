@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from structlog.testing import capture_logs
 from scheduler.adapter import (
     Account,
     MediaMeta,
+    OutcomeUnknown,
     OutgoingPost,
     Published,
     Rejected,
@@ -206,3 +208,124 @@ def test_video_limits_are_checked_at_validation(tmp_path: Path) -> None:
     ok = mp4(tmp_path, "alt.mp4", size=SIZE)
     (alt,) = adapter.media_meta_issues(make_post(ok, media_meta=(MediaMeta("A"),)), account)
     assert "alt text on images only" in alt.message
+
+
+# --------------------------------------------------------------------------- settling
+
+
+class Scripted(FakeLinkedIn):
+    """FakeLinkedIn with one-off answers: ``once[(method, what)]`` is answered (or raised)
+    the first time such a request comes; ``what`` is "part N", "finalize", "status" or
+    "posts"."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.once: dict[tuple[str, str], httpx.Response | Exception] = {}
+        self.listed: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        if url.startswith(UPLOAD):
+            what = f"part {request.url.params['part']}"
+        elif request.url.params.get("action") == "finalizeUpload":
+            what = "finalize"
+        elif request.url.path.startswith("/rest/videos/"):
+            what = "status"
+        else:
+            what = request.url.path.removeprefix("/rest/")
+        scripted = self.once.pop((request.method, what), None)
+        if isinstance(scripted, Exception):
+            if what == "posts":
+                super().__call__(request)  # LinkedIn made it; the answer is what is lost
+            raise scripted
+        if scripted is not None:
+            return scripted
+        if request.method == "GET" and what == "posts":
+            return httpx.Response(200, json={"elements": self.listed})
+        return super().__call__(request)
+
+
+def look_up(fake: FakeLinkedIn, notes: Path, post: OutgoingPost) -> Published | None:
+    async def main() -> Published | None:
+        async with mock_client(fake) as client:
+            adapter = LinkedInAdapter(client, checkpoints=Checkpoints(notes))
+            return await adapter.lookup(post, make_account())
+
+    return asyncio.run(main())
+
+
+def test_an_upload_address_that_refuses_a_part_does_not_pause_the_account(
+    tmp_path: Path,
+) -> None:
+    """A 401 or 403 from a pre-signed part address says the address is dead (expired, or the
+    video is gone), not that the token is: the upload starts again at the next attempt."""
+    path = mp4(tmp_path, size=SIZE)
+    fake = Scripted()
+    fake.once[("PUT", "part 1")] = httpx.Response(403, text="Forbidden")
+    with pytest.raises(Transient, match="upload address"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    attempt(fake, tmp_path / "notes", make_post(path))
+    assert fake.initialized == 2  # the dead upload was left (invisible), a new one made
+    assert len(fake.posts) == 1
+
+
+def test_a_video_linkedin_no_longer_knows_is_uploaded_again(tmp_path: Path) -> None:
+    path = mp4(tmp_path, size=SIZE)
+    fake = Scripted(processing=5)
+    with pytest.raises(Transient, match="still processing"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    fake.once[("GET", "status")] = httpx.Response(
+        404, json={"status": 404, "message": "Video not found"}
+    )
+    with pytest.raises(Transient, match="no longer knows"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    fake.processing = 0
+    attempt(fake, tmp_path / "notes", make_post(path))
+    assert fake.initialized == 2
+    assert len(fake.posts) == 1
+
+
+def test_a_processing_failure_gives_linkedins_reason(tmp_path: Path) -> None:
+    path = mp4(tmp_path, size=SIZE)
+    fake = Scripted()
+    failed = {"id": VIDEO, "status": "PROCESSING_FAILED"}
+    failed["processingFailureReason"] = "Video format not supported"
+    fake.once[("GET", "status")] = httpx.Response(200, json=failed)
+    with pytest.raises(Rejected, match="Video format not supported"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+
+
+def test_a_lost_answer_to_the_post_is_settled_by_the_video_it_carries(tmp_path: Path) -> None:
+    """Without commentary to search by, the post is found by its video (content.media.id);
+    a post with the same (empty) commentary but another video is not it."""
+    path = mp4(tmp_path, size=SIZE)
+    fake = Scripted()
+    fake.once[("POST", "posts")] = httpx.ReadTimeout("no answer")
+    post = make_post(path, text="", due_at=datetime(2030, 1, 7, 9, 0, tzinfo=UTC))
+    with pytest.raises(OutcomeUnknown):
+        attempt(fake, tmp_path / "notes", post)
+    created = int(datetime(2030, 1, 7, 9, 0, 5, tzinfo=UTC).timestamp() * 1000)
+    other = {"id": "urn:li:share:1", "commentary": "", "createdAt": created}
+    other["content"] = {"media": {"id": "urn:li:video:someone-else"}}
+    ours = {"id": "urn:li:share:7199", "commentary": "", "createdAt": created}
+    ours["content"] = {"media": {"id": VIDEO}}
+    fake.listed = [other, ours]
+    found = look_up(fake, tmp_path / "notes", post)
+    assert found is not None
+    assert found.remote_id == "urn:li:share:7199"
+    fake.listed = [other]  # reaching back past the due time without it: certainly not made
+    fake.listed[0]["createdAt"] = created - 3_600_000
+    assert look_up(fake, tmp_path / "notes", post) is None
+
+
+def test_a_post_made_is_never_made_again(tmp_path: Path) -> None:
+    """The post's URN joins the note: an attempt after a crash that lost it (the daemon died
+    before recording the post) answers the same post, and lookup finds it without asking."""
+    path = mp4(tmp_path, size=SIZE)
+    fake = Scripted()
+    post = make_post(path)
+    first = attempt(fake, tmp_path / "notes", post)
+    puts, initialized = fake.puts, fake.initialized
+    assert attempt(fake, tmp_path / "notes", post) == first
+    assert look_up(fake, tmp_path / "notes", post) == first
+    assert (len(fake.posts), fake.puts, fake.initialized) == (1, puts, initialized)

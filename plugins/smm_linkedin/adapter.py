@@ -11,7 +11,7 @@ media are invisible until a post uses them. The commentary is sent in LinkedIn's
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -215,16 +215,15 @@ class LinkedInAdapter(Adapter):
         await tokens.fresh(self, account)
         api = self.api(account)
         author = self.author(account)
-        video = None
+        video = upload = None
         if len(post.media) == 1 and _is_video(post.media[0]):
-            video = await VideoUpload(
-                api,
-                author,
-                self.checkpoints,
-                idempotency_key or post.idempotency_key or post.key,
-                poll_interval=self.video_poll_interval,
-                poll_attempts=self.video_poll_attempts,
-            ).upload(post.media[0])
+            upload = self._video_upload(
+                api, author, idempotency_key or post.idempotency_key or post.key
+            )
+            made, _ = await upload.made()
+            if made is not None:
+                return _published(made)  # an earlier attempt made it
+            video = await upload.upload(post.media[0])
             post = replace(post, media=(), media_meta=())
         images = [await self._upload_image(api, author, m) for m in post.media]
         body: dict[str, Any] = {
@@ -250,7 +249,19 @@ class LinkedInAdapter(Adapter):
         urn = response.headers.get("x-restli-id") or (json_object(response) or {}).get("id")
         if not urn:
             raise OutcomeUnknown("LinkedIn: the post was accepted without an x-restli-id")
-        return Published(str(urn), url=f"https://www.linkedin.com/feed/update/{urn}")
+        if upload is not None:
+            await upload.posted(str(urn))
+        return _published(str(urn))
+
+    def _video_upload(self, api: LinkedInApi, author: str, key: str) -> VideoUpload:
+        return VideoUpload(
+            api,
+            author,
+            self.checkpoints,
+            key,
+            poll_interval=self.video_poll_interval,
+            poll_attempts=self.video_poll_attempts,
+        )
 
     async def fetch_metrics(
         self, posts: Sequence[OutgoingPost], account: Account
@@ -325,11 +336,24 @@ class LinkedInAdapter(Adapter):
         return out
 
     async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
-        """Find the post among the author's 20 most recent by its commentary; None when
-        they reach back past the due time without it. Reading member posts needs a
-        permission LinkedIn grants to few apps: without it, ``OutcomeUnknown``."""
+        """Find the post among the author's 20 most recent by its commentary (a video post:
+        by the video it carries, ``content.media.id``, since its commentary may be empty or
+        shared); None when they reach back past the due time without it. A video post noted
+        as made is answered from the note. Reading member posts needs a permission LinkedIn
+        grants to few apps: without it, ``OutcomeUnknown``."""
         api = self.api(account)
         author = self.author(account)
+        text = self.compose_text(post)
+        wanted = {escape(text).strip(), text.strip()}
+        same = _commenting(wanted)
+        if len(post.media) == 1 and _is_video(post.media[0]):
+            made, video = await self._video_upload(
+                api, author, post.idempotency_key or post.key
+            ).made()
+            if made is not None:
+                return _published(made)
+            if video is not None:
+                same = _carrying(video)
         path = f"posts?author={_urn(author)}&q=author&count={_LOOKUP_DEPTH}&sortBy=CREATED"
         try:
             body = await api.get_json(path)
@@ -339,8 +363,6 @@ class LinkedInAdapter(Adapter):
             raise OutcomeUnknown(f"LinkedIn: cannot look the post up: {exc.message}") from None
         elements = body.get("elements")
         items = elements if isinstance(elements, list) else []
-        text = self.compose_text(post)
-        wanted = {escape(text).strip(), text.strip()}
         since = post.due_at - _SKEW if post.due_at else None
         oldest: datetime | None = None
         for item in items:
@@ -348,16 +370,34 @@ class LinkedInAdapter(Adapter):
                 continue
             when = datetime.fromtimestamp(item["createdAt"] / 1000, UTC)
             oldest = when if oldest is None else min(oldest, when)
-            same = str(item.get("commentary", "")).strip() in wanted
-            if same and item.get("id") and (since is None or when >= since):
-                urn = str(item["id"])
-                return Published(urn, url=f"https://www.linkedin.com/feed/update/{urn}")
+            if same(item) and item.get("id") and (since is None or when >= since):
+                return _published(str(item["id"]))
         if since is not None and (len(items) < _LOOKUP_DEPTH or (oldest and oldest < since)):
             return None
         raise OutcomeUnknown(
             f"LinkedIn: the post is not among the {len(items)} most recent ones, which do "
             "not reach back to when it was sent"
         )
+
+
+def _published(urn: str) -> Published:
+    return Published(urn, url=f"https://www.linkedin.com/feed/update/{urn}")
+
+
+def _commenting(wanted: set[str]) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a listed post's commentary is one of ``wanted``."""
+    return lambda item: str(item.get("commentary", "")).strip() in wanted
+
+
+def _carrying(video: str) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a listed post carries ``video`` (``content.media.id``)."""
+
+    def match(item: Mapping[str, Any]) -> bool:
+        content = item.get("content")
+        found = content.get("media") if isinstance(content, dict) else None
+        return isinstance(found, dict) and found.get("id") == video
+
+    return match
 
 
 def _image(urn: str, alt: str | None) -> dict[str, str]:

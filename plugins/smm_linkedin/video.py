@@ -16,7 +16,11 @@ until a post references the video, so every step is safe to repeat; the upload i
 (``scheduler.checkpoints``) after each part, so an attempt after a failure, a timeout or a
 restart sends only the parts LinkedIn has not acknowledged, while the upload addresses last
 (``uploadUrlsExpireAt``); a video still processing after the checks is a transient failure
-and the retry checks it again rather than uploading anew.
+and the retry checks it again rather than uploading anew. An upload that can no longer be
+completed (a part address answering 401, 403, 404 or 410: expired or withdrawn; a video
+LinkedIn no longer knows) is forgotten and the next attempt starts a new one: the old one
+was never visible. The post made with the video is noted too (``posted``), so no later
+attempt of the same post makes another, and ``lookup`` can tell it by the video it carries.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from urllib.parse import quote
 import structlog
 
 from scheduler import media
-from scheduler.adapter import Capabilities, Rejected, Transient
+from scheduler.adapter import AuthExpired, Capabilities, Rejected, Transient
 from scheduler.checkpoints import Checkpoints
 from scheduler.timeutil import utcnow
 from smm_linkedin.api import LinkedInApi, json_object
@@ -53,6 +57,9 @@ VIDEO_CAPABILITIES = Capabilities(
     text_limit=3000, media_types=("video/mp4",), max_media_bytes=MAX_VIDEO_BYTES
 )
 _PLATFORM = "linkedin"
+#: What a pre-signed part address answers once it can no longer take the part: the token is
+#: not at fault (it is not what the address checks), the address is.
+_DEAD_ADDRESS = frozenset({401, 403, 404, 410})
 
 
 class VideoUpload:
@@ -134,12 +141,21 @@ class VideoUpload:
                 continue  # acknowledged at an earlier attempt
             first, last = int(part["first"]), int(part["last"])
             chunk = await asyncio.to_thread(media.read_range, entry, first, last - first + 1)
-            response = await self.api.request(
-                "PUT",
-                str(part["url"]),
-                content=chunk,
-                headers={"Content-Type": "application/octet-stream"},
-            )
+            try:
+                response = await self.api.request(
+                    "PUT",
+                    str(part["url"]),
+                    content=chunk,
+                    headers={"Content-Type": "application/octet-stream"},
+                )
+            except (AuthExpired, Rejected) as exc:
+                if exc.http_status not in _DEAD_ADDRESS:
+                    raise
+                await self._forget()
+                raise Transient(
+                    f"LinkedIn: the upload address of video part {index + 1} answered HTTP "
+                    f"{exc.http_status}; the next attempt starts a new upload"
+                ) from None
             etag = response.headers.get("etag")
             if not etag:
                 raise Transient(f"LinkedIn: video part {index + 1} was answered without an ETag")
@@ -155,7 +171,10 @@ class VideoUpload:
             )
 
     async def _finalize(self, note: dict[str, Any]) -> None:
-        if note.get("finalizing") and await self._state(str(note["video"])) != "WAITING_UPLOAD":
+        if (
+            note.get("finalizing")
+            and (await self._state(str(note["video"])))["status"] != "WAITING_UPLOAD"
+        ):
             note["finalized"] = True  # the earlier finalize went through
             await self._save(note)
             return
@@ -180,24 +199,61 @@ class VideoUpload:
         for check in range(self.poll_attempts):
             if check:
                 await asyncio.sleep(self.poll_interval)
-            state = await self._state(video)
+            body = await self._state(video)
+            state = body["status"]
             log.info("linkedin_video_status", video=video, state=state, check=check + 1)
             if state == "AVAILABLE":
                 return
             if state == "PROCESSING_FAILED":
-                await asyncio.to_thread(self.checkpoints.clear, _PLATFORM, self.key)
-                raise Rejected(f"LinkedIn: video {video} could not be processed")
+                await self._forget()
+                reason = body.get("processingFailureReason")
+                raise Rejected(
+                    f"LinkedIn: video {video} could not be processed"
+                    + (f": {reason}" if isinstance(reason, str) and reason else "")
+                )
+            if state is None:
+                await self._forget()
+                raise Transient(
+                    f"LinkedIn no longer knows video {video}; the next attempt uploads it again"
+                )
         raise Transient(
             f"LinkedIn: video {video} was still processing after {self.poll_attempts} checks"
         )
 
-    async def _state(self, video: str) -> str | None:
+    async def _state(self, video: str) -> dict[str, Any]:
+        """The video as ``GET /rest/videos/{urn}`` answers it; ``status`` None when LinkedIn
+        no longer knows it (404, 410)."""
         try:
             body = await self.api.get_json(f"videos/{quote(video, safe='')}")
-        except Rejected:
-            return None
+        except Rejected as exc:
+            if exc.http_status not in (404, 410):
+                raise
+            return {"status": None}
         state = body.get("status")
-        return state if isinstance(state, str) else None
+        return {**body, "status": state if isinstance(state, str) else "UNKNOWN"}
+
+    async def _forget(self) -> None:
+        await asyncio.to_thread(self.checkpoints.clear, _PLATFORM, self.key)
+
+    async def made(self) -> tuple[str | None, str | None]:
+        """(the post noted as made with this video, the noted video): either None."""
+        note = await asyncio.to_thread(self.checkpoints.load, _PLATFORM, self.key) or {}
+        post, video = note.get("post"), note.get("video")
+        return (
+            post if isinstance(post, str) else None,
+            video if isinstance(video, str) else None,
+        )
+
+    async def posted(self, urn: str) -> None:
+        """Note the post made with the video: no later attempt of this post makes another.
+        Best effort: the post is made whatever the disk says."""
+        note = await asyncio.to_thread(self.checkpoints.load, _PLATFORM, self.key) or {}
+        try:
+            await asyncio.to_thread(
+                self.checkpoints.save, _PLATFORM, self.key, {**note, "post": urn}
+            )
+        except OSError as exc:
+            log.warning("linkedin_checkpoint_failed", error=type(exc).__name__)
 
     async def _load(self) -> dict[str, Any] | None:
         note = await asyncio.to_thread(self.checkpoints.load, _PLATFORM, self.key)
