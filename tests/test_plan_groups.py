@@ -496,6 +496,12 @@ def test_cancel_and_retry_take_one_post_of_a_group(cli_setup: Callable[..., Any]
     ]
     retried = smm("queue", "retry", "riga-001@riga_ig", "--json")
     assert json.loads(retried.output)["count"] == 1
+    everyone = smm("queue", "cancel", "riga-001", "--json")  # the item's id: every post
+    assert [c["id"] for c in json.loads(everyone.output)["changed"]] == [
+        "riga-001@riga_fb",
+        "riga-001@riga_x",
+        "riga-001@riga_ig",
+    ]
     refused = smm("queue", "reschedule", "riga-001", "--at", "2026-04-01 10:00")
     assert refused.exit_code == 1
     assert "riga-001@riga_fb, riga-001@riga_x, riga-001@riga_ig" in refused.output
@@ -555,7 +561,7 @@ def test_the_er_loop_counts_each_post_of_a_group_in_its_own_account(
 
 def test_the_web_app_shows_a_group_and_each_posts_siblings(tmp_path: Path) -> None:
     import httpx
-    from web_support import Server, build_site, login
+    from web_support import Server, build_site, csrf_of, login
 
     from scheduler.web.app import create_app
 
@@ -590,6 +596,12 @@ def test_the_web_app_shows_a_group_and_each_posts_siblings(tmp_path: Path) -> No
             assert login(c, "vic").status_code == 200
             group = c.get("/post/grp")
             one = c.get("/post/grp%40riga_masto")
+        with httpx.Client(base_url=served.url, follow_redirects=True) as c:
+            assert login(c, "ed").status_code == 200
+            page = c.get("/post/grp@riga_masto")
+            cancelled = c.post("/post/grp@riga_masto/cancel", data={"csrf": csrf_of(page.text)})
+        with site.engine.connect() as conn:
+            states = dict(conn.execute(select(posts_t.c.key, posts_t.c.state)).all())
     finally:
         served.stop()
         site.engine.dispose()
@@ -604,3 +616,8 @@ def test_the_web_app_shows_a_group_and_each_posts_siblings(tmp_path: Path) -> No
     assert "The item's posts (grp)" in one.text
     assert '<tr aria-current="page" data-member="grp@riga_masto">' in one.text
     assert '<a href="/post/grp%40ny_x">grp@ny_x</a>' in one.text
+    # An action on one post of the group moves that post only.
+    assert cancelled.status_code == 200
+    assert "grp@riga_masto: queued -&gt; cancelled" in cancelled.text
+    assert states["grp@riga_masto"] == PostState.CANCELLED
+    assert states["grp@ny_x"] == PostState.PUBLISHED
