@@ -7,11 +7,12 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
-from adapter_support import form
+from adapter_support import form, mp4
 from smm_meta import InstagramAdapter
 from structlog.testing import capture_logs
 
@@ -605,3 +606,72 @@ def test_fetch_metrics_leaves_out_media_instagram_no_longer_has() -> None:
     posts = [make_post(remote_id="gone"), make_post(remote_id="kept")]
     metrics = run(handler, lambda a: a.fetch_metrics(posts, make_account()))
     assert list(metrics) == ["kept"]
+
+
+# --------------------------------------------------------------------------- local Reels
+
+
+class FakeReels(FakeInstagram):
+    """Instagram with the resumable Reels upload: ``upload_type=resumable`` containers and
+    ``POST rupload.facebook.com/ig-api-upload/{version}/{container}`` (headers
+    ``Authorization: OAuth``, ``offset``, ``file_size``), answered ``{"success": true,
+    "message": "Upload successful."}`` (Instagram Graph API, Reels publishing)."""
+
+    def __init__(self, *, fail_uploads: int = 0) -> None:
+        super().__init__()
+        self.fail_uploads = fail_uploads
+        self.uploads: list[httpx.Request] = []
+
+    def answer(self, request: httpx.Request) -> httpx.Response:
+        if request.url.host == "rupload.facebook.com":
+            self.uploads.append(request)
+            if self.fail_uploads:
+                self.fail_uploads -= 1
+                return httpx.Response(
+                    500, json={"debug_info": {"type": "ProcessingFailedError", "message": "x"}}
+                )
+            return httpx.Response(200, json={"success": True, "message": "Upload successful."})
+        return super().answer(request)
+
+
+@pytest.mark.usefixtures("media_roots")
+def test_a_local_video_is_uploaded_as_a_reel_then_published(tmp_path: Path) -> None:
+    path = mp4(tmp_path, "reel.mp4", size=9000)
+    fake = FakeReels()
+    post = make_post(media=(path,))
+    with capture_logs() as logs:
+        result = run(fake, lambda a: a.publish(post, make_account(), post.idempotency_key))
+    ((container, params),) = fake.containers.items()
+    assert params == {
+        "media_type": "REELS",
+        "upload_type": "resumable",
+        "caption": "How we pack a parcel in 30 seconds #howto",
+        "access_token": TOKEN,
+    }
+    (upload,) = fake.uploads
+    assert str(upload.url) == f"https://rupload.facebook.com/ig-api-upload/v21.0/{container}"
+    assert upload.headers["authorization"] == f"OAuth {TOKEN}"
+    assert (upload.headers["offset"], upload.headers["file_size"]) == ("0", "9000")
+    assert upload.content == Path(path).read_bytes()
+    assert [e["sent"] for e in logs if e["event"] == "instagram_reel_upload"] == [9000]
+    assert result.remote_id == "17920238422030506"
+
+
+@pytest.mark.usefixtures("media_roots")
+def test_a_failed_reel_upload_is_transient(tmp_path: Path) -> None:
+    fake = FakeReels(fail_uploads=1)
+    post = make_post(media=(mp4(tmp_path, "reel.mp4", size=9000),))
+    with pytest.raises(Transient, match="Reel upload failed"):
+        run(fake, lambda a: a.publish(post, make_account(), post.idempotency_key))
+    assert fake.published == {}
+
+
+def test_a_local_reel_is_checked_at_validation(tmp_path: Path) -> None:
+    adapter = offline_adapter(InstagramAdapter)
+    ok = mp4(tmp_path, "ok.mp4", seconds=30)
+    assert adapter.validate(make_post(media=(ok,)), make_account()) == []
+    long = mp4(tmp_path, "long.mp4", seconds=16 * 60)
+    (issue,) = adapter.validate(make_post(media=(long,)), make_account())
+    assert "a Reel lasts 3 seconds to 15 minutes" in issue.message
+    (issue,) = adapter.validate(make_post(media=(ok, IMAGE)), make_account())
+    assert "is not a URL" in issue.message  # in a carousel, Instagram fetches every item

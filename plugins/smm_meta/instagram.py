@@ -1,7 +1,8 @@
 """Instagram business and creator accounts, through the Graph API (content publishing).
 
 A post is one image (``POST /{ig-user-id}/media`` with ``image_url`` and ``caption``), one
-video (a Reel: ``media_type=REELS`` with ``video_url``), or a carousel of up to ten (one child
+video (a Reel: ``media_type=REELS`` with ``video_url``, or a local file uploaded to
+``rupload.facebook.com``: ``smm_meta.reels``), or a carousel of up to ten (one child
 container per image or video, then a ``CAROUSEL`` container), then
 ``POST /{ig-user-id}/media_publish``; see ``smm_meta.containers`` for why a retry cannot
 publish twice. Before building anything the adapter reads
@@ -11,9 +12,10 @@ publish twice. Before building anything the adapter reads
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType
+from urllib.parse import urlparse
 
 from scheduler.adapter import (
     Account,
@@ -26,7 +28,8 @@ from scheduler.adapter import (
     Rejected,
 )
 from smm_meta.containers import VIDEO_FORMATS, ContainerAdapter, is_video, media_issues
-from smm_meta.graph import Listing
+from smm_meta.graph import Graph, Listing
+from smm_meta.reels import UPLOAD_HOST, reel_issue, upload_reel
 
 __all__ = ["InstagramAdapter"]
 
@@ -68,6 +71,8 @@ class InstagramAdapter(ContainerAdapter):
     refresh_grant = "ig_refresh_token"
     user_option = "ig_user_id"
     status_fields = ("status_code", "status")
+    #: Where a local Reel's bytes go (``/ig-api-upload/{version}/{container}``).
+    upload_host: str = UPLOAD_HOST
 
     async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
         """``POST /{ig-media-id}/comments`` with ``message``; answers ``{"id"}``."""
@@ -105,8 +110,37 @@ class InstagramAdapter(ContainerAdapter):
             issues.append(
                 Issue("text", f"{mentions} @mentions, Instagram allows at most {MAX_MENTIONS}")
             )
-        issues += media_issues(post.media, "Instagram", (".jpg", ".jpeg"), VIDEO_FORMATS)
+        # A local video alone is uploaded to Instagram (a Reel); any other media are fetched
+        # by Instagram from their URLs.
+        reel = _local_reel(post)
+        fetched = () if reel else post.media
+        issues += media_issues(fetched, "Instagram", (".jpg", ".jpeg"), VIDEO_FORMATS)
+        if reel and (problem := reel_issue(post.media[0])):
+            issues.append(Issue("media", problem))
         return issues
+
+    async def _create(
+        self,
+        graph: Graph,
+        user: str,
+        post: OutgoingPost,
+        extra: Mapping[str, str] | None = None,
+    ) -> str:
+        """A local video alone is uploaded as a Reel (``smm_meta.reels``); the rest as the
+        base builds it."""
+        if not _local_reel(post):
+            return await super()._create(graph, user, post, extra)
+        host = self.upload_host
+        version = graph.base.rstrip("/").rsplit("/", 1)[-1]
+        return await upload_reel(
+            self.client,
+            graph,
+            user,
+            post.media[0],
+            self.compose_text(post),
+            upload_host=host,
+            version=version,
+        )
 
     def single_params(self, url: str | None, text: str, alt: str | None = None) -> dict[str, str]:
         if url is None:  # validate() flags it at import; a post that slipped through fails here
@@ -140,6 +174,15 @@ class InstagramAdapter(ContainerAdapter):
 
     def carousel_params(self, children: Sequence[str], text: str) -> dict[str, str]:
         return {"media_type": "CAROUSEL", "children": ",".join(children), "caption": text}
+
+
+def _local_reel(post: OutgoingPost) -> bool:
+    """Whether ``post`` is one local video file (uploaded, not fetched by Instagram)."""
+    return (
+        len(post.media) == 1
+        and not urlparse(post.media[0]).scheme
+        and post.media[0].lower().endswith(VIDEO_FORMATS)
+    )
 
 
 def _alt(alt: str | None) -> dict[str, str]:
