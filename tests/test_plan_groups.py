@@ -621,3 +621,20 @@ def test_the_web_app_shows_a_group_and_each_posts_siblings(tmp_path: Path) -> No
     assert "grp@riga_masto: queued -&gt; cancelled" in cancelled.text
     assert states["grp@riga_masto"] == PostState.CANCELLED
     assert states["grp@ny_x"] == PostState.PUBLISHED
+
+
+def test_an_item_naming_too_many_accounts_is_one_problem_and_plans_nothing(
+    tmp_path: Path, networks: Config
+) -> None:
+    from scheduler.plan.groups import MAX_ACCOUNTS, post_keys
+    from scheduler.plan.read import read_plan_file
+
+    names = "|".join(f"acc{i}" for i in range(5_000))
+    path = tmp_path / "plan.csv"
+    path.write_text(f"id,account,type,text\nbig,{names},tip,hi\n", encoding="utf-8")
+    (raw,), _ = read_plan_file(path)
+    assert post_keys(raw) == []  # nothing looked up or given a slot for an invalid item
+    _, problems = validate_items([raw], networks, NOW)
+    assert [(p.field, p.message) for p in problems] == [
+        ("account", f"5000 accounts; one item may name at most {MAX_ACCOUNTS}")
+    ]

@@ -100,7 +100,7 @@ def post_keys(raw: RawItem) -> list[tuple[str, str]]:
     if type(item_id) is not str or not item_id.strip():
         return []
     names = account_list(raw.values)
-    if not names:
+    if not names or len(names) > MAX_ACCOUNTS:  # invalid: nothing to look up or plan
         return []
     unique = list(dict.fromkeys(names))
     if len(unique) == 1:
