@@ -264,3 +264,55 @@ def test_a_slot_move_never_touches_a_post_claimed_meanwhile(db_url: str) -> None
         assert due == T0 + DAY
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_a_plan_import_gives_queue_posts_the_learned_slots(
+    db_url: str, tmp_path: Any, parallel: bool
+) -> None:
+    from scheduler.plan import pipeline
+    from scheduler.plan.read import read_plan_files
+
+    if parallel and not pipeline._can_fork():
+        pytest.skip("needs a process that may fork")
+    account = _account()
+    config = Config(path=None, accounts={"riga": account}, er=ERSettings())
+    learned = {str(d): ["10:00", "18:00", "21:00"] for d in range(7)}
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            acc = Builder(conn).account("riga", "sim")
+            conn.execute(
+                slot_decisions_t.insert().values(
+                    account_id=acc,
+                    created_at=T0 - DAY,
+                    effective_from=T0 - DAY / 2,
+                    old_slots={},
+                    new_slots=learned,
+                    moves=[],
+                    summary="test",
+                    details={},
+                )
+            )
+        plan = tmp_path / "plan.yaml"
+        plan.write_text(
+            "posts:\n"
+            + "".join(
+                f"  - {{id: q{i}, account: riga, type: laugh, text: post {i}}}\n" for i in range(5)
+            ),
+            encoding="utf-8",
+        )
+        raws, problems = read_plan_files([plan])
+        assert problems == []
+        with engine.begin() as conn:
+            _, bad = pipeline.import_plan(conn, raws, config, T0, parallel=parallel)
+            assert bad == []
+        with engine.connect() as conn:
+            times = sorted(
+                conn.execute(select(posts_t.c.due_at).where(posts_t.c.account_id == acc)).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert [t.strftime("%d %H:%M") for t in times] == [
+        "01 18:00", "01 21:00", "02 10:00", "02 18:00", "02 21:00",
+    ]  # fmt: skip

@@ -48,6 +48,7 @@ from scheduler.config import AccountConfig, Config
 from scheduler.db.bulk import insert_tuples, supports_tuples
 from scheduler.db.models import Schedule
 from scheduler.errors import Problem, SmmError
+from scheduler.learned_slots import slot_plan
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.groups import is_group_values, post_keys
 from scheduler.plan.importer import (
@@ -88,6 +89,7 @@ from scheduler.queue import (
     posts_t,
     write_slot_times,
 )
+from scheduler.slots import SlotPlan
 
 #: From this many items on, validation runs in a second process (below it, starting one
 #: costs about what it saves).
@@ -140,12 +142,17 @@ class _Job:
     #: Stored queue posts that the new items move to another slot: (post id, new time).
     slot_updates: list[tuple[int, datetime | None]] = field(default_factory=list)
 
-    def plan_slots(self, holding: Callable[[Sequence[int]], Mapping[int, Sequence[Any]]]) -> None:
+    def plan_slots(
+        self,
+        holding: Callable[[Sequence[int]], Mapping[int, Sequence[Any]]],
+        plans: Callable[[AccountConfig, int], SlotPlan] | None = None,
+    ) -> None:
         """Give the new queue items their slots, as ``apply_plan`` does: the new items' fixed
         times take their slots, then the queue items the free ones, in plan order. Reads the
         account and time each raw item asks for; an item that cannot be read is invalid, and
         an invalid plan writes nothing. ``holding``: the stored posts that hold a time in the
-        given accounts (``holding_posts``), asked only for accounts that get new posts."""
+        given accounts (``holding_posts``), asked only for accounts that get new posts;
+        ``plans``: the slots an account that learns them follows (``learned_slots``)."""
         fixed: dict[int, list[datetime]] = {}
         waiting: dict[int, list[dict[str, Any]]] = {}
         queued: list[tuple[int, dict[str, Any]]] = []
@@ -190,6 +197,9 @@ class _Job:
                 self.now,
                 new_rows=waiting.get(account_id, ()),
                 new_taken=fixed.get(account_id, ()),
+                plan=plans(by_id[account_id], account_id)
+                if plans is not None and by_id[account_id].learn
+                else None,
             )
         self.slots = {number: row["due_at"] for number, row in queued}
 
@@ -332,7 +342,10 @@ def import_plan(
     if rows is not None:
         # Meanwhile, here: the slots of the new queue items (the other process leaves
         # their times out of the rows; they are filled in below).
-        job.plan_slots(lambda accounts: holding_posts(conn, accounts))
+        job.plan_slots(
+            lambda accounts: holding_posts(conn, accounts),
+            lambda account, account_id: slot_plan(conn, account, account_id),
+        )
 
     diff = ImportDiff(gone=gone, pruned=prune, dropped=dropped)
     problems: list[Problem] = []
