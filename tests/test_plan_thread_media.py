@@ -169,3 +169,12 @@ def test_part_media_are_stored_and_read_back_for_publishing(
     assert [p.text for p in parts] == ["Part one", "Part two", "Part three"]
     assert parts[2].media == (str(plan_dir / "a.png"),)
     assert parts[2].meta(0) == MediaMeta("A cup")
+
+
+def test_queue_show_names_how_many_media_a_part_carries() -> None:
+    from scheduler.cli.queue import _part_line
+
+    assert _part_line("Part two\nmore") == "Part two"
+    assert _part_line({"text": "Part three", "media": ["/p/a.png", "/p/b.png"]}) == (
+        "Part three  [+2 media]"
+    )

@@ -465,7 +465,14 @@ def test_post_page_shows_media_options_thread_and_first_comment(tmp_path: Path) 
                     "visibility": "unlisted",
                     "language": "lv",
                     "poll": {"options": ["Yes <i>", "No"], "duration": 7200, "multiple": True},
-                    "thread": ["Hello 🌍 again", long_part],
+                    "thread": [
+                        {
+                            "text": "Hello 🌍 again",
+                            "media": ["pics/c.png"],
+                            "media_meta": [{"alt": "A <u>mug</u>"}],
+                        },
+                        long_part,
+                    ],
                     "first_comment": "Link in <comment>",
                 },
             )
@@ -510,6 +517,8 @@ def test_post_page_shows_media_options_thread_and_first_comment(tmp_path: Path) 
     assert part.findall(masto) == [("2", "13", "500"), ("3", "600", "500")]
     assert part.findall(x) == [("2", "14", "280"), ("3", "600", "280")]
     assert "<b>100 over</b>" in masto
+    # a part's own media, with its alt text escaped
+    assert '<span class="path">pics/c.png</span> <span class="alt">alt: “A &lt;u&gt;mug' in masto
     assert "<b>320 over</b>" in x
     # the comment's outcome belongs to the post's own network
     assert "first comment published: https://m.example/9" in masto

@@ -28,6 +28,8 @@ class Part:
     text: str
     length: int
     limit: int
+    #: The part's own media files with their alt text (None: the plan gives none).
+    media: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def over(self) -> bool:
@@ -132,7 +134,16 @@ async def previews(row: Any, accounts: Mapping[str, AccountConfig]) -> list[Prev
             p.options = post.options
             # Parts go out as they are written, so each is counted as the main text is.
             p.thread = [
-                Part(n, part.text, adapter.text_length(part.text), p.limit)
+                Part(
+                    n,
+                    part.text,
+                    adapter.text_length(part.text),
+                    p.limit,
+                    tuple(
+                        (path, part.media_meta[i].alt if i < len(part.media_meta) else None)
+                        for i, path in enumerate(part.media)
+                    ),
+                )
                 for n, part in enumerate(post.options.thread, 2)
             ]
             p.link = post.link
