@@ -263,24 +263,24 @@ class Dispatcher:
         now = self.clock.now()
         launched: list[Launched] = []
         rest: list[Claimed] = []
-        views: dict[str, Account] = {}
+        # What ``attempt`` asks per post, asked once per account of the batch: the same
+        # answers (nothing here awaits, so nothing changes them in between).
+        known: dict[str, _AccountStep | None] = {}
         for c in claims:
-            account = self.config.accounts.get(c.account)
-            adapter = self.adapters.get(account.platform) if account is not None else None
+            step = known.get(c.account, _UNKNOWN)
+            if step is _UNKNOWN:
+                step = known[c.account] = self._account_step(c.account)
             # Media are checked (and their plugin call confined) by ``attempt``.
-            if account is None or adapter is None or c.row.media:
+            if step is None or c.row.media:
                 rest.append(c)
                 continue
-            policy = adapter.capabilities_for(account_view(account)).rate_limit
+            account, adapter, view, policy = step
             slots = self.limits.account_semaphore(c.account, policy)
             if not slots.try_acquire():
                 rest.append(c)
                 continue
             try:
                 budget = self.limits.budget(c.account, policy)
-                view = views.get(c.account)
-                if view is None:
-                    view = views[c.account] = account_view(account)
                 post = from_row(c.row, c.account)
                 cost = _cost(adapter, post, view, policy)
                 if budget.delay(
@@ -301,6 +301,20 @@ class Dispatcher:
         if start:
             self.begin(launched)
         return launched, rest
+
+    def _account_step(self, name: str) -> _AccountStep | None:
+        """The account's config, adapter, view and rate-limit policy (None: the post needs
+        ``attempt``, which explains what is missing or what the plugin raised)."""
+        account = self.config.accounts.get(name)
+        adapter = self.adapters.get(account.platform) if account is not None else None
+        if account is None or adapter is None:
+            return None
+        view = account_view(account)
+        try:
+            policy = adapter.capabilities_for(view).rate_limit
+        except Exception:
+            return None
+        return account, adapter, view, policy
 
     def begin(self, calls: Sequence[Launched]) -> None:
         """Make the publish calls of posts ``launch`` took (one timer for the batch)."""
@@ -495,6 +509,8 @@ async def _contained_call(fn: Callable[..., Awaitable[T]], *args: Any) -> T | _R
 
 
 _NO_WAIT = timedelta(0)
+_AccountStep = tuple[AccountConfig, Adapter, Account, RateLimitPolicy]
+_UNKNOWN: Any = object()
 
 
 class _Batch:
