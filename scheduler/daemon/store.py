@@ -77,9 +77,11 @@ class Result:
 
 
 class Link:
-    """A connection kept open for one kind of PostgreSQL step (the claims, or the outcome
-    writes), in autocommit: each of those steps is one statement, a transaction by itself.
-    No pool checkout (and its liveness ping), no BEGIN and no COMMIT round trip per step.
+    """A connection kept open for one kind of step of a daemon. PostgreSQL (the claims, or
+    the outcome writes): in autocommit, each of those steps is one statement, a transaction
+    by itself. SQLite (every step, all run in the daemon's one database thread): each step a
+    ``BEGIN IMMEDIATE`` transaction (``transaction``). No pool checkout (and its liveness
+    ping), no reset on return; on PostgreSQL no BEGIN and no COMMIT round trip per step.
 
     Used by one thread at a time. A step that fails drops the connection (it may be broken);
     the next step opens a new one.
@@ -92,12 +94,22 @@ class Link:
     @contextmanager
     def connect(self) -> Iterator[Connection]:
         if self._conn is None:
-            self._conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            conn = self.engine.connect()
+            if self.engine.dialect.name == "sqlite":
+                self._conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            else:
+                self._conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         try:
             yield self._conn
         except BaseException:
             self.close()
             raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """SQLite: a ``BEGIN IMMEDIATE`` transaction on the kept connection."""
+        with self.connect() as conn, conn.begin():
+            yield conn
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -119,6 +131,17 @@ def _connect(engine: Engine, link: Link | None) -> Iterator[Connection]:
             yield conn
     finally:
         once.close()
+
+
+@contextmanager
+def _immediate(engine: Engine, link: Link | None) -> Iterator[Connection]:
+    """A write transaction: on ``link``'s connection when given, else ``immediate``'s."""
+    if link is None:
+        with immediate(engine) as conn:
+            yield conn
+        return
+    with link.transaction() as conn:
+        yield conn
 
 
 @dataclass(frozen=True)
@@ -217,8 +240,8 @@ def _claim_sqlite(
     names: Mapping[int, str] | None,
     link: Link | None,
 ) -> tuple[list[Claimed], list[Change]]:
-    """``claim`` on SQLite: one ``BEGIN IMMEDIATE`` transaction (``link`` is not used)."""
-    with immediate(engine) as conn:
+    """``claim`` on SQLite: one ``BEGIN IMMEDIATE`` transaction (on ``link``'s connection)."""
+    with _immediate(engine, link) as conn:
         candidates = _candidates(conn, now, limit, accounts)
         if not candidates:
             return [], []
@@ -530,7 +553,7 @@ def _with_pauses(
     def run(
         engine: Engine, owner: str, results: Sequence[Result], now: datetime, link: Link | None
     ) -> int:
-        with immediate(engine) as conn:
+        with _immediate(engine, link if engine.dialect.name == "sqlite" else None) as conn:
             changed = write(conn, owner, results, now)
             pauses = {r.claimed.account_id: r.pause_reason for r in results if r.pause_reason}
             for account_id, reason in pauses.items():
@@ -798,7 +821,7 @@ def mark_sent(
                     (now, ids),
                 )
             }
-    with immediate(engine) as conn:
+    with _immediate(engine, link) as conn:
         when = fastsql.datetime_converter(conn)
         return {
             r[0]

@@ -48,6 +48,8 @@ log_name = "scheduler.worker"
 log = structlog.get_logger(log_name)
 #: ``[daemon] concurrency = "auto"``: the most publishes in flight, whatever the networks take.
 AUTO_MAX = 1000
+#: A request leaves only while the lease holds this much longer (a quarter of a short lease).
+_SEND_MARGIN = timedelta(seconds=5)
 #: Lookups a rescue makes at once, and how long each may take.
 RESCUE_LOOKUPS = 8
 RESCUE_LOOKUP_TIMEOUT_S = 15.0
@@ -127,10 +129,13 @@ class Worker:
         self._side_tasks: set[asyncio.Task[None]] = set()
         #: Set at the shutdown deadline: writes stop waiting for the database.
         self._abandon = False
-        #: The connections claims and outcome writes go through (PostgreSQL; one thread
-        #: at a time uses each: claims come one after another, and so do writes).
+        #: The connections claims and outcome writes go through (one thread at a time uses
+        #: each: claims come one after another, and so do writes). SQLite: one for every
+        #: step, as they all run in the one database thread, in turn.
         self._claims = store.Link(self.engine)
-        self._writes = store.Link(self.engine)
+        self._writes = (
+            self._claims if self.engine.dialect.name == "sqlite" else store.Link(self.engine)
+        )
         #: SQLite: the one thread every database step of this worker runs in (see above).
         self._db_thread: ThreadPoolExecutor | None = None
 
@@ -209,13 +214,16 @@ class Worker:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
-        self._claims.close()
-        self._writes.close()
         if self._db_thread is not None:
-            # A step still running (a SQLite file locked by another process) is not waited
-            # for: its outcome no longer matters, and a claim it commits is rescued.
-            self._db_thread.shutdown(wait=False, cancel_futures=True)
+            # Closed in the thread that uses it, after any step queued there. A step still
+            # running (a SQLite file locked by another process) is not waited for: its
+            # outcome no longer matters, and a claim it commits is rescued.
+            self._db_thread.submit(self._claims.close)
+            self._db_thread.shutdown(wait=False)
             self._db_thread = None
+        else:
+            self._claims.close()
+            self._writes.close()
         if self._owns_client and self.client is not None:
             await self.client.aclose()
 
@@ -238,8 +246,11 @@ class Worker:
         if self.stopping:
             return False
         until = self._lease_until.get(c.post_id)
-        margin = min(timedelta(seconds=5), self.config.daemon.lease / 4)
-        return until is not None and self.clock.now() < until - margin
+        if until is None:
+            return False
+        lease = self.config.daemon.lease
+        margin = _SEND_MARGIN if lease >= 4 * _SEND_MARGIN else lease / 4
+        return self.clock.now() < until - margin
 
     @property
     def room(self) -> int:
