@@ -96,9 +96,29 @@ def register_secret(value: str) -> None:
     8 characters or more, and in the encodings servers use (see :mod:`scheduler.redaction`).
     """
     _registry.add(value)
+    _masked.clear()
+
+
+#: Strings already masked (or found clean) -> what they became: event names, logger names,
+#: levels and account names come back on every line. Short strings only, a bounded number,
+#: forgotten whenever a secret is registered.
+_masked: dict[str, str] = {}
+_MASKED_KEPT = 1024
+_MASKED_LENGTH = 200
 
 
 def _redact_text(text: str) -> str:
+    if len(text) > _MASKED_LENGTH:
+        return _mask_text(text)
+    found = _masked.get(text)
+    if found is None:
+        if len(_masked) >= _MASKED_KEPT:
+            _masked.clear()
+        found = _masked[text] = _mask_text(text)
+    return found
+
+
+def _mask_text(text: str) -> str:
     text = _registry.mask(text, MASK)
     lowered = text.lower()
     for needle, pattern in _PATTERNS:
@@ -292,12 +312,22 @@ def log_each(name: str, level: int, events: Sequence[dict[str, Any]]) -> None:
     if not logger.isEnabledFor(level) or level < out.handler.level:
         return  # as filter_by_level and the handler would drop each
     method = logging.getLevelName(level).lower()
+    # The batch's events happen together: they share one reading of the clock.
+    stamps = {
+        id(p): p(logger, method, {})
+        for p in SHARED_PROCESSORS
+        if isinstance(p, structlog.processors.TimeStamper)
+    }
     lines: list[str] = []
     for event in events:
         ed: Any = dict(event)
         ed["event"] = ed.pop("event")  # where structlog puts it: after the fields
         for processor in SHARED_PROCESSORS:
-            ed = processor(logger, method, ed)
+            stamp = stamps.get(id(processor))
+            if stamp is None:
+                ed = processor(logger, method, ed)
+            else:
+                ed.update(stamp)
         lines.append(str(out.renderer(logger, method, ed)))
     stream = out.handler.stream
     out.handler.acquire()

@@ -228,6 +228,19 @@ def test_a_batch_of_events_follows_the_level_and_is_redacted() -> None:
     assert MASK in event["message"]
 
 
+def test_a_value_logged_before_its_secret_was_registered_is_masked_after(
+    json_log: Callable[[], list[dict[str, Any]]],
+) -> None:
+    secret = unique_secret()
+    log().info("echo", body=f"the server said {secret}")
+    register_secret(secret)
+    log().info("echo", body=f"the server said {secret}")
+
+    first, second = json_log()
+    assert secret in first["body"]
+    assert secret not in second["body"]
+
+
 def test_a_batch_of_events_reaches_captured_logs_one_by_one() -> None:
     # Anything but the configured output (structlog's capture, another handler) gets each
     # event through an ordinary logger call.
