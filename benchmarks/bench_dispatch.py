@@ -27,10 +27,13 @@ Scenarios:
   lateness;
 * burst: B posts due in the same second: when the last one started, how many were missed;
 * a million queued: 1,000,000 posts due in a month plus one due now; start-up = process start
-  until READY=1 (sd_notify) and until the due post's first attempt; RSS of the daemon.
+  until READY=1 (sd_notify) and until the due post's first attempt; RSS of the daemon;
+* drain memory: one daemon drains 10,000, 100,000 and 1,000,000 posts due at once; its peak
+  RSS at each size (flat: nothing per post stays in the process).
 
     python benchmarks/bench_dispatch.py [--posts 20000] [--burst 10000] [--runs 5]
-        [--rate 100] [--steady-seconds 30] [--queued 1000000] [--skip NAME ...]
+        [--rate 100] [--steady-seconds 30] [--queued 1000000] [--drain-sizes N ...]
+        [--skip NAME ...]
         [--daemon-defaults] [--json FILE]
 
 Needs PostgreSQL (``--pg-host``, default /var/run/postgresql; the user may create databases)
@@ -174,24 +177,39 @@ def prepare(url: str, config: str, dues: Sequence[datetime], prefix: str = "p") 
     return ids
 
 
-def queue_far_future(url: str, account_ids: Sequence[int], n: int) -> float:
-    """Queue ``n`` posts due in 30+ days with one SQL statement; seconds taken."""
+def queue_far_future(
+    url: str, account_ids: Sequence[int], n: int, *, now_due: bool = False, prefix: str = "far"
+) -> float:
+    """Queue ``n`` posts due in 30+ days (``now_due``: all due now) with one SQL statement;
+    seconds taken."""
     engine = make_engine(url)
     now = datetime.now(UTC)
+    ahead = timedelta(0) if now_due else timedelta(days=30)
     t0 = time.perf_counter()
     first, count = min(account_ids), len(account_ids)
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
-            stamp = (now + timedelta(days=30)).strftime("%Y-%m-%d %H:%M:%S.%f")
+            stamp = (now + ahead).strftime("%Y-%m-%d %H:%M:%S.%f")
             created = now.strftime("%Y-%m-%d %H:%M:%S.%f")
             conn.exec_driver_sql(
                 "INSERT INTO posts (key, account_id, content_type, text, media, tags, evergreen,"
                 " schedule, plan_order, content_hash, state, due_at, next_attempt_at,"
                 " idempotency_key, attempt_count, repeat_count, created_at, updated_at)"
                 " WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
-                " SELECT 'far-' || i, ? + i % ?, 'tip', 'A post queued far ahead, number ' || i,"
-                " '[]', '[]', 0, 'fixed', i, ?, 'queued', ?, ?, 'far-' || i, 0, 0, ?, ? FROM n",
-                (n, first, count, "0" * 64, stamp, stamp, created, created),
+                " SELECT ? || i, ? + i % ?, 'tip', 'A post queued far ahead, number ' || i,"
+                " '[]', '[]', 0, 'fixed', i, ?, 'queued', ?, ?, ? || i, 0, 0, ?, ? FROM n",
+                (
+                    n,
+                    f"{prefix}-",
+                    first,
+                    count,
+                    "0" * 64,
+                    stamp,
+                    stamp,
+                    f"{prefix}-",
+                    created,
+                    created,
+                ),
             )
         else:
             conn.execute(
@@ -200,17 +218,19 @@ def queue_far_future(url: str, account_ids: Sequence[int], n: int) -> float:
                     " evergreen, schedule, plan_order, content_hash, state, due_at,"
                     " next_attempt_at, idempotency_key, attempt_count, repeat_count,"
                     " created_at, updated_at)"
-                    " SELECT 'far-' || i, :first + i % :count, 'tip',"
+                    " SELECT :prefix || i, :first + i % :count, 'tip',"
                     " 'A post queued far ahead, number ' || i, '[]', '[]', false, 'fixed', i,"
-                    " :hash, 'queued', :due + i * interval '1 second',"
-                    " :due + i * interval '1 second', 'far-' || i, 0, 0, :now, :now"
+                    " :hash, 'queued', :due + i * :step * interval '1 second',"
+                    " :due + i * :step * interval '1 second', :prefix || i, 0, 0, :now, :now"
                     " FROM generate_series(1, :n) AS i"
                 ),
                 {
                     "first": first,
                     "count": count,
                     "hash": "0" * 64,
-                    "due": now + timedelta(days=30),
+                    "due": now + ahead,
+                    "step": 0 if now_due else 1,
+                    "prefix": f"{prefix}-",
                     "now": now,
                     "n": n,
                 },
@@ -408,6 +428,18 @@ class Daemon:
             fields[key] = value.strip()
         return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
+    def wait_peak_rss_mb(self, timeout: float = 900.0) -> float:
+        """Wait for the daemon to exit (``--once``); its peak resident memory, MiB, as last
+        read while it ran (``VmHWM``)."""
+        peak = 0.0
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                peak = max(peak, self.rss_mb()[1])
+            time.sleep(0.05)
+        self.proc.wait(max(0.0, deadline - time.monotonic()))
+        return peak
+
     def stop(self, timeout: float = 60.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -496,18 +528,23 @@ class Bench:
 
     # ------------------------------------------------------------------ throughput
 
-    def ours_throughput(self, kind: str, daemons: int, n: int) -> dict[str, Any]:
+    def ours_throughput(
+        self, kind: str, daemons: int, n: int, *, bulk: bool = False
+    ) -> dict[str, Any]:
         url = self.dbs.new(kind, f"tp{daemons}")
-        due = datetime.now(UTC)
-        prepare(url, self.config, [due] * n)
+        if bulk:  # generated by the database: a million posts are not built in Python
+            queue_far_future(url, prepare(url, self.config, []), n, now_due=True, prefix="p")
+        else:
+            prepare(url, self.config, [datetime.now(UTC)] * n)
         watcher = DoneWatcher(url)
         procs = [
             Daemon(self.tmp, url, self.config_path, f"tp-{kind}-{daemons}-{i}", once=True)
             for i in range(daemons)
         ]
         end = watcher.wait()
+        peaks = []
         for p in procs:
-            p.proc.wait(600)
+            peaks.append(p.wait_peak_rss_mb())
             p.stop()
             if problems := p.problems():
                 self.out(f"  (daemon log: {len(problems)} events above info: {problems[:5]})")
@@ -524,6 +561,7 @@ class Bench:
             "not_published": n - len(published),
             "duplicate_calls": len(keys) - len(set(keys)),
             "per_daemon": [len(p.calls()) for p in procs],
+            "peak_rss_mb": max(peaks),
         }
 
     def raw_sqlite_throughput(self, n: int) -> dict[str, Any]:
@@ -633,6 +671,33 @@ class Bench:
             f"  ({aps['done']:,} ran, {aps['missed']:,} MISSED by the default misfire grace,"
             f" {aps['add_s']:.2f} s to add the jobs; MISSED in each run: {aps['all_missed']})"
         )
+
+    def drain_memory(self) -> None:
+        """Peak RSS of one daemon draining queues of growing size: flat, or it keeps
+        something per post."""
+        sizes = self.args.drain_sizes
+        self.out(f"\n== memory while draining {', '.join(f'{n:,}' for n in sizes)} posts ==")
+        for kind in self.args.drain_on:
+            peaks = []
+            for n in sizes:
+                r = self.ours_throughput(kind, 1, n, bulk=True)
+                peaks.append(r["peak_rss_mb"])
+                self.out(
+                    f"  smm run, {kind:10s}  {n:>9,} posts: peak RSS {r['peak_rss_mb']:.0f} MiB"
+                    f"  ({r['rate']:,.0f} posts/s, {r['not_published']} not published)"
+                    f"   target <= 120 MiB  {check(r['peak_rss_mb'] <= 120)}"
+                )
+                self.report.add(
+                    f"peak RSS draining {n:,} posts, {kind}",
+                    [r["peak_rss_mb"]],
+                    "MiB",
+                    target="<= 120 MiB",
+                    ok=r["peak_rss_mb"] <= 120,
+                )
+            self.out(
+                f"  smm run, {kind:10s}  growth from {sizes[0]:,} to {sizes[-1]:,} posts:"
+                f" {peaks[-1] - peaks[0]:+.0f} MiB"
+            )
 
     # ------------------------------------------------------------------ lateness
 
@@ -863,6 +928,14 @@ def main() -> None:
     )
     parser.add_argument("--million-on", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument(
+        "--drain-sizes",
+        nargs="+",
+        type=int,
+        default=[10_000, 100_000, 1_000_000],
+        help="drain memory: queue sizes drained by one daemon",
+    )
+    parser.add_argument("--drain-on", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument(
         "--skip",
         nargs="*",
         default=[],
@@ -871,6 +944,7 @@ def main() -> None:
             "steady",
             "burst",
             "million",
+            "drain-memory",
             "pgqueuer",
             "apscheduler",
             "apscheduler-million",
@@ -920,6 +994,8 @@ def main() -> None:
             bench.burst()
         if not bench.skip("million"):
             bench.million()
+        if not bench.skip("drain-memory"):
+            bench.drain_memory()
     finally:
         bench.out(f"\n{load_line()} (after)")
         report.write(args.json)
