@@ -234,7 +234,7 @@ def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
     """Posts named by plan id (or by numeric database id); NotFound lists what is missing.
 
     The id of an item that names several accounts names each of its posts (its group, in
-    the item's order); ``ITEM@ACCOUNT`` names one of them, and also the post of an item with
+    the order they were made); ``ITEM@ACCOUNT`` names one of them, and also the post of an item with
     one account, on that account."""
     base = _post_query()
     found: list[Row[Any]] = []
@@ -269,9 +269,9 @@ def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
 
 
 def group_posts(conn: Connection, item_id: str) -> list[Row[Any]]:
-    """The posts of the plan item ``item_id`` when it names several accounts, in the item's
-    order (as ``find_posts`` rows); [] for any other id."""
-    # Members are inserted in the item's order; plan_order is the item's, shared by them.
+    """The posts of the plan item ``item_id`` when it names several accounts, in the order
+    they were made (the item's order, accounts added later last), as ``find_posts`` rows;
+    [] for any other id."""
     query = _post_query().where(posts_t.c.group_key == item_id).order_by(posts_t.c.id)
     return list(conn.execute(query).all())
 

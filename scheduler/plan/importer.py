@@ -254,7 +254,7 @@ def reconcile_groups(
         return []
     taken: set[int] = set()
     dropped: list[Existing] = []
-    for item_id in {*group_items, *grouped}:
+    for item_id in sorted({*group_items, *grouped}):  # in order: the summary lists them
         candidates = list(grouped.get(item_id, ()))
         single = stored.get(item_id)
         if single is not None and single.key == item_id and item_id not in planned:
