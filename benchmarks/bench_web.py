@@ -99,7 +99,8 @@ def main() -> None:
             raise SystemExit(f"generated plan is invalid: {(problems + bad)[:3]}")
         with immediate(engine) as conn:
             auth.add_user(conn, "bench", "viewer", PASSWORD, now)
-        print(f"{len(diff.added):,} queued posts in {db.stat().st_size / 2**20:.0f} MiB of SQLite")
+        added, size = diff.summary()["added"], db.stat().st_size / 2**20
+        print(f"{added:,} queued posts in {size:.0f} MiB of SQLite")
 
         server = Server(create_app(engine, config, FixedClock(now)))
         try:

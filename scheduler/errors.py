@@ -83,8 +83,9 @@ class InvalidInput(SmmError):
     #: Most problems one error lists: a huge bad file gets a bounded report and a count.
     MAX_LISTED = 100
 
-    def __init__(self, problems: list[Problem], what: str = "input") -> None:
-        self.total = n = len(problems)
+    def __init__(self, problems: list[Problem], what: str = "input", total: int = 0) -> None:
+        # ``total``: how many problems were found, when only the first of them were kept.
+        self.total = n = max(total, len(problems))
         self.problems = heapq.nsmallest(
             self.MAX_LISTED, problems, key=lambda p: (p.file, p.line or 0, p.field or "")
         )

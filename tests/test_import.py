@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select, update
 
 from scheduler.config import Config, parse_config
 from scheduler.db.models import PostState
-from scheduler.plan import pipeline
+from scheduler.plan import pipeline, validating
 from scheduler.plan.importer import ImportDiff, apply_plan
 from scheduler.plan.read import read_plan_files
 from scheduler.plan.validate import validate_items
@@ -60,7 +60,7 @@ def run_import(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     """Import plan files the way the parameter says; each test runs once per importer."""
     importer = str(request.param)
     if importer == "import_plan_forked":
-        monkeypatch.setattr(pipeline, "CHUNK", 2)
+        monkeypatch.setattr(validating, "CHUNK", 2)
 
     def run(
         engine: Engine, config: Config, *paths: Path, now: datetime = NOW, **kw: Any
@@ -73,7 +73,7 @@ def run_import(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
             with engine.begin() as conn:
                 return apply_plan(conn, items, config, now, **kw)
         forked = importer == "import_plan_forked"
-        assert pipeline._can_fork() or not forked, "the forked importer would not fork here"
+        assert validating.can_fork() or not forked, "the forked importer would not fork here"
         with engine.begin() as conn:
             diff, bad = pipeline.import_plan(conn, raws, config, now, parallel=forked, **kw)
         assert bad == []

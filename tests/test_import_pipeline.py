@@ -26,7 +26,7 @@ from scheduler.config import AccountConfig, Config, parse_config
 from scheduler.db.engine import make_engine
 from scheduler.db.migrate import upgrade
 from scheduler.errors import Problem
-from scheduler.plan import pipeline
+from scheduler.plan import pipeline, validating
 from scheduler.plan.importer import apply_plan
 from scheduler.plan.items import PlanItem
 from scheduler.plan.read import read_plan_files
@@ -70,9 +70,8 @@ def config() -> Config:
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many chunks from small plans, and this process validates one whenever nothing is
     waiting from the other, so both processes validate some."""
-    monkeypatch.setattr(pipeline, "CHUNK", 7)
-    monkeypatch.setattr(pipeline._Shared, "_should_help", lambda *_: True)
-    assert pipeline._can_fork(), "these tests need a process that may fork"
+    monkeypatch.setattr(validating, "CHUNK", 7)
+    assert validating.can_fork(), "these tests need a process that may fork"
 
 
 def write_plan(path: Path, rows: Sequence[dict[str, str]]) -> Path:
@@ -192,7 +191,7 @@ def test_every_problem_is_reported_in_plan_order_and_nothing_is_written(
 def _child_only(action: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A network check that runs ``action`` in the forked process, which (this process
     never helping) validates every chunk."""
-    monkeypatch.setattr(pipeline._Shared, "_should_help", lambda *_: False)
+    monkeypatch.setattr(validating.Shared, "HELPS", 0)
     parent = os.getpid()
 
     def check(item: PlanItem, account: AccountConfig) -> list[tuple[str, str, str]]:
@@ -230,14 +229,14 @@ def test_smm_plan_import_of_a_large_plan_validates_in_two_processes(
     db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     forks = []
-    shared = pipeline._Shared
+    shared = validating.Shared
 
-    def counting(job: Any) -> Any:
-        forks.append(job)
-        return shared(job)
+    def counting(*args: Any) -> Any:
+        forks.append(args)
+        return shared(*args)
 
-    monkeypatch.setattr(pipeline, "_Shared", counting)
-    monkeypatch.setattr(pipeline, "CHUNK", 500)
+    monkeypatch.setattr(validating, "Shared", counting)
+    monkeypatch.setattr(validating, "CHUNK", 500)
     config = tmp_path / "config.toml"
     config.write_text(CONFIG, encoding="utf-8")
     far = [dict(r, at="") if r["account"] != "quiet" else r for r in random_rows(6000, seed=6)]

@@ -21,7 +21,7 @@ from scheduler.db.engine import make_engine
 from scheduler.db.models import PostState
 from scheduler.er.readings import snapshots_t, sum_readings
 from scheduler.errors import SmmError
-from scheduler.plan import pipeline
+from scheduler.plan import pipeline, validating
 from scheduler.plan.importer import ImportDiff, apply_plan
 from scheduler.plan.read import read_plan_files
 from scheduler.plan.validate import validate_items
@@ -89,7 +89,7 @@ def run_import(case: tuple[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path:
     """Import a plan text the way the case says (as tests/test_import.py does)."""
     importer = case[0]
     if importer == "import_plan_forked":
-        monkeypatch.setattr(pipeline, "CHUNK", 1)
+        monkeypatch.setattr(validating, "CHUNK", 1)
 
     def run(
         engine: Engine, config: Config, text: str, *, now: datetime = NOW, **kw: Any

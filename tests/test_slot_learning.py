@@ -270,10 +270,10 @@ def test_a_slot_move_never_touches_a_post_claimed_meanwhile(db_url: str) -> None
 def test_a_plan_import_gives_queue_posts_the_learned_slots(
     db_url: str, tmp_path: Any, parallel: bool
 ) -> None:
-    from scheduler.plan import pipeline
+    from scheduler.plan import pipeline, validating
     from scheduler.plan.read import read_plan_files
 
-    if parallel and not pipeline._can_fork():
+    if parallel and not validating.can_fork():
         pytest.skip("needs a process that may fork")
     account = _account()
     config = Config(path=None, accounts={"riga": account}, er=ERSettings())

@@ -6,6 +6,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 from sqlalchemy.engine import make_url
@@ -16,13 +17,13 @@ from scheduler.cli.app import App, pass_app
 from scheduler.cli.config import platform_problems
 from scheduler.cli.output import echo_json
 from scheduler.db.migrate import current_revision
-from scheduler.errors import InvalidInput, SmmError
+from scheduler.errors import InvalidInput, Problem, SmmError
 from scheduler.outgoing import network_check
-from scheduler.plan.groups import account_list, plan_ids
+from scheduler.plan.groups import plan_ids
 from scheduler.plan.importer import ImportDiff, settled_keys
 from scheduler.plan.items import PlanItem
 from scheduler.plan.pipeline import import_plan
-from scheduler.plan.read import read_plan_files
+from scheduler.plan.read import PlanFiles, read_plan_files
 from scheduler.plan.validate import validate_items
 
 
@@ -61,6 +62,10 @@ def load_plan(app: App, files: Sequence[str], *, use_db: bool = True) -> list[Pl
     if problems:
         raise InvalidInput(problems, "the plan")
     return items
+
+
+#: Plans from this size on show a progress bar on a terminal.
+_BAR_FROM_BYTES = 200_000
 
 
 @click.group()
@@ -151,18 +156,15 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
     published are updated, published ones are never touched.
     """
     config = app.require_config()
-    raws, problems = read_plan_files((Path(f) for f in files), config.plan.max_file_bytes)
-    named = {name for r in raws for name in account_list(r.values) or ()}
-    platform = [p for p in platform_problems(app) if p.field and p.field.split(".")[1] in named]
-    if problems or platform:
-        # The files cannot be imported as they are: report everything that is wrong at once.
-        keys = plan_ids(raws)
-        _, bad = validate_items(
-            raws, config, app.now(), network_check=network_check, settled=_settled_keys(app, keys)
-        )
-        raise InvalidInput(problems + bad + platform, "the plan")
+    # Read as a stream (the plan is never held whole); an account whose platform no plugin
+    # provides is a problem when the plan names it.
+    plan_files = PlanFiles((Path(f) for f in files), config.plan.max_file_bytes)
+    blocked: dict[str, list[Problem]] = {}
+    for p in platform_problems(app):
+        if p.field:
+            blocked.setdefault(p.field.split(".")[1], []).append(p)
     engine = app.engine(create=not dry_run)
-    show_bar = sys.stderr.isatty() and not as_json and len(raws) >= 2000
+    show_bar = sys.stderr.isatty() and not as_json and plan_files.size() >= _BAR_FROM_BYTES
     # Take SQLite's write lock up front: a read that later upgrades to a write fails at once
     # ("database is locked") if a running daemon took the lock meanwhile.
     with (
@@ -171,26 +173,33 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
         conn.begin() as tx,
         contextlib.ExitStack() as stack,
     ):
-        progress = None
-        if show_bar:
-            bar = stack.enter_context(
-                click.progressbar(length=len(raws), label="importing", file=sys.stderr)
-            )
-            progress = bar.update
+        bars: list[Any] = []
+
+        def progress(written: int, total: int) -> None:
+            # The bar starts once the first pass has counted the posts.
+            if not bars:
+                bars.append(
+                    stack.enter_context(
+                        click.progressbar(length=total, label="importing", file=sys.stderr)
+                    )
+                )
+            bars[0].update(written)
+
         diff, bad = import_plan(
             conn,
-            raws,
+            plan_files,
             config,
             app.now(),
             network_check=network_check,
             prune=prune,
             dry_run=dry_run,
-            progress=progress,
+            progress=progress if show_bar else None,
+            account_problems=blocked,
         )
         if bad or dry_run:
             tx.rollback()
     if bad:
-        raise InvalidInput(bad, "the plan")
+        raise InvalidInput(bad, "the plan", diff.problem_count)
     if as_json:
         echo_json(
             {

@@ -16,17 +16,23 @@ from sqlalchemy import JSON, Boolean, Connection, Table
 
 from scheduler.db.types import UTCDateTime
 
+#: Distinct timestamps ``_sqlite_datetime`` keeps formatted.
+_CACHED = 4096
+
 
 def _sqlite_datetime() -> Callable[[datetime], str]:
     """The exact text SQLAlchemy's SQLite DATETIME type writes (naive UTC, microseconds).
 
-    Rows of one import share most timestamps, so each distinct value is formatted once.
+    Rows of one import share most timestamps, so each distinct value is formatted once; the
+    cache is emptied when it grows past ``_CACHED`` values (distinct times of a large plan).
     """
     cache: dict[datetime, str] = {}
 
     def convert(value: datetime) -> str:
         text = cache.get(value)
         if text is None:
+            if len(cache) >= _CACHED:
+                cache.clear()
             utc = value.astimezone(UTC)
             # isoformat writes the same text as the strftime below, faster; strftime
             # pads years before 1000 differently, so those keep it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import secrets
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -104,6 +104,11 @@ class ImportDiff:
     #: Waiting posts of items still in the plan whose account the item no longer names:
     #: cancelled by the import, as any other change the plan makes to an item.
     dropped: list[Existing] = field(default_factory=list)
+    #: How many posts are added, when ``added`` keeps only the first of them (a streamed
+    #: import); None: ``added`` lists them all.
+    added_count: int | None = None
+    #: How many problems were found, when only the first of them were kept.
+    problem_count: int = 0
 
     def take(self, part: ImportDiff) -> None:
         """Add what ``part``, the diff of a later part of the same plan, says about stored
@@ -118,11 +123,16 @@ class ImportDiff:
     @property
     def queues_posts(self) -> bool:
         """Whether the import adds posts to the queue or changes queued ones."""
-        return bool(self.added or self.updated or self.requeued or self.dropped)
+        return bool(self.added_total or self.updated or self.requeued or self.dropped)
+
+    @property
+    def added_total(self) -> int:
+        """How many posts the import adds."""
+        return len(self.added) if self.added_count is None else self.added_count
 
     def summary(self) -> dict[str, int]:
         return {
-            "added": len(self.added),
+            "added": self.added_total,
             "updated": len(self.updated),
             "requeued": len(self.requeued),
             "unchanged": self.unchanged,
@@ -234,7 +244,7 @@ def reconcile_groups(
     item_ids: Sequence[str],
     members: Callable[[str], Sequence[tuple[str, str]]],
     group_items: Collection[str],
-    planned: Collection[str],
+    planned: Container[str],
     account_ids: Mapping[str, int],
 ) -> list[Existing]:
     """Match the stored posts of items whose accounts changed shape with the posts the plan

@@ -1,379 +1,674 @@
-"""Importing plan items: validation and writing overlap, on two cores for a large plan.
+"""Importing a plan as a stream: memory stays flat however large the plan is.
 
-``import_plan`` is what ``smm plan import`` runs. It does what validating every item and then
-``apply_plan`` would, in one pass:
+``import_plan`` is what ``smm plan import`` runs. The plan is read as a stream (a list of raw
+items, or ``PlanFiles``, which reads the files again on each pass), never held whole:
 
-1. In the caller's transaction: sync the accounts, load the stored posts the plan names
-   (and the waiting posts of its files that it no longer names).
-2. Validate every item (fields, times, each network's rules), build the driver-ready row
-   of each new post, and tell what each item already stored means for its post (unchanged,
-   updated, requeued, locked, moved). For a large plan this runs in a forked process that
-   streams chunks of results back, while this process gives the new queue items their slots
-   (reading the account and time each raw item asks for, ``planned_time``, and the posts
-   that hold a time in the accounts that get new posts), fills them into the rows and
-   inserts the chunks already received; when it would otherwise wait, it validates chunks
-   from the end of the plan itself.
-3. Stop inserting at the first problem, but keep validating: the caller gets every problem
-   and rolls the transaction back, so an invalid plan changes nothing.
-4. Update the stored posts the plan changed (as ``apply_plan`` does) and give the accounts
-   they touched fresh slot times.
+1. **A first pass** keeps only what checks across items need, compactly: a 64-bit hash of
+   each id (duplicates; the stored posts that left the plan), the minutes the new fixed-time
+   posts take in each account (queue slots), the accounts that get new queue posts.
+2. **Validation** of every item (fields, times, each network's rules) and the driver-ready
+   row of each valid one, in chunks of ``CHUNK`` items. For a large plan this runs in a
+   forked process that reads the files itself and streams each chunk's rows and problems
+   back through a pipe; this process validates chunks too whenever nothing is waiting.
+3. **Writing**, chunk by chunk in plan order, in the caller's transaction: the stored posts
+   the chunk names are looked up; new ones are inserted (queue posts take their slots as
+   they come, ``SlotPlanner``), changed ones updated. Nothing is written once any problem
+   is known, and every problem is still found: the caller gets the first ``KEPT_PROBLEMS``
+   and the count, and rolls the transaction back, so an invalid plan changes nothing.
+4. The stored posts of the plan's files that it no longer names (found by a chunked read)
+   are reported, or cancelled with ``prune``; accounts whose stored posts changed get
+   fresh slot times.
 
-The forked process only reads what it inherited and writes to a pipe; it never touches the
-database connection, and leaves with ``os._exit`` so no finalizer of an inherited object
-runs in it.
+The forked process only reads the plan files and what it inherited, and writes to a pipe;
+it never touches the database connection, and leaves with ``os._exit`` so no finalizer of
+an inherited object runs in it. Everything that turns an item into rows is a function of
+that one item (``validating.Validator.item_rows``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
-import os
-import pickle
-import queue
-import signal
-import struct
-import sys
-import threading
-import time
-import traceback
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+import bisect
+import itertools
+from array import array
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import IO, Any, NoReturn
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, bindparam, select, update
 
 from scheduler.accounts import sync_accounts
 from scheduler.config import AccountConfig, Config
 from scheduler.db.bulk import insert_tuples, supports_tuples
-from scheduler.db.models import Schedule
-from scheduler.errors import Problem, SmmError
+from scheduler.db.models import PostState
+from scheduler.errors import Problem, excerpt
 from scheduler.learned_slots import slot_plan
-from scheduler.plan.gcpause import gc_paused
-from scheduler.plan.groups import is_group_values, post_keys
+from scheduler.plan import validating
+from scheduler.plan.groups import account_list, is_group_values, post_keys
 from scheduler.plan.importer import (
     LOCKED,
     NEW_COLUMNS,
+    PRUNABLE,
     REQUEUEABLE,
     Existing,
     ImportDiff,
     NewPost,
     NewRows,
-    apply_changes,
     apply_plan,
     approval_accounts,
-    classify,
     has_groups,
     new_key_prefix,
     paused_accounts,
     plan_file_id,
     reconcile_groups,
-    stored_posts,
 )
 from scheduler.plan.items import RawItem
-from scheduler.plan.validate import (
-    NetworkCheck,
-    duplicate_ids,
-    planned_time,
-    planned_times,
-    post_number,
-    raw_key,
-    validate_items,
-    validate_range,
-)
+from scheduler.plan.slotplan import SlotPlanner, epoch_minute
+from scheduler.plan.validate import NetworkCheck, planned_time, planned_times, raw_key
+from scheduler.plan.validating import ValidationProcessError
 from scheduler.queue import (
+    Change,
     announce,
     assign_queue_slots,
     holding_posts,
-    plan_queue_slots,
     posts_t,
+    record_events,
     write_slot_times,
 )
-from scheduler.slots import SlotPlan
 
-#: From this many items on, validation runs in a second process (below it, starting one
-#: costs about what it saves).
+#: From this many items (a list) or bytes of plan files on, validation runs in a second
+#: process too (below it, starting one costs about what it saves).
 PARALLEL_FROM = 5_000
-#: Items per chunk: small enough that inserting starts early, large enough that a chunk's
-#: trip through the pipe costs little.
-CHUNK = 1_000
+PARALLEL_FROM_BYTES = 500_000
+#: Problems kept whole (the rest are counted): ten times what an error lists.
+KEPT_PROBLEMS = 1_000
+#: New posts ``ImportDiff.added`` keeps (the summary counts all of them).
+ADDED_KEPT = 20
+
+_ACCOUNT, _SCHEDULE, _ORDER, _FILE, _SOURCE, _HASH, _KEY, _STATE, _GROUP = (
+    NEW_COLUMNS.index(c)
+    for c in (
+        "account_id",
+        "schedule",
+        "plan_order",
+        "plan_file",
+        "source",
+        "content_hash",
+        "key",
+        "state",
+        "group_key",
+    )
+)
+_QUEUE = "queue"
+_BUCKETS = 16
 
 
-@dataclass
-class _Chunk:
-    problems: list[Problem] = field(default_factory=list)
-    #: Driver-ready rows of new posts (none once any problem was found).
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    #: (position in ``rows``, post number) of new queue items: their slot time is filled in
-    #: by the importing process, which computes the slots while this chunk is validated.
-    queued: list[tuple[int, int]] = field(default_factory=list)
-    #: (key, account, content type) of each new post: plain tuples, which cross the pipe
-    #: several times faster than ``NewPost``s (made of them by the importing process).
-    added: list[tuple[str, str, str]] = field(default_factory=list)
-    #: What the chunk's items whose id is already stored mean for their posts (``classify``):
-    #: the importing process writes it at the end. Unchanged items cross the pipe as a count.
-    stored: ImportDiff = field(default_factory=ImportDiff)
-    #: How long validating the chunk took.
-    seconds: float = 0.0
+# --------------------------------------------------------------------------- the first pass
 
 
-@dataclass
-class _Job:
-    """Everything validation needs; a forked process inherits it as it is."""
+class _Scan:
+    """What the first pass keeps: compact, a few bytes per item."""
 
-    raws: Sequence[RawItem]
-    config: Config
-    now: datetime
-    network_check: NetworkCheck | None
-    duplicates: Mapping[int, Problem]
-    settled: Container[str]
-    #: The stored posts the plan names, by id.
-    stored: Mapping[str, Existing]
-    account_ids: dict[str, int]
-    #: None for a dry run: nothing is written, so no rows are built.
-    rows: NewRows | None
-    #: Each raw item's id as validation reads it ("" for none), when already known.
-    keys: Sequence[str] | None = None
-    #: Ids of the items that name their accounts as a list (``scheduler.plan.groups``).
-    groups: Container[str] = ()
-    #: Slot times of the new queue items by post number (``post_number``), once planned
-    #: (``plan_slots``).
-    slots: dict[int, datetime | None] | None = None
-    #: Stored queue posts that the new items move to another slot: (post id, new time).
-    slot_updates: list[tuple[int, datetime | None]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.count = 0
+        #: 64-bit hashes of the ids the plan uses (each item's, and each post's of the items
+        #: that name several accounts), by their low bits; sorted once the pass is over.
+        self.hashes: list[array[int]] = [array("q") for _ in range(_BUCKETS)]
+        #: Hashes of the ids of items that name several accounts (no post has that id).
+        self.bare: array[int] = array("q")
+        #: Account id -> epoch minutes of its new fixed-time posts.
+        self.taken: dict[int, array[int]] = {}
+        #: Accounts that get new queue posts.
+        self.queued: set[int] = set()
+        self.named: set[str] = set()
+        self.files: dict[str, None] = {}
+        #: Ids used again (each a duplicate problem; as a count of repeated hashes).
+        self.duplicates = 0
+        #: Hashes of the first ids used twice (the problems name them).
+        self.duplicated: set[int] = set()
 
-    def plan_slots(
-        self,
-        holding: Callable[[Sequence[int]], Mapping[int, Sequence[Any]]],
-        plans: Callable[[AccountConfig, int], SlotPlan] | None = None,
-    ) -> None:
-        """Give the new queue items their slots, as ``apply_plan`` does: the new items' fixed
-        times take their slots, then the queue items the free ones, in plan order. Reads the
-        account and time each raw item asks for; an item that cannot be read is invalid, and
-        an invalid plan writes nothing. ``holding``: the stored posts that hold a time in the
-        given accounts (``holding_posts``), asked only for accounts that get new posts;
-        ``plans``: the slots an account that learns them follows (``learned_slots``)."""
-        fixed: dict[int, list[datetime]] = {}
-        waiting: dict[int, list[dict[str, Any]]] = {}
-        queued: list[tuple[int, dict[str, Any]]] = []
+    def add(self, key: str) -> None:
+        h = hash(key)
+        self.hashes[h % _BUCKETS].append(h)
 
-        def plan(number: int, raw: RawItem, account: AccountConfig, at: datetime | None) -> None:
-            account_id = self.account_ids[account.name]
-            if at is not None:
-                fixed.setdefault(account_id, []).append(at)
-                return
-            row = {
-                "schedule": Schedule.QUEUE,
-                "plan_order": raw.order,
-                "content_type": str(raw.values.get("type") or "").strip().lower(),
-                "due_at": None,
-            }
-            waiting.setdefault(account_id, []).append(row)
-            queued.append((number, row))
+    def finish(self) -> None:
+        """Sort the hashes and count the ids used before."""
+        for number, bucket in enumerate(self.hashes):
+            ordered = sorted(bucket)
+            for a, b in itertools.pairwise(ordered):
+                if a == b:
+                    self.duplicates += 1
+                    if len(self.duplicated) < KEPT_PROBLEMS:
+                        self.duplicated.add(a)
+            self.hashes[number] = array("q", ordered)
+        self.bare = array("q", sorted(self.bare))
 
-        keys = self.keys if self.keys is not None else [raw_key(raw) for raw in self.raws]
-        for index, raw in enumerate(self.raws):
-            key = keys[index]
-            if not key or index in self.duplicates:
+    def names(self, key: str) -> bool:
+        """Whether the plan uses the id ``key`` (after ``finish``)."""
+        h = hash(key)
+        return _holds(self.hashes[h % _BUCKETS], h)
+
+    def __contains__(self, key: object) -> bool:
+        """Whether the plan makes a post with the id ``key`` (after ``finish``)."""
+        return isinstance(key, str) and self.names(key) and not _holds(self.bare, hash(key))
+
+
+def _holds(ordered: array[int], h: int) -> bool:
+    at = bisect.bisect_left(ordered, h)
+    return at < len(ordered) and ordered[at] == h
+
+
+def _scan(
+    conn: Connection,
+    plan: Iterable[RawItem],
+    config: Config,
+    account_ids: Mapping[str, int],
+    stored: bool,
+    watched: Container[str],
+) -> _Scan:
+    scan = _Scan()
+    taken, queued = scan.taken, scan.queued
+    #: (post id, account, fixed time or None) of each post of a batch of items.
+    batch: list[tuple[str, AccountConfig, datetime | None]] = []
+
+    def settle() -> None:
+        known = _stored_keys(conn, [key for key, _, _ in batch]) if stored else set()
+        for key, account, at in batch:
+            if key in known:
                 continue
-            if key in self.groups:
-                for member, (post_key, account, at) in enumerate(planned_times(raw, self.config)):
-                    if post_key not in self.stored:
-                        plan(post_number(index, member), raw, account, at)
-                continue
-            if key in self.stored:
-                continue
-            planned = planned_time(raw, self.config)
-            if planned is not None:
-                plan(post_number(index, 0), raw, *planned)
-        by_id = {self.account_ids[name]: acc for name, acc in self.config.accounts.items()}
-        touched = sorted(fixed.keys() | waiting.keys())
-        held = holding(touched) if touched else {}
-        for account_id in touched:
-            # Sets each new queue row's due_at in place.
-            self.slot_updates += plan_queue_slots(
-                by_id[account_id],
-                held.get(account_id, ()),
-                self.now,
-                new_rows=waiting.get(account_id, ()),
-                new_taken=fixed.get(account_id, ()),
-                plan=plans(by_id[account_id], account_id)
-                if plans is not None and by_id[account_id].learn
-                else None,
+            account_id = account_ids[account.name]
+            if at is None:
+                queued.add(account_id)
+            else:
+                minutes = taken.get(account_id)
+                if minutes is None:
+                    minutes = taken[account_id] = array("q")
+                minutes.append(epoch_minute(at))
+        batch.clear()
+
+    for raw in plan:
+        scan.count += 1
+        scan.files[raw.file] = None
+        key = raw_key(raw)
+        if is_group_values(raw.values):
+            names = account_list(raw.values) or []
+            members = post_keys(raw)
+            if key:
+                scan.add(key)
+                for member, _ in members:
+                    if member != key:
+                        scan.add(member)
+                if len(members) > 1:
+                    scan.bare.append(hash(key))
+                batch += planned_times(raw, config)
+        else:
+            name = raw.values.get("account")
+            names = [name.strip()] if type(name) is str else []
+            if key:
+                scan.add(key)
+                planned = planned_time(raw, config)
+                if planned is not None:
+                    batch.append((key, *planned))
+        scan.named.update(n for n in names if n in watched)
+        if len(batch) >= validating.CHUNK:
+            settle()
+    settle()
+    scan.finish()
+    return scan
+
+
+def _stored_keys(conn: Connection, keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    return set(conn.execute(select(posts_t.c.key).where(posts_t.c.key.in_(keys))).scalars())
+
+
+_EXISTING = [posts_t.c[name] for name in Existing._fields]
+
+
+def _existing(conn: Connection, keys: Sequence[str]) -> dict[str, Existing]:
+    if not keys:
+        return {}
+    query = select(*_EXISTING).where(posts_t.c.key.in_(keys))
+    return {row[1]: Existing._make(row) for row in conn.execute(query)}
+
+
+def _gone(conn: Connection, scan: _Scan, files: Sequence[str]) -> list[Existing]:
+    """Waiting posts of the plan's files whose ids the plan no longer names, read a chunk
+    at a time."""
+    query = select(*_EXISTING).where(
+        posts_t.c.plan_file.in_(files), posts_t.c.state.in_(sorted(PRUNABLE))
+    )
+    gone: list[Existing] = []
+    result = conn.execute(query.execution_options(yield_per=validating.CHUNK))
+    for partition in result.partitions():
+        gone += [Existing._make(r) for r in partition if not scan.names(r[1])]
+    return gone
+
+
+def _duplicates(plan: Iterable[RawItem], scan: _Scan) -> list[tuple[int, int, Problem]]:
+    """The problems of the first ids used twice (another pass, only for a plan that has
+    them), as ``duplicate_ids`` finds them: each names where the id was first used. Only
+    the ids whose hash the first pass saw twice are followed."""
+    suspects = scan.duplicated
+    first: dict[str, RawItem] = {}
+    found: list[tuple[int, int, Problem]] = []
+    for index, raw in enumerate(plan):
+        key = raw_key(raw)
+        if not key:
+            continue
+        names = [key]
+        if is_group_values(raw.values):
+            names += [m for m, _ in post_keys(raw) if m != key]
+        names = [n for n in names if hash(n) in suspects]
+        clash = next((n for n in names if n in first), None)
+        if clash is None:
+            first.update(dict.fromkeys(names, raw))
+            continue
+        other = first[clash]
+        found.append(
+            (
+                index,
+                validating.DUPLICATE,
+                Problem(
+                    raw.file,
+                    raw.line_of("id"),
+                    "id",
+                    f"duplicate id {excerpt(clash)}",
+                    f"already used at {other.file} {other.unit} {other.line_of('id')}",
+                    unit=raw.unit,
+                    item=clash,
+                ),
             )
-        self.slots = {number: row["due_at"] for number, row in queued}
+        )
+        if len(found) >= KEPT_PROBLEMS:
+            break
+    return found
 
-    @property
-    def chunks(self) -> int:
-        return -(-len(self.raws) // CHUNK)
 
-    def chunk(self, number: int) -> _Chunk:
-        """Validate the ``number``-th chunk of items and build the rows of its new posts."""
-        started = time.perf_counter()
-        chunk = _Chunk()
-        low = number * CHUNK
-        for index, item in validate_range(
-            self.raws,
-            low,
-            min(low + CHUNK, len(self.raws)),
-            self.config,
-            self.now,
-            chunk.problems,
-            duplicates=self.duplicates,
-            network_check=self.network_check,
-            settled=self.settled,
-        ):
-            old = self.stored.get(item.key)
-            if old is not None:
-                classify(chunk.stored, item, old, self.account_ids)
+# --------------------------------------------------------------------------- writing
+
+
+class _Problems:
+    """The first ``KEPT_PROBLEMS`` problems (with their item index and kind), and a count."""
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[int, int, Problem]] = []
+        self.total = 0
+
+    def add(self, found: Iterable[tuple[int, int, Problem]]) -> None:
+        for entry in found:
+            self.total += 1
+            if len(self.kept) < KEPT_PROBLEMS:
+                self.kept.append(entry)
+
+    def result(self, duplicated: Iterable[tuple[int, int, Problem]], more: int) -> list[Problem]:
+        """In plan order, each item's own problems, then its duplicate id, then its
+        network's (dropped for a duplicate, which is not checked against its network)."""
+        dups = list(duplicated)
+        skip = {index for index, _, _ in dups}
+        kept = [e for e in self.kept if not (e[1] == validating.NETWORK and e[0] in skip)]
+        self.total += len(dups) + more - (len(self.kept) - len(kept))
+        entries = sorted(kept + dups, key=lambda e: (e[0], e[1]))
+        return [p for _, _, p in entries[:KEPT_PROBLEMS]]
+
+
+_UPDATE_COLUMNS = (
+    "account_id",
+    "content_type",
+    "text",
+    "media",
+    "link",
+    "tags",
+    "evergreen",
+    "schedule",
+    "plan_order",
+    "plan_file",
+    "source",
+    "content_hash",
+    "due_at",
+    "next_attempt_at",
+    "updated_at",
+    "media_meta",
+    "post_options",
+    "group_key",
+)
+_UPDATE_AT = [NEW_COLUMNS.index(c) for c in _UPDATE_COLUMNS]
+
+
+class _Writer:
+    """Takes the validated chunks in plan order and writes them."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        rows: NewRows,
+        planners: dict[int, SlotPlanner],
+        stored: bool,
+        account_names: Mapping[int, str],
+        now: datetime,
+        progress: Callable[[int, int], None] | None,
+        total: int,
+        dry_run: bool,
+        scan: _Scan,
+        gone: list[Existing],
+        account_ids: Mapping[str, int],
+        groups: bool,
+    ) -> None:
+        #: The post ids the plan makes; its stored posts that left it (``reconcile_groups``
+        #: takes out those another post of their item adopts); whether groups are stored.
+        self.planned = scan
+        self.gone = gone
+        self.account_ids = account_ids
+        self.groups = groups
+        #: Waiting posts of accounts taken off their item (cancelled at the end).
+        self.dropped: list[Existing] = []
+        self.total = total
+        self.dry_run = dry_run
+        self.conn = conn
+        self.rows = rows
+        self.planners = planners
+        self.stored = stored
+        self.names = account_names
+        self.now = now
+        self.progress = progress
+        self.diff = ImportDiff()
+        self.added = 0
+        self.problems = _Problems()
+        self.writing = True
+        #: Accounts whose stored posts changed or moved in the plan: they get new slots.
+        self.touched: set[int] = set()
+        #: Stored posts the plan changed (their new values hold, not a slot planned before).
+        self.changed: set[int] = set()
+        preparer = conn.dialect.identifier_preparer
+        marker = "?" if conn.dialect.name == "sqlite" else "%s"
+        self._update_sql = (
+            f"UPDATE {preparer.format_table(posts_t)} SET "
+            + ", ".join(f"{preparer.quote(c)} = {marker}" for c in _UPDATE_COLUMNS)
+            + f", state = {marker}, attempt_count = 0, last_error = NULL, error_class = NULL"
+            + f" WHERE id = {marker}"
+        )
+
+    def _lookup(self, chunk: validating.Chunk) -> dict[str, Existing]:
+        """The stored posts the chunk's items name, and those ``reconcile_groups`` finds
+        other posts of their items (entered under the new ids)."""
+        keys: list[str] = []
+        group_items: list[str] = []
+        members: dict[str, list[tuple[str, str]]] = {}
+        for item_id, posts, group in chunk.members:
+            if not item_id:
                 continue
-            chunk.added.append((item.key, item.account, item.content_type))
-            if self.rows is not None and not chunk.problems:
-                number = post_number(index, item.member)
-                due = item.at
-                if due is None:
-                    if self.slots is None:  # filled in once the slots are planned
-                        chunk.queued.append((len(chunk.rows), number))
-                    else:
-                        due = self.slots[number]
-                chunk.rows.append(
-                    self.rows.row(
-                        item, self.account_ids[item.account], number, due, item.at is None
-                    )
+            keys.append(item_id)
+            keys += [key for key, _ in posts if key != item_id]
+            members[item_id] = posts
+            if group:
+                group_items.append(item_id)
+        existing = _existing(self.conn, keys)
+        if group_items or self.groups:
+            self.dropped += reconcile_groups(
+                self.conn,
+                existing,
+                self.gone,
+                list(members),
+                lambda item_id: members.get(item_id, ()),
+                group_items,
+                self.planned,
+                self.account_ids,
+            )
+        return existing
+
+    def take(self, chunk: validating.Chunk) -> None:
+        problems = chunk.problems
+        existing = self._lookup(chunk) if self.stored else {}
+        if chunk.past:
+            settled = LOCKED | REQUEUEABLE
+            unsettled = {
+                index: alt
+                for index, (keys, alt) in chunk.past.items()
+                if not all(
+                    key is not None and key in existing and existing[key].state in settled
+                    for key in keys
                 )
-        if chunk.problems:  # nothing of an invalid plan is written: its rows are not needed
-            chunk.rows.clear()
-            chunk.queued.clear()
-        chunk.seconds = time.perf_counter() - started
-        return chunk
+            }
+            if unsettled:
+                problems = [e for e in problems if e[0] not in unsettled]
+                problems += [(i, kind, p) for i, alt in unsettled.items() for kind, p in alt]
+                problems.sort(key=lambda e: (e[0], e[1]))
+        if problems:
+            self.problems.add(problems)
+            self.writing = False
+        if not self.writing:
+            return
+        new: list[tuple[Any, ...]] = []
+        changed: list[tuple[tuple[Any, ...], Existing]] = []
+        moved: list[tuple[Any, ...]] = []
+        planners, due = self.planners, self.rows.due
+        renamed: list[tuple[str, str | None, int]] = []
+        for row in chunk.rows:
+            old = existing.get(row[_KEY]) if existing else None
+            if old is None:
+                if row[_SCHEDULE] == _QUEUE:
+                    row = due(row, planners[row[_ACCOUNT]].next(row[_ORDER]))
+                new.append(row)
+                continue
+            if old.key != row[_KEY]:  # adopted by ``reconcile_groups``
+                post = NewPost(row[_KEY], self.names[row[_ACCOUNT]], row[1])
+                self.diff.renamed.append((post, old))  # type: ignore[arg-type]
+                renamed.append((row[_KEY], row[_GROUP], old.id))
+            if old.content_hash == row[_HASH] and old.account_id == row[_ACCOUNT]:
+                self.diff.unchanged += 1
+                place = (row[_ORDER], row[_FILE], row[_SOURCE])
+                if place != (old.plan_order, old.plan_file, old.source):
+                    moved.append((*place, old.id))
+                    self.touched.add(old.account_id)
+            else:
+                changed.append((row, old))
+        if new:
+            self.added += len(new)
+            if len(self.diff.added) < ADDED_KEPT:
+                self.diff.added += [
+                    NewPost(r[_KEY], self.names[r[_ACCOUNT]], r[1])
+                    for r in new[: ADDED_KEPT - len(self.diff.added)]
+                ]
+        if self.dry_run:
+            if changed:
+                self._change(changed)
+            return
+        if renamed:
+            # First, so the updates below and later imports find each post by its new id.
+            self.conn.execute(
+                update(posts_t)
+                .where(posts_t.c.id == bindparam("b_id"))
+                .values(
+                    key=bindparam("b_key"), group_key=bindparam("b_group"), updated_at=self.now
+                ),
+                [{"b_key": k, "b_group": g, "b_id": i} for k, g, i in renamed],
+            )
+        if new:
+            insert_tuples(self.conn, posts_t, NEW_COLUMNS, new)
+            if self.progress:
+                self.progress(len(new), self.total)
+        if changed:
+            self._change(changed)
+        if moved:
+            self.conn.execute(
+                update(posts_t)
+                .where(posts_t.c.id == bindparam("b_id"))
+                .values(
+                    plan_order=bindparam("b_order"),
+                    plan_file=bindparam("b_file"),
+                    source=bindparam("b_source"),
+                ),
+                [{"b_order": o, "b_file": f, "b_source": s, "b_id": i} for o, f, s, i in moved],
+            )
+
+    def _change(self, changed: list[tuple[tuple[Any, ...], Existing]]) -> None:
+        """Changed items' posts: locked ones are left alone, the others take the plan's
+        values and start afresh (as ``apply_changes`` writes them)."""
+        updates: list[tuple[Any, ...]] = []
+        changes: list[Change] = []
+        for row, old in changed:
+            post = NewPost(row[_KEY], self.names[row[_ACCOUNT]], row[1])
+            if old.state in LOCKED:
+                self.diff.locked.append((post, old))  # type: ignore[arg-type]
+                continue
+            if old.state in REQUEUEABLE:
+                self.diff.requeued.append((post, old))  # type: ignore[arg-type]
+            else:
+                self.diff.updated.append((post, old))  # type: ignore[arg-type]
+            # A changed post starts afresh: a paused one stays paused, any other waits in
+            # the queue, or for sign-off again where the item or the account needs it.
+            if row[_STATE] == PostState.PENDING_APPROVAL.value:
+                state = PostState.PENDING_APPROVAL
+            elif old.state == PostState.PAUSED and old.account_id == row[_ACCOUNT]:
+                state = PostState.PAUSED
+            else:
+                state = PostState.QUEUED
+            if state != old.state:
+                changes.append(Change(old.id, old.key, old.state, state))
+            updates.append((*(row[i] for i in _UPDATE_AT), state.value, old.id))
+            self.changed.add(old.id)
+            self.touched.add(row[_ACCOUNT])
+            self.touched.add(old.account_id)
+        if self.dry_run:
+            return
+        if updates:
+            self.conn.exec_driver_sql(self._update_sql, updates)
+        record_events(self.conn, changes, self.now, "plan", "the plan changed the post")
 
 
-@gc_paused
+# --------------------------------------------------------------------------- the import
+
+
 def import_plan(
     conn: Connection,
-    raws: Sequence[RawItem],
+    plan: Iterable[RawItem],
     config: Config,
     now: datetime,
     *,
     network_check: NetworkCheck | None = None,
     prune: bool = False,
     dry_run: bool = False,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
     parallel: bool | None = None,
+    account_problems: Mapping[str, Sequence[Problem]] | None = None,
 ) -> tuple[ImportDiff, list[Problem]]:
-    """Validate ``raws`` and reconcile the database with them in the caller's transaction.
+    """Validate the plan and reconcile the database with it in the caller's transaction.
 
-    Returns the diff and every problem found. With problems, rows may have been written:
-    the caller rolls back (as it does for a dry run); nothing here commits. ``parallel``:
-    validate in a second process (None: when the plan is large and the platform can fork).
+    ``plan``: its raw items, read again on each pass (a list, or ``PlanFiles``, whose
+    reading problems come first in the result). Returns the diff and the problems found
+    (the first ``KEPT_PROBLEMS``; ``ImportDiff.problem_count`` counts them all). With
+    problems, rows may have been written: the caller rolls back (as it does for a dry run);
+    nothing here commits. ``parallel``: validate in a second process too (None: when the
+    plan is large and the platform can fork). ``account_problems``: problems of config
+    accounts, reported when the plan names the account.
     """
+    watched = account_problems or {}
     if not supports_tuples(conn):
-        items, found = validate_items(raws, config, now, network_check=network_check)
-        if found:
-            return ImportDiff(), found
-        return apply_plan(conn, items, config, now, prune=prune, dry_run=dry_run), []
-
-    keys = [raw_key(raw) for raw in raws]
-    duplicates = duplicate_ids(raws, keys)
+        return _import_whole(conn, plan, config, now, network_check, prune, dry_run, watched)
     account_ids = sync_accounts(conn, config, now)
-    files = sorted({plan_file_id(file) for file in {raw.file for raw in raws}})
-    # Items that name their accounts as a list: each of their posts is looked up, and the
-    # item's own id too (the post it made while it named one account).
-    groups = {
-        keys[i]: post_keys(raw)
-        for i, raw in enumerate(raws)
-        if keys[i] and is_group_values(raw.values)
-    }
-    lookup = [k for k in keys if k]
-    lookup += [key for item_id, members in groups.items() for key, _ in members if key != item_id]
-    stored, gone = stored_posts(conn, lookup, files)
-    dropped = []
-    if groups or has_groups(conn):
-        several = {item_id for item_id, members in groups.items() if len(members) > 1}
-        index_of = {k: i for i, k in enumerate(keys) if k}
-
-        def members(item_id: str) -> Sequence[tuple[str, str]]:
-            found = groups.get(item_id)
-            if found is not None:
-                return found
-            index = index_of.get(item_id)
-            planned = None if index is None else planned_time(raws[index], config)
-            return () if planned is None else [(item_id, planned[0].name)]
-
-        dropped = reconcile_groups(
-            conn,
-            stored,
-            gone,
-            list(index_of),
-            members,
-            groups,
-            set(lookup).difference(several),
-            account_ids,
-        )
-    settled = {k for k, old in stored.items() if old.state in LOCKED | REQUEUEABLE}
-    rows = None
-    if not dry_run:
-        rows = NewRows(
-            conn,
-            paused_accounts(conn),
-            now,
-            new_key_prefix(),
-            approval_accounts(config, account_ids),
-        )
-    job = _Job(
-        raws,
-        config,
-        now,
-        network_check,
-        duplicates,
-        settled,
-        stored,
-        account_ids,
-        rows,
-        keys,
-        groups,
+    names = {account_id: name for name, account_id in account_ids.items()}
+    stored = conn.execute(select(posts_t.c.id).limit(1)).first() is not None
+    rows = NewRows(
+        conn, paused_accounts(conn), now, new_key_prefix(), approval_accounts(config, account_ids)
     )
+    validator = validating.Validator(config, now, network_check, rows, account_ids, stored)
+    groups = stored and has_groups(conn)
     if parallel is None:
-        parallel = len(raws) >= PARALLEL_FROM
-    # The other process starts validating now; without one, chunks are validated as taken.
-    chunks: Iterable[_Chunk] = (
-        _Shared(job) if parallel and _can_fork() else (job.chunk(c) for c in range(job.chunks))
-    )
-    if rows is not None:
-        # Meanwhile, here: the slots of the new queue items (the other process leaves
-        # their times out of the rows; they are filled in below).
-        job.plan_slots(
-            lambda accounts: holding_posts(conn, accounts),
-            lambda account, account_id: slot_plan(conn, account, account_id),
-        )
-
-    diff = ImportDiff(gone=gone, pruned=prune, dropped=dropped)
-    problems: list[Problem] = []
+        if isinstance(plan, Sequence):
+            parallel = len(plan) >= PARALLEL_FROM
+        else:
+            parallel = _plan_bytes(plan) >= PARALLEL_FROM_BYTES
+    # The other process starts validating now, while this one makes the first pass.
+    shared = validating.Shared(validator, plan) if parallel and validating.can_fork() else None
     try:
-        for chunk in chunks:
-            problems += chunk.problems
-            diff.added += map(NewPost._make, chunk.added)
-            diff.take(chunk.stored)
-            if chunk.rows and not problems and rows is not None:
-                if chunk.queued:
-                    assert job.slots is not None  # planned before the first chunk is taken
-                    for position, index in chunk.queued:
-                        chunk.rows[position] = rows.due(chunk.rows[position], job.slots[index])
-                insert_tuples(conn, posts_t, NEW_COLUMNS, chunk.rows)
-                if progress:
-                    progress(len(chunk.rows))
+        scan = _scan(conn, plan, config, account_ids, stored, watched)
+        read_problems = list(getattr(plan, "problems", ()))
+        voided = set(getattr(plan, "voided", ()))
+        more = [p for name in sorted(scan.named) for p in watched[name]]
+        gone = _gone(conn, scan, sorted({plan_file_id(f) for f in scan.files})) if stored else []
+        touched = sorted(scan.queued | scan.taken.keys())
+        held = holding_posts(conn, touched) if touched else {}
+        by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
+        # An account that learns its slots follows the learned table, as the final
+        # re-slotting does, so each new queue post's time is written once.
+        planners = {
+            a: SlotPlanner(
+                by_id[a],
+                held.get(a, ()),
+                now,
+                scan.taken.get(a, array("q")),
+                slot_plan(conn, by_id[a], a) if by_id[a].learn else None,
+            )
+            for a in touched
+        }
+        writer = _Writer(
+            conn,
+            rows,
+            planners,
+            stored,
+            names,
+            now,
+            progress,
+            scan.count,
+            dry_run,
+            scan,
+            gone,
+            account_ids,
+            groups,
+        )
+        writer.writing = not (read_problems or scan.duplicates or more)
+        chunks = -(-scan.count // validating.CHUNK)
+        source = (
+            shared.chunks(chunks) if shared is not None else validating.own_chunks(validator, plan)
+        )
+        for chunk in source:
+            writer.take(chunk)
     finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:  # stops the other process if it is still at work
-            close()
-    if problems:
-        return diff, problems
-    write_slot_times(conn, job.slot_updates, now)
+        if shared is not None:
+            shared.close()
+    changed = list(getattr(plan, "changed", lambda: [])())
+    problems = writer.problems
+    if scan.duplicates or problems.total or read_problems or more or changed:
+        duplicated = _duplicates(plan, scan) if scan.duplicates else []
+        unlisted = scan.duplicates - len(duplicated)
+        found = problems.result(duplicated, unlisted)
+        if voided:  # items of a file that could not be read count for nothing
+            found = [p for p in found if p.file not in voided]
+        listed = read_problems + changed + found + more
+        diff = writer.diff
+        diff.problem_count = len(read_problems) + len(changed) + problems.total + len(more)
+        return diff, listed
+    diff = writer.diff
+    diff.added_count = writer.added
+    diff.gone = gone  # less what reconcile_groups took out
+    diff.dropped = writer.dropped
+    diff.pruned = prune
     if dry_run:
         return diff, []
-    touched = apply_changes(conn, diff, account_ids, now, approval_accounts(config, account_ids))
-    by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
-    for account_id in sorted(touched):
+    # The slots stored posts moved to for the new ones, but for the posts the plan changed.
+    moves = [m for planner in planners.values() for m in planner.finish()]
+    write_slot_times(conn, [m for m in moves if m[0] not in writer.changed], now)
+    touched_now = set(writer.touched)
+    if prune and gone:
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id.in_([g.id for g in gone]))
+            .values(state=PostState.CANCELLED, updated_at=now)
+        )
+        gone_changes = [Change(g.id, g.key, g.state, PostState.CANCELLED) for g in gone]
+        record_events(conn, gone_changes, now, "plan", "no longer in the plan (--prune)")
+        touched_now |= {g.account_id for g in gone}
+    if writer.dropped:
+        dropped = writer.dropped
+        conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id.in_([d.id for d in dropped]), posts_t.c.state.in_(PRUNABLE))
+            .values(state=PostState.CANCELLED, updated_at=now)
+        )
+        changes = [Change(d.id, d.key, d.state, PostState.CANCELLED) for d in dropped]
+        record_events(conn, changes, now, "plan", "its account was taken off the plan item")
+        touched_now |= {d.account_id for d in dropped}
+    for account_id in sorted(touched_now):
         if account_id in by_id:
             assign_queue_slots(conn, by_id[account_id], account_id, now)
     if diff.queues_posts:
@@ -381,195 +676,33 @@ def import_plan(
     return diff, []
 
 
-# --------------------------------------------------------------------------- the second process
+def _plan_bytes(plan: Iterable[RawItem]) -> int:
+    size = getattr(plan, "size", None)
+    return int(size()) if callable(size) else 0
 
 
-def _can_fork() -> bool:
-    # Forking a process that runs other threads can copy a lock some thread holds.
-    return sys.platform == "linux" and threading.active_count() == 1
+def _import_whole(
+    conn: Connection,
+    plan: Iterable[RawItem],
+    config: Config,
+    now: datetime,
+    network_check: NetworkCheck | None,
+    prune: bool,
+    dry_run: bool,
+    watched: Mapping[str, Sequence[Problem]],
+) -> tuple[ImportDiff, list[Problem]]:
+    """Databases whose driver takes no prepared rows: the plan validated whole, then
+    ``apply_plan``."""
+    from scheduler.plan.validate import validate_items
+
+    raws = list(plan)
+    problems = list(getattr(plan, "problems", ()))
+    items, found = validate_items(raws, config, now, network_check=network_check)
+    named = {str(r.values.get("account") or "").strip() for r in raws}
+    problems += found + [p for name in sorted(named & watched.keys()) for p in watched[name]]
+    if problems:
+        return ImportDiff(), problems
+    return apply_plan(conn, items, config, now, prune=prune, dry_run=dry_run), []
 
 
-class ValidationProcessError(SmmError):
-    """The process validating the plan died or failed; nothing was imported."""
-
-
-_FRAME = struct.Struct("!Q")
-_EOF = b""
-
-
-def _average(mean: float | None, sample: float) -> float:
-    return sample if mean is None else 0.8 * mean + 0.2 * sample
-
-
-class _Shared:
-    """The job's chunks, validated by this process and a forked one, yielded in order.
-
-    The forked process takes chunks from the front and streams each result back; this
-    process takes chunks from the back whenever nothing is waiting in the pipe, so whichever
-    process has time does the work. Chunks come out in plan order: the forked process's as
-    they arrive (they are all before this process's), then this process's own.
-    """
-
-    def __init__(self, job: _Job) -> None:
-        self.job = job
-        ctx = multiprocessing.get_context("fork")
-        self._lock = ctx.Lock()
-        # The next chunk from the front, and the end of what is left (shared memory).
-        self._front = ctx.RawValue("q", 0)
-        self._back = ctx.RawValue("q", job.chunks)
-        read_fd, write_fd = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            os.close(read_fd)
-            self._child(write_fd)  # never returns
-        os.close(write_fd)
-        self._fd = read_fd
-        # Whole messages, read off the pipe as they come so the other process never waits
-        # for this one to read (_EOF: the pipe closed).
-        self._messages: queue.SimpleQueue[bytes] = queue.SimpleQueue()
-        self._reader = threading.Thread(target=self._read_pipe, name="plan-validation-pipe")
-        self._reader.start()
-        self._own: list[tuple[int, _Chunk]] = []
-        self._done = False
-        self._closed = False
-
-    # -- the forked process ------------------------------------------------------------------
-
-    def _take_front(self) -> int | None:
-        with self._lock:
-            number = int(self._front.value)
-            if number >= self._back.value:
-                return None
-            self._front.value = number + 1
-            return number
-
-    def _child(self, write_fd: int) -> NoReturn:
-        """Validate chunks from the front, write each to the pipe, leave without finalizers."""
-        status = 1
-        try:
-            with os.fdopen(write_fd, "wb") as out:
-                try:
-                    while (number := self._take_front()) is not None:
-                        _send(out, ("chunk", self.job.chunk(number)))
-                    _send(out, ("done", None))
-                    status = 0
-                except BaseException:  # reported to the parent, whatever it was
-                    _send(out, ("error", traceback.format_exc()))
-        finally:
-            os._exit(status)
-
-    # -- this process ------------------------------------------------------------------------
-
-    def _take_back(self) -> int | None:
-        with self._lock:
-            number = int(self._back.value) - 1
-            if number < self._front.value:
-                return None
-            self._back.value = number
-            return number
-
-    def __iter__(self) -> Iterator[_Chunk]:
-        return self._chunks()
-
-    def _chunks(self) -> Iterator[_Chunk]:
-        # Seconds the other process takes to validate a chunk, and the caller to take one
-        # (write it): running averages, to decide whether validating one here would help.
-        validate: float | None = None
-        write: float | None = None
-        written = 0
-        while not self._done:
-            data = self._next_message(0)
-            if data is None and self._should_help(validate, write, written):
-                number = self._take_back()
-                if number is not None:
-                    self._own.append((number, self.job.chunk(number)))
-                    continue
-            if data is None:
-                data = self._next_message(None)
-            assert data is not None  # waited for it
-            started = time.perf_counter()  # taking a chunk: decoding it, then writing it
-            kind, payload = self._decode(data)
-            if kind == "done":
-                self._done = True
-            elif kind == "error":
-                raise ValidationProcessError(f"validating the plan failed:\n{payload}")
-            else:
-                validate = _average(validate, payload.seconds)
-                yield payload
-                write = _average(write, time.perf_counter() - started)
-                written += 1
-        self._reap()
-        for _, chunk in sorted(self._own, key=lambda own: own[0]):
-            yield chunk
-
-    def _should_help(self, validate: float | None, write: float | None, written: int) -> bool:
-        """Whether this process, idle now, should validate a chunk itself: only while the
-        other process has more validating left than this one has writing (it writes every
-        chunk), so that both finish together."""
-        if validate is None or write is None:
-            return False  # the other process is starting: its first chunk is on its way
-        left_to_validate = self._back.value - self._front.value
-        return write * (self.job.chunks - written) < validate * (left_to_validate - 1)
-
-    def _next_message(self, timeout: float | None) -> bytes | None:
-        """The next whole message, waiting up to ``timeout`` (None: until it comes)."""
-        try:
-            data = self._messages.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if data is _EOF:
-            raise ValidationProcessError(
-                f"the process validating the plan (pid {self.pid}) ended early"
-            )
-        return data
-
-    @staticmethod
-    def _decode(data: bytes) -> tuple[str, Any]:
-        message: tuple[str, Any] = pickle.loads(data)  # our own child's pipe
-        return message
-
-    def _read_pipe(self) -> None:
-        buffer = bytearray()
-        try:
-            while block := os.read(self._fd, 1 << 20):
-                buffer += block
-                while len(buffer) >= _FRAME.size:
-                    (size,) = _FRAME.unpack_from(buffer)
-                    end = _FRAME.size + size
-                    if len(buffer) < end:
-                        break
-                    self._messages.put(bytes(buffer[_FRAME.size : end]))
-                    del buffer[:end]
-        except OSError:
-            pass  # the pipe was closed under the read: reported as an early end
-        finally:
-            self._messages.put(_EOF)
-
-    def _reap(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        _, status = os.waitpid(self.pid, 0)
-        # The child is gone, so its end of the pipe is closed: the reader sees the end.
-        self._reader.join()
-        os.close(self._fd)
-        code = os.waitstatus_to_exitcode(status)
-        if self._done and code != 0:
-            raise ValidationProcessError(f"the process validating the plan exited with {code}")
-
-    def close(self) -> None:
-        """Stop the forked process if it is still at work (an error, or the caller stopped)."""
-        if not self._closed and not self._done:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        self._reap()
-
-
-def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(_FRAME.pack(len(data)))
-    out.write(data)
-    out.flush()
-
-
-__all__ = ["CHUNK", "PARALLEL_FROM", "ValidationProcessError", "import_plan"]
+__all__ = ["KEPT_PROBLEMS", "PARALLEL_FROM", "ValidationProcessError", "import_plan"]

@@ -7,14 +7,16 @@ are reported as ``Problem`` records like any other.
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import io
 import itertools
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -200,26 +202,36 @@ def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Probl
     Quoting is strict: a quote that is never closed, or text after a closing quote, is an
     error naming the row where the cell began (a stray quote would otherwise swallow the
     rows after it into one cell)."""
+    problems: list[Problem] = []
+    return list(iter_csv(lines, file, problems)), problems
+
+
+def iter_csv(lines: Iterable[str], file: str, problems: list[Problem]) -> Iterator[RawItem]:
+    """``read_csv`` one item at a time: yields each item as its row is read, appending the
+    file's problems to ``problems``; nothing but the current row is held."""
     rest = iter(lines)
     first_line = next(rest, "")
     if not first_line:
-        return [], [
+        problems.append(
             Problem(file, 1, None, "the plan is empty", "add a header row and posts", unit="row")
-        ]
+        )
+        return
     reader = csv.reader(
         itertools.chain((first_line,), rest), delimiter=_sniff_delimiter(first_line), strict=True
     )
     try:
         header = next(reader)
     except StopIteration:
-        return [], [
+        problems.append(
             Problem(file, 1, None, "the plan is empty", "add a header row and posts", unit="row")
-        ]
+        )
+        return
     except csv.Error as exc:
-        return [], [_csv_error(exc, file, 1, 1)]
+        problems.append(_csv_error(exc, file, 1, 1))
+        return
     columns = [h.strip().lower() for h in header]
     if not any(columns):
-        return [], [
+        problems.append(
             Problem(
                 file,
                 1,
@@ -228,8 +240,8 @@ def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Probl
                 "a CSV plan starts with a header row: id,account,type,text,...",
                 unit="row",
             )
-        ]
-    problems: list[Problem] = []
+        )
+        return
     seen: set[str] = set()
     for col in columns:
         if col and col in seen:
@@ -238,8 +250,7 @@ def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Probl
             )
         seen.add(col)
     all_named = all(columns)
-    items: list[RawItem] = []
-    append, width = items.append, len(columns)
+    width = len(columns)
     row = 1
     wide = 0  # rows with more cells than columns
     first_unlisted = 0
@@ -274,8 +285,8 @@ def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Probl
                 values = dict(zip(columns, cells, strict=False))
             else:
                 values = {col: cell for col, cell in zip(columns, cells, strict=False) if col}
-            append(RawItem(file, row, "row", values))
             ended = reader.line_num
+            yield RawItem(file, row, "row", values)
     except csv.Error as exc:
         # The reader failed on the record after the last one it returned.
         problems.append(_csv_error(exc, file, row + 1, ended + 1))
@@ -290,7 +301,6 @@ def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Probl
                 unit="row",
             )
         )
-    return items, problems
 
 
 # --------------------------------------------------------------------------- files
@@ -299,15 +309,43 @@ def read_csv(lines: Iterable[str], file: str) -> tuple[list[RawItem], list[Probl
 DEFAULT_MAX_FILE_BYTES = 50_000_000
 
 
-def _file_problem(file: str, message: str, hint: str = "") -> tuple[list[RawItem], list[Problem]]:
-    return [], [Problem(file, None, None, message, hint)]
+def _not_utf8(file: str, line: int) -> Problem:
+    return Problem(
+        file,
+        line,
+        None,
+        "not UTF-8 text",
+        "save the file as UTF-8 (in a spreadsheet: CSV UTF-8)",
+        unit="line",
+    )
 
 
-def read_plan_file(
-    path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES
-) -> tuple[list[RawItem], list[Problem]]:
-    """Read one plan file; the format follows the extension (.yaml/.yml or .csv). A file
-    that is not a regular file, or is larger than ``max_bytes``, is refused unread."""
+def _bad_utf8_line(f: IO[bytes]) -> int:
+    """The line of the first byte of ``f`` that is not UTF-8, read block by block."""
+    f.seek(0)
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    lines = 0
+    while block := f.read(1 << 20):
+        try:
+            decoder.decode(block)
+        except UnicodeDecodeError as exc:
+            # exc.object: the few bytes the decoder held back (never a line end) and block.
+            return lines + bytes(exc.object[: exc.start]).count(b"\n") + 1
+        lines += block.count(b"\n")
+    return lines + 1
+
+
+def iter_plan_file(
+    path: Path,
+    max_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    problems: list[Problem] | None = None,
+    voided: list[str] | None = None,
+) -> Iterator[RawItem]:
+    """The items of one plan file as they are read (a CSV file row by row), appending the
+    file's problems to ``problems``. When the file turns out unreadable after some items
+    were yielded (a byte that is not UTF-8 deep in a CSV file), its name is appended to
+    ``voided``: those items count for nothing, as if none had been read."""
+    problems = [] if problems is None else problems
     file = str(path)
     suffix = path.suffix.lower()
     try:
@@ -315,49 +353,74 @@ def read_plan_file(
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
             kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            return _file_problem(file, f"cannot read the file: {kind}", "name a plan file")
+            problems.append(
+                _file_problem(file, f"cannot read the file: {kind}", "name a plan file")
+            )
+            return
         if suffix not in (".yaml", ".yml", ".csv"):
-            return _file_problem(
-                file, f"unknown plan format {excerpt(suffix)}", "use .yaml, .yml or .csv"
+            problems.append(
+                _file_problem(
+                    file, f"unknown plan format {excerpt(suffix)}", "use .yaml, .yml or .csv"
+                )
             )
+            return
         if info.st_size > max_bytes:
-            return _file_problem(
-                file,
-                f"the file is {info.st_size:,} bytes, over the limit of {max_bytes:,}",
-                "split the plan into several files, or raise [plan] max_file_bytes in the config",
+            problems.append(
+                _file_problem(
+                    file,
+                    f"the file is {info.st_size:,} bytes, over the limit of {max_bytes:,}",
+                    "split the plan into several files, "
+                    "or raise [plan] max_file_bytes in the config",
+                )
             )
+            return
         with path.open("rb") as f:
             if suffix == ".csv":
                 # Streamed from the file: the decoded text of a large plan is never held whole.
+                yielded = False
+                text_lines = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
                 try:
-                    text_lines = io.TextIOWrapper(f, encoding="utf-8-sig", newline="")
-                    return read_csv(text_lines, file)
+                    for item in iter_csv(text_lines, file, problems):
+                        yielded = True
+                        yield item
                 except UnicodeDecodeError:
-                    text_lines.detach()
-                    f.seek(0)  # reported below, with the line of the first bad byte
+                    problems.append(_not_utf8(file, _bad_utf8_line(text_lines.detach())))
+                    if yielded and voided is not None:
+                        voided.append(file)
+                    return
+                return
             # At most one byte over the limit: a file that grows while it is read is caught.
             data = f.read(max_bytes + 1)
     except OSError as exc:
-        return _file_problem(file, f"cannot read the file: {exc.strerror}")
+        problems.append(_file_problem(file, f"cannot read the file: {exc.strerror}"))
+        return
     if len(data) > max_bytes:
-        return _file_problem(file, f"the file is over the limit of {max_bytes:,} bytes")
+        problems.append(_file_problem(file, f"the file is over the limit of {max_bytes:,} bytes"))
+        return
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        return [], [
-            Problem(
-                file,
-                line,
-                None,
-                "not UTF-8 text",
-                "save the file as UTF-8 (in a spreadsheet: CSV UTF-8)",
-                unit="line",
-            )
-        ]
-    if suffix == ".csv":
-        return read_csv(io.StringIO(text, newline=""), file)
-    return read_yaml(text, file)
+        problems.append(_not_utf8(file, data[: exc.start].count(b"\n") + 1))
+        return
+    del data
+    items, found = read_yaml(text, file)
+    problems += found
+    yield from items
+
+
+def _file_problem(file: str, message: str, hint: str = "") -> Problem:
+    return Problem(file, None, None, message, hint)
+
+
+def read_plan_file(
+    path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> tuple[list[RawItem], list[Problem]]:
+    """Read one plan file; the format follows the extension (.yaml/.yml or .csv). A file
+    that is not a regular file, or is larger than ``max_bytes``, is refused unread."""
+    problems: list[Problem] = []
+    voided: list[str] = []
+    items = list(iter_plan_file(path, max_bytes, problems, voided))
+    return ([] if voided else items), problems
 
 
 @gc_paused
@@ -375,3 +438,74 @@ def read_plan_files(
     for i, item in enumerate(items):
         item.order = i
     return items, problems
+
+
+class PlanFiles:
+    """Plan files read as a stream, as often as needed: each iteration reads the files again
+    and yields their items in plan order (``order`` numbered across files), so a plan of any
+    size is never held whole. ``problems`` and ``voided`` describe the latest iteration.
+
+    A file that changes between two iterations (or while one reads it) would give them
+    different items: the iteration that notices reports it and voids the file."""
+
+    def __init__(self, paths: Iterable[Path], max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> None:
+        self.paths = list(paths)
+        self.max_bytes = max_bytes
+        self.problems: list[Problem] = []
+        self.voided: list[str] = []
+        self._stamps: dict[Path, tuple[int, int, int] | None] = {}
+
+    def files(self) -> list[str]:
+        """The files' names, as items and problems give them."""
+        return [str(p) for p in self.paths]
+
+    def size(self) -> int:
+        """The files' size in bytes (0 for those that cannot be read)."""
+        total = 0
+        for path in self.paths:
+            with contextlib.suppress(OSError):
+                total += os.stat(path).st_size
+        return total
+
+    def _stamp(self, path: Path) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_size, info.st_mtime_ns, info.st_ino
+
+    def changed(self) -> list[Problem]:
+        """A problem for each file that changed since the first iteration read it."""
+        return [
+            _file_problem(
+                str(path),
+                "the file changed while it was being imported",
+                "import it again once nothing writes to it",
+            )
+            for path, stamp in self._stamps.items()
+            if self._stamp(path) != stamp
+        ]
+
+    def __iter__(self) -> Iterator[RawItem]:
+        problems: list[Problem] = []
+        voided: list[str] = []
+        self.problems, self.voided = problems, voided
+        order = 0
+        for path in self.paths:
+            before = self._stamp(path)
+            known = self._stamps.setdefault(path, before)
+            for item in iter_plan_file(path, self.max_bytes, problems, voided):
+                item.order = order
+                order += 1
+                yield item
+            after = self._stamp(path)
+            changed = before != known or after != before
+            if changed:
+                problems.append(
+                    _file_problem(
+                        str(path),
+                        "the file changed while it was being imported",
+                        "import it again once nothing writes to it",
+                    )
+                )
+                voided.append(str(path))

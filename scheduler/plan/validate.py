@@ -560,53 +560,82 @@ def validate_range(
     """Validate ``raws[start:stop]``, recording every problem in ``problems``; yield (index,
     item) for each item that passed its own checks and is not a duplicate."""
     for index in range(start, stop):
-        raw = raws[index]
-        if is_group_values(raw.values):
-            yield from _validate_group(
-                index, raw, config, now, problems, duplicates, network_check, settled
-            )
-            continue
-        item = validate_item(raw, config, now, problems, settled)
-        duplicate = duplicates.get(index)
-        if duplicate is not None:
-            problems.append(duplicate)
-            continue
-        if item is None:
-            continue
-        if network_check is not None:
-            account = config.accounts[item.account]
-            found = network_check(item, account)
-            # The files' content against what the network takes (a thread part's too).
-            if item.media or item.options.thread:
-                from scheduler.outgoing import media_issues
-
-                found = [*found, *media_issues(item, account, config.media)]
-            for name, message, hint in found:
-                problems.append(
-                    Problem(
-                        item.file,
-                        raw.line_of(name),
-                        name,
-                        message,
-                        hint,
-                        unit=item.unit,
-                        item=item.key,
-                    )
-                )
-        yield index, item
+        network: list[Problem] = []
+        items = validate_raw(
+            raws[index],
+            config,
+            now,
+            problems,
+            network,
+            network_check=network_check,
+            settled=settled,
+            duplicate=duplicates.get(index),
+        )
+        problems += network
+        for item in items:
+            yield index, item
 
 
-def _validate_group(
-    index: int,
+def validate_raw(
     raw: RawItem,
     config: Config,
     now: datetime,
     problems: list[Problem],
-    duplicates: Mapping[int, Problem],
+    network: list[Problem],
+    *,
+    network_check: NetworkCheck | None = None,
+    settled: Container[str] = (),
+    duplicate: Problem | None = None,
+) -> list[PlanItem]:
+    """The posts of one raw item, validated: one, or one per account of an item that names
+    several. Its own problems go to ``problems`` (then ``duplicate``, when an earlier item
+    uses its id), what its network's rules find to ``network`` (checked only for an item
+    that passed its own checks and is no duplicate). A function of this one item: a pipeline
+    that validates a plan in chunks calls it item by item."""
+    if is_group_values(raw.values):
+        return _validate_group(
+            raw, config, now, problems, network, duplicate, network_check, settled
+        )
+    item = validate_item(raw, config, now, problems, settled)
+    if duplicate is not None:
+        problems.append(duplicate)
+        return []
+    if item is None:
+        return []
+    if network_check is not None:
+        account = config.accounts[item.account]
+        found = network_check(item, account)
+        # The files' content against what the network takes (a thread part's too).
+        if item.media or item.options.thread:
+            from scheduler.outgoing import media_issues
+
+            found = [*found, *media_issues(item, account, config.media)]
+        for name, message, hint in found:
+            network.append(
+                Problem(
+                    item.file,
+                    raw.line_of(name),
+                    name,
+                    message,
+                    hint,
+                    unit=item.unit,
+                    item=item.key,
+                )
+            )
+    return [item]
+
+
+def _validate_group(
+    raw: RawItem,
+    config: Config,
+    now: datetime,
+    problems: list[Problem],
+    network: list[Problem],
+    duplicate: Problem | None,
     network_check: NetworkCheck | None,
     settled: Container[str],
-) -> Iterator[tuple[int, PlanItem]]:
-    """``validate_range`` for an item that names its accounts as a list or has variants:
+) -> list[PlanItem]:
+    """``validate_raw`` for an item that names its accounts as a list or has variants:
     each of its posts validated as an item of its own, problems named by the item's fields
     (a variant's as ``variants.x.text``)."""
     members = expand(raw, config, problems)
@@ -617,10 +646,9 @@ def _validate_group(
         item = _validate_member(member, config, now, problems, settled, seen)
         if item is not None:
             items.append((member, item))
-    duplicate = duplicates.get(index)
     if duplicate is not None:
         problems.append(duplicate)
-        return
+        return []
     for member, item in items:
         if network_check is not None:
             account = config.accounts[item.account]
@@ -630,7 +658,7 @@ def _validate_group(
 
                 found = [*found, *media_issues(item, account, config.media)]
             for name, message, hint in found:
-                problems.append(
+                network.append(
                     Problem(
                         item.file,
                         member.line_of(name),
@@ -641,7 +669,7 @@ def _validate_group(
                         item=item.key,
                     )
                 )
-        yield index, item
+    return [item for _, item in items]
 
 
 def _validate_member(

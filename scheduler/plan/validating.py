@@ -1,0 +1,397 @@
+"""Validating a streamed plan in chunks, in this process and, for a large plan, a forked one.
+
+A chunk is ``CHUNK`` consecutive items of the plan. ``Validator.chunk`` turns one into the
+driver-ready rows of its valid items and its problems (each with its item's index and kind);
+everything that turns an item into rows is a function of that one item
+(``Validator.item_rows``). ``Shared`` runs a forked process that reads the plan itself and
+validates the chunks it takes, streaming each result back through a pipe, while this process
+takes chunks too whenever the one it needs next has not arrived. The forked process only
+reads the plan files and what it inherited, and writes to a pipe; it never touches the
+database connection, and leaves with ``os._exit`` so no finalizer of an inherited object runs
+in it. If it fails or dies, the import fails (``ValidationProcessError``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import struct
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import IO, Any, NoReturn
+
+from scheduler.config import Config
+from scheduler.errors import Problem, SmmError
+from scheduler.plan.groups import is_group_values, post_keys
+from scheduler.plan.importer import NewRows
+from scheduler.plan.items import PlanItem, RawItem
+from scheduler.plan.validate import (
+    NetworkCheck,
+    planned_time,
+    post_number,
+    raw_key,
+    validate_raw,
+)
+
+#: Items per chunk: small enough to keep memory flat and start writing early, large enough
+#: that a chunk's trip through the pipe and its database statements cost little.
+CHUNK = 1_000
+#: Chunks the validating process may have sent before the importing one takes them.
+AHEAD = 48
+#: Kinds of problem, in the order an item lists them: its own checks, its id used before,
+#: its network's rules (checked only for an item that passed its own and is no duplicate).
+OWN, DUPLICATE, NETWORK = 0, 1, 2
+
+
+class Asked:
+    """Stands in for the settled ids during validation: says yes to every id and notes which
+    were asked, which validation does only for a post whose time is in the past. Whether
+    that is an error depends on the stored post, which the writing process looks up."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: list[str | None] = []
+
+    def __contains__(self, key: object) -> bool:
+        self.keys.append(key if isinstance(key, str) else None)
+        return True
+
+
+@dataclass
+class Chunk:
+    number: int
+    #: (item index, kind, problem), in plan order.
+    problems: list[tuple[int, int, Problem]] = field(default_factory=list)
+    #: Driver-ready rows of the valid items (queue posts' times left None), none once the
+    #: chunk has a problem (nothing of an invalid plan is written).
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    #: Items with a post whose time is in the past: index -> (the ids of those posts, the
+    #: problems (kind, problem) the item has unless every one of them is settled, i.e.
+    #: stored and out of the queue).
+    past: dict[int, tuple[list[str | None], list[tuple[int, Problem]]]] = field(
+        default_factory=dict
+    )
+    #: What reconciling stored posts needs of each item, when posts are stored: (item id,
+    #: (post id, account name) of each post it makes, whether it names its accounts as a
+    #: list (``scheduler.plan.groups``)).
+    members: list[tuple[str, list[tuple[str, str]], bool]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Validator:
+    """Validates chunks of raw items into rows; a forked process inherits it as it is.
+    ``stored``: whether the database holds posts (then each item's members are sent)."""
+
+    def __init__(
+        self,
+        config: Config,
+        now: datetime,
+        network_check: NetworkCheck | None,
+        rows: NewRows,
+        account_ids: Mapping[str, int],
+        stored: bool,
+    ) -> None:
+        self.config = config
+        self.now = now
+        self.network_check = network_check
+        self.rows = rows
+        self.account_ids = account_ids
+        self.stored = stored
+
+    def _validate(
+        self, raw: RawItem, index: int, settled: Container[str]
+    ) -> tuple[list[PlanItem], list[tuple[int, Problem]]]:
+        own: list[Problem] = []
+        network: list[Problem] = []
+        items = validate_raw(
+            raw,
+            self.config,
+            self.now,
+            own,
+            network,
+            network_check=self.network_check,
+            settled=settled,
+        )
+        return items, [(OWN, p) for p in own] + [(NETWORK, p) for p in network]
+
+    def item_rows(self, raw: RawItem, index: int, chunk: Chunk) -> list[tuple[Any, ...]]:
+        """Validate one raw item, the ``index``-th of the plan: the rows of its posts (one,
+        or one per account of an item that names several), its problems added to
+        ``chunk``. A function of this one item."""
+        asked = Asked()
+        items, found = self._validate(raw, index, asked)
+        if asked.keys:  # a time in the past: what the item gets if its posts are not settled
+            chunk.past[index] = (asked.keys, self._validate(raw, index, ())[1])
+        if self.stored:
+            chunk.members.append(self._members(raw))
+        if found:
+            chunk.problems += [(index, kind, p) for kind, p in found]
+        if chunk.problems:
+            return []
+        rows, account_ids = self.rows, self.account_ids
+        return [
+            rows.row(
+                item,
+                account_ids[item.account],
+                post_number(index, item.member),
+                item.at,
+                item.at is None,
+            )
+            for item in items
+        ]
+
+    def _members(self, raw: RawItem) -> tuple[str, list[tuple[str, str]], bool]:
+        item_id = raw_key(raw)
+        if not item_id:
+            return "", [], False
+        if is_group_values(raw.values):
+            return item_id, post_keys(raw), True
+        planned = planned_time(raw, self.config)
+        return item_id, [] if planned is None else [(item_id, planned[0].name)], False
+
+    def chunk(self, number: int, raws: Sequence[RawItem]) -> Chunk:
+        started = time.perf_counter()
+        chunk = Chunk(number)
+        rows = chunk.rows
+        for index, raw in enumerate(raws, number * CHUNK):
+            rows += self.item_rows(raw, index, chunk)
+        if chunk.problems:
+            rows.clear()
+        chunk.seconds = time.perf_counter() - started
+        return chunk
+
+
+class Reader:
+    """One pass over the plan, taken a chunk at a time (chunks may be skipped)."""
+
+    def __init__(self, plan: Iterable[RawItem]) -> None:
+        self._items = iter(plan)
+        self._at = 0  # the chunk the next item belongs to
+
+    def take(self, number: int) -> list[RawItem]:
+        """The items of chunk ``number`` (not before the last one taken)."""
+        assert number >= self._at
+        items = self._items
+        for _ in range((number - self._at) * CHUNK):
+            if next(items, None) is None:
+                break
+        self._at = number + 1
+        out: list[RawItem] = []
+        for raw in items:
+            out.append(raw)
+            if len(out) == CHUNK:
+                break
+        return out
+
+
+def own_chunks(validator: Validator, plan: Iterable[RawItem]) -> Iterator[Chunk]:
+    """Every chunk of the plan, validated in this process."""
+    reader = Reader(plan)
+    number = 0
+    while raws := reader.take(number):
+        yield validator.chunk(number, raws)
+        number += 1
+
+
+# --------------------------------------------------------------------------- the second process
+
+
+def can_fork() -> bool:
+    # Forking a process that runs other threads can copy a lock some thread holds.
+    return sys.platform == "linux" and threading.active_count() == 1
+
+
+class ValidationProcessError(SmmError):
+    """The process validating the plan died or failed; nothing was imported."""
+
+
+_FRAME = struct.Struct("!Q")
+_EOF = b""
+
+
+class Shared:
+    """Chunks validated by a forked process and by this one, yielded in plan order.
+
+    Both take the next chunk nobody took yet from a shared counter, each reading the plan
+    itself: the forked process at once, this one only when the chunk it needs next is the
+    other's and has not arrived (and it has fewer than a few of its own waiting).
+    """
+
+    #: Chunks of its own this process may validate ahead of those it writes.
+    HELPS = 4
+
+    def __init__(self, validator: Validator, plan: Iterable[RawItem]) -> None:
+        self.validator = validator
+        self.plan = plan
+        ctx = multiprocessing.get_context("fork")
+        self._lock = ctx.Lock()
+        self._next = ctx.RawValue("q", 0)  # the next chunk nobody took
+        read_fd, write_fd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(read_fd)
+            self._child(write_fd)  # never returns
+        os.close(write_fd)
+        self._fd = read_fd
+        # Whole messages, read off the pipe as they come, at most AHEAD of them waiting.
+        self._messages: queue.Queue[bytes] = queue.Queue(AHEAD)
+        self._stop = threading.Event()
+        self._reader = threading.Thread(target=self._read_pipe, name="plan-validation-pipe")
+        self._reader.start()
+        self._done = False
+        self._closed = False
+
+    def _take(self, below: int | None = None) -> int | None:
+        """The next chunk nobody took (None: all chunks before ``below`` are taken)."""
+        with self._lock:
+            number = int(self._next.value)
+            if below is not None and number >= below:
+                return None
+            self._next.value = number + 1
+            return number
+
+    # -- the forked process ------------------------------------------------------------------
+
+    def _child(self, write_fd: int) -> NoReturn:
+        """Validate the chunks it takes, write each to the pipe, leave without finalizers."""
+        status = 1
+        try:
+            with os.fdopen(write_fd, "wb") as out:
+                try:
+                    reader = Reader(self.plan)
+                    while True:
+                        number = self._take()
+                        assert number is not None  # taken without a bound
+                        raws = reader.take(number)
+                        if not raws:
+                            break
+                        _send(out, ("chunk", self.validator.chunk(number, raws)))
+                    _send(out, ("done", None))
+                    status = 0
+                except BaseException:  # reported to the parent, whatever it was
+                    _send(out, ("error", traceback.format_exc()))
+        finally:
+            os._exit(status)
+
+    # -- this process ------------------------------------------------------------------------
+
+    def chunks(self, count: int) -> Iterator[Chunk]:
+        """The ``count`` chunks of the plan, in order."""
+        own: dict[int, Chunk] = {}
+        reader: Reader | None = None
+        for number in range(count):
+            while number not in own:
+                with self._lock:
+                    if self._next.value == number:  # nobody took it: this process does
+                        self._next.value = number + 1
+                        mine: int | None = number
+                    else:
+                        mine = None
+                if mine is None:
+                    data = self._next_message(0)
+                    if data is None and len(own) < self.HELPS:
+                        mine = self._take(count)
+                if mine is not None:
+                    reader = reader or Reader(self.plan)
+                    raws = reader.take(mine)
+                    own[mine] = self.validator.chunk(mine, raws)
+                    continue
+                if data is None:
+                    data = self._next_message(None)
+                assert data is not None  # waited for it
+                kind, payload = self._decode(data)
+                if kind == "error":
+                    raise ValidationProcessError(f"validating the plan failed:\n{payload}")
+                if kind == "done":
+                    raise ValidationProcessError(
+                        "the plan changed while it was being imported (fewer items)"
+                    )
+                if payload.number != number:
+                    raise ValidationProcessError(
+                        f"chunk {payload.number} came when chunk {number} was expected"
+                    )
+                own[number] = payload
+            yield own.pop(number)
+
+    def _next_message(self, timeout: float | None) -> bytes | None:
+        """The next whole message, waiting up to ``timeout`` (None: until it comes)."""
+        try:
+            data = self._messages.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if not data:
+            raise ValidationProcessError(
+                f"the process validating the plan (pid {self.pid}) ended early"
+            )
+        return data
+
+    @staticmethod
+    def _decode(data: bytes) -> tuple[str, Any]:
+        message: tuple[str, Any] = pickle.loads(data)  # our own child's pipe
+        return message
+
+    def _put(self, data: bytes) -> bool:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._messages.put(data, timeout=0.1)
+                return True
+        return False
+
+    def _read_pipe(self) -> None:
+        buffer = bytearray()
+        try:
+            while block := os.read(self._fd, 1 << 20):
+                buffer += block
+                while len(buffer) >= _FRAME.size:
+                    (size,) = _FRAME.unpack_from(buffer)
+                    end = _FRAME.size + size
+                    if len(buffer) < end:
+                        break
+                    if not self._put(bytes(buffer[_FRAME.size : end])):
+                        return
+                    del buffer[:end]
+        except OSError:
+            pass  # the pipe was closed under the read: reported as an early end
+        finally:
+            self._put(_EOF)
+
+    def close(self) -> None:
+        """Stop the forked process (it is done, or no longer needed) and reap it."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+        self._stop.set()
+        self._reader.join()
+        os.close(self._fd)
+
+
+def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_FRAME.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+__all__ = [
+    "CHUNK",
+    "Chunk",
+    "Reader",
+    "Shared",
+    "ValidationProcessError",
+    "Validator",
+    "can_fork",
+    "own_chunks",
+]
