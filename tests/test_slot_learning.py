@@ -316,3 +316,21 @@ def test_a_plan_import_gives_queue_posts_the_learned_slots(
     assert [t.strftime("%d %H:%M") for t in times] == [
         "01 18:00", "01 21:00", "02 10:00", "02 18:00", "02 21:00",
     ]  # fmt: skip
+
+
+def test_config_check_says_which_accounts_move_their_slots(tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        _config('weekdays = ["09:00", "19:00"]\nweekend = ["11:00"]\nlearn = "08:00-22:00"'),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["--config", str(cfg), "config", "check"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "shop: sim, UTC, 12 weekly slot(s) (moving within learning windows on 7 day(s) a week)"
+        in result.output
+    )

@@ -93,7 +93,14 @@ def check(app: App, as_json: bool) -> None:
             if acc.credentials
             else "none configured"
         )
-        click.echo(f"  {acc.name}: {acc.platform}, {acc.timezone}, {slots} weekly slot(s), {cred}")
+        learning = ""
+        if acc.learn:  # slot learning: the slots move within windows on these days
+            days = sum(1 for d in acc.learn if acc.slots.get(d))
+            learning = f" (moving within learning windows on {days} day(s) a week)"
+        click.echo(
+            f"  {acc.name}: {acc.platform}, {acc.timezone}, {slots} weekly slot(s){learning}, "
+            f"{cred}"
+        )
 
 
 def _all_problems(app: App) -> tuple[Config, list[Problem]]:
