@@ -380,6 +380,15 @@ def _limit(capabilities: Capabilities, policy: MediaPolicy) -> int:
     return cap if limit is None else min(limit, cap)
 
 
+def _too_large(path: str, size: int, limit: int, capabilities: Capabilities) -> MediaError:
+    """A file over ``limit``, saying when the limit is the operator's setting rather than
+    the network's (a 300 MB video a network takes is refused under the default 100 MiB)."""
+    network = capabilities.max_media_bytes
+    mine = network is None or network > limit
+    why = " ([media] fetch_max_bytes; raise it to send larger files)" if mine else ""
+    return MediaError(f"{path}: {size} bytes, more than the limit of {limit}{why}")
+
+
 @dataclass(frozen=True)
 class MediaInfo:
     """What validation learns of a local media file."""
@@ -408,7 +417,7 @@ def _check(path: str, head: bytes, size: int, capabilities: Capabilities, limit:
             f"not {_describe(accepted)}"
         )
     if size > limit:
-        raise MediaError(f"{path}: {size} bytes, more than the limit of {limit}")
+        raise _too_large(path, size, limit, capabilities)
     return kind
 
 
@@ -429,7 +438,7 @@ def _read_local(path: str, capabilities: Capabilities, policy: MediaPolicy) -> M
     fd, info = _open(path, policy.roots)
     try:
         if info.st_size > limit:
-            raise MediaError(f"{path}: {info.st_size} bytes, more than the limit of {limit}")
+            raise _too_large(path, info.st_size, limit, capabilities)
         content = _read_fd(fd, limit)
     finally:
         os.close(fd)

@@ -135,6 +135,22 @@ def test_a_file_over_the_networks_limit_is_refused(plan_dir: Path) -> None:
         read(str(plan_dir / "img" / "big.png"), media.MediaPolicy(roots(plan_dir)), small)
 
 
+def test_a_file_over_the_operators_cap_says_which_setting_refused_it(plan_dir: Path) -> None:
+    """A network that takes larger files than ``[media] fetch_max_bytes`` allows: the
+    message names the setting, so the operator knows what to raise."""
+    (plan_dir / "img" / "big.png").write_bytes(PNG + b"\0" * 1000)
+    roomy = Capabilities(text_limit=100, media_types=("image/png",), max_media_bytes=10_000)
+    policy = media.MediaPolicy(roots(plan_dir), MediaSettings(fetch_max_bytes=500))
+    with pytest.raises(Rejected, match=r"more than the limit of 500 \(\[media\] fetch_max_bytes"):
+        read(str(plan_dir / "img" / "big.png"), policy, roomy)
+    with pytest.raises(media.MediaError, match=r"limit of 500 \(\[media\] fetch_max_bytes"):
+        media.inspect(str(plan_dir / "img" / "big.png"), roomy, policy)
+    strict = Capabilities(text_limit=100, media_types=("image/png",), max_media_bytes=100)
+    with pytest.raises(media.MediaError) as caught:
+        media.inspect(str(plan_dir / "img" / "big.png"), strict, policy)
+    assert str(caught.value).endswith("more than the limit of 100")  # the network's own
+
+
 def test_without_a_policy_no_local_file_is_read(plan_dir: Path) -> None:
     with pytest.raises(Rejected, match="no media roots"):
         asyncio.run(media.read(str(plan_dir / "img" / "cat.png"), IMAGES))
