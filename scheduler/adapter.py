@@ -48,6 +48,7 @@ __all__ = [
     "Rejected",
     "ThreadPart",
     "Transient",
+    "VideoLimits",
     "json_object",
     "scrub_url_secrets",
     "status_error",
@@ -488,6 +489,23 @@ class RateLimitStatus:
 
 
 @dataclass(frozen=True)
+class VideoLimits:
+    """What the network takes of a video file, checked by content at plan validation and
+    again before it is sent (``scheduler.media``): its size and its duration, the one read
+    from the file's container (MP4/MOV ``mvhd``). A duration the file does not state plainly
+    is left for the network to judge."""
+
+    #: The MIME types these limits apply to (each also listed in ``media_types``).
+    types: tuple[str, ...] = ("video/mp4",)
+    min_bytes: int = 0
+    #: The largest video, in bytes; it replaces ``max_media_bytes`` for videos (None: only
+    #: ``[media] fetch_max_bytes``).
+    max_bytes: int | None = None
+    min_seconds: float = 0.0
+    max_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a network accepts and reports, declared by its adapter."""
 
@@ -517,6 +535,9 @@ class Capabilities:
     media_focus: bool = False
     #: The per-post options (``OPTION_NAMES``) the network honours; any other is refused.
     post_options: frozenset[str] = frozenset()
+    #: Size and duration limits of video files (None: videos are held to ``max_media_bytes``
+    #: like any file, and their duration is not checked).
+    video: VideoLimits | None = None
 
 
 # --------------------------------------------------------------------------- the contract

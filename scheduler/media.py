@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import puremagic
 
-from scheduler.adapter import Capabilities, Rejected
+from scheduler.adapter import Capabilities, Rejected, VideoLimits
 from scheduler.config import MediaSettings
+from scheduler.mp4 import duration_seconds
 
 if TYPE_CHECKING:
     import httpx
@@ -374,16 +375,39 @@ def _describe(accepted: Collection[str]) -> str:
     return ", ".join(sorted({t.split("/")[-1].upper() for t in accepted}))
 
 
-def _limit(capabilities: Capabilities, policy: MediaPolicy) -> int:
-    limit = capabilities.max_media_bytes
+def _network_limit(capabilities: Capabilities, kind: str | None) -> int | None:
+    video = _video_limits(capabilities, kind)
+    return video.max_bytes if video is not None else capabilities.max_media_bytes
+
+
+def _limit(capabilities: Capabilities, policy: MediaPolicy, kind: str | None = None) -> int:
+    limit = _network_limit(capabilities, kind)
     cap = policy.settings.fetch_max_bytes
     return cap if limit is None else min(limit, cap)
 
 
-def _too_large(path: str, size: int, limit: int, capabilities: Capabilities) -> MediaError:
+def _video_limits(capabilities: Capabilities, kind: str | None) -> VideoLimits | None:
+    """The network's video limits when ``kind`` is one of the video types they cover."""
+    video = capabilities.video
+    if video is None or kind is None:
+        return None
+    return video if normal_type(kind) in {normal_type(t) for t in video.types} else None
+
+
+#: Containers whose duration ``scheduler.mp4`` reads.
+_ISO_MEDIA = ("video/mp4", "video/quicktime")
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds:g} s" if seconds < 120 else f"{seconds / 60:g} min"
+
+
+def _too_large(
+    path: str, size: int, limit: int, capabilities: Capabilities, kind: str | None = None
+) -> MediaError:
     """A file over ``limit``, saying when the limit is the operator's setting rather than
     the network's (a 300 MB video a network takes is refused under the default 100 MiB)."""
-    network = capabilities.max_media_bytes
+    network = _network_limit(capabilities, kind)
     mine = network is None or network > limit
     why = " ([media] fetch_max_bytes; raise it to send larger files)" if mine else ""
     return MediaError(f"{path}: {size} bytes, more than the limit of {limit}{why}")
@@ -396,6 +420,9 @@ class MediaInfo:
     path: str
     size: int
     mime: str
+    #: Seconds, for a video whose network declares ``VideoLimits`` and whose container
+    #: states it; None otherwise.
+    duration: float | None = None
 
 
 @dataclass(frozen=True)
@@ -407,7 +434,9 @@ class MediaFile:
     mime: str
 
 
-def _check(path: str, head: bytes, size: int, capabilities: Capabilities, limit: int) -> str:
+def _check(
+    path: str, head: bytes, size: int, capabilities: Capabilities, policy: MediaPolicy
+) -> str:
     accepted = capabilities.media_types
     found = sniff(head)
     kind = _accepted(found, accepted)
@@ -416,33 +445,61 @@ def _check(path: str, head: bytes, size: int, capabilities: Capabilities, limit:
             f"{path}: its content is {found or 'not a recognised media type'}, "
             f"not {_describe(accepted)}"
         )
+    limit = _limit(capabilities, policy, kind)
     if size > limit:
-        raise _too_large(path, size, limit, capabilities)
+        raise _too_large(path, size, limit, capabilities, kind)
+    video = _video_limits(capabilities, kind)
+    if video is not None and size < video.min_bytes:
+        raise MediaError(
+            f"{path}: a video of {size} bytes, less than the {video.min_bytes} the network "
+            "takes at least"
+        )
     return kind
+
+
+def _check_duration(path: str, seconds: float | None, video: VideoLimits) -> None:
+    if seconds is None:
+        return  # not stated plainly: the network judges
+    if seconds < video.min_seconds:
+        raise MediaError(
+            f"{path}: a video of {seconds:.1f} s, shorter than the {_span(video.min_seconds)} "
+            "the network takes at least"
+        )
+    if video.max_seconds is not None and seconds > video.max_seconds:
+        raise MediaError(
+            f"{path}: a video of {seconds:.1f} s, longer than the {_span(video.max_seconds)} "
+            "the network takes at most"
+        )
 
 
 def inspect(path: str, capabilities: Capabilities, policy: MediaPolicy) -> MediaInfo:
     """Check a local media file without reading it whole (plan validation): confined, a
-    regular file, of a type ``capabilities`` accept by its bytes, within its size limit."""
+    regular file, of a type ``capabilities`` accept by its bytes, within its size limit; a
+    video within the network's ``VideoLimits`` (size, and duration read from its container
+    by ``scheduler.mp4``, seeking from box header to box header)."""
     fd, info = _open(path, policy.roots)
-    try:
-        head = os.read(fd, _HEAD)
-    finally:
-        os.close(fd)
-    kind = _check(path, head, info.st_size, capabilities, _limit(capabilities, policy))
-    return MediaInfo(path, info.st_size, kind)
+    with os.fdopen(fd, "rb") as f:
+        head = f.read(_HEAD)
+        kind = _check(path, head, info.st_size, capabilities, policy)
+        video = _video_limits(capabilities, kind)
+        seconds = None
+        if video is not None and kind in _ISO_MEDIA:
+            seconds = duration_seconds(f)
+            _check_duration(path, seconds, video)
+    return MediaInfo(path, info.st_size, kind, seconds)
 
 
 def _read_local(path: str, capabilities: Capabilities, policy: MediaPolicy) -> MediaFile:
-    limit = _limit(capabilities, policy)
+    kind = guess_type(path)
+    limit = _limit(capabilities, policy, kind)
     fd, info = _open(path, policy.roots)
     try:
         if info.st_size > limit:
-            raise _too_large(path, info.st_size, limit, capabilities)
+            raise _too_large(path, info.st_size, limit, capabilities, kind)
         content = _read_fd(fd, limit)
     finally:
         os.close(fd)
-    kind = _check(path, content, len(content), capabilities, limit)
+    kind = _check(path, content, len(content), capabilities, policy)
     return MediaFile(Path(path).name, content, kind)
 
 
@@ -522,12 +579,12 @@ async def load(client: httpx.AsyncClient, entry: str, capabilities: Capabilities
     from scheduler import fetch
 
     policy = current_policy()
-    limit = _limit(capabilities, policy)
+    limit = _limit(capabilities, policy, guess_type(entry))
     got = await fetch.fetch(
         client, entry, settings=policy.settings, max_bytes=limit, resolver=policy.resolver
     )
     try:
-        kind = _check(fetch.short_url(entry), got.content, len(got.content), capabilities, limit)
+        kind = _check(fetch.short_url(entry), got.content, len(got.content), capabilities, policy)
     except MediaError as exc:
         raise Rejected(str(exc)) from None
     return MediaFile(got.name, got.content, kind)

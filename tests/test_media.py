@@ -11,13 +11,14 @@ import ast
 import asyncio
 import json
 import os
+import struct
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from scheduler import media
-from scheduler.adapter import Capabilities, Rejected
+from scheduler.adapter import Capabilities, Rejected, VideoLimits
 from scheduler.cli import cli
 from scheduler.config import MediaSettings, load_config
 from scheduler.errors import InvalidInput
@@ -149,6 +150,52 @@ def test_a_file_over_the_operators_cap_says_which_setting_refused_it(plan_dir: P
     with pytest.raises(media.MediaError) as caught:
         media.inspect(str(plan_dir / "img" / "big.png"), strict, policy)
     assert str(caught.value).endswith("more than the limit of 100")  # the network's own
+
+
+def _mp4(path: Path, seconds: float | None, size: int = 4096) -> None:
+    """An MP4 of ``size`` bytes; its moov/mvhd says it lasts ``seconds`` (None: no moov)."""
+    head = struct.pack(">I4s", 16, b"ftyp") + b"isom\0\0\0\0"
+    if seconds is not None:
+        payload = struct.pack(">B3xIIII", 0, 0, 0, 1000, int(seconds * 1000)) + b"\0" * 80
+        mvhd = struct.pack(">I4s", 8 + len(payload), b"mvhd") + payload
+        head += struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
+    path.write_bytes(
+        head + struct.pack(">I4s", size - len(head), b"mdat").ljust(size - len(head), b"\1")
+    )
+
+
+VIDEOS = Capabilities(
+    text_limit=100,
+    media_types=("image/png", "video/mp4"),
+    max_media_bytes=100,  # the images' limit; videos have their own
+    video=VideoLimits(min_bytes=1000, max_bytes=8192, min_seconds=3, max_seconds=60),
+)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "size", "problem"),
+    [
+        (10, 4096, None),
+        (None, 4096, None),  # no duration stated: the network judges
+        (2.5, 4096, "a video of 2.5 s, shorter than the 3 s the network takes at least"),
+        (61, 4096, "a video of 61.0 s, longer than the 60 s the network takes at most"),
+        (10, 900, "a video of 900 bytes, less than the 1000 the network takes at least"),
+        (10, 9000, "9000 bytes, more than the limit of 8192"),
+    ],
+)
+def test_a_video_is_held_to_the_networks_video_limits(
+    plan_dir: Path, seconds: float | None, size: int, problem: str | None
+) -> None:
+    clip = plan_dir / "img" / "clip.mp4"
+    _mp4(clip, seconds, size)
+    policy = media.MediaPolicy(roots(plan_dir))
+    if problem is None:
+        info = media.inspect(str(clip), VIDEOS, policy)
+        assert (info.mime, info.size, info.duration) == ("video/mp4", size, seconds)
+    else:
+        with pytest.raises(media.MediaError) as caught:
+            media.inspect(str(clip), VIDEOS, policy)
+        assert str(caught.value) == f"{clip}: {problem}"
 
 
 def test_without_a_policy_no_local_file_is_read(plan_dir: Path) -> None:
