@@ -38,16 +38,9 @@ from scheduler.adapter import (
 )
 from scheduler.checkpoints import Checkpoints
 from scheduler.media import load as load_media
-from scheduler.mp4 import duration_seconds
 from smm_linkedin.api import LinkedInApi, json_object
 from smm_linkedin.little import escape
-from smm_linkedin.video import (
-    MAX_VIDEO_BYTES,
-    MAX_VIDEO_SECONDS,
-    MIN_VIDEO_BYTES,
-    MIN_VIDEO_SECONDS,
-    VideoUpload,
-)
+from smm_linkedin.video import VIDEO_LIMITS, VideoUpload
 
 __all__ = ["LinkedInAdapter"]
 
@@ -95,8 +88,8 @@ class LinkedInAdapter(Adapter):
         text_counting="characters",
         max_media=20,
         media_types=(*_IMAGE_TYPES, "video/mp4"),
-        # A video up to 500 MB (uploaded in parts); images are read through _IMAGES.
-        max_media_bytes=MAX_VIDEO_BYTES,
+        # Videos API: one MP4 of 75 KB to 500 MB lasting 3 s to 30 min, checked by the core.
+        video=VIDEO_LIMITS,
         idempotent=False,
         metrics=frozenset({"likes", "comments", "shares", "clicks", "impressions", "reach"}),
         # Only organization posts have impressions and reach; member posts do not.
@@ -406,8 +399,9 @@ def _image(urn: str, alt: str | None) -> dict[str, str]:
 
 
 def _video_issue(entry: str) -> Issue | None:
-    """A video the Videos API refuses: not a local MP4, under 75 KB or over 500 MB, shorter
-    than 3 seconds or longer than 30 minutes (its length read from the file)."""
+    """A video the Videos API refuses by its name: not a local MP4. Its size (75 KB to
+    500 MB) and length (3 seconds to 30 minutes) are the core's to check, by content
+    (``capabilities.video``)."""
     if media.is_url(entry):
         return Issue(
             "media",
@@ -416,19 +410,4 @@ def _video_issue(entry: str) -> Issue | None:
         )
     if media.guess_type(entry) != "video/mp4":
         return Issue("media", f"{entry}: LinkedIn takes MP4 videos")
-    path = Path(entry)
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            seconds = duration_seconds(f)
-    except OSError:
-        return None  # the core reports a file it cannot read
-    if not MIN_VIDEO_BYTES <= size <= MAX_VIDEO_BYTES:
-        return Issue("media", f"{entry}: {size} bytes; LinkedIn takes videos of 75 KB to 500 MB")
-    if seconds is not None and not MIN_VIDEO_SECONDS <= seconds <= MAX_VIDEO_SECONDS:
-        return Issue(
-            "media",
-            f"{entry}: {seconds:.1f} seconds long; LinkedIn takes videos of 3 seconds to "
-            "30 minutes",
-        )
     return None

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import structlog
 
 from scheduler import media
-from scheduler.adapter import AuthExpired, Capabilities, Rejected, Transient
+from scheduler.adapter import AuthExpired, Capabilities, Rejected, Transient, VideoLimits
 from scheduler.checkpoints import Checkpoints
 from scheduler.timeutil import utcnow
 from smm_linkedin.api import LinkedInApi, json_object
@@ -43,6 +43,8 @@ __all__ = [
     "MAX_VIDEO_SECONDS",
     "MIN_VIDEO_BYTES",
     "MIN_VIDEO_SECONDS",
+    "VIDEO_CAPABILITIES",
+    "VIDEO_LIMITS",
     "VideoUpload",
 ]
 
@@ -53,9 +55,15 @@ MIN_VIDEO_BYTES = 75 * 1024
 MAX_VIDEO_BYTES = 500 * 1024 * 1024
 MIN_VIDEO_SECONDS = 3
 MAX_VIDEO_SECONDS = 30 * 60
-VIDEO_CAPABILITIES = Capabilities(
-    text_limit=3000, media_types=("video/mp4",), max_media_bytes=MAX_VIDEO_BYTES
+#: Checked by the core, by content, at plan validation and again before the upload.
+VIDEO_LIMITS = VideoLimits(
+    types=("video/mp4",),
+    min_bytes=MIN_VIDEO_BYTES,
+    max_bytes=MAX_VIDEO_BYTES,
+    min_seconds=MIN_VIDEO_SECONDS,
+    max_seconds=MAX_VIDEO_SECONDS,
 )
+VIDEO_CAPABILITIES = Capabilities(text_limit=3000, media_types=("video/mp4",), video=VIDEO_LIMITS)
 _PLATFORM = "linkedin"
 #: What a pre-signed part address answers once it can no longer take the part: the token is
 #: not at fault (it is not what the address checks), the address is.

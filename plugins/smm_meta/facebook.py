@@ -41,8 +41,7 @@ from scheduler.adapter import (
 )
 from scheduler.checkpoints import Checkpoints
 from scheduler.media import read as read_media
-from scheduler.mp4 import duration_seconds
-from smm_meta.fbvideo import MAX_VIDEO_BYTES, MAX_VIDEO_SECONDS, VIDEO_TYPES, VideoUpload
+from smm_meta.fbvideo import MAX_VIDEO_BYTES, VIDEO_LIMITS, VIDEO_TYPES, VideoUpload
 from smm_meta.graph import Graph, Listing, count, find_recent, insight_values
 
 __all__ = ["FacebookAdapter"]
@@ -112,8 +111,10 @@ class FacebookAdapter(Adapter):
         text_counting="characters",
         max_media=10,
         media_types=_PHOTO_TYPES + VIDEO_TYPES,
-        # A video up to 10 GB (uploaded in chunks); photos up to 10 MB (checked by validate).
+        # Photos up to 10 MB (checked by validate); a video up to 10 GB and 240 minutes,
+        # checked by the core (``video``), which reads its length from the file.
         max_media_bytes=MAX_VIDEO_BYTES,
+        video=VIDEO_LIMITS,
         idempotent=False,
         metrics=frozenset({"likes", "comments", "shares", "reach"}),
         has_reach=True,
@@ -346,24 +347,9 @@ def _photo_issue(entry: str) -> Issue | None:
 
 
 def _video_issue(entry: str) -> Issue | None:
-    """A video Facebook refuses: not MP4 or MOV; a local file over 10 GB or 240 minutes (a
-    URL's file is fetched and checked by Facebook itself)."""
+    """A video Facebook refuses by its name: not MP4 or MOV. A local file's size (10 GB) and
+    length (240 minutes) are the core's to check, by content (``capabilities.video``); a
+    URL's file is fetched and checked by Facebook itself."""
     if not urlparse(entry).path.lower().endswith((".mp4", ".mov")):
         return Issue("media", f"{entry}: Facebook takes MP4 or MOV videos")
-    if _is_url(entry):
-        return None
-    path = Path(entry)
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            seconds = duration_seconds(f)
-    except OSError:
-        return None  # the core reports a file it cannot read
-    if size > MAX_VIDEO_BYTES:
-        return Issue("media", f"{entry}: {size} bytes, over Facebook's 10 GB video limit")
-    if seconds is not None and seconds > MAX_VIDEO_SECONDS:
-        return Issue(
-            "media",
-            f"{entry}: {seconds / 60:.0f} minutes long, over Facebook's 240-minute video limit",
-        )
     return None

@@ -30,11 +30,18 @@ from typing import Any
 import structlog
 
 from scheduler import media
-from scheduler.adapter import Capabilities, OutcomeUnknown, PublishError, Rejected, Transient
+from scheduler.adapter import (
+    Capabilities,
+    OutcomeUnknown,
+    PublishError,
+    Rejected,
+    Transient,
+    VideoLimits,
+)
 from scheduler.checkpoints import Checkpoints
 from smm_meta.graph import Graph, error_data
 
-__all__ = ["MAX_VIDEO_BYTES", "MAX_VIDEO_SECONDS", "VIDEO_TYPES", "VideoUpload"]
+__all__ = ["MAX_VIDEO_BYTES", "MAX_VIDEO_SECONDS", "VIDEO_LIMITS", "VIDEO_TYPES", "VideoUpload"]
 
 log = structlog.get_logger("smm_meta.fbvideo")
 
@@ -42,6 +49,10 @@ VIDEO_TYPES = ("video/mp4", "video/quicktime")
 #: Page videos: up to 10 GB and 240 minutes (Meta's video specifications).
 MAX_VIDEO_BYTES = 10 * 1024**3
 MAX_VIDEO_SECONDS = 240 * 60
+#: Checked by the core, by content, at plan validation and again before the upload.
+VIDEO_LIMITS = VideoLimits(
+    types=VIDEO_TYPES, max_bytes=MAX_VIDEO_BYTES, max_seconds=MAX_VIDEO_SECONDS
+)
 #: Graph's answer to a chunk sent at an offset it did not expect; ``error_data`` says which.
 _WRONG_OFFSET = 1363037
 #: ``video_status`` values once ``finish`` has gone through.
@@ -80,7 +91,7 @@ class VideoUpload:
                 raise OutcomeUnknown("Facebook: the video was accepted without an id")
             await self._follow(video_id)
             return video_id
-        caps = Capabilities(text_limit=0, media_types=VIDEO_TYPES, max_media_bytes=MAX_VIDEO_BYTES)
+        caps = Capabilities(text_limit=0, media_types=VIDEO_TYPES, video=VIDEO_LIMITS)
         info = media.local_info(entry, caps)
         note = await self._load()
         if note is not None and note.get("size") != info.size:

@@ -29,7 +29,7 @@ from scheduler.adapter import (
 )
 from smm_meta.containers import VIDEO_FORMATS, ContainerAdapter, is_video, media_issues
 from smm_meta.graph import Graph, Listing
-from smm_meta.reels import UPLOAD_HOST, reel_issue, upload_reel
+from smm_meta.reels import REEL_LIMITS, UPLOAD_HOST, upload_reel
 
 __all__ = ["InstagramAdapter"]
 
@@ -53,6 +53,8 @@ class InstagramAdapter(ContainerAdapter):
         text_counting="characters",
         max_media=10,
         media_types=("image/jpeg", "video/mp4", "video/quicktime"),
+        # A local video (a Reel): up to 300 MB, 3 seconds to 15 minutes.
+        video=REEL_LIMITS,
         idempotent=False,
         metrics=frozenset({"reach", "likes", "comments", "shares", "saves", "views"}),
         has_reach=True,
@@ -114,9 +116,8 @@ class InstagramAdapter(ContainerAdapter):
         # by Instagram from their URLs.
         reel = _local_reel(post)
         fetched = () if reel else post.media
+        # A Reel's size and length are the core's to check, by content (capabilities.video).
         issues += media_issues(fetched, "Instagram", (".jpg", ".jpeg"), VIDEO_FORMATS)
-        if reel and (problem := reel_issue(post.media[0])):
-            issues.append(Issue("media", problem))
         return issues
 
     async def _create(

@@ -14,23 +14,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import structlog
 
 from scheduler import media
-from scheduler.adapter import Capabilities, Transient, status_error, transport_error
+from scheduler.adapter import (
+    Capabilities,
+    Transient,
+    VideoLimits,
+    status_error,
+    transport_error,
+)
 from scheduler.adapter import json_object as _json_object
-from scheduler.mp4 import duration_seconds
 from smm_meta.graph import Graph
 
 __all__ = [
     "MAX_REEL_BYTES",
     "MAX_REEL_SECONDS",
     "MIN_REEL_SECONDS",
+    "REEL_LIMITS",
     "UPLOAD_HOST",
-    "reel_issue",
     "upload_reel",
 ]
 
@@ -42,26 +46,18 @@ UPLOAD_HOST = "https://rupload.facebook.com"
 MAX_REEL_BYTES = 300 * 1024 * 1024
 MIN_REEL_SECONDS = 3
 MAX_REEL_SECONDS = 15 * 60
+#: Checked by the core, by content, at plan validation and again before the upload (the
+#: length read from the file's container).
+REEL_LIMITS = VideoLimits(
+    types=("video/mp4", "video/quicktime"),
+    max_bytes=MAX_REEL_BYTES,
+    min_seconds=MIN_REEL_SECONDS,
+    max_seconds=MAX_REEL_SECONDS,
+)
 REEL_CAPABILITIES = Capabilities(
-    text_limit=2200, media_types=("video/mp4", "video/quicktime"), max_media_bytes=MAX_REEL_BYTES
+    text_limit=2200, media_types=("video/mp4", "video/quicktime"), video=REEL_LIMITS
 )
 _SEGMENT = 4 * 1024 * 1024
-
-
-def reel_issue(entry: str) -> str | None:
-    """Why a local file cannot be a Reel (size, length), or None."""
-    path = Path(entry)
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            seconds = duration_seconds(f)
-    except OSError:
-        return None  # the core reports a file it cannot read
-    if size > MAX_REEL_BYTES:
-        return f"{entry}: {size} bytes, over the 300 MB Instagram takes for a Reel"
-    if seconds is not None and not MIN_REEL_SECONDS <= seconds <= MAX_REEL_SECONDS:
-        return f"{entry}: {seconds:.1f} seconds long; a Reel lasts 3 seconds to 15 minutes"
-    return None
 
 
 async def upload_reel(
