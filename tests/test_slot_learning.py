@@ -334,3 +334,62 @@ def test_config_check_says_which_accounts_move_their_slots(tmp_path: Any) -> Non
         "shop: sim, UTC, 12 weekly slot(s) (moving within learning windows on 7 day(s) a week)"
         in result.output
     )
+
+
+# ---------------------------------------------------------------------------- the simulator
+
+
+def _hours_world(days: int = 45) -> Any:
+    from scheduler.er.world import world_from_dict
+
+    return world_from_dict(
+        {
+            "world": {"name": "hours-test", "days": days},
+            "accounts": {
+                "acct": {
+                    "posts_per_day": 3,
+                    "true_er": TYPES,
+                    "hours": [{"from": 18, "to": 22, "factor": 1.5}],
+                    "learn": {"daily": "08:00-22:00"},
+                }
+            },
+        }
+    )
+
+
+def test_the_type_and_time_oracle_posts_in_the_best_hours() -> None:
+    from scheduler.er.loopsim import oracle_table
+
+    (acc,) = _hours_world().accounts
+    table = oracle_table(acc)
+    assert all(len(table[d]) == 3 and all(18 <= t.hour < 22 for t in table[d]) for d in range(7))
+
+
+@pytest.mark.slow
+def test_slot_learning_beats_the_same_loop_with_fixed_slots() -> None:
+    from scheduler.er.loopsim import run
+
+    world = _hours_world()
+    learned = run(world, 1, "er")
+    fixed = run(world, 1, "fixed_slots")
+    oracle = run(world, 1, "oracle")
+    assert learned.slot_moves > 0
+    assert fixed.slot_moves == 0
+    assert learned.value > 1.08 * fixed.value
+    assert oracle.value > learned.value
+
+
+@pytest.mark.parametrize(
+    ("learn", "message"),
+    [
+        ({"daily": "22:00-08:00"}, "accounts.acct.learn.daily: the window"),
+        ({"daily": "10:00-22:00"}, "accounts.acct.learn: the 08:00 slot on Monday"),
+        ({"someday": "08:00-22:00"}, "accounts.acct.learn.someday: unknown day"),
+    ],
+)
+def test_a_world_file_checks_its_learning_windows(learn: Any, message: str) -> None:
+    from scheduler.er.world import WorldError, world_from_dict
+
+    raw = {"accounts": {"acct": {"posts_per_day": 3, "true_er": TYPES, "learn": learn}}}
+    with pytest.raises(WorldError, match=message):
+        world_from_dict(raw)
