@@ -313,3 +313,14 @@ def media_roots(tmp_path: Path) -> Iterator[Any]:
     policy = media.MediaPolicy((tmp_path.resolve(),), MediaSettings(), resolve)
     with media.using(policy):
         yield policy
+
+
+@pytest.fixture(autouse=True)
+def _checkpoints_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
+    """Adapters built with their default ``Checkpoints()`` (a container, an upload session, a
+    thread's parts) note into a fresh directory per test, never the user's data directory,
+    so no note outlives its test or leaks into another."""
+    import scheduler.checkpoints
+
+    notes = tmp_path_factory.mktemp("checkpoints")
+    monkeypatch.setattr(scheduler.checkpoints, "default_directory", lambda: notes)

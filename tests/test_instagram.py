@@ -673,3 +673,48 @@ def test_a_local_reel_is_checked_at_validation(tmp_path: Path) -> None:
     # A Reel's size and length are checked by the core from the file (test_plan_video.py).
     (issue,) = adapter.validate(make_post(media=(ok, IMAGE)), make_account())
     assert "is not a URL" in issue.message  # in a carousel, Instagram fetches every item
+
+
+def test_a_restarted_adapter_waits_on_the_video_container_it_noted(tmp_path: Path) -> None:
+    from scheduler.checkpoints import Checkpoints
+
+    fake = FakeInstagram(processing=12)
+    post = make_post(media=("https://cdn.example.com/clips/launch.mp4",))
+
+    def restarted(client: httpx.AsyncClient) -> InstagramAdapter:
+        adapter = InstagramAdapter(client, checkpoints=Checkpoints(tmp_path))
+        adapter.poll_interval = 0
+        return adapter
+
+    with pytest.raises(Transient, match="still processing"):
+        run_adapter(restarted, fake, lambda a: a.publish(post, make_account(), "k1"))
+    # A new process: the noted container is asked, not a new one built (Instagram would
+    # fetch and process the video again).
+    published = run_adapter(restarted, fake, lambda a: a.publish(post, make_account(), "k1"))
+    assert len(fake.containers) == 1
+    assert published.remote_id == "17920238422030506"
+    assert Checkpoints(tmp_path).load("instagram", "brand-ig\x1fk1#container") is None  # forgotten
+
+
+def test_lookup_after_a_restart_asks_the_noted_container(tmp_path: Path) -> None:
+    from scheduler.checkpoints import Checkpoints
+
+    fake = FakeInstagram()
+    fake.processing = 0
+    post = make_post()
+
+    def restarted(client: httpx.AsyncClient) -> InstagramAdapter:
+        return InstagramAdapter(client, checkpoints=Checkpoints(tmp_path))
+
+    fake.fail_publish = graph_error(500, 2, "Service temporarily unavailable", is_transient=True)
+    with pytest.raises(Transient):
+        run_adapter(restarted, fake, lambda a: a.publish(post, make_account(), "k1"))
+    for i in range(50):  # a full page of later posts: the listing alone could not tell
+        fake.published[str(i)] = f"later post {i}"
+    # Never published, and the noted container says so: certainly not out.
+    assert (
+        run_adapter(
+            restarted, fake, lambda a: a.lookup(replace(post, idempotency_key="k1"), make_account())
+        )
+        is None
+    )

@@ -7,18 +7,22 @@ valid for 24 hours. ``POST /{user}/media_publish`` or ``/threads_publish`` with
 
 That is what keeps a retry from duplicating a post. The adapter remembers, per account and
 idempotency key, the container it built; a retry checks that container's status before doing
-anything: ``FINISHED`` is published (no new container), ``PUBLISHED`` means the earlier attempt
-went through after all, and the post is found in the account's recent media instead of being
-sent again. Nothing random is derived; only an expired or failed container is replaced.
+anything: ``FINISHED`` is published (no new container), ``IN_PROGRESS`` (a video still
+processing) is waited on again, ``PUBLISHED`` means the earlier attempt went through after
+all, and the post is found in the account's recent media instead of being sent again. Nothing
+random is derived; only an expired or failed container is replaced.
 
-The memory lives in the adapter, so it does not survive a restart. That is why
-``capabilities.idempotent`` stays False: after a crash the core does not resend an
-``unconfirmed`` post blindly; it calls ``lookup``, which finds the post by its text.
+The memory is kept in the process and noted durably (``scheduler.checkpoints``), so a
+restart finds the container too: a video goes on processing in the container Meta already
+fetched, and ``lookup`` asks the container whether it was published. Notes are per host, so
+``capabilities.idempotent`` stays False: the core never resends an ``unconfirmed`` post
+blindly; ``lookup`` settles it, by the container when it is known, else by the post's text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -45,6 +49,7 @@ from scheduler.adapter import (
     Rejected,
     Transient,
 )
+from scheduler.checkpoints import Checkpoints
 from scheduler.timeutil import utcnow
 from smm_meta.graph import Graph, Listing, count, find_recent, insight_values
 
@@ -130,9 +135,11 @@ class ContainerAdapter(Adapter):
     #: The quota is a rolling 24 hours and Meta does not say when the next slot frees up.
     quota_wait: timedelta = timedelta(hours=1)
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
         super().__init__(client)
         self._containers: OrderedDict[tuple[str, str], str] = OrderedDict()
+        #: Where containers (and Threads' reply chains) are noted durably.
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
 
     # -- request parameters, per network ----------------------------------------------------
 
@@ -170,10 +177,30 @@ class ContainerAdapter(Adapter):
             raise Rejected(f"account {account.name}: option {self.user_option!r} is not set")
         return str(user)
 
-    def _remember(self, key: tuple[str, str], container: str) -> None:
+    async def _remember(self, key: tuple[str, str], container: str) -> None:
         self._containers[key] = container
         while len(self._containers) > _REMEMBERED_CONTAINERS:
             self._containers.popitem(last=False)
+        try:
+            await asyncio.to_thread(
+                self.checkpoints.save, self.platform, _note_key(key), {"container": container}
+            )
+        except OSError as exc:
+            # The process still remembers it; another would only build a new container.
+            log.warning("container_not_noted", network=self.network, error=type(exc).__name__)
+
+    async def _recall(self, key: tuple[str, str]) -> str | None:
+        container = self._containers.get(key)
+        if container is None:
+            note = await asyncio.to_thread(self.checkpoints.load, self.platform, _note_key(key))
+            found = note.get("container") if note else None
+            container = found if isinstance(found, str) and found else None
+        return container
+
+    async def _forget(self, key: tuple[str, str]) -> None:
+        self._containers.pop(key, None)
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(self.checkpoints.clear, self.platform, _note_key(key))
 
     async def _status(self, graph: Graph, container: str) -> tuple[str, str]:
         state_field, reason_field = self.status_fields
@@ -284,7 +311,7 @@ class ContainerAdapter(Adapter):
         graph = self.graph(account)
         user = self.user_id(account)
         key = (account.name, idempotency_key or post.key)
-        container = self._containers.get(key)
+        container = await self._recall(key)
         if container is not None:
             state, _ = await self._status(graph, container)
             if state == "PUBLISHED":
@@ -293,7 +320,7 @@ class ContainerAdapter(Adapter):
                 found = await find_recent(graph, listing, self.compose_text(post), since=None)
                 if found is None:  # without ``since`` it raises instead; this narrows the type
                     raise OutcomeUnknown(f"{self.network}: published, but not listed yet")
-                self._containers.pop(key, None)
+                await self._forget(key)
                 return found
             if state not in ("FINISHED", "IN_PROGRESS"):
                 container = None  # expired or failed: build a new one
@@ -301,16 +328,16 @@ class ContainerAdapter(Adapter):
         try:
             if container is None:
                 container = await self._create(graph, user, post)
-                self._remember(key, container)
+                await self._remember(key, container)
             await self._wait_until_finished(graph, container)
             body = await graph.post(f"{user}/{self.publish_edge}", {"creation_id": container})
         except Rejected:
-            self._containers.pop(key, None)
+            await self._forget(key)
             raise
         media_id = body.get("id")
         if not media_id:
             raise OutcomeUnknown(f"{self.network}: publishing answered without a media id")
-        self._containers.pop(key, None)
+        await self._forget(key)
         return Published(str(media_id), url=await self._permalink(graph, str(media_id)))
 
     async def _permalink(self, graph: Graph, media_id: str) -> str | None:
@@ -350,7 +377,7 @@ class ContainerAdapter(Adapter):
         graph = self.graph(account)
         user = self.user_id(account)
         try:
-            container = self._containers.get((account.name, post.idempotency_key or post.key))
+            container = await self._recall((account.name, post.idempotency_key or post.key))
             if container is not None:
                 state, _ = await self._status(graph, container)
                 if state in ("FINISHED", "IN_PROGRESS", "EXPIRED", "ERROR"):
@@ -362,3 +389,9 @@ class ContainerAdapter(Adapter):
         except PublishError as exc:
             message = f"{self.network}: cannot look the post up: {exc.message}"
             raise OutcomeUnknown(message) from None
+
+
+def _note_key(key: tuple[str, str]) -> str:
+    """Where a container is noted: apart from a reply chain's note under the same key."""
+    account, idempotency_key = key
+    return f"{account}\x1f{idempotency_key}#container"

@@ -24,8 +24,6 @@ from datetime import timedelta
 from types import MappingProxyType
 from typing import Any
 
-import httpx
-
 from scheduler import tokens
 from scheduler.adapter import (
     Account,
@@ -37,7 +35,6 @@ from scheduler.adapter import (
     RateLimitPolicy,
 )
 from scheduler.chains import ReplyChain, Step, unrecorded
-from scheduler.checkpoints import Checkpoints
 from smm_meta.containers import VIDEO_FORMATS, ContainerAdapter, is_video, media_issues
 from smm_meta.graph import Graph, Listing, find_recent
 
@@ -126,11 +123,6 @@ class ThreadsAdapter(ContainerAdapter):
         return {"media_type": "CAROUSEL", "children": ",".join(children), "text": text}
 
     # -- threads ----------------------------------------------------------------------------
-
-    def __init__(self, client: httpx.AsyncClient, checkpoints: Checkpoints | None = None) -> None:
-        super().__init__(client)
-        #: Where each thread's progress is recorded, part by part (scheduler.chains).
-        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints()
 
     def _chain(self, post: OutgoingPost, idempotency_key: str = "") -> ReplyChain:
         key = idempotency_key or post.idempotency_key or post.key
