@@ -31,6 +31,7 @@ from scheduler.adapter import (
     OutcomeUnknown,
     OutgoingPost,
     Published,
+    Rejected,
     Transient,
 )
 from scheduler.checkpoints import Checkpoints
@@ -248,3 +249,22 @@ def test_video_rules_are_checked_at_validation(tmp_path: Path) -> None:
     described = make_post(ok, media_meta=(MediaMeta("A coat"),))
     (alt,) = adapter.media_meta_issues(described, make_account())
     assert "alt text on photos only" in alt.message
+
+
+def test_a_video_facebook_cannot_process_is_refused(tmp_path: Path) -> None:
+    """``video_status`` ``error`` after ``finish``: the post is refused, not retried."""
+    path = mp4(tmp_path, size=2500)
+
+    class Failing(FakeVideos):
+        def __call__(self, request: httpx.Request) -> httpx.Response:
+            if request.method == "GET" and self.finished:
+                self.status_checks += 1
+                status = {"video_status": "error", "processing_progress": 0}
+                return httpx.Response(200, json={"status": status, "id": VIDEO})
+            return super().__call__(request)
+
+    fake = Failing(2500)
+    with capture_logs() as logs, pytest.raises(Rejected, match="could not be processed"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    assert fake.finished == 1
+    assert [e["state"] for e in logs if e["event"] == "facebook_video_status"] == ["error"]

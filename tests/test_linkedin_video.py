@@ -35,7 +35,7 @@ from scheduler.adapter import (
     Transient,
 )
 from scheduler.checkpoints import Checkpoints
-from scheduler.testing import account_with_secrets, mock_client, offline_adapter
+from scheduler.testing import Handler, account_with_secrets, mock_client, offline_adapter
 
 pytestmark = pytest.mark.usefixtures("media_roots")
 
@@ -126,7 +126,7 @@ class FakeLinkedIn:
         return httpx.Response(404, json={"status": 404, "message": f"no {path}"})
 
 
-def attempt(fake: FakeLinkedIn, notes: Path, post: OutgoingPost) -> Published:
+def attempt(fake: Handler, notes: Path, post: OutgoingPost) -> Published:
     async def main() -> Published:
         async with mock_client(fake) as client:
             adapter = LinkedInAdapter(client, checkpoints=Checkpoints(notes))
@@ -325,3 +325,65 @@ def test_a_post_made_is_never_made_again(tmp_path: Path) -> None:
     assert attempt(fake, tmp_path / "notes", post) == first
     assert look_up(fake, tmp_path / "notes", post) == first
     assert (len(fake.posts), fake.puts, fake.initialized) == (1, puts, initialized)
+
+
+# --------------------------------------------------------------------------- documented shapes
+
+FIXTURES = Path(__file__).parent / "fixtures" / "linkedin"
+
+
+def fixture(name: str) -> Any:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def test_the_documented_exchange_goes_end_to_end(tmp_path: Path) -> None:
+    """LinkedIn's documented answers (tests/fixtures/linkedin), verbatim: two parts of
+    4 MiB and 1 MiB for a 5 MiB file, the ETag header, the statuses, the post's URN."""
+    init = fixture("initialize_upload.json")
+    instructions = init["value"]["uploadInstructions"]
+    urls = [part["uploadUrl"] for part in instructions]
+    etag = (FIXTURES / "part_upload.txt").read_text().split("etag: ")[1].split()[0]
+    videos = fixture("video.json")
+    states = ["PROCESSING", "AVAILABLE"]
+    post = fixture("post_with_video.json")
+    size = instructions[-1]["lastByte"] + 1
+    path = tmp_path / "offsite.mp4"
+    path.write_bytes(Path(mp4(tmp_path, size=SIZE, seconds=41)).read_bytes()[:4096])
+    with path.open("r+b") as f:
+        f.truncate(size)  # the rest reads as zeros: only the head is sniffed
+    parts: dict[int, bytes] = {}
+    sent: dict[str, Any] = {}
+
+    def linkedin(request: httpx.Request) -> httpx.Response:
+        if str(request.url) in urls:
+            index = urls.index(str(request.url))
+            parts[index] = request.content
+            return httpx.Response(200, headers={"etag": f"{etag}.{index}"})
+        action = request.url.params.get("action")
+        if action == "initializeUpload":
+            sent["init"] = json.loads(request.content)
+            return httpx.Response(200, json=init)
+        if action == "finalizeUpload":
+            sent["finalize"] = json.loads(request.content)
+            return httpx.Response(200)
+        if request.url.path.startswith("/rest/videos/"):
+            return httpx.Response(200, json=videos[states.pop(0)])
+        if request.url.path == "/rest/posts":
+            sent["post"] = json.loads(request.content)
+            return httpx.Response(201, headers=post["response_headers"])
+        return httpx.Response(404, json={"status": 404, "message": "unexpected"})
+
+    text = post["request"]["commentary"]
+    published = attempt(linkedin, tmp_path / "notes", make_post(str(path), text=text))
+    assert published.remote_id == post["response_headers"]["x-restli-id"]
+    assert sent["init"]["initializeUploadRequest"]["fileSizeBytes"] == size
+    data = path.read_bytes()
+    assert parts == {0: data[:4194304], 1: data[4194304:]}
+    assert sent["finalize"] == {
+        "finalizeUploadRequest": {
+            "video": init["value"]["video"],
+            "uploadToken": "",
+            "uploadedPartIds": [f"{etag}.0", f"{etag}.1"],
+        }
+    }
+    assert sent["post"] == post["request"]
