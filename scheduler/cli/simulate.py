@@ -8,18 +8,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import yaml
 
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, table
-from scheduler.cli.plan import load_plan
 from scheduler.er.loopsim import ALL_STRATEGIES, STRATEGIES
 from scheduler.er.plot import sparkline
-from scheduler.er.simhtml import render_summary
-from scheduler.er.simulate import Truth
 from scheduler.er.trials import cache_dir, run_seeds, summary
 from scheduler.er.world import (
     DEFAULT_START,
@@ -31,6 +27,12 @@ from scheduler.er.world import (
 from scheduler.errors import InvalidInput, Problem
 from scheduler.files import write_private
 from scheduler.timeutil import FixedClock
+
+if TYPE_CHECKING:
+    from scheduler.er.simulate import Truth
+
+# The plan reader, YAML, the database-backed simulation and the HTML page are imported where
+# they are used: the default world needs none of them, and they would double its start-up.
 
 #: The world ``smm simulate`` runs without --world or --plan (benchmarks/worlds/reference.toml).
 REFERENCE_WORLD: dict[str, Any] = {
@@ -61,6 +63,8 @@ def _problem(where: str, message: str, hint: str = "") -> InvalidInput:
 def read_truth(path: Path, accounts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """A truth file (TOML or YAML): ``true_er`` and optional ``drift`` at the top (for every
     account) or under each account's name."""
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
@@ -75,6 +79,8 @@ def world_from_plan(
     app: App, plan_files: tuple[str, ...], truth: Path | None, days: int | None
 ) -> World:
     """A world from the config's accounts, the plan's content types and the true rates."""
+    from scheduler.cli.plan import load_plan
+
     config = app.require_config()
     app.clock = FixedClock(DEFAULT_START)  # plan times are read as of the simulation's start
     items = load_plan(app, plan_files, use_db=False)
@@ -132,6 +138,8 @@ def world_from_plan(
 
 def truths_from_config(accounts: Mapping[str, Any]) -> dict[str, Truth]:
     """The accounts' true rates from their sim options (``smm demo`` runs on them)."""
+    from scheduler.er.simulate import Truth
+
     truths = {}
     for name, acc in accounts.items():
         truth = Truth.from_options(acc.options)
@@ -321,6 +329,8 @@ def simulate_cmd(
         bar.render_finish()
     data = summary(world, results)
     if html_file is not None:
+        from scheduler.er.simhtml import render_summary
+
         try:
             write_private(html_file, render_summary(data))
         except OSError as exc:

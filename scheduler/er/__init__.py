@@ -9,15 +9,50 @@
 * ``allocate`` orders a queue by the weights (``priority_order``, ``queue_order_for``) and
   ``recycle`` queues evergreen repeats (``recycle_evergreen``).
 
-See docs/er.md.
+See docs/er.md. The names below are imported on first use: importing one module of the
+package (the in-memory simulation, say) does not import the database, plugin and network
+code the others need.
 """
 
-from scheduler.er.allocate import priority_order, queue_order_for
-from scheduler.er.collect import DEFAULT_BANDS, collect_metrics, due_band
-from scheduler.er.policy import Decision, Policy, ThompsonPolicy
-from scheduler.er.recompute import DecisionRecord, recompute
-from scheduler.er.recycle import recycle_evergreen
-from scheduler.er.stats import AccountStats, TypeStats, account_stats, engagement_rate
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from scheduler.er.allocate import priority_order, queue_order_for
+    from scheduler.er.collect import DEFAULT_BANDS, collect_metrics, due_band
+    from scheduler.er.policy import Decision, Policy, ThompsonPolicy
+    from scheduler.er.recompute import DecisionRecord, recompute
+    from scheduler.er.recycle import recycle_evergreen
+    from scheduler.er.stats import AccountStats, TypeStats, account_stats, engagement_rate
+
+#: Each name of ``__all__`` and the module it comes from.
+_HOMES = {
+    "priority_order": "allocate",
+    "queue_order_for": "allocate",
+    "DEFAULT_BANDS": "collect",
+    "collect_metrics": "collect",
+    "due_band": "collect",
+    "Decision": "policy",
+    "Policy": "policy",
+    "ThompsonPolicy": "policy",
+    "DecisionRecord": "recompute",
+    "recompute": "recompute",
+    "recycle_evergreen": "recycle",
+    "AccountStats": "stats",
+    "TypeStats": "stats",
+    "account_stats": "stats",
+    "engagement_rate": "stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "DEFAULT_BANDS",

@@ -22,6 +22,7 @@ from typing import Any
 import platformdirs
 
 from scheduler.er.loopsim import STRATEGIES, RunResult, run
+from scheduler.er.recompute import resolve_policy
 from scheduler.er.world import World
 from scheduler.files import write_private
 
@@ -73,11 +74,16 @@ def _save(path: Path, result: RunResult) -> None:
     write_private(path, json.dumps(data))  # atomic: a parallel writer never leaves half a file
 
 
+def _cache_path(world: World, seed: int, strategy: str, cache: Path | None) -> Path | None:
+    if cache is None or strategy not in CACHEABLE:
+        return None
+    return cache / f"{_cache_key(world, seed, strategy)}.json"
+
+
 def run_one(world: World, seed: int, strategy: str, cache: Path | None) -> RunResult:
     """One (seed, strategy), from the cache when it may be."""
-    path = None
-    if cache is not None and strategy in CACHEABLE:
-        path = cache / f"{_cache_key(world, seed, strategy)}.json"
+    path = _cache_path(world, seed, strategy, cache)
+    if path is not None:
         hit = _load(path, strategy, seed)
         if hit is not None:
             return hit
@@ -100,23 +106,37 @@ def run_seeds(
     """Every (seed, strategy) of ``world``; results per seed, then per strategy."""
     jobs = [(seed, s) for seed in seeds for s in strategies]
     out: dict[int, dict[str, RunResult]] = {seed: {} for seed in seeds}
-    workers = workers if workers is not None else min(os.cpu_count() or 1, len(jobs))
     done = 0
-    if workers <= 1 or len(jobs) <= 1:
-        for seed, s in jobs:
-            out[seed][s] = run_one(world, seed, s, cache)
-            done += 1
-            if on_progress is not None:
-                on_progress(done, len(jobs))
+
+    def finished(seed: int, strategy: str, result: RunResult) -> None:
+        nonlocal done
+        out[seed][strategy] = result
+        done += 1
+        if on_progress is not None:
+            on_progress(done, len(jobs))
+
+    # Cached results are read here: a process pool only pays for runs that compute.
+    todo = []
+    for seed, s in jobs:
+        path = _cache_path(world, seed, s, cache)
+        hit = _load(path, s, seed) if path is not None else None
+        if hit is not None:
+            finished(seed, s, hit)
+        else:
+            todo.append((seed, s))
+    workers = workers if workers is not None else min(os.cpu_count() or 1, len(todo))
+    if "er" in strategies:
+        # The policy comes from the plugins: load them once, before the workers fork.
+        resolve_policy(world.er)
+    if workers <= 1 or len(todo) <= 1:
+        for seed, s in todo:
+            finished(seed, s, run_one(world, seed, s, cache))
         return out
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(run_one, world, seed, s, cache): (seed, s) for seed, s in jobs}
+        futures = {pool.submit(run_one, world, seed, s, cache): (seed, s) for seed, s in todo}
         for future in as_completed(futures):
             seed, s = futures[future]
-            out[seed][s] = future.result()
-            done += 1
-            if on_progress is not None:
-                on_progress(done, len(jobs))
+            finished(seed, s, future.result())
     return out
 
 
