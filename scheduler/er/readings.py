@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -245,15 +245,13 @@ def sum_readings(
     for start in range(0, len(ids), 500) if post_ids is not None else [0]:
         if post_ids is not None:
             params["post_ids"] = ids[start : start + 500]
-        for row in conn.execute(query, params):
-            m = row._mapping
-            got = [
-                AgeSums(**{f: _number(f, m[f"{f}_{i}"]) for f in _FIELDS})
-                for i in range(len(windows))
-            ]
-            held = out.get((row.account_id, row.content_type))
-            out[(row.account_id, row.content_type)] = (
-                got if held is None else [add_sums(a, b) for a, b in zip(held, got, strict=True)]
+        got = _assemble(conn.execute(query, params), len(windows))
+        for key, per_age in got.items():
+            held = out.get(key)
+            out[key] = (
+                per_age
+                if held is None
+                else [add_sums(a, b) for a, b in zip(held, per_age, strict=True)]
             )
     return out
 
@@ -282,13 +280,21 @@ def _sums_query(
     windows: tuple[tuple[int, int], ...], filtered: bool, by_posts: bool, capped: bool
 ) -> Select[Any]:
     """The statement behind ``sum_readings``, built once per set of windows (building it
-    costs more than running it on a small database, and simulations recompute often)."""
+    costs more than running it on a small database, and simulations recompute often).
+
+    Two steps. First one row per post (materialised, so each reading's engagements and
+    denominator are worked out once): its decay weight, whether it is recent or fresh, and
+    at each age the engagements, the denominator and whether it fell back to followers.
+    Then plain sums of those rows, grouped by account, content type and *pattern* (recent,
+    fresh, and which ages have a reading): a few rows per (account, content type), from
+    which ``_assemble`` builds each age's ``AgeSums``. Sums of a handful of expressions over
+    a grouped scan cost a fraction of one conditional sum per field and age."""
     s, p = snapshots_t, posts_t
 
     # The post's first snapshot in each age window: an index seek per post and window on
     # (post_id, age_seconds), far cheaper than sorting every snapshot. Only its id comes back;
-    # the reading's ER and log ER are then computed from the row, found by its primary key.
-    def first(lo: int, hi: int, label: str) -> Any:
+    # the reading is then read from the row, found by its primary key.
+    def first(lo: int, hi: int) -> Any:
         return (
             select(s.c.id)
             .where(
@@ -301,7 +307,6 @@ def _sums_query(
             .limit(1)
             .correlate(p)
             .scalar_subquery()
-            .label(label)
         )
 
     now_epoch = bindparam("now_epoch", type_=Float)
@@ -317,93 +322,120 @@ def _sums_query(
         # Posts added after ``max_post`` did not exist then (NULL: no limit).
         max_post = bindparam("max_post", type_=Integer)
         where.append(or_(max_post.is_(None), p.c.id <= max_post))
-    # One row per post: its decay weight, whether it is recent, its reading at each age.
-    posts = (
-        select(
-            p.c.account_id,
-            p.c.content_type,
-            p.c.followers_at_publish,
-            func.exp((pub - now_epoch) * bindparam("rate", type_=Float)).label("w"),
-            case((pub >= bindparam("recent_from", type_=Float), 1), else_=0).label("recent"),
-            case((pub >= bindparam("fresh_from", type_=Float), 1), else_=0).label("fresh"),
-            *(first(lo, hi, f"sid{i}") for i, (lo, hi) in enumerate(windows)),
-        )
-        .where(*where)
-        .cte("posts_read")
-        .prefix_with("MATERIALIZED")
-    )
-    joined: Any = posts
-    values = []
-    for i in range(len(windows)):
+    joined: Any = p
+    readings = []
+    for i, (lo, hi) in enumerate(windows):
         snap = snapshots_t.alias(f"s{i}")
-        joined = joined.outerjoin(snap, snap.c.id == posts.c[f"sid{i}"])
-        log_er = log_er_sql(snap, posts)
-        values += [
-            # A reading counts only when its log does too (negative counts have none).
-            case((log_er.is_(None), null()), else_=er_sql(snap, posts)).label(f"er{i}"),
-            log_er.label(f"lx{i}"),
-            fallback_sql(snap, posts).label(f"fb{i}"),
+        joined = joined.outerjoin(snap, snap.c.id == first(lo, hi))
+        readings += [
+            cast(engagement_sql(snap), Float).label(f"e{i}"),
+            cast(denominator_sql(snap, p), Float).label(f"d{i}"),
+            fallback_sql(snap, p).label(f"fb{i}"),
         ]
     per_post = (
         select(
-            posts.c.account_id,
-            posts.c.content_type,
-            posts.c.w,
-            posts.c.recent,
-            posts.c.fresh,
-            *values,
+            p.c.account_id,
+            p.c.content_type,
+            func.exp((pub - now_epoch) * bindparam("rate", type_=Float)).label("w"),
+            case((pub >= bindparam("recent_from", type_=Float), 1), else_=0).label("recent"),
+            case((pub >= bindparam("fresh_from", type_=Float), 1), else_=0).label("fresh"),
+            *readings,
         )
         .select_from(joined)
-        # Materialised, so the readings are computed once per post, not once per sum.
+        .where(*where)
         .cte("per_post")
         .prefix_with("MATERIALIZED")
     )
-    w, recent, fresh = per_post.c.w, per_post.c.recent == 1, per_post.c.fresh == 1
-    last = len(windows) - 1
-    ers = [per_post.c[f"er{i}"] for i in range(len(windows))]
-    columns = []
-    for i, er_i in enumerate(ers):
-        lx_i = per_post.c[f"lx{i}"]
-        latest = and_(er_i.is_not(None), *(e.is_(None) for e in ers[i + 1 :]))
-        pair = and_(er_i.is_not(None), ers[last].is_not(None))
-        has = er_i.is_not(None)
-        parts = {
-            "weight": case((latest, w), else_=0.0),
-            "total": case((latest, w * er_i), else_=0.0),
-            "squares": case((latest, w * er_i * er_i), else_=0.0),
-            "count": case((latest, 1), else_=0),
-            "pair_this": case((pair, w * er_i), else_=0.0),
-            "pair_last": case((pair, w * ers[last]), else_=0.0),
-            "any_weight": case((has, w), else_=0.0),
-            "any_total": case((has, w * er_i), else_=0.0),
-            "recent_total": case((and_(latest, recent), er_i), else_=0.0),
-            "recent_count": case((and_(latest, recent), 1), else_=0),
-            "older_total": case((and_(latest, ~recent), er_i), else_=0.0),
-            "older_count": case((and_(latest, ~recent), 1), else_=0),
-            "log_total": case((latest, w * lx_i), else_=0.0),
-            "log_squares": case((latest, w * lx_i * lx_i), else_=0.0),
-            "fallback_count": case((latest, per_post.c[f"fb{i}"]), else_=0),
-            "fresh_weight": case((and_(latest, fresh), w), else_=0.0),
-            "fresh_log_total": case((and_(latest, fresh), w * lx_i), else_=0.0),
-            "fresh_log_squares": case((and_(latest, fresh), w * lx_i * lx_i), else_=0.0),
-            "fresh_count": case((and_(latest, fresh), 1), else_=0),
-            "any_count": case((has, 1), else_=0),
-            "pair_count": case((pair, 1), else_=0),
-            "post_count": literal_column("1"),
-        }
-        columns += [func.sum(parts[f]).label(f"{f}_{i}") for f in _FIELDS]
-    return select(per_post.c.account_id, per_post.c.content_type, *columns).group_by(
-        per_post.c.account_id, per_post.c.content_type
-    )
+    c = per_post.c
+    # A reading counts when its log does too (engagements known, denominator positive):
+    # PostgreSQL refuses the log of a negative count a broken network might report.
+    ok = [and_(c[f"e{i}"] + LOG_OFFSET > 0, c[f"d{i}"] > 0) for i in range(len(windows))]
+    er = [c[f"e{i}"] / c[f"d{i}"] for i in range(len(windows))]
+    lx = [func.ln(c[f"e{i}"] + LOG_OFFSET) - func.ln(c[f"d{i}"]) for i in range(len(windows))]
+    latest = list(reversed(range(len(windows))))  # the latest age with a reading counts
+
+    def at_latest(values: Sequence[Any], default: Any = None) -> Any:
+        return case(*((ok[i], values[i]) for i in latest), else_=default)
+
+    er_last, lx_last = at_latest(er), at_latest(lx)
+    fallback = at_latest([c[f"fb{i}"] for i in range(len(windows))], 0)
+    pattern = sum(
+        (case((ok[i], 4 << i), else_=0) for i in range(len(windows))),
+        c.recent + 2 * c.fresh,
+    ).label("pattern")
+    w = c.w
+    return select(
+        c.account_id,
+        c.content_type,
+        pattern,
+        func.count().label("n"),
+        func.sum(w).label("w"),
+        func.sum(w * er_last).label("we"),
+        func.sum(w * er_last * er_last).label("we2"),
+        func.sum(er_last).label("e"),
+        func.sum(w * lx_last).label("wl"),
+        func.sum(w * lx_last * lx_last).label("wl2"),
+        func.sum(fallback).label("fb"),
+        *(func.sum(w * case((ok[i], er[i]))).label(f"we_{i}") for i in range(len(windows))),
+    ).group_by(c.account_id, c.content_type, literal_column("pattern"))
+
+
+def _assemble(rows: Iterable[Any], ages: int) -> dict[tuple[int, str], list[AgeSums]]:
+    """Each (account, content type)'s ``AgeSums`` per age from the grouped rows of
+    ``_sums_query``: a post counts at the latest age it has a reading for (weight, sums,
+    counts, recent or older, fresh), at every age it has a reading for (``any_*``), and beside
+    the last age's reading (``pair_*``)."""
+    out: dict[tuple[int, str], list[AgeSums]] = {}
+    last = ages - 1
+    for row in rows:
+        key = (row.account_id, row.content_type)
+        sums = out.get(key)
+        if sums is None:
+            sums = out[key] = [AgeSums() for _ in range(ages)]
+        m = row._mapping
+        n, w = int(row.n), float(row.w or 0.0)
+        has = [bool(row.pattern & (4 << i)) for i in range(ages)]
+        for a in sums:
+            a.post_count += n
+        read = [i for i in range(ages) if has[i]]
+        if not read:
+            continue
+        a = sums[read[-1]]
+        we, wl, wl2 = float(row.we or 0.0), float(row.wl or 0.0), float(row.wl2 or 0.0)
+        a.weight += w
+        a.total += we
+        a.squares += float(row.we2 or 0.0)
+        a.count += n
+        a.log_total += wl
+        a.log_squares += wl2
+        a.fallback_count += int(row.fb or 0)
+        if row.pattern & 1:
+            a.recent_total += float(row.e or 0.0)
+            a.recent_count += n
+        else:
+            a.older_total += float(row.e or 0.0)
+            a.older_count += n
+        if row.pattern & 2:
+            a.fresh_weight += w
+            a.fresh_log_total += wl
+            a.fresh_log_squares += wl2
+            a.fresh_count += n
+        we_last = float(m[f"we_{last}"] or 0.0)
+        for i in read:
+            b = sums[i]
+            we_i = float(m[f"we_{i}"] or 0.0)
+            b.any_weight += w
+            b.any_total += we_i
+            b.any_count += n
+            if has[last]:
+                b.pair_this += we_i
+                b.pair_last += we_last
+                b.pair_count += n
+    return out
 
 
 def _ln(value: float | None) -> float | None:
     return math.log(value) if value is not None and value > 0 else None
-
-
-def _number(name: str, value: Any) -> Any:
-    # SUM over no rows is NULL; counts come back as integers, the rest as floats.
-    return int(value or 0) if name.endswith("count") else float(value or 0.0)
 
 
 def post_readings(
