@@ -332,11 +332,19 @@ def follow_change(evidence: Mapping[str, Evidence]) -> dict[str, Evidence]:
     log scale, with the account's post-to-post spread) is judged on its fresh posts alone.
     At least ``CHANGE_POSTS`` fresh posts are needed, so one outlier is not a change."""
     seen = [e for e in evidence.values() if e.weight > 0]
-    n_total = sum(e.weight for e in seen)
-    dof = n_total - len(seen)
+    # The post-to-post spread, measured within each type's fresh and older posts apart: a
+    # type whose taste changed has two means, and its posts around one mean would swell the
+    # spread and hide the next change (measured: the second change of the drift world was
+    # followed days later).
+    within = 0.0
+    dof = 0.0
+    for e in seen:
+        for w, total, squares in _fresh_and_older(e):
+            if w > 1:  # one post (or less, decayed) says nothing about the spread
+                within += max(squares - total**2 / w, 0.0)
+                dof += w - 1
     if dof < 1:
         return dict(evidence)
-    within = sum(max(e.log_squares - e.log_total**2 / e.weight, 0.0) for e in seen)
     spread2 = max(within / dof, 1e-12)
     out = {}
     for t, e in evidence.items():
@@ -358,6 +366,18 @@ def follow_change(evidence: Mapping[str, Evidence]) -> dict[str, Evidence]:
         else:
             out[t] = e
     return out
+
+
+def _fresh_and_older(e: Evidence) -> list[tuple[float, float, float]]:
+    """(decayed weight, sum, sum of squares) of the log ER of a type's fresh and of its older
+    posts."""
+    fresh = (e.fresh_weight, e.fresh_log_total, e.fresh_log_squares)
+    older = (
+        e.weight - e.fresh_weight,
+        e.log_total - e.fresh_log_total,
+        e.log_squares - e.fresh_log_squares,
+    )
+    return [fresh, older]
 
 
 def shrink_log(
