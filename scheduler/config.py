@@ -183,8 +183,8 @@ class ERSettings:
     half_life: timedelta = timedelta(days=14)
     floor: float = 0.10
     ceiling: float = 0.60
-    max_change: float = 0.10
-    min_posts: int = 3
+    max_change: float = 0.15
+    min_posts: int = 2
     #: The most of the slots all the floors together keep for exploration.
     exploration: float = 0.5
     frozen: bool = False

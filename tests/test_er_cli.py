@@ -49,9 +49,9 @@ def test_er_before_any_recompute_says_so(smm: Any) -> None:
 def test_recompute_prints_each_decision(smm: Any, seeded: None) -> None:
     out = smm("er", "recompute").output
     assert "riga" in out
-    assert "instruction posts now get 43% of the slots, up from 33%" in out
+    assert "instruction posts now get 48% of the slots, up from 33%" in out
     out = smm("er", "recompute", "--statistics").output
-    assert "instruction up 0.43 -> 0.53 (max change): ER" in out
+    assert "instruction up 0.48 -> 0.60 (ceiling): ER" in out
 
 
 def test_recompute_json_shape(smm: Any, seeded: None) -> None:
@@ -94,11 +94,11 @@ def test_er_table_shows_types_and_reasons(smm: Any, seeded: None) -> None:
     assert "ER by reach" in out
     assert "90% INTERVAL" in out
     # In words by default; the statistics one flag away.
-    assert "instruction posts now get 43% of the slots, up from 33%" in out
+    assert "instruction posts now get 48% of the slots, up from 33%" in out
     assert "of the people who saw them" in out
-    assert "instruction up 0.33 -> 0.43" not in out
+    assert "instruction up 0.33 -> 0.48" not in out
     out = smm("er", "--account", "riga", "--statistics").output
-    assert "instruction up 0.33 -> 0.43" in out
+    assert "instruction up 0.33 -> 0.48" in out
 
 
 def test_history_json_is_the_trajectory_oldest_first(smm: Any, seeded: None) -> None:

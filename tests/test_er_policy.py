@@ -15,8 +15,8 @@ from scheduler.config import ERSettings
 from scheduler.er.policy import Decision, ThompsonPolicy, carry_over
 from scheduler.er.stats import INTERVAL_Z, AccountStats, TypeStats
 
-# The defaults (floor 0.10, ceiling 0.60, max change 0.10), with min posts 5.
-SETTINGS = ERSettings(min_posts=5)
+# Floor 0.10 and ceiling 0.60 (the defaults), max change 0.10, min posts 5.
+SETTINGS = ERSettings(max_change=0.10, min_posts=5)
 
 
 def ts(content_type: str, er: float | None, posts: float, sd: float = 0.002) -> TypeStats:

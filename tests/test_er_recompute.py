@@ -89,7 +89,7 @@ def test_recompute_stores_weights_and_one_decision_per_account(engine: Engine) -
         assert set(rows) == set(TRUE_ER)
         assert sum(r.weight for r in rows.values()) == pytest.approx(1)
         best = rows["instruction"]
-        assert best.weight == pytest.approx(0.35)  # from 0.25, by the maximum change
+        assert best.weight == pytest.approx(0.40)  # from 0.25, by the maximum change
         assert best.er_low < best.er < best.er_high
         assert best.posts_counted == 8
     with engine.connect() as conn:
@@ -100,9 +100,9 @@ def test_the_decision_record_explains_the_change(engine: Engine) -> None:
     seed(engine)
     (record,) = recompute(engine, config(), T0)
     assert record.old_weights == {}
-    assert record.new_weights["instruction"] == pytest.approx(0.35)
+    assert record.new_weights["instruction"] == pytest.approx(0.40)
     assert re.match(
-        r"instruction up 0\.25 -> 0\.35 \(max change\): ER \d\.\d% \(\d\.\d-\d\.\d%\) "
+        r"instruction up 0\.25 -> 0\.40 \(max change\): ER \d\.\d% \(\d\.\d-\d\.\d%\) "
         r"over 8 posts, best in 100% of draws; laugh down 0\.25 -> ",
         record.reason,
     )
@@ -122,7 +122,7 @@ def test_the_next_recompute_starts_from_the_stored_weights(engine: Engine) -> No
     first = recompute(engine, config(), T0)[0]
     second = recompute(engine, config(), T0 + DAY)[0]
     assert second.old_weights == pytest.approx(first.new_weights)
-    assert second.new_weights["instruction"] == pytest.approx(0.45)
+    assert second.new_weights["instruction"] == pytest.approx(0.55)
 
 
 def test_networks_without_reach_fall_back_to_followers(engine: Engine) -> None:
