@@ -5,7 +5,8 @@ expected engagement of the loop's allocation as a share of the floored oracle's 
 seed, spread) beside the issue's targets; for the all-equal world, demotions and the largest
 weight deviation from uniform; for the drift world, days until each new best leads; and wall
 times (one reference simulation, N seeds of the reference world cold and from the cache, 90
-days of 3 accounts x 5 posts a day, loop only), with the load average beside them.
+days of 3 accounts x 5 posts a day, loop only, and ``smm simulate`` of the default world as a
+new process, beside ``python -c pass``), with the load average beside them.
 
 For the hours world (slot learning) it also prints the loop over the same loop with its
 slots fixed; its oracle knows both the type and the hour effects.
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,11 +53,31 @@ def load() -> str:
     return f"load average {one:.2f} / {five:.2f}"
 
 
+def simulate_command(cache: Path, runs: int) -> tuple[float, float, float]:
+    """``smm simulate`` as a user runs it: (first run, median of the next ``runs``, median of
+    ``python -c pass`` interleaved with them)."""
+    smm = Path(sys.executable).with_name("smm")
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+
+    def timed(cmd: list[str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    cold = timed([str(smm), "simulate"])
+    warm, floor = [], []
+    for _ in range(runs):
+        warm.append(timed([str(smm), "simulate"]))
+        floor.append(timed([sys.executable, "-c", "pass"]))
+    return cold, statistics.median(warm), statistics.median(floor)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--worlds", default=",".join(TARGETS))
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--runs", type=int, default=5, help="runs of smm simulate timed")
     args = parser.parse_args()
     seeds = list(range(1, args.seeds + 1))
     print(f"{args.seeds} seeds per world, default settings; {load()}")
@@ -134,6 +157,12 @@ def main() -> None:
         print(
             f"90 days, 3 accounts x 5 posts a day (1,350 posts), loop only: "
             f"{time.perf_counter() - t0:.2f} s (target <= 2 s); {load()}"
+        )
+        cold, warm, floor = simulate_command(cache / "cli", args.runs)
+        print(
+            f"smm simulate (the default world, a new process each run): {cold:.2f} s with an "
+            f"empty cache, median {warm:.2f} s with the oracle and round-robin cached "
+            f"(target <= 3 s); python -c pass {floor:.2f} s; {load()}"
         )
     sys.stdout.flush()
 
