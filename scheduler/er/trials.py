@@ -125,8 +125,8 @@ def run_seeds(
         else:
             todo.append((seed, s))
     workers = workers if workers is not None else min(os.cpu_count() or 1, len(todo))
-    if "er" in strategies:
-        # The policy comes from the plugins: load them once, before the workers fork.
+    if any(s not in CACHEABLE for _, s in todo):
+        # The loop's policy comes from the plugins: load them once, before workers fork.
         resolve_policy(world.er)
     if workers <= 1 or len(todo) <= 1:
         for seed, s in todo:
