@@ -393,3 +393,36 @@ def test_a_world_file_checks_its_learning_windows(learn: Any, message: str) -> N
     raw = {"accounts": {"acct": {"posts_per_day": 3, "true_er": TYPES, "learn": learn}}}
     with pytest.raises(WorldError, match=message):
         world_from_dict(raw)
+
+
+def test_two_daemons_make_one_decision_a_day(db_url: str) -> None:
+    import threading
+
+    from scheduler.db.engine import immediate
+    from scheduler.er.slotjob import learn_slots
+
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite's write lock already keeps a second writer out")
+    engine = make_engine(db_url)
+    account = _account()
+    try:
+        with engine.begin() as conn:
+            acc = Builder(conn).account("riga", "sim")
+        got: list[Any] = []
+        with immediate(engine) as first:
+            assert learn_slots(first, account, acc, T0, ERSettings()) is not None
+
+            def second() -> None:
+                with immediate(engine) as conn:
+                    got.append(learn_slots(conn, account, acc, T0, ERSettings()))
+
+            other = threading.Thread(target=second)
+            other.start()
+            other.join(0.5)
+            assert other.is_alive()  # waiting for the first daemon's transaction
+        other.join(10)
+        assert got == [None]
+        with engine.connect() as conn:
+            assert len(conn.execute(select(slot_decisions_t)).all()) == 1
+    finally:
+        engine.dispose()

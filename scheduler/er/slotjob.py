@@ -19,7 +19,7 @@ import structlog
 from sqlalchemy import Connection, select
 
 from scheduler.config import AccountConfig, ERSettings
-from scheduler.db.models import PostState, PriorityDecision
+from scheduler.db.models import Account, PostState, PriorityDecision
 from scheduler.er.hours import HourModel, Observation, fit
 from scheduler.er.readings import _band_of, er_sql, posts_t, reading_windows, snapshots_t
 from scheduler.er.slotlearn import SlotDecision, decide
@@ -30,6 +30,7 @@ from scheduler.timeutil import localize
 log = structlog.get_logger(__name__)
 
 decisions_t = PriorityDecision.__table__  # type: ignore[attr-defined]
+accounts_t = Account.__table__  # type: ignore[attr-defined]
 
 
 def by_reach(conn: Connection, account_id: int) -> bool:
@@ -116,6 +117,9 @@ def learn_slots(
     (None: the account does not learn, or today's decision is made)."""
     if not account.learn:
         return None
+    # Several daemons on one PostgreSQL database: the account's row lock makes the second
+    # wait for the first's decision and then find it (SQLite's write lock does this already).
+    conn.execute(select(accounts_t.c.id).where(accounts_t.c.id == account_id).with_for_update())
     pending = conn.execute(
         select(slot_decisions_t.c.id).where(
             slot_decisions_t.c.account_id == account_id,
