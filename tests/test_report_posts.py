@@ -145,8 +145,14 @@ def test_the_lists_are_bounded_with_a_note(engine: Engine) -> None:
             b.post(acc, "tip", published_at=T0 - (i + 1) * HOUR)
         for i in range(5):
             b.post(acc, "tip", state=PostState.QUEUED, due_at=T0 + (i + 1) * HOUR)
+        other = b.account("oslo")
+        b.post(other, "tip", published_at=T0 - HOUR)
+        b.post(other, "tip", state=PostState.PAUSED, due_at=T0 + HOUR)
     with engine.connect() as conn:
-        posts = read_posts(conn, T0 - 10 * DAY, T0, limit=3, upcoming=2)
+        posts = read_posts(conn, T0 - 10 * DAY, T0, account="riga", limit=3, upcoming=2)
+        everyone = read_posts(conn, T0 - 10 * DAY, T0)
+    assert (everyone.published_total, everyone.upcoming_total) == (8, 6)
+    assert {e.account for e in everyone.upcoming} == {"riga", "oslo"}
     assert (len(posts.published), posts.published_total) == (3, 7)
     assert (len(posts.upcoming), posts.upcoming_total) == (2, 5)
     # Newest published first, soonest waiting first.

@@ -596,8 +596,7 @@ def report_posts(
         select(accounts_t.c.platform).where(accounts_t.c.id.in_(sorted(names))).distinct()
     ).scalars()
     reach = {p for p in platforms if has_reach(p)}
-    scope = sorted(names) if account is not None else None
-    return read_posts(conn, since, until, accounts=scope, reach=reach)
+    return read_posts(conn, since, until, account=account, reach=reach)
 
 
 def _register_credentials(config: Config) -> None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 
 from scheduler.adapter import MediaMeta
 from scheduler.db.models import Account, MetricSnapshot, Post, PostState
@@ -25,6 +25,8 @@ from scheduler.er.stats import engagement_rate, engagements
 from scheduler.logging import redact_stored
 from scheduler.plan.items import stored_meta
 from scheduler.plan.post_options import stored_options
+from scheduler.queue import page_posts
+from scheduler.states import CALENDAR_STATES, DUE_STATES, sql_in
 
 posts_t = Post.__table__  # type: ignore[attr-defined]
 accounts_t = Account.__table__  # type: ignore[attr-defined]
@@ -181,12 +183,12 @@ def _entry(row: Any, members: Sequence[Any], reading: Any, by_reach: bool) -> En
     )
 
 
-def _rows(conn: Connection, where: Sequence[Any], order: Sequence[Any], limit: int) -> list[Any]:
+def _published(conn: Connection, where: Sequence[Any], limit: int) -> list[Any]:
     query = (
         select(posts_t, accounts_t.c.name.label("account"), accounts_t.c.platform)
         .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
         .where(*where)
-        .order_by(*order)
+        .order_by(posts_t.c.published_at.desc(), posts_t.c.id.desc())
         .limit(limit)
     )
     return list(conn.execute(query).all())
@@ -231,38 +233,49 @@ def read_posts(
     since: datetime,
     until: datetime,
     *,
-    accounts: Collection[int] | None = None,
+    account: str | None = None,
     reach: Collection[str] = (),
     limit: int = LIMIT,
     upcoming: int = UPCOMING,
 ) -> PostList:
     """The posts published from ``since`` to ``until`` (newest first) and those waiting to go
-    out (soonest first), at most ``limit`` and ``upcoming`` of them, in ``accounts`` (None:
-    every account). ``reach``: the platforms whose ER is by reach."""
-    scope = [] if accounts is None else [posts_t.c.account_id.in_(sorted(accounts))]
+    out (soonest first), at most ``limit`` and ``upcoming`` of them, of ``account`` (None:
+    every account). ``reach``: the platforms whose ER is by reach.
+
+    Each list and count reads a partial index of the posts table (its condition spelt out,
+    as ``scheduler.queue.page_posts`` does), so a queue of millions costs what a small one
+    does."""
+    scope = []
+    if account is not None:
+        scope = [
+            posts_t.c.account_id
+            == select(accounts_t.c.id).where(accounts_t.c.name == account).scalar_subquery()
+        ]
     done = [
-        posts_t.c.state == PostState.PUBLISHED,
+        text(sql_in([PostState.PUBLISHED], "posts.state")),
         posts_t.c.published_at >= since,
         posts_t.c.published_at <= until,
         *scope,
     ]
-    published = _rows(conn, done, [posts_t.c.published_at.desc(), posts_t.c.id.desc()], limit)
-    waiting = [posts_t.c.state.in_(WAITING), *scope]
-    coming = _rows(
-        conn, waiting, [posts_t.c.due_at.is_(None), posts_t.c.due_at, posts_t.c.id], upcoming
+    published = _published(conn, done, limit)
+    coming, _ = page_posts(conn, states=WAITING, account=account, limit=upcoming)
+    waiting = _count(conn, [text(sql_in(DUE_STATES, "posts.state")), *scope])
+    held = [s for s in WAITING if s not in DUE_STATES]
+    waiting += _count(
+        conn, [text(sql_in(CALENDAR_STATES, "posts.state")), posts_t.c.state.in_(held), *scope]
     )
     groups = _members(conn, {r.group_key for r in (*published, *coming) if r.group_key})
     readings = _readings(conn, [r.id for r in published])
 
-    def entry(row: Any) -> Entry:
+    def entry(row: Any, by_reach: bool = False) -> Entry:
         members = groups.get(row.group_key, []) if row.group_key else []
-        return _entry(row, members, readings.get(row.id), row.platform in reach)
+        return _entry(row, members, readings.get(row.id), by_reach)
 
     return PostList(
-        published=[entry(r) for r in published],
+        published=[entry(r, r.platform in reach) for r in published],
         published_total=_count(conn, done),
         upcoming=[entry(r) for r in coming],
-        upcoming_total=_count(conn, waiting),
+        upcoming_total=waiting,
     )
 
 
