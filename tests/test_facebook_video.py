@@ -268,3 +268,61 @@ def test_a_video_facebook_cannot_process_is_refused(tmp_path: Path) -> None:
         attempt(fake, tmp_path / "notes", make_post(path))
     assert fake.finished == 1
     assert [e["state"] for e in logs if e["event"] == "facebook_video_status"] == ["error"]
+
+
+class ExpiringSession(FakeVideos):
+    """Refuses transfers of the first session once ``expired`` (not 1363037: the session is
+    gone), as after an outage longer than the session lives."""
+
+    def __init__(self, size: int, **kwargs: Any) -> None:
+        super().__init__(size, **kwargs)
+        self.starts = 0
+        self.expired = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "POST":
+            return super().__call__(request)
+        phase = (multipart_field(request, "upload_phase") or b"").decode()
+        if phase == "start":
+            self.starts += 1
+            self.received = b""
+            answer = super().__call__(request)
+            body = answer.json()
+            body["upload_session_id"] = f"session-{self.starts}"
+            return httpx.Response(200, json=body)
+        session = (multipart_field(request, "upload_session_id") or b"").decode()
+        if phase == "transfer" and self.expired and session == "session-1":
+            self.transfers += 1
+            error = {
+                "message": "The upload session has expired",
+                "type": "OAuthException",
+                "code": 6000,
+                "error_subcode": 1363030,
+            }
+            return httpx.Response(400, json={"error": error})
+        return super().__call__(request)
+
+
+def test_a_noted_session_facebook_refuses_later_is_given_up_for_a_new_one(
+    tmp_path: Path,
+) -> None:
+    path = mp4(tmp_path, size=2500)
+    fake = ExpiringSession(2500, refuse={"transfer2"})
+    with pytest.raises(Transient):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    fake.expired = True  # the daemon was down for longer than the session lives
+    with pytest.raises(Transient, match="starts a new one"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    published = attempt(fake, tmp_path / "notes", make_post(path))
+    assert published.remote_id == VIDEO
+    assert (fake.starts, fake.finished) == (2, 1)
+    assert fake.received == Path(path).read_bytes()
+
+
+def test_a_fresh_session_facebook_refuses_is_a_refusal(tmp_path: Path) -> None:
+    path = mp4(tmp_path, size=2500)
+    fake = ExpiringSession(2500)
+    fake.expired = True
+    with pytest.raises(Rejected, match="upload session has expired"):
+        attempt(fake, tmp_path / "notes", make_post(path))
+    assert (fake.starts, fake.finished) == (1, 0)

@@ -101,9 +101,22 @@ class VideoUpload:
             if settled is not None:
                 return settled
             note = None
+        resumed = note is not None
         if note is None:
             note = await self._start(info.size)
-        await self._transfer(entry, note)
+        try:
+            await self._transfer(entry, note)
+        except Rejected as exc:
+            if not resumed:
+                raise
+            # A session noted at an earlier attempt that Facebook now refuses (expired after
+            # an outage, withdrawn): nothing of it is visible before finish, so a new upload
+            # cannot duplicate. A file Facebook refuses will be refused again, for good.
+            await asyncio.to_thread(self.checkpoints.clear, "facebook", self.key)
+            raise Transient(
+                f"{exc.message}; the noted upload session is given up and the next attempt "
+                "starts a new one"
+            ) from None
         note["finishing"] = True
         await self._save(note)
         body = await self.graph.post(
