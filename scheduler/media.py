@@ -478,14 +478,18 @@ def inspect(path: str, capabilities: Capabilities, policy: MediaPolicy) -> Media
     video within the network's ``VideoLimits`` (size, and duration read from its container
     by ``scheduler.mp4``, seeking from box header to box header)."""
     fd, info = _open(path, policy.roots)
-    with os.fdopen(fd, "rb") as f:
-        head = f.read(_HEAD)
+    try:
+        head = os.read(fd, _HEAD)
         kind = _check(path, head, info.st_size, capabilities, policy)
         video = _video_limits(capabilities, kind)
         seconds = None
         if video is not None and kind in _ISO_MEDIA:
-            seconds = duration_seconds(f)
+            # Only a video pays for a file object; images stay one read (validation's hot path).
+            with os.fdopen(os.dup(fd), "rb") as f:
+                seconds = duration_seconds(f)
             _check_duration(path, seconds, video)
+    finally:
+        os.close(fd)
     return MediaInfo(path, info.st_size, kind, seconds)
 
 
