@@ -638,3 +638,15 @@ def test_an_item_naming_too_many_accounts_is_one_problem_and_plans_nothing(
     assert [(p.field, p.message) for p in problems] == [
         ("account", f"5000 accounts; one item may name at most {MAX_ACCOUNTS}")
     ]
+
+
+def test_a_problem_only_some_posts_have_names_those_posts(tmp_path: Path) -> None:
+    noslots = parse_config(CONFIG.replace('slots = { daily = ["11:00"] }\n', ""), "config.toml")
+    plan = "- {id: both, account: [riga_fb, riga_ig], type: tip, text: hi}\n"
+    _, problems = validate_text(tmp_path, noslots, plan, NOW)
+    # Only riga_ig lacks slots: the problem names its post, not the item.
+    assert [(p.field, p.item) for p in problems] == [("at", "both@riga_ig")]
+    shared = "- {id: both, account: [riga_fb, riga_ig], type: tip, text: ''}\n"
+    _, problems = validate_text(tmp_path, noslots, shared, NOW)
+    # A field both posts share is wrong once, for the item.
+    assert [(p.field, p.item) for p in problems] == [("text", "both"), ("at", "both@riga_ig")]

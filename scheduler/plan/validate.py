@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import functools
 import re
+from collections import Counter
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -640,12 +641,26 @@ def _validate_group(
     (a variant's as ``variants.x.text``)."""
     members = expand(raw, config, problems)
     assert members is not None  # is_group_values said so
-    seen: set[Problem] = set()
     items = []
+    own: list[list[Problem]] = []
     for member in members:
-        item = _validate_member(member, config, now, problems, settled, seen)
+        item, mine = _validate_member(member, config, now, settled)
+        own.append(mine)
         if item is not None:
             items.append((member, item))
+    # A problem every post has (a field they share) is the item's, reported once; one that
+    # only some have (their network's time zone, a variant) names each of those posts.
+    counts = Counter(p for mine in own for p in set(mine))
+    group = members[0].group if members else None
+    reported: set[Problem] = set()
+    for mine in own:
+        for problem in mine:
+            if group is not None and counts[problem] == len(members):
+                if problem in reported:
+                    continue
+                reported.add(problem)
+                problem = dataclasses.replace(problem, item=group)
+            problems.append(problem)
     if duplicate is not None:
         problems.append(duplicate)
         return []
@@ -673,30 +688,20 @@ def _validate_group(
 
 
 def _validate_member(
-    member: Member,
-    config: Config,
-    now: datetime,
-    problems: list[Problem],
-    settled: Container[str],
-    seen: set[Problem],
-) -> PlanItem | None:
-    """One post of a group item. A problem with a field the members share is reported once,
-    for the item; one with a field a variant set names the variant and the member."""
+    member: Member, config: Config, now: datetime, settled: Container[str]
+) -> tuple[PlanItem | None, list[Problem]]:
+    """One post of a group item, and its problems, each naming the post; a field a variant
+    set is named by the variant (``variants.x.text``)."""
     found: list[Problem] = []
     item = validate_item(member.raw, config, now, found, settled)
+    named = []
     for problem in found:
         name = member.field_name(problem.field)
-        if name != problem.field:
-            problem = dataclasses.replace(problem, field=name)
-        elif member.group is not None:
-            problem = dataclasses.replace(problem, item=member.group)
-        if problem not in seen:
-            seen.add(problem)
-            problems.append(problem)
+        named.append(problem if name == problem.field else dataclasses.replace(problem, field=name))
     if item is not None:
         item.group = member.group
         item.member = member.position
-    return item
+    return item, named
 
 
 @gc_paused
