@@ -5,6 +5,7 @@ of its posts, and the ER loop counting each post in its own account."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -616,6 +617,18 @@ def test_the_web_app_shows_a_group_and_each_posts_siblings(tmp_path: Path) -> No
     assert "The item's posts (grp)" in one.text
     assert '<tr aria-current="page" data-member="grp@riga_masto">' in one.text
     assert '<a href="/post/grp%40ny_x">grp@ny_x</a>' in one.text
+    # Each network's preview shows the item's post for it: X its variant.
+    articles = dict(
+        re.findall(
+            r'<article class="preview[^"]*"[^>]*data-platform="(\w+)">(.*?)</article>',
+            one.text,
+            re.S,
+        )
+    )
+    assert "Only on &lt;x&gt;" in articles["x"]
+    assert '(the item\'s post <a href="/post/grp%40ny_x">grp@ny_x</a>' in articles["x"]
+    assert "Both &lt;networks&gt;" in articles["mastodon"]
+    assert "this post's network" in articles["mastodon"]
     # An action on one post of the group moves that post only.
     assert cancelled.status_code == 200
     assert "grp@riga_masto: queued -&gt; cancelled" in cancelled.text

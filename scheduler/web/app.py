@@ -508,7 +508,8 @@ async def post_page(request: Request) -> Response:
     ctx = await run_in_threadpool(read)
     if "group" in ctx:
         return web.render(request, "group.html", **ctx)
-    shown = await previews(_PostRow(ctx["row"], ctx["acc"]), web.config.accounts)
+    siblings = [m for m in ctx["members"] if m.id != ctx["row"].id]
+    shown = await previews(_PostRow(ctx["row"], ctx["acc"]), web.config.accounts, siblings)
     approvals = [
         e
         for e in ctx["events"]

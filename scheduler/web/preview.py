@@ -66,6 +66,9 @@ class Preview:
     #: Why there is no preview (the plugin is missing or failed).
     error: str | None = None
     own: bool = False
+    #: The id of the post of the same plan item on this network (a group's other post),
+    #: previewed here instead of this post: each network shows what it will get.
+    sibling: str | None = None
 
     @property
     def over(self) -> bool:
@@ -97,6 +100,18 @@ def _view_for(
     return row.account, Account(row.account, platform, row.timezone)
 
 
+class _Sibling:
+    """A group's other post, as ``previews`` reads a row (with a platform and a zone)."""
+
+    def __init__(self, row: Any, platform: str, timezone: str) -> None:
+        self._row = row
+        self.platform = platform
+        self.timezone = timezone
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
+
+
 def platforms_to_show(row: Any, accounts: Mapping[str, AccountConfig]) -> list[str]:
     """The post's own network first, then every other network the config has accounts on."""
     out = [row.platform]
@@ -106,13 +121,30 @@ def platforms_to_show(row: Any, accounts: Mapping[str, AccountConfig]) -> list[s
     return out
 
 
-async def previews(row: Any, accounts: Mapping[str, AccountConfig]) -> list[Preview]:
+def _sibling(platform: str, siblings: Sequence[Any], accounts: Mapping[str, AccountConfig]) -> Any:
+    """The first of ``siblings`` (the other posts of the post's plan item) whose account is
+    on ``platform``, or None."""
+    for other in siblings:
+        cfg = accounts.get(other.account)
+        if cfg is not None and cfg.platform == platform:
+            return other
+    return None
+
+
+async def previews(
+    row: Any, accounts: Mapping[str, AccountConfig], siblings: Sequence[Any] = ()
+) -> list[Preview]:
     """The post (a ``find_posts`` row joined with its account's platform and zone) on the
-    networks ``platforms_to_show`` names."""
+    networks ``platforms_to_show`` names. ``siblings``: the other posts of its plan item
+    (a group); a network one of them goes to shows that post, with its own variant."""
     out = []
-    for platform in platforms_to_show(row, accounts):
+    original = row
+    for platform in platforms_to_show(original, accounts):
+        other = None if platform == original.platform else _sibling(platform, siblings, accounts)
+        row = original if other is None else _Sibling(other, platform, original.timezone)
         name, view = _view_for(platform, row, accounts)
-        p = Preview(platform, name, own=platform == row.platform)
+        p = Preview(platform, name, own=platform == original.platform)
+        p.sibling = other.key if other is not None else None
         out.append(p)
         try:
             adapter = offline_adapter(platform)
