@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, or_, select, text, upda
 
 from scheduler.config import AccountConfig
 from scheduler.db.models import Account, Attempt, Post, PostEvent, PostState, Schedule
-from scheduler.errors import NotFound, SmmError
+from scheduler.errors import NotFound, SmmError, excerpt
 from scheduler.learned_slots import slot_plan
 from scheduler.post_ids import split_ref
 from scheduler.slots import SlotPlan, free_plan_slots, minute
@@ -264,8 +264,15 @@ def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
         else:
             found.append(row)
     if missing:
-        raise NotFound("no post with id " + ", ".join(repr(m) for m in missing))
+        # Ids come from a command line or a URL: quote a few, each cut short, and count the rest.
+        shown = ", ".join(excerpt(m) for m in missing[:_MISSING_SHOWN])
+        rest = len(missing) - _MISSING_SHOWN
+        raise NotFound(f"no post with id {shown}" + (f" and {rest} more" if rest > 0 else ""))
     return found
+
+
+#: Unknown ids a "no post" message quotes before it counts the others.
+_MISSING_SHOWN = 10
 
 
 def group_posts(conn: Connection, item_id: str) -> list[Row[Any]]:

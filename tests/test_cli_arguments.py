@@ -164,3 +164,22 @@ def test_the_usage_error_docs_cli_md_shows_is_the_one_printed(tmp_path: Path) ->
     result = smm("--db", f"sqlite:///{tmp_path / 'x.db'}", "queue", "list", "--state", "bogus")
     assert result.exit_code == 2
     assert shown in result.output.splitlines()
+
+
+def test_a_huge_or_many_unknown_ids_give_a_bounded_message(db: str) -> None:
+    huge = "x" * 100_000
+    result = smm("--db", db, "queue", "show", huge)
+
+    no_traceback(result)
+    assert result.exit_code == 1
+    assert "no post with id 'xxxxxxxx" in result.output
+    assert len(result.output) < 300
+
+    many = [f"nope-{i}" for i in range(500)]
+    result = smm("--config", str(CONFIG), "--db", db, "queue", "cancel", *many)
+
+    no_traceback(result)
+    assert result.exit_code == 1
+    assert "'nope-0'" in result.output
+    assert "and 490 more" in result.output
+    assert len(result.output) < 500
