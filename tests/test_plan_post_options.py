@@ -125,6 +125,7 @@ def test_an_item_without_options_keeps_its_digest(tmp_path: Path, config: Config
         ("toots", "  language: english please\n", "language", "not a language tag"),
         ("toots", "  sensitive: maybe\n", "sensitive", "sensitive must be yes or no"),
         ("toots", "  reply_to: [1]\n", "reply_to", "reply_to must be text, got a list"),
+        ("toots", "  poll: {options: [a, b], multiple: maybe}\n", "poll", "must be yes or no"),
     ],
 )
 def test_each_misuse_names_file_line_and_field(
@@ -135,6 +136,31 @@ def test_each_misuse_names_file_line_and_field(
     (problem,) = problems
     assert needle in problem.message
     assert (problem.line, problem.field, problem.item) == (5, field, "o1")
+
+
+LONG = "v" * 5000
+
+
+@pytest.mark.parametrize(
+    ("account", "extra", "field"),
+    [
+        ("toots", f"  visibility: {LONG}\n", "visibility"),
+        ("toots", f"  language: {LONG}\n", "language"),
+        ("toots", f"  sensitive: {LONG}\n", "sensitive"),
+        ("toots", f"  poll: {{options: [a, b], duration: {LONG}}}\n", "poll"),
+        ("toots", f"  poll: {{options: [a, b], multiple: {LONG}}}\n", "poll"),
+        ("birds", f"  poll: {{options: [{LONG}, b]}}\n", "poll"),
+        ("toots", f"  media: [{{path: a.png, focus: {LONG}}}]\n", "media"),
+    ],
+)
+def test_a_long_bad_value_is_quoted_cut_short(
+    tmp_path: Path, config: Config, account: str, extra: str, field: str
+) -> None:
+    _, problems = check(tmp_path, config, ITEM.format(account=account, extra=extra))
+    (problem,) = problems
+    assert (problem.line, problem.field) == (5, field)
+    assert "vvvv" in problem.message
+    assert len(problem.message) < 200, problem.message
 
 
 def test_a_poll_beside_media_is_refused_on_mastodon(tmp_path: Path, config: Config) -> None:

@@ -36,6 +36,7 @@ from scheduler.adapter import (
 from scheduler.budgets import Budget, Ledger
 from scheduler.chains import ReplyChain, Step, unrecorded
 from scheduler.checkpoints import Checkpoints
+from scheduler.errors import excerpt
 from scheduler.media import read as read_media
 from scheduler.timeutil import as_utc, format_utc, utcnow
 
@@ -212,7 +213,7 @@ class XAdapter(Adapter):
                 issues.append(
                     Issue(
                         "poll",
-                        f"poll option {option!r} has {len(option)} characters, X takes 25",
+                        f"poll option {excerpt(option)} has {len(option)} characters, X takes 25",
                     )
                 )
         minutes = poll.duration.total_seconds() / 60

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from scheduler.adapter import MediaMeta
+from scheduler.errors import excerpt
 
 #: Keys of a media mapping.
 MEDIA_KEYS = ("path", "alt", "focus")
@@ -156,7 +157,7 @@ def _focus(value: Any, position: int, fail: Fail) -> tuple[float, float] | None:
     if len(parts) != 2 or len(numbers) != 2:
         fail(
             "media",
-            f"media {position}: focus must be two numbers from -1 to 1, got {value!r}",
+            f"media {position}: focus must be two numbers from -1 to 1, got {excerpt(value)}",
             "focus: [x, y], e.g. [0.2, -0.1] (0, 0 is the centre)",
         )
         return None

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from scheduler.adapter import NO_OPTIONS, VISIBILITIES, MediaMeta, Poll, PostOptions, ThreadPart
+from scheduler.errors import excerpt
 from scheduler.plan.items import meta_record, stored_meta
 from scheduler.plan.media_items import media_entries
 
@@ -57,13 +58,13 @@ def post_options(values: Mapping[str, Any], fail: Fail, kind: Kind) -> PostOptio
         if visibility not in VISIBILITIES:
             fail(
                 "visibility",
-                f"visibility must be one of {', '.join(VISIBILITIES)}, got {visibility!r}",
+                f"visibility must be one of {', '.join(VISIBILITIES)}, got {excerpt(visibility)}",
                 "followers: only followers see it; direct: only the people it mentions",
             )
             visibility = None
     language = _text(values, "language", fail, kind)
     if language is not None and not _LANGUAGE.fullmatch(language):
-        fail("language", f"{language!r} is not a language tag", "e.g. en, lv, pt-BR")
+        fail("language", f"{excerpt(language)} is not a language tag", "e.g. en, lv, pt-BR")
         language = None
     reply_to = _text(values, "reply_to", fail, kind)
     if reply_to is not None and not _REMOTE_ID.fullmatch(reply_to):
@@ -211,13 +212,16 @@ def _text(values: Mapping[str, Any], name: str, fail: Fail, kind: Kind) -> str |
     return value.strip() or None
 
 
-def _yes_no(values: Mapping[str, Any], name: str, fail: Fail, kind: Kind) -> bool:
+def _yes_no(
+    values: Mapping[str, Any], name: str, fail: Fail, kind: Kind, where: str | None = None
+) -> bool:
+    """A yes/no value; a problem is reported under ``where`` (default: ``name``)."""
     value = values.get(name)
     if value is None or isinstance(value, bool):
         return bool(value)
     if type(value) is not str or value.strip().lower() not in _TRUE | _FALSE:
-        shown = kind(value) if type(value) is not str else repr(value)
-        fail(name, f"{name} must be yes or no, got {shown}", "use true/false or yes/no")
+        shown = kind(value) if type(value) is not str else excerpt(value)
+        fail(where or name, f"{name} must be yes or no, got {shown}", "use true/false or yes/no")
         return False
     return value.strip().lower() in _TRUE
 
@@ -267,7 +271,9 @@ def _poll(values: Mapping[str, Any], fail: Fail, kind: Kind) -> Poll | None:
     duration = _duration(duration_value, fail, kind)
     if duration is None:
         return None
-    multiple = _yes_no({"poll_multiple": multiple_value}, "poll_multiple", fail, kind)
+    # Written inside poll: (YAML), a bad multiple is on the poll's line; in CSV, its column.
+    where = "poll" if isinstance(value, dict) else "poll_multiple"
+    multiple = _yes_no({"poll_multiple": multiple_value}, "poll_multiple", fail, kind, where)
     return Poll(tuple(options), duration, multiple)
 
 
@@ -281,7 +287,7 @@ def _duration(value: Any, fail: Fail, kind: Kind) -> timedelta | None:
     if found is None or int(found.group(1)) == 0:
         fail(
             "poll",
-            f"cannot read {value!r} as a poll duration",
+            f"cannot read {excerpt(value)} as a poll duration",
             "a number and a unit: 30m, 6h, 3d",
         )
         return None
