@@ -75,6 +75,8 @@ class SimPost:
     #: Per configured age: (epoch seconds the reading is taken, engagements, denominator,
     #: ER, log ER); the last four None when the reading has no denominator.
     readings: list[Reading] = field(default_factory=list)
+    #: What the post adds to the statistics once every reading is in (``sums_at``).
+    settled: Contribution | None = None
 
 
 def draw_post(
@@ -163,49 +165,66 @@ def sums_at(posts: Sequence[SimPost], now: float, settings: ERSettings) -> dict[
     n_ages = len(reading_windows(settings.ages))
     out: dict[str, list[AgeSums]] = {}
     for post in posts:
-        if post.at < horizon or post.at > now:
+        at = post.at
+        if at < horizon or at > now:
             continue
-        ers = [r[3] if r[0] <= now else None for r in post.readings]
-        logs = [r[4] if r[0] <= now else None for r in post.readings]
-        if all(e is None for e in ers):
+        readings = post.readings
+        if readings[-1][0] <= now:  # every reading is in: worked out once per post
+            got = post.settled
+            if got is None:
+                got = post.settled = _contribution(readings, len(readings))
+        else:  # readings are taken in age order: the first ``k`` are in
+            got = _contribution(readings, sum(1 for r in readings if r[0] <= now))
+        if got is None:
             continue
-        w = math.exp((post.at - now) * rate)
-        recent = post.at >= recent_from
+        latest, er, lx, read, last = got
+        w = math.exp((at - now) * rate)
         sums = out.get(post.content_type)
         if sums is None:
             sums = out[post.content_type] = [AgeSums() for _ in range(n_ages)]
-        last = ers[-1]
-        latest = max(i for i, e in enumerate(ers) if e is not None)
-        for i, er in enumerate(ers):
-            if er is None:
-                continue
+        for i, er_i in read:
             a = sums[i]
             a.any_weight += w
-            a.any_total += w * er
+            a.any_total += w * er_i
             if last is not None:
-                a.pair_this += w * er
+                a.pair_this += w * er_i
                 a.pair_last += w * last
-            if i == latest:
-                lx = logs[i]
-                assert lx is not None
-                a.weight += w
-                a.total += w * er
-                a.squares += w * er * er
-                a.log_total += w * lx
-                a.log_squares += w * lx * lx
-                if post.at >= fresh_from:
-                    a.fresh_weight += w
-                    a.fresh_log_total += w * lx
-                    a.fresh_log_squares += w * lx * lx
-                    a.fresh_count += 1
-                a.count += 1
-                if recent:
-                    a.recent_total += er
-                    a.recent_count += 1
-                else:
-                    a.older_total += er
-                    a.older_count += 1
+        a = sums[latest]
+        a.weight += w
+        a.total += w * er
+        a.squares += w * er * er
+        a.log_total += w * lx
+        a.log_squares += w * lx * lx
+        if at >= fresh_from:
+            a.fresh_weight += w
+            a.fresh_log_total += w * lx
+            a.fresh_log_squares += w * lx * lx
+            a.fresh_count += 1
+        a.count += 1
+        if at >= recent_from:
+            a.recent_total += er
+            a.recent_count += 1
+        else:
+            a.older_total += er
+            a.older_count += 1
     return out
+
+
+Contribution = tuple[int, float, float, list[tuple[int, float]], float | None]
+
+
+def _contribution(readings: Sequence[Reading], k: int) -> Contribution | None:
+    """What a post adds to the sums when its first ``k`` readings are in: (the latest age
+    read, its ER and log ER, every (age, ER) read, the last age's ER or None); None when
+    none of them has an ER."""
+    read = [(i, r[3]) for i, r in enumerate(readings[:k]) if r[3] is not None]
+    if not read:
+        return None
+    latest, er = read[-1]
+    lx = readings[latest][4]
+    assert lx is not None
+    last = readings[-1][3] if k == len(readings) else None
+    return latest, er, lx, read, last
 
 
 def stats_at(

@@ -116,12 +116,14 @@ def constrain(
     *,
     pinned: Sequence[str] = (),
     falling: Sequence[str] = (),
+    rising: Sequence[str] = (),
 ) -> tuple[dict[str, float], list[str]]:
     """Weights nearest ``target`` within the limits; returns them and the relaxations made.
 
     Each type may move at most ``max_change`` from ``base`` and must stay in
     [floor, ceiling]. ``pinned`` types keep their base weight (not enough evidence yet);
-    ``falling`` types (demoted) step down by ``max_change`` toward the floor. When these
+    ``falling`` types (demoted) step down by ``max_change`` toward the floor; ``rising``
+    types (short of evidence, but drawn) may gain, never lose. When these
     cannot all hold, first the pinned types may move within the maximum change, then the
     maximum change gives way to the floor and ceiling, which always hold (weights stored
     under other limits may have to jump to get inside them).
@@ -138,6 +140,8 @@ def constrain(
             lo = hi = clamp(base[k], f, c)
         elif k in falling:
             hi = lo
+        elif k in rising:
+            lo = clamp(base[k], f, c)
         boxes.low[k], boxes.high[k] = lo, hi
     if not boxes.feasible():
         for k in target:

@@ -112,7 +112,7 @@ def summarise(
         )
     if waiting:
         names = ", ".join(f"{t} ({stats.types[t].posts})" for t in waiting)
-        sentences.append(f"Kept as they are until they have {min_posts} measured posts: {names}.")
+        sentences.append(f"Not lowered until they have {min_posts} measured posts: {names}.")
     if not moved and not entered:
         if len(ranked) < 2:
             lead = "No change: not enough measured posts yet to compare types."
