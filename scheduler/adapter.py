@@ -695,6 +695,21 @@ class Adapter(ABC):
             if name not in self.capabilities.post_options
         ]
 
+    def reply_comment_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """The first comment checked as a text post of this network (``validate``), each
+        problem on ``first_comment``: for a network whose first comment is a reply of its
+        own (Mastodon, X), to call from ``option_issues``."""
+        comment = post.options.first_comment
+        if not comment:
+            return []
+        reply = replace(
+            post, text=comment, media=(), media_meta=(), link=None, tags=(), options=NO_OPTIONS
+        )
+        return [
+            Issue("first_comment", f"first comment: {issue.message}", issue.hint)
+            for issue in self.validate(reply, account)
+        ]
+
     # -- network calls --------------------------------------------------------------------
 
     @abstractmethod

@@ -141,6 +141,44 @@ def test_each_misuse_names_file_line_and_field(
 LONG = "v" * 5000
 
 
+@pytest.mark.parametrize(("account", "length", "limit"), [("toots", 501, 500), ("birds", 281, 280)])
+def test_a_first_comment_is_held_to_the_length_of_a_reply(
+    tmp_path: Path, config: Config, account: str, length: int, limit: int
+) -> None:
+    """On Mastodon and X the first comment is a reply: a post of its own, as long as one."""
+    fits = f"  first_comment: {'c' * limit}\n"
+    _, problems = check(tmp_path, config, ITEM.format(account=account, extra=fits))
+    assert problems == []
+
+    over = f"  first_comment: {'c' * length}\n"
+    _, problems = check(tmp_path, config, ITEM.format(account=account, extra=over))
+    (problem,) = problems
+    assert (problem.line, problem.field) == (5, "first_comment")
+    assert f"first comment: {length} characters" in problem.message
+    assert f"over the limit of {limit}" in problem.message
+
+
+def test_mastodon_counts_the_content_warning_with_the_text(tmp_path: Path, config: Config) -> None:
+    """Mastodon's StatusLengthValidator measures spoiler_text and text together; the
+    warning goes on every part of a thread, so each part is held to it too."""
+    text = "t" * 300
+    ok = f"  content_warning: {'w' * 200}\n"
+    _, problems = check(
+        tmp_path, config, ITEM.format(account="toots", extra=ok).replace("hello", text)
+    )
+    assert problems == []
+
+    over = f"  content_warning: {'w' * 201}\n  thread: [{'p' * 299}, {'q' * 300}]\n"
+    _, problems = check(
+        tmp_path, config, ITEM.format(account="toots", extra=over).replace("hello", text)
+    )
+    assert [(p.field, p.message.split(",")[0]) for p in problems] == [
+        ("text", "501 characters as Mastodon counts them (graphemes"),
+        ("thread[1]", "thread part 3 of 3: 501 characters as Mastodon counts them (graphemes"),
+    ], problems
+    assert all("content warning included" in p.message for p in problems)
+
+
 @pytest.mark.parametrize(
     ("account", "extra", "field"),
     [

@@ -35,6 +35,7 @@ from scheduler.adapter import (
     RateWindow,
     Rejected,
 )
+from scheduler.text import grapheme_count
 from smm_mastodon import api
 from smm_mastodon.instance import InstanceLimits, LimitsCache
 from smm_mastodon.media import MediaUploader
@@ -174,17 +175,11 @@ class MastodonAdapter(Adapter):
         limits when they have been read (the defaults before)."""
         limits = self._known_limits(account)
         issues: list[Issue] = []
-        length = status_length(self.compose_text(post), limits.characters_reserved_per_url)
-        limit = self.text_limit(account)
-        if length > limit:
-            issues.append(
-                Issue(
-                    "text",
-                    f"{length} characters as Mastodon counts them (graphemes, every URL as "
-                    f"{limits.characters_reserved_per_url}), over the limit of {limit}",
-                    f"shorten it by {length - limit}",
-                )
-            )
+        found = self._length_issue(
+            "text", "", self.compose_text(post), post.options.content_warning, account
+        )
+        if found is not None:
+            issues.append(found)
         if len(post.media) > limits.max_media_attachments:
             issues.append(
                 Issue(
@@ -200,10 +195,42 @@ class MastodonAdapter(Adapter):
                 issues.append(Issue("media", f"{path}: Mastodon does not take {kind or 'it'}"))
         return issues
 
+    def _length_issue(
+        self, field: str, label: str, text: str, warning: str | None, account: Account
+    ) -> Issue | None:
+        """``text`` over the instance's limit as ``StatusLengthValidator`` counts it: the
+        content warning (``spoiler_text``) and the text together, URLs at their fixed cost."""
+        url_length = self._known_limits(account).characters_reserved_per_url
+        length = status_length(text, url_length)
+        if warning:
+            length += grapheme_count(warning)
+        limit = self.text_limit(account)
+        if length <= limit:
+            return None
+        included = ", the content warning included" if warning else ""
+        return Issue(
+            field,
+            f"{label}{length} characters as Mastodon counts them (graphemes, every URL as "
+            f"{url_length}{included}), over the limit of {limit}",
+            f"shorten it by {length - limit}",
+        )
+
     def option_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
         """Every option is Mastodon's; a poll within the instance's poll limits, and not
-        beside media (a status carries one or the other)."""
+        beside media (a status carries one or the other). The first comment is a reply,
+        held to a status's length; the content warning goes on every part of a thread and
+        counts in each part's length."""
         issues = super().option_issues(post, account)
+        issues += self.reply_comment_issues(post, account)
+        warning = post.options.content_warning
+        parts = post.chain()
+        for index, part in enumerate(parts[1:] if warning else ()):
+            if self._length_issue("", "", part.text, None, account) is not None:
+                continue  # too long on its own: reported with the part's other problems
+            label = f"thread part {index + 2} of {len(parts)}: "
+            found = self._length_issue(f"thread[{index}]", label, part.text, warning, account)
+            if found is not None:
+                issues.append(found)
         poll = post.options.poll
         if poll is None:
             return issues

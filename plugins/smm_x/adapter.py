@@ -203,6 +203,7 @@ class XAdapter(Adapter):
         """Replies and polls; a poll as X takes it: 2 to 4 options of at most 25 characters,
         open 5 minutes to 7 days, one answer per voter, and no media beside it."""
         issues = super().option_issues(post, account)
+        issues += self.reply_comment_issues(post, account)  # the first comment is a reply
         poll = post.options.poll
         if poll is None:
             return issues
