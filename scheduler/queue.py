@@ -275,6 +275,30 @@ def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
 _MISSING_SHOWN = 10
 
 
+def find_for_action(
+    conn: Connection, refs: Sequence[str], applies: Collection[str]
+) -> tuple[list[Row[Any]], list[Row[Any]]]:
+    """``find_posts`` for an action that applies to posts in the states ``applies``: the
+    posts to act on, and the posts set aside.
+
+    Naming an item's id asks for the action on its group, so the members it does not apply to
+    (already published, say, when the rest are cancelled) are set aside and reported, not an
+    error that stops the others. A post named on its own, or a group none of whose members
+    the action applies to, is kept, so that the action's own error says why."""
+    rows: list[Row[Any]] = []
+    aside: list[Row[Any]] = []
+    for ref in refs:
+        found = find_posts(conn, [ref])
+        named_group = len(found) > 1 or (found[0].key != ref and found[0].group_key == ref)
+        fits = [r for r in found if r.state in applies]
+        if named_group and fits:
+            rows += fits
+            aside += [r for r in found if r.state not in applies]
+        else:
+            rows += found
+    return rows, aside
+
+
 def group_posts(conn: Connection, item_id: str) -> list[Row[Any]]:
     """The posts of the plan item ``item_id`` when it names several accounts, in the order
     they were made (the item's order, accounts added later last), as ``find_posts`` rows;

@@ -137,7 +137,11 @@ def test_the_list_lines_up_wide_characters(smm: Smm) -> None:
 
 def test_changes_print_json_when_asked(smm: Smm) -> None:
     cancelled = json.loads(smm("queue", "cancel", "a1", "--json").output)
-    assert cancelled == {"changed": [{"id": "a1", "from": "queued", "to": "cancelled"}], "count": 1}
+    assert cancelled == {
+        "changed": [{"id": "a1", "from": "queued", "to": "cancelled"}],
+        "count": 1,
+        "left": [],
+    }
     retried = json.loads(smm("queue", "retry", "a1", "--json").output)
     assert retried["changed"] == [{"id": "a1", "from": "cancelled", "to": "queued"}]
     paused = json.loads(smm("queue", "pause", "--account", "riga", "--json").output)

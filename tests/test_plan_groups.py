@@ -508,6 +508,36 @@ def test_cancel_and_retry_take_one_post_of_a_group(cli_setup: Callable[..., Any]
     assert "riga-001@riga_fb, riga-001@riga_x, riga-001@riga_ig" in refused.output
 
 
+def test_acting_on_a_group_leaves_members_it_does_not_apply_to_and_says_so(
+    cli_setup: Callable[..., Any], tmp_path: Path
+) -> None:
+    smm = cli_setup
+    engine = make_engine(f"sqlite:///{tmp_path / 'smm.db'}")
+    try:
+        publish(engine, "riga-001@riga_x")
+    finally:
+        engine.dispose()
+    # The item's id cancels the posts still waiting; the published one is named, not an error.
+    cancelled = smm("queue", "cancel", "riga-001")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "riga-001@riga_fb: queued -> cancelled" in cancelled.output
+    assert "riga-001@riga_x: published, left as it is" in cancelled.output
+    assert "2 post(s) cancelled" in cancelled.output
+    # ... and retry queues them again, leaving the published one alone.
+    retried = json.loads(smm("queue", "retry", "riga-001", "--json").output)
+    assert [c["id"] for c in retried["changed"]] == ["riga-001@riga_fb", "riga-001@riga_ig"]
+    assert retried["left"] == [{"id": "riga-001@riga_x", "state": "published"}]
+    # A post named on its own keeps the strict rule: published is not cancellable.
+    alone = smm("queue", "cancel", "riga-001@riga_x")
+    assert alone.exit_code == 1
+    assert "cannot cancel a post that is published" in alone.output
+    # A group none of whose posts the action fits still explains each one.
+    smm("queue", "cancel", "riga-001")
+    approve = smm("queue", "approve", "riga-001")
+    assert approve.exit_code == 1
+    assert "riga-001@riga_fb: cannot approve a post that is cancelled" in approve.output
+
+
 # --------------------------------------------------------------------------- ER
 
 

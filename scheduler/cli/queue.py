@@ -377,12 +377,21 @@ def _print_post(row: Row[Any], tz: str | None, data: dict[str, Any], **has: bool
             )
 
 
-def _report(changes: Sequence[Any], verb: str, as_json: bool) -> None:
+def _report(changes: Sequence[Any], verb: str, as_json: bool, aside: Sequence[Any] = ()) -> None:
+    """What an action changed, and the posts of a named group it left as they were."""
     if as_json:
-        echo_json({"changed": [c.as_json() for c in changes], "count": len(changes)})
+        echo_json(
+            {
+                "changed": [c.as_json() for c in changes],
+                "count": len(changes),
+                "left": [{"id": r.key, "state": str(r.state)} for r in aside],
+            }
+        )
         return
     for c in changes:
         click.echo(f"{safe(c.key)}: {c.from_state} -> {c.to_state}")
+    for r in aside:
+        click.echo(f"{safe(r.key)}: {r.state}, left as it is")
     click.echo(f"{len(changes)} post(s) {verb}")
 
 
@@ -403,13 +412,13 @@ def _requeue_slots(app: App, conn: Connection, rows: Sequence[Row[Any]]) -> None
 def cancel_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
     """Cancel posts so they are never published (by plan id)."""
     from scheduler.db.engine import immediate
-    from scheduler.queue import cancel, find_posts
+    from scheduler.queue import CANCELLABLE, cancel, find_for_action
 
     with immediate(app.engine()) as conn:
-        rows = find_posts(conn, keys)
+        rows, aside = find_for_action(conn, keys, CANCELLABLE)
         changes = cancel(conn, rows, app.now())
         _requeue_slots(app, conn, rows)
-    _report(changes, "cancelled", as_json)
+    _report(changes, "cancelled", as_json, aside)
 
 
 @queue.command("retry")
@@ -419,12 +428,13 @@ def cancel_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
 def retry_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
     """Queue failed, missed or cancelled posts again, to go out now."""
     from scheduler.db.engine import immediate
-    from scheduler.queue import find_posts, needs_approval, retry
+    from scheduler.queue import find_for_action, needs_approval, retry
+    from scheduler.states import RETRYABLE
 
     with immediate(app.engine()) as conn:
-        rows = find_posts(conn, keys)
+        rows, aside = find_for_action(conn, keys, RETRYABLE)
         changes = retry(conn, rows, app.now(), approval=needs_approval(app.config.accounts, rows))
-    _report(changes, "queued again", as_json)
+    _report(changes, "queued again", as_json, aside)
 
 
 def _who(by: str | None) -> str:
@@ -451,12 +461,13 @@ def approve_(
 ) -> None:
     """Sign off posts that wait for approval; they go out at their time (now if it passed)."""
     from scheduler.db.engine import immediate
-    from scheduler.queue import approve, find_posts
+    from scheduler.queue import approve, find_for_action
+    from scheduler.states import AWAITING_APPROVAL
 
     with immediate(app.engine()) as conn:
-        rows = find_posts(conn, keys)
+        rows, aside = find_for_action(conn, keys, AWAITING_APPROVAL)
         changes = approve(conn, rows, app.now(), _who(by), comment)
-    _report(changes, "approved", as_json)
+    _report(changes, "approved", as_json, aside)
 
 
 @queue.command("reject")
@@ -468,12 +479,13 @@ def approve_(
 def reject_(app: App, keys: tuple[str, ...], comment: str, by: str | None, as_json: bool) -> None:
     """Send posts that wait for approval back with a comment; they are not published."""
     from scheduler.db.engine import immediate
-    from scheduler.queue import find_posts, reject
+    from scheduler.db.models import PostState
+    from scheduler.queue import find_for_action, reject
 
     with immediate(app.engine()) as conn:
-        rows = find_posts(conn, keys)
+        rows, aside = find_for_action(conn, keys, (PostState.PENDING_APPROVAL,))
         changes = reject(conn, rows, app.now(), _who(by), comment)
-    _report(changes, "sent back", as_json)
+    _report(changes, "sent back", as_json, aside)
 
 
 @queue.command("reschedule")
