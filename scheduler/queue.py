@@ -285,6 +285,7 @@ def find_for_action(
     (already published, say, when the rest are cancelled) are set aside and reported, not an
     error that stops the others. A post named on its own, or a group none of whose members
     the action applies to, is kept, so that the action's own error says why."""
+    find_posts(conn, refs)  # NotFound names every unknown id at once
     rows: list[Row[Any]] = []
     aside: list[Row[Any]] = []
     for ref in refs:
