@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from er_support import DAY, T0, Builder, cli_at_t0
 
 from scheduler.cli import cli
@@ -70,7 +72,8 @@ def test_er_json_shape(smm: Any, seeded: None) -> None:
     (account,) = json.loads(smm("er", "--json").output)
     assert set(account) == {
         "account", "basis", "account_er", "updated_at", "types", "decisions",
-        "reach_fallback_posts", "hours", "slot_proposal", "slot_decisions",
+        "reach_fallback_posts", "learns_slots", "hours", "slot_proposal", "slot_proposals",
+        "slot_decisions",
     }  # fmt: skip
     assert account["basis"] == "reach"
     assert [t["type"] for t in account["types"]] == ["instruction", "laugh", "medal"]
@@ -163,10 +166,8 @@ def test_er_warns_when_posts_are_measured_by_followers_instead_of_reach(
     assert account["reach_fallback_posts"] == 1
 
 
-@pytest.mark.parametrize("evening", [1.0, 1.6], ids=["alike", "evenings-better"])
-def test_er_proposes_a_slot_move_only_when_the_hours_clearly_differ(
-    smm: Any, db_url: str, evening: float
-) -> None:
+def _two_hours(db_url: str, evening: float) -> None:
+    """Three weeks of posts at 08:00 and 20:00, every type at both, evenings ``evening``x."""
     engine = make_engine(db_url)
     rng = random.Random(9)
     try:
@@ -181,15 +182,69 @@ def test_er_proposes_a_slot_move_only_when_the_hours_clearly_differ(
                     b.measured(acc, t, er * evening * rng.uniform(0.9, 1.1), published_at=late)
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("evening", [1.0, 1.6], ids=["alike", "evenings-better"])
+def test_er_proposes_a_better_hour_only_when_the_hours_clearly_differ(
+    smm: Any, db_url: str, evening: float
+) -> None:
+    _two_hours(db_url, evening)
     smm("er", "recompute")
     (account,) = json.loads(smm("er", "--json").output)
-    hours = {h["hour"]: h for h in account["hours"]}
-    assert set(hours) == {8, 20}
-    assert hours[20]["factor"] / hours[8]["factor"] == pytest.approx(evening, rel=0.1)
+    hours = {(h["days"], h["hour"]): h for h in account["hours"]}
+    assert set(hours) == {(d, h) for d in ("weekdays", "weekend") for h in (8, 20)}
+    weekday = hours[("weekdays", 20)]["factor"] / hours[("weekdays", 8)]["factor"]
+    assert weekday == pytest.approx(evening, rel=0.15)
+    assert account["learns_slots"] is False
     out = smm("er").output
     if evening == 1.0:
         assert account["slot_proposal"] is None
+        assert account["slot_proposals"] == []
         assert "best time to post" not in out
     else:
-        assert "posts at 20:00 engaged 1.6x those at 08:00" in account["slot_proposal"]
-        assert "consider moving the 08:00 slot toward 20:00" in out
+        # No slots table at hand (no config): the best and the weakest hour are named.
+        proposal = account["slot_proposals"][0]
+        assert proposal["days"] == [0, 1, 2, 3, 4]
+        assert (proposal["from"], proposal["to"]) == ("08:00", "20:00")
+        assert hours[("weekdays", 20)]["low"] > hours[("weekdays", 8)]["high"]
+        assert "Monday to Friday: posts at 20:00 engaged 1.6x those at 08:00" in out
+        assert "consider posting at 20:00 rather than 08:00" in out
+        assert "by hour of posting" not in out
+        stats = smm("er", "--statistics").output
+        assert "by hour of posting" in stats
+        assert "weekdays 20:00" in stats
+
+
+def test_er_proposes_moving_a_configured_slot_to_a_clearly_better_hour(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _two_hours(db_url, 1.6)
+    config = tmp_path / "smm.toml"
+    config.write_text(
+        '[accounts.riga]\nplatform = "sim"\ntimezone = "UTC"\n'
+        '[accounts.riga.slots]\nweekdays = ["08:00", "13:30"]\nweekend = ["20:00"]\n'
+    )
+    monkeypatch.setattr("scheduler.cli.app.App.now", lambda self: T0)
+
+    def smm(*args: str) -> Any:
+        result = CliRunner().invoke(cli, ["--db", db_url, "--config", str(config), *args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    smm("er", "recompute")
+    (account,) = json.loads(smm("er", "--json").output)
+    # The weekday 08:00 slot goes to 20:00 (13:30 keeps an hour away); the weekend is there.
+    assert account["slot_proposals"] == [
+        {
+            "days": [0, 1, 2, 3, 4],
+            "from": "08:00",
+            "to": "20:00",
+            "factor": pytest.approx(1.6, rel=0.15),
+            "posts_from": account["slot_proposals"][0]["posts_from"],
+            "posts_to": account["slot_proposals"][0]["posts_to"],
+        }
+    ]
+    assert account["slot_proposals"][0]["posts_from"] >= 5
+    out = smm("er").output
+    assert "consider moving the 08:00 slot to 20:00." in out
+    assert "13:30 slot" not in out

@@ -240,7 +240,9 @@ def test_the_er_job_moves_queued_posts_and_never_a_claimed_one(
     smm = cli_at_t0(db_url, monkeypatch)
     out = smm("er").output
     assert f"slots from 2026-03-02T00:00:00Z: {row.summary}" in out
-    assert "best time to post" not in out  # the account moves its slots itself
+    # The account moves its slots itself: the moves, never a proposal.
+    assert "best time to post: the slots move themselves within their windows" in out
+    assert "consider" not in out
     (account,) = json.loads(smm("er", "--json").output)
     (learned,) = account["slot_decisions"]
     assert learned["summary"] == row.summary

@@ -37,7 +37,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "er": (
         "er",
         "ER per content type: rate with a 90% interval, posts counted, priority, trend, "
-        "the last decisions in plain words (their statistics with --statistics).",
+        "the best time to post, the last decisions in plain words (their statistics with "
+        "--statistics).",
     ),
     "init": (
         "db",

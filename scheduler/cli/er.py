@@ -61,19 +61,36 @@ def _print_account(a: Mapping[str, Any], statistics: bool = False) -> None:
         ],
         empty="no content types weighed yet",
     )
-    learned = a.get("slot_decisions") or []
-    if a.get("slot_proposal") and not learned:  # an account that learns moves its own slots
-        click.echo(f"  best time to post: {a['slot_proposal']}")
-    shown = [d for d in learned if d["moves"]][:3] or learned[:1]
-    for d in shown:
-        when = format_utc(d["effective_from"])
-        click.echo(f"  {format_utc(d['at'])}: slots from {when}: {d['summary']}")
+    _print_best_time(a, statistics)
     for d in a["decisions"]:
         flag = " [frozen]" if d["frozen"] else ""
         click.echo(f"  {format_utc(d['at'])}{flag}: {d['summary']}")
         if statistics:
             click.echo(f"    {d['policy']}: {d['reason']}")
     click.echo()
+
+
+def _print_best_time(a: Mapping[str, Any], statistics: bool) -> None:
+    """The best time to post: the proposals, or the moves of an account that learns its slots
+    (the latest that moved, else the latest decision); with --statistics, the hours behind."""
+    learned = a.get("slot_decisions") or []
+    if a.get("learns_slots"):
+        shown = [d for d in learned if d["moves"]][:3] or learned[:1]
+        if shown:
+            click.echo("  best time to post: the slots move themselves within their windows:")
+        for d in shown:
+            when = format_utc(d["effective_from"])
+            click.echo(f"  {format_utc(d['at'])}: slots from {when}: {d['summary']}")
+    elif a.get("slot_proposal"):
+        click.echo(f"  best time to post: {a['slot_proposal']}")
+    if statistics and a.get("hours"):
+        click.echo("    by hour of posting (posts; engagement against the same types at an")
+        click.echo("    average hour, with its 90% interval):")
+        for h in a["hours"]:
+            click.echo(
+                f"    {h['days']:<8} {h['hour']:02d}:00  {h['posts']:>4}  {h['factor']:.2f}x "
+                f"({h['low']:.2f}-{h['high']:.2f})"
+            )
 
 
 @click.group(invoke_without_command=True)
@@ -87,7 +104,12 @@ def _print_account(a: Mapping[str, Any], statistics: bool = False) -> None:
     type=Count(0),
     help="How many recent decisions to show per account.",
 )
-@click.option("--statistics", is_flag=True, help="Also print each decision's statistical reason.")
+@click.option(
+    "--statistics",
+    is_flag=True,
+    help="Also print each decision's statistical reason and the hours behind the best time "
+    "to post.",
+)
 @click.pass_context
 def er(
     ctx: click.Context,
@@ -97,15 +119,20 @@ def er(
     decisions: int,
     statistics: bool,
 ) -> None:
-    """ER per content type: rate with a 90% interval, posts counted, priority, trend, the last
-    decisions in plain words (their statistics with --statistics)."""
+    """ER per content type: rate with a 90% interval, posts counted, priority, trend, the best
+    time to post, the last decisions in plain words (their statistics with --statistics)."""
     if ctx.invoked_subcommand is not None:
         return
     app = ctx.find_object(App)
     assert app is not None
     with app.engine().connect() as conn:
         accounts = overview(
-            conn, account, decisions=decisions, settings=app.config.er, now=app.now()
+            conn,
+            account,
+            decisions=decisions,
+            settings=app.config.er,
+            now=app.now(),
+            configs=app.config.accounts,
         )
         trajectory = history(conn, account) if as_plot else []
     if as_json:

@@ -1,21 +1,22 @@
 """What the loop knows, read back for people: per-type figures, decisions, the trajectory.
 
 Plain dicts (the ``--json`` shapes of ``smm er``), read from the stored priorities and
-decision records (and, for the hours of posting, the snapshots): looking never recomputes
-anything.
+decision records (and, for the best time to post, the snapshots the slot model reads): looking
+never recomputes anything stored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from scheduler.config import ERSettings
+from scheduler.config import AccountConfig, ERSettings
 from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
+from scheduler.er.besttime import best_time
 from scheduler.er.slotjob import slot_history
-from scheduler.er.timing import hour_effects, slot_proposal
 from scheduler.errors import NotFound
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
@@ -64,9 +65,12 @@ def overview(
     decisions: int = 3,
     settings: ERSettings | None = None,
     now: datetime | None = None,
+    configs: Mapping[str, AccountConfig] | None = None,
 ) -> list[dict[str, Any]]:
     """Per account: every weighted type (ER, interval, posts, weight, trend, demoted) and the
-    last ``decisions`` decision records, newest first. Accounts never recomputed are left out."""
+    last ``decisions`` decision records, newest first. Accounts never recomputed are left out.
+    With ``settings`` and ``now``, also the best time to post (``besttime.best_time``; the
+    accounts' slots and learning windows from ``configs``) and the slot decisions."""
     out = []
     for account_id, name in account_ids(conn, account):
         recent = conn.execute(
@@ -106,7 +110,14 @@ def overview(
                 "basis": inputs.get("basis"),
                 "account_er": inputs.get("account_er"),
                 "reach_fallback_posts": int(inputs.get("reach_fallback_posts") or 0),
-                **_timing(conn, account_id, inputs.get("basis") == "reach", settings, now),
+                **_timing(
+                    conn,
+                    account_id,
+                    (configs or {}).get(name),
+                    inputs.get("basis") == "reach",
+                    settings,
+                    now,
+                ),
                 "updated_at": recent[0].created_at if recent else None,
                 "types": types,
                 "decisions": [decision_json(r) for r in recent[:decisions]],
@@ -118,17 +129,16 @@ def overview(
 def _timing(
     conn: Connection,
     account_id: int,
+    config: AccountConfig | None,
     by_reach: bool,
     settings: ERSettings | None,
     now: datetime | None,
 ) -> dict[str, Any]:
-    """Engagement by hour of posting and a slot move the data supports (``timing``)."""
+    """The best time to post (proposals, or the moves of an account that learns its slots)."""
     if settings is None or now is None:
         return {}
-    effects = hour_effects(conn, account_id, settings, now, by_reach=by_reach)
     return {
-        "hours": [e.as_dict() for e in effects],
-        "slot_proposal": slot_proposal(effects),
+        **best_time(conn, account_id, config, settings, now, by_reach=by_reach),
         # Slot learning's decisions (accounts with learning windows), newest first.
         "slot_decisions": slot_history(conn, account_id),
     }

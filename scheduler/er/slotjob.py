@@ -14,6 +14,7 @@ import math
 import random
 from datetime import datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import structlog
 from sqlalchemy import Connection, select
@@ -46,7 +47,7 @@ def by_reach(conn: Connection, account_id: int) -> bool:
 
 def observations(
     conn: Connection,
-    account: AccountConfig,
+    tz: ZoneInfo,
     account_id: int,
     settings: ERSettings,
     now: datetime,
@@ -54,11 +55,10 @@ def observations(
     reach: bool,
 ) -> list[Observation]:
     """Each post's latest reading (by ``settings.ages``) on the log scale, with its decay
-    weight and its local weekday and hour of posting."""
+    weight and its local weekday and hour of posting (in ``tz``)."""
     windows = reading_windows(settings.ages)
     if not windows:
         return []
-    tz = account.tz
     hl = settings.half_life.total_seconds()
     horizon = now - settings.half_life * HORIZON_HALF_LIVES
     s, p = snapshots_t, posts_t
@@ -130,7 +130,7 @@ def learn_slots(
         return None
     table, _ = current_slots(conn, account, account_id)
     model: HourModel = fit(
-        observations(conn, account, account_id, settings, now, reach=by_reach(conn, account_id))
+        observations(conn, account.tz, account_id, settings, now, reach=by_reach(conn, account_id))
     )
     rng = rng or random.Random(f"{account_id}|{now.isoformat()}")
     decision = decide(model, table, account.learn, rng)
