@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
@@ -301,3 +301,42 @@ def test_demoted_seeds_are_named_in_words() -> None:
     assert seeds_phrase([1, 4], 20) == "seeds 1 and 4"
     assert seeds_phrase([2, 5, 9], 20) == "3 of 20 seeds"
     assert seeds_phrase([1, 2], 2) == "all 2 seeds"
+
+
+def test_simulate_from_a_plan_learns_the_slots_the_config_lets_learn(tmp_path: Path) -> None:
+    from scheduler.cli.app import App
+    from scheduler.cli.simulate import world_from_plan
+
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[accounts.acme_sim]\nplatform = "sim"\ntimezone = "UTC"\n'
+        '[accounts.acme_sim.slots]\nweekdays = ["08:00", "14:00"]\nweekend = ["11:00"]\n'
+        'learn = { weekdays = "08:00-22:00" }\n',
+        encoding="utf-8",
+    )
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(
+        "- {id: a, account: acme_sim, type: laugh, text: hi}\n"
+        "- {id: b, account: acme_sim, type: medal, text: ho}\n",
+        encoding="utf-8",
+    )
+    truth = tmp_path / "truth.toml"
+    truth.write_text(
+        "true_er = { laugh = 0.03, medal = 0.02 }\n"
+        "hours = [{ from = 18, to = 22, factor = 1.6 }]\n",
+        encoding="utf-8",
+    )
+    world = world_from_plan(App(config_path=str(config)), (str(plan),), truth, 40)
+    (acc,) = world.accounts
+    week = acc.week()
+    assert week[0] == (time(8), time(14))
+    assert week[5] == (time(11),)
+    assert set(acc.learn) == {0, 1, 2, 3, 4}
+    assert acc.truth.hour_factor(0, 19) == pytest.approx(1.6)
+    learned, fixed = run(world, 1, "er"), run(world, 1, "fixed_slots")
+    assert learned.slot_moves > 0  # the weekdays' slots moved, as the daemon would move them
+    assert fixed.slot_moves == 0
+    assert learned.value > fixed.value
+    oracle = loopsim.oracle_table(acc)
+    assert all(t.hour >= 18 for t in oracle[0])
+    assert oracle[5] == (time(11),)

@@ -124,6 +124,8 @@ def world_from_plan(
         for key in ("followers", "reach_ratio", "noise", "seed"):
             if key in options:
                 entry[key] = options[key]
+        if block.get("hours"):  # hour-of-week effects, as a world file writes them
+            entry["hours"] = block["hours"]
         if block.get("drift"):
             drifts = block["drift"]
             entry["drift"] = [drifts] if isinstance(drifts, Mapping) else list(drifts)
@@ -133,7 +135,13 @@ def world_from_plan(
         world = world_from_dict(data)
     except WorldError as exc:
         raise _problem(where, str(exc)) from None
-    return replace(world, er=config.er)
+    # Each account posts at its own slots, day by day, and moves them within its learning
+    # windows as the daemon does (the config checked both when it was read).
+    shaped = tuple(
+        replace(a, weekly=dict(accounts[a.name].slots), learn=dict(accounts[a.name].learn))
+        for a in world.accounts
+    )
+    return replace(world, accounts=shaped, er=config.er)
 
 
 def truths_from_config(accounts: Mapping[str, Any]) -> dict[str, Truth]:

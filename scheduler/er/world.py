@@ -148,9 +148,14 @@ class AccountWorld:
     seed: int = 0
     #: Learning windows per weekday (``learn``): the loop moves the slots within them.
     learn: Mapping[int, tuple[Window, ...]] = field(default_factory=dict)
+    #: Slots per weekday when they differ from day to day (a config's slots table); empty:
+    #: ``slots`` every day.
+    weekly: Mapping[int, tuple[time, ...]] = field(default_factory=dict)
 
     def week(self) -> dict[int, tuple[time, ...]]:
-        """The account's slots as a weekly table (the same every day)."""
+        """The account's slots as a weekly table (``weekly``, or ``slots`` every day)."""
+        if self.weekly:
+            return {d: tuple(self.weekly.get(d, ())) for d in range(7)}
         return dict.fromkeys(range(7), self.slots)
 
     def noise_of(self, content_type: str) -> float:
