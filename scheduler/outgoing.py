@@ -61,9 +61,13 @@ _new_post = object.__new__
 
 
 def from_row(row: Any, account: str) -> OutgoingPost:
-    """An OutgoingPost from a posts-table row (``media_meta`` when the query read it)."""
+    """An OutgoingPost from a posts-table row (``media_meta`` when the query read it).
+
+    The daemon builds one per post it sends: filled in directly, as ``from_plan_item`` does
+    (a test holds it equal to the constructor's, every field set)."""
     media = tuple(row.media or ())
-    return OutgoingPost(
+    post = _new_post(OutgoingPost)
+    post.__dict__.update(
         key=row.key,
         account=account,
         content_type=row.content_type,
@@ -79,6 +83,7 @@ def from_row(row: Any, account: str) -> OutgoingPost:
         media_meta=stored_meta(media, getattr(row, "media_meta", None)) if media else (),
         options=stored_options(getattr(row, "post_options", None)),
     )
+    return post
 
 
 async def prepare(post: OutgoingPost, account: Account) -> OutgoingPost:

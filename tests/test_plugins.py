@@ -710,3 +710,46 @@ def test_a_plan_item_becomes_the_same_outgoing_post_as_the_constructor_builds() 
     assert set(vars(post)) == {f.name for f in dataclasses.fields(OutgoingPost)}
     with pytest.raises(dataclasses.FrozenInstanceError):
         post.text = "changed"  # type: ignore[misc]
+
+
+def test_a_posts_row_becomes_the_same_outgoing_post_as_the_constructor_builds() -> None:
+    import dataclasses
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from scheduler.adapter import MediaMeta
+
+    due = datetime(2026, 12, 1, 9, tzinfo=UTC)
+    row = SimpleNamespace(
+        key="p1",
+        content_type="promo",
+        text="Spring sale",
+        media=["a.png"],
+        media_meta=[{"alt": "A red bike"}],
+        post_options=None,
+        link="https://example.com",
+        tags=["sale"],
+        idempotency_key="key-1",
+        due_at=due,
+        remote_id=None,
+        remote_url=None,
+        published_at=None,
+    )
+    post = outgoing.from_row(row, "tweets")
+    expected = OutgoingPost(
+        key="p1",
+        account="tweets",
+        content_type="promo",
+        text="Spring sale",
+        media=("a.png",),
+        link="https://example.com",
+        tags=("sale",),
+        idempotency_key="key-1",
+        due_at=due,
+        media_meta=(MediaMeta("A red bike"),),
+    )
+    assert post == expected
+    # Every field is set (a field added to OutgoingPost must be added there too).
+    assert set(vars(post)) == {f.name for f in dataclasses.fields(OutgoingPost)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        post.text = "changed"  # type: ignore[misc]
