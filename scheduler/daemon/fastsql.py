@@ -9,6 +9,7 @@ PostgreSQL only, so these are its only paths.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import namedtuple
 from collections.abc import Callable, Sequence
@@ -112,13 +113,19 @@ def pg_plain_columns(table: Table, columns: Sequence[str], alias: str) -> list[s
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _row_type(columns: tuple[str, ...]) -> Any:
+    """The row class for ``columns``: made once (``namedtuple`` compiles code each time)."""
+    return namedtuple("PostRow", columns)
+
+
 def row_reader(
     conn: Connection, table: Table, columns: Sequence[str], *, plain: bool = False
 ) -> Callable[[Any], Any]:
     """Turn a driver row of ``columns`` into an attribute-access row with the values the
     column types would give (aware UTC datetimes, decoded JSON). ``plain``: the row was
     selected with ``pg_plain_columns`` (JSON comes as text, as from SQLite)."""
-    row_type = namedtuple("PostRow", columns)  # type: ignore[misc]
+    row_type = _row_type(tuple(columns))
     convs: list[Callable[[Any], Any] | None] = []
     cache: dict[Any, datetime] = {}
 

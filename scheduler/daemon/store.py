@@ -684,6 +684,23 @@ def _write_results_sql() -> str:
 
 
 _WRITE_SQL = _write_results_sql()
+#: The array parameters of ``_WRITE_SQL``, in the order ``_write_results_pg`` fills them.
+_WRITE_ARRAYS = (
+    "attempt_ids",
+    "post_ids",
+    "finished",
+    "outcomes",
+    "messages",
+    "statuses",
+    "latencies",
+    "retries",
+    "states",
+    "nexts",
+    "uncounts",
+    "remote_ids",
+    "remote_urls",
+    "followers",
+)
 
 
 def _write_results_pg(
@@ -694,21 +711,31 @@ def _write_results_pg(
     when = fastsql.datetime_converter(conn)
     text = fastsql.text
     published = str(PostState.PUBLISHED)
-    params = {
-        "attempt_ids": [r.claimed.attempt_id for r in results],
-        "post_ids": [r.claimed.post_id for r in results],
-        "finished": [when(r.finished_at) for r in results],
-        "outcomes": [text(r.outcome) for r in results],
-        "messages": [r.message for r in results],
-        "statuses": [r.http_status for r in results],
-        "latencies": [r.latency_ms for r in results],
-        "retries": [when(r.retry_at) for r in results],
-        "states": [text(r.state) for r in results],
-        "nexts": [when(r.next_attempt_at) for r in results],
-        "uncounts": [0 if r.counts else 1 for r in results],
-        "remote_ids": [r.remote_id for r in results],
-        "remote_urls": [r.remote_url for r in results],
-        "followers": [r.followers for r in results],
+    # One pass over the results, then one column (array) per parameter.
+    columns = zip(
+        *(
+            (
+                r.claimed.attempt_id,
+                r.claimed.post_id,
+                when(r.finished_at),
+                text(r.outcome),
+                r.message,
+                r.http_status,
+                r.latency_ms,
+                when(r.retry_at),
+                text(r.state),
+                when(r.next_attempt_at),
+                0 if r.counts else 1,
+                r.remote_id,
+                r.remote_url,
+                r.followers,
+            )
+            for r in results
+        ),
+        strict=True,
+    )
+    params: dict[str, Any] = dict(zip(_WRITE_ARRAYS, map(list, columns), strict=True))
+    params |= {
         "published": published,
         "claimed": str(PostState.CLAIMED),
         "owner": owner,

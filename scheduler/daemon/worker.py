@@ -470,8 +470,15 @@ class Worker:
             elif r.state == PostState.UNCONFIRMED:
                 self.stats["unconfirmed"] += 1
         _log_outcomes(batch)
+        hook = plugins.get_plugin_manager().hook
+        listening = {
+            name
+            for name in ("post_published", "post_failed")
+            if getattr(hook, name).get_hookimpls()
+        }
         for r in batch:
-            self._fire_hooks(r)
+            if listening:
+                self._fire_hooks(r, listening)
             if r.state == PostState.PUBLISHED and r.remote_id:
                 self._first_comment(r)
 
@@ -502,9 +509,9 @@ class Worker:
                 message,
             )
 
-    def _fire_hooks(self, r: Result) -> None:
+    def _fire_hooks(self, r: Result, listening: set[str]) -> None:
         hook = "post_published" if r.state == PostState.PUBLISHED else "post_failed"
-        if not getattr(plugins.get_plugin_manager().hook, hook).get_hookimpls():
+        if hook not in listening:
             return  # nobody listens: skip building the event
         account = self.config.accounts.get(r.claimed.account)
         if account is None:
