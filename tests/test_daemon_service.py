@@ -103,3 +103,37 @@ def test_auto_concurrency_is_what_the_accounts_networks_take_at_once(
     assert worker.room == 1
     fixed = config_at(write_config(tmp_path / "fixed.toml", accounts, daemon={"concurrency": 7}))
     assert Worker(engine, fixed).room == 7
+
+
+def test_a_full_batch_is_followed_by_a_claim_made_ahead_which_stop_hands_back(
+    engine: Engine, tmp_path: Path
+) -> None:
+    # The service's loop claims the next batch while a full one starts; a daemon stopped
+    # before taking it gives its posts back, unsent and not counted, due again at once.
+    from daemon_support import attempt_rows
+
+    accounts = {"a": {"platform": "sim", "options": {"ledger": str(tmp_path / "l.jsonl")}}}
+    config = config_at(write_config(tmp_path / "config.toml", accounts, daemon={"batch_size": 2}))
+    seed_posts(engine, config, [(f"p{i}", "a", utcnow()) for i in range(5)])
+
+    async def step() -> Worker:
+        worker = Worker(engine, config)
+        await worker.start()
+        try:
+            assert await worker.claim_and_dispatch(ahead=True) == 2
+            assert worker._next is not None  # the next two are being claimed
+            await worker.drain()
+            await worker.stop(5.0)
+        finally:
+            await worker.close()
+        return worker
+
+    asyncio.run(step())
+    states = {key: row.state for key, row in post_rows(engine).items()}
+    assert sorted(states.values()).count(PostState.PUBLISHED) == 2
+    assert sorted(states.values()).count(PostState.RETRY_WAIT) == 2  # handed back
+    assert sorted(states.values()).count(PostState.QUEUED) == 1
+    given_back = [a for a in attempt_rows(engine) if a.outcome == "abandoned"]
+    assert len(given_back) == 2
+    assert all(a.sent_at is None for a in given_back)
+    assert {a.key for a in given_back} == {k for k, s in states.items() if s == "retry_wait"}

@@ -211,7 +211,7 @@ class Service:
         """Claim and start what is due, then wait for the next due post, a tick, room or a
         wake-up. Database steps wait out outages (``Worker.db``). True: ``once`` is done."""
         batch = self.config.daemon.batch_size
-        n = await worker.claim_and_dispatch()
+        n = await worker.claim_and_dispatch(ahead=True)
         if n >= min(batch, worker.capacity + n) and n > 0:
             await asyncio.sleep(0)  # more may be due right now
             return False

@@ -133,9 +133,14 @@ class Worker:
         #: each: claims come one after another, and so do writes). SQLite: one for every
         #: step, as they all run in the one database thread, in turn.
         self._claims = store.Link(self.engine)
-        self._writes = (
-            self._claims if self.engine.dialect.name == "sqlite" else store.Link(self.engine)
-        )
+        sqlite = self.engine.dialect.name == "sqlite"
+        self._writes = self._claims if sqlite else store.Link(self.engine)
+        #: Send records: on PostgreSQL a connection of their own, as a claim made ahead
+        #: runs beside them (``claim_and_dispatch``).
+        self._marks = self._claims if sqlite else store.Link(self.engine)
+        #: The claim made ahead, and the room it holds until it is taken.
+        self._next: asyncio.Future[tuple[list[Claimed], list[Any], datetime, int]] | None = None
+        self._reserved = 0
         #: SQLite: the one thread every database step of this worker runs in (see above).
         self._db_thread: ThreadPoolExecutor | None = None
 
@@ -208,6 +213,9 @@ class Worker:
         await self.sync_accounts()
 
     async def close(self) -> None:
+        if self._next is not None:  # not taken, nor given back by ``stop``
+            self._next.cancel()
+            self._next = None
         if self._writer is not None:
             if not self._abandon:
                 await self._results.join()
@@ -224,6 +232,7 @@ class Worker:
         else:
             self._claims.close()
             self._writes.close()
+            self._marks.close()
         if self._owns_client and self.client is not None:
             await self.client.aclose()
 
@@ -282,32 +291,26 @@ class Worker:
     def capacity(self) -> int:
         """Posts that may be claimed now: ``room`` less the posts in flight and the results
         still to write (so an outage holds at most that many in memory)."""
-        busy = len(self.inflight) + len(self.unwritten)
+        busy = len(self.inflight) + len(self.unwritten) + self._reserved
         return max(0, self.room - busy)
 
-    async def claim_and_dispatch(self) -> int:
-        """Claim as many due posts as there is room for and start publishing them."""
-        room = min(self.capacity, self.config.daemon.batch_size)
-        if room == 0:
-            return 0
-        grace, default = self._grace()
-        now = self.clock.now()
-        claimed, missed = await self.db(
-            "claim",
-            functools.partial(
-                store.claim,
-                self.engine,
-                self.owner,
-                now,
-                lease=self.config.daemon.lease,
-                limit=room,
-                grace=grace,
-                default_grace=default,
-                accounts=self._known_accounts(),
-                names={i: n for n, i in self._account_ids.items()},
-                link=self._claims,
-            ),
-        )
+    async def claim_and_dispatch(self, *, ahead: bool = False) -> int:
+        """Claim as many due posts as there is room for and start publishing them.
+
+        ``ahead`` (the service's loop, which calls again at once after a full batch): a claim
+        that filled its batch is followed at once by the next one, made while this batch's
+        send record is written and its calls start, so that the database is not left idle
+        while the daemon launches; the next call takes it (``stop`` hands back its posts)."""
+        made, self._next = self._next, None
+        if made is not None:
+            self._reserved = 0
+            claimed, missed, now, room = await made
+        else:
+            room = min(self.capacity, self.config.daemon.batch_size)
+            if room == 0:
+                return 0
+            now = self.clock.now()
+            claimed, missed = await self._claim(now, room)
         lease_until = now + self.config.daemon.lease
         for c in claimed:
             self._lease_until[c.post_id] = lease_until
@@ -325,9 +328,15 @@ class Worker:
             call.add_done_callback(functools.partial(self._done, post_id))
         for c in rest:
             self._start(c)
+        full = ahead and len(claimed) + len(missed) >= room
         if launched:
             # The attempts count once their requests may leave: recorded first, durably.
-            marked = await self._mark_sent([call.claimed for call in launched], self._claims)
+            mark = asyncio.ensure_future(
+                self._mark_sent([call.claimed for call in launched], self._marks)
+            )
+            if full:
+                self._claim_ahead()  # after the send record: it goes to the database first
+            marked = await mark
             go = []
             for call in launched:
                 if call.claimed.attempt_id in marked and self.may_send(call.claimed):
@@ -336,8 +345,64 @@ class Worker:
                 else:
                     call.hand_back("not sent: the request could not be recorded first")
             self.dispatcher.begin(go)
+        elif full:
+            self._claim_ahead()
         self.stats["claimed"] += len(claimed)
         return len(claimed) + len(missed)
+
+    async def _claim(self, now: datetime, room: int) -> tuple[list[Claimed], list[Any]]:
+        grace, default = self._grace()
+        claimed, missed = await self.db(
+            "claim",
+            functools.partial(
+                store.claim,
+                self.engine,
+                self.owner,
+                now,
+                lease=self.config.daemon.lease,
+                limit=room,
+                grace=grace,
+                default_grace=default,
+                accounts=self._known_accounts(),
+                names={i: n for n, i in self._account_ids.items()},
+                link=self._claims,
+            ),
+        )
+        return claimed, missed
+
+    def _claim_ahead(self) -> None:
+        """Start the next claim now, if there is room for one (see ``claim_and_dispatch``);
+        its room is held (``capacity``) until it is taken."""
+        room = min(self.capacity, self.config.daemon.batch_size)
+        if room == 0 or self.stopping or self.halt.is_set():
+            return
+        now = self.clock.now()
+
+        async def ahead() -> tuple[list[Claimed], list[Any], datetime, int]:
+            claimed, missed = await self._claim(now, room)
+            return claimed, missed, now, room
+
+        self._reserved = room
+        self._next = asyncio.ensure_future(ahead())
+
+    async def _give_back_ahead(self, timeout: float) -> None:
+        """Stopping: the posts a claim made ahead took are handed back unsent (their
+        results go through the writer, as the other posts that did not start)."""
+        ahead, self._next = self._next, None
+        self._reserved = 0
+        if ahead is None:
+            return
+        done, _ = await asyncio.wait({ahead}, timeout=max(0.0, timeout))
+        if not done or ahead.cancelled() or ahead.exception() is not None:
+            # Still waiting on the database, or failed: a claim it commits is rescued once
+            # its lease expires, its attempt given back (nothing was sent).
+            ahead.cancel()
+            return
+        claimed, _missed, _now, _room = ahead.result()
+        for c in claimed:
+            result = self.dispatcher._handback(c, "shutdown")
+            self.unwritten[c.post_id] = result
+            self._results.put_nowait(result)
 
     async def _mark_sent(self, claims: list[Claimed], link: store.Link | None) -> set[int]:
         """Record that these attempts' requests may leave; the attempt ids recorded (none
@@ -731,6 +796,7 @@ class Worker:
         # From now on no attempt starts a request: those still waiting hand their post back.
         self.stopping = True
         self.halt.set()
+        await self._give_back_ahead(min(1.0, deadline / 4))
         if self.inflight:
             # The in-flight work may use the deadline but a moment kept to record it.
             reserve = min(2.0, deadline / 4)
