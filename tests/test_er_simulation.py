@@ -19,8 +19,9 @@ from sqlalchemy import Engine
 from scheduler.cli import cli
 from scheduler.config import ERSettings
 from scheduler.er import loopsim, trials
-from scheduler.er.loopsim import draw_post, floored_oracle, run, stats_at
-from scheduler.er.stats import account_stats
+from scheduler.er.loopsim import draw_post, floored_oracle, run, stats_at, sums_at
+from scheduler.er.readings import sum_readings
+from scheduler.er.stats import HORIZON_HALF_LIVES, account_stats
 from scheduler.er.world import Truth, WorldError, load_world, world_from_dict
 
 REPO = Path(__file__).resolve().parent.parent
@@ -127,6 +128,25 @@ def test_the_in_memory_statistics_are_the_databases(engine: Engine) -> None:
                     age = timedelta(seconds=taken - p.at)
                     b.snapshot(post_id, age, likes=eng, comments=0, shares=0, reach=seen)
         sql = account_stats(conn, settings, now, reach={account_id: True})[account_id]
+        sums = sum_readings(
+            conn,
+            ages=settings.ages,
+            now=now,
+            half_life=settings.half_life,
+            horizon=now - settings.half_life * HORIZON_HALF_LIVES,
+            reach_accounts={account_id},
+        )
+    # Every sum of every age, as the database adds them up and as the simulation does.
+    held = sums_at(posts, now.timestamp(), settings)
+    assert {t for _, t in sums} == set(held)
+    for (_, t), per_age in sums.items():
+        for got, want in zip(per_age, held[t], strict=True):
+            for field in ("weight", "total", "squares", "pair_this", "pair_last", "any_weight",
+                          "any_total", "recent_total", "older_total", "log_total", "log_squares",
+                          "fresh_weight", "fresh_log_total", "fresh_log_squares"):  # fmt: skip
+                assert getattr(got, field) == pytest.approx(getattr(want, field), rel=1e-9)
+            for field in ("count", "recent_count", "older_count", "fresh_count"):
+                assert getattr(got, field) == getattr(want, field)
     mine = stats_at(account_id, "a", "reach", sorted(FIVE), posts, now.timestamp(), settings)
     assert sql.mean == pytest.approx(mine.mean, rel=1e-6)
     assert sql.prior_strength == pytest.approx(mine.prior_strength, rel=1e-6)
