@@ -335,6 +335,24 @@ def test_example_config_passes_config_check() -> None:
     assert result.exit_code == 0, result.output
 
 
+def test_the_networks_example_has_an_account_on_every_built_in_network() -> None:
+    """config/networks.example.toml says it has one account per built-in network."""
+    import tomllib
+
+    from scheduler import plugins
+
+    example = REPO / "config" / "networks.example.toml"
+    accounts = tomllib.loads(example.read_text(encoding="utf-8"))["accounts"]
+    built_in = {
+        name
+        for name, info in plugins.platforms().items()
+        if info.adapter.__module__.startswith("smm_") and not name.startswith("sim")
+    }
+    assert built_in - {a["platform"] for a in accounts.values()} == set()
+    result = CliRunner().invoke(cli, ["--config", str(example), "config", "check"])
+    assert result.exit_code == 0, result.output
+
+
 def test_version() -> None:
     from scheduler import __version__
 
