@@ -15,14 +15,14 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
-from ipaddress import IPv4Network, IPv6Network, ip_network
+from ipaddress import IPv4Network, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import platformdirs
 
-from scheduler.errors import InvalidInput, Problem, SmmError
+from scheduler.errors import InvalidInput, Problem, SmmError, excerpt
 from scheduler.inline_secrets import check_inline_secrets
 from scheduler.slots import check_learning, parse_windows
 from scheduler.timeutil import LocalTimeError, parse_clock_time, parse_duration, zone
@@ -312,7 +312,7 @@ class _Reader:
                     if close
                     else "known keys: " + ", ".join(sorted(known))
                 )
-                self.problem(f"{path}.{key}" if path else key, f"unknown key {key!r}", hint)
+                self.problem(f"{path}.{key}" if path else key, f"unknown key {excerpt(key)}", hint)
 
     def table(self, parent: Mapping[str, Any], key: str, path: str) -> Mapping[str, Any]:
         value = parent.get(key, {})
@@ -422,7 +422,7 @@ def _slots(r: _Reader, table: Mapping[str, Any], path: str) -> dict[int, tuple[t
             close = difflib.get_close_matches(key, list(_SLOT_GROUPS), n=1)
             r.problem(
                 where,
-                f"unknown day {key!r}",
+                f"unknown day {excerpt(key)}",
                 f"did you mean {close[0]!r}?"
                 if close
                 else "use mon..sun, weekdays, weekend or daily",
@@ -464,7 +464,7 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
         r.problem(path, "an account must be a table", f"write it as [{path}]")
         return None
     if not _ACCOUNT_NAME.match(name):
-        r.problem(path, f"bad account name {name!r}", "use letters, digits, _ . and -")
+        r.problem(path, f"bad account name {excerpt(name)}", "use letters, digits, _ . and -")
     r.unknown_keys(path, table, _ACCOUNT_KEYS)
     ok = True
     platform = table.get("platform")
@@ -500,7 +500,9 @@ def _account(r: _Reader, name: str, table: Any, base: Policies) -> AccountConfig
     require_alt = r.boolean(table, "require_alt", path, False)
     approval = table.get("approval", "none")
     if approval not in ("none", "required"):
-        r.problem(f"{path}.approval", f"unknown approval {approval!r}", '"required" or "none"')
+        r.problem(
+            f"{path}.approval", f"unknown approval {excerpt(approval)}", '"required" or "none"'
+        )
     if not ok:
         return None
     assert isinstance(platform, str)
@@ -606,7 +608,9 @@ def _media(r: _Reader, table: Mapping[str, Any], base: Path) -> MediaSettings:
     for entry in strings("roots"):
         root = (base / Path(entry).expanduser()).resolve()
         if root == Path("/") or root.parts[1:2] in (("proc",), ("sys",), ("dev",)):
-            r.problem("media.roots", f"{entry!r} cannot be a media root", "name a media folder")
+            r.problem(
+                "media.roots", f"{excerpt(entry)} cannot be a media root", "name a media folder"
+            )
         else:
             roots.append(root)
     networks = []
@@ -640,25 +644,45 @@ _TOP_KEYS = {
 }
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _web(r: _Reader, w: Mapping[str, Any]) -> WebSettings:
     keys = {"listen", "horizon", "auth", "proxy_header", "trusted_proxies", "session_lifetime"}
     r.unknown_keys("web", w, keys)
     d = WebSettings()
     listen = w.get("listen", d.listen)
     if not isinstance(listen, str) or ":" not in listen:
-        r.problem("web.listen", f"bad address {listen!r}", 'e.g. listen = "127.0.0.1:8080"')
+        r.problem("web.listen", f"bad address {excerpt(listen)}", 'e.g. listen = "127.0.0.1:8080"')
         listen = d.listen
     auth = w.get("auth", d.auth)
     if auth not in ("local", "proxy"):
-        r.problem("web.auth", f"unknown auth {auth!r}", '"local" or "proxy"')
+        r.problem("web.auth", f"unknown auth {excerpt(auth)}", '"local" or "proxy"')
         auth = d.auth
     header = w.get("proxy_header", d.proxy_header)
     if not isinstance(header, str) or not re.fullmatch(r"[A-Za-z0-9-]+", header):
-        r.problem("web.proxy_header", f"bad header name {header!r}", 'e.g. "X-Remote-User"')
+        r.problem("web.proxy_header", f"bad header name {excerpt(header)}", 'e.g. "X-Remote-User"')
         header = d.proxy_header
     proxies = w.get("trusted_proxies", list(d.trusted_proxies))
     if not isinstance(proxies, list) or not all(isinstance(p, str) for p in proxies):
         r.problem("web.trusted_proxies", "must be a list of addresses", '["127.0.0.1"]')
+        proxies = list(d.trusted_proxies)
+    try:
+        # Compared as text with a request's peer address, which is an address in short form.
+        proxies = [str(ip_address(p.strip())) for p in proxies]
+    except ValueError:
+        bad = next(p for p in proxies if not _is_ip(p.strip()))
+        r.problem(
+            "web.trusted_proxies",
+            f"{excerpt(bad)} is not an IP address",
+            'list the proxies\' own addresses, e.g. ["127.0.0.1", "::1"] (no host names '
+            "or networks)",
+        )
         proxies = list(d.trusted_proxies)
     return WebSettings(
         listen=listen,

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 
 #: Longest excerpt of an input value a message quotes (longer ones are cut, with "…").
 EXCERPT_CHARS = 80
+#: Longest field path a problem names: a key is input too (a 5,000-character YAML field or
+#: TOML key), while real paths (``accounts.NAME.credentials.KEY``) stay well under it.
+FIELD_CHARS = 200
 
 _SHORT_REPR = reprlib.Repr()
 _SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 2, 4, 4
@@ -52,7 +55,7 @@ class Problem:
         if self.item:
             parts.append(f"item {excerpt(self.item)}")
         if self.field:
-            parts.append(f"field {self.field!r}")
+            parts.append(f"field {excerpt(self.field, FIELD_CHARS)}")
         return ", ".join(parts)
 
     def __str__(self) -> str:
@@ -66,7 +69,9 @@ class Problem:
             "file": self.file,
             self.unit: self.line,
             "item": self.item,
-            "field": self.field,
+            "field": self.field
+            if self.field is None or len(self.field) <= FIELD_CHARS
+            else self.field[:FIELD_CHARS] + "…",
             "message": self.message,
             "hint": self.hint,
         }

@@ -473,3 +473,35 @@ def test_credential_file_that_is_not_text_is_a_credential_error(tmp_path: Path) 
 
     with pytest.raises(CredentialError):
         CredentialRef("file", str(path)).resolve()
+
+
+def test_trusted_proxies_are_addresses_written_as_requests_show_them() -> None:
+    """The web app compares a request's peer address with these as text: a host name, a
+    network or a mistyped address would never match and is refused; an IPv6 address is
+    kept in its short form, the one a connection's peer address has."""
+    web = parse('[web]\ntrusted_proxies = ["10.0.0.5", "0:0:0:0:0:0:0:1"]\n').web
+    assert web.trusted_proxies == ("10.0.0.5", "::1")
+    for bad in ("proxy.internal", "10.0.0.0/8", "10.0.0.256"):
+        problem = the_problem(f'[web]\ntrusted_proxies = ["::1", "{bad}"]\n')
+        assert (problem.line, problem.field) == (2, "web.trusted_proxies")
+        assert bad in problem.message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[web]\nauth = "{long}"\n',
+        '[web]\nlisten = "{long}"\n',
+        '[web]\nproxy_header = "{long}:"\n',
+        '[media]\nroots = ["/{long}/.."]\n',
+        '[accounts."{long}"]\nplatform = "sim"\ntimezone = "UTC"\n',
+        '[accounts.a]\nplatform = "sim"\ntimezone = "UTC"\napproval = "{long}"\n',
+        '[accounts.a]\nplatform = "sim"\ntimezone = "UTC"\nslots = {{ "{long}" = [] }}\n',
+        '[policies]\n"{long}" = 1\n',
+    ],
+)
+def test_a_long_bad_value_or_key_is_quoted_cut_short(text: str) -> None:
+    problem = the_problem(text.format(long="z" * 5000))
+    assert "zzzz" in problem.message
+    assert len(str(problem)) < 600, problem
+    assert len(str(problem.as_dict())) < 600, problem
