@@ -191,6 +191,31 @@ def test_resolve_takes_the_remote_id_an_optional_url_and_time(smm: Smm, sqlite_u
 
 
 @pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--published", "1", "--url", "javascript:alert(1)"), "not an http(s) address"),
+        (("--published", "1", "--url", "https://"), "not an http(s) address"),
+        (("--published", "1", "--url", "https://x.invalid/a b"), "has a space"),
+        (("--published", "1", "--url", "https://x.invalid/" + "p" * 5000), "characters"),
+        (("--published", "12\x1b[2J"), "control"),
+        (("--published", "1 2"), "control"),
+        (("--published", "9" * 5000), "characters"),
+    ],
+)
+def test_resolve_refuses_an_address_or_id_no_network_gives(
+    smm: Smm, sqlite_url: str, args: tuple[str, ...], needle: str
+) -> None:
+    """What --url and --published give is shown as a link and sent back to the network:
+    a javascript: address, a cut-off one or an id with control characters never is."""
+    _unconfirm(sqlite_url, "a1")
+    refused = smm("queue", "resolve", "a1", *args, expect=2)
+    assert needle in refused.output
+    assert len(refused.output) < 600
+    shown = json.loads(smm("queue", "show", "a1", "--json").output)
+    assert shown["state"] == "unconfirmed"
+
+
+@pytest.mark.parametrize(
     ("env", "args", "coloured"),
     [
         ({}, (), True),

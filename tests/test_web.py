@@ -177,6 +177,27 @@ def test_security_headers(server: Server) -> None:
     assert r.headers["x-content-type-options"] == "nosniff"
 
 
+def test_a_published_address_becomes_a_link_only_when_it_is_http(
+    own: tuple[Site, Server],
+) -> None:
+    """A remote address comes from a network's answer (a webhook receiver's ``url``) or from
+    a person: a javascript: or data: one is shown as text, never as a link."""
+    site, served = own
+    with immediate(site.engine) as conn:
+        for key, url in (("tip-002", "javascript:alert(1)"), ("launch-001", "https://a.example/1")):
+            conn.execute(
+                update(posts_t)
+                .where(posts_t.c.key == key)
+                .values(state="published", remote_id="r1", remote_url=url, published_at=utcnow())
+            )
+    with client(served, "vic") as c:
+        bad = c.get("/post/tip-002").text
+        good = c.get("/post/launch-001").text
+    assert "javascript:alert(1)" in bad
+    assert 'href="javascript' not in bad
+    assert '<a href="https://a.example/1"' in good
+
+
 # ---------------------------------------------------------------------------------- roles, CSRF
 
 
