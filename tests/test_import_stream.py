@@ -175,3 +175,43 @@ def test_slots_handed_out_one_post_at_a_time_match_planning_them_all_at_once(
     assert got == [row["due_at"] for row in new_rows]
     assert sorted(planner.finish()) == sorted(expected_moves)
     assert expected_moves  # the new posts did move stored ones
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "- {id: a, account: riga, type: t, text: &t one}\n"
+        "- {id: b, account: riga, type: t, text: *t}\n",
+        "defaults: {account: riga, base: &b {type: t}}\nposts:\n  - {id: a, <<: *b, text: x}\n",
+        # defaults after posts, and an anchor at the top: read whole, the same items
+        "posts:\n  - {id: a, text: x}\ndefaults: {account: riga, type: t}\n",
+        "&top\nposts:\n  - {id: a, account: riga, type: t, text: x}\n",
+        "posts:\n  - {id: a, account: riga, type: t, text: x}\nposts: []\nextra: 1\n",
+        "- {id: a, account: riga, type: t, text: x}\n- just text\n- [1, 2]\n",
+    ],
+)
+def test_a_yaml_plan_read_item_by_item_gives_what_reading_it_whole_gives(
+    tmp_path: Path, text: str
+) -> None:
+    from scheduler.plan.read import read_plan_file, read_yaml
+
+    path = tmp_path / "plan.yaml"
+    path.write_text(text, encoding="utf-8")
+    streamed, problems = read_plan_file(path)
+    whole, expected = read_yaml(text, str(path))
+    assert [(r.line, r.values, r.field_lines) for r in streamed] == [
+        (r.line, r.values, r.field_lines) for r in whole
+    ]
+    assert sorted(problems) == sorted(expected)
+
+
+def test_a_yaml_error_after_some_items_voids_them_and_names_its_line(
+    engine: Engine, config: Config, tmp_path: Path, parallel: bool
+) -> None:
+    items = "".join(f"- {{id: p{i}, account: nowhere, type: t, text: x}}\n" for i in range(50))
+    path = tmp_path / "plan.yaml"
+    path.write_text(items + "- {id: bad, text: [unclosed\n", encoding="utf-8")
+    _, problems = run(engine, config, PlanFiles([path]), parallel)
+    assert len(problems) == 1, problems
+    assert problems[0].message.startswith("not valid YAML")
+    assert (problems[0].line or 0) >= 51

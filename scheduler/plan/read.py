@@ -14,7 +14,7 @@ import io
 import itertools
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,7 +22,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from scheduler.errors import InvalidInput, Problem, excerpt
-from scheduler.plan import safeyaml
+from scheduler.plan import safeyaml, yamlstream
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.items import RawItem
 
@@ -36,41 +36,8 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
     aliases and nesting, duplicate keys reported."""
     try:
         node = safeyaml.compose(text)
-    except yaml.reader.ReaderError as exc:  # a character YAML does not allow in a file
-        # libyaml counts in bytes of the UTF-8 text, PyYAML's own reader in characters.
-        before = (
-            text.encode("utf-8", "surrogatepass")[: exc.position].count(b"\n")
-            if safeyaml.LIBYAML
-            else text.count("\n", 0, exc.position)
-        )
-        line = before + 1
-        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
-        return [], [
-            Problem(
-                file,
-                line,
-                None,
-                f"not valid YAML: the character U+{code:04X} is not allowed in a YAML file",
-                'write control characters as escapes in double quotes: "\\t", "\\x1b"...',
-            )
-        ]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        reason = getattr(exc, "problem", None) or str(exc)
-        if isinstance(exc, yaml.composer.ComposerError) and exc.context:
-            reason = f"{exc.context}, {reason}"  # "expected a single document..., but found"
-        if "mapping values are not allowed" in reason:
-            hint = 'put text that contains ": " in quotes, or use a block: text: |'
-        elif "another document" in reason:
-            hint = "a plan is one YAML document: remove the second '---', or use two files"
-        else:
-            hint = ""
-        return [], [
-            Problem(file, line, None, f"not valid YAML: {excerpt(reason, 200)[1:-1]}", hint)
-        ]
-    except RecursionError:  # the pure-Python parser, on very deep nesting
-        return [], [Problem(file, 1, None, "not valid YAML: nested too deeply")]
+    except (yaml.YAMLError, RecursionError) as exc:
+        return [], [_yaml_problem(exc, file, lambda position: _line_at(text, position))]
     if node is None:
         return [], [Problem(file, 1, None, "the plan is empty", "add a list of posts")]
     try:
@@ -151,6 +118,56 @@ def _entry_line(doc: Node, index: int) -> int | None:
     if isinstance(posts, SequenceNode) and index < len(posts.value):
         return int(posts.value[index].start_mark.line) + 1
     return None
+
+
+def _line_at(text: str, position: int) -> int:
+    """The line of ``position`` as the YAML reader counts it: libyaml in bytes of the UTF-8
+    text, PyYAML's own reader in characters."""
+    if safeyaml.LIBYAML:
+        return text.encode("utf-8", "surrogatepass")[:position].count(b"\n") + 1
+    return text.count("\n", 0, position) + 1
+
+
+def _yaml_problem(
+    exc: yaml.YAMLError | RecursionError, file: str, line_at: Callable[[int], int]
+) -> Problem:
+    """What a YAML file that cannot be read says; ``line_at`` turns the reader's position of
+    a character YAML does not allow into its line."""
+    if isinstance(exc, RecursionError):  # the pure-Python parser, on very deep nesting
+        return Problem(file, 1, None, "not valid YAML: nested too deeply")
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return Problem(
+            file,
+            line_at(exc.position),
+            None,
+            f"not valid YAML: the character U+{code:04X} is not allowed in a YAML file",
+            'write control characters as escapes in double quotes: "\\t", "\\x1b"...',
+        )
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else 1
+    reason = getattr(exc, "problem", None) or str(exc)
+    if isinstance(exc, yaml.composer.ComposerError) and exc.context:
+        reason = f"{exc.context}, {reason}"  # "expected a single document..., but found"
+    if "mapping values are not allowed" in reason:
+        hint = 'put text that contains ": " in quotes, or use a block: text: |'
+    elif "another document" in reason:
+        hint = "a plan is one YAML document: remove the second '---', or use two files"
+    else:
+        hint = ""
+    return Problem(file, line, None, f"not valid YAML: {excerpt(reason, 200)[1:-1]}", hint)
+
+
+def _utf8_line_at(path: Path, position: int) -> int:
+    """The line of byte ``position`` of the file's text as UTF-8 (libyaml's count), read
+    block by block."""
+    lines = 1
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+        while position > 0 and (block := f.read(1 << 16)):
+            data = block.encode("utf-8", "surrogateescape")[:position]
+            lines += data.count(b"\n")
+            position -= len(data)
+    return lines
 
 
 # --------------------------------------------------------------------------- CSV
@@ -389,6 +406,39 @@ def iter_plan_file(
                         voided.append(file)
                     return
                 return
+        if safeyaml.LIBYAML:
+            # Streamed item by item (``yamlstream``), unless the layout is read whole.
+            before = len(problems)
+            yielded = False
+            try:
+                for item in yamlstream.iter_yaml(
+                    lambda: path.open("r", encoding="utf-8-sig", newline=""), file, problems
+                ):
+                    yielded = True
+                    yield item
+                return
+            except yamlstream.Unusual:
+                pass
+            except UnicodeDecodeError:
+                del problems[before:]
+                with path.open("rb") as f:
+                    problems.append(_not_utf8(file, _bad_utf8_line(f)))
+                if yielded and voided is not None:
+                    voided.append(file)
+                return
+            except (yaml.YAMLError, RecursionError, safeyaml.Refused) as exc:
+                # The file cannot be read: its items count for nothing, as if none was read.
+                del problems[before:]
+                if isinstance(exc, safeyaml.Refused):
+                    problems.append(Problem(file, exc.line, None, exc.message, exc.hint))
+                else:
+                    problems.append(
+                        _yaml_problem(exc, file, lambda position: _utf8_line_at(path, position))
+                    )
+                if yielded and voided is not None:
+                    voided.append(file)
+                return
+        with path.open("rb") as f:
             # At most one byte over the limit: a file that grows while it is read is caught.
             data = f.read(max_bytes + 1)
     except OSError as exc:

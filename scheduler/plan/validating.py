@@ -46,7 +46,7 @@ from scheduler.plan.validate import (
 #: that a chunk's trip through the pipe and its database statements cost little.
 CHUNK = 1_000
 #: Chunks the validating process may have sent before the importing one takes them.
-AHEAD = 48
+AHEAD = 8
 #: Kinds of problem, in the order an item lists them: its own checks, its id used before,
 #: its network's rules (checked only for an item that passed its own and is no duplicate).
 OWN, DUPLICATE, NETWORK = 0, 1, 2
