@@ -25,6 +25,7 @@ from adapter_support import (
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from smm_bluesky import BlueskyAdapter, register_platforms
+from smm_bluesky import adapter as bluesky_adapter
 from smm_bluesky.facets import find_spans
 from smm_bluesky.tid import TID_PATTERN, tid_for_key
 
@@ -293,6 +294,25 @@ def test_the_session_is_reused_across_publishes() -> None:
     run(pds, call)
     assert pds.sessions == 1
     assert len(pds.records) == 2
+
+
+def test_content_ids_are_remembered_for_the_latest_records_only() -> None:
+    # A thread's parts need the CIDs of the records just made; one per post ever published
+    # would grow with the daemon's lifetime.
+    pds = FakePds()
+    kept: list[int] = []
+
+    async def call(adapter: BlueskyAdapter) -> None:
+        for i in range(bluesky_adapter._CIDS_KEPT + 50):
+            await adapter.publish(make_post(), make_account(), f"key-{i}")
+        kept.append(len(adapter._cids))
+        await adapter.publish(
+            make_post("One", options=PostOptions(thread=("Two",))), make_account(), "t"
+        )
+
+    run(pds, call)
+    assert kept == [bluesky_adapter._CIDS_KEPT]
+    assert [r["text"] for r in pds.records.values()][-2:] == ["One", "Two"]
 
 
 def test_an_expired_token_is_refreshed_and_the_call_retried_once() -> None:

@@ -44,6 +44,8 @@ __all__ = ["BlueskyAdapter"]
 POST_COLLECTION = "app.bsky.feed.post"
 _IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif")
 _RECORD_EXISTS_ERRORS = frozenset({"InvalidSwap", "RecordAlreadyExists"})
+#: Content ids remembered (a thread's part asks for its parent's as soon as it is made).
+_CIDS_KEPT = 256
 
 
 def _record_exists(exc: xrpc.XrpcError) -> bool:
@@ -109,8 +111,10 @@ class BlueskyAdapter(Adapter):
     def __init__(self, client: httpx.AsyncClient) -> None:
         super().__init__(client)
         self.sessions = SessionStore(client, observe=self._observe)
-        #: The content id of each record this adapter made or found, by URI: a reply names
-        #: its root and parent by URI and CID.
+        #: The content id of the records this adapter made or found lately, by URI: a reply
+        #: names its root and parent by URI and CID. Only a thread's parts need them, right
+        #: after they are made, so the oldest are forgotten past ``_CIDS_KEPT``: one entry per
+        #: post ever published would grow with the daemon's lifetime.
         self._cids: dict[str, str] = {}
 
     # -- offline checks -------------------------------------------------------------------
@@ -427,6 +431,8 @@ class BlueskyAdapter(Adapter):
         cid = body.get("cid")
         if isinstance(cid, str) and cid:
             self._cids[uri] = cid
+            if len(self._cids) > _CIDS_KEPT:
+                del self._cids[next(iter(self._cids))]  # the oldest (dicts keep their order)
 
     async def _existing(self, account: Account, session: Session, rkey: str) -> Published | None:
         """The post under ``rkey`` if the repository has it, None if it has not."""
