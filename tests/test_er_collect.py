@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from er_support import DAY, HOUR, T0, Builder, FakeAdapter, counters, posts_t
 from hypothesis import given
@@ -20,6 +21,7 @@ from scheduler.adapter import Account, Adapter, Metrics, OutgoingPost
 from scheduler.config import AccountConfig, Config, empty_config
 from scheduler.db.models import Account as AccountRow
 from scheduler.db.models import MetricSnapshot
+from scheduler.er import collect
 from scheduler.er.collect import DEFAULT_BANDS, Reading, collect_metrics, due_band
 from scheduler.hookspecs import hookimpl
 from scheduler.timeutil import Clock
@@ -269,3 +271,54 @@ def test_metrics_collected_fires_per_account(engine: Engine) -> None:
     finally:
         plugins.unregister_plugin("test-er-listener")
     assert seen == [("a", 2)]
+
+
+def test_due_posts_are_read_a_page_at_a_time(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job holds one page of due posts, never all of them: an hour after a drain of a
+    # million posts, all of them are due.
+    monkeypatch.setattr(collect, "PAGE", 3)
+    ids = publish(engine, "a", [2 * HOUR] * 7) + publish(engine, "b", [2 * HOUR] * 2)
+    adapter = FakeAdapter(counters)
+    assert run(engine, {"fake": adapter}, config("a", "b")) == 9
+    assert sorted(r.post_id for r in snapshots(engine)) == sorted(ids)
+    assert max(len(remote_ids) for _, remote_ids in adapter.calls) <= 3
+    assert run(engine, {"fake": adapter}, config("a", "b")) == 0
+
+
+def test_posts_a_network_leaves_out_do_not_stop_the_pages_after_them(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(collect, "PAGE", 2)
+    ids = publish(engine, "a", [2 * HOUR] * 5)
+    with engine.connect() as conn:
+        remote = dict(conn.execute(select(posts_t.c.id, posts_t.c.remote_id)).all())
+    gone = {remote[i] for i in ids[:3]}  # deleted on the network: never answered for
+
+    def answer(posts: Sequence[OutgoingPost]) -> dict[str, Metrics]:
+        return {k: m for k, m in counters(posts).items() if k not in gone}
+
+    assert run(engine, {"fake": FakeAdapter(answer)}, config("a")) == 2
+    assert sorted(r.post_id for r in snapshots(engine)) == ids[3:]
+
+
+def test_a_network_that_reports_no_metrics_has_no_posts_read(engine: Engine) -> None:
+    class Silent(Adapter):
+        platform = "silent"
+        capabilities = FakeAdapter.capabilities
+
+        async def publish(self, post: OutgoingPost, account: Account, key: str) -> Any:
+            raise NotImplementedError
+
+    publish(engine, "a", [2 * HOUR])
+    queried: list[str] = []
+    from sqlalchemy import event
+
+    listen = lambda *args: queried.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        assert run(engine, {"fake": Silent(httpx.AsyncClient())}, config("a")) == 0
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    assert not any("FROM posts" in sql for sql in queried)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Float,
+    Integer,
     Select,
     bindparam,
     case,
@@ -62,6 +63,9 @@ DEFAULT_BANDS: tuple[timedelta, ...] = (
 SETTLED_AFTER = timedelta(hours=72)
 #: Posts older than this are not read at all (networks forget, and ER no longer needs them).
 MAX_AGE = timedelta(days=30)
+#: Due posts read, asked for and stored at a time. The job holds one page, never every due
+#: post: an hour after a daemon drained a million posts, all million are due at once.
+PAGE = 1000
 
 #: The counters a snapshot keeps, in ``Metrics`` and ``MetricSnapshot`` alike.
 COUNTERS = tuple(f.name for f in fields(Metrics) if f.name != "remote_id")
@@ -123,15 +127,19 @@ def due_posts(
     account_ids: Mapping[str, int],
     now: datetime,
     bands: Sequence[timedelta] = DEFAULT_BANDS,
-) -> dict[str, list[DuePost]]:
-    """Per account name, the posts to read now.
+    *,
+    after: int = 0,
+    limit: int | None = None,
+) -> tuple[dict[str, list[DuePost]], int | None]:
+    """Per account name, the posts to read now among the next ``limit`` (default ``PAGE``)
+    candidates by id after ``after``; and the last id looked at (None: no candidate left).
 
     The database narrows the posts down to those with no reading since they entered their
     current band (most runs find none, and a simulation runs the job every virtual hour);
     ``due_band`` then decides on those few, the settled rule included.
     """
     if not account_ids or not bands:
-        return {}
+        return {}, None
     names = {i: n for n, i in account_ids.items()}
     rows = conn.execute(
         _due_query(tuple(sorted(int(b.total_seconds()) for b in bands))),
@@ -140,8 +148,12 @@ def due_posts(
             "now_epoch": now.timestamp(),
             "oldest": now - MAX_AGE,
             "youngest": now - min(bands),
+            "after": after,
+            "limit": PAGE if limit is None else limit,
         },
     ).all()
+    if not rows:
+        return {}, None
     readings: dict[int, list[Reading]] = {}
     ids = [r.id for r in rows]
     for start in range(0, len(ids), 500):
@@ -159,7 +171,7 @@ def due_posts(
         band = due_band(r.published_at, readings.get(r.id, ()), now, bands)
         if band is not None:
             out.setdefault(names[r.account_id], []).append(DuePost(r, band))
-    return out
+    return out, rows[-1].id
 
 
 @functools.cache
@@ -174,13 +186,19 @@ def _due_query(bands: tuple[int, ...]) -> Select[Any]:
     read = exists().where(
         snapshots_t.c.post_id == posts_t.c.id, snapshots_t.c.age_seconds >= band_start
     )
-    return select(posts_t).where(
-        posts_t.c.account_id.in_(bindparam("accounts", expanding=True)),
-        posts_t.c.state == PostState.PUBLISHED,
-        posts_t.c.remote_id.is_not(None),
-        posts_t.c.published_at >= bindparam("oldest", type_=UTCDateTime),
-        posts_t.c.published_at <= bindparam("youngest", type_=UTCDateTime),
-        ~read,
+    return (
+        select(posts_t)
+        .where(
+            posts_t.c.account_id.in_(bindparam("accounts", expanding=True)),
+            posts_t.c.state == PostState.PUBLISHED,
+            posts_t.c.remote_id.is_not(None),
+            posts_t.c.published_at >= bindparam("oldest", type_=UTCDateTime),
+            posts_t.c.published_at <= bindparam("youngest", type_=UTCDateTime),
+            posts_t.c.id > bindparam("after", type_=Integer),
+            ~read,
+        )
+        .order_by(posts_t.c.id)
+        .limit(bindparam("limit", type_=Integer))
     )
 
 
@@ -247,8 +265,28 @@ async def collect_metrics(
     is ``clock.now()`` when the answer arrives if a clock is given, else ``now``.
     """
     # The database work runs in threads: in the daemon the event loop keeps publishing.
-    usable, due = await asyncio.to_thread(_read_due, engine, adapters, config, now, bands)
+    usable = await asyncio.to_thread(_usable, engine, adapters, config)
     limit = (timeout or config.daemon.publish_timeout).total_seconds()
+    stored, after = 0, 0
+    while True:
+        due, last = await asyncio.to_thread(_read_due, engine, usable, now, bands, after)
+        if last is None:
+            return stored
+        stored += await _collect_page(engine, adapters, config, usable, due, limit, clock, now)
+        after = last
+
+
+async def _collect_page(
+    engine: Engine,
+    adapters: Mapping[str, Adapter],
+    config: Config,
+    usable: Mapping[str, int],
+    due: dict[str, list[DuePost]],
+    limit: float,
+    clock: Clock | None,
+    now: datetime,
+) -> int:
+    """Ask the networks about one page of due posts, store and announce what they said."""
     names = sorted(due)
     answers = await asyncio.gather(
         *(
@@ -283,15 +321,11 @@ async def collect_metrics(
     return len(rows)
 
 
-def _read_due(
-    engine: Engine,
-    adapters: Mapping[str, Adapter],
-    config: Config,
-    now: datetime,
-    bands: Sequence[timedelta],
-) -> tuple[dict[str, int], dict[str, list[DuePost]]]:
-    """The accounts that can be read (enabled, with an adapter, credentials not known to be
-    expired) by name -> id, and their due posts."""
+def _usable(engine: Engine, adapters: Mapping[str, Adapter], config: Config) -> dict[str, int]:
+    """The accounts that can be read (enabled, with an adapter that reads metrics,
+    credentials not known to be expired) by name -> id. A network whose adapter keeps the
+    default ``fetch_metrics`` reports nothing: its posts are not even read from the database
+    (they would stay due, all of them, at every run for 30 days)."""
     with engine.connect() as conn:
         known = {
             r.name: r.id
@@ -301,12 +335,26 @@ def _read_due(
                 )
             )
         }
-        usable = {
-            name: known[name]
-            for name, cfg in config.accounts.items()
-            if cfg.enabled and name in known and cfg.platform in adapters
-        }
-        return usable, due_posts(conn, usable, now, bands)
+    return {
+        name: known[name]
+        for name, cfg in config.accounts.items()
+        if cfg.enabled
+        and name in known
+        and cfg.platform in adapters
+        and type(adapters[cfg.platform]).fetch_metrics is not Adapter.fetch_metrics
+    }
+
+
+def _read_due(
+    engine: Engine,
+    usable: Mapping[str, int],
+    now: datetime,
+    bands: Sequence[timedelta],
+    after: int,
+) -> tuple[dict[str, list[DuePost]], int | None]:
+    """The next page of due posts (see ``due_posts``)."""
+    with engine.connect() as conn:
+        return due_posts(conn, usable, now, bands, after=after)
 
 
 def _store(
