@@ -215,3 +215,17 @@ def test_a_yaml_error_after_some_items_voids_them_and_names_its_line(
     assert len(problems) == 1, problems
     assert problems[0].message.startswith("not valid YAML")
     assert (problems[0].line or 0) >= 51
+
+
+def test_a_plan_file_that_cannot_be_read_is_refused_before_any_database_is_made(
+    tmp_path: Path,
+) -> None:
+    from plan_support import invoke
+
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    db = tmp_path / "smm.db"
+    result = invoke(config, f"sqlite:///{db}", "plan", "import", str(tmp_path / "gone.csv"))
+    assert result.exit_code == 1
+    assert "cannot read the file" in result.output
+    assert not db.exists()

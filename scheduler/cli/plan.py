@@ -159,6 +159,9 @@ def import_(app: App, files: tuple[str, ...], dry_run: bool, prune: bool, as_jso
     # Read as a stream (the plan is never held whole); an account whose platform no plugin
     # provides is a problem when the plan names it.
     plan_files = PlanFiles((Path(f) for f in files), config.plan.max_file_bytes)
+    refused = plan_files.refused()
+    if refused:  # files that cannot be read at all: no database is opened for them
+        raise InvalidInput(refused, "the plan")
     blocked: dict[str, list[Problem]] = {}
     for p in platform_problems(app):
         if p.field:

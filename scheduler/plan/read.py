@@ -352,6 +352,32 @@ def _bad_utf8_line(f: IO[bytes]) -> int:
     return lines + 1
 
 
+def file_problem(path: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Problem | None:
+    """Why the plan file at ``path`` is refused unread (missing, not a regular file, an
+    unknown format, over ``max_bytes``), or None."""
+    file = str(path)
+    try:
+        # Looked at before it is opened: opening a FIFO would wait for a writer.
+        info = os.stat(path)
+    except OSError as exc:
+        return _file_problem(file, f"cannot read the file: {exc.strerror}")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        return _file_problem(file, f"cannot read the file: {kind}", "name a plan file")
+    suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".csv"):
+        return _file_problem(
+            file, f"unknown plan format {excerpt(suffix)}", "use .yaml, .yml or .csv"
+        )
+    if info.st_size > max_bytes:
+        return _file_problem(
+            file,
+            f"the file is {info.st_size:,} bytes, over the limit of {max_bytes:,}",
+            "split the plan into several files, or raise [plan] max_file_bytes in the config",
+        )
+    return None
+
+
 def iter_plan_file(
     path: Path,
     max_bytes: int = DEFAULT_MAX_FILE_BYTES,
@@ -365,32 +391,11 @@ def iter_plan_file(
     problems = [] if problems is None else problems
     file = str(path)
     suffix = path.suffix.lower()
+    refused = file_problem(path, max_bytes)
+    if refused is not None:
+        problems.append(refused)
+        return
     try:
-        # Looked at before it is opened: opening a FIFO would wait for a writer.
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-            problems.append(
-                _file_problem(file, f"cannot read the file: {kind}", "name a plan file")
-            )
-            return
-        if suffix not in (".yaml", ".yml", ".csv"):
-            problems.append(
-                _file_problem(
-                    file, f"unknown plan format {excerpt(suffix)}", "use .yaml, .yml or .csv"
-                )
-            )
-            return
-        if info.st_size > max_bytes:
-            problems.append(
-                _file_problem(
-                    file,
-                    f"the file is {info.st_size:,} bytes, over the limit of {max_bytes:,}",
-                    "split the plan into several files, "
-                    "or raise [plan] max_file_bytes in the config",
-                )
-            )
-            return
         with path.open("rb") as f:
             if suffix == ".csv":
                 # Streamed from the file: the decoded text of a large plan is never held whole.
@@ -504,6 +509,10 @@ class PlanFiles:
         self.problems: list[Problem] = []
         self.voided: list[str] = []
         self._stamps: dict[Path, tuple[int, int, int] | None] = {}
+
+    def refused(self) -> list[Problem]:
+        """The problems of files refused unread (``file_problem``): cheap, no file read."""
+        return [p for p in (file_problem(path, self.max_bytes) for path in self.paths) if p]
 
     def files(self) -> list[str]:
         """The files' names, as items and problems give them."""
