@@ -49,7 +49,7 @@ class Problem:
 
     def location(self) -> str:
         """``plan.csv, row 4, field at``: where to look."""
-        parts = [self.file]
+        parts = [_shown_file(self.file)]
         if self.line is not None:
             parts.append(f"{self.unit} {self.line}")
         if self.item:
@@ -77,6 +77,16 @@ class Problem:
         }
 
 
+def _shown_file(name: str) -> str:
+    """A file's name as printed: one a user named is input too, so its control, bidi and
+    line-separating characters are escaped (a plain name is left as it is)."""
+    if name.isprintable():
+        return name
+    from scheduler.text import safe  # only for such a name: safe needs the regex module
+
+    return safe(name)
+
+
 class SmmError(Exception):
     """Base of the errors the CLI reports without a traceback (exit code 1)."""
 
@@ -94,7 +104,7 @@ class InvalidInput(SmmError):
         self.problems = heapq.nsmallest(
             self.MAX_LISTED, problems, key=lambda p: (p.file, p.line or 0, p.field or "")
         )
-        self.what = what
+        self.what = what = _shown_file(what)
         listed = f" (the first {len(self.problems)} are listed)" if n > len(self.problems) else ""
         super().__init__(
             f"{what} has {n:,} problem{'s' if n != 1 else ''}{listed}:\n"

@@ -475,3 +475,42 @@ def test_validate_json_lists_the_first_problems_and_counts_them_all(smm, tmp_pat
 def test_a_second_yaml_document_is_refused_with_its_line(smm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = write(tmp_path, "plan.yaml", f"---\n{ITEM}---\n{ITEM}")
     refused(smm("plan", "validate", str(path)), path, "line 3", "found another document")
+
+
+@pytest.mark.parametrize(
+    "name", ["evil\x1b]0;pwned\x07.yaml", "two\nlines.yaml", "rlo\u202egnp.yaml"]
+)
+def test_a_file_name_with_control_characters_is_printed_escaped(  # type: ignore[no-untyped-def]
+    smm, tmp_path: Path, name: str
+) -> None:
+    """A plan's name is input too: its escape sequences never reach the terminal, and a
+    line break in it never starts a line of its own in the report."""
+    path = write(tmp_path, name, "- {id: a, account: nope, type: t, text: hi}\n")
+    result = smm("plan", "validate", str(path))
+    assert result.exit_code == 1
+    assert "unknown account 'nope'" in result.output
+    for char in ("\x1b", "\x07", "\u202e"):
+        assert char not in result.output
+    problem_lines = [ln for ln in result.output.splitlines() if ln.startswith("  ")]
+    assert len(problem_lines) == 1
+    assert "unknown account 'nope'" in problem_lines[0]
+
+
+def test_a_config_name_with_control_characters_is_printed_escaped(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from scheduler.cli import cli
+
+    bad = tmp_path / "bad\x1b]0;pwned\x07.toml"
+    bad.write_text("[x]\n", encoding="utf-8")
+    good = tmp_path / "good\x1b]0;pwned\x07.toml"
+    good.write_text(CONFIG, encoding="utf-8")
+    for args in (
+        ["--config", str(bad), "config", "check"],
+        ["--config", str(good), "config", "check"],
+        ["--config", str(good), "--db", f"sqlite:///{tmp_path}/d.db", "doctor"],
+    ):
+        result = CliRunner().invoke(cli, args)
+        assert "pwned" in result.output
+        assert "\x1b" not in result.output
+        assert "\x07" not in result.output

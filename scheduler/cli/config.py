@@ -7,7 +7,7 @@ import click
 from scheduler import plugins
 from scheduler.adapter import Issue
 from scheduler.cli.app import App, pass_app
-from scheduler.cli.output import echo_json
+from scheduler.cli.output import echo_json, safe
 from scheduler.config import Config, ConfigProblems, line_of
 from scheduler.errors import InvalidInput, Problem
 from scheduler.outgoing import account_view
@@ -82,7 +82,7 @@ def check(app: App, as_json: bool) -> None:
     config, problems = _all_problems(app)
     if problems:
         raise InvalidInput(problems, f"config {config.source}")
-    click.echo(f"{config.source}: OK, {len(config.accounts)} account(s)")
+    click.echo(f"{safe(str(config.source))}: OK, {len(config.accounts)} account(s)")
     for acc in config.accounts.values():
         slots = sum(len(t) for t in acc.slots.values())
         missing = [k for k, ref in acc.credentials.items() if not ref.available()]

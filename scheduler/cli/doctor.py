@@ -27,7 +27,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from scheduler import plugins
 from scheduler.cli.app import App, pass_app
-from scheduler.cli.output import echo_json
+from scheduler.cli.output import echo_json, safe
 from scheduler.config import Config, CredentialError, CredentialRef, load_config
 from scheduler.db.engine import make_engine, redact_url, resolve_database_url
 from scheduler.db.migrate import alembic_config, current_revision, head_revision
@@ -91,7 +91,7 @@ def check_config(path: Path | None) -> tuple[list[Check], Config | None]:
         Check(
             "config",
             Level.OK,
-            f"{path}: valid, {len(config.accounts)} account(s)",
+            f"{safe(str(path))}: valid, {len(config.accounts)} account(s)",
         )
     ]
     if config.metrics_listen and importlib.util.find_spec("prometheus_client") is None:

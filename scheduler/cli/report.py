@@ -24,7 +24,7 @@ from sqlalchemy import Connection, and_, func, or_, select
 
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.complete import account_names
-from scheduler.cli.output import echo_json
+from scheduler.cli.output import echo_json, safe
 from scheduler.config import Config, CredentialError, ERSettings
 from scheduler.db.models import Account, PostState, PriorityDecision
 from scheduler.er import html as page
@@ -580,11 +580,11 @@ def report(app: App, html_path: str, account: str | None, days: int, as_json: bo
     try:
         write_private(path, text)  # 0600, a reader never sees half a page
     except OSError as exc:
-        raise SmmError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise SmmError(f"cannot write {safe(str(path))}: {exc.strerror or exc}") from exc
     if as_json:
         echo_json({"path": str(path), "accounts": accounts, "days": days, "empty": data is None})
         return
-    click.echo(f"wrote {path} ({summary})")
+    click.echo(f"wrote {safe(str(path))} ({summary})")
 
 
 def report_posts(
