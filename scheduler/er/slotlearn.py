@@ -32,7 +32,7 @@ STAY = 0.1
 #: The draws are taken at this share of the posterior spread: a full draw tries a weak hour
 #: again long after it is known to be weak (measured on the hours benchmark world: 0.86 of
 #: the type-and-time oracle at 1, 0.92 at 0.5).
-DRAW_SCALE = 0.5
+DRAW_SCALE = 0.25
 
 DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
