@@ -199,6 +199,31 @@ def test_the_receivers_id_and_url_become_the_remote_id_and_url() -> None:
     assert publish(accepted) == Published("cms-981", "https://cms.example.com/p/981")
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"id": "r1", "url": "javascript:alert(1)"},
+        {"id": "r1", "url": "data:text/html,<script>alert(1)</script>"},
+        {"id": "r1", "url": "https://cms.example.com/" + "p" * 5000},
+        {"id": "r1", "url": "https://cms.example.com/a b"},
+    ],
+)
+def test_a_url_no_browser_should_follow_is_not_kept(answer: dict[str, str]) -> None:
+    """The receiver's url is shown as a link by the web app and the report: only a bounded
+    http(s) address is kept."""
+    assert publish(lambda r: httpx.Response(200, json=answer)) == Published("r1", None)
+
+
+def test_an_id_no_network_would_give_is_not_kept() -> None:
+    """A receiver's id is stored and shown: a huge one or one with control characters is
+    replaced by the idempotency key, which identifies the delivery as well."""
+    for bad in ("9" * 5000, "r1\x1b[2J"):
+        published = publish(lambda r, bad=bad: httpx.Response(200, json={"id": bad}))
+        assert published.remote_id != bad
+        assert published.remote_id.isprintable()
+        assert len(published.remote_id) < 100
+
+
 def test_a_numeric_id_is_kept_as_text() -> None:
     assert publish(lambda r: httpx.Response(201, json={"id": 981})).remote_id == "981"
 

@@ -179,10 +179,27 @@ def _published(response: httpx.Response, idempotency_key: str) -> Published:
     remote_id, url = idempotency_key, None
     if isinstance(body, Mapping):
         if isinstance(body.get("id"), str | int) and not isinstance(body.get("id"), bool):
-            remote_id = str(body["id"]) or idempotency_key
-        if isinstance(body.get("url"), str) and body["url"]:
-            url = body["url"]
+            given = str(body["id"])
+            remote_id = given if _plain(given, _MAX_ID) else idempotency_key
+        found = body.get("url")
+        # The web app and the report show it as a link: only a bounded http(s) address.
+        if (
+            isinstance(found, str)
+            and _plain(found, _MAX_URL)
+            and found.lower().startswith(("https://", "http://"))
+        ):
+            url = found
     return Published(remote_id=remote_id, url=url)
+
+
+#: Longest id and url kept from a receiver's answer (they are stored and shown).
+_MAX_ID = 500
+_MAX_URL = 2000
+
+
+def _plain(value: str, limit: int) -> bool:
+    """One word of printable characters, at most ``limit`` long."""
+    return 0 < len(value) <= limit and value.isprintable() and not any(c.isspace() for c in value)
 
 
 def _retry_at(value: str | None, now: datetime) -> datetime | None:
