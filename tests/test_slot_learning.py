@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 
 from scheduler.config import AccountConfig, Config, ERSettings, parse_config
 from scheduler.db.engine import make_engine
-from scheduler.db.models import PostState
+from scheduler.db.models import PostState, Schedule
 from scheduler.er.hours import Observation, fit
 from scheduler.er.jobs import refill_queues
 from scheduler.er.recompute import recompute
@@ -192,6 +192,29 @@ def _seed(conn: Any) -> tuple[int, int]:
         acc, "laugh", state=PostState.CLAIMED, due_at=tomorrow_8, lease_owner="daemon-1"
     )
     return acc, claimed
+
+
+def test_the_er_job_never_moves_a_fixed_time_post(db_url: str) -> None:
+    engine = make_engine(db_url)
+    config = Config(path=None, accounts={"riga": _account()}, er=ERSettings())
+    at = (T0 + 2 * DAY).replace(hour=8)  # on a slot the evidence moves away from
+    try:
+        with engine.begin() as conn:
+            acc, _ = _seed(conn)
+            fixed = Builder(conn).post(
+                acc, "medal", state=PostState.QUEUED, schedule=Schedule.FIXED, due_at=at
+            )
+            assign_queue_slots(conn, config.accounts["riga"], acc, T0)
+        recompute(engine, config, T0)
+        refill_queues(engine, config, T0)
+        with engine.connect() as conn:
+            (row,) = conn.execute(select(slot_decisions_t)).all()
+            due = conn.execute(select(posts_t.c.due_at).where(posts_t.c.id == fixed)).scalar()
+        assert row.moves  # slots moved ...
+        assert any(m["from"] == "08:00" for m in row.moves)
+        assert due == at  # ... and the post given an exact time kept it
+    finally:
+        engine.dispose()
 
 
 def test_the_er_job_moves_queued_posts_and_never_a_claimed_one(
