@@ -533,6 +533,9 @@ def _learn(
         r.problem(path + suffix, message, 'e.g. learn = { weekdays = "08:00-22:00" }')
     if problems:
         return {}
+    if not windows:
+        r.problem(path, "names no window", 'e.g. learn = { weekdays = "08:00-22:00" }')
+        return {}
     for message in check_learning(slots, windows):
         r.problem(path, message, "the slots start where the config puts them: inside the windows")
     return windows

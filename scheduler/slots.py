@@ -254,6 +254,12 @@ def check_learning(
     """Why ``slots`` cannot learn within ``windows`` (empty: they can): every slot of a day
     with windows must lie in them, and the day's slots must fit them ``MIN_GAP`` apart. Days
     with the same problem are named together."""
+    if windows and not any(slots.get(day) for day in windows):
+        # Windows only on days without slots: nothing would ever move.
+        return [
+            "no day with learning windows has slots to move: learning moves the slots the "
+            'table gives, e.g. weekdays = ["09:00", "18:00"]'
+        ]
     found: dict[str, list[int]] = {}
     gap = int(MIN_GAP.total_seconds() // 60)
     for day, wins in sorted(windows.items()):

@@ -153,6 +153,8 @@ def test_the_config_reads_learning_windows() -> None:
             "slots.learn",
             "do not fit",
         ),
+        ('weekdays = ["09:00"]\nlearn = { weekend = "08:00-22:00" }', "slots.learn", "no day"),
+        ('daily = ["09:00"]\nlearn = {}', "slots.learn", "names no window"),
     ],
 )
 def test_bad_learning_windows_are_reported_with_file_line_and_field(
