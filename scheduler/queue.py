@@ -633,6 +633,26 @@ def reschedule(
     return changes
 
 
+#: Longest approval or send-back comment (kept in the post's history, shown wherever it is).
+MAX_COMMENT = 2000
+
+
+def _checked_comment(comment: str | None) -> str | None:
+    """A person's comment on an approval: bounded, and free of the control and format
+    characters a terminal or a page would act on (line breaks and tabs are kept)."""
+    if comment is None:
+        return None
+    if len(comment) > MAX_COMMENT:
+        raise SmmError(
+            f"the comment has {len(comment):,} characters, more than {MAX_COMMENT:,}: "
+            "say it in fewer words"
+        )
+    bad = next((c for c in comment if not c.isprintable() and c not in "\n\t"), None)
+    if bad is not None:
+        raise SmmError(f"the comment contains the control character U+{ord(bad):04X}")
+    return comment
+
+
 def approve(
     conn: Connection,
     rows: Sequence[Row[Any]],
@@ -643,6 +663,7 @@ def approve(
     """Sign posts off: they join the queue, to go out at their time (now if it has passed).
 
     The event records who approved and when (``smm queue show`` and the web app print it)."""
+    comment = _checked_comment(comment)
     changes = []
     for r in rows:
         when = r.due_at if r.due_at is None or r.due_at > now else now
@@ -666,7 +687,7 @@ def reject(
 ) -> list[Change]:
     """Send posts back with a comment: they stay unpublished until the plan changes them (they
     wait for approval again) or an approver approves them after all."""
-    if not comment.strip():
+    if not (_checked_comment(comment) or "").strip():
         raise SmmError("say what to change: a post is sent back with a comment")
     return _transition(
         conn,

@@ -191,6 +191,30 @@ def test_resolve_takes_the_remote_id_an_optional_url_and_time(smm: Smm, sqlite_u
 
 
 @pytest.mark.parametrize(
+    ("action", "comment", "needle"),
+    [
+        ("approve", "c" * 5000, "5,000 characters"),
+        ("reject", "c" * 5000, "5,000 characters"),
+        ("reject", "fix\x1b]0;pwned\x07 it", "control character"),
+        ("approve", "ok\u202e", "control character"),
+    ],
+)
+def test_an_approval_comment_is_bounded_text(
+    smm: Smm, sqlite_url: str, action: str, comment: str, needle: str
+) -> None:
+    """A comment is kept in the post's history, printed by `smm queue show` and the web app."""
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.execute(update(posts_t).where(posts_t.c.key == "a1").values(state="pending_approval"))
+    engine.dispose()
+    refused = smm("queue", action, "a1", "--comment", comment, expect=1)
+    assert needle in refused.output
+    assert len(refused.output) < 400
+    assert json.loads(smm("queue", "show", "a1", "--json").output)["state"] == "pending_approval"
+    smm("queue", action, "a1", "--comment", "line one\nline two")
+
+
+@pytest.mark.parametrize(
     ("args", "needle"),
     [
         (("--published", "1", "--url", "javascript:alert(1)"), "not an http(s) address"),
