@@ -489,6 +489,7 @@ class Worker:
             finally:
                 for _ in batch:
                     self._results.task_done()
+            del first, batch  # written: an idle daemon keeps none of a burst's outcomes
 
     async def _write(self, batch: list[Result], deadline: float | None = None) -> None:
         """Write ``batch``, waiting out database outages (until ``deadline``, or until the
