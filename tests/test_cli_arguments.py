@@ -183,3 +183,32 @@ def test_a_huge_or_many_unknown_ids_give_a_bounded_message(db: str) -> None:
     assert "'nope-0'" in result.output
     assert "and 490 more" in result.output
     assert len(result.output) < 500
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["queue", "list", "--account"],
+        ["queue", "pause", "--account"],
+        ["er", "--account"],
+        ["er", "history", "--account"],
+        ["report", "--html", "r.html", "--account"],
+    ],
+)
+def test_a_huge_unknown_account_gives_a_bounded_message(db: str, args: list[str]) -> None:
+    result = smm("--config", str(CONFIG), "--db", db, *args, "x" * 100_000)
+
+    no_traceback(result)
+    assert result.exit_code == 1
+    assert "no account 'xxxx" in result.output
+    assert len(result.output) < 300
+
+
+def test_a_signer_name_is_bounded_printable_text(db: str) -> None:
+    for name in ("x" * 5000, "eve\x1b]0;pwned\x07"):
+        result = smm("--config", str(CONFIG), "--db", db, "queue", "approve", "1", "--by", name)
+        no_traceback(result)
+        assert result.exit_code == 2
+        assert "--by" in result.output
+        assert "\x1b" not in result.output
+        assert len(result.output) < 600

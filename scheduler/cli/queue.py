@@ -13,7 +13,7 @@ from scheduler.cli.app import App, pass_app
 from scheduler.cli.complete import account_names, post_ids
 from scheduler.cli.output import echo_json, local_time, preview, safe, table
 from scheduler.cli.params import Count
-from scheduler.errors import NotFound, SmmError
+from scheduler.errors import NotFound, SmmError, excerpt
 from scheduler.states import PostState
 from scheduler.timeutil import LocalTimeError, format_utc, parse_wall_time, zone
 
@@ -440,6 +440,11 @@ def retry_(app: App, keys: tuple[str, ...], as_json: bool) -> None:
 def _who(by: str | None) -> str:
     """Who acts, as the post's history records it: ``--by``, else the login name."""
     if by:
+        if len(by) > 100 or not by.isprintable():
+            raise click.BadParameter(
+                f"{excerpt(by)}: a name of at most 100 characters, without control characters",
+                param_hint="--by",
+            )
         return by
     try:
         return f"cli:{getpass.getuser()}"
@@ -534,7 +539,7 @@ def _account_ids(conn: Connection, account: str | None) -> list[tuple[int, str]]
     rows = [(r.id, r.name) for r in conn.execute(q)]
     if account is not None and not rows:
         raise NotFound(
-            f"no account {safe(account)!r} in the database (import a plan or run `smm init`)"
+            f"no account {excerpt(account)} in the database (import a plan or run `smm init`)"
         )
     return rows
 

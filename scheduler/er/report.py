@@ -17,7 +17,7 @@ from scheduler.config import AccountConfig, ERSettings
 from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
 from scheduler.er.besttime import best_time
 from scheduler.er.slotjob import slot_history
-from scheduler.errors import NotFound
+from scheduler.errors import NotFound, excerpt
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
 priorities_t = ContentTypePriority.__table__  # type: ignore[attr-defined]
@@ -31,7 +31,7 @@ def account_ids(conn: Connection, account: str | None) -> list[tuple[int, str]]:
         q = q.where(accounts_t.c.name == account)
     rows = [(r.id, r.name) for r in conn.execute(q)]
     if account is not None and not rows:
-        raise NotFound(f"no account {account!r} in the database")
+        raise NotFound(f"no account {excerpt(account)} in the database")
     return rows
 
 

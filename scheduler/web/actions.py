@@ -18,7 +18,7 @@ from scheduler.config import Config
 from scheduler.daemon import store
 from scheduler.db.engine import immediate
 from scheduler.db.models import PostState
-from scheduler.errors import NotFound, SmmError
+from scheduler.errors import NotFound, SmmError, excerpt
 from scheduler.queue import (
     AWAITING_APPROVAL,
     CANCELLABLE,
@@ -170,7 +170,7 @@ def run_account(
     with immediate(engine) as conn:
         row: Any = conn.execute(select(accounts_t.c.id).where(accounts_t.c.name == name)).first()
         if row is None:
-            raise NotFound(f"no account {name!r} in the database")
+            raise NotFound(f"no account {excerpt(name)} in the database")
         if action == "pause":
             n = pause_accounts(
                 conn, [row.id], now, reason="paused from the web app", actor=f"web:{user.name}"
