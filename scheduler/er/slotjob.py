@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, or_, select
 
 from scheduler.config import AccountConfig, ERSettings
 from scheduler.db.models import Account, PostState, PriorityDecision
@@ -62,34 +62,40 @@ def observations(
     hl = settings.half_life.total_seconds()
     horizon = now - settings.half_life * HORIZON_HALF_LIVES
     s, p = snapshots_t, posts_t
+    mine = (
+        p.c.account_id == account_id,
+        p.c.state == PostState.PUBLISHED,
+        p.c.published_at >= horizon,
+        p.c.published_at <= now,
+    )
+    # Only the readings inside a configured age band are read, and each post's time once:
+    # a post has a reading every few hours, and a timestamp per reading cost more than the fit.
+    in_band = or_(*(and_(s.c.age_seconds >= lo, s.c.age_seconds < hi) for lo, hi in windows))
     rows = conn.execute(
-        select(
-            s.c.post_id,
-            s.c.age_seconds,
-            er_sql(s, p).label("er"),
-            p.c.content_type,
-            p.c.published_at,
-        )
+        select(s.c.post_id, s.c.age_seconds, er_sql(s, p).label("er"))
         .select_from(s.join(p, p.c.id == s.c.post_id))
-        .where(
-            p.c.account_id == account_id,
-            p.c.state == PostState.PUBLISHED,
-            p.c.published_at >= horizon,
-            p.c.published_at <= now,
-        )
+        .where(*mine, in_band)
         .order_by(s.c.post_id, s.c.age_seconds),
         {"reach": [account_id] if reach else []},
     )
-    best: dict[int, tuple[int, float, str, datetime]] = {}
+    best: dict[int, tuple[int, float]] = {}
     for row in rows:
         band = _band_of(row.age_seconds, windows)
         if band is None or row.er is None or row.er <= 0:
             continue
         held = best.get(row.post_id)
         if held is None or band > held[0]:  # the latest band, its first reading
-            best[row.post_id] = (band, float(row.er), row.content_type, row.published_at)
+            best[row.post_id] = (band, float(row.er))
+    if not best:
+        return []
     out = []
-    for band, er, ctype, published in best.values():
+    for post_id, ctype, published in conn.execute(
+        select(p.c.id, p.c.content_type, p.c.published_at).where(*mine)
+    ):
+        found = best.get(post_id)
+        if found is None:
+            continue
+        band, er = found
         local = published.astimezone(tz)
         age = (now - published).total_seconds()
         out.append(
