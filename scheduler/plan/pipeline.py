@@ -578,8 +578,11 @@ def import_plan(
             parallel = len(plan) >= PARALLEL_FROM
         else:
             parallel = _plan_bytes(plan) >= PARALLEL_FROM_BYTES
-    # The other process starts validating now, while this one makes the first pass.
-    shared = validating.Shared(validator, plan) if parallel and validating.can_fork() else None
+    shared = None
+    if parallel and validating.can_fork():
+        validator.warm(plan)
+        # The other process starts validating now, while this one makes the first pass.
+        shared = validating.Shared(validator, plan)
     try:
         scan = _scan(conn, plan, config, account_ids, stored, watched)
         read_problems = list(getattr(plan, "problems", ()))

@@ -150,6 +150,20 @@ class Validator:
             for item in items
         ]
 
+    def warm(self, plan: Iterable[RawItem]) -> None:
+        """Validate the plan's first item and forget it: what validation loads on first use
+        (each network's plugin, its modules) is then loaded once, before a fork, instead of
+        in both processes."""
+        items = iter(plan)
+        try:
+            first = next(items, None)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+        if first is not None:
+            self._validate(first, 0, Asked())
+
     def _members(self, raw: RawItem) -> tuple[str, list[tuple[str, str]], bool]:
         item_id = raw_key(raw)
         if not item_id:
