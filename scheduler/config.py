@@ -42,11 +42,12 @@ class CredentialError(SmmError):
     """A credential reference points at nothing. The message never contains the secret."""
 
 
-def _remember(secret: str) -> str:
-    """Tell the log redactor about a secret the moment it is read."""
+def _remember(secret: str, source: str) -> str:
+    """Tell the log redactor about a secret the moment it is read (``source``: where from,
+    so that a file whose token is refreshed does not keep every old token registered)."""
     from scheduler.logging import register_secret
 
-    register_secret(secret)
+    register_secret(secret, source)
     return secret
 
 
@@ -62,6 +63,11 @@ class CredentialRef:
             self.kind
         ] + f" {self.name}"
 
+    @property
+    def source(self) -> str:
+        """The reference as the log redactor knows it (``register_secret``'s ``source``)."""
+        return f"{self.kind}:{self.name}"
+
     def available(self) -> bool:
         """True when the secret can be read (without reading it into anything that is kept)."""
         try:
@@ -76,7 +82,7 @@ class CredentialRef:
             value = os.environ.get(self.name)
             if not value:
                 raise CredentialError(f"environment variable {self.name} is not set")
-            return _remember(value)
+            return _remember(value, self.source)
         if self.kind == "file":
             path = Path(self.name).expanduser()
         else:
@@ -101,7 +107,7 @@ class CredentialRef:
             raise CredentialError(f"{self.describe()} is not UTF-8 text") from None
         if not value:
             raise CredentialError(f"{self.describe()} is empty")
-        return _remember(value)
+        return _remember(value, self.source)
 
 
 #: The largest secret file read: tokens and keys are far smaller; /dev/zero is endless.

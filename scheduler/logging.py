@@ -88,15 +88,17 @@ _META_KEYS = frozenset({"_record", "_from_structlog"})
 _registry = SecretMatcher()
 
 
-def register_secret(value: str) -> None:
+def register_secret(value: str, source: str | None = None) -> None:
     """Mask ``value`` wherever it appears in a log event, stored message or page from now on.
 
     The credential resolver calls this for every secret it hands out, so a token that a
     network echoes back in an error message is masked too: whole, as any fragment of
     8 characters or more, and in the encodings servers use (see :mod:`scheduler.redaction`).
+    ``source`` names where the value was read: a source whose value changes (a refreshed
+    token) keeps its latest few values masked, not every value it ever had.
     """
-    _registry.add(value)
-    _masked.clear()
+    if _registry.add(value, source):
+        _masked.clear()
 
 
 #: Strings already masked (or found clean) -> what they became: event names, logger names,

@@ -24,7 +24,7 @@ import re
 import threading
 from collections.abc import Iterable
 
-__all__ = ["FRAGMENT", "MIN_SECRET_LENGTH", "SecretMatcher"]
+__all__ = ["FRAGMENT", "KEPT_PER_SOURCE", "MIN_SECRET_LENGTH", "SecretMatcher"]
 
 #: Registered values shorter than this are ignored: masking every "abc" would garble the logs
 #: while protecting nothing worth the name.
@@ -164,35 +164,80 @@ class _Table:
         return spans
 
 
+#: The values a source (a token file, a variable) keeps masked: its current one and the ones it
+#: had just before, which requests still in flight may carry and a server may echo. Older ones
+#: are forgotten: a token refreshed every hour for months would otherwise keep thousands of
+#: dead tokens (and their windows, some 0.4 MB each) in memory, and make every new
+#: registration rebuild the tables of all of them.
+KEPT_PER_SOURCE = 4
+
+
 class SecretMatcher:
     """Registered secrets, and the masking of them in text (thread-safe; reads take no lock)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
+        #: Secrets registered without a source: kept for the life of the process.
+        self._pinned: set[str] = set()
+        #: Source -> its latest values, the newest last (at most ``KEPT_PER_SOURCE``).
+        self._sources: dict[str, list[str]] = {}
         self._windows: dict[int, set[str]] = {}
         #: One table per window length; a secret shorter than FRAGMENT is one window.
         self._tables: tuple[_Table, ...] = ()
         #: Whether a secret holds a character that starts an escape.
         self._escapes_inside = False
 
-    def add(self, secret: str) -> None:
-        """Look for ``secret`` (and its fragments and encodings) from now on."""
+    def add(self, secret: str, source: str | None = None) -> bool:
+        """Look for ``secret`` (and its fragments and encodings) from now on; True when it
+        was not looked for already.
+
+        ``source`` names where the value was read (a token file): a source keeps its last
+        ``KEPT_PER_SOURCE`` values masked, an older one is forgotten unless another source
+        or a registration without a source holds it.
+        """
         if len(secret) < MIN_SECRET_LENGTH:
-            return
+            return False
         with self._lock:
-            if secret in self._secrets:
-                return
+            retired: set[str] = set()
+            if source is None:
+                self._pinned.add(secret)
+            else:
+                values = self._sources.setdefault(source, [])
+                if values and values[-1] == secret:
+                    return False  # read again, as it is at every use
+                if secret in values:
+                    values.remove(secret)
+                values.append(secret)
+                if len(values) > KEPT_PER_SOURCE:
+                    retired = set(values[:-KEPT_PER_SOURCE])
+                    del values[:-KEPT_PER_SOURCE]
+                    retired -= self._pinned
+                    retired.difference_update(*self._sources.values())
+            new = secret not in self._secrets
+            if not new and not retired:
+                return False
             self._secrets.add(secret)
-            self._escapes_inside |= not _ESCAPE_START.isdisjoint(secret)
-            for form in _forms(secret):
-                n = min(FRAGMENT, len(form))
-                self._windows.setdefault(n, set()).update(
-                    form[i : i + n] for i in range(len(form) - n + 1)
-                )
+            if retired:
+                self._secrets -= retired
+                self._windows = {}
+                self._escapes_inside = False
+                for kept in self._secrets:
+                    self._index(kept)
+            else:
+                self._index(secret)
             # One assignment: a reader sees the old tables or the new ones, never half of them.
             self._tables = tuple(
                 _Table(n, frozenset(keys)) for n, keys in sorted(self._windows.items())
+            )
+            return new
+
+    def _index(self, secret: str) -> None:
+        self._escapes_inside |= not _ESCAPE_START.isdisjoint(secret)
+        for form in _forms(secret):
+            n = min(FRAGMENT, len(form))
+            self._windows.setdefault(n, set()).update(
+                form[i : i + n] for i in range(len(form) - n + 1)
             )
 
     def mask(self, text: str, mask: str) -> str:

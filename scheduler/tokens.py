@@ -312,11 +312,18 @@ async def _refresh(
         )
         observability.record_token(account, previous.expires_at, failed=True)
         return failed
-    register_secret(tokens.access_token)
+    # Under the files' names: each keeps its latest few tokens masked, not every token the
+    # daemon ever refreshed (see ``scheduler.redaction.KEPT_PER_SOURCE``).
+    access_ref = account.credentials["access_token"]
+    refresh_ref = account.credentials.get("refresh_token")
+    register_secret(tokens.access_token, access_ref.source)
     _write_private(token_file, tokens.access_token.encode() + b"\n")
     if tokens.refresh_token:
-        register_secret(tokens.refresh_token)
-        refresh_file = _writable_file(account.credentials.get("refresh_token"))
+        register_secret(
+            tokens.refresh_token,
+            refresh_ref.source if refresh_ref is not None else f"{access_ref.source}#refresh",
+        )
+        refresh_file = _writable_file(refresh_ref)
         if refresh_file is not None:
             _write_private(refresh_file, tokens.refresh_token.encode() + b"\n")
     fresh_state = TokenState(expires_at=tokens.expires_at, refreshed_at=now)

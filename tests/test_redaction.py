@@ -30,7 +30,7 @@ from scheduler.config import load_config
 from scheduler.db.engine import make_engine
 from scheduler.logging import MASK, configure_logging, redact, register_secret, reset_logging
 from scheduler.queue import accounts_t, posts_t
-from scheduler.redaction import FRAGMENT, SecretMatcher
+from scheduler.redaction import FRAGMENT, KEPT_PER_SOURCE, SecretMatcher
 
 
 def windows(text: str, n: int = FRAGMENT) -> set[str]:
@@ -283,3 +283,37 @@ def test_messages_stored_unmasked_are_masked_when_shown(sqlite_url: str) -> None
     assert "4f9a8b7c6d5e" not in shown
     assert "99x" not in shown
     assert "Bearer ***" in shown
+
+
+def test_a_source_keeps_its_latest_values_masked_and_forgets_the_older_ones() -> None:
+    # A token file refreshed every hour for months would otherwise keep every dead token
+    # (and its windows) registered, and each new one would rebuild the tables of them all.
+    m = SecretMatcher()
+    values = [secrets.token_urlsafe(24) for _ in range(10)]
+    for value in values:
+        m.add(value, "file:/run/smm/x-access")
+        m.add(value, "file:/run/smm/x-access")  # read again at every use
+    for value in values[-KEPT_PER_SOURCE:]:
+        assert value not in m.mask(f"echo {value}", MASK)
+    for value in values[:-KEPT_PER_SOURCE]:
+        assert value in m.mask(f"echo {value}", MASK)
+    assert len(m._secrets) == KEPT_PER_SOURCE
+    fresh = SecretMatcher()
+    for value in values[-KEPT_PER_SOURCE:]:
+        fresh.add(value)
+    assert m._windows == fresh._windows  # the windows of the forgotten values are gone
+
+
+def test_a_value_registered_without_a_source_or_by_another_source_is_never_forgotten() -> None:
+    m = SecretMatcher()
+    pinned, shared = "the-database-password", "a-token-two-files-hold"
+    m.add(pinned)
+    m.add(pinned, "file:/a")
+    m.add(shared, "file:/a")
+    m.add(shared, "env:B")
+    refreshed = [secrets.token_urlsafe(24) for _ in range(3 * KEPT_PER_SOURCE)]
+    for value in refreshed:
+        m.add(value, "file:/a")
+    assert m.mask(pinned, MASK) == MASK
+    assert m.mask(shared, MASK) == MASK
+    assert m.mask(refreshed[0], MASK) == refreshed[0]

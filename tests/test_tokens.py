@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from structlog.testing import capture_logs
 from scheduler import observability, tokens
 from scheduler.adapter import Account, AuthExpired, Transient
 from scheduler.config import AccountConfig, Config, CredentialRef
+from scheduler.logging import redact
 from scheduler.tokens import TokenSet
 
 NOW = datetime(2030, 1, 7, 9, 0, tzinfo=UTC)
@@ -450,3 +452,26 @@ def test_a_failed_refresh_is_not_retried_at_every_publish(files: dict[str, Crede
     refresh(adapter, acc, NOW + timedelta(seconds=61))
     assert adapter.calls == 2
     assert acc.secret("access_token") == "a1"
+
+
+def test_refreshed_tokens_stay_masked_but_the_registry_does_not_grow_with_refreshes(
+    files: dict[str, CredentialRef],
+) -> None:
+    from scheduler.logging import _registry
+    from scheduler.redaction import KEPT_PER_SOURCE
+
+    hours = 3 * KEPT_PER_SOURCE
+    issued = [secrets.token_urlsafe(24) for _ in range(hours)]
+    adapter = FakeRefresher(
+        *(TokenSet(token, NOW + timedelta(hours=h + 1)) for h, token in enumerate(issued))
+    )
+    acc = account(files)
+    registered = len(_registry._secrets)
+    for h in range(hours):
+        refresh(adapter, acc, NOW + timedelta(hours=h))
+        acc.secret("access_token")  # a publish reads the file
+    assert adapter.calls == hours
+    for token in issued[-KEPT_PER_SOURCE:]:
+        assert redact(f"echo {token}") == "echo ***"
+    assert redact(f"echo {issued[0]}") == f"echo {issued[0]}"
+    assert len(_registry._secrets) <= registered + KEPT_PER_SOURCE + 1  # + the refresh token
