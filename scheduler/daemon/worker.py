@@ -106,7 +106,10 @@ class Worker:
         self._results: asyncio.Queue[Result] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._owns_client = False
+        #: The run's summary. ``processed``: every post a claim took, to publish or to mark
+        #: missed (``claimed`` counts the former, ``missed`` the latter).
         self.stats: dict[str, int] = {
+            "processed": 0,
             "claimed": 0,
             "published": 0,
             "failed": 0,
@@ -348,6 +351,7 @@ class Worker:
         elif full:
             self._claim_ahead()
         self.stats["claimed"] += len(claimed)
+        self.stats["processed"] += len(claimed) + len(missed)
         return len(claimed) + len(missed)
 
     async def _claim(self, now: datetime, room: int) -> tuple[list[Claimed], list[Any]]:
