@@ -535,6 +535,10 @@ class Capabilities:
     media_focus: bool = False
     #: The per-post options (``OPTION_NAMES``) the network honours; any other is refused.
     post_options: frozenset[str] = frozenset()
+    #: The longest first comment the network takes, in characters, for a network that posts
+    #: it as a comment (``publish_comment``); checked at validation. None: not checked here
+    #: (a network whose first comment is a reply checks it with ``reply_comment_issues``).
+    comment_limit: int | None = None
     #: Size and duration limits of video files (None: videos are held to ``max_media_bytes``
     #: like any file, and their duration is not checked).
     video: VideoLimits | None = None
@@ -685,7 +689,7 @@ class Adapter(ABC):
         ``capabilities.post_options``, each an issue naming the network. The core asks it
         beside ``validate`` at plan validation; override it (calling this) to check the
         values of the options the network does take (poll sizes, visibilities...)."""
-        return [
+        issues = [
             Issue(
                 name,
                 f"{self.platform} cannot honour {name!r}",
@@ -694,6 +698,18 @@ class Adapter(ABC):
             for name in post.options.given()
             if name not in self.capabilities.post_options
         ]
+        limit = self.capabilities_for(account).comment_limit
+        comment = post.options.first_comment
+        if limit is not None and comment and len(comment) > limit:
+            issues.append(
+                Issue(
+                    "first_comment",
+                    f"first comment: {len(comment)} characters, over {self.platform}'s "
+                    f"comment limit of {limit}",
+                    f"shorten it by {len(comment) - limit}",
+                )
+            )
+        return issues
 
     def reply_comment_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
         """The first comment checked as a text post of this network (``validate``), each

@@ -121,6 +121,9 @@ class FacebookAdapter(Adapter):
         rate_limit=RateLimitPolicy(requests=60, per=timedelta(minutes=1), concurrency=2),
         # POST /{post-id}/comments
         post_options=frozenset({"first_comment"}),
+        # Meta documents no length for a comment's message; 8,000 characters is the limit
+        # Facebook's own comment box enforces (the Graph API refuses longer ones).
+        comment_limit=8000,
         # POST /{page-id}/photos takes alt_text_custom ("Accessible alternative description
         # for an image"); Facebook documents no length for it, so the adapter holds it to
         # 1,000 characters, what Meta documents for Instagram's and Threads' alt_text.

@@ -65,6 +65,9 @@ class InstagramAdapter(ContainerAdapter):
         alt_text_limit=1000,
         # POST /{ig-media-id}/comments
         post_options=frozenset({"first_comment"}),
+        # A comment is held to a caption's 2,200 characters (Instagram's comment limit, as
+        # the API reference's IG Comment text gives no other).
+        comment_limit=2200,
     )
 
     network = "Instagram"

@@ -129,6 +129,9 @@ class YouTubeAdapter(Adapter):
         rate_limit=RateLimitPolicy(requests=10, per=timedelta(seconds=1), concurrency=1),
         requires_media=True,
         post_options=frozenset({"first_comment"}),
+        # commentThreads.insert refuses a longer textOriginal (commentTextTooLong) without
+        # giving the number in its reference; 10,000 characters is YouTube's comment limit.
+        comment_limit=10_000,
     )
     #: Google's access tokens live an hour: renew them with ten minutes to spare.
     refresh_lead = timedelta(minutes=10)
