@@ -16,9 +16,10 @@ the directory) with mode 0600 in a directory of mode 0700: a note may hold an ad
 works as a credential (an upload session), so it gets the care a secret file gets and never
 goes to a log. Notes live beside the default SQLite database: ``$STATE_DIRECTORY/checkpoints``
 under systemd, else the per-user data directory; notes older than ``max_age`` are removed as
-new ones are written. They are per host: a daemon on another machine does not see them, so
-an adapter must still settle a post without its note (``lookup`` by the network's own
-listing) — the note makes resuming possible, it is not the only guard against duplicates.
+new ones are written (the directory is looked through at most every ``PRUNE_EVERY_S``). They
+are per host: a daemon on another machine does not see them, so an adapter must still settle a
+post without its note (``lookup`` by the network's own listing) — the note makes resuming
+possible, it is not the only guard against duplicates.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ __all__ = ["Checkpoints", "default_directory"]
 log = structlog.get_logger("scheduler.checkpoints")
 
 APP_NAME = "smm-scheduler"
+#: How often a directory's old notes are looked for (at the first note written after that).
+PRUNE_EVERY_S = 600.0
+#: Directory -> when this process last looked for its old notes (``time.monotonic``).
+_pruned: dict[Path, float] = {}
 
 
 def default_directory() -> Path:
@@ -106,6 +111,13 @@ class Checkpoints:
             self._path(platform, key).unlink()
 
     def _prune(self, root: Path, keep: Path) -> None:
+        # Reading the whole directory at every note (a thread writes several per part) would
+        # cost in proportion to the notes kept; notes live for days, so once in a while will do.
+        now = time.monotonic()
+        last = _pruned.get(root)
+        if last is not None and now - last < PRUNE_EVERY_S:
+            return
+        _pruned[root] = now
         horizon = time.time() - self.max_age.total_seconds()
         for path in root.glob("*.json"):
             with contextlib.suppress(OSError):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from scheduler import checkpoints
 from scheduler.checkpoints import Checkpoints, default_directory
 
 
@@ -43,13 +44,20 @@ def test_an_unreadable_note_reads_as_none(tmp_path: Path) -> None:
     assert notes.load("youtube", "k1") is None
 
 
-def test_old_notes_are_removed_when_a_new_one_is_written(tmp_path: Path) -> None:
+def test_old_notes_are_removed_when_a_new_one_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     notes = Checkpoints(tmp_path / "cp")
     notes.save("youtube", "old", {"a": 1})
     (old,) = (tmp_path / "cp").iterdir()
     month_ago = time.time() - 30 * 86400
     os.utime(old, (month_ago, month_ago))
     notes.save("youtube", "new", {"b": 2})
+    # Looked through at most every PRUNE_EVERY_S, not at every note written.
+    assert notes.load("youtube", "old") == {"a": 1}
+    later = time.monotonic() + checkpoints.PRUNE_EVERY_S + 1
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: later)
+    notes.save("youtube", "newer", {"c": 3})
     assert notes.load("youtube", "old") is None
     assert notes.load("youtube", "new") == {"b": 2}
 
