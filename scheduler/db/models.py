@@ -343,6 +343,44 @@ class ERSums(SQLModel, table=True):
     post_watermark: int = Field(sa_type=BigInteger)
     settings_key: str = Field(max_length=64)
     sums: list[Any] = Field(default_factory=list, sa_type=JSON)
+    #: When the readings were last read again from every snapshot (``er_readings`` rebuilt).
+    rebuilt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+#: The columns of the full pass's covering index, in its order.
+_ER_READINGS_SUMS = (
+    "latest", "account_id", "content_type", "band", "published", "er", "log_er", "fallback",
+    "er_last",
+)  # fmt: skip
+
+
+class ERReading(SQLModel, table=True):
+    """Each published post's ER readings, kept beside the running sums (migration 0014):
+    one row per post (``latest``: its latest reading, or band -1 without any) and one per
+    earlier age it was read at. A full pass sums these rows instead of seeking every
+    snapshot; they hold what ``readings.per_post_readings`` works out from the snapshots up
+    to ``er_sums.watermark``, with the settings of ``er_sums.settings_key``."""
+
+    __tablename__ = "er_readings"
+    __table_args__ = (
+        # Covers the full pass's grouped scan: read in this order, it needs no sort.
+        Index("ix_er_readings_sums", *_ER_READINGS_SUMS),
+    )
+
+    post_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    #: The age's index in the ascending configured ages; -1 on a post's row without readings.
+    band: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    latest: bool
+    account_id: int
+    content_type: str = Field(max_length=100)
+    #: Publish time, seconds since 1970.
+    published: float
+    er: float | None = None
+    log_er: float | None = None
+    #: 1 when the reading is by followers although the network declares reach.
+    fallback: int = 0
+    #: The post's ER at the last age (None when not read there): relates this age to it.
+    er_last: float | None = None
 
 
 class DaemonHeartbeat(SQLModel, table=True):

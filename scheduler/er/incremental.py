@@ -18,11 +18,19 @@ multiplied by ``exp(-rate × (t1 - t0))``, the plain ones (counts, recent/older 
 The result equals a full pass up to float rounding — it is the same sufficient statistics
 (counts, decayed weights, sums and squares of ER and of log ER), not an approximation.
 
-A full pass runs instead when there are no kept sums, the settings they were made with
-changed (ages, half-life, which accounts are read by reach), the clock went back or moved
-on by more than ``MAX_STEP_HALF_LIVES``, snapshots disappeared, more than ``MAX_TOUCHED``
-posts changed (a pass over everything is then as cheap), and at the first recompute of each
-UTC day, so that anything the kept sums cannot see lasts a day at most.
+Both sums are made from each post's kept readings (``kept_readings.py``, table
+``er_readings``): the rows as they stood are summed, the touched posts' rows are read again
+from their snapshots, and the new rows are summed.
+
+A *full pass* sums every post's kept readings instead (after reading again those of the
+posts with new snapshots, new posts and posts published since): when the clock moved on by
+more than ``MAX_STEP_HALF_LIVES``, more than ``MAX_TOUCHED`` posts changed, and at the first
+recompute of each UTC day. A *rebuild* reads every snapshot and keeps every post's readings
+anew: when there are no kept sums, the settings they were made with changed (ages,
+half-life, which accounts are read by reach), the clock went back, snapshots disappeared,
+when asked (``full``), and ``REBUILD_EVERY`` after the last one, so that anything the kept
+rows cannot see (a snapshot committed late below the watermark on PostgreSQL, a row edited
+by hand) lasts a week at most.
 
 Assumed, as the daemon works: snapshots are only inserted (never edited), and a post's
 account, content type and publish time do not change once it has snapshots.
@@ -43,7 +51,8 @@ from sqlalchemy import Connection, delete, func, select, text
 
 from scheduler.config import ERSettings
 from scheduler.db.models import ERSums, PostState
-from scheduler.er.readings import FRESH, AgeSums, add_sums, posts_t, snapshots_t, sum_readings
+from scheduler.er.kept_readings import refresh, sum_rows
+from scheduler.er.readings import FRESH, AgeSums, add_sums, posts_t, snapshots_t
 from scheduler.er.stats import HORIZON_HALF_LIVES
 from scheduler.states import sql_in
 
@@ -59,6 +68,8 @@ MAX_STEP_HALF_LIVES = 1.0
 MAX_TOUCHED = 50_000
 #: Slack around the moving lines: a post within it of a line is re-read (harmless).
 SLACK = timedelta(seconds=2)
+#: Every snapshot is read again (the kept readings rebuilt) at least this often.
+REBUILD_EVERY = timedelta(days=7)
 
 Sums = dict[tuple[int, str], list[AgeSums]]
 _FIELDS = [f.name for f in fields(AgeSums)]
@@ -73,6 +84,8 @@ class Kept:
     post_watermark: int
     settings_key: str
     sums: Sums
+    #: When every post's readings were last read from the snapshots.
+    rebuilt_at: datetime | None = None
 
 
 def settings_key(settings: ERSettings, reach_accounts: Collection[int]) -> str:
@@ -98,7 +111,12 @@ def load(conn: Connection) -> Kept | None:
     except (TypeError, ValueError):
         return None
     return Kept(
-        row.computed_at, int(row.watermark), int(row.post_watermark), row.settings_key, sums
+        row.computed_at,
+        int(row.watermark),
+        int(row.post_watermark),
+        row.settings_key,
+        sums,
+        row.rebuilt_at,
     )
 
 
@@ -111,6 +129,7 @@ def save(conn: Connection, kept: Kept) -> None:
             watermark=kept.watermark,
             post_watermark=kept.post_watermark,
             settings_key=kept.settings_key,
+            rebuilt_at=kept.rebuilt_at,
             sums=[
                 [account_id, content_type, [[getattr(a, f) for f in _FIELDS] for a in per_age]]
                 for (account_id, content_type), per_age in sorted(kept.sums.items())
@@ -136,54 +155,104 @@ def readings_sums(
     *,
     reach_accounts: Collection[int],
     full: bool = False,
+    whole: bool = False,
 ) -> tuple[Sums, str]:
     """The sums ``sum_readings`` would return for every account at ``now``, brought up to
-    date from the kept ones when possible; the new sums are kept. Returns (sums, "full" or
-    "incremental")."""
+    date from the kept ones when possible; the new sums and readings are kept. ``whole``
+    asks for a full pass over the kept readings, ``full`` for a rebuild from every snapshot.
+    Returns (sums, "incremental", "full" or "rebuild")."""
     key = settings_key(settings, reach_accounts)
     watermark, newest_post = latest_snapshot(conn), latest_post(conn)
     kept = None if full else load(conn)
-    why = "asked for" if full else _why_full(kept, key, now, watermark, settings.half_life)
+    horizon = now - settings.half_life * HORIZON_HALF_LIVES
+    common: dict[str, Any] = {"ages": settings.ages, "now": now, "horizon": horizon}
+    why = "asked for" if full else _why_rebuild(kept, key, now, watermark)
     sums: Sums | None = None
+    how = "rebuild"
+    rebuilt_at = now
     if kept is not None and why is None:
-        sums = _update(conn, kept, settings, now, watermark, reach_accounts)
+        rebuilt_at = kept.rebuilt_at or now
+        full_why = "asked for" if whole else _why_full(kept, now, settings.half_life)
+        if full_why is None:
+            sums = _update(conn, kept, settings, now, watermark, reach_accounts)
+            how = "incremental"
+            if sums is None:
+                full_why = f"more than {MAX_TOUCHED:,} posts to re-read"
         if sums is None:
-            why = f"more than {MAX_TOUCHED:,} posts to re-read"
-    how = "incremental"
+            changed = _changed_posts(conn, kept, now, watermark)
+            if len(changed) > MAX_TOUCHED:
+                why = f"more than {MAX_TOUCHED:,} posts to read again"
+            else:
+                log.info("er_sums_full", reason=full_why)
+                refresh(
+                    conn,
+                    reach_accounts=reach_accounts,
+                    max_snapshot=watermark,
+                    post_ids=changed,
+                    **common,
+                )
+                sums = sum_rows(conn, half_life=settings.half_life, **common)
+                how = "full"
     if sums is None:
-        how = "full"
-        log.info("er_sums_full", reason=why)
-        sums = sum_readings(
-            conn,
-            ages=settings.ages,
-            now=now,
-            half_life=settings.half_life,
-            horizon=now - settings.half_life * HORIZON_HALF_LIVES,
-            reach_accounts=reach_accounts,
-            max_snapshot=watermark,
-        )
-    save(conn, Kept(now, watermark, newest_post, key, sums))
+        log.info("er_sums_rebuild", reason=why)
+        refresh(conn, reach_accounts=reach_accounts, max_snapshot=watermark, **common)
+        sums = sum_rows(conn, half_life=settings.half_life, **common)
+        rebuilt_at = now
+    save(conn, Kept(now, watermark, newest_post, key, sums, rebuilt_at))
     return sums, how
 
 
-def _why_full(
-    kept: Kept | None, key: str, now: datetime, watermark: int, half_life: timedelta
-) -> str | None:
-    if kept is None:
+def _why_rebuild(kept: Kept | None, key: str, now: datetime, watermark: int) -> str | None:
+    if kept is None or kept.rebuilt_at is None:
         return "no kept sums"
     if kept.settings_key != key:
         return "the settings changed"
     if now < kept.computed_at:
         return "the clock is before the kept sums"
+    if watermark < kept.watermark:
+        return "snapshots were removed"
+    if now - kept.rebuilt_at >= REBUILD_EVERY:
+        return "a week since every snapshot was read"
+    return None
+
+
+def _why_full(kept: Kept, now: datetime, half_life: timedelta) -> str | None:
     if now - kept.computed_at > half_life * MAX_STEP_HALF_LIVES:
         return "the kept sums are too old"
     if now.astimezone(UTC).date() != kept.computed_at.astimezone(UTC).date():
-        # Once a day everything is read again: whatever the sums cannot see (a snapshot
-        # committed late below the watermark on PostgreSQL, a row edited by hand) lasts a day.
+        # Once a day every post's kept readings are summed again, so rounding cannot pile up.
         return "a new day"
-    if watermark < kept.watermark:
-        return "snapshots were removed"
     return None
+
+
+def _changed_posts(conn: Connection, kept: Kept, now: datetime, watermark: int) -> set[int]:
+    """Posts whose kept readings may be out of date: those with snapshots after the kept
+    watermark, those added since, and those published since the kept sums."""
+    changed = set(
+        conn.execute(
+            select(snapshots_t.c.post_id)
+            .where(snapshots_t.c.id > kept.watermark, snapshots_t.c.id <= watermark)
+            .distinct()
+        ).scalars()
+    )
+    changed.update(
+        conn.execute(select(posts_t.c.id).where(posts_t.c.id > kept.post_watermark)).scalars()
+    )
+    changed.update(_published_between(conn, kept.computed_at - SLACK, now + SLACK))
+    return changed
+
+
+def _published_between(conn: Connection, start: datetime, end: datetime) -> list[int]:
+    return list(
+        conn.execute(
+            select(posts_t.c.id).where(
+                # Spelled as the partial index ix_posts_published is, so it is used.
+                text(sql_in([PostState.PUBLISHED])),
+                posts_t.c.published_at >= start,
+                posts_t.c.published_at <= end,
+            )
+        ).scalars()
+    )
 
 
 def _update(
@@ -195,48 +264,27 @@ def _update(
     reach_accounts: Collection[int],
 ) -> Sums | None:
     t0, hl = kept.computed_at, settings.half_life
-    touched = set(
-        conn.execute(
-            select(snapshots_t.c.post_id)
-            .where(snapshots_t.c.id > kept.watermark, snapshots_t.c.id <= watermark)
-            .distinct()
-        ).scalars()
-    )
-    touched.update(
-        conn.execute(select(posts_t.c.id).where(posts_t.c.id > kept.post_watermark)).scalars()
-    )
+    touched = _changed_posts(conn, kept, now, watermark)
     # Posts whose publish time crossed a line that moves with the clock.
-    for offset in (timedelta(0), hl * FRESH, hl, hl * HORIZON_HALF_LIVES):
-        touched.update(
-            conn.execute(
-                select(posts_t.c.id).where(
-                    # Spelled as the partial index ix_posts_published is, so it is used.
-                    text(sql_in([PostState.PUBLISHED])),
-                    posts_t.c.published_at >= t0 - offset - SLACK,
-                    posts_t.c.published_at <= now - offset + SLACK,
-                )
-            ).scalars()
-        )
+    for offset in (hl * FRESH, hl, hl * HORIZON_HALF_LIVES):
+        touched.update(_published_between(conn, t0 - offset - SLACK, now - offset + SLACK))
         if len(touched) > MAX_TOUCHED:
             return None
-    common = {"ages": settings.ages, "half_life": hl, "reach_accounts": reach_accounts}
-    before = sum_readings(
-        conn,
-        now=t0,
-        horizon=t0 - hl * HORIZON_HALF_LIVES,
+    if len(touched) > MAX_TOUCHED:
+        return None
+    ages = settings.ages
+    # The touched posts' readings as they stood, summed as they counted then; read again;
+    # and summed as they count now.
+    before = sum_rows(
+        conn, ages=ages, now=t0, half_life=hl, horizon=t0 - hl * HORIZON_HALF_LIVES,
         post_ids=touched,
-        max_snapshot=kept.watermark,
-        max_post=kept.post_watermark,
-        **common,  # type: ignore[arg-type]
-    )
-    after = sum_readings(
-        conn,
-        now=now,
-        horizon=now - hl * HORIZON_HALF_LIVES,
-        post_ids=touched,
-        max_snapshot=watermark,
-        **common,  # type: ignore[arg-type]
-    )
+    )  # fmt: skip
+    horizon = now - hl * HORIZON_HALF_LIVES
+    refresh(
+        conn, ages=ages, now=now, horizon=horizon, reach_accounts=reach_accounts,
+        max_snapshot=watermark, post_ids=touched,
+    )  # fmt: skip
+    after = sum_rows(conn, ages=ages, now=now, half_life=hl, horizon=horizon, post_ids=touched)
     decay = math.exp(-math.log(2) / hl.total_seconds() * (now - t0).total_seconds())
     out: Sums = {}
     n = len(settings_ages(settings))

@@ -275,20 +275,17 @@ DECAYED = frozenset(
 )  # fmt: skip
 
 
-@functools.cache
-def _sums_query(
+def per_post_readings(
     windows: tuple[tuple[int, int], ...], filtered: bool, by_posts: bool, capped: bool
-) -> Select[Any]:
-    """The statement behind ``sum_readings``, built once per set of windows (building it
-    costs more than running it on a small database, and simulations recompute often).
+) -> Any:
+    """One row per post published between the parameters ``horizon`` and ``now``
+    (materialised, so each reading's engagements and denominator are worked out once): its
+    id, account, content type, publish time (``pub``, epoch seconds), decay weight (``w``),
+    whether it is recent or fresh, and at each age ``i`` the engagements (``e{i}``), the
+    denominator (``d{i}``) and whether it fell back to followers (``fb{i}``).
 
-    Two steps. First one row per post (materialised, so each reading's engagements and
-    denominator are worked out once): its decay weight, whether it is recent or fresh, and
-    at each age the engagements, the denominator and whether it fell back to followers.
-    Then plain sums of those rows, grouped by account, content type and *pattern* (recent,
-    fresh, and which ages have a reading): a few rows per (account, content type), from
-    which ``_assemble`` builds each age's ``AgeSums``. Sums of a handful of expressions over
-    a grouped scan cost a fraction of one conditional sum per field and age."""
+    ``filtered`` keeps the accounts of the parameter ``accounts``, ``by_posts`` the posts of
+    ``post_ids`` (up to ``max_post``), ``capped`` the snapshots up to ``max_snapshot``."""
     s, p = snapshots_t, posts_t
 
     # The post's first snapshot in each age window: an index seek per post and window on
@@ -332,10 +329,12 @@ def _sums_query(
             cast(denominator_sql(snap, p), Float).label(f"d{i}"),
             fallback_sql(snap, p).label(f"fb{i}"),
         ]
-    per_post = (
+    return (
         select(
+            p.c.id.label("post_id"),
             p.c.account_id,
             p.c.content_type,
+            pub.label("pub"),
             func.exp((pub - now_epoch) * bindparam("rate", type_=Float)).label("w"),
             case((pub >= bindparam("recent_from", type_=Float), 1), else_=0).label("recent"),
             case((pub >= bindparam("fresh_from", type_=Float), 1), else_=0).label("fresh"),
@@ -346,6 +345,21 @@ def _sums_query(
         .cte("per_post")
         .prefix_with("MATERIALIZED")
     )
+
+
+@functools.cache
+def _sums_query(
+    windows: tuple[tuple[int, int], ...], filtered: bool, by_posts: bool, capped: bool
+) -> Select[Any]:
+    """The statement behind ``sum_readings``, built once per set of windows (building it
+    costs more than running it on a small database, and simulations recompute often).
+
+    Two steps. First one row per post (``per_post_readings``). Then plain sums of those rows,
+    grouped by account, content type and *pattern* (recent, fresh, and which ages have a
+    reading): a few rows per (account, content type), from which ``_assemble`` builds each
+    age's ``AgeSums``. Sums of a handful of expressions over a grouped scan cost a fraction of
+    one conditional sum per field and age."""
+    per_post = per_post_readings(windows, filtered, by_posts, capped)
     c = per_post.c
     # A reading counts when its log does too (engagements known, denominator positive):
     # PostgreSQL refuses the log of a negative count a broken network might report.

@@ -278,6 +278,7 @@ def recompute(
     reach: Mapping[str, bool] | None = None,
     keep_sums: bool = False,
     full: bool = False,
+    whole: bool = False,
 ) -> list[DecisionRecord]:
     """Recompute every account's content-type weights (or those named in ``accounts``).
 
@@ -290,7 +291,8 @@ def recompute(
 
     With ``keep_sums`` (the daemon and ``smm er recompute``), a recompute of every account
     starts from the readings' sums the last one kept and reads only the posts that changed
-    since (``incremental.py``); ``full`` reads everything and keeps the sums anew.
+    since (``incremental.py``); ``whole`` sums every post's kept readings (a full pass),
+    ``full`` reads every snapshot and keeps the sums and readings anew (a rebuild).
 
     Accounts without any content type get no decision.
     """
@@ -319,6 +321,7 @@ def recompute(
                 now,
                 reach_accounts={a for a, has in by_reach.items() if has},
                 full=full,
+                whole=whole,
             )
             log.debug("er_sums", how=how, groups=len(sums))
         # Without a filter the database scans posts once; an IN list over every account
