@@ -6,8 +6,9 @@ returns are sums over posts, each post adding its own contribution, so they can 
 snapshot up to id ``W0``) and this one (``t1``, up to ``W1``) a post's contribution changes
 only when
 
-- it has a snapshot with an id in ``(W0, W1]`` (a new reading; a reading taken earlier in
-  the same age band, or one at a later age, replaces what the post contributed),
+- it has a snapshot with an id in ``(W0, W1]`` taken in a configured age's window (a new
+  reading; a reading taken earlier in the same age band, or one at a later age, replaces
+  what the post contributed; a snapshot outside every window is never a reading),
 - it was added since, or
 - its publish time crossed one of the lines that move with the clock: the horizon, the
   recent/older split (a half-life), the fresh posts (``readings.FRESH`` of one), and ``now``.
@@ -41,18 +42,25 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, and_, delete, func, or_, select, text
 
 from scheduler.config import ERSettings
 from scheduler.db.models import ERSums, PostState
 from scheduler.er.kept_readings import refresh, sum_rows
-from scheduler.er.readings import FRESH, AgeSums, add_sums, posts_t, snapshots_t
+from scheduler.er.readings import (
+    FRESH,
+    AgeSums,
+    add_sums,
+    posts_t,
+    reading_windows,
+    snapshots_t,
+)
 from scheduler.er.stats import HORIZON_HALF_LIVES
 from scheduler.states import sql_in
 
@@ -179,7 +187,7 @@ def readings_sums(
             if sums is None:
                 full_why = f"more than {MAX_TOUCHED:,} posts to re-read"
         if sums is None:
-            changed = _changed_posts(conn, kept, now, watermark)
+            changed = _changed_posts(conn, kept, now, watermark, settings.ages)
             if len(changed) > MAX_TOUCHED:
                 why = f"more than {MAX_TOUCHED:,} posts to read again"
             else:
@@ -225,13 +233,21 @@ def _why_full(kept: Kept, now: datetime, half_life: timedelta) -> str | None:
     return None
 
 
-def _changed_posts(conn: Connection, kept: Kept, now: datetime, watermark: int) -> set[int]:
+def _changed_posts(
+    conn: Connection, kept: Kept, now: datetime, watermark: int, ages: Sequence[timedelta]
+) -> set[int]:
     """Posts whose kept readings may be out of date: those with snapshots after the kept
-    watermark, those added since, and those published since the kept sums."""
+    watermark taken at a configured age (a snapshot outside every age's window is never a
+    reading), those added since, and those published since the kept sums."""
+    age = snapshots_t.c.age_seconds
     changed = set(
         conn.execute(
             select(snapshots_t.c.post_id)
-            .where(snapshots_t.c.id > kept.watermark, snapshots_t.c.id <= watermark)
+            .where(
+                snapshots_t.c.id > kept.watermark,
+                snapshots_t.c.id <= watermark,
+                or_(*(and_(age >= lo, age < hi) for lo, hi in reading_windows(ages))),
+            )
             .distinct()
         ).scalars()
     )
@@ -264,7 +280,7 @@ def _update(
     reach_accounts: Collection[int],
 ) -> Sums | None:
     t0, hl = kept.computed_at, settings.half_life
-    touched = _changed_posts(conn, kept, now, watermark)
+    touched = _changed_posts(conn, kept, now, watermark, settings.ages)
     # Posts whose publish time crossed a line that moves with the clock.
     for offset in (hl * FRESH, hl, hl * HORIZON_HALF_LIVES):
         touched.update(_published_between(conn, t0 - offset - SLACK, now - offset + SLACK))
