@@ -505,6 +505,11 @@ class VideoLimits:
     max_seconds: float | None = None
 
 
+#: The hint of ``option_issues``'s refusal of an option the network does not take (plan
+#: validation offers a variant that drops it instead, on an item of several accounts).
+CANNOT_HONOUR_HINT = "remove it from the item, or post it to a network that takes it"
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What a network accepts and reports, declared by its adapter."""
@@ -693,7 +698,7 @@ class Adapter(ABC):
             Issue(
                 name,
                 f"{self.platform} cannot honour {name!r}",
-                "remove it from the item, or post it to a network that takes it",
+                CANNOT_HONOUR_HINT,
             )
             for name in post.options.given()
             if name not in self.capabilities.post_options

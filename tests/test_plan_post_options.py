@@ -332,3 +332,39 @@ def test_a_telegram_poll_is_read_and_held_to_telegrams_duration(tmp_path: Path) 
     )
     assert [(p.field, p.line) for p in problems] == [("poll", 5)]
     assert "Telegram closes a poll at most 10 minutes" in problems[0].message
+
+
+def test_an_option_one_member_cannot_honour_is_dropped_for_it_by_a_variant(
+    tmp_path: Path, config: Config
+) -> None:
+    """An item of several accounts is told how to keep its poll for the networks that take
+    it: a variant that drops it for the one that does not (YAML's ``~``)."""
+    plan = (
+        "- id: o1\n  account: [toots, sky]\n  type: t\n  text: hello\n  poll: {options: [a, b]}\n"
+    )
+    _, problems = check(tmp_path, config, plan)
+    (problem,) = problems
+    assert (problem.line, problem.field, problem.item) == (5, "poll", "o1@sky")
+    assert "bluesky cannot honour 'poll'" in problem.message
+    assert "`variants: {bluesky: {poll: ~}}`" in problem.hint
+
+    # The hint's form works: the poll goes to Mastodon only.
+    fixed = plan + "  variants: {bluesky: {poll: ~}}\n"
+    items, problems = check(tmp_path, config, fixed)
+    assert problems == []
+    assert {i.account: i.options.poll is not None for i in items} == {"toots": True, "sky": False}
+
+    # CSV cannot drop a value with a variant: the hint says what CSV can do.
+    csv = "id,account,type,text,poll\no1,toots|sky,t,hello,a;b\n"
+    _, problems = check(tmp_path, config, csv, "plan.csv")
+    (problem,) = problems
+    assert problem.field == "poll"
+    assert "row of its own" in problem.hint
+    assert "~" not in problem.hint
+
+    # A single account: removing it is the answer.
+    _, problems = check(
+        tmp_path, config, ITEM.format(account="sky", extra="  poll: {options: [a, b]}\n")
+    )
+    (problem,) = problems
+    assert problem.hint.startswith("remove it from the item")

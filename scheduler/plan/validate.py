@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from scheduler import fetch, media
-from scheduler.adapter import MediaMeta, PostOptions
+from scheduler.adapter import CANNOT_HONOUR_HINT, MediaMeta, PostOptions
 from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
@@ -673,6 +673,8 @@ def _validate_group(
 
                 found = [*found, *media_issues(item, account, config.media)]
             for name, message, hint in found:
+                if hint == CANNOT_HONOUR_HINT and len(members) > 1:
+                    hint = _drop_hint(member, name, account.platform, item.unit)
                 network.append(
                     Problem(
                         item.file,
@@ -685,6 +687,23 @@ def _validate_group(
                     )
                 )
     return [item for _, item in items]
+
+
+def _drop_hint(member: Member, name: str, platform: str, unit: str) -> str:
+    """What to do with an option one network of a several-account item cannot honour: drop
+    it for that network with a variant (YAML's ``~``), not from every post of the item."""
+    written = member.field_name(name) or name
+    if written != name:  # a variant gave it: that variant is what to change
+        return f"remove it from {written.rsplit('.', 1)[0]}"
+    if unit == "row":  # an empty CSV cell sets nothing: a variant cannot drop a value there
+        return (
+            f"a CSV variant cannot drop it: give the {platform} account a row of its own "
+            f"without it, or remove it from the row"
+        )
+    return (
+        f"drop it for {platform} with a variant, `variants: {{{platform}: {{{name}: ~}}}}`, "
+        "or remove it from the item"
+    )
 
 
 def _validate_member(
