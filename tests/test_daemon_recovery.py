@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -29,9 +30,11 @@ from daemon_support import (
 from smm_sim import SimAdapter, SimPlainAdapter, read_ledger, requests_per_key, reset_worlds
 from sqlalchemy import Engine
 
+from scheduler.adapter import Account, OutgoingPost, Published, Transient
 from scheduler.cli import cli
 from scheduler.config import Config
 from scheduler.daemon import store
+from scheduler.daemon import worker as worker_module
 from scheduler.daemon.service import Service
 from scheduler.daemon.worker import Worker
 from scheduler.db.engine import make_engine
@@ -256,6 +259,141 @@ def test_expired_leases_are_resent_under_the_key_or_left_unconfirmed_then_looked
     # No post used more attempts than the requests its network received.
     for key in keys:
         assert final[key].attempt_count <= requests[final[key].idempotency_key], key
+    engine.dispose()
+
+
+def _crash_after_recording(engine: Engine, config: Config, *, send: bool) -> Any:
+    """A daemon claims the one due post, records its send and dies: after its request
+    reached the network (``send``) or before. Its lease has expired when this returns."""
+    (c,), _ = store.claim(
+        engine,
+        "crashed-host:4242:0badc0",
+        utcnow(),
+        lease=timedelta(milliseconds=1),
+        limit=1,
+        grace={},
+        default_grace=timedelta(hours=1),
+    )
+    assert store.mark_sent(engine, [c.attempt_id], utcnow()) == {c.attempt_id}
+    if send:
+
+        async def publish() -> None:
+            async with httpx.AsyncClient() as client:
+                view = account_view(config.accounts[c.account])
+                await SimAdapter(client).publish(
+                    from_row(c.row, c.account), view, c.row.idempotency_key
+                )
+
+        asyncio.run(publish())
+    time.sleep(0.01)
+    return c
+
+
+def test_a_second_crash_before_the_network_had_the_resend_gives_its_attempt_back(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # The first request made the post; the resend under its key was cut by a second crash
+    # before the network had it. The network's lookup finds the post (the first request's),
+    # which says nothing of the resend: only the first counts.
+    ledger = tmp_path / "deliveries.jsonl"
+    path = write_config(
+        tmp_path / "config.toml",
+        {"idem": {"platform": "sim", "options": {"ledger": str(ledger)}}},
+        daemon=DAEMON,
+    )
+    config = config_at(path)
+    engine = make_engine(sqlite_url)
+    seed_posts(engine, config, [("p", "idem", utcnow() - timedelta(seconds=10))])
+
+    async def rescue() -> tuple[int, int]:
+        worker = Worker(engine, config)
+        await worker.start()
+        try:
+            return await worker.rescue()
+        finally:
+            await worker.close()
+
+    async def publish() -> None:
+        worker = Worker(engine, config)
+        await worker.start()
+        try:
+            await worker.claim_and_dispatch()
+            await worker.drain()
+        finally:
+            await worker.close()
+
+    _crash_after_recording(engine, config, send=True)
+    assert asyncio.run(rescue()) == (1, 0)  # resent under its key, the attempt counted
+    assert post_rows(engine)["p"].attempt_count == 1
+    _crash_after_recording(engine, config, send=False)
+    assert asyncio.run(rescue()) == (1, 0)
+    assert post_rows(engine)["p"].attempt_count == 1
+    asyncio.run(publish())
+
+    p = post_rows(engine)["p"]
+    requests = requests_per_key(ledger)[p.idempotency_key]
+    assert (p.state, p.attempt_count, requests) == (PostState.PUBLISHED, 2, 2)
+    assert ledger_posts(ledger)[p.idempotency_key] == [p.remote_id]
+    assert [a.message for a in attempt_rows(engine)] == [
+        store.CUT_COUNTED,
+        store.CUT_EARLIER,
+        None,
+    ]
+    engine.dispose()
+
+
+class _LookupFailsFirst(SimAdapter):
+    """The sim, whose lookup fails (a timeout, an outage) the first ``failures`` times."""
+
+    failures = 1
+
+    async def lookup(self, post: OutgoingPost, account: Account) -> Published | None:
+        if self.failures:
+            self.failures -= 1
+            raise Transient("the lookup timed out")
+        return await super().lookup(post, account)
+
+
+@pytest.mark.parametrize("patience", [60.0, 0.0])
+def test_a_failed_lookup_is_asked_again_before_the_rescue_counts_the_attempt(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patience: float
+) -> None:
+    monkeypatch.setattr(worker_module, "RESCUE_LOOKUP_PATIENCE_S", patience)
+    ledger = tmp_path / "deliveries.jsonl"
+    path = write_config(
+        tmp_path / "config.toml",
+        {"idem": {"platform": "sim", "options": {"ledger": str(ledger)}}},
+        daemon=DAEMON,
+    )
+    config = config_at(path)
+    engine = make_engine(sqlite_url)
+    seed_posts(engine, config, [("p", "idem", utcnow() - timedelta(seconds=10))])
+    _crash_after_recording(engine, config, send=False)
+
+    async def rescue_twice() -> list[tuple[tuple[int, int], Any]]:
+        async with httpx.AsyncClient() as client:
+            worker = Worker(engine, config, adapters={"sim": _LookupFailsFirst(client)})
+            await worker.start()
+            try:
+                seen = []
+                for _ in range(2):
+                    seen.append((await worker.rescue(), post_rows(engine)["p"]))
+                return seen
+            finally:
+                await worker.close()
+
+    (first, after_first), (second, after_second) = asyncio.run(rescue_twice())
+    if patience:
+        # Left with its expired lease, its attempt undecided, until the network answers.
+        assert first == (0, 0)
+        assert (after_first.state, after_first.attempt_count) == (PostState.CLAIMED, 1)
+        assert second == (1, 0)
+        assert (after_second.state, after_second.attempt_count) == (PostState.RETRY_WAIT, 0)
+        assert attempt_rows(engine)[0].message == store.CUT_ABSENT
+    else:  # out of patience: decided without the answer, as for a network that cannot tell
+        assert first == (1, 0)
+        assert (after_first.state, after_first.attempt_count) == (PostState.RETRY_WAIT, 1)
+        assert attempt_rows(engine)[0].message == store.CUT_COUNTED
     engine.dispose()
 
 

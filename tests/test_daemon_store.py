@@ -317,6 +317,101 @@ def test_a_sent_attempt_the_network_never_had_is_given_back(engine: Engine) -> N
     assert message.endswith("no such post: not counted")
 
 
+def attempt_messages(engine: Engine, post_id: int) -> list[str | None]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(attempts_t.c.message)
+                .where(attempts_t.c.post_id == post_id)
+                .order_by(attempts_t.c.id)
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_a_cut_request_the_network_has_counts_once_whatever_earlier_requests_made(
+    engine: Engine, idempotent: bool
+) -> None:
+    # A network that honours keys answers a repeat with the post it already has, so its
+    # lookup cannot tell whether a second request cut by a crash got there: only the
+    # first request the post may have come from counts.
+    (pid,) = seed(engine, [NOW])
+    (first,), _ = claim(engine)
+    store.mark_sent(engine, [first.attempt_id], NOW)
+    keys = {first.account_id: None} if idempotent else {}
+    t1 = NOW + LEASE + timedelta(seconds=1)
+    assert store.rescue_expired(engine, "d2", t1, keys, present=[first.attempt_id]) == (
+        (1, 0) if idempotent else (0, 1)
+    )
+    assert post(engine, pid).attempt_count == 1
+    if not idempotent:  # a person queues it again (or a lookup said no, then the post came)
+        with engine.begin() as conn:
+            conn.execute(update(posts_t).values(state=PostState.RETRY_WAIT))
+    (second,), _ = claim(engine, "d2", t1)
+    assert second.attempt_number == 2
+    store.mark_sent(engine, [second.attempt_id], t1)
+    t2 = t1 + LEASE + timedelta(seconds=1)
+    assert store.rescue_expired(engine, "d3", t2, keys, present=[second.attempt_id]) == (
+        (1, 0) if idempotent else (0, 1)
+    )
+    p = post(engine, pid)
+    assert p.attempt_count == 1
+    assert p.state == (PostState.RETRY_WAIT if idempotent else PostState.UNCONFIRMED)
+    assert attempt_messages(engine, pid) == [store.CUT_COUNTED, store.CUT_EARLIER]
+
+
+def test_the_rescue_decides_only_on_the_attempts_the_networks_were_asked_about(
+    engine: Engine,
+) -> None:
+    asked_id, late_id, marked_id = seed(engine, [NOW, NOW, NOW])
+    claimed = {c.post_id: c for c in claim(engine)[0]}
+    store.mark_sent(engine, [claimed[asked_id].attempt_id, claimed[late_id].attempt_id], NOW)
+    # The late one's daemon renewed it: its lease had not expired when the rescue read.
+    store.renew_leases(engine, "d1", [late_id], NOW + timedelta(seconds=5), LEASE)
+    t1 = NOW + LEASE + timedelta(seconds=1)
+    read = store.expired_leases(engine, t1)
+    assert {r.id for r in read} == {asked_id, marked_id}
+    seen = {r.id: {r.attempt_id} if r.sent_at else set() for r in read}
+    # Meanwhile (the lookups take a while) the late lease expires, and the daemon of the
+    # third, stalled, records its send.
+    store.mark_sent(engine, [claimed[marked_id].attempt_id], t1)
+    t2 = t1 + timedelta(seconds=10)
+    absent = [claimed[asked_id].attempt_id]
+    assert store.rescue_expired(engine, "d2", t2, {}, absent=absent, seen=seen) == (1, 0)
+    assert post(engine, asked_id).attempt_count == 0
+    # Nobody asked about the other two: they wait for the next rescue, still counted.
+    for pid in (late_id, marked_id):
+        p = post(engine, pid)
+        assert (p.state, p.attempt_count) == (PostState.CLAIMED, 1)
+        assert attempt_messages(engine, pid) == [None]
+    assert store.rescue_expired(engine, "d2", t2, {}, seen={}) == (0, 0)
+
+
+def test_a_lookup_that_finds_nothing_later_gives_back_an_attempt_a_crash_cut(
+    engine: Engine,
+) -> None:
+    cut_id, timed_out_id = seed(engine, [NOW, NOW])
+    claimed = {c.post_id: c for c in claim(engine)[0]}
+    store.mark_sent(engine, [c.attempt_id for c in claimed.values()], NOW)
+    c = claimed[timed_out_id]
+    lost = Result(c, Outcome.OUTCOME_UNKNOWN, PostState.UNCONFIRMED, NOW, message="timeout")
+    store.write_results(engine, "d1", [lost], NOW)
+    # The rescue could not ask the network about the cut one: it stays counted, unconfirmed.
+    assert store.rescue_expired(engine, "d2", NOW + LEASE + timedelta(seconds=1), {}) == (0, 1)
+    later = NOW + timedelta(minutes=5)
+    for pid in (cut_id, timed_out_id):
+        assert post(engine, pid).state == PostState.UNCONFIRMED
+        assert store.settle(
+            engine, pid, later, "d2", published=False, reason="no such post", absent=True
+        )
+    # The network has no such post: the crash cut the request before it got there. A
+    # request that left and timed out may have got there: it stays counted.
+    assert (post(engine, cut_id).state, post(engine, cut_id).attempt_count) == ("retry_wait", 0)
+    assert attempt_messages(engine, cut_id) == [store.CUT_ABSENT]
+    assert post(engine, timed_out_id).attempt_count == 1
+    assert attempt_messages(engine, timed_out_id) == ["timeout"]
+
+
 def test_a_rescued_attempt_is_never_marked_sent_afterwards(engine: Engine) -> None:
     seed(engine, [NOW])
     (c,), _ = claim(engine)

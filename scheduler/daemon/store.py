@@ -860,6 +860,19 @@ def mark_sent(
         }
 
 
+#: How a rescue closes the open attempts of the posts it takes (the attempts' ``message``).
+#: Each ends in "not counted" when the attempt is given back.
+CUT_COUNTED = "the daemon holding the lease stopped mid-attempt"
+CUT_UNSENT = "the daemon holding the lease stopped before sending: not counted"
+CUT_ABSENT = (
+    "the daemon holding the lease stopped mid-attempt; the network has no such post: not counted"
+)
+CUT_EARLIER = (
+    "the daemon holding the lease stopped mid-attempt; the network has the post, which an "
+    "earlier request may have made: not counted"
+)
+
+
 def expired_leases(
     engine: Engine,
     now: datetime,
@@ -892,6 +905,16 @@ def expired_leases(
         return list(conn.execute(q).all())
 
 
+def _may_have_made(a: Any) -> bool:
+    """Whether closed attempt ``a``'s request may have made the post on the network: it may
+    have left, and no answer said it was refused or never got there."""
+    if a.sent_at is None:
+        return False
+    if a.outcome == Outcome.ABANDONED:
+        return a.message == CUT_COUNTED  # cut by a crash, and not given back since
+    return a.outcome in (Outcome.OUTCOME_UNKNOWN, Outcome.PLUGIN_ERROR, Outcome.PUBLISHED)
+
+
 def rescue_expired(
     engine: Engine,
     owner: str,
@@ -901,17 +924,32 @@ def rescue_expired(
     *,
     accounts: Collection[int] | None = None,
     absent: Collection[int] = (),
+    present: Collection[int] = (),
+    seen: Mapping[int, Collection[int]] | None = None,
 ) -> tuple[int, int]:
     """Recover posts whose lease expired (their daemon died or stalled).
 
     ``keys``: the accounts whose network honours idempotency keys, with how long a key
-    holds (None: for good). A post whose attempt never reached the send step (no
-    ``sent_at``) gets its attempt back and is due again at once; so does one whose attempt
-    is in ``absent`` (the ids of attempts whose post the network's lookup certainly does not
-    have: the request never got there). One whose request may have left is resent under its
-    key while the key holds; otherwise it becomes ``unconfirmed`` and is settled by a
-    lookup, never blindly resent. Returns (queued again, unconfirmed).
+    holds (None: for good). What the networks' lookups said about the open attempts recorded
+    as sent: ``absent``, the ids of those whose post the network certainly does not have (the
+    request never got there); ``present``, those whose post it has.
+
+    An open attempt is given back (not counted) when it never reached the send step (no
+    ``sent_at``), when it is absent, or when it is present but an earlier request of the
+    post may have made what the network has (a network that honours keys answers a repeat
+    with the post it has, so the lookup cannot tell whether this request got there). A post
+    none of whose attempts may be on the network is due again at once. One whose request may
+    have left is resent under its key while the key holds; otherwise it becomes
+    ``unconfirmed`` and is settled by a lookup, never blindly resent.
+
+    ``seen``: the posts the lookups were made for (``expired_leases``), each with the ids of
+    its open attempts that were recorded as sent then. Only those are taken, and each only
+    while its open attempts recorded as sent are still those: a lease that expired since, or
+    an attempt recorded as sent since, is left for a later rescue, after its network is asked.
+
+    Returns (queued again, unconfirmed).
     """
+    absent, present = set(absent), set(present)
     with immediate(engine) as conn:
         q = (
             select(posts_t.c.id, posts_t.c.key, posts_t.c.account_id)
@@ -920,72 +958,67 @@ def rescue_expired(
         )
         if accounts is not None:  # only accounts whose network this daemon knows
             q = q.where(posts_t.c.account_id.in_(list(accounts)))
+        if seen is not None:
+            q = q.where(posts_t.c.id.in_(list(seen)))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True, of=posts_t)
-        expired = conn.execute(q).all()
+        expired = conn.execute(q).all() if seen is None or seen else []
         if not expired:
             return 0, 0
-        ids = [e.id for e in expired]
-        open_ = attempts_t.c.outcome.is_(None)
-        sent = attempts_t.c.sent_at.is_not(None)
-        if absent:  # recorded as sent, but the network never had them: as if unsent
-            sent = and_(sent, attempts_t.c.id.not_in(list(absent)))
-        facts = {
-            post_id: (first, bool(open_sent), int(open_unsent or 0))
-            for post_id, first, open_sent, open_unsent in conn.execute(
-                select(
-                    attempts_t.c.post_id,
-                    func.min(attempts_t.c.sent_at),
-                    func.max(case((and_(open_, sent), 1), else_=0)),
-                    func.sum(case((and_(open_, ~sent), 1), else_=0)),
-                )
-                .where(attempts_t.c.post_id.in_(ids))
-                .group_by(attempts_t.c.post_id)
-            ).all()
-        }
-        unsent: dict[int, list[Any]] = {}  # attempts to give back -> posts
-        resend: list[Any] = []
-        unsure: list[Any] = []
+        # Their open attempts, and the closed ones whose request may have left.
+        history: dict[int, list[Any]] = {}
+        for a in conn.execute(
+            select(
+                attempts_t.c.id,
+                attempts_t.c.post_id,
+                attempts_t.c.sent_at,
+                attempts_t.c.outcome,
+                attempts_t.c.message,
+            ).where(
+                attempts_t.c.post_id.in_([e.id for e in expired]),
+                (attempts_t.c.outcome.is_(None)) | (attempts_t.c.sent_at.is_not(None)),
+            )
+        ):
+            history.setdefault(a.post_id, []).append(a)
+        closing: dict[str, list[int]] = {}  # message -> the open attempts it closes
+        requeue: dict[int, list[Any]] = {}  # attempts given back -> posts due again at once
+        resend: dict[int, list[Any]] = {}  # the same, for posts resent under their key
+        unsure: dict[int, list[Any]] = {}  # the same, for posts left unconfirmed
         for e in expired:
-            first, open_sent, open_unsent = facts.get(e.id, (None, False, 0))
-            if not open_sent:
-                unsent.setdefault(open_unsent, []).append(e)
+            attempts = history.get(e.id, [])
+            open_ = [a for a in attempts if a.outcome is None]
+            if seen is not None and {a.id for a in open_ if a.sent_at} != set(seen[e.id]):
+                continue  # changed since the lookups: decided at a later rescue
+            made_before = any(_may_have_made(a) for a in attempts if a.outcome is not None)
+            on_network = False
+            given_back = 0
+            for a in open_:
+                if a.sent_at is None:
+                    why = CUT_UNSENT
+                elif a.id in absent:
+                    why = CUT_ABSENT
+                elif a.id in present and made_before:
+                    why, on_network = CUT_EARLIER, True
+                else:
+                    why, on_network = CUT_COUNTED, True
+                closing.setdefault(why, []).append(a.id)
+                given_back += why != CUT_COUNTED
+            if not on_network:
+                requeue.setdefault(given_back, []).append(e)
                 continue
             holds = False
             if e.account_id in keys:  # the key holds for good, or still holds
                 window = keys[e.account_id]
-                holds = window is None or first is None or now - first < window
-            (resend if holds else unsure).append(e)
-        conn.execute(
-            update(attempts_t)
-            .where(attempts_t.c.post_id.in_(ids), open_, sent)
-            .values(
-                finished_at=now,
-                outcome=Outcome.ABANDONED,
-                message="the daemon holding the lease stopped mid-attempt",
-            )
-        )
-        if absent:
+                sent = [a.sent_at for a in attempts if a.sent_at is not None]
+                holds = window is None or not sent or now - min(sent) < window
+            (resend if holds else unsure).setdefault(given_back, []).append(e)
+        for why, ids in closing.items():
             conn.execute(
                 update(attempts_t)
-                .where(attempts_t.c.post_id.in_(ids), open_, attempts_t.c.id.in_(list(absent)))
-                .values(
-                    finished_at=now,
-                    outcome=Outcome.ABANDONED,
-                    message="the daemon holding the lease stopped mid-attempt; the network "
-                    "has no such post: not counted",
-                )
+                .where(attempts_t.c.id.in_(ids), attempts_t.c.outcome.is_(None))
+                .values(finished_at=now, outcome=Outcome.ABANDONED, message=why)
             )
-        conn.execute(
-            update(attempts_t)
-            .where(attempts_t.c.post_id.in_(ids), open_, ~sent)
-            .values(
-                finished_at=now,
-                outcome=Outcome.ABANDONED,
-                message="the daemon holding the lease stopped before sending: not counted",
-            )
-        )
-        for given_back, posts in unsent.items():
+        for given_back, posts in requeue.items():
             _requeue(
                 conn,
                 posts,
@@ -993,13 +1026,21 @@ def rescue_expired(
                 given_back,
                 "lease expired before the request reached the network; the attempt does not count",
             )
-        _requeue(conn, resend, now, 0, "lease expired; resending with the same idempotency key")
-        if unsure:
+        for given_back, posts in resend.items():
+            _requeue(
+                conn,
+                posts,
+                now,
+                given_back,
+                "lease expired; resending with the same idempotency key",
+            )
+        for given_back, posts in unsure.items():
             conn.execute(
                 update(posts_t)
-                .where(posts_t.c.id.in_([e.id for e in unsure]))
+                .where(posts_t.c.id.in_([e.id for e in posts]))
                 .values(
                     state=PostState.UNCONFIRMED,
+                    attempt_count=_less(given_back),
                     lease_owner=None,
                     lease_expires_at=None,
                     last_error="lease expired mid-attempt; the network may have the post",
@@ -1007,16 +1048,24 @@ def rescue_expired(
                     updated_at=now,
                 )
             )
-        requeued = [e for posts in unsent.values() for e in posts] + resend
+        requeued = [e for group in (requeue, resend) for ps in group.values() for e in ps]
+        left = [e for ps in unsure.values() for e in ps]
         record_events(
             conn,
             [Change(e.id, e.key, PostState.CLAIMED, PostState.RETRY_WAIT) for e in requeued]
-            + [Change(e.id, e.key, PostState.CLAIMED, PostState.UNCONFIRMED) for e in unsure],
+            + [Change(e.id, e.key, PostState.CLAIMED, PostState.UNCONFIRMED) for e in left],
             now,
             owner,
             "lease expired",
         )
-    return len(requeued), len(unsure)
+    return len(requeued), len(left)
+
+
+def _less(given_back: int) -> Any:
+    """A post's ``attempt_count`` with ``given_back`` attempts returned (never below 0)."""
+    return case(
+        (posts_t.c.attempt_count > given_back, posts_t.c.attempt_count - given_back), else_=0
+    )
 
 
 def _requeue(
@@ -1031,10 +1080,7 @@ def _requeue(
         .values(
             state=PostState.RETRY_WAIT,
             next_attempt_at=now,
-            attempt_count=case(
-                (posts_t.c.attempt_count > given_back, posts_t.c.attempt_count - given_back),
-                else_=0,
-            ),
+            attempt_count=_less(given_back),
             lease_owner=None,
             lease_expires_at=None,
             last_error=why,
@@ -1084,9 +1130,15 @@ def settle(
     remote_url: str | None = None,
     published_at: datetime | None = None,
     reason: str,
+    absent: bool = False,
 ) -> bool:
     """Settle an unconfirmed post: published (with its remote id/URL and the time it went
-    out, ``now`` when not known) or not (queued again)."""
+    out, ``now`` when not known) or not (queued again).
+
+    ``absent``: the network's lookup certainly has no such post. Its last attempt, when a
+    crash cut it after the send was recorded (the rescue could not ask the network then),
+    never got there: that attempt is given back, as the rescue would have done.
+    """
     with immediate(engine) as conn:
         row = conn.execute(
             select(posts_t.c.key, posts_t.c.state).where(posts_t.c.id == post_id)
@@ -1109,6 +1161,8 @@ def settle(
                 "next_attempt_at": now,
                 "error_class": None,
             }
+            if absent and _give_back_cut(conn, post_id):
+                values["attempt_count"] = _less(1)
         conn.execute(
             update(posts_t)
             .where(and_(posts_t.c.id == post_id, posts_t.c.state == PostState.UNCONFIRMED))
@@ -1123,4 +1177,20 @@ def settle(
         )
         if not published:
             announce(conn)  # due now: daemons look at once
+    return True
+
+
+def _give_back_cut(conn: Connection, post_id: int) -> bool:
+    """Give back the last attempt of ``post_id`` when a crash cut it after its send was
+    recorded and it still counts (``CUT_COUNTED``): the network has no such post, so its
+    request never got there. Returns whether one was given back."""
+    last = conn.execute(
+        select(attempts_t.c.id, attempts_t.c.outcome, attempts_t.c.message)
+        .where(attempts_t.c.post_id == post_id)
+        .order_by(attempts_t.c.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.outcome != Outcome.ABANDONED or last.message != CUT_COUNTED:
+        return False
+    conn.execute(update(attempts_t).where(attempts_t.c.id == last.id).values(message=CUT_ABSENT))
     return True

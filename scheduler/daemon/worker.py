@@ -31,7 +31,7 @@ from sqlalchemy import Engine, func, select
 
 from scheduler import __version__, comments, observability, plugins
 from scheduler.accounts import sync_accounts
-from scheduler.adapter import Adapter, PublishError, Transient
+from scheduler.adapter import Adapter, Published, PublishError, Transient
 from scheduler.config import Config
 from scheduler.daemon import store
 from scheduler.daemon.dispatch import Dispatcher, safe_lookup
@@ -53,6 +53,8 @@ _SEND_MARGIN = timedelta(seconds=5)
 #: Lookups a rescue makes at once, and how long each may take.
 RESCUE_LOOKUPS = 8
 RESCUE_LOOKUP_TIMEOUT_S = 15.0
+#: How long a rescue asks a network again whose lookup failed before deciding without it.
+RESCUE_LOOKUP_PATIENCE_S = 60.0
 posts_t = Post.__table__  # type: ignore[attr-defined]
 
 
@@ -146,6 +148,9 @@ class Worker:
         self._reserved = 0
         #: SQLite: the one thread every database step of this worker runs in (see above).
         self._db_thread: ThreadPoolExecutor | None = None
+        #: Open attempts of expired leases whose network's lookup failed -> since when
+        #: (``time.monotonic()``): the rescue asks again for a while (``_ask_again``).
+        self._lookups_failed: dict[int, float] = {}
 
     @property
     def _executor(self) -> ThreadPoolExecutor | None:
@@ -672,9 +677,18 @@ class Worker:
                 store.expired_leases, self.engine, self.clock.now(), accounts=accounts
             ),
         )
-        if not expired:
+        # Each post with its open attempts recorded as sent: what the networks are asked
+        # about, and all the rescue may decide on (what changed meanwhile waits for the next).
+        seen: dict[int, set[int]] = {}
+        for row in expired:
+            sent = seen.setdefault(row.id, set())
+            if row.attempt_id is not None and row.sent_at is not None:
+                sent.add(row.attempt_id)
+        answers, failed = await self._ask_networks(expired)
+        for post_id in self._ask_again(expired, failed):
+            del seen[post_id]
+        if not seen:
             return 0, 0
-        absent = await self._never_arrived(expired)
         requeued, unsure = await self.db(
             "rescue",
             functools.partial(
@@ -684,7 +698,9 @@ class Worker:
                 self.clock.now(),
                 self._key_lifetimes(),
                 accounts=accounts,
-                absent=absent,
+                absent={a for a, found in answers.items() if found is None},
+                present={a for a, found in answers.items() if isinstance(found, Published)},
+                seen=seen,
             ),
         )
 
@@ -693,28 +709,54 @@ class Worker:
             log.warning("leases_rescued", requeued=requeued, unconfirmed=unsure)
         return requeued, unsure
 
-    async def _never_arrived(self, expired: list[Any]) -> set[int]:
-        """The open attempts among ``expired`` whose request was recorded as leaving but
-        whose post the network certainly does not have (its plugin's lookup answers None):
-        the daemon died between the record and the request, and the rescue gives them back.
-        A network that cannot tell leaves its attempts counted."""
+    async def _ask_networks(
+        self, expired: list[Any]
+    ) -> tuple[dict[int, Published | str | None], set[int]]:
+        """Ask the networks about the open attempts among ``expired`` whose request was
+        recorded as leaving (the daemon died after the record): their lookup's answer by
+        attempt id (the post, None when the network certainly does not have it, or why it
+        cannot tell), and the attempts whose plugin has a lookup that failed this time."""
         gate = asyncio.Semaphore(RESCUE_LOOKUPS)
         timeout = min(self.dispatcher.publish_timeout, RESCUE_LOOKUP_TIMEOUT_S)
+        failed: set[int] = set()
 
-        async def absent(row: Any) -> bool:
+        async def ask(row: Any) -> Published | str | None:
             account = self.config.accounts.get(row.account)
             adapter = (self.adapters or {}).get(account.platform) if account else None
             if account is None or adapter is None:
-                return False
+                return "no adapter"
+            if type(adapter).lookup is Adapter.lookup:
+                return "the plugin cannot look posts up"
             async with gate:
                 found = await safe_lookup(
                     adapter, from_row(row, row.account), account_view(account), timeout
                 )
-            return found is None
+            if isinstance(found, str):
+                failed.add(row.attempt_id)
+            return found
 
         sent = [row for row in expired if row.sent_at is not None]
-        verdicts = await asyncio.gather(*(absent(row) for row in sent))
-        return {row.attempt_id for row, gone in zip(sent, verdicts, strict=True) if gone}
+        answers = await asyncio.gather(*(ask(row) for row in sent))
+        return {row.attempt_id: a for row, a in zip(sent, answers, strict=True)}, failed
+
+    def _ask_again(self, expired: list[Any], failed: set[int]) -> set[int]:
+        """The posts among ``expired`` to leave for the next rescue, their lease expired:
+        a lookup of theirs failed (it timed out, the network did not answer) less than
+        ``RESCUE_LOOKUP_PATIENCE_S`` ago, so their network is asked again then rather than
+        counting an attempt it could have told apart. After that the rescue decides
+        without the answer, as for a network that cannot look posts up."""
+        now = time.monotonic()
+        open_ = {row.attempt_id for row in expired}
+        for attempt_id in self._lookups_failed.keys() - open_:
+            del self._lookups_failed[attempt_id]  # rescued, or no longer expired
+        wait = set()
+        for row in expired:
+            if row.attempt_id not in failed:
+                continue
+            first = self._lookups_failed.setdefault(row.attempt_id, now)
+            if now - first < RESCUE_LOOKUP_PATIENCE_S:
+                wait.add(row.id)
+        return wait
 
     async def reconcile(self) -> int:
         """Ask the networks about ``unconfirmed`` posts; settle those they can answer for."""
@@ -745,6 +787,7 @@ class Worker:
                     remote_id=found.remote_id if found else None,
                     remote_url=found.url if found else None,
                     reason="the network confirmed it" if found else "the network has no such post",
+                    absent=found is None,
                 ),
             )
             settled += ok
