@@ -35,6 +35,17 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: What a PostgreSQL server logs when it stops, crashes or becomes ready.
+_LIFE_EVENTS = (
+    "shutdown request",
+    "database system is shut down",
+    "terminated by signal",
+    "terminating any other active server processes",
+    "database system was interrupted",
+    "ready to accept connections",
+)
+
+
 @dataclass
 class PrivateCluster:
     """A PostgreSQL cluster of the test's own, on its own port."""
@@ -62,6 +73,15 @@ class PrivateCluster:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster {self.name} did not come up")
             time.sleep(0.05)
+
+    def starts_and_stops(self) -> list[str]:
+        """The server's own log lines on its stops, crashes and starts, in order."""
+        log = Path(f"/var/log/postgresql/postgresql-{PG_VERSION}-{self.name}.log")
+        try:
+            text = log.read_text(errors="replace")
+        except OSError as exc:
+            return [f"(no server log: {exc})"]
+        return [line for line in text.splitlines() if any(w in line for w in _LIFE_EVENTS)]
 
     def psql(self, sql: str) -> None:
         _run("su", "postgres", "-c", f'psql -q -p {self.port} -c "{sql}"')

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_support import Daemons, wait_until, write_config
+from daemon_support import Daemons, config_at, wait_until, write_config
 from sqlalchemy import exc as sa_exc
 from structlog.testing import capture_logs
 
 from scheduler.daemon import weather
 from scheduler.daemon.weather import Unavailable, Weather, patiently, unreachable
+from scheduler.daemon.worker import Worker
+from scheduler.db.engine import make_engine
 
 
 def operational(message: str = "connection refused") -> sa_exc.OperationalError:
@@ -63,6 +65,89 @@ def test_a_failure_right_after_the_database_came_back_is_the_same_outage() -> No
         w.trouble("results", operational("server closed the connection unexpectedly"))
         w.fine()
     assert [e["event"] for e in logs] == ["database_unreachable", "database_back"]
+
+
+def test_what_a_try_that_began_before_a_change_finds_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Steps run side by side and finish in any order: a statement that got through as the
+    # server went down, answered after another step failed, is not the database coming
+    # back; a try that failed while it was down, answered after it came back (later than
+    # SETTLE_S, on a loaded machine), is not a second outage.
+    clock = [100.0]
+    monkeypatch.setattr(weather.time, "monotonic", lambda: clock[0])
+    w = Weather(notify=lambda _: None)
+    with capture_logs() as logs:
+        w.trouble("claim", operational(), started=99.9)
+        clock[0] = 100.1
+        w.fine(started=99.8)  # began before the failure was seen
+        assert w.degraded
+        clock[0] = 110.0
+        w.fine(started=109.5)  # the database answers: one outage, over
+        assert not w.degraded
+        clock[0] = 110.0 + weather.SETTLE_S + 5
+        w.trouble("results", operational(), started=108.0)  # began during the outage
+        assert not w.degraded
+        w.trouble("results", operational(), started=116.0)  # a new outage
+        clock[0] = 120.0
+        w.fine(started=119.0)
+    assert [(e["event"], e.get("after_s")) for e in logs] == [
+        ("database_unreachable", None),
+        ("database_back", 10.0),
+        ("database_unreachable", None),
+        ("database_back", 3.0),
+    ]
+
+
+def test_patiently_dates_each_try_from_when_it_runs() -> None:
+    # A slow step that began before another one failed: its success leaves the daemon
+    # degraded until a step that began after the failure gets through.
+    w = Weather(notify=lambda _: None)
+    fails = [4]
+
+    def slow() -> str:
+        time.sleep(0.3)
+        return "ok"
+
+    def broken() -> str:
+        if fails[0]:
+            fails[0] -= 1
+            raise operational("server closed the connection unexpectedly")
+        return "ok"
+
+    async def run() -> list[bool]:
+        seen = []
+        slow_step = asyncio.create_task(patiently(w, "leases", slow))
+        await asyncio.sleep(0.05)
+        # Fails twice (the second failure is the outage), then twice more after backoffs.
+        broken_step = asyncio.create_task(patiently(w, "claim", broken))
+        await asyncio.sleep(0.02)
+        assert w.degraded
+        await slow_step
+        seen.append(w.degraded)  # the slow step's success began before the failure
+        await broken_step
+        seen.append(w.degraded)
+        return seen
+
+    with capture_logs() as logs:
+        assert asyncio.run(run()) == [True, False]
+    assert [e["event"] for e in logs] == ["database_unreachable", "database_back"]
+
+
+def test_a_worker_with_nothing_to_renew_does_not_take_that_for_the_database_back(
+    tmp_path: Path,
+) -> None:
+    # A daemon with nothing in flight renews no lease: that is no answer from the database,
+    # which may still be away (the daemon said "back" mid-outage, then "degraded" again).
+    engine = make_engine(NOWHERE)
+    worker = Worker(engine, config_at(_config(tmp_path)))
+    worker.weather = Weather(notify=lambda _: None)
+    worker.weather.trouble("claim", operational())
+    with capture_logs() as logs:
+        assert asyncio.run(worker.renew_leases()) == 0
+    assert worker.weather.degraded
+    assert logs == []
+    engine.dispose()
 
 
 def test_patiently_retries_until_the_database_answers(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import structlog
 from sqlalchemy import exc as sa_exc
@@ -66,28 +66,41 @@ class Weather:
     since: float = field(default_factory=time.monotonic)
     #: When the database last came back (monotonic), or None.
     back_at: float | None = None
+    #: When the failure that made the daemon degraded was seen (monotonic).
+    failed_at: float = 0.0
     reason: str = ""
     _quiet: bool = False
 
-    def trouble(self, step: str, exc: BaseException) -> None:
-        """``step`` failed because the database is unreachable."""
+    def trouble(self, step: str, exc: BaseException, started: float | None = None) -> None:
+        """``step`` failed because the database is unreachable; ``started``: when the try
+        that failed began (``time.monotonic()``; None: just now)."""
         if self.degraded:
             return
         now = time.monotonic()
+        if self.back_at is not None and started is not None and started < self.back_at:
+            # A try that began before the database came back (steps run side by side, and
+            # finish in any order): it tells of the outage that ended, not of a new one.
+            return
         if self.back_at is not None and now - self.back_at < SETTLE_S:
             # The same outage's tail (a kept connection that died with the server fails
             # once): not news, no second pair of log lines.
             self.degraded = self._quiet = True
+            self.failed_at = now
             return
-        self.degraded, self.since = True, now
+        self.degraded, self.since, self.failed_at = True, now, now
         self.reason = _short(exc)
         log.warning("database_unreachable", step=step, error=self.reason, state="degraded")
         self.notify(f"degraded: the database is unreachable ({self.reason}); retrying")
         observability.record_degraded(True)
 
-    def fine(self) -> None:
-        """A step went through: the database answers."""
+    def fine(self, started: float | None = None) -> None:
+        """A step went through: the database answers. ``started``: when that try began
+        (None: just now); one that began before the failure was seen (a statement that got
+        through as the server went down, answered after another step failed) says nothing
+        of the database since, and changes nothing."""
         if not self.degraded:
+            return
+        if started is not None and started < self.failed_at:
             return
         if self._quiet:
             self.degraded = self._quiet = False
@@ -135,7 +148,9 @@ async def patiently(
     wake: asyncio.Event | None = None,
     executor: Executor | None = None,
 ) -> T:
-    """``fn(*args)`` in a thread, tried again while the database is unreachable.
+    """``fn(*args)`` in a thread, tried again while the database is unreachable. Its
+    success is taken as the database answering: ``fn`` must reach it (a step with nothing
+    to do is not run through here).
 
     Raises ``Unavailable`` once ``give_up()`` is true or the monotonic ``deadline`` passes
     while the database is still away; other errors propagate at once. ``wake`` cuts a pause
@@ -148,15 +163,16 @@ async def patiently(
     # second failure in a row is an outage.
     once_more = not weather.degraded
     while True:
+        attempt = Try(fn, *args)
         try:
-            result = await in_thread(executor, fn, *args)
+            result = await in_thread(executor, attempt)
         except Exception as exc:
             if not unreachable(exc):
                 raise
             if once_more:
                 once_more = False
                 continue
-            weather.trouble(step, exc)
+            weather.trouble(step, exc, attempt.started)
             pause = backoff.delay()
             if deadline is not None:
                 pause = min(pause, deadline - time.monotonic())
@@ -170,8 +186,21 @@ async def patiently(
             if give_up():
                 raise Unavailable(f"{step}: {_short(exc)}") from exc
             continue
-        weather.fine()
+        weather.fine(attempt.started)
         return result
+
+
+class Try(Generic[T]):
+    """One try of a database step, as a callable for a thread: ``started`` is when it began
+    to run there (not when it was queued), so that what it found is dated right."""
+
+    def __init__(self, fn: Callable[..., T], *args: Any) -> None:
+        self.fn, self.args = fn, args
+        self.started: float | None = None
+
+    def __call__(self) -> T:
+        self.started = time.monotonic()
+        return self.fn(*self.args)
 
 
 async def in_thread(executor: Executor | None, fn: Callable[..., T], *args: Any) -> T:
@@ -183,4 +212,4 @@ async def in_thread(executor: Executor | None, fn: Callable[..., T], *args: Any)
     return await loop.run_in_executor(executor, functools.partial(ctx.run, fn, *args))
 
 
-__all__ = ["Backoff", "Unavailable", "Weather", "in_thread", "patiently", "unreachable"]
+__all__ = ["Backoff", "Try", "Unavailable", "Weather", "in_thread", "patiently", "unreachable"]

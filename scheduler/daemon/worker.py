@@ -37,7 +37,14 @@ from scheduler.daemon import store
 from scheduler.daemon.dispatch import Dispatcher, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
-from scheduler.daemon.weather import Unavailable, Weather, in_thread, patiently, unreachable
+from scheduler.daemon.weather import (
+    Try,
+    Unavailable,
+    Weather,
+    in_thread,
+    patiently,
+    unreachable,
+)
 from scheduler.db.engine import immediate
 from scheduler.db.models import Post, PostState
 from scheduler.logging import log_each
@@ -416,21 +423,21 @@ class Worker:
     async def _mark_sent(self, claims: list[Claimed], link: store.Link | None) -> set[int]:
         """Record that these attempts' requests may leave; the attempt ids recorded (none
         when the database cannot be written: the posts are then handed back unsent)."""
-        try:
-            marked: set[int] = await in_thread(
-                self._executor,
-                functools.partial(
-                    store.mark_sent,
-                    self.engine,
-                    [c.attempt_id for c in claims],
-                    self.clock.now(),
-                    link=link,
-                ),
+        attempt = Try(
+            functools.partial(
+                store.mark_sent,
+                self.engine,
+                [c.attempt_id for c in claims],
+                self.clock.now(),
+                link=link,
             )
+        )
+        try:
+            marked: set[int] = await in_thread(self._executor, attempt)
         except Exception as exc:
             if not unreachable(exc):
                 raise
-            self.weather.trouble("sending", exc)
+            self.weather.trouble("sending", exc, attempt.started)
             return set()
         return marked
 
@@ -629,6 +636,10 @@ class Worker:
         """Extend the leases of posts in flight, and of those whose outcome is not written
         yet (a database outage); a post no longer ours is never sent."""
         ids = list(self.inflight.keys() | self.unwritten.keys())
+        if not ids:
+            # Nothing to renew, so no step: one that does not reach the database would be
+            # taken as the database answering (``Weather.fine``), while it may be away.
+            return 0
         now = self.clock.now()
         kept = await self.db(
             "leases",
