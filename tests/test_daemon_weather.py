@@ -150,6 +150,29 @@ def test_a_worker_with_nothing_to_renew_does_not_take_that_for_the_database_back
     engine.dispose()
 
 
+def test_a_send_record_on_a_connection_that_died_with_the_server_is_no_outage() -> None:
+    # The send records' kept connection, first used after a restart, fails once: tried
+    # again at once on a new one, without a word. A second failure is an outage.
+    w = Weather(notify=lambda _: None)
+    tries: list[int] = []
+
+    def record(fail: int) -> str:
+        tries.append(1)
+        if len(tries) <= fail:
+            raise operational("consuming input failed: server closed the connection")
+        return "ok"
+
+    with capture_logs() as logs:
+        assert asyncio.run(weather.briefly(w, "sending", record, 1)) == "ok"
+        assert (len(tries), w.degraded, logs) == (2, False, [])
+        tries.clear()
+        with pytest.raises(sa_exc.OperationalError):
+            asyncio.run(weather.briefly(w, "sending", record, 2))
+    assert len(tries) == 2
+    assert w.degraded
+    assert [(e["event"], e["step"]) for e in logs] == [("database_unreachable", "sending")]
+
+
 def test_patiently_retries_until_the_database_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(weather, "FIRST_RETRY_S", 0.01)
     calls: list[int] = []

@@ -203,6 +203,33 @@ class Try(Generic[T]):
         return self.fn(*self.args)
 
 
+async def briefly(
+    weather: Weather,
+    step: str,
+    fn: Callable[..., T],
+    *args: Any,
+    executor: Executor | None = None,
+) -> T:
+    """``fn(*args)`` in a thread for a step that cannot wait out an outage (a send record:
+    the request waits on it). A first failure of an unusable database is tried once more
+    at once, as in ``patiently`` (a kept connection that died with a restarted server fails
+    once, however long after the restart it is next used); a second is reported to
+    ``weather`` and raised."""
+    once_more = not weather.degraded
+    while True:
+        attempt = Try(fn, *args)
+        try:
+            return await in_thread(executor, attempt)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            if once_more:
+                once_more = False
+                continue
+            weather.trouble(step, exc, attempt.started)
+            raise
+
+
 async def in_thread(executor: Executor | None, fn: Callable[..., T], *args: Any) -> T:
     """``asyncio.to_thread(fn, *args)``, in ``executor``'s thread when one is given."""
     if executor is None:
@@ -212,4 +239,13 @@ async def in_thread(executor: Executor | None, fn: Callable[..., T], *args: Any)
     return await loop.run_in_executor(executor, functools.partial(ctx.run, fn, *args))
 
 
-__all__ = ["Backoff", "Try", "Unavailable", "Weather", "in_thread", "patiently", "unreachable"]
+__all__ = [
+    "Backoff",
+    "Try",
+    "Unavailable",
+    "Weather",
+    "briefly",
+    "in_thread",
+    "patiently",
+    "unreachable",
+]

@@ -37,14 +37,7 @@ from scheduler.daemon import store
 from scheduler.daemon.dispatch import Dispatcher, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
-from scheduler.daemon.weather import (
-    Try,
-    Unavailable,
-    Weather,
-    in_thread,
-    patiently,
-    unreachable,
-)
+from scheduler.daemon.weather import Unavailable, Weather, briefly, patiently, unreachable
 from scheduler.db.engine import immediate
 from scheduler.db.models import Post, PostState
 from scheduler.logging import log_each
@@ -423,22 +416,18 @@ class Worker:
     async def _mark_sent(self, claims: list[Claimed], link: store.Link | None) -> set[int]:
         """Record that these attempts' requests may leave; the attempt ids recorded (none
         when the database cannot be written: the posts are then handed back unsent)."""
-        attempt = Try(
-            functools.partial(
-                store.mark_sent,
-                self.engine,
-                [c.attempt_id for c in claims],
-                self.clock.now(),
-                link=link,
-            )
-        )
+        ids = [c.attempt_id for c in claims]
         try:
-            marked: set[int] = await in_thread(self._executor, attempt)
+            marked: set[int] = await briefly(
+                self.weather,
+                "sending",
+                lambda: store.mark_sent(self.engine, ids, self.clock.now(), link=link),
+                executor=self._executor,
+            )
         except Exception as exc:
             if not unreachable(exc):
                 raise
-            self.weather.trouble("sending", exc, attempt.started)
-            return set()
+            return set()  # said by ``briefly``
         return marked
 
     def _start(self, c: Claimed) -> None:
