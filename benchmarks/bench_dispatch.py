@@ -408,6 +408,9 @@ class Daemon:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+        self.peak_rss = 0.0
+        self._rss_watcher = threading.Thread(target=self._watch_rss, daemon=True)
+        self._rss_watcher.start()
 
     def wait_ready(self, timeout: float = 60.0) -> float:
         deadline = time.monotonic() + timeout
@@ -428,17 +431,21 @@ class Daemon:
             fields[key] = value.strip()
         return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
+    def _watch_rss(self) -> None:
+        # From the start: a ``--once`` daemon exits as soon as the queue is drained.
+        while self.proc.poll() is None:
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                self.peak_rss = max(self.peak_rss, self.rss_mb()[1])
+            time.sleep(0.05)
+
     def wait_peak_rss_mb(self, timeout: float = 900.0) -> float:
         """Wait for the daemon to exit (``--once``); its peak resident memory, MiB, as last
-        read while it ran (``VmHWM``)."""
-        peak = 0.0
-        deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
-            with contextlib.suppress(OSError, KeyError, ValueError):
-                peak = max(peak, self.rss_mb()[1])
-            time.sleep(0.05)
-        self.proc.wait(max(0.0, deadline - time.monotonic()))
-        return peak
+        read while it ran (``VmHWM``). Raises if it was never read."""
+        self.proc.wait(timeout)
+        self._rss_watcher.join(timeout)
+        if not self.peak_rss:
+            raise RuntimeError("the daemon's memory was never read while it ran")
+        return self.peak_rss
 
     def stop(self, timeout: float = 60.0) -> int:
         if self.proc.poll() is None:
