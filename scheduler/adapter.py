@@ -509,6 +509,10 @@ class VideoLimits:
 #: validation offers a variant that drops it instead, on an item of several accounts).
 CANNOT_HONOUR_HINT = "remove it from the item, or post it to a network that takes it"
 
+#: The hint of ``media_meta_issues``'s refusal of alt text where the network takes none
+#: (a CSV plan, whose alt texts are a column of their own, is told in its terms).
+NO_ALT_HINT = "remove 'alt' from the item, or post it to another account"
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -641,7 +645,7 @@ class Adapter(ABC):
                         Issue(
                             "media",
                             f"{where}: {self.platform} takes no alt text",
-                            "remove 'alt' from the item, or post it to another account",
+                            NO_ALT_HINT,
                         )
                     )
                 elif (length := self.alt_length(meta.alt)) > limit:

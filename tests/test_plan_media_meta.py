@@ -171,6 +171,31 @@ def test_too_many_alt_texts_in_csv_name_the_row(plan_dir: Path, config: Config) 
     assert "2 alt texts for 1 media file(s)" in problem.message
 
 
+@pytest.mark.parametrize(
+    ("account", "alt", "needle", "hint"),
+    [
+        ("channel", "A cat", "telegram takes no alt text", "empty its line of the media_alt"),
+        ("birds", "x" * 1001, "over x's limit of 1000", "shorten it by 1"),
+    ],
+)
+def test_an_alt_text_problem_in_csv_names_the_media_alt_column(
+    plan_dir: Path, config: Config, account: str, alt: str, needle: str, hint: str
+) -> None:
+    """In CSV the alt texts are a column of their own: the problem names it, and says
+    what to do with its cell, not with a YAML item's 'alt'."""
+    _, problems = check(
+        plan_dir,
+        config,
+        f"id,account,type,text,media,media_alt\nc1,{account},t,hi,a.png,{alt}\n",
+        "p.csv",
+    )
+    (problem,) = problems
+    assert (problem.line, problem.field) == (2, "media_alt")
+    assert needle in problem.message
+    assert problem.hint.startswith(hint)
+    assert "'alt'" not in problem.hint
+
+
 def test_required_alt_is_met_by_a_media_alt_cell(plan_dir: Path, config: Config) -> None:
     _, problems = check(
         plan_dir,

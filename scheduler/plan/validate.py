@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from scheduler import fetch, media
-from scheduler.adapter import CANNOT_HONOUR_HINT, MediaMeta, PostOptions
+from scheduler.adapter import CANNOT_HONOUR_HINT, NO_ALT_HINT, MediaMeta, PostOptions
 from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
@@ -612,6 +612,8 @@ def validate_raw(
 
             found = [*found, *media_issues(item, account, config.media)]
         for name, message, hint in found:
+            if item.unit == "row":
+                name, hint = _csv_terms(name, message, hint)
             network.append(
                 Problem(
                     item.file,
@@ -673,6 +675,8 @@ def _validate_group(
 
                 found = [*found, *media_issues(item, account, config.media)]
             for name, message, hint in found:
+                if item.unit == "row":
+                    name, hint = _csv_terms(name, message, hint)
                 if hint == CANNOT_HONOUR_HINT and len(members) > 1:
                     hint = _drop_hint(member, name, account.platform, item.unit)
                 network.append(
@@ -687,6 +691,19 @@ def _validate_group(
                     )
                 )
     return [item for _, item in items]
+
+
+_ALT_PROBLEM = re.compile(r"media \d+ \([^)]*\): (alt text of |\S+ takes no alt text)")
+
+
+def _csv_terms(name: str, message: str, hint: str) -> tuple[str, str]:
+    """A network's problem with an alt text, named as a CSV plan writes it: by its
+    ``media_alt`` column (a YAML plan gives alt text inside ``media``)."""
+    if name != "media" or not _ALT_PROBLEM.match(message):
+        return name, hint
+    if hint == NO_ALT_HINT:
+        hint = "empty its line of the media_alt cell, or post the row to another account"
+    return "media_alt", hint
 
 
 def _drop_hint(member: Member, name: str, platform: str, unit: str) -> str:
