@@ -280,8 +280,11 @@ def _update(
     reach_accounts: Collection[int],
 ) -> Sums | None:
     t0, hl = kept.computed_at, settings.half_life
-    touched = _changed_posts(conn, kept, now, watermark, settings.ages)
-    # Posts whose publish time crossed a line that moves with the clock.
+    changed = _changed_posts(conn, kept, now, watermark, settings.ages)
+    touched = set(changed)
+    # Posts whose publish time crossed a line that moves with the clock: summed again, their
+    # readings unchanged (those that left the horizon keep rows no pass reads, until the
+    # next rebuild).
     for offset in (hl * FRESH, hl, hl * HORIZON_HALF_LIVES):
         touched.update(_published_between(conn, t0 - offset - SLACK, now - offset + SLACK))
         if len(touched) > MAX_TOUCHED:
@@ -298,7 +301,7 @@ def _update(
     horizon = now - hl * HORIZON_HALF_LIVES
     refresh(
         conn, ages=ages, now=now, horizon=horizon, reach_accounts=reach_accounts,
-        max_snapshot=watermark, post_ids=touched,
+        max_snapshot=watermark, post_ids=changed,
     )  # fmt: skip
     after = sum_rows(conn, ages=ages, now=now, half_life=hl, horizon=horizon, post_ids=touched)
     decay = math.exp(-math.log(2) / hl.total_seconds() * (now - t0).total_seconds())
