@@ -55,7 +55,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
         ],
     ),
     "queue": ("bench_queue.py", [], ["--posts", "100000", "--runs", "3"]),
-    "er": ("bench_er.py", [], []),
+    "er": ("bench_er.py", [], ["--snapshots", "100000", "--runs", "2"]),
     "simulate": ("bench_simulate.py", [], []),
     "web": ("bench_web.py", [], []),
 }

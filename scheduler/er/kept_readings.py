@@ -106,11 +106,6 @@ def refresh(
         conn.execute(_refresh_query(windows, True), {**params, "post_ids": chunk})
 
 
-def drop_older(conn: Connection, horizon: datetime) -> None:
-    """Forget the rows of posts published before ``horizon`` (no pass reads them again)."""
-    conn.execute(delete(readings_t).where(readings_t.c.published < horizon.timestamp()))
-
-
 @functools.cache
 def _delete_query() -> Delete:
     return delete(readings_t).where(readings_t.c.post_id.in_(bindparam("post_ids", expanding=True)))
