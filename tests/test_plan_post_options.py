@@ -368,3 +368,21 @@ def test_an_option_one_member_cannot_honour_is_dropped_for_it_by_a_variant(
     )
     (problem,) = problems
     assert problem.hint.startswith("remove it from the item")
+
+
+def test_a_field_problem_and_the_networks_are_reported_in_one_run(
+    tmp_path: Path, config: Config
+) -> None:
+    """A missing media file leaves the rest of the item checkable: its text and first
+    comment are held to the network's limits in the same run, not after the file is fixed."""
+    extra = f"  media: [nowhere.png]\n  first_comment: {'c' * 281}\n"
+    plan = ITEM.format(account="birds", extra=extra).replace("hello", "t" * 281)
+    items, problems = check(tmp_path, config, plan)
+    assert items == []
+    assert sorted((p.field, p.line) for p in problems) == [
+        ("first_comment", 6),
+        ("media", 5),
+        ("text", 4),
+    ], problems
+    (media,) = [p for p in problems if p.field == "media"]
+    assert "nowhere.png" in media.message

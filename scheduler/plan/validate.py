@@ -15,14 +15,20 @@ from typing import Any
 from urllib.parse import urlparse
 
 from scheduler import fetch, media
-from scheduler.adapter import CANNOT_HONOUR_HINT, NO_ALT_HINT, MediaMeta, PostOptions
+from scheduler.adapter import (
+    CANNOT_HONOUR_HINT,
+    NO_ALT_HINT,
+    NO_OPTIONS,
+    MediaMeta,
+    PostOptions,
+)
 from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.groups import Member, expand, is_group_values, post_keys
 from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
 from scheduler.plan.media_items import media_entries
-from scheduler.plan.post_options import post_options
+from scheduler.plan.post_options import OPTION_FIELDS, post_options
 from scheduler.timeutil import LocalTimeError, parse_wall_time
 
 #: Checks a validated item against its network's rules: returns (field, message, hint) tuples.
@@ -76,12 +82,14 @@ def _bad_char(value: str, pattern: re.Pattern[str]) -> str | None:
 class _Checker:
     """Validates one raw item, recording problems against its location."""
 
-    __slots__ = ("ok", "problems", "raw")
+    __slots__ = ("failed", "ok", "problems", "raw")
 
     def __init__(self, raw: RawItem, problems: list[Problem]) -> None:
         self.raw = raw
         self.problems = problems
         self.ok = True
+        #: The fields with a problem, by their top-level name (None: the item as a whole).
+        self.failed: set[str | None] = set()
 
     @property
     def item_key(self) -> str | None:
@@ -91,6 +99,7 @@ class _Checker:
 
     def fail(self, name: str | None, message: str, hint: str = "") -> None:
         self.ok = False
+        self.failed.add(None if name is None else re.split(r"[.\[]", name, maxsplit=1)[0])
         self.problems.append(
             Problem(
                 self.raw.file,
@@ -286,8 +295,13 @@ def validate_item(
     now: datetime,
     problems: list[Problem],
     settled: Container[str] = (),
+    checkable: list[tuple[PlanItem, set[str | None]]] | None = None,
 ) -> PlanItem | None:
-    """Turn one raw record into a PlanItem, or None after recording its problems."""
+    """Turn one raw record into a PlanItem, or None after recording its problems.
+
+    ``checkable``: given, an item refused only for fields its post can do without (a missing
+    media file, a bad link or time...) is added to it with those fields left out, and the
+    names of the failed fields, so that its network's checks still run on the rest."""
     c = _Checker(raw, problems)
     if not _KNOWN_FIELDS.issuperset(raw.values):
         _unknown_fields(c)
@@ -351,6 +365,39 @@ def validate_item(
     approval = _approval(c, raw.values.get("approval"))
     at = _at(c, raw.values.get("at"), account, now, settled)
     if not c.ok or key is None or account_name is None or content_type is None or text is None:
+        if (
+            checkable is not None
+            and account is not None
+            and key is not None
+            and account_name is not None
+            and content_type is not None
+            and text is not None
+            and c.failed <= _DROPPABLE
+        ):
+            failed = c.failed
+            checkable.append(
+                (
+                    PlanItem(
+                        key.strip(),
+                        account_name,
+                        content_type.strip().lower(),
+                        text.strip("\n").rstrip(),
+                        () if failed & {"media", "media_alt"} else media,
+                        None if "link" in failed else link,
+                        () if "tags" in failed else tags,
+                        False,
+                        None,
+                        raw.file,
+                        raw.line,
+                        raw.unit,
+                        raw.order,
+                        False,
+                        () if failed & {"media", "media_alt"} else media_meta,
+                        NO_OPTIONS if failed & set(OPTION_FIELDS) else options,
+                    ),
+                    failed,
+                )
+            )
         return None
     if "\r" in text:  # a line break written the Windows (or old Mac) way is a line break
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -373,6 +420,13 @@ def validate_item(
         media_meta,
         options,
     )
+
+
+#: Fields a post can be checked without, when they have a problem of their own: its
+#: network's checks then run on the rest of the item (``validate_item``'s ``checkable``).
+_DROPPABLE: frozenset[str | None] = frozenset(
+    {"media", "media_alt", "link", "tags", "at", "evergreen", "approval", *OPTION_FIELDS}
+)
 
 
 def _require_alt(
@@ -597,35 +651,42 @@ def validate_raw(
         return _validate_group(
             raw, config, now, problems, network, duplicate, network_check, settled
         )
-    item = validate_item(raw, config, now, problems, settled)
+    partial: list[tuple[PlanItem, set[str | None]]] = []
+    item = validate_item(raw, config, now, problems, settled, partial)
     if duplicate is not None:
         problems.append(duplicate)
         return []
-    if item is None:
+    if item is None and not partial:
         return []
+    failed: set[str | None] = set()
+    checked = item
+    if checked is None:  # refused for a field it can do without: the rest is checked too
+        checked, failed = partial[0]
     if network_check is not None:
-        account = config.accounts[item.account]
-        found = network_check(item, account)
+        account = config.accounts[checked.account]
+        found = network_check(checked, account)
         # The files' content against what the network takes (a thread part's too).
-        if item.media or item.options.thread:
+        if checked.media or checked.options.thread:
             from scheduler.outgoing import media_issues
 
-            found = [*found, *media_issues(item, account, config.media)]
+            found = [*found, *media_issues(checked, account, config.media)]
         for name, message, hint in found:
-            if item.unit == "row":
+            if re.split(r"[.\[]", name, maxsplit=1)[0] in failed:
+                continue  # that field's own problem is reported already
+            if checked.unit == "row":
                 name, hint = _csv_terms(name, message, hint)
             network.append(
                 Problem(
-                    item.file,
+                    checked.file,
                     raw.line_of(name),
                     name,
                     message,
                     hint,
-                    unit=item.unit,
-                    item=item.key,
+                    unit=checked.unit,
+                    item=checked.key,
                 )
             )
-    return [item]
+    return [] if item is None else [item]
 
 
 def _validate_group(
