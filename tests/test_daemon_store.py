@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, event, select, update
 from sqlalchemy.exc import OperationalError
 
-from scheduler.daemon import liveness, store
+from scheduler.daemon import liveness, store, store_pg
 from scheduler.daemon.store import Result, accounts_t, attempts_t
 from scheduler.db.bulk import insert_rows
 from scheduler.db.engine import make_engine
@@ -540,13 +540,13 @@ def test_claims_and_next_due_read_the_due_index_in_order(engine: Engine) -> None
         )
     else:
         with engine.connect() as conn:
-            sql = store._claim_sql(True)
+            sql = store_pg.claim_sql(True)
             plans.append(
                 "\n".join(
                     r[0]
                     for r in conn.exec_driver_sql(
                         "EXPLAIN " + sql,
-                        store._claim_params("d1", NOW, LEASE, 5, {}, GRACE, ids),
+                        store_pg.claim_params("d1", NOW, LEASE, 5, {}, GRACE, ids),
                     )
                 )
             )

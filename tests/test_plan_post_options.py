@@ -386,19 +386,3 @@ def test_a_field_problem_and_the_networks_are_reported_in_one_run(
     ], problems
     (media,) = [p for p in problems if p.field == "media"]
     assert "nowhere.png" in media.message
-
-
-def test_a_field_problem_leaves_each_post_of_a_group_checked(
-    tmp_path: Path, config: Config
-) -> None:
-    """The same for an item of several accounts: each post is held to its own network."""
-    plan = (
-        "- id: o1\n  account: [toots, birds]\n  type: t\n"
-        f"  text: {'t' * 281}\n  media: [nowhere.png]\n"
-    )
-    items, problems = check(tmp_path, config, plan)
-    assert items == []
-    assert sorted((p.field, p.item) for p in problems) == [
-        ("media", "o1"),
-        ("text", "o1@birds"),
-    ], problems

@@ -120,11 +120,12 @@ def _row_type(columns: tuple[str, ...]) -> Any:
 
 
 def row_reader(
-    conn: Connection, table: Table, columns: Sequence[str], *, plain: bool = False
+    conn: Connection | None, table: Table, columns: Sequence[str], *, plain: bool = False
 ) -> Callable[[Any], Any]:
     """Turn a driver row of ``columns`` into an attribute-access row with the values the
     column types would give (aware UTC datetimes, decoded JSON). ``plain``: the row was
-    selected with ``pg_plain_columns`` (JSON comes as text, as from SQLite)."""
+    selected with ``pg_plain_columns`` (JSON comes as text, as from SQLite); ``conn`` None:
+    a PostgreSQL row read without SQLAlchemy."""
     row_type = _row_type(tuple(columns))
     convs: list[Callable[[Any], Any] | None] = []
     cache: dict[Any, datetime] = {}
@@ -149,7 +150,9 @@ def row_reader(
         col_type = table.c[name].type
         if isinstance(col_type, UTCDateTime):
             convs.append(when)
-        elif isinstance(col_type, JSON) and (plain or conn.dialect.name == "sqlite"):
+        elif isinstance(col_type, JSON) and (
+            plain or (conn is not None and conn.dialect.name == "sqlite")
+        ):
             convs.append(decode)
         else:
             convs.append(None)

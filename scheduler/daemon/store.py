@@ -30,7 +30,7 @@ from scheduler.daemon.liveness import heartbeat as heartbeat
 from scheduler.daemon.liveness import rate_limit_blocks as rate_limit_blocks
 from scheduler.db.engine import immediate
 from scheduler.db.models import Account, Attempt, DaemonHeartbeat, Outcome, PostState
-from scheduler.queue import Change, announce, events_t, posts_t, record_events
+from scheduler.queue import Change, announce, posts_t, record_events
 from scheduler.states import DUE_STATES, sql_in
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
@@ -151,20 +151,31 @@ class DialectSteps:
 
     claim: Callable[..., tuple[list[Claimed], list[Change]]]
     write_results: Callable[[Engine, str, Sequence[Result], datetime, Link | None], int]
+    mark_sent: Callable[[Engine, Sequence[int], datetime, Link | None], set[int]]
 
 
 _chosen: weakref.WeakKeyDictionary[Engine, DialectSteps] = weakref.WeakKeyDictionary()
 
 
 def steps(engine: Engine) -> DialectSteps:
-    """The claim and outcome-write steps for ``engine``'s database (chosen on first use)."""
+    """The steps for ``engine``'s database (chosen on first use)."""
     found = _chosen.get(engine)
     if found is None:
         name = engine.dialect.name
         if name == "postgresql":
-            found = DialectSteps(_claim_pg, _write_results_postgres)
+            from scheduler.daemon import store_pg
+
+            found = DialectSteps(
+                store_pg.claim,
+                store_pg.write_results,
+                store_pg.mark_sent,
+            )
         elif name == "sqlite":
-            found = DialectSteps(_claim_sqlite, _with_pauses(_write_results_sqlite))
+            found = DialectSteps(
+                _claim_sqlite,
+                _with_pauses(_write_results_sqlite),
+                _mark_sent_sqlite,
+            )
         else:  # make_engine refuses these; a hand-made engine ends here
             raise ValueError(f"the daemon runs on SQLite or PostgreSQL, not {name}")
         _chosen[engine] = found
@@ -368,118 +379,6 @@ MISSED_ERROR = "too late: the daemon was not running at the due time (misfire po
 MISSED_REASON = "later than the misfire grace"
 
 
-def _claim_sql(filtered: bool) -> str:
-    """PostgreSQL: the whole claim as one statement (psycopg prepares it after a few runs).
-
-    ``picked`` locks the due candidates through the partial index (``SKIP LOCKED``), ``sel``
-    tells the ones later than their account's grace (cutoff per account, else the default),
-    ``claimed`` takes the lease on the others and ``att`` opens their attempt rows from its
-    ``RETURNING``; ``missed`` marks the late ones missed and ``ev`` records that change. One
-    statement is one transaction, so it runs without BEGIN / COMMIT. The result rows are of
-    three kinds: 0 a claimed post, 1 an attempt (its id, then its post id), 2 a post marked
-    missed (its id, key, former state and due time).
-    """
-    posts = str(posts_t.name)
-    c_cols = ", ".join(fastsql.pg_plain_columns(posts_t, _CLAIM_NAMES, "c"))
-    missed_cols = {
-        "id": "m.id",
-        "key": "m.key",
-        "state": "k.state",
-        "next_attempt_at": "(m.next_attempt_at AT TIME ZONE 'UTC')",
-    }
-    m_cols = ", ".join(missed_cols.get(n, "NULL") for n in _CLAIM_NAMES)
-    only = "AND p.account_id = ANY(%(accounts)s::bigint[]) " if filtered else ""
-    return (
-        f"WITH picked AS (SELECT p.id, p.account_id, p.next_attempt_at, p.state FROM {posts} p "
-        f"WHERE p.{_DUE_SQL} AND p.next_attempt_at <= %(now)s "
-        f"AND p.account_id IN (SELECT a.id FROM {accounts_t.name} a WHERE a.paused IS false) "
-        f"{only}ORDER BY p.next_attempt_at, p.id LIMIT %(limit)s FOR UPDATE OF p SKIP LOCKED), "
-        "sel AS (SELECT k.id, k.next_attempt_at < COALESCE(g.cutoff, %(cutoff)s) AS stale "
-        "FROM picked k LEFT JOIN unnest(%(grace_ids)s::bigint[], %(cutoffs)s::timestamptz[]) "
-        "AS g(account_id, cutoff) ON g.account_id = k.account_id), "
-        f"claimed AS (UPDATE {posts} SET state = %(claimed)s, lease_owner = %(owner)s, "
-        "lease_expires_at = %(expires)s, attempt_count = attempt_count + 1, "
-        "updated_at = %(now)s WHERE id = ANY(ARRAY(SELECT id FROM sel WHERE NOT stale)) "
-        f"RETURNING {', '.join(f'{chr(34)}{n}{chr(34)}' for n in _CLAIM_NAMES)}), "
-        f"att AS (INSERT INTO {attempts_t.name} "
-        f"({', '.join(_ATTEMPT_COLUMNS)}) "
-        "SELECT c.id, c.attempt_count, c.idempotency_key, %(owner)s, %(now)s FROM claimed c "
-        "RETURNING id, post_id), "
-        f"missed AS (UPDATE {posts} SET state = %(missed)s, last_error = %(missed_error)s, "
-        "error_class = 'missed', updated_at = %(now)s "
-        "WHERE id = ANY(ARRAY(SELECT id FROM sel WHERE stale)) "
-        'RETURNING id, "key", next_attempt_at), '
-        f"ev AS (INSERT INTO {events_t.name} (post_id, at, from_state, to_state, actor, reason) "
-        "SELECT m.id, %(now)s, k.state, %(missed)s, %(owner)s, %(missed_reason)s "
-        "FROM missed m JOIN picked k ON k.id = m.id) "
-        f"SELECT 0 AS kind, NULL::bigint AS attempt_id, {c_cols} FROM claimed c "
-        f"UNION ALL SELECT 1, a.id, a.post_id{', NULL' * (len(_CLAIM_NAMES) - 1)} FROM att a "
-        f"UNION ALL SELECT 2, NULL, {m_cols} FROM missed m JOIN picked k ON k.id = m.id"
-    )
-
-
-def _claim_params(
-    owner: str,
-    now: datetime,
-    lease: timedelta,
-    limit: int,
-    grace: Mapping[int, timedelta],
-    default_grace: timedelta,
-    accounts: Collection[int] | None,
-) -> dict[str, Any]:
-    """The parameters of ``_claim_sql(accounts is not None)``."""
-    params: dict[str, Any] = {
-        "now": now,
-        "limit": limit,
-        "cutoff": now - default_grace,
-        "grace_ids": list(grace),
-        "cutoffs": [now - g for g in grace.values()],
-        "claimed": str(PostState.CLAIMED),
-        "missed": str(PostState.MISSED),
-        "missed_error": MISSED_ERROR,
-        "missed_reason": MISSED_REASON,
-        "owner": owner,
-        "expires": now + lease,
-    }
-    if accounts is not None:
-        params["accounts"] = list(accounts)
-    return params
-
-
-def _claim_pg(
-    engine: Engine,
-    owner: str,
-    now: datetime,
-    lease: timedelta,
-    limit: int,
-    grace: Mapping[int, timedelta],
-    default_grace: timedelta,
-    accounts: Collection[int] | None,
-    names: Mapping[int, str] | None,
-    link: Link | None,
-) -> tuple[list[Claimed], list[Change]]:
-    """``claim`` on PostgreSQL: one driver-level statement (its own transaction)."""
-    params = _claim_params(owner, now, lease, limit, grace, default_grace, accounts)
-    with _connect(engine, link) as conn:
-        raw = conn.exec_driver_sql(_claim_sql(accounts is not None), params).all()
-        if not raw:
-            return [], []
-        read = fastsql.row_reader(conn, posts_t, _CLAIM_NAMES, plain=True)
-        fresh: list[Any] = []
-        stale: list[Any] = []
-        attempt_of: dict[int, int] = {}
-        for r in raw:
-            if r[0] == 1:
-                attempt_of[r[2]] = r[1]
-            else:
-                (stale if r[0] else fresh).append(read(r[2:]))
-        known = _account_names(conn, fresh, names)
-        history = _history(conn, fresh)
-    stale.sort(key=lambda r: (r.next_attempt_at, r.id))
-    missed = [Change(s.id, s.key, s.state, PostState.MISSED) for s in stale]
-    return _claimed(fresh, attempt_of, known, history), missed
-
-
 def _lease(
     conn: Connection, ids: Sequence[int], owner: str, now: datetime, lease: timedelta
 ) -> list[Any]:
@@ -563,17 +462,6 @@ def _with_pauses(
     return run
 
 
-def _write_results_postgres(
-    engine: Engine, owner: str, results: Sequence[Result], now: datetime, link: Link | None
-) -> int:
-    """PostgreSQL: one statement, its own transaction, through ``link``; with an account to
-    pause, the statement and the pause share a transaction."""
-    if any(r.pause_reason for r in results):
-        return _with_pauses(_write_results_pg)(engine, owner, results, now, link)
-    with _connect(engine, link) as conn:
-        return _write_results_pg(conn, owner, results, now)
-
-
 def _write_results_sqlite(
     conn: Connection, owner: str, results: Sequence[Result], now: datetime
 ) -> int:
@@ -646,102 +534,6 @@ def _write_results_sqlite(
                 for r in others
             ],
         )
-    return changed
-
-
-def _write_results_sql() -> str:
-    """PostgreSQL: ``write_results`` as one statement over arrays (``unnest``): the attempt
-    rows closed, published posts recorded, the others moved on while the lease is ours.
-    """
-    posts, attempts = str(posts_t.name), str(attempts_t.name)
-    return (
-        "WITH v AS (SELECT * FROM unnest(%(attempt_ids)s::bigint[], %(post_ids)s::bigint[], "
-        "%(finished)s::timestamptz[], %(outcomes)s::text[], %(messages)s::text[], "
-        "%(statuses)s::int[], %(latencies)s::float8[], %(retries)s::timestamptz[], "
-        "%(states)s::text[], %(nexts)s::timestamptz[], %(uncounts)s::int[], "
-        "%(remote_ids)s::text[], %(remote_urls)s::text[], %(followers)s::bigint[]) "
-        "AS v(attempt_id, post_id, finished_at, outcome, message, http_status, latency_ms, "
-        "retry_at, state, next_attempt_at, uncount, remote_id, remote_url, followers)), "
-        f"att AS (UPDATE {attempts} AS a SET finished_at = v.finished_at, outcome = v.outcome, "
-        "message = v.message, http_status = v.http_status, latency_ms = v.latency_ms, "
-        "retry_at = v.retry_at FROM v "
-        "WHERE a.id = v.attempt_id), "
-        f"pub AS (UPDATE {posts} AS p SET state = %(published)s, remote_id = v.remote_id, "
-        "remote_url = v.remote_url, published_at = v.finished_at, "
-        "followers_at_publish = v.followers, lease_owner = NULL, lease_expires_at = NULL, "
-        "last_error = NULL, error_class = NULL, updated_at = %(now)s FROM v "
-        "WHERE p.id = v.post_id AND v.state = %(published)s RETURNING 1), "
-        f"oth AS (UPDATE {posts} AS p SET state = v.state, "
-        "next_attempt_at = COALESCE(v.next_attempt_at, p.next_attempt_at), "
-        "attempt_count = p.attempt_count - v.uncount, last_error = v.message, "
-        "error_class = v.outcome, lease_owner = NULL, lease_expires_at = NULL, "
-        "updated_at = %(now)s FROM v "
-        "WHERE p.id = v.post_id AND v.state <> %(published)s "
-        "AND p.lease_owner = %(owner)s AND p.state = %(claimed)s "
-        "RETURNING 1) "
-        "SELECT (SELECT count(*) FROM pub) + (SELECT count(*) FROM oth)"
-    )
-
-
-_WRITE_SQL = _write_results_sql()
-#: The array parameters of ``_WRITE_SQL``, in the order ``_write_results_pg`` fills them.
-_WRITE_ARRAYS = (
-    "attempt_ids",
-    "post_ids",
-    "finished",
-    "outcomes",
-    "messages",
-    "statuses",
-    "latencies",
-    "retries",
-    "states",
-    "nexts",
-    "uncounts",
-    "remote_ids",
-    "remote_urls",
-    "followers",
-)
-
-
-def _write_results_pg(
-    conn: Connection, owner: str, results: Sequence[Result], now: datetime
-) -> int:
-    """``write_results`` on PostgreSQL: one statement for the whole batch, instead of one
-    per row and table; the same columns, values and lease conditions as the other paths."""
-    when = fastsql.datetime_converter(conn)
-    text = fastsql.text
-    published = str(PostState.PUBLISHED)
-    # One pass over the results, then one column (array) per parameter.
-    columns = zip(
-        *(
-            (
-                r.claimed.attempt_id,
-                r.claimed.post_id,
-                when(r.finished_at),
-                text(r.outcome),
-                r.message,
-                r.http_status,
-                r.latency_ms,
-                when(r.retry_at),
-                text(r.state),
-                when(r.next_attempt_at),
-                0 if r.counts else 1,
-                r.remote_id,
-                r.remote_url,
-                r.followers,
-            )
-            for r in results
-        ),
-        strict=True,
-    )
-    params: dict[str, Any] = dict(zip(_WRITE_ARRAYS, map(list, columns), strict=True))
-    params |= {
-        "published": published,
-        "claimed": str(PostState.CLAIMED),
-        "owner": owner,
-        "now": when(now),
-    }
-    changed: int = conn.exec_driver_sql(_WRITE_SQL, params).scalar_one()
     return changed
 
 
@@ -835,27 +627,21 @@ def mark_sent(
     another daemon): its request must not go out."""
     if not attempt_ids:
         return set()
-    ids = list(attempt_ids)
-    if engine.dialect.name == "postgresql":
-        # One short statement over an array: the same text whatever the batch size, so the
-        # server plans it once (an IN list of bound values would be a new text each time).
-        with _connect(engine, link) as conn:  # one statement: its own transaction
-            return {
-                r[0]
-                for r in conn.exec_driver_sql(
-                    f"UPDATE {attempts_t.name} SET sent_at = %s WHERE id = ANY(%s) "
-                    "AND outcome IS NULL RETURNING id",
-                    (now, ids),
-                )
-            }
+    return steps(engine).mark_sent(engine, attempt_ids, now, link)
+
+
+def _mark_sent_sqlite(
+    engine: Engine, attempt_ids: Sequence[int], now: datetime, link: Link | None
+) -> set[int]:
+    """``mark_sent`` on SQLite: a ``BEGIN IMMEDIATE`` transaction (on ``link``'s connection)."""
     with _immediate(engine, link) as conn:
         when = fastsql.datetime_converter(conn)
         return {
             r[0]
             for r in conn.exec_driver_sql(
                 f"UPDATE {attempts_t.name} SET sent_at = ? WHERE id IN "
-                f"({', '.join('?' * len(ids))}) AND outcome IS NULL RETURNING id",
-                (when(now), *ids),
+                f"({', '.join('?' * len(attempt_ids))}) AND outcome IS NULL RETURNING id",
+                (when(now), *attempt_ids),
             )
         }
 

@@ -706,17 +706,11 @@ def _validate_group(
     assert members is not None  # is_group_values said so
     items = []
     own: list[list[Problem]] = []
-    #: Each post to check against its network, and its failed fields (see validate_raw).
-    checks: list[tuple[Member, PlanItem, set[str | None]]] = []
     for member in members:
-        partial: list[tuple[PlanItem, set[str | None]]] = []
-        item, mine = _validate_member(member, config, now, settled, partial)
+        item, mine = _validate_member(member, config, now, settled)
         own.append(mine)
         if item is not None:
             items.append((member, item))
-            checks.append((member, item, set()))
-        elif partial:
-            checks.append((member, *partial[0]))
     # A problem every post has (a field they share) is the item's, reported once; one that
     # only some have (their network's time zone, a variant) names each of those posts.
     counts = Counter(p for mine in own for p in set(mine))
@@ -733,7 +727,7 @@ def _validate_group(
     if duplicate is not None:
         problems.append(duplicate)
         return []
-    for member, item, failed in checks:
+    for member, item in items:
         if network_check is not None:
             account = config.accounts[item.account]
             found = network_check(item, account)
@@ -742,8 +736,6 @@ def _validate_group(
 
                 found = [*found, *media_issues(item, account, config.media)]
             for name, message, hint in found:
-                if re.split(r"[.\[]", name, maxsplit=1)[0] in failed:
-                    continue  # that field's own problem is reported already
                 if item.unit == "row":
                     name, hint = _csv_terms(name, message, hint)
                 if hint == CANNOT_HONOUR_HINT and len(members) > 1:
@@ -793,16 +785,12 @@ def _drop_hint(member: Member, name: str, platform: str, unit: str) -> str:
 
 
 def _validate_member(
-    member: Member,
-    config: Config,
-    now: datetime,
-    settled: Container[str],
-    checkable: list[tuple[PlanItem, set[str | None]]] | None = None,
+    member: Member, config: Config, now: datetime, settled: Container[str]
 ) -> tuple[PlanItem | None, list[Problem]]:
     """One post of a group item, and its problems, each naming the post; a field a variant
     set is named by the variant (``variants.x.text``)."""
     found: list[Problem] = []
-    item = validate_item(member.raw, config, now, found, settled, checkable)
+    item = validate_item(member.raw, config, now, found, settled)
     named = []
     for problem in found:
         name = member.field_name(problem.field)
