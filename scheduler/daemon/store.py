@@ -696,8 +696,8 @@ def _may_have_made(a: Any) -> bool:
     have left, and no answer said it was refused or never got there."""
     if a.sent_at is None:
         return False
+    if a.outcome == Outcome.ABANDONED:
         return bool(a.message == CUT_COUNTED)  # cut by a crash, and not given back since
-        return a.message == CUT_COUNTED  # cut by a crash, and not given back since
     return a.outcome in (Outcome.OUTCOME_UNKNOWN, Outcome.PLUGIN_ERROR, Outcome.PUBLISHED)
 
 

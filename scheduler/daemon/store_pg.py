@@ -35,10 +35,9 @@ from scheduler.daemon.store import (
     _with_pauses,
     accounts_t,
     attempts_t,
-    posts_t,
 )
 from scheduler.db.models import Outcome, PostState
-from scheduler.queue import Change, events_t
+from scheduler.queue import Change, events_t, posts_t
 
 _POSTS, _ATTEMPTS, _ACCOUNTS = str(posts_t.name), str(attempts_t.name), str(accounts_t.name)
 
