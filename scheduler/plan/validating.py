@@ -327,9 +327,9 @@ class Shared:
                 if kind == "error":
                     raise ValidationProcessError(f"validating the plan failed:\n{payload}")
                 if kind == "done":
-                    raise ValidationProcessError(
-                        "the plan changed while it was being imported (fewer items)"
-                    )
+                    # The validating process read a plan that changed under it (its own
+                    # reader's check may see the change first, or this one).
+                    raise ValidationProcessError("the plan changed while it was being imported")
                 if payload.number != number:
                     raise ValidationProcessError(
                         f"chunk {payload.number} came when chunk {number} was expected"
