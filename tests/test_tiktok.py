@@ -7,7 +7,6 @@ import copy
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import textwrap
@@ -22,6 +21,7 @@ import httpx
 import pytest
 import smm_tiktok
 from adapter_support import REPO, network_page, options_read_by, registered_adapters, undocumented
+from adapter_support import mp4 as support_mp4
 from smm_tiktok import TikTokAdapter
 from smm_tiktok.adapter import chunking
 
@@ -71,19 +71,9 @@ def make_account(**options: Any) -> Account:
     return account_with_secrets("brand-tt", "tiktok", settings, secrets={"access_token": TOKEN})
 
 
-def mp4(tmp_path: Path, size: int = 64 * 1024, seconds: int = 30, name: str = "clip.mp4") -> str:
-    """An MP4 file of ``size`` bytes whose moov/mvhd says it lasts ``seconds``."""
-    mvhd_payload = struct.pack(">B3xIIII", 0, 0, 0, 1000, seconds * 1000) + b"\0" * 80
-    mvhd = struct.pack(">I4s", 8 + len(mvhd_payload), b"mvhd") + mvhd_payload
-    moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
-    ftyp = struct.pack(">I4s", 16, b"ftyp") + b"isom\0\0\0\0"
-    head = ftyp + moov
-    mdat = struct.pack(">I4s", size - len(head), b"mdat") + bytes(
-        i % 251 for i in range(size - len(head) - 8)
-    )
-    path = tmp_path / name
-    path.write_bytes(head + mdat)
-    return str(path)
+def mp4(tmp_path: Path, *, size: int = 64 * 1024, seconds: int = 30) -> str:
+    """``adapter_support.mp4``, 64 KiB by default (TikTok's chunk tests need the room)."""
+    return support_mp4(tmp_path, size=size, seconds=seconds)
 
 
 def make_post(media: tuple[str, ...], **changes: Any) -> OutgoingPost:
