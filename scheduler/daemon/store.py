@@ -7,7 +7,8 @@ transaction, so the attempt is committed before any network call; ``mark_sent`` 
 before the call, that its request may leave (only then does the attempt count for good).
 
 The engine accepts SQLite and PostgreSQL only. The steps whose statements differ (the claim,
-the outcome writes) are chosen once per engine (``steps``), one code path per database.
+the send record, the outcome writes, the rescue's read of expired leases, the next due time)
+are chosen once per engine (``steps``), one code path per database.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, func, select, update
+from sqlalchemy import Connection, Engine, Select, and_, case, func, select, update
 
 from scheduler.daemon import fastsql
 
@@ -152,6 +153,9 @@ class DialectSteps:
     claim: Callable[..., tuple[list[Claimed], list[Change]]]
     write_results: Callable[[Engine, str, Sequence[Result], datetime, Link | None], int]
     mark_sent: Callable[[Engine, Sequence[int], datetime, Link | None], set[int]]
+    #: The expired leases a rescue takes, read (and on PostgreSQL locked) in its transaction.
+    take_expired: Callable[[Connection, Select[Any]], list[Any]]
+    next_due: Callable[[Engine], datetime | None]
 
 
 _chosen: weakref.WeakKeyDictionary[Engine, DialectSteps] = weakref.WeakKeyDictionary()
@@ -169,12 +173,16 @@ def steps(engine: Engine) -> DialectSteps:
                 store_pg.claim,
                 store_pg.write_results,
                 store_pg.mark_sent,
+                store_pg.take_expired,
+                store_pg.next_due,
             )
         elif name == "sqlite":
             found = DialectSteps(
                 _claim_sqlite,
                 _with_pauses(_write_results_sqlite),
                 _mark_sent_sqlite,
+                _take_expired_sqlite,
+                _next_due_sqlite,
             )
         else:  # make_engine refuses these; a hand-made engine ends here
             raise ValueError(f"the daemon runs on SQLite or PostgreSQL, not {name}")
@@ -746,9 +754,7 @@ def rescue_expired(
             q = q.where(posts_t.c.account_id.in_(list(accounts)))
         if seen is not None:
             q = q.where(posts_t.c.id.in_(list(seen)))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True, of=posts_t)
-        expired = conn.execute(q).all() if seen is None or seen else []
+        expired = steps(engine).take_expired(conn, q) if seen is None or seen else []
         if not expired:
             return 0, 0
         # Their open attempts, and the closed ones whose request may have left.
@@ -875,17 +881,32 @@ def _requeue(
     )
 
 
+def _take_expired_sqlite(conn: Connection, q: Select[Any]) -> list[Any]:
+    """``rescue_expired``'s read on SQLite: its ``BEGIN IMMEDIATE`` already holds the lock."""
+    return list(conn.execute(q).all())
+
+
+#: The earliest due time: the first row of ``ix_posts_due`` (the due states spelled out, so
+#: the partial index applies) whose account is not paused.
+_NEXT_DUE_SQL = (
+    f"SELECT p.next_attempt_at FROM {posts_t.name} p WHERE p.{_DUE_SQL} "
+    f"AND {_ACTIVE_SQL} ORDER BY p.next_attempt_at LIMIT 1"
+)
+
+
 def next_due(engine: Engine) -> datetime | None:
     """The earliest time a post becomes due (among unpaused accounts).
 
-    Read as the first row of ``ix_posts_due`` (the due states spelled out, so the partial
-    index applies) whose account is not paused: a few index entries, however long the queue.
+    Read as the first row of ``ix_posts_due`` whose account is not paused: a few index
+    entries, however long the queue.
     """
+    return steps(engine).next_due(engine)
+
+
+def _next_due_sqlite(engine: Engine) -> datetime | None:
+    """``next_due`` on SQLite: the stored text read back as an aware UTC datetime."""
     with engine.connect() as conn:
-        raw = conn.exec_driver_sql(
-            f"SELECT p.next_attempt_at FROM {posts_t.name} p WHERE p.{_DUE_SQL} "
-            f"AND {_ACTIVE_SQL} ORDER BY p.next_attempt_at LIMIT 1"
-        ).first()
+        raw = conn.exec_driver_sql(_NEXT_DUE_SQL).first()
         if raw is None:
             return None
         due: datetime = fastsql.row_reader(conn, posts_t, ("next_attempt_at",))(raw)[0]

@@ -1,4 +1,5 @@
-"""The daemon's steps on PostgreSQL: the claim, the send record, the outcome write.
+"""The daemon's steps on PostgreSQL: the claim, the send record, the outcome write, the
+rescue's read of expired leases and the next due time.
 
 Each is one driver-level statement, a transaction by itself (autocommit, through the
 daemon's kept ``store.Link`` for the step): the claim locks the due posts with ``FOR UPDATE
@@ -18,10 +19,11 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Select
 
 from scheduler.daemon import fastsql
 from scheduler.daemon.store import (
+    _ACTIVE_SQL,
     _ATTEMPT_COLUMNS,
     _CLAIM_NAMES,
     _DUE_SQL,
@@ -233,6 +235,28 @@ def mark_sent(
         return {r[0] for r in conn.exec_driver_sql(_MARK_SQL, (_utc(now), _ids(attempt_ids)))}
 
 
+# ============================================================================ rescue, next due
+
+
+def take_expired(conn: Connection, q: Select[Any]) -> list[Any]:
+    """``rescue_expired``'s read on PostgreSQL: the expired leases locked ``SKIP LOCKED``,
+    so two daemons rescuing at once take different posts and neither waits."""
+    return list(conn.execute(q.with_for_update(skip_locked=True, of=posts_t)).all())
+
+
+_NEXT_DUE_SQL = (
+    f"SELECT p.next_attempt_at FROM {_POSTS} p WHERE p.{_DUE_SQL} "
+    f"AND {_ACTIVE_SQL} ORDER BY p.next_attempt_at LIMIT 1"
+)
+
+
+def next_due(engine: Engine) -> datetime | None:
+    """``store.next_due`` on PostgreSQL: psycopg reads the timestamptz as an aware datetime."""
+    with engine.connect() as conn:
+        due = conn.exec_driver_sql(_NEXT_DUE_SQL).scalar()
+    return None if due is None else _utc(due)
+
+
 # ============================================================================ the outcome write
 
 
@@ -332,4 +356,12 @@ def write_results(
         return _write(conn, owner, results, now)
 
 
-__all__ = ["claim", "claim_params", "claim_sql", "mark_sent", "write_results"]
+__all__ = [
+    "claim",
+    "claim_params",
+    "claim_sql",
+    "mark_sent",
+    "next_due",
+    "take_expired",
+    "write_results",
+]
