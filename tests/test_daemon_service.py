@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from daemon_support import (
     config_at,
     no_pending,
@@ -17,8 +21,9 @@ from daemon_support import (
     write_config,
 )
 from smm_sim import SimAdapter
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
+from scheduler.daemon import store as store_mod
 from scheduler.daemon.worker import Worker
 from scheduler.db.models import PostState
 
@@ -137,3 +142,61 @@ def test_a_full_batch_is_followed_by_a_claim_made_ahead_which_stop_hands_back(
     assert len(given_back) == 2
     assert all(a.sent_at is None for a in given_back)
     assert {a.key for a in given_back} == {k for k, s in states.items() if s == "retry_wait"}
+
+
+def test_a_heartbeat_running_when_the_daemon_stops_is_no_job_failure_and_ends_stopped(
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A stop cancels the jobs still running: a heartbeat waiting on a slow database was
+    # reported by APScheduler as 'Job "heartbeat" raised an exception' (a CancelledError
+    # with a traceback), and its write, still going on in its thread, could land after the
+    # last beat and leave the daemon shown as running, then stale, instead of stopped.
+    import threading
+    import time
+
+    from structlog.testing import capture_logs
+
+    from scheduler.daemon import liveness, service
+
+    monkeypatch.setattr(service, "HEARTBEAT_EVERY", timedelta(seconds=0.2))
+    accounts = {"a": {"platform": "sim"}}
+    config = config_at(write_config(tmp_path / "config.toml", accounts, daemon={"tick": "0.1s"}))
+    last_beat = threading.Event()
+    began: list[float] = []
+
+    def overran() -> bool:  # the slow beat has gone on over a few of its job's times
+        return bool(began) and time.monotonic() - began[0] > 0.6
+
+    beats: list[str] = []
+    real = liveness.heartbeat
+
+    def slow_beat(engine: Engine, daemon_id: str, info: Any, now: Any, status: str) -> int:
+        beats.append(status)
+        if status == "stopped":
+            last_beat.set()
+        elif len(beats) == 3:  # a job's (the start-up's beat is the first)
+            began.append(time.monotonic())
+            # The database is slow: the stop comes in the middle, and this beat's write
+            # would come after the last one's.
+            last_beat.wait(2.0)
+        return real(engine, daemon_id, info, now, status)
+
+    monkeypatch.setattr(store_mod, "heartbeat", slow_beat)
+    with capture_logs() as logs, caplog.at_level(logging.WARNING, logger="apscheduler"):
+        asyncio.run(run_service(engine, config, until=overran, timeout=30))
+    generic = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")]
+    assert not generic  # neither "raised an exception" nor "skipped: maximum number ..."
+    # The runs skipped while the slow one went on: said once, as the daemon's event.
+    skipped = [e for e in logs if e["event"] == "job_skipped"]
+    assert [e["job"] for e in skipped] == ["heartbeat"]
+    assert "has not finished" in skipped[0]["reason"]
+    assert not [e for e in logs if e["event"] == "job_failed"], logs
+    cut = [e for e in logs if e["event"] == "job_cut"]
+    assert [e["job"] for e in cut] == ["heartbeat"]
+    assert "stopping" in cut[0]["reason"]
+    with engine.connect() as conn:
+        statuses = conn.execute(select(liveness.daemons_t.c.status)).scalars().all()
+    assert statuses == ["stopped"]

@@ -24,6 +24,13 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    JobEvent,
+    JobExecutionEvent,
+)
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import Engine
 
@@ -43,6 +50,11 @@ log = structlog.get_logger("scheduler.service")
 EXIT_MARGIN_S = 0.6
 #: How often unconfirmed posts are looked up, unless ``[daemon] reconcile`` says otherwise.
 RECONCILE_EVERY = DaemonSettings().reconcile
+
+
+def _not_said_by_listen(record: logging.LogRecord) -> bool:
+    """Drops APScheduler's own lines for what ``Service._listen`` logs as events."""
+    return not str(record.msg).startswith(('Job "%s" raised', 'Execution of job "%s" skipped'))
 
 
 @dataclass
@@ -109,11 +121,23 @@ class Service:
     # -------------------------------------------------------------- jobs
 
     def _job(self, name: str, fn: Callable[[], Awaitable[Any]]) -> Callable[[], Awaitable[None]]:
+        """``fn`` as an APScheduler job that never raises: whatever ends it is logged here,
+        with the job's name and why, not as APScheduler's 'Job raised an exception'."""
+
         async def run() -> None:
             try:
                 await fn()
             except Unavailable:
                 pass  # stopping while the database is away: nothing to add
+            except asyncio.CancelledError:
+                # The scheduler's shutdown cancels the runs still going (a heartbeat waiting
+                # on a slow database): expected at a stop, and the task ends here.
+                reason = (
+                    "the daemon is stopping; the run was cut short"
+                    if self.stop_requested
+                    else "cancelled while running"
+                )
+                log.info("job_cut", job=name, reason=reason)
             except Exception as exc:  # a failing job is logged and runs again next time
                 if unreachable(exc) and self.worker is not None:
                     self.worker.weather.trouble(name, exc)
@@ -122,6 +146,33 @@ class Service:
 
         run.__name__ = name
         return run
+
+    def _listen(self, scheduler: AsyncIOScheduler) -> None:
+        """What APScheduler itself would log about the jobs, in the daemon's own events:
+        a run skipped because the last one has not finished (said once per stretch), and,
+        should a job raise past ``_job`` all the same, the failure with its error."""
+        overrunning: set[str] = set()
+
+        def heard(event: JobEvent) -> None:
+            if event.code == EVENT_JOB_MAX_INSTANCES:
+                if event.job_id not in overrunning:
+                    overrunning.add(event.job_id)
+                    degraded = self.worker is not None and self.worker.weather.degraded
+                    log.warning(
+                        "job_skipped",
+                        job=event.job_id,
+                        reason="its last run has not finished"
+                        + (" (waiting for the database)" if degraded else ""),
+                    )
+                return
+            overrunning.discard(event.job_id)
+            if event.code == EVENT_JOB_ERROR:
+                assert isinstance(event, JobExecutionEvent)
+                log.error("job_failed", job=event.job_id, error=repr(event.exception))
+
+        scheduler.add_listener(
+            heard, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR | EVENT_JOB_EXECUTED
+        )
 
     def _schedule(self, scheduler: AsyncIOScheduler, worker: Worker) -> None:
         daemon = self.config.daemon
@@ -261,8 +312,13 @@ class Service:
     async def run(self) -> None:
         """Run until stopped; returns after in-flight work is finished or handed back."""
         loop = asyncio.get_running_loop()
-        # APScheduler reports every job run at INFO; the jobs log what matters themselves.
+        # APScheduler reports every job run at INFO, and a job's failure or overrun in
+        # words of its own; the jobs and ``_listen`` log what matters as the daemon's events.
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
+        for name in ("apscheduler.executors.default", "apscheduler.scheduler"):
+            logger = logging.getLogger(name)
+            if _not_said_by_listen not in logger.filters:
+                logger.addFilter(_not_said_by_listen)
         worker = self.worker or Worker(self.engine, self.config, clock=self.clock)
         self.worker = worker
         if not self.once:
@@ -280,6 +336,7 @@ class Service:
                 metrics.close()
             return
         scheduler = AsyncIOScheduler(event_loop=loop)
+        self._listen(scheduler)
         self._schedule(scheduler, worker)
         scheduler.start()
         for step in (worker.rescue, self._heartbeat):

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -151,6 +152,9 @@ class Worker:
         #: Open attempts of expired leases whose network's lookup failed -> since when
         #: (``time.monotonic()``): the rescue asks again for a while (``_ask_again``).
         self._lookups_failed: dict[int, float] = {}
+        #: Heartbeats run in threads; see ``_beat``.
+        self._beat_lock = threading.Lock()
+        self._beat_stopped = False
 
     @property
     def _executor(self) -> ThreadPoolExecutor | None:
@@ -808,6 +812,16 @@ class Worker:
             self.limits.block(account, until)
 
     def _beat(self, info: dict[str, Any], status: str) -> tuple[int, dict[str, datetime]]:
+        # One beat at a time, and none after the last: a beat whose job a stop cut short
+        # still runs in its thread, and must not write "running" over "stopped".
+        with self._beat_lock:
+            if self._beat_stopped:
+                return self.limits.peers, {}
+            beat = self._beat_now(info, status)
+            self._beat_stopped = status == "stopped"
+            return beat
+
+    def _beat_now(self, info: dict[str, Any], status: str) -> tuple[int, dict[str, datetime]]:
         now = self.clock.now()  # read at each try: an outage may have lasted
         peers = store.heartbeat(self.engine, self.owner, info, now, status)
         # A stopping daemon sends nothing more: what the networks said is of no use to it.
