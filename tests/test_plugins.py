@@ -85,15 +85,18 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
     """A factory that installs a plugin as a distribution with an ``smm_scheduler`` entry point.
 
     ``installed(name, source)`` writes ``source`` as a module and a ``<name>-1.0.dist-info``
-    beside it, on ``sys.path``: importlib.metadata finds it exactly as it finds a plugin
-    installed with pip. Returns the site directory (for subprocesses).
+    beside it (``commands``: command name -> attribute of the module, declared in the
+    ``smm_scheduler.commands`` group), on ``sys.path``: importlib.metadata finds it exactly
+    as it finds a plugin installed with pip. Returns the site directory (for subprocesses).
     """
     site = tmp_path / "site"
     site.mkdir()
     monkeypatch.syspath_prepend(str(site))
     modules: list[str] = []
 
-    def install(name: str, source: str, version: str = "1.0") -> str:
+    def install(
+        name: str, source: str, version: str = "1.0", commands: dict[str, str] | None = None
+    ) -> str:
         module = next(_module_names)
         modules.append(module)
         (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
@@ -103,8 +106,11 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
             f"Metadata-Version: 2.1\nName: smm-test-{name}\nVersion: {version}\n",
             encoding="utf-8",
         )
+        declared = "".join(f"{c} = {module}:{attr}\n" for c, attr in (commands or {}).items())
         (dist_info / "entry_points.txt").write_text(
-            f"[smm_scheduler]\n{name} = {module}\n", encoding="utf-8"
+            f"[smm_scheduler]\n{name} = {module}\n"
+            + (f"[smm_scheduler.commands]\n{declared}" if declared else ""),
+            encoding="utf-8",
         )
         return str(site)
 
@@ -681,6 +687,114 @@ def test_register_commands_adds_a_command_and_a_failing_one_does_not_break_the_c
 
     assert (result.returncode, result.stdout) == (0, "hello, Ada\n"), result.stderr
     assert "plugin clumsy failed to add commands: cannot add my commands" in result.stderr
+
+
+def _smm(
+    site: str, *args: str, probe: bool = False, **smm_env: str
+) -> subprocess.CompletedProcess[str]:
+    """``smm ARGS`` in a process of its own with ``site`` on the path; ``probe``: it also
+    prints, last on stderr, which heavy modules the run imported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMM_")}
+    env.update(smm_env, PYTHONPATH=site)
+    code = "from scheduler.cli import main\ntry:\n    main()\nfinally:\n"
+    code += "    import sys\n"
+    if probe:
+        code += (
+            "    heavy = ('sqlalchemy', 'httpx', 'pydantic', 'structlog', 'pluggy')\n"
+            "    print('LOADED', [m for m in heavy if m in sys.modules], file=sys.stderr)\n"
+        )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_smm_help_lists_the_commands_plugins_declare_with_the_plugin_and_survives_a_broken_one(
+    installed: Callable[..., str],
+) -> None:
+    hello = """
+        import click
+
+        @click.command()
+        @click.option("--name", default="world")
+        def hello(name):
+            \"\"\"Greet someone by name.\"\"\"
+            click.echo(f"hello, {name}")
+
+        @click.group()
+        def queue():
+            \"\"\"Not the real queue.\"\"\"
+        """
+    installed("hello", hello, commands={"hello": "hello", "queue": "queue"})
+    installed("clumsy", "raise RuntimeError('cannot import me')\n", commands={"clumsy": "x"})
+    site = installed("odd", "answer = 42\n", commands={"odd": "answer"})
+
+    result = _smm(site, "--help", probe=True)
+
+    assert result.returncode == 0, result.stderr
+    builtin, _, from_plugins = result.stdout.partition("Commands from plugins:")
+    assert "queue     The queue: list" in builtin  # a built-in name is not taken over
+    listed = " ".join(from_plugins.split())  # as words: click wraps the lines
+    assert listed.startswith(
+        "clumsy [plugin clumsy] failed to load: RuntimeError: cannot import me "
+        "hello [plugin hello] Greet someone by name. "
+        "odd [plugin odd] failed to load: "
+    )
+    assert "answer is not a click command" in listed
+    assert "plugin clumsy failed to add command clumsy: RuntimeError" in result.stderr
+    assert "plugin hello: command queue is built in; not replaced" in result.stderr
+    # Listing them loaded none of the plugins, the database layer or the networks.
+    assert result.stderr.rstrip().splitlines()[-1] == "LOADED []"
+
+    # The plugins SMM_LOAD_PLUGINS leaves out have no commands either.
+    only_hello = _smm(site, "--help", SMM_LOAD_PLUGINS="hello")
+    assert "[plugin hello]" in only_hello.stdout
+    assert "clumsy" not in only_hello.stdout + only_hello.stderr
+
+    assert (_smm(site, "hello", "--name", "Ada").stdout, 0) == ("hello, Ada\n", 0)
+    broken = _smm(site, "clumsy")
+    assert broken.returncode == 1
+    assert "plugin clumsy failed to add command clumsy: RuntimeError" in broken.stderr
+    assert "Traceback" not in broken.stderr
+
+
+def test_a_command_a_plugin_adds_through_its_hook_is_listed_once_loaded_with_the_plugin(
+    installed: Callable[..., str],
+) -> None:
+    # Commands added through register_commands exist only once the plugins are loaded
+    # (`smm NAME`): then the group's help marks them too.
+    from click.testing import CliRunner
+
+    from scheduler.cli import SmmGroup, cli
+
+    assert isinstance(cli, SmmGroup)
+    installed(
+        "greeter",
+        """
+        import click
+        from scheduler.hookspecs import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def greet():
+                \"\"\"Say hello.\"\"\"
+        """,
+    )
+    plugins.reset()
+    try:
+        cli.load_plugin_commands()
+        out = CliRunner().invoke(cli, ["--help"], terminal_width=100).output
+    finally:
+        cli.commands.pop("greet", None)
+        cli._added_by.pop("greet", None)
+        cli._plugin_commands_loaded = False
+    assert "Commands from plugins:" in out
+    assert "[plugin greeter] Say hello." in out
 
 
 def test_a_plan_item_becomes_the_same_outgoing_post_as_the_constructor_builds() -> None:

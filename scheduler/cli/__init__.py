@@ -6,19 +6,23 @@ Start-up is kept short (``smm --help``, ``--version`` and tab completion run in 
 second): each command's module, and with it SQLAlchemy, the models and the plugins, is
 imported only when that command runs. ``COMMANDS`` names the module of every built-in command
 with the one-line help ``smm --help`` shows for it (a test checks it against the commands);
-commands that plugins add are looked for when a name is not built in.
+commands that plugins add are looked for when a name is not built in, and those they declare
+in their metadata (scheduler/cli/plugin_commands.py) are listed by ``smm --help``.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from scheduler import __version__
 from scheduler.cli.app import App
+
+if TYPE_CHECKING:
+    from scheduler.cli.plugin_commands import Declared
 
 #: Built-in command -> (its module under scheduler.cli, the first paragraph of its help, which
 #: ``smm --help`` shortens as click does). tests/test_cli_startup.py checks them.
@@ -106,6 +110,10 @@ class SmmGroup(click.Group):
         super().__init__(*args, **kwargs)
         self._loaded: set[str] = set()
         self._plugin_commands_loaded = False
+        #: Commands plugins declare in their metadata, found on first need; and which plugin
+        #: added each command through ``register_commands``.
+        self._declared: dict[str, Declared] | None = None
+        self._added_by: dict[str, str] = {}
 
     # -- lazy commands ----------------------------------------------------------------------
 
@@ -140,41 +148,106 @@ class SmmGroup(click.Group):
         # Plugins log while they load: make sure that goes to stderr, never into --json output.
         configure_logging("warning")
         for impl in plugin_manager.hook_impls("register_commands"):
+            before = set(self.commands)
             try:
                 impl.function(cli=self)
             except Exception as exc:  # a broken plugin must not take the CLI down
                 click.echo(
                     f"warning: plugin {impl.plugin_name} failed to add commands: {exc}", err=True
                 )
+            for name in set(self.commands) - before:
+                self._added_by[name] = impl.plugin_name
+
+    def declared_commands(self) -> dict[str, Declared]:
+        """The commands plugins declare (``smm_scheduler.commands`` entry points), by name,
+        not loaded yet; what was left out is said once on stderr."""
+        if self._declared is None:
+            from scheduler.cli.plugin_commands import declared
+
+            self._declared, left_out = declared(set(COMMANDS))
+            for problem in left_out:
+                click.echo(f"warning: {problem}", err=True)
+        return self._declared
+
+    def _load_declared(self, name: str) -> None:
+        entry = self.declared_commands().get(name)
+        if entry is None or name in self.commands:
+            return
+        command = entry.load()
+        if command is None:
+            # Asked for by name: an error, not "no such command".
+            raise click.ClickException(entry.problem())
+        self.add_command(command, name)
+        self._added_by[name] = entry.plugin
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands:
             self._load(cmd_name)
         if cmd_name not in self.commands and cmd_name not in COMMANDS:
+            self._load_declared(cmd_name)
+        if cmd_name not in self.commands and cmd_name not in COMMANDS:
             self.load_plugin_commands()
         return self.commands.get(cmd_name)
 
+    def builtin_commands(self) -> list[str]:
+        """The built-in commands' names, in the order ``smm --help`` lists them."""
+        return sorted(COMMANDS)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(set(COMMANDS) | set(self.commands))
+        return sorted(set(COMMANDS) | set(self.commands) | set(self.declared_commands()))
 
     def _short_helps(self, ctx: click.Context, limit: int = 45) -> Iterable[tuple[str, str]]:
-        for name in self.list_commands(ctx):
+        """(name, one-line help) of every command, built-in ones first; a plugin's is marked
+        with the plugin's name, and a declared command that does not load says why."""
+        for name in self.builtin_commands():
             command = self.commands.get(name)
+            if name in self._added_by and command is not None:
+                continue  # replaced by a plugin's (register_commands): listed below
             if command is not None:
                 if not command.hidden:
                     yield name, command.get_short_help_str(limit)
             else:
                 yield name, short_help(COMMANDS[name][1], limit)
+        yield from self._plugin_rows(limit)
+
+    def _plugin_rows(self, limit: int) -> Iterable[tuple[str, str]]:
+        declared = self.declared_commands()
+        for name in sorted(set(declared) | set(self._added_by)):
+            entry = declared.get(name)
+            if name in self._added_by:
+                command, plugin = self.commands.get(name), self._added_by[name]
+            else:
+                assert entry is not None
+                command, plugin = entry.load(), entry.plugin
+            mark = f"[plugin {plugin}]"
+            if command is None:
+                assert entry is not None
+                yield name, f"{mark} failed to load: {entry.error}"
+            elif not command.hidden:
+                help_ = command.get_short_help_str(max(10, limit - len(mark) - 1))
+                yield name, f"{mark} {help_}".rstrip()
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = self.list_commands(ctx)
         width = formatter.width or 80
-        rows = list(self._short_helps(ctx, width - 6 - max(map(len, names))))
-        if rows:
+        limit = width - 6 - max(map(len, names))
+        rows = list(self._short_helps(ctx, limit))
+        builtin = [r for r in rows if r[0] in COMMANDS and r[0] not in self._added_by]
+        if builtin:
             with formatter.section("Commands"):
-                formatter.write_dl(rows)
+                formatter.write_dl(builtin)
+        from_plugins = [r for r in rows if r not in builtin]
+        if from_plugins:
+            with formatter.section("Commands from plugins"):
+                formatter.write_dl(from_plugins)
+            for entry in self.declared_commands().values():
+                if entry.error is not None:
+                    click.echo(f"warning: {entry.problem()}", err=True)
         formatter.write_paragraph()
-        formatter.write_text("Plugins may add commands: `smm NAME --help` for those.")
+        formatter.write_text(
+            "Commands a plugin adds through its register_commands hook are not listed: "
+            "`smm NAME --help` for those."
+        )
 
     def shell_complete(self, ctx: click.Context, incomplete: str) -> list[Any]:
         from click.shell_completion import CompletionItem

@@ -6,8 +6,9 @@ site's page; ``tests/test_cli_reference.py`` fails when that page no longer matc
 Every group and command of :data:`scheduler.cli.cli` is rendered in the order ``smm --help``
 lists them, each with its help text, usage line, arguments and options (value, default,
 environment variable, range, whether it is required or repeatable). The output depends on
-the code only, never on the terminal or the environment. Commands that plugins add through
-``register_commands`` are not part of it: they exist only where the plugin is installed.
+the code only, never on the terminal or the environment. Commands that plugins add (declared
+in their metadata or through ``register_commands``) are not part of it: they exist only where
+the plugin is installed.
 """
 
 from __future__ import annotations
@@ -65,7 +66,15 @@ def _walk(
     ctx = click.Context(command, info_name=name, parent=parent, **settings)
     yield ctx
     if isinstance(command, click.Group):
-        for sub_name in command.list_commands(ctx):
+        from scheduler.cli import SmmGroup
+
+        # Plugins' commands exist only where the plugin is installed: not in the reference.
+        names = (
+            command.builtin_commands()
+            if isinstance(command, SmmGroup)
+            else command.list_commands(ctx)
+        )
+        for sub_name in names:
             sub = command.get_command(ctx, sub_name)
             if sub is not None and not sub.hidden:
                 yield from _walk(sub, sub_name, ctx)
