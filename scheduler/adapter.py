@@ -33,6 +33,7 @@ __all__ = [
     "Capabilities",
     "ErrorClass",
     "Issue",
+    "IssueCode",
     "MediaMeta",
     "Metrics",
     "OutcomeUnknown",
@@ -447,6 +448,27 @@ class Metrics:
     reactions: int | None = None
 
 
+class IssueCode(enum.StrEnum):
+    """What kind of problem an ``Issue`` is, for code to tell apart: the core matches on
+    these, never on an issue's words (which may change freely). ``smm plan validate --json``
+    gives each problem's code."""
+
+    TEXT_TOO_LONG = "text_too_long"
+    TOO_MANY_MEDIA = "too_many_media"
+    MEDIA_REQUIRED = "media_required"
+    #: A media file's content or size the network does not take.
+    MEDIA_REFUSED = "media_refused"
+    #: Alt text given where the network takes none.
+    ALT_NOT_TAKEN = "alt_not_taken"
+    ALT_TOO_LONG = "alt_too_long"
+    FOCUS_NOT_TAKEN = "focus_not_taken"
+    #: A per-post option (``OPTION_NAMES``) the network does not honour.
+    OPTION_NOT_TAKEN = "option_not_taken"
+    COMMENT_TOO_LONG = "comment_too_long"
+    #: A plugin raised while checking the post.
+    PLUGIN_FAILED = "plugin_failed"
+
+
 @dataclass(frozen=True)
 class Issue:
     """Why a post would be rejected by the network, found before it is sent."""
@@ -454,6 +476,9 @@ class Issue:
     field: str
     message: str
     hint: str = ""
+    #: What kind of problem it is (an ``IssueCode``, or a code of the plugin's own, which
+    #: should name the plugin: ``"mastodon.poll_too_long"``); empty when none is given.
+    code: str = ""
 
 
 @dataclass(frozen=True)
@@ -506,11 +531,13 @@ class VideoLimits:
 
 
 #: The hint of ``option_issues``'s refusal of an option the network does not take (plan
-#: validation offers a variant that drops it instead, on an item of several accounts).
+#: validation offers a variant that drops it instead, on an item of several accounts: it
+#: knows the refusal by its code, ``IssueCode.OPTION_NOT_TAKEN``).
 CANNOT_HONOUR_HINT = "remove it from the item, or post it to a network that takes it"
 
 #: The hint of ``media_meta_issues``'s refusal of alt text where the network takes none
-#: (a CSV plan, whose alt texts are a column of their own, is told in its terms).
+#: (a CSV plan, whose alt texts are a column of their own, is told in its terms: the
+#: refusal is known by its code, ``IssueCode.ALT_NOT_TAKEN``).
 NO_ALT_HINT = "remove 'alt' from the item, or post it to another account"
 
 
@@ -607,6 +634,7 @@ class Adapter(ABC):
                     f"{length} characters as {self.platform} counts them ({caps.text_counting}), "
                     f"over the limit of {limit}",
                     f"shorten it by {length - limit}",
+                    IssueCode.TEXT_TOO_LONG,
                 )
             )
         if len(post.media) > caps.max_media:
@@ -615,10 +643,17 @@ class Adapter(ABC):
                     "media",
                     f"{len(post.media)} media files, {self.platform} takes at most "
                     f"{caps.max_media}",
+                    code=IssueCode.TOO_MANY_MEDIA,
                 )
             )
         if caps.requires_media and not post.media:
-            issues.append(Issue("media", f"{self.platform} posts need at least one media file"))
+            issues.append(
+                Issue(
+                    "media",
+                    f"{self.platform} posts need at least one media file",
+                    code=IssueCode.MEDIA_REQUIRED,
+                )
+            )
         return issues
 
     def alt_length(self, text: str) -> int:
@@ -646,6 +681,7 @@ class Adapter(ABC):
                             "media",
                             f"{where}: {self.platform} takes no alt text",
                             NO_ALT_HINT,
+                            IssueCode.ALT_NOT_TAKEN,
                         )
                     )
                 elif (length := self.alt_length(meta.alt)) > limit:
@@ -655,6 +691,7 @@ class Adapter(ABC):
                             f"{where}: alt text of {length} characters, over "
                             f"{self.platform}'s limit of {limit}",
                             f"shorten it by {length - limit}",
+                            IssueCode.ALT_TOO_LONG,
                         )
                     )
             if meta.focus is not None and not self.capabilities.media_focus:
@@ -663,6 +700,7 @@ class Adapter(ABC):
                         "media",
                         f"{where}: {self.platform} takes no focal point",
                         "remove 'focus' for this account",
+                        IssueCode.FOCUS_NOT_TAKEN,
                     )
                 )
         return issues
@@ -703,6 +741,7 @@ class Adapter(ABC):
                 name,
                 f"{self.platform} cannot honour {name!r}",
                 CANNOT_HONOUR_HINT,
+                IssueCode.OPTION_NOT_TAKEN,
             )
             for name in post.options.given()
             if name not in self.capabilities.post_options
@@ -716,6 +755,7 @@ class Adapter(ABC):
                     f"first comment: {len(comment)} characters, over {self.platform}'s "
                     f"comment limit of {limit}",
                     f"shorten it by {len(comment) - limit}",
+                    IssueCode.COMMENT_TOO_LONG,
                 )
             )
         return issues
@@ -731,7 +771,7 @@ class Adapter(ABC):
             post, text=comment, media=(), media_meta=(), link=None, tags=(), options=NO_OPTIONS
         )
         return [
-            Issue("first_comment", f"first comment: {issue.message}", issue.hint)
+            Issue("first_comment", f"first comment: {issue.message}", issue.hint, issue.code)
             for issue in self.validate(reply, account)
         ]
 

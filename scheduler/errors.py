@@ -46,6 +46,9 @@ class Problem:
     #: "line" or "row": how ``line`` is spoken of.
     unit: str = dataclasses.field(default="line", compare=False)
     item: str | None = dataclasses.field(default=None, compare=False)
+    #: What kind of problem it is, for code to match on rather than its words: the
+    #: network's ``Issue.code`` (``scheduler.adapter.IssueCode``); None when none is given.
+    code: str | None = dataclasses.field(default=None, compare=False)
 
     def location(self) -> str:
         """``plan.csv, row 4, field at``: where to look."""
@@ -74,6 +77,7 @@ class Problem:
             else self.field[:FIELD_CHARS] + "…",
             "message": self.message,
             "hint": self.hint,
+            "code": self.code,
         }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from scheduler import media, plugins
-from scheduler.adapter import NO_OPTIONS, Account, Adapter, Issue, OutgoingPost
+from scheduler.adapter import NO_OPTIONS, Account, Adapter, Issue, IssueCode, OutgoingPost
 from scheduler.config import AccountConfig, MediaSettings
 from scheduler.plan.items import PlanItem, stored_meta
 from scheduler.plan.post_options import stored_options
@@ -121,7 +121,7 @@ def _adapters(platform: str) -> Adapter:
     return plugins.adapter_class(platform)(_offline_client())
 
 
-def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str, str, str]]:
+def network_check(item: PlanItem, account: AccountConfig) -> Sequence[Issue]:
     """The network's own rules for ``item``, checked offline at plan validation."""
     try:
         adapter = offline_adapter(account.platform)
@@ -133,7 +133,8 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
         if has_transforms():
             post = asyncio.run(prepare(post, view))
     except Exception as exc:  # a broken transform is reported on the post, not as a crash
-        return [("text", f"a prepare_post plugin failed: {type(exc).__name__}: {exc}", "")]
+        failed = f"a prepare_post plugin failed: {type(exc).__name__}: {exc}"
+        return [Issue("text", failed, code=IssueCode.PLUGIN_FAILED)]
     try:
         issues = adapter.validate(post, view)
         if post.media_meta:
@@ -143,8 +144,9 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[tuple[str,
             if post.options.thread and "thread" in adapter.capabilities.post_options:
                 issues = [*issues, *_thread_issues(adapter, post, view)]
     except Exception as exc:  # a broken plugin must not abort validation of the whole plan
-        return [("text", f"the {account.platform} plugin failed to validate: {exc!r}", "")]
-    return [(i.field, i.message, i.hint) for i in issues]
+        failed = f"the {account.platform} plugin failed to validate: {exc!r}"
+        return [Issue("text", failed, code=IssueCode.PLUGIN_FAILED)]
+    return issues
 
 
 def _thread_issues(adapter: Adapter, post: OutgoingPost, view: Account) -> list[Issue]:
@@ -157,19 +159,20 @@ def _thread_issues(adapter: Adapter, post: OutgoingPost, view: Account) -> list[
         label = f"thread part {index + 2} of {total}: "
         for issue in adapter.validate(part, view):
             name = f"thread[{index}]" + (".media" if issue.field == "media" else "")
-            found.append(Issue(name, label + issue.message, issue.hint))
+            found.append(Issue(name, label + issue.message, issue.hint, issue.code))
         for j, path in enumerate(part.media):
             # One file at a time, so that each problem names its file.
             single = dataclasses.replace(part, media=(path,), media_meta=(part.meta(j),))
             for issue in adapter.media_meta_issues(single, view):
                 message = issue.message.replace("media 1 (", f"media {j + 1} (", 1)
-                found.append(Issue(f"thread[{index}].media[{j}]", label + message, issue.hint))
+                where = f"thread[{index}].media[{j}]"
+                found.append(Issue(where, label + message, issue.hint, issue.code))
     return found
 
 
 def media_issues(
     item: PlanItem, account: AccountConfig, settings: MediaSettings
-) -> Sequence[tuple[str, str, str]]:
+) -> Sequence[Issue]:
     """The item's local media files checked by content and size against what its network
     takes (the files' place was checked when the item was read)."""
     try:
@@ -177,14 +180,16 @@ def media_issues(
     except plugins.PluginError:
         return []
     policy = _media_policy(settings, item.file)
-    issues = []
+    issues: list[Issue] = []
     for entry in item.media:
         if media.is_url(entry):
             continue
         try:
             media.inspect(entry, capabilities, policy)
         except media.MediaError as exc:
-            issues.append(("media", f"media file refused: {exc}", ""))
+            issues.append(
+                Issue("media", f"media file refused: {exc}", code=IssueCode.MEDIA_REFUSED)
+            )
     for index, part in enumerate(item.options.thread):
         for j, entry in enumerate(part.media):
             if media.is_url(entry):
@@ -193,10 +198,10 @@ def media_issues(
                 media.inspect(entry, capabilities, policy)
             except media.MediaError as exc:
                 issues.append(
-                    (
+                    Issue(
                         f"thread[{index}].media[{j}]",
                         f"thread part {index + 2}: media file refused: {exc}",
-                        "",
+                        code=IssueCode.MEDIA_REFUSED,
                     )
                 )
     return issues

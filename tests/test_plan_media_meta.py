@@ -387,3 +387,39 @@ def test_queue_show_lists_each_file_with_its_alt_text(
     out = click.testing.CliRunner().invoke(show).output
     assert f"media:     {plan_dir / 'a.png'}  (no alt text)\n" in out
     assert f'{plan_dir / "b.jpg"}  alt: "A red bike"  focus: 0.2,-0.1\n' in out
+
+
+def test_an_alt_refusal_is_known_by_its_code_whatever_its_words(
+    plan_dir: Path, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CSV wording of an alt-text refusal follows the issue's code: a network that words
+    its refusal its own way (or a reworded core message) gets it all the same, and the
+    problem carries the code."""
+    from scheduler import plugins
+    from scheduler.adapter import Issue, IssueCode
+
+    def refuse(self: object, post: OutgoingPost, account: object) -> list[Issue]:
+        return [
+            Issue("media", "alt texts are not a thing here", "drop it", IssueCode.ALT_NOT_TAKEN)
+        ]
+
+    monkeypatch.setattr(plugins.adapter_class("telegram"), "media_meta_issues", refuse)
+    outgoing.clear_caches()
+    csv = "id,account,type,text,media,media_alt\nc1,channel,t,hi,a.png,A cat\n"
+    (problem,) = check(plan_dir, config, csv, "p.csv")[1]
+    assert (problem.field, problem.message) == ("media_alt", "alt texts are not a thing here")
+    assert problem.hint.startswith("empty its line of the media_alt cell")
+    assert problem.code == "alt_not_taken"
+    assert problem.as_dict()["code"] == "alt_not_taken"
+    # In YAML the network's own words and hint stand.
+    yaml = ITEM.format(account="channel", media="    - {path: a.png, alt: A cat}\n")
+    (problem,) = check(plan_dir, config, yaml)[1]
+    assert (problem.field, problem.hint, problem.code) == ("media", "drop it", "alt_not_taken")
+    # A problem of another kind on the media field is not taken for an alt text's.
+    monkeypatch.setattr(
+        plugins.adapter_class("telegram"),
+        "media_meta_issues",
+        lambda self, post, account: [Issue("media", "takes no alt text", "x", "focus_not_taken")],
+    )
+    (problem,) = check(plan_dir, config, csv, "p.csv")[1]
+    assert (problem.field, problem.hint) == ("media", "x")

@@ -11,6 +11,7 @@ import pytest
 from plan_support import validate_text
 from sqlalchemy import Engine, select
 
+from scheduler import adapter as adapter_module
 from scheduler import outgoing
 from scheduler.adapter import NO_OPTIONS, Poll, PostOptions
 from scheduler.config import Config, parse_config
@@ -386,3 +387,38 @@ def test_a_field_problem_and_the_networks_are_reported_in_one_run(
     ], problems
     (media,) = [p for p in problems if p.field == "media"]
     assert "nowhere.png" in media.message
+
+
+def test_an_option_refusal_is_known_by_its_code_whatever_its_words(
+    tmp_path: Path, config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variant that drops an option for one network of a several-account item is
+    offered on the refusal's code, not on the words of its hint."""
+    from scheduler import plugins
+    from scheduler.adapter import Adapter, Issue, IssueCode
+
+    sky = plugins.adapter_class("bluesky")
+
+    def refuse(self: Adapter, post: object, account: object) -> list[Issue]:
+        return [Issue("poll", "no polls on bluesky", "worded anew", IssueCode.OPTION_NOT_TAKEN)]
+
+    monkeypatch.setattr(sky, "option_issues", refuse)
+    outgoing.clear_caches()
+    plan = (
+        "- id: o1\n  account: [toots, sky]\n  type: t\n  text: hello\n  poll: {options: [a, b]}\n"
+    )
+    (problem,) = check(tmp_path, config, plan)[1]
+    assert (problem.item, problem.message, problem.code) == (
+        "o1@sky",
+        "no polls on bluesky",
+        "option_not_taken",
+    )
+    assert "`variants: {bluesky: {poll: ~}}`" in problem.hint
+    # Without the code, the network's own hint stands, whatever it says.
+    monkeypatch.setattr(
+        sky,
+        "option_issues",
+        lambda self, post, account: [Issue("poll", "no polls", adapter_module.CANNOT_HONOUR_HINT)],
+    )
+    (problem,) = check(tmp_path, config, plan)[1]
+    assert (problem.hint, problem.code) == (adapter_module.CANNOT_HONOUR_HINT, None)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from scheduler.adapter import Issue
 from scheduler.config import Config, parse_config
 from scheduler.plan.items import PlanItem
 from scheduler.plan.read import read_plan_file, read_plan_files
@@ -178,7 +179,7 @@ def test_network_check_problems_point_at_the_item(tmp_path: Path, config: Config
     raws, _ = read_plan_file(path)
 
     def check(item, account):  # type: ignore[no-untyped-def]
-        return [("text", f"{len(item.text)} characters, over 5", "shorten it")]
+        return [Issue("text", f"{len(item.text)} characters, over 5", "shorten it")]
 
     _items, problems = validate_items(raws, config, NOW, network_check=check)
     (problem,) = problems

@@ -535,7 +535,7 @@ def test_plan_validation_checks_the_text_after_prepare_post() -> None:
     plugins.register_plugin(Appends(" with a long tracking tail" * 20), name="tracking")
     outgoing.clear_caches()
 
-    assert [field for field, _message, _hint in outgoing.network_check(item, account)] == ["text"]
+    assert [issue.field for issue in outgoing.network_check(item, account)] == ["text"]
 
 
 # ============================================================================ events

@@ -15,13 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from scheduler import fetch, media
-from scheduler.adapter import (
-    CANNOT_HONOUR_HINT,
-    NO_ALT_HINT,
-    NO_OPTIONS,
-    MediaMeta,
-    PostOptions,
-)
+from scheduler.adapter import NO_OPTIONS, Issue, IssueCode, MediaMeta, PostOptions
 from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
@@ -31,8 +25,8 @@ from scheduler.plan.media_items import media_entries
 from scheduler.plan.post_options import OPTION_FIELDS, post_options
 from scheduler.timeutil import LocalTimeError, parse_wall_time
 
-#: Checks a validated item against its network's rules: returns (field, message, hint) tuples.
-NetworkCheck = Callable[[PlanItem, AccountConfig], Sequence[tuple[str, str, str]]]
+#: Checks a validated item against its network's rules: returns the issues found.
+NetworkCheck = Callable[[PlanItem, AccountConfig], Sequence[Issue]]
 
 MAX_KEY = 200
 MAX_TYPE = 100
@@ -670,20 +664,22 @@ def validate_raw(
             from scheduler.outgoing import media_issues
 
             found = [*found, *media_issues(checked, account, config.media)]
-        for name, message, hint in found:
+        for issue in found:
+            name, hint = issue.field, issue.hint
             if re.split(r"[.\[]", name, maxsplit=1)[0] in failed:
                 continue  # that field's own problem is reported already
             if checked.unit == "row":
-                name, hint = _csv_terms(name, message, hint)
+                name, hint = _csv_terms(issue)
             network.append(
                 Problem(
                     checked.file,
                     raw.line_of(name),
                     name,
-                    message,
+                    issue.message,
                     hint,
                     unit=checked.unit,
                     item=checked.key,
+                    code=issue.code or None,
                 )
             )
     return [] if item is None else [item]
@@ -735,34 +731,38 @@ def _validate_group(
                 from scheduler.outgoing import media_issues
 
                 found = [*found, *media_issues(item, account, config.media)]
-            for name, message, hint in found:
+            for issue in found:
+                name, hint = issue.field, issue.hint
                 if item.unit == "row":
-                    name, hint = _csv_terms(name, message, hint)
-                if hint == CANNOT_HONOUR_HINT and len(members) > 1:
+                    name, hint = _csv_terms(issue)
+                if issue.code == IssueCode.OPTION_NOT_TAKEN and len(members) > 1:
                     hint = _drop_hint(member, name, account.platform, item.unit)
                 network.append(
                     Problem(
                         item.file,
                         member.line_of(name),
                         member.field_name(name),
-                        message,
+                        issue.message,
                         hint,
                         unit=item.unit,
                         item=item.key,
+                        code=issue.code or None,
                     )
                 )
     return [item for _, item in items]
 
 
-_ALT_PROBLEM = re.compile(r"media \d+ \([^)]*\): (alt text of |\S+ takes no alt text)")
+_ALT_PROBLEMS = frozenset({IssueCode.ALT_NOT_TAKEN, IssueCode.ALT_TOO_LONG})
 
 
-def _csv_terms(name: str, message: str, hint: str) -> tuple[str, str]:
-    """A network's problem with an alt text, named as a CSV plan writes it: by its
-    ``media_alt`` column (a YAML plan gives alt text inside ``media``)."""
-    if name != "media" or not _ALT_PROBLEM.match(message):
-        return name, hint
-    if hint == NO_ALT_HINT:
+def _csv_terms(issue: Issue) -> tuple[str, str]:
+    """The field and hint of a network's problem, a problem with an alt text named as a CSV
+    plan writes it: by its ``media_alt`` column (a YAML plan gives alt text inside
+    ``media``)."""
+    if issue.field != "media" or issue.code not in _ALT_PROBLEMS:
+        return issue.field, issue.hint
+    hint = issue.hint
+    if issue.code == IssueCode.ALT_NOT_TAKEN:
         hint = "empty its line of the media_alt cell, or post the row to another account"
     return "media_alt", hint
 
