@@ -7,7 +7,7 @@ state it changes, so ``smm queue show`` can tell a post's whole story.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -236,43 +236,60 @@ def find_posts(conn: Connection, refs: Sequence[str]) -> list[Row[Any]]:
     The id of an item that names several accounts names each of its posts (its group, in
     the order they were made); ``ITEM@ACCOUNT`` names one of them, and also the post of an item with
     one account, on that account."""
-    base = _post_query()
-    found: list[Row[Any]] = []
-    missing = []
-    for ref in refs:
-        row = conn.execute(base.where(posts_t.c.key == ref)).first()
-        # A database id is ASCII digits and fits a 64-bit integer: "０１" (fullwidth) and
-        # "١" (Arabic-Indic), which int() would read, are plan ids like any other text.
-        if row is None and ref.isascii() and ref.isdigit() and len(ref) <= 18:
-            row = conn.execute(base.where(posts_t.c.id == int(ref))).first()
-        if row is None:
-            members = group_posts(conn, ref)
-            if members:
-                found += members
-                continue
-            parts = split_ref(ref)
-            if parts is not None:
-                row = conn.execute(
-                    base.where(
-                        posts_t.c.key == parts[0],
-                        posts_t.c.group_key.is_(None),
-                        accounts_t.c.name == parts[1],
-                    )
-                ).first()
-        if row is None:
-            missing.append(ref)
-        else:
-            found.append(row)
-    if missing:
-        # Ids come from a command line or a URL: quote a few, each cut short, and count the rest.
-        shown = ", ".join(excerpt(m) for m in missing[:_MISSING_SHOWN])
-        rest = len(missing) - _MISSING_SHOWN
-        raise NotFound(f"no post with id {shown}" + (f" and {rest} more" if rest > 0 else ""))
-    return found
+    found = _lookup(conn, refs)
+    return [row for ref in refs for row in found[ref]]
 
 
 #: Unknown ids a "no post" message quotes before it counts the others.
 _MISSING_SHOWN = 10
+#: Ids looked up by one statement: a command line may name thousands (``xargs``), and
+#: SQLite and drivers bound the parameters of one statement.
+_LOOKUP_CHUNK = 500
+
+
+def _lookup(conn: Connection, refs: Sequence[str]) -> dict[str, list[Row[Any]]]:
+    """The posts each of ``refs`` names, found for the whole batch at once: one statement
+    per kind of id (plan id, database id, item id of a group, ``ITEM@ACCOUNT``) for the ids
+    still unresolved, tried in that order. NotFound names every unknown id at once."""
+    base = _post_query()
+    wanted = list(dict.fromkeys(refs))
+    found: dict[str, list[Row[Any]]] = {}
+
+    def each(values: Sequence[Any], where: Any) -> Iterator[Row[Any]]:
+        for start in range(0, len(values), _LOOKUP_CHUNK):
+            yield from conn.execute(base.where(where(values[start : start + _LOOKUP_CHUNK])))
+
+    by_key = {r.key: r for r in each(wanted, posts_t.c.key.in_)}
+    found.update((ref, [by_key[ref]]) for ref in wanted if ref in by_key)
+    # A database id is ASCII digits and fits a 64-bit integer: "０１" (fullwidth) and
+    # "١" (Arabic-Indic), which int() would read, are plan ids like any other text.
+    numeric = {
+        int(ref): ref
+        for ref in wanted
+        if ref not in found and ref.isascii() and ref.isdigit() and len(ref) <= 18
+    }
+    by_id = {r.id: r for r in each(list(numeric), posts_t.c.id.in_)}
+    found.update((ref, [by_id[i]]) for i, ref in numeric.items() if i in by_id)
+    rest = [ref for ref in wanted if ref not in found]
+    groups: dict[str, list[Row[Any]]] = {}
+    for row in sorted(each(rest, posts_t.c.group_key.in_), key=lambda r: r.id):
+        groups.setdefault(row.group_key, []).append(row)
+    found.update((ref, groups[ref]) for ref in rest if ref in groups)
+    pairs = {ref: parts for ref in wanted if ref not in found and (parts := split_ref(ref))}
+    items = list({item for item, _ in pairs.values()})
+
+    def ungrouped(keys: Sequence[str]) -> Any:
+        return and_(posts_t.c.key.in_(keys), posts_t.c.group_key.is_(None))
+
+    alone = {(r.key, r.account): r for r in each(items, ungrouped)}
+    found.update((ref, [alone[parts]]) for ref, parts in pairs.items() if parts in alone)
+    missing = [ref for ref in refs if ref not in found]
+    if missing:
+        # Ids come from a command line or a URL: quote a few, each cut short, and count the rest.
+        shown = ", ".join(excerpt(m) for m in missing[:_MISSING_SHOWN])
+        left = len(missing) - _MISSING_SHOWN
+        raise NotFound(f"no post with id {shown}" + (f" and {left} more" if left > 0 else ""))
+    return found
 
 
 def find_for_action(
@@ -285,11 +302,11 @@ def find_for_action(
     (already published, say, when the rest are cancelled) are set aside and reported, not an
     error that stops the others. A post named on its own, or a group none of whose members
     the action applies to, is kept, so that the action's own error says why."""
-    find_posts(conn, refs)  # NotFound names every unknown id at once
+    posts = _lookup(conn, refs)  # NotFound names every unknown id at once
     rows: list[Row[Any]] = []
     aside: list[Row[Any]] = []
     for ref in refs:
-        found = find_posts(conn, [ref])
+        found = posts[ref]
         named_group = len(found) > 1 or (found[0].key != ref and found[0].group_key == ref)
         fits = [r for r in found if r.state in applies]
         if named_group and fits:

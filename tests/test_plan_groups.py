@@ -428,6 +428,57 @@ def test_ids_name_a_group_or_one_of_its_posts(
             find_posts(conn, ["solo@riga_x"])
 
 
+def test_an_action_looks_its_ids_up_in_a_few_statements_whatever_their_number(
+    sqlite_engine: Engine, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cancel, retry, approve and reject name their posts by any kind of id; the batch is
+    looked up at once (one statement per kind of id), not once, then again, per id."""
+    from sqlalchemy import event
+
+    from scheduler import queue
+    from scheduler.states import CANCELLABLE
+
+    engine = sqlite_engine
+    solos = "".join(f"- {{id: s{i}, account: riga_fb, type: tip, text: hi}}\n" for i in range(40))
+    path = tmp_path / "plan.yaml"
+    path.write_text(group_plan() + solos, encoding="utf-8")
+    raws, _ = read_plan_files([path])
+    with engine.begin() as conn:
+        assert pipeline.import_plan(conn, raws, config, NOW)[1] == []
+    publish(engine, "riga-001@riga_ig")
+    with engine.connect() as conn:
+        solo_id = str(find_post(conn, "s3").id)
+    refs = ["riga-001", "solo@riga_fb", solo_id, "riga-001@riga_x", *(f"s{i}" for i in range(40))]
+    monkeypatch.setattr(queue, "_LOOKUP_CHUNK", 16)  # the batch goes in several statements
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        if args[2].startswith("SELECT"):
+            statements.append(args[2])
+
+    with engine.connect() as conn:
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            rows, aside = queue.find_for_action(conn, refs, CANCELLABLE)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    # By plan id in 3 statements of 16, then the database id, the group, ITEM@ACCOUNT.
+    assert len(statements) == 6, statements
+    assert [r.key for r in rows] == [
+        "riga-001@riga_fb",
+        "riga-001@riga_x",
+        "solo",
+        "s3",
+        "riga-001@riga_x",
+        *(f"s{i}" for i in range(40)),
+    ]
+    assert [r.key for r in aside] == ["riga-001@riga_ig"]  # published: set aside
+    # Unknown ids are all named at once, as before.
+    with engine.connect() as conn, pytest.raises(SmmError) as refused:
+        queue.find_for_action(conn, ["s1", "nope", "riga-001@nowhere", *refs], CANCELLABLE)
+    assert str(refused.value) == "no post with id 'nope', 'riga-001@nowhere'"
+
+
 @pytest.fixture
 def cli_setup(tmp_path: Path) -> Callable[..., Any]:
     config = tmp_path / "config.toml"
