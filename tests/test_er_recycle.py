@@ -155,3 +155,21 @@ def test_with_the_accounts_config_the_repeats_get_slots(conn: Connection) -> Non
     (row,) = queued(conn, acc)
     assert row.due_at is not None
     assert row.due_at > T0
+
+
+def test_a_repeat_of_one_post_of_a_several_account_item_keeps_the_items_group(
+    conn: Connection,
+) -> None:
+    b = Builder(conn)
+    acc = b.account()
+    evergreen(b, acc, "tip@riga_x", 0.03, group_key="tip")
+    evergreen(b, acc, "alone", 0.01)
+    made = recycle_evergreen(conn, acc, T0, min_queue=2)
+    groups = dict(
+        conn.execute(
+            select(posts_t.c.key, posts_t.c.group_key).where(
+                posts_t.c.id.in_([m.post_id for m in made])
+            )
+        ).all()
+    )
+    assert groups == {"tip@riga_x~r1": "tip", "alone~r1": None}

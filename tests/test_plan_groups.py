@@ -479,6 +479,37 @@ def test_an_action_looks_its_ids_up_in_a_few_statements_whatever_their_number(
     assert str(refused.value) == "no post with id 'nope', 'riga-001@nowhere'"
 
 
+def test_an_evergreen_repeat_of_a_groups_post_is_named_by_the_item_and_left_by_reimports(
+    run_import: RunImport, engine: Engine, config: Config
+) -> None:
+    """A repeat of one of an item's posts carries the item's group: the item's id names it
+    with the others (`smm queue show/cancel riga-001`); a re-import of the plan, which lists
+    no repeat, neither cancels it nor takes it for one of the item's posts."""
+    from scheduler.er.recycle import recycle_evergreen
+
+    plan = group_plan().replace("  type: tip\n", "  type: tip\n  evergreen: true\n", 1)
+    run_import(engine, config, plan)
+    publish(engine, "riga-001@riga_x")
+    later = NOW + timedelta(days=40)
+    x = stored(engine)["riga-001@riga_x"]
+    with engine.begin() as conn:
+        (made,) = recycle_evergreen(conn, x.account_id, later, min_queue=2)
+    assert made.key == "riga-001@riga_x~r1"
+    assert stored(engine)[made.key].group_key == "riga-001"
+
+    diff = run_import(engine, config, plan, now=later + timedelta(minutes=5))
+    assert (diff.dropped, diff.renamed, diff.gone) == ([], [], [])
+    posts = stored(engine)
+    assert posts[made.key].state == PostState.QUEUED
+    with engine.connect() as conn:
+        assert [r.key for r in find_posts(conn, ["riga-001"])] == [
+            "riga-001@riga_fb",
+            "riga-001@riga_x",
+            "riga-001@riga_ig",
+            "riga-001@riga_x~r1",
+        ]
+
+
 @pytest.fixture
 def cli_setup(tmp_path: Path) -> Callable[..., Any]:
     config = tmp_path / "config.toml"

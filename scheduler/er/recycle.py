@@ -1,10 +1,11 @@
 """Evergreen recycling: when an account's queue runs short, best performers go out again.
 
 An evergreen post and its repeats form a family: every repeat points at the original
-(``recycled_from_id``) and carries its repeat number (``repeat_count``). A family is recycled
-when none of its posts is waiting, its last publication is at least ``cooldown`` old, and it
-has been repeated fewer than ``max_repeats`` times. Families are taken best ER first; a family
-whose ER is unknown comes after every measured one.
+(``recycled_from_id``), carries its repeat number (``repeat_count``) and the original's
+group (``group_key``, when the original is one post of an item with several accounts). A
+family is recycled when none of its posts is waiting, its last publication is at least
+``cooldown`` old, and it has been repeated fewer than ``max_repeats`` times. Families are
+taken best ER first; a family whose ER is unknown comes after every measured one.
 """
 
 from __future__ import annotations
@@ -205,6 +206,9 @@ def _repeat(
             attempt_count=0,
             repeat_count=repeat,
             recycled_from_id=o.id,
+            # A repeat of one post of a several-account item is still that item's: it is
+            # named, listed and acted on with the item's id, as its original is.
+            group_key=o.group_key,
             created_at=now,
             updated_at=now,
         )

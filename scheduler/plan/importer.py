@@ -225,13 +225,18 @@ def has_groups(conn: Connection) -> bool:
 
 def grouped_posts(conn: Connection, item_ids: Sequence[str]) -> dict[str, list[Existing]]:
     """The stored posts of groups (``group_key``) whose item id is one of ``item_ids``; no
-    lookup at all while no stored post belongs to a group."""
+    lookup at all while no stored post belongs to a group. Evergreen repeats are left out:
+    they share their original's group, but no plan lists them, and a re-import never
+    touches them."""
     if not item_ids or not has_groups(conn):
         return {}
     cols = [posts_t.c[name] for name in Existing._fields]
     found: dict[str, list[Existing]] = {}
     for i in range(0, len(item_ids), _CHUNK):
-        query = select(*cols).where(posts_t.c.group_key.in_(item_ids[i : i + _CHUNK]))
+        query = select(*cols).where(
+            posts_t.c.group_key.in_(item_ids[i : i + _CHUNK]),
+            posts_t.c.recycled_from_id.is_(None),
+        )
         for row in conn.execute(query):
             found.setdefault(row.group_key, []).append(Existing(*row))
     return found
