@@ -73,7 +73,7 @@ def test_er_json_shape(smm: Any, seeded: None) -> None:
     assert set(account) == {
         "account", "basis", "account_er", "updated_at", "types", "decisions",
         "reach_fallback_posts", "learns_slots", "hours", "slot_proposal", "slot_proposals",
-        "slot_decisions",
+        "slot_decisions", "learned_slots_misfit",
     }  # fmt: skip
     assert account["basis"] == "reach"
     assert [t["type"] for t in account["types"]] == ["instruction", "laugh", "medal"]

@@ -453,3 +453,82 @@ def test_two_daemons_make_one_decision_a_day(db_url: str) -> None:
             assert len(conn.execute(select(slot_decisions_t)).all()) == 1
     finally:
         engine.dispose()
+
+
+def test_a_learned_table_the_config_no_longer_fits_is_said_not_silently_dropped(
+    db_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The config changed under a learned table (a window narrowed, a day lost a slot): those
+    days post at the config's times, as before, and now the log, `smm status` and `smm er`
+    say which days and why."""
+    from structlog.testing import capture_logs
+
+    from scheduler import learned_slots
+    from scheduler.learned_slots import current_slots, misfit
+
+    monkeypatch.setattr(learned_slots, "_logged", set())
+    learned = {str(d): ["10:00", "18:00", "21:00"] for d in range(7)}
+    cfg = tmp_path / "config.toml"
+    # Since the table was learned: the evenings end at 20:00 on weekdays, and the weekend
+    # has two slots instead of three.
+    cfg.write_text(
+        _config(
+            'weekdays = ["08:00", "14:00", "19:00"]\nweekend = ["10:00", "18:00"]\n'
+            'learn = { weekdays = "08:00-20:00", weekend = "08:00-22:00" }'
+        ),
+        encoding="utf-8",
+    )
+    config = parse_config(cfg.read_text(encoding="utf-8"), str(cfg))
+    account = config.accounts["shop"]
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            b = Builder(conn)
+            acc = b.account("shop", "sim")
+            for t, er in TYPES.items():
+                for i in range(4):
+                    b.measured(acc, t, er, published_at=T0 - (4 + i) * DAY)
+            conn.execute(
+                slot_decisions_t.insert().values(
+                    account_id=acc,
+                    created_at=T0 - DAY,
+                    effective_from=T0 - DAY / 2,
+                    old_slots={},
+                    new_slots=learned,
+                    moves=[],
+                    summary="test",
+                    details={},
+                )
+            )
+        with engine.connect() as conn, capture_logs() as logs:
+            table, _ = current_slots(conn, account, acc)
+            current_slots(conn, account, acc)  # said once
+            unfit = misfit(conn, account, acc)
+    finally:
+        engine.dispose()
+    assert table == account.slots  # every day back at the config's times, as before
+    assert unfit is not None
+    assert unfit.days == {
+        "Monday": "21:00 lies outside the learning windows now",
+        "Tuesday": "21:00 lies outside the learning windows now",
+        "Wednesday": "21:00 lies outside the learning windows now",
+        "Thursday": "21:00 lies outside the learning windows now",
+        "Friday": "21:00 lies outside the learning windows now",
+        "Saturday": "3 learned slot(s), the config now gives 2",
+        "Sunday": "3 learned slot(s), the config now gives 2",
+    }
+    (event,) = [e for e in logs if e["event"] == "learned_slots_misfit"]
+    assert (event["account"], event["log_level"]) == ("shop", "warning")
+    assert event["days"] == unfit.days
+
+    smm = cli_at_t0(db_url, monkeypatch)
+    status = json.loads(smm("--config", str(cfg), "status", "--json", expect=3).output)
+    (noted,) = status["learned_slots"]
+    assert (noted["account"], noted["days"]) == ("shop", unfit.days)
+    text = smm("--config", str(cfg), "status", expect=3).output
+    assert "note: the slots shop learned on 2026-02-28T12:00:00Z no longer fit its config" in text
+    assert "Saturday: 3 learned slot(s), the config now gives 2" in text
+    smm("--config", str(cfg), "er", "recompute")
+    (er,) = json.loads(smm("--config", str(cfg), "er", "--json").output)
+    assert er["learned_slots_misfit"]["days"] == unfit.days
+    assert "until slot learning decides again" in smm("--config", str(cfg), "er").output

@@ -74,6 +74,8 @@ def _print_best_time(a: Mapping[str, Any], statistics: bool) -> None:
     """The best time to post: the proposals, or the moves of an account that learns its slots
     (the latest that moved, else the latest decision); with --statistics, the hours behind."""
     learned = a.get("slot_decisions") or []
+    if a.get("learned_slots_misfit"):
+        click.echo(click.style(f"  note: {a['learned_slots_misfit']['words']}", fg="yellow"))
     if a.get("learns_slots"):
         shown = [d for d in learned if d["moves"]][:3] or learned[:1]
         if shown:

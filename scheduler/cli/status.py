@@ -201,6 +201,29 @@ def add_tokens(report: dict[str, Any], config: Config, now: datetime) -> None:
     report["healthy"] = not report["attention"]
 
 
+def add_learned_slots(report: dict[str, Any], conn: Connection, config: Config) -> None:
+    """Add the accounts whose learned slot table the config no longer fits on some days
+    (``learned_slots``): they post at the config's times there, which is worth knowing but
+    needs nobody, so the report's health is left as it is."""
+    from scheduler.learned_slots import misfit
+
+    learning = {n: a for n, a in config.accounts.items() if a.learn}
+    found = []
+    if learning:
+        ids: dict[str, int] = dict(
+            conn.execute(
+                select(accounts_t.c.name, accounts_t.c.id).where(
+                    accounts_t.c.name.in_(sorted(learning))
+                )
+            ).all()
+        )
+        for name in sorted(ids):
+            unfit = misfit(conn, learning[name], ids[name])
+            if unfit is not None:
+                found.append({**unfit.as_dict(), "words": unfit.words()})
+    report["learned_slots"] = found
+
+
 def _print(report: dict[str, Any]) -> None:
     if report["healthy"]:
         click.echo(click.style("healthy", fg="green", bold=True))
@@ -282,6 +305,11 @@ def _print(report: dict[str, Any]) -> None:
             ],
         )
 
+    if report.get("learned_slots"):
+        click.echo("\nlearned slots")
+        for m in report["learned_slots"]:
+            click.echo(f"  note: {m['words']}")
+
     if report["needs_person"]:
         click.echo("\nneeds a person")
         for p in report["needs_person"]:
@@ -306,12 +334,14 @@ def status(app: App, as_json: bool) -> None:
     A daemon is alive while its heartbeat is under 30 s old. Needs attention: no daemon
     alive, posts overdue by 5 min although one is, accounts whose credentials were rejected,
     failed posts, unconfirmed posts the network cannot settle, access tokens whose refresh
-    fails with less than 6 hours left or that cannot be refreshed.
+    fails with less than 6 hours left or that cannot be refreshed. Also noted: learned slot
+    tables the config no longer fits (those days post at the config's times).
 
     Exit code: 0 healthy, 3 needs attention (for monitoring scripts), 1 error.
     """
     with app.engine(create=False).connect() as conn:
         report = gather(conn, app.now(), unsettled_after=2 * app.config.daemon.reconcile)
+        add_learned_slots(report, conn, app.config)
     add_tokens(report, app.config, app.now())
     if as_json:
         echo_json(report)

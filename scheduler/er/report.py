@@ -18,6 +18,7 @@ from scheduler.db.models import Account, ContentTypePriority, PriorityDecision
 from scheduler.er.besttime import best_time
 from scheduler.er.slotjob import slot_history
 from scheduler.errors import NotFound, excerpt
+from scheduler.learned_slots import misfit
 
 accounts_t = Account.__table__  # type: ignore[attr-defined]
 priorities_t = ContentTypePriority.__table__  # type: ignore[attr-defined]
@@ -137,10 +138,15 @@ def _timing(
     """The best time to post (proposals, or the moves of an account that learns its slots)."""
     if settings is None or now is None:
         return {}
+    unfit = misfit(conn, config, account_id) if config is not None else None
     return {
         **best_time(conn, account_id, config, settings, now, by_reach=by_reach),
         # Slot learning's decisions (accounts with learning windows), newest first.
         "slot_decisions": slot_history(conn, account_id),
+        # The days the config no longer lets the latest learned table hold, or None.
+        "learned_slots_misfit": None
+        if unfit is None
+        else {**unfit.as_dict(), "words": unfit.words()},
     }
 
 
