@@ -20,11 +20,15 @@ from smm_webhook import WebhookAdapter, sign, verify
 from scheduler.adapter import (
     Account,
     AuthExpired,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
+    Poll,
+    PostOptions,
     Published,
     RateLimited,
     Rejected,
+    ThreadPart,
     Transient,
 )
 from scheduler.testing import (
@@ -128,7 +132,125 @@ def test_the_receiver_gets_every_field_and_the_idempotency_key() -> None:
         "tags": ["smm", "launch"],
         "due_at": "2026-01-07T09:00:00Z",
         "idempotency_key": "key-42",
+        # Added beside the first version's fields, always present, empty when unused.
+        "media_items": [{"path": "https://cdn.example.com/a.png", "alt": None, "focus": None}],
+        "options": {
+            "content_warning": None,
+            "sensitive": False,
+            "visibility": None,
+            "language": None,
+            "reply_to": None,
+            "poll": None,
+        },
+        "thread": [],
+        "first_comment": None,
     }
+
+
+#: The first version's fields: a receiver written for them must keep working.
+FIRST_FIELDS = ("id", "account", "type", "text", "link", "tags", "due_at", "idempotency_key")
+
+
+def test_alt_text_options_thread_and_first_comment_reach_the_receiver() -> None:
+    post = make_post(
+        media=("https://cdn.example.com/a.png", "/srv/media/b.jpg"),
+        media_meta=(MediaMeta(alt="A red bike", focus=(0.25, -0.5)), MediaMeta()),
+        options=PostOptions(
+            content_warning="Spoilers",
+            sensitive=True,
+            visibility="unlisted",
+            language="lv",
+            reply_to="cms-17",
+            poll=Poll(("Tea", "Coffee"), timedelta(days=1), multiple=True),
+            first_comment="More in the comments",
+            thread=(
+                ThreadPart("Part two", ("https://cdn.example.com/c.png",), (MediaMeta("C"),)),
+                ThreadPart("Part three"),
+            ),
+        ),
+    )
+    recorder = RecordingHandler(accepted)
+    publish(recorder, post=post)
+    (request,) = recorder.requests
+    body = json.loads(request.content)
+    assert body["media"] == ["https://cdn.example.com/a.png", "/srv/media/b.jpg"]  # unchanged
+    assert body["media_items"] == [
+        {
+            "path": "https://cdn.example.com/a.png",
+            "alt": "A red bike",
+            "focus": {"x": 0.25, "y": -0.5},
+        },
+        {"path": "/srv/media/b.jpg", "alt": None, "focus": None},
+    ]
+    assert body["options"] == {
+        "content_warning": "Spoilers",
+        "sensitive": True,
+        "visibility": "unlisted",
+        "language": "lv",
+        "reply_to": "cms-17",
+        "poll": {"options": ["Tea", "Coffee"], "duration_seconds": 86_400, "multiple": True},
+    }
+    assert body["thread"] == [
+        {
+            "text": "Part two",
+            "media": ["https://cdn.example.com/c.png"],
+            "media_items": [{"path": "https://cdn.example.com/c.png", "alt": "C", "focus": None}],
+        },
+        {"text": "Part three", "media": [], "media_items": []},
+    ]
+    assert body["first_comment"] == "More in the comments"
+    # The first version's fields are as they were, and the signature covers the whole body.
+    assert {k: body[k] for k in FIRST_FIELDS} == {
+        "id": "plan-42",
+        "account": "cms",
+        "type": "instruction",
+        "text": "Five checklists for launch day",
+        "link": "https://example.com/launch",
+        "tags": ["smm", "launch"],
+        "due_at": "2026-01-07T09:00:00Z",
+        "idempotency_key": "key-42",
+    }
+    timestamp = int(request.headers["x-smm-timestamp"])
+    assert request.headers["x-smm-signature"] == sign(SECRET, timestamp, request.content)
+
+
+def test_the_webhook_takes_alt_text_options_thread_and_first_comment_at_validation() -> None:
+    # Refused before, for want of a field to carry them: now checked as any network's are.
+    from scheduler import outgoing
+
+    adapter = offline_adapter(WebhookAdapter)
+    account = make_account()
+    post = make_post(
+        media_meta=(MediaMeta(alt="A red bike", focus=(0.0, 0.5)),),
+        options=PostOptions(
+            visibility="followers",
+            poll=Poll(("a", "b"), timedelta(hours=6)),
+            first_comment="More",
+            thread=(ThreadPart("Part two"),),
+        ),
+    )
+    assert adapter.validate(post, account) == []
+    assert adapter.media_meta_issues(post, account) == []
+    assert adapter.option_issues(post, account) == []
+    assert outgoing._thread_issues(adapter, post, account) == []
+    long_alt = make_post(media_meta=(MediaMeta(alt="a" * 10_001),))
+    (issue,) = adapter.media_meta_issues(long_alt, account)
+    assert issue.code == "alt_too_long"
+
+
+def test_a_first_comment_is_not_sent_again_after_the_post() -> None:
+    # It reached the receiver in the post's request: the core's comment step sends nothing.
+    recorder = RecordingHandler(accepted)
+    done = run(
+        recorder,
+        lambda adapter: adapter.publish_comment(
+            make_post(remote_id="cms-981", remote_url="https://cms.example.com/p/981"),
+            make_account(),
+            "More in the comments",
+        ),
+    )
+    assert recorder.requests == []
+    assert (done.remote_id, done.url) == ("cms-981", "https://cms.example.com/p/981")
 
 
 def test_non_ascii_text_is_sent_as_utf8_json() -> None:

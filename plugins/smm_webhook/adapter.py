@@ -17,11 +17,13 @@ from typing import Any
 import httpx
 
 from scheduler.adapter import (
+    OPTION_NAMES,
     Account,
     Adapter,
     AuthExpired,
     Capabilities,
     Issue,
+    MediaMeta,
     OutcomeUnknown,
     OutgoingPost,
     Published,
@@ -42,6 +44,8 @@ __all__ = ["WebhookAdapter", "payload"]
 #: accidental 100,000-character paste) at validation.
 TEXT_LIMIT = 65_536
 MAX_MEDIA = 20
+#: Code points of one alt text: runaway text stops at validation, as for ``TEXT_LIMIT``.
+ALT_LIMIT = 10_000
 #: Bytes of a signing secret, at least: HMAC-SHA256's own block of strength.
 MIN_HMAC_SECRET = 32
 _SECRET_HINT = "make one with: openssl rand -hex 32"
@@ -50,7 +54,13 @@ BODY_EXCERPT = 500
 
 
 def payload(post: OutgoingPost, idempotency_key: str) -> dict[str, Any]:
-    """The JSON object the receiver gets for ``post``."""
+    """The JSON object the receiver gets for ``post`` (docs/plugins/networks/webhook.md).
+
+    The first nine fields are those of the first version, unchanged; the others were added
+    beside them (a receiver that ignores fields it does not know keeps working), and are
+    always present: empty or null when the plan gives nothing."""
+    options = post.options
+    poll = options.poll
     return {
         "id": post.key,
         "account": post.account,
@@ -61,7 +71,41 @@ def payload(post: OutgoingPost, idempotency_key: str) -> dict[str, Any]:
         "tags": list(post.tags),
         "due_at": format_utc(post.due_at),
         "idempotency_key": idempotency_key,
+        "media_items": _media_items(post.media, post.media_meta),
+        "options": {
+            "content_warning": options.content_warning,
+            "sensitive": options.sensitive,
+            "visibility": options.visibility,
+            "language": options.language,
+            "reply_to": options.reply_to,
+            "poll": None
+            if poll is None
+            else {
+                "options": list(poll.options),
+                "duration_seconds": int(poll.duration.total_seconds()),
+                "multiple": poll.multiple,
+            },
+        },
+        "thread": [
+            {
+                "text": part.text,
+                "media": list(part.media),
+                "media_items": _media_items(part.media, part.media_meta),
+            }
+            for part in options.thread
+        ],
+        "first_comment": options.first_comment,
     }
+
+
+def _media_items(media: tuple[str, ...], meta: tuple[MediaMeta, ...]) -> list[dict[str, Any]]:
+    """Each media file with its alt text and focal point, in the order of ``media``."""
+    items = []
+    for index, path in enumerate(media):
+        m = meta[index] if index < len(meta) else MediaMeta()
+        focus = None if m.focus is None else {"x": m.focus[0], "y": m.focus[1]}
+        items.append({"path": path, "alt": m.alt, "focus": focus})
+    return items
 
 
 class WebhookAdapter(Adapter):
@@ -77,6 +121,11 @@ class WebhookAdapter(Adapter):
         # Receivers must deduplicate on Idempotency-Key, so a resend cannot post twice.
         idempotent=True,
         rate_limit=RateLimitPolicy(requests=60, per=timedelta(minutes=1), concurrency=4),
+        # All of it travels in the request, for the receiver to use as it can.
+        alt_text_limit=ALT_LIMIT,
+        media_focus=True,
+        post_options=frozenset(OPTION_NAMES),
+        comment_limit=TEXT_LIMIT,
     )
 
     @classmethod
@@ -91,6 +140,12 @@ class WebhookAdapter(Adapter):
     def compose_text(self, post: OutgoingPost) -> str:
         """The text field alone: link and tags travel as fields of their own."""
         return post.text
+
+    async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
+        """Nothing to send: the first comment went to the receiver in the post's own request
+        (``first_comment``), which it may post as it likes. Sending it again, alone, would
+        be a request no receiver of the first version expects."""
+        return Published(remote_id=post.remote_id or post.idempotency_key, url=post.remote_url)
 
     async def publish(
         self, post: OutgoingPost, account: Account, idempotency_key: str
