@@ -13,12 +13,16 @@ Commands added through the ``register_commands`` hook exist only once every plug
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    import importlib.metadata
 
 #: The entry-point group of the commands plugins declare.
 GROUP = "smm_scheduler.commands"
@@ -66,6 +70,34 @@ def allowed_plugins() -> set[str] | None:
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
+def _may_declare() -> bool:
+    """Whether any distribution on ``sys.path`` may declare commands: its metadata's
+    ``entry_points.txt`` names the group. Reading those small files costs a few
+    milliseconds; importing ``importlib.metadata`` (email, zipfile...) costs several times
+    ``smm --help``'s own work, so it is imported only when some file names the group. A
+    path entry that is not a directory (a zip) is left to ``importlib.metadata``."""
+    needle = f"[{GROUP}]".encode()
+    for entry in sys.path:
+        folder = entry or "."
+        if os.path.isfile(folder):
+            return True
+        try:
+            listing = os.scandir(folder)
+        except OSError:
+            continue
+        with listing:
+            for item in listing:
+                if not item.name.endswith((".dist-info", ".egg-info")):
+                    continue
+                try:
+                    with open(os.path.join(item.path, "entry_points.txt"), "rb") as f:
+                        if needle in f.read():
+                            return True
+                except OSError:
+                    continue
+    return False
+
+
 def declared(taken: Collection[str]) -> tuple[dict[str, Declared], list[str]]:
     """The declared commands by name, and the declarations left out, in words: a name in
     ``taken`` (the built-in commands) or declared before by another plugin.
@@ -74,6 +106,9 @@ def declared(taken: Collection[str]) -> tuple[dict[str, Declared], list[str]]:
     is allowed."""
     found: dict[str, Declared] = {}
     left_out: list[str] = []
+    if not _may_declare():
+        return found, left_out
+    import importlib.metadata
     every = importlib.metadata.entry_points()
     allowed = allowed_plugins()
     # A command's plugin is named as `smm plugins list` names it: by its entry point in the
