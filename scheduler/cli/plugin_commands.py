@@ -109,6 +109,7 @@ def declared(taken: Collection[str]) -> tuple[dict[str, Declared], list[str]]:
     if not _may_declare():
         return found, left_out
     import importlib.metadata
+
     every = importlib.metadata.entry_points()
     allowed = allowed_plugins()
     # A command's plugin is named as `smm plugins list` names it: by its entry point in the
