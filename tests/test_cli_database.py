@@ -107,3 +107,67 @@ def test_docs_show_the_current_schema() -> None:
             found.append((page.name, next(g for g in m.groups() if g)))
     assert found
     assert [f for f in found if f[1] != SCHEMA_HEAD] == []
+
+
+@pytest.mark.parametrize("command", [("init",), ("plan", "import", "PLAN")], ids=" ".join)
+@pytest.mark.parametrize("where", ["under a file", "name too long"])
+def test_a_database_that_cannot_be_created_is_an_error_naming_it(
+    tmp_path: Path, command: tuple[str, ...], where: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN, encoding="utf-8")
+    (tmp_path / "a-file").write_text("not a folder")
+    # A read-only folder refuses root too only on a read-only mount; these two refuse anyone.
+    db = tmp_path / "a-file" / "smm.db" if where == "under a file" else tmp_path / ("x" * 300)
+    args = [a.replace("PLAN", str(plan)) for a in command]
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{db}", "--config", str(config), *args])
+    assert result.exit_code == 1, result.output
+    assert f"cannot create the database {db}" in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def _sqlite_refuses_the_folder(monkeypatch: pytest.MonkeyPatch, db: Path) -> None:
+    """As a user who may not write the database's folder sees it (root may write anything):
+    os.access says no, and SQLite fails to open the database as it then does."""
+    import os
+    import sqlite3
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, m: str(p) != str(db.parent) and real_access(p, m))
+
+    def refuse(*_a: object, **_k: object) -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    monkeypatch.setattr(sqlite3.dbapi2, "connect", refuse)
+
+
+def test_a_database_in_a_read_only_folder_says_the_folder_is_the_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "data" / "smm.db"
+    assert CliRunner().invoke(cli, ["--db", f"sqlite:///{db}", "init"]).exit_code == 0
+    _sqlite_refuses_the_folder(monkeypatch, db)
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{db}", "queue", "list"])
+    assert result.exit_code == 1, result.output
+    assert "unable to open database file" in result.output
+    assert f"not writable by this user: {db.parent}" in result.output
+    assert "-wal" in result.output
+
+
+def test_doctor_points_at_the_read_only_folder_not_at_a_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    db = tmp_path / "data" / "smm.db"
+    assert CliRunner().invoke(cli, ["--db", f"sqlite:///{db}", "init"]).exit_code == 0
+    _sqlite_refuses_the_folder(monkeypatch, db)
+    result = CliRunner().invoke(cli, ["--db", f"sqlite:///{db}", "doctor", "--json"])
+    assert result.exit_code == 1, result.output
+    (check,) = [c for c in json.loads(result.output)["checks"] if c["name"] == "database"]
+    assert check["level"] == "fail"
+    assert str(db.parent) in check["fix"]
+    assert "server" not in check["fix"]

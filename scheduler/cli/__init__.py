@@ -296,14 +296,19 @@ class SmmGroup(click.Group):
             sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
             if sqlalchemy_exc is None or not isinstance(exc, sqlalchemy_exc.OperationalError):
                 raise
-            from scheduler.db.engine import redact_url
+            from scheduler.db.engine import redact_url, sqlite_access_problem
             from scheduler.logging import redact
 
             app = ctx.obj
             where = redact_url(app.database_url) if isinstance(app, App) else "the database"
             orig = getattr(exc, "orig", None)
             reason = str(orig).strip().splitlines()[0] if orig else str(exc)
-            _error(f"cannot use the database {where}: {redact(reason)}")
+            # SQLite says only "unable to open database file" when its folder is read-only.
+            access = sqlite_access_problem(app.database_url) if isinstance(app, App) else ""
+            _error(
+                f"cannot use the database {where}: {redact(reason)}"
+                + (f"; {access}" if access else "")
+            )
             ctx.exit(1)
 
 

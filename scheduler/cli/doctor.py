@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,12 @@ from scheduler import plugins
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, safe
 from scheduler.config import Config, CredentialError, CredentialRef, load_config
-from scheduler.db.engine import make_engine, redact_url, resolve_database_url
+from scheduler.db.engine import (
+    make_engine,
+    redact_url,
+    resolve_database_url,
+    sqlite_access_problem,
+)
 from scheduler.db.migrate import alembic_config, current_revision, head_revision
 from scheduler.errors import InvalidInput, SmmError
 from scheduler.logging import redact
@@ -470,6 +475,10 @@ def check_database_all(url: str) -> tuple[list[Check], Engine | None]:
     reachable = check_database(engine)
     if reachable.level != Level.OK:
         engine.dispose()
+        if path is not None:  # no server to run: the file and its folder are what can be wrong
+            access = sqlite_access_problem(url)
+            fix = access or "check [database] url (or --db / SMM_DATABASE_URL) and the file"
+            reachable = replace(reachable, fix=fix)
         return [reachable], None
     found = [reachable, check_schema(engine)]
     if path is not None:

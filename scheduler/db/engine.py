@@ -125,10 +125,18 @@ def make_engine(url: str, *, echo: bool = False, create: bool = True) -> Engine:
                     f"no database at {path}: check --db, SMM_DATABASE_URL or the config's "
                     "[database] url, or create it with `smm init`"
                 )
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            # SQLite would create it with the umask's mode (0644), and its -wal and -shm
-            # files take the database's mode: create it 0600 first.
-            create_private(path)
+            try:
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                # SQLite would create it with the umask's mode (0644), and its -wal and -shm
+                # files take the database's mode: create it 0600 first.
+                create_private(path)
+            except OSError as exc:
+                where = f"{exc.filename}: " if exc.filename and exc.filename != str(path) else ""
+                raise SmmError(
+                    f"cannot create the database {path}: {where}{exc.strerror or exc} "
+                    "(hint: choose a folder this user can write with --db, SMM_DATABASE_URL "
+                    "or the config's [database] url)"
+                ) from None
         engine = create_engine(
             parsed,
             echo=echo,
@@ -145,6 +153,29 @@ def make_engine(url: str, *, echo: bool = False, create: bool = True) -> Engine:
             register_secret(str(parsed.password))
         return create_engine(parsed, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=5)
     raise SmmError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def sqlite_access_problem(url: str) -> str:
+    """Why SQLite may be unable to open the database file of ``url``: the file or its folder
+    not writable by this user (SQLite writes its -wal and -shm files beside the database,
+    even to read). "" when neither is the case, or for other databases."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return ""
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return ""
+    path = Path(parsed.database).expanduser()
+    if not path.exists():
+        return ""
+    unwritable = [str(p) for p in (path, path.parent) if not os.access(p, os.W_OK)]
+    if not unwritable:
+        return ""
+    return (
+        "not writable by this user: " + ", ".join(unwritable) + " (SQLite writes its -wal and "
+        "-shm files beside the database, even to read: run as the daemon's user, or give this "
+        "one write access to the file and its folder)"
+    )
 
 
 @contextmanager
