@@ -17,6 +17,8 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from scheduler.errors import excerpt
+
 __all__ = [
     "UTC",
     "Clock",
@@ -154,7 +156,7 @@ def parse_wall_time(value: str | datetime | date, tz: ZoneInfo) -> datetime:
             dt = datetime.fromisoformat(text)
         except ValueError as exc:
             raise LocalTimeError(
-                f"cannot read {text!r} as a date and time",
+                f"cannot read {excerpt(text, 40)} as a date and time",
                 "write YYYY-MM-DD HH:MM (local to the account), or add an offset: "
                 "2026-12-01 09:00+02:00",
             ) from exc

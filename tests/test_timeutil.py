@@ -208,6 +208,14 @@ def test_parse_wall_time_rejects_unreadable_text_with_a_hint(text: str) -> None:
     assert "YYYY-MM-DD HH:MM" in err.value.hint
 
 
+def test_an_unreadable_time_is_quoted_in_a_bounded_excerpt() -> None:
+    """A form field or argument of megabytes is not echoed back whole (the web app shows it)."""
+    with pytest.raises(LocalTimeError) as err:
+        parse_wall_time("2026-12-01 " + "9" * 100_000, ZoneInfo("Europe/Riga"))
+    assert len(str(err.value)) < 100
+    assert "'2026-12-01 9999" in str(err.value)
+
+
 @pytest.mark.parametrize("value", ["2026-12-01", date(2026, 12, 1)], ids=["text", "date"])
 def test_parse_wall_time_rejects_a_date_without_time_of_day(value: str | date) -> None:
     with pytest.raises(LocalTimeError, match="has no time of day") as err:
