@@ -794,3 +794,55 @@ def test_proxy_header_is_believed_only_from_a_trusted_address(tmp_path: Path) ->
                 served.stop()
     finally:
         site.engine.dispose()
+
+
+# ------------------------------------------------------------------ ids that need encoding
+
+ODD_ID = "Q&A? #1 50%"
+
+
+def test_a_post_whose_id_needs_encoding_is_reached_from_every_page(
+    own: tuple[Site, Server], tmp_path: Path
+) -> None:
+    """A plan's id may hold ?, #, % and spaces: every link, form and redirect encodes it."""
+    site, server = own
+    due = (site.next_monday + timedelta(days=3, hours=12)).strftime("%Y-%m-%d %H:%M")
+    plan = tmp_path / "odd.yaml"
+    plan.write_text(
+        f'- {{id: "{ODD_ID}", account: acme_sim, type: medal, text: odd one, at: "{due}"}}\n'
+    )
+    code, out = site.cli("plan", "import", str(plan))
+    assert code == 0, out
+    start = site.next_monday.date().isoformat()
+    with client(server, "alice") as c:
+        for listing in (f"/calendar?start={start}", "/approvals"):
+            hrefs = re.findall(r'href="(/post/[^"]*)"', c.get(listing).text)
+            (href,) = [h for h in hrefs if "50" in h]
+            page = c.get(html.unescape(href))
+            assert page.status_code == 200, (listing, href)
+            assert "odd one" in page.text
+        (action,) = re.findall(r'action="([^"]*/approve)"', page.text)
+        approved = c.post(html.unescape(action), data={"csrf": csrf_of(page.text), "comment": ""})
+        assert approved.status_code == 200
+        assert f"{ODD_ID}: pending_approval -> queued" in flash(approved.text)
+        audit = c.get("/audit").text
+    assert state_of(site, ODD_ID) == PostState.QUEUED
+    hrefs = re.findall(r'href="(/post/[^"]*)"', audit)
+    assert all("user:" not in h for h in hrefs), "a user is not a post"
+    (href,) = [h for h in hrefs if "50" in h]
+    with client(server, "alice") as c:
+        assert c.get(html.unescape(href)).status_code == 200
+
+
+def test_a_refused_action_leads_back_to_its_post_and_quotes_input_briefly(
+    site: Site, server: Server
+) -> None:
+    with client(server, "ed") as c:
+        page = c.get("/post/tip-002")
+        r = c.post(
+            "/post/tip-002/reschedule", data={"csrf": csrf_of(page.text), "at": "9" * 50_000}
+        )
+    assert r.status_code == 409
+    assert "cannot read '9999" in problem(r.text)
+    assert len(problem(r.text)) < 300
+    assert '<a href="/post/tip-002">Back to the post</a>' in r.text

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -182,7 +182,18 @@ class Web:
         )
 
     def problem(self, request: Request, status: int, title: str, message: str) -> HTMLResponse:
-        return self.render(request, "problem.html", status, title=title, message=redact(message))
+        # A refused action on a post leads back to that post, where the form is.
+        key = request.path_params.get("key") if status != 404 else None
+        back = (post_url(key), "the post") if key else ("/calendar", "the calendar")
+        return self.render(
+            request, "problem.html", status, title=title, message=redact(message), back=back
+        )
+
+
+def post_url(key: str) -> str:
+    """The address of a post's page: its key percent-encoded (a plan's id may hold ``?``,
+    ``#``, ``%`` or spaces), as the templates' ``urlencode`` filter writes it."""
+    return "/post/" + quote(key, safe="/")
 
 
 @dataclass
@@ -554,7 +565,7 @@ async def _act(request: Request) -> Response:
         _addr(request),
     )
     web.flashes[ident.token] = ("ok", message)
-    return RedirectResponse(f"/post/{key}", 303)
+    return RedirectResponse(post_url(key), 303)
 
 
 @page("edit")
