@@ -14,10 +14,14 @@ in it. If it fails or dies, the import fails (``ValidationProcessError``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import fcntl
+import marshal
 import multiprocessing
 import os
 import pickle
 import queue
+import select
 import signal
 import struct
 import sys
@@ -27,7 +31,7 @@ import traceback
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 from scheduler.config import Config
 from scheduler.errors import Problem, SmmError
@@ -230,7 +234,8 @@ class ValidationProcessError(SmmError):
 
 
 _FRAME = struct.Struct("!Q")
-_EOF = b""
+#: The pipe's size asked for (Linux's default largest): a chunk's message is 300-400 KB.
+PIPE_BYTES = 1 << 20
 
 
 class Shared:
@@ -251,17 +256,17 @@ class Shared:
         self._lock = ctx.Lock()
         self._next = ctx.RawValue("q", 0)  # the next chunk nobody took
         read_fd, write_fd = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):  # Linux: room for a few chunks
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self.pid = os.fork()
         if self.pid == 0:
             os.close(read_fd)
             self._child(write_fd)  # never returns
         os.close(write_fd)
         self._fd = read_fd
-        # Whole messages, read off the pipe as they come, at most AHEAD of them waiting.
-        self._messages: queue.Queue[bytes] = queue.Queue(AHEAD)
-        self._stop = threading.Event()
-        self._reader = threading.Thread(target=self._read_pipe, name="plan-validation-pipe")
-        self._reader.start()
+        # What was read off the pipe and not yet taken as whole messages.
+        self._buffer = bytearray()
+        self._ended = False
         self._done = False
         self._closed = False
 
@@ -277,23 +282,30 @@ class Shared:
     # -- the forked process ------------------------------------------------------------------
 
     def _child(self, write_fd: int) -> NoReturn:
-        """Validate the chunks it takes, write each to the pipe, leave without finalizers."""
+        """Validate the chunks it takes, write each to the pipe, leave without finalizers.
+
+        A thread of its own writes to the pipe, so that validating goes on while the
+        importing process is busy writing (up to ``AHEAD`` chunks waiting)."""
         status = 1
         try:
-            with os.fdopen(write_fd, "wb") as out:
-                try:
-                    reader = Reader(self.plan)
-                    while True:
-                        number = self._take()
-                        assert number is not None  # taken without a bound
-                        raws = reader.take(number)
-                        if not raws:
-                            break
-                        _send(out, ("chunk", self.validator.chunk(number, raws)))
-                    _send(out, ("done", None))
-                    status = 0
-                except BaseException:  # reported to the parent, whatever it was
-                    _send(out, ("error", traceback.format_exc()))
+            out: queue.Queue[bytes | None] = queue.Queue(AHEAD)
+            writer = threading.Thread(target=_write_pipe, args=(write_fd, out), daemon=True)
+            writer.start()
+            try:
+                reader = Reader(self.plan)
+                while True:
+                    number = self._take()
+                    assert number is not None  # taken without a bound
+                    raws = reader.take(number)
+                    if not raws:
+                        break
+                    out.put(_encode("chunk", self.validator.chunk(number, raws)))
+                out.put(_encode("done", None))
+                status = 0
+            except BaseException:  # reported to the parent, whatever it was
+                out.put(_encode("error", traceback.format_exc()))
+            out.put(None)
+            writer.join()
         finally:
             os._exit(status)
 
@@ -338,46 +350,38 @@ class Shared:
             yield own.pop(number)
 
     def _next_message(self, timeout: float | None) -> bytes | None:
-        """The next whole message, waiting up to ``timeout`` (None: until it comes)."""
-        try:
-            data = self._messages.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        if not data:
-            raise ValidationProcessError(
-                f"the process validating the plan (pid {self.pid}) ended early"
-            )
-        return data
+        """The next whole message: one already read or readable at once (``timeout`` 0), or
+        waiting until it comes (None). Read here, by this thread: the validating process's
+        own writer thread keeps up to ``AHEAD`` chunks waiting for it."""
+        buffer = self._buffer
+        while True:
+            if len(buffer) >= _FRAME.size:
+                (size,) = _FRAME.unpack_from(buffer)
+                end = _FRAME.size + size
+                if len(buffer) >= end:
+                    data = bytes(buffer[_FRAME.size : end])
+                    del buffer[:end]
+                    return data
+            if self._ended:
+                raise ValidationProcessError(
+                    f"the process validating the plan (pid {self.pid}) ended early"
+                )
+            if timeout is not None and not select.select([self._fd], [], [], timeout)[0]:
+                return None
+            try:
+                block = os.read(self._fd, 1 << 20)
+            except OSError:
+                block = b""  # the pipe was closed under the read: reported as an early end
+            if not block:
+                self._ended = True
+            buffer += block
 
     @staticmethod
     def _decode(data: bytes) -> tuple[str, Any]:
-        message: tuple[str, Any] = pickle.loads(data)  # our own child's pipe
-        return message
-
-    def _put(self, data: bytes) -> bool:
-        while not self._stop.is_set():
-            with contextlib.suppress(queue.Full):
-                self._messages.put(data, timeout=0.1)
-                return True
-        return False
-
-    def _read_pipe(self) -> None:
-        buffer = bytearray()
-        try:
-            while block := os.read(self._fd, 1 << 20):
-                buffer += block
-                while len(buffer) >= _FRAME.size:
-                    (size,) = _FRAME.unpack_from(buffer)
-                    end = _FRAME.size + size
-                    if len(buffer) < end:
-                        break
-                    if not self._put(bytes(buffer[_FRAME.size : end])):
-                        return
-                    del buffer[:end]
-        except OSError:
-            pass  # the pipe was closed under the read: reported as an early end
-        finally:
-            self._put(_EOF)
+        kind, payload, rows = pickle.loads(data)  # our own child's pipe
+        if rows is not None:
+            payload.rows = marshal.loads(rows)
+        return kind, payload
 
     def close(self) -> None:
         """Stop the forked process (it is done, or no longer needed) and reap it."""
@@ -387,16 +391,36 @@ class Shared:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         os.waitpid(self.pid, 0)
-        self._stop.set()
-        self._reader.join()
         os.close(self._fd)
 
 
-def _send(out: IO[bytes], message: tuple[str, Any]) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    out.write(_FRAME.pack(len(data)))
-    out.write(data)
-    out.flush()
+def _encode(kind: str, payload: Any) -> bytes:
+    """A message for the pipe, framed. A chunk's rows go as ``marshal`` data when they are
+    plain values (SQLite's are: text, numbers, None), several times cheaper to write and
+    read than pickle's; other rows (PostgreSQL's hold datetimes) are pickled with the rest."""
+    rows = None
+    if isinstance(payload, Chunk) and payload.rows:
+        try:
+            rows = marshal.dumps(payload.rows)
+        except ValueError:
+            pass
+        else:
+            payload = dataclasses.replace(payload, rows=[])
+    data = pickle.dumps((kind, payload, rows), protocol=pickle.HIGHEST_PROTOCOL)
+    return _FRAME.pack(len(data)) + data
+
+
+def _write_pipe(fd: int, out: queue.Queue[bytes | None]) -> None:
+    """The validating process's writer: each message to the pipe as it is queued, in one
+    ``write`` (the kernel waits for room in the pipe, not this thread for the GIL between
+    pieces of it, which the validating thread holds for milliseconds at a time)."""
+    try:
+        while (message := out.get()) is not None:
+            view = memoryview(message)
+            while view:
+                view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
 
 
 __all__ = [
