@@ -33,7 +33,8 @@ def _sqlite_datetime() -> Callable[[datetime], str]:
         if text is None:
             if len(cache) >= _CACHED:
                 cache.clear()
-            utc = value.astimezone(UTC)
+            # Plan times and slots are UTC already: astimezone would make a copy of each.
+            utc = value if value.tzinfo is UTC else value.astimezone(UTC)
             # isoformat writes the same text as the strftime below, faster; strftime
             # pads years before 1000 differently, so those keep it.
             text = cache[value] = (

@@ -48,7 +48,9 @@ Kind = Callable[[Any], str]
 def post_options(values: Mapping[str, Any], fail: Fail, kind: Kind) -> PostOptions:
     """The options an item's ``values`` give (``NO_OPTIONS`` when none); problems through
     ``fail(field, message, hint)``."""
-    if not any(values.get(name) not in (None, "") for name in OPTION_FIELDS):
+    if values.keys().isdisjoint(OPTION_FIELDS) or not any(
+        values.get(name) not in (None, "") for name in OPTION_FIELDS
+    ):
         return NO_OPTIONS
     warning = _text(values, "content_warning", fail, kind)
     sensitive = _yes_no(values, "sensitive", fail, kind)
