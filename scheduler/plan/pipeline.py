@@ -28,6 +28,7 @@ that one item (``validating.Validator.item_rows``).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 from array import array
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
@@ -63,7 +64,7 @@ from scheduler.plan.importer import (
 )
 from scheduler.plan.items import RawItem
 from scheduler.plan.slotplan import SlotPlanner, epoch_minute
-from scheduler.plan.validate import NetworkCheck, planned_time, planned_times, raw_key
+from scheduler.plan.validate import NetworkCheck, _blank, _read_time, planned_times, raw_key
 from scheduler.plan.validating import ValidationProcessError
 from scheduler.queue import (
     Change,
@@ -74,6 +75,7 @@ from scheduler.queue import (
     record_events,
     write_slot_times,
 )
+from scheduler.timeutil import LocalTimeError
 
 #: From this many items (a list) or bytes of plan files on, validation runs in a second
 #: process too (below it, starting one costs about what it saves).
@@ -185,32 +187,49 @@ def _scan(
                 minutes.append(epoch_minute(at))
         batch.clear()
 
+    count = 0
+    files = scan.files
+    hashes, add = scan.hashes, scan.add
+    accounts = config.accounts
     for raw in plan:
-        scan.count += 1
-        scan.files[raw.file] = None
-        key = raw_key(raw)
-        if is_group_values(raw.values):
-            names = account_list(raw.values) or []
+        count += 1
+        if raw.file not in files:
+            files[raw.file] = None
+        values = raw.values
+        key = values.get("id")
+        key = key.strip() if type(key) is str else ""  # as raw_key reads it
+        if is_group_values(values):
+            names = account_list(values) or []
             members = post_keys(raw)
             if key:
-                scan.add(key)
+                add(key)
                 for member, _ in members:
                     if member != key:
-                        scan.add(member)
+                        add(member)
                 if len(members) > 1:
                     scan.bare.append(hash(key))
                 batch += planned_times(raw, config)
+            if watched:
+                scan.named.update(n for n in names if n in watched)
         else:
-            name = raw.values.get("account")
-            names = [name.strip()] if type(name) is str else []
+            name = values.get("account")
             if key:
-                scan.add(key)
-                planned = planned_time(raw, config)
-                if planned is not None:
-                    batch.append((key, *planned))
-        scan.named.update(n for n in names if n in watched)
+                h = hash(key)
+                hashes[h % _BUCKETS].append(h)
+                # planned_time, without reading the account's name twice.
+                account = accounts.get(name.strip()) if type(name) is str else None
+                if account is not None:
+                    at = values.get("at")
+                    if _blank(at):
+                        batch.append((key, account, None))
+                    else:
+                        with contextlib.suppress(LocalTimeError):  # validation says why
+                            batch.append((key, account, _read_time(at, account)))
+            if watched and type(name) is str and name.strip() in watched:
+                scan.named.add(name.strip())
         if len(batch) >= validating.CHUNK:
             settle()
+    scan.count = count
     settle()
     scan.finish()
     return scan

@@ -66,14 +66,16 @@ class SlotPlanner:
         new_taken: array[int],
     ) -> Iterator[datetime]:
         at = 0  # new_taken is sorted, and slots come in time order: one pass over it
+        end = len(new_taken)
         for instant in iter_plan(plan, account.tz, now):
-            if minute(instant) in taken:
+            if taken and minute(instant) in taken:
                 continue
-            number = epoch_minute(instant)
-            while at < len(new_taken) and new_taken[at] < number:
-                at += 1
-            if at < len(new_taken) and new_taken[at] == number:
-                continue
+            if at < end:
+                number = int(instant.timestamp()) // 60  # epoch_minute
+                while at < end and new_taken[at] < number:
+                    at += 1
+                if at < end and new_taken[at] == number:
+                    continue
             yield instant
 
     def _place_stored(self, entry: QueueEntry) -> None:
