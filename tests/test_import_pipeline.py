@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import random
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -193,6 +194,17 @@ def _child_only(action: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     never helping) validates every chunk."""
     monkeypatch.setattr(validating.Shared, "HELPS", 0)
     parent = os.getpid()
+    chunks = validating.Shared.chunks
+
+    def after_the_child_took_one(self: validating.Shared, count: int) -> Any:
+        # A chunk nobody took yet is this process's: on a busy machine the forked one may
+        # not have started by the time this one needs the first chunk.
+        deadline = time.monotonic() + 30
+        while self._next.value == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return chunks(self, count)
+
+    monkeypatch.setattr(validating.Shared, "chunks", after_the_child_took_one)
 
     def check(item: PlanItem, account: AccountConfig) -> list[tuple[str, str, str]]:
         if os.getpid() != parent:
