@@ -60,3 +60,31 @@ def test_the_summary_heatmap_weighs_each_account_alike() -> None:
     assert merged[(0, 10)].mean == 1.0
     text = page.heatmap("h", "t", merged, relative=True)
     assert "× the account&#x27;s average" in text or "× the account's average" in text
+
+
+def test_an_unchanged_mix_is_told_in_the_policys_words_not_contradicted() -> None:
+    """Weights already at the ceiling for a type that clearly leads must not read as 'the
+    evidence does not favour any type' (the reason beside it says the opposite)."""
+    from scheduler.cli.report import _decision
+
+    weights = {"laugh": 0.6, "medal": 0.4}
+    said = (
+        "No change: the slots already follow what the posts show; laugh is the best of your "
+        "two types (3.3% of the people who saw them)."
+    )
+    record = {
+        "at": T,
+        "policy": "thompson",
+        "reason": "no change: the weights already follow the evidence (laugh best in 100% "
+        "of draws)",
+        "frozen": False,
+        "changed": False,
+        "old_weights": weights,
+        "new_weights": dict(weights),
+        "summary": said,
+    }
+    assert page.plain_words(_decision(record, "acme")) == said
+    # A policy that wrote no words of its own: its reason stands as the summary; nothing is
+    # claimed about the evidence.
+    wordless = _decision({**record, "summary": record["reason"]}, "acme")
+    assert page.plain_words(wordless) == "No change to the mix of content types."

@@ -349,6 +349,7 @@ def _decision(d: Mapping[str, Any], account: str) -> page.DecisionRow:
         bool(d["changed"]),
         d.get("old_weights") or {},
         d.get("new_weights") or {},
+        d["summary"] if d.get("summary") and d.get("summary") != d["reason"] else None,
     )
 
 

@@ -56,6 +56,8 @@ class DecisionRow:
     #: The shares before and after, for the plain-words summary of the decision.
     old_weights: Mapping[str, float] = field(default_factory=dict)
     new_weights: Mapping[str, float] = field(default_factory=dict)
+    #: The policy's own sentences (``er.words.summarise``), when it wrote any.
+    summary: str | None = None
 
 
 @dataclass(frozen=True)
@@ -736,7 +738,9 @@ def plain_words(d: DecisionRow) -> str:
         f"{t} ({old[t] * 100:.0f}% → {new.get(t, 0) * 100:.0f}%)" for x, t in moves if x < -0.005
     ]
     if not more and not fewer:
-        return "No change: the evidence does not yet favour one content type over another."
+        # Why nothing moved is the policy's to say: the types may be too close to tell apart,
+        # or one may lead already at its ceiling.
+        return d.summary or "No change to the mix of content types."
     parts = []
     if more:
         parts.append("More " + ", ".join(more))
