@@ -19,8 +19,10 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 import httpx
+import regex
 
 from scheduler.config import CredentialRef
+from scheduler.errors import excerpt
 
 __all__ = [
     "NOT_SENT",
@@ -465,6 +467,8 @@ class IssueCode(enum.StrEnum):
     #: A per-post option (``OPTION_NAMES``) the network does not honour.
     OPTION_NOT_TAKEN = "option_not_taken"
     COMMENT_TOO_LONG = "comment_too_long"
+    #: A tag the network would not read as one hashtag (a space, punctuation, no letter).
+    TAG_NOT_HASHTAG = "tag_not_hashtag"
     #: A plugin raised while checking the post.
     PLUGIN_FAILED = "plugin_failed"
 
@@ -534,6 +538,13 @@ class VideoLimits:
 #: validation offers a variant that drops it instead, on an item of several accounts: it
 #: knows the refusal by its code, ``IssueCode.OPTION_NOT_TAKEN``).
 CANNOT_HONOUR_HINT = "remove it from the item, or post it to a network that takes it"
+
+#: One hashtag as the networks that link hashtags read one (twitter-text's and Mastodon's
+#: rules agree on this much): letters, combining marks, digits, ``_``, the joiners some
+#: scripts need and the middle dot, with at least one letter or mark.
+_HASHTAG_CHAR = r"\p{L}\p{M}\p{Nd}_\u200c\u200d\u00b7"
+_HASHTAG = regex.compile(rf"[{_HASHTAG_CHAR}]*[\p{{L}}\p{{M}}][{_HASHTAG_CHAR}]*")
+_NOT_HASHTAG_CHAR = regex.compile(rf"[^{_HASHTAG_CHAR}]")
 
 #: The hint of ``media_meta_issues``'s refusal of alt text where the network takes none
 #: (a CSV plan, whose alt texts are a column of their own, is told in its terms: the
@@ -730,6 +741,35 @@ class Adapter(ABC):
         ``dataclasses.replace(self.capabilities, ...)`` to change a few fields.
         """
         return self.capabilities
+
+    def tag_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """The tags that would not go out as one hashtag each. The default ``compose_text``
+        writes each tag as ``#tag``, and a network ends a hashtag at the first character that
+        is not a letter, mark, digit or ``_`` and links none without a letter: ``#new
+        product`` links ``#new``, ``#c++`` links ``#c``, ``#2026`` nothing. The core asks it
+        beside ``validate`` at plan validation; return ``[]`` where tags travel as a field of
+        their own (the webhook's JSON, YouTube's video tags)."""
+        issues = []
+        for tag in post.tags:
+            word = tag.removeprefix("#")
+            if _HASHTAG.fullmatch(word):
+                continue
+            stop = _NOT_HASHTAG_CHAR.search(word)
+            why = (
+                f"{self.platform} would end it at {excerpt(stop.group())}"
+                if stop
+                else "a hashtag needs a letter"
+            )
+            issues.append(
+                Issue(
+                    "tags",
+                    f"the tag {excerpt(tag)} is not one hashtag: {why}",
+                    "write each tag as one word of letters, digits and _ "
+                    "(new_product or NewProduct, not new product)",
+                    IssueCode.TAG_NOT_HASHTAG,
+                )
+            )
+        return issues
 
     def option_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
         """The per-post options the network cannot honour: any not in

@@ -137,6 +137,8 @@ def network_check(item: PlanItem, account: AccountConfig) -> Sequence[Issue]:
         return [Issue("text", failed, code=IssueCode.PLUGIN_FAILED)]
     try:
         issues = adapter.validate(post, view)
+        if post.tags:
+            issues = [*issues, *adapter.tag_issues(post, view)]
         if post.media_meta:
             issues = [*issues, *adapter.media_meta_issues(post, view)]
         if post.options is not NO_OPTIONS:

@@ -141,6 +141,10 @@ class WebhookAdapter(Adapter):
         """The text field alone: link and tags travel as fields of their own."""
         return post.text
 
+    def tag_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """Tags travel as a JSON field of their own: the receiver makes of them what it will."""
+        return []
+
     async def publish_comment(self, post: OutgoingPost, account: Account, text: str) -> Published:
         """Nothing to send: the first comment went to the receiver in the post's own request
         (``first_comment``), which it may post as it likes. Sending it again, alone, would

@@ -205,6 +205,10 @@ class YouTubeAdapter(Adapter):
     def text_length(self, text: str) -> int:
         return len(text.encode("utf-8"))
 
+    def tag_issues(self, post: OutgoingPost, account: Account) -> list[Issue]:
+        """Tags are the video's own tags (which may hold spaces), not hashtags in the text."""
+        return []
+
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         issues = super().validate(post, account)
         title = self.title(post)

@@ -181,7 +181,8 @@ async def previews(
             p.link = post.link
             p.link_host = urlsplit(post.link).hostname if post.link else None
             p.issues = [
-                i.message + (f" ({i.hint})" if i.hint else "") for i in adapter.validate(post, view)
+                i.message + (f" ({i.hint})" if i.hint else "")
+                for i in [*adapter.validate(post, view), *adapter.tag_issues(post, view)]
             ]
         except Exception as exc:  # a broken plugin spoils its own preview, not the page
             p.error = f"the {platform} plugin failed: {type(exc).__name__}: {exc}"
