@@ -314,22 +314,23 @@ def log_each(name: str, level: int, events: Sequence[dict[str, Any]]) -> None:
     if not logger.isEnabledFor(level) or level < out.handler.level:
         return  # as filter_by_level and the handler would drop each
     method = logging.getLevelName(level).lower()
-    # The batch's events happen together: they share one reading of the clock.
-    stamps = {
-        id(p): p(logger, method, {})
-        for p in SHARED_PROCESSORS
-        if isinstance(p, structlog.processors.TimeStamper)
-    }
+    steps = _batch_steps(logger, method)
     lines: list[str] = []
     for event in events:
         ed: Any = dict(event)
         ed["event"] = ed.pop("event")  # where structlog puts it: after the fields
-        for processor in SHARED_PROCESSORS:
-            stamp = stamps.get(id(processor))
-            if stamp is None:
+        if _PER_EVENT_KEYS.isdisjoint(ed):
+            for kind, step in steps:
+                if kind is _ADD:
+                    ed.update(step)
+                elif kind is _DEFAULT:
+                    for key, value in step.items():
+                        ed.setdefault(key, value)
+                else:
+                    ed = step(logger, method, ed)
+        else:  # an event the processors read more of: each of them, as structlog would
+            for processor in SHARED_PROCESSORS:
                 ed = processor(logger, method, ed)
-            else:
-                ed.update(stamp)
         lines.append(str(out.renderer(logger, method, ed)))
     stream = out.handler.stream
     out.handler.acquire()
@@ -340,6 +341,44 @@ def log_each(name: str, level: int, events: Sequence[dict[str, Any]]) -> None:
         out.handler.handleError(logging.makeLogRecord({"msg": lines[0], "name": name}))
     finally:
         out.handler.release()
+
+
+#: How ``_batch_steps`` applies a step to each event of a batch.
+_ADD, _DEFAULT, _CALL = "add", "default", "call"
+#: Keys that make a shared processor do more than add what ``_batch_steps`` computed once
+#: (the standard library's record, a stack or an exception to render).
+_PER_EVENT_KEYS = frozenset({"_record", "stack_info", "exc_info"})
+
+
+def _batch_steps(logger: logging.Logger, method: str) -> list[tuple[str, Any]]:
+    """``SHARED_PROCESSORS`` for a batch of events of one logger and level: what a processor
+    adds whatever the event (the logger's name, the level, the batch's one reading of the
+    clock, the bound context variables) is computed once, as a dict added to each event
+    (``_ADD``) or set where the event has no such key (``_DEFAULT``, as
+    ``merge_contextvars`` does); the stack and exception renderers, which do nothing to an
+    event without those keys, are left out (``log_each`` runs every processor on an event
+    that has them); any other processor runs on each event (``_CALL``)."""
+    steps: list[tuple[str, Any]] = []
+    for processor in SHARED_PROCESSORS:
+        if processor is structlog.contextvars.merge_contextvars:
+            context = processor(logger, method, {})
+            if context:
+                steps.append((_DEFAULT, context))
+        elif processor in (structlog.stdlib.add_logger_name, structlog.stdlib.add_log_level) or (
+            isinstance(processor, structlog.processors.TimeStamper)
+        ):
+            added = processor(logger, method, {})
+            if steps and steps[-1][0] is _ADD:
+                steps[-1][1].update(added)
+            else:
+                steps.append((_ADD, added))
+        elif processor is structlog.processors.format_exc_info or isinstance(
+            processor, structlog.processors.StackInfoRenderer
+        ):
+            continue
+        else:
+            steps.append((_CALL, processor))
+    return steps
 
 
 def _plain_route(logger: logging.Logger, out: _Output) -> bool:

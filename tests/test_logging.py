@@ -213,6 +213,33 @@ def test_a_batch_of_events_is_written_as_one_logger_call_per_event_would(
         assert strip(at_once.getvalue()) == strip(one_by_one.getvalue())
 
 
+def test_a_batch_of_events_takes_the_bound_context_and_renders_a_stack_as_one_by_one() -> None:
+    events: list[dict[str, Any]] = [
+        {"event": "post_published", "post": "p-1"},
+        {"event": "post_published", "post": "p-2", "daemon": "its own"},
+        {"event": "post_failed", "post": "p-3", "stack_info": True},
+    ]
+    one_by_one, at_once = io.StringIO(), io.StringIO()
+    structlog.contextvars.bind_contextvars(daemon="host:1")
+    try:
+        configure_logging("info", json=True, stream=one_by_one)
+        for event in events:
+            fields = dict(event)
+            log().info(fields.pop("event"), **fields)
+        configure_logging("info", json=True, stream=at_once)
+        log_each("tests.logging", logging.INFO, events)
+    finally:
+        structlog.contextvars.clear_contextvars()
+
+    got = _without_time(at_once.getvalue().splitlines())
+    expected = _without_time(one_by_one.getvalue().splitlines())
+    # The stack is where each was logged from: rendered in both, not the same.
+    assert got[2].pop("stack").startswith("Stack (most recent call last)")
+    assert expected[2].pop("stack").startswith("Stack (most recent call last)")
+    assert got == expected
+    assert [e["daemon"] for e in got] == ["host:1", "its own", "host:1"]
+
+
 def test_a_batch_of_events_follows_the_level_and_is_redacted() -> None:
     stream = io.StringIO()
     configure_logging("warning", stream=stream)
