@@ -325,12 +325,7 @@ class Dispatcher:
         started = time.perf_counter()
         for call in calls:
             call.batch, call.started = batch, started
-            call.task = loop.create_task(
-                _contained_call(
-                    call.adapter.publish, call.post, call.view, call.claimed.row.idempotency_key
-                )
-            )
-            call.task.add_done_callback(call.landed)
+            call.task = loop.create_task(_settling_call(call))
         batch.calls = list(calls)
         batch.pending = len(calls)
         batch.timer = loop.call_later(self.publish_timeout, batch.overdue)
@@ -497,15 +492,25 @@ def _consume(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-async def _contained_call(fn: Callable[..., Awaitable[T]], *args: Any) -> T | _Raised:
-    """``_contained(fn(*args))``, with the call itself inside: a plugin method that raises
-    before returning an awaitable (or returns none) fails its post too, not the daemon."""
+async def _settling_call(call: Launched) -> None:
+    """``call``'s publish call, isolated as ``_contained`` isolates a plugin coroutine (the
+    call itself inside: a plugin method that raises before returning an awaitable, or returns
+    none, fails its post too, not the daemon). Its end settles ``call`` here, in the task,
+    rather than in a done callback the event loop would schedule for every post."""
     try:
-        return await fn(*args)
+        value: object = await call.adapter.publish(
+            call.post, call.view, call.claimed.row.idempotency_key
+        )
     except asyncio.CancelledError:
+        # Cancelled by ``Launched`` (timed out, given up: already settled), or by the
+        # plugin itself.
+        if not call.done():
+            call.landed(asyncio.CancelledError("the plugin cancelled itself"))
         raise
     except BaseException as exc:
-        return _Raised(exc)
+        value = exc
+    if not call.done():  # not timed out or given up meanwhile
+        call.landed(value)
 
 
 _NO_WAIT = timedelta(0)
@@ -563,6 +568,9 @@ class Launched(asyncio.Future[Result]):
         self.batch: _Batch | None = None
         self.started = 0.0
         self.task: asyncio.Task[Any] | None = None
+        #: Called, at once, when the call is settled (a result, a crash, or cancelled):
+        #: what a done callback would do, without the event loop scheduling one per post.
+        self.on_done: Callable[[Launched], None] | None = None
 
     def hand_back(self, reason: str) -> None:
         """Give up on the call before it is made: the post is due again, not counted."""
@@ -570,6 +578,11 @@ class Launched(asyncio.Future[Result]):
             return
         self.slots.release()
         self.set_result(self.dispatcher._handback(self.claimed, reason))
+        self._notify()
+
+    def _notify(self) -> None:
+        if self.on_done is not None:
+            self.on_done(self)
 
     def _settle(self, done: bool, published: object) -> None:
         self.slots.release()
@@ -582,18 +595,14 @@ class Launched(asyncio.Future[Result]):
             )
         except Exception as exc:  # a bug in the dispatcher: the worker records the crash
             self.set_exception(exc)
-            return
-        self.set_result(result)
+        else:
+            self.set_result(result)
+        self._notify()
 
-    def landed(self, task: asyncio.Task[Any]) -> None:
-        """The plugin call ended (done callback of its task)."""
-        if self.done():  # timed out or cancelled meanwhile: already settled
-            return
-        if task.cancelled():
-            self._settle(True, asyncio.CancelledError("the plugin cancelled itself"))
-            return
-        value = task.result()
-        self._settle(True, value.exc if isinstance(value, _Raised) else value)
+    def landed(self, value: object) -> None:
+        """The plugin call ended with ``value`` (what it returned or raised)."""
+        if not self.done():  # timed out or cancelled meanwhile: already settled
+            self._settle(True, value)
 
     def timed_out(self) -> None:
         """No answer within the publish timeout: abandon the call, never await it."""
@@ -610,6 +619,7 @@ class Launched(asyncio.Future[Result]):
         self.slots.release()
         if self.batch is not None:
             self.batch.one_done()
+        self._notify()
         return True
 
 

@@ -35,7 +35,7 @@ from scheduler.accounts import sync_accounts
 from scheduler.adapter import Adapter, Published, PublishError, Transient
 from scheduler.config import Config
 from scheduler.daemon import store
-from scheduler.daemon.dispatch import Dispatcher, safe_lookup
+from scheduler.daemon.dispatch import Dispatcher, Launched, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
 from scheduler.daemon.weather import Unavailable, Weather, briefly, patiently, unreachable
@@ -335,9 +335,8 @@ class Worker:
         claimed = sorted(claimed, key=lambda c: (c.row.next_attempt_at or now, c.post_id))
         launched, rest = self.dispatcher.launch(claimed, self.may_send, start=False)
         for call in launched:
-            post_id = call.claimed.post_id
-            self.inflight[post_id] = InFlight(call.claimed, call)
-            call.add_done_callback(functools.partial(self._done, post_id))
+            self.inflight[call.claimed.post_id] = InFlight(call.claimed, call)
+            call.on_done = self._call_done
         for c in rest:
             self._start(c)
         full = ahead and len(claimed) + len(missed) >= room
@@ -450,6 +449,9 @@ class Worker:
         entry = InFlight(c, task)
         self.inflight[c.post_id] = entry
         task.add_done_callback(functools.partial(self._done, c.post_id))
+
+    def _call_done(self, call: Launched) -> None:
+        self._done(call.claimed.post_id, call)
 
     def _done(self, post_id: int, task: asyncio.Future[Result]) -> None:
         entry = self.inflight.pop(post_id, None)
