@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 from collections import namedtuple
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +43,11 @@ def datetime_converter(conn: Connection) -> Callable[[datetime | None], Any]:
         if text is None:
             if value.tzinfo is None:
                 raise ValueError(f"naive datetime {value!r} given to a UTC column")
-            text = cache[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            if value.tzinfo is not UTC:
+                value = value.astimezone(UTC)
+            # SQLAlchemy's "%04d-%02d-%02d %02d:%02d:%02d.%06d" is the first 26 characters
+            # of the ISO form (the aware one adds "+00:00"): made without strftime's cost.
+            text = cache[value] = value.isoformat(" ", "microseconds")[:26]
         return text
 
     return sqlite
@@ -98,6 +102,55 @@ def insert_returning(
     return out
 
 
+#: Rows per ``update_from`` statement: well under SQLite's 32,766 bound parameters.
+UPDATE_FROM_ROWS = 1000
+
+
+def update_from(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    expressions: Mapping[str, str] | None = None,
+    also: str = "",
+    also_params: Sequence[Any] = (),
+    where: str = "",
+    where_params: Sequence[Any] = (),
+) -> int:
+    """SQLite: update ``table``'s rows from ``rows`` (each the row's id, then a value per
+    column of ``columns``; values already converted) in one ``UPDATE ... FROM (VALUES ...)``
+    statement per ``UPDATE_FROM_ROWS`` rows. Each column is set to its value or to its
+    expression in ``expressions`` (``{value}``: the value, ``{table}``: the quoted table
+    name); ``also``: more assignments, with ``also_params``; ``where``: a further condition
+    (``{table}`` as above), with ``where_params``. Returns the rows changed.
+
+    (Not ``WITH v AS (VALUES ...) UPDATE``: the driver counts the rows changed only for a
+    statement that starts with ``UPDATE``. A ``VALUES`` list's columns are ``column1``...)
+    """
+    if not rows:
+        return 0
+    name = table_name(conn, table)
+    sets = []
+    for i, c in enumerate(columns, start=2):
+        expression = (expressions or {}).get(c, "{value}")
+        sets.append(f"{quote(conn, c)} = " + expression.format(table=name, value=f"v.column{i}"))
+    if also:
+        sets.append(also)
+    condition = f"{name}.id = v.column1" + (f" AND {where.format(table=name)}" if where else "")
+    one = "(" + ", ".join("?" * (len(columns) + 1)) + ")"
+    changed = 0
+    for start in range(0, len(rows), UPDATE_FROM_ROWS):
+        part = rows[start : start + UPDATE_FROM_ROWS]
+        sql = (
+            f"UPDATE {name} SET {', '.join(sets)} "
+            f"FROM (VALUES {', '.join([one] * len(part))}) AS v WHERE {condition}"
+        )
+        flat = [value for row in part for value in row]
+        changed += conn.exec_driver_sql(sql, (*also_params, *flat, *where_params)).rowcount
+    return changed
+
+
 def pg_plain_columns(table: Table, columns: Sequence[str], alias: str) -> list[str]:
     """PostgreSQL select expressions for ``columns`` that are cheap to read back: timestamps
     as naive UTC, JSON as text (read them with ``row_reader(..., plain=True)``)."""
@@ -142,7 +195,8 @@ def row_reader(
 
     def decode(value: Any) -> Any:
         # SQLite hands back the text SQLAlchemy's JSON type wrote; psycopg decodes JSON itself.
-        if value is None:
+        # Most values are an empty list or JSON null (SQLAlchemy writes None so): no parser.
+        if value is None or value == "null":
             return None
         return [] if value == "[]" else json.loads(value)
 

@@ -473,24 +473,26 @@ def _with_pauses(
 def _write_results_sqlite(
     conn: Connection, owner: str, results: Sequence[Result], now: datetime
 ) -> int:
-    """SQLite: ``write_results`` through the driver's executemany."""
+    """SQLite: ``write_results`` as one statement per table and kind of outcome, each
+    updating its rows from a ``VALUES`` list (``UPDATE ... FROM``). An ``executemany`` runs
+    the statement once per row, and the driver gives the interpreter lock up and takes it
+    back around each: with the event loop busy in the other thread, every row waited for it.
+    """
     when = fastsql.datetime_converter(conn)
     text = fastsql.text
-    attempts = fastsql.table_name(conn, attempts_t)
-    posts = fastsql.table_name(conn, posts_t)
-    fastsql.executemany(
+    fastsql.update_from(
         conn,
-        f"UPDATE {attempts} SET finished_at = ?, outcome = ?, message = ?, "
-        "http_status = ?, latency_ms = ?, retry_at = ? WHERE id = ?",
+        attempts_t,
+        ("finished_at", "outcome", "message", "http_status", "latency_ms", "retry_at"),
         [
             (
+                r.claimed.attempt_id,
                 when(r.finished_at),
                 text(r.outcome),
                 r.message,
                 r.http_status,
                 r.latency_ms,
                 when(r.retry_at),
-                r.claimed.attempt_id,
             )
             for r in results
         ],
@@ -500,47 +502,43 @@ def _write_results_sqlite(
     published = [r for r in results if r.state == PostState.PUBLISHED]
     others = [r for r in results if r.state != PostState.PUBLISHED]
     if published:
-        changed += fastsql.executemany(
+        changed += fastsql.update_from(
             conn,
-            f"UPDATE {posts} SET state = ?, remote_id = ?, remote_url = ?, "
-            "published_at = ?, followers_at_publish = ?, lease_owner = NULL, "
-            "lease_expires_at = NULL, last_error = NULL, error_class = NULL, "
-            "updated_at = ? WHERE id = ?",
+            posts_t,
+            ("remote_id", "remote_url", "published_at", "followers_at_publish"),
             [
-                (
-                    str(PostState.PUBLISHED),
-                    r.remote_id,
-                    r.remote_url,
-                    when(r.finished_at),
-                    r.followers,
-                    now_v,
-                    r.claimed.post_id,
-                )
+                (r.claimed.post_id, r.remote_id, r.remote_url, when(r.finished_at), r.followers)
                 for r in published
             ],
+            also="state = ?, lease_owner = NULL, lease_expires_at = NULL, last_error = NULL, "
+            "error_class = NULL, updated_at = ?",
+            also_params=(str(PostState.PUBLISHED), now_v),
         )
     if others:
-        claimed_state = str(PostState.CLAIMED)
-        changed += fastsql.executemany(
+        changed += fastsql.update_from(
             conn,
-            f"UPDATE {posts} SET state = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
-            "attempt_count = attempt_count - ?, last_error = ?, error_class = ?, "
-            "lease_owner = NULL, lease_expires_at = NULL, updated_at = ? "
-            "WHERE id = ? AND lease_owner = ? AND state = ?",
+            posts_t,
+            ("state", "next_attempt_at", "attempt_count", "last_error", "error_class"),
             [
                 (
+                    r.claimed.post_id,
                     text(r.state),
                     when(r.next_attempt_at),
                     0 if r.counts else 1,
                     r.message,
                     text(r.outcome),
-                    now_v,
-                    r.claimed.post_id,
-                    owner,
-                    claimed_state,
                 )
                 for r in others
             ],
+            # A post not counted gives its attempt back; no new due time keeps the old one.
+            expressions={
+                "next_attempt_at": "COALESCE({value}, {table}.next_attempt_at)",
+                "attempt_count": "{table}.attempt_count - {value}",
+            },
+            also="lease_owner = NULL, lease_expires_at = NULL, updated_at = ?",
+            also_params=(now_v,),
+            where="{table}.lease_owner = ? AND {table}.state = ?",
+            where_params=(owner, str(PostState.CLAIMED)),
         )
     return changed
 
