@@ -5,7 +5,13 @@ Every figure comes from real ``smm run`` processes publishing through a no-op ne
 PostgreSQL server. In the same run, side by side:
 
 * the limit on SQLite: a plain ``sqlite3`` loop doing the daemon's database work (the same
-  statements and transactions on the same schema; ``dispatch_roles.py sqlite-raw``);
+  statements and transactions on the same schema; ``dispatch_roles.py sqlite-raw``). It is
+  the least work that keeps the daemon's guarantees: a claim that leases each post and opens
+  its attempt, a send record committed before any request leaves, one result written per
+  post. Whenever a cheaper sequence of statements or transactions that keeps all of them is
+  found, the loop uses it too, so that the ratio moves only with the daemon's own overhead
+  (its scheduling, plugins, event loop, threads and bookkeeping), never with the loop doing
+  more than it needs;
 * a naive baseline, one APScheduler 3 ``date`` job per post (AsyncIOScheduler, memory job
   store, default misfire grace), draining the same number of no-op jobs and the same burst;
 * PgQueuer (batch 200), draining the same number of no-op jobs and the same burst on the same
@@ -33,7 +39,7 @@ Scenarios:
 
     python benchmarks/bench_dispatch.py [--posts 20000] [--burst 10000] [--runs 5]
         [--rate 100] [--steady-seconds 30] [--queued 1000000] [--drain-sizes N ...]
-        [--skip NAME ...]
+        [--throughput-on sqlite|postgres ...] [--skip NAME ...]
         [--daemon-defaults] [--json FILE]
 
 Needs PostgreSQL (``--pg-host``, default /var/run/postgresql; the user may create databases)
@@ -612,6 +618,20 @@ class Bench:
             f"\n== throughput: {n:,} posts due at once, median of {self.args.runs}"
             " interleaved runs =="
         )
+        if "sqlite" in self.args.throughput_on:
+            self.sqlite_throughput(n)
+        if "postgres" in self.args.throughput_on:
+            self.postgres_throughput(n)
+        if self.skip("apscheduler"):
+            return
+        aps = self.interleaved((self.apscheduler_drain, n))[0]
+        self.out(
+            f"  APScheduler 3, 1 job per post    {aps['rate']:9,.0f} jobs/s"
+            f"  ({aps['done']:,} ran, {aps['missed']:,} MISSED by the default misfire grace,"
+            f" {aps['add_s']:.2f} s to add the jobs; MISSED in each run: {aps['all_missed']})"
+        )
+
+    def sqlite_throughput(self, n: int) -> None:
         sqlite, raw = self.interleaved(
             (self.ours_throughput, "sqlite", 1, n), (self.raw_sqlite_throughput, n)
         )
@@ -633,6 +653,8 @@ class Bench:
             target="ratio >= 0.5",
             ok=ratio >= 0.5,
         )
+
+    def postgres_throughput(self, n: int) -> None:
         if self.skip("pgqueuer"):
             pg1, pg3 = self.interleaved(
                 (self.ours_throughput, "postgres", 1, n), (self.ours_throughput, "postgres", 3, n)
@@ -670,14 +692,6 @@ class Bench:
                 f"  PgQueuer 1.6, batch 200, 1 proc  {pgq['rate']:9,.0f} jobs/s"
                 f"  (runs {rates(pgq)})"
             )
-        if self.skip("apscheduler"):
-            return
-        aps = self.interleaved((self.apscheduler_drain, n))[0]
-        self.out(
-            f"  APScheduler 3, 1 job per post    {aps['rate']:9,.0f} jobs/s"
-            f"  ({aps['done']:,} ran, {aps['missed']:,} MISSED by the default misfire grace,"
-            f" {aps['add_s']:.2f} s to add the jobs; MISSED in each run: {aps['all_missed']})"
-        )
 
     def drain_memory(self) -> None:
         """Peak RSS of one daemon draining queues of growing size: flat, or it keeps
@@ -929,6 +943,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="[daemon] batch_size (default: shipped)")
     parser.add_argument(
         "--concurrency", type=int, help="[daemon] concurrency (default: the shipped default)"
+    )
+    parser.add_argument(
+        "--throughput-on",
+        nargs="+",
+        default=["sqlite", "postgres"],
+        choices=["sqlite", "postgres"],
+        help="databases for throughput",
     )
     parser.add_argument(
         "--steady-on", nargs="+", default=["sqlite", "postgres"], help="databases for lateness"
