@@ -141,6 +141,51 @@ def test_problems_are_kept_up_to_a_bound_and_counted(
     assert keys(engine) == []
 
 
+def _colliding(monkeypatch: pytest.MonkeyPatch, *ids: str) -> None:
+    """Give ``ids`` the same 64-bit hash in the first pass (as two real ids could have)."""
+    real = hash
+    same = real(ids[0])
+    monkeypatch.setattr(pipeline, "_id_hash", lambda key: same if key in ids else real(key))
+
+
+def test_two_ids_that_share_a_hash_are_no_duplicate(
+    engine: Engine, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    _colliding(monkeypatch, "p1", "p4", "p7")
+    rows = [f"p{i},riga,t,text {i}," for i in range(9)]
+    diff, problems = run(engine, config, PlanFiles([csv_plan(tmp_path / "p.csv", rows)]), parallel)
+    assert problems == []
+    assert diff.summary()["added"] == 9
+    assert keys(engine) == [f"p{i}" for i in range(9)]
+
+
+def test_a_real_duplicate_beside_a_shared_hash_is_the_only_one_reported(
+    engine: Engine, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    _colliding(monkeypatch, "p1", "p4")
+    rows = [f"p{i},riga,t,text {i}," for i in range(9)] + ["p4,riga,t,again,"]
+    diff, problems = run(engine, config, PlanFiles([csv_plan(tmp_path / "p.csv", rows)]), parallel)
+    assert [(p.line, p.message, p.hint) for p in problems] == [
+        (11, "duplicate id 'p4'", "already used at " + str(tmp_path / "p.csv") + " row 6")
+    ]
+    assert diff.problem_count == 1
+    assert keys(engine) == []
+
+
+def test_ids_that_share_a_hash_are_compared_in_passes_of_a_bounded_size(
+    engine: Engine, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Four pairs of ids with a hash each: two hashes compared per pass, none a duplicate.
+    monkeypatch.setattr(pipeline, "SUSPECTS_PER_PASS", 2)
+    real = hash
+    pairs = {f"p{i}": real(f"p{i % 4}") for i in range(8)}
+    monkeypatch.setattr(pipeline, "_id_hash", lambda key: pairs.get(key, real(key)))
+    rows = [f"p{i},riga,t,text {i}," for i in range(8)]
+    diff, problems = run(engine, config, PlanFiles([csv_plan(tmp_path / "p.csv", rows)]), False)
+    assert problems == []
+    assert diff.summary()["added"] == 8
+
+
 def test_a_byte_that_is_not_utf8_deep_in_a_csv_voids_the_rows_read_before_it(
     engine: Engine, config: Config, tmp_path: Path, parallel: bool
 ) -> None:

@@ -123,35 +123,46 @@ class _Scan:
         self.queued: set[int] = set()
         self.named: set[str] = set()
         self.files: dict[str, None] = {}
-        #: Ids used again (each a duplicate problem; as a count of repeated hashes).
+        #: Repeated hashes: how many times an id's hash was seen again (a duplicate id,
+        #: unless two ids share a hash: ``_duplicates`` compares the ids themselves).
         self.duplicates = 0
-        #: Hashes of the first ids used twice (the problems name them).
-        self.duplicated: set[int] = set()
+        #: Each hash seen more than once, and how many times it was seen again.
+        self.suspects: array[int] = array("q")
+        self.repeats: array[int] = array("q")
 
     def add(self, key: str) -> None:
-        h = hash(key)
+        h = _id_hash(key)
         self.hashes[h % _BUCKETS].append(h)
 
     def finish(self) -> None:
-        """Sort the hashes and count the ids used before."""
+        """Sort the hashes and note those seen more than once."""
+        suspects, repeats = self.suspects, self.repeats
         for number, bucket in enumerate(self.hashes):
             ordered = sorted(bucket)
             for a, b in itertools.pairwise(ordered):
                 if a == b:
                     self.duplicates += 1
-                    if len(self.duplicated) < KEPT_PROBLEMS:
-                        self.duplicated.add(a)
+                    if suspects and suspects[-1] == a:
+                        repeats[-1] += 1
+                    else:
+                        suspects.append(a)
+                        repeats.append(1)
             self.hashes[number] = array("q", ordered)
         self.bare = array("q", sorted(self.bare))
 
     def names(self, key: str) -> bool:
         """Whether the plan uses the id ``key`` (after ``finish``)."""
-        h = hash(key)
+        h = _id_hash(key)
         return _holds(self.hashes[h % _BUCKETS], h)
 
     def __contains__(self, key: object) -> bool:
         """Whether the plan makes a post with the id ``key`` (after ``finish``)."""
-        return isinstance(key, str) and self.names(key) and not _holds(self.bare, hash(key))
+        return isinstance(key, str) and self.names(key) and not _holds(self.bare, _id_hash(key))
+
+
+#: The 64-bit hash the first pass keeps of each id (a function of its own: a test gives two
+#: ids the same one).
+_id_hash = hash
 
 
 def _holds(ordered: array[int], h: int) -> bool:
@@ -189,7 +200,7 @@ def _scan(
 
     count = 0
     files = scan.files
-    hashes, add = scan.hashes, scan.add
+    hashes, add, id_hash = scan.hashes, scan.add, _id_hash
     accounts = config.accounts
     for raw in plan:
         count += 1
@@ -207,14 +218,14 @@ def _scan(
                     if member != key:
                         add(member)
                 if len(members) > 1:
-                    scan.bare.append(hash(key))
+                    scan.bare.append(_id_hash(key))
                 batch += planned_times(raw, config)
             if watched:
                 scan.named.update(n for n in names if n in watched)
         else:
             name = values.get("account")
             if key:
-                h = hash(key)
+                h = id_hash(key)
                 hashes[h % _BUCKETS].append(h)
                 # planned_time, without reading the account's name twice.
                 account = accounts.get(name.strip()) if type(name) is str else None
@@ -264,44 +275,62 @@ def _gone(conn: Connection, scan: _Scan, files: Sequence[str]) -> list[Existing]
     return gone
 
 
-def _duplicates(plan: Iterable[RawItem], scan: _Scan) -> list[tuple[int, int, Problem]]:
-    """The problems of the first ids used twice (another pass, only for a plan that has
-    them), as ``duplicate_ids`` finds them: each names where the id was first used. Only
-    the ids whose hash the first pass saw twice are followed."""
-    suspects = scan.duplicated
-    first: dict[str, RawItem] = {}
+#: Ids whose hash the first pass saw more than once, compared as written in one pass.
+SUSPECTS_PER_PASS = 10_000
+
+
+def _duplicates(plan: Iterable[RawItem], scan: _Scan) -> tuple[list[tuple[int, int, Problem]], int]:
+    """The problems of the first ids used twice (``KEPT_PROBLEMS`` of them, each naming
+    where the id was first used, as ``duplicate_ids`` finds them), and how many there are.
+
+    Another pass, only for a plan whose ids repeat a hash: it follows those ids, up to
+    ``SUSPECTS_PER_PASS`` hashes at a time, and compares them as they are written, so that
+    two ids that share a hash are no duplicate. Once ids are found used twice (the plan is
+    refused), the hashes not compared yet count as the duplicates they almost surely are."""
     found: list[tuple[int, int, Problem]] = []
-    for index, raw in enumerate(plan):
-        key = raw_key(raw)
-        if not key:
-            continue
-        names = [key]
-        if is_group_values(raw.values):
-            names += [m for m, _ in post_keys(raw) if m != key]
-        names = [n for n in names if hash(n) in suspects]
-        clash = next((n for n in names if n in first), None)
-        if clash is None:
-            first.update(dict.fromkeys(names, raw))
-            continue
-        other = first[clash]
-        found.append(
-            (
-                index,
-                validating.DUPLICATE,
-                Problem(
-                    raw.file,
-                    raw.line_of("id"),
-                    "id",
-                    f"duplicate id {excerpt(clash)}",
-                    f"already used at {other.file} {other.unit} {other.line_of('id')}",
-                    unit=raw.unit,
-                    item=clash,
-                ),
+    confirmed = compared = 0
+    for start in range(0, len(scan.suspects), SUSPECTS_PER_PASS):
+        suspects = set(scan.suspects[start : start + SUSPECTS_PER_PASS])
+        compared += sum(scan.repeats[start : start + SUSPECTS_PER_PASS])
+        #: Each suspect id as written -> where it was first used (file, unit, line).
+        first: dict[str, tuple[str, str, int]] = {}
+        for index, raw in enumerate(plan):
+            key = raw_key(raw)
+            if not key:
+                continue
+            names = [key]
+            if is_group_values(raw.values):
+                names += [m for m, _ in post_keys(raw) if m != key]
+            names = [n for n in names if _id_hash(n) in suspects]
+            if not names:
+                continue
+            clash = next((n for n in names if n in first), None)
+            if clash is None:
+                place = (raw.file, raw.unit, raw.line_of("id"))
+                first.update(dict.fromkeys(names, place))
+                continue
+            confirmed += 1
+            if len(found) >= KEPT_PROBLEMS:
+                continue
+            file, unit, line = first[clash]
+            found.append(
+                (
+                    index,
+                    validating.DUPLICATE,
+                    Problem(
+                        raw.file,
+                        raw.line_of("id"),
+                        "id",
+                        f"duplicate id {excerpt(clash)}",
+                        f"already used at {file} {unit} {line}",
+                        unit=raw.unit,
+                        item=clash,
+                    ),
+                )
             )
-        )
-        if len(found) >= KEPT_PROBLEMS:
-            break
-    return found
+        if confirmed:
+            return found, confirmed + scan.duplicates - compared
+    return found, 0
 
 
 # --------------------------------------------------------------------------- writing
@@ -606,6 +635,8 @@ def import_plan(
         scan = _scan(conn, plan, config, account_ids, stored, watched)
         read_problems = list(getattr(plan, "problems", ()))
         voided = set(getattr(plan, "voided", ()))
+        # Ids whose hash repeats are compared as written, before anything is written.
+        duplicated, duplicates = _duplicates(plan, scan) if scan.duplicates else ([], 0)
         more = [p for name in sorted(scan.named) for p in watched[name]]
         gone = _gone(conn, scan, sorted({plan_file_id(f) for f in scan.files})) if stored else []
         touched = sorted(scan.queued | scan.taken.keys())
@@ -638,7 +669,7 @@ def import_plan(
             account_ids,
             groups,
         )
-        writer.writing = not (read_problems or scan.duplicates or more)
+        writer.writing = not (read_problems or duplicates or more)
         chunks = -(-scan.count // validating.CHUNK)
         source = (
             shared.chunks(chunks) if shared is not None else validating.own_chunks(validator, plan)
@@ -650,10 +681,8 @@ def import_plan(
             shared.close()
     changed = list(getattr(plan, "changed", lambda: [])())
     problems = writer.problems
-    if scan.duplicates or problems.total or read_problems or more or changed:
-        duplicated = _duplicates(plan, scan) if scan.duplicates else []
-        unlisted = scan.duplicates - len(duplicated)
-        found = problems.result(duplicated, unlisted)
+    if duplicates or problems.total or read_problems or more or changed:
+        found = problems.result(duplicated, duplicates - len(duplicated))
         if voided:  # items of a file that could not be read count for nothing
             found = [p for p in found if p.file not in voided]
         listed = read_problems + changed + found + more
