@@ -210,33 +210,51 @@ def plan_budget_warnings(items: Sequence[Any], config: Any) -> list[dict[str, An
     """``plan_warnings`` for validated plan items (fixed-time ones), account by account,
     with each account's adapter's budgets; budgets shared by accounts (one scope) are added
     up together."""
-    from scheduler import plugins
-    from scheduler.outgoing import account_view, from_plan_item, offline_adapter
-
-    by_budget: dict[tuple[str, str], tuple[Budget, list[PlannedPost]]] = {}
+    budgets = PlanBudgets(config)
     for item in items:
-        cfg = config.accounts.get(item.account)
+        budgets.add(item)
+    return budgets.warnings()
+
+
+class PlanBudgets:
+    """``plan_budget_warnings`` item by item, for a plan validated as a stream: each
+    fixed-time post of an account whose network has quotas is kept as its id, place, time
+    and cost (nothing of the others)."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._by_budget: dict[tuple[str, str], tuple[Budget, list[PlannedPost]]] = {}
+
+    def add(self, item: Any) -> None:
+        """Count one validated plan item against its account's budgets."""
+        from scheduler import plugins
+        from scheduler.outgoing import account_view, from_plan_item, offline_adapter
+
+        cfg = self.config.accounts.get(item.account)
         if item.at is None or cfg is None:
-            continue
+            return
         try:
             adapter = offline_adapter(cfg.platform)
         except plugins.PluginError:
-            continue
+            return
         if not budgeted(adapter):
-            continue
+            return
         view = account_view(cfg)
         try:
             budgets = adapter.budgets(view)  # type: ignore[attr-defined]
             cost = adapter.budget_cost(from_plan_item(item), view)  # type: ignore[attr-defined]
         except Exception:  # a bad option is reported by validation itself
-            continue
+            return
         for budget in budgets:
-            entry = by_budget.setdefault((budget.key, budget.scope), (budget, []))
+            entry = self._by_budget.setdefault((budget.key, budget.scope), (budget, []))
             entry[1].append(PlannedPost(item.key, item.source, item.at, cost))
-    warnings = []
-    for budget, posts in by_budget.values():
-        warnings += plan_warnings([budget], posts)
-    return warnings
+
+    def warnings(self) -> list[dict[str, Any]]:
+        """The warnings of every budget the items were counted against."""
+        warnings = []
+        for budget, posts in self._by_budget.values():
+            warnings += plan_warnings([budget], posts)
+        return warnings
 
 
 # --------------------------------------------------------------------------- the ledger

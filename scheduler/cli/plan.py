@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +12,13 @@ import click
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from scheduler.budgets import plan_budget_warnings
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.config import platform_problems
 from scheduler.cli.output import echo_json
 from scheduler.db.migrate import current_revision
 from scheduler.errors import InvalidInput, Problem, SmmError
 from scheduler.outgoing import network_check
+from scheduler.plan.check import check_plan
 from scheduler.plan.groups import plan_ids
 from scheduler.plan.importer import ImportDiff, settled_keys
 from scheduler.plan.items import PlanItem
@@ -84,9 +84,19 @@ def validate(app: App, files: tuple[str, ...], as_json: bool) -> None:
     quota (YouTube's daily units, TikTok's daily post cap) in some window, naming the posts
     the quota does not cover.
     """
-    try:
-        items = load_plan(app, files)
-    except InvalidInput as exc:
+    config = app.require_config()
+    # Read as a stream, as an import reads it: the plan is never held whole.
+    plan_files = PlanFiles((Path(f) for f in files), config.plan.max_file_bytes)
+    with _settled_lookup(app) as settled:
+        found = check_plan(
+            plan_files, config, app.now(), network_check=network_check, settled=settled
+        )
+    problems = found.problems + [
+        p for p in platform_problems(app) if p.field and p.field.split(".")[1] in found.accounts
+    ]
+    total = found.problem_count + len(problems) - len(found.problems)
+    if problems:
+        exc = InvalidInput(problems, "the plan", total)
         if as_json:
             echo_json(
                 {
@@ -96,15 +106,44 @@ def validate(app: App, files: tuple[str, ...], as_json: bool) -> None:
                 }
             )
             sys.exit(1)
-        raise
-    warnings = plan_budget_warnings(items, app.require_config())
+        raise exc
     if as_json:
-        echo_json({"ok": True, "posts": len(items), "warnings": warnings})
+        echo_json({"ok": True, "posts": found.posts, "warnings": found.warnings})
         return
-    queued = sum(1 for i in items if i.at is None)
-    click.echo(f"OK: {len(items)} post(s), {len(items) - queued} at fixed times, {queued} queued")
-    for warning in warnings:
+    queued = found.posts - found.fixed
+    click.echo(f"OK: {found.posts} post(s), {found.fixed} at fixed times, {queued} queued")
+    for warning in found.warnings:
         click.echo(f"warning: {warning['message']}", err=True)
+
+
+@contextlib.contextmanager
+def _settled_lookup(app: App) -> Iterator[Callable[[Sequence[str]], set[str]] | None]:
+    """Which ids of the plan are posts already out of the queue, asked a chunk at a time of
+    the database read-only; None without a database (nothing is created to look)."""
+    url = make_url(app.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        yield None
+        return
+    try:
+        engine = app.existing_engine
+        if current_revision(engine) is None:
+            yield None
+            return
+        conn = engine.connect()
+    except (SQLAlchemyError, SmmError):
+        yield None
+        return
+
+    def settled(keys: Sequence[str]) -> set[str]:
+        try:
+            return settled_keys(conn, keys)
+        except SQLAlchemyError:
+            return set()
+
+    try:
+        yield settled
+    finally:
+        conn.close()
 
 
 def _print_diff(diff: ImportDiff, dry_run: bool, prune: bool) -> None:

@@ -171,7 +171,7 @@ def _holds(ordered: array[int], h: int) -> bool:
 
 
 def _scan(
-    conn: Connection,
+    conn: Connection | None,
     plan: Iterable[RawItem],
     config: Config,
     account_ids: Mapping[str, int],
@@ -184,7 +184,8 @@ def _scan(
     batch: list[tuple[str, AccountConfig, datetime | None]] = []
 
     def settle() -> None:
-        known = _stored_keys(conn, [key for key, _, _ in batch]) if stored else set()
+        keys = [key for key, _, _ in batch]
+        known = _stored_keys(conn, keys) if stored and conn is not None else set()
         for key, account, at in batch:
             if key in known:
                 continue
