@@ -22,8 +22,10 @@ def settings_issues(
     known: Sequence[str],
     required: Sequence[tuple[str, str, str]] = (),
     credentials: Sequence[tuple[str, str]] = (),
+    urls: Sequence[str] = (),
 ) -> list[Issue]:
-    """Unknown options (with the likely one), then missing required options and credentials.
+    """Unknown options (with the likely one), then missing required options and credentials,
+    then options that must be a web address (``urls``) and are not an http(s) URL with a host.
 
     ``known``: every option the plugin reads (the core's ``CORE_OPTIONS`` are added).
     ``required``: ``(option, what it is, example value)``. ``credentials``: ``(credential,
@@ -50,4 +52,32 @@ def settings_issues(
             env = f"{account.platform}_{key}".upper()
             hint = f'e.g. credentials.{key} = {{ env = "{env}" }}'
             issues.append(Issue(f"credentials.{key}", f"missing: where {what} is", hint))
+    for key in urls:
+        value = account.option(key)
+        if value is not None and (problem := url_problem(value)):
+            issues.append(
+                Issue(f"options.{key}", problem, f'e.g. options.{key} = "https://example.com"')
+            )
     return issues
+
+
+def url_problem(value: object) -> str:
+    """Why ``value`` is not a web address a network's API can be reached at; "" if it is.
+    Only http and https are requests httpx sends, and a URL without a host goes nowhere."""
+    from urllib.parse import urlsplit
+
+    from scheduler.errors import excerpt
+
+    if not isinstance(value, str):
+        return f"not a URL: {excerpt(value)}"
+    try:
+        parts = urlsplit(value.strip())
+        host = parts.hostname
+    except ValueError:
+        return f"not a URL: {excerpt(value)}"
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = f"{parts.scheme}:" if parts.scheme else "no scheme"
+        return f"{excerpt(value)} is not an http(s) URL ({scheme})"
+    if not host:
+        return f"{excerpt(value)} has no host"
+    return ""

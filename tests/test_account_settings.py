@@ -77,3 +77,55 @@ def test_config_check_fails_on_a_telegram_account_without_its_chat(tmp_path: Pat
     assert result.exit_code == 1, result.output
     assert "line 4, field 'accounts.news.options.chat': unknown option 'chat'" in result.output
     assert "field 'accounts.news.options.chat_id': missing: the channel or chat" in result.output
+
+
+URL_OPTIONS = [
+    # platform, the option that is a web address, the rest of a valid account, its credential
+    ("mastodon", "instance", {}, "access_token"),
+    ("bluesky", "pds", {"handle": "brand.bsky.social"}, "app_password"),
+    ("telegram", "api_base", {"chat_id": "@news"}, "bot_token"),
+    ("vk", "api_base", {"owner_id": -1234}, "access_token"),
+    ("webhook", "url", {}, "hmac_secret"),
+]
+
+
+@pytest.mark.parametrize(("platform", "key", "options", "credential"), URL_OPTIONS)
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("file:///etc/passwd", "not an http(s) URL (file:)"),
+        ("gopher://10.0.0.1/x", "not an http(s) URL (gopher:)"),
+        ("mastodon.social", "not an http(s) URL (no scheme)"),
+        ("https://", "has no host"),
+        (443, "not a URL: 443"),
+    ],
+)
+def test_an_option_that_is_a_web_address_must_be_an_http_url_with_a_host(
+    platform: str, key: str, options: dict[str, object], credential: str, value: object, words: str
+) -> None:
+    from scheduler import plugins
+
+    adapter = plugins.adapter_class(platform)
+    secret = {credential: "s" * 40}
+    good = account_with_secrets(
+        "a", platform, {**options, key: "https://api.example"}, secrets=secret
+    )
+    assert adapter.check_account(good) == []
+    bad = account_with_secrets("a", platform, {**options, key: value}, secrets=secret)
+    (issue,) = adapter.check_account(bad)
+    assert issue.field == f"options.{key}"
+    assert words in issue.message
+
+
+def test_config_check_names_a_webhook_without_an_address_and_a_mistyped_option(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[accounts.hook]\nplatform = "webhook"\ntimezone = "UTC"\noptions.ulr = "https://x.example"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 1, result.output
+    assert "field 'accounts.hook.options.ulr': unknown option 'ulr'" in result.output
+    assert "field 'accounts.hook.options.url': missing: the receiver's address" in result.output

@@ -128,6 +128,7 @@ class BlueskyAdapter(Adapter):
             known=ACCOUNT_OPTIONS,
             required=[("handle", "the account's handle", '"brand.bsky.social"')],
             credentials=[("app_password", "the account's app password")],
+            urls=["pds"],
         )
 
     def text_length(self, text: str) -> int:

@@ -153,6 +153,7 @@ class MastodonAdapter(Adapter):
                 ("instance", "the Mastodon server to publish to", '"https://mastodon.social"')
             ],
             credentials=[("access_token", "the account's access token")],
+            urls=["instance"],
         )
 
     def text_length(self, text: str) -> int:

@@ -129,6 +129,7 @@ class TelegramAdapter(Adapter):
             known=ACCOUNT_OPTIONS,
             required=[("chat_id", "the channel or chat to post to", '"@yourchannel"')],
             credentials=[("bot_token", "the bot's token")],
+            urls=["api_base"],
         )
 
     def text_length(self, text: str) -> int:

@@ -98,6 +98,7 @@ class VKAdapter(Adapter):
             known=ACCOUNT_OPTIONS,
             required=[("owner_id", "whose wall to post on", "-12345678  # a community")],
             credentials=[("access_token", "the access token")],
+            urls=["api_base"],
         )
 
     def compose_text(self, post: OutgoingPost) -> str:

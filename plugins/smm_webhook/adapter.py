@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     OPTION_NAMES,
     Account,
@@ -49,6 +50,8 @@ ALT_LIMIT = 10_000
 #: Bytes of a signing secret, at least: HMAC-SHA256's own block of strength.
 MIN_HMAC_SECRET = 32
 _SECRET_HINT = "make one with: openssl rand -hex 32"
+#: The options this plugin reads.
+ACCOUNT_OPTIONS = ("url", "headers")
 #: How much of a refusal's body goes into the error message.
 BODY_EXCERPT = 500
 
@@ -130,12 +133,23 @@ class WebhookAdapter(Adapter):
 
     @classmethod
     def check_account(cls, account: Account) -> list[Issue]:
-        """A signing secret shorter than :data:`MIN_HMAC_SECRET` bytes is refused."""
+        """The receiver's http(s) URL is required, an option this plugin does not read is a
+        typo, and a signing secret shorter than :data:`MIN_HMAC_SECRET` bytes is refused."""
+        issues = settings_issues(
+            account,
+            known=ACCOUNT_OPTIONS,
+            required=[("url", "the receiver's address", '"https://hooks.example.com/smm"')],
+            urls=["url"],
+        )
         ref = account.credentials.get("hmac_secret")
         if ref is None or not ref.available():
-            return []
+            return issues
         problem = _short_secret(ref.resolve())
-        return [Issue("credentials.hmac_secret", problem, _SECRET_HINT)] if problem else []
+        return (
+            [*issues, Issue("credentials.hmac_secret", problem, _SECRET_HINT)]
+            if problem
+            else issues
+        )
 
     def compose_text(self, post: OutgoingPost) -> str:
         """The text field alone: link and tags travel as fields of their own."""
