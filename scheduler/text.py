@@ -29,6 +29,14 @@ _CLUSTER = regex.compile(r"\X")
 #: format characters (Cf: bidi overrides and isolates, zero-width space and joiners, BOM...),
 #: line and paragraph separators.
 _UNSAFE = regex.compile(r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]")
+#: What ``safe`` leaves alone among those, because text needs it and it moves nothing: a
+#: joiner or non-joiner between two visible characters (emoji sequences such as 👩‍💻 and
+#: 👨‍👩‍👧, Persian and Indic words), and the tag characters of a subdivision flag (🏴 + tags +
+#: cancel tag: the flag of Scotland or Wales).
+_KEPT = regex.compile(
+    r"(?<=[^\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}])[\u200c\u200d](?=[^\s\p{Cc}\p{Cf}\p{Zl}\p{Zp}])"
+    r"|\U0001F3F4[\U000E0020-\U000E007E]{1,16}\U000E007F"
+)
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -54,13 +62,23 @@ def _escape(match: regex.Match[str]) -> str:
 
 
 def safe(text: str, *, keep_newlines: bool = False) -> str:
-    """``text`` with control, format (bidi, zero-width) and separator characters escaped.
+    """``text`` with control, format (bidi, zero-width) and separator characters escaped,
+    except the joiners and flag tags that emoji and some scripts are written with (``_KEPT``).
 
     ``keep_newlines`` leaves LF alone (multi-line text printed line by line)."""
     if keep_newlines and "\n" in text:
         return "\n".join(safe(line) for line in text.split("\n"))
     if text.isascii() and text.isprintable():
         return text
+    if "\u200c" in text or "\u200d" in text or "\U0001f3f4" in text:
+        kept = _KEPT.finditer(text)
+        out, at = [], 0
+        for match in kept:
+            out.append(_UNSAFE.sub(_escape, text[at : match.start()]))
+            out.append(match.group())
+            at = match.end()
+        out.append(_UNSAFE.sub(_escape, text[at:]))
+        return "".join(out)
     return _UNSAFE.sub(_escape, text)
 
 

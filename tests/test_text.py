@@ -43,6 +43,37 @@ def test_safe_escapes_what_would_change_the_terminal(raw: str, shown: str) -> No
     assert safe(raw) == shown
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "👩\u200d💻 at work",  # woman technologist: one emoji of three code points
+        "👨\u200d👩\u200d👧\u200d👦",  # a family
+        "🏳\ufe0f\u200d🌈",  # rainbow flag
+        "می\u200cخواهم",  # Persian: the non-joiner is part of the word's spelling
+        "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # Scotland
+    ],
+)
+def test_safe_leaves_the_joiners_and_flag_tags_text_is_written_with(text: str) -> None:
+    assert safe(text) == text
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("\u200dstart", "\\u200dstart"),
+        ("end\u200d", "end\\u200d"),
+        ("a \u200d b", "a \\u200d b"),
+        ("x\u200d\u200dy", "x\\u200d\\u200dy"),
+        ("\U000e0067 a tag alone", "\\U000e0067 a tag alone"),
+        ("a\u202eb\u200dc", "a\\u202eb\u200dc"),
+    ],
+)
+def test_a_joiner_that_joins_nothing_or_a_tag_outside_a_flag_is_still_escaped(
+    raw: str, shown: str
+) -> None:
+    assert safe(raw) == shown
+
+
 def test_safe_can_keep_line_breaks() -> None:
     assert safe("one\x1b\ntwo", keep_newlines=True) == "one\\x1b\ntwo"
 
