@@ -20,9 +20,11 @@ chain goes on after it), None (certainly not there: it is sent), or ``OutcomeUnk
 ``settle`` here). A chain that fails at part 2 of 3 therefore resumes from part 2; no part
 is sent twice, none skipped.
 
-Notes are per host (see ``scheduler.checkpoints``): a chain resumed by a daemon on another
-machine has no note there, so an adapter's ``lookup`` must not claim a chain whose note it
-does not have (see ``unrecorded``).
+The daemon keeps the notes in its database (see ``scheduler.checkpoints``), so a chain whose
+daemon died is resumed from its recorded parts by whichever daemon rescues the post, on this
+host or another. A chain with no note at all (one an earlier version noted in a file on
+another host, or whose note aged out) cannot be told apart from a post without a thread, so
+an adapter's ``lookup`` must not claim it (see ``unrecorded``).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from scheduler.adapter import (
     PublishError,
     Transient,
 )
-from scheduler.checkpoints import Checkpoints
+from scheduler.checkpoints import Checkpoints, NotesUnavailable
 from scheduler.timeutil import utcnow
 
 __all__ = ["ChainState", "ReplyChain", "Step", "unrecorded"]
@@ -140,8 +142,12 @@ class ReplyChain:
         self.total = total
 
     async def load(self) -> ChainState | None:
-        """The recorded state, or None when nothing is recorded for this post."""
-        note = await asyncio.to_thread(self.checkpoints.load, self.platform, self.key)
+        """The recorded state, or None when nothing is recorded for this post; ``Transient``
+        when the record cannot be read now (nothing is sent without it)."""
+        try:
+            note = await asyncio.to_thread(self.checkpoints.load, self.platform, self.key)
+        except NotesUnavailable as exc:
+            raise Transient(f"cannot read the thread's progress: {exc.strerror}") from None
         return None if note is None else ChainState.read(note)
 
     async def _save(self, state: ChainState, *, sent: bool) -> None:
@@ -218,9 +224,10 @@ class ReplyChain:
 
 
 def unrecorded(network: str) -> OutcomeUnknown:
-    """What ``lookup`` raises for a thread whose first part is on the network but whose
-    record is not on this host: whether the other parts went out cannot be told safely."""
+    """What ``lookup`` raises for a thread whose first part is on the network but which has
+    no record at all (noted by an earlier version in a file on another host, or aged out):
+    whether the other parts went out cannot be told safely."""
     return OutcomeUnknown(
-        f"{network}: the thread's first part is out, but this host has no record of its "
-        "other parts; check the thread and settle it with `smm queue resolve`"
+        f"{network}: the thread's first part is out, but no record of its other parts is "
+        "kept; check the thread and settle it with `smm queue resolve`"
     )

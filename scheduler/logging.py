@@ -129,6 +129,13 @@ def _mask_text(text: str) -> str:
     return text
 
 
+def mask_registered(text: str) -> str:
+    """``text`` with every whole registered secret masked, and nothing else: for values
+    kept to be used again (a checkpoint note's upload address), which the name, pattern and
+    fragment rules of ``redact`` would spoil (``upload_token=`` in a URL the network issued)."""
+    return _registry.mask_whole(text, MASK)
+
+
 def redact_stored(text: str | None) -> str | None:
     """A message read back from the database, masked again before it is shown.
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 import base64
 import bisect
 import html
+import json
 import re
 import threading
 from collections.abc import Iterable
+from urllib.parse import quote
 
 __all__ = ["FRAGMENT", "KEPT_PER_SOURCE", "MIN_SECRET_LENGTH", "SecretMatcher"]
 
@@ -231,6 +233,18 @@ class SecretMatcher:
                 _Table(n, frozenset(keys)) for n, keys in sorted(self._windows.items())
             )
             return new
+
+    def mask_whole(self, text: str, mask: str) -> str:
+        """``text`` with every whole registered secret replaced by ``mask``, as written,
+        JSON-escaped or URL-encoded; fragments are left. For values kept to be used again
+        (an upload address in a checkpoint note), where a shared run of 8 characters is far
+        more likely a coincidence ("linkedin" in a token and in the address) than a leak."""
+        with self._lock:
+            secrets = tuple(self._secrets)
+        for secret in secrets:
+            for form in {secret, json.dumps(secret)[1:-1], quote(secret, safe="")}:
+                text = text.replace(form, mask)
+        return text
 
     def _index(self, secret: str) -> None:
         self._escapes_inside |= not _ESCAPE_START.isdisjoint(secret)

@@ -319,8 +319,10 @@ def media_roots(tmp_path: Path) -> Iterator[Any]:
 def _checkpoints_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: Any) -> None:
     """Adapters built with their default ``Checkpoints()`` (a container, an upload session, a
     thread's parts) note into a fresh directory per test, never the user's data directory,
-    so no note outlives its test or leaks into another."""
+    so no note outlives its test or leaks into another; the database a daemon of the test
+    keeps its notes in is forgotten with the test."""
     import scheduler.checkpoints
 
     notes = tmp_path_factory.mktemp("checkpoints")
     monkeypatch.setattr(scheduler.checkpoints, "default_directory", lambda: notes)
+    monkeypatch.setattr(scheduler.checkpoints, "_database", None)

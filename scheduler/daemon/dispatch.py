@@ -27,6 +27,7 @@ from scheduler.adapter import (
     PublishError,
     RateLimitPolicy,
 )
+from scheduler.checkpoints import NotesUnavailable
 from scheduler.config import AccountConfig, Config, Policies
 from scheduler.daemon.limits import Limits, Slots
 from scheduler.daemon.store import Claimed, Result
@@ -207,6 +208,17 @@ class Dispatcher:
             )
         if isinstance(published, PublishError):
             return self.classify(c, account, adapter, published, latency)
+        if isinstance(published, NotesUnavailable):
+            # Its notes could not be read or written (a database outage) and the plugin did
+            # not say whether a request had left: settled by lookup, never sent blindly.
+            return self._unknown(
+                c,
+                account,
+                adapter,
+                f"the {account.platform} plugin could not use its checkpoint notes "
+                f"({published.strerror}); the post may or may not be on the network",
+                latency,
+            )
         if isinstance(published, BaseException):
             return self._fail(
                 c, f"the {account.platform} plugin raised {type(published).__name__}: {published}"

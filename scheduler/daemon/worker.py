@@ -30,7 +30,7 @@ import httpx
 import structlog
 from sqlalchemy import Engine, func, select
 
-from scheduler import __version__, comments, observability, plugins
+from scheduler import __version__, checkpoints, comments, observability, plugins
 from scheduler.accounts import sync_accounts
 from scheduler.adapter import Adapter, Published, PublishError, Transient
 from scheduler.config import Config
@@ -169,6 +169,9 @@ class Worker:
     async def start(self, *, wait: float | None = None) -> None:
         """Create the adapters and record the accounts; an unreachable database is waited for
         (``wait`` seconds at most, None: until it answers or the service is stopped)."""
+        # Adapters note their progress in this database, so any daemon on it resumes a post
+        # where another one stopped (scheduler.checkpoints).
+        checkpoints.keep_in(self.engine)
         if self.adapters is None:
             if self.client is None:
                 self.client = httpx.AsyncClient(

@@ -397,6 +397,22 @@ class DaemonHeartbeat(SQLModel, table=True):
     status: str = Field(default="running", max_length=200)
 
 
+class CheckpointNote(SQLModel, table=True):
+    """An adapter's note between the attempts of one post (``scheduler.checkpoints``): how far
+    a reply chain or a resumable upload got, read by whichever daemon takes the post next."""
+
+    __tablename__ = "checkpoint_notes"
+    __table_args__ = (Index("ix_checkpoint_notes_updated_at", "updated_at"),)
+
+    #: SHA-256 (hex, first 40 characters) of the platform and the adapter's key: any key fits.
+    digest: str = Field(primary_key=True, max_length=64)
+    platform: str = Field(max_length=100)
+    #: The note as a JSON object.
+    note: str
+    #: When it was last written; notes not written for ``Checkpoints.max_age`` are removed.
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class WebUser(SQLModel, table=True):
     """A person who signs in to the web app (``smm web user add``), and what they may do."""
 
