@@ -29,11 +29,13 @@ are written (looked for at most every ``PRUNE_EVERY_S``), so they never pile up.
 
 When the database cannot be read or written (an outage), ``load``, ``save`` and ``clear``
 raise ``NotesUnavailable``, an ``OSError``: an adapter that cannot note what it is about to
-send sends nothing (a ``Transient`` failure), as it does when a disk refuses a file.
+send sends nothing (a ``Transient`` failure), as it does when a disk refuses a file, and one
+that cannot read its note before its first request sends nothing either (``recall``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hashlib
@@ -125,6 +127,18 @@ class Checkpoints:
                 return _object(note, platform)
         # A daemon without a database, or a note an earlier version wrote to a file.
         return self._load_file(platform, key)
+
+    async def recall(self, platform: str, key: str) -> dict[str, Any] | None:
+        """``load`` in a thread, for an attempt that has sent nothing yet: a note that cannot
+        be read now is a ``Transient`` failure (nothing is sent without it), never taken for
+        no note."""
+        try:
+            return await asyncio.to_thread(self.load, platform, key)
+        except NotesUnavailable as exc:
+            from scheduler.adapter import Transient
+
+            message = f"{platform}: cannot read the checkpoint note: {exc.strerror}"
+            raise Transient(message) from None
 
     def save(self, platform: str, key: str, note: Mapping[str, Any]) -> None:
         """Write ``note`` for ``key`` durably (committed, or on disk); raises OSError when it

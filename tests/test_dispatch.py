@@ -171,6 +171,17 @@ def test_unknown_outcome_past_the_key_window_is_not_resent() -> None:
     assert run(d).state == PostState.UNCONFIRMED
 
 
+def test_notes_a_plugin_could_not_use_leave_the_post_unconfirmed_not_failed() -> None:
+    # The database keeping the notes was away, and the plugin let the error out: whether a
+    # request had left is unknown, so the post is settled by lookup, neither failed nor resent.
+    from scheduler.checkpoints import NotesUnavailable
+
+    r = run(make(raising(NotesUnavailable(5, "the database keeping the notes cannot be used"))))
+    assert (r.state, r.outcome) == (PostState.UNCONFIRMED, Outcome.OUTCOME_UNKNOWN)
+    assert r.message is not None
+    assert "could not use its checkpoint notes" in r.message
+
+
 def test_a_plugin_that_raises_fails_the_post_with_a_clear_reason() -> None:
     r = run(make(raising(KeyError("data"))))
     assert (r.state, r.outcome) == (PostState.FAILED, Outcome.PLUGIN_ERROR)

@@ -300,3 +300,44 @@ def test_an_outage_when_noting_the_upload_session_sends_no_byte(
         event.remove(engine, "before_cursor_execute", refuse)
     assert fake.ranges == []
     assert fake.videos == {}
+
+
+@pytest.mark.usefixtures("media_roots")
+def test_a_note_that_cannot_be_read_before_the_first_request_sends_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
+    fake = FakeYouTube()
+    post = make_video_post((video_file(tmp_path),))
+    with outage(engine), pytest.raises(Transient, match="cannot read the checkpoint note"):
+        upload(fake.handler, Checkpoints(tmp_path / "cp", database=engine), post, tmp_path)
+    assert fake.inits == []
+    assert fake.ranges == []
+
+
+def test_a_daemon_keeps_the_notes_of_its_adapters_in_its_database(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from daemon_support import config_at, write_config
+
+    from scheduler.daemon.worker import Worker
+    from scheduler.db.engine import make_engine
+
+    config = config_at(write_config(tmp_path / "config.toml", {"x-main": {"platform": "x"}}))
+    engine = make_engine(sqlite_url)
+
+    async def start() -> Any:
+        async with mock_client(FakeX()) as client:
+            worker = Worker(engine, config, client=client)
+            await worker.start()
+            try:
+                assert worker.adapters is not None
+                adapter = worker.adapters["x"]
+                await asyncio.to_thread(adapter.checkpoints.save, "x", "k1", {"parts": ["1"]})  # type: ignore[attr-defined]
+            finally:
+                await worker.close()
+
+    try:
+        asyncio.run(start())
+        assert [r["platform"] for r in rows(engine)] == ["x"]
+    finally:
+        engine.dispose()

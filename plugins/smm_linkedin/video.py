@@ -245,7 +245,7 @@ class VideoUpload:
 
     async def made(self) -> tuple[str | None, str | None]:
         """(the post noted as made with this video, the noted video): either None."""
-        note = await asyncio.to_thread(self.checkpoints.load, _PLATFORM, self.key) or {}
+        note = await self.checkpoints.recall(_PLATFORM, self.key) or {}
         post, video = note.get("post"), note.get("video")
         return (
             post if isinstance(post, str) else None,
@@ -255,8 +255,8 @@ class VideoUpload:
     async def posted(self, urn: str) -> None:
         """Note the post made with the video: no later attempt of this post makes another.
         Best effort: the post is made whatever the disk says."""
-        note = await asyncio.to_thread(self.checkpoints.load, _PLATFORM, self.key) or {}
         try:
+            note = await asyncio.to_thread(self.checkpoints.load, _PLATFORM, self.key) or {}
             await asyncio.to_thread(
                 self.checkpoints.save, _PLATFORM, self.key, {**note, "post": urn}
             )
@@ -264,7 +264,7 @@ class VideoUpload:
             log.warning("linkedin_checkpoint_failed", error=type(exc).__name__)
 
     async def _load(self) -> dict[str, Any] | None:
-        note = await asyncio.to_thread(self.checkpoints.load, _PLATFORM, self.key)
+        note = await self.checkpoints.recall(_PLATFORM, self.key)
         if not note or not isinstance(note.get("parts"), list) or "video" not in note:
             return None
         etags = note.get("etags")

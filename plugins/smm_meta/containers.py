@@ -192,7 +192,7 @@ class ContainerAdapter(Adapter):
     async def _recall(self, key: tuple[str, str]) -> str | None:
         container = self._containers.get(key)
         if container is None:
-            note = await asyncio.to_thread(self.checkpoints.load, self.platform, _note_key(key))
+            note = await self.checkpoints.recall(self.platform, _note_key(key))
             found = note.get("container") if note else None
             container = found if isinstance(found, str) and found else None
         return container

@@ -240,7 +240,7 @@ class VideoUpload:
     # -- the note --------------------------------------------------------------------------
 
     async def _load(self) -> dict[str, Any] | None:
-        note = await asyncio.to_thread(self.checkpoints.load, "facebook", self.key)
+        note = await self.checkpoints.recall("facebook", self.key)
         if not note or not all(k in note for k in ("session", "video", "start", "end", "size")):
             return None
         return note

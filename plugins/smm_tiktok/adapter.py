@@ -287,7 +287,7 @@ class TikTokAdapter(Adapter):
         if len(post.media) != 1:
             raise Rejected("TikTok: a post is one video")
         media = post.media[0]
-        note = await asyncio.to_thread(self.checkpoints.load, self.platform, key)
+        note = await self.checkpoints.recall(self.platform, key)
         if note and isinstance(note.get("publish_id"), str):
             resumed = await self._resume(account, key, note, media, settings)
             if resumed is not None:

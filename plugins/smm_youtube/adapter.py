@@ -379,7 +379,7 @@ class YouTubeAdapter(Adapter):
         if size == 0:
             raise Rejected(f"YouTube: {video_path} is empty")
         headers = self._headers(account)
-        note = await asyncio.to_thread(self.checkpoints.load, self.platform, key)
+        note = await self.checkpoints.recall(self.platform, key)
         video: dict[str, Any] | None = None
         if note and isinstance(note.get("video_id"), str):
             video = {"id": note["video_id"]}  # uploaded by an attempt that did not report it
