@@ -846,3 +846,10 @@ def test_a_refused_action_leads_back_to_its_post_and_quotes_input_briefly(
     assert "cannot read '9999" in problem(r.text)
     assert len(problem(r.text)) < 300
     assert '<a href="/post/tip-002">Back to the post</a>' in r.text
+
+
+def test_the_approvals_list_shows_what_each_post_says(site: Site, server: Server) -> None:
+    with client(server, "maria") as c:
+        page = c.get("/approvals").text
+    row = next(r for r in page.split("<tr>") if "sim-approve-001" in r)
+    assert "Needs a manager&#39;s eye" in row

@@ -293,6 +293,8 @@ def awaiting_approval(conn: Connection, limit: int = 50) -> list[Any]:
                 posts_t.c.due_at,
                 posts_t.c.content_type,
                 accounts_t.c.name.label("account"),
+                # What the approver signs off, at a glance (the post's page has the rest).
+                func.substr(posts_t.c.text, 1, 160).label("text"),
             )
             .join(accounts_t, accounts_t.c.id == posts_t.c.account_id)
             # Written out, not bound: only then may the database read the partial index
