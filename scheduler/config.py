@@ -335,7 +335,9 @@ class _Reader:
         try:
             return parse_duration(table[key])
         except ValueError as exc:
-            self.problem(f"{path}.{key}" if path else key, str(exc), "examples: 90s, 15m, 1h30m")
+            self.problem(
+                f"{path}.{key}" if path else key, str(exc), "examples: 90s, 15m, 1h30m, 2d"
+            )
             return default
 
     def number(
@@ -878,7 +880,14 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidInput([Problem(str(p), None, None, "file not found")], "config") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        # A config saved as UTF-16 or Latin-1 by an editor: say where and what to do.
+        line = exc.object[: exc.start].count(b"\n") + 1
+        problem = Problem(
+            str(p), line, None, "not UTF-8 text", "save the file as UTF-8 (TOML is UTF-8 only)"
+        )
+        raise InvalidInput([problem], "config") from None
+    except OSError as exc:
         raise InvalidInput([Problem(str(p), None, None, f"cannot read: {exc}")], "config") from None
     return parse_config(text, str(p), path=p)
 

@@ -196,7 +196,7 @@ def parse_duration(value: str | int | float) -> timedelta:
             total += float(m.group(1)) * _UNITS[m.group(2)]
             pos = m.end()
         if pos != len(text) or not text:
-            raise ValueError(f"not a duration: {shown} (examples: 90s, 15m, 1h30m, 2d)")
+            raise ValueError(f"not a duration: {shown}")
     if not total <= MAX_DURATION.total_seconds():  # inf and 1e300 included
         raise ValueError(f"a duration of at most {MAX_DURATION.days} days, got {shown}")
     return timedelta(seconds=total)

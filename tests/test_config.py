@@ -336,7 +336,29 @@ def test_bad_duration_is_reported_with_examples() -> None:
 
     assert (problem.file, problem.line, problem.field) == (FILE, 2, "policies.misfire_grace")
     assert "15 minutes" in problem.message
-    assert problem.hint == "examples: 90s, 15m, 1h30m"
+    assert problem.hint == "examples: 90s, 15m, 1h30m, 2d"
+    assert "examples" not in problem.message  # said once, in the hint
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        ("[accounts]\n".encode("utf-16"), 1),  # an editor's "Unicode": UTF-16 with its BOM
+        ('[logging]\nlevel = "info"\n# café\n'.encode("latin-1"), 3),
+    ],
+    ids=["utf-16", "latin-1"],
+)
+def test_a_config_that_is_not_utf8_says_where_and_what_to_do(
+    tmp_path: Path, data: bytes, line: int
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(data)
+    with pytest.raises(InvalidInput) as err:
+        load_config(path)
+    (problem,) = err.value.problems
+    assert (problem.line, problem.message) == (line, "not UTF-8 text")
+    assert "save the file as UTF-8" in problem.hint
+    assert "codec" not in str(err.value)
 
 
 def test_concurrency_is_auto_unless_a_number_is_given() -> None:

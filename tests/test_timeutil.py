@@ -262,8 +262,8 @@ def test_parse_duration_reads_a_bare_number_as_seconds(value: float, expected: f
 
 
 @pytest.mark.parametrize("text", ["", "abc", "10", "10x", "h1", "1h30", "-5m", "1h-30m", "m"])
-def test_parse_duration_rejects_malformed_text_with_examples(text: str) -> None:
-    with pytest.raises(ValueError, match=r"not a duration: .*\(examples: 90s, 15m"):
+def test_parse_duration_rejects_malformed_text(text: str) -> None:
+    with pytest.raises(ValueError, match=r"not a duration: "):
         parse_duration(text)
 
 

@@ -389,7 +389,7 @@ def _er_settings(raw: Mapping[str, Any]) -> ERSettings:
             try:
                 changes[key] = parse_duration(value)
             except (TypeError, ValueError) as exc:
-                raise WorldError(f"er.half_life: {exc}") from None
+                raise WorldError(f"er.half_life: {exc} (examples: 90s, 15m, 1h30m, 2d)") from None
         elif key == "frozen":
             if not isinstance(value, bool):
                 raise WorldError(f"er.frozen: true or false, got {value!r}")
