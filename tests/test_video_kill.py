@@ -1,5 +1,7 @@
 """A publisher killed with SIGKILL in the middle of a video upload: the next attempt, in a new
 process, resumes the same upload from its checkpoint note and makes one video and one post.
+With PostgreSQL the note is in the database and the next attempt runs on another host
+(checkpoint directories of its own): it resumes all the same.
 
 LinkedIn: killed after the second of three parts reached LinkedIn but before its answer (the
 ETag) came back; Facebook: killed after the second of three chunks was taken, its answer
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,10 +34,13 @@ _LINKEDIN_CHILD = textwrap.dedent(
     import httpx
     from smm_linkedin import LinkedInAdapter
     from test_linkedin_video import FakeLinkedIn, make_account, make_post
-    from scheduler import media
+    from scheduler import checkpoints, media
     from scheduler.checkpoints import Checkpoints
+    from scheduler.db.engine import make_engine
 
     notes, video, state = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+    if len(sys.argv) > 4:  # the database the daemon keeps its notes in
+        checkpoints.keep_in(make_engine(sys.argv[4]))
     fake = FakeLinkedIn()
 
     def server(request):
@@ -69,10 +75,13 @@ _FACEBOOK_CHILD = textwrap.dedent(
     import httpx
     from smm_meta import FacebookAdapter
     from test_facebook_video import FakeVideos, make_account, make_post, multipart_field
-    from scheduler import media
+    from scheduler import checkpoints, media
     from scheduler.checkpoints import Checkpoints
+    from scheduler.db.engine import make_engine
 
     notes, video, state, size = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+    if len(sys.argv) > 5:  # the database the daemon keeps its notes in
+        checkpoints.keep_in(make_engine(sys.argv[5]))
     fake = FakeVideos(size)
 
     def server(request):
@@ -124,7 +133,29 @@ def _spawn(tmp_path: Path, code: str, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env)
 
 
-def test_linkedin_a_sigkill_between_parts_leaves_one_video_and_one_post(tmp_path: Path) -> None:
+@pytest.fixture(params=["one-host", "two-hosts-on-postgres"])
+def hosts(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Path, Path, list[str]]]:
+    """(the killed publisher's notes, the next attempt's, the publisher's extra arguments):
+    one directory on one host, or one PostgreSQL database and a directory per host."""
+    if request.param == "one-host":
+        yield tmp_path / "notes", tmp_path / "notes", []
+        return
+    from scheduler.checkpoints import keep_in
+    from scheduler.db.engine import make_engine
+
+    url = request.getfixturevalue("postgres_url")
+    engine = make_engine(url)
+    keep_in(engine)  # the next attempt's daemon
+    try:
+        yield tmp_path / "host-a", tmp_path / "host-b", [url]
+    finally:
+        keep_in(None)
+        engine.dispose()
+
+
+def test_linkedin_a_sigkill_between_parts_leaves_one_video_and_one_post(
+    tmp_path: Path, hosts: tuple[Path, Path, list[str]]
+) -> None:
     import base64
 
     from test_linkedin_video import SIZE, FakeLinkedIn, attempt, make_post
@@ -132,15 +163,16 @@ def test_linkedin_a_sigkill_between_parts_leaves_one_video_and_one_post(tmp_path
     video = mp4(tmp_path, size=SIZE)  # three parts of 40 KB, 40 KB and 20 KB
     state = tmp_path / "server"
     state.mkdir()
-    notes = tmp_path / "notes"
-    child = _spawn(tmp_path, _LINKEDIN_CHILD, str(notes), video, str(state))
+    notes, resumed_with, database = hosts
+    child = _spawn(tmp_path, _LINKEDIN_CHILD, str(notes), video, str(state), *database)
     _kill_when(child, state / "second-part")
+    assert not database or not notes.exists(), "the notes went to files, not the database"
     kept = json.loads((state / "state.json").read_text())
     fake = FakeLinkedIn()
     fake.initialized, fake.puts, fake.posts = kept["initialized"], kept["puts"], kept["posts"]
     fake.parts = {int(n): base64.b64decode(b) for n, b in kept["parts"].items()}
     assert (fake.initialized, sorted(fake.parts), fake.posts) == (1, [0, 1], [])
-    published = attempt(fake, notes, make_post(video))
+    published = attempt(fake, resumed_with, make_post(video))
     assert fake.initialized == 1, "a second video was started"
     # Part 1 (its answer never heard) goes again; part 0, acknowledged, does not.
     assert fake.puts == 2 + 2
@@ -149,7 +181,9 @@ def test_linkedin_a_sigkill_between_parts_leaves_one_video_and_one_post(tmp_path
     assert published.remote_id == "urn:li:share:7199"
 
 
-def test_facebook_a_sigkill_between_chunks_leaves_one_video(tmp_path: Path) -> None:
+def test_facebook_a_sigkill_between_chunks_leaves_one_video(
+    tmp_path: Path, hosts: tuple[Path, Path, list[str]]
+) -> None:
     import base64
 
     from test_facebook_video import FakeVideos, attempt, make_post
@@ -158,15 +192,16 @@ def test_facebook_a_sigkill_between_chunks_leaves_one_video(tmp_path: Path) -> N
     video = mp4(tmp_path, size=size)
     state = tmp_path / "server"
     state.mkdir()
-    notes = tmp_path / "notes"
-    child = _spawn(tmp_path, _FACEBOOK_CHILD, str(notes), video, str(state), str(size))
+    notes, resumed_with, database = hosts
+    child = _spawn(tmp_path, _FACEBOOK_CHILD, str(notes), video, str(state), str(size), *database)
     _kill_when(child, state / "second-chunk")
+    assert not database or not notes.exists(), "the notes went to files, not the database"
     kept = json.loads((state / "state.json").read_text())
     fake = FakeVideos(size)
     fake.transfers, fake.finished = kept["transfers"], kept["finished"]
     fake.received = base64.b64decode(kept["received"])
     assert (len(fake.received), fake.finished) == (2000, 0)
-    published = attempt(fake, notes, make_post(video))
+    published = attempt(fake, resumed_with, make_post(video))
     # The note said chunk 2; Facebook had it and asked for chunk 3 (subcode 1363037).
     assert fake.received == Path(video).read_bytes()
     assert fake.finished == 1, "finished (published) more than once"

@@ -1,6 +1,8 @@
 """X threads and kill -9: the process publishing a chain is killed with SIGKILL after part 2
 reached X but before X's answer did; a new process resumes from the durable record. Part 2
 is found in the timeline, not posted again; part 3 goes out once; part 1 is not touched.
+With PostgreSQL the record is in the database, and the process that resumes is on another
+host (checkpoint directories of its own): it goes on from the parts the first one recorded.
 
 X is a local HTTP server speaking the documented shapes (POST /2/tweets, GET /2/users/me,
 GET /2/users/:id/tweets with referenced_tweets; docs.x.com), reached through the account's
@@ -45,9 +47,14 @@ class FakeX:
         self.lock = threading.Lock()
         self.posts: list[dict[str, Any]] = []
         self.hang_on: str | None = None
+        #: Whether the create that hangs made its post (False: it never got that far).
+        self.hung_makes = True
         self.hanging = threading.Event()
 
     def create(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        if payload["text"] == self.hang_on and not self.hung_makes:
+            self.hanging.set()
+            return None
         with self.lock:
             post_id = str(1445880548472328192 + len(self.posts))
             reply = payload.get("reply", {}).get("in_reply_to_tweet_id")
@@ -140,9 +147,14 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     import httpx
     from smm_x import XAdapter
+    from scheduler import checkpoints
     from scheduler.checkpoints import Checkpoints
+    from scheduler.db.engine import make_engine
     from scheduler.testing import account_with_secrets
     from test_x_thread_kill import TOKEN, make_post
+
+    if len(sys.argv) > 3:  # the database the daemon keeps its notes in
+        checkpoints.keep_in(make_engine(sys.argv[3]))
 
     async def main():
         account = account_with_secrets(
@@ -201,5 +213,68 @@ def test_kill_9_after_part_2_left_resumes_without_posting_it_again(
     first = asyncio.run(resume())
     texts = {p["id"]: p["text"] for p in fake.posts}
     chain = [(p["text"], texts.get(p["reply"])) for p in fake.posts]
+    assert chain == [(TEXTS[0], None), (TEXTS[1], TEXTS[0]), (TEXTS[2], TEXTS[1])]
+    assert first == fake.posts[0]["id"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("made", [True, False], ids=["part-3-made", "part-3-not-made"])
+def test_kill_9_during_part_3_another_host_finishes_the_chain_from_the_database(
+    x_server: tuple[FakeX, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_url: str,
+    made: bool,
+) -> None:
+    from scheduler.checkpoints import keep_in
+    from scheduler.db.engine import make_engine
+
+    fake, base = x_server
+    fake.hang_on, fake.hung_makes = TEXTS[2], made
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    log = tmp_path / "host-a.log"
+    with log.open("wb") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, base, str(tmp_path / "host-a"), postgres_url],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            assert fake.hanging.wait(30), f"part 3 never reached X:\n{log.read_text()}"
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(10)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+    assert child.returncode == -signal.SIGKILL
+    assert [p["text"] for p in fake.posts] == list(TEXTS if made else TEXTS[:2])
+    assert not (tmp_path / "host-a").exists(), "the notes went to files, not the database"
+
+    # Host B: a daemon's notes in the same database, its own (empty) checkpoint directory,
+    # after X's timeline has had time to show what it has.
+    fake.hang_on = None
+    later = datetime.now(UTC) + timedelta(minutes=3)
+    monkeypatch.setattr("smm_x.adapter.utcnow", lambda: later)
+    engine = make_engine(postgres_url)
+    keep_in(engine)
+
+    async def resume() -> str:
+        account = account_with_secrets(
+            "x-main", "x", {"api_base": base}, secrets={"access_token": TOKEN}
+        )
+        async with httpx.AsyncClient(timeout=30) as client:
+            adapter = XAdapter(client)  # its default Checkpoints(), as the daemon builds it
+            return (await adapter.publish(make_post(), account, "k1-key")).remote_id
+
+    try:
+        first = asyncio.run(resume())
+    finally:
+        engine.dispose()
+    texts = {p["id"]: p["text"] for p in fake.posts}
+    chain = [(p["text"], texts.get(p["reply"])) for p in fake.posts]
+    # Every part once, each replying to the one before: none repeated, none skipped.
     assert chain == [(TEXTS[0], None), (TEXTS[1], TEXTS[0]), (TEXTS[2], TEXTS[1])]
     assert first == fake.posts[0]["id"]
