@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select, update
 from scheduler.config import Config, parse_config
 from scheduler.db.models import PostState
 from scheduler.errors import Problem
-from scheduler.plan import pipeline, validating
+from scheduler.plan import importer, pipeline, validating
 from scheduler.plan.importer import ImportDiff
 from scheduler.plan.read import PlanFiles
 from scheduler.plan.slotplan import SlotPlanner, epoch_minute
@@ -184,6 +184,29 @@ def test_ids_that_share_a_hash_are_compared_in_passes_of_a_bounded_size(
     diff, problems = run(engine, config, PlanFiles([csv_plan(tmp_path / "p.csv", rows)]), False)
     assert problems == []
     assert diff.summary()["added"] == 8
+
+
+def test_a_re_import_keeps_the_first_changed_and_gone_posts_and_counts_them_all(
+    engine: Engine, config: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    monkeypatch.setattr(importer, "KEPT_ENTRIES", 3)
+    path = tmp_path / "p.csv"
+    rows = [f"p{i},riga,t,text {i}," for i in range(20)]
+    assert run(engine, config, PlanFiles([csv_plan(path, rows)]), parallel)[1] == []
+    # Ten posts change, eight leave the plan (pruned: read and cancelled page by page).
+    rows = [f"p{i},riga,t,new text {i}," for i in range(10)] + rows[10:12]
+    diff, problems = run(engine, config, PlanFiles([csv_plan(path, rows)]), parallel, prune=True)
+    assert problems == []
+    summary = diff.summary()
+    assert (summary["updated"], summary["unchanged"], summary["gone"]) == (10, 2, 8)
+    assert summary["cancelled"] == 8
+    assert [p.key for p, _ in diff.updated] == ["p0", "p1", "p2"]
+    assert [g.key for g in diff.gone] == ["p12", "p13", "p14"]
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(posts_t.c.key, posts_t.c.state)).all())
+    assert sorted(k for k, v in states.items() if v == PostState.CANCELLED) == sorted(
+        f"p{i}" for i in range(12, 20)
+    )
 
 
 def test_a_byte_that_is_not_utf8_deep_in_a_csv_voids_the_rows_read_before_it(

@@ -157,29 +157,41 @@ def _print_diff(diff: ImportDiff, dry_run: bool, prune: bool) -> None:
         click.echo(f"  + {item.key} ({item.account}, {item.content_type})")
     for item, old in diff.updated + diff.requeued:
         click.echo(f"  ~ {item.key} ({old.state})")
+    _more(diff, "updated", "requeued")
     for item, old in diff.renamed:
         click.echo(f"  = {old.key} is now {item.key} ({old.state})")
+    _more(diff, "renamed")
     for item, old in diff.locked:
         click.echo(
             click.style(
                 f"  ! {item.key}: changed in the plan but {old.state}; not touched", fg="yellow"
             )
         )
+    _more(diff, "locked")
     if diff.gone:
         action = f"{verb} cancelled" if prune else "kept (use --prune to cancel them)"
-        click.echo(f"{len(diff.gone)} post(s) no longer in the plan, {action}:")
+        click.echo(f"{diff.count('gone')} post(s) no longer in the plan, {action}:")
         for g in diff.gone[:50]:
             click.echo(f"  - {g.key} ({g.state})")
-        if len(diff.gone) > 50:
-            click.echo(f"  ... and {len(diff.gone) - 50} more")
+        if diff.count("gone") > 50:
+            click.echo(f"  ... and {diff.count('gone') - 50} more")
     if diff.dropped:
         click.echo(
-            f"{len(diff.dropped)} post(s) of accounts taken off their plan item {verb} cancelled:"
+            f"{diff.count('dropped')} post(s) of accounts taken off their plan item "
+            f"{verb} cancelled:"
         )
         for d in diff.dropped[:50]:
             click.echo(f"  - {d.key} ({d.state})")
-        if len(diff.dropped) > 50:
-            click.echo(f"  ... and {len(diff.dropped) - 50} more")
+        if diff.count("dropped") > 50:
+            click.echo(f"  ... and {diff.count('dropped') - 50} more")
+
+
+def _more(diff: ImportDiff, *names: str) -> None:
+    """The posts of lists ``names`` the diff counted but did not keep (a large import keeps
+    the first of each)."""
+    more = sum(diff.count(name) - len(getattr(diff, name)) for name in names)
+    if more:
+        click.echo(f"  ... and {more} more")
 
 
 @plan.command("import")

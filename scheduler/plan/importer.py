@@ -81,6 +81,10 @@ class NewPost(NamedTuple):
     content_type: str
 
 
+#: Entries a streamed import's diff keeps of each list (``ImportDiff.keep``).
+KEPT_ENTRIES = 1_000
+
+
 @dataclass
 class ImportDiff:
     """What an import would do (``--dry-run`` prints it) and, once applied, did."""
@@ -109,6 +113,21 @@ class ImportDiff:
     added_count: int | None = None
     #: How many problems were found, when only the first of them were kept.
     problem_count: int = 0
+    #: How many entries each list above has, for the lists that keep only the first
+    #: ``KEPT_ENTRIES`` of them (a streamed import, ``keep``): by the list's name.
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, name: str) -> int:
+        """How many entries list ``name`` (``updated``, ``gone``...) has, kept or not."""
+        return self.counts.get(name, len(getattr(self, name)))
+
+    def keep(self, name: str, entries: Sequence[Any]) -> None:
+        """Add ``entries`` to list ``name``, which keeps only the first ``KEPT_ENTRIES``
+        (memory stays bounded however many posts an import changes); ``count`` counts all."""
+        kept: list[Any] = getattr(self, name)
+        self.counts[name] = self.count(name) + len(entries)
+        if len(kept) < KEPT_ENTRIES:
+            kept += entries[: KEPT_ENTRIES - len(kept)]
 
     def take(self, part: ImportDiff) -> None:
         """Add what ``part``, the diff of a later part of the same plan, says about stored
@@ -123,7 +142,12 @@ class ImportDiff:
     @property
     def queues_posts(self) -> bool:
         """Whether the import adds posts to the queue or changes queued ones."""
-        return bool(self.added_total or self.updated or self.requeued or self.dropped)
+        return bool(
+            self.added_total
+            or self.count("updated")
+            or self.count("requeued")
+            or self.count("dropped")
+        )
 
     @property
     def added_total(self) -> int:
@@ -133,13 +157,13 @@ class ImportDiff:
     def summary(self) -> dict[str, int]:
         return {
             "added": self.added_total,
-            "updated": len(self.updated),
-            "requeued": len(self.requeued),
+            "updated": self.count("updated"),
+            "requeued": self.count("requeued"),
             "unchanged": self.unchanged,
-            "locked": len(self.locked),
-            "gone": len(self.gone),
-            "dropped": len(self.dropped),
-            "cancelled": (len(self.gone) if self.pruned else 0) + len(self.dropped),
+            "locked": self.count("locked"),
+            "gone": self.count("gone"),
+            "dropped": self.count("dropped"),
+            "cancelled": (self.count("gone") if self.pruned else 0) + self.count("dropped"),
         }
 
 
@@ -251,6 +275,7 @@ def reconcile_groups(
     group_items: Collection[str],
     planned: Container[str],
     account_ids: Mapping[str, int],
+    settled: set[int] | None = None,
 ) -> list[Existing]:
     """Match the stored posts of items whose accounts changed shape with the posts the plan
     now makes of them, and return the waiting ones no account of their item claims (to be
@@ -262,7 +287,8 @@ def reconcile_groups(
     ``planned`` holds every post id the plan makes. A post made under another id of its item
     (``ITEM`` when the item named one account, ``ITEM@ACCOUNT`` when it named several) on the
     same account is entered in ``stored`` under its new id: the import then renames it and
-    treats it as that post, so a post already published is never made again.
+    treats it as that post, so a post already published is never made again. The posts
+    adopted or dropped are taken out of ``gone``, and added to ``settled`` when given.
     """
     grouped = grouped_posts(conn, item_ids)
     if not grouped and not group_items:
@@ -296,7 +322,10 @@ def reconcile_groups(
             if old.id not in taken and old.key not in planned and old.state in PRUNABLE
         ]
     settled_ids = taken | {d.id for d in dropped}
-    gone[:] = [g for g in gone if g.id not in settled_ids]
+    if gone:
+        gone[:] = [g for g in gone if g.id not in settled_ids]
+    if settled is not None:
+        settled |= settled_ids
     return dropped
 
 

@@ -31,7 +31,7 @@ import bisect
 import contextlib
 import itertools
 from array import array
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -263,17 +263,31 @@ def _existing(conn: Connection, keys: Sequence[str]) -> dict[str, Existing]:
     return {row[1]: Existing._make(row) for row in conn.execute(query)}
 
 
-def _gone(conn: Connection, scan: _Scan, files: Sequence[str]) -> list[Existing]:
-    """Waiting posts of the plan's files whose ids the plan no longer names, read a chunk
-    at a time."""
-    query = select(*_EXISTING).where(
-        posts_t.c.plan_file.in_(files), posts_t.c.state.in_(sorted(PRUNABLE))
-    )
-    gone: list[Existing] = []
-    result = conn.execute(query.execution_options(yield_per=validating.CHUNK))
-    for partition in result.partitions():
-        gone += [Existing._make(r) for r in partition if not scan.names(r[1])]
-    return gone
+def _gone(
+    conn: Connection, scan: _Scan, files: Sequence[str], settled: Container[int]
+) -> Iterator[list[Existing]]:
+    """Waiting posts of the plan's files whose ids the plan no longer names (but those
+    ``reconcile_groups`` settled), a page at a time: each page is read in full (by id,
+    after the last one) before it is given, so the caller may cancel its posts."""
+    after = 0
+    while True:
+        query = (
+            select(*_EXISTING)
+            .where(
+                posts_t.c.plan_file.in_(files),
+                posts_t.c.state.in_(sorted(PRUNABLE)),
+                posts_t.c.id > after,
+            )
+            .order_by(posts_t.c.id)
+            .limit(validating.CHUNK)
+        )
+        page = [Existing._make(r) for r in conn.execute(query)]
+        if not page:
+            return
+        after = page[-1].id
+        gone = [g for g in page if not scan.names(g.key) and g.id not in settled]
+        if gone:
+            yield gone
 
 
 #: Ids whose hash the first pass saw more than once, compared as written in one pass.
@@ -399,18 +413,15 @@ class _Writer:
         total: int,
         dry_run: bool,
         scan: _Scan,
-        gone: list[Existing],
         account_ids: Mapping[str, int],
         groups: bool,
     ) -> None:
-        #: The post ids the plan makes; its stored posts that left it (``reconcile_groups``
-        #: takes out those another post of their item adopts); whether groups are stored.
+        #: The post ids the plan makes; whether groups are stored.
         self.planned = scan
-        self.gone = gone
         self.account_ids = account_ids
         self.groups = groups
-        #: Waiting posts of accounts taken off their item (cancelled at the end).
-        self.dropped: list[Existing] = []
+        #: Stored posts ``reconcile_groups`` adopted or dropped: never gone.
+        self.settled: set[int] = set()
         self.total = total
         self.dry_run = dry_run
         self.conn = conn
@@ -426,8 +437,9 @@ class _Writer:
         self.writing = True
         #: Accounts whose stored posts changed or moved in the plan: they get new slots.
         self.touched: set[int] = set()
-        #: Stored posts the plan changed (their new values hold, not a slot planned before).
-        self.changed: set[int] = set()
+        #: Stored posts the plan changed (their new values hold, not a slot planned before),
+        #: compactly (sorted once the writing is over).
+        self.changed: array[int] = array("q")
         preparer = conn.dialect.identifier_preparer
         marker = "?" if conn.dialect.name == "sqlite" else "%s"
         self._update_sql = (
@@ -453,17 +465,37 @@ class _Writer:
                 group_items.append(item_id)
         existing = _existing(self.conn, keys)
         if group_items or self.groups:
-            self.dropped += reconcile_groups(
+            dropped = reconcile_groups(
                 self.conn,
                 existing,
-                self.gone,
+                [],
                 list(members),
                 lambda item_id: members.get(item_id, ()),
                 group_items,
                 self.planned,
                 self.account_ids,
+                self.settled,
             )
+            if dropped:
+                self._drop(dropped)
         return existing
+
+    def _drop(self, dropped: list[Existing]) -> None:
+        """Waiting posts of accounts taken off their item: cancelled (unless nothing is
+        written), and the first of them kept for the summary."""
+        self.diff.keep("dropped", dropped)
+        if self.dry_run or not self.writing:
+            return
+        self.conn.execute(
+            update(posts_t)
+            .where(posts_t.c.id.in_([d.id for d in dropped]), posts_t.c.state.in_(PRUNABLE))
+            .values(state=PostState.CANCELLED, updated_at=self.now)
+        )
+        changes = [Change(d.id, d.key, d.state, PostState.CANCELLED) for d in dropped]
+        record_events(
+            self.conn, changes, self.now, "plan", "its account was taken off the plan item"
+        )
+        self.touched.update(d.account_id for d in dropped)
 
     def take(self, chunk: validating.Chunk) -> None:
         problems = chunk.problems
@@ -492,6 +524,7 @@ class _Writer:
         moved: list[tuple[Any, ...]] = []
         planners, due = self.planners, self.rows.due
         renamed: list[tuple[str, str | None, int]] = []
+        renames: list[tuple[NewPost, Existing]] = []
         for row in chunk.rows:
             old = existing.get(row[_KEY]) if existing else None
             if old is None:
@@ -500,8 +533,7 @@ class _Writer:
                 new.append(row)
                 continue
             if old.key != row[_KEY]:  # adopted by ``reconcile_groups``
-                post = NewPost(row[_KEY], self.names[row[_ACCOUNT]], row[1])
-                self.diff.renamed.append((post, old))  # type: ignore[arg-type]
+                renames.append((NewPost(row[_KEY], self.names[row[_ACCOUNT]], row[1]), old))
                 renamed.append((row[_KEY], row[_GROUP], old.id))
             if old.content_hash == row[_HASH] and old.account_id == row[_ACCOUNT]:
                 self.diff.unchanged += 1
@@ -511,6 +543,8 @@ class _Writer:
                     self.touched.add(old.account_id)
             else:
                 changed.append((row, old))
+        if renames:
+            self.diff.keep("renamed", renames)
         if new:
             self.added += len(new)
             if len(self.diff.added) < ADDED_KEPT:
@@ -555,15 +589,17 @@ class _Writer:
         values and start afresh (as ``apply_changes`` writes them)."""
         updates: list[tuple[Any, ...]] = []
         changes: list[Change] = []
+        kinds: dict[str, list[tuple[NewPost, Existing]]] = {
+            "locked": [],
+            "requeued": [],
+            "updated": [],
+        }
         for row, old in changed:
             post = NewPost(row[_KEY], self.names[row[_ACCOUNT]], row[1])
             if old.state in LOCKED:
-                self.diff.locked.append((post, old))  # type: ignore[arg-type]
+                kinds["locked"].append((post, old))
                 continue
-            if old.state in REQUEUEABLE:
-                self.diff.requeued.append((post, old))  # type: ignore[arg-type]
-            else:
-                self.diff.updated.append((post, old))  # type: ignore[arg-type]
+            kinds["requeued" if old.state in REQUEUEABLE else "updated"].append((post, old))
             # A changed post starts afresh: a paused one stays paused, any other waits in
             # the queue, or for sign-off again where the item or the account needs it.
             if row[_STATE] == PostState.PENDING_APPROVAL.value:
@@ -575,9 +611,12 @@ class _Writer:
             if state != old.state:
                 changes.append(Change(old.id, old.key, old.state, state))
             updates.append((*(row[i] for i in _UPDATE_AT), state.value, old.id))
-            self.changed.add(old.id)
+            self.changed.append(old.id)
             self.touched.add(row[_ACCOUNT])
             self.touched.add(old.account_id)
+        for name, entries in kinds.items():
+            if entries:
+                self.diff.keep(name, entries)
         if self.dry_run:
             return
         if updates:
@@ -639,7 +678,6 @@ def import_plan(
         # Ids whose hash repeats are compared as written, before anything is written.
         duplicated, duplicates = _duplicates(plan, scan) if scan.duplicates else ([], 0)
         more = [p for name in sorted(scan.named) for p in watched[name]]
-        gone = _gone(conn, scan, sorted({plan_file_id(f) for f in scan.files})) if stored else []
         touched = sorted(scan.queued | scan.taken.keys())
         held = holding_posts(conn, touched) if touched else {}
         by_id = {account_ids[name]: acc for name, acc in config.accounts.items()}
@@ -666,7 +704,6 @@ def import_plan(
             scan.count,
             dry_run,
             scan,
-            gone,
             account_ids,
             groups,
         )
@@ -692,34 +729,29 @@ def import_plan(
         return diff, listed
     diff = writer.diff
     diff.added_count = writer.added
-    diff.gone = gone  # less what reconcile_groups took out
-    diff.dropped = writer.dropped
     diff.pruned = prune
+    files = sorted({plan_file_id(f) for f in scan.files})
     if dry_run:
+        for gone in _gone(conn, scan, files, writer.settled) if stored else ():
+            diff.keep("gone", gone)
         return diff, []
     # The slots stored posts moved to for the new ones, but for the posts the plan changed.
+    changed_ids = array("q", sorted(writer.changed))
     moves = [m for planner in planners.values() for m in planner.finish()]
-    write_slot_times(conn, [m for m in moves if m[0] not in writer.changed], now)
+    write_slot_times(conn, [m for m in moves if not _holds(changed_ids, m[0])], now)
     touched_now = set(writer.touched)
-    if prune and gone:
-        conn.execute(
-            update(posts_t)
-            .where(posts_t.c.id.in_([g.id for g in gone]))
-            .values(state=PostState.CANCELLED, updated_at=now)
-        )
-        gone_changes = [Change(g.id, g.key, g.state, PostState.CANCELLED) for g in gone]
-        record_events(conn, gone_changes, now, "plan", "no longer in the plan (--prune)")
-        touched_now |= {g.account_id for g in gone}
-    if writer.dropped:
-        dropped = writer.dropped
-        conn.execute(
-            update(posts_t)
-            .where(posts_t.c.id.in_([d.id for d in dropped]), posts_t.c.state.in_(PRUNABLE))
-            .values(state=PostState.CANCELLED, updated_at=now)
-        )
-        changes = [Change(d.id, d.key, d.state, PostState.CANCELLED) for d in dropped]
-        record_events(conn, changes, now, "plan", "its account was taken off the plan item")
-        touched_now |= {d.account_id for d in dropped}
+    # Stored posts the plan no longer names, a page at a time (cancelled with --prune).
+    for gone in _gone(conn, scan, files, writer.settled) if stored else ():
+        diff.keep("gone", gone)
+        if prune:
+            conn.execute(
+                update(posts_t)
+                .where(posts_t.c.id.in_([g.id for g in gone]))
+                .values(state=PostState.CANCELLED, updated_at=now)
+            )
+            gone_changes = [Change(g.id, g.key, g.state, PostState.CANCELLED) for g in gone]
+            record_events(conn, gone_changes, now, "plan", "no longer in the plan (--prune)")
+            touched_now |= {g.account_id for g in gone}
     for account_id in sorted(touched_now):
         if account_id in by_id:
             assign_queue_slots(conn, by_id[account_id], account_id, now)
