@@ -278,3 +278,86 @@ def test_kill_9_during_part_3_another_host_finishes_the_chain_from_the_database(
     # Every part once, each replying to the one before: none repeated, none skipped.
     assert chain == [(TEXTS[0], None), (TEXTS[1], TEXTS[0]), (TEXTS[2], TEXTS[1])]
     assert first == fake.posts[0]["id"]
+
+
+@pytest.mark.slow
+def test_two_daemons_on_postgres_the_second_finishes_a_chain_the_first_was_killed_in(
+    x_server: tuple[FakeX, str], tmp_path: Path, postgres_url: str
+) -> None:
+    """``smm run`` on "host A" is killed with SIGKILL while part 3 of 3 is out but unanswered;
+    ``smm run`` on "host B" (a state directory of its own, the same database) rescues the
+    post: its lookup reads the chain's record from the database and finds part 3 in the
+    timeline (the rescue leaves the post unconfirmed, the next reconcile settles it as
+    published). No part is sent twice."""
+    from daemon_support import Daemons, post_rows, wait_dispatching, wait_until
+
+    from scheduler.adapter import PostOptions
+    from scheduler.config import load_config
+    from scheduler.db.engine import make_engine
+    from scheduler.plan.importer import apply_plan
+    from scheduler.plan.items import PlanItem
+
+    fake, base = x_server
+    fake.hang_on = TEXTS[2]
+    token = tmp_path / "x-token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            [logging]
+            level = "info"
+            [daemon]
+            tick = "0.2s"
+            lease = "1s"
+            reconcile = "1s"
+            shutdown_deadline = "3s"
+            [policies]
+            misfire_grace = "1h"
+            [accounts.x-main]
+            platform = "x"
+            timezone = "UTC"
+            options.api_base = "{base}"
+            credentials.access_token = {{ file = "{token}" }}
+            """
+        )
+    )
+    engine = make_engine(postgres_url)
+    now = datetime.now(UTC)
+    item = PlanItem(
+        "k1", "x-main", "instruction", TEXTS[0], (), None, (), False, now, "plan.yaml", 1,
+        "line", 0, options=PostOptions(thread=TEXTS[1:]),
+    )  # fmt: skip
+    with engine.begin() as conn:
+        apply_plan(conn, [item], load_config(config), now)
+
+    def host(name: str) -> Daemons:
+        state = tmp_path / name
+        return Daemons(config, postgres_url, tmp_path, env={"STATE_DIRECTORY": str(state)})
+
+    try:
+        with host("host-a") as a, host("host-b") as b:
+            first = a.start(log="host-a.log")
+            wait_dispatching(first, engine)
+            assert fake.hanging.wait(60), f"part 3 never reached X:\n{a.logs()}"
+            first.kill()
+            fake.hang_on = None
+            second = b.start(log="host-b.log")
+            try:
+                wait_until(
+                    lambda: post_rows(engine)["k1"].state == "published",
+                    timeout=60,
+                    what="host B to settle the chain",
+                )
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\n{a.logs()}\n{b.logs()}") from None
+            assert second.terminate() == 0, second.tail()
+        row = post_rows(engine)["k1"]
+    finally:
+        engine.dispose()
+    texts = {p["id"]: p["text"] for p in fake.posts}
+    chain = [(p["text"], texts.get(p["reply"])) for p in fake.posts]
+    assert chain == [(TEXTS[0], None), (TEXTS[1], TEXTS[0]), (TEXTS[2], TEXTS[1])]
+    assert row.remote_id == fake.posts[0]["id"]
+    assert not (tmp_path / "host-a" / "checkpoints").exists()  # the notes were in the database
