@@ -73,33 +73,29 @@ def executemany(conn: Connection, sql: str, params: Sequence[tuple[Any, ...]]) -
     return conn.exec_driver_sql(sql, list(params)).rowcount
 
 
-def insert_returning(
-    conn: Connection,
-    table: Table,
-    columns: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
-    returning: Sequence[str],
-) -> list[tuple[Any, ...]]:
-    """SQLite: one multi-row ``INSERT ... VALUES (...) RETURNING`` (values already converted).
+def json_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[list[Any]]:
+    """SQLite: the rows of ``sql``, a query that returns one row holding them all as a JSON
+    array of arrays (``json_group_array(json_array(...))``): one step of the driver, where
+    reading rows one by one takes the interpreter lock once per row. Text stays text (JSON
+    columns are decoded by ``row_reader``, as when read as rows)."""
+    text = conn.exec_driver_sql(sql, tuple(params)).scalar()
+    rows: list[list[Any]] = json.loads(text) if text else []
+    return rows
 
-    Rows are sent in chunks that stay under SQLite's bound-parameter limit.
-    """
-    out: list[tuple[Any, ...]] = []
-    if not rows:
-        return out
+
+def insert_rows(
+    conn: Connection, table: Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """SQLite: one multi-row ``INSERT ... VALUES`` per chunk under the parameter limit."""
     one = "(" + ", ".join("?" * len(columns)) + ")"
     cols = ", ".join(quote(conn, c) for c in columns)
-    ret = ", ".join(quote(conn, c) for c in returning)
     chunk = max(1, 30000 // len(columns))
     for start in range(0, len(rows), chunk):
         part = rows[start : start + chunk]
-        sql = (
-            f"INSERT INTO {table_name(conn, table)} ({cols}) VALUES "
-            f"{', '.join([one] * len(part))} RETURNING {ret}"
+        conn.exec_driver_sql(
+            f"INSERT INTO {table_name(conn, table)} ({cols}) VALUES {', '.join([one] * len(part))}",
+            tuple(v for row in part for v in row),
         )
-        flat = tuple(v for row in part for v in row)
-        out.extend(tuple(r) for r in conn.exec_driver_sql(sql, flat).all())
-    return out
 
 
 #: Rows per ``update_from`` statement: well under SQLite's 32,766 bound parameters.

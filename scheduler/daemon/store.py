@@ -259,25 +259,19 @@ def _claim_sqlite(
     names: Mapping[int, str] | None,
     link: Link | None,
 ) -> tuple[list[Claimed], list[Change]]:
-    """``claim`` on SQLite: one ``BEGIN IMMEDIATE`` transaction (on ``link``'s connection)."""
+    """``claim`` on SQLite: one ``BEGIN IMMEDIATE`` transaction (on ``link``'s connection).
+
+    Every statement returns one row at most (lists come aggregated): the driver gives the
+    interpreter lock up and takes it back for each row it steps through, and while the event
+    loop is busy in the other thread every one of those waits for it."""
     with _immediate(engine, link) as conn:
-        candidates = _candidates(conn, now, limit, accounts)
-        if not candidates:
-            return [], []
-        stale = [
-            c
-            for c in candidates
-            if now - c.next_attempt_at > grace.get(c.account_id, default_grace)
-        ]
-        fresh_ids = [c.id for c in candidates if c not in stale]
-        missed = _mark_missed(conn, stale, now, owner)
+        fresh_ids, stale_ids = _candidates(conn, now, limit, accounts, grace, default_grace)
+        missed = _mark_missed(conn, _rows_of(conn, stale_ids), now, owner) if stale_ids else []
         if not fresh_ids:
             return [], missed
         rows = _lease(conn, fresh_ids, owner, now, lease)
         known = _account_names(conn, rows, names)
-        attempts = [(r.id, r.attempt_count, r.idempotency_key, owner, now) for r in rows]
-        ids = _insert_attempts(conn, attempts)
-        attempt_of = {post_id: attempt_id for attempt_id, post_id in ids}
+        attempt_of = _insert_attempts(conn, rows, owner, now)
         history = _history(conn, rows)
     return _claimed(rows, attempt_of, known, history), missed
 
@@ -354,30 +348,60 @@ _ACTIVE_SQL = (
 
 
 def _candidates(
-    conn: Connection, now: datetime, limit: int, accounts: Collection[int] | None
-) -> list[Any]:
-    """SQLite: the due posts a claim takes, oldest first (id, account_id, next_attempt_at,
-    key, state), read in ``ix_posts_due`` order: the index already sorts them.
+    conn: Connection,
+    now: datetime,
+    limit: int,
+    accounts: Collection[int] | None,
+    grace: Mapping[int, timedelta],
+    default_grace: timedelta,
+) -> tuple[list[int], list[int]]:
+    """SQLite: the due posts a claim takes, read in ``ix_posts_due`` order (the index
+    already sorts them): the ids of those within their account's misfire grace, and of those
+    later than it. Timestamps are stored as text that sorts as they do, so a post is late
+    when its due text is below its account's ``now - grace``.
 
     The unary ``+`` keeps the account filters from steering the planner to the
     (account_id, state) index, which would sort every due row of those accounts per claim.
     """
+    when = fastsql.datetime_converter(conn)
     only = ""
-    params: tuple[Any, ...] = (fastsql.datetime_converter(conn)(now),)
+    params: list[Any] = []
+    own = {a: g for a, g in grace.items() if g != default_grace}
+    threshold = "?"
+    if own:
+        threshold = "CASE p.account_id " + "WHEN ? THEN ? " * len(own) + "ELSE ? END"
+        for account_id, g in own.items():
+            params += (account_id, when(now - g))
+    params.append(when(now - default_grace))
+    params.append(when(now))
     if accounts is not None:
         ids = list(accounts)
         only = f"AND +p.account_id IN ({', '.join('?' * len(ids))}) " if ids else "AND 0 "
-        params += tuple(ids)
-    columns = ("id", "account_id", "next_attempt_at", "key", "state")
-    selected = ", ".join(f"p.{fastsql.quote(conn, c)}" for c in columns)
-    raw = conn.exec_driver_sql(
-        f"SELECT {selected} FROM {posts_t.name} p WHERE p.{_DUE_SQL} "
+        params += ids
+    row = conn.exec_driver_sql(
+        "SELECT group_concat(CASE WHEN c.due >= c.edge THEN c.id END), "
+        "group_concat(CASE WHEN c.due < c.edge THEN c.id END) "
+        f"FROM (SELECT p.id AS id, p.next_attempt_at AS due, {threshold} AS edge "
+        f"FROM {posts_t.name} p WHERE p.{_DUE_SQL} "
         f"AND p.next_attempt_at <= ? AND {_ACTIVE_SQL} {only}"
-        "ORDER BY p.next_attempt_at, p.id LIMIT ?",
+        "ORDER BY p.next_attempt_at, p.id LIMIT ?) c",
         (*params, limit),
-    ).all()
-    read = fastsql.row_reader(conn, posts_t, columns)
-    return [read(r) for r in raw]
+    ).one()
+    return _ids(row[0]), _ids(row[1])
+
+
+def _ids(text: str | None) -> list[int]:
+    """A ``group_concat`` of integer ids as a list (None: no rows)."""
+    return [int(i) for i in text.split(",")] if text else []
+
+
+def _rows_of(conn: Connection, ids: Sequence[int]) -> list[Any]:
+    """SQLite: (id, key, state) of posts ``ids``, what a misfire's change records."""
+    return list(
+        conn.execute(
+            select(posts_t.c.id, posts_t.c.key, posts_t.c.state).where(posts_t.c.id.in_(ids))
+        ).all()
+    )
 
 
 _CLAIM_NAMES = tuple(c.name for c in _CLAIM_COLUMNS)
@@ -390,28 +414,53 @@ MISSED_REASON = "later than the misfire grace"
 def _lease(
     conn: Connection, ids: Sequence[int], owner: str, now: datetime, lease: timedelta
 ) -> list[Any]:
-    """SQLite: take the lease on posts ``ids``; returns their ``_CLAIM_COLUMNS``."""
+    """SQLite: take the lease on posts ``ids``; returns their ``_CLAIM_COLUMNS``, read back
+    in the same transaction as one JSON array (not ``RETURNING``: a row at a time)."""
     when = fastsql.datetime_converter(conn)
-    names = [c.name for c in _CLAIM_COLUMNS]
-    raw = conn.exec_driver_sql(
-        f"UPDATE {fastsql.table_name(conn, posts_t)} SET state = ?, lease_owner = ?, "
+    table = fastsql.table_name(conn, posts_t)
+    marks = ", ".join("?" * len(ids))
+    conn.exec_driver_sql(
+        f"UPDATE {table} SET state = ?, lease_owner = ?, "
         "lease_expires_at = ?, attempt_count = attempt_count + 1, updated_at = ? "
-        f"WHERE id IN ({', '.join('?' * len(ids))}) "
-        f"RETURNING {', '.join(fastsql.quote(conn, n) for n in names)}",
+        f"WHERE id IN ({marks})",
         (str(PostState.CLAIMED), owner, when(now + lease), when(now), *ids),
-    ).all()
-    read = fastsql.row_reader(conn, posts_t, names)
+    )
+    columns = ", ".join(fastsql.quote(conn, n) for n in _CLAIM_NAMES)
+    raw = fastsql.json_rows(
+        conn,
+        f"SELECT json_group_array(json_array({columns})) FROM {table} WHERE id IN ({marks})",
+        ids,
+    )
+    read = fastsql.row_reader(conn, posts_t, _CLAIM_NAMES)
     return [read(r) for r in raw]
 
 
 _ATTEMPT_COLUMNS = ("post_id", "number", "idempotency_key", "owner", "started_at")
 
 
-def _insert_attempts(conn: Connection, attempts: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """SQLite: open one attempt row per claimed post; returns (attempt id, post id) pairs."""
+def _insert_attempts(
+    conn: Connection, rows: Sequence[Any], owner: str, now: datetime
+) -> dict[int, int]:
+    """SQLite: open one attempt row per leased post (its number: the post's attempt count);
+    returns post id -> attempt id, read back as one JSON array: the open attempts of these
+    posts that this claim made (a due post has no open attempt, so each has one)."""
     when = fastsql.datetime_converter(conn)
-    rows = [(p, n, k, o, when(at)) for p, n, k, o, at in attempts]
-    return fastsql.insert_returning(conn, attempts_t, _ATTEMPT_COLUMNS, rows, ("id", "post_id"))
+    started = when(now)
+    values = [(r.id, r.attempt_count, r.idempotency_key, owner, started) for r in rows]
+    fastsql.insert_rows(conn, attempts_t, _ATTEMPT_COLUMNS, values)
+    marks = ", ".join("?" * len(rows))
+    found = fastsql.json_rows(
+        conn,
+        f"SELECT json_group_array(json_array(post_id, id)) FROM {attempts_t.name} "
+        f"WHERE post_id IN ({marks}) AND outcome IS NULL AND owner = ? AND started_at = ?",
+        [*(r.id for r in rows), owner, started],
+    )
+    attempt_of: dict[int, int] = dict(found)
+    if len(attempt_of) != len(rows) or len(found) != len(rows):
+        raise RuntimeError(
+            f"a claim of {len(rows)} posts found {len(found)} open attempts of its own"
+        )
+    return attempt_of
 
 
 def _mark_missed(conn: Connection, stale: Sequence[Any], now: datetime, owner: str) -> list[Change]:
@@ -639,17 +688,24 @@ def mark_sent(
 def _mark_sent_sqlite(
     engine: Engine, attempt_ids: Sequence[int], now: datetime, link: Link | None
 ) -> set[int]:
-    """``mark_sent`` on SQLite: a ``BEGIN IMMEDIATE`` transaction (on ``link``'s connection)."""
+    """``mark_sent`` on SQLite: a ``BEGIN IMMEDIATE`` transaction (on ``link``'s connection).
+    The attempts recorded are those still open: all of them, as a rule (the rows the update
+    changed say so); otherwise read back in the same transaction."""
     with _immediate(engine, link) as conn:
         when = fastsql.datetime_converter(conn)
-        return {
-            r[0]
-            for r in conn.exec_driver_sql(
-                f"UPDATE {attempts_t.name} SET sent_at = ? WHERE id IN "
-                f"({', '.join('?' * len(attempt_ids))}) AND outcome IS NULL RETURNING id",
-                (when(now), *attempt_ids),
-            )
-        }
+        marks = ", ".join("?" * len(attempt_ids))
+        changed = conn.exec_driver_sql(
+            f"UPDATE {attempts_t.name} SET sent_at = ? WHERE id IN ({marks}) AND outcome IS NULL",
+            (when(now), *attempt_ids),
+        ).rowcount
+        if changed == len(set(attempt_ids)):
+            return set(attempt_ids)
+        row = conn.exec_driver_sql(
+            f"SELECT group_concat(id) FROM {attempts_t.name} "
+            f"WHERE id IN ({marks}) AND outcome IS NULL",
+            tuple(attempt_ids),
+        ).one()
+        return set(_ids(row[0]))
 
 
 #: How a rescue closes the open attempts of the posts it takes (the attempts' ``message``).
