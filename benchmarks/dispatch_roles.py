@@ -239,15 +239,15 @@ def run_sqlite_raw(db: str, batch: int, owner: str = "raw-limit") -> dict[str, A
     The least database work that keeps the daemon's guarantees, batch after batch: a claim
     leases the due posts and opens their attempts; before a batch's requests leave, its
     attempts are recorded as sent (``sent_at``), committed; then each post's one result is
-    written. Per batch, as the daemon does it on SQLite, two ``BEGIN IMMEDIATE`` transactions:
-    one records the sends of the claimed batch and claims the next (the due posts selected
-    through the due index, active accounts only, leased with ``UPDATE ... RETURNING`` the claim
-    columns, attempt rows opened with ``INSERT ... RETURNING``), one closes the attempts and
-    records the posts as published. The same statements, pragmas and transactions as the
-    daemon, without its scheduling, plugins, event loop or bookkeeping: what SQLite allows on
-    this machine. (One transaction per batch, the results written with the next claim, or
-    three, measured the same CPU time per post here: the statements are the cost, not the
-    commits.)
+    written. The daemon's statements and pragmas (the due posts selected through the due
+    index, active accounts only; leased, their claim columns read back, their attempt rows
+    opened and read back; the outcomes written with one ``UPDATE ... FROM (VALUES ...)`` per
+    table), without its scheduling, plugins, event loop or bookkeeping: what SQLite allows on
+    this machine. Two ``BEGIN IMMEDIATE`` transactions per batch: one records the sends of
+    the claimed batch and claims the next, one writes the results (the daemon commits the
+    send record and the claim it makes ahead apart, three a batch; one, two or three
+    transactions a batch measured the same CPU time per post here: the statements cost, not
+    the commits).
     """
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 5000")
@@ -284,28 +284,49 @@ def run_sqlite_raw(db: str, batch: int, owner: str = "raw-limit") -> dict[str, A
             ["published", now_v, *(value for row in rows for value in row)],
         )
 
+    def one(sql: str, params: Any) -> Any:
+        return conn.execute(sql, params).fetchone()[0]
+
     def claim(now: datetime) -> list[tuple[int, int, str]]:
-        """Lease the due posts, open their attempts: (attempt id, post id, key) each."""
+        """Lease the due posts, open their attempts: (attempt id, post id, key) each. Lists
+        are read as one row (``group_concat``, ``json_group_array``), as the daemon reads
+        them: the driver steps once per row read (and the daemon's database thread takes the
+        interpreter lock back each time); measured here, it is no dearer than row by row."""
         now_v = _stamp(now)
-        ids = [r[0] for r in conn.execute(select_due, (now_v, batch))]
-        if not ids:
+        found = one(f"SELECT group_concat(id) FROM ({select_due})", (now_v, batch))
+        if not found:
             return []
+        ids = [int(i) for i in found.split(",")]
         marks = ", ".join("?" * len(ids))
-        leased = conn.execute(
+        conn.execute(
             "UPDATE posts SET state = 'claimed', lease_owner = ?, lease_expires_at = ?, "
-            f"attempt_count = attempt_count + 1, updated_at = ? WHERE id IN ({marks}) "
-            f"RETURNING {CLAIM_COLUMNS}",
+            f"attempt_count = attempt_count + 1, updated_at = ? WHERE id IN ({marks})",
             (owner, _stamp(now + timedelta(minutes=2)), now_v, *ids),
-        ).fetchall()
+        )
+        leased = json.loads(
+            one(
+                f"SELECT json_group_array(json_array({CLAIM_COLUMNS})) FROM posts "
+                f"WHERE id IN ({marks})",
+                ids,
+            )
+        )
         values = ", ".join("(?, ?, ?, ?, ?)" for _ in leased)
         params: list[Any] = []
         for r in leased:
             params += (r[0], r[14], r[10], owner, now_v)
-        opened = conn.execute(
+        conn.execute(
             "INSERT INTO attempts (post_id, number, idempotency_key, owner, started_at) "
-            f"VALUES {values} RETURNING id, post_id",
+            f"VALUES {values}",
             params,
-        ).fetchall()
+        )
+        opened = json.loads(
+            one(
+                "SELECT json_group_array(json_array(id, post_id)) FROM attempts "
+                f"WHERE post_id IN ({marks}) AND outcome IS NULL AND owner = ? "
+                "AND started_at = ?",
+                (*ids, owner, now_v),
+            )
+        )
         key_of = {r[0]: r[10] for r in leased}
         return [(a, p, key_of[p]) for a, p in opened]
 
@@ -319,14 +340,19 @@ def run_sqlite_raw(db: str, batch: int, owner: str = "raw-limit") -> dict[str, A
         conn.execute("BEGIN IMMEDIATE")
         # The send record: the requests of ``claimed`` may leave once this commits.
         ids = [a for a, _, _ in claimed]
-        sent = {
-            r[0]
-            for r in conn.execute(
-                f"UPDATE attempts SET sent_at = ? WHERE id IN ({', '.join('?' * len(ids))}) "
-                "AND outcome IS NULL RETURNING id",
-                (_stamp(now), *ids),
+        marks = ", ".join("?" * len(ids))
+        sent = set(ids)
+        if conn.execute(
+            f"UPDATE attempts SET sent_at = ? WHERE id IN ({marks}) AND outcome IS NULL",
+            (_stamp(now), *ids),
+        ).rowcount != len(
+            ids
+        ):  # some were closed meanwhile (never here; the daemon reads back which)
+            found = one(
+                f"SELECT group_concat(id) FROM attempts WHERE id IN ({marks}) AND outcome IS NULL",
+                ids,
             )
-        }
+            sent = {int(i) for i in found.split(",")} if found else set()
         following = claim(now)
         conn.execute("COMMIT")
         going = [c for c in claimed if c[0] in sent]  # the requests leave here (no-op)
