@@ -12,11 +12,13 @@ processing) is waited on again, ``PUBLISHED`` means the earlier attempt went thr
 all, and the post is found in the account's recent media instead of being sent again. Nothing
 random is derived; only an expired or failed container is replaced.
 
-The memory is kept in the process and noted durably (``scheduler.checkpoints``), so a
-restart finds the container too: a video goes on processing in the container Meta already
-fetched, and ``lookup`` asks the container whether it was published. Notes are per host, so
-``capabilities.idempotent`` stays False: the core never resends an ``unconfirmed`` post
-blindly; ``lookup`` settles it, by the container when it is known, else by the post's text.
+The memory is kept in the process and noted durably (``scheduler.checkpoints``, in the
+daemon's database), so a restart, or a daemon on another host, finds the container too: a
+video goes on processing in the container Meta already fetched, and ``lookup`` asks the
+container whether it was published. A container is not a key Meta honours (it may be gone,
+its note too), so ``capabilities.idempotent`` stays False: the core never resends an
+``unconfirmed`` post blindly; ``lookup`` settles it, by the container when it is known, else
+by the post's text.
 """
 
 from __future__ import annotations
