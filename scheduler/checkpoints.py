@@ -62,7 +62,7 @@ log = structlog.get_logger("scheduler.checkpoints")
 APP_NAME = "smm-scheduler"
 #: How often old notes are looked for (at the first note written after that).
 PRUNE_EVERY_S = 600.0
-#: Directory or database -> when this process last looked for its old notes (monotonic).
+#: Directory or database URL -> when this process last looked for its old notes (monotonic).
 _pruned: dict[object, float] = {}
 #: The database this process keeps its notes in (``keep_in``); None: files.
 _database: Engine | None = None
@@ -202,7 +202,8 @@ class Checkpoints:
     # -- the database ------------------------------------------------------------------------
 
     def _prune_database(self, engine: Engine) -> None:
-        if not _due(engine):
+        # Keyed by URL: a key holding the engine would keep every engine ever used alive.
+        if not _due(engine.url.render_as_string(hide_password=True)):
             return
         from scheduler.timeutil import utcnow
 
