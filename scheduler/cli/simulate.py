@@ -310,7 +310,11 @@ def simulate_cmd(
         else:
             world = world_from_dict(REFERENCE_WORLD)
     except WorldError as exc:
-        raise _problem(str(world_file or "world"), str(exc)) from None
+        where = str(world_file or "world")
+        # load_world names the file itself; the problem's place says it once.
+        raise InvalidInput(
+            [Problem(where, None, None, str(exc).removeprefix(f"{where}: "))], "world file"
+        ) from None
     if days:
         world = replace(world, days=days)
     seed_list = list(range(seed, seed + seeds))
