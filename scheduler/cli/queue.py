@@ -208,6 +208,7 @@ def show(app: App, post_id: str, as_json: bool) -> None:
         attempts, events = post_story(conn, row.id)
         tz = _zones(conn).get(row.account)
         members = group_posts(conn, row.group_key) if row.group_key else []
+        readings = _readings(conn, row)
     data = post_json(row)
     data["attempt_log"] = [
         {
@@ -233,15 +234,63 @@ def show(app: App, post_id: str, as_json: bool) -> None:
         }
         for e in events
     ]
+    data["readings"] = [
+        {
+            "age_hours": round(m.hours, 2),
+            "likes": m.likes,
+            "comments": m.comments,
+            "shares": m.shares,
+            "seen": m.seen,
+            "engagements": m.engagements,
+            "er": m.er,
+        }
+        for m in readings
+    ]
     if as_json:
         echo_json(data)
         return
     _print_post(row, tz, data, attempts=bool(attempts), events=bool(events))
+    if readings:
+        click.echo("  engagement:")
+        for m in readings:
+            click.echo(f"    {_reading_line(m)}")
     if members:
         click.echo(f"  group {safe(row.group_key)}, {len(members)} posts:")
         for m in members:
             mark = "*" if m.id == row.id else " "
             click.echo(f"   {mark}{_member_line(m)}")
+
+
+def _readings(conn: Any, row: Row[Any]) -> list[Any]:
+    """A published post's engagement readings, youngest first (none for other states)."""
+    if row.state != "published":
+        return []
+    from sqlalchemy import select
+
+    from scheduler.er.post_readings import post_readings
+    from scheduler.er.recompute import has_reach
+    from scheduler.queue import accounts_t
+
+    platform = conn.execute(
+        select(accounts_t.c.platform).where(accounts_t.c.id == row.account_id)
+    ).scalar_one()
+    by_reach = has_reach(platform)
+    return post_readings(
+        conn, row.id, by_reach=by_reach, followers_at_publish=row.followers_at_publish
+    )
+
+
+def _reading_line(m: Any) -> str:
+    """``at 24 h: 120 likes, 4 comments, 9 shares, reach 5,210: 133 engagements, ER 2.6%``."""
+    counts = ", ".join(
+        f"{v:,} {name}"
+        for name, v in (("likes", m.likes), ("comments", m.comments), ("shares", m.shares))
+        if v is not None
+    )
+    seen = f", reach {m.seen:,}" if m.seen is not None else ""
+    total = f"{m.engagements:,} engagements" if m.engagements is not None else "engagement unknown"
+    er = f", ER {m.er * 100:.1f}%" if m.er is not None else ""
+    return f"at {m.age}: {counts or 'no counters'}{seen}: {total}{er}"
 
 
 def _member_line(m: Row[Any]) -> str:

@@ -480,7 +480,25 @@ def _post_context(conn: Connection, key: str) -> dict[str, Any]:
     ).one()
     attempts, events = post_story(conn, row.id)
     members = group_posts(conn, row.group_key) if row.group_key else []
-    return {"row": row, "acc": acc, "attempts": attempts, "events": events, "members": members}
+    readings = []
+    by_reach = False
+    if row.state == PostState.PUBLISHED:
+        from scheduler.er.post_readings import post_readings
+        from scheduler.er.recompute import has_reach
+
+        by_reach = has_reach(acc.platform)
+        readings = post_readings(
+            conn, row.id, by_reach=by_reach, followers_at_publish=row.followers_at_publish
+        )
+    return {
+        "row": row,
+        "acc": acc,
+        "attempts": attempts,
+        "events": events,
+        "members": members,
+        "readings": readings,
+        "by_reach": by_reach,
+    }
 
 
 class _PostRow:
