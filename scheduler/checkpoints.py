@@ -24,8 +24,9 @@ the database has none for the key, and ``clear`` removes both.
 A note holds what a network issued for one post (ids, an upload session's address or upload
 URL, which expire within hours or days), never the account's credentials: any secret the
 process has registered (``scheduler.logging.register_secret``) is masked before a note is
-stored, and notes never go to a log. Notes not written for ``max_age`` are removed as new ones
-are written (looked for at most every ``PRUNE_EVERY_S``), so they never pile up.
+stored, and notes never go to a log. Notes of published posts, and notes not written for
+``max_age``, are removed as new ones are written (looked for at most every ``PRUNE_EVERY_S``),
+so they never pile up; a failed post keeps its notes, since a person may send it again.
 
 When the database cannot be read or written (an outage), ``load``, ``save`` and ``clear``
 raise ``NotesUnavailable``, an ``OSError``: an adapter that cannot note what it is about to
@@ -207,7 +208,7 @@ class Checkpoints:
             return
         from scheduler.timeutil import utcnow
 
-        _in_database(engine, _delete_before, utcnow() - self.max_age)
+        _in_database(engine, _delete_done, utcnow() - self.max_age)
         # Notes an earlier version left in files age out too.
         root = self._root()
         if root.is_dir():
@@ -281,7 +282,7 @@ def _write(engine: Engine, platform: str, key: str, text: str) -> None:
     from scheduler.timeutil import utcnow
 
     notes = _notes()
-    row = {"digest": _digest(platform, key), "platform": platform, "note": text}
+    row = {"digest": _digest(platform, key), "platform": platform, "note_key": key, "note": text}
     statement = _insert(engine)(notes).values(**row, updated_at=utcnow())
     statement = statement.on_conflict_do_update(
         index_elements=[notes.c.digest],
@@ -310,12 +311,20 @@ def _delete(engine: Engine, platform: str, key: str) -> None:
         conn.execute(notes.delete().where(notes.c.digest == _digest(platform, key)))
 
 
-def _delete_before(engine: Engine, horizon: Any) -> None:
-    from scheduler.db.engine import immediate
+def _delete_done(engine: Engine, horizon: Any) -> None:
+    """Remove the notes not written since ``horizon``, and those of published posts (a
+    published post is never sent again; a failed one may be, by a person, and resumes)."""
+    from sqlalchemy import exists, or_
 
-    notes = _notes()
+    from scheduler.db.engine import immediate
+    from scheduler.db.models import Post, PostState
+
+    notes, posts = _notes(), Post.__table__  # type: ignore[attr-defined]
+    published = exists().where(
+        posts.c.idempotency_key == notes.c.note_key, posts.c.state == PostState.PUBLISHED
+    )
     with immediate(engine) as conn:
-        conn.execute(notes.delete().where(notes.c.updated_at < horizon))
+        conn.execute(notes.delete().where(or_(notes.c.updated_at < horizon, published)))
 
 
 def _fsync_directory(path: Path) -> None:

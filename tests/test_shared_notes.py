@@ -341,3 +341,25 @@ def test_a_daemon_keeps_the_notes_of_its_adapters_in_its_database(
         assert [r["platform"] for r in rows(engine)] == ["x"]
     finally:
         engine.dispose()
+
+
+def test_the_notes_of_a_published_post_go_those_of_a_failed_one_stay(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_db import add_account, add_post
+
+    account = add_account(engine)
+    add_post(engine, account, "p1", "key-published")
+    add_post(engine, account, "p2", "key-failed")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE posts SET state = 'published' WHERE key = 'p1'"))
+        conn.execute(text("UPDATE posts SET state = 'failed' WHERE key = 'p2'"))
+    notes = Checkpoints(tmp_path / "cp", database=engine)
+    notes.save("x", "key-published", {"parts": ["1", "2", "3"]})
+    notes.save("x", "key-failed", {"parts": ["1"], "sending": None})  # a person may retry it
+    later = time.monotonic() + checkpoints.PRUNE_EVERY_S + 1
+    monkeypatch.setattr(checkpoints.time, "monotonic", lambda: later)
+    notes.save("x", "another", {"parts": []})
+    assert notes.load("x", "key-published") is None
+    assert notes.load("x", "key-failed") == {"parts": ["1"], "sending": None}
+    assert sorted(r["note_key"] for r in rows(engine)) == ["another", "key-failed"]

@@ -407,6 +407,8 @@ class CheckpointNote(SQLModel, table=True):
     #: SHA-256 (hex, first 40 characters) of the platform and the adapter's key: any key fits.
     digest: str = Field(primary_key=True, max_length=64)
     platform: str = Field(max_length=100)
+    #: The adapter's key, mostly the post's idempotency key: a published post's notes go.
+    note_key: str
     #: The note as a JSON object.
     note: str
     #: When it was last written; notes not written for ``Checkpoints.max_age`` are removed.

@@ -29,6 +29,7 @@ def upgrade() -> None:
         "checkpoint_notes",
         sa.Column("digest", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("platform", sqlmodel.sql.sqltypes.AutoString(length=100), nullable=False),
+        sa.Column("note_key", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("note", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("updated_at", scheduler.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("digest"),
