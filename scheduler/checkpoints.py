@@ -4,12 +4,15 @@ Some publishes are long and can be resumed: a video sent through a resumable upl
 survives a timeout, a crash or a kill -9 of the daemon, as long as the session's address is
 not forgotten; a reply chain goes on from the parts already out. An adapter writes such a note
 here before it starts sending, under its platform and the post's idempotency key (the same on
-every attempt of the post), and reads it back at the next attempt or in ``lookup``::
+every attempt of the post), and reads it back at the next attempt or in ``lookup``. The
+calls block (a database round trip, or a file written and synced), so adapters make them in a
+thread::
 
     checkpoints = Checkpoints()
-    note = checkpoints.load("youtube", idempotency_key)
+    note = await checkpoints.recall("youtube", idempotency_key)  # load, in a thread
     if note is None:
-        checkpoints.save("youtube", idempotency_key, {"session": session_uri, "size": size})
+        note = {"session": session_uri, "size": size}
+        await asyncio.to_thread(checkpoints.save, "youtube", idempotency_key, note)
 
 Where notes live. The daemon keeps them in its database, the one its queue is in (table
 ``checkpoint_notes``; ``keep_in``, called when the daemon starts): ``save`` returns once the
