@@ -853,3 +853,34 @@ def test_the_approvals_list_shows_what_each_post_says(site: Site, server: Server
         page = c.get("/approvals").text
     row = next(r for r in page.split("<tr>") if "sim-approve-001" in r)
     assert "Needs a manager&#39;s eye" in row
+
+
+def test_settling_a_post_in_the_app_records_the_networks_id_not_its_address(
+    own: tuple[Site, Server],
+) -> None:
+    """The metrics job and lookup send the remote id back to the network: an address stored
+    in its place would leave the post unread for good (the CLI refuses it too)."""
+    site, server = own
+    with immediate(site.engine) as conn:
+        conn.execute(
+            update(posts_t).where(posts_t.c.key == "launch-001").values(state="unconfirmed")
+        )
+    address = "https://mastodon.example/@brand/112233"
+    with client(server, "ed") as c:
+        page = c.get("/post/launch-001")
+        assert 'name="remote_id"' in page.text
+        token = csrf_of(page.text)
+
+        def settle(**fields: str) -> httpx.Response:
+            return c.post("/post/launch-001/resolve", data={"csrf": token, **fields})
+
+        assert "exactly one of" in problem(settle(url=address).text)
+        assert "is an address" in problem(settle(remote_id=address).text)
+        assert "has a space" in problem(settle(remote_id="112233", url=address + " x").text)
+        assert "not an http(s) address" in problem(settle(remote_id="1", url="ftp://x/y").text)
+        assert state_of(site, "launch-001") == "unconfirmed"
+        done = settle(remote_id="112233", url=address)
+    assert flash(done.text) == f"launch-001: published as 112233 at {address}"
+    with site.engine.connect() as conn:
+        row = conn.execute(select(posts_t).where(posts_t.c.key == "launch-001")).one()
+    assert (row.state, row.remote_id, row.remote_url) == ("published", "112233", address)

@@ -638,25 +638,6 @@ def register(cli: click.Group) -> None:
     cli.add_command(queue)
 
 
-#: Longest remote id or address ``smm queue resolve`` takes (ids are tens of characters,
-#: addresses at most a couple of hundred).
-_MAX_GIVEN = 2000
-
-
-def _check_given(value: str, option: str, what: str) -> None:
-    """A remote id or address typed by hand: one word of printable characters, bounded."""
-    if len(value) > _MAX_GIVEN:
-        raise click.BadParameter(
-            f"{len(value):,} characters, more than {what} can have ({_MAX_GIVEN:,})",
-            param_hint=option,
-        )
-    if not value.isprintable() or any(c.isspace() for c in value):
-        raise click.BadParameter(
-            f"{safe(value[:80])!r} has a space or a control character, which {what} never has",
-            param_hint=option,
-        )
-
-
 @queue.command("resolve")
 @click.argument("post_id", shell_complete=post_ids)
 @click.option(
@@ -689,30 +670,18 @@ def resolve(
 
     ``--published REMOTE_ID`` records it as published under the network's own id for it;
     networks whose posts have no address need no ``--url``."""
-    from urllib.parse import urlsplit
-
     from scheduler.daemon import store
     from scheduler.queue import find_post
+    from scheduler.settle import address_problem, remote_id_problem
 
     if bool(remote_id) == absent:
         raise click.UsageError("give exactly one of --published REMOTE_ID or --not-published")
     if absent and (url or at):
         raise click.UsageError("--url and --at go with --published")
-    if remote_id:
-        _check_given(remote_id, "--published", "the network's id for the post")
-    if url:
-        _check_given(url, "--url", "the post's address")
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise click.BadParameter(
-                f"{safe(url[:80])!r} is not an http(s) address", param_hint="--url"
-            )
-    if remote_id and remote_id.startswith(("http://", "https://")) and not url:
-        raise click.BadParameter(
-            f"{remote_id!r} is an address: give the network's id for the post "
-            "(`smm queue show` prints it for published posts) and the address with --url",
-            param_hint="--published",
-        )
+    if url and (problem := address_problem(url)):
+        raise click.BadParameter(problem, param_hint="--url")
+    if remote_id and (problem := remote_id_problem(remote_id, url)):
+        raise click.BadParameter(problem, param_hint="--published")
     engine = app.engine()
     with engine.connect() as conn:
         row = find_post(conn, post_id)

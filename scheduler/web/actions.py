@@ -35,6 +35,7 @@ from scheduler.queue import (
     resume_accounts,
     retry,
 )
+from scheduler.settle import address_problem, remote_id_problem
 from scheduler.text import safe
 from scheduler.timeutil import LocalTimeError, format_utc, parse_wall_time, zone
 from scheduler.web.auth import User, audit
@@ -129,13 +130,20 @@ def _resolve(
     fields: Mapping[str, str],
     remote_addr: str | None,
 ) -> str:
-    """``smm queue resolve``: settle an unconfirmed post (the daemon's store does it)."""
+    """``smm queue resolve``: settle an unconfirmed post (the daemon's store does it), as
+    published under the network's own id for it (and its address, if it has one), or not."""
+    remote_id = fields.get("remote_id", "").strip() or None
     url = fields.get("url", "").strip() or None
     absent = fields.get("outcome") == "not-published"
-    if bool(url) == absent:
-        raise SmmError("give exactly one of: the URL it is published at, or 'not published'")
-    if url and not url.startswith(("https://", "http://")):
-        raise SmmError(f"not a web address: {url!r}")
+    if bool(remote_id) == absent:
+        raise SmmError(
+            "give exactly one of: the network's id for the post (and its address), "
+            "or 'not published'"
+        )
+    if url and (problem := address_problem(url)):
+        raise SmmError(problem)
+    if remote_id and (problem := remote_id_problem(remote_id, url)):
+        raise SmmError(problem)
     with engine.connect() as conn:
         row = find_post(conn, key)
     ok = store.settle(
@@ -143,16 +151,19 @@ def _resolve(
         row.id,
         now,
         f"web:{user.name}",
-        published=bool(url),
-        remote_url=url,
-        remote_id=url,
-        reason="settled by hand: " + ("published" if url else "not published"),
+        published=bool(remote_id),
+        remote_url=url if remote_id else None,
+        remote_id=remote_id,
+        reason="settled by hand: " + ("published" if remote_id else "not published"),
     )
     if not ok:
         raise SmmError(f"{row.key} is {row.state}, not unconfirmed: nothing to settle")
+    detail = f"{remote_id} {url or ''}".strip() if remote_id else "not published"
     with immediate(engine) as conn:
-        audit(conn, now, user.name, "resolve", row.key, url or "not published", remote_addr)
-    return f"{row.key}: " + (f"published at {url}" if url else "queued again")
+        audit(conn, now, user.name, "resolve", row.key, detail, remote_addr)
+    if not remote_id:
+        return f"{row.key}: queued again"
+    return f"{row.key}: published as {remote_id}" + (f" at {url}" if url else "")
 
 
 def run_account(
