@@ -129,3 +129,63 @@ def test_config_check_names_a_webhook_without_an_address_and_a_mistyped_option(
     assert result.exit_code == 1, result.output
     assert "field 'accounts.hook.options.ulr': unknown option 'ulr'" in result.output
     assert "field 'accounts.hook.options.url': missing: the receiver's address" in result.output
+
+
+NEEDS = [
+    # platform, the required option and a valid value, the credential it must refer to
+    ("instagram", "ig_user_id", "17841400000000000", "access_token"),
+    ("threads", "threads_user_id", "1234567890", "access_token"),
+    ("facebook", "page_id", "102345678901234", "page_access_token"),
+    ("pinterest", "board_id", "549755885175", "access_token"),
+    ("linkedin", "author", "urn:li:organization:2414183", None),
+]
+
+
+@pytest.mark.parametrize(("platform", "required", "value", "credential"), NEEDS)
+def test_a_networks_required_option_and_typos_are_named_before_the_plan_is(
+    platform: str, required: str, value: str, credential: str | None
+) -> None:
+    """A missing id was reported only by plan validation, against every item of the plan,
+    while `smm config check` said OK; a mistyped option went unnoticed."""
+    import re
+
+    from adapter_support import network_page
+
+    from scheduler import plugins
+
+    adapter = plugins.adapter_class(platform)
+    secrets = {credential: "tok-123456789"} if credential else {}
+    # Every option the network's page documents (its table of options) is one the check
+    # takes: the check must never refuse a config the docs show.
+    page = network_page(platform)
+    table = page[page.index("| option | meaning |") :].split("\n\n", 1)[0]
+    documented = set(re.findall(r"^\| `(\w+)` \|", table, re.M))
+    assert required in documented
+    options: dict[str, object] = dict.fromkeys(documented, "https://x.example")
+    options[required] = value
+    good = account_with_secrets("a", platform, options, secrets=secrets)
+    assert [i for i in adapter.check_account(good) if "unknown option" in i.message] == []
+    ok = account_with_secrets("a", platform, {required: value}, secrets=secrets)
+    assert adapter.check_account(ok) == []
+
+    typo = "x" + required
+    mistyped = account_with_secrets("a", platform, {typo: value}, secrets=secrets)
+    issues = {i.field: i for i in adapter.check_account(mistyped)}
+    assert set(issues) == {f"options.{typo}", f"options.{required}"}
+    assert issues[f"options.{typo}"].hint == f"did you mean {required!r}?"
+    if credential:
+        bare = Account(name="a", platform=platform, timezone="UTC", options={required: value})
+        assert [i.field for i in adapter.check_account(bare)] == [f"credentials.{credential}"]
+
+
+def test_config_check_names_an_instagram_account_without_its_user_id(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[accounts.ig]\nplatform = "instagram"\ntimezone = "UTC"\noptions.user_id = "1784"\n'
+        'credentials.access_token = { env = "SMM_TEST_UNSET" }\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["--config", str(config), "config", "check"])
+    assert result.exit_code == 1, result.output
+    assert "field 'accounts.ig.options.ig_user_id': missing: the Instagram user id" in result.output
+    assert "unknown option 'user_id' (hint: did you mean 'ig_user_id'?)" in result.output

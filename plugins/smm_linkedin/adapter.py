@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from scheduler import media, tokens
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -126,6 +127,27 @@ class LinkedInAdapter(Adapter):
         )
 
     # -- offline ---------------------------------------------------------------------------
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The author (a person or organization URN) is required; an option this plugin does
+        not read is a typo."""
+        issues = settings_issues(
+            account,
+            known=("author", "api_base", "linkedin_version", "token_url"),
+            required=[("author", "who posts", '"urn:li:organization:2414183"')],
+            urls=["api_base", "token_url"],
+        )
+        author = account.option("author")
+        if author and (not isinstance(author, str) or not author.startswith(_AUTHOR_PREFIXES)):
+            issues.append(
+                Issue(
+                    "options.author",
+                    f"option 'author' must be a person or organization URN, got {author!r}",
+                    "e.g. urn:li:organization:2414183",
+                )
+            )
+        return issues
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         issues = super().validate(post, account)

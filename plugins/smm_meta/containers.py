@@ -37,6 +37,7 @@ import httpx
 import structlog
 
 from scheduler import tokens
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -158,6 +159,18 @@ class ContainerAdapter(Adapter):
         """The carousel itself, pointing at its ready children."""
 
     # -- offline ---------------------------------------------------------------------------
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The user id and a reference to the access token are required; an option this
+        plugin does not read is a typo (``auto_refresh``: the core renews the token)."""
+        return settings_issues(
+            account,
+            known=(cls.user_option, "graph_host", "graph_version", "auto_refresh"),
+            required=[(cls.user_option, f"the {cls.network} user id", '"17841400000000000"')],
+            credentials=[("access_token", "the access token")],
+            urls=["graph_host"],
+        )
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         issues = super().validate(post, account)

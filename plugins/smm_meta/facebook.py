@@ -25,6 +25,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -148,6 +149,18 @@ class FacebookAdapter(Adapter):
         if post.media:
             return super().compose_text(post)
         return super().compose_text(replace(post, link=None))
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The Page id and a reference to the Page access token are required; an option this
+        plugin does not read is a typo."""
+        return settings_issues(
+            account,
+            known=("page_id", "graph_host", "graph_version", "reach_metric"),
+            required=[("page_id", "the Page's numeric id", '"102345678901234"')],
+            credentials=[("page_access_token", "the Page access token")],
+            urls=["graph_host"],
+        )
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         issues = super().validate(post, account)

@@ -26,6 +26,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     Account,
     Adapter,
@@ -157,6 +158,18 @@ class PinterestAdapter(Adapter):
         """The description: the text after the title line, then the tags; no link."""
         _, description = split_title(post.text)
         return super().compose_text(replace(post, text=description, link=None))
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The board and a reference to the access token are required; an option this
+        plugin does not read is a typo."""
+        return settings_issues(
+            account,
+            known=("board_id", "board_section_id", "api_base"),
+            required=[("board_id", "the board Pins go to", '"549755885175"')],
+            credentials=[("access_token", "the access token")],
+            urls=["api_base"],
+        )
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         issues = super().validate(post, account)
