@@ -138,6 +138,7 @@ NEEDS = [
     ("facebook", "page_id", "102345678901234", "page_access_token"),
     ("pinterest", "board_id", "549755885175", "access_token"),
     ("linkedin", "author", "urn:li:organization:2414183", None),
+    ("tiktok", "privacy_level", "SELF_ONLY", None),
 ]
 
 
@@ -189,3 +190,14 @@ def test_config_check_names_an_instagram_account_without_its_user_id(tmp_path: P
     assert result.exit_code == 1, result.output
     assert "field 'accounts.ig.options.ig_user_id': missing: the Instagram user id" in result.output
     assert "unknown option 'user_id' (hint: did you mean 'ig_user_id'?)" in result.output
+
+
+def test_a_tiktok_account_names_a_privacy_level_tiktok_does_not_have() -> None:
+    import smm_tiktok
+    from smm_tiktok.adapter import ACCOUNT_OPTIONS, TikTokAdapter
+
+    assert set(ACCOUNT_OPTIONS) == options_read_by(smm_tiktok)
+    account = Account(name="a", platform="tiktok", timezone="UTC", options={"privacy_level": "ALL"})
+    (issue,) = TikTokAdapter.check_account(account)
+    assert issue.field == "options.privacy_level"
+    assert "must be one of PUBLIC_TO_EVERYONE" in issue.message

@@ -30,6 +30,7 @@ import structlog
 
 from scheduler import media as media_files
 from scheduler import tokens
+from scheduler.account_settings import settings_issues
 from scheduler.adapter import (
     NOT_SENT,
     Account,
@@ -60,6 +61,23 @@ log = structlog.get_logger(__name__)
 DEFAULT_API_BASE = "https://open.tiktokapis.com"
 TOKEN_URL = "https://open.tiktokapis.com/v2/oauth/token/"
 PRIVACY = ("PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY")
+#: The options this plugin reads.
+ACCOUNT_OPTIONS = (
+    "api_base",
+    "brand_content",
+    "brand_organic",
+    "chunk_mib",
+    "daily_post_cap",
+    "disable_comment",
+    "disable_duet",
+    "disable_stitch",
+    "is_aigc",
+    "privacy_level",
+    "processing_checks",
+    "processing_interval",
+    "token_url",
+    "video_cover_timestamp_ms",
+)
 VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
 MB = 1024 * 1024
 MIN_CHUNK = 5 * MB
@@ -182,6 +200,26 @@ class TikTokAdapter(Adapter):
     def text_length(self, text: str) -> int:
         """UTF-16 code units, as TikTok counts its 2,200."""
         return len(text.encode("utf-16-le")) // 2
+
+    @classmethod
+    def check_account(cls, account: Account) -> list[Issue]:
+        """The privacy level is required (TikTok wants the creator's explicit choice), and
+        an option this plugin does not read is a typo."""
+        issues = settings_issues(
+            account,
+            known=ACCOUNT_OPTIONS,
+            required=[("privacy_level", "who may see the posts", '"SELF_ONLY"')],
+            urls=["api_base", "token_url"],
+        )
+        privacy = account.option("privacy_level")
+        if privacy and privacy not in PRIVACY:
+            issues.append(
+                Issue(
+                    "options.privacy_level",
+                    f"option 'privacy_level' must be one of {', '.join(PRIVACY)}, got {privacy!r}",
+                )
+            )
+        return issues
 
     def validate(self, post: OutgoingPost, account: Account) -> list[Issue]:
         issues = super().validate(post, account)
