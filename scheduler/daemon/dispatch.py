@@ -635,6 +635,51 @@ class Launched(asyncio.Future[Result]):
         return True
 
 
+class Outcomes:
+    """Results waiting to be written: ``asyncio.Queue``'s ``put_nowait`` and ``join`` as the
+    worker uses them, but the writer takes everything waiting at once (``take``) and marks
+    it written at once (``done``), where a queue's ``get_nowait`` and ``task_done`` ran for
+    every post."""
+
+    def __init__(self) -> None:
+        self._items: list[Result] = []
+        self._unfinished = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self._finished = asyncio.Event()
+        self._finished.set()
+
+    def put_nowait(self, item: Result) -> None:
+        self._items.append(item)
+        if self._unfinished == 0:
+            self._finished.clear()
+        self._unfinished += 1
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def take(self) -> list[Result]:
+        """Everything waiting (at least one result; waits for one)."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items, self._items = self._items, []
+        return items
+
+    def done(self, count: int) -> None:
+        """``count`` results taken are written (or given up on)."""
+        self._unfinished = max(0, self._unfinished - count)
+        if self._unfinished == 0:
+            self._finished.set()
+
+    async def join(self) -> None:
+        """Wait until every result put is done."""
+        if self._unfinished:
+            await self._finished.wait()
+
+
 async def safe_lookup(
     adapter: Adapter, post: OutgoingPost, view: Account, timeout: float
 ) -> Published | str | None:

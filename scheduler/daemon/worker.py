@@ -35,7 +35,7 @@ from scheduler.accounts import sync_accounts
 from scheduler.adapter import Adapter, Published, PublishError, Transient
 from scheduler.config import Config
 from scheduler.daemon import store
-from scheduler.daemon.dispatch import Dispatcher, Launched, safe_lookup
+from scheduler.daemon.dispatch import Dispatcher, Launched, Outcomes, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
 from scheduler.daemon.weather import Unavailable, Weather, briefly, patiently, unreachable
@@ -106,7 +106,7 @@ class Worker:
         #: ``[daemon] concurrency = "auto"``: what the accounts' networks take at once.
         self._auto_room = 1
         self.inflight: dict[int, InFlight] = {}
-        self._results: asyncio.Queue[Result] = asyncio.Queue()
+        self._results = Outcomes()
         self._writer: asyncio.Task[None] | None = None
         self._owns_client = False
         #: The run's summary. ``processed``: every post a claim took, to publish or to mark
@@ -265,8 +265,9 @@ class Worker:
         """Ids of the accounts in this daemon's config: the only posts it takes."""
         return [self._account_ids[n] for n in self.config.accounts if n in self._account_ids]
 
-    def may_send(self, c: Claimed) -> bool:
-        """True while the post may go out: not stopping, and our lease surely still holds."""
+    def may_send(self, c: Claimed, now: datetime | None = None) -> bool:
+        """True while the post may go out: not stopping, and our lease surely still holds
+        (at ``now``, the clock's time when not given)."""
         if self.stopping:
             return False
         until = self._lease_until.get(c.post_id)
@@ -274,7 +275,7 @@ class Worker:
             return False
         lease = self.config.daemon.lease
         margin = _SEND_MARGIN if lease >= 4 * _SEND_MARGIN else lease / 4
-        return self.clock.now() < until - margin
+        return (self.clock.now() if now is None else now) < until - margin
 
     @property
     def room(self) -> int:
@@ -352,8 +353,9 @@ class Worker:
                 self._claim_ahead()  # after the send record: it goes to the database first
             marked = await mark
             go = []
+            sending = self.clock.now()
             for call in launched:
-                if call.claimed.attempt_id in marked and self.may_send(call.claimed):
+                if call.claimed.attempt_id in marked and self.may_send(call.claimed, sending):
                     self.inflight[call.claimed.post_id].sent = True
                     go.append(call)
                 else:
@@ -492,18 +494,14 @@ class Worker:
 
     async def _write_loop(self) -> None:
         while True:
-            first = await self._results.get()
-            batch = [first]
-            while not self._results.empty():
-                batch.append(self._results.get_nowait())
+            batch = await self._results.take()
             try:
                 await self._write(batch)
             except Unavailable:
                 pass  # the shutdown deadline passed: ``stop`` logs what is left
             finally:
-                for _ in batch:
-                    self._results.task_done()
-            del first, batch  # written: an idle daemon keeps none of a burst's outcomes
+                self._results.done(len(batch))
+            del batch  # written: an idle daemon keeps none of a burst's outcomes
 
     async def _write(self, batch: list[Result], deadline: float | None = None) -> None:
         """Write ``batch``, waiting out database outages (until ``deadline``, or until the
