@@ -7,15 +7,23 @@ the engagement page go to ``artifacts/web/`` (docs/web.md shows copies of them).
 
 Never downloads a browser: without the system's Chromium (``apt-get install -y chromium``)
 or the ``playwright`` package the tests are skipped, except under CI, where they fail.
+
+Never hangs: each test gets a fresh context of one browser per module. Page actions time out
+after ``ACTION_MS``; the steps Playwright gives no timeout (launching, opening and closing a
+context or page, ``evaluate``, resizing) run under a watchdog that kills Chromium when they take
+too long, which makes the waiting call fail instead of waiting forever. Opening a page is tried
+once more, in a relaunched browser, when the first try fails.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -57,9 +65,101 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+#: Clicks, fills, waits and navigations fail after this long.
+ACTION_MS = 15_000
+#: The watchdog kills Chromium when launching it and opening a page take longer than this
+#: (normally about a second, under 10 s on a loaded machine) ...
+SETUP_S = 30.0
+#: ... or when a test's browser steps take longer than this (normally under 10 s).
+TEST_S = 60.0
+DESKTOP = {"width": 1280, "height": 900}
+
+
+def kill_chromium() -> None:
+    """SIGKILL every Chromium process of this test process (started through Playwright)."""
+    import psutil
+
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.name().startswith("chrom"):
+                proc.kill()
+
+
+class Watchdog:
+    """Kills Chromium unless the ``with`` block ends within ``seconds``.
+
+    Playwright then fails the call the block is waiting on ("Target page, context or browser
+    has been closed"), so a stuck browser fails the test rather than hanging the run.
+    """
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds, self.what = seconds, what
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        print(f"{self.what} took over {self.seconds:.0f} s: killing Chromium", file=sys.stderr)
+        kill_chromium()
+
+    def __enter__(self) -> Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+class Chromium:
+    """The system's Chromium, launched once per module and again after the watchdog killed it."""
+
+    def __init__(self, playwright: Any) -> None:
+        self._playwright = playwright
+        self._browser: Any = None
+
+    def _connected(self) -> Any:
+        if self._browser is None or not self._browser.is_connected():
+            self._browser = self._playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=ARGS, timeout=SETUP_S * 1000
+            )
+        return self._browser
+
+    def open(self) -> tuple[Any, Any]:
+        """A page in a new context; a first try that fails or hangs is made once more."""
+        from playwright.sync_api import Error
+
+        for attempt in (1, 2):
+            with Watchdog(SETUP_S, "opening a page"):
+                try:
+                    context = self._connected().new_context(viewport=DESKTOP)
+                    context.set_default_timeout(ACTION_MS)
+                    return context, context.new_page()
+                except Error as exc:
+                    if attempt == 2:
+                        raise
+                    first_line = str(exc).splitlines()[0]
+                    print(f"opening a page failed ({first_line}); relaunching", file=sys.stderr)
+                    kill_chromium()
+        raise AssertionError("unreachable")
+
+    def close(self, context: Any) -> None:
+        """Close ``context``; one that hangs or fails to close is left to a relaunch."""
+        from playwright.sync_api import Error
+
+        with Watchdog(SETUP_S, "closing the page"), contextlib.suppress(Error):
+            context.close()
+
+    def quit(self) -> None:
+        """Close the browser, or leave it to Playwright's exit when that hangs or fails."""
+        from playwright.sync_api import Error
+
+        if self._browser is not None:
+            with Watchdog(SETUP_S, "closing Chromium"), contextlib.suppress(Error):
+                self._browser.close()
+
+
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A persistent context (its own new user-data-dir) of the system's Chromium."""
+def chromium() -> Iterator[Chromium]:
+    """The system's Chromium under Playwright, for this module's tests."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -67,18 +167,20 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         _unavailable("no Chromium here (apt-get install -y chromium)")
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=ARGS,
-            viewport={"width": 1280, "height": 900},
-        )
-        context.set_default_timeout(15_000)
+        browser = Chromium(p)
         try:
-            yield context
+            yield browser
         finally:
-            context.close()
+            browser.quit()
+
+
+@pytest.fixture
+def page(chromium: Chromium) -> Iterator[Any]:
+    """A page in a fresh context (no cookies or pages of other tests), watched for TEST_S."""
+    context, opened = chromium.open()
+    with Watchdog(TEST_S, "the test's browser steps"):
+        yield opened
+    chromium.close(context)
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +224,8 @@ def due_of(site: Site, key: str) -> Any:
 
 
 def test_a_manager_plans_previews_reschedules_and_approves(
-    browser: Any, site: Site, server: Server
+    site: Site, server: Server, page: Any
 ) -> None:
-    page = browser.new_page()
     sign_in(page, server, "maria")
 
     # next week's posts
@@ -187,11 +288,9 @@ def test_a_manager_plans_previews_reschedules_and_approves(
     assert page.inner_text("h1 .badge") == "published"
     assert "approved: good to go" in page.inner_text(".history")
     sign_out(page)
-    page.close()
 
 
-def test_a_viewer_is_refused_an_action(browser: Any, site: Site, server: Server) -> None:
-    page = browser.new_page()
+def test_a_viewer_is_refused_an_action(site: Site, server: Server, page: Any) -> None:
     sign_in(page, server, "vic")
     page.goto(server.url + "/post/tip-002")
     with page.expect_response(re.compile(r"/post/tip-002/cancel$")) as answer:
@@ -200,13 +299,9 @@ def test_a_viewer_is_refused_an_action(browser: Any, site: Site, server: Server)
     assert "Your role (viewer) does not allow this" in page.inner_text(".problem")
     assert due_of(site, "tip-002").state == "queued"
     sign_out(page)
-    page.close()
 
 
-def test_forms_without_their_csrf_token_are_refused(
-    browser: Any, site: Site, server: Server
-) -> None:
-    page = browser.new_page()
+def test_forms_without_their_csrf_token_are_refused(site: Site, server: Server, page: Any) -> None:
     sign_in(page, server, "alice")
     # the signed-in browser's own cookies, a form without the token
     answer = page.request.post(server.url + "/post/tip-002/cancel", form={"at": "x"})
@@ -222,19 +317,21 @@ def test_forms_without_their_csrf_token_are_refused(
         page.click("#go")
     assert forged.value.status in (401, 403)
     assert due_of(site, "tip-002").state == "queued"
-    page.close()
 
 
-def test_the_engagement_page_reads_on_a_phone(
-    browser: Any, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+#: The demo's length, and the engagement page's window.
+DEMO_DAYS = 21
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app on ``smm demo``'s database, seen on the demo's last day."""
     from scheduler.cli.demo import START
 
     workdir = tmp_path_factory.mktemp("demo")
-    days = 21
     # its own process: the demo runs an event loop, and Playwright's is running here
     demo = subprocess.run(
-        [*SMM, "demo", "--days", str(days), "--dir", str(workdir)],
+        [*SMM, "demo", "--days", str(DEMO_DAYS), "--dir", str(workdir)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -246,20 +343,22 @@ def test_the_engagement_page_reads_on_a_phone(
     with immediate(engine) as conn:
         auth.add_user(conn, "maria", "approver", PASSWORD, START)
     config = load_config(REPO_ROOT / "config" / "example.toml")
-    served = Server(create_app(engine, config, FixedClock(START + timedelta(days=days))))
+    served = Server(create_app(engine, config, FixedClock(START + timedelta(days=DEMO_DAYS))))
     try:
-        page = browser.new_page()
-        sign_in(page, served, "maria")
-        page.goto(served.url + f"/er?days={days}")
-        assert page.locator("svg[role=img]").count() >= 3
-        shot(page, "er.png")
-        page.set_viewport_size({"width": 390, "height": 844})
-        page.reload()
-        # nothing wider than the phone's screen but the charts' own scrolling boxes
-        width = page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390 + 1
-        shot(page, "er-phone.png")
-        page.close()
+        yield served
     finally:
         served.stop()
         engine.dispose()
+
+
+def test_the_engagement_page_reads_on_a_phone(demo_server: Server, page: Any) -> None:
+    sign_in(page, demo_server, "maria")
+    page.goto(demo_server.url + f"/er?days={DEMO_DAYS}")
+    assert page.locator("svg[role=img]").count() >= 3
+    shot(page, "er.png")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.reload()
+    # nothing wider than the phone's screen but the charts' own scrolling boxes
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390 + 1
+    shot(page, "er-phone.png")
