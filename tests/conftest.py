@@ -7,6 +7,7 @@ Sections:
   session (a file copy for SQLite, ``CREATE DATABASE ... TEMPLATE`` for PostgreSQL).
 * Config files: writing TOML configs for CLI tests, and the shipped example config.
 * Hypothesis: settings profiles.
+* Timeouts: where a stuck test's stacks go under xdist.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import textwrap
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -326,3 +330,57 @@ def _checkpoints_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: A
     notes = tmp_path_factory.mktemp("checkpoints")
     monkeypatch.setattr(scheduler.checkpoints, "default_directory", lambda: notes)
     monkeypatch.setattr(scheduler.checkpoints, "_database", None)
+
+
+# =============================================================================================
+# Timeouts
+# =============================================================================================
+
+#: pytest-timeout's timer for a test (pyproject.toml sets the limit and the thread method).
+_TIMER = pytest.StashKey[threading.Timer]()
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """Under xdist, a test past its timeout reports on stderr, then ends its worker.
+
+    pytest-timeout's thread method writes a stuck test's stacks to the worker's stdout, which
+    xdist sends nowhere; the worker's stderr is the run's. Without xdist, the plugin's own
+    timer is used.
+    """
+    if not hasattr(item.config, "workerinput") or settings.method != "thread":
+        return None
+
+    def expire() -> None:
+        capture = item.config.pluginmanager.getplugin("capturemanager")
+        out = err = ""
+        if capture is not None:
+            capture.suspend_global_capture(item)
+            out, err = capture.read_global_capture()
+        lines = [f"\n{'+' * 20} Timeout: {item.nodeid} ran over {settings.timeout} s\n"]
+        lines += [f"--- its stdout (last 4000 characters)\n{out[-4000:]}\n" if out else ""]
+        lines += [f"--- its stderr (last 4000 characters)\n{err[-4000:]}\n" if err else ""]
+        names = {thread.ident: thread.name for thread in threading.enumerate()}
+        for ident, frame in sys._current_frames().items():
+            if ident != threading.get_ident():
+                lines.append(f"--- stack of thread {names.get(ident, ident)}\n")
+                lines += traceback.format_stack(frame)
+        sys.stderr.write("".join(lines) + f"{'+' * 20} ending this worker\n")
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(settings.timeout, expire)
+    timer.daemon = True
+    item.stash[_TIMER] = timer
+    timer.start()
+    return True
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
+    """Stop the timer ``pytest_timeout_set_timer`` started for ``item``, if it did."""
+    timer = item.stash.get(_TIMER, None)
+    if timer is None:
+        return None
+    timer.cancel()
+    return True
