@@ -44,6 +44,7 @@ SPREAD_S = 25.0
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # over 4 minutes on a loaded 2-core machine
 def test_kill_9_at_random_moments_never_publishes_twice_and_loses_nothing(
     sqlite_url: str, tmp_path: Path
 ) -> None:

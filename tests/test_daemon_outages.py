@@ -195,6 +195,7 @@ def _finish(engine: Any, daemons: Daemons, started: float, deadline_s: float = 1
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.timeout(600)  # its own deadlines add up to over 5 minutes
 def test_three_daemons_ride_out_five_postgres_restarts(tmp_path: Path) -> None:
     rng = random.Random(int(time.time()))
     ledger = tmp_path / "deliveries.jsonl"
@@ -249,6 +250,7 @@ def test_three_daemons_ride_out_five_postgres_restarts(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # over a minute on a loaded 2-core machine
 def test_a_daemon_on_sqlite_rides_out_a_full_disk(tmp_path: Path) -> None:
     rng = random.Random(int(time.time()))
     ledger = tmp_path / "deliveries.jsonl"  # the network's ledger: not on the small disk

@@ -36,6 +36,7 @@ ACCOUNTS = 20  # half on `sim`, half on `sim-plain` (where a double send shows a
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # its own deadlines add up to over 5 minutes
 def test_three_daemons_on_one_postgres_publish_each_post_exactly_once(
     postgres_url: str, tmp_path: Path
 ) -> None:

@@ -438,6 +438,7 @@ def run_fuzz(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # 3.5 minutes on a loaded 2-core machine
 def test_generated_yaml_plans_never_crash_and_never_half_apply(
     fuzz_dir: tuple[Path, Path, str],
 ) -> None:
@@ -445,6 +446,7 @@ def test_generated_yaml_plans_never_crash_and_never_half_apply(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # over a minute on a loaded 2-core machine
 def test_generated_csv_plans_never_crash_and_never_half_apply(
     fuzz_dir: tuple[Path, Path, str],
 ) -> None:

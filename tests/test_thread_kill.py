@@ -39,6 +39,7 @@ KILLS = 6
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # over a minute on a loaded 2-core machine
 def test_kill_9_in_the_middle_of_threads_publishes_every_part_once(
     sqlite_url: str, tmp_path: Path
 ) -> None:
