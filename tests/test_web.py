@@ -755,7 +755,7 @@ def test_user_add_checks_the_name_and_role_before_asking_for_a_password(site: Si
     for args, said in (
         (["n" * 5000, "--role", "editor"], "bad user name"),
         (["newbie", "--role", "king"], "king"),
-        (["alice", "--role", "editor"], "exists already"),
+        (["alice", "--role", "editor"], "a new role with `smm web user set alice --role ROLE`"),
     ):
         code, out = site.cli("web", "user", "add", *args, input="")
         assert code != 0

@@ -94,7 +94,13 @@ def hash_password(password: str) -> str:
 def check_free(conn: Connection, name: str) -> None:
     """SmmError when a user of that name exists already."""
     if conn.execute(select(users_t.c.id).where(users_t.c.name == name)).first():
-        raise SmmError(f"user {name!r} exists already (change it with `smm web user passwd`)")
+        import shlex
+
+        arg = shlex.quote(name)
+        raise SmmError(
+            f"user {name!r} exists already: a new password with `smm web user passwd {arg}`, "
+            f"a new role with `smm web user set {arg} --role ROLE`"
+        )
 
 
 def add_user(conn: Connection, name: str, role: str, password: str | None, now: datetime) -> None:
