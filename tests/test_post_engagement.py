@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from er_support import HOUR, Builder, cli_at_t0
+from er_support import HOUR, T0, Builder, cli_at_t0
 from sqlalchemy import Engine
 from web_support import Server, login
 
 from scheduler.config import parse_config
 from scheduler.db.engine import immediate, make_engine
+from scheduler.db.models import Attempt
 from scheduler.er.post_readings import post_readings
 from scheduler.timeutil import utcnow
 from scheduler.web import auth
@@ -35,6 +36,18 @@ def seed(engine: Engine) -> dict[str, int]:
         b = Builder(conn)
         sim, masto = b.account("shop", "sim"), b.account("shop_md", "mastodon")
         by_reach = b.post(sim, "laugh", key="joke-1", followers=5000)
+        conn.execute(
+            attempts_t.insert().values(
+                post_id=by_reach,
+                number=1,
+                idempotency_key="idem-joke",
+                owner="daemon",
+                started_at=T0,
+                sent_at=T0,
+                finished_at=T0,
+                outcome="published",
+            )
+        )
         b.snapshot(by_reach, 1 * HOUR, likes=10, comments=1, shares=1, reach=400)
         b.snapshot(by_reach, 24 * HOUR, likes=40, comments=6, shares=4, reach=2000)
         by_followers = b.post(masto, "tip", key="tip-1", followers=1000)
@@ -69,6 +82,8 @@ def test_queue_show_tells_a_published_posts_engagement(
     assert "engagement:" not in smm("queue", "show", "later-1").output
 
 
+attempts_t = Attempt.__table__  # type: ignore[attr-defined]
+
 CONFIG = """
 [accounts.shop]
 platform = "sim"
@@ -102,3 +117,6 @@ def test_the_post_page_shows_each_reading(engine: Engine) -> None:
     assert "<th>ER by followers</th>" in tip
     assert "<td>–</td><td>20</td><td>2.0%</td>" in tip
     assert 'id="eng-h"' not in later
+    # A published post's history says where its story is, not that nothing happened.
+    assert "No change besides the daemon's attempts above." in page
+    assert "No change yet." in later
