@@ -12,6 +12,8 @@ import csv
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -266,3 +268,51 @@ def test_smm_plan_import_of_a_large_plan_validates_in_two_processes(
         runner.invoke(cli, [*base, "queue", "list", "--json", "--limit", "6000"]).stdout
     )
     assert sorted(p["id"] for p in listed) == sorted(r["id"] for r in far)
+
+
+_SLOW_VALIDATION = """
+import sys, time
+from scheduler.plan import validating
+
+class Slow:
+    def chunk(self, number, raws):
+        time.sleep(120)
+
+shared = validating.Shared(Slow(), [object()] * 10)
+print(shared.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status  # a zombie has ended
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_the_validating_process_has_a_session_of_its_own_and_ends_with_the_importing_one(
+    tmp_path: Path,
+) -> None:
+    # In a session of its own, so that the scheduler gives it a share of its own on a busy
+    # machine; killed by the kernel when the importing process is (here with SIGKILL).
+    importing = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_VALIDATION], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert importing.stdout is not None
+        validating_pid = int(importing.stdout.readline())
+        assert os.getsid(validating_pid) == validating_pid
+        assert os.getsid(validating_pid) != os.getsid(importing.pid)
+        assert _alive(validating_pid)
+    finally:
+        importing.kill()
+        importing.wait()
+        if importing.stdout is not None:
+            importing.stdout.close()
+    deadline = time.monotonic() + 20
+    while _alive(validating_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(validating_pid)
