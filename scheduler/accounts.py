@@ -60,7 +60,11 @@ def sync_accounts(conn: Connection, config: Config, now: datetime) -> dict[str, 
         if not acc.enabled and not row.paused:
             values.update(paused=True, paused_reason=DISABLED)
         elif acc.enabled and row.paused and row.paused_reason == DISABLED:
-            values.update(paused=False, paused_reason=None)
+            # As `smm queue resume`: the posts imported while it was disabled were held
+            # (``paused``) and would otherwise stay held after the account is back.
+            from scheduler.queue import resume_accounts
+
+            resume_accounts(conn, [(row.id, acc)], now, actor="config")
         if values:
             conn.execute(
                 update(accounts_t).where(accounts_t.c.id == row.id).values(updated_at=now, **values)
