@@ -322,3 +322,32 @@ def test_unconfirmed_posts_are_flagged_after_two_of_the_configured_reconcile_int
     assert status().exit_code == 0  # within two 30-minute tries: the daemon is on it
     config.write_text('[daemon]\nreconcile = "10m"\n', encoding="utf-8")
     assert status().exit_code == NEEDS_ATTENTION
+
+
+@sqlite_only
+def test_posts_of_an_account_no_longer_in_the_config_need_attention(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """A daemon takes only its config's accounts: posts of one the config lost wait for ever."""
+    beat(engine, "d1", timedelta(seconds=1))
+    kept, gone = add_account(engine, "kept"), add_account(engine, "gone")
+    add_post(engine, kept, utcnow() + timedelta(hours=1))
+    for state in (PostState.QUEUED, PostState.PAUSED, PostState.PENDING_APPROVAL):
+        add_post(engine, gone, utcnow() + timedelta(hours=1), state)
+    add_post(engine, gone, utcnow() - timedelta(days=1), PostState.PUBLISHED)
+    config = tmp_path / "c.toml"
+    config.write_text('[accounts.kept]\nplatform = "sim"\ntimezone = "UTC"\n', encoding="utf-8")
+    args = ["--db", db_url, "--config", str(config), "status"]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == NEEDS_ATTENTION, result.output
+    report = json.loads(result.output)
+    assert report["orphaned"] == [{"account": "gone", "posts": 3}]
+    assert report["attention"] == [
+        "3 post(s) wait for account(s) no longer in the config (gone): no daemon takes them; "
+        "put the account back in the config, or cancel them (smm queue list --account NAME)"
+    ]
+    config.write_text(
+        config.read_text() + '[accounts.gone]\nplatform = "sim"\ntimezone = "UTC"\n',
+        encoding="utf-8",
+    )
+    assert CliRunner().invoke(cli, args).exit_code == 0

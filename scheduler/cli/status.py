@@ -18,7 +18,7 @@ from scheduler.db.models import DaemonHeartbeat, PostState
 from scheduler.logging import redact_stored
 from scheduler.observability import HEARTBEAT_HORIZON
 from scheduler.queue import accounts_t, posts_t
-from scheduler.states import DUE_STATES
+from scheduler.states import DUE_STATES, HOLDING_STATES
 from scheduler.timeutil import format_utc
 
 daemons_t = DaemonHeartbeat.__table__  # type: ignore[attr-defined]
@@ -224,6 +224,30 @@ def add_learned_slots(report: dict[str, Any], conn: Connection, config: Config) 
     report["learned_slots"] = found
 
 
+def add_orphans(report: dict[str, Any], conn: Connection, config: Config) -> None:
+    """Add the posts that wait for an account the config no longer has: no daemon takes
+    them (a daemon publishes only its config's accounts), so they would wait for ever."""
+    waiting = [s for s in HOLDING_STATES if s != PostState.CLAIMED]
+    rows = conn.execute(
+        select(accounts_t.c.name, func.count())
+        .join(posts_t, posts_t.c.account_id == accounts_t.c.id)
+        .where(posts_t.c.state.in_(waiting))
+        .where(accounts_t.c.name.not_in(sorted(config.accounts)))
+        .group_by(accounts_t.c.name)
+        .order_by(accounts_t.c.name)
+    ).all()
+    report["orphaned"] = [{"account": name, "posts": int(n)} for name, n in rows]
+    if rows:
+        total = sum(int(n) for _, n in rows)
+        names = ", ".join(name for name, _ in rows)
+        report["attention"].append(
+            f"{total} post(s) wait for account(s) no longer in the config ({names}): no daemon "
+            "takes them; put the account back in the config, or cancel them "
+            "(smm queue list --account NAME)"
+        )
+        report["healthy"] = False
+
+
 def _print(report: dict[str, Any]) -> None:
     if report["healthy"]:
         click.echo(click.style("healthy", fg="green", bold=True))
@@ -334,7 +358,8 @@ def status(app: App, as_json: bool) -> None:
     A daemon is alive while its heartbeat is under 30 s old. Needs attention: no daemon
     alive, posts overdue by 5 min although one is, accounts whose credentials were rejected,
     failed posts, unconfirmed posts the network cannot settle, access tokens whose refresh
-    fails with less than 6 hours left or that cannot be refreshed. Also noted: learned slot
+    fails with less than 6 hours left or that cannot be refreshed, posts waiting for an
+    account the config no longer has. Also noted: learned slot
     tables the config no longer fits (those days post at the config's times).
 
     Exit code: 0 healthy, 3 needs attention (for monitoring scripts), 1 error.
@@ -342,6 +367,8 @@ def status(app: App, as_json: bool) -> None:
     with app.engine(create=False).connect() as conn:
         report = gather(conn, app.now(), unsettled_after=2 * app.config.daemon.reconcile)
         add_learned_slots(report, conn, app.config)
+        if app.config_file is not None:  # without a config, which accounts it has is unknown
+            add_orphans(report, conn, app.config)
     add_tokens(report, app.config, app.now())
     if as_json:
         echo_json(report)
