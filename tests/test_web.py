@@ -884,3 +884,23 @@ def test_settling_a_post_in_the_app_records_the_networks_id_not_its_address(
     with site.engine.connect() as conn:
         row = conn.execute(select(posts_t).where(posts_t.c.key == "launch-001")).one()
     assert (row.state, row.remote_id, row.remote_url) == ("published", "112233", address)
+
+
+def test_post_text_sets_its_own_direction(own: tuple[Site, Server], tmp_path: Path) -> None:
+    """A post in Arabic or Hebrew reads right to left, as the networks show it (they mark
+    user text dir=auto), wherever the app shows its text."""
+    site, server = own
+    due = (site.next_monday + timedelta(days=2, hours=12)).strftime("%Y-%m-%d %H:%M")
+    text = "שלום עולם #launch 2027"
+    plan = tmp_path / "rtl.yaml"
+    plan.write_text(
+        f'- {{id: rtl-1, account: acme_sim, type: medal, text: "{text}", at: "{due}"}}\n'
+    )
+    code, out = site.cli("plan", "import", str(plan))
+    assert code == 0, out
+    start = site.next_monday.date().isoformat()
+    with client(server, "maria") as c:
+        pages = [c.get(f"/calendar?start={start}").text, c.get("/approvals").text]
+        pages.append(c.get("/post/rtl-1").text)
+    for page in pages:
+        assert re.search(r'dir="auto">' + re.escape(text), page), page[:200]
