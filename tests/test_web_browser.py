@@ -142,7 +142,12 @@ class Chromium:
         raise AssertionError("unreachable")
 
     def close(self, context: Any) -> None:
-        """Close ``context``; one that hangs or fails to close is left to a relaunch."""
+        """Close ``context``; one that hangs or fails to close is left to a relaunch.
+
+        Never ``page.close()``: closing a tab just after a click sent a form (a POST
+        navigation) now and then never finishes (Chromium answers Target.closeTarget but keeps
+        the tab, and Playwright waits for it to go); disposing of the context closes it.
+        """
         from playwright.sync_api import Error
 
         with Watchdog(SETUP_S, "closing the page"), contextlib.suppress(Error):
