@@ -15,7 +15,7 @@ import contextvars
 import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -190,6 +190,10 @@ async def patiently(
         return result
 
 
+#: A try of a step handed to a thread, and its future (``start``).
+Started = tuple["Try[T]", "asyncio.Future[T]"]
+
+
 class Try(Generic[T]):
     """One try of a database step, as a callable for a thread: ``started`` is when it began
     to run there (not when it was queued), so that what it found is dated right."""
@@ -203,23 +207,38 @@ class Try(Generic[T]):
         return self.fn(*self.args)
 
 
+def start(executor: Executor | None, fn: Callable[..., T], *args: Any) -> Started[T]:
+    """A first try of ``fn(*args)``, handed to the thread now (``in_thread`` hands it over
+    when the awaiting task next runs, after whatever the event loop runs before it)."""
+    attempt = Try(fn, *args)
+    ctx = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    return attempt, loop.run_in_executor(executor, functools.partial(ctx.run, attempt))
+
+
 async def briefly(
     weather: Weather,
     step: str,
     fn: Callable[..., T],
     *args: Any,
     executor: Executor | None = None,
+    first: Started[T] | None = None,
 ) -> T:
     """``fn(*args)`` in a thread for a step that cannot wait out an outage (a send record:
     the request waits on it). A first failure of an unusable database is tried once more
     at once, as in ``patiently`` (a kept connection that died with a restarted server fails
     once, however long after the restart it is next used); a second is reported to
-    ``weather`` and raised."""
+    ``weather`` and raised. ``first``: the first try, already started (``start``)."""
     once_more = not weather.degraded
     while True:
-        attempt = Try(fn, *args)
+        running: Awaitable[T]
+        if first is not None:
+            (attempt, running), first = first, None
+        else:
+            attempt = Try(fn, *args)
+            running = in_thread(executor, attempt)
         try:
-            return await in_thread(executor, attempt)
+            return await running
         except Exception as exc:
             if not unreachable(exc):
                 raise
@@ -247,5 +266,6 @@ __all__ = [
     "briefly",
     "in_thread",
     "patiently",
+    "start",
     "unreachable",
 ]

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,7 +38,15 @@ from scheduler.daemon import store
 from scheduler.daemon.dispatch import Dispatcher, Launched, Outcomes, safe_lookup
 from scheduler.daemon.limits import Limits
 from scheduler.daemon.store import Claimed, Result
-from scheduler.daemon.weather import Unavailable, Weather, briefly, patiently, unreachable
+from scheduler.daemon.weather import (
+    Started,
+    Unavailable,
+    Weather,
+    briefly,
+    patiently,
+    start,
+    unreachable,
+)
 from scheduler.db.engine import immediate
 from scheduler.db.models import Post, PostState
 from scheduler.logging import log_each
@@ -421,16 +429,25 @@ class Worker:
             self.unwritten[c.post_id] = result
             self._results.put_nowait(result)
 
-    async def _mark_sent(self, claims: list[Claimed], link: store.Link | None) -> set[int]:
+    def _mark_sent(
+        self, claims: list[Claimed], link: store.Link | None
+    ) -> Coroutine[Any, Any, set[int]]:
         """Record that these attempts' requests may leave; the attempt ids recorded (none
-        when the database cannot be written: the posts are then handed back unsent)."""
+        when the database cannot be written: the posts are then handed back unsent). The
+        record goes to the database now, not when the awaiting task first runs: the batch's
+        requests wait on it, and the steps of tasks that would run first (the results
+        writer's) would otherwise go ahead of it."""
         ids = [c.attempt_id for c in claims]
+
+        def record() -> set[int]:
+            return store.mark_sent(self.engine, ids, self.clock.now(), link=link)
+
+        return self._recorded(record, start(self._executor, record))
+
+    async def _recorded(self, record: Callable[[], set[int]], first: Started[set[int]]) -> set[int]:
         try:
             marked: set[int] = await briefly(
-                self.weather,
-                "sending",
-                lambda: store.mark_sent(self.engine, ids, self.clock.now(), link=link),
-                executor=self._executor,
+                self.weather, "sending", record, executor=self._executor, first=first
             )
         except Exception as exc:
             if not unreachable(exc):
@@ -495,6 +512,13 @@ class Worker:
     async def _write_loop(self) -> None:
         while True:
             batch = await self._results.take()
+            # A batch about to be sent goes first: its requests wait on its send record,
+            # nothing waits on this write. A claim made ahead is taken (its send record handed
+            # to the database thread) as soon as it returns; this write follows it.
+            ahead = self._next
+            if ahead is not None and not ahead.done():
+                await asyncio.wait({ahead})
+            await asyncio.sleep(0)
             try:
                 await self._write(batch)
             except Unavailable:
