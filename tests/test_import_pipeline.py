@@ -304,6 +304,9 @@ def test_the_validating_process_has_a_session_of_its_own_and_ends_with_the_impor
     try:
         assert importing.stdout is not None
         validating_pid = int(importing.stdout.readline())
+        deadline = time.monotonic() + 20  # the forked process may not have run yet
+        while os.getsid(validating_pid) != validating_pid and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert os.getsid(validating_pid) == validating_pid
         assert os.getsid(validating_pid) != os.getsid(importing.pid)
         assert _alive(validating_pid)
