@@ -332,6 +332,17 @@ def _checkpoints_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: A
     monkeypatch.setattr(scheduler.checkpoints, "_database", None)
 
 
+@pytest.fixture(autouse=True)
+def _cli_without_plugin_commands() -> None:
+    """Every test starts with the ``smm`` group holding no command from a plugin: the group
+    is the process's one, and a test that asks it for a name it does not know (the fuzz tests
+    do) makes it load the plugins' commands once and remember that, or what plugins
+    declared, for the tests after it. Nothing to forget while no test has imported it."""
+    module = sys.modules.get("scheduler.cli")
+    if module is not None:
+        module.cli.forget_plugin_commands()
+
+
 # =============================================================================================
 # Timeouts
 # =============================================================================================

@@ -790,11 +790,40 @@ def test_a_command_a_plugin_adds_through_its_hook_is_listed_once_loaded_with_the
         cli.load_plugin_commands()
         out = CliRunner().invoke(cli, ["--help"], terminal_width=100).output
     finally:
-        cli.commands.pop("greet", None)
-        cli._added_by.pop("greet", None)
-        cli._plugin_commands_loaded = False
+        cli.forget_plugin_commands()
     assert "Commands from plugins:" in out
     assert "[plugin greeter] Say hello." in out
+
+
+def test_forgotten_plugin_commands_are_looked_for_again(
+    installed: Callable[..., str],
+) -> None:
+    # A name the group does not know makes it load the plugins' commands, once; forgetting
+    # them (as every test starts) makes the next need look again and find a new plugin's.
+    from scheduler.cli import cli
+
+    assert smm("no-such-command").exit_code == 2
+    installed(
+        "waver",
+        """
+        from scheduler.hookspecs import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def wave():
+                \"\"\"Wave.\"\"\"
+        """,
+    )
+    plugins.reset()
+    assert smm("wave").exit_code == 2  # the group remembers it loaded them already
+    cli.forget_plugin_commands()
+    try:
+        assert smm("wave").exit_code == 0
+        cli.forget_plugin_commands()
+        assert "wave" not in cli.commands
+    finally:
+        cli.forget_plugin_commands()
 
 
 def test_a_plan_item_becomes_the_same_outgoing_post_as_the_constructor_builds() -> None:

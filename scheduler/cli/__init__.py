@@ -158,6 +158,18 @@ class SmmGroup(click.Group):
             for name in set(self.commands) - before:
                 self._added_by[name] = impl.plugin_name
 
+    def forget_plugin_commands(self) -> None:
+        """Drop every command plugins added and what was found about them, so that the next
+        need looks again. The group lives as long as the process: a process that reloads its
+        plugins (``scheduler.plugins.reset``), as the test suite does, calls this with it."""
+        for name in self._added_by:
+            self.commands.pop(name, None)
+            if name in COMMANDS:  # a plugin had replaced a built-in one: load ours again
+                self._loaded.discard(COMMANDS[name][0])
+        self._added_by.clear()
+        self._declared = None
+        self._plugin_commands_loaded = False
+
     def declared_commands(self) -> dict[str, Declared]:
         """The commands plugins declare (``smm_scheduler.commands`` entry points), by name,
         not loaded yet; what was left out is said once on stderr."""
