@@ -17,6 +17,7 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -347,51 +348,48 @@ def _cli_without_plugin_commands() -> None:
 # Timeouts
 # =============================================================================================
 
-#: pytest-timeout's timer for a test (pyproject.toml sets the limit and the thread method).
-_TIMER = pytest.StashKey[threading.Timer]()
+#: Whether ``pytest_timeout_set_timer`` armed SIGALRM for a test (pyproject.toml sets the limit
+#: and the signal method).
+_ARMED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
-    """Under xdist, a test past its timeout reports on stderr, then ends its worker.
+    """Under xdist, a test past its timeout writes every thread's stack to stderr and fails.
 
-    pytest-timeout's thread method writes a stuck test's stacks to the worker's stdout, which
-    xdist sends nowhere; the worker's stderr is the run's. Without xdist, the plugin's own
-    timer is used.
+    The signal method (SIGALRM) raises in the test where it is stuck, so the test fails and the
+    run goes on. pytest-timeout's own handler writes the other threads' stacks to the worker's
+    terminal, which xdist sends nowhere; the worker's stderr is the run's. The thread method is
+    not used: its timer is a second thread in the process, and a process running other threads
+    must not fork (the plan import's validating process is forked when it may be).
     """
-    if not hasattr(item.config, "workerinput") or settings.method != "thread":
+    if not hasattr(item.config, "workerinput") or settings.method != "signal":
         return None
 
-    def expire() -> None:
-        capture = item.config.pluginmanager.getplugin("capturemanager")
-        out = err = ""
-        if capture is not None:
-            capture.suspend_global_capture(item)
-            out, err = capture.read_global_capture()
+    def expire(signum: int, frame: Any) -> None:
+        __tracebackhide__ = True
         lines = [f"\n{'+' * 20} Timeout: {item.nodeid} ran over {settings.timeout} s\n"]
-        lines += [f"--- its stdout (last 4000 characters)\n{out[-4000:]}\n" if out else ""]
-        lines += [f"--- its stderr (last 4000 characters)\n{err[-4000:]}\n" if err else ""]
         names = {thread.ident: thread.name for thread in threading.enumerate()}
-        for ident, frame in sys._current_frames().items():
+        for ident, stack in sys._current_frames().items():
             if ident != threading.get_ident():
                 lines.append(f"--- stack of thread {names.get(ident, ident)}\n")
-                lines += traceback.format_stack(frame)
-        sys.stderr.write("".join(lines) + f"{'+' * 20} ending this worker\n")
+                lines += traceback.format_stack(stack)
+        sys.stderr.write("".join(lines) + f"{'+' * 20}\n")
         sys.stderr.flush()
-        os._exit(1)
+        pytest.fail(f"Timeout: the test ran over {settings.timeout} s")
 
-    timer = threading.Timer(settings.timeout, expire)
-    timer.daemon = True
-    item.stash[_TIMER] = timer
-    timer.start()
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, settings.timeout)
+    item.stash[_ARMED] = True
     return True
 
 
 @pytest.hookimpl(tryfirst=True, optionalhook=True)
 def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
     """Stop the timer ``pytest_timeout_set_timer`` started for ``item``, if it did."""
-    timer = item.stash.get(_TIMER, None)
-    if timer is None:
+    if not item.stash.get(_ARMED, False):
         return None
-    timer.cancel()
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    del item.stash[_ARMED]
     return True

@@ -189,9 +189,12 @@ def test_a_heartbeat_running_when_the_daemon_stops_is_no_job_failure_and_ends_st
         asyncio.run(run_service(engine, config, until=overran, timeout=30))
     generic = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")]
     assert not generic  # neither "raised an exception" nor "skipped: maximum number ..."
-    # The runs skipped while the slow one went on: said once, as the daemon's event.
+    # The runs skipped while the slow one went on: said as the daemon's event, once per
+    # stretch (on a busy machine the stop can come after more than one stretch).
     skipped = [e for e in logs if e["event"] == "job_skipped"]
-    assert [e["job"] for e in skipped] == ["heartbeat"]
+    assert skipped
+    assert {e["job"] for e in skipped} == {"heartbeat"}
+    assert len(skipped) < 4, skipped
     assert "has not finished" in skipped[0]["reason"]
     assert not [e for e in logs if e["event"] == "job_failed"], logs
     cut = [e for e in logs if e["event"] == "job_cut"]
