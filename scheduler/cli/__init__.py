@@ -374,7 +374,14 @@ def cli(
 
 def main(args: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
-    cli.main(args=args, prog_name="smm")
+    from scheduler.cli.streams import OutputError, quiet_when_closed
+
+    quiet_when_closed()
+    try:
+        cli.main(args=args, prog_name="smm")
+    except OutputError as exc:
+        _error(str(exc))
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
