@@ -322,6 +322,87 @@ def test_config_check_suggests_the_platform_a_typo_meant(smm, tmp_path: Path) ->
     assert "(hint: did you mean 'mastodon'? installed: bluesky," in result.output
 
 
+MASTODON = """\
+[accounts.toots]
+platform = "mastodon"
+timezone = "UTC"
+options.instance = "https://mastodon.example"
+credentials.access_token = { env = "SMM_TEST_CHECK_TOKEN" }
+"""
+
+
+def config_check(
+    tmp_path: Path, text: str, *args: str, expect: int
+) -> tuple[str, str, dict[str, Any]]:
+    """``smm config check ARGS`` of ``text``: its standard output and error, and its --json."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text, encoding="utf-8")
+    results = [
+        CliRunner().invoke(cli, ["--config", str(cfg), "config", "check", *args, *extra])
+        for extra in ([], ["--json"])
+    ]
+    assert [r.exit_code for r in results] == [expect, expect], results[0].output
+    return results[0].stdout, results[0].stderr, json.loads(results[1].stdout)
+
+
+def test_config_check_fails_on_a_credential_whose_variable_is_not_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMM_TEST_CHECK_TOKEN", raising=False)
+    _, err, listed = config_check(tmp_path, MASTODON, expect=1)
+    assert (
+        "c.toml, line 5, field 'accounts.toots.credentials.access_token': environment variable "
+        "SMM_TEST_CHECK_TOKEN is not set (hint: set SMM_TEST_CHECK_TOKEN in the daemon's "
+        "environment (systemd: Environment= or EnvironmentFile=); to check the file where the "
+        "secrets are not: --skip-credentials)"
+    ) in err
+    (problem,) = listed["problems"]
+    assert (problem["line"], problem["field"]) == (5, "accounts.toots.credentials.access_token")
+
+    monkeypatch.setenv("SMM_TEST_CHECK_TOKEN", "s3cr3t-token-value")
+    out, err, listed = config_check(tmp_path, MASTODON, expect=0)
+    assert "credentials: available" in out
+    assert listed["warnings"] == []
+    assert "s3cr3t" not in out + err + json.dumps(listed)
+
+
+def test_config_check_skipping_credentials_still_names_those_it_cannot_read(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "no-such-token"
+    text = MASTODON.replace('{ env = "SMM_TEST_CHECK_TOKEN" }', f'{{ file = "{secret}" }}')
+    _, err, _ = config_check(tmp_path, text, expect=1)
+    assert f"cannot read file {secret}: No such file or directory (hint: create {secret}" in err
+
+    out, err, listed = config_check(tmp_path, text, "--skip-credentials", expect=0)
+    assert "OK, 1 account(s)" in out
+    assert err.startswith(
+        f"warning: {tmp_path / 'c.toml'}, line 5, field "
+        f"'accounts.toots.credentials.access_token': cannot read file {secret}"
+    )
+    assert [w["field"] for w in listed["warnings"]] == ["accounts.toots.credentials.access_token"]
+
+
+def test_config_check_warns_of_a_systemd_credential_outside_the_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    text = MASTODON.replace('{ env = "SMM_TEST_CHECK_TOKEN" }', '{ credential = "toots" }')
+    _, err, listed = config_check(tmp_path, text, expect=0)
+    assert "field 'accounts.toots.credentials.access_token': systemd credential toots is " in err
+    assert "readable only inside the service (hint: check inside the service" in err
+    assert len(listed["warnings"]) == 1
+
+
+def test_config_check_needs_no_credential_of_a_disabled_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SMM_TEST_CHECK_TOKEN", raising=False)
+    out, err, _ = config_check(tmp_path, MASTODON + "enabled = false\n", expect=0)
+    assert "credentials: missing access_token" in out
+    assert err == ""
+
+
 def test_commands_needing_a_config_say_how_to_give_one(smm, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
     plan = tmp_path / "plan.yaml"
@@ -349,7 +430,9 @@ def test_the_networks_example_has_an_account_on_every_built_in_network() -> None
         if info.adapter.__module__.startswith("smm_") and not name.startswith("sim")
     }
     assert built_in - {a["platform"] for a in accounts.values()} == set()
-    result = CliRunner().invoke(cli, ["--config", str(example), "config", "check"])
+    # Its secrets are where the daemon runs, not here.
+    args = ["--config", str(example), "config", "check", "--skip-credentials"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
 
 

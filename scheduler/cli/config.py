@@ -9,6 +9,7 @@ from scheduler.adapter import Issue
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, safe
 from scheduler.config import Config, ConfigProblems, line_of
+from scheduler.credential_checks import unreadable_credentials
 from scheduler.errors import InvalidInput, Problem
 from scheduler.outgoing import account_view
 
@@ -73,13 +74,21 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (problems too, exit code 1).")
+@click.option(
+    "--skip-credentials",
+    is_flag=True,
+    help="A credential that cannot be read here is a warning, not a problem: for checking "
+    "the file where the secrets are not (CI, another machine).",
+)
 @pass_app
-def check(app: App, as_json: bool) -> None:
+def check(app: App, as_json: bool, skip_credentials: bool) -> None:
     """Validate the config: keys, time zones, slots, credentials, platforms."""
     if as_json:
-        _check_json(app)
+        _check_json(app, skip_credentials)
         return
-    config, problems = _all_problems(app)
+    config, problems, warnings = _all_problems(app, skip_credentials)
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
     if problems:
         raise InvalidInput(problems, f"config {config.source}")
     click.echo(f"{safe(str(config.source))}: OK, {len(config.accounts)} account(s)")
@@ -103,39 +112,72 @@ def check(app: App, as_json: bool) -> None:
         )
 
 
-def _all_problems(app: App) -> tuple[Config, list[Problem]]:
-    """The config's own problems and its plugins': those of the accounts read without a
-    problem too, when the file has some, so that one pass names them all."""
+def credential_problems(config: Config, skip: bool) -> tuple[list[Problem], list[Problem]]:
+    """The credentials of enabled accounts that cannot be read here, as (problems, warnings).
+
+    Problems unless ``skip``; a systemd credential outside its service is always a warning:
+    only the service can read it. The same ones ``smm doctor`` fails and warns on."""
+    problems, warnings = [], []
+    for u in unreadable_credentials(config):
+        line = line_of(config, u.field)
+        if u.why is None:
+            message = f"{u.ref.describe()} is readable only inside the service"
+            warnings.append(Problem(config.source, line, u.field, message, u.fix()))
+        elif skip:
+            warnings.append(Problem(config.source, line, u.field, u.why, u.fix()))
+        else:
+            hint = f"{u.fix()}; to check the file where the secrets are not: --skip-credentials"
+            problems.append(Problem(config.source, line, u.field, u.why, hint))
+    return problems, warnings
+
+
+def _all_problems(app: App, skip_credentials: bool) -> tuple[Config, list[Problem], list[Problem]]:
+    """The config's own problems, its plugins' and its credentials', and the warnings: those
+    of the accounts read without a problem too, when the file has some, so that one pass
+    names them all."""
     try:
         config = app.require_config()
     except ConfigProblems as exc:
-        partial = exc.partial
-        more = platform_problems(app, partial) + account_problems(app, partial)
-        return partial, exc.all_problems + more
-    return config, platform_problems(app) + account_problems(app)
+        config, problems = exc.partial, exc.all_problems
+    else:
+        problems = []
+    problems += platform_problems(app, config) + account_problems(app, config)
+    unreadable, warnings = credential_problems(config, skip_credentials)
+    return config, problems + unreadable, warnings
 
 
 def _problem_json(p: Problem) -> dict[str, object]:
     return {"file": p.file, "line": p.line, "field": p.field, "message": p.message, "hint": p.hint}
 
 
-def _check_json(app: App) -> None:
-    """``config check --json``: one object, ``ok`` false with the problems (exit code 1)."""
+def _check_json(app: App, skip_credentials: bool) -> None:
+    """``config check --json``: one object, ``ok`` false with the problems (exit code 1);
+    the warnings in both cases."""
     config: Config | None
+    warnings: list[Problem] = []
     try:
-        config, problems = _all_problems(app)
+        config, problems, warnings = _all_problems(app, skip_credentials)
     except InvalidInput as exc:
         config, problems = None, list(exc.problems)
     problems = InvalidInput(problems).problems  # the first 100, as the text lists them
+    warned = [_problem_json(p) for p in warnings]
     if config is None or problems:
         source = config.source if config else str(app.config_file)
-        echo_json({"config": source, "ok": False, "problems": [_problem_json(p) for p in problems]})
+        echo_json(
+            {
+                "config": source,
+                "ok": False,
+                "problems": [_problem_json(p) for p in problems],
+                "warnings": warned,
+            }
+        )
         click.get_current_context().exit(1)
     assert config is not None
     echo_json(
         {
             "config": config.source,
             "ok": True,
+            "warnings": warned,
             "accounts": [
                 {
                     "name": acc.name,

@@ -28,7 +28,8 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from scheduler import plugins
 from scheduler.cli.app import App, pass_app
 from scheduler.cli.output import echo_json, safe
-from scheduler.config import Config, CredentialError, CredentialRef, load_config
+from scheduler.config import Config, load_config
+from scheduler.credential_checks import INSIDE_THE_SERVICE, Unreadable, unreadable_credentials
 from scheduler.db.engine import (
     make_engine,
     redact_url,
@@ -224,54 +225,30 @@ def check_sqlite(engine: Engine, path: Path) -> list[Check]:
 # ----------------------------------------------------------------------------- credentials
 
 
-def _credential_fix(ref: CredentialRef) -> str:
-    if ref.kind == "env":
-        return (
-            f"set {ref.name} in the daemon's environment "
-            "(systemd: Environment= or EnvironmentFile=)"
-        )
-    if ref.kind == "file":
-        return f"create {ref.name}, readable by the daemon's user"
-    return f"add LoadCredential={ref.name}:/path/to/secret to the systemd unit"
-
-
-def _outside_systemd(ref: CredentialRef) -> bool:
-    """A systemd credential is only readable inside its service."""
-    return ref.kind == "credential" and not os.environ.get("CREDENTIALS_DIRECTORY")
-
-
 def check_credentials(config: Config) -> list[Check]:
     """Every credential each enabled account references can be read (the value never shown).
 
     Systemd credentials cannot be read from a shell: those are a warning, to be checked by
-    running ``smm doctor`` inside the service's environment.
+    running ``smm doctor`` inside the service's environment. ``smm config check`` names the
+    same ones (``scheduler.credential_checks``).
     """
+    unreadable: dict[str, list[Unreadable]] = {}
+    for u in unreadable_credentials(config):
+        unreadable.setdefault(u.account, []).append(u)
     found = []
     for name, account in sorted(config.accounts.items()):
         if not account.enabled or not account.credentials:
             continue
-        missing, unsure = [], []
-        for key, ref in sorted(account.credentials.items()):
-            if _outside_systemd(ref):
-                unsure.append((key, ref))
-                continue
-            try:
-                ref.resolve()
-            except CredentialError as exc:
-                missing.append((key, ref, str(exc)))
-        present = sorted(set(account.credentials) - {k for k, *_ in missing + unsure})
-        parts = [f"{key} missing: {why}" for key, _, why in missing]
-        parts += [
-            f"{key}: {ref.describe()}, readable only inside the service" for key, ref in unsure
-        ]
+        missing = [u for u in unreadable.get(name, []) if not u.only_inside_the_service]
+        unsure = [u for u in unreadable.get(name, []) if u.only_inside_the_service]
+        present = sorted(set(account.credentials) - {u.key for u in missing + unsure})
+        parts = [f"{u.key} missing: {u.why}" for u in missing]
+        parts += [f"{u.key}: {u.ref.describe()}, readable only inside the service" for u in unsure]
         if present:
             parts.append("present: " + ", ".join(present))
-        fixes = [_credential_fix(ref) for _, ref, _ in missing]
+        fixes = [u.fix() for u in missing]
         if unsure:
-            fixes.append(
-                "check inside the service, e.g. systemd-run --pipe "
-                "-p LoadCredential=NAME:/path/to/secret smm doctor"
-            )
+            fixes.append(INSIDE_THE_SERVICE)
         level = Level.FAIL if missing else Level.WARN if unsure else Level.OK
         found.append(Check(f"credentials {name}", level, "; ".join(parts), "; ".join(fixes)))
     return found
