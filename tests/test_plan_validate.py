@@ -81,6 +81,12 @@ def test_explicit_offset_overrides_the_account_zone(tmp_path: Path, config: Conf
         ("at", "at: 2026-03-29 03:30", "does not exist"),  # Riga's spring-forward gap
         ("text", "text: '   '", "missing or empty"),
         ("link", "link: example.com", "https://"),
+        (
+            "link",
+            "link: https://example.com/a b",
+            "contains a space (hint: percent-encode it: %20)",
+        ),
+        ("link", "link: https://example.com/a\u00a0b", "U+00A0 (hint: percent-encode it: %C2%A0)"),
         ("media", "media: [missing.png]", "not found"),
         ("evergreen", "evergreen: maybe", "yes or no"),
         ("tpye", "tpye: laugh", "did you mean 'type'"),
@@ -100,6 +106,23 @@ def test_each_kind_of_bad_field_is_reported_with_line_and_hint(
     assert problem.item == "x1"
     assert problem.line == len(base) + 1  # the offending field's own line
     assert needle in str(problem)
+
+
+def test_a_link_with_a_space_is_refused_at_its_row_and_accepted_percent_encoded(
+    tmp_path: Path, config: Config
+) -> None:
+    header = "id,account,type,text,link\n"
+    items, problems = validate(
+        tmp_path,
+        config,
+        "plan.csv",
+        header
+        + "a,riga,laugh,hi,https://example.com/a%20b\nb,riga,laugh,hi,https://example.com/a b\n",
+    )
+    assert [i.link for i in items] == ["https://example.com/a%20b"]
+    (problem,) = problems
+    assert (problem.file, problem.unit, problem.line) == (str(tmp_path / "plan.csv"), "row", 3)
+    assert (problem.item, problem.field) == ("b", "link")
 
 
 def test_missing_required_fields_are_each_reported(tmp_path: Path, config: Config) -> None:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from scheduler import fetch, media
 from scheduler.adapter import NO_OPTIONS, Issue, IssueCode, MediaMeta, PostOptions
@@ -194,6 +194,13 @@ def _check_url(c: _Checker, name: str, value: str) -> bool:
         c.fail(
             name, f"{excerpt(value)} is not an http(s) URL", "write the full address: https://..."
         )
+        return False
+    # urlparse takes a space, but an address has none: a network would cut the link there,
+    # or refuse the post.
+    space = next((ch for ch in value if ch.isspace()), None)
+    if space is not None:
+        which = "a space" if space == " " else f"the space character U+{ord(space):04X}"
+        c.fail(name, f"{excerpt(value)} contains {which}", f"percent-encode it: {quote(space)}")
         return False
     return True
 
