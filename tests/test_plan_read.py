@@ -90,6 +90,35 @@ def test_csv_header_is_case_insensitive_and_semicolons_are_detected(tmp_path: Pa
     assert items[0].values == {"id": "a", "account": "acme", "text": "hello, world"}
 
 
+def test_csv_whose_first_line_declares_its_separator_uses_it_and_skips_the_line(
+    tmp_path: Path,
+) -> None:
+    # Excel reads `sep=|` as the separator and hides the line: the header is row 1.
+    path = write(
+        tmp_path,
+        "plan.csv",
+        '\ufeffsep=|\r\nid|account|text\r\na|acme|"hello, world"\r\n\r\nb|acme|hi|extra\r\n'.encode(),
+    )
+    items, problems = read_plan_file(path)
+    assert [(i.values, i.line) for i in items] == [
+        ({"id": "a", "account": "acme", "text": "hello, world"}, 2)
+    ]
+    assert [(p.line, p.unit, p.message) for p in problems] == [
+        (4, "row", "4 cells but the header has 3 columns")
+    ]
+
+
+def test_a_declared_separator_padded_with_itself_is_read_and_lines_count_it(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "plan.csv", 'SEP=;;;\nid;text\na;"two\nlines"\nb;"open\n')
+    items, problems = read_plan_file(path)
+    assert [(i.values["id"], i.line) for i in items] == [("a", 2)]
+    (problem,) = problems
+    assert (problem.line, problem.unit) == (3, "row")
+    assert "begins in row 3, line 5 of the file" in problem.message
+
+
 def test_csv_with_a_byte_order_mark_reads_the_first_column(tmp_path: Path) -> None:
     path = write(tmp_path, "plan.csv", "\ufeffid,account\na,acme\n".encode())
     items, _ = read_plan_file(path)

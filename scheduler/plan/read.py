@@ -13,6 +13,7 @@ import csv
 import io
 import itertools
 import os
+import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -173,6 +174,9 @@ def _utf8_line_at(path: Path, position: int) -> int:
 # --------------------------------------------------------------------------- CSV
 
 _DELIMITERS = ",;\t"
+#: The line Excel reads as the file's separator, and hides (``sep=;``): some exports begin
+#: with it, a few padded with the separator itself (``sep=;;;``).
+_SEP_LINE = re.compile(r'(?i)sep=([^"\r\n])\1*')
 
 
 def _sniff_delimiter(header: str) -> str:
@@ -228,13 +232,21 @@ def iter_csv(lines: Iterable[str], file: str, problems: list[Problem]) -> Iterat
     file's problems to ``problems``; nothing but the current row is held."""
     rest = iter(lines)
     first_line = next(rest, "")
+    # A declared separator wins over the header's guess; the line is no row of the
+    # spreadsheet, so the header stays row 1 and only the file's lines count it.
+    declared = _SEP_LINE.fullmatch(first_line.rstrip("\r\n"))
+    skipped = 1 if declared else 0
+    if declared:
+        first_line = next(rest, "")
     if not first_line:
         problems.append(
             Problem(file, 1, None, "the plan is empty", "add a header row and posts", unit="row")
         )
         return
     reader = csv.reader(
-        itertools.chain((first_line,), rest), delimiter=_sniff_delimiter(first_line), strict=True
+        itertools.chain((first_line,), rest),
+        delimiter=declared.group(1) if declared else _sniff_delimiter(first_line),
+        strict=True,
     )
     try:
         header = next(reader)
@@ -244,7 +256,7 @@ def iter_csv(lines: Iterable[str], file: str, problems: list[Problem]) -> Iterat
         )
         return
     except csv.Error as exc:
-        problems.append(_csv_error(exc, file, 1, 1))
+        problems.append(_csv_error(exc, file, 1, 1 + skipped))
         return
     columns = [h.strip().lower() for h in header]
     if not any(columns):
@@ -306,7 +318,7 @@ def iter_csv(lines: Iterable[str], file: str, problems: list[Problem]) -> Iterat
             yield RawItem(file, row, "row", values)
     except csv.Error as exc:
         # The reader failed on the record after the last one it returned.
-        problems.append(_csv_error(exc, file, row + 1, ended + 1))
+        problems.append(_csv_error(exc, file, row + 1, ended + 1 + skipped))
     if wide > MAX_FILE_PROBLEMS:
         problems.append(
             Problem(
