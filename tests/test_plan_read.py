@@ -97,7 +97,8 @@ def test_csv_whose_first_line_declares_its_separator_uses_it_and_skips_the_line(
     path = write(
         tmp_path,
         "plan.csv",
-        '\ufeffsep=|\r\nid|account|text\r\na|acme|"hello, world"\r\n\r\nb|acme|hi|extra\r\n'.encode(),
+        '\ufeffsep=|\r\nid|account|text\r\na|acme|"hello, world"\r\n\r\n'
+        "b|acme|hi|extra\r\n".encode(),
     )
     items, problems = read_plan_file(path)
     assert [(i.values, i.line) for i in items] == [
