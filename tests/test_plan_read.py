@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from scheduler.plan.read import read_plan_file, read_plan_files
 
 
@@ -54,6 +56,21 @@ def test_yaml_defaults_apply_unless_an_item_overrides_them(tmp_path: Path) -> No
         ("acme", "laugh"),
         ("acme", "medal"),
     ]
+
+
+@pytest.mark.parametrize("defaults_last", [False, True], ids=["streamed", "read-whole"])
+def test_a_typo_under_yaml_defaults_is_reported_once_at_its_own_line(
+    tmp_path: Path, defaults_last: bool
+) -> None:
+    defaults = "defaults:\n  acount: acme\n  type: laugh\n"
+    posts = "posts:\n  - id: a\n    text: hi\n  - id: b\n    text: hi\n"
+    path = write(tmp_path, "plan.yaml", posts + defaults if defaults_last else defaults + posts)
+    items, problems = read_plan_file(path)
+    line = 7 if defaults_last else 2
+    assert [(p.line, p.field, p.message, p.hint) for p in problems] == [
+        (line, "defaults.acount", "unknown field 'acount'", "did you mean 'account'?")
+    ]
+    assert [sorted(i.values) for i in items] == [["id", "text", "type"]] * 2
 
 
 def test_invalid_yaml_is_reported_with_its_line_and_a_hint(tmp_path: Path) -> None:

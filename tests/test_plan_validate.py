@@ -125,6 +125,20 @@ def test_a_link_with_a_space_is_refused_at_its_row_and_accepted_percent_encoded(
     assert (problem.item, problem.field) == ("b", "link")
 
 
+def test_a_bad_value_under_yaml_defaults_is_reported_at_its_line(
+    tmp_path: Path, config: Config
+) -> None:
+    items, problems = validate(
+        tmp_path,
+        config,
+        "plan.yaml",
+        "defaults:\n  account: riga\n  evergreen: maybe\nposts:\n"
+        "  - {id: a, type: laugh, text: hi}\n  - {id: b, type: laugh, text: hi, evergreen: no}\n",
+    )
+    assert [i.key for i in items] == ["b"]
+    assert [(p.line, p.item, p.field) for p in problems] == [(3, "a", "evergreen")]
+
+
 def test_missing_required_fields_are_each_reported(tmp_path: Path, config: Config) -> None:
     _, problems = validate(tmp_path, config, "plan.yaml", "- evergreen: no\n")
     assert {p.field for p in problems} == {"id", "account", "type", "text"}

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from scheduler.adapter import NO_OPTIONS, MediaMeta, PostOptions
+from scheduler.errors import excerpt
 
 #: Fields an item may carry (docs/content-plan.md).
 FIELDS = (
@@ -39,6 +40,23 @@ FIELDS = (
 )
 #: Columns/keys that are kept for people and ignored by the importer.
 IGNORED_FIELDS = frozenset({"notes", "note", "comment", "comments", "status"})
+
+
+def unknown_field(name: str) -> tuple[str, str] | None:
+    """What to say (message, hint) of a field no item has; None for a known field, an ignored
+    one or a writer's note (``_x``, ``#x``)."""
+    lowered = name.lower()
+    if lowered in FIELDS or lowered in IGNORED_FIELDS or lowered.startswith(("_", "#")):
+        return None
+    import difflib  # only for a field that is wrong
+
+    close = difflib.get_close_matches(lowered, FIELDS, n=1) if len(lowered) <= 40 else []
+    return (
+        f"unknown field {excerpt(name)}",
+        f"did you mean {close[0]!r}?"
+        if close
+        else "known fields: " + ", ".join(FIELDS) + " (start a notes field with _ to keep it)",
+    )
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -48,7 +48,7 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
     problems = [
         Problem(file, line, name, message, hint) for line, name, message, hint in duplicates
     ]
-    defaults: dict[str, Any] = {}
+    defaults: safeyaml.LinedDict | None = None
     if isinstance(doc, safeyaml.LinedDict):
         unknown = set(doc) - {"posts", "defaults"}
         for key in sorted(unknown):
@@ -62,14 +62,14 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
                 )
             )
         raw_defaults = doc.get("defaults") or {}
-        if not isinstance(raw_defaults, dict):
+        if isinstance(raw_defaults, safeyaml.LinedDict):
+            defaults = yamlstream.item_defaults(raw_defaults, file, problems)
+        elif raw_defaults != {}:
             problems.append(
                 Problem(
                     file, doc.key_lines.get("defaults"), "defaults", "defaults must be a mapping"
                 )
             )
-        else:
-            defaults = dict(raw_defaults)
         posts = doc.get("posts")
         posts_line = doc.key_lines.get("posts", doc.line)
     else:
@@ -98,8 +98,11 @@ def read_yaml(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
                 )
             )
             continue
-        values = {**defaults, **entry} if defaults else entry
-        items.append(RawItem(file, entry.line, "line", values, entry.key_lines))
+        if defaults:
+            values, lines = {**defaults, **entry}, {**defaults.key_lines, **entry.key_lines}
+        else:
+            values, lines = entry, entry.key_lines
+        items.append(RawItem(file, entry.line, "line", values, lines))
     return items, problems
 
 

@@ -20,7 +20,7 @@ from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
 from scheduler.plan.groups import Member, expand, is_group_values, post_keys
-from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem
+from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem, unknown_field
 from scheduler.plan.media_items import media_entries
 from scheduler.plan.post_options import OPTION_FIELDS, post_options
 from scheduler.timeutil import LocalTimeError, parse_wall_time
@@ -277,17 +277,9 @@ _KNOWN_FIELDS = frozenset(FIELDS) | IGNORED_FIELDS
 
 def _unknown_fields(c: _Checker) -> None:
     for name in c.raw.values:
-        lowered = name.lower()
-        if lowered in FIELDS or lowered in IGNORED_FIELDS or lowered.startswith(("_", "#")):
-            continue
-        close = difflib.get_close_matches(lowered, FIELDS, n=1) if len(lowered) <= 40 else []
-        c.fail(
-            name,
-            f"unknown field {excerpt(name)}",
-            f"did you mean {close[0]!r}?"
-            if close
-            else "known fields: " + ", ".join(FIELDS) + " (start a notes field with _ to keep it)",
-        )
+        found = unknown_field(name)
+        if found is not None:
+            c.fail(name, *found)
 
 
 def validate_item(

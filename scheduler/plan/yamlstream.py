@@ -36,7 +36,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from scheduler.errors import Problem, excerpt
 from scheduler.plan import safeyaml
-from scheduler.plan.items import RawItem
+from scheduler.plan.items import RawItem, unknown_field
 
 _DEPTH_ERROR = "nested deeper than {} levels"
 
@@ -244,7 +244,7 @@ def _items(loader: _Loader, file: str, problems: list[Problem]) -> Iterator[RawI
         return
     document = loader.get_event()
     event = loader.peek_event()
-    defaults: dict[str, Any] = {}
+    defaults = _lined({}, 1)
     if isinstance(event, SequenceStartEvent) and event.anchor is None and event.tag in (None, "!"):
         yield from _posts(loader, builder, file, problems, 1, defaults)
     elif isinstance(event, MappingStartEvent) and event.anchor is None and event.tag in (None, "!"):
@@ -268,6 +268,32 @@ def _items(loader: _Loader, file: str, problems: list[Problem]) -> Iterator[RawI
         )
 
 
+def _lined(values: dict[str, Any], line: int) -> safeyaml.LinedDict:
+    lined = safeyaml.LinedDict(values)
+    lined.line, lined.key_lines = line, {}
+    return lined
+
+
+def item_defaults(
+    value: safeyaml.LinedDict, file: str, problems: list[Problem]
+) -> safeyaml.LinedDict:
+    """``defaults:`` as every item gets them, each key with its line (a bad value is then
+    reported where it is written). A key no item may have is reported once, at its own
+    line, and left out: every item would report it, at the item's line."""
+    kept = _lined({}, value.line)
+    for key, default in value.items():
+        line = value.key_lines.get(key, value.line)
+        found = unknown_field(key)
+        if found is None:
+            kept[key], kept.key_lines[key] = default, line
+        else:
+            name = f"defaults.{key}"
+            problems.append(
+                Problem(file, line, name if len(name) <= 40 else excerpt(name, 40)[1:-1], *found)
+            )
+    return kept
+
+
 def _flush(builder: _Builder, file: str, problems: list[Problem]) -> None:
     problems += [Problem(file, *found) for found in builder.duplicates]
     builder.duplicates.clear()
@@ -279,7 +305,7 @@ def _item(
     file: str,
     problems: list[Problem],
     posts_line: int,
-    defaults: dict[str, Any],
+    defaults: safeyaml.LinedDict,
 ) -> RawItem | None:
     if not isinstance(entry, safeyaml.LinedDict):
         problems.append(
@@ -292,8 +318,10 @@ def _item(
             )
         )
         return None
-    values = {**defaults, **entry} if defaults else entry
-    return RawItem(file, entry.line, "line", values, entry.key_lines)
+    if not defaults:
+        return RawItem(file, entry.line, "line", entry, entry.key_lines)
+    values = {**defaults, **entry}
+    return RawItem(file, entry.line, "line", values, {**defaults.key_lines, **entry.key_lines})
 
 
 def _posts(
@@ -302,7 +330,7 @@ def _posts(
     file: str,
     problems: list[Problem],
     depth: int,
-    defaults: dict[str, Any],
+    defaults: safeyaml.LinedDict,
 ) -> Iterator[RawItem]:
     """The items of the posts list that starts at the next event, at ``depth``."""
     start = loader.get_event()
@@ -328,7 +356,7 @@ def _mapping(
     builder.count(None)  # the mapping itself
     doc_line = int(start.start_mark.line) + 1
     lines: dict[str, int] = {}
-    defaults: dict[str, Any] = {}
+    defaults = _lined({}, doc_line)
     has_posts = False
     while not loader.check_event(MappingEndEvent):
         key = loader.compose(-(1 << 30))
@@ -362,10 +390,12 @@ def _mapping(
         if name == "defaults":
             if not value:
                 continue
-            if not isinstance(value, dict):
+            if not isinstance(value, safeyaml.LinedDict):
                 problems.append(Problem(file, line, "defaults", "defaults must be a mapping"))
             else:
-                defaults.update(value)
+                kept = item_defaults(value, file, problems)
+                defaults.update(kept)
+                defaults.key_lines.update(kept.key_lines)
         elif name == "posts":
             has_posts = True
             problems.append(
