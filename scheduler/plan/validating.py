@@ -197,6 +197,11 @@ class Reader:
         self._items = iter(plan)
         self._at = 0  # the chunk the next item belongs to
 
+    @property
+    def at(self) -> int:
+        """The chunk the next item read belongs to."""
+        return self._at
+
     def take(self, number: int) -> list[RawItem]:
         """The items of chunk ``number`` (not before the last one taken)."""
         assert number >= self._at
@@ -249,6 +254,8 @@ class Shared:
 
     #: Chunks of its own this process may validate ahead of those it writes.
     HELPS = 4
+    #: Chunks its reader may skip (reading each of their rows) to reach one to validate.
+    SKIPS = 4
 
     def __init__(self, validator: Validator, plan: Iterable[RawItem]) -> None:
         self.validator = validator
@@ -329,7 +336,11 @@ class Shared:
                 if mine is None:
                     data = self._next_message(0)
                     if data is None and len(own) < self.HELPS:
-                        mine = self._take(count)
+                        # Only a chunk its reader is close to: the reader gets there by
+                        # parsing every row before it, which for a chunk far ahead costs
+                        # more than validating it saves (the other process is ahead).
+                        near = (reader.at if reader is not None else 0) + self.SKIPS + 1
+                        mine = self._take(min(count, near))
                 if mine is not None:
                     reader = reader or Reader(self.plan)
                     raws = reader.take(mine)
