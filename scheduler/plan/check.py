@@ -20,9 +20,9 @@ from scheduler.budgets import PlanBudgets
 from scheduler.config import Config
 from scheduler.errors import Problem
 from scheduler.plan import pipeline, validating
-from scheduler.plan.groups import is_group_values, post_keys
+from scheduler.plan.groups import plan_ids
 from scheduler.plan.items import RawItem
-from scheduler.plan.validate import NetworkCheck, raw_key, validate_raw
+from scheduler.plan.validate import NetworkCheck, validate_raw
 
 #: Looks up which of a chunk's ids are stored posts already out of the queue.
 SettledLookup = Callable[[Sequence[str]], Collection[str]]
@@ -109,14 +109,7 @@ class _Chunks:
     def check(self, raws: Sequence[RawItem]) -> None:
         done: Collection[str] = ()
         if self.settled is not None and raws:
-            keys = []
-            for raw in raws:
-                key = raw_key(raw)
-                if key:
-                    keys.append(key)
-                    if is_group_values(raw.values):
-                        keys += [m for m, _ in post_keys(raw) if m != key]
-            done = self.settled(keys)
+            done = self.settled(plan_ids(raws))
         result = self.result
         for index, raw in enumerate(raws, self.start):
             own: list[Problem] = []

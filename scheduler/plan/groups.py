@@ -108,15 +108,21 @@ def post_keys(raw: RawItem) -> list[tuple[str, str]]:
     return [(member_key(item_id.strip(), name), name) for name in unique]
 
 
+def item_ids(raw: RawItem, key: str) -> list[str]:
+    """The ids an item with id ``key`` uses: ``key``, and the id of each of its posts when it
+    names several accounts."""
+    if not is_group_values(raw.values):
+        return [key]
+    return [key, *(m for m, _ in post_keys(raw) if m != key)]
+
+
 def plan_ids(raws: Iterable[RawItem]) -> list[str]:
     """Every item's id, and the id of each post of the items that name several accounts."""
     out = []
     for raw in raws:
         item_id = raw.values.get("id")
         if type(item_id) is str and item_id.strip():
-            out.append(item_id.strip())
-            if is_group_values(raw.values):
-                out += [key for key, _ in post_keys(raw) if key != item_id.strip()]
+            out += item_ids(raw, item_id.strip())
     return out
 
 

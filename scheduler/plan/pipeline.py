@@ -44,7 +44,7 @@ from scheduler.db.models import PostState
 from scheduler.errors import Problem, excerpt
 from scheduler.learned_slots import slot_plan
 from scheduler.plan import validating
-from scheduler.plan.groups import account_list, is_group_values, post_keys
+from scheduler.plan.groups import account_list, is_group_values, item_ids, post_keys
 from scheduler.plan.importer import (
     LOCKED,
     NEW_COLUMNS,
@@ -313,10 +313,7 @@ def _duplicates(plan: Iterable[RawItem], scan: _Scan) -> tuple[list[tuple[int, i
             key = raw_key(raw)
             if not key:
                 continue
-            names = [key]
-            if is_group_values(raw.values):
-                names += [m for m, _ in post_keys(raw) if m != key]
-            names = [n for n in names if _id_hash(n) in suspects]
+            names = [n for n in item_ids(raw, key) if _id_hash(n) in suspects]
             if not names:
                 continue
             clash = next((n for n in names if n in first), None)

@@ -19,7 +19,7 @@ from scheduler.adapter import NO_OPTIONS, Issue, IssueCode, MediaMeta, PostOptio
 from scheduler.config import AccountConfig, Config, MediaSettings
 from scheduler.errors import Problem, excerpt
 from scheduler.plan.gcpause import gc_paused
-from scheduler.plan.groups import Member, expand, is_group_values, post_keys
+from scheduler.plan.groups import Member, expand, is_group_values, item_ids, post_keys
 from scheduler.plan.items import FIELDS, IGNORED_FIELDS, PlanItem, RawItem, unknown_field
 from scheduler.plan.media_items import media_entries
 from scheduler.plan.post_options import OPTION_FIELDS, post_options
@@ -687,7 +687,7 @@ def duplicate_ids(raws: Sequence[RawItem], keys: Sequence[str] | None = None) ->
         if not key:
             continue
         if is_group_values(raw.values):
-            names = [key, *(m for m, _ in post_keys(raw) if m != key)]
+            names = item_ids(raw, key)
             clash = next((n for n in names if n in first_seen), None)
             if clash is None:
                 first_seen.update(dict.fromkeys(names, raw))
